@@ -1,0 +1,245 @@
+"""Operations: long actions as objects, and the per-instance locks they hold.
+
+Design note: an Operation is created by the engine, runs its work in a
+thread, and can be waited on by anyone (the server's ``/wait`` handler, the
+local driver, a test). The registry doubles as the lock table: an operation
+that names ``lock=("instances", NAME)`` refuses to start while another
+operation holds that key, with a Conflict that names the one in flight, or
+waits for it when the caller asks to. That is how two starts, or a delete
+during a start, never race. Operations are kept in memory, as LXD does; a
+finished one is dropped five minutes after it ends.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from cove.model.errors import CoveError, Conflict, InternalError, NotFound, Timeout
+from cove.model.states import OperationStatus
+
+__all__ = ["Operation", "Operations", "OperationContext"]
+
+_KEEP_FINISHED = 300.0
+
+
+def _iso(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e6):06d}Z"
+
+
+class Operation:
+    """One long action. Thread-safe; ``wait()`` blocks until it ends."""
+
+    def __init__(self, cls: str, description: str, resources: dict[str, list[str]],
+                 may_cancel: bool = False) -> None:
+        self.id = str(uuid.uuid4())
+        self.cls = cls  # "task", "websocket" or "token"
+        self.description = description
+        self.resources = resources
+        self.may_cancel = may_cancel
+        self.created_at = time.time()
+        self.updated_at = self.created_at
+        self.status = OperationStatus.RUNNING
+        self.metadata: dict[str, Any] = {}
+        self.err = ""
+        self.error: CoveError | None = None
+        self.result: Any = None
+        self._done = threading.Event()
+        self._cancel = threading.Event()
+        self._listeners: list[Callable[[Operation], None]] = []
+
+    # -- observers ------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """The LXD wire form of this operation."""
+        return {
+            "id": self.id,
+            "class": self.cls,
+            "description": self.description,
+            "created_at": _iso(self.created_at),
+            "updated_at": _iso(self.updated_at),
+            "status": self.status.value,
+            "status_code": self.status.code,
+            "resources": {k: list(v) for k, v in self.resources.items()},
+            "metadata": dict(self.metadata) if self.metadata else None,
+            "may_cancel": self.may_cancel,
+            "err": self.err,
+            "location": "none",
+        }
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the operation ends; True if it did within ``timeout``."""
+        return self._done.wait(timeout)
+
+    def raise_for_error(self) -> None:
+        """Raise the operation's error, if it failed."""
+        if self.status is OperationStatus.FAILURE:
+            raise self.error or InternalError(self.err)
+        if self.status is OperationStatus.CANCELLED:
+            raise InternalError("Operation cancelled")
+
+    def add_listener(self, fn: Callable[[Operation], None]) -> None:
+        self._listeners.append(fn)
+
+    # -- progress from the worker ---------------------------------------------
+    def update(self, **metadata: Any) -> None:
+        """Merge ``metadata`` (progress, fds, return code) and tell listeners."""
+        self.metadata.update(metadata)
+        self.updated_at = time.time()
+        self._notify()
+
+    def progress(self, stage: str, percent: int | None = None, text: str = "") -> None:
+        """Report progress the way LXD does (``metadata.progress``)."""
+        prog: dict[str, str] = {"stage": stage}
+        if percent is not None:
+            prog["percent"] = str(percent)
+        if text:
+            prog["text"] = text
+        self.update(progress=prog)
+
+    def cancel(self) -> None:
+        if not self.may_cancel:
+            raise Conflict(f"Operation {self.id} cannot be cancelled")
+        self._cancel.set()
+
+    def _finish(self, status: OperationStatus, error: CoveError | None = None) -> None:
+        self.status = status
+        self.error = error
+        self.err = str(error) if error else ""
+        self.updated_at = time.time()
+        self._done.set()
+        self._notify()
+
+    def _notify(self) -> None:
+        for fn in list(self._listeners):
+            try:
+                fn(self)
+            except Exception:  # a listener must never break the operation
+                pass
+
+
+OperationContext = Operation
+
+
+class Operations:
+    """The registry of operations and the lock table.
+
+    ``on_change`` is called (from worker threads) every time an operation is
+    created, updated or ends; the events stream hangs off it.
+    """
+
+    def __init__(self, on_change: Callable[[Operation], None] | None = None) -> None:
+        self._ops: dict[str, Operation] = {}
+        self._locks: dict[str, Operation] = {}
+        self._cond = threading.Condition()
+        self._on_change = on_change
+
+    def get(self, op_id: str) -> Operation:
+        with self._cond:
+            self._reap()
+            op = self._ops.get(op_id)
+        if op is None:
+            raise NotFound(f"Operation not found: {op_id}")
+        return op
+
+    def list(self) -> list[Operation]:
+        with self._cond:
+            self._reap()
+            return list(self._ops.values())
+
+    def holder(self, key: str) -> Operation | None:
+        with self._cond:
+            return self._locks.get(key)
+
+    def run(self, fn: Callable[[Operation], Any], *, description: str,
+            resources: dict[str, list[str]] | None = None, lock: str | None = None,
+            wait_for_lock: float = 0.0, cls: str = "task", may_cancel: bool = False,
+            background: bool = True) -> Operation:
+        """Create an operation that runs ``fn(op)`` and return it.
+
+        ``lock`` names a key (``instance:NAME``) held for the operation's life.
+        If another operation holds it, raise Conflict naming that operation,
+        unless ``wait_for_lock`` > 0, in which case wait that long for it.
+        With ``background=False`` the work runs in the calling thread.
+
+        Raises:
+            Conflict: the lock is held (and stayed held for ``wait_for_lock``).
+        """
+        op = Operation(cls, description, resources or {}, may_cancel)
+        if self._on_change is not None:
+            op.add_listener(self._on_change)
+        if lock is not None:
+            self._acquire(lock, op, wait_for_lock)
+        with self._cond:
+            self._ops[op.id] = op
+
+        def work() -> None:
+            try:
+                op.result = fn(op)
+            except CoveError as e:
+                op._finish(OperationStatus.FAILURE, e)
+            except Exception as e:  # noqa: BLE001 - reported on the operation
+                op._finish(OperationStatus.FAILURE, InternalError(f"{type(e).__name__}: {e}"))
+            else:
+                op._finish(OperationStatus.CANCELLED if op.cancelled else OperationStatus.SUCCESS)
+            finally:
+                if lock is not None:
+                    self._release(lock, op)
+
+        op._notify()
+        if background:
+            threading.Thread(target=work, name=f"op-{op.id[:8]}", daemon=True).start()
+        else:
+            work()
+        return op
+
+    def _acquire(self, key: str, op: Operation, wait: float) -> None:
+        deadline = time.monotonic() + wait
+        with self._cond:
+            while key in self._locks:
+                held = self._locks[key]
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    what = key.split(":", 1)[-1]
+                    raise Conflict(f"{what} is busy: operation {held.id} "
+                                   f"({held.description}) is in flight")
+                self._cond.wait(left)
+            self._locks[key] = op
+
+    def _release(self, key: str, op: Operation) -> None:
+        with self._cond:
+            if self._locks.get(key) is op:
+                del self._locks[key]
+            self._cond.notify_all()
+
+    def _reap(self) -> None:
+        now = time.time()
+        for op_id, op in list(self._ops.items()):
+            if op.done and now - op.updated_at > _KEEP_FINISHED:
+                del self._ops[op_id]
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no operation holds a lock (used at shutdown)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._locks:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
+
+
+def wait_or_timeout(op: Operation, timeout: float) -> None:
+    if not op.wait(timeout):
+        raise Timeout(f"Operation {op.id} did not finish within {timeout}s")

@@ -1,0 +1,1 @@
+"""Pure data and validation: names, config keys, states, errors. No I/O."""

@@ -1,0 +1,246 @@
+"""Instance config keys: which exist, what values they take, what they mean.
+
+Keys follow LXD's names where LXD has one (``limits.memory``,
+``environment.*``, ``boot.autostart``); cove's own live under ``cove.*``.
+``volatile.*`` and ``image.*`` are written by the server and accepted back
+unchanged, as LXD does, so a client can PUT what it GOT.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import signal
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from cove.model.errors import BadRequest
+
+__all__ = [
+    "Resources",
+    "validate_config",
+    "parse_memory",
+    "parse_cpu",
+    "parse_signal",
+    "resources_from_config",
+    "command_from_config",
+    "environment_from_config",
+    "truthy",
+]
+
+_UNITS = {
+    "": 1, "B": 1,
+    "kB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+    "KB": 10**3,
+    "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40,
+    "k": 2**10, "K": 2**10, "m": 2**20, "M": 2**20, "g": 2**30, "G": 2**30,
+}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$")
+
+
+def truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def parse_memory(value: str, host_total: int | None = None) -> int:
+    """Parse ``limits.memory``: ``256MB``, ``1GiB``, ``512M``, bytes, or ``50%``."""
+    v = value.strip()
+    if v.endswith("%"):
+        try:
+            pct = float(v[:-1])
+        except ValueError:
+            raise BadRequest(f"Invalid limits.memory {value!r}") from None
+        if not 0 < pct <= 100:
+            raise BadRequest(f"Invalid limits.memory {value!r}: percentage must be in (0, 100]")
+        total = host_total if host_total is not None else _host_memory()
+        return int(total * pct / 100)
+    m = _SIZE.match(v)
+    if not m or m.group(2) not in _UNITS:
+        raise BadRequest(f"Invalid limits.memory {value!r}: use a size like 256MB, 1GiB or 50%")
+    n = int(float(m.group(1)) * _UNITS[m.group(2)])
+    if n < 4 * 2**20:
+        raise BadRequest(f"Invalid limits.memory {value!r}: at least 4MiB")
+    return n
+
+
+def _host_memory() -> int:  # pragma: no cover - trivial I/O
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def parse_cpu(value: str) -> tuple[float | None, str | None]:
+    """Parse ``limits.cpu``: a count (``2``) or a set (``0-1,3``).
+
+    Returns ``(count, None)`` or ``(None, cpuset)``.
+    """
+    v = value.strip()
+    if re.fullmatch(r"\d+", v):
+        n = int(v)
+        if n < 1:
+            raise BadRequest(f"Invalid limits.cpu {value!r}: at least 1")
+        return float(n), None
+    if re.fullmatch(r"\d+(-\d+)?(,\d+(-\d+)?)*", v):
+        for part in v.split(","):
+            if "-" in part:
+                a, b = part.split("-")
+                if int(a) > int(b):
+                    raise BadRequest(f"Invalid limits.cpu {value!r}: range {part} is backwards")
+        return None, v
+    raise BadRequest(f"Invalid limits.cpu {value!r}: use a count like 2 or a set like 0-1,3")
+
+
+def parse_allowance(value: str) -> tuple[int, int]:
+    """Parse ``limits.cpu.allowance`` (``50%`` or ``25ms/100ms``) into (quota, period) in us."""
+    v = value.strip()
+    m = re.fullmatch(r"(\d+)ms/(\d+)ms", v)
+    if m:
+        quota, period = int(m.group(1)) * 1000, int(m.group(2)) * 1000
+        if quota < 1000 or period < 1000:
+            raise BadRequest(f"Invalid limits.cpu.allowance {value!r}")
+        return quota, period
+    m = re.fullmatch(r"(\d+)%", v)
+    if m and 0 < int(m.group(1)):
+        return int(m.group(1)) * 1000, 100_000
+    raise BadRequest(f"Invalid limits.cpu.allowance {value!r}: use 50% or 25ms/100ms")
+
+
+def parse_processes(value: str) -> int:
+    v = value.strip()
+    if not re.fullmatch(r"\d+", v) or int(v) < 1:
+        raise BadRequest(f"Invalid limits.processes {value!r}: a positive integer")
+    return int(v)
+
+
+def parse_signal(value: str) -> int:
+    """Parse a signal name or number (``SIGTERM``, ``TERM``, ``15``)."""
+    v = value.strip().upper()
+    if v.isdigit():
+        n = int(v)
+        if 1 <= n <= 64:
+            return n
+    else:
+        name = v if v.startswith("SIG") else "SIG" + v
+        try:
+            return int(getattr(signal.Signals, name))
+        except AttributeError:
+            pass
+    raise BadRequest(f"Invalid signal {value!r}: use a name like SIGTERM or a number")
+
+
+def _id(value: str) -> int:
+    v = value.strip()
+    if not re.fullmatch(r"\d+", v) or int(v) > 2**32 - 2:
+        raise BadRequest(f"Invalid id {value!r}: a number from 0 to 4294967294")
+    return int(v)
+
+
+def _cmd(value: str) -> list[str]:
+    try:
+        words = shlex.split(value)
+    except ValueError as e:
+        raise BadRequest(f"Invalid cove.cmd {value!r}: {e}") from None
+    if not words:
+        raise BadRequest("Invalid cove.cmd: empty command")
+    return words
+
+
+def _cwd(value: str) -> str:
+    if not value.startswith("/"):
+        raise BadRequest(f"Invalid cove.cwd {value!r}: must be an absolute path")
+    return value
+
+
+def _bool(value: str) -> bool:
+    if value.strip().lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off", ""):
+        raise BadRequest(f"Invalid boolean {value!r}: use true or false")
+    return truthy(value)
+
+
+_VALIDATORS: dict[str, Callable[[str], object]] = {
+    "limits.memory": parse_memory,
+    "limits.cpu": parse_cpu,
+    "limits.cpu.allowance": parse_allowance,
+    "limits.processes": parse_processes,
+    "boot.autostart": _bool,
+    "security.privileged": _bool,
+    "cove.cmd": _cmd,
+    "cove.cwd": _cwd,
+    "cove.uid": _id,
+    "cove.gid": _id,
+    "cove.halt": parse_signal,
+}
+_FREE_PREFIXES = ("environment.", "user.", "volatile.", "image.")
+# Keys LXD clients send that have no effect here but must not be refused.
+_ACCEPTED = {"boot.autostart.delay", "boot.autostart.priority", "boot.host_shutdown_timeout"}
+
+
+def validate_config(config: Mapping[str, object]) -> dict[str, str]:
+    """Check every key and value; return the config with values as strings.
+
+    Raises:
+        BadRequest: naming the first unknown key or bad value.
+    """
+    if not isinstance(config, Mapping):
+        raise BadRequest("config must be an object of string keys and values")
+    out: dict[str, str] = {}
+    for key, raw in config.items():
+        if not isinstance(key, str):
+            raise BadRequest(f"Invalid config key {key!r}")
+        if isinstance(raw, bool):
+            value = "true" if raw else "false"
+        elif isinstance(raw, (str, int, float)):
+            value = str(raw)
+        else:
+            raise BadRequest(f"Invalid value for {key!r}: must be a string")
+        check = _VALIDATORS.get(key)
+        if check is not None:
+            if value != "":
+                check(value)
+        elif key.startswith(_FREE_PREFIXES):
+            if key.startswith("environment.") and len(key) == len("environment."):
+                raise BadRequest("Invalid config key 'environment.': a variable name is missing")
+        elif key not in _ACCEPTED:
+            raise BadRequest(f"Unknown configuration key: {key}")
+        out[key] = value
+    return out
+
+
+@dataclass(frozen=True)
+class Resources:
+    """cgroup limits derived from config; None means unlimited."""
+
+    memory: int | None = None
+    cpu_quota: int | None = None
+    cpu_period: int | None = None
+    cpus: str | None = None
+    pids: int | None = None
+
+
+def resources_from_config(config: Mapping[str, str], ncpu: int | None = None) -> Resources:
+    """Turn the ``limits.*`` keys into cgroup values (a pure function)."""
+    memory = parse_memory(config["limits.memory"]) if config.get("limits.memory") else None
+    quota = period = None
+    cpus = None
+    if config.get("limits.cpu"):
+        count, cpus = parse_cpu(config["limits.cpu"])
+        if count is not None:
+            period = 100_000
+            quota = int(count * period)
+    if config.get("limits.cpu.allowance"):
+        quota, period = parse_allowance(config["limits.cpu.allowance"])
+    pids = parse_processes(config["limits.processes"]) if config.get("limits.processes") else None
+    return Resources(memory=memory, cpu_quota=quota, cpu_period=period, cpus=cpus, pids=pids)
+
+
+def command_from_config(config: Mapping[str, str], image_cmd: list[str]) -> list[str]:
+    """The init command: ``cove.cmd`` split as shell words, else the image's."""
+    if config.get("cove.cmd"):
+        return _cmd(config["cove.cmd"])
+    return list(image_cmd)
+
+
+def environment_from_config(config: Mapping[str, str]) -> dict[str, str]:
+    return {k[len("environment."):]: v for k, v in config.items() if k.startswith("environment.")}

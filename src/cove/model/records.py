@@ -1,0 +1,52 @@
+"""What cove records about instances and images (plain data, no I/O)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cove.model.states import Status
+
+__all__ = ["Instance", "Image", "Alias"]
+
+
+@dataclass
+class Instance:
+    """One instance as stored. ``status`` is the recorded (last known) one."""
+
+    name: str
+    image: str  # fingerprint of the image it was created from
+    config: dict[str, str] = field(default_factory=dict)
+    devices: dict[str, dict[str, str]] = field(default_factory=dict)
+    profiles: list[str] = field(default_factory=lambda: ["default"])
+    description: str = ""
+    ephemeral: bool = False
+    status: Status = Status.STOPPED
+    architecture: str = "x86_64"
+    created_at: float = 0.0
+    last_used_at: float = 0.0
+    last_exit_code: int | None = None
+    id: int = 0  # database row id; also names runtime state
+
+
+@dataclass
+class Alias:
+    name: str
+    target: str
+    description: str = ""
+
+
+@dataclass
+class Image:
+    fingerprint: str
+    size: int
+    architecture: str = "x86_64"
+    properties: dict[str, str] = field(default_factory=dict)
+    filename: str = ""
+    public: bool = False
+    created_at: float = 0.0
+    uploaded_at: float = 0.0
+    last_used_at: float = 0.0
+    aliases: list[Alias] = field(default_factory=list)
+    # cove's own, not on the LXD wire: the init command and env from an OCI image.
+    cmd: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)

@@ -1,0 +1,286 @@
+"""The state database: one SQLite file in WAL mode under cove's root.
+
+Design note: every state change is one transaction (``with self._tx()``), so
+a coved killed at any point leaves the database at a step boundary; the
+engine's reconcile pass then brings the host in line with it. Connections
+are per thread (SQLite objects may not cross threads) and cheap to open.
+``synchronous=NORMAL`` in WAL mode keeps commits off fsync on the hot path
+while still never corrupting the file; a power cut may lose the last commits,
+which reconcile tolerates because the runtime is asked for the truth anyway.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from cove.model.errors import Conflict, NotFound
+from cove.model.records import Alias, Image, Instance
+from cove.model.states import Status
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS instances (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL UNIQUE,
+    image TEXT NOT NULL,
+    config TEXT NOT NULL,
+    devices TEXT NOT NULL,
+    profiles TEXT NOT NULL,
+    description TEXT NOT NULL DEFAULT '',
+    ephemeral INTEGER NOT NULL DEFAULT 0,
+    status TEXT NOT NULL,
+    architecture TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    last_used_at REAL NOT NULL DEFAULT 0,
+    last_exit_code INTEGER
+);
+CREATE TABLE IF NOT EXISTS images (
+    fingerprint TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    architecture TEXT NOT NULL,
+    properties TEXT NOT NULL,
+    filename TEXT NOT NULL DEFAULT '',
+    public INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    uploaded_at REAL NOT NULL,
+    last_used_at REAL NOT NULL DEFAULT 0,
+    cmd TEXT NOT NULL DEFAULT '[]',
+    env TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS aliases (
+    name TEXT PRIMARY KEY,
+    target TEXT NOT NULL REFERENCES images(fingerprint) ON DELETE CASCADE,
+    description TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"""
+
+_INSTANCE_COLS = (
+    "id, name, image, config, devices, profiles, description, ephemeral, status,"
+    " architecture, created_at, last_used_at, last_exit_code"
+)
+
+
+def _instance(row: sqlite3.Row) -> Instance:
+    return Instance(
+        id=row[0], name=row[1], image=row[2], config=json.loads(row[3]),
+        devices=json.loads(row[4]), profiles=json.loads(row[5]), description=row[6],
+        ephemeral=bool(row[7]), status=Status(row[8]), architecture=row[9],
+        created_at=row[10], last_used_at=row[11], last_exit_code=row[12],
+    )
+
+
+class Store:
+    """All reads and writes of cove's state database.
+
+    Raises NotFound for a missing row and Conflict for a duplicate name;
+    every method is one transaction.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._local = threading.local()
+        with self._tx() as db:
+            db.executescript(_SCHEMA)
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None,
+                                   check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        db = self._conn()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    # -- meta -------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        row = self._conn().execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    # -- instances --------------------------------------------------------
+    def list_instances(self) -> list[Instance]:
+        rows = self._conn().execute(f"SELECT {_INSTANCE_COLS} FROM instances ORDER BY name")
+        return [_instance(r) for r in rows]
+
+    def get_instance(self, name: str) -> Instance:
+        row = self._conn().execute(
+            f"SELECT {_INSTANCE_COLS} FROM instances WHERE name=?", (name,)).fetchone()
+        if row is None:
+            raise NotFound(f"Instance not found: {name}")
+        return _instance(row)
+
+    def has_instance(self, name: str) -> bool:
+        return self._conn().execute(
+            "SELECT 1 FROM instances WHERE name=?", (name,)).fetchone() is not None
+
+    def add_instance(self, inst: Instance) -> Instance:
+        try:
+            with self._tx() as db:
+                cur = db.execute(
+                    "INSERT INTO instances(name, image, config, devices, profiles, description,"
+                    " ephemeral, status, architecture, created_at, last_used_at, last_exit_code)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (inst.name, inst.image, json.dumps(inst.config), json.dumps(inst.devices),
+                     json.dumps(inst.profiles), inst.description, int(inst.ephemeral),
+                     inst.status.value, inst.architecture, inst.created_at, inst.last_used_at,
+                     inst.last_exit_code),
+                )
+        except sqlite3.IntegrityError:
+            raise Conflict(f"Instance already exists: {inst.name}") from None
+        inst.id = int(cur.lastrowid or 0)
+        return inst
+
+    def update_instance(self, inst: Instance) -> None:
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE instances SET name=?, config=?, devices=?, profiles=?, description=?,"
+                " ephemeral=?, status=?, last_used_at=?, last_exit_code=? WHERE id=?",
+                (inst.name, json.dumps(inst.config), json.dumps(inst.devices),
+                 json.dumps(inst.profiles), inst.description, int(inst.ephemeral),
+                 inst.status.value, inst.last_used_at, inst.last_exit_code, inst.id),
+            )
+            if cur.rowcount == 0:
+                raise NotFound(f"Instance not found: {inst.name}")
+
+    def rename_instance(self, old: str, new: str) -> None:
+        try:
+            with self._tx() as db:
+                cur = db.execute("UPDATE instances SET name=? WHERE name=?", (new, old))
+                if cur.rowcount == 0:
+                    raise NotFound(f"Instance not found: {old}")
+        except sqlite3.IntegrityError:
+            raise Conflict(f"Instance already exists: {new}") from None
+
+    def delete_instance(self, name: str) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM instances WHERE name=?", (name,))
+
+    def instances_using_image(self, fingerprint: str) -> list[str]:
+        rows = self._conn().execute("SELECT name FROM instances WHERE image=?", (fingerprint,))
+        return [r[0] for r in rows]
+
+    # -- images -----------------------------------------------------------
+    def _aliases_of(self, fingerprint: str) -> list[Alias]:
+        rows = self._conn().execute(
+            "SELECT name, target, description FROM aliases WHERE target=? ORDER BY name",
+            (fingerprint,))
+        return [Alias(*r) for r in rows]
+
+    def _image(self, row: sqlite3.Row) -> Image:
+        return Image(
+            fingerprint=row[0], size=row[1], architecture=row[2],
+            properties=json.loads(row[3]), filename=row[4], public=bool(row[5]),
+            created_at=row[6], uploaded_at=row[7], last_used_at=row[8],
+            cmd=json.loads(row[9]), env=json.loads(row[10]),
+            aliases=self._aliases_of(row[0]),
+        )
+
+    _IMAGE_COLS = ("fingerprint, size, architecture, properties, filename, public, created_at,"
+                   " uploaded_at, last_used_at, cmd, env")
+
+    def list_images(self) -> list[Image]:
+        rows = self._conn().execute(
+            f"SELECT {self._IMAGE_COLS} FROM images ORDER BY uploaded_at").fetchall()
+        return [self._image(r) for r in rows]
+
+    def find_images(self, prefix: str) -> list[Image]:
+        rows = self._conn().execute(
+            f"SELECT {self._IMAGE_COLS} FROM images WHERE fingerprint LIKE ? ESCAPE '\\'",
+            (prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%",),
+        ).fetchall()
+        return [self._image(r) for r in rows]
+
+    def add_image(self, img: Image) -> None:
+        try:
+            with self._tx() as db:
+                db.execute(
+                    f"INSERT INTO images({self._IMAGE_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    (img.fingerprint, img.size, img.architecture, json.dumps(img.properties),
+                     img.filename, int(img.public), img.created_at, img.uploaded_at,
+                     img.last_used_at, json.dumps(img.cmd), json.dumps(img.env)),
+                )
+        except sqlite3.IntegrityError:
+            raise Conflict(f"Image with same fingerprint already exists: {img.fingerprint}") from None
+
+    def update_image(self, img: Image) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE images SET properties=?, public=?, last_used_at=? WHERE fingerprint=?",
+                (json.dumps(img.properties), int(img.public), img.last_used_at, img.fingerprint))
+
+    def delete_image(self, fingerprint: str) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM aliases WHERE target=?", (fingerprint,))
+            db.execute("DELETE FROM images WHERE fingerprint=?", (fingerprint,))
+
+    # -- aliases ----------------------------------------------------------
+    def list_aliases(self) -> list[Alias]:
+        rows = self._conn().execute("SELECT name, target, description FROM aliases ORDER BY name")
+        return [Alias(*r) for r in rows]
+
+    def get_alias(self, name: str) -> Alias:
+        row = self._conn().execute(
+            "SELECT name, target, description FROM aliases WHERE name=?", (name,)).fetchone()
+        if row is None:
+            raise NotFound(f"Image alias not found: {name}")
+        return Alias(*row)
+
+    def add_alias(self, alias: Alias) -> None:
+        try:
+            with self._tx() as db:
+                db.execute("INSERT INTO aliases(name, target, description) VALUES (?,?,?)",
+                           (alias.name, alias.target, alias.description))
+        except sqlite3.IntegrityError:
+            raise Conflict(f"Alias already exists: {alias.name}") from None
+
+    def update_alias(self, alias: Alias) -> None:
+        with self._tx() as db:
+            cur = db.execute("UPDATE aliases SET target=?, description=? WHERE name=?",
+                             (alias.target, alias.description, alias.name))
+            if cur.rowcount == 0:
+                raise NotFound(f"Image alias not found: {alias.name}")
+
+    def rename_alias(self, old: str, new: str) -> None:
+        try:
+            with self._tx() as db:
+                cur = db.execute("UPDATE aliases SET name=? WHERE name=?", (new, old))
+                if cur.rowcount == 0:
+                    raise NotFound(f"Image alias not found: {old}")
+        except sqlite3.IntegrityError:
+            raise Conflict(f"Alias already exists: {new}") from None
+
+    def delete_alias(self, name: str) -> None:
+        with self._tx() as db:
+            cur = db.execute("DELETE FROM aliases WHERE name=?", (name,))
+            if cur.rowcount == 0:
+                raise NotFound(f"Image alias not found: {name}")
