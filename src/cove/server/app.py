@@ -1,0 +1,101 @@
+"""The aiohttp application: routes, the error envelope, shutdown.
+
+Design note: every failure a client can see is LXD's error envelope. A
+``CoveError`` carries its own HTTP status; aiohttp's own 404/405/413 are
+rewrapped; anything else is a bug, answered 500 with one line while the
+traceback goes to the daemon's log only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from aiohttp import web
+
+from cove.engine import Engine
+from cove.model.errors import CoveError
+from cove.server import (
+    render,
+    routes_events,
+    routes_exec,
+    routes_files,
+    routes_images,
+    routes_instances,
+    routes_logs,
+    routes_operations,
+    routes_server,
+    routes_state,
+)
+from cove.server.routes_common import (
+    ENGINE,
+    EXECUTOR,
+    OP_WAITERS,
+    OPEN_WEBSOCKETS,
+    WEBSOCKETS,
+)
+
+__all__ = ["make_app"]
+
+log = logging.getLogger("cove.server")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except CoveError as e:
+        return render.error(e.status, e.message)
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        headers = {"Allow": e.headers["Allow"]} if "Allow" in e.headers else None
+        return render.error(e.status, e.reason, headers)
+    except (asyncio.CancelledError, ConnectionResetError):
+        raise
+    except Exception as e:
+        log.exception("%s %s failed", request.method, request.path_qs)
+        return render.error(500, f"Internal error: {_one_line(e)}")
+
+
+async def _close_websockets(app: web.Application) -> None:
+    for endpoint in list(app[WEBSOCKETS].values()):
+        await endpoint.close()
+    opened = app[OPEN_WEBSOCKETS]
+    for ws in list(opened):
+        await ws.close(code=1001, message=b"server shutting down")
+
+
+def make_app(engine: Engine, *, executor: ThreadPoolExecutor | None = None) -> web.Application:
+    """Build coved's application around ``engine``.
+
+    Engine calls run on ``executor`` (a private pool of 32 threads when not
+    given, shut down with the app).
+    """
+    app = web.Application(middlewares=[_errors])
+    app[ENGINE] = engine
+    own_pool = executor is None
+    app[EXECUTOR] = executor or ThreadPoolExecutor(max_workers=32, thread_name_prefix="coved")
+    app[WEBSOCKETS] = {}
+    app[OPEN_WEBSOCKETS] = set()
+    app[OP_WAITERS] = {}
+
+    for module in (routes_server, routes_operations, routes_events, routes_images,
+                   routes_instances, routes_state, routes_exec, routes_files, routes_logs):
+        module.add_routes(app)
+
+    app.on_shutdown.append(_close_websockets)
+    if own_pool:
+        async def _stop_pool(app: web.Application) -> None:
+            app[EXECUTOR].shutdown(wait=False, cancel_futures=True)
+        app.on_cleanup.append(_stop_pool)
+    return app

@@ -1,0 +1,116 @@
+"""``coved [--root DIR]``: the daemon.
+
+Order matters: the root is locked and the socket bound (not listening)
+before the engine is built, so a second coved on the same root stops before
+it touches anything; the socket starts listening only once the engine has
+reconciled. SIGTERM and SIGINT stop serving, let running operations finish
+for a while, and close the engine; containers keep running (their monitors
+hold them), as they do when coved crashes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import fcntl
+import logging
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from cove.engine import Engine
+from cove.server.app import make_app
+from cove.server.listen import SocketInUse, bind_unix
+
+__all__ = ["main", "serve"]
+
+log = logging.getLogger("cove.server")
+
+DEFAULT_ROOT = "/var/lib/cove"
+SOCKET_NAME = "unix.socket"  # as LXD names it: LXD_DIR=<root> lxc ... finds it
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="coved", description="cove daemon: the LXD REST API "
+                                "over a unix socket")
+    p.add_argument("--root", type=Path,
+                   default=Path(os.environ.get("COVE_DIR") or DEFAULT_ROOT),
+                   help="state directory (default: $COVE_DIR or /var/lib/cove)")
+    p.add_argument("--socket", type=Path, default=None,
+                   help="unix socket path (default: ROOT/unix.socket)")
+    p.add_argument("--shutdown-timeout", type=float, default=30.0,
+                   help="seconds to let running operations finish at stop (default 30)")
+    p.add_argument("--debug", action="store_true", help="log debug messages")
+    return p.parse_args(argv)
+
+
+def _lock_root(root: Path) -> int:
+    """Hold ``root/coved.lock`` for the life of the process (one coved per root)."""
+    fd = os.open(root / "coved.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise SocketInUse(f"{root}: another coved runs on this root") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+async def serve(engine: Engine, sock: socket.socket, *, shutdown_timeout: float = 30.0) -> None:
+    """Serve ``engine`` on the bound ``sock`` until SIGTERM or SIGINT."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    runner = web.AppRunner(make_app(engine), handle_signals=False, access_log=None,
+                           shutdown_timeout=5.0)
+    await runner.setup()
+    site = web.SockSite(runner, sock, shutdown_timeout=5.0)
+    await site.start()
+    log.info("coved listening on %s (root %s)", sock.getsockname(), engine.root)
+    await stop.wait()
+    log.info("stopping: no new requests; containers keep running")
+    await runner.cleanup()
+    if not await loop.run_in_executor(None, engine.operations.wait_idle, shutdown_timeout):
+        log.warning("operations still running after %.0fs; stopping anyway", shutdown_timeout)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    logging.basicConfig(stream=sys.stderr, level=logging.DEBUG if args.debug else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    root: Path = args.root.absolute()
+    sock_path: Path = (args.socket or root / SOCKET_NAME).absolute()
+    try:
+        if not root.exists():
+            root.mkdir(mode=0o700, parents=True)
+        lock_fd = _lock_root(root)
+        sock = bind_unix(sock_path)
+    except (SocketInUse, OSError) as e:
+        log.error("cannot start: %s", e)
+        return 1
+    try:
+        engine = Engine(root)
+        try:
+            engine.startup()
+            asyncio.run(serve(engine, sock, shutdown_timeout=args.shutdown_timeout))
+        finally:
+            engine.close()
+    except Exception:
+        log.exception("coved failed")
+        return 1
+    finally:
+        sock.close()
+        sock_path.unlink(missing_ok=True)
+        os.close(lock_fd)
+    log.info("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,320 @@
+"""What every route module shares: the application keys, the engine call that
+keeps the event loop free, and request parsing that names the problem.
+
+Design note: a handler reads the request with these helpers (each raises
+``BadRequest`` naming the field and what it should have been), calls the
+engine through ``call`` (a worker thread, never the event loop), and renders
+with ``cove.server.render``. Anything that takes a long time on the engine
+side is an ``Operation`` and is answered with 202.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import os
+import tempfile
+import threading
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+from aiohttp import web
+
+from cove.engine import Engine, Operation
+from cove.model.errors import BadRequest, NotFound
+
+__all__ = [
+    "CHUNK",
+    "ENGINE",
+    "EXECUTOR",
+    "OPEN_WEBSOCKETS",
+    "OP_WAITERS",
+    "WEBSOCKETS",
+    "WebsocketEndpoint",
+    "call",
+    "check_project",
+    "engine_of",
+    "in_thread",
+    "instances_base",
+    "json_body",
+    "op_done",
+    "opt_bool",
+    "opt_devices",
+    "opt_int",
+    "opt_number",
+    "opt_str",
+    "opt_str_list",
+    "opt_str_map",
+    "recursion",
+    "spool",
+]
+
+T = TypeVar("T")
+
+CHUNK = 1 << 20  # read and write uploads and downloads by this much
+
+
+class WebsocketEndpoint(Protocol):
+    """Something an operation's websockets connect to (exec, later console)."""
+
+    async def connect(self, request: web.Request, secret: str) -> web.StreamResponse:
+        """Upgrade ``request`` if ``secret`` is one of ours; Forbidden otherwise."""
+        ...
+
+    async def close(self) -> None:
+        """Let go of every websocket (daemon shutdown)."""
+        ...
+
+
+ENGINE = web.AppKey("cove.engine", Engine)
+EXECUTOR = web.AppKey("cove.executor", ThreadPoolExecutor)
+# operation id -> the endpoint its /websocket connections go to
+WEBSOCKETS = web.AppKey("cove.websockets", dict[str, WebsocketEndpoint])
+# every websocket a handler holds open, closed at shutdown
+OPEN_WEBSOCKETS = web.AppKey("cove.open_websockets", set[web.WebSocketResponse])
+# operation id -> a future resolved when it ends (shared by /wait callers)
+OP_WAITERS = web.AppKey("cove.op_waiters", dict[str, "asyncio.Future[None]"])
+
+
+def engine_of(request: web.Request) -> Engine:
+    return request.app[ENGINE]
+
+
+async def call(request: web.Request, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a (possibly slow) engine call on the app's worker threads."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(request.app[EXECUTOR], functools.partial(fn, *args, **kwargs))
+
+
+def in_thread(fn: Callable[[], T], name: str) -> asyncio.Future[T]:
+    """Run a call that may block for a long time (``session.wait()``) in its
+    own daemon thread, so it never holds one of the pool's workers."""
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[T] = loop.create_future()
+
+    def settle(value: T | None, exc: BaseException | None) -> None:
+        if fut.done():
+            return
+        if exc is not None:
+            fut.set_exception(exc)
+        else:
+            fut.set_result(value)  # type: ignore[arg-type]
+
+    def run() -> None:
+        try:
+            value = fn()
+        except BaseException as e:  # noqa: BLE001 - handed to the awaiting task
+            result: tuple[T | None, BaseException | None] = (None, e)
+        else:
+            result = (value, None)
+        try:
+            loop.call_soon_threadsafe(settle, *result)
+        except RuntimeError:  # the loop is gone (daemon stopping)
+            pass
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return fut
+
+
+def op_done(app: web.Application, op: Operation) -> asyncio.Future[None]:
+    """A future resolved when ``op`` ends; one engine listener per operation,
+    however many clients wait on it."""
+    waiters = app[OP_WAITERS]
+    fut = waiters.get(op.id)
+    if fut is not None:
+        return fut
+    loop = asyncio.get_running_loop()
+    fut = loop.create_future()
+    waiters[op.id] = fut
+
+    def resolve() -> None:
+        waiters.pop(op.id, None)
+        if not fut.done():
+            fut.set_result(None)
+
+    def listener(o: Operation) -> None:
+        if o.done:
+            try:
+                loop.call_soon_threadsafe(resolve)
+            except RuntimeError:
+                pass
+
+    op.add_listener(listener)
+    if op.done:  # it ended before the listener was in place
+        resolve()
+    return fut
+
+
+async def spool(request: web.Request, read: Callable[[int], Awaitable[bytes]],
+                prefix: str) -> Path:
+    """Copy an upload (``read(n)`` until it gives b"") to a new file under
+    ``<root>/tmp``; the caller owns the file. Removed here if the copy fails."""
+    tmp_dir = engine_of(request).root / "tmp"
+    loop = asyncio.get_running_loop()
+    pool = request.app[EXECUTOR]
+
+    def open_spool() -> tuple[int, str]:
+        tmp_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return tempfile.mkstemp(prefix=prefix, dir=tmp_dir)
+
+    fd, name = await loop.run_in_executor(pool, open_spool)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            while True:
+                chunk = await read(CHUNK)
+                if not chunk:
+                    break
+                await loop.run_in_executor(pool, f.write, chunk)
+    except BaseException:
+        os.unlink(name)
+        raise
+    return Path(name)
+
+
+# -- request bodies -------------------------------------------------------------
+
+async def json_body(request: web.Request, *, required: bool = True) -> dict[str, Any]:
+    """The request body as a JSON object.
+
+    Raises:
+        BadRequest: empty (when ``required``), not JSON, or not an object.
+    """
+    raw = await request.read()
+    if not raw.strip():
+        if required:
+            raise BadRequest("Request body is empty: expected a JSON object")
+        return {}
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise BadRequest(f"Request body is not valid JSON: {e}") from None
+    if not isinstance(body, dict):
+        raise BadRequest(f"Request body must be a JSON object, not {_kind(body)}")
+    return body
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _wrong(key: str, expected: str, value: object) -> BadRequest:
+    return BadRequest(f"Field {key!r} must be {expected}, not {_kind(value)}")
+
+
+def opt_str(body: dict[str, Any], key: str, default: str = "") -> str:
+    """A string field; missing or null gives ``default``."""
+    value = body.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise _wrong(key, "a string", value)
+    return value
+
+
+def opt_bool(body: dict[str, Any], key: str, default: bool = False) -> bool:
+    value = body.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise _wrong(key, "a boolean", value)
+    return value
+
+
+def opt_int(body: dict[str, Any], key: str, default: int) -> int:
+    value = body.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _wrong(key, "an integer", value)
+    return value
+
+
+def opt_number(body: dict[str, Any], key: str, default: float) -> float:
+    value = body.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _wrong(key, "a number", value)
+    return float(value)
+
+
+def opt_str_map(body: dict[str, Any], key: str) -> dict[str, str] | None:
+    """An object of string values (``config``, ``environment``); None if absent."""
+    value = body.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise _wrong(key, "an object of strings", value)
+    for k, v in value.items():
+        if not isinstance(v, str):
+            raise BadRequest(f"Field {key!r}: the value of {k!r} must be a string, not {_kind(v)}")
+    return dict(value)
+
+
+def opt_devices(body: dict[str, Any], key: str = "devices") -> dict[str, dict[str, str]] | None:
+    """``{device name: {key: string}}``; None if absent."""
+    value = body.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise _wrong(key, "an object of devices", value)
+    out: dict[str, dict[str, str]] = {}
+    for name, dev in value.items():
+        if not isinstance(dev, dict):
+            raise BadRequest(f"Field {key!r}: device {name!r} must be an object, not {_kind(dev)}")
+        for k, v in dev.items():
+            if not isinstance(v, str):
+                raise BadRequest(f"Field {key!r}: device {name!r} key {k!r} must be a string, "
+                                 f"not {_kind(v)}")
+        out[name] = dict(dev)
+    return out
+
+
+def opt_str_list(body: dict[str, Any], key: str) -> list[str] | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise _wrong(key, "a list of strings", value)
+    return list(value)
+
+
+# -- query parameters ------------------------------------------------------------
+
+def recursion(request: web.Request) -> int:
+    """``?recursion=N`` (0, 1 or 2; LXD's ``2;fields=...`` form is read as 2)."""
+    raw = request.query.get("recursion", "0").split(";", 1)[0].strip() or "0"
+    try:
+        level = int(raw)
+    except ValueError:
+        raise BadRequest(f"Invalid recursion {raw!r}: expected 0, 1 or 2") from None
+    if level < 0:
+        raise BadRequest(f"Invalid recursion {raw!r}: expected 0, 1 or 2")
+    return min(level, 2)
+
+
+def check_project(request: web.Request) -> None:
+    """cove has one project, ``default``; naming another is a 404 as in LXD."""
+    project = request.query.get("project", "")
+    if project not in ("", "default"):
+        raise NotFound(f"Project not found: {project}")
+
+
+def instances_base(request: web.Request) -> str:
+    """``/1.0/instances`` or ``/1.0/containers``, as the client asked."""
+    return "/1.0/containers" if request.path.startswith("/1.0/containers") else "/1.0/instances"

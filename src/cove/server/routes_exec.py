@@ -1,0 +1,501 @@
+"""``POST /1.0/instances/NAME/exec``: run a command in an instance, LXD's way.
+
+Design note, the websocket flow (``wait-for-websocket: true``, what pylxd's
+``execute()`` and ``lxc exec`` use):
+
+1. The POST checks the instance runs (400 otherwise, before anything is
+   made), then creates a ``websocket`` operation whose metadata holds one
+   secret per stream: ``{"fds": {"0", "1", "2", "control"}}``, or ``"0"`` and
+   ``"control"`` for an interactive (pty) command.
+2. The client connects each stream to ``/1.0/operations/ID/websocket?secret=``.
+   When every data stream is there (control is optional: pylxd never opens
+   it), the command starts (``engine.exec_instance``).
+3. Pumps copy ws "0" to stdin (a text message, an empty message or a close
+   is end of input: stdin is closed) and stdout/stderr to ws "1"/"2" (a pty
+   both ways on ws "0"); control messages resize the pty or send a signal.
+4. At exit the outputs are read to EOF first (a few seconds at most, in case
+   a daemonised child keeps them open), then each output stream gets LXD's
+   end-of-stream barrier (an empty text message) and a close, and only once
+   the client has acknowledged the close is ``{"return": code}`` put in the
+   operation's metadata and the operation ended. So a client that waits for
+   the operation and then reads what it got never misses output.
+
+Without websockets (``wait-for-websocket: false``) stdin is empty and the
+outputs are written to ``<root>/instances-logs/NAME/exec_<op>.stdout|stderr``
+when ``record-output`` is set (and listed in the metadata as ``output``),
+thrown away otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import functools
+import hmac
+import json
+import logging
+import os
+import secrets
+import selectors
+import threading
+import time
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import IO, Any
+
+from aiohttp import WSMsgType, web
+
+from cove.engine import Engine, ExecRequest, ExecSession, Operation
+from cove.model.errors import BadRequest, CoveError, Forbidden, InternalError, Timeout
+from cove.model.states import Status
+from cove.server import render
+from cove.server.routes_common import (
+    EXECUTOR,
+    OPEN_WEBSOCKETS,
+    WEBSOCKETS,
+    call,
+    check_project,
+    engine_of,
+    in_thread,
+    json_body,
+    opt_bool,
+    opt_int,
+    opt_str,
+    opt_str_map,
+)
+from cove.server.routes_instances import BASES
+from cove.server.routes_logs import exec_log_dir
+
+__all__ = ["ExecBridge", "add_routes", "parse_exec"]
+
+log = logging.getLogger("cove.server.exec")
+
+_CONNECT_TIMEOUT = 60.0  # for the client to open the data websockets
+_DRAIN_GRACE = 5.0       # after exit, for the outputs to reach EOF
+_CLOSE_TIMEOUT = 2.0     # for a client to acknowledge a websocket close
+_READ = 1 << 16
+
+
+def _id(body: dict[str, Any], key: str) -> int | str | None:
+    value = body.get(key)
+    if value is None or isinstance(value, str):
+        return value or None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise BadRequest(f"Field {key!r} must be a uid/gid number or a name")
+    return value
+
+
+def parse_exec(body: dict[str, Any]) -> tuple[ExecRequest, bool, bool]:
+    """The exec body as (request, wait-for-websocket, record-output)."""
+    command = body.get("command")
+    if (not isinstance(command, list) or not command
+            or not all(isinstance(c, str) for c in command)):
+        raise BadRequest("Field 'command' must be a non-empty list of strings")
+    width, height = opt_int(body, "width", 0), opt_int(body, "height", 0)
+    req = ExecRequest(
+        command=list(command),
+        environment=opt_str_map(body, "environment") or {},
+        interactive=opt_bool(body, "interactive"),
+        width=width if width > 0 else 80,
+        height=height if height > 0 else 24,
+        user=_id(body, "user"),
+        group=_id(body, "group"),
+        cwd=opt_str(body, "cwd") or None,
+    )
+    return req, opt_bool(body, "wait-for-websocket"), opt_bool(body, "record-output")
+
+
+def _close_stdin(session: ExecSession) -> None:
+    """End the command's input. The fd belongs to the session (it closes it),
+    so rather than closing it, point it at /dev/null: the pipe's write end
+    goes away (the command reads EOF) and the number stays valid."""
+    fd = session.stdin_fd
+    if fd is None:
+        return
+    null = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.dup2(null, fd, inheritable=False)
+    finally:
+        os.close(null)
+
+
+class ExecBridge:
+    """Joins one exec operation's websockets to the command's descriptors."""
+
+    def __init__(self, app: web.Application, engine: Engine, name: str, req: ExecRequest) -> None:
+        self._app = app
+        self._engine = engine
+        self._name = name
+        self._req = req
+        self._loop = asyncio.get_running_loop()
+        streams = ["0", "control"] if req.interactive else ["0", "1", "2", "control"]
+        self._secrets = {s: secrets.token_hex(32) for s in streams}
+        self._data = [s for s in streams if s != "control"]
+        self._outputs = ["0"] if req.interactive else ["1", "2"]
+        self._ws: dict[str, web.WebSocketResponse] = {}
+        self._claimed: set[str] = set()
+        self._released = {s: asyncio.Event() for s in streams}
+        self._finished = threading.Event()  # lets the operation's thread return
+        self._error: CoveError | None = None
+        self._session: ExecSession | None = None
+        self._started = False
+        self._ended = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._watch: asyncio.Task[Any] | None = None
+        self.op: Operation | None = None
+
+    # -- the operation ------------------------------------------------------------
+    def hold(self, op: Operation) -> None:
+        """The operation's body (its own thread): last as long as the command."""
+        self._finished.wait()
+        if self._error is not None:
+            raise self._error
+
+    def bind(self, op: Operation) -> None:
+        self.op = op
+        op.update(fds=dict(self._secrets))
+        self._app[WEBSOCKETS][op.id] = self
+        self._watch = self._spawn(self._watchdog())
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _watchdog(self) -> None:
+        await asyncio.sleep(_CONNECT_TIMEOUT)
+        if not self._started and not self._ended:
+            await self._fail(Timeout("Timed out waiting for the exec websockets to connect"))
+
+    # -- websockets -----------------------------------------------------------------
+    async def connect(self, request: web.Request, secret: str) -> web.StreamResponse:
+        stream = next((s for s, v in self._secrets.items()
+                       if hmac.compare_digest(v.encode(), secret.encode())), None)
+        if stream is None:
+            raise Forbidden("Wrong websocket secret")
+        if stream in self._claimed or self._ended:
+            raise Forbidden(f"Websocket {stream!r} of this operation is already used")
+        ws = web.WebSocketResponse(compress=False, timeout=_CLOSE_TIMEOUT)
+        if not ws.can_prepare(request).ok:
+            raise BadRequest("This endpoint only answers websocket connections")
+        self._claimed.add(stream)
+        await ws.prepare(request)
+        opened = self._app[OPEN_WEBSOCKETS]
+        opened.add(ws)
+        self._ws[stream] = ws
+        if stream == "control":
+            self._spawn(self._control(ws))
+        if not self._started and all(s in self._ws for s in self._data):
+            self._started = True
+            self._spawn(self._run())
+        try:
+            await self._released[stream].wait()
+        finally:
+            opened.discard(ws)
+        return ws
+
+    async def close(self) -> None:
+        """Daemon shutdown: stop pumping and let go of every websocket."""
+        if self._ended:
+            return
+        me = asyncio.current_task()
+        tasks = [t for t in self._tasks if t is not me]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._fail(InternalError("The daemon is shutting down"))
+
+    async def _close(self, stream: str, code: int = 1000, message: bytes = b"") -> None:
+        ws = self._ws.get(stream)
+        try:
+            if ws is not None:
+                await ws.close(code=code, message=message)
+        except Exception as e:  # noqa: BLE001 - the client may be gone already
+            log.debug("closing exec websocket %s: %s", stream, e)
+        finally:
+            self._released[stream].set()
+
+    # -- running ------------------------------------------------------------------
+    async def _run(self) -> None:
+        pool = self._app[EXECUTOR]
+        try:
+            session = await self._loop.run_in_executor(
+                pool, self._engine.exec_instance, self._name, self._req)
+        except CoveError as e:
+            await self._fail(e)
+            return
+        except Exception as e:
+            log.exception("exec in %s failed to start", self._name)
+            await self._fail(InternalError(f"{type(e).__name__}: {e}"))
+            return
+        self._session = session
+        code: int | None = None
+        error: CoveError | None = None
+        try:
+            code = await self._pump(session)
+        except CoveError as e:
+            error = e
+        except Exception as e:
+            log.exception("exec in %s failed", self._name)
+            error = InternalError(f"{type(e).__name__}: {e}")
+        await self._finish(code, error)
+
+    async def _pump(self, session: ExecSession) -> int:
+        outputs: list[asyncio.Task[None]] = []
+        inputs: list[asyncio.Task[None]] = []
+        if session.pty_fd is not None:
+            os.set_blocking(session.pty_fd, False)
+            outputs.append(self._spawn(self._copy_out(session.pty_fd, self._ws["0"])))
+            inputs.append(self._spawn(self._copy_in(self._ws["0"], session, session.pty_fd)))
+        else:
+            for stream, fd in (("1", session.stdout_fd), ("2", session.stderr_fd)):
+                if fd is not None:
+                    os.set_blocking(fd, False)
+                    outputs.append(self._spawn(self._copy_out(fd, self._ws[stream])))
+            if session.stdin_fd is not None:
+                os.set_blocking(session.stdin_fd, False)
+                inputs.append(self._spawn(self._copy_in(self._ws["0"], session, None)))
+        code = await in_thread(session.wait, f"exec-wait-{self._name}")
+        if outputs:
+            _, late = await asyncio.wait(outputs, timeout=_DRAIN_GRACE)
+            for task in late:  # a daemonised child still holds the output open
+                task.cancel()
+        for task in inputs:
+            task.cancel()
+        await asyncio.gather(*outputs, *inputs, return_exceptions=True)
+        return code if code is not None else -1
+
+    async def _ready(self, fd: int, *, write: bool) -> None:
+        fut: asyncio.Future[None] = self._loop.create_future()
+
+        def wake() -> None:
+            if not fut.done():
+                fut.set_result(None)
+
+        if write:
+            self._loop.add_writer(fd, wake)
+        else:
+            self._loop.add_reader(fd, wake)
+        try:
+            await fut
+        finally:
+            if write:
+                self._loop.remove_writer(fd)
+            else:
+                self._loop.remove_reader(fd)
+
+    async def _read(self, fd: int) -> bytes:
+        while True:
+            try:
+                return os.read(fd, _READ)
+            except BlockingIOError:
+                await self._ready(fd, write=False)
+            except OSError as e:
+                if e.errno == errno.EIO:  # a pty whose other side is all closed
+                    return b""
+                raise
+
+    async def _write_all(self, fd: int, data: bytes) -> bool:
+        view = memoryview(data)
+        while view:
+            try:
+                n = os.write(fd, view)
+            except BlockingIOError:
+                await self._ready(fd, write=True)
+                continue
+            except OSError as e:
+                if e.errno in (errno.EPIPE, errno.EIO, errno.EBADF):
+                    return False  # the command closed its input
+                raise
+            view = view[n:]
+        return True
+
+    async def _copy_out(self, fd: int, ws: web.WebSocketResponse) -> None:
+        listening = True
+        while True:
+            data = await self._read(fd)
+            if not data:
+                return
+            if listening:
+                try:
+                    await ws.send_bytes(data)
+                except Exception:  # noqa: BLE001 - client gone: keep draining so the
+                    listening = False  # command never blocks on a full pipe
+
+    async def _copy_in(self, ws: web.WebSocketResponse, session: ExecSession,
+                       pty_fd: int | None) -> None:
+        """ws -> stdin (pty_fd None: end of input closes stdin) or -> the pty."""
+        fd = pty_fd if pty_fd is not None else session.stdin_fd
+        assert fd is not None
+        try:
+            async for msg in ws:
+                if msg.type is WSMsgType.BINARY:
+                    if msg.data:
+                        if not await self._write_all(fd, msg.data):
+                            break
+                    elif pty_fd is None:
+                        break
+                elif msg.type is WSMsgType.TEXT:
+                    if pty_fd is None:  # LXD's end-of-stream barrier
+                        break
+                else:
+                    break
+        finally:
+            if pty_fd is None:
+                _close_stdin(session)
+
+    async def _control(self, ws: web.WebSocketResponse) -> None:
+        async for msg in ws:
+            if msg.type is not WSMsgType.TEXT:
+                continue
+            try:
+                cmd = json.loads(msg.data)
+                if not isinstance(cmd, dict):
+                    continue
+                if cmd.get("command") == "window-resize":
+                    args = cmd.get("args") or {}
+                    width, height = int(args["width"]), int(args["height"])
+                    if self._session is None:
+                        self._req.width, self._req.height = width, height
+                    else:
+                        await self._loop.run_in_executor(
+                            self._app[EXECUTOR], self._session.resize, width, height)
+                elif cmd.get("command") == "signal" and self._session is not None:
+                    await self._loop.run_in_executor(
+                        self._app[EXECUTOR], self._session.signal, int(cmd["signal"]))
+            except (ValueError, TypeError, KeyError, OSError, CoveError) as e:
+                log.info("exec control message %r ignored: %s", msg.data[:200], e)
+
+    # -- ending -------------------------------------------------------------------
+    async def _finish(self, code: int | None, error: CoveError | None) -> None:
+        self._ended = True
+        for stream in self._outputs:
+            ws = self._ws.get(stream)
+            if ws is not None and not ws.closed:
+                try:
+                    await ws.send_str("")  # LXD's end-of-stream barrier
+                except Exception as e:  # noqa: BLE001 - client gone
+                    log.debug("exec websocket %s: %s", stream, e)
+        if code is not None and self.op is not None:
+            self.op.update(**{"return": code})
+        await asyncio.gather(*(self._close(s) for s in self._outputs))
+        self._error = error
+        self._finished.set()
+        await self._release_all()
+
+    async def _fail(self, error: CoveError) -> None:
+        self._ended = True
+        self._error = error
+        self._finished.set()
+        await self._release_all(1011, error.message.encode()[:120])
+
+    async def _release_all(self, code: int = 1000, message: bytes = b"") -> None:
+        if self._watch is not None and self._watch is not asyncio.current_task():
+            self._watch.cancel()
+        session, self._session = self._session, None
+        if session is not None:  # the pumps are done with its descriptors
+            await self._loop.run_in_executor(self._app[EXECUTOR], session.close)
+        await asyncio.gather(*(self._close(s, code, message) for s in self._released))
+        if self.op is not None:
+            self._app[WEBSOCKETS].pop(self.op.id, None)
+
+
+# -- without websockets -------------------------------------------------------------
+
+def _run_detached(session: ExecSession, log_dir: Path | None, name: str, op: Operation) -> None:
+    """Operation body: stdin empty, outputs to files (or nowhere), then the code."""
+    files: dict[int, IO[bytes] | None] = {}
+    output: dict[str, str] = {}
+    try:
+        _close_stdin(session)
+        streams = ([("1", session.pty_fd)] if session.pty_fd is not None
+                   else [("1", session.stdout_fd), ("2", session.stderr_fd)])
+        if log_dir is not None:
+            log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for stream, fd in streams:
+            if fd is None:
+                continue
+            f: IO[bytes] | None = None
+            if log_dir is not None:
+                ext = "stdout" if stream == "1" else "stderr"
+                fname = f"exec_{op.id}.{ext}"
+                f = open(log_dir / fname, "wb")  # noqa: SIM115 - closed in finally
+                output[stream] = f"/1.0/instances/{name}/logs/{fname}"
+            files[fd] = f
+        code = _drain(session, files)
+    finally:
+        for f in files.values():
+            if f is not None:
+                f.close()
+        session.close()
+    metadata: dict[str, Any] = {"return": code}
+    if log_dir is not None:
+        metadata["output"] = output
+    op.update(**metadata)
+
+
+def _drain(session: ExecSession, files: dict[int, IO[bytes] | None]) -> int:
+    sel = selectors.PollSelector()  # poll, unlike epoll, also takes regular files
+    for fd in files:
+        sel.register(fd, selectors.EVENT_READ)
+    exited_at: float | None = None
+    code: int | None = None
+    while sel.get_map():
+        for key, _ in sel.select(timeout=0.2):
+            fd = int(key.fd)
+            try:
+                data = os.read(fd, _READ)
+            except OSError as e:
+                if e.errno != errno.EIO:
+                    raise
+                data = b""
+            if not data:
+                sel.unregister(fd)
+            elif (f := files[fd]) is not None:
+                f.write(data)
+        if code is None:
+            code = session.wait(timeout=0)
+            if code is not None:
+                exited_at = time.monotonic()
+        elif exited_at is not None and time.monotonic() - exited_at > _DRAIN_GRACE:
+            break
+    sel.close()
+    if code is None:
+        code = session.wait()
+    return code if code is not None else -1
+
+
+# -- the route ----------------------------------------------------------------------
+
+async def _post(request: web.Request) -> web.Response:
+    check_project(request)
+    engine = engine_of(request)
+    name = request.match_info["name"]
+    req, wait_ws, record = parse_exec(await json_body(request))
+    inst = await call(request, engine.get_instance, name)
+    if inst.status is Status.FROZEN:
+        raise BadRequest("Instance is frozen")
+    if inst.status is not Status.RUNNING:
+        raise BadRequest("Instance is not running")
+    resources = {"instances": [f"/1.0/instances/{name}"]}
+    if wait_ws:
+        bridge = ExecBridge(request.app, engine, name, req)
+        op = engine.operations.run(bridge.hold, description="Executing command",
+                                   resources=resources, cls="websocket")
+        bridge.bind(op)
+        return render.async_op(op)
+    session = await call(request, engine.exec_instance, name, req)
+    log_dir = exec_log_dir(engine.root, name) if record else None
+    try:
+        op = engine.operations.run(functools.partial(_run_detached, session, log_dir, name),
+                                   description="Executing command", resources=resources)
+    except BaseException:
+        session.close()
+        raise
+    return render.async_op(op)
+
+
+def add_routes(app: web.Application) -> None:
+    for base in BASES:
+        app.router.add_post(base + "/{name}/exec", _post)

@@ -1,0 +1,255 @@
+"""``/1.0/images`` and ``/1.0/images/aliases``.
+
+An upload is the raw tarball as the body (``X-LXD-filename``,
+``X-LXD-public``, ``X-LXD-properties``), or LXD's split form: multipart
+with a ``metadata`` part and a ``rootfs`` part (``lxc image import meta.tar
+rootfs.tar``). Either is spooled to ``<root>/tmp`` and handed to
+``engine.import_image``, which owns the files from then on; the operation's
+metadata on success is ``{"fingerprint", "size"}`` (set by the engine).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import parse_qsl
+
+from aiohttp import BodyPartReader, web
+
+from cove.model.errors import BadRequest, NotFound
+from cove.server import render
+from cove.server.routes_common import (
+    call,
+    check_project,
+    engine_of,
+    json_body,
+    opt_bool,
+    opt_str,
+    opt_str_map,
+    recursion,
+    spool,
+)
+
+__all__ = ["add_routes"]
+
+_TRUE = ("1", "true", "yes", "on")
+
+
+# -- images ----------------------------------------------------------------------
+
+async def _list(request: web.Request) -> web.Response:
+    check_project(request)
+    images = await call(request, engine_of(request).list_images)
+    if recursion(request) == 0:
+        return render.sync([f"/1.0/images/{i.fingerprint}" for i in images])
+    return render.sync([render.image(i) for i in images])
+
+
+def _properties_header(request: web.Request) -> dict[str, str] | None:
+    raw = request.headers.get("X-LXD-properties", "")
+    if not raw:
+        return None
+    try:
+        return dict(parse_qsl(raw, keep_blank_values=True, strict_parsing=True))
+    except ValueError:
+        raise BadRequest(f"Invalid X-LXD-properties {raw!r}: expected url-encoded "
+                         "key=value pairs") from None
+
+
+async def _spool_multipart(request: web.Request) -> tuple[Path, Path, str]:
+    """Spool the ``metadata`` and ``rootfs`` parts; returns (rootfs, meta, filename)."""
+    spooled: dict[str, Path] = {}
+    filename = ""
+    try:
+        reader = await request.multipart()
+        while True:
+            part = await reader.next()
+            if part is None:
+                break
+            if not isinstance(part, BodyPartReader):
+                raise BadRequest("Nested multipart uploads are not supported")
+            pname = part.name or ""
+            if pname == "rootfs.img":
+                raise BadRequest("Virtual-machine images are not supported: cove runs "
+                                 "containers only")
+            if pname not in ("metadata", "rootfs"):
+                raise BadRequest(f"Unexpected upload part {pname!r}: expected 'metadata' "
+                                 "and 'rootfs'")
+            if pname in spooled:
+                raise BadRequest(f"Upload part {pname!r} given twice")
+            if pname == "rootfs" and part.filename:
+                filename = part.filename
+            spooled[pname] = await spool(request, part.read_chunk, "image-")
+        if set(spooled) != {"metadata", "rootfs"}:
+            raise BadRequest("A split image upload needs both a 'metadata' and a "
+                             "'rootfs' part")
+    except BaseException:
+        for p in spooled.values():
+            p.unlink(missing_ok=True)
+        raise
+    return spooled["rootfs"], spooled["metadata"], filename
+
+
+async def _create(request: web.Request) -> web.Response:
+    check_project(request)
+    engine = engine_of(request)
+    ctype = request.content_type
+    if ctype == "application/json":
+        body = await json_body(request)
+        source = body.get("source")
+        stype = source.get("type", "") if isinstance(source, dict) else ""
+        if stype in ("instance", "container", "snapshot"):
+            raise BadRequest("Publishing an instance as an image is not supported yet")
+        raise BadRequest(f"Importing images from a source of type {stype or 'none'!r} "
+                         "(remote servers, URLs) is not supported yet: upload the image "
+                         "tarball as the request body instead")
+    public = request.headers.get("X-LXD-public", "").strip().lower() in _TRUE
+    properties = _properties_header(request)
+    meta: Path | None = None
+    if ctype == "multipart/form-data":
+        path, meta, filename = await _spool_multipart(request)
+    else:
+        filename = request.headers.get("X-LXD-filename", "")
+        path = await spool(request, request.content.read, "image-")
+    try:
+        op = await call(request, engine.import_image, path, filename=filename, public=public,
+                        meta_path=meta, properties=properties)
+    except BaseException:
+        # refused before the engine took the files: they are still ours
+        path.unlink(missing_ok=True)
+        if meta is not None:
+            meta.unlink(missing_ok=True)
+        raise
+    return render.async_op(op)
+
+
+async def _get(request: web.Request) -> web.Response:
+    check_project(request)
+    img = await call(request, engine_of(request).get_image, request.match_info["fingerprint"])
+    return render.sync(render.image(img))
+
+
+async def _update(request: web.Request, *, patch: bool) -> web.Response:
+    check_project(request)
+    engine = engine_of(request)
+    body = await json_body(request)
+    properties = opt_str_map(body, "properties")
+    public = opt_bool(body, "public") if "public" in body else None
+    if opt_bool(body, "auto_update"):
+        raise BadRequest("Image auto-update is not supported: cove images have no source")
+    img = await call(request, engine.get_image, request.match_info["fingerprint"])
+    if patch and properties is not None:
+        properties = {**img.properties, **properties}
+    if not patch and properties is None:
+        properties = {}
+    await call(request, engine.update_image, img.fingerprint, properties=properties,
+               public=public)
+    return render.sync({})
+
+
+async def _put(request: web.Request) -> web.Response:
+    return await _update(request, patch=False)
+
+
+async def _patch(request: web.Request) -> web.Response:
+    return await _update(request, patch=True)
+
+
+async def _delete(request: web.Request) -> web.Response:
+    check_project(request)
+    op = await call(request, engine_of(request).delete_image, request.match_info["fingerprint"])
+    return render.async_op(op)
+
+
+async def _export(request: web.Request) -> web.Response:
+    raise NotFound("Image export is not supported yet")
+
+
+# -- aliases ---------------------------------------------------------------------
+
+async def _aliases(request: web.Request) -> web.Response:
+    check_project(request)
+    aliases = await call(request, engine_of(request).list_aliases)
+    if recursion(request) == 0:
+        return render.sync([f"/1.0/images/aliases/{a.name}" for a in aliases])
+    return render.sync([render.alias(a) for a in aliases])
+
+
+async def _alias_create(request: web.Request) -> web.Response:
+    check_project(request)
+    body = await json_body(request)
+    name, target = opt_str(body, "name"), opt_str(body, "target")
+    if not name:
+        raise BadRequest("Field 'name' is required")
+    if not target:
+        raise BadRequest("Field 'target' (an image fingerprint) is required")
+    itype = opt_str(body, "type")
+    if itype not in ("", "container"):
+        raise BadRequest(f"Alias type {itype!r} is not supported: cove has container images only")
+    await call(request, engine_of(request).add_alias, name, target,
+               opt_str(body, "description"))
+    return render.sync({}, headers={"Location": f"/1.0/images/aliases/{name}"})
+
+
+async def _alias_get(request: web.Request) -> web.Response:
+    check_project(request)
+    a = await call(request, engine_of(request).get_alias, request.match_info["name"])
+    return render.sync(render.alias(a))
+
+
+async def _alias_update(request: web.Request, *, patch: bool) -> web.Response:
+    check_project(request)
+    engine = engine_of(request)
+    name = request.match_info["name"]
+    body = await json_body(request)
+    target, description = opt_str(body, "target"), opt_str(body, "description")
+    if patch:
+        current = await call(request, engine.get_alias, name)
+        target = target or current.target
+        description = description if "description" in body else current.description
+    elif not target:
+        raise BadRequest("Field 'target' (an image fingerprint) is required")
+    await call(request, engine.update_alias, name, target, description)
+    return render.sync({})
+
+
+async def _alias_put(request: web.Request) -> web.Response:
+    return await _alias_update(request, patch=False)
+
+
+async def _alias_patch(request: web.Request) -> web.Response:
+    return await _alias_update(request, patch=True)
+
+
+async def _alias_rename(request: web.Request) -> web.Response:
+    check_project(request)
+    body = await json_body(request)
+    new_name = opt_str(body, "name")
+    if not new_name:
+        raise BadRequest("Field 'name' (the new name) is required")
+    await call(request, engine_of(request).rename_alias, request.match_info["name"], new_name)
+    return render.sync({}, headers={"Location": f"/1.0/images/aliases/{new_name}"})
+
+
+async def _alias_delete(request: web.Request) -> web.Response:
+    check_project(request)
+    await call(request, engine_of(request).delete_alias, request.match_info["name"])
+    return render.sync({})
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    # aliases first: "/1.0/images/aliases" must not be read as a fingerprint
+    r.add_get("/1.0/images/aliases", _aliases)
+    r.add_post("/1.0/images/aliases", _alias_create)
+    r.add_get("/1.0/images/aliases/{name}", _alias_get)
+    r.add_put("/1.0/images/aliases/{name}", _alias_put)
+    r.add_patch("/1.0/images/aliases/{name}", _alias_patch)
+    r.add_post("/1.0/images/aliases/{name}", _alias_rename)
+    r.add_delete("/1.0/images/aliases/{name}", _alias_delete)
+    r.add_get("/1.0/images", _list)
+    r.add_post("/1.0/images", _create)
+    r.add_get("/1.0/images/{fingerprint}", _get)
+    r.add_put("/1.0/images/{fingerprint}", _put)
+    r.add_patch("/1.0/images/{fingerprint}", _patch)
+    r.add_delete("/1.0/images/{fingerprint}", _delete)
+    r.add_get("/1.0/images/{fingerprint}/export", _export)

@@ -1,0 +1,167 @@
+"""``/1.0/instances/NAME/logs`` and ``.../console``: the instance's output
+log and the recorded outputs of ``exec`` (``record-output``).
+
+``console.log`` is the engine's output log of the instance; ``lxc.log`` is
+accepted as another name for it, because ``lxc info --show-log`` asks for
+that one. ``exec_<operation>.stdout|stderr`` are written by ``exec`` under
+``<root>/instances-logs/NAME/``. ``?follow=1`` (a cove extension) keeps the
+response open and streams what is appended until the client goes away or
+the instance stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+from aiohttp import web
+
+from cove.model.errors import BadRequest, NotFound
+from cove.model.states import Status
+from cove.server import render
+from cove.server.routes_common import EXECUTOR, call, check_project, engine_of, instances_base
+from cove.server.routes_instances import BASES
+
+__all__ = ["CONSOLE_LOG", "add_routes", "exec_log_dir"]
+
+CONSOLE_LOG = "console.log"
+_CONSOLE_NAMES = (CONSOLE_LOG, "lxc.log")
+_CHUNK = 1 << 16
+_POLL = 0.25
+
+
+def exec_log_dir(root: Path, name: str) -> Path:
+    """Where ``exec`` records the outputs of commands run in instance ``name``."""
+    return root / "instances-logs" / name
+
+
+def _check_file_name(file: str) -> str:
+    if not file or "/" in file or file in (".", "..") or ".." in file or file.startswith("."):
+        raise BadRequest(f"Invalid log file name {file!r}")
+    return file
+
+
+async def _log_path(request: web.Request) -> Path:
+    engine = engine_of(request)
+    name = request.match_info["name"]
+    file = _check_file_name(request.match_info["file"])
+    if file in _CONSOLE_NAMES:
+        return await call(request, engine.console_log, name)
+    await call(request, engine.get_instance, name)  # NotFound for an unknown instance
+    path = exec_log_dir(engine.root, name) / file
+    if not await call(request, path.is_file):
+        raise NotFound(f"Log file not found: {file}")
+    return path
+
+
+async def _list(request: web.Request) -> web.Response:
+    check_project(request)
+    engine = engine_of(request)
+    name = request.match_info["name"]
+    await call(request, engine.get_instance, name)
+    base = f"{instances_base(request)}/{name}/logs"
+    log_dir = exec_log_dir(engine.root, name)
+
+    def exec_logs() -> list[str]:
+        try:
+            return sorted(p.name for p in log_dir.iterdir() if p.is_file())
+        except FileNotFoundError:
+            return []
+
+    files = [CONSOLE_LOG] + await call(request, exec_logs)
+    return render.sync([f"{base}/{f}" for f in files])
+
+
+def _read_all(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:  # never started: nothing logged yet
+        return b""
+
+
+async def _follow(request: web.Request, path: Path) -> web.StreamResponse:
+    engine = engine_of(request)
+    name = request.match_info["name"]
+    loop = asyncio.get_running_loop()
+    pool = request.app[EXECUTOR]
+    resp = web.StreamResponse()
+    resp.content_type = "text/plain"
+    resp.enable_chunked_encoding()
+    await resp.prepare(request)
+    f = None
+    idle = 0.0
+    try:
+        while request.transport is not None and not request.transport.is_closing():
+            if f is None:
+                try:
+                    f = await loop.run_in_executor(pool, open, path, "rb")
+                except FileNotFoundError:
+                    f = None
+            chunk = await loop.run_in_executor(pool, f.read, _CHUNK) if f else b""
+            if chunk:
+                await resp.write(chunk)
+                idle = 0.0
+                continue
+            idle += _POLL
+            if idle >= 1.0:  # once a second: stop with the instance
+                idle = 0.0
+                inst = await call(request, engine.get_instance, name)
+                if inst.status is not Status.RUNNING:
+                    if f:
+                        await resp.write(await loop.run_in_executor(pool, f.read))
+                    break
+            await asyncio.sleep(_POLL)
+        await resp.write_eof()
+    except (ConnectionResetError, NotFound):
+        pass
+    finally:
+        if f is not None:
+            f.close()
+    return resp
+
+
+def _follow_flag(request: web.Request) -> bool:
+    return request.query.get("follow", "").lower() in ("1", "true", "yes", "on")
+
+
+async def _get(request: web.Request) -> web.StreamResponse:
+    check_project(request)
+    path = await _log_path(request)
+    if _follow_flag(request):
+        return await _follow(request, path)
+    data = await call(request, _read_all, path)
+    return web.Response(body=data, content_type="text/plain")
+
+
+async def _delete(request: web.Request) -> web.Response:
+    check_project(request)
+    if _check_file_name(request.match_info["file"]) in _CONSOLE_NAMES:
+        raise BadRequest("The console log cannot be deleted; only exec output logs can")
+    path = await _log_path(request)
+    await call(request, os.unlink, path)
+    return render.sync({})
+
+
+async def _console(request: web.Request) -> web.StreamResponse:
+    check_project(request)
+    path = await call(request, engine_of(request).console_log, request.match_info["name"])
+    if _follow_flag(request):
+        return await _follow(request, path)
+    data = await call(request, _read_all, path)
+    return web.Response(body=data, content_type="application/octet-stream")
+
+
+async def _console_ws(request: web.Request) -> web.Response:
+    raise BadRequest("Attaching to the console is not supported yet; "
+                     "GET .../console (or .../logs/console.log?follow=1) shows the output")
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    for base in BASES:
+        r.add_get(base + "/{name}/logs", _list)
+        r.add_get(base + "/{name}/logs/{file}", _get)
+        r.add_delete(base + "/{name}/logs/{file}", _delete)
+        r.add_get(base + "/{name}/console", _console)
+        r.add_post(base + "/{name}/console", _console_ws)

@@ -1,0 +1,458 @@
+"""A fake engine for the server's tests (no tests here).
+
+``FakeEngine`` keeps instances, images, aliases and files in memory and uses
+the real ``Operations`` and ``EventBus``. ``FakeExecSession`` runs a tiny
+scripted "command" in a thread behind real pipes (or a real pty), so the
+exec websocket code is exercised against real descriptors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO, cast
+
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from cove.engine import (
+    CreateRequest,
+    Engine,
+    EventBus,
+    ExecRequest,
+    FileInfo,
+    Operation,
+    Operations,
+)
+from cove.model.errors import BadRequest, Conflict, NotFound
+from cove.model.records import Alias, Image, Instance
+from cove.model.states import Status
+from cove.server import make_app
+from cove.server.listen import bind_unix
+
+__all__ = ["FakeEngine", "FakeExecSession", "have", "run_app", "serve_unix", "short_socket_path",
+           "wait_op"]
+
+
+class FakeExecSession:
+    """A scripted command behind real pipes; ``command[0]`` picks the script."""
+
+    def __init__(self, req: ExecRequest) -> None:
+        self.req = req
+        self.resizes: list[tuple[int, int]] = []
+        self.signals: list[int] = []
+        self.closed = False
+        self._signalled = threading.Event()
+        self._done = threading.Event()
+        self._code: int | None = None
+        self.pty_fd: int | None = None
+        self.stdin_fd: int | None = None
+        self.stdout_fd: int | None = None
+        self.stderr_fd: int | None = None
+        if req.interactive:
+            master, slave = os.openpty()
+            self.pty_fd = master
+            child = (slave, slave, slave)
+        else:
+            in_r, in_w = os.pipe()
+            out_r, out_w = os.pipe()
+            err_r, err_w = os.pipe()
+            self.stdin_fd, self.stdout_fd, self.stderr_fd = in_w, out_r, err_r
+            child = (in_r, out_w, err_w)
+        threading.Thread(target=self._main, args=child, daemon=True).start()
+
+    def _main(self, stdin: int, stdout: int, stderr: int) -> None:
+        try:
+            code = self._script(stdin, stdout, stderr)
+        finally:
+            for fd in {stdin, stdout, stderr}:
+                os.close(fd)
+        self._code = code
+        self._done.set()
+
+    def _script(self, stdin: int, stdout: int, stderr: int) -> int:
+        cmd, args = self.req.command[0], self.req.command[1:]
+        if cmd == "echo":
+            os.write(stdout, (" ".join(args) + "\n").encode())
+            return 0
+        if cmd == "cat":  # stdin to stdout until EOF
+            while data := os.read(stdin, 65536):
+                os.write(stdout, data)
+            return 0
+        if cmd == "fail":
+            os.write(stdout, b"some out\n")
+            os.write(stderr, b"boom\n")
+            return 3
+        if cmd == "big":  # more than any pipe or socket buffer
+            chunk = b"x" * 65536
+            for _ in range(int(args[0]) // len(chunk)):
+                os.write(stdout, chunk)
+            return 0
+        if cmd == "env":
+            os.write(stdout, json.dumps({"env": self.req.environment, "user": self.req.user,
+                                         "cwd": self.req.cwd}).encode())
+            return 0
+        if cmd == "sleep":  # until signalled
+            self._signalled.wait(10)
+            return 128 + (self.signals[-1] if self.signals else 0)
+        if cmd == "sh":  # interactive: echo lines back until "exit"
+            buf = b""
+            while b"exit" not in buf:
+                data = os.read(stdin, 1024)
+                if not data:
+                    break
+                buf += data
+                os.write(stdout, b"got:" + data)
+            return 7
+        os.write(stderr, f"{cmd}: not found\n".encode())
+        return 127
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        self._done.wait(timeout)
+        return self._code
+
+    def resize(self, width: int, height: int) -> None:
+        self.resizes.append((width, height))
+
+    def signal(self, signum: int) -> None:
+        self.signals.append(signum)
+        self._signalled.set()
+
+    def close(self) -> None:
+        self.closed = True
+        for name in ("pty_fd", "stdin_fd", "stdout_fd", "stderr_fd"):
+            fd = getattr(self, name)
+            if fd is not None:
+                os.close(fd)
+                setattr(self, name, None)
+
+
+@dataclass
+class FakeFile:
+    type: str
+    data: bytes = b""
+    uid: int = 0
+    gid: int = 0
+    mode: int = 0o644
+    target: str = ""
+
+
+@dataclass
+class FakeEngine:
+    """In-memory engine implementing the calls the server makes."""
+
+    root: Path
+    instances: dict[str, Instance] = field(default_factory=dict)
+    images: dict[str, Image] = field(default_factory=dict)
+    files: dict[tuple[str, str], FakeFile] = field(default_factory=dict)
+    sessions: list[FakeExecSession] = field(default_factory=list)
+    imported: list[dict[str, Any]] = field(default_factory=list)
+    op_delay: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.events = EventBus()
+        self.operations = Operations(
+            on_change=lambda op: self.events.publish("operation", op.to_dict()))
+
+    # -- helpers for tests ---------------------------------------------------------
+    def add(self, name: str, status: Status = Status.RUNNING, **kw: Any) -> Instance:
+        inst = Instance(name=name, image="f" * 64, status=status, created_at=1700000000.5,
+                        **kw)
+        self.instances[name] = inst
+        return inst
+
+    def add_image(self, fingerprint: str, *aliases: str) -> Image:
+        img = Image(fingerprint=fingerprint, size=1234, filename="img.tar.gz",
+                    properties={"os": "busybox"}, created_at=1700000000,
+                    uploaded_at=1700000001)
+        for a in aliases:
+            img.aliases.append(Alias(a, fingerprint, f"alias {a}"))
+        self.images[fingerprint] = img
+        return img
+
+    def _op(self, description: str, name: str, fn: Callable[[Operation], Any]) -> Operation:
+        def body(op: Operation) -> Any:
+            if self.op_delay:
+                time.sleep(self.op_delay)
+            return fn(op)
+        return self.operations.run(body, description=description,
+                                   resources={"instances": [f"/1.0/instances/{name}"]},
+                                   lock=f"instance:{name}")
+
+    # -- the engine's surface ------------------------------------------------------
+    def server_environment(self) -> dict[str, Any]:
+        return {"driver": "runc", "driver_version": "1.1.5", "kernel_version": "6.1.0"}
+
+    def list_instances(self) -> list[Instance]:
+        return list(self.instances.values())
+
+    def get_instance(self, name: str) -> Instance:
+        try:
+            return self.instances[name]
+        except KeyError:
+            raise NotFound(f"Instance not found: {name}") from None
+
+    def instance_state(self, name: str) -> dict[str, Any]:
+        inst = self.get_instance(name)
+        return {"status": inst.status.value, "status_code": inst.status.code,
+                "pid": 42 if inst.status is Status.RUNNING else 0, "processes": 1,
+                "memory": {"usage": 1, "usage_peak": 2, "swap_usage": 0, "swap_usage_peak": 0},
+                "cpu": {"usage": 5}, "disk": {}, "network": None}
+
+    def create_instance(self, req: CreateRequest, *, wait_for_lock: float = 0) -> Operation:
+        if req.name in self.instances:
+            raise Conflict(f"Instance {req.name} already exists")
+        if not any(req.image == fp or any(a.name == req.image for a in img.aliases)
+                   for fp, img in self.images.items()):
+            raise NotFound(f"Image not found: {req.image}")
+
+        def make(op: Operation) -> None:
+            self.instances[req.name] = Instance(
+                name=req.name, image=req.image, config=req.config, devices=req.devices,
+                profiles=req.profiles, ephemeral=req.ephemeral, description=req.description,
+                status=Status.RUNNING if req.start else Status.STOPPED)
+        return self._op("Creating instance", req.name, make)
+
+    def update_instance(self, name: str, *, config: dict[str, Any] | None = None,
+                        devices: dict[str, dict[str, str]] | None = None,
+                        profiles: list[str] | None = None, description: str | None = None,
+                        ephemeral: bool | None = None, patch: bool = False) -> None:
+        inst = self.get_instance(name)
+        if config is not None:
+            if any(k.startswith("bad.") for k in config):
+                raise BadRequest("Unknown configuration key: bad.key")
+            inst.config = {**inst.config, **config} if patch else dict(config)
+        if devices is not None:
+            inst.devices = {**inst.devices, **devices} if patch else dict(devices)
+        if profiles is not None:
+            inst.profiles = profiles
+        if description is not None:
+            inst.description = description
+        if ephemeral is not None:
+            inst.ephemeral = ephemeral
+
+    def rename_instance(self, name: str, new_name: str) -> Operation:
+        inst = self.get_instance(name)
+
+        def rename(op: Operation) -> None:
+            del self.instances[name]
+            inst.name = new_name
+            self.instances[new_name] = inst
+        return self._op("Renaming instance", name, rename)
+
+    def delete_instance(self, name: str, *, force: bool = False) -> Operation:
+        inst = self.get_instance(name)
+        if inst.status is Status.RUNNING and not force:
+            raise BadRequest("Instance is running")
+        return self._op("Deleting instance", name, lambda op: self.instances.pop(name))
+
+    def change_state(self, name: str, action: str, *, timeout: float = -1,
+                     force: bool = False, wait_for_lock: float = 0) -> Operation:
+        inst = self.get_instance(name)
+        to = {"start": Status.RUNNING, "stop": Status.STOPPED, "restart": Status.RUNNING,
+              "freeze": Status.FROZEN, "unfreeze": Status.RUNNING}.get(action)
+        if to is None:
+            raise BadRequest(f"Unknown action: {action}")
+
+        def change(op: Operation) -> None:
+            inst.status = to
+        return self._op(f"{action.capitalize()}ing instance", name, change)
+
+    def exec_instance(self, name: str, req: ExecRequest) -> FakeExecSession:
+        if self.get_instance(name).status is not Status.RUNNING:
+            raise BadRequest("Instance is not running")
+        if req.command[0] == "nouser":
+            raise BadRequest("User not found: nobody")
+        session = FakeExecSession(req)
+        self.sessions.append(session)
+        return session
+
+    def file_get(self, name: str, path: str) -> FileInfo:
+        self.get_instance(name)
+        f = self.files.get((name, path))
+        if f is None:
+            raise NotFound(f"Not found: {path}")
+        info = FileInfo(type=f.type, uid=f.uid, gid=f.gid, mode=f.mode, size=len(f.data))
+        if f.type == "file":
+            r, w = os.pipe()
+            threading.Thread(target=_feed, args=(w, f.data), daemon=True).start()
+            info.fd = r
+        elif f.type == "directory":
+            prefix = path.rstrip("/") + "/"
+            info.entries = sorted(p[len(prefix):] for (n, p) in self.files
+                                  if n == name and p.startswith(prefix)
+                                  and "/" not in p[len(prefix):])
+        else:
+            info.target = f.target
+        return info
+
+    def file_put(self, name: str, path: str, *, type: str = "file",
+                 data: BinaryIO | bytes | None = None, uid: int | None = None,
+                 gid: int | None = None, mode: int | None = None,
+                 write: str = "overwrite", target: str | None = None) -> None:
+        self.get_instance(name)
+        raw = data if isinstance(data, bytes) else (data.read() if data is not None else b"")
+        old = self.files.get((name, path))
+        if write == "append" and old is not None:
+            raw = old.data + raw
+        self.files[(name, path)] = FakeFile(
+            type=type, data=raw, uid=uid or 0, gid=gid or 0,
+            mode=mode if mode is not None else (0o755 if type == "directory" else 0o644),
+            target=target or "")
+
+    def file_delete(self, name: str, path: str) -> None:
+        self.get_instance(name)
+        if self.files.pop((name, path), None) is None:
+            raise NotFound(f"Not found: {path}")
+
+    def console_log(self, name: str) -> Path:
+        self.get_instance(name)
+        return self.root / "logs" / f"{name}.log"
+
+    def list_images(self) -> list[Image]:
+        return list(self.images.values())
+
+    def get_image(self, fingerprint: str) -> Image:
+        found = [img for fp, img in self.images.items() if fp.startswith(fingerprint)]
+        if not found:
+            raise NotFound(f"Image not found: {fingerprint}")
+        if len(found) > 1:
+            raise BadRequest(f"Image fingerprint prefix is ambiguous: {fingerprint}")
+        return found[0]
+
+    def import_image(self, path: Path, *, filename: str = "", public: bool = False,
+                     aliases: list[str] | None = None, meta_path: Path | None = None,
+                     properties: dict[str, str] | None = None) -> Operation:
+        data = path.read_bytes()
+        if data == b"refuse":
+            raise BadRequest("Not an image tarball")
+        meta = meta_path.read_bytes() if meta_path else None
+        path.unlink()
+        if meta_path:
+            meta_path.unlink()
+        self.imported.append({"data": data, "meta": meta, "filename": filename,
+                              "public": public, "properties": properties})
+        fp = format(abs(hash(data)), "x").rjust(64, "0")
+
+        def store(op: Operation) -> Image:
+            img = self.add_image(fp)
+            img.public, img.filename = public, filename
+            img.properties = properties or {}
+            op.update(fingerprint=fp, size=len(data))
+            return img
+        return self.operations.run(store, description="Importing image",
+                                   resources={"images": [f"/1.0/images/{fp}"]})
+
+    def update_image(self, fingerprint: str, *, properties: dict[str, str] | None = None,
+                     public: bool | None = None) -> None:
+        img = self.get_image(fingerprint)
+        if properties is not None:
+            img.properties = properties
+        if public is not None:
+            img.public = public
+
+    def delete_image(self, fingerprint: str) -> Operation:
+        img = self.get_image(fingerprint)
+        return self.operations.run(lambda op: self.images.pop(img.fingerprint),
+                                   description="Deleting image")
+
+    def list_aliases(self) -> list[Alias]:
+        return [a for img in self.images.values() for a in img.aliases]
+
+    def get_alias(self, name: str) -> Alias:
+        for a in self.list_aliases():
+            if a.name == name:
+                return a
+        raise NotFound(f"Alias not found: {name}")
+
+    def add_alias(self, name: str, target: str, description: str = "") -> None:
+        if any(a.name == name for a in self.list_aliases()):
+            raise Conflict(f"Alias already exists: {name}")
+        self.get_image(target).aliases.append(Alias(name, target, description))
+
+    def update_alias(self, name: str, target: str, description: str = "") -> None:
+        self.delete_alias(name)
+        self.get_image(target).aliases.append(Alias(name, target, description))
+
+    def rename_alias(self, name: str, new_name: str) -> None:
+        self.get_alias(name).name = new_name
+
+    def delete_alias(self, name: str) -> None:
+        a = self.get_alias(name)
+        for img in self.images.values():
+            if a in img.aliases:
+                img.aliases.remove(a)
+
+
+def _feed(fd: int, data: bytes) -> None:
+    with contextlib.suppress(BrokenPipeError):
+        os.write(fd, data)
+    os.close(fd)
+
+
+def run_app(fake: FakeEngine, fn: Callable[[TestClient[web.Request, web.Application]],
+                                           Awaitable[None]]) -> None:
+    """Serve ``fake`` in process and run ``fn(client)`` against it."""
+    async def main() -> None:
+        app = make_app(cast(Engine, fake))
+        async with TestClient(TestServer(app)) as client:
+            await fn(client)
+    asyncio.run(main())
+
+
+async def wait_op(client: TestClient[web.Request, web.Application], url: str,
+                  timeout: float = 10) -> dict[str, Any]:
+    resp = await client.get(f"{url}/wait?timeout={timeout}")
+    assert resp.status == 200
+    body = await resp.json()
+    return cast(dict[str, Any], body["metadata"])
+
+
+@contextlib.contextmanager
+def serve_unix(fake: FakeEngine, path: Path) -> Iterator[Path]:
+    """Serve ``fake`` on a real unix socket from a background thread."""
+    ready = threading.Event()
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+    runner: list[web.AppRunner] = []
+
+    async def main() -> None:
+        r = web.AppRunner(make_app(cast(Engine, fake)), shutdown_timeout=2)
+        await r.setup()
+        runner.append(r)
+        await web.SockSite(r, bind_unix(path)).start()
+        ready.set()
+        await stop.wait()
+        await r.cleanup()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
+    thread.start()
+    assert ready.wait(10), "server did not start"
+    try:
+        yield path
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(15)
+        loop.close()
+        path.unlink(missing_ok=True)
+
+
+def have(binary: str) -> bool:
+    return shutil.which(binary) is not None
+
+
+def short_socket_path(tmp: Path) -> Path:
+    """A socket path under 108 bytes (pytest's ``tmp_path`` can be longer)."""
+    p = tmp / "s.sock"
+    if len(str(p)) < 100:
+        return p
+    return Path(f"/tmp/cove-test-{os.getpid()}-{time.monotonic_ns()}.sock")
+
