@@ -1,92 +1,132 @@
-"""Engine: the one object that owns a cove root. (interface; being filled in)"""
+"""Engine: the one object that owns a cove root (COVE_DIR).
+
+Design note: the server and the local driver call these same methods; no
+behaviour lives only in an HTTP handler. Quick calls are synchronous; long
+ones return an already-started ``Operation``. The concerns are split by file
+(``_instances`` lifecycle, ``_access`` exec/files/logs, ``_images``,
+``_reconcile``) and joined here.
+
+Layout of a root::
+
+    cove.db                 state (SQLite, WAL)
+    images/<fp>/rootfs      image layers (read-only lower dirs)
+    instances/<name>/       upper/, work/, rootfs/ (overlay mount), config.json,
+                            console.log (conmon's k8s-file log)
+    run/                    runtime state (runc/, exits/, pids/); may vanish
+    tmp/                    uploads in flight
+"""
 
 from __future__ import annotations
 
+import hashlib
+import os
+import platform
+import resource
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
+from cove import __version__
+from cove.engine._access import AccessMixin
+from cove.engine._images import ImagesMixin
+from cove.engine._instances import InstancesMixin
+from cove.engine._reconcile import ReconcileMixin
+from cove.engine._watch import ExitWatcher
 from cove.engine.events import EventBus
 from cove.engine.operations import Operation, Operations
-from cove.engine.types import CreateRequest, ExecRequest, ExecSession, FileInfo
-from cove.model.records import Alias, Image, Instance
+from cove.runtime.runc import Runc
+from cove.storage.images import ImageStore
+from cove.store import Store
+
+__all__ = ["Engine"]
+
+DEFAULT_ROOT = Path("/var/lib/cove")
 
 
-class Engine:
-    """Owns ``root`` (COVE_DIR). Thread-safe. Sync methods are quick; long
-    actions return an already-started ``Operation`` (``op.wait()``,
-    ``op.raise_for_error()``, ``op.result``, ``op.to_dict()``)."""
+class Engine(InstancesMixin, AccessMixin, ImagesMixin, ReconcileMixin):
+    """Owns ``root``. Thread-safe.
 
-    root: Path
-    operations: Operations
-    events: EventBus  # engine publishes "operation" and "lifecycle" events here
+    Long actions return an already-started ``Operation`` (``op.wait()``,
+    ``op.raise_for_error()``, ``op.result``); validation errors are raised
+    before any operation exists, so a bad request makes nothing.
+    """
 
-    def __init__(self, root: Path) -> None: ...
-    def startup(self) -> None:
-        """Reconcile DB with runtime, clean leaks, autostart. Call once at start."""
-    def close(self) -> None: ...
+    def __init__(self, root: Path, *, runtime: Runc | None = None) -> None:
+        self.root = Path(root).absolute()
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(self.root, 0o700)
+        for sub in ("images", "instances", "tmp", "run"):
+            (self.root / sub).mkdir(exist_ok=True, mode=0o700)
+        self.store = Store(self.root / "cove.db")
+        self.images = ImageStore(self.root / "images")
+        self.runtime = runtime or Runc(self.root / "run")
+        self.events = EventBus()
+        self.operations = Operations(on_change=self._op_changed)
+        digest = hashlib.sha256(str(self.root).encode()).hexdigest()[:8]
+        self.cgroup_parent = "cove" if self.root == DEFAULT_ROOT else f"cove-{digest}"
+        self.nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        # name -> init pid of instances coved knows to be running
+        self._running: dict[str, int] = {}
+        self._stopped_events: dict[str, threading.Event] = {}
+        self._mutexes: dict[str, threading.RLock] = {}
+        self._mutexes_lock = threading.Lock()
+        self._mount_refs: dict[str, int] = {}
+        self._restarting: set[str] = set()
+        self._watcher = ExitWatcher(self._on_exit)
+        self._closed = False
+
+    def _op_changed(self, op: Operation) -> None:
+        self.events.publish("operation", op.to_dict())
+
+    @contextmanager
+    def _mutex(self, name: str) -> Iterator[None]:
+        """Short internal lock for an instance's runtime bookkeeping (not an
+        operation lock: the exit watcher takes it too)."""
+        with self._mutexes_lock:
+            m = self._mutexes.setdefault(name, threading.RLock())
+        with m:
+            yield
 
     def server_environment(self) -> dict[str, Any]:
-        """The ``environment`` part of GET /1.0 (kernel, driver, server_version...)."""
-        ...
+        """The ``environment`` part of ``GET /1.0``."""
+        uname = os.uname()
+        return {
+            "addresses": [],
+            "architectures": [platform.machine()],
+            "certificate": "",
+            "certificate_fingerprint": "",
+            "driver": "runc",
+            "driver_version": "",
+            "firewall": "nftables",
+            "kernel": uname.sysname,
+            "kernel_architecture": uname.machine,
+            "kernel_features": {},
+            "kernel_version": uname.release,
+            "lxc_features": {},
+            "os_name": "cove",
+            "os_version": __version__,
+            "project": "default",
+            "server": "cove",
+            "server_clustered": False,
+            "server_event_mode": "full-mesh",
+            "server_name": uname.nodename,
+            "server_pid": os.getpid(),
+            "server_version": __version__,
+            "storage": "overlay",
+            "storage_version": "",
+            "storage_supported_drivers": [{"Name": "overlay", "Version": "", "Remote": False}],
+        }
 
-    # instances -----------------------------------------------------------
-    def list_instances(self) -> list[Instance]: ...
-    def get_instance(self, name: str) -> Instance:
-        """NotFound if missing. ``status`` is live (runtime asked)."""
-        ...
-    def instance_state(self, name: str) -> dict[str, Any]:
-        """LXD InstanceState dict: status, status_code, pid, processes,
-        memory{usage,usage_peak,swap_usage,swap_usage_peak}, cpu{usage}, disk, network."""
-        ...
-    def create_instance(self, req: CreateRequest, *, wait_for_lock: float = 0) -> Operation:
-        """Validates synchronously (BadRequest/NotFound image/Conflict name) then
-        returns an operation that makes (and with req.start starts) it."""
-        ...
-    def update_instance(self, name: str, *, config: dict[str, Any] | None = None,
-                        devices: dict[str, dict[str, str]] | None = None,
-                        profiles: list[str] | None = None, description: str | None = None,
-                        ephemeral: bool | None = None, patch: bool = False) -> None:
-        """PUT (replace given fields) or PATCH (merge config/devices). Applies
-        limits to a running instance at once. BadRequest on bad keys."""
-        ...
-    def rename_instance(self, name: str, new_name: str) -> Operation: ...
-    def delete_instance(self, name: str, *, force: bool = False) -> Operation:
-        """PreconditionFailed-style BadRequest if running and not force (LXD: 400
-        'Instance is running')."""
-        ...
-    def change_state(self, name: str, action: str, *, timeout: float = -1,
-                     force: bool = False, wait_for_lock: float = 0) -> Operation:
-        """action: start, stop, restart, freeze, unfreeze. BadRequest on unknown."""
-        ...
-    def exec_instance(self, name: str, req: ExecRequest) -> ExecSession:
-        """Start ``req.command`` now. BadRequest 'Instance is not running'."""
-        ...
-    def file_get(self, name: str, path: str) -> FileInfo: ...
-    def file_put(self, name: str, path: str, *, type: str = "file",
-                 data: BinaryIO | bytes | None = None, uid: int | None = None,
-                 gid: int | None = None, mode: int | None = None,
-                 write: str = "overwrite", target: str | None = None) -> None: ...
-    def file_delete(self, name: str, path: str) -> None: ...
-    def console_log(self, name: str) -> Path:
-        """Path of the instance's output log (plain text lines)."""
-        ...
+    def close(self) -> None:
+        """Stop watching; containers keep running (conmon holds them)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._watcher.close()
+        self.store.close()
 
-    # images --------------------------------------------------------------
-    def list_images(self) -> list[Image]: ...
-    def get_image(self, fingerprint: str) -> Image:
-        """By full fingerprint or unique prefix; NotFound/BadRequest (ambiguous)."""
-        ...
-    def import_image(self, path: Path, *, filename: str = "", public: bool = False,
-                     aliases: list[str] | None = None, meta_path: Path | None = None,
-                     properties: dict[str, str] | None = None) -> Operation:
-        """Import the tarball at ``path`` (moved/deleted by the engine); result Image."""
-        ...
-    def update_image(self, fingerprint: str, *, properties: dict[str, str] | None = None,
-                     public: bool | None = None) -> None: ...
-    def delete_image(self, fingerprint: str) -> Operation: ...
-    def list_aliases(self) -> list[Alias]: ...
-    def get_alias(self, name: str) -> Alias: ...
-    def add_alias(self, name: str, target: str, description: str = "") -> None: ...
-    def update_alias(self, name: str, target: str, description: str = "") -> None: ...
-    def rename_alias(self, name: str, new_name: str) -> None: ...
-    def delete_alias(self, name: str) -> None: ...
+    def _now(self) -> float:
+        return time.time()

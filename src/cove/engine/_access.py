@@ -1,0 +1,218 @@
+"""Reaching into an instance: exec, files and its console log.
+
+Every path that comes from a request is a path inside the instance and is
+resolved by ``storage.safefs.RootFS`` within the instance's root, so a
+symlink in the container can never point cove at the host's files. The same
+goes for the container's /etc/passwd, read to turn user names into ids:
+it is read through the container's root and parsed, never executed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import TYPE_CHECKING, BinaryIO
+
+from cove.engine.types import ExecRequest, ExecSession, FileInfo
+from cove.model.errors import BadRequest, CoveError, NotFound
+from cove.model.passwd import parse_group, parse_passwd, resolve_group, resolve_user
+from cove.model.states import Status
+from cove.runtime.runc import ExecSpec
+from cove.runtime.spec import DEFAULT_PATH
+from cove.storage.safefs import RootFS
+
+if TYPE_CHECKING:
+    from cove.engine._engine import Engine
+
+__all__ = ["AccessMixin", "FinishedExec", "parse_k8s_log"]
+
+
+class FinishedExec:
+    """An exec that ended before it began (command not found): exit code and
+    a message on stderr, through the same interface as a real one."""
+
+    def __init__(self, code: int, message: str) -> None:
+        self.pty_fd: int | None = None
+        self.stdin_fd: int | None = None
+        r1, w1 = os.pipe()
+        r2, w2 = os.pipe()
+        os.close(w1)
+        os.write(w2, message.encode())
+        os.close(w2)
+        self.stdout_fd: int | None = r1
+        self.stderr_fd: int | None = r2
+        self._code = code
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        return self._code
+
+    def resize(self, width: int, height: int) -> None:
+        pass
+
+    def signal(self, signum: int) -> None:
+        pass
+
+    def close(self) -> None:
+        for fd in (self.stdout_fd, self.stderr_fd):
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self.stdout_fd = self.stderr_fd = None
+
+
+def _read_text(fs: RootFS, path: str) -> str:
+    try:
+        fd = fs.open_read(path)
+    except CoveError:
+        return ""
+    with os.fdopen(fd, "rb") as f:
+        return f.read(4 * 2**20).decode(errors="replace")
+
+
+def _find_executable(fs: RootFS, cmd: str, path_var: str) -> bool:
+    candidates = [cmd] if "/" in cmd else [f"{d.rstrip('/')}/{cmd}"
+                                           for d in path_var.split(":") if d.startswith("/")]
+    for cand in candidates:
+        if not cand.startswith("/"):
+            return True  # relative to cwd: let the runtime decide
+        try:
+            s = fs.stat(cand)
+        except CoveError:
+            continue
+        if s.type == "file" and s.mode & 0o111:
+            return True
+    return False
+
+
+def parse_k8s_log(data: bytes) -> bytes:
+    """Turn conmon's k8s-file lines (``TIME STREAM P|F TEXT``) into plain output."""
+    out = bytearray()
+    for line in data.splitlines():
+        parts = line.split(b" ", 3)
+        if len(parts) < 3:
+            continue
+        text = parts[3] if len(parts) == 4 else b""
+        out += text
+        if parts[2] == b"F":
+            out += b"\n"
+    return bytes(out)
+
+
+class AccessMixin:
+    # -- exec ------------------------------------------------------------------
+    def exec_instance(self: Engine, name: str, req: ExecRequest) -> ExecSession:
+        """Start ``req.command`` in the running instance ``name``.
+
+        Raises:
+            BadRequest: the instance is not running, or the user/group/command is bad.
+        """
+        inst = self.store.get_instance(name)
+        if inst.status is Status.STOPPED:
+            raise BadRequest("Instance is not running")
+        if inst.status is Status.FROZEN:
+            raise BadRequest("Instance is frozen")
+        if not req.command or not all(isinstance(c, str) for c in req.command):
+            raise BadRequest("command must be a non-empty list of strings")
+        fs = RootFS(self.instance_dir(name) / "rootfs")
+        user = req.user if req.user not in (None, "") else 0
+        entry = resolve_user(user, parse_passwd(_read_text(fs, "/etc/passwd")))
+        gid = entry.gid
+        if req.group not in (None, ""):
+            gid = resolve_group(req.group, parse_group(_read_text(fs, "/etc/group")))
+        env = {"HOME": entry.home, "USER": entry.name, "LANG": "C.UTF-8"}
+        if req.interactive:
+            env["TERM"] = "xterm"
+        env.update(req.environment or {})
+        cwd = req.cwd or (entry.home if _is_dir(fs, entry.home) else "/")
+        if not cwd.startswith("/"):
+            raise BadRequest(f"cwd must be an absolute path: {cwd!r}")
+        path_var = env.get("PATH") or inst.config.get("environment.PATH") or DEFAULT_PATH
+        if not _find_executable(fs, req.command[0], path_var):
+            return FinishedExec(127, f"cove: {req.command[0]}: command not found\n")
+        return self.runtime.exec(name, ExecSpec(
+            args=list(req.command), env=env, cwd=cwd, uid=entry.uid, gid=gid,
+            tty=req.interactive, width=req.width, height=req.height))
+
+    # -- files -----------------------------------------------------------------
+    def file_get(self: Engine, name: str, path: str) -> FileInfo:
+        _check_path(path)
+        self.store.get_instance(name)
+        with self.rootfs(name) as root:
+            fs = RootFS(root)
+            s = fs.stat(path, follow=False)
+            if s.type == "symlink":
+                return FileInfo("symlink", s.uid, s.gid, s.mode, target=fs.readlink(path))
+            if s.type == "directory":
+                return FileInfo("directory", s.uid, s.gid, s.mode,
+                                entries=sorted(fs.listdir(path)))
+            if s.type != "file":
+                raise BadRequest(f"{path} is not a regular file, directory or symlink")
+            fd = fs.open_read(path)
+            return FileInfo("file", s.uid, s.gid, s.mode, size=os.fstat(fd).st_size, fd=fd)
+
+    def file_put(self: Engine, name: str, path: str, *, type: str = "file",
+                 data: BinaryIO | bytes | None = None, uid: int | None = None,
+                 gid: int | None = None, mode: int | None = None,
+                 write: str = "overwrite", target: str | None = None,
+                 make_parents: bool = False) -> None:
+        _check_path(path)
+        if write not in ("overwrite", "append"):
+            raise BadRequest(f"Invalid write mode {write!r}: overwrite or append")
+        self.store.get_instance(name)
+        with self.rootfs(name) as root:
+            fs = RootFS(root)
+            if type == "file":
+                fs.write_file(path, data if data is not None else b"", uid=uid, gid=gid,
+                              mode=mode, append=write == "append", make_parents=make_parents)
+            elif type == "directory":
+                fs.mkdir(path, uid=uid, gid=gid, mode=mode if mode is not None else 0o755,
+                         parents=make_parents, exist_ok=True)
+            elif type == "symlink":
+                if not target:
+                    raise BadRequest("A symlink needs a target")
+                fs.symlink(path, target, uid=uid, gid=gid)
+            else:
+                raise BadRequest(f"Invalid file type {type!r}: file, directory or symlink")
+
+    def file_delete(self: Engine, name: str, path: str) -> None:
+        _check_path(path)
+        self.store.get_instance(name)
+        with self.rootfs(name) as root:
+            RootFS(root).remove(path, recursive=False)
+
+    # -- console log -------------------------------------------------------------
+    def console_log(self: Engine, name: str) -> os.PathLike[str]:
+        """Path of the raw (k8s-file) console log; use ``read_console`` for text."""
+        self.store.get_instance(name)
+        return self.instance_dir(name) / "console.log"
+
+    def read_console(self: Engine, name: str, offset: int = 0) -> tuple[bytes, int]:
+        """Plain output of the instance from raw byte ``offset`` on, and the new offset.
+
+        Only whole lines are returned, so following by offset never splits one.
+        """
+        path = self.console_log(name)
+        try:
+            with open(path, "rb") as f:
+                f.seek(offset)
+                data = f.read()
+        except FileNotFoundError:
+            return b"", 0
+        end = data.rfind(b"\n") + 1
+        return parse_k8s_log(data[:end]), offset + end
+
+
+def _check_path(path: str) -> None:
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise BadRequest(f"Path must be absolute: {path!r}")
+    if "\0" in path:
+        raise BadRequest("Path contains a NUL byte")
+
+
+def _is_dir(fs: RootFS, path: str) -> bool:
+    try:
+        return fs.stat(path).type == "directory"
+    except (CoveError, NotFound):
+        return False
+
+

@@ -1,0 +1,101 @@
+"""Read a container's cgroup counters (v1 or v2), without a subprocess."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+__all__ = ["CgroupStats", "read_stats", "remove_empty", "CGROUP_ROOT"]
+
+CGROUP_ROOT = "/sys/fs/cgroup"
+
+
+def _is_v2() -> bool:
+    return os.path.exists(os.path.join(CGROUP_ROOT, "cgroup.controllers"))
+
+
+_V2 = _is_v2()
+
+
+@dataclass
+class CgroupStats:
+    memory: int = 0
+    memory_peak: int = 0
+    cpu_ns: int = 0
+    pids: int = 0
+
+
+def _read_int(path: str) -> int:
+    try:
+        with open(path, "rb") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def read_stats(cgroups_path: str) -> CgroupStats:
+    """Counters of the cgroup ``cgroups_path`` (as given in the OCI spec)."""
+    rel = cgroups_path.lstrip("/")
+    if _V2:
+        base = os.path.join(CGROUP_ROOT, rel)
+        cpu = 0
+        try:
+            with open(os.path.join(base, "cpu.stat")) as f:
+                for line in f:
+                    if line.startswith("usage_usec"):
+                        cpu = int(line.split()[1]) * 1000
+        except OSError:
+            pass
+        return CgroupStats(
+            memory=_read_int(os.path.join(base, "memory.current")),
+            memory_peak=_read_int(os.path.join(base, "memory.peak")),
+            cpu_ns=cpu,
+            pids=_read_int(os.path.join(base, "pids.current")),
+        )
+    return CgroupStats(
+        memory=_read_int(os.path.join(CGROUP_ROOT, "memory", rel, "memory.usage_in_bytes")),
+        memory_peak=_read_int(os.path.join(CGROUP_ROOT, "memory", rel,
+                                           "memory.max_usage_in_bytes")),
+        cpu_ns=_read_int(os.path.join(CGROUP_ROOT, "cpuacct", rel, "cpuacct.usage")),
+        pids=_read_int(os.path.join(CGROUP_ROOT, "pids", rel, "pids.current")),
+    )
+
+
+def _hierarchies() -> list[str]:
+    if _V2:
+        return [CGROUP_ROOT]
+    out = []
+    try:
+        for entry in os.scandir(CGROUP_ROOT):
+            if entry.is_dir(follow_symlinks=False):
+                out.append(entry.path)
+    except OSError:
+        pass
+    return out
+
+
+def remove_empty(rel: str) -> None:
+    """Remove the cgroup ``rel`` in every hierarchy if it is empty (idempotent).
+
+    runc removes a container's own cgroup; the parent cove made for the root
+    is removed here once its last container is gone, so nothing is left.
+    """
+    rel = rel.strip("/")
+    if not rel:
+        return
+    for h in _hierarchies():
+        path = os.path.join(h, rel)
+        try:
+            os.rmdir(path)
+        except OSError:
+            pass
+
+
+def list_children(rel: str) -> list[str]:
+    """Names of child cgroups under ``rel`` (in the memory or unified hierarchy)."""
+    base = os.path.join(CGROUP_ROOT, rel.strip("/")) if _V2 else \
+        os.path.join(CGROUP_ROOT, "memory", rel.strip("/"))
+    try:
+        return [e.name for e in os.scandir(base) if e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return []

@@ -1,0 +1,351 @@
+"""runc, with conmon as each container's monitor.
+
+Design note: coved never parents a container. ``create`` starts conmon,
+which runs ``runc create``, reports the container's pid on a sync pipe, then
+stays behind as a ~2 MB monitor that holds the container's stdio, writes its
+output to the log and its exit code to ``exits/<id>``. So containers keep
+running while coved restarts or is killed; coved learns of an exit through a
+pidfd (see ``engine.watch``) and reads the code conmon left. ``exec`` runs
+``runc exec`` as coved's own child: its stdio is the caller's stream.
+Failures are classified by runc's exit code, never by its words.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import signal as _signal
+import struct
+import subprocess
+import termios
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from cove.host import proc
+from cove.model.config import Resources
+from cove.model.errors import InternalError
+
+__all__ = ["Runc", "RuntimeState", "ExecSpec", "ExecProcess"]
+
+
+@dataclass
+class RuntimeState:
+    id: str
+    status: str  # created, running, paused, stopped
+    pid: int
+
+
+@dataclass
+class ExecSpec:
+    args: list[str]
+    env: dict[str, str]
+    cwd: str | None = None
+    uid: int = 0
+    gid: int = 0
+    tty: bool = False
+    width: int = 80
+    height: int = 24
+
+
+class ExecProcess:
+    """A ``runc exec`` child; implements the engine's ExecSession protocol."""
+
+    def __init__(self, popen: subprocess.Popen[bytes], pty_fd: int | None) -> None:
+        self._p = popen
+        self.pid = popen.pid
+        self.pty_fd = pty_fd
+        self.stdin_fd = popen.stdin.fileno() if popen.stdin else None
+        self.stdout_fd = popen.stdout.fileno() if popen.stdout else None
+        self.stderr_fd = popen.stderr.fileno() if popen.stderr else None
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        try:
+            return self._p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def resize(self, width: int, height: int) -> None:
+        if self.pty_fd is not None:
+            set_winsize(self.pty_fd, width, height)
+            self.signal(_signal.SIGWINCH)
+
+    def signal(self, signum: int) -> None:
+        # runc exec forwards the signals it gets to the process it runs.
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self._p.pid, signum)
+
+    def close(self) -> None:
+        for f in (self._p.stdin, self._p.stdout, self._p.stderr):
+            if f is not None:
+                with contextlib.suppress(OSError):
+                    f.close()
+        if self.pty_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.pty_fd)
+            self.pty_fd = None
+
+
+def set_winsize(fd: int, width: int, height: int) -> None:
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
+
+
+def _resources_args(r: Resources) -> list[str]:
+    args = []
+    if r.memory is not None:
+        args += ["--memory", str(r.memory)]
+    if r.cpu_quota is not None:
+        args += ["--cpu-quota", str(r.cpu_quota), "--cpu-period", str(r.cpu_period or 100_000)]
+    if r.cpus is not None:
+        args += ["--cpuset-cpus", r.cpus]
+    if r.pids is not None:
+        args += ["--pids-limit", str(r.pids)]
+    return args
+
+
+class Runc:
+    """Drives runc (and conmon) for the containers of one cove root.
+
+    ``state_dir`` holds runc's state (``runc/``), conmon's exit files
+    (``exits/``) and per-container pid files; it can vanish (a reboot) and
+    reconcile treats that as every container stopped.
+    """
+
+    def __init__(self, state_dir: Path, runc: str = "runc", conmon: str = "conmon") -> None:
+        self.state_dir = Path(state_dir)
+        self.runc = runc
+        self.conmon = conmon
+        self.runc_root = self.state_dir / "runc"
+        self.exits = self.state_dir / "exits"
+        self.pids = self.state_dir / "pids"
+        for d in (self.runc_root, self.exits, self.pids, self.state_dir / "attach"):
+            d.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    def _runc(self, *args: str, check: bool = True, timeout: float = 60) -> proc.Result:
+        return proc.run([self.runc, "--root", str(self.runc_root), *args],
+                        check=check, timeout=timeout)
+
+    # -- lifecycle ------------------------------------------------------------
+    def create(self, cid: str, bundle: Path, log_path: Path) -> int:
+        """Create the container under a conmon monitor; return its init pid.
+
+        Raises:
+            InternalError: conmon or runc failed (the message carries runc's reason).
+        """
+        self.exit_path(cid).unlink(missing_ok=True)
+        pidfile = self.pids / f"{cid}.pid"
+        pidfile.unlink(missing_ok=True)
+        r, w = os.pipe()
+        env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+               "_OCI_SYNCPIPE": str(w)}
+        args = [
+            self.conmon, "--api-version", "1", "-c", cid, "-u", cid, "-n", cid,
+            "-r", self.runc_path(), "-b", str(bundle), "-p", str(pidfile),
+            "--exit-dir", str(self.exits), "-l", f"k8s-file:{log_path}",
+            "--log-size-max", str(16 * 2**20),
+            "--conmon-pidfile", str(self.pids / f"{cid}.conmon"),
+            "--socket-dir-path", str(self.state_dir / "attach"),
+            "--runtime-arg", f"--root={self.runc_root}",
+            "--log-level", "error", "--no-sync-log",
+        ]
+        try:
+            p = proc.spawn(args, pass_fds=(w,), env=env, stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                           start_new_session=True)
+        finally:
+            os.close(w)
+        try:
+            # conmon's daemon half keeps the pipe open: read one message, not to EOF.
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = os.read(r, 4096)
+                if not chunk:
+                    break
+                data += chunk
+        finally:
+            os.close(r)
+            _, err = p.communicate(timeout=60)
+        pid = -1
+        message = ""
+        for line in data.splitlines():
+            with contextlib.suppress(ValueError):
+                msg = json.loads(line)
+                pid = int(msg.get("data", -1))
+                message = msg.get("message", "") or message
+        if pid <= 0:
+            self.delete(cid, force=True)
+            detail = message or err.decode(errors="replace").strip() or "no reason given"
+            raise InternalError(f"Failed to create container {cid}: {detail}")
+        return pid
+
+    def runc_path(self) -> str:
+        if os.sep in self.runc:
+            return self.runc
+        for d in os.environ.get("PATH", "/usr/sbin:/usr/bin").split(":") + ["/usr/sbin"]:
+            cand = os.path.join(d, self.runc)
+            if os.access(cand, os.X_OK):
+                return cand
+        raise InternalError("runc is not installed (run the setup script)")
+
+    def start(self, cid: str) -> None:
+        self._runc("start", cid)
+
+    def state(self, cid: str) -> RuntimeState | None:
+        """The runtime's view, from runc's own state file (no subprocess).
+
+        A container whose init process is gone reads as ``stopped``.
+        """
+        try:
+            with open(self.runc_root / cid / "state.json", "rb") as f:
+                st = json.load(f)
+        except (OSError, ValueError):
+            return None
+        pid = int(st.get("init_process_pid") or 0)
+        start = int(st.get("init_process_start") or 0)
+        if pid <= 0 or not _alive(pid, start):
+            return RuntimeState(cid, "stopped", 0)
+        paused = False
+        status = "running"
+        with contextlib.suppress(OSError):
+            paused = _frozen(st)
+        if paused:
+            status = "paused"
+        elif not (self.pids / f"{cid}.started").exists() and _is_created(pid):
+            status = "created"
+        return RuntimeState(cid, status, pid)
+
+    def list_ids(self) -> list[str]:
+        try:
+            return sorted(e.name for e in os.scandir(self.runc_root) if e.is_dir())
+        except OSError:
+            return []
+
+    def kill(self, cid: str, signum: int, all_processes: bool = False) -> None:
+        args = ["kill"] + (["--all"] if all_processes else []) + [cid, str(signum)]
+        self._runc(*args, check=False)
+
+    def delete(self, cid: str, force: bool = False) -> None:
+        """Remove the container from runc (idempotent)."""
+        if (self.runc_root / cid).exists():
+            res = self._runc("delete", *(["--force"] if force else []), cid, check=False)
+            if res.returncode != 0 and (self.runc_root / cid).exists():
+                raise InternalError(f"runc delete {cid} failed (exit {res.returncode}): "
+                                    + res.stderr.decode(errors="replace").strip()[-300:])
+        for suffix in (".pid", ".conmon", ".started"):
+            (self.pids / f"{cid}{suffix}").unlink(missing_ok=True)
+
+    def pause(self, cid: str) -> None:
+        self._runc("pause", cid)
+
+    def resume(self, cid: str) -> None:
+        self._runc("resume", cid)
+
+    def update(self, cid: str, resources: Resources) -> None:
+        args = _resources_args(resources)
+        if args:
+            self._runc("update", *args, cid)
+
+    def exit_path(self, cid: str) -> Path:
+        return self.exits / cid
+
+    def exit_code(self, cid: str) -> int | None:
+        try:
+            return int(self.exit_path(cid).read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def wait_exit_code(self, cid: str, timeout: float = 2.0) -> int | None:
+        """Wait briefly for conmon to write the exit file after the init exits."""
+        deadline = time.monotonic() + timeout
+        while True:
+            code = self.exit_code(cid)
+            if code is not None or time.monotonic() >= deadline:
+                return code
+            time.sleep(0.005)
+
+    def mark_started(self, cid: str) -> None:
+        (self.pids / f"{cid}.started").touch()
+
+    def conmon_pid(self, cid: str) -> int | None:
+        try:
+            return int((self.pids / f"{cid}.conmon").read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    # -- exec -----------------------------------------------------------------
+    def exec(self, cid: str, spec: ExecSpec) -> ExecProcess:
+        """Start ``spec.args`` in the running container ``cid``."""
+        args = [self.runc, "--root", str(self.runc_root), "exec",
+                "--user", f"{spec.uid}:{spec.gid}"]
+        if spec.cwd:
+            args += ["--cwd", spec.cwd]
+        for k, v in spec.env.items():
+            args += ["--env", f"{k}={v}"]
+        if not spec.tty:
+            p = proc.spawn([*args, cid, *spec.args], stdin=subprocess.PIPE,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            return ExecProcess(p, None)
+        # Foreground ``runc exec --tty`` makes the container's pty and copies
+        # between it and its own stdio, which here is a pty of ours: a resize
+        # is our window size plus SIGWINCH to runc, which passes it on.
+        master, slave = os.openpty()
+        try:
+            set_winsize(slave, spec.width, spec.height)
+            p = proc.spawn([*args, "--tty", cid, *spec.args], stdin=slave, stdout=slave,
+                           stderr=slave, start_new_session=True)
+        except BaseException:
+            os.close(master)
+            raise
+        finally:
+            os.close(slave)
+        return ExecProcess(p, master)
+
+
+def _alive(pid: int, start: int) -> bool:
+    """True if ``pid`` exists and is the process that started at ``start`` ticks."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return False
+    fields = data[data.rfind(b")") + 2:].split()
+    if fields[0] == b"Z":
+        return False
+    return start == 0 or int(fields[19]) == start
+
+
+def _is_created(pid: int) -> bool:
+    # A created (not yet started) container's init is runc's own stub
+    # waiting on the exec fifo; its comm is "runc:[2:INIT]".
+    try:
+        with open(f"/proc/{pid}/comm", "rb") as f:
+            return f.read().startswith(b"runc:[2:INIT]")
+    except OSError:
+        return False
+
+
+def _frozen(state: dict[str, object]) -> bool:
+    paths = state.get("cgroup_paths") or {}
+    if not isinstance(paths, dict):
+        return False
+    freezer = paths.get("freezer")
+    if isinstance(freezer, str):
+        with open(os.path.join(freezer, "freezer.state")) as f:
+            return f.read().strip() == "FROZEN"
+    unified = paths.get("")
+    if isinstance(unified, str):
+        with open(os.path.join(unified, "cgroup.freeze")) as f:
+            return f.read().strip() == "1"
+    return False
+
+
+def signal_name(signum: int) -> str:
+    try:
+        return _signal.Signals(signum).name
+    except ValueError:
+        return str(signum)
+
+
+__all__ += ["set_winsize", "signal_name"]

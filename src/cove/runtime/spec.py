@@ -1,0 +1,124 @@
+"""Build an OCI runtime ``config.json`` from an instance's config (pure).
+
+Design note: everything the host contributes (rlimits, cgroup path) comes in
+through ``SpecInput``, so the builder reads nothing and a golden test pins
+its output. The defaults follow what a system container needs from runc:
+its own pid, ipc, uts, mount, network and cgroup namespaces, Docker's
+default capability set, a private /dev, and the kernel's sensitive /proc
+and /sys paths masked or read-only. RLIMIT_NOFILE is set to the host's own
+hard limit and never above it: the daemon lacks CAP_SYS_RESOURCE here, and
+asking runc to raise a hard limit fails the start.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from cove.model.config import Resources
+
+__all__ = ["SpecInput", "build_spec", "DEFAULT_CAPS", "DEFAULT_PATH"]
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+DEFAULT_CAPS = [
+    "CAP_AUDIT_WRITE", "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID",
+    "CAP_KILL", "CAP_MKNOD", "CAP_NET_BIND_SERVICE", "CAP_NET_RAW", "CAP_SETFCAP",
+    "CAP_SETGID", "CAP_SETPCAP", "CAP_SETUID", "CAP_SYS_CHROOT",
+]
+
+_MASKED = [
+    "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+    "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
+    "/sys/firmware", "/sys/devices/virtual/powercap",
+]
+_READONLY = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+
+
+@dataclass(frozen=True)
+class SpecInput:
+    """Everything the spec depends on."""
+
+    hostname: str
+    args: list[str]
+    rootfs: str
+    cgroups_path: str
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: str = "/"
+    uid: int = 0
+    gid: int = 0
+    resources: Resources = Resources()
+    nofile: tuple[int, int] = (1024, 1024)
+    netns: str | None = None  # path of a network namespace to join; None = new one
+    mounts: tuple[dict[str, Any], ...] = ()
+
+
+def _resources(r: Resources) -> dict[str, Any]:
+    out: dict[str, Any] = {"devices": [{"allow": False, "access": "rwm"}]}
+    if r.memory is not None:
+        out["memory"] = {"limit": r.memory}
+    cpu: dict[str, Any] = {}
+    if r.cpu_quota is not None:
+        cpu["quota"] = r.cpu_quota
+        cpu["period"] = r.cpu_period or 100_000
+    if r.cpus is not None:
+        cpu["cpus"] = r.cpus
+    if cpu:
+        out["cpu"] = cpu
+    if r.pids is not None:
+        out["pids"] = {"limit": r.pids}
+    return out
+
+
+def build_spec(i: SpecInput) -> dict[str, Any]:
+    """Return the OCI runtime spec (as a dict ready for ``json.dump``)."""
+    env = {"PATH": DEFAULT_PATH, "HOME": "/root" if i.uid == 0 else "/", "TERM": "xterm"}
+    env["container"] = "cove"
+    env.update(i.env)
+    soft, hard = i.nofile
+    namespaces: list[dict[str, str]] = [
+        {"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"},
+        {"type": "cgroup"},
+    ]
+    namespaces.append({"type": "network", "path": i.netns} if i.netns else {"type": "network"})
+    return {
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": False,
+            "user": {"uid": i.uid, "gid": i.gid},
+            "args": list(i.args),
+            "env": [f"{k}={v}" for k, v in env.items()],
+            "cwd": i.cwd,
+            "capabilities": {k: list(DEFAULT_CAPS) for k in
+                             ("bounding", "effective", "permitted")},
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": hard, "soft": min(soft, hard)}],
+            "noNewPrivileges": False,
+        },
+        "root": {"path": i.rootfs, "readonly": False},
+        "hostname": i.hostname,
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+             "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+            {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+             "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]},
+            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+             "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+             "options": ["nosuid", "noexec", "nodev"]},
+            {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+             "options": ["nosuid", "noexec", "nodev", "ro"]},
+            {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+             "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
+            {"destination": "/run", "type": "tmpfs", "source": "tmpfs",
+             "options": ["nosuid", "nodev", "mode=755"]},
+            *i.mounts,
+        ],
+        "linux": {
+            "cgroupsPath": i.cgroups_path,
+            "resources": _resources(i.resources),
+            "namespaces": namespaces,
+            "maskedPaths": list(_MASKED),
+            "readonlyPaths": list(_READONLY),
+        },
+    }
