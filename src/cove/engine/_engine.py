@@ -35,6 +35,7 @@ from cove.engine._images import ImagesMixin
 from cove.engine._instances import InstancesMixin
 from cove.engine._reconcile import ReconcileMixin
 from cove.engine._watch import ExitWatcher
+from cove.host import proc
 from cove.engine.events import EventBus
 from cove.engine.operations import Operation, Operations
 from cove.runtime.runc import Runc
@@ -55,6 +56,7 @@ class Engine(InstancesMixin, AccessMixin, ImagesMixin, ReconcileMixin):
     """
 
     def __init__(self, root: Path, *, runtime: Runc | None = None) -> None:
+        proc.become_subreaper()
         self.root = Path(root).absolute()
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(self.root, 0o700)

@@ -66,3 +66,31 @@ def spawn(args: Sequence[str], **kwargs: object) -> subprocess.Popen[bytes]:
         return subprocess.Popen(argv, **kwargs)  # type: ignore[call-overload,no-any-return]
     except FileNotFoundError:
         raise InternalError(f"{argv[0]} is not installed (run the setup script)") from None
+
+
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_subreaper() -> None:
+    """Adopt orphaned descendants (conmon's daemon half) so that they can be
+    reaped here rather than left as zombies under an init that may not reap."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def reap(pid: int, timeout: float = 1.0) -> None:
+    """Collect ``pid`` if it is (or becomes within ``timeout``) our exited child."""
+    import os
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if done or time.monotonic() >= deadline:
+            return
+        time.sleep(0.005)

@@ -227,7 +227,8 @@ class Runc:
         self._runc(*args, check=False)
 
     def delete(self, cid: str, force: bool = False) -> None:
-        """Remove the container from runc (idempotent)."""
+        """Remove the container from runc and collect its monitor (idempotent)."""
+        monitor = self.conmon_pid(cid)
         if (self.runc_root / cid).exists():
             res = self._runc("delete", *(["--force"] if force else []), cid, check=False)
             if res.returncode != 0 and (self.runc_root / cid).exists():
@@ -235,6 +236,8 @@ class Runc:
                                     + res.stderr.decode(errors="replace").strip()[-300:])
         for suffix in (".pid", ".conmon", ".started"):
             (self.pids / f"{cid}{suffix}").unlink(missing_ok=True)
+        if monitor is not None:
+            proc.reap(monitor)
 
     def pause(self, cid: str) -> None:
         self._runc("pause", cid)

@@ -87,8 +87,8 @@ class Store:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._local = threading.local()
-        with self._tx() as db:
-            db.executescript(_SCHEMA)
+        # executescript commits on its own, so the schema runs outside _tx.
+        self._conn().executescript(_SCHEMA)
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
