@@ -317,6 +317,17 @@ class FakeEngine:
         self.get_instance(name)
         return self.root / "logs" / f"{name}.log"
 
+    def read_console(self, name: str, offset: int = 0) -> tuple[bytes, int]:
+        """Whole lines of the (plain text) log from ``offset`` on."""
+        try:
+            with open(self.console_log(name), "rb") as f:
+                f.seek(offset)
+                data = f.read()
+        except FileNotFoundError:
+            return b"", 0
+        end = data.rfind(b"\n") + 1
+        return data[:end], offset + end
+
     def list_images(self) -> list[Image]:
         return list(self.images.values())
 

@@ -28,12 +28,14 @@ _IN_MEMORY = 1 << 20  # smaller uploads are read into memory, larger ones spoole
 
 
 def _path(request: web.Request) -> str:
+    """``?path=``; relative means relative to the instance's ``/``, as LXD
+    takes it (``lxc file pull c1/etc/hostname`` sends ``etc/hostname``)."""
     path = request.query.get("path", "")
     if not path:
         raise BadRequest("Missing 'path' query parameter")
-    if not path.startswith("/"):
-        raise BadRequest(f"Path must be absolute: {path!r}")
-    return path
+    if "\0" in path:
+        raise BadRequest("Invalid path: it contains a NUL byte")
+    return path if path.startswith("/") else "/" + path
 
 
 def _headers(info: FileInfo) -> dict[str, str]:

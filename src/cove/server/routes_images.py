@@ -39,9 +39,11 @@ _TRUE = ("1", "true", "yes", "on")
 async def _list(request: web.Request) -> web.Response:
     check_project(request)
     images = await call(request, engine_of(request).list_images)
+    objs = render.filter_objects([render.image(i) for i in images],
+                                 request.query.get("filter", ""))
     if recursion(request) == 0:
-        return render.sync([f"/1.0/images/{i.fingerprint}" for i in images])
-    return render.sync([render.image(i) for i in images])
+        return render.sync([f"/1.0/images/{o['fingerprint']}" for o in objs])
+    return render.sync(objs)
 
 
 def _properties_header(request: web.Request) -> dict[str, str] | None:

@@ -37,16 +37,18 @@ async def _list(request: web.Request) -> web.Response:
     engine = engine_of(request)
     level = recursion(request)
     instances = await call(request, engine.list_instances)
-    base = instances_base(request)
+    if level < 2:
+        objs = [render.instance(i) for i in instances]
+    else:
+        objs = []
+        for inst in instances:
+            state = await call(request, engine.instance_state, inst.name)
+            objs.append(render.instance_full(inst, state))
+    objs = render.filter_objects(objs, request.query.get("filter", ""))
     if level == 0:
-        return render.sync([f"{base}/{i.name}" for i in instances])
-    if level == 1:
-        return render.sync([render.instance(i) for i in instances])
-    out = []
-    for inst in instances:
-        state = await call(request, engine.instance_state, inst.name)
-        out.append(render.instance_full(inst, state))
-    return render.sync(out)
+        base = instances_base(request)
+        return render.sync([f"{base}/{o['name']}" for o in objs])
+    return render.sync(objs)
 
 
 def _create_request(body: dict[str, Any]) -> CreateRequest:

@@ -1,9 +1,9 @@
 """``/1.0/instances/NAME/logs`` and ``.../console``: the instance's output
 log and the recorded outputs of ``exec`` (``record-output``).
 
-``console.log`` is the engine's output log of the instance; ``lxc.log`` is
-accepted as another name for it, because ``lxc info --show-log`` asks for
-that one. ``exec_<operation>.stdout|stderr`` are written by ``exec`` under
+``console.log`` is the instance's output as plain text
+(``engine.read_console``); ``lxc.log`` is accepted as another name for it,
+because ``lxc info --show-log`` asks for that one. ``exec_<operation>.stdout|stderr`` are written by ``exec`` under
 ``<root>/instances-logs/NAME/``. ``?follow=1`` (a cove extension) keeps the
 response open and streams what is appended until the client goes away or
 the instance stops.
@@ -12,7 +12,9 @@ the instance stops.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -20,7 +22,7 @@ from aiohttp import web
 from cove.model.errors import BadRequest, NotFound
 from cove.model.states import Status
 from cove.server import render
-from cove.server.routes_common import EXECUTOR, call, check_project, engine_of, instances_base
+from cove.server.routes_common import call, check_project, engine_of, instances_base
 from cove.server.routes_instances import BASES
 
 __all__ = ["CONSOLE_LOG", "add_routes", "exec_log_dir"]
@@ -42,17 +44,34 @@ def _check_file_name(file: str) -> str:
     return file
 
 
-async def _log_path(request: web.Request) -> Path:
+# Reads a log from a byte offset: (data, offset to read on from).
+Reader = Callable[[int], tuple[bytes, int]]
+
+
+def _file_reader(path: Path) -> Reader:
+    def read(offset: int) -> tuple[bytes, int]:
+        try:
+            with open(path, "rb") as f:
+                f.seek(offset)
+                data = f.read(_CHUNK)
+        except FileNotFoundError:
+            return b"", offset
+        return data, offset + len(data)
+    return read
+
+
+async def _reader(request: web.Request) -> Reader:
+    """The log ``{file}`` names; NotFound for an unknown instance or file."""
     engine = engine_of(request)
     name = request.match_info["name"]
     file = _check_file_name(request.match_info["file"])
+    await call(request, engine.get_instance, name)
     if file in _CONSOLE_NAMES:
-        return await call(request, engine.console_log, name)
-    await call(request, engine.get_instance, name)  # NotFound for an unknown instance
+        return functools.partial(engine.read_console, name)
     path = exec_log_dir(engine.root, name) / file
     if not await call(request, path.is_file):
         raise NotFound(f"Log file not found: {file}")
-    return path
+    return _file_reader(path)
 
 
 async def _list(request: web.Request) -> web.Response:
@@ -73,34 +92,30 @@ async def _list(request: web.Request) -> web.Response:
     return render.sync([f"{base}/{f}" for f in files])
 
 
-def _read_all(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:  # never started: nothing logged yet
-        return b""
+async def _read_all(request: web.Request, read: Reader) -> bytes:
+    out, offset = b"", 0
+    while True:
+        data, offset = await call(request, read, offset)
+        if not data:
+            return out
+        out += data
 
 
-async def _follow(request: web.Request, path: Path) -> web.StreamResponse:
+async def _follow(request: web.Request, read: Reader) -> web.StreamResponse:
+    """Stream the log, then what is appended, until the client goes away or
+    the instance stops."""
     engine = engine_of(request)
     name = request.match_info["name"]
-    loop = asyncio.get_running_loop()
-    pool = request.app[EXECUTOR]
     resp = web.StreamResponse()
     resp.content_type = "text/plain"
     resp.enable_chunked_encoding()
     await resp.prepare(request)
-    f = None
-    idle = 0.0
+    offset, idle = 0, 0.0
     try:
         while request.transport is not None and not request.transport.is_closing():
-            if f is None:
-                try:
-                    f = await loop.run_in_executor(pool, open, path, "rb")
-                except FileNotFoundError:
-                    f = None
-            chunk = await loop.run_in_executor(pool, f.read, _CHUNK) if f else b""
-            if chunk:
-                await resp.write(chunk)
+            data, offset = await call(request, read, offset)
+            if data:
+                await resp.write(data)
                 idle = 0.0
                 continue
             idle += _POLL
@@ -108,16 +123,16 @@ async def _follow(request: web.Request, path: Path) -> web.StreamResponse:
                 idle = 0.0
                 inst = await call(request, engine.get_instance, name)
                 if inst.status is not Status.RUNNING:
-                    if f:
-                        await resp.write(await loop.run_in_executor(pool, f.read))
+                    while True:
+                        data, offset = await call(request, read, offset)
+                        if not data:
+                            break
+                        await resp.write(data)
                     break
             await asyncio.sleep(_POLL)
         await resp.write_eof()
     except (ConnectionResetError, NotFound):
         pass
-    finally:
-        if f is not None:
-            f.close()
     return resp
 
 
@@ -127,29 +142,37 @@ def _follow_flag(request: web.Request) -> bool:
 
 async def _get(request: web.Request) -> web.StreamResponse:
     check_project(request)
-    path = await _log_path(request)
+    read = await _reader(request)
     if _follow_flag(request):
-        return await _follow(request, path)
-    data = await call(request, _read_all, path)
-    return web.Response(body=data, content_type="text/plain")
+        return await _follow(request, read)
+    return web.Response(body=await _read_all(request, read), content_type="text/plain")
 
 
 async def _delete(request: web.Request) -> web.Response:
     check_project(request)
-    if _check_file_name(request.match_info["file"]) in _CONSOLE_NAMES:
+    file = _check_file_name(request.match_info["file"])
+    if file in _CONSOLE_NAMES:
         raise BadRequest("The console log cannot be deleted; only exec output logs can")
-    path = await _log_path(request)
-    await call(request, os.unlink, path)
+    engine = engine_of(request)
+    name = request.match_info["name"]
+    await call(request, engine.get_instance, name)
+    try:
+        await call(request, os.unlink, exec_log_dir(engine.root, name) / file)
+    except FileNotFoundError:
+        raise NotFound(f"Log file not found: {file}") from None
     return render.sync({})
 
 
 async def _console(request: web.Request) -> web.StreamResponse:
     check_project(request)
-    path = await call(request, engine_of(request).console_log, request.match_info["name"])
+    engine = engine_of(request)
+    name = request.match_info["name"]
+    await call(request, engine.get_instance, name)
+    read: Reader = functools.partial(engine.read_console, name)
     if _follow_flag(request):
-        return await _follow(request, path)
-    data = await call(request, _read_all, path)
-    return web.Response(body=data, content_type="application/octet-stream")
+        return await _follow(request, read)
+    return web.Response(body=await _read_all(request, read),
+                        content_type="application/octet-stream")
 
 
 async def _console_ws(request: web.Request) -> web.Response:

@@ -35,6 +35,7 @@ API_EXTENSIONS: list[str] = [
     "instance_get_full",               # GET /1.0/instances/NAME?recursion=1
     "instances",                       # /1.0/instances (and /1.0/containers)
     "instance_create_start",           # POST /1.0/instances {"start": true}
+    "api_filtering",                   # ?filter= on instance and image lists
 ]
 
 
