@@ -1,0 +1,91 @@
+"""Operations: results, errors, locks that refuse or wait, events."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from cove.engine.events import EventBus
+from cove.engine.operations import Operation, Operations
+from cove.model.errors import BadRequest, Conflict
+from cove.model.states import OperationStatus
+
+
+def test_operation_success_and_result() -> None:
+    ops = Operations()
+    op = ops.run(lambda op: 42, description="Answer")
+    assert op.wait(5)
+    assert op.status is OperationStatus.SUCCESS and op.result == 42
+    op.raise_for_error()
+    assert ops.get(op.id) is op
+    assert op.to_dict()["status_code"] == 200
+
+
+def test_operation_failure_keeps_error_class() -> None:
+    def boom(op: Operation) -> None:
+        raise BadRequest("no")
+
+    op = Operations().run(boom, description="Boom")
+    op.wait(5)
+    assert op.status is OperationStatus.FAILURE and op.err == "no"
+    with pytest.raises(BadRequest):
+        op.raise_for_error()
+
+
+def test_unexpected_exception_becomes_internal_error() -> None:
+    def boom(op: Operation) -> None:
+        raise KeyError("x")
+
+    op = Operations().run(boom, description="Boom")
+    op.wait(5)
+    assert op.status is OperationStatus.FAILURE and "KeyError" in op.err
+
+
+def test_lock_conflict_names_the_operation_in_flight() -> None:
+    ops = Operations()
+    gate = threading.Event()
+    first = ops.run(lambda op: gate.wait(5), description="Starting instance", lock="instance:web")
+    with pytest.raises(Conflict) as e:
+        ops.run(lambda op: None, description="Deleting instance", lock="instance:web")
+    assert first.id in str(e.value) and "Starting instance" in str(e.value)
+    gate.set()
+    first.wait(5)
+    ops.run(lambda op: None, description="again", lock="instance:web").wait(5)
+
+
+def test_lock_waits_when_asked() -> None:
+    ops = Operations()
+    order: list[str] = []
+
+    def slow(op: Operation) -> None:
+        time.sleep(0.2)
+        order.append("first")
+
+    ops.run(slow, description="first", lock="k")
+    second = ops.run(lambda op: order.append("second"), description="second", lock="k",
+                     wait_for_lock=5)
+    second.wait(5)
+    assert order == ["first", "second"]
+
+
+def test_unknown_operation_is_not_found() -> None:
+    from cove.model.errors import NotFound
+    with pytest.raises(NotFound):
+        Operations().get("nope")
+
+
+def test_events_report_operation_changes() -> None:
+    bus = EventBus()
+    sub = bus.subscribe({"operation"})
+    ops = Operations(on_change=lambda op: bus.publish("operation", op.to_dict()))
+    ops.run(lambda op: op.progress("Unpacking", 50), description="x").wait(5)
+    events = sub.drain()
+    statuses = [e["metadata"]["status"] for e in events]
+    assert statuses[0] == "Running" and statuses[-1] == "Success"
+    assert any((e["metadata"]["metadata"] or {}).get("progress", {}).get("percent") == "50"
+               for e in events)
+    sub.close()
+    bus.publish("operation", {})
+    assert sub.drain() == []

@@ -1,0 +1,46 @@
+"""The OCI spec builder against a golden file."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from cove.model.config import Resources
+from cove.runtime.spec import SpecInput, build_spec
+
+GOLDEN = Path(__file__).parent / "golden" / "spec_web.json"
+
+
+def _input() -> SpecInput:
+    return SpecInput(
+        hostname="web", args=["/bin/sh", "-c", "sleep 1000"], rootfs="/r/instances/web/rootfs",
+        cgroups_path="/cove/web", env={"FOO": "bar"}, cwd="/srv", uid=1000, gid=1000,
+        resources=Resources(memory=64 * 2**20, cpu_quota=50_000, cpu_period=100_000, pids=10),
+        nofile=(4096, 4096),
+    )
+
+
+def test_spec_matches_golden() -> None:
+    got = build_spec(_input())
+    if os.environ.get("COVE_UPDATE_GOLDEN"):
+        GOLDEN.write_text(json.dumps(got, indent=2, sort_keys=True) + "\n")
+    assert got == json.loads(GOLDEN.read_text())
+
+
+def test_spec_never_raises_nofile_above_hard_limit() -> None:
+    got = build_spec(SpecInput(hostname="a", args=["x"], rootfs="/r", cgroups_path="/c",
+                               nofile=(8192, 1024)))
+    (limit,) = got["process"]["rlimits"]
+    assert limit["hard"] == 1024 and limit["soft"] <= 1024
+
+
+def test_spec_joins_a_given_netns() -> None:
+    got = build_spec(SpecInput(hostname="a", args=["x"], rootfs="/r", cgroups_path="/c",
+                               netns="/run/netns/x"))
+    assert {"type": "network", "path": "/run/netns/x"} in got["linux"]["namespaces"]
+
+
+def test_spec_without_limits_has_only_device_rules() -> None:
+    got = build_spec(SpecInput(hostname="a", args=["x"], rootfs="/r", cgroups_path="/c"))
+    assert got["linux"]["resources"] == {"devices": [{"allow": False, "access": "rwm"}]}
