@@ -1,0 +1,863 @@
+"""The image store: unpacked image root filesystems, imported safely.
+
+Layout: ``<root>/<fingerprint>/rootfs/`` (the unpacked root filesystem, used
+as an overlay lower layer), ``<root>/<fingerprint>/metadata.yaml`` (LXD's
+image metadata, kept as imported) and, when the image has them,
+``<root>/<fingerprint>/templates/``. ``<root>`` itself is mode 0700: image
+trees hold setuid binaries owned by root, and a host user who could reach
+them could run them.
+
+Design note: safe extraction
+----------------------------
+An image tarball is hostile input. It is read once, as a stream
+(``tarfile`` mode ``r|*``, so gzip/xz/bzip2 are detected by content), while
+its SHA-256 is computed on the fly, and every member is written through a
+:class:`~cove.storage.safefs.RootFS` on the image's directory:
+
+* Member names are normalised (leading ``/`` and ``./`` dropped); a name
+  whose ``..`` would climb above the image root rejects the whole import.
+* Every write resolves the member's parent with ``RESOLVE_IN_ROOT``, so a
+  symlink in the image (``etc -> /etc``, ``up -> ../../..``) is followed as
+  the container would follow it: inside the image, never on the host.
+  Symlinks themselves are created exactly as archived.
+* A hardlink's target is resolved inside the image too; it can only share an
+  inode that is already in the image.
+* Device nodes are skipped (never ``mknod``); fifos are created; owners,
+  modes (setuid included), mtimes and ``user.*``/``security.capability``
+  xattrs are kept. ``trusted.*`` xattrs are dropped: ``trusted.overlay.*``
+  would be obeyed by overlayfs when the image becomes a lower layer.
+* An existing entry is replaced by a later member of the same name (as tar
+  does), which breaks hardlinks instead of writing through them.
+* Everything lands in ``<root>/.tmp-<random>/`` first; only a complete image
+  is renamed (``RENAME_NOREPLACE``) to ``<root>/<fingerprint>``. Any failure
+  removes the temporary directory; :meth:`ImageStore.cleanup_temp` removes
+  the ones a crash left behind.
+
+Formats: a unified LXD tarball (``metadata.yaml`` + ``rootfs/`` [+
+``templates/``] at the top), a plain rootfs tarball (no ``metadata.yaml`` at
+the top: the whole archive is the rootfs), LXD's split format (a metadata
+tarball + a rootfs tarball; squashfs rootfs files are not supported), and a
+directory. Members under ``rootfs/`` are resolved against ``rootfs/`` as their
+root while the archive is read, before it is known whether a
+``metadata.yaml`` follows; in a plain tarball that happens to have a
+top-level ``rootfs/`` directory this only changes where symlinks under it
+point (still inside the image).
+"""
+
+from __future__ import annotations
+
+import bz2
+import errno
+import gzip
+import hashlib
+import logging
+import lzma
+import os
+import re
+import secrets
+import stat as st
+import tarfile
+import tempfile
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, BinaryIO, Self, cast
+
+import yaml
+
+from cove.host.syscalls import RENAME_NOREPLACE, renameat2
+from cove.model.errors import BadRequest, Conflict, CoveError, InternalError, NotFound
+from cove.storage.safefs import RootFS
+
+__all__ = [
+    "ImageStore",
+    "ImportedImage",
+    "Progress",
+    "host_architecture",
+    "normalize_architecture",
+]
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int], None]
+"""Called with a percentage (0-100) whenever it changes during an import."""
+
+_FINGERPRINT = re.compile(r"[0-9a-f]{64}")
+_TMP_PREFIX = ".tmp-"
+_METADATA_LIMIT = 1 << 20
+_CHUNK = 1 << 20
+_SQUASHFS_MAGIC = b"hsqs"
+# LXD's architecture names, with the Debian/OCI spellings people also write.
+_ARCH_ALIASES = {
+    "amd64": "x86_64",
+    "x86_64": "x86_64",
+    "arm64": "aarch64",
+    "aarch64": "aarch64",
+    "armhf": "armv7l",
+    "armv7l": "armv7l",
+    "armv8l": "armv7l",
+    "i386": "i686",
+    "i686": "i686",
+    "ppc64el": "ppc64le",
+    "ppc64le": "ppc64le",
+    "s390x": "s390x",
+    "riscv64": "riscv64",
+}
+_XATTR_ALLOWED = ("user.", "security.capability")
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+# What a corrupt or truncated archive raises from tarfile and the
+# decompressors. OSError is among them (gzip.BadGzipFile, bz2's "Invalid data
+# stream"): cove's own file operations never let an OSError out (RootFS maps
+# them to cove errors and the source reader to InternalError), so an OSError
+# here can only come from decoding the archive.
+_TAR_ERRORS: tuple[type[BaseException], ...] = (
+    tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, ValueError, OSError)
+
+
+def normalize_architecture(name: str) -> str:
+    """LXD's name for an architecture (``amd64`` -> ``x86_64``); unknown names unchanged."""
+    return _ARCH_ALIASES.get(name.strip().lower(), name.strip())
+
+
+def host_architecture() -> str:
+    """The host's architecture as LXD names it."""
+    return normalize_architecture(os.uname().machine)
+
+
+@dataclass
+class ImportedImage:
+    """What an import produced. ``size`` is the number of bytes imported
+    (the file(s), or the regular-file bytes of a directory)."""
+
+    fingerprint: str
+    size: int
+    architecture: str
+    properties: dict[str, str] = field(default_factory=dict)
+    created_at: float = 0.0
+    cmd: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+
+
+class _Progress:
+    """Turns byte counts into calls of ``progress(percent)`` when the percent changes."""
+
+    def __init__(self, total: int, callback: Progress | None) -> None:
+        self.total = max(total, 1)
+        self.done = 0
+        self.callback = callback
+        self.last = -1
+
+    def add(self, n: int) -> None:
+        self.done += n
+        self._report(min(99, self.done * 100 // self.total))
+
+    def finish(self) -> None:
+        self._report(100)
+
+    def _report(self, percent: int) -> None:
+        if self.callback is not None and percent != self.last:
+            self.last = percent
+            self.callback(percent)
+
+
+class _HashingReader:
+    """A forward-only stream that hashes and counts every byte of the source.
+
+    ``seek`` only moves forward (by reading, so skipped bytes are hashed
+    too); that is all ``tarfile``'s ``r:`` mode and the decompressors need
+    when members are processed in order, and it keeps the import a single
+    pass over the file.
+    """
+
+    def __init__(self, raw: BinaryIO, hasher: Any, progress: _Progress | None) -> None:
+        self.raw = raw
+        self.hasher = hasher
+        self.progress = progress
+        self.pos = 0
+        self.mode = "rb"
+
+    def read(self, size: int | None = -1) -> bytes:
+        try:
+            data = self.raw.read(-1 if size is None else size)
+        except OSError as exc:
+            raise InternalError(f"cannot read image data: {exc.strerror or exc}") from None
+        self.hasher.update(data)
+        self.pos += len(data)
+        if self.progress is not None:
+            self.progress.add(len(data))
+        return data
+
+    def tell(self) -> int:
+        return self.pos
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        # The source file belongs to the caller, which closes it.
+        pass
+
+    def seekable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        target = offset + (self.pos if whence == os.SEEK_CUR else 0)
+        if whence not in (os.SEEK_SET, os.SEEK_CUR) or target < self.pos:
+            raise tarfile.ReadError("image archive needs a backward seek, which a "
+                                    "single-pass import cannot do")
+        while self.pos < target:
+            if not self.read(min(_CHUNK, target - self.pos)):
+                break
+        return self.pos
+
+    def drain(self) -> None:
+        """Read to the end: the fingerprint covers every byte, tar padding included."""
+        while self.read(_CHUNK):
+            pass
+
+
+def _decompressed(reader: _HashingReader, head: bytes) -> IO[bytes]:
+    """The tar stream inside ``reader``, whose first bytes are ``head``."""
+    # Decompression is done here rather than by tarfile's "r|*" stream mode:
+    # that mode re-slices its whole buffer on every 512-byte header read,
+    # which made big imports twice as slow as tar(1).
+    raw = cast(IO[bytes], reader)  # duck-typed: read/seek/tell are all they use
+    if head.startswith(b"\x1f\x8b"):
+        return cast(IO[bytes], gzip.GzipFile(fileobj=raw, mode="rb"))
+    if head.startswith(b"BZh"):
+        return cast(IO[bytes], bz2.BZ2File(raw))
+    if head.startswith(b"\xfd7zXZ\x00"):
+        return cast(IO[bytes], lzma.LZMAFile(raw))
+    if head.startswith(_ZSTD_MAGIC):
+        raise BadRequest("zstd-compressed images are not supported; use gzip, xz or bzip2")
+    return raw
+
+
+def _lstat_type(fs: RootFS, path: str) -> str | None:
+    """The type of ``path`` in ``fs`` without following it, None when missing."""
+    try:
+        return fs.stat(path, follow=False).type
+    except NotFound:
+        return None
+
+
+def _member_parts(name: str) -> list[str]:
+    parts: list[str] = []
+    for part in name.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not parts:
+                raise BadRequest("points outside the image")
+            parts.pop()
+            continue
+        parts.append(part)
+    return parts
+
+
+def _path(parts: list[str]) -> str:
+    return "/" + "/".join(parts)
+
+
+class _Extractor:
+    """Writes the members of one tar stream into a RootFS, member by member.
+
+    With ``route_rootfs``, members under ``rootfs/`` are written through a
+    second RootFS rooted at ``rootfs/`` (so their symlinks resolve against
+    the image's root filesystem, as they will in the container).
+    """
+
+    def __init__(self, raw: RootFS, *, route_rootfs: bool) -> None:
+        self.raw = raw
+        self.route_rootfs = route_rootfs
+        self._rootfs: RootFS | None = None
+        self._dir_times: list[tuple[RootFS, str, float]] = []
+
+    def close(self) -> None:
+        if self._rootfs is not None:
+            self._rootfs.close()
+            self._rootfs = None
+
+    def _view(self, parts: list[str], is_dir: bool) -> tuple[RootFS, list[str]]:
+        if not self.route_rootfs or not parts or parts[0] != "rootfs":
+            return self.raw, parts
+        if len(parts) == 1:
+            if not is_dir:
+                raise BadRequest("rootfs must be a directory")
+            return self.raw, parts
+        if self._rootfs is None:
+            self.raw.mkdir("/rootfs", mode=0o755, exist_ok=True)
+            try:
+                self._rootfs = self.raw.subdir("/rootfs")
+            except BadRequest:
+                raise BadRequest("rootfs is not a directory") from None
+        return self._rootfs, parts[1:]
+
+    def run(self, reader: _HashingReader, head: bytes, label: str) -> None:
+        try:
+            with _decompressed(reader, head) as stream, \
+                    tarfile.open(fileobj=stream, mode="r:") as tar:
+                while (member := tar.next()) is not None:
+                    # TarFile keeps every TarInfo otherwise; images have
+                    # hundreds of thousands of members.
+                    tar.members.clear()  # type: ignore[attr-defined]  # not in typeshed
+                    self._member(tar, member)
+        except _TAR_ERRORS as exc:
+            raise BadRequest(f"{label}: not a valid image archive: {exc}") from None
+        # Directory mtimes last and deepest first: creating entries inside a
+        # directory changes its mtime.
+        for view, path, mtime in reversed(self._dir_times):
+            try:
+                view.set_attrs(path, mtime=mtime)
+            except CoveError as exc:
+                log.debug("cannot set mtime of %s: %s", path, exc)
+
+    def _member(self, tar: tarfile.TarFile, m: tarfile.TarInfo) -> None:
+        try:
+            view, vparts = self._view(_member_parts(m.name), m.isdir())
+            path = _path(vparts)
+            if m.isdir():
+                self._directory(view, vparts, m)
+            elif not vparts:
+                raise BadRequest("only a directory can be the image root")
+            elif m.isreg():
+                self._replace(view, path)
+                src = tar.extractfile(m)
+                assert src is not None  # isreg() members always have data
+                self._in_parent(view, vparts, lambda: view.write_file(
+                    path, src, uid=m.uid, gid=m.gid, mode=st.S_IMODE(m.mode)))  # type: ignore[arg-type]
+                self._finish(view, path, m)
+            elif m.issym():
+                self._replace(view, path)
+                self._in_parent(view, vparts, lambda: view.symlink(
+                    path, m.linkname, uid=m.uid, gid=m.gid))
+                view.set_attrs(path, mtime=m.mtime)
+            elif m.islnk():
+                tview, tparts = self._view(_member_parts(m.linkname), False)
+                self._replace(view, path)
+                self._in_parent(view, vparts, lambda: view.link(
+                    path, _path(tparts), source=tview))
+            elif m.isfifo():
+                self._replace(view, path)
+                self._in_parent(view, vparts, lambda: view.mkfifo(
+                    path, uid=m.uid, gid=m.gid, mode=st.S_IMODE(m.mode)))
+                view.set_attrs(path, mtime=m.mtime)
+            elif m.ischr() or m.isblk():
+                log.debug("skipping device node %s in image", m.name)
+            else:
+                log.debug("skipping %s in image (tar type %r)", m.name, m.type)
+        except InternalError as exc:
+            raise InternalError(f"image member {m.name!r}: {exc.message}") from None
+        except CoveError as exc:
+            # A missing link target or a file where a directory should be is
+            # a broken archive, not a missing resource: 400, naming the member.
+            raise BadRequest(f"image member {m.name!r}: {exc.message}") from None
+
+    def _directory(self, view: RootFS, vparts: list[str], m: tarfile.TarInfo) -> None:
+        path = _path(vparts)
+        if vparts:
+            existing = _lstat_type(view, path)
+            if existing is not None and existing != "directory":
+                view.remove(path)
+            view.mkdir(path, parents=True, mode=0o755)
+        view.set_attrs(path, uid=m.uid, gid=m.gid, mode=st.S_IMODE(m.mode))
+        self._xattrs(view, path, m)
+        self._dir_times.append((view, path, m.mtime))
+
+    def _finish(self, view: RootFS, path: str, m: tarfile.TarInfo) -> None:
+        self._xattrs(view, path, m)
+        view.set_attrs(path, mtime=m.mtime)
+
+    @staticmethod
+    def _replace(view: RootFS, path: str) -> None:
+        # Tar semantics: a later member replaces an earlier one. Unlinking
+        # first means we never write through an existing symlink or hardlink.
+        try:
+            view.remove(path)
+        except NotFound:
+            pass
+
+    @staticmethod
+    def _in_parent(view: RootFS, vparts: list[str], create: Callable[[], None]) -> None:
+        # Archives usually list parents first; create them only when missing.
+        try:
+            create()
+        except NotFound:
+            if len(vparts) < 2 or _lstat_type(view, _path(vparts[:-1])) == "directory":
+                raise
+            view.mkdir(_path(vparts[:-1]), parents=True, mode=0o755)
+            create()
+
+    @staticmethod
+    def _xattrs(view: RootFS, path: str, m: tarfile.TarInfo) -> None:
+        for key, value in m.pax_headers.items():
+            if not key.startswith("SCHILY.xattr."):
+                continue
+            name = key[len("SCHILY.xattr."):]
+            if not name.startswith(_XATTR_ALLOWED):
+                log.debug("dropping xattr %s of %s", name, m.name)
+                continue
+            try:
+                view.set_xattr(path, name, value.encode("utf-8", "surrogateescape"))
+            except CoveError as exc:
+                log.debug("cannot set xattr %s on %s: %s", name, m.name, exc)
+
+
+def _parse_metadata(data: bytes) -> dict[str, Any]:
+    try:
+        doc = yaml.safe_load(data)
+    except yaml.YAMLError as exc:
+        raise BadRequest(f"metadata.yaml is not valid YAML: {exc}") from None
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        raise BadRequest("metadata.yaml must be a mapping")
+    return doc
+
+
+def _scalar(value: object) -> str | None:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (str, int, float)):
+        return str(value)
+    return None
+
+
+def _metadata_fields(doc: dict[str, Any]) -> tuple[str, float, dict[str, str]]:
+    arch = doc.get("architecture")
+    architecture = normalize_architecture(arch) if isinstance(arch, str) and arch.strip() \
+        else host_architecture()
+    created = doc.get("creation_date")
+    created_at = float(created) if isinstance(created, (int, float)) and \
+        not isinstance(created, bool) and created > 0 else time.time()
+    properties: dict[str, str] = {}
+    raw = doc.get("properties")
+    if isinstance(raw, dict):
+        for key, value in raw.items():
+            text = _scalar(value)
+            if isinstance(key, str) and text is not None:
+                properties[key] = text
+            else:
+                log.debug("ignoring image property %r: not a string", key)
+    return architecture, created_at, properties
+
+
+def _sniff(f: BinaryIO, label: str) -> bytes:
+    """The first bytes of a seekable source (which is rewound), refusing squashfs."""
+    head = f.read(8)
+    f.seek(0)
+    if head.startswith(_SQUASHFS_MAGIC):
+        raise BadRequest(f"{label}: squashfs images are not supported, use a tarball")
+    return head
+
+
+class ImageStore:
+    """Unpacked images under ``root``, keyed by fingerprint.
+
+    Args:
+        root: the store directory; created (mode 0700) if missing.
+
+    Every method that takes a fingerprint wants the full 64-hex-digit one
+    (prefixes and aliases are resolved by the caller) and raises BadRequest
+    for anything else, so a fingerprint can never be a path.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        try:
+            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InternalError(f"cannot create image store {root}: {exc.strerror}") from None
+
+    # -- queries ----------------------------------------------------------
+
+    @staticmethod
+    def _check(fingerprint: str) -> str:
+        if not isinstance(fingerprint, str) or not _FINGERPRINT.fullmatch(fingerprint):
+            raise BadRequest(f"invalid image fingerprint {fingerprint!r}")
+        return fingerprint
+
+    def path(self, fingerprint: str) -> Path:
+        """The image's directory (whether or not it exists)."""
+        return self.root / self._check(fingerprint)
+
+    def exists(self, fingerprint: str) -> bool:
+        """Whether the image is unpacked here."""
+        return (self.path(fingerprint) / "rootfs").is_dir()
+
+    def rootfs(self, fingerprint: str) -> Path:
+        """The image's root filesystem directory (an overlay lower layer).
+
+        Raises:
+            NotFound: the image is not in the store.
+        """
+        path = self.path(fingerprint) / "rootfs"
+        if not path.is_dir():
+            raise NotFound(f"image {fingerprint} is not in the store")
+        return path
+
+    def fingerprints(self) -> list[str]:
+        """Fingerprints of every image in the store, sorted."""
+        return sorted(name for name in os.listdir(self.root)
+                      if _FINGERPRINT.fullmatch(name) and (self.root / name / "rootfs").is_dir())
+
+    # -- removal ----------------------------------------------------------
+
+    def delete(self, fingerprint: str) -> None:
+        """Remove an image. It first vanishes atomically (renamed to a
+        ``.tmp-`` name), then is removed; a crash in between leaves only a
+        temporary directory for :meth:`cleanup_temp`.
+
+        Raises:
+            NotFound: not in the store.
+        """
+        self._check(fingerprint)
+        doomed = f"{_TMP_PREFIX}del-{secrets.token_hex(8)}"
+        try:
+            os.rename(self.root / fingerprint, self.root / doomed)
+        except FileNotFoundError:
+            raise NotFound(f"image {fingerprint} is not in the store") from None
+        except OSError as exc:
+            raise InternalError(f"cannot delete image {fingerprint}: {exc.strerror}") from None
+        self._remove(doomed)
+
+    def cleanup_temp(self) -> int:
+        """Remove temporary directories left by interrupted imports or deletes.
+
+        Call once at startup, before any import runs. Returns how many were removed.
+        """
+        count = 0
+        for name in os.listdir(self.root):
+            if name.startswith(_TMP_PREFIX):
+                log.info("removing leftover %s from the image store", name)
+                self._remove(name)
+                count += 1
+        return count
+
+    def _remove(self, name: str) -> None:
+        # fd-based, never follows a symlink planted in an image.
+        with RootFS(self.root) as store:
+            try:
+                store.remove("/" + name, recursive=True)
+            except NotFound:
+                pass
+
+    def _discard(self, tmp: Path) -> None:
+        # Cleanup after a failed import must not hide why it failed.
+        try:
+            self._remove(tmp.name)
+        except CoveError as exc:
+            log.warning("cannot remove %s (cleanup_temp will retry): %s", tmp, exc)
+
+    # -- imports ----------------------------------------------------------
+
+    def import_file(self, path: Path, *, filename: str = "",
+                    progress: Progress | None = None) -> ImportedImage:
+        """Import a unified LXD image tarball or a plain rootfs tarball.
+
+        Compression (none, gzip, xz, bzip2) is detected from the content.
+        The fingerprint is the SHA-256 of the file, as LXD computes it.
+        ``path`` is only read; the caller removes it.
+
+        Args:
+            filename: the name the user gave the file, for error messages.
+            progress: called with 0-100 as the file is read.
+
+        Raises:
+            BadRequest: not a (supported) tarball; a member that escapes
+                the image or cannot be created; bad ``metadata.yaml``.
+            Conflict: an image with that fingerprint is already stored.
+            InternalError: the file cannot be read, or the disk is full.
+        """
+        label = filename or Path(path).name
+        tmp = self._mkdtemp()
+        try:
+            meter: _Progress
+            hasher = hashlib.sha256()
+            with self._open_source(path, label) as f:
+                meter = _Progress(os.fstat(f.fileno()).st_size, progress)
+                reader = _HashingReader(f, hasher, meter)
+                (tmp / "raw").mkdir(mode=0o755)
+                with RootFS(tmp / "raw") as raw:
+                    extractor = _Extractor(raw, route_rootfs=True)
+                    try:
+                        extractor.run(reader, _sniff(f, label), label)
+                    finally:
+                        extractor.close()
+                    reader.drain()
+                    doc = self._settle(tmp, raw)
+            architecture, created_at, properties = _metadata_fields(doc)
+            result = ImportedImage(hasher.hexdigest(), meter.done, architecture, properties,
+                                   created_at)
+            self._commit(tmp, result.fingerprint)
+        except BaseException:
+            self._discard(tmp)
+            raise
+        meter.finish()
+        return result
+
+    def import_split(self, meta_path: Path, rootfs_path: Path, *,
+                     progress: Progress | None = None) -> ImportedImage:
+        """Import LXD's split format: a metadata tarball and a rootfs tarball.
+
+        The fingerprint is the SHA-256 of the metadata file's bytes followed
+        by the rootfs file's bytes (as LXD computes it). Only tarball rootfs
+        files are supported, not squashfs.
+
+        Raises:
+            BadRequest: either file is not a tarball, the metadata tarball
+                has no ``metadata.yaml``, or a member is unsafe.
+            Conflict: an image with that fingerprint is already stored.
+        """
+        tmp = self._mkdtemp()
+        try:
+            hasher = hashlib.sha256()
+            with self._open_source(meta_path, "metadata") as mf, \
+                    self._open_source(rootfs_path, "rootfs") as rf:
+                meter = _Progress(os.fstat(mf.fileno()).st_size + os.fstat(rf.fileno()).st_size,
+                                  progress)
+                (tmp / "meta").mkdir(mode=0o755)
+                with RootFS(tmp / "meta") as meta:
+                    reader = _HashingReader(mf, hasher, meter)
+                    _run_extractor(meta, mf, reader, "metadata tarball")
+                    reader.drain()
+                    if _lstat_type(meta, "/metadata.yaml") != "file":
+                        raise BadRequest("metadata tarball has no metadata.yaml")
+                    doc = self._keep_metadata(tmp, meta)
+                self._remove(f"{tmp.name}/meta")
+                (tmp / "rootfs").mkdir(mode=0o755)
+                with RootFS(tmp / "rootfs") as rootfs:
+                    reader = _HashingReader(rf, hasher, meter)
+                    _run_extractor(rootfs, rf, reader, "rootfs tarball")
+                    reader.drain()
+            architecture, created_at, properties = _metadata_fields(doc)
+            result = ImportedImage(hasher.hexdigest(), meter.done, architecture, properties,
+                                   created_at)
+            self._commit(tmp, result.fingerprint)
+        except BaseException:
+            self._discard(tmp)
+            raise
+        meter.finish()
+        return result
+
+    def import_dir(self, path: Path, *, progress: Progress | None = None) -> ImportedImage:
+        """Import a root filesystem directory (or a directory holding
+        ``metadata.yaml`` and ``rootfs/``), copying it into the store.
+
+        The source is read through a RootFS: symlinks are copied, never
+        followed, device nodes and sockets are skipped, hardlinks within it
+        are kept. The fingerprint is the SHA-256 of a canonical listing
+        (format ``cove-dir-v1``): for every entry, in pre-order with names
+        sorted, the NUL-separated fields type, relative path, octal mode,
+        uid, gid and then the SHA-256 of the content (file), the link text
+        (symlink), or the first path of the inode (further hardlinks),
+        preceded by the SHA-256 of ``metadata.yaml`` when there is one.
+        Mtimes are not part of it, so the same tree always gets the same
+        fingerprint. ``size`` is the total of regular-file bytes.
+
+        Raises:
+            NotFound: ``path`` does not exist. BadRequest: not a directory,
+                or bad ``metadata.yaml``. Conflict: already stored.
+        """
+        tmp = self._mkdtemp()
+        try:
+            with RootFS(path) as src:
+                doc: dict[str, Any] = {}
+                listing = hashlib.sha256(b"cove-dir-v1\0")
+                source = src
+                if _lstat_type(src, "/metadata.yaml") == "file" and \
+                        _lstat_type(src, "/rootfs") == "directory":
+                    meta = src.read_bytes("/metadata.yaml", _METADATA_LIMIT)
+                    doc = _parse_metadata(meta)
+                    listing.update(f"m\0{hashlib.sha256(meta).hexdigest()}\0".encode())
+                    _write_new(tmp / "metadata.yaml", meta)
+                    source = src.subdir("/rootfs")
+                try:
+                    (tmp / "rootfs").mkdir(mode=0o755)
+                    with RootFS(tmp / "rootfs") as dst:
+                        size = _copy_tree(source, dst, listing, progress)
+                finally:
+                    if source is not src:
+                        source.close()
+                fingerprint = listing.hexdigest()
+            architecture, created_at, properties = _metadata_fields(doc)
+            result = ImportedImage(fingerprint, size, architecture, properties, created_at)
+            self._commit(tmp, fingerprint)
+        except BaseException:
+            self._discard(tmp)
+            raise
+        if progress is not None:
+            progress(100)
+        return result
+
+    # -- import helpers -----------------------------------------------------
+
+    def _mkdtemp(self) -> Path:
+        try:
+            return Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=self.root))
+        except OSError as exc:
+            raise InternalError(f"cannot create a directory in the image store: "
+                                f"{exc.strerror}") from None
+
+    @staticmethod
+    def _open_source(path: Path, label: str) -> BinaryIO:
+        try:
+            f = open(path, "rb")  # noqa: SIM115 - returned to a with-statement
+        except FileNotFoundError:
+            raise NotFound(f"{label}: file not found") from None
+        except OSError as exc:
+            raise InternalError(f"{label}: cannot open: {exc.strerror}") from None
+        try:
+            if not st.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise BadRequest(f"{label}: not a regular file")
+            _sniff(f, label)
+        except BaseException:
+            f.close()
+            raise
+        return f
+
+    def _keep_metadata(self, tmp: Path, src: RootFS) -> dict[str, Any]:
+        """Parse ``/metadata.yaml`` of ``src``, copy it and ``templates/`` into ``tmp``."""
+        data = src.read_bytes("/metadata.yaml", _METADATA_LIMIT)
+        doc = _parse_metadata(data)
+        # A fresh regular file, never a rename of whatever the archive made.
+        _write_new(tmp / "metadata.yaml", data)
+        if _lstat_type(src, "/templates") == "directory":
+            _rename_at(src, "templates", tmp, "templates")
+        return doc
+
+    def _settle(self, tmp: Path, raw: RootFS) -> dict[str, Any]:
+        """Decide unified vs plain once the whole archive is on disk, and lay
+        out ``tmp`` as ``rootfs/`` [+ ``metadata.yaml``, ``templates/``]."""
+        meta_type = _lstat_type(raw, "/metadata.yaml")
+        if meta_type is None:
+            _rename_at(None, str(tmp / "raw"), tmp, "rootfs")
+            return {}
+        if meta_type != "file":
+            raise BadRequest("metadata.yaml is not a regular file")
+        if _lstat_type(raw, "/rootfs") != "directory":
+            raise BadRequest("image has metadata.yaml but no rootfs/ directory")
+        doc = self._keep_metadata(tmp, raw)
+        _rename_at(raw, "rootfs", tmp, "rootfs")
+        self._remove(f"{tmp.name}/raw")
+        return doc
+
+    def _commit(self, tmp: Path, fingerprint: str) -> None:
+        os.chmod(tmp, 0o755)
+        try:
+            renameat2(-100, str(tmp), -100, str(self.root / fingerprint), RENAME_NOREPLACE)
+        except OSError as exc:
+            if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                raise Conflict(f"image {fingerprint} already exists") from None
+            raise InternalError(f"cannot store image {fingerprint}: {exc.strerror}") from None
+
+
+def _run_extractor(fs: RootFS, f: BinaryIO, reader: _HashingReader, label: str) -> None:
+    extractor = _Extractor(fs, route_rootfs=False)
+    try:
+        extractor.run(reader, _sniff(f, label), label)
+    finally:
+        extractor.close()
+
+
+def _rename_at(src: RootFS | None, name: str, dst_dir: Path, new_name: str) -> None:
+    """Rename ``name`` (inside ``src``, or a host path when ``src`` is None) to ``dst_dir/new_name``."""
+    dfd = os.open(dst_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.rename(name, new_name, src_dir_fd=src.fd if src is not None else None,
+                  dst_dir_fd=dfd)
+    except OSError as exc:
+        raise InternalError(f"cannot move {name} into place: {exc.strerror}") from None
+    finally:
+        os.close(dfd)
+
+
+def _write_new(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o644)
+    with open(fd, "wb") as f:
+        f.write(data)
+
+
+class _TeeReader:
+    """Reads a file fd while hashing it (for the per-file digest of import_dir)."""
+
+    def __init__(self, fd: int, hasher: Any, meter: _Progress | None) -> None:
+        self.f = open(fd, "rb", closefd=True)  # noqa: SIM115 - closed by close()
+        self.hasher = hasher
+        self.meter = meter
+        self.size = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.f.read(size)
+        self.hasher.update(data)
+        self.size += len(data)
+        if self.meter is not None:
+            self.meter.add(len(data))
+        return data
+
+    def close(self) -> None:
+        self.f.close()
+
+
+def _copy_tree(src: RootFS, dst: RootFS, listing: Any, progress: Progress | None) -> int:
+    """Copy ``src`` into the empty ``dst``, feeding the canonical listing to
+    ``listing`` (a hash object); return the regular-file bytes copied."""
+    meter: _Progress | None = None
+    if progress is not None:
+        total = sum(s.st_size for _, s in src._walk_raw("/") if st.S_ISREG(s.st_mode))
+        meter = _Progress(total, progress)
+    top = src.stat("/")
+    dst.set_attrs("/", uid=top.uid, gid=top.gid, mode=top.mode)
+    listing.update(f"d\0\0{top.mode:o}\0{top.uid}\0{top.gid}\0\0".encode())
+    inodes: dict[tuple[int, int], str] = {}
+    dir_times: list[tuple[str, float]] = [("/", top.mtime)]
+    size = 0
+    for rel, s in src._walk_raw("/"):
+        path = "/" + rel
+        mode = st.S_IMODE(s.st_mode)
+        if st.S_ISDIR(s.st_mode):
+            kind, extra = "d", ""
+            dst.mkdir(path, uid=s.st_uid, gid=s.st_gid, mode=mode)
+            dir_times.append((path, s.st_mtime))
+        elif st.S_ISREG(s.st_mode):
+            first = inodes.get((s.st_dev, s.st_ino)) if s.st_nlink > 1 else None
+            if first is not None:
+                kind, extra = "h", first
+                dst.link(path, first)
+            else:
+                kind = "f"
+                digest = hashlib.sha256()
+                reader = _TeeReader(src.open_read(path), digest, meter)
+                try:
+                    dst.write_file(path, reader, uid=s.st_uid, gid=s.st_gid,  # type: ignore[arg-type]
+                                   mode=mode)
+                finally:
+                    reader.close()
+                size += reader.size
+                extra = digest.hexdigest()
+                if s.st_nlink > 1:
+                    inodes[(s.st_dev, s.st_ino)] = path
+                dst.set_attrs(path, mtime=s.st_mtime)
+        elif st.S_ISLNK(s.st_mode):
+            kind, extra = "l", src.readlink(path)
+            dst.symlink(path, extra, uid=s.st_uid, gid=s.st_gid)
+            dst.set_attrs(path, mtime=s.st_mtime)
+        elif st.S_ISFIFO(s.st_mode):
+            kind, extra = "p", ""
+            dst.mkfifo(path, uid=s.st_uid, gid=s.st_gid, mode=mode)
+            dst.set_attrs(path, mtime=s.st_mtime)
+        else:
+            log.debug("skipping %s (device or socket) in image directory", path)
+            continue
+        listing.update(f"{kind}\0{rel}\0{mode:o}\0{s.st_uid}\0{s.st_gid}\0{extra}\0"
+                       .encode("utf-8", "surrogateescape"))
+    for path, mtime in reversed(dir_times):
+        dst.set_attrs(path, mtime=mtime)
+    return size
+
