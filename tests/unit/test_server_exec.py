@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from aiohttp.test_utils import TestClient
 from test_server_fakes import FakeEngine, run_app, wait_op
 
 from cove.model.states import Status
+from cove.server import routes_exec
 
 Client = TestClient[web.Request, web.Application]
 WS = Any  # aiohttp's ClientWebSocketResponse
@@ -150,6 +152,23 @@ def test_exec_signal_through_control(fake: FakeEngine) -> None:
         assert op["metadata"]["return"] == 128 + 15
         assert fake.sessions[0].signals == [15]
         for w in (control, *ws.values()):
+            await w.close()
+    run_app(fake, body)
+
+
+def test_exec_ends_even_if_a_child_keeps_the_output_open(
+        fake: FakeEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(routes_exec, "_DRAIN_GRACE", 0.3)
+
+    async def body(client: Client) -> None:
+        url, fds = await start(client, ["daemon", "30"])
+        ws = {k: await connect(client, url, fds[k]) for k in ("0", "1", "2")}
+        t0 = time.monotonic()
+        out, _ = await asyncio.gather(read_stream(ws["1"]), read_stream(ws["2"]))
+        op = await wait_op(client, url)
+        assert out == b"started\n" and op["metadata"]["return"] == 0
+        assert time.monotonic() - t0 < 5
+        for w in ws.values():
             await w.close()
     run_app(fake, body)
 

@@ -100,6 +100,13 @@ class FakeExecSession:
             os.write(stdout, json.dumps({"env": self.req.environment, "user": self.req.user,
                                          "cwd": self.req.cwd}).encode())
             return 0
+        if cmd == "daemon":  # exits, but a "child" keeps stdout open a while
+            held = os.dup(stdout)
+            os.write(stdout, b"started\n")
+            timer = threading.Timer(float(args[0]), os.close, (held,))
+            timer.daemon = True
+            timer.start()
+            return 0
         if cmd == "sleep":  # until signalled
             self._signalled.wait(10)
             return 128 + (self.signals[-1] if self.signals else 0)
@@ -264,7 +271,7 @@ class FakeEngine:
 
         def change(op: Operation) -> None:
             inst.status = to
-        return self._op(f"{action.capitalize()}ing instance", name, change)
+        return self._op(f"Changing instance state: {action}", name, change)
 
     def exec_instance(self, name: str, req: ExecRequest) -> FakeExecSession:
         if self.get_instance(name).status is not Status.RUNNING:
