@@ -225,6 +225,12 @@ class RootFS:
             _close(self._fd)
             self._fd = -1
 
+    def __del__(self) -> None:
+        # A safety net only: callers should close() or use ``with``. An fd
+        # left open keeps a lazily unmounted rootfs alive.
+        if getattr(self, "_fd", -1) >= 0:
+            self.close()
+
     def __enter__(self) -> Self:
         return self
 
