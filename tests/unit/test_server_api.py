@@ -160,3 +160,10 @@ def test_bad_recursion_is_400(fake: FakeEngine) -> None:
         assert resp.status == 400
         assert "recursion" in (await resp.json())["error"]
     run_app(fake, body)
+
+
+def test_exported_names() -> None:
+    import cove.server
+    assert sorted(cove.server.__all__) == ["bind_unix", "make_app"]
+    for name in cove.server.__all__:
+        assert getattr(cove.server, name) is not None

@@ -44,7 +44,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                    help="unix socket path (default: ROOT/unix.socket)")
     p.add_argument("--shutdown-timeout", type=float, default=30.0,
                    help="seconds to let running operations finish at stop (default 30)")
-    p.add_argument("--debug", action="store_true", help="log debug messages")
+    p.add_argument("--debug", action="store_true", help="log debug messages and every request")
     return p.parse_args(argv)
 
 
@@ -61,14 +61,16 @@ def _lock_root(root: Path) -> int:
     return fd
 
 
-async def serve(engine: Engine, sock: socket.socket, *, shutdown_timeout: float = 30.0) -> None:
+async def serve(engine: Engine, sock: socket.socket, *, shutdown_timeout: float = 30.0,
+                access_log: bool = False) -> None:
     """Serve ``engine`` on the bound ``sock`` until SIGTERM or SIGINT."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    runner = web.AppRunner(make_app(engine), handle_signals=False, access_log=None,
-                           shutdown_timeout=5.0)
+    runner = web.AppRunner(
+        make_app(engine), handle_signals=False, shutdown_timeout=5.0,
+        access_log=logging.getLogger("cove.server.access") if access_log else None)
     await runner.setup()
     site = web.SockSite(runner, sock, shutdown_timeout=5.0)
     await site.start()
@@ -98,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         engine = Engine(root)
         try:
             engine.startup()
-            asyncio.run(serve(engine, sock, shutdown_timeout=args.shutdown_timeout))
+            asyncio.run(serve(engine, sock, shutdown_timeout=args.shutdown_timeout,
+                              access_log=args.debug))
         finally:
             engine.close()
     except Exception:
