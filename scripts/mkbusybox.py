@@ -68,6 +68,13 @@ _HOSTS = """\
 ::1 localhost ip6-localhost ip6-loopback
 """
 
+# busybox init with no console to spawn: as pid 1 it reaps orphans, waits,
+# and on SIGTERM (cove's default halt signal) runs the shutdown entry and exits.
+_INITTAB = """\
+::sysinit:/bin/true
+::shutdown:/bin/true
+"""
+
 _ARCH = {"amd64": "x86_64", "arm64": "aarch64", "i386": "i686", "ppc64el": "ppc64le"}
 
 
@@ -130,7 +137,8 @@ def _build_tar(plain: bool) -> bytes:
                 parents.add(parent)
                 add(prefix + parent, tarfile.DIRTYPE, mode=0o755)
             add(prefix + name, tarfile.SYMTYPE, mode=0o777, link="/bin/busybox")
-        etc = {"passwd": _PASSWD, "group": _GROUP, "hostname": "busybox\n", "hosts": _HOSTS}
+        etc = {"passwd": _PASSWD, "group": _GROUP, "hostname": "busybox\n", "hosts": _HOSTS,
+               "inittab": _INITTAB}
         for name, text in etc.items():
             add(f"{prefix}etc/{name}", tarfile.REGTYPE, data=text.encode())
     return buf.getvalue()

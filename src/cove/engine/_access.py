@@ -113,22 +113,22 @@ class AccessMixin:
             raise BadRequest("Instance is frozen")
         if not req.command or not all(isinstance(c, str) for c in req.command):
             raise BadRequest("command must be a non-empty list of strings")
-        fs = RootFS(self.instance_dir(name) / "rootfs")
-        user = req.user if req.user not in (None, "") else 0
-        entry = resolve_user(user, parse_passwd(_read_text(fs, "/etc/passwd")))
-        gid = entry.gid
-        if req.group not in (None, ""):
-            gid = resolve_group(req.group, parse_group(_read_text(fs, "/etc/group")))
-        env = {"HOME": entry.home, "USER": entry.name, "LANG": "C.UTF-8"}
-        if req.interactive:
-            env["TERM"] = "xterm"
-        env.update(req.environment or {})
-        cwd = req.cwd or (entry.home if _is_dir(fs, entry.home) else "/")
-        if not cwd.startswith("/"):
-            raise BadRequest(f"cwd must be an absolute path: {cwd!r}")
-        path_var = env.get("PATH") or inst.config.get("environment.PATH") or DEFAULT_PATH
-        if not _find_executable(fs, req.command[0], path_var):
-            return FinishedExec(127, f"cove: {req.command[0]}: command not found\n")
+        with RootFS(self.instance_dir(name) / "rootfs") as fs:
+            user = req.user if req.user not in (None, "") else 0
+            entry = resolve_user(user, parse_passwd(_read_text(fs, "/etc/passwd")))
+            gid = entry.gid
+            if req.group not in (None, ""):
+                gid = resolve_group(req.group, parse_group(_read_text(fs, "/etc/group")))
+            env = {"HOME": entry.home, "USER": entry.name, "LANG": "C.UTF-8"}
+            if req.interactive:
+                env["TERM"] = "xterm"
+            env.update(req.environment or {})
+            cwd = req.cwd or (entry.home if _is_dir(fs, entry.home) else "/")
+            if not cwd.startswith("/"):
+                raise BadRequest(f"cwd must be an absolute path: {cwd!r}")
+            path_var = env.get("PATH") or inst.config.get("environment.PATH") or DEFAULT_PATH
+            if not _find_executable(fs, req.command[0], path_var):
+                return FinishedExec(127, f"cove: {req.command[0]}: command not found\n")
         return self.runtime.exec(name, ExecSpec(
             args=list(req.command), env=env, cwd=cwd, uid=entry.uid, gid=gid,
             tty=req.interactive, width=req.width, height=req.height))
@@ -137,8 +137,7 @@ class AccessMixin:
     def file_get(self: Engine, name: str, path: str) -> FileInfo:
         _check_path(path)
         self.store.get_instance(name)
-        with self.rootfs(name) as root:
-            fs = RootFS(root)
+        with self.rootfs(name) as root, RootFS(root) as fs:
             s = fs.stat(path, follow=False)
             if s.type == "symlink":
                 return FileInfo("symlink", s.uid, s.gid, s.mode, target=fs.readlink(path))
@@ -159,8 +158,7 @@ class AccessMixin:
         if write not in ("overwrite", "append"):
             raise BadRequest(f"Invalid write mode {write!r}: overwrite or append")
         self.store.get_instance(name)
-        with self.rootfs(name) as root:
-            fs = RootFS(root)
+        with self.rootfs(name) as root, RootFS(root) as fs:
             if type == "file":
                 fs.write_file(path, data if data is not None else b"", uid=uid, gid=gid,
                               mode=mode, append=write == "append", make_parents=make_parents)
@@ -177,8 +175,8 @@ class AccessMixin:
     def file_delete(self: Engine, name: str, path: str) -> None:
         _check_path(path)
         self.store.get_instance(name)
-        with self.rootfs(name) as root:
-            RootFS(root).remove(path, recursive=False)
+        with self.rootfs(name) as root, RootFS(root) as fs:
+            fs.remove(path, recursive=False)
 
     # -- console log -------------------------------------------------------------
     def console_log(self: Engine, name: str) -> os.PathLike[str]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import threading
 from typing import TYPE_CHECKING
 
 from cove.model.config import truthy
@@ -58,7 +59,6 @@ class ReconcileMixin:
             state = self.runtime.state(name)
             if state is not None and state.status in ("running", "paused"):
                 with self._mutex(name):
-                    import threading
                     self._running[name] = state.pid
                     self._stopped_events[name] = threading.Event()
                     self._mount_refs[name] = 1
@@ -91,6 +91,11 @@ class ReconcileMixin:
             else:
                 f.unlink(missing_ok=True)
         self.images.cleanup_temp()
+        recorded = {img.fingerprint for img in self.store.list_images()}
+        for fp in self.images.fingerprints():
+            if fp not in recorded:  # unpacked, but coved died before recording it
+                log.info("removing unrecorded image %s", fp[:12])
+                self.images.delete(fp)
         for child in list_children(self.cgroup_parent):
             if child not in self._running:
                 remove_empty(f"/{self.cgroup_parent}/{child}")
