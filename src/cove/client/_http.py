@@ -1,0 +1,354 @@
+"""HTTP/1.1 over coved's unix socket, and LXD's response envelope.
+
+Design note: this module is the client's one choke point for HTTP. It uses
+only the standard library (``http.client`` over an ``AF_UNIX`` socket)
+because the ``cove`` command imports it on every call and pays for every
+import (see DESIGN.md, "A Python CLI pays for its imports"). Connections are
+kept alive and reused; an idle connection the server has closed is noticed
+before reuse (it reads as ready-with-EOF) and a request with a replayable
+body is retried once on a fresh connection when a reused one turns out dead.
+
+Every failure to reach the daemon is a ``ConnectionFailed`` that names the
+socket; every LXD error envelope becomes the ``CoveError`` subclass bound to
+its ``error_code`` (``cove.model.errors.error_for_status``), so callers see
+the same exception types the engine raises in-process.
+"""
+
+from __future__ import annotations
+
+import errno
+import http.client
+import json
+import os
+import select
+import socket
+import threading
+
+from cove.model.errors import CoveError, InternalError, error_for_status
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Mapping
+    from typing import Any, BinaryIO, Self
+
+__all__ = [
+    "ConnectionFailed",
+    "Response",
+    "StreamResponse",
+    "UnixTransport",
+    "parse_envelope",
+    "raise_for_envelope",
+]
+
+_BLOCK = 1 << 16
+
+
+class ConnectionFailed(CoveError):
+    """coved could not be reached over its socket.
+
+    ``reason`` is one of ``"missing"`` (no socket file), ``"refused"`` (a
+    socket file nobody listens on), ``"denied"`` (no permission) or
+    ``"closed"`` (the daemon hung up mid-request). The first two mean the
+    daemon is not running, which is when the CLI starts it.
+    """
+
+    status = 503
+
+    def __init__(self, message: str, socket_path: str = "", reason: str = "") -> None:
+        super().__init__(message)
+        self.socket_path = socket_path
+        self.reason = reason
+
+    @property
+    def not_running(self) -> bool:
+        return self.reason in ("missing", "refused")
+
+
+class Response:
+    """A whole HTTP response: status, headers (lower-case names), body bytes."""
+
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def header(self, name: str, default: str | None = None) -> str | None:
+        return self.headers.get(name.lower(), default)
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status} {len(self.body)} bytes>"
+
+
+class StreamResponse:
+    """A response whose body is read as it arrives (``logs --follow``).
+
+    Iterate for chunks; ``close()`` drops the connection (it is never reused,
+    the server may still be writing to it).
+    """
+
+    def __init__(self, resp: http.client.HTTPResponse, conn: http.client.HTTPConnection) -> None:
+        self.status = resp.status
+        self.headers = {k.lower(): v for k, v in resp.getheaders()}
+        self._resp = resp
+        self._conn = conn
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            while True:
+                chunk = self._resp.read1(_BLOCK)
+                if not chunk:
+                    return
+                yield chunk
+        finally:
+            self.close()
+
+    def read(self) -> bytes:
+        try:
+            return self._resp.read()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self._resp.close()
+        self._conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, socket_path: str, timeout: float | None) -> None:
+        super().__init__("localhost", timeout=timeout, blocksize=_BLOCK)
+        self.socket_path = socket_path
+
+    def connect(self) -> None:
+        self.sock = open_unix_socket(self.socket_path, self.timeout)
+
+
+def open_unix_socket(path: str, timeout: float | None = None) -> socket.socket:
+    """Connect to ``path``; ConnectionFailed names the socket and the reason."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        sock.connect(path)
+    except OSError as e:
+        sock.close()
+        raise _connect_error(path, e) from None
+    return sock
+
+
+def _connect_error(path: str, e: OSError) -> ConnectionFailed:
+    if e.errno in (errno.ENOENT, errno.ENOTDIR):
+        return ConnectionFailed(f"coved is not running: no socket at {path}", path, "missing")
+    if e.errno == errno.ECONNREFUSED:
+        return ConnectionFailed(f"coved is not running: nothing listens on {path}",
+                                path, "refused")
+    if e.errno in (errno.EACCES, errno.EPERM):
+        return ConnectionFailed(f"permission denied on {path} (run as root?)", path, "denied")
+    return ConnectionFailed(f"cannot connect to coved at {path}: {e.strerror or e}", path,
+                            "refused")
+
+
+class _ProgressReader:
+    """Feeds a file to http.client in blocks and reports bytes sent."""
+
+    def __init__(self, f: BinaryIO, total: int | None,
+                 progress: Callable[[int, int | None], None]) -> None:
+        self._f = f
+        self._total = total
+        self._sent = 0
+        self._progress = progress
+
+    def read(self, n: int = _BLOCK) -> bytes:
+        data = self._f.read(n)
+        self._sent += len(data)
+        self._progress(self._sent, self._total)
+        return data
+
+
+def _length_of(f: Any) -> int | None:
+    try:
+        return int(os.fstat(f.fileno()).st_size - f.tell())
+    except (AttributeError, OSError, ValueError):
+        pass
+    try:
+        pos = f.tell()
+        end = f.seek(0, os.SEEK_END)
+        f.seek(pos)
+        return int(end - pos)
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+class UnixTransport:
+    """Sends HTTP requests to one unix socket, reusing idle connections.
+
+    Thread-safe: each request takes an idle connection (or opens one) and
+    gives it back when the response has been read whole.
+    """
+
+    def __init__(self, socket_path: str, timeout: float | None = None) -> None:
+        self.socket_path = socket_path
+        self.timeout = timeout
+        self._idle: list[_UnixConnection] = []
+        self._lock = threading.Lock()
+
+    # -- connections --------------------------------------------------------
+    def _take(self) -> tuple[_UnixConnection, bool]:
+        with self._lock:
+            while self._idle:
+                conn = self._idle.pop()
+                if _alive(conn):
+                    return conn, True
+                conn.close()
+        return _UnixConnection(self.socket_path, self.timeout), False
+
+    def _give(self, conn: _UnixConnection) -> None:
+        with self._lock:
+            self._idle.append(conn)
+
+    def connect(self) -> None:
+        """Open one connection now and keep it for the next request.
+
+        Raises:
+            ConnectionFailed: nobody answers on the socket.
+        """
+        conn = _UnixConnection(self.socket_path, self.timeout)
+        conn.connect()
+        self._give(conn)
+
+    def open_socket(self, timeout: float | None = None) -> socket.socket:
+        """A fresh raw socket to the daemon (websockets use their own)."""
+        return open_unix_socket(self.socket_path, timeout)
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+    # -- requests -----------------------------------------------------------
+    def request(self, method: str, path: str, body: Any = None,
+                headers: Mapping[str, str] | None = None, *,
+                progress: Callable[[int, int | None], None] | None = None) -> Response:
+        """Send one request and return its whole ``Response``.
+
+        ``body`` is a JSON-able dict or list (sent as JSON), bytes, a binary
+        file-like object (streamed; ``progress(sent, total)`` is called per
+        block) or None.
+
+        Raises:
+            ConnectionFailed: the daemon cannot be reached or hung up.
+        """
+        resp, conn = self._exchange(method, path, body, headers, progress)
+        try:
+            data = resp.read()
+        except (OSError, http.client.HTTPException) as e:
+            conn.close()
+            raise ConnectionFailed(f"coved hung up while answering {method} {path}: {e}",
+                                   self.socket_path, "closed") from None
+        result = Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, data)
+        if resp.will_close:
+            conn.close()
+        else:
+            self._give(conn)
+        return result
+
+    def stream(self, method: str, path: str,
+               headers: Mapping[str, str] | None = None) -> StreamResponse:
+        """Send a bodiless request; read its answer as it arrives.
+
+        The connection is not reused. Raises as ``request`` does.
+        """
+        resp, conn = self._exchange(method, path, None, headers, None)
+        return StreamResponse(resp, conn)
+
+    def _exchange(self, method: str, path: str, body: Any, headers: Mapping[str, str] | None,
+                  progress: Callable[[int, int | None], None] | None,
+                  ) -> tuple[http.client.HTTPResponse, _UnixConnection]:
+        hdrs = dict(headers or {})
+        replayable = True
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body).encode()
+            hdrs.setdefault("Content-Type", "application/json")
+        elif body is not None and not isinstance(body, (bytes, bytearray, memoryview)):
+            replayable = False
+            total = _length_of(body)
+            if total is not None:
+                hdrs["Content-Length"] = str(total)
+            if progress is not None:
+                body = _ProgressReader(body, total, progress)
+        conn, reused = self._take()
+        try:
+            resp = self._send(conn, method, path, body, hdrs)
+        except ConnectionFailed as e:
+            if not (reused and replayable and e.reason == "closed"):
+                raise
+            conn = _UnixConnection(self.socket_path, self.timeout)
+            resp = self._send(conn, method, path, body, hdrs)
+        return resp, conn
+
+    def _send(self, conn: _UnixConnection, method: str, path: str, body: Any,
+              hdrs: dict[str, str]) -> http.client.HTTPResponse:
+        try:
+            conn.request(method, path, body=body, headers=hdrs)
+            return conn.getresponse()
+        except ConnectionFailed:
+            conn.close()
+            raise
+        except (OSError, http.client.HTTPException) as e:
+            conn.close()
+            if isinstance(e, TimeoutError):
+                raise ConnectionFailed(f"coved did not answer {method} {path} in time",
+                                       self.socket_path, "timeout") from None
+            raise ConnectionFailed(f"coved hung up during {method} {path}: {e}",
+                                   self.socket_path, "closed") from None
+
+
+def _alive(conn: http.client.HTTPConnection) -> bool:
+    """An idle keep-alive connection is readable only if the peer closed it."""
+    sock = conn.sock
+    if sock is None:
+        return True  # never connected: it will connect on use
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return False
+    return not readable
+
+
+# -- LXD's envelope -------------------------------------------------------------
+
+def parse_envelope(resp: Response) -> dict[str, Any]:
+    """Decode LXD's response envelope, raising its error if it is one.
+
+    Raises:
+        CoveError: the subclass bound to ``error_code`` for ``type: error``
+            (or to the HTTP status when the body is not an envelope).
+    """
+    try:
+        env = json.loads(resp.body) if resp.body else None
+    except ValueError:
+        env = None
+    if not isinstance(env, dict) or "type" not in env:
+        if resp.status >= 400:
+            text = resp.body.decode("utf-8", "replace").strip()
+            raise error_for_status(resp.status, text or f"HTTP {resp.status}")
+        raise InternalError(f"coved sent a response that is not an LXD envelope "
+                            f"(HTTP {resp.status})")
+    raise_for_envelope(env, resp.status)
+    return env
+
+
+def raise_for_envelope(env: dict[str, Any], http_status: int = 0) -> None:
+    if env.get("type") == "error" or http_status >= 400:
+        code = env.get("error_code") or http_status or 500
+        raise error_for_status(int(code), str(env.get("error") or f"HTTP {code}"))

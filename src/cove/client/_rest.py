@@ -1,0 +1,715 @@
+"""The REST driver: typed calls over the LXD API 1.0, as coved serves it.
+
+Design notes:
+
+* Plain data: calls return the LXD objects as dicts (the wire schema) and
+  never hide a network call behind attribute access. ``Operation`` is the one
+  object with behaviour; ``wait()`` and ``refresh()`` are explicit calls.
+* Long actions (create, state changes, rename, delete, exec, image import)
+  return an ``Operation``; the caller decides when to ``wait()``. A server
+  that answers such a call synchronously gets a finished ``Operation`` built
+  from its answer, so callers need not care.
+* An operation that ends in ``Failure`` raises on ``wait()``. LXD's
+  operation carries only the message (``err``); cove's server adds the HTTP
+  status of the error as ``error_code`` beside it, and the client maps that
+  back to the same ``CoveError`` subclass. Without it, ``InternalError``.
+* Exec follows LXD: ``POST .../exec`` with ``wait-for-websocket``, then one
+  websocket per fd secret (``control`` first), stdin EOF sent as a text
+  barrier ``{"command": "end"}`` (any text frame ends stdin for LXD) then a
+  close on fd 0 when it carries stdin only; output streams end on a text or
+  close frame; the exit code is ``metadata.return`` of the finished
+  operation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import threading
+from urllib.parse import quote, urlencode
+
+from cove.client._http import Response, UnixTransport, parse_envelope
+from cove.model.errors import CoveError, InternalError, Timeout, error_for_status
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from typing import Any, BinaryIO, Self
+
+    from cove.client._ws import WebSocket
+
+__all__ = [
+    "Client",
+    "ExecResult",
+    "ExecSession",
+    "InstanceFile",
+    "Operation",
+    "default_socket_path",
+]
+
+DEFAULT_ROOT = "/var/lib/cove"
+_FINAL = ("Success", "Failure", "Cancelled")
+
+
+def default_socket_path() -> str:
+    """``$COVE_DIR/unix.socket`` (COVE_DIR defaults to /var/lib/cove)."""
+    return os.path.join(os.environ.get("COVE_DIR") or DEFAULT_ROOT, "unix.socket")
+
+
+def _q(name: str) -> str:
+    return quote(name, safe="")
+
+
+class Operation:
+    """A long action on the server (LXD's operation object).
+
+    Fields mirror the wire form: ``id``, ``cls`` (``class``: task, websocket
+    or token), ``description``, ``status``, ``status_code``, ``metadata``,
+    ``err``, ``resources``, ``error_code`` (cove: the HTTP status of the
+    failure, 0 when unknown).
+    """
+
+    __slots__ = (
+        "_client",
+        "cls",
+        "created_at",
+        "description",
+        "err",
+        "error_code",
+        "id",
+        "may_cancel",
+        "metadata",
+        "resources",
+        "status",
+        "status_code",
+        "updated_at",
+    )
+
+    def __init__(self, id: str, cls: str = "task", status: str = "Running",
+                 status_code: int = 103, metadata: dict[str, Any] | None = None, err: str = "",
+                 resources: dict[str, list[str]] | None = None, description: str = "",
+                 error_code: int = 0, may_cancel: bool = False, created_at: str = "",
+                 updated_at: str = "", client: Client | None = None) -> None:
+        self.id = id
+        self.cls = cls
+        self.description = description
+        self.status = status
+        self.status_code = status_code
+        self.metadata = metadata or {}
+        self.err = err
+        self.resources = resources or {}
+        self.error_code = error_code
+        self.may_cancel = may_cancel
+        self.created_at = created_at
+        self.updated_at = updated_at
+        self._client = client
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], client: Client | None = None) -> Operation:
+        return cls(
+            id=str(d.get("id", "")), cls=str(d.get("class", "task")),
+            status=str(d.get("status", "")), status_code=int(d.get("status_code") or 0),
+            metadata=d.get("metadata") or {}, err=str(d.get("err") or ""),
+            resources=d.get("resources") or {}, description=str(d.get("description", "")),
+            error_code=int(d.get("error_code") or 0), may_cancel=bool(d.get("may_cancel")),
+            created_at=str(d.get("created_at", "")), updated_at=str(d.get("updated_at", "")),
+            client=client)
+
+    def _update(self, other: Operation) -> None:
+        for slot in self.__slots__:
+            if slot != "_client":
+                setattr(self, slot, getattr(other, slot))
+
+    @property
+    def done(self) -> bool:
+        return self.status in _FINAL
+
+    def raise_for_error(self) -> None:
+        """Raise the failure as a CoveError if the operation failed or was cancelled."""
+        if self.status == "Failure":
+            msg = self.err or f"Operation {self.id} failed"
+            raise error_for_status(self.error_code, msg) if self.error_code else InternalError(msg)
+        if self.status == "Cancelled":
+            raise InternalError(self.err or f"Operation {self.id} was cancelled")
+
+    def wait(self, timeout: float | None = None) -> Operation:
+        """Block until the operation ends, update this object, return it.
+
+        Raises:
+            Timeout: it did not end within ``timeout`` seconds.
+            CoveError: it failed (the class its ``error_code`` names).
+        """
+        if not self.done:
+            if self._client is None:
+                raise InternalError(f"Operation {self.id} has no client to wait with")
+            self._update(self._client.wait_operation(self.id, timeout, raise_error=False))
+        self.raise_for_error()
+        return self
+
+    def refresh(self) -> Operation:
+        """Fetch the current state from the server."""
+        if self._client is not None and self.id:
+            self._update(self._client.operation(self.id))
+        return self
+
+    def __repr__(self) -> str:
+        return f"<Operation {self.id} {self.cls} {self.status}>"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Operation):
+            return NotImplemented
+        return all(getattr(self, s) == getattr(other, s) for s in self.__slots__
+                   if s != "_client")
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class InstanceFile:
+    """A path in an instance as ``GET .../files`` answers.
+
+    ``type`` is ``file``, ``directory`` or ``symlink``; ``content`` the file's
+    bytes (for a symlink, its target); ``entries`` the names in a directory.
+    """
+
+    __slots__ = ("content", "entries", "gid", "mode", "path", "type", "uid")
+
+    def __init__(self, path: str, type: str, uid: int, gid: int, mode: int,
+                 content: bytes = b"", entries: list[str] | None = None) -> None:
+        self.path = path
+        self.type = type
+        self.uid = uid
+        self.gid = gid
+        self.mode = mode
+        self.content = content
+        self.entries = entries
+
+    @property
+    def target(self) -> str:
+        return self.content.decode("utf-8", "surrogateescape")
+
+    def __repr__(self) -> str:
+        return f"<InstanceFile {self.path} {self.type} {self.uid}:{self.gid} {self.mode:04o}>"
+
+
+class ExecResult:
+    """How a command ended: exit code and whatever output was captured."""
+
+    __slots__ = ("exit_code", "stderr", "stdout")
+
+    def __init__(self, exit_code: int, stdout: bytes = b"", stderr: bytes = b"") -> None:
+        self.exit_code = exit_code
+        self.stdout = stdout
+        self.stderr = stderr
+
+    def __repr__(self) -> str:
+        return f"<ExecResult exit_code={self.exit_code} stdout={len(self.stdout)}B>"
+
+
+class Client:
+    """A cove (or LXD) server over its unix socket.
+
+    Every call raises ``ConnectionFailed`` when the daemon cannot be reached
+    and the ``CoveError`` subclass matching the server's error otherwise.
+    """
+
+    def __init__(self, socket_path: str | None = None, *,
+                 transport: UnixTransport | None = None) -> None:
+        self.socket_path = socket_path or default_socket_path()
+        self.transport = transport or UnixTransport(self.socket_path)
+
+    def close(self) -> None:
+        self.transport.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def connect(self) -> None:
+        """Open a connection now (kept for the next call) to check the daemon listens."""
+        self.transport.connect()
+
+    # -- plumbing -------------------------------------------------------------
+    def raw(self, method: str, path: str, body: Any = None,
+            headers: dict[str, str] | None = None,
+            progress: Callable[[int, int | None], None] | None = None) -> Response:
+        """One request, whole answer, no envelope parsing (for odd endpoints)."""
+        return self.transport.request(method, path, body, headers, progress=progress)
+
+    def _sync(self, method: str, path: str, body: Any = None) -> Any:
+        return parse_envelope(self.raw(method, path, body)).get("metadata")
+
+    def _get_dict(self, path: str) -> dict[str, Any]:
+        md = self._sync("GET", path)
+        if not isinstance(md, dict):
+            raise InternalError(f"GET {path}: the server sent no object")
+        return md
+
+    def _get_list(self, path: str) -> list[Any]:
+        md = self._sync("GET", path)
+        if md is None:
+            return []
+        if not isinstance(md, list):
+            raise InternalError(f"GET {path}: the server sent no list")
+        return md
+
+    def _op(self, method: str, path: str, body: Any = None,
+            headers: dict[str, str] | None = None,
+            progress: Callable[[int, int | None], None] | None = None) -> Operation:
+        env = parse_envelope(self.raw(method, path, body, headers, progress))
+        if env.get("type") == "async" and isinstance(env.get("metadata"), dict):
+            return Operation.from_dict(env["metadata"], self)
+        op_id = str(env.get("operation") or "").rsplit("/", 1)[-1]
+        md = env.get("metadata")
+        return Operation(op_id, status="Success", status_code=200,
+                         metadata=md if isinstance(md, dict) else {"result": md}, client=self)
+
+    # -- server -----------------------------------------------------------------
+    def server(self) -> dict[str, Any]:
+        """``GET /1.0``: api version, extensions, environment."""
+        return self._get_dict("/1.0")
+
+    # -- instances ----------------------------------------------------------------
+    def instances(self, recursion: int = 1) -> list[Any]:
+        """``GET /1.0/instances?recursion=N``: URLs (0), objects (1), with state (2)."""
+        return self._get_list(f"/1.0/instances?recursion={int(recursion)}")
+
+    def instance(self, name: str) -> dict[str, Any]:
+        return self._get_dict(f"/1.0/instances/{_q(name)}")
+
+    def instance_state(self, name: str) -> dict[str, Any]:
+        return self._get_dict(f"/1.0/instances/{_q(name)}/state")
+
+    def create_instance(self, name: str | None, source: dict[str, Any], *,
+                        config: dict[str, str] | None = None,
+                        devices: dict[str, dict[str, str]] | None = None,
+                        ephemeral: bool = False, profiles: list[str] | None = None,
+                        description: str = "") -> Operation:
+        """``POST /1.0/instances``. ``source`` is ``{"type": "image", "alias": A}``
+        or ``{"type": "image", "fingerprint": F}``. A None name lets the server pick."""
+        body: dict[str, Any] = {
+            "type": "container",
+            "source": source,
+            "config": config or {},
+            "devices": devices or {},
+            "ephemeral": ephemeral,
+            "description": description,
+        }
+        if name:
+            body["name"] = name
+        if profiles is not None:
+            body["profiles"] = profiles
+        return self._op("POST", "/1.0/instances", body)
+
+    def update_instance(self, name: str, body: dict[str, Any], *, patch: bool = False) -> Operation:
+        """``PUT`` (replace) or ``PATCH`` (merge) ``/1.0/instances/NAME``."""
+        return self._op("PATCH" if patch else "PUT", f"/1.0/instances/{_q(name)}", body)
+
+    def rename_instance(self, name: str, new_name: str) -> Operation:
+        return self._op("POST", f"/1.0/instances/{_q(name)}", {"name": new_name})
+
+    def delete_instance(self, name: str) -> Operation:
+        return self._op("DELETE", f"/1.0/instances/{_q(name)}")
+
+    def change_state(self, name: str, action: str, *, timeout: int = -1, force: bool = False,
+                     stateful: bool = False) -> Operation:
+        """``PUT /1.0/instances/NAME/state``; action is start, stop, restart,
+        freeze or unfreeze. ``timeout`` -1 waits as long as it takes."""
+        body = {"action": action, "timeout": timeout, "force": force, "stateful": stateful}
+        return self._op("PUT", f"/1.0/instances/{_q(name)}/state", body)
+
+    # -- exec ---------------------------------------------------------------------
+    def exec_start(self, name: str, command: list[str], *,
+                   environment: dict[str, str] | None = None,
+                   user: int | str | None = None, group: int | str | None = None,
+                   cwd: str | None = None, interactive: bool = False,
+                   width: int | None = None, height: int | None = None) -> ExecSession:
+        """Start ``command`` and connect its websockets; run it with ``.run()``.
+
+        ``user``/``group`` are sent as given: an int is a uid/gid, a str a
+        name the server resolves inside the instance.
+        """
+        body: dict[str, Any] = {
+            "command": list(command),
+            "environment": environment or {},
+            "wait-for-websocket": True,
+            "interactive": interactive,
+            "record-output": False,
+        }
+        if width is not None:
+            body["width"] = width
+        if height is not None:
+            body["height"] = height
+        if user is not None:
+            body["user"] = user
+        if group is not None:
+            body["group"] = group
+        if cwd:
+            body["cwd"] = cwd
+        op = self._op("POST", f"/1.0/instances/{_q(name)}/exec", body)
+        fds = op.metadata.get("fds") or {}
+        names = ["control", "0"] if interactive else ["control", "0", "1", "2"]
+        missing = [n for n in names if n not in fds]
+        if missing:
+            raise InternalError(f"exec answer lacks websocket secrets for {', '.join(missing)}")
+        sockets: dict[str, WebSocket] = {}
+        try:
+            for n in names:
+                sockets[n] = self.websocket(op.id, str(fds[n]))
+        except BaseException:
+            for ws in sockets.values():
+                ws.abort()
+            raise
+        return ExecSession(op, sockets, interactive)
+
+    def exec(self, name: str, command: list[str], *, environment: dict[str, str] | None = None,
+             user: int | str | None = None, group: int | str | None = None,
+             cwd: str | None = None, interactive: bool = False, width: int | None = None,
+             height: int | None = None, stdin: Any = None, stdout: Any = None,
+             stderr: Any = None) -> ExecResult:
+        """Run ``command`` to its end and return how it ended.
+
+        ``stdin`` is None (no input), bytes, an fd or a binary file object.
+        ``stdout``/``stderr`` are an fd or a binary file object to stream to,
+        or None to capture into the result.
+
+        Raises:
+            CoveError: the instance is missing or not running, or exec failed.
+        """
+        session = self.exec_start(name, command, environment=environment, user=user,
+                                  group=group, cwd=cwd, interactive=interactive,
+                                  width=width, height=height)
+        return session.run(stdin, stdout, stderr)
+
+    def websocket(self, op_id: str, secret: str) -> WebSocket:
+        """Connect to ``/1.0/operations/ID/websocket?secret=S``."""
+        from cove.client._ws import WebSocket
+
+        sock = self.transport.open_socket()
+        path = f"/1.0/operations/{_q(op_id)}/websocket?{urlencode({'secret': secret})}"
+        return WebSocket.connect(sock, path)
+
+    # -- files ----------------------------------------------------------------------
+    def _file_path(self, name: str, path: str) -> str:
+        return f"/1.0/instances/{_q(name)}/files?{urlencode({'path': path})}"
+
+    def file_get(self, name: str, path: str) -> InstanceFile:
+        """``GET .../files?path=P``: a file's bytes, a directory's names, a link's target."""
+        resp = self.raw("GET", self._file_path(name, path))
+        if resp.status >= 400:
+            parse_envelope(resp)
+        ftype = resp.header("x-lxd-type") or "file"
+        f = InstanceFile(path, ftype, int(resp.header("x-lxd-uid") or 0),
+                         int(resp.header("x-lxd-gid") or 0),
+                         int(resp.header("x-lxd-mode") or "0", 8))
+        if ftype == "directory":
+            f.entries = [str(e) for e in (parse_envelope(resp).get("metadata") or [])]
+        else:
+            f.content = resp.body
+        return f
+
+    def file_put(self, name: str, path: str, data: bytes | BinaryIO | None = None, *,
+                 uid: int | None = None, gid: int | None = None, mode: int | None = None,
+                 type: str = "file", write: str = "overwrite",
+                 progress: Callable[[int, int | None], None] | None = None) -> None:
+        """``POST .../files?path=P`` with X-LXD-type/uid/gid/mode/write headers.
+
+        For ``type="symlink"`` ``data`` is the link target; for a directory
+        it is ignored.
+        """
+        headers = {"X-LXD-type": type, "X-LXD-write": write,
+                   "Content-Type": "application/octet-stream"}
+        if uid is not None:
+            headers["X-LXD-uid"] = str(uid)
+        if gid is not None:
+            headers["X-LXD-gid"] = str(gid)
+        if mode is not None:
+            headers["X-LXD-mode"] = f"{mode:04o}"
+        body: Any = b"" if type == "directory" or data is None else data
+        if isinstance(body, str):
+            body = body.encode()
+        parse_envelope(self.raw("POST", self._file_path(name, path), body, headers, progress))
+
+    def file_delete(self, name: str, path: str) -> None:
+        parse_envelope(self.raw("DELETE", self._file_path(name, path)))
+
+    # -- logs ----------------------------------------------------------------------
+    def logs(self, name: str) -> bytes:
+        """The instance's console log, ``GET .../logs/console.log`` (plain text)."""
+        resp = self.raw("GET", f"/1.0/instances/{_q(name)}/logs/console.log")
+        if resp.status >= 400:
+            parse_envelope(resp)
+        return resp.body
+
+    def follow_logs(self, name: str) -> Iterator[bytes]:
+        """The console log, then new output as it comes (``?follow=1``) until
+        the server ends the stream."""
+        stream = self.transport.stream(
+            "GET", f"/1.0/instances/{_q(name)}/logs/console.log?follow=1")
+        if stream.status >= 400:
+            body = stream.read()
+            parse_envelope(Response(stream.status, stream.headers, body))
+        return iter(stream)
+
+    # -- images ----------------------------------------------------------------------
+    def images(self) -> list[dict[str, Any]]:
+        return self._get_list("/1.0/images?recursion=1")
+
+    def image(self, fingerprint: str) -> dict[str, Any]:
+        return self._get_dict(f"/1.0/images/{_q(fingerprint)}")
+
+    def import_image(self, source: str | BinaryIO, *, aliases: list[str] | tuple[str, ...] = (),
+                     public: bool = False, filename: str | None = None,
+                     progress: Callable[[int, int | None], None] | None = None) -> str:
+        """Upload an image tarball (a path or a binary file), wait, add aliases.
+
+        ``POST /1.0/images`` with the tarball as the body and X-LXD-filename /
+        X-LXD-public headers; then ``POST /1.0/images/aliases`` per alias.
+        Returns the new image's fingerprint.
+        """
+        own = isinstance(source, str)
+        f: BinaryIO = open(source, "rb") if isinstance(source, str) else source  # noqa: SIM115
+        try:
+            fname = filename or os.path.basename(str(getattr(f, "name", ""))) or "image.tar"
+            headers = {"Content-Type": "application/octet-stream",
+                       "X-LXD-filename": fname, "X-LXD-public": "1" if public else "0"}
+            op = self._op("POST", "/1.0/images", f, headers, progress=progress)
+        finally:
+            if own:
+                f.close()
+        op.wait()
+        fp = str(op.metadata.get("fingerprint") or "")
+        if not fp:
+            res = op.resources.get("images") or []
+            fp = res[0].rsplit("/", 1)[-1] if res else ""
+        if not fp:
+            raise InternalError("image import finished without a fingerprint")
+        for alias in aliases:
+            self.create_alias(alias, fp)
+        return fp
+
+    def delete_image(self, fingerprint: str) -> Operation:
+        return self._op("DELETE", f"/1.0/images/{_q(fingerprint)}")
+
+    def aliases(self) -> list[dict[str, Any]]:
+        return self._get_list("/1.0/images/aliases?recursion=1")
+
+    def alias(self, name: str) -> dict[str, Any]:
+        return self._get_dict(f"/1.0/images/aliases/{_q(name)}")
+
+    def create_alias(self, name: str, target: str, description: str = "") -> None:
+        self._sync("POST", "/1.0/images/aliases",
+                   {"name": name, "target": target, "description": description})
+
+    def delete_alias(self, name: str) -> None:
+        self._sync("DELETE", f"/1.0/images/aliases/{_q(name)}")
+
+    def rename_alias(self, name: str, new_name: str) -> None:
+        self._sync("POST", f"/1.0/images/aliases/{_q(name)}", {"name": new_name})
+
+    # -- operations ----------------------------------------------------------------
+    def operation(self, op_id: str) -> Operation:
+        return Operation.from_dict(self._get_dict(f"/1.0/operations/{_q(op_id)}"), self)
+
+    def wait_operation(self, op_id: str, timeout: float | None = None, *,
+                       raise_error: bool = True) -> Operation:
+        """``GET /1.0/operations/ID/wait?timeout=N`` (N=-1: no limit).
+
+        Raises:
+            Timeout: still running when ``timeout`` ran out.
+            CoveError: it failed (only with ``raise_error``).
+        """
+        secs = -1 if timeout is None else max(0, int(timeout + 0.999))
+        op = Operation.from_dict(
+            self._get_dict(f"/1.0/operations/{_q(op_id)}/wait?timeout={secs}"), self)
+        if not op.done:
+            raise Timeout(f"Operation {op_id} did not finish within {timeout}s")
+        if raise_error:
+            op.raise_for_error()
+        return op
+
+    def cancel_operation(self, op_id: str) -> None:
+        self._sync("DELETE", f"/1.0/operations/{_q(op_id)}")
+
+
+# -- exec sessions ------------------------------------------------------------------
+
+_END = json.dumps({"command": "end"})
+_SIGPIPE = 13  # the same number on every Linux architecture
+
+
+class ExecSession:
+    """A started command with its websockets connected (see ``Client.exec_start``).
+
+    ``resize()`` and ``signal()`` may be called from any thread (or a signal
+    handler) while ``run()`` is copying data.
+    """
+
+    #: How long to wait for output streams to end after the command has.
+    drain_timeout = 5.0
+
+    def __init__(self, op: Operation, sockets: dict[str, WebSocket], interactive: bool) -> None:
+        self.operation = op
+        self.sockets = sockets
+        self.interactive = interactive
+        self._stop = threading.Event()
+
+    def resize(self, width: int, height: int) -> None:
+        self._control({"command": "window-resize",
+                       "args": {"width": str(width), "height": str(height)}})
+
+    def signal(self, signum: int) -> None:
+        self._control({"command": "signal", "signal": int(signum)})
+
+    def _control(self, msg: dict[str, Any]) -> None:
+        try:
+            self.sockets["control"].send_text(json.dumps(msg))
+        except (OSError, CoveError):
+            pass  # the command has ended; nothing to tell
+
+    def run(self, stdin: Any = None, stdout: Any = None, stderr: Any = None) -> ExecResult:
+        """Copy stdin in and output out until the command ends; close; return.
+
+        See ``Client.exec`` for what the three arguments may be.
+        """
+        out_buf: list[bytes] | None = [] if stdout is None else None
+        err_buf: list[bytes] | None = [] if stderr is None else None
+        out_ws = self.sockets["0"] if self.interactive else self.sockets["1"]
+        broken = self._broken_pipe
+        readers = [threading.Thread(target=_pump_out, args=(out_ws, stdout, out_buf, broken),
+                                    daemon=True, name="exec-stdout")]
+        if not self.interactive:
+            readers.append(threading.Thread(target=_pump_out,
+                                            args=(self.sockets["2"], stderr, err_buf, broken),
+                                            daemon=True, name="exec-stderr"))
+        writer = threading.Thread(target=self._pump_in, args=(stdin,), daemon=True,
+                                  name="exec-stdin")
+        for t in readers:
+            t.start()
+        writer.start()
+        try:
+            op = self.operation.wait()
+            for t in readers:
+                t.join(self.drain_timeout)
+        finally:
+            self._stop.set()
+            for t, ws in zip(readers, [out_ws, self.sockets.get("2")]):
+                if t.is_alive() and ws is not None:
+                    ws.abort()  # wakes the reader; the server kept the stream open
+            self.close()
+        code = op.metadata.get("return", 0)
+        return ExecResult(int(code if code is not None else 0),
+                          b"".join(out_buf) if out_buf is not None else b"",
+                          b"".join(err_buf) if err_buf is not None else b"")
+
+    def _broken_pipe(self) -> None:
+        self.signal(_SIGPIPE)
+
+    def _pump_in(self, stdin: Any) -> None:
+        ws = self.sockets["0"]
+        try:
+            for chunk in _read_chunks(stdin, self._stop):
+                ws.send_binary(chunk)
+            if self._stop.is_set():
+                return
+            ws.send_text(_END)
+            if not self.interactive:
+                ws.send_close()
+        except (OSError, CoveError):
+            pass  # the command is gone; its stdin with it
+
+    def close(self) -> None:
+        """Close every websocket (safe to call more than once)."""
+        self._stop.set()
+        for ws in self.sockets.values():
+            ws.close(timeout=0.2)
+
+
+def _read_chunks(src: Any, stop: threading.Event) -> Iterator[bytes]:
+    if src is None:
+        return
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        if src:
+            yield bytes(src)
+        return
+    fd: int | None = src if isinstance(src, int) else None
+    if fd is None:
+        try:
+            fd = src.fileno()
+        except (AttributeError, OSError, ValueError):
+            fd = None
+    if fd is None:
+        while not stop.is_set():
+            data = src.read(65536)
+            if not data:
+                return
+            yield data
+        return
+    while not stop.is_set():
+        try:
+            ready, _, _ = select.select([fd], [], [], 0.1)
+        except (OSError, ValueError):
+            return
+        if not ready:
+            continue
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            continue
+        except OSError:
+            return
+        if not data:
+            return
+        yield data
+
+
+def _pump_out(ws: WebSocket, dest: Any, buf: list[bytes] | None,
+              broken: Callable[[], None]) -> None:
+    """Copy one output stream until the server closes it.
+
+    If writing locally fails (``cove exec ... | head``), the rest is read and
+    dropped, so the command is never stuck on a full stream, and ``broken``
+    is called once (it sends the command SIGPIPE, as a local pipe would).
+    """
+    from cove.client._ws import OP_BINARY, OP_CLOSE
+
+    sink_ok = True
+    try:
+        while True:
+            op, data = ws.recv()
+            if op == OP_CLOSE:
+                return
+            if op != OP_BINARY:
+                # LXD's end-of-stream barrier: no more data. Close our side
+                # now (servers may wait for that before ending the operation)
+                # and read on until the server's close arrives.
+                ws.send_close()
+                continue
+            if not sink_ok:
+                continue
+            if buf is not None:
+                buf.append(data)
+                continue
+            try:
+                if isinstance(dest, int):
+                    _write_fd(dest, data)
+                else:
+                    dest.write(data)
+                    flush = getattr(dest, "flush", None)
+                    if flush is not None:
+                        flush()
+            except (OSError, ValueError):
+                sink_ok = False
+                broken()
+    except (OSError, CoveError):
+        return
+
+
+def _write_fd(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
