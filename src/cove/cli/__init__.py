@@ -1,0 +1,1 @@
+"""The ``cove`` command line (standard library only on its hot paths)."""

@@ -1,0 +1,96 @@
+"""What every ``cove`` command gets: the root, output streams, a client.
+
+Design note: the client is made on first use, so ``--help`` and usage
+errors never touch the socket. Making it opens one connection at once (kept
+for the first request, so it costs no extra round trip); if nobody listens,
+the daemon is started here (``cove.cli.daemon``) unless ``COVE_NO_AUTOSTART``
+is set.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import BinaryIO, TextIO
+
+    from cove.client import Client
+
+__all__ = ["Context", "UsageError", "default_root", "parse_kv", "split_target"]
+
+
+class UsageError(Exception):
+    """The command line is wrong; ``cove`` prints it and exits 2."""
+
+
+def default_root() -> str:
+    return os.environ.get("COVE_DIR") or "/var/lib/cove"
+
+
+class Context:
+    def __init__(self, root: str, *, quiet: bool = False, out: TextIO | None = None,
+                 err: TextIO | None = None) -> None:
+        self.root = root
+        self.quiet = quiet
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
+        self._client: Client | None = None
+
+    @property
+    def socket_path(self) -> str:
+        return os.path.join(self.root, "unix.socket")
+
+    def client(self) -> Client:
+        """The client, connected; starts coved first if it is not running."""
+        if self._client is None:
+            from cove.client import Client, ConnectionFailed
+
+            client = Client(self.socket_path)
+            try:
+                client.connect()
+            except ConnectionFailed as e:
+                if not e.not_running or os.environ.get("COVE_NO_AUTOSTART"):
+                    raise
+                from cove.cli.daemon import ensure_daemon
+
+                ensure_daemon(self.root)
+                client.connect()
+            self._client = client
+        return self._client
+
+    def info(self, message: str) -> None:
+        """A progress line on stdout (``Creating c1``), unless ``--quiet``."""
+        if not self.quiet:
+            self.out.write(message + "\n")
+            self.out.flush()
+
+    def binary_out(self) -> BinaryIO:
+        """stdout for bytes (text written so far is flushed first)."""
+        self.out.flush()
+        return self.out.buffer
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
+def parse_kv(items: list[str] | None, what: str = "KEY=VALUE") -> dict[str, str]:
+    """``["a=1", "b=2"]`` → ``{"a": "1", "b": "2"}``; UsageError without ``=``."""
+    result: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"expected {what}, got {item!r}")
+        result[key] = value
+    return result
+
+
+def split_target(spec: str) -> tuple[str, str]:
+    """``NAME/PATH`` → ``(NAME, /PATH)``; UsageError if there is no path."""
+    name, sep, path = spec.partition("/")
+    if not sep or not name:
+        raise UsageError(f"expected NAME/PATH, got {spec!r}")
+    return name, "/" + path

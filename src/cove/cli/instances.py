@@ -1,0 +1,387 @@
+"""``cove launch|init|start|stop|restart|pause|resume|delete|list|info|rename|logs``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from cove.cli import render
+from cove.cli.context import Context, UsageError, parse_kv
+from cove.model.errors import CoveError, NotFound
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from cove.client import Operation
+
+__all__ = ["image_source", "instance_rows", "register"]
+
+_RAW = argparse.RawDescriptionHelpFormatter
+
+_ADJECTIVES = ("amber", "brisk", "calm", "deft", "eager", "fair", "glad", "hardy", "keen",
+               "lucid", "merry", "noble", "proud", "quick", "rapid", "sunny", "tidy", "vivid",
+               "witty", "young")
+_NOUNS = ("badger", "crane", "dingo", "egret", "ferret", "gecko", "heron", "ibis", "jackal",
+          "koala", "lemur", "marten", "newt", "otter", "puffin", "quail", "raven", "stoat",
+          "tapir", "vole")
+
+
+def _new_name() -> str:
+    a, n, x = os.urandom(3)
+    return f"{_ADJECTIVES[a % len(_ADJECTIVES)]}-{_NOUNS[n % len(_NOUNS)]}-{x:02x}"
+
+
+def image_source(image: str) -> dict[str, str]:
+    """``{"type": "image", ...}``: a hex string of 12+ characters is taken as a
+    fingerprint (or its prefix), anything else as an alias."""
+    text = image.split(":", 1)[1] if image.startswith("local:") else image
+    if len(text) >= 12 and all(c in "0123456789abcdef" for c in text):
+        return {"type": "image", "fingerprint": text}
+    return {"type": "image", "alias": text}
+
+
+# -- create ------------------------------------------------------------------------
+
+def _create(ctx: Context, args: argparse.Namespace, start: bool) -> int:
+    config = parse_kv(args.config, "KEY=VALUE for -c")
+    client = ctx.client()
+    name = args.name or _new_name()
+    ctx.info(f"Creating {name}")
+    client.create_instance(name, image_source(args.image), config=config,
+                           ephemeral=args.ephemeral,
+                           profiles=args.profile or None).wait()
+    if start:
+        ctx.info(f"Starting {name}")
+        client.change_state(name, "start").wait()
+    return 0
+
+
+def cmd_launch(ctx: Context, args: argparse.Namespace) -> int:
+    return _create(ctx, args, start=True)
+
+
+def cmd_init(ctx: Context, args: argparse.Namespace) -> int:
+    return _create(ctx, args, start=False)
+
+
+# -- state -------------------------------------------------------------------------
+
+_ACTIONS = {"start": "start", "stop": "stop", "restart": "restart", "pause": "freeze",
+            "resume": "unfreeze"}
+# With --all, which instances each command applies to.
+_ALL_FILTER = {"start": ("Stopped",), "stop": ("Running", "Frozen"),
+               "restart": ("Running",), "pause": ("Running",), "resume": ("Frozen",)}
+
+
+def _report(ctx: Context, names: list[str], errors: list[tuple[str, CoveError]]) -> int:
+    for name, e in errors:
+        prefix = f"{name}: " if len(names) > 1 else ""
+        ctx.err.write(f"Error: {prefix}{e}\n")
+    return 1 if errors else 0
+
+
+def _wait_all(started: list[tuple[str, Operation]],
+              errors: list[tuple[str, CoveError]]) -> None:
+    for name, op in started:
+        try:
+            op.wait()
+        except CoveError as e:
+            errors.append((name, e))
+
+
+def cmd_state(ctx: Context, args: argparse.Namespace) -> int:
+    client = ctx.client()
+    names: list[str] = list(args.names)
+    if args.all:
+        wanted = _ALL_FILTER[args.command]
+        names += [i["name"] for i in client.instances(1) if i.get("status") in wanted
+                  and i["name"] not in names]
+    elif not names:
+        raise UsageError(f"give instance names or --all (see 'cove {args.command} --help')")
+    force = bool(getattr(args, "force", False))
+    timeout = int(getattr(args, "timeout", -1))
+    started: list[tuple[str, Operation]] = []
+    errors: list[tuple[str, CoveError]] = []
+    # Ask for every change first, then wait: the instances change in parallel.
+    for name in names:
+        try:
+            started.append((name, client.change_state(name, _ACTIONS[args.command],
+                                                      timeout=timeout, force=force)))
+        except CoveError as e:
+            errors.append((name, e))
+    _wait_all(started, errors)
+    return _report(ctx, names, errors)
+
+
+def cmd_delete(ctx: Context, args: argparse.Namespace) -> int:
+    client = ctx.client()
+    errors: list[tuple[str, CoveError]] = []
+    for name in args.names:
+        try:
+            if args.force:
+                status = client.instance(name).get("status")
+                if status in ("Running", "Frozen"):
+                    client.change_state(name, "stop", force=True).wait()
+            client.delete_instance(name).wait()
+        except CoveError as e:
+            errors.append((name, e))
+    return _report(ctx, list(args.names), errors)
+
+
+def cmd_rename(ctx: Context, args: argparse.Namespace) -> int:
+    ctx.client().rename_instance(args.old, args.new).wait()
+    return 0
+
+
+# -- list --------------------------------------------------------------------------
+
+LIST_HEADERS = ("NAME", "STATE", "IPV4", "TYPE", "CREATED")
+
+
+def _ipv4(state: dict[str, Any] | None) -> str:
+    found = []
+    for iface, net in sorted(((state or {}).get("network") or {}).items()):
+        if iface == "lo":
+            continue
+        for addr in (net or {}).get("addresses") or []:
+            if addr.get("family") == "inet" and addr.get("scope", "global") == "global":
+                found.append(f"{addr.get('address')} ({iface})")
+    return "\n".join(found)
+
+
+def _type(inst: dict[str, Any]) -> str:
+    kind = str(inst.get("type") or "container").upper()
+    return f"{kind} (EPHEMERAL)" if inst.get("ephemeral") else kind
+
+
+def instance_rows(insts: list[dict[str, Any]]) -> list[list[str]]:
+    """The NAME, STATE, IPV4, TYPE, CREATED cells of each instance (state from recursion=2)."""
+    return [[str(i.get("name", "")), str(i.get("status", "")).upper(), _ipv4(i.get("state")),
+             _type(i), render.timestamp(i.get("created_at"))] for i in insts]
+
+
+def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
+    insts = [i for i in ctx.client().instances(2) if isinstance(i, dict)]
+    if args.filters:
+        insts = [i for i in insts if any(str(i.get("name", "")).startswith(f)
+                                         for f in args.filters)]
+    insts.sort(key=lambda i: str(i.get("name", "")))
+    ctx.out.write(render.render(args.format, LIST_HEADERS, instance_rows(insts), insts))
+    return 0
+
+
+# -- info --------------------------------------------------------------------------
+
+def _server_info(ctx: Context) -> int:
+    srv = ctx.client().server()
+    env = srv.get("environment") or {}
+    lines = [f"API version: {srv.get('api_version', '')}"]
+    for key, label in (("server", "Server"), ("server_version", "Server version"),
+                       ("server_name", "Server name"), ("kernel_version", "Kernel"),
+                       ("driver", "Driver"), ("driver_version", "Driver version"),
+                       ("storage", "Storage")):
+        if env.get(key):
+            lines.append(f"{label}: {env[key]}")
+    if srv.get("api_extensions"):
+        lines.append("API extensions: " + ", ".join(srv["api_extensions"]))
+    ctx.out.write("\n".join(lines) + "\n")
+    return 0
+
+
+def info_text(inst: dict[str, Any], state: dict[str, Any]) -> str:
+    """``cove info NAME`` output from ``/1.0/instances/NAME`` and its ``/state``."""
+    config = inst.get("config") or {}
+    kind = str(inst.get("type") or "container")
+    lines = [
+        f"Name: {inst.get('name', '')}",
+        f"Status: {str(state.get('status') or inst.get('status', '')).upper()}",
+        f"Type: {kind}{' (ephemeral)' if inst.get('ephemeral') else ''}",
+        f"Architecture: {inst.get('architecture', '')}",
+    ]
+    if inst.get("description"):
+        lines.append(f"Description: {inst['description']}")
+    image = config.get("image.description") or config.get("volatile.base_image", "")
+    if image:
+        lines.append(f"Image: {image}")
+    pid = state.get("pid") or 0
+    if pid:
+        lines.append(f"PID: {pid}")
+    lines.append(f"Created: {render.timestamp(inst.get('created_at'))}")
+    lines.append(f"Last Used: {render.timestamp(inst.get('last_used_at'))}")
+    exit_code = config.get("volatile.last_state.exit_code", inst.get("last_exit_code"))
+    if exit_code not in (None, ""):
+        lines.append(f"Last Exit Code: {exit_code}")
+    res = _resources(state)
+    if res:
+        lines += ["", "Resources:"] + res
+    return "\n".join(lines) + "\n"
+
+
+def _resources(state: dict[str, Any]) -> list[str]:
+    out: list[str] = []
+    if state.get("processes") not in (None, -1):
+        out.append(f"  Processes: {state['processes']}")
+    cpu = (state.get("cpu") or {}).get("usage")
+    if cpu:
+        out += ["  CPU usage:", f"    CPU usage (in seconds): {int(cpu) // 1_000_000_000}"]
+    mem = state.get("memory") or {}
+    if mem.get("usage"):
+        out += ["  Memory usage:", f"    Memory (current): {render.bytes_iec(mem['usage'])}"]
+        if mem.get("usage_peak"):
+            out.append(f"    Memory (peak): {render.bytes_iec(mem['usage_peak'])}")
+    net = state.get("network") or {}
+    ifaces = [(k, v) for k, v in sorted(net.items()) if k != "lo" and isinstance(v, dict)]
+    if ifaces:
+        out.append("  Network usage:")
+        for name, n in ifaces:
+            out.append(f"    {name}:")
+            for key, label in (("type", "Type"), ("state", "State"),
+                               ("host_name", "Host interface"), ("hwaddr", "MAC address"),
+                               ("mtu", "MTU")):
+                if n.get(key) not in (None, ""):
+                    value = n[key].upper() if key == "state" else n[key]
+                    out.append(f"      {label}: {value}")
+            c = n.get("counters") or {}
+            for key, label in (("bytes_received", "Bytes received"),
+                               ("bytes_sent", "Bytes sent")):
+                if key in c:
+                    out.append(f"      {label}: {render.bytes_si(c[key])}")
+            for key, label in (("packets_received", "Packets received"),
+                               ("packets_sent", "Packets sent")):
+                if key in c:
+                    out.append(f"      {label}: {c[key]}")
+            addrs = n.get("addresses") or []
+            if addrs:
+                out.append("      IP addresses:")
+                for a in addrs:
+                    out.append(f"        {a.get('family', '')}:  {a.get('address', '')}"
+                               f"/{a.get('netmask', '')} ({a.get('scope', '')})")
+    return out
+
+
+def cmd_info(ctx: Context, args: argparse.Namespace) -> int:
+    if not args.name:
+        return _server_info(ctx)
+    client = ctx.client()
+    inst = client.instance(args.name)
+    try:
+        state = client.instance_state(args.name)
+    except NotFound:
+        state = {}
+    ctx.out.write(info_text(inst, state))
+    return 0
+
+
+# -- logs --------------------------------------------------------------------------
+
+def cmd_logs(ctx: Context, args: argparse.Namespace) -> int:
+    client = ctx.client()
+    out = ctx.binary_out()
+    if not args.follow:
+        out.write(client.logs(args.name))
+        out.flush()
+        return 0
+    for chunk in client.follow_logs(args.name):
+        out.write(chunk)
+        out.flush()
+    return 0
+
+
+# -- parsers -----------------------------------------------------------------------
+
+def _create_parser(sub: Any, common: argparse.ArgumentParser, name: str, summary: str,
+                   epilog: str) -> None:
+    p = sub.add_parser(name, parents=[common], help=summary, description=summary,
+                       epilog=epilog, formatter_class=_RAW)
+    p.add_argument("image", metavar="IMAGE", help="image alias or fingerprint (prefix)")
+    p.add_argument("name", metavar="NAME", nargs="?", help="instance name (default: a new one)")
+    p.add_argument("-c", "--config", action="append", metavar="KEY=VALUE",
+                   help="set a config key (repeatable)")
+    p.add_argument("-e", "--ephemeral", action="store_true",
+                   help="delete the instance when it stops")
+    p.add_argument("-p", "--profile", action="append", metavar="PROFILE",
+                   help="apply a profile (repeatable; default: the server's default)")
+    p.set_defaults(func=cmd_launch if name == "launch" else cmd_init)
+
+
+_STATE_HELP = {
+    "start": ("Start instances", "cove start c1\ncove start c1 c2 c3\ncove start --all"),
+    "stop": ("Stop instances", ("cove stop c1                  ask c1 to shut down, wait\n"
+                                "cove stop -f c1               kill it now\n"
+                                "cove stop --timeout 10 c1     kill it if not down in 10 s\n"
+                                "cove stop --all")),
+    "restart": ("Restart instances", "cove restart c1\ncove restart -f c1 c2"),
+    "pause": ("Freeze instances (all their processes)", "cove pause c1"),
+    "resume": ("Thaw frozen instances", "cove resume c1"),
+}
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    _create_parser(sub, common, "launch", "Create and start an instance from an image",
+                   "examples:\n"
+                   "  cove launch busybox c1\n"
+                   "  cove launch busybox                   a name is made up and printed\n"
+                   "  cove launch busybox c2 -c limits.memory=256MiB -c environment.FOO=bar\n"
+                   "  cove launch -e busybox scratch        deleted when it stops")
+    _create_parser(sub, common, "init", "Create an instance from an image (do not start it)",
+                   "examples:\n"
+                   "  cove init busybox c1\n"
+                   "  cove init busybox c1 -c limits.cpu=1 && cove start c1")
+    for cmd, (summary, examples) in _STATE_HELP.items():
+        p = sub.add_parser(cmd, parents=[common], help=summary, description=summary,
+                           epilog="examples:\n" + "\n".join("  " + x for x in
+                                                            examples.splitlines()),
+                           formatter_class=_RAW)
+        p.add_argument("names", metavar="NAME", nargs="*", help="instance names")
+        p.add_argument("--all", action="store_true", help="every instance this applies to")
+        if cmd in ("stop", "restart"):
+            p.add_argument("-f", "--force", action="store_true", help="kill, do not ask")
+            p.add_argument("--timeout", type=int, default=-1, metavar="SECONDS",
+                           help="kill after this long (default -1: wait)")
+        p.set_defaults(func=cmd_state, command=cmd)
+
+    p = sub.add_parser("delete", aliases=["rm"], parents=[common], help="Delete instances",
+                       description="Delete instances (stopped ones, or any with --force).",
+                       epilog="examples:\n  cove delete c1\n  cove delete -f c1 c2"
+                              "        stop them first if running",
+                       formatter_class=_RAW)
+    p.add_argument("names", metavar="NAME", nargs="+", help="instance names")
+    p.add_argument("-f", "--force", action="store_true", help="stop running instances first")
+    p.set_defaults(func=cmd_delete)
+
+    p = sub.add_parser("list", aliases=["ls"], parents=[common], help="List instances",
+                       description="List instances: NAME, STATE, IPV4, TYPE, CREATED.",
+                       epilog="examples:\n"
+                              "  cove list\n"
+                              "  cove list web                 names starting with 'web'\n"
+                              "  cove list --format csv        one line per instance, no header\n"
+                              "  cove list --format json       the full LXD objects, with state\n"
+                              "  cove list --format compact    no borders",
+                       formatter_class=_RAW)
+    p.add_argument("filters", metavar="PREFIX", nargs="*", help="show names starting so")
+    p.add_argument("-f", "--format", choices=render.FORMATS, default="table")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("info", parents=[common], help="Show an instance's status and use",
+                       description="Show an instance's status, PID, times, last exit code "
+                                   "and resource use (or, without NAME, the server's).",
+                       epilog="examples:\n  cove info c1\n  cove info", formatter_class=_RAW)
+    p.add_argument("name", metavar="NAME", nargs="?")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("rename", parents=[common], help="Rename an instance",
+                       description="Rename a (stopped) instance.",
+                       epilog="examples:\n  cove rename c1 web1", formatter_class=_RAW)
+    p.add_argument("old", metavar="OLD")
+    p.add_argument("new", metavar="NEW")
+    p.set_defaults(func=cmd_rename)
+
+    p = sub.add_parser("logs", parents=[common], help="Show an instance's console output",
+                       description="Print what the instance's main process wrote.",
+                       epilog="examples:\n  cove logs c1\n  cove logs -f c1       "
+                              "keep printing new output (Ctrl-C to stop)",
+                       formatter_class=_RAW)
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing new output")
+    p.set_defaults(func=cmd_logs)
