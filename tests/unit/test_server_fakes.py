@@ -255,7 +255,8 @@ class FakeEngine:
             self.instances[new_name] = inst
         return self._op("Renaming instance", name, rename)
 
-    def delete_instance(self, name: str, *, force: bool = False) -> Operation:
+    def delete_instance(self, name: str, *, force: bool = False,
+                        wait_for_lock: float = 0) -> Operation:
         inst = self.get_instance(name)
         if inst.status is Status.RUNNING and not force:
             raise BadRequest("Instance is running")

@@ -66,6 +66,9 @@ class Operation:
             "metadata": dict(self.metadata) if self.metadata else None,
             "may_cancel": self.may_cancel,
             "err": self.err,
+            # cove extension: the HTTP status of the failure, so a client can
+            # raise the same error class it would get from a sync call.
+            "error_code": self.error.status if self.error else 0,
             "location": "none",
         }
 

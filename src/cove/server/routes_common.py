@@ -30,6 +30,7 @@ __all__ = [
     "CHUNK",
     "ENGINE",
     "EXECUTOR",
+    "wait_for_lock",
     "OPEN_WEBSOCKETS",
     "OP_WAITERS",
     "WEBSOCKETS",
@@ -318,3 +319,16 @@ def check_project(request: web.Request) -> None:
 def instances_base(request: web.Request) -> str:
     """``/1.0/instances`` or ``/1.0/containers``, as the client asked."""
     return "/1.0/containers" if request.path.startswith("/1.0/containers") else "/1.0/instances"
+
+
+def wait_for_lock(request: web.Request) -> float:
+    """cove extension ``?wait=SECONDS``: when another operation holds the
+    instance, wait up to that long for it instead of answering 409 at once."""
+    raw = request.query.get("wait", "0").strip() or "0"
+    try:
+        value = float(raw)
+    except ValueError:
+        raise BadRequest(f"Invalid wait {raw!r}: a number of seconds") from None
+    if value < 0 or value > 3600:
+        raise BadRequest(f"Invalid wait {raw!r}: between 0 and 3600 seconds")
+    return value

@@ -21,7 +21,7 @@ Design note, the websocket flow (``wait-for-websocket: true``, what pylxd's
    the operation and then reads what it got never misses output.
 
 Without websockets (``wait-for-websocket: false``) stdin is empty and the
-outputs are written to ``<root>/instances-logs/NAME/exec_<op>.stdout|stderr``
+outputs are written to ``<root>/instances/NAME/logs/exec_<op>.stdout|stderr``
 when ``record-output`` is set (and listed in the metadata as ``output``),
 thrown away otherwise.
 """

@@ -22,6 +22,7 @@ from cove.server.routes_common import (
     opt_str_list,
     opt_str_map,
     recursion,
+    wait_for_lock,
 )
 
 __all__ = ["BASES", "add_routes"]
@@ -169,7 +170,8 @@ async def _patch(request: web.Request) -> web.Response:
 
 async def _delete(request: web.Request) -> web.Response:
     check_project(request)
-    op = await call(request, engine_of(request).delete_instance, request.match_info["name"])
+    op = await call(request, engine_of(request).delete_instance, request.match_info["name"],
+                    wait_for_lock=wait_for_lock(request))
     return render.async_op(op)
 
 

@@ -4,7 +4,7 @@ log and the recorded outputs of ``exec`` (``record-output``).
 ``console.log`` is the instance's output as plain text
 (``engine.read_console``); ``lxc.log`` is accepted as another name for it,
 because ``lxc info --show-log`` asks for that one. ``exec_<operation>.stdout|stderr`` are written by ``exec`` under
-``<root>/instances-logs/NAME/``. ``?follow=1`` (a cove extension) keeps the
+``<root>/instances/NAME/logs/``. ``?follow=1`` (a cove extension) keeps the
 response open and streams what is appended until the client goes away or
 the instance stops.
 """
@@ -35,7 +35,8 @@ _POLL = 0.25
 
 def exec_log_dir(root: Path, name: str) -> Path:
     """Where ``exec`` records the outputs of commands run in instance ``name``."""
-    return root / "instances-logs" / name
+    # Inside the instance directory, so delete and rename take them along.
+    return root / "instances" / name / "logs"
 
 
 def _check_file_name(file: str) -> str:

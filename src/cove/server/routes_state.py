@@ -15,6 +15,7 @@ from cove.server.routes_common import (
     opt_bool,
     opt_number,
     opt_str,
+    wait_for_lock,
 )
 from cove.server.routes_instances import BASES
 
@@ -36,7 +37,8 @@ async def _put(request: web.Request) -> web.Response:
     if opt_bool(body, "stateful"):
         raise BadRequest("Stateful start and stop (checkpoints) are not supported")
     op = await call(request, engine_of(request).change_state, request.match_info["name"],
-                    action, timeout=opt_number(body, "timeout", -1), force=opt_bool(body, "force"))
+                    action, timeout=opt_number(body, "timeout", -1), force=opt_bool(body, "force"),
+                    wait_for_lock=wait_for_lock(request))
     return render.async_op(op)
 
 
