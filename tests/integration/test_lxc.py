@@ -35,8 +35,8 @@ def lxc(make_coved):  # type: ignore[no-untyped-def]
                                  f"{p.stderr.decode(errors='replace')}")
         return p
 
-    run("remote", "add", "covetest-r", f"unix://{d.socket}")
     try:
+        run("remote", "add", "covetest-r", f"unix://{d.socket}")
         yield d, run, home
     finally:
         shutil.rmtree(home, ignore_errors=True)
