@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 from cove.cli import render
@@ -11,7 +12,7 @@ from cove.model.errors import CoveError, NotFound
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, TextIO
+    from typing import Any, BinaryIO, TextIO
 
     from cove.client import Client
 
@@ -48,17 +49,50 @@ class Progress:
         self.stream.flush()
 
 
+def _tar_directory(path: str) -> BinaryIO:
+    """A rootfs directory as a plain (uncompressed) tarball in a temp file.
+
+    Entries are sorted and owners kept, so the same tree gives the same bytes
+    (and so the same fingerprint) except for mtimes, which are part of the tree.
+    """
+    import tarfile
+    import tempfile
+
+    out = tempfile.TemporaryFile(prefix="cove-image-")
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for dirpath, dirnames, filenames in os.walk(path):
+            dirnames.sort()
+            for entry in sorted(dirnames + filenames):
+                full = os.path.join(dirpath, entry)
+                info = tar.gettarinfo(full, arcname=os.path.relpath(full, path))
+                if info.isreg():
+                    with open(full, "rb") as f:
+                        tar.addfile(info, f)
+                elif info.isdir() or info.issym() or info.islnk() or info.isfifo():
+                    tar.addfile(info)
+    out.seek(0)
+    return out  # type: ignore[return-value]
+
+
 def cmd_import(ctx: Context, args: argparse.Namespace) -> int:
     client = ctx.client()
     progress = None
     if not ctx.quiet and ctx.err.isatty():
         progress = Progress(ctx.err, "Uploading image")
+    source: str | BinaryIO = args.file
+    filename = None
+    if os.path.isdir(args.file):
+        # A rootfs directory: packed here, uploaded as a plain rootfs tarball.
+        source = _tar_directory(args.file)
+        filename = os.path.basename(os.path.normpath(args.file)) + ".tar"
     try:
-        fp = client.import_image(args.file, aliases=args.alias or [], public=args.public,
-                                 progress=progress)
+        fp = client.import_image(source, aliases=args.alias or [], public=args.public,
+                                 filename=filename, progress=progress)
     finally:
         if progress is not None:
             progress.done()
+        if not isinstance(source, str):
+            source.close()
     ctx.out.write(f"Image imported with fingerprint: {fp}\n")
     return 0
 
