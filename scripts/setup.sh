@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Set up a development host for cove: Debian packages, then .venv with cove
+# installed in editable mode with its test extras.
+#
+# Idempotent and quick when everything is there: apt runs only for what is
+# missing (and `apt-get update` only then), pip only when pyproject.toml or
+# the interpreter changed since the last install (a stamp in .venv).
+#
+# Environment: PYTHON (interpreter that makes the venv, default python3),
+# COVE_SETUP_FORCE=1 to reinstall the venv's packages anyway.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+REPO=$(pwd)
+PYTHON=${PYTHON:-python3}
+VENV="$REPO/.venv"
+STAMP="$VENV/.cove-setup-stamp"
+
+say() { printf 'setup: %s\n' "$*"; }
+die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo "$@"
+    else
+        die "need root to run: $* (run this script as root)"
+    fi
+}
+
+installed() {  # dpkg knows the package as installed
+    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
+}
+
+# --- Debian packages ---------------------------------------------------------
+# command -> package. busybox must be the static build (the image builder
+# copies it into a rootfs that has no libc), so that one is checked by package.
+missing=()
+command -v runc >/dev/null 2>&1 || missing+=(runc)
+command -v conmon >/dev/null 2>&1 || missing+=(conmon)
+command -v lxc >/dev/null 2>&1 || missing+=(lxd-client)
+installed busybox-static || missing+=(busybox-static)
+command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found (set PYTHON=...)"
+# Debian's python3 has venv and ensurepip in python3-venv; other builds
+# (pyenv, python.org) have them built in.
+if ! "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    missing+=(python3-venv)
+fi
+
+if [ ${#missing[@]} -gt 0 ]; then
+    command -v apt-get >/dev/null 2>&1 || die "missing ${missing[*]} and no apt-get to install them"
+    say "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    as_root apt-get update -qq
+    as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+    say "packages present (runc, conmon, busybox-static, lxd-client)"
+fi
+
+# --- virtualenv ----------------------------------------------------------------
+if [ -x "$VENV/bin/python" ] && ! "$VENV/bin/python" -c '' >/dev/null 2>&1; then
+    say "removing a broken .venv (its interpreter no longer runs)"
+    rm -rf "$VENV"
+fi
+if [ ! -x "$VENV/bin/python" ]; then
+    say "creating .venv with $("$PYTHON" -c 'import sys; print(sys.executable, sys.version.split()[0])')"
+    "$PYTHON" -m venv "$VENV"
+    rm -f "$STAMP"
+fi
+
+want="$( { sha256sum pyproject.toml; "$VENV/bin/python" -c 'import sys; print(sys.version)'; } \
+         | sha256sum | cut -d' ' -f1)"
+have="$(cat "$STAMP" 2>/dev/null || true)"
+if [ "${COVE_SETUP_FORCE:-}" = 1 ] || [ "$want" != "$have" ] \
+        || ! "$VENV/bin/python" -c 'import cove' >/dev/null 2>&1; then
+    say "pip install -e '.[test]' into .venv"
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$REPO[test]"
+    echo "$want" > "$STAMP"
+else
+    say ".venv up to date"
+fi
+say "ready: $VENV/bin/cove"
