@@ -141,7 +141,8 @@ class InstancesMixin:
         if action not in _ACTIONS:
             raise BadRequest(f"Unknown action {action!r}: use one of {', '.join(_ACTIONS)}")
         inst = self.store.get_instance(name)
-        self._check_transition(inst, action)
+        if not self._busy(name, wait_for_lock):
+            self._check_transition(inst, action)  # else work() checks, once it holds the lock
         desc = {"start": "Starting instance", "stop": "Stopping instance",
                 "restart": "Restarting instance", "freeze": "Freezing instance",
                 "unfreeze": "Unfreezing instance"}[action]
@@ -174,6 +175,25 @@ class InstancesMixin:
         return self.operations.run(
             work, description=desc, resources={"instances": [f"/1.0/instances/{name}"]},
             lock=f"instance:{name}", wait_for_lock=wait_for_lock)
+
+    def _busy(self: Engine, name: str, wait_for_lock: float) -> bool:
+        """True if an operation holds ``name`` and the caller will wait for it.
+
+        The lock is checked before the instance's state: while a stop is in
+        flight the instance still reads as running, and a second action must
+        hear about the operation (a conflict that names it), not about a
+        state that is about to change.
+
+        Raises:
+            Conflict: an operation holds ``name`` and the caller will not wait.
+        """
+        holder = self.operations.holder(f"instance:{name}")
+        if holder is None:
+            return False
+        if wait_for_lock <= 0:
+            raise Conflict(f"{name} is busy: operation {holder.id} ({holder.description}) "
+                           "is in flight")
+        return True
 
     @staticmethod
     def _check_transition(inst: Instance, action: str) -> None:
@@ -387,6 +407,7 @@ class InstancesMixin:
     def rename_instance(self: Engine, name: str, new_name: str) -> Operation:
         validate_instance_name(new_name)
         inst = self.store.get_instance(name)
+        self._busy(name, 0)
         if inst.status is not Status.STOPPED:
             raise BadRequest("Renaming of running instance not allowed")
         if self.store.has_instance(new_name):
@@ -412,7 +433,8 @@ class InstancesMixin:
     def delete_instance(self: Engine, name: str, *, force: bool = False,
                         wait_for_lock: float = 0) -> Operation:
         inst = self.store.get_instance(name)
-        if inst.status is not Status.STOPPED and not force:
+        if not self._busy(name, wait_for_lock) and inst.status is not Status.STOPPED \
+                and not force:
             raise BadRequest("Instance is running")
 
         def work(op: Operation) -> None:
