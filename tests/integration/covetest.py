@@ -406,12 +406,13 @@ class Api:
         r = self.request("GET", f"/1.0/instances/{name}")
         if r.status == 404:
             return
+        # ?wait: queue behind an operation a test left in flight
         if r.metadata and r.metadata.get("status") != "Stopped":
-            r = self.request("PUT", f"/1.0/instances/{name}/state",
-                             {"action": "stop", "force": True, "timeout": 0})
+            r = self.request("PUT", f"/1.0/instances/{name}/state?wait=60",
+                             {"action": "stop", "force": True, "timeout": 0}, timeout=90)
             if r.status == 202:
                 self.wait(r)
-        r = self.request("DELETE", f"/1.0/instances/{name}")
+        r = self.request("DELETE", f"/1.0/instances/{name}?wait=60", timeout=90)
         if r.status == 202:
             op = self.wait(r)
             if op["status"] != "Success" and self.request("GET", f"/1.0/instances/{name}").status \
