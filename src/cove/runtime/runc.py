@@ -16,6 +16,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import signal as _signal
 import struct
 import subprocess
@@ -177,7 +178,7 @@ class Runc:
         if pid <= 0:
             self.delete(cid, force=True)
             detail = message or err.decode(errors="replace").strip() or "no reason given"
-            raise InternalError(f"Failed to create container {cid}: {detail}")
+            raise InternalError(f"Failed to create container {cid}: {_human(detail)}")
         return pid
 
     def runc_path(self) -> str:
@@ -304,6 +305,16 @@ class Runc:
         finally:
             os.close(slave)
         return ExecProcess(p, master)
+
+
+def _human(log_line: str) -> str:
+    """runc's logrus line (``time=.. level=error msg="..."``) as just its message,
+    for a person to read; nothing is decided from it."""
+    m = re.search(r'msg="((?:[^"\\]|\\.)*)"', log_line)
+    if not m:
+        return log_line
+    text = m.group(1).replace('\\"', '"')
+    return text.removeprefix("runc create failed: ")
 
 
 def _alive(pid: int, start: int) -> bool:
