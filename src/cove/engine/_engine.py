@@ -38,7 +38,8 @@ from cove.engine._watch import ExitWatcher
 from cove.host import proc
 from cove.engine.events import EventBus
 from cove.engine.operations import Operation, Operations
-from cove.runtime.runc import Runc
+from cove.model.errors import BadRequest
+from cove.runtime import RUNTIMES, Runc
 from cove.storage.images import ImageStore
 from cove.store import Store
 
@@ -64,7 +65,12 @@ class Engine(InstancesMixin, AccessMixin, ImagesMixin, ReconcileMixin):
             (self.root / sub).mkdir(exist_ok=True, mode=0o700)
         self.store = Store(self.root / "cove.db")
         self.images = ImageStore(self.root / "images")
-        self.runtime = runtime or Runc(self.root / "run")
+        if runtime is None:
+            name = os.environ.get("COVE_RUNTIME", "runc")
+            if name not in RUNTIMES:
+                raise BadRequest(f"Unknown runtime {name!r}: one of {', '.join(RUNTIMES)}")
+            runtime = RUNTIMES[name](self.root / "run")
+        self.runtime = runtime
         self.events = EventBus()
         self.operations = Operations(on_change=self._op_changed)
         digest = hashlib.sha256(str(self.root).encode()).hexdigest()[:8]
