@@ -6,6 +6,8 @@ so it shares runc's adapter with another binary; it is the better choice
 on hosts with pure cgroup v2 (on hybrid hosts crun 1.8 refuses to run).
 """
 
+from pathlib import Path
+
 from cove.runtime.runc import Runc, RuntimeState
 from cove.runtime.spec import SpecInput, build_spec
 
@@ -13,7 +15,7 @@ from cove.runtime.spec import SpecInput, build_spec
 class Crun(Runc):
     """crun, driven exactly like runc (same CLI, same conmon protocol)."""
 
-    def __init__(self, state_dir, conmon: str = "conmon") -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, state_dir: Path, conmon: str = "conmon") -> None:
         super().__init__(state_dir, runc="crun", conmon=conmon)
 
 
