@@ -55,7 +55,7 @@ class ReconcileMixin:
                 log.info("removing runtime state of unknown container %s", cid)
                 self.runtime.delete(cid, force=True)
 
-        for name, inst in known.items():
+        for name, inst in list(known.items()):  # ephemeral ones are dropped on the way
             state = self.runtime.state(name)
             if state is not None and state.status in ("running", "paused"):
                 with self._mutex(name):
