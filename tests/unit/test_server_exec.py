@@ -203,7 +203,7 @@ def test_exec_refusals_happen_before_any_operation(fake: FakeEngine) -> None:
             assert resp.status == 400, bad
         resp = await client.post("/1.0/instances/ghost/exec", json={"command": ["ls"]})
         assert resp.status == 404
-        assert fake.operations.list() == []
+        assert fake.operations.all() == []
     run_app(fake, body)
 
 

@@ -8,12 +8,12 @@ from cove.engine.operations import Operation, Operations
 from cove.engine.types import CreateRequest, ExecRequest, ExecSession, FileInfo
 
 __all__ = [
+    "CreateRequest",
     "Engine",
     "EventBus",
-    "Operation",
-    "Operations",
-    "CreateRequest",
     "ExecRequest",
     "ExecSession",
     "FileInfo",
+    "Operation",
+    "Operations",
 ]

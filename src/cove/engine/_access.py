@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import TYPE_CHECKING, BinaryIO
+from typing import BinaryIO
 
+from cove.engine._core import EngineCore
 from cove.engine.types import ExecRequest, ExecSession, FileInfo
 from cove.model.errors import BadRequest, CoveError, NotFound
 from cove.model.passwd import parse_group, parse_passwd, resolve_group, resolve_user
@@ -20,9 +21,6 @@ from cove.model.states import Status
 from cove.runtime.runc import ExecSpec
 from cove.runtime.spec import DEFAULT_PATH
 from cove.storage.safefs import RootFS
-
-if TYPE_CHECKING:
-    from cove.engine._engine import Engine
 
 __all__ = ["AccessMixin", "FinishedExec", "parse_k8s_log"]
 
@@ -98,9 +96,9 @@ def parse_k8s_log(data: bytes) -> bytes:
     return bytes(out)
 
 
-class AccessMixin:
+class AccessMixin(EngineCore):
     # -- exec ------------------------------------------------------------------
-    def exec_instance(self: Engine, name: str, req: ExecRequest) -> ExecSession:
+    def exec_instance(self, name: str, req: ExecRequest) -> ExecSession:
         """Start ``req.command`` in the running instance ``name``.
 
         Raises:
@@ -134,7 +132,7 @@ class AccessMixin:
             tty=req.interactive, width=req.width, height=req.height))
 
     # -- files -----------------------------------------------------------------
-    def file_get(self: Engine, name: str, path: str) -> FileInfo:
+    def file_get(self, name: str, path: str) -> FileInfo:
         _check_path(path)
         self.store.get_instance(name)
         with self.rootfs(name) as root, RootFS(root) as fs:
@@ -149,7 +147,7 @@ class AccessMixin:
             fd = fs.open_read(path)
             return FileInfo("file", s.uid, s.gid, s.mode, size=os.fstat(fd).st_size, fd=fd)
 
-    def file_put(self: Engine, name: str, path: str, *, type: str = "file",
+    def file_put(self, name: str, path: str, *, type: str = "file",
                  data: BinaryIO | bytes | None = None, uid: int | None = None,
                  gid: int | None = None, mode: int | None = None,
                  write: str = "overwrite", target: str | None = None,
@@ -172,19 +170,19 @@ class AccessMixin:
             else:
                 raise BadRequest(f"Invalid file type {type!r}: file, directory or symlink")
 
-    def file_delete(self: Engine, name: str, path: str) -> None:
+    def file_delete(self, name: str, path: str) -> None:
         _check_path(path)
         self.store.get_instance(name)
         with self.rootfs(name) as root, RootFS(root) as fs:
             fs.remove(path, recursive=False)
 
     # -- console log -------------------------------------------------------------
-    def console_log(self: Engine, name: str) -> os.PathLike[str]:
+    def console_log(self, name: str) -> os.PathLike[str]:
         """Path of the raw (k8s-file) console log; use ``read_console`` for text."""
         self.store.get_instance(name)
         return self.instance_dir(name) / "console.log"
 
-    def read_console(self: Engine, name: str, offset: int = 0) -> tuple[bytes, int]:
+    def read_console(self, name: str, offset: int = 0) -> tuple[bytes, int]:
         """Plain output of the instance from raw byte ``offset`` on, and the new offset.
 
         Only whole lines are returned, so following by offset never splits one.

@@ -35,9 +35,9 @@ from cove.engine._images import ImagesMixin
 from cove.engine._instances import InstancesMixin
 from cove.engine._reconcile import ReconcileMixin
 from cove.engine._watch import ExitWatcher
-from cove.host import proc
 from cove.engine.events import EventBus
 from cove.engine.operations import Operation, Operations
+from cove.host import proc
 from cove.model.errors import BadRequest
 from cove.runtime import RUNTIMES, Runc
 from cove.storage.images import ImageStore

@@ -4,24 +4,21 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from cove.engine._core import EngineCore
 from cove.engine.operations import Operation
 from cove.model.errors import BadRequest, Conflict, NotFound
 from cove.model.names import validate_alias_name
 from cove.model.records import Alias, Image
 
-if TYPE_CHECKING:
-    from cove.engine._engine import Engine
-
 __all__ = ["ImagesMixin"]
 
 
-class ImagesMixin:
-    def list_images(self: Engine) -> list[Image]:
+class ImagesMixin(EngineCore):
+    def list_images(self) -> list[Image]:
         return self.store.list_images()
 
-    def get_image(self: Engine, fingerprint: str) -> Image:
+    def get_image(self, fingerprint: str) -> Image:
         """By full fingerprint or a unique prefix.
 
         Raises:
@@ -37,7 +34,7 @@ class ImagesMixin:
             raise BadRequest(f"More than one image matches {fingerprint!r}")
         return found[0]
 
-    def resolve_image(self: Engine, ref: str) -> Image:
+    def resolve_image(self, ref: str) -> Image:
         """An alias, else a fingerprint or its prefix."""
         if not ref:
             raise BadRequest("No image given: name an alias or a fingerprint")
@@ -49,7 +46,7 @@ class ImagesMixin:
             raise NotFound(f"Image not found: {ref!r} is neither an alias nor a fingerprint") \
                 from None
 
-    def import_image(self: Engine, path: Path, *, filename: str = "", public: bool = False,
+    def import_image(self, path: Path, *, filename: str = "", public: bool = False,
                      aliases: list[str] | None = None, meta_path: Path | None = None,
                      properties: dict[str, str] | None = None) -> Operation:
         """Import the tarball at ``path`` (split format: ``meta_path`` + rootfs ``path``).
@@ -99,7 +96,7 @@ class ImagesMixin:
         return self.operations.run(work, description="Importing image",
                                    resources={"images": []})
 
-    def update_image(self: Engine, fingerprint: str, *, properties: dict[str, str] | None = None,
+    def update_image(self, fingerprint: str, *, properties: dict[str, str] | None = None,
                      public: bool | None = None) -> None:
         img = self.get_image(fingerprint)
         if properties is not None:
@@ -110,7 +107,7 @@ class ImagesMixin:
             img.public = bool(public)
         self.store.update_image(img)
 
-    def delete_image(self: Engine, fingerprint: str) -> Operation:
+    def delete_image(self, fingerprint: str) -> Operation:
         img = self.get_image(fingerprint)
         users = self.store.instances_using_image(img.fingerprint)
         if users:
@@ -126,24 +123,24 @@ class ImagesMixin:
                                    lock=f"image:{img.fingerprint}")
 
     # -- aliases -----------------------------------------------------------------
-    def list_aliases(self: Engine) -> list[Alias]:
+    def list_aliases(self) -> list[Alias]:
         return self.store.list_aliases()
 
-    def get_alias(self: Engine, name: str) -> Alias:
+    def get_alias(self, name: str) -> Alias:
         return self.store.get_alias(name)
 
-    def add_alias(self: Engine, name: str, target: str, description: str = "") -> None:
+    def add_alias(self, name: str, target: str, description: str = "") -> None:
         validate_alias_name(name)
         img = self.get_image(target)
         self.store.add_alias(Alias(name, img.fingerprint, description or ""))
 
-    def update_alias(self: Engine, name: str, target: str, description: str = "") -> None:
+    def update_alias(self, name: str, target: str, description: str = "") -> None:
         img = self.get_image(target)
         self.store.update_alias(Alias(name, img.fingerprint, description or ""))
 
-    def rename_alias(self: Engine, name: str, new_name: str) -> None:
+    def rename_alias(self, name: str, new_name: str) -> None:
         validate_alias_name(new_name)
         self.store.rename_alias(name, new_name)
 
-    def delete_alias(self: Engine, name: str) -> None:
+    def delete_alias(self, name: str) -> None:
         self.store.delete_alias(name)

@@ -14,8 +14,9 @@ import shutil
 import threading
 from contextlib import ExitStack
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from cove.engine._core import EngineCore
 from cove.engine.operations import Operation
 from cove.engine.types import CreateRequest
 from cove.model import config as cfg
@@ -27,10 +28,7 @@ from cove.runtime.cgroups import read_stats, remove_empty
 from cove.runtime.spec import SpecInput, build_spec
 from cove.storage import overlay
 
-if TYPE_CHECKING:
-    from cove.engine._engine import Engine
-
-__all__ = ["InstancesMixin", "DEFAULT_STOP_TIMEOUT"]
+__all__ = ["DEFAULT_STOP_TIMEOUT", "InstancesMixin"]
 
 DEFAULT_STOP_TIMEOUT = 10.0
 _ACTIONS = ("start", "stop", "restart", "freeze", "unfreeze")
@@ -54,21 +52,21 @@ def _validate_devices(devices: Any) -> dict[str, dict[str, str]]:
     return out
 
 
-class InstancesMixin:
+class InstancesMixin(EngineCore):
     # -- reads --------------------------------------------------------------
-    def list_instances(self: Engine) -> list[Instance]:
+    def list_instances(self) -> list[Instance]:
         return self.store.list_instances()
 
-    def get_instance(self: Engine, name: str) -> Instance:
+    def get_instance(self, name: str) -> Instance:
         return self.store.get_instance(name)
 
-    def instance_dir(self: Engine, name: str) -> Path:
+    def instance_dir(self, name: str) -> Path:
         return self.root / "instances" / name
 
-    def cgroups_path(self: Engine, name: str) -> str:
+    def cgroups_path(self, name: str) -> str:
         return f"/{self.cgroup_parent}/{name}"
 
-    def instance_state(self: Engine, name: str) -> dict[str, Any]:
+    def instance_state(self, name: str) -> dict[str, Any]:
         inst = self.store.get_instance(name)
         pid = self._running.get(name, 0) if inst.status is not Status.STOPPED else 0
         stats = read_stats(self.cgroups_path(name)) if pid else None
@@ -89,7 +87,7 @@ class InstancesMixin:
         }
 
     # -- create ---------------------------------------------------------------
-    def create_instance(self: Engine, req: CreateRequest, *,
+    def create_instance(self, req: CreateRequest, *,
                         wait_for_lock: float = 0) -> Operation:
         name = validate_instance_name(req.name)
         config = cfg.validate_config(req.config or {})
@@ -136,7 +134,7 @@ class InstancesMixin:
             lock=f"instance:{name}", wait_for_lock=wait_for_lock)
 
     # -- state changes --------------------------------------------------------
-    def change_state(self: Engine, name: str, action: str, *, timeout: float = -1,
+    def change_state(self, name: str, action: str, *, timeout: float = -1,
                      force: bool = False, wait_for_lock: float = 0) -> Operation:
         if action not in _ACTIONS:
             raise BadRequest(f"Unknown action {action!r}: use one of {', '.join(_ACTIONS)}")
@@ -176,7 +174,7 @@ class InstancesMixin:
             work, description=desc, resources={"instances": [f"/1.0/instances/{name}"]},
             lock=f"instance:{name}", wait_for_lock=wait_for_lock)
 
-    def _busy(self: Engine, name: str, wait_for_lock: float) -> bool:
+    def _busy(self, name: str, wait_for_lock: float) -> bool:
         """True if an operation holds ``name`` and the caller will wait for it.
 
         The lock is checked before the instance's state: while a stop is in
@@ -208,7 +206,7 @@ class InstancesMixin:
         if action == "unfreeze" and s is not Status.FROZEN:
             raise BadRequest("The instance is not frozen")
 
-    def _set_status(self: Engine, name: str, status: Status, **fields: Any) -> Instance:
+    def _set_status(self, name: str, status: Status, **fields: Any) -> Instance:
         inst = self.store.get_instance(name)
         inst.status = status
         for k, v in fields.items():
@@ -216,7 +214,7 @@ class InstancesMixin:
         self.store.update_instance(inst)
         return inst
 
-    def _mount_rootfs(self: Engine, name: str) -> Path:
+    def _mount_rootfs(self, name: str) -> Path:
         """Mount the instance's overlay (refcounted; first user mounts)."""
         with self._mutex(name):
             d = self.instance_dir(name)
@@ -231,7 +229,7 @@ class InstancesMixin:
             self._mount_refs[name] = refs + 1
             return target
 
-    def _unmount_rootfs(self: Engine, name: str) -> None:
+    def _unmount_rootfs(self, name: str) -> None:
         with self._mutex(name):
             refs = self._mount_refs.get(name, 0) - 1
             if refs > 0:
@@ -241,7 +239,7 @@ class InstancesMixin:
             overlay.umount(self.instance_dir(name) / "rootfs")
 
     @contextlib.contextmanager
-    def rootfs(self: Engine, name: str) -> Any:
+    def rootfs(self, name: str) -> Any:
         """The instance's root filesystem, mounted for the duration."""
         path = self._mount_rootfs(name)
         try:
@@ -249,7 +247,7 @@ class InstancesMixin:
         finally:
             self._unmount_rootfs(name)
 
-    def _spec_for(self: Engine, inst: Instance, rootfs: Path) -> dict[str, Any]:
+    def _spec_for(self, inst: Instance, rootfs: Path) -> dict[str, Any]:
         image = self.store.find_images(inst.image)
         image_cmd = image[0].cmd if image else []
         image_env = image[0].env if image else {}
@@ -266,7 +264,7 @@ class InstancesMixin:
             nofile=(self.nofile, self.nofile),
         ))
 
-    def _start(self: Engine, name: str) -> None:
+    def _start(self, name: str) -> None:
         inst = self.store.get_instance(name)
         d = self.instance_dir(name)
         with ExitStack() as undo:
@@ -294,11 +292,11 @@ class InstancesMixin:
             undo.pop_all()
         self.events.lifecycle("instance-started", f"/1.0/instances/{name}")
 
-    def _forget_running(self: Engine, name: str) -> None:
+    def _forget_running(self, name: str) -> None:
         with self._mutex(name):
             self._running.pop(name, None)
 
-    def _stop(self: Engine, name: str, timeout: float, force: bool) -> None:
+    def _stop(self, name: str, timeout: float, force: bool) -> None:
         inst = self.store.get_instance(name)
         with self._mutex(name):
             stopped = self._stopped_events.get(name)
@@ -319,15 +317,15 @@ class InstancesMixin:
         if not stopped.wait(30):
             raise Timeout(f"Instance {name} did not stop after SIGKILL")
 
-    def _on_exit(self: Engine, name: str, pid: int) -> None:
+    def _on_exit(self, name: str, pid: int) -> None:
         """The exit watcher saw the init of ``name`` end."""
         try:
             self._finalize(name, pid)
-        except Exception:  # noqa: BLE001 - reconcile will retry at next start
+        except Exception:
             import logging
             logging.getLogger("cove.engine").exception("finalizing %s failed", name)
 
-    def _finalize(self: Engine, name: str, pid: int | None) -> None:
+    def _finalize(self, name: str, pid: int | None) -> None:
         """Record that ``name`` stopped and release what its run held (idempotent)."""
         with self._mutex(name):
             if pid is not None and self._running.get(name) != pid:
@@ -361,7 +359,7 @@ class InstancesMixin:
                 self._delete_now(name)
 
     # -- update / rename / delete --------------------------------------------
-    def update_instance(self: Engine, name: str, *, config: dict[str, Any] | None = None,
+    def update_instance(self, name: str, *, config: dict[str, Any] | None = None,
                         devices: dict[str, dict[str, str]] | None = None,
                         profiles: list[str] | None = None, description: str | None = None,
                         ephemeral: bool | None = None, patch: bool = False) -> None:
@@ -404,7 +402,7 @@ class InstancesMixin:
         self.store.update_instance(inst)
         self.events.lifecycle("instance-updated", f"/1.0/instances/{name}")
 
-    def rename_instance(self: Engine, name: str, new_name: str) -> Operation:
+    def rename_instance(self, name: str, new_name: str) -> Operation:
         validate_instance_name(new_name)
         inst = self.store.get_instance(name)
         self._busy(name, 0)
@@ -430,7 +428,7 @@ class InstancesMixin:
             work, description="Renaming instance",
             resources={"instances": [f"/1.0/instances/{name}"]}, lock=f"instance:{name}")
 
-    def delete_instance(self: Engine, name: str, *, force: bool = False,
+    def delete_instance(self, name: str, *, force: bool = False,
                         wait_for_lock: float = 0) -> Operation:
         inst = self.store.get_instance(name)
         if not self._busy(name, wait_for_lock) and inst.status is not Status.STOPPED \
@@ -454,7 +452,7 @@ class InstancesMixin:
             resources={"instances": [f"/1.0/instances/{name}"]},
             lock=f"instance:{name}", wait_for_lock=wait_for_lock)
 
-    def _delete_now(self: Engine, name: str) -> None:
+    def _delete_now(self, name: str) -> None:
         with self._mutex(name):
             if name in self._running:
                 raise BadRequest("Instance is running")
@@ -465,7 +463,7 @@ class InstancesMixin:
             remove_empty(f"/{self.cgroup_parent}")
         self.events.lifecycle("instance-deleted", f"/1.0/instances/{name}")
 
-    def _remove_instance_dir(self: Engine, name: str) -> None:
+    def _remove_instance_dir(self, name: str) -> None:
         d = self.instance_dir(name)
         target = d / "rootfs"
         overlay.umount(target)

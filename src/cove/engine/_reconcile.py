@@ -18,15 +18,12 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
-from typing import TYPE_CHECKING
 
+from cove.engine._core import EngineCore
 from cove.model.config import truthy
 from cove.model.states import Status
 from cove.runtime.cgroups import list_children, remove_empty
 from cove.storage import overlay
-
-if TYPE_CHECKING:
-    from cove.engine._engine import Engine
 
 __all__ = ["ReconcileMixin"]
 
@@ -41,8 +38,8 @@ def _boot_id() -> str:
         return ""
 
 
-class ReconcileMixin:
-    def startup(self: Engine) -> None:
+class ReconcileMixin(EngineCore):
+    def startup(self) -> None:
         """Reconcile and autostart. Call once, before serving."""
         boot = _boot_id()
         rebooted = self.store.get_meta("boot_id") not in (None, boot)
@@ -103,10 +100,10 @@ class ReconcileMixin:
             remove_empty(f"/{self.cgroup_parent}")
 
         for name in lost:
-            inst = known.get(name)
-            if inst is not None and truthy(inst.config.get("boot.autostart")):
+            was = known.get(name)
+            if was is not None and truthy(was.config.get("boot.autostart")):
                 log.info("autostarting %s", name)
                 try:
                     self.change_state(name, "start").wait()
-                except Exception:  # noqa: BLE001 - one bad instance must not stop coved
+                except Exception:
                     log.exception("autostart of %s failed", name)

@@ -12,16 +12,17 @@ finished one is dropped five minutes after it ends.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from typing import Any
 
-from cove.model.errors import CoveError, Conflict, InternalError, NotFound, Timeout
+from cove.model.errors import Conflict, CoveError, InternalError, NotFound, Timeout
 from cove.model.states import OperationStatus
 
-__all__ = ["Operation", "Operations", "OperationContext"]
+__all__ = ["Operation", "OperationContext", "Operations"]
 
 _KEEP_FINISHED = 300.0
 
@@ -127,8 +128,8 @@ class Operation:
         for fn in list(self._listeners):
             try:
                 fn(self)
-            except Exception:  # a listener must never break the operation
-                pass
+            except Exception:
+                logging.getLogger("cove.engine").exception("operation listener failed")
 
 
 OperationContext = Operation
@@ -155,7 +156,7 @@ class Operations:
             raise NotFound(f"Operation not found: {op_id}")
         return op
 
-    def list(self) -> list[Operation]:
+    def all(self) -> list[Operation]:
         with self._cond:
             self._reap()
             return list(self._ops.values())

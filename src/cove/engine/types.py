@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-__all__ = ["ExecRequest", "ExecSession", "FileInfo", "CreateRequest"]
+__all__ = ["CreateRequest", "ExecRequest", "ExecSession", "FileInfo"]
 
 
 @dataclass

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from cove.model.errors import InternalError
 
-__all__ = ["run", "Result", "spawn", "CommandFailed"]
+__all__ = ["CommandFailed", "Result", "run", "spawn"]
 
 
 @dataclass
@@ -46,7 +46,7 @@ def run(args: Sequence[str], *, check: bool = True, input: bytes | None = None,
     """
     argv = [str(a) for a in args]
     try:
-        p = subprocess.run(argv, input=input, capture_output=True, timeout=timeout,
+        p = subprocess.run(argv, input=input, capture_output=True, timeout=timeout, check=False,
                            env=dict(env) if env is not None else None, pass_fds=tuple(pass_fds),
                            stdin=None if input is not None else subprocess.DEVNULL)
     except FileNotFoundError:

@@ -18,14 +18,14 @@ from cove.model.errors import BadRequest
 
 __all__ = [
     "Resources",
-    "validate_config",
-    "parse_memory",
-    "parse_cpu",
-    "parse_signal",
-    "resources_from_config",
     "command_from_config",
     "environment_from_config",
+    "parse_cpu",
+    "parse_memory",
+    "parse_signal",
+    "resources_from_config",
     "truthy",
+    "validate_config",
 ]
 
 _UNITS = {

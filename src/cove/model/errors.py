@@ -9,14 +9,14 @@ same class, so a caller sees one exception type whichever driver it used.
 from __future__ import annotations
 
 __all__ = [
-    "CoveError",
     "BadRequest",
-    "NotFound",
     "Conflict",
+    "CoveError",
     "Forbidden",
+    "InternalError",
+    "NotFound",
     "PreconditionFailed",
     "Timeout",
-    "InternalError",
     "error_for_status",
 ]
 

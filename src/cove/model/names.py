@@ -6,7 +6,7 @@ import re
 
 from cove.model.errors import BadRequest
 
-__all__ = ["validate_instance_name", "validate_alias_name"]
+__all__ = ["validate_alias_name", "validate_instance_name"]
 
 _HOSTNAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,62}$")
 

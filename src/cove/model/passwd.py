@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from cove.model.errors import BadRequest
 
-__all__ = ["PasswdEntry", "parse_passwd", "parse_group", "resolve_user", "resolve_group"]
+__all__ = ["PasswdEntry", "parse_group", "parse_passwd", "resolve_group", "resolve_user"]
 
 
 @dataclass(frozen=True)

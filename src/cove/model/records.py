@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from cove.model.states import Status
 
-__all__ = ["Instance", "Image", "Alias"]
+__all__ = ["Alias", "Image", "Instance"]
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["Status", "STATUS_CODES", "OperationStatus"]
+__all__ = ["STATUS_CODES", "OperationStatus", "Status"]
 
 
 class Status(str, enum.Enum):

@@ -21,4 +21,4 @@ class Crun(Runc):
 
 RUNTIMES: dict[str, type[Runc]] = {"runc": Runc, "crun": Crun}
 
-__all__ = ["SpecInput", "build_spec", "Runc", "Crun", "RuntimeState", "RUNTIMES"]
+__all__ = ["RUNTIMES", "Crun", "Runc", "RuntimeState", "SpecInput", "build_spec"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-__all__ = ["CgroupStats", "read_stats", "remove_empty", "CGROUP_ROOT"]
+__all__ = ["CGROUP_ROOT", "CgroupStats", "read_stats", "remove_empty"]
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 

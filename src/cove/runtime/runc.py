@@ -29,7 +29,7 @@ from cove.host import proc
 from cove.model.config import Resources
 from cove.model.errors import InternalError
 
-__all__ = ["Runc", "RuntimeState", "ExecSpec", "ExecProcess"]
+__all__ = ["ExecProcess", "ExecSpec", "Runc", "RuntimeState"]
 
 
 @dataclass

@@ -17,7 +17,7 @@ from typing import Any
 
 from cove.model.config import Resources
 
-__all__ = ["SpecInput", "build_spec", "DEFAULT_CAPS", "DEFAULT_PATH"]
+__all__ = ["DEFAULT_CAPS", "DEFAULT_PATH", "SpecInput", "build_spec"]
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -47,7 +47,7 @@ class SpecInput:
     cwd: str = "/"
     uid: int = 0
     gid: int = 0
-    resources: Resources = Resources()
+    resources: Resources = field(default_factory=Resources)
     nofile: tuple[int, int] = (1024, 1024)
     netns: str | None = None  # path of a network namespace to join; None = new one
     mounts: tuple[dict[str, Any], ...] = ()

@@ -30,7 +30,6 @@ __all__ = [
     "CHUNK",
     "ENGINE",
     "EXECUTOR",
-    "wait_for_lock",
     "OPEN_WEBSOCKETS",
     "OP_WAITERS",
     "WEBSOCKETS",
@@ -51,6 +50,7 @@ __all__ = [
     "opt_str_map",
     "recursion",
     "spool",
+    "wait_for_lock",
 ]
 
 T = TypeVar("T")

@@ -19,7 +19,7 @@ async def _list(request: web.Request) -> web.Response:
     check_project(request)
     deep = recursion(request) > 0
     groups: dict[str, list[Any]] = {}
-    for op in engine_of(request).operations.list():
+    for op in engine_of(request).operations.all():
         key = op.status.value.lower()
         groups.setdefault(key, []).append(op.to_dict() if deep else f"/1.0/operations/{op.id}")
     return render.sync(groups)
