@@ -142,9 +142,11 @@ def runc_ids(root: Path) -> list[str]:
         return []
 
 
-def leaks(root: Path, names: Iterable[str] | None = None) -> list[str]:
+def leaks(root: Path, names: Iterable[str] | None = None, *, existing: bool = False) -> list[str]:
     """What ``root`` left on the host: for the named instances, or for the
-    whole root when ``names`` is None (then no instance may exist at all)."""
+    whole root when ``names`` is None (then no instance may exist at all).
+    ``existing``: the named instances still exist (stopped), so their
+    directories are theirs to keep; only runtime leftovers count."""
     root = Path(root).absolute()
     found: list[str] = []
     mounts = mounts_under(root)
@@ -175,7 +177,7 @@ def leaks(root: Path, names: Iterable[str] | None = None) -> list[str]:
         for d in (inst_dir, logs_dir):
             if d.is_dir():
                 found += [f"dir {d}/{e}" for e in sorted(os.listdir(d))]
-    else:
+    elif not existing:
         for n in names:
             for d in (inst_dir / n, logs_dir / n):
                 if d.exists():
@@ -183,12 +185,14 @@ def leaks(root: Path, names: Iterable[str] | None = None) -> list[str]:
     return found
 
 
-def assert_no_leaks(root: Path, names: Iterable[str] | None = None, timeout: float = 5.0) -> None:
+def assert_no_leaks(root: Path, names: Iterable[str] | None = None, timeout: float = 5.0,
+                    *, existing: bool = False) -> None:
     """Assert nothing is left; exits and unmounts are asynchronous, so allow a
     short settling time before calling something a leak."""
+    names = list(names) if names is not None else None
     deadline = time.monotonic() + timeout
     while True:
-        left = leaks(root, names)
+        left = leaks(root, names, existing=existing)
         if not left or time.monotonic() >= deadline:
             break
         time.sleep(0.05)
