@@ -199,18 +199,17 @@ def test_image_source() -> None:
     assert image_source("deadbeef") == {"type": "image", "alias": "deadbeef"}
 
 
-def test_launch_creates_then_starts(fake: FakeLXD, cli) -> None:
+def test_launch_creates_and_starts_in_one_operation(fake: FakeLXD, cli) -> None:
     fake.route("POST", "/1.0/instances")(lambda req: fake.finished())
-    fake.route("PUT", "/1.0/instances/c1/state")(lambda req: fake.finished())
     code, out, err = cli("launch", "busybox", "c1", "-c", "limits.cpu=1", "-c",
                          "environment.A=b=c", "-e")
     assert (code, err) == (0, "")
-    assert out == "Creating c1\nStarting c1\n"
+    assert out == "Launching c1\n"
     body = fake.find("POST", "/1.0/instances")[0].json()
-    assert body["name"] == "c1" and body["ephemeral"] is True
+    assert body["name"] == "c1" and body["ephemeral"] is True and body["start"] is True
     assert body["source"] == {"type": "image", "alias": "busybox"}
     assert body["config"] == {"limits.cpu": "1", "environment.A": "b=c"}
-    assert fake.find("PUT", "/1.0/instances/c1/state")[0].json()["action"] == "start"
+    assert not [r for r in fake.requests if r.path.endswith("/state")]
 
 
 def test_init_does_not_start_and_makes_a_name(fake: FakeLXD, cli) -> None:

@@ -47,13 +47,12 @@ def _create(ctx: Context, args: argparse.Namespace, start: bool) -> int:
     config = parse_kv(args.config, "KEY=VALUE for -c")
     client = ctx.client()
     name = args.name or _new_name()
-    ctx.info(f"Creating {name}")
+    # One operation for launch: cove makes and starts the instance together and
+    # undoes both if the start fails, so a failed launch leaves nothing behind.
+    ctx.info(f"{'Launching' if start else 'Creating'} {name}")
     client.create_instance(name, image_source(args.image), config=config,
-                           ephemeral=args.ephemeral,
-                           profiles=args.profile or None).wait()
-    if start:
-        ctx.info(f"Starting {name}")
-        client.change_state(name, "start").wait()
+                           ephemeral=args.ephemeral, profiles=args.profile or None,
+                           start=start).wait()
     return 0
 
 

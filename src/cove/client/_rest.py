@@ -286,9 +286,10 @@ class Client:
                         config: dict[str, str] | None = None,
                         devices: dict[str, dict[str, str]] | None = None,
                         ephemeral: bool = False, profiles: list[str] | None = None,
-                        description: str = "") -> Operation:
+                        description: str = "", start: bool = False) -> Operation:
         """``POST /1.0/instances``. ``source`` is ``{"type": "image", "alias": A}``
-        or ``{"type": "image", "fingerprint": F}``. A None name lets the server pick."""
+        or ``{"type": "image", "fingerprint": F}``. A None name lets the server pick.
+        ``start`` makes and starts it in one operation (LXD's ``instance_create_start``)."""
         body: dict[str, Any] = {
             "type": "container",
             "source": source,
@@ -301,6 +302,8 @@ class Client:
             body["name"] = name
         if profiles is not None:
             body["profiles"] = profiles
+        if start:
+            body["start"] = True
         return self._op("POST", "/1.0/instances", body)
 
     def update_instance(self, name: str, body: dict[str, Any], *, patch: bool = False) -> Operation:
