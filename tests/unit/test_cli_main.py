@@ -13,7 +13,7 @@ from test_client_fakelxd import (
     error,
 )
 
-from cove.cli import main as cli_main
+from cove.cli import instances as cli_instances
 from cove.cli.main import _split_after_dashes, build_parser, main
 
 # The fake server's fixtures (fake, cove_dir) come from its module.
@@ -116,7 +116,7 @@ def test_keyboard_interrupt_exits_130(monkeypatch: pytest.MonkeyPatch,
     def interrupted(ctx: object, args: object) -> int:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli_main.instances, "cmd_list", interrupted)
+    monkeypatch.setattr(cli_instances, "cmd_list", interrupted)
     assert main(["list"]) == 130
     assert "Traceback" not in capsys.readouterr().err
 
@@ -126,7 +126,7 @@ def test_unexpected_exception_is_one_line(monkeypatch: pytest.MonkeyPatch,
     def broken(ctx: object, args: object) -> int:
         raise RuntimeError("oops")
 
-    monkeypatch.setattr(cli_main.instances, "cmd_list", broken)
+    monkeypatch.setattr(cli_instances, "cmd_list", broken)
     monkeypatch.delenv("COVE_DEBUG", raising=False)
     assert main(["list"]) == 1
     assert capsys.readouterr().err == "Error: internal error: RuntimeError: oops\n"

@@ -1,9 +1,11 @@
 """HTTP/1.1 over coved's unix socket, and LXD's response envelope.
 
 Design note: this module is the client's one choke point for HTTP. It uses
-only the standard library (``http.client`` over an ``AF_UNIX`` socket)
+only ``socket`` and a small HTTP/1.1 codec of its own (``_Connection``)
 because the ``cove`` command imports it on every call and pays for every
-import (see DESIGN.md, "A Python CLI pays for its imports"). Connections are
+import (see DESIGN.md, "A Python CLI pays for its imports"): ``http.client``
+drags in ``email.parser`` and ``ssl``, ~20 ms on every call for header
+parsing this client does in a dozen lines. Connections are
 kept alive and reused; an idle connection the server has closed is noticed
 before reuse (it reads as ready-with-EOF) and a request with a replayable
 body is retried once on a fresh connection when a reused one turns out dead.
@@ -17,7 +19,6 @@ the same exception types the engine raises in-process.
 from __future__ import annotations
 
 import errno
-import http.client
 import json
 import os
 import select
@@ -91,7 +92,7 @@ class StreamResponse:
     the server may still be writing to it).
     """
 
-    def __init__(self, resp: http.client.HTTPResponse, conn: http.client.HTTPConnection) -> None:
+    def __init__(self, resp: _Reply, conn: _Connection) -> None:
         self.status = resp.status
         self.headers = {k.lower(): v for k, v in resp.getheaders()}
         self._resp = resp
@@ -124,13 +125,144 @@ class StreamResponse:
         self.close()
 
 
-class _UnixConnection(http.client.HTTPConnection):
+class HTTPError(OSError):
+    """The peer broke HTTP/1.1 (a bad status line, header or chunk)."""
+
+
+class _Reply:
+    """One response read off a ``_Connection``: status, headers, body."""
+
+    def __init__(self, rfile: Any, method: str) -> None:
+        line = rfile.readline(65537)
+        parts = line.split(None, 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1."):
+            raise HTTPError(f"bad status line {line[:80]!r}")
+        self.status = int(parts[1])
+        self._headers: list[tuple[str, str]] = []
+        while True:
+            h = rfile.readline(65537)
+            if h in (b"\r\n", b"\n", b""):
+                break
+            name, _, value = h.decode("latin-1").partition(":")
+            self._headers.append((name.strip(), value.strip()))
+        hdrs = {k.lower(): v for k, v in self._headers}
+        self._rfile = rfile
+        self._chunked = "chunked" in hdrs.get("transfer-encoding", "").lower()
+        length = hdrs.get("content-length")
+        self._left: int | None = int(length) if length is not None and not self._chunked else None
+        if method == "HEAD" or self.status in (204, 304) or 100 <= self.status < 200:
+            self._left = 0
+            self._chunked = False
+        self._chunk_left = 0
+        self._done = self._left == 0
+        conn_hdr = hdrs.get("connection", "").lower()
+        self.will_close = conn_hdr == "close" or (self._left is None and not self._chunked)
+
+    def getheaders(self) -> list[tuple[str, str]]:
+        return list(self._headers)
+
+    def read1(self, n: int = _BLOCK) -> bytes:
+        """Up to ``n`` bytes of body; b"" at its end."""
+        if self._done:
+            return b""
+        if self._chunked:
+            if self._chunk_left == 0:
+                size_line = self._rfile.readline(1024)
+                try:
+                    self._chunk_left = int(size_line.split(b";")[0].strip(), 16)
+                except ValueError:
+                    raise HTTPError(f"bad chunk size {size_line[:40]!r}") from None
+                if self._chunk_left == 0:
+                    while self._rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                        pass  # trailers
+                    self._done = True
+                    return b""
+            data = self._rfile.read1(min(n, self._chunk_left))
+            if not data:
+                raise HTTPError("connection closed inside a chunk")
+            self._chunk_left -= len(data)
+            if self._chunk_left == 0:
+                self._rfile.readline(3)
+            return bytes(data)
+        want = n if self._left is None else min(n, self._left)
+        data = self._rfile.read1(want)
+        if self._left is not None:
+            if not data:
+                raise HTTPError("connection closed before the body ended")
+            self._left -= len(data)
+            self._done = self._left == 0
+        elif not data:
+            self._done = True
+        return bytes(data)
+
+    def read(self) -> bytes:
+        out = bytearray()
+        while True:
+            chunk = self.read1(_BLOCK)
+            if not chunk:
+                return bytes(out)
+            out += chunk
+
+    def close(self) -> None:
+        self._done = True
+
+
+class _Connection:
+    """HTTP/1.1 on one unix socket, opened on first use."""
+
     def __init__(self, socket_path: str, timeout: float | None) -> None:
-        super().__init__("localhost", timeout=timeout, blocksize=_BLOCK)
         self.socket_path = socket_path
+        self.timeout = timeout
+        self.sock: socket.socket | None = None
+        self._rfile: Any = None
 
     def connect(self) -> None:
         self.sock = open_unix_socket(self.socket_path, self.timeout)
+        self._rfile = self.sock.makefile("rb", buffering=_BLOCK)
+
+    def request(self, method: str, path: str, body: Any = None,
+                headers: Mapping[str, str] | None = None) -> None:
+        if self.sock is None:
+            self.connect()
+        assert self.sock is not None
+        hdrs = {"Host": "localhost", "Accept-Encoding": "identity"}
+        hdrs.update(headers or {})
+        stream = body is not None and not isinstance(body, (bytes, bytearray, memoryview))
+        if body is not None and not stream:
+            hdrs["Content-Length"] = str(len(body))
+        elif stream and "Content-Length" not in hdrs:
+            hdrs["Transfer-Encoding"] = "chunked"
+        elif body is None and method in ("POST", "PUT", "PATCH"):
+            hdrs["Content-Length"] = "0"
+        head = f"{method} {path} HTTP/1.1\r\n" + "".join(
+            f"{k}: {v}\r\n" for k, v in hdrs.items()) + "\r\n"
+        if body is not None and not stream:
+            self.sock.sendall(head.encode("latin-1") + bytes(body))
+            return
+        self.sock.sendall(head.encode("latin-1"))
+        if stream:
+            chunked = hdrs.get("Transfer-Encoding") == "chunked"
+            while True:
+                block = body.read(_BLOCK)
+                if not block:
+                    break
+                if chunked:
+                    self.sock.sendall(b"%x\r\n" % len(block) + block + b"\r\n")
+                else:
+                    self.sock.sendall(block)
+            if chunked:
+                self.sock.sendall(b"0\r\n\r\n")
+
+    def getresponse(self, method: str = "GET") -> _Reply:
+        return _Reply(self._rfile, method)
+
+    def close(self) -> None:
+        if self._rfile is not None:
+            self._rfile.close()
+            self._rfile = None
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
 
 
 def open_unix_socket(path: str, timeout: float | None = None) -> socket.socket:
@@ -158,7 +290,7 @@ def _connect_error(path: str, e: OSError) -> ConnectionFailed:
 
 
 class _ProgressReader:
-    """Feeds a file to http.client in blocks and reports bytes sent."""
+    """Feeds a file to the connection in blocks and reports bytes sent."""
 
     def __init__(self, f: BinaryIO, total: int | None,
                  progress: Callable[[int, int | None], None]) -> None:
@@ -198,20 +330,20 @@ class UnixTransport:
     def __init__(self, socket_path: str, timeout: float | None = None) -> None:
         self.socket_path = socket_path
         self.timeout = timeout
-        self._idle: list[_UnixConnection] = []
+        self._idle: list[_Connection] = []
         self._lock = threading.Lock()
 
     # -- connections --------------------------------------------------------
-    def _take(self) -> tuple[_UnixConnection, bool]:
+    def _take(self) -> tuple[_Connection, bool]:
         with self._lock:
             while self._idle:
                 conn = self._idle.pop()
                 if _alive(conn):
                     return conn, True
                 conn.close()
-        return _UnixConnection(self.socket_path, self.timeout), False
+        return _Connection(self.socket_path, self.timeout), False
 
-    def _give(self, conn: _UnixConnection) -> None:
+    def _give(self, conn: _Connection) -> None:
         with self._lock:
             self._idle.append(conn)
 
@@ -221,7 +353,7 @@ class UnixTransport:
         Raises:
             ConnectionFailed: nobody answers on the socket.
         """
-        conn = _UnixConnection(self.socket_path, self.timeout)
+        conn = _Connection(self.socket_path, self.timeout)
         conn.connect()
         self._give(conn)
 
@@ -251,7 +383,7 @@ class UnixTransport:
         resp, conn = self._exchange(method, path, body, headers, progress)
         try:
             data = resp.read()
-        except (OSError, http.client.HTTPException) as e:
+        except (OSError, HTTPError) as e:
             conn.close()
             raise ConnectionFailed(f"coved hung up while answering {method} {path}: {e}",
                                    self.socket_path, "closed") from None
@@ -273,7 +405,7 @@ class UnixTransport:
 
     def _exchange(self, method: str, path: str, body: Any, headers: Mapping[str, str] | None,
                   progress: Callable[[int, int | None], None] | None,
-                  ) -> tuple[http.client.HTTPResponse, _UnixConnection]:
+                  ) -> tuple[_Reply, _Connection]:
         hdrs = dict(headers or {})
         replayable = True
         if isinstance(body, (dict, list)):
@@ -292,19 +424,19 @@ class UnixTransport:
         except ConnectionFailed as e:
             if not (reused and replayable and e.reason == "closed"):
                 raise
-            conn = _UnixConnection(self.socket_path, self.timeout)
+            conn = _Connection(self.socket_path, self.timeout)
             resp = self._send(conn, method, path, body, hdrs)
         return resp, conn
 
-    def _send(self, conn: _UnixConnection, method: str, path: str, body: Any,
-              hdrs: dict[str, str]) -> http.client.HTTPResponse:
+    def _send(self, conn: _Connection, method: str, path: str, body: Any,
+              hdrs: dict[str, str]) -> _Reply:
         try:
             conn.request(method, path, body=body, headers=hdrs)
-            return conn.getresponse()
+            return conn.getresponse(method)
         except ConnectionFailed:
             conn.close()
             raise
-        except (OSError, http.client.HTTPException) as e:
+        except (OSError, HTTPError) as e:
             conn.close()
             if isinstance(e, TimeoutError):
                 raise ConnectionFailed(f"coved did not answer {method} {path} in time",
@@ -313,7 +445,7 @@ class UnixTransport:
                                    self.socket_path, "closed") from None
 
 
-def _alive(conn: http.client.HTTPConnection) -> bool:
+def _alive(conn: _Connection) -> bool:
     """An idle keep-alive connection is readable only if the peer closed it."""
     sock = conn.sock
     if sock is None:

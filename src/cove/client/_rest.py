@@ -61,6 +61,17 @@ def _q(name: str) -> str:
     return quote(name, safe="")
 
 
+def _error_code(op: dict[str, Any]) -> int:
+    """The HTTP status of a failed operation: cove puts it in the metadata
+    (``cove.error_code``), where LXD clients that do not know it ignore it."""
+    meta = op.get("metadata") or {}
+    raw = meta.get("cove.error_code") if isinstance(meta, dict) else None
+    try:
+        return int(raw or op.get("error_code") or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
 class Operation:
     """A long action on the server (LXD's operation object).
 
@@ -112,7 +123,7 @@ class Operation:
             status=str(d.get("status", "")), status_code=int(d.get("status_code") or 0),
             metadata=d.get("metadata") or {}, err=str(d.get("err") or ""),
             resources=d.get("resources") or {}, description=str(d.get("description", "")),
-            error_code=int(d.get("error_code") or 0), may_cancel=bool(d.get("may_cancel")),
+            error_code=_error_code(d), may_cancel=bool(d.get("may_cancel")),
             created_at=str(d.get("created_at", "")), updated_at=str(d.get("updated_at", "")),
             client=client)
 

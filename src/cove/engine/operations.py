@@ -64,14 +64,20 @@ class Operation:
             "status": self.status.value,
             "status_code": self.status.code,
             "resources": {k: list(v) for k, v in self.resources.items()},
-            "metadata": dict(self.metadata) if self.metadata else None,
+            "metadata": self._wire_metadata(),
             "may_cancel": self.may_cancel,
             "err": self.err,
-            # cove extension: the HTTP status of the failure, so a client can
-            # raise the same error class it would get from a sync call.
-            "error_code": self.error.status if self.error else 0,
             "location": "none",
         }
+
+    def _wire_metadata(self) -> dict[str, Any] | None:
+        meta = dict(self.metadata)
+        if self.error is not None:
+            # cove extension: the HTTP status of the failure, so a client can
+            # raise the error class a synchronous call would have raised.
+            # In metadata, where LXD clients that do not know it ignore it.
+            meta["cove.error_code"] = self.error.status
+        return meta or None
 
     @property
     def done(self) -> bool:
