@@ -11,6 +11,7 @@ the host removed by force (runc, conmon, cgroups, mounts) and reported.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
@@ -22,7 +23,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from covetest import (  # noqa: E402
+from covetest import (
     REPO,
     Api,
     Coved,
@@ -191,10 +192,8 @@ def engine(workdir: Path, busybox_tar: Path) -> Iterator[object]:
     finally:
         try:
             for inst in eng.list_instances():
-                try:
+                with contextlib.suppress(Exception):  # forced below, and reported
                     eng.delete_instance(inst.name, force=True).wait(60)
-                except Exception:  # noqa: BLE001 - forced below
-                    pass
             eng.operations.wait_idle(30)
             left = leaks(root)
         finally:

@@ -99,6 +99,20 @@ def conmon_pids(root: Path) -> list[int]:
     return pids
 
 
+def pid_alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie is not running; ours is reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return False
+    if data[data.rindex(b")") + 2:].split()[0] != b"Z":
+        return True
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+    return False
+
+
 def coved_pids(root: Path) -> list[int]:
     """coved processes serving ``root`` (matched by their --root argument)."""
     want = str(Path(root).absolute()).encode()

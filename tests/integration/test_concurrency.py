@@ -95,12 +95,13 @@ def test_two_simultaneous_starts(api: Api, coved: Coved) -> None:
         barrier = threading.Barrier(2)
         results: list[Response] = []
 
-        def start() -> None:
+        def start(barrier: threading.Barrier, results: list[Response], name: str) -> None:
             barrier.wait()
             results.append(api.request("PUT", f"/1.0/instances/{name}/state",
                                        {"action": "start"}))
 
-        threads = [threading.Thread(target=start) for _ in range(2)]
+        threads = [threading.Thread(target=start, args=(barrier, results, name))
+                   for _ in range(2)]
         for t in threads:
             t.start()
         for t in threads:

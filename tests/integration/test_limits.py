@@ -35,8 +35,8 @@ def test_process_limit(api: Api, coved: Coved) -> None:
     name = new_name("pids")
     api.launch(name, config={"limits.processes": "10"})
     assert cg(coved, name, "pids", "pids.max") == "10"
-    api.exec(name, ["sh", "-c", "for i in $(seq 50); do sleep 100 >/dev/null 2>&1 & done; "
-                                "exit 0"])
+    script = "for i in $(seq 50); do sleep 100 >/dev/null 2>&1 & done; exit 0"
+    api.exec(name, ["sh", "-c", script])
     procs = [int(p) for p in cg(coved, name, "pids", "cgroup.procs").split()]
     assert 2 <= len(procs) <= 10, procs
     sleepers = [p for p in procs

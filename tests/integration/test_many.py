@@ -60,7 +60,7 @@ def _round(d: Coved) -> None:
     assert sorted(runc_ids(d.root)) == sorted(started)
     assert len(conmon_pids(d.root)) == len(started)
     assert len(cgroup_dirs(d.root, started)) >= len(started)
-    assert api.sh(sorted(started)[0], "echo ok") == b"ok\n"
+    assert api.sh(min(started), "echo ok") == b"ok\n"
 
     pending = [api.request("PUT", f"/1.0/instances/{n}/state",
                            {"action": "stop", "force": True}) for n in sorted(started)]

@@ -16,6 +16,7 @@ from covetest import (
     conmon_pids,
     mounts_under,
     new_name,
+    pid_alive,
     runc_ids,
     wait_until,
 )
@@ -28,15 +29,6 @@ def daemon(make_coved, busybox_tar: Path) -> Coved:  # type: ignore[no-untyped-d
     return d
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return False
-    return data[data.rindex(b")") + 2:].split()[0] != b"Z"
-
-
 def test_containers_survive_coved_sigterm_and_sigkill(daemon: Coved) -> None:
     api = daemon.api
     names = [new_name("live"), new_name("live")]
@@ -47,7 +39,7 @@ def test_containers_survive_coved_sigterm_and_sigkill(daemon: Coved) -> None:
     assert len(monitors) == 2
 
     assert daemon.stop() == 0  # SIGTERM: a clean stop
-    assert all(_alive(p) for p in pids.values())
+    assert all(pid_alive(p) for p in pids.values())
     assert sorted(conmon_pids(daemon.root)) == sorted(monitors)
     daemon.start()
     for n in names:
@@ -56,7 +48,7 @@ def test_containers_survive_coved_sigterm_and_sigkill(daemon: Coved) -> None:
         assert api.sh(n, "hostname") == f"{n}\n".encode()
 
     daemon.kill()  # SIGKILL: no chance to tidy up
-    assert all(_alive(p) for p in pids.values())
+    assert all(pid_alive(p) for p in pids.values())
     daemon.start()
     for n in names:
         st = api.state(n)
@@ -66,7 +58,7 @@ def test_containers_survive_coved_sigterm_and_sigkill(daemon: Coved) -> None:
     # the new coved still watches them: a stop is recorded, with its exit code
     api.action(names[0], "stop", force=True)
     assert api.status(names[0]) == "Stopped"
-    assert not _alive(pids[names[0]])
+    assert not pid_alive(pids[names[0]])
     os.kill(pids[names[1]], 9)  # dies behind coved's back
     wait_until(lambda: api.status(names[1]) == "Stopped", what="the exit to be noticed")
     assert api.instance(names[1])["config"]["volatile.last_state.exit_code"] == "137"
@@ -87,7 +79,7 @@ def test_exit_while_coved_is_down_is_recorded(daemon: Coved, how: str) -> None:
         daemon.kill()
     else:
         assert daemon.stop() == 0
-    wait_until(lambda: not _alive(pid), timeout=10, what="the container to exit")
+    wait_until(lambda: not pid_alive(pid), timeout=10, what="the container to exit")
     time.sleep(0.3)
     daemon.start()
     inst = api.instance(name)

@@ -1,0 +1,110 @@
+"""The Engine in-process (what the local driver calls), on real containers."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from covetest import assert_no_leaks, mounts_under, new_name
+
+from cove.engine import CreateRequest, Engine, ExecRequest
+from cove.model.errors import BadRequest, Conflict, NotFound
+
+
+def _run(engine: Engine, name: str, req: ExecRequest) -> tuple[int, bytes, bytes]:
+    s = engine.exec_instance(name, req)
+    try:
+        if s.stdin_fd is not None:
+            os.close(s.stdin_fd)
+            s.stdin_fd = None
+        out = err = b""
+        assert s.stdout_fd is not None and s.stderr_fd is not None
+        while chunk := os.read(s.stdout_fd, 65536):
+            out += chunk
+        while chunk := os.read(s.stderr_fd, 65536):
+            err += chunk
+        code = s.wait(30)
+        assert code is not None
+        return code, out, err
+    finally:
+        s.close()
+
+
+def test_bad_requests_raise_before_any_operation(engine: Engine) -> None:
+    before = {op.id for op in engine.operations.all()}
+    cases = [
+        (CreateRequest(name="-bad", image="busybox"), BadRequest),
+        (CreateRequest(name="a" * 64, image="busybox"), BadRequest),
+        (CreateRequest(name=new_name(), image="busybox", config={"covetest.x": "1"}),
+         BadRequest),
+        (CreateRequest(name=new_name(), image="busybox", config={"limits.memory": "x"}),
+         BadRequest),
+        (CreateRequest(name=new_name(), image="covetest-noimage"), NotFound),
+        (CreateRequest(name=new_name(), image="busybox", profiles=["covetest-nope"]), NotFound),
+    ]
+    for req, exc in cases:
+        with pytest.raises(exc):
+            engine.create_instance(req)
+    assert {op.id for op in engine.operations.all()} == before
+    assert os.listdir(engine.root / "instances") == []
+    assert engine.list_instances() == []
+
+
+def test_lifecycle_exec_and_paths(engine: Engine) -> None:
+    name = new_name("eng")
+    op = engine.create_instance(CreateRequest(name=name, image="busybox", start=True,
+                                              config={"cove.cmd": "sleep 1000"}))
+    assert op.wait(60)
+    op.raise_for_error()
+    with pytest.raises(Conflict):
+        engine.create_instance(CreateRequest(name=name, image="busybox"))
+    assert engine.instance_state(name)["status"] == "Running"
+
+    code, out, err = _run(engine, name, ExecRequest(
+        command=["sh", "-c", "id -u; pwd; echo $COVETEST; echo e >&2; exit 6"],
+        environment={"COVETEST": "v"}, user="app", cwd="/tmp"))
+    assert (code, out, err) == (6, b"1000\n/tmp\nv\n", b"e\n")
+    code, out, _ = _run(engine, name, ExecRequest(command=["id", "-g"], user=1000, group="root"))
+    assert (code, out) == (0, b"0\n")
+    code, _, err = _run(engine, name, ExecRequest(command=["covetest-nosuchcmd"]))
+    assert code == 127 and b"not found" in err
+    with pytest.raises(BadRequest):
+        engine.exec_instance(name, ExecRequest(command=["true"], user="covetest-nobody"))
+    with pytest.raises(BadRequest):
+        engine.exec_instance(name, ExecRequest(command=["true"], cwd="tmp"))
+
+    # paths must be absolute at the engine (the server maps lxc's relative ones)
+    for rel in ("etc/hostname", "", "./etc/hostname"):
+        with pytest.raises(BadRequest):
+            engine.file_get(name, rel)
+        with pytest.raises(BadRequest):
+            engine.file_put(name, rel, data=b"x")
+        with pytest.raises(BadRequest):
+            engine.file_delete(name, rel)
+    engine.file_put(name, "/root/covetest", data=b"hello\n", mode=0o600, uid=1000, gid=1000)
+    info = engine.file_get(name, "/root/covetest")
+    try:
+        assert (info.type, info.mode & 0o777, info.uid, info.gid) == ("file", 0o600, 1000, 1000)
+        assert info.fd is not None and os.read(info.fd, 100) == b"hello\n"
+    finally:
+        if info.fd is not None:
+            os.close(info.fd)
+
+    op = engine.change_state(name, "stop", force=True)
+    assert op.wait(30)
+    op.raise_for_error()
+    assert engine.get_instance(name).status.value == "Stopped"
+    with pytest.raises(BadRequest):
+        engine.exec_instance(name, ExecRequest(command=["true"]))
+    # files of a stopped instance: the rootfs is mounted only for the call
+    info = engine.file_get(name, "/root/covetest")
+    if info.fd is not None:
+        os.close(info.fd)
+    assert mounts_under(engine.root) == []
+
+    op = engine.delete_instance(name)
+    assert op.wait(30)
+    op.raise_for_error()
+    with pytest.raises(NotFound):
+        engine.get_instance(name)
+    assert_no_leaks(engine.root)
