@@ -133,7 +133,7 @@ def _run_interactive(session: ExecSession, out: Any) -> ExecResult:
     try:
         fd = sys.stdin.fileno()
         old = termios.tcgetattr(fd)
-        tty.setraw(fd)
+        tty.setraw(fd, termios.TCSANOW)  # not TCSAFLUSH: keep what was typed ahead
     except (AttributeError, OSError, ValueError, termios.error):
         old = None  # not a terminal (forced -t): no raw mode to set or restore
 
