@@ -50,3 +50,28 @@ class Image:
     # cove's own, not on the LXD wire: the init command and env from an OCI image.
     cmd: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Network:
+    """A managed network (a bridge cove made). ``config`` holds LXD's keys
+    with ``auto`` already resolved to the subnet cove picked."""
+
+    name: str
+    type: str = "bridge"
+    description: str = ""
+    config: dict[str, str] = field(default_factory=dict)
+    created_at: float = 0.0
+
+
+@dataclass
+class Lease:
+    """An address a running instance's NIC holds on a network."""
+
+    network: str
+    instance: str
+    device: str
+    address: str  # IPv4, "" when the network has none
+    hwaddr: str
+    address6: str = ""
+    id: int = 0  # names the NIC's host-side veth

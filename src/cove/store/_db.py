@@ -14,12 +14,12 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from cove.model.errors import Conflict, NotFound
-from cove.model.records import Alias, Image, Instance
+from cove.model.records import Alias, Image, Instance, Lease, Network
 from cove.model.states import Status
 
 _SCHEMA = """
@@ -56,6 +56,24 @@ CREATE TABLE IF NOT EXISTS aliases (
     target TEXT NOT NULL REFERENCES images(fingerprint) ON DELETE CASCADE,
     description TEXT NOT NULL DEFAULT ''
 );
+CREATE TABLE IF NOT EXISTS networks (
+    name TEXT PRIMARY KEY,
+    type TEXT NOT NULL,
+    description TEXT NOT NULL DEFAULT '',
+    config TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS leases (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    network TEXT NOT NULL REFERENCES networks(name),
+    instance TEXT NOT NULL,
+    device TEXT NOT NULL,
+    address TEXT NOT NULL,
+    address6 TEXT NOT NULL DEFAULT '',
+    hwaddr TEXT NOT NULL,
+    UNIQUE (instance, device)
+);
+CREATE INDEX IF NOT EXISTS leases_network ON leases(network);
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -284,3 +302,111 @@ class Store:
             cur = db.execute("DELETE FROM aliases WHERE name=?", (name,))
             if cur.rowcount == 0:
                 raise NotFound(f"Image alias not found: {name}")
+
+    # -- networks ---------------------------------------------------------------
+    _NETWORK_COLS = "name, type, description, config, created_at"
+
+    @staticmethod
+    def _network(row: sqlite3.Row) -> Network:
+        return Network(name=row[0], type=row[1], description=row[2],
+                       config=json.loads(row[3]), created_at=row[4])
+
+    def list_networks(self) -> list[Network]:
+        rows = self._conn().execute(f"SELECT {self._NETWORK_COLS} FROM networks ORDER BY name")
+        return [self._network(r) for r in rows]
+
+    def get_network(self, name: str) -> Network:
+        row = self._conn().execute(
+            f"SELECT {self._NETWORK_COLS} FROM networks WHERE name=?", (name,)).fetchone()
+        if row is None:
+            raise NotFound(f"Network not found: {name}")
+        return self._network(row)
+
+    def add_network(self, net: Network) -> None:
+        try:
+            with self._tx() as db:
+                db.execute(f"INSERT INTO networks({self._NETWORK_COLS}) VALUES (?,?,?,?,?)",
+                           (net.name, net.type, net.description, json.dumps(net.config),
+                            net.created_at))
+        except sqlite3.IntegrityError:
+            raise Conflict(f"Network already exists: {net.name}") from None
+
+    def update_network(self, net: Network) -> None:
+        with self._tx() as db:
+            cur = db.execute("UPDATE networks SET description=?, config=? WHERE name=?",
+                             (net.description, json.dumps(net.config), net.name))
+            if cur.rowcount == 0:
+                raise NotFound(f"Network not found: {net.name}")
+
+    def delete_network(self, name: str) -> None:
+        """Remove a network row (its leases must be gone: Conflict otherwise)."""
+        try:
+            with self._tx() as db:
+                cur = db.execute("DELETE FROM networks WHERE name=?", (name,))
+                if cur.rowcount == 0:
+                    raise NotFound(f"Network not found: {name}")
+        except sqlite3.IntegrityError:
+            raise Conflict(f"Network {name} still has address leases") from None
+
+    # -- leases -------------------------------------------------------------------
+    _LEASE_COLS = "id, network, instance, device, address, address6, hwaddr"
+
+    @staticmethod
+    def _lease(row: sqlite3.Row) -> Lease:
+        return Lease(id=row[0], network=row[1], instance=row[2], device=row[3],
+                     address=row[4], address6=row[5], hwaddr=row[6])
+
+    def add_lease(self, network: str, instance: str, device: str, hwaddr: str,
+                  choose: Callable[[set[str], set[str]], tuple[str, str]]) -> Lease:
+        """Lease addresses on ``network`` in one transaction: ``choose(taken4,
+        taken6)`` picks ``(address, address6)`` from what others hold (it may
+        raise, e.g. Conflict when the subnet is full; nothing is written then).
+
+        Raises:
+            Conflict: ``instance`` already holds a lease for ``device``, or the
+                chosen address is taken.
+            NotFound: no such network.
+        """
+        try:
+            with self._tx() as db:
+                if db.execute("SELECT 1 FROM networks WHERE name=?", (network,)).fetchone() \
+                        is None:
+                    raise NotFound(f"Network not found: {network}")
+                taken4, taken6 = set(), set()
+                for a4, a6 in db.execute(
+                        "SELECT address, address6 FROM leases WHERE network=?", (network,)):
+                    if a4:
+                        taken4.add(a4)
+                    if a6:
+                        taken6.add(a6)
+                address, address6 = choose(taken4, taken6)
+                if (address and address in taken4) or (address6 and address6 in taken6):
+                    raise Conflict(f"Address {address or address6} on network {network} "
+                                   "is already leased")
+                cur = db.execute(
+                    "INSERT INTO leases(network, instance, device, address, address6, hwaddr)"
+                    " VALUES (?,?,?,?,?,?)", (network, instance, device, address, address6,
+                                              hwaddr))
+        except sqlite3.IntegrityError:
+            raise Conflict(f"Instance {instance} already holds a lease for {device}") from None
+        return Lease(id=int(cur.lastrowid or 0), network=network, instance=instance,
+                     device=device, address=address, address6=address6, hwaddr=hwaddr)
+
+    def list_leases(self, *, instance: str | None = None,
+                    network: str | None = None) -> list[Lease]:
+        q, args = f"SELECT {self._LEASE_COLS} FROM leases", []
+        where = []
+        if instance is not None:
+            where.append("instance=?")
+            args.append(instance)
+        if network is not None:
+            where.append("network=?")
+            args.append(network)
+        if where:
+            q += " WHERE " + " AND ".join(where)
+        rows = self._conn().execute(q + " ORDER BY id", args)
+        return [self._lease(r) for r in rows]
+
+    def delete_lease(self, lease_id: int) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM leases WHERE id=?", (lease_id,))

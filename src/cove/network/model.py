@@ -1,0 +1,454 @@
+"""Networks, NICs and published ports as data: names, config keys, device
+strings (pure; no I/O).
+
+Design note: everything a client can send about networking is checked here,
+before anything is made, so a bad CIDR, an overlapping subnet, a bad proxy
+string or a port published twice is a clear 4xx and nothing half-made is
+left. Host names follow the kernel's rules (link names at most 15 bytes);
+every link and table cove makes is named from a short id of its root
+(``root_id``), so two cove roots on one host never touch each other's.
+
+Proxy devices are LXD's ``proxy`` type in NAT mode (``nat=true``): a
+published port is a DNAT entry keyed by (listen address, protocol, port),
+so the container sees the client's real address. cove has no user-space
+proxy: ``nat=false`` is refused rather than silently treated as NAT.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Interface
+from pathlib import Path
+
+from cove.model.errors import BadRequest, Conflict
+
+__all__ = [
+    "DEFAULT_DOMAIN",
+    "DEFAULT_ROOT_BRIDGE",
+    "IFNAMSIZ",
+    "Nic",
+    "PortKey",
+    "Proxy",
+    "ProxyAddr",
+    "default_network_name",
+    "nic_from_device",
+    "parse_proxy_addr",
+    "parse_publish",
+    "port_conflicts",
+    "proxy_from_device",
+    "root_id",
+    "table_name",
+    "validate_network_config",
+    "validate_network_name",
+    "veth_name",
+]
+
+IFNAMSIZ = 15  # a link name is at most 15 bytes (16 with the NUL)
+DEFAULT_ROOT_BRIDGE = "covebr0"
+DEFAULT_DOMAIN = "cove"
+DEFAULT_ROOT = Path("/var/lib/cove")
+MAX_PORTS = 1024  # per proxy device (ranges expand to one entry per port)
+
+_IFNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$")
+_LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+_MAC = re.compile(r"^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$")
+
+
+# -- names ---------------------------------------------------------------------------
+
+def root_id(root: Path | str) -> str:
+    """Six hex digits naming a cove root on the host (links, tables, aliases)."""
+    return hashlib.sha256(str(Path(root).absolute()).encode()).hexdigest()[:6]
+
+
+def default_network_name(root: Path | str) -> str:
+    """``covebr0`` for the default root, ``cove<root id>`` for any other, so
+    test roots and a real cove never fight over one bridge name."""
+    if Path(root).absolute() == DEFAULT_ROOT:
+        return DEFAULT_ROOT_BRIDGE
+    return f"cove{root_id(root)}"
+
+
+def table_name(rid: str) -> str:
+    """cove's own nftables table (family inet) for root ``rid``."""
+    return f"cove_{rid}"
+
+
+def veth_name(rid: str, lease_id: int) -> str:
+    """Host end of a NIC's veth pair: ``cv<root id><lease id in hex>``."""
+    name = f"cv{rid}{lease_id:x}"
+    if len(name) > IFNAMSIZ:
+        raise BadRequest(f"Lease id {lease_id} is too large for a link name")
+    return name
+
+
+def validate_network_name(name: object) -> str:
+    """A network's name is also its bridge's link name.
+
+    Raises:
+        BadRequest: not 1-15 characters of letters, digits, ``_ . -``
+            starting with a letter or digit.
+    """
+    if not isinstance(name, str) or not name:
+        raise BadRequest("Network name must be a non-empty string")
+    if len(name.encode()) > IFNAMSIZ or not _IFNAME.match(name):
+        raise BadRequest(f"Invalid network name {name!r}: it names the bridge on the host, so "
+                         "use 1 to 15 letters, digits, '_', '.' or '-', starting with a letter "
+                         "or digit")
+    if name.startswith("cv") and re.fullmatch(r"cv[0-9a-f]{6}[0-9a-f]+", name):
+        raise BadRequest(f"Invalid network name {name!r}: names like cv<hex> are cove's veths")
+    return name
+
+
+def _domain(value: str) -> str:
+    labels = value.split(".")
+    if not value or len(value) > 253 or not all(_LABEL.match(lb) for lb in labels):
+        raise BadRequest(f"Invalid dns.domain {value!r}: use DNS labels like cove or lab.example")
+    return value
+
+
+def _bool(key: str, value: str) -> bool:
+    v = value.strip().lower()
+    if v not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+        raise BadRequest(f"Invalid {key} {value!r}: use true or false")
+    return v in ("true", "1", "yes", "on")
+
+
+def parse_ipv4_address(value: str) -> IPv4Interface:
+    """``10.0.3.1/24``: the bridge's address and the subnet it serves.
+
+    Raises:
+        BadRequest: not an IPv4 CIDR, a prefix outside /8-/30, or the address
+            is the subnet's network or broadcast address.
+    """
+    try:
+        iface = IPv4Interface(value)
+    except ValueError:
+        raise BadRequest(f"Invalid ipv4.address {value!r}: use a CIDR like 10.0.3.1/24, "
+                         "'auto' or 'none'") from None
+    if "/" not in value:
+        raise BadRequest(f"Invalid ipv4.address {value!r}: the prefix length is missing "
+                         "(like 10.0.3.1/24)")
+    net = iface.network
+    if not 8 <= net.prefixlen <= 30:
+        raise BadRequest(f"Invalid ipv4.address {value!r}: the prefix must be /8 to /30")
+    if iface.ip in (net.network_address, net.broadcast_address):
+        raise BadRequest(f"Invalid ipv4.address {value!r}: give the bridge's own address "
+                         f"(like {net.network_address + 1}/{net.prefixlen}), not the "
+                         "network's or broadcast address")
+    if iface.ip.is_loopback or iface.ip.is_multicast or iface.ip.is_unspecified \
+            or iface.ip.is_link_local:
+        raise BadRequest(f"Invalid ipv4.address {value!r}: not a usable unicast subnet")
+    return iface
+
+
+def parse_ipv6_address(value: str) -> IPv6Interface:
+    try:
+        iface = IPv6Interface(value)
+    except ValueError:
+        raise BadRequest(f"Invalid ipv6.address {value!r}: use a CIDR like fd42:1::1/64, "
+                         "'auto' or 'none'") from None
+    if "/" not in value or not 64 <= iface.network.prefixlen <= 120:
+        raise BadRequest(f"Invalid ipv6.address {value!r}: the prefix must be /64 to /120")
+    if iface.ip == iface.network.network_address or iface.ip.is_link_local \
+            or iface.ip.is_multicast or iface.ip.is_loopback:
+        raise BadRequest(f"Invalid ipv6.address {value!r}: give the bridge's own address")
+    return iface
+
+
+_NET_KEYS = {"ipv4.address", "ipv4.nat", "ipv6.address", "ipv6.nat", "dns.domain",
+             "bridge.mtu"}
+
+
+def validate_network_config(config: Mapping[str, object]) -> dict[str, str]:
+    """Check a network's config; values come back as strings.
+
+    Keys (LXD's names): ``ipv4.address`` (CIDR, ``auto`` or ``none``),
+    ``ipv4.nat``, ``ipv6.address`` (CIDR, ``auto`` or ``none``), ``ipv6.nat``,
+    ``dns.domain``, ``bridge.mtu``, and free-form ``user.*``.
+
+    Raises:
+        BadRequest: naming the first unknown key or bad value.
+    """
+    if not isinstance(config, Mapping):
+        raise BadRequest("config must be an object of string keys and values")
+    out: dict[str, str] = {}
+    for key, raw in config.items():
+        if not isinstance(key, str):
+            raise BadRequest(f"Invalid config key {key!r}")
+        if isinstance(raw, bool):
+            value = "true" if raw else "false"
+        elif isinstance(raw, (str, int)):
+            value = str(raw)
+        else:
+            raise BadRequest(f"Invalid value for {key!r}: must be a string")
+        if key.startswith("user."):
+            out[key] = value
+            continue
+        if key not in _NET_KEYS:
+            raise BadRequest(f"Unknown network configuration key: {key} (cove knows "
+                             f"{', '.join(sorted(_NET_KEYS))} and user.*)")
+        if value == "":
+            out[key] = value
+            continue
+        if key == "ipv4.address" and value not in ("auto", "none"):
+            parse_ipv4_address(value)
+        elif key == "ipv6.address" and value not in ("auto", "none"):
+            parse_ipv6_address(value)
+        elif key in ("ipv4.nat", "ipv6.nat"):
+            _bool(key, value)
+        elif key == "dns.domain":
+            _domain(value)
+        elif key == "bridge.mtu" and (not value.isdigit() or not 1280 <= int(value) <= 9000):
+            raise BadRequest(f"Invalid bridge.mtu {value!r}: a number from 1280 to 9000")
+        out[key] = value
+    return out
+
+
+def check_overlap(name: str, subnet: IPv4Network | ipaddress.IPv6Network,
+                  others: Iterable[tuple[str, IPv4Network | ipaddress.IPv6Network]]) -> None:
+    """Raise Conflict if ``subnet`` overlaps a subnet in ``others`` (``(what, net)``)."""
+    for what, net in others:
+        if net.version == subnet.version and subnet.overlaps(net):
+            raise Conflict(f"Subnet {subnet} of network {name!r} overlaps {net} ({what})")
+
+
+# -- NIC devices ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Nic:
+    """A ``nic`` device: an interface ``name`` in the container on ``network``."""
+
+    device: str  # the device's key in the instance's devices
+    name: str  # interface name inside the container
+    network: str
+    ipv4: IPv4Address | None = None  # static address (``ipv4.address``)
+    hwaddr: str | None = None
+    mtu: int | None = None
+
+
+_NIC_KEYS = {"type", "network", "parent", "nictype", "name", "ipv4.address", "hwaddr", "mtu",
+             "host_name"}
+
+
+def nic_from_device(key: str, dev: Mapping[str, str]) -> Nic:
+    """Validate a ``nic`` device (``network=NAME``; LXD's ``nictype=bridged``
+    with ``parent=NAME`` is read the same way).
+
+    Raises:
+        BadRequest: unknown keys, no network, bad names or addresses.
+    """
+    unknown = sorted(set(dev) - _NIC_KEYS)
+    if unknown:
+        raise BadRequest(f"Device {key!r}: unknown nic option {unknown[0]!r} (cove knows "
+                         "network, name, ipv4.address, hwaddr, mtu)")
+    nictype = dev.get("nictype", "")
+    if nictype not in ("", "bridged"):
+        raise BadRequest(f"Device {key!r}: nictype {nictype!r} is not supported "
+                         "(use network=NAME)")
+    network = dev.get("network") or dev.get("parent") or ""
+    if not network:
+        raise BadRequest(f"Device {key!r}: a nic needs network=NAME")
+    name = dev.get("name") or key
+    if len(name.encode()) > IFNAMSIZ or not _IFNAME.match(name) or name == "lo":
+        raise BadRequest(f"Device {key!r}: invalid interface name {name!r}")
+    ipv4 = None
+    if dev.get("ipv4.address"):
+        try:
+            ipv4 = IPv4Address(dev["ipv4.address"])
+        except ValueError:
+            raise BadRequest(f"Device {key!r}: invalid ipv4.address "
+                             f"{dev['ipv4.address']!r}") from None
+    hwaddr = dev.get("hwaddr") or None
+    if hwaddr is not None and (not _MAC.match(hwaddr) or int(hwaddr[:2], 16) & 1):
+        raise BadRequest(f"Device {key!r}: invalid hwaddr {hwaddr!r} (a unicast MAC address)")
+    mtu = None
+    if dev.get("mtu"):
+        if not dev["mtu"].isdigit() or not 1280 <= int(dev["mtu"]) <= 9000:
+            raise BadRequest(f"Device {key!r}: invalid mtu {dev['mtu']!r}")
+        mtu = int(dev["mtu"])
+    return Nic(device=key, name=name, network=network, ipv4=ipv4, hwaddr=hwaddr, mtu=mtu)
+
+
+# -- proxy devices -------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ProxyAddr:
+    """``tcp:0.0.0.0:8080`` parsed: protocol, address, ports (ranges expanded)."""
+
+    proto: str  # "tcp" or "udp"
+    host: IPv4Address
+    ports: tuple[int, ...]
+
+    @property
+    def any_host(self) -> bool:
+        return self.host == IPv4Address("0.0.0.0")
+
+
+def _ports(text: str, what: str) -> tuple[int, ...]:
+    ports: list[int] = []
+    for part in text.split(","):
+        m = re.fullmatch(r"(\d{1,5})(?:-(\d{1,5}))?", part.strip())
+        if not m:
+            raise BadRequest(f"Invalid {what}: bad port {part!r}")
+        lo = int(m.group(1))
+        hi = int(m.group(2) or lo)
+        if not 1 <= lo <= hi <= 65535:
+            raise BadRequest(f"Invalid {what}: port {part!r} out of 1-65535 (or backwards)")
+        ports.extend(range(lo, hi + 1))
+        if len(ports) > MAX_PORTS:
+            raise BadRequest(f"Invalid {what}: more than {MAX_PORTS} ports")
+    if len(set(ports)) != len(ports):
+        raise BadRequest(f"Invalid {what}: a port is given twice")
+    return tuple(ports)
+
+
+def parse_proxy_addr(value: str, what: str = "address") -> ProxyAddr:
+    """Parse LXD's ``<type>:<addr>:<port>[-<port>][,<port>]`` (tcp or udp, IPv4).
+
+    Raises:
+        BadRequest: anything else, naming what was wrong.
+    """
+    if not isinstance(value, str):
+        raise BadRequest(f"Invalid {what}: must be a string")
+    proto, sep, rest = value.partition(":")
+    if not sep:
+        raise BadRequest(f"Invalid {what} {value!r}: use tcp:ADDRESS:PORT or udp:ADDRESS:PORT")
+    if proto not in ("tcp", "udp"):
+        raise BadRequest(f"Invalid {what} {value!r}: protocol {proto!r} is not supported "
+                         "(tcp or udp)")
+    if rest.startswith("["):
+        raise BadRequest(f"Invalid {what} {value!r}: IPv6 addresses are not supported for "
+                         "published ports yet")
+    host, sep, ports = rest.rpartition(":")
+    if not sep or not host:
+        raise BadRequest(f"Invalid {what} {value!r}: use {proto}:ADDRESS:PORT")
+    try:
+        addr = IPv4Address(host)
+    except ValueError:
+        raise BadRequest(f"Invalid {what} {value!r}: {host!r} is not an IPv4 address") from None
+    return ProxyAddr(proto, addr, _ports(ports, f"{what} {value!r}"))
+
+
+@dataclass(frozen=True)
+class Proxy:
+    """A validated ``proxy`` device."""
+
+    device: str
+    listen: ProxyAddr
+    connect: ProxyAddr
+
+    def mappings(self) -> list[tuple[int, int]]:
+        """(host port, container port) pairs."""
+        c = self.connect.ports
+        if len(c) == 1:
+            return [(p, c[0]) for p in self.listen.ports]
+        return list(zip(self.listen.ports, c))
+
+    def port_keys(self) -> list[PortKey]:
+        return [PortKey(self.listen.proto, self.listen.host, p) for p, _ in self.mappings()]
+
+
+_PROXY_KEYS = {"type", "listen", "connect", "nat", "bind"}
+
+
+def proxy_from_device(key: str, dev: Mapping[str, str]) -> Proxy:
+    """Validate a ``proxy`` device (NAT mode).
+
+    Raises:
+        BadRequest: missing or bad listen/connect, unsupported options,
+            protocols that differ, port counts that do not match.
+    """
+    unknown = sorted(set(dev) - _PROXY_KEYS)
+    if unknown:
+        raise BadRequest(f"Device {key!r}: proxy option {unknown[0]!r} is not supported "
+                         "(cove knows listen, connect, nat, bind=host)")
+    if dev.get("bind", "host") != "host":
+        raise BadRequest(f"Device {key!r}: only bind=host is supported")
+    nat = dev.get("nat", "true").strip().lower()
+    if nat not in ("true", "1", "yes", "on"):
+        raise BadRequest(f"Device {key!r}: cove implements proxy devices with nat=true only "
+                         "(the container sees the client's real address)")
+    if not dev.get("listen") or not dev.get("connect"):
+        raise BadRequest(f"Device {key!r}: a proxy needs listen=PROTO:ADDR:PORT and "
+                         "connect=PROTO:ADDR:PORT")
+    listen = parse_proxy_addr(dev["listen"], f"device {key!r} listen")
+    connect = parse_proxy_addr(dev["connect"], f"device {key!r} connect")
+    if listen.proto != connect.proto:
+        raise BadRequest(f"Device {key!r}: listen and connect use different protocols")
+    if len(connect.ports) not in (1, len(listen.ports)):
+        raise BadRequest(f"Device {key!r}: connect must give one port or as many as listen")
+    if listen.host.is_multicast or (listen.host.is_loopback and listen.host !=
+                                    IPv4Address("127.0.0.1")):
+        raise BadRequest(f"Device {key!r}: listen address {listen.host} is not supported "
+                         "(use 0.0.0.0, 127.0.0.1 or a host address)")
+    if not (connect.any_host or connect.host.is_loopback or connect.host.is_private):
+        raise BadRequest(f"Device {key!r}: connect address {connect.host} is not the "
+                         "instance's (use 0.0.0.0 or 127.0.0.1 for its own address)")
+    return Proxy(key, listen, connect)
+
+
+@dataclass(frozen=True, order=True)
+class PortKey:
+    """A published host port: what two devices may not both claim."""
+
+    proto: str
+    host: IPv4Address
+    port: int
+
+    def clashes(self, other: PortKey) -> bool:
+        if self.proto != other.proto or self.port != other.port:
+            return False
+        any_ = IPv4Address("0.0.0.0")
+        return self.host == other.host or any_ in (self.host, other.host)
+
+    def __str__(self) -> str:
+        return f"{self.proto}:{self.host}:{self.port}"
+
+
+def port_conflicts(mine: Iterable[PortKey],
+                   taken: Iterable[tuple[str, PortKey]]) -> list[tuple[PortKey, str]]:
+    """Which of ``mine`` clash with ``taken`` (``(owner, key)``): ``(key, owner)``."""
+    taken = list(taken)
+    out = []
+    for k in mine:
+        for owner, t in taken:
+            if k.clashes(t):
+                out.append((k, owner))
+                break
+    return out
+
+
+def parse_publish(spec: str) -> tuple[str, dict[str, str]]:
+    """``-p [ADDR:]HOSTPORT:PORT[/tcp|udp]`` as a proxy device ``(name, device)``.
+
+    Ports may be ranges of equal length (``8080-8081:80-81``).
+
+    Raises:
+        BadRequest: the shorthand does not parse.
+    """
+    text = spec.strip()
+    proto = "tcp"
+    if "/" in text:
+        text, proto = text.rsplit("/", 1)
+        if proto not in ("tcp", "udp"):
+            raise BadRequest(f"Invalid publish {spec!r}: protocol must be tcp or udp")
+    parts = text.split(":")
+    if len(parts) == 2:
+        addr, hport, cport = "0.0.0.0", parts[0], parts[1]
+    elif len(parts) == 3:
+        addr, hport, cport = parts
+    else:
+        raise BadRequest(f"Invalid publish {spec!r}: use [ADDRESS:]HOSTPORT:PORT[/PROTO], "
+                         "like 8080:80 or 127.0.0.1:5353:53/udp")
+    dev = {"type": "proxy", "listen": f"{proto}:{addr}:{hport}",
+           "connect": f"{proto}:0.0.0.0:{cport}", "nat": "true"}
+    name = f"proxy-{proto}-{hport.replace(',', '_')}"
+    if addr != "0.0.0.0":
+        name = f"proxy-{proto}-{addr}-{hport}"
+    proxy_from_device(name, dev)
+    return name, dev

@@ -1,0 +1,86 @@
+"""Choosing subnets and addresses (pure).
+
+Design note: LXD 5.0 gives up with "Failed to automatically find an unused
+IPv4 subnet" when its few random tries collide. Here the picker walks every
+/24 of the private ranges (10/8, then 172.16/12, then 192.168/16) from a
+start point derived from a seed (the root and network name), so two cove
+roots on one host start far apart, the same root gets the same subnet again,
+and the only way to fail is a host that really uses all 69,888 of them.
+What counts as used is what the caller read from the host (every route and
+address, any family's IPv4 part) plus the subnets cove itself recorded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+
+from cove.model.errors import Conflict, InternalError
+
+__all__ = ["PRIVATE_RANGES", "free_address", "free_address6", "pick_subnet"]
+
+PRIVATE_RANGES = (IPv4Network("10.0.0.0/8"), IPv4Network("172.16.0.0/12"),
+                  IPv4Network("192.168.0.0/16"))
+
+
+def _candidates(seed: str, prefix: int) -> Iterator[IPv4Network]:
+    h = int.from_bytes(hashlib.sha256(seed.encode()).digest()[:8], "big")
+    for rng in PRIVATE_RANGES:
+        if prefix < rng.prefixlen:
+            continue
+        count = 1 << (prefix - rng.prefixlen)
+        size = 1 << (32 - prefix)
+        base = int(rng.network_address)
+        start = h % count
+        for i in range(count):
+            yield IPv4Network((base + ((start + i) % count) * size, prefix))
+
+
+def pick_subnet(used: Iterable[IPv4Network], seed: str, prefix: int = 24) -> IPv4Network:
+    """The first free private subnet of ``prefix`` bits from ``seed``'s start.
+
+    A default route (0.0.0.0/0) does not make everything used; any other
+    route or address that overlaps a candidate does.
+
+    Raises:
+        InternalError: every candidate overlaps something.
+    """
+    nets = [n for n in set(used) if n.prefixlen > 0]
+    for cand in _candidates(seed, prefix):
+        if not any(cand.overlaps(n) for n in nets):
+            return cand
+    raise InternalError("No free private IPv4 subnet is left on this host "
+                        f"(every /{prefix} of 10/8, 172.16/12 and 192.168/16 is in use)")
+
+
+def free_address(subnet: IPv4Network, taken: Iterable[IPv4Address]) -> IPv4Address:
+    """The lowest address of ``subnet`` that is neither taken (the caller
+    includes the gateway) nor the network or broadcast address.
+
+    Raises:
+        Conflict: the subnet is full (a clear error, never a wait).
+    """
+    used = {int(a) for a in taken}
+    first = int(subnet.network_address) + 1
+    last = int(subnet.broadcast_address) - 1
+    for n in range(first, last + 1):
+        if n not in used:
+            return IPv4Address(n)
+    raise Conflict(f"Subnet {subnet} is full: all {max(0, last - first + 1)} addresses are "
+                   "leased (stop an instance or give the network a larger subnet)")
+
+
+def free_address6(subnet: IPv6Network, taken: Iterable[IPv6Address],
+                  start: int = 2, tries: int = 65536) -> IPv6Address:
+    """The lowest free address of ``subnet`` from host part ``start``.
+
+    Raises:
+        Conflict: ``tries`` addresses are taken.
+    """
+    used = {int(a) for a in taken}
+    base = int(subnet.network_address)
+    for n in range(start, min(start + tries, subnet.num_addresses - 1)):
+        if base + n not in used:
+            return IPv6Address(base + n)
+    raise Conflict(f"Subnet {subnet} is full")
