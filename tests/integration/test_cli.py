@@ -347,3 +347,62 @@ def test_cli_starts_coved(private_root: Path, busybox_tar: Path) -> None:
     assert [(r["name"], r["status"]) for r in rows] == [(name, "Running")]
     cove("delete", "--force", name)
     assert_no_leaks(private_root)
+
+
+def test_pause_resume_restart(cove: Cli, api: Api) -> None:
+    name = new_name("cli")
+    cove.launch(name, "cove.cmd=sleep 1000")
+    pid = api.state(name)["pid"]
+    cove("pause", name)
+    assert api.status(name) == "Frozen"
+    assert "Status: FROZEN" in cove("info", name).stdout.decode()
+    err = cove.fails("exec", name, "--", "true")
+    assert "frozen" in err.lower()
+    cove("resume", name)
+    assert api.status(name) == "Running"
+    assert api.state(name)["pid"] == pid
+    cove("restart", "--force", name)
+    assert api.status(name) == "Running"
+    assert api.state(name)["pid"] not in (0, pid)
+    # a frozen instance can be stopped
+    cove("pause", name)
+    cove("stop", "--force", name)
+    assert api.status(name) == "Stopped"
+
+
+def test_exec_streams_output_as_it_comes(cove: Cli, coved: Coved) -> None:
+    name = new_name("cli")
+    cove.launch(name, "cove.cmd=sleep 1000")
+    p = subprocess.Popen([sys.executable, "-m", "cove.cli.main", "exec", name, "--",
+                          "sh", "-c", "echo first; sleep 4; echo second"],
+                         env=cove.env, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    try:
+        t = time.monotonic()
+        assert p.stdout is not None
+        assert p.stdout.readline() == b"first\n"
+        assert time.monotonic() - t < 3.5, "output was held back until the command ended"
+        assert p.stdout.readline() == b"second\n"
+        assert p.wait(10) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+def test_logs_follow(cove: Cli, api: Api) -> None:
+    name = new_name("cli")
+    cove.launch(name, "cove.cmd=sh -c 'i=0; while true; do i=$((i+1)); echo tick $i; "
+                      "sleep 0.3; done'")
+    p = subprocess.Popen([sys.executable, "-m", "cove.cli.main", "logs", "-f", name],
+                         env=cove.env, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    try:
+        assert p.stdout is not None
+        seen = [p.stdout.readline() for _ in range(6)]
+        assert seen[:2] == [b"tick 1\n", b"tick 2\n"], seen
+        assert seen[5] == b"tick 6\n"
+        api.action(name, "stop", force=True)
+        assert p.wait(10) == 0  # follow ends with the instance
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
