@@ -19,8 +19,8 @@ import pytest
 def pytest_report_header(config: pytest.Config) -> list[str]:
     tools = ", ".join(f"{t}={'yes' if shutil.which(t) else 'no'}"
                       for t in ("runc", "conmon", "lxc"))
-    return [f"cove host: uid={os.geteuid()}, {tools}, "
-            f"/bin/busybox={'yes' if os.path.exists('/bin/busybox') else 'no'}"]
+    busybox = "yes" if os.path.exists("/bin/busybox") else "no"
+    return [f"cove host: uid={os.geteuid()}, {tools}, /bin/busybox={busybox}"]
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter,

@@ -1,0 +1,941 @@
+#!/usr/bin/env python3
+"""cove against its peers, side by side, in one run, on one busybox rootfs.
+
+Usage: ``sudo .venv/bin/python bench/run.py [--runs N] [--list-runs N] [--install]``
+
+What is timed (wall clock of one command, medians of N runs; every peer
+runs the same busybox ``/sbin/init`` from the same rootfs, without network):
+
+======================  ===============  ==========================  ======================  ============
+operation               cove (CLI)       runc                        podman                  LXD
+======================  ===============  ==========================  ======================  ============
+launch to RUNNING       cove launch      runc run -d                 podman run -d           lxc launch
+exec ``true``           cove exec        runc exec                   podman exec             lxc exec
+stop, forced            cove stop -f     runc delete -f              podman stop -t 0        lxc stop -f
+start a stopped one     cove start       runc run -d (no "start")    podman start            lxc start
+stop, graceful          cove stop        runc kill TERM + delete     podman stop             lxc stop
+run ``true`` and exit   -                runc run                    podman run --rm         -
+list, 100 running       cove list        runc list                   podman ps -a            lxc list
+======================  ===============  ==========================  ======================  ============
+
+A "cove API" column makes the same calls through cove's Python client in
+this process, so the difference to the CLI column is what the ``cove``
+process itself costs (interpreter, imports, connecting). The ratios printed
+are cove (CLI) / peer. Peers run round-robin (one launch of each, then the
+next), so load from elsewhere on the machine hits them alike.
+
+Everything made here is removed at the end, also on failure or Ctrl-C: the
+cove root (``/tmp/covebench-XXXX``), runc's and podman's private state
+(``/tmp/covebench-work-XXXX``), and in LXD the containers, image, profile and
+storage pool named ``covebench-TAG``. An LXD daemon the bench had to start is
+shut down again if no other instance lives in it. No network is created:
+every side runs without one (LXD through a profile with a root disk only), so
+the bench never touches lxdbr0 or any bridge. ``--install`` installs podman
+and lxd with apt-get first.
+
+Results go to ``bench/results/<time>.json`` (raw samples and medians).
+Nothing here is asserted by the tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import importlib.util
+import io
+import json
+import os
+import platform
+import re
+import secrets
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+REPO = Path(__file__).resolve().parents[1]
+VENV_PY = REPO / ".venv" / "bin" / "python"
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+DEVNULL = subprocess.DEVNULL
+
+
+class BenchError(Exception):
+    pass
+
+
+def log(msg: str) -> None:
+    print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+def run(argv: list[str], *, env: dict[str, str] | None = None, check: bool = True,
+        timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run a command, stdin from /dev/null, output captured (untimed helper)."""
+    p = subprocess.run(argv, stdin=DEVNULL, capture_output=True, text=True, env=env,
+                       timeout=timeout, check=False)
+    if check and p.returncode != 0:
+        raise BenchError(f"{' '.join(argv)} exited {p.returncode}: "
+                         f"{(p.stderr or p.stdout).strip()[-500:]}")
+    return p
+
+
+_ERR = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the process
+
+
+def quiet(argv: list[str], env: dict[str, str] | None = None) -> None:
+    """The timed way to run a command: output to /dev/null, stderr kept for errors.
+
+    stderr goes to a file, not a pipe: a detached container (``runc run -d``)
+    inherits it and would hold a pipe open long after the command returned.
+    """
+    _ERR.seek(0)
+    _ERR.truncate()
+    rc = subprocess.run(argv, stdin=DEVNULL, stdout=DEVNULL, stderr=_ERR, env=env,
+                        timeout=120, check=False).returncode
+    if rc != 0:
+        _ERR.seek(0)
+        err = _ERR.read().decode(errors="replace").strip()[-500:]
+        raise BenchError(f"{' '.join(argv)} exited {rc}: {err}")
+
+
+def mounts_under(path: Path) -> list[str]:
+    base = str(path)
+    out = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            mp = line.split()[4].replace("\\040", " ")
+            if mp == base or mp.startswith(base + "/"):
+                out.append(mp)
+    return out
+
+
+def remove_tree(path: Path) -> list[str]:
+    """Unmount whatever is mounted under ``path`` (deepest first), then delete it.
+    Returns what had to be unmounted (nothing, when every tool cleaned up)."""
+    forced = []
+    for mp in sorted(mounts_under(path), key=len, reverse=True):
+        subprocess.run(["umount", "-l", mp], stdin=DEVNULL, capture_output=True, check=False)
+        forced.append(f"umount {mp}")
+    shutil.rmtree(path, ignore_errors=True)
+    return forced
+
+
+# -- the image ------------------------------------------------------------------------
+
+def load_mkbusybox() -> Any:
+    spec = importlib.util.spec_from_file_location("mkbusybox", REPO / "scripts" / "mkbusybox.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+class Artifacts:
+    """The one busybox rootfs in the forms each tool takes."""
+
+    def __init__(self, work: Path, tag: str) -> None:
+        mk = load_mkbusybox()
+        self.plain = mk.build_busybox_image(work / "busybox-rootfs.tar.gz", plain=True)
+        unified = mk.build_busybox_image(work / "busybox-lxd.tar.gz")
+        # A description of this run's own makes the LXD fingerprint unique, so
+        # the import never meets an image someone else imported, and the
+        # delete at the end removes only ours. The rootfs is untouched.
+        self.unified = work / "busybox.tar.gz"
+        self._retag(unified, self.unified, tag)
+        self.rootfs = work / "rootfs"
+        self.rootfs.mkdir()
+        run(["tar", "-xzf", str(self.plain), "-C", str(self.rootfs)])
+        self.fingerprint = hashlib.sha256(self.unified.read_bytes()).hexdigest()
+
+    @staticmethod
+    def _retag(src: Path, dst: Path, tag: str) -> None:
+        with tarfile.open(src, "r:gz") as tin:
+            buf = io.BytesIO()
+            with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tout:
+                for m in tin:
+                    data = tin.extractfile(m) if m.isreg() else None
+                    if m.name == "metadata.yaml" and data is not None:
+                        text = data.read().decode()
+                        text = re.sub(r'(description: ".*?)"', rf'\1 [covebench {tag}]"', text)
+                        raw = text.encode()
+                        m.size = len(raw)
+                        data = io.BytesIO(raw)
+                    tout.addfile(m, data)
+        with open(dst, "wb") as raw_out, gzip.GzipFile(filename="", mode="wb", mtime=0,
+                                                        fileobj=raw_out) as gz:
+            gz.write(buf.getvalue())
+
+
+# -- peers ------------------------------------------------------------------------------
+# Each peer turns an operation on a container name into one action; the driver
+# times the call. An operation a peer lacks is None.
+
+class Peer:
+    key = ""
+    title = ""
+    commands: ClassVar[dict[str, str]] = {}
+
+    def __init__(self, tag: str) -> None:
+        self.tag = tag
+
+    def name(self, i: int | str) -> str:
+        return f"covebench-{self.tag}-{i}"
+
+    def version(self) -> str:
+        return ""
+
+    def setup(self, art: Artifacts) -> None:
+        pass
+
+    def op(self, op: str) -> Callable[[str], None] | None:
+        return getattr(self, f"do_{op}", None)
+
+    def delete_many(self, names: list[str]) -> None:
+        for n in names:
+            self.delete(n)
+
+    def delete(self, name: str) -> None:
+        raise NotImplementedError
+
+    def teardown(self) -> list[str]:
+        return []
+
+
+class CoveCLI(Peer):
+    key, title = "cove", "cove"
+    commands: ClassVar[dict[str, str]] = {"launch": "cove launch", "exec": "cove exec NAME -- true",
+                "stop_force": "cove stop --force", "start": "cove start",
+                "stop": "cove stop", "list": "cove list"}
+
+    def __init__(self, tag: str, root: Path) -> None:
+        super().__init__(tag)
+        self.root = root
+        cli = REPO / ".venv" / "bin" / "cove"
+        self.cli = str(cli) if cli.exists() else (shutil.which("cove") or "cove")
+        self.env = dict(os.environ, COVE_DIR=str(root), COVE_NO_AUTOSTART="1")
+        self.started = False
+
+    def name(self, i: int | str) -> str:
+        return f"c{i}"
+
+    def cove(self, *args: str) -> None:
+        quiet([self.cli, *args], env=self.env)
+
+    def version(self) -> str:
+        return run([self.cli, "--version"]).stdout.strip()
+
+    def setup(self, art: Artifacts) -> None:
+        # The first command starts coved (not timed); the rest never may.
+        env = dict(self.env)
+        env.pop("COVE_NO_AUTOSTART")
+        run([self.cli, "image", "import", str(art.unified), "--alias", "busybox"], env=env)
+        self.started = True
+
+    def do_launch(self, n: str) -> None:
+        self.cove("launch", "busybox", n)
+
+    def do_exec(self, n: str) -> None:
+        self.cove("exec", n, "--", "true")
+
+    def do_stop_force(self, n: str) -> None:
+        self.cove("stop", "--force", n)
+
+    def do_start(self, n: str) -> None:
+        self.cove("start", n)
+
+    def do_stop(self, n: str) -> None:
+        self.cove("stop", "--timeout", "30", n)
+
+    def do_list(self, _: str) -> None:
+        self.cove("list")
+
+    def delete(self, name: str) -> None:
+        self.cove("delete", "--force", name)
+
+    def delete_many(self, names: list[str]) -> None:
+        for i in range(0, len(names), 25):
+            self.cove("delete", "--force", *names[i:i + 25])
+
+    def coved_pid(self) -> int | None:
+        try:
+            return int((self.root / "coved.lock").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def teardown(self) -> list[str]:
+        problems: list[str] = []
+        if self.started:
+            try:
+                names = json.loads(run([self.cli, "list", "-f", "json"], env=self.env).stdout)
+                left = [i["name"] for i in names]
+                if left:
+                    self.delete_many(left)
+                run([self.cli, "image", "delete", "busybox"], env=self.env, check=False)
+            except (BenchError, ValueError, subprocess.TimeoutExpired) as e:
+                problems.append(f"cove cleanup: {e}")
+        pid = self.coved_pid()
+        if pid:
+            try:
+                os.kill(pid, signal.SIGTERM)
+                for _ in range(200):
+                    os.kill(pid, 0)
+                    time.sleep(0.05)
+                problems.append(f"coved {pid} did not stop on SIGTERM")
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        # cove names its cgroup parent after its root; remove it if cove left it.
+        parent = "cove-" + hashlib.sha256(str(self.root).encode()).hexdigest()[:8]
+        for h in CGROUP_ROOT.iterdir():
+            d = h / parent
+            if d.is_dir():
+                for sub in sorted(d.rglob("*"), key=lambda p: len(str(p)), reverse=True):
+                    if sub.is_dir():
+                        try:
+                            sub.rmdir()
+                            problems.append(f"left cgroup {sub}")
+                        except OSError:
+                            pass
+                try:
+                    d.rmdir()
+                except OSError as e:
+                    problems.append(f"cannot remove cgroup {d}: {e}")
+        problems += remove_tree(self.root)
+        return problems
+
+
+class CoveAPI(Peer):
+    """The same coved, driven through cove's client in this process."""
+
+    key, title = "api", "cove API"
+    commands: ClassVar[dict[str, str]] = {"launch": "POST /1.0/instances start=true", "exec": "POST .../exec + websockets",
+                "stop_force": "PUT .../state stop force", "start": "PUT .../state start",
+                "stop": "PUT .../state stop", "list": "GET /1.0/instances?recursion=2"}
+
+    def __init__(self, tag: str, root: Path) -> None:
+        super().__init__(tag)
+        self.root = root
+        self.client: Any = None
+
+    def name(self, i: int | str) -> str:
+        return f"a{i}"
+
+    def setup(self, art: Artifacts) -> None:
+        from cove.client import Client
+
+        self.client = Client(str(self.root / "unix.socket"))
+
+    def do_launch(self, n: str) -> None:
+        self.client.create_instance(n, {"type": "image", "alias": "busybox"}, start=True).wait()
+
+    def do_exec(self, n: str) -> None:
+        res = self.client.exec(n, ["true"])
+        if res.exit_code != 0:
+            raise BenchError(f"exec in {n} exited {res.exit_code}")
+
+    def do_stop_force(self, n: str) -> None:
+        self.client.change_state(n, "stop", force=True).wait()
+
+    def do_start(self, n: str) -> None:
+        self.client.change_state(n, "start").wait()
+
+    def do_stop(self, n: str) -> None:
+        self.client.change_state(n, "stop", timeout=30).wait()
+
+    def do_list(self, _: str) -> None:
+        self.client.instances(2)
+
+    def delete(self, name: str) -> None:
+        if self.client.instance(name).get("status") != "Stopped":
+            self.client.change_state(name, "stop", force=True).wait()
+        self.client.delete_instance(name).wait()
+
+    def teardown(self) -> list[str]:
+        if self.client is not None:
+            self.client.close()
+        return []  # CoveCLI removes the root and whatever is left in it
+
+
+class Runc(Peer):
+    key, title = "runc", "runc"
+    commands: ClassVar[dict[str, str]] = {"launch": "runc run -d", "exec": "runc exec NAME true",
+                "stop_force": "runc delete --force", "start": "runc run -d",
+                "stop": "runc kill TERM, wait, runc delete", "oneshot": "runc run (/bin/true)",
+                "list": "runc list"}
+
+    def __init__(self, tag: str, work: Path) -> None:
+        super().__init__(tag)
+        self.work = work / "runc"
+        self.state = self.work / "state"
+        self.runc = shutil.which("runc") or "runc"
+
+    def version(self) -> str:
+        return run([self.runc, "--version"]).stdout.splitlines()[0]
+
+    def _bundle(self, rootfs: Path, args: list[str], where: Path) -> Path:
+        where.mkdir(parents=True)
+        run([self.runc, "spec", "--bundle", str(where)])
+        cfg_path = where / "config.json"
+        cfg = json.loads(cfg_path.read_text())
+        cfg["root"] = {"path": str(rootfs), "readonly": True}  # shared by all
+        cfg["process"]["terminal"] = False
+        cfg["process"]["args"] = args
+        cfg["hostname"] = "runc"
+        cfg_path.write_text(json.dumps(cfg, indent=1))
+        return where
+
+    def setup(self, art: Artifacts) -> None:
+        self.state.mkdir(parents=True)
+        self.init_bundle = self._bundle(art.rootfs, ["/sbin/init"], self.work / "init")
+        self.true_bundle = self._bundle(art.rootfs, ["/bin/true"], self.work / "true")
+
+    def r(self, *args: str) -> None:
+        quiet([self.runc, "--root", str(self.state), *args])
+
+    def do_launch(self, n: str) -> None:
+        self.r("run", "-d", "--bundle", str(self.init_bundle), n)
+
+    do_start = do_launch
+
+    def do_exec(self, n: str) -> None:
+        self.r("exec", n, "true")
+
+    def do_stop_force(self, n: str) -> None:
+        self.r("delete", "--force", n)
+
+    def do_stop(self, n: str) -> None:
+        self.r("kill", n, "TERM")
+        deadline = time.monotonic() + 30
+        while True:
+            p = run([self.runc, "--root", str(self.state), "state", n])
+            if json.loads(p.stdout)["status"] == "stopped":
+                break
+            if time.monotonic() > deadline:
+                raise BenchError(f"runc container {n} did not stop on SIGTERM in 30 s")
+            time.sleep(0.01)
+        self.r("delete", n)
+
+    def do_oneshot(self, n: str) -> None:
+        self.r("run", "--bundle", str(self.true_bundle), n)
+
+    def do_list(self, _: str) -> None:
+        self.r("list")
+
+    def delete(self, name: str) -> None:
+        subprocess.run([self.runc, "--root", str(self.state), "delete", "--force", name],
+                       stdin=DEVNULL, capture_output=True, check=False)
+
+    def teardown(self) -> list[str]:
+        problems = []
+        if self.state.is_dir():
+            for d in self.state.iterdir():
+                problems.append(f"runc container {d.name} left")
+                self.delete(d.name)
+        return problems + remove_tree(self.work)
+
+
+class Podman(Peer):
+    key, title = "podman", "podman"
+    flags: ClassVar[list[str]] = ["--network", "none", "--runtime", "runc", "--ulimit", "nofile=1024:1024",
+             "--ulimit", "nproc=1000:1000",
+             # podman treats an /sbin/init command as systemd and would stop it
+             # with SIGRTMIN+3, which busybox init ignores; SIGTERM as elsewhere.
+             "--systemd=false"]
+    commands: ClassVar[dict[str, str]] = {"launch": "podman run -d", "exec": "podman exec NAME true",
+                "stop_force": "podman stop -t 0", "start": "podman start",
+                "stop": "podman stop", "oneshot": "podman run --rm (/bin/true)",
+                "list": "podman ps -a"}
+
+    def __init__(self, tag: str, work: Path) -> None:
+        super().__init__(tag)
+        self.work = work / "podman"
+        # Private storage: nothing of the host's podman is touched or counted.
+        self.base = [shutil.which("podman") or "podman",
+                     "--root", str(self.work / "root"), "--runroot", str(self.work / "run"),
+                     "--tmpdir", str(self.work / "tmp"), "--storage-driver", "overlay",
+                     "--cgroup-manager", "cgroupfs", "--events-backend", "file"]
+        self.image = f"localhost/covebench-{tag}:latest"
+        # podman's cgroupfs manager makes this parent on first use and leaves it.
+        self.libpod_parent = [h / "libpod_parent" for h in CGROUP_ROOT.iterdir()
+                              if not (h / "libpod_parent").exists()]
+
+    def version(self) -> str:
+        return run([self.base[0], "--version"]).stdout.strip()
+
+    def p(self, *args: str) -> None:
+        quiet([*self.base, *args])
+
+    def setup(self, art: Artifacts) -> None:
+        self.work.mkdir(parents=True)
+        run([*self.base, "import", str(art.plain), self.image])
+
+    def do_launch(self, n: str) -> None:
+        self.p("run", "-d", "--name", n, *self.flags, self.image, "/sbin/init")
+
+    def do_exec(self, n: str) -> None:
+        self.p("exec", n, "true")
+
+    def do_stop_force(self, n: str) -> None:
+        self.p("stop", "-t", "0", n)
+
+    def do_start(self, n: str) -> None:
+        self.p("start", n)
+
+    def do_stop(self, n: str) -> None:
+        self.p("stop", n)
+
+    def do_oneshot(self, n: str) -> None:
+        self.p("run", "--rm", *self.flags, self.image, "/bin/true")
+
+    def do_list(self, _: str) -> None:
+        self.p("ps", "-a")
+
+    def delete(self, name: str) -> None:
+        self.p("rm", "-f", "-t", "0", name)
+
+    def teardown(self) -> list[str]:
+        problems = []
+        if (self.work / "root").exists():
+            p = run([*self.base, "ps", "-aq"], check=False)
+            if p.stdout.strip():
+                problems.append(f"podman containers left: {len(p.stdout.split())}")
+            run([*self.base, "rm", "-af", "-t", "0"], check=False)
+            run([*self.base, "rmi", "-af"], check=False)
+        for d in self.libpod_parent:
+            try:
+                d.rmdir()
+            except FileNotFoundError:
+                pass
+            except OSError as e:
+                problems.append(f"cannot remove {d}: {e}")
+        return problems + remove_tree(self.work)
+
+
+class Lxd(Peer):
+    key, title = "lxd", "LXD"
+    commands: ClassVar[dict[str, str]] = {"launch": "lxc launch -p NO-NIC", "exec": "lxc exec NAME -- true",
+                "stop_force": "lxc stop --force", "start": "lxc start", "stop": "lxc stop",
+                "list": "lxc list"}
+
+    def __init__(self, tag: str, work: Path) -> None:
+        super().__init__(tag)
+        self.work = work / "lxd"
+        self.lxc = shutil.which("lxc") or "lxc"
+        self.lxd = shutil.which("lxd") or "lxd"
+        # A private client config: its default remote is the local daemon,
+        # whatever remotes (a cove socket, say) the user's own config has.
+        self.env = dict(os.environ, LXD_CONF=str(self.work / "conf"))
+        self.pool = self.profile = self.alias = f"covebench-{tag}"
+        self.started_daemon = False
+        self.have_pool = self.have_profile = self.have_image = False
+
+    def version(self) -> str:
+        return "lxd " + run([self.lxd, "--version"]).stdout.strip()
+
+    def c(self, *args: str) -> None:
+        quiet([self.lxc, *args], env=self.env)
+
+    def running(self) -> bool:
+        return run([self.lxd, "waitready", "--timeout", "1"], check=False).returncode == 0
+
+    def setup(self, art: Artifacts) -> None:
+        (self.work / "conf").mkdir(parents=True)
+        if not self.running():
+            log("starting LXD (lxd --group root)")
+            with open(self.work / "lxd.log", "ab") as logf:
+                subprocess.Popen([self.lxd, "--group", "root"], stdin=DEVNULL, stdout=logf,
+                                 stderr=logf, start_new_session=True, cwd="/")
+            self.started_daemon = True
+            run([self.lxd, "waitready", "--timeout", "60"], timeout=90)
+        self.c("storage", "create", self.pool, "dir")
+        self.have_pool = True
+        self.c("profile", "create", self.profile)
+        self.have_profile = True
+        self.c("profile", "device", "add", self.profile, "root", "disk", "path=/",
+               f"pool={self.pool}")
+        self.c("image", "import", str(art.unified), "--alias", self.alias)
+        self.have_image = True
+        self.fingerprint = art.fingerprint
+
+    def do_launch(self, n: str) -> None:
+        self.c("launch", self.alias, n, "--profile", self.profile)
+
+    def do_exec(self, n: str) -> None:
+        self.c("exec", n, "--", "true")
+
+    def do_stop_force(self, n: str) -> None:
+        self.c("stop", "--force", n)
+
+    def do_start(self, n: str) -> None:
+        self.c("start", n)
+
+    def do_stop(self, n: str) -> None:
+        self.c("stop", "--timeout", "30", n)
+
+    def do_list(self, _: str) -> None:
+        self.c("list", f"covebench-{self.tag}-")
+
+    def delete(self, name: str) -> None:
+        self.delete_many([name])
+
+    def delete_many(self, names: list[str]) -> None:
+        for i in range(0, len(names), 25):
+            self.c("delete", "--force", *names[i:i + 25])
+
+    def ours(self) -> list[str]:
+        p = run([self.lxc, "list", "--format", "csv", "-c", "n"], env=self.env, check=False)
+        return [n for n in p.stdout.split() if n.startswith(f"covebench-{self.tag}-")]
+
+    def teardown(self) -> list[str]:
+        problems: list[str] = []
+        if self.running():
+            left = self.ours()
+            if left:
+                problems.append(f"LXD instances left: {len(left)}")
+                try:
+                    self.delete_many(left)
+                except BenchError as e:
+                    problems.append(str(e))
+            steps = []
+            if self.have_image:
+                steps.append(["image", "delete", self.fingerprint])
+            if self.have_profile:
+                steps.append(["profile", "delete", self.profile])
+            if self.have_pool:
+                steps.append(["storage", "delete", self.pool])
+            for step in steps:
+                p = run([self.lxc, *step], env=self.env, check=False)
+                if p.returncode != 0:
+                    problems.append(f"lxc {' '.join(step)}: {p.stderr.strip()}")
+            if self.started_daemon:
+                p = run([self.lxc, "list", "--all-projects", "--format", "csv", "-c", "n"],
+                        env=self.env, check=False)
+                if p.returncode == 0 and not p.stdout.strip():
+                    log("shutting down the LXD daemon the bench started")
+                    run([self.lxd, "shutdown", "--timeout", "60"], check=False, timeout=90)
+                else:
+                    log("leaving the LXD daemon running: other instances live in it")
+        return problems + remove_tree(self.work)
+
+
+# -- measuring -------------------------------------------------------------------------
+
+ROWS = [
+    ("launch", "launch to RUNNING"),
+    ("exec", "exec true"),
+    ("stop_force", "stop --force"),
+    ("start", "start (stopped)"),
+    ("stop", "stop (graceful)"),
+    ("oneshot", "run true, to exit"),
+    ("list", "list, N running"),
+]
+
+
+class Bench:
+    def __init__(self, peers: list[Peer]) -> None:
+        self.peers = peers
+        self.samples: dict[str, dict[str, list[float]]] = {op: {} for op, _ in ROWS}
+
+    def time(self, op: str, peer: Peer, name: str) -> None:
+        fn = peer.op(op)
+        assert fn is not None
+        t0 = time.perf_counter()
+        fn(name)
+        self.samples[op].setdefault(peer.key, []).append(time.perf_counter() - t0)
+
+    def round_robin(self, op: str, names: list[int | str]) -> None:
+        for i in names:
+            for p in self.peers:
+                if p.op(op) is not None:
+                    self.time(op, p, p.name(i))
+
+    def warm_up(self) -> None:
+        """One untimed cycle per peer: first-use caches and lazy setup stay out."""
+        for p in self.peers:
+            n = p.name("warm")
+            for op in ("launch", "exec", "stop_force"):
+                fn = p.op(op)
+                if fn:
+                    fn(n)
+            p.delete(n)
+            if p.op("oneshot"):
+                p.op("oneshot")(p.name("warm1"))  # type: ignore[misc]
+
+    def lifecycle(self, runs: int, stop_runs: int) -> None:
+        idx: list[int | str] = list(range(runs))
+        log(f"launch x{runs}")
+        self.round_robin("launch", idx)
+        log(f"exec x{runs}")
+        self.round_robin("exec", idx)
+        log(f"stop --force x{runs}")
+        self.round_robin("stop_force", idx)
+        log(f"start x{runs}")
+        self.round_robin("start", idx)
+        log(f"graceful stop x{stop_runs} (busybox init takes its time)")
+        self.round_robin("stop", idx[:stop_runs])
+        for p in self.peers:
+            p.delete_many([p.name(i) for i in idx])
+        log(f"run true x{runs}")
+        self.round_robin("oneshot", [f"o{i}" for i in range(runs)])
+
+    def listing(self, count: int, runs: int) -> None:
+        idx = [f"l{i}" for i in range(count)]
+        for p in self.peers:
+            if p.key == "api":
+                continue  # lists the cove CLI's instances: same coved
+            log(f"{p.title}: launching {count} for list")
+            for i in idx:
+                p.op("launch")(p.name(i))  # type: ignore[misc]
+        for p in self.peers:  # one untimed list each
+            p.op("list")("")  # type: ignore[misc]
+        log(f"list x{runs}")
+        self.round_robin("list", [""] * runs)
+        for p in self.peers:
+            if p.key != "api":
+                log(f"{p.title}: deleting {count}")
+                p.delete_many([p.name(i) for i in idx])
+
+    def medians(self) -> dict[str, dict[str, float]]:
+        return {op: {k: statistics.median(v) for k, v in by.items()}
+                for op, by in self.samples.items() if by}
+
+
+def cli_profile(runs: int) -> dict[str, Any]:
+    """What a ``cove`` process costs before it talks to coved."""
+    py = str(VENV_PY if VENV_PY.exists() else Path(sys.executable))
+    cli = str(REPO / ".venv" / "bin" / "cove")
+
+    def med(argv: list[str]) -> float:
+        ts = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            quiet(argv)
+            ts.append(time.perf_counter() - t0)
+        return statistics.median(ts)
+
+    out: dict[str, Any] = {
+        "python -c pass": med([py, "-c", "pass"]),
+        "python -c 'import cove.cli.main'": med([py, "-c", "import cove.cli.main"]),
+        "... and build_parser()": med([py, "-c", "import cove.cli.main as m; m.build_parser()"]),
+        "cove --version": med([cli, "--version"]) if os.path.exists(cli) else None,
+    }
+    # -X importtime: "import time: SELF | CUMULATIVE | <indent>NAME"; one space
+    # of indent is a top-level import, three a direct child of one.
+    p = run([py, "-X", "importtime", "-c", "import cove.cli.main"])
+    rows = []
+    for line in p.stderr.splitlines():
+        m = re.match(r"import time:\s+(\d+) \|\s+(\d+) \|( +)(\S+)", line)
+        if m:
+            rows.append((len(m.group(3)), m.group(4), int(m.group(2)) / 1000))
+    total = next((ms for depth, name, ms in rows if name == "cove.cli.main"), None)
+    out["importtime cove.cli.main (ms)"] = total
+    # Direct children of cove.cli.main: they precede it in the listing.
+    children: list[tuple[str, float]] = []
+    for depth, name, ms in reversed(rows[:[r[1] for r in rows].index("cove.cli.main")]
+                                    if total is not None else []):
+        if depth == 1:
+            break
+        if depth == 3:
+            children.append((name, ms))
+    out["importtime_top"] = sorted(children, key=lambda x: -x[1])[:8]
+    return out
+
+
+# -- setup of the host ---------------------------------------------------------------------
+
+def install() -> None:
+    missing = [pkg for tool, pkg in (("podman", "podman"), ("lxd", "lxd"))
+               if shutil.which(tool) is None]
+    if not missing:
+        log("podman and lxd already installed")
+        return
+    log(f"apt-get install {' '.join(missing)}")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    run(["apt-get", "update", "-qq"], env=env, timeout=600)
+    run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing], env=env,
+        timeout=1200)
+
+
+def reexec_in_venv() -> None:
+    try:
+        import cove.client  # noqa: F401
+    except ImportError:
+        if VENV_PY.exists() and Path(sys.executable).resolve() != VENV_PY.resolve():
+            os.execv(str(VENV_PY), [str(VENV_PY), *sys.argv])
+        raise SystemExit("bench: cove is not importable; run scripts/setup.sh first") from None
+
+
+# -- report ------------------------------------------------------------------------------
+
+def fmt_ms(x: float | None) -> str:
+    return "-" if x is None else f"{x * 1000:.0f} ms" if x >= 0.0995 else f"{x * 1000:.1f} ms"
+
+
+def table(med: dict[str, dict[str, float]], peers: list[Peer], list_count: int) -> str:
+    cols = [p for p in peers]
+    head = ["operation"] + [p.title for p in cols]
+    lines = []
+    for op, label in ROWS:
+        by = med.get(op)
+        if not by:
+            continue
+        cove = by.get("cove")
+        row = [label.replace("N running", f"{list_count} running")]
+        for p in cols:
+            v = by.get(p.key)
+            cell = fmt_ms(v)
+            if v is not None and cove is not None and p.key not in ("cove", "api"):
+                cell += f" ({cove / v:.2f}x)"
+            row.append(cell)
+        lines.append(row)
+    widths = [max(len(r[i]) for r in [head] + lines) for i in range(len(head))]
+    out = ["| " + " | ".join(h.ljust(w) for h, w in zip(head, widths)) + " |",
+           "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    out += ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |" for r in lines]
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="cove vs runc, podman and LXD, side by side")
+    ap.add_argument("--runs", type=int, default=10, help="runs per operation (default 10)")
+    ap.add_argument("--list-runs", type=int, default=5, help="runs of list (default 5)")
+    ap.add_argument("--list-count", type=int, default=100, help="containers for list (100)")
+    ap.add_argument("--stop-runs", type=int, default=3,
+                    help="runs of the graceful stop, ~3 s each (default 3)")
+    ap.add_argument("--only", default="cove,api,runc,podman,lxd",
+                    help="peers to run, comma separated (default all that are installed)")
+    ap.add_argument("--install", action="store_true",
+                    help="apt-get install podman and lxd first (LXD is started if needed)")
+    ap.add_argument("--no-list", action="store_true", help="skip the 100-container list")
+    args = ap.parse_args(argv)
+
+    if os.geteuid() != 0:
+        raise SystemExit("bench: needs root (runc, mounts, cgroups)")
+    reexec_in_venv()
+    if args.install:
+        install()
+
+    # SIGTERM (and SIGHUP) clean up like Ctrl-C does.
+    def _interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGHUP, _interrupt)
+
+    tag = secrets.token_hex(2)
+    cove_root = Path(tempfile.mkdtemp(prefix="covebench-", dir="/tmp"))
+    work = Path(tempfile.mkdtemp(prefix="covebench-work-", dir="/tmp"))
+    want = set(args.only.split(","))
+    peers: list[Peer] = []
+    skipped: dict[str, str] = {}
+    if "cove" in want or "api" in want:
+        peers.append(CoveCLI(tag, cove_root))
+        if "api" in want:
+            peers.append(CoveAPI(tag, cove_root))
+    for key, cls, tools in (("runc", Runc, ["runc"]), ("podman", Podman, ["podman", "runc"]),
+                            ("lxd", Lxd, ["lxd", "lxc"])):
+        if key not in want:
+            continue
+        missing = [t for t in tools if shutil.which(t) is None]
+        if missing:
+            skipped[key] = f"not installed: {', '.join(missing)} (--install)"
+            continue
+        peers.append(cls(tag, work))
+
+    problems: list[str] = []
+    started = time.time()
+    bench = Bench([])
+    try:
+        log(f"cove root {cove_root}, work dir {work}, tag {tag}")
+        art = Artifacts(work, tag)
+        ready: list[Peer] = []
+        for p in peers:
+            log(f"setting up {p.title}")
+            ready.append(p)  # torn down even if its setup fails half-way
+            p.setup(art)
+        bench = Bench(ready)
+        log("warm-up")
+        bench.warm_up()
+        bench.lifecycle(args.runs, min(args.stop_runs, args.runs))
+        if not args.no_list:
+            bench.listing(args.list_count, args.list_runs)
+        profile = cli_profile(args.runs)
+    except KeyboardInterrupt:
+        log("interrupted; cleaning up")
+        problems.append("interrupted")
+        profile = {}
+    finally:
+        for p in reversed(peers):
+            try:
+                problems += [f"{p.title}: {x}" for x in p.teardown()]
+            except Exception as e:  # noqa: BLE001 - keep cleaning the others
+                problems.append(f"{p.title}: teardown failed: {e}")
+        problems += [f"work: {x}" for x in remove_tree(work)]
+        if cove_root.exists():
+            problems += [f"cove root: {x}" for x in remove_tree(cove_root)]
+
+    med = bench.medians()
+    if "interrupted" in problems or not med:
+        for x in problems:
+            log(f"cleanup: {x}")
+        return 1
+    print()
+    print(f"cove bench, {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cores, "
+          f"kernel {platform.release()}; medians of {args.runs} runs "
+          f"(graceful stop {min(args.stop_runs, args.runs)}, list {args.list_runs}); "
+          f"(x) = cove / peer")
+    print(table(med, bench.peers, args.list_count))
+    print()
+    for p in bench.peers:
+        cmds = ", ".join(f"{v}" for v in p.commands.values())
+        print(f"  {p.title}: {cmds}")
+    for key, why in skipped.items():
+        print(f"  {key}: skipped, {why}")
+    print()
+    print("cove CLI process cost (medians):")
+    for k, v in profile.items():
+        if k.startswith("importtime"):
+            continue
+        if v is not None:
+            print(f"  {k:36s} {fmt_ms(v)}")
+    if profile.get("importtime_top"):
+        print(f"  import cove.cli.main under -X importtime: "
+              f"{profile['importtime cove.cli.main (ms)']:.1f} ms; its heaviest imports: "
+              + ", ".join(f"{n} {ms:.1f} ms" for n, ms in profile["importtime_top"]))
+    for x in problems:
+        print(f"  cleanup: {x}")
+
+    results = REPO / "bench" / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    out = results / time.strftime("%Y%m%d-%H%M%S.json")
+    out.write_text(json.dumps({
+        "started": started, "seconds": time.time() - started,
+        "host": {"cores": os.cpu_count(), "kernel": platform.release(),
+                 "python": platform.python_version()},
+        "versions": {p.key: _safe(p.version) for p in bench.peers},
+        "args": vars(args), "skipped": skipped,
+        "commands": {p.key: p.commands for p in bench.peers},
+        "medians_s": med, "samples_s": bench.samples, "cli_profile": profile,
+        "cleanup_problems": problems,
+    }, indent=1))
+    print(f"\nwrote {out.relative_to(REPO)}")
+    return 0
+
+
+def _safe(fn: Callable[[], str]) -> str:
+    try:
+        return fn()
+    except Exception as e:  # noqa: BLE001
+        return f"? ({e})"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
