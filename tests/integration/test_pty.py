@@ -27,7 +27,8 @@ class Term:
         self.resize(rows, cols, fd=slave)
         self.p = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env,
                                   start_new_session=True,
-                                  preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
+                                  # the pty must be the controlling terminal for SIGWINCH
+                                  preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))  # noqa: PLW1509
         os.close(slave)
         self.out = b""
 
