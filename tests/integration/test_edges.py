@@ -111,9 +111,9 @@ def test_exec_sees_stdin_eof(coved: Coved, api: Api) -> None:
 def test_signal_to_cove_reaches_the_command(coved: Coved, api: Api) -> None:
     name = new_name("sig")
     api.launch(name)
+    script = "trap 'echo got-term; exit 42' TERM; echo ready; while true; do sleep 0.1; done"
     p = subprocess.Popen([sys.executable, "-m", "cove.cli.main", "exec", name, "--",
-                          "sh", "-c", "trap 'echo got-term; exit 42' TERM; echo ready; "
-                                      "while true; do sleep 0.1; done"],
+                          "sh", "-c", script],
                          env=coved.cli_env(), stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
     try:
         assert p.stdout is not None
