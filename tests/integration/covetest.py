@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nethost import destroy_network, network_leaks
+
 REPO = Path(__file__).resolve().parents[2]
 PREFIX = "covetest"
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -196,6 +198,8 @@ def leaks(root: Path, names: Iterable[str] | None = None, *, existing: bool = Fa
             for d in (inst_dir / n, logs_dir / n):
                 if d.exists():
                     found.append(f"dir {d}")
+    if names is None:
+        found += network_leaks(root, bridges_ok=True)  # veths; coved keeps its bridges
     return found
 
 
@@ -288,6 +292,7 @@ def destroy_root(root: Path) -> list[str]:
         forced.append(f"mount {m}")
         subprocess.run(["umount", "-l", m], capture_output=True, check=False)
     reap_conmon_zombies()
+    forced += destroy_network(root)  # bridges, veths, nft table, dnsmasq
     shutil.rmtree(root, ignore_errors=True)
     return forced
 

@@ -50,9 +50,10 @@ def instance(inst: Instance) -> dict[str, Any]:
         "architecture": inst.architecture,
         "config": dict(inst.config),
         "devices": {k: dict(v) for k, v in inst.devices.items()},
-        # cove's only profile is the empty "default", so nothing is added.
+        # the default profile adds eth0 (engine-filled expanded_devices); no config
         "expanded_config": dict(inst.config),
-        "expanded_devices": {k: dict(v) for k, v in inst.devices.items()},
+        "expanded_devices": {k: dict(v) for k, v in (
+            inst.expanded_devices if inst.expanded_devices is not None else inst.devices).items()},
         "ephemeral": inst.ephemeral,
         "stateful": False,
         "profiles": list(inst.profiles),

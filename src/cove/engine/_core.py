@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import threading
 from abc import abstractmethod
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from cove.engine._network import NetPlan
     from cove.engine._watch import ExitWatcher
     from cove.engine.events import EventBus
     from cove.engine.operations import Operation, Operations
     from cove.model.records import Image, Instance
     from cove.model.states import Status
+    from cove.network import NetworkHost
     from cove.runtime.runc import Runc
     from cove.storage.images import ImageStore
     from cove.store import Store
@@ -41,6 +43,8 @@ class EngineCore:
     _mount_refs: dict[str, int]
     _restarting: set[str]
     _watcher: ExitWatcher
+    net: NetworkHost
+    _net_started: bool
 
     if TYPE_CHECKING:
         @abstractmethod
@@ -66,5 +70,26 @@ class EngineCore:
         def _delete_now(self, name: str) -> None: ...
         @abstractmethod
         def _remove_instance_dir(self, name: str) -> None: ...
+        # networks (_network.py)
+        @abstractmethod
+        def expanded_devices(self, inst: Instance) -> dict[str, dict[str, str]]: ...
+        @abstractmethod
+        def _net_check_devices(self, name: str, devices: dict[str, dict[str, str]],
+                               profiles: list[str]) -> None: ...
+        @abstractmethod
+        def _net_prepare(self, inst: Instance, undo: ExitStack) -> NetPlan: ...
+        @abstractmethod
+        def _net_attach(self, name: str, pid: int, plan: NetPlan, undo: ExitStack) -> None: ...
+        @abstractmethod
+        def _net_release(self, name: str) -> None: ...
+        @abstractmethod
+        def _net_apply_devices(self, inst: Instance,
+                               new_devices: dict[str, dict[str, str]]) -> None: ...
+        @abstractmethod
+        def _net_state(self, inst: Instance) -> dict[str, Any]: ...
+        @abstractmethod
+        def _net_startup(self) -> None: ...
+        @abstractmethod
+        def _net_close(self) -> None: ...
 
 

@@ -33,12 +33,14 @@ from cove import __version__
 from cove.engine._access import AccessMixin
 from cove.engine._images import ImagesMixin
 from cove.engine._instances import InstancesMixin
+from cove.engine._network import NetworkMixin
 from cove.engine._reconcile import ReconcileMixin
 from cove.engine._watch import ExitWatcher
 from cove.engine.events import EventBus
 from cove.engine.operations import Operation, Operations
 from cove.host import proc
 from cove.model.errors import BadRequest
+from cove.network import NetworkHost
 from cove.runtime import RUNTIMES, Runc
 from cove.storage.images import ImageStore
 from cove.store import Store
@@ -48,7 +50,7 @@ __all__ = ["Engine"]
 DEFAULT_ROOT = Path("/var/lib/cove")
 
 
-class Engine(InstancesMixin, AccessMixin, ImagesMixin, ReconcileMixin):
+class Engine(InstancesMixin, AccessMixin, ImagesMixin, ReconcileMixin, NetworkMixin):
     """Owns ``root``. Thread-safe.
 
     Long actions return an already-started ``Operation`` (``op.wait()``,
@@ -78,6 +80,8 @@ class Engine(InstancesMixin, AccessMixin, ImagesMixin, ReconcileMixin):
         self.nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
         # name -> init pid of instances coved knows to be running
         self._running: dict[str, int] = {}
+        self.net = NetworkHost(self.root)
+        self._net_started = False
         self._stopped_events: dict[str, threading.Event] = {}
         self._mutexes: dict[str, threading.RLock] = {}
         self._mutexes_lock = threading.Lock()
@@ -134,6 +138,7 @@ class Engine(InstancesMixin, AccessMixin, ImagesMixin, ReconcileMixin):
             return
         self._closed = True
         self._watcher.close()
+        self._net_close()  # bridges and dnsmasqs go when nothing runs
         self.store.close()
 
     def _now(self) -> float:

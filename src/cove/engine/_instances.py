@@ -24,6 +24,7 @@ from cove.model.errors import BadRequest, Conflict, CoveError, InternalError, No
 from cove.model.names import validate_instance_name
 from cove.model.records import Instance
 from cove.model.states import Status
+from cove.network.model import nic_from_device, proxy_from_device
 from cove.runtime.cgroups import read_stats, remove_empty
 from cove.runtime.spec import SpecInput, build_spec
 from cove.storage import overlay
@@ -32,7 +33,7 @@ __all__ = ["DEFAULT_STOP_TIMEOUT", "InstancesMixin"]
 
 DEFAULT_STOP_TIMEOUT = 10.0
 _ACTIONS = ("start", "stop", "restart", "freeze", "unfreeze")
-_KNOWN_DEVICE_TYPES = {"none", "disk"}
+_KNOWN_DEVICE_TYPES = {"none", "disk", "nic", "proxy"}
 
 
 def _validate_devices(devices: Any) -> dict[str, dict[str, str]]:
@@ -49,16 +50,25 @@ def _validate_devices(devices: Any) -> dict[str, dict[str, str]]:
         if dev["type"] == "disk" and dev.get("path") != "/":
             raise BadRequest(f"Device {name!r}: only the root disk (path=/) is supported")
         out[str(name)] = {str(k): str(v) for k, v in dev.items()}
+        if dev["type"] == "nic":
+            nic_from_device(str(name), out[str(name)])
+        elif dev["type"] == "proxy":
+            proxy_from_device(str(name), out[str(name)])
     return out
 
 
 class InstancesMixin(EngineCore):
     # -- reads --------------------------------------------------------------
     def list_instances(self) -> list[Instance]:
-        return self.store.list_instances()
+        out = self.store.list_instances()
+        for inst in out:
+            inst.expanded_devices = self.expanded_devices(inst)
+        return out
 
     def get_instance(self, name: str) -> Instance:
-        return self.store.get_instance(name)
+        inst = self.store.get_instance(name)
+        inst.expanded_devices = self.expanded_devices(inst)
+        return inst
 
     def instance_dir(self, name: str) -> Path:
         return self.root / "instances" / name
@@ -83,7 +93,7 @@ class InstancesMixin(EngineCore):
                 "swap_usage_peak": 0,
             },
             "disk": {},
-            "network": None,
+            "network": self._net_state(inst) if pid else None,
         }
 
     # -- create ---------------------------------------------------------------
@@ -99,6 +109,7 @@ class InstancesMixin(EngineCore):
         for p in profiles:
             if p != "default":
                 raise NotFound(f"Profile not found: {p}")
+        self._net_check_devices(name, devices, profiles)
 
         def work(op: Operation) -> Instance:
             if self.store.has_instance(name):
@@ -247,7 +258,8 @@ class InstancesMixin(EngineCore):
         finally:
             self._unmount_rootfs(name)
 
-    def _spec_for(self, inst: Instance, rootfs: Path) -> dict[str, Any]:
+    def _spec_for(self, inst: Instance, rootfs: Path,
+                  mounts: tuple[dict[str, Any], ...] = ()) -> dict[str, Any]:
         image = self.store.find_images(inst.image)
         image_cmd = image[0].cmd if image else []
         image_env = image[0].env if image else {}
@@ -262,6 +274,7 @@ class InstancesMixin(EngineCore):
             gid=int(inst.config.get("cove.gid") or inst.config.get("cove.uid") or 0),
             resources=cfg.resources_from_config(inst.config),
             nofile=(self.nofile, self.nofile),
+            mounts=mounts,
         ))
 
     def _start(self, name: str) -> None:
@@ -270,7 +283,8 @@ class InstancesMixin(EngineCore):
         with ExitStack() as undo:
             rootfs = self._mount_rootfs(name)
             undo.callback(self._unmount_rootfs, name)
-            spec = self._spec_for(inst, rootfs)
+            net = self._net_prepare(inst, undo)  # leases, /etc/hosts, resolv.conf
+            spec = self._spec_for(inst, rootfs, net.mounts)
             tmp = d / "config.json.tmp"
             tmp.write_text(json.dumps(spec))
             os.replace(tmp, d / "config.json")
@@ -279,6 +293,7 @@ class InstancesMixin(EngineCore):
                 log.unlink()
             pid = self.runtime.create(name, d, log)
             undo.callback(self.runtime.delete, name, True)
+            self._net_attach(name, pid, net, undo)  # veths, names, published ports
             stopped = threading.Event()
             with self._mutex(name):
                 self._stopped_events[name] = stopped
@@ -334,6 +349,11 @@ class InstancesMixin(EngineCore):
             stopped = self._stopped_events.pop(name, None)
             code = self.runtime.wait_exit_code(name, timeout=1.0 if had else 0)
             self.runtime.delete(name, force=True)
+            try:
+                self._net_release(name)  # ports, names, leases (the veths went with the netns)
+            except Exception:
+                import logging
+                logging.getLogger("cove.engine").exception("releasing the network of %s", name)
             if had:
                 self._mount_refs[name] = max(1, self._mount_refs.get(name, 1))
                 self._unmount_rootfs(name)
@@ -389,7 +409,11 @@ class InstancesMixin(EngineCore):
             inst.config = new
         if devices is not None:
             devs = _validate_devices(devices)
-            inst.devices = {**inst.devices, **devs} if patch else devs
+            new_devs = {**inst.devices, **devs} if patch else devs
+            self._net_check_devices(name, new_devs, inst.profiles)
+            if inst.status is not Status.STOPPED:
+                self._net_apply_devices(inst, new_devs)  # published ports change at once
+            inst.devices = new_devs
         if profiles is not None:
             for p in profiles:
                 if p != "default":

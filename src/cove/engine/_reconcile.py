@@ -99,6 +99,7 @@ class ReconcileMixin(EngineCore):
         if not self._running:
             remove_empty(f"/{self.cgroup_parent}")
 
+        self._net_startup()  # networks up, leaked NICs/leases/rules gone, before autostart
         for name in lost:
             was = known.get(name)
             if was is not None and truthy(was.config.get("boot.autostart")):

@@ -36,6 +36,24 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _reap_daemonizers() -> None:
+    """dnsmasq forks twice to daemonize; coved (a child subreaper) inherits the
+    middle process when it exits: collect it, and only it."""
+    me = os.getpid()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        comm = stat[stat.index(b"(") + 1:stat.rindex(b")")]
+        fields = stat[stat.rindex(b")") + 2:].split()
+        if comm == b"dnsmasq" and fields[0] == b"Z" and int(fields[1]) == me:
+            proc.reap(int(entry), 0)
+
+
 class Dnsmasq:
     """The dnsmasq of one network, living in ``dir`` (``<root>/networks/<name>``)."""
 
@@ -87,6 +105,8 @@ class Dnsmasq:
             proc.run(["dnsmasq", f"--conf-file={self.conf}"], timeout=15)
         except proc.CommandFailed as e:
             raise InternalError(f"dnsmasq for {self.dir.name} did not start: {e}") from None
+        finally:
+            _reap_daemonizers()
         if self.pid() is None:
             raise InternalError(f"dnsmasq for {self.dir.name} exited at once "
                                 f"(see {self.log_file})")

@@ -160,6 +160,11 @@ class NetworkHost:
                 d.stop()
             self._specs[spec.name] = spec
 
+    def take_down_files(self, name: str) -> None:
+        """Stop the dnsmasq and remove the files of a network no longer recorded."""
+        self.dnsmasq(name).stop()
+        shutil.rmtree(self.dir / name, ignore_errors=True)
+
     def take_down(self, name: str) -> None:
         """Remove a network's bridge, dnsmasq and files (idempotent)."""
         with self._lock:
@@ -216,6 +221,10 @@ class NetworkHost:
             if name in links:
                 self.nl.delete_link(name)
 
+    def set_hairpin_all(self, host_names: list[str], on: bool) -> None:
+        for name in host_names:
+            self.nl.set_hairpin(name, on)
+
     def publish_dns(self, network: str, key: str, text: str) -> None:
         self.dnsmasq(network).write_host(key, text)
 
@@ -223,6 +232,10 @@ class NetworkHost:
         self.dnsmasq(network).remove_host(key)
 
     # -- published ports ---------------------------------------------------------------------
+    def has_ports(self, instance: str) -> bool:
+        with self._lock:
+            return instance in self._ports or instance in self._hairpins
+
     def live_port_keys(self, exclude: str | None = None) -> list[tuple[str, PortKey]]:
         with self._lock:
             return [(inst, PortKey(p.proto, p.listen or IPv4Address("0.0.0.0"), p.port))
