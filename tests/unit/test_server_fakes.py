@@ -33,8 +33,9 @@ from cove.engine import (
     Operations,
 )
 from cove.model.errors import BadRequest, Conflict, NotFound
-from cove.model.records import Alias, Image, Instance
+from cove.model.records import Alias, Image, Instance, Lease, Network
 from cove.model.states import Status
+from cove.network.model import validate_network_config, validate_network_name
 from cove.server import make_app
 from cove.server.listen import bind_unix
 
@@ -163,6 +164,8 @@ class FakeEngine:
     sessions: list[FakeExecSession] = field(default_factory=list)
     imported: list[dict[str, Any]] = field(default_factory=list)
     op_delay: float = 0.0
+    networks: dict[str, Network] = field(default_factory=dict)
+    leases: list[Lease] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.events = EventBus()
@@ -193,6 +196,64 @@ class FakeEngine:
         return self.operations.run(body, description=description,
                                    resources={"instances": [f"/1.0/instances/{name}"]},
                                    lock=f"instance:{name}")
+
+    # -- networks (the engine's rules, in memory) ----------------------------------------
+    def profile_devices(self, profile: str) -> dict[str, dict[str, str]]:
+        return {}
+
+    def list_networks(self) -> list[Network]:
+        return [self.networks[k] for k in sorted(self.networks)]
+
+    def get_network(self, name: str) -> Network:
+        try:
+            return self.networks[name]
+        except KeyError:
+            raise NotFound(f"Network not found: {name}") from None
+
+    def network_used_by(self, name: str) -> list[str]:
+        return [f"/1.0/instances/{i.name}" for i in self.instances.values()
+                if any(d.get("type") == "nic" and d.get("network") == name
+                       for d in i.devices.values())]
+
+    def create_network(self, name: str, *, config: dict[str, Any] | None = None,
+                       description: str = "", type: str = "bridge") -> Network:
+        validate_network_name(name)
+        if type != "bridge":
+            raise BadRequest(f"Network type {type!r} is not supported")
+        conf = validate_network_config(config or {})
+        if name in self.networks:
+            raise Conflict(f"Network {name!r} already exists")
+        conf.setdefault("ipv4.address", "10.1.2.1/24")
+        self.networks[name] = Network(name=name, config=conf, description=description)
+        return self.networks[name]
+
+    def update_network(self, name: str, *, config: dict[str, Any] | None = None,
+                       description: str | None = None, patch: bool = False) -> None:
+        net = self.get_network(name)
+        if config is not None:
+            new = dict(net.config) if patch else {}
+            new.update(validate_network_config(config))
+            net.config = new
+        if description is not None:
+            net.description = description
+
+    def delete_network(self, name: str) -> None:
+        self.get_network(name)
+        used = self.network_used_by(name)
+        if used:
+            raise BadRequest(f"The network is currently in use by {', '.join(used)}")
+        del self.networks[name]
+
+    def network_state(self, name: str) -> dict[str, Any]:
+        net = self.get_network(name)
+        addr, _, plen = net.config.get("ipv4.address", "").partition("/")
+        return {"addresses": [{"family": "inet", "address": addr, "netmask": plen,
+                               "scope": "global"}], "counters": {}, "hwaddr": "", "mtu": 1500,
+                "state": "up", "type": "broadcast"}
+
+    def network_leases(self, name: str) -> list[Lease]:
+        self.get_network(name)
+        return [x for x in self.leases if x.network == name]
 
     # -- the engine's surface ------------------------------------------------------
     def server_environment(self) -> dict[str, Any]:

@@ -10,6 +10,8 @@ from cove.api._objects import (
     image,
     instance,
     instance_full,
+    network,
+    network_lease,
     profile,
     rfc3339,
 )
@@ -24,6 +26,8 @@ __all__ = [
     "image",
     "instance",
     "instance_full",
+    "network",
+    "network_lease",
     "profile",
     "rfc3339",
     "sync_envelope",

@@ -15,7 +15,7 @@ import json
 import time
 from typing import Any
 
-from cove.model.records import Alias, Image, Instance
+from cove.model.records import Alias, Image, Instance, Lease, Network
 
 __all__ = [
     "ZERO_TIME",
@@ -24,6 +24,8 @@ __all__ = [
     "image",
     "instance",
     "instance_full",
+    "network",
+    "network_lease",
     "profile",
     "rfc3339",
 ]
@@ -101,10 +103,25 @@ def alias(a: Alias) -> dict[str, Any]:
             "type": "container"}
 
 
-def profile(name: str, used_by: list[str]) -> dict[str, Any]:
-    """A profile; cove has only the empty ``default`` one."""
+def profile(name: str, used_by: list[str],
+            devices: dict[str, dict[str, str]] | None = None) -> dict[str, Any]:
+    """A profile; cove has only ``default`` (its devices: eth0 on the default network)."""
     return {"name": name, "description": "Default cove profile", "config": {},
-            "devices": {}, "used_by": used_by, "project": "default"}
+            "devices": {k: dict(v) for k, v in (devices or {}).items()}, "used_by": used_by,
+            "project": "default"}
+
+
+def network(net: Network, used_by: list[str]) -> dict[str, Any]:
+    """The LXD ``Network`` object (cove lists its managed bridges only)."""
+    return {"name": net.name, "description": net.description, "type": net.type,
+            "managed": True, "status": "Created", "config": dict(net.config),
+            "used_by": list(used_by), "locations": ["none"], "project": "default"}
+
+
+def network_lease(lease: Lease, hostname: str) -> dict[str, Any]:
+    """One entry of ``GET /1.0/networks/NAME/leases``."""
+    return {"hostname": hostname, "hwaddr": lease.hwaddr, "address": lease.address,
+            "type": "dynamic", "location": "none", "project": "default"}
 
 
 def etag(obj: dict[str, Any], keys: tuple[str, ...] = (

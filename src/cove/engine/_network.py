@@ -125,6 +125,39 @@ class NetworkMixin(EngineCore):
                     break
         return out
 
+    def network_leases(self, name: str) -> list[Lease]:
+        """The addresses instances hold on network ``name`` (NotFound if none such)."""
+        self.store.get_network(name)
+        return self.store.list_leases(network=name)
+
+    def network_state(self, name: str) -> dict[str, Any]:
+        """LXD's ``NetworkState`` of a bridge: addresses, counters, MTU, state."""
+        from cove.network._netlink import Netlink
+
+        net = self.store.get_network(name)
+        spec = spec_of(net)
+        addrs = []
+        if spec.ipv4:
+            addrs.append({"family": "inet", "address": str(spec.ipv4.ip),
+                          "netmask": str(spec.ipv4.network.prefixlen), "scope": "global"})
+        if spec.ipv6:
+            addrs.append({"family": "inet6", "address": str(spec.ipv6.ip),
+                          "netmask": str(spec.ipv6.network.prefixlen), "scope": "global"})
+        counters = Netlink.counters(name)
+        # a bridge's own counters are not reversed the way a veth's are
+        counters = {"bytes_received": counters["bytes_sent"],
+                    "bytes_sent": counters["bytes_received"],
+                    "packets_received": counters["packets_sent"],
+                    "packets_sent": counters["packets_received"]}
+        try:
+            hwaddr = Path(f"/sys/class/net/{name}/address").read_text().strip()
+            mtu = int(Path(f"/sys/class/net/{name}/mtu").read_text())
+        except (OSError, ValueError):
+            hwaddr, mtu = "", 0
+        return {"addresses": addrs, "counters": counters, "hwaddr": hwaddr, "mtu": mtu,
+                "state": Netlink.link_state(name) if hwaddr else "down", "type": "broadcast",
+                "bond": None, "bridge": None, "vlan": None, "ovn": None}
+
     def _resolve_network_config(self, name: str, config: dict[str, str],
                                 old: dict[str, str] | None = None) -> dict[str, str]:
         """``auto`` -> a free subnet; defaults filled in; overlaps refused."""

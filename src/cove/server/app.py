@@ -25,6 +25,7 @@ from cove.server import (
     routes_images,
     routes_instances,
     routes_logs,
+    routes_networks,
     routes_operations,
     routes_server,
     routes_state,
@@ -90,7 +91,8 @@ def make_app(engine: Engine, *, executor: ThreadPoolExecutor | None = None) -> w
     app[OP_WAITERS] = {}
 
     for module in (routes_server, routes_operations, routes_events, routes_images,
-                   routes_instances, routes_state, routes_exec, routes_files, routes_logs):
+                   routes_instances, routes_state, routes_exec, routes_files, routes_logs,
+                   routes_networks):
         module.add_routes(app)
 
     app.on_shutdown.append(_close_websockets)

@@ -1,5 +1,5 @@
 """``/``, ``/1.0`` and the fixed collections cove has one of or none of
-(profiles, networks, storage pools, certificates)."""
+(profiles, storage pools, certificates); networks are ``routes_networks``."""
 
 from __future__ import annotations
 
@@ -36,6 +36,12 @@ API_EXTENSIONS: list[str] = [
     "instances",                       # /1.0/instances (and /1.0/containers)
     "instance_create_start",           # POST /1.0/instances {"start": true}
     "api_filtering",                   # ?filter= on instance and image lists
+    "network",                         # /1.0/networks (managed bridges)
+    "network_state",                   # GET /1.0/networks/NAME/state
+    "network_leases",                  # GET /1.0/networks/NAME/leases
+    "proxy",                           # proxy devices (nat=true)
+    "proxy_udp",
+    "proxy_tcp_udp_multi_port_handling",  # listen=tcp:0.0.0.0:80,443 / 8000-8010
 ]
 
 
@@ -101,7 +107,8 @@ async def _profiles(request: web.Request) -> web.Response:
 async def _default_profile(request: web.Request) -> dict[str, Any]:
     instances = await call(request, engine_of(request).list_instances)
     used_by = [f"/1.0/instances/{i.name}" for i in instances if "default" in i.profiles]
-    return render.profile("default", used_by)
+    devices = await call(request, engine_of(request).profile_devices, "default")
+    return render.profile("default", used_by, devices)
 
 
 async def _profile(request: web.Request) -> web.Response:
@@ -130,8 +137,6 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/1.0/", _server)
     r.add_get("/1.0/profiles", _profiles)
     r.add_get("/1.0/profiles/{name}", _profile)
-    r.add_get("/1.0/networks", _empty_list)
-    r.add_get("/1.0/networks/{name}", _not_found("Network"))
     r.add_get("/1.0/storage-pools", _empty_list)
     r.add_get("/1.0/storage-pools/{name}", _not_found("Storage pool"))
     r.add_get("/1.0/certificates", _empty_list)

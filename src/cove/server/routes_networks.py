@@ -1,0 +1,121 @@
+"""``/1.0/networks``: list, create, get, update, delete, state and leases.
+
+LXD answers these synchronously (no operation), and so does cove. A
+network's name is its bridge's name on the host; deleting one that the
+default profile or an instance uses is refused with 400, as LXD does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from cove.model.errors import BadRequest
+from cove.server import render
+from cove.server.routes_common import (
+    call,
+    check_project,
+    engine_of,
+    json_body,
+    opt_str,
+    opt_str_map,
+    recursion,
+)
+
+__all__ = ["add_routes"]
+
+BASE = "/1.0/networks"
+
+
+async def _object(request: web.Request, name: str) -> dict[str, Any]:
+    engine = engine_of(request)
+    net = await call(request, engine.get_network, name)
+    used_by = await call(request, engine.network_used_by, name)
+    return render.network(net, used_by)
+
+
+async def _list(request: web.Request) -> web.Response:
+    check_project(request)
+    nets = await call(request, engine_of(request).list_networks)
+    if recursion(request) == 0:
+        return render.sync([f"{BASE}/{n.name}" for n in nets])
+    return render.sync([await _object(request, n.name) for n in nets])
+
+
+async def _create(request: web.Request) -> web.Response:
+    check_project(request)
+    body = await json_body(request)
+    name = opt_str(body, "name")
+    if not name:
+        raise BadRequest("Field 'name' is required")
+    ntype = opt_str(body, "type") or "bridge"
+    await call(request, engine_of(request).create_network, name,
+               config=opt_str_map(body, "config") or {},
+               description=opt_str(body, "description"), type=ntype)
+    return render.sync({}, status=201, headers={"Location": f"{BASE}/{name}"})
+
+
+async def _get(request: web.Request) -> web.Response:
+    check_project(request)
+    obj = await _object(request, request.match_info["name"])
+    return render.sync(obj, headers={"ETag": render.etag(obj, ("config", "description"))})
+
+
+async def _update(request: web.Request, patch: bool) -> web.Response:
+    check_project(request)
+    name = request.match_info["name"]
+    body = await json_body(request)
+    fields: dict[str, Any] = {}
+    if "config" in body or not patch:
+        fields["config"] = opt_str_map(body, "config") or {}
+    if "description" in body:
+        fields["description"] = opt_str(body, "description")
+    await call(request, engine_of(request).update_network, name, patch=patch, **fields)
+    return render.sync({})
+
+
+async def _put(request: web.Request) -> web.Response:
+    return await _update(request, patch=False)
+
+
+async def _patch(request: web.Request) -> web.Response:
+    return await _update(request, patch=True)
+
+
+async def _delete(request: web.Request) -> web.Response:
+    check_project(request)
+    await call(request, engine_of(request).delete_network, request.match_info["name"])
+    return render.sync({})
+
+
+async def _rename(request: web.Request) -> web.Response:
+    check_project(request)
+    raise BadRequest("Renaming a network is not supported: create a new one and move the "
+                     "NICs to it")
+
+
+async def _state(request: web.Request) -> web.Response:
+    check_project(request)
+    state = await call(request, engine_of(request).network_state, request.match_info["name"])
+    return render.sync(state)
+
+
+async def _leases(request: web.Request) -> web.Response:
+    check_project(request)
+    leases = await call(request, engine_of(request).network_leases,
+                        request.match_info["name"])
+    return render.sync([render.network_lease(lease, lease.instance) for lease in leases])
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get(BASE, _list)
+    r.add_post(BASE, _create)
+    r.add_get(BASE + "/{name}", _get)
+    r.add_put(BASE + "/{name}", _put)
+    r.add_patch(BASE + "/{name}", _patch)
+    r.add_delete(BASE + "/{name}", _delete)
+    r.add_post(BASE + "/{name}", _rename)
+    r.add_get(BASE + "/{name}/state", _state)
+    r.add_get(BASE + "/{name}/leases", _leases)
