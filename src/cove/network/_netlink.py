@@ -235,8 +235,7 @@ class Netlink:
             ipr.link("add", ifname=nic.host_name, kind="veth", master=br, state="up",
                      peer=peer, **extra)
             if nic.hairpin:
-                host = self.index(nic.host_name)
-                ipr.brport("set", index=host, hairpin_mode=1)
+                self.set_hairpin(nic.host_name, True)
         except Exception as e:  # noqa: BLE001 - NetlinkError and friends
             raise InternalError(f"Cannot create veth {nic.host_name}: {e}") from None
         from pyroute2 import IPRoute
@@ -264,11 +263,12 @@ class Netlink:
             finally:
                 ns.close()
 
-    def set_hairpin(self, host_name: str, on: bool) -> None:
-        idx = self.index(host_name)
-        if idx is not None:
-            with contextlib.suppress(Exception):
-                self._ipr().brport("set", index=idx, hairpin_mode=1 if on else 0)
+    @staticmethod
+    def set_hairpin(host_name: str, on: bool) -> None:
+        """Let the bridge send a frame back out of the port it came in on (an
+        instance reaching its own published port)."""
+        with contextlib.suppress(OSError):
+            Path(f"/sys/class/net/{host_name}/brport/hairpin_mode").write_text("1" if on else "0")
 
     @staticmethod
     def counters(host_name: str) -> dict[str, int]:
