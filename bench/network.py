@@ -1,0 +1,178 @@
+#!/usr/bin/env python3
+"""What networking adds to a cove launch, and whether it grows with the host.
+
+Usage: ``sudo .venv/bin/python bench/network.py [--runs N] [--scale N]``
+
+In-process (the engine calls coved makes, without HTTP), on a fresh root
+``/tmp/covebench-net-XXXX`` with the busybox image, round-robin:
+
+* ``none``: launch to RUNNING with no NIC (``eth0: {type: none}``)
+* ``nic``: with ``eth0`` on the root's default network (lease, veth into the
+  container's namespace, /etc/hosts and resolv.conf, a dnsmasq name)
+* ``nic+port``: the same plus one published port (``proxy`` device, nat=true)
+
+then ``--scale`` instances with a NIC and a published port are started and
+``nic+port`` is timed again: per-instance changes are nftables *elements*,
+so the time must not grow with the number of containers.
+
+The network steps are also timed one by one (wrapping the engine's and
+the host driver's methods), to say what dominates. Everything made is
+removed at the end. Nothing here is asserted by the tests; numbers go to
+``bench/results/network-<time>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import importlib.util
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+from cove.engine import CreateRequest, Engine  # noqa: E402
+
+STEPS: dict[str, list[float]] = defaultdict(list)
+
+
+def timed(label: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def wrapper(*a: Any, **kw: Any) -> Any:
+        t = time.perf_counter()
+        try:
+            return fn(*a, **kw)
+        finally:
+            STEPS[label].append((time.perf_counter() - t) * 1000)
+    return wrapper
+
+
+def load_mkbusybox() -> Any:
+    spec = importlib.util.spec_from_file_location("mkbusybox", REPO / "scripts" / "mkbusybox.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def devices(kind: str, port: int) -> dict[str, dict[str, str]]:
+    if kind == "none":
+        return {"eth0": {"type": "none"}}
+    if kind == "nic":
+        return {}
+    return {"web": {"type": "proxy", "listen": f"tcp:0.0.0.0:{port}",
+                    "connect": "tcp:0.0.0.0:80", "nat": "true"}}
+
+
+def launch(eng: Engine, name: str, kind: str, port: int) -> float:
+    t = time.perf_counter()
+    op = eng.create_instance(CreateRequest(name=name, image="busybox", start=True,
+                                           devices=devices(kind, port)))
+    op.wait(120)
+    op.raise_for_error()
+    return (time.perf_counter() - t) * 1000
+
+
+def delete(eng: Engine, name: str) -> None:
+    op = eng.delete_instance(name, force=True)
+    op.wait(120)
+    op.raise_for_error()
+
+
+def med(xs: list[float]) -> float:
+    return statistics.median(xs) if xs else float("nan")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--scale", type=int, default=200)
+    args = ap.parse_args()
+
+    root = Path(tempfile.mkdtemp(prefix="covebench-net-"))
+    eng = Engine(root)
+    results: dict[str, Any] = {"runs": args.runs, "scale": args.scale}
+    made: list[str] = []
+    try:
+        eng.startup()
+        tar = root / "tmp" / "busybox.tar.gz"
+        load_mkbusybox().build_busybox_image(tar)
+        op = eng.import_image(tar, filename="busybox.tar.gz", aliases=["busybox"])
+        op.wait(120)
+        op.raise_for_error()
+        # the step timers (after the warm-up below the first sample is not special)
+        for meth in ("_net_prepare", "_net_attach", "_net_release"):
+            setattr(eng, meth, timed(meth, getattr(eng, meth)))
+        for meth in ("attach", "publish_dns", "set_ports"):
+            setattr(eng.net, meth, timed(f"net.{meth}", getattr(eng.net, meth)))
+        eng.net.nl.attach = timed("netlink.attach (veth + in-ns config)",  # type: ignore
+                                  eng.net.nl.attach)
+
+        kinds = ("none", "nic", "nic+port")
+        samples: dict[str, list[float]] = {k: [] for k in kinds}
+        port = 20000
+        for i in range(args.runs + 2):  # two warm-up rounds
+            for k in kinds:
+                name = f"b{i}-{k.replace('+', '-')}"
+                port += 1
+                ms = launch(eng, name, k, port)
+                if i >= 2:
+                    samples[k].append(ms)
+                delete(eng, name)
+            if i == 1:
+                STEPS.clear()
+        print(f"launch to RUNNING, median of {args.runs} (ms):")
+        for k in kinds:
+            print(f"  {k:10s} {med(samples[k]):7.1f}")
+        print(f"  network adds {med(samples['nic']) - med(samples['none']):.1f} ms (NIC), "
+              f"{med(samples['nic+port']) - med(samples['none']):.1f} ms (NIC + port)")
+        print("network steps, median (ms):")
+        for label, xs in sorted(STEPS.items()):
+            print(f"  {label:40s} {med(xs):6.2f}  (n={len(xs)})")
+        results["launch"] = {k: {"median_ms": med(v), "samples": v} for k, v in samples.items()}
+        results["steps"] = {k: {"median_ms": med(v), "samples": v} for k, v in STEPS.items()}
+
+        print(f"starting {args.scale} instances with a NIC and a published port ...")
+        t0 = time.perf_counter()
+        for i in range(args.scale):
+            name = f"s{i}"
+            made.append(name)
+            launch(eng, name, "nic+port", 30000 + i)
+        print(f"  done in {time.perf_counter() - t0:.1f} s")
+        loaded: list[float] = []
+        for i in range(min(args.runs, 20)):
+            name = f"l{i}"
+            loaded.append(launch(eng, name, "nic+port", 40000 + i))
+            delete(eng, name)
+        base = med(samples["nic+port"])
+        print(f"nic+port launch with {args.scale} running: {med(loaded):.1f} ms "
+              f"({med(loaded) / base:.2f}x the launch with none running)")
+        results["loaded"] = {"median_ms": med(loaded), "samples": loaded,
+                             "ratio": med(loaded) / base}
+    finally:
+        for name in [i.name for i in eng.list_instances()]:
+            try:
+                delete(eng, name)
+            except Exception as e:  # noqa: BLE001 - report and go on
+                print(f"cleanup of {name} failed: {e}", file=sys.stderr)
+        eng.operations.wait_idle(60)
+        eng.close()
+        shutil.rmtree(root, ignore_errors=True)
+    out = REPO / "bench" / "results" / f"network-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(results, indent=1))
+    print(f"raw samples: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
