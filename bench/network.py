@@ -40,7 +40,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from cove.engine import CreateRequest, Engine  # noqa: E402
+from cove.engine import CreateRequest, Engine
 
 STEPS: dict[str, list[float]] = defaultdict(list)
 
