@@ -16,8 +16,8 @@ import subprocess
 import time
 from pathlib import Path
 
-__all__ = ["destroy_network", "dnsmasq_pids", "links", "network_leaks", "nft_tables",
-           "root_id"]
+__all__ = ["HTTPD", "destroy_network", "dns_query", "dnsmasq_pids", "http_get", "httpd_cmd",
+           "links", "network_leaks", "nft_tables", "root_id"]
 
 
 def root_id(root: Path) -> str:
@@ -105,3 +105,47 @@ def destroy_network(root: Path) -> list[str]:
         subprocess.run(["nft", "delete", "table", *table.split()], capture_output=True,
                        check=False, timeout=30)
     return forced
+
+
+# -- talking to what a test made (its containers, its bridges, loopback) ------------
+
+def dns_query(server: str, name: str, timeout: float = 1.0) -> str | None:
+    """The first A record ``server`` (a test's own bridge address) gives for
+    ``name``; None for NXDOMAIN or no answer."""
+    import socket
+    import struct
+
+    qid = int.from_bytes(os.urandom(2), "big")
+    msg = struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0)
+    msg += b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\0"
+    msg += struct.pack(">HH", 1, 1)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(timeout)
+        s.sendto(msg, (server, 53))
+        try:
+            data = s.recv(512)
+        except OSError:
+            return None
+    if data[3] & 0x0F or struct.unpack(">H", data[6:8])[0] == 0:
+        return None
+    return socket.inet_ntoa(data[-4:])
+
+
+def http_get(url: str, timeout: float = 3.0) -> bytes:
+    import urllib.request
+
+    # never through a proxy from the environment: only to the test's own addresses
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(url, timeout=timeout) as r:
+        return bytes(r.read())
+
+
+# The busybox httpd of a test container: /cgi-bin/ip answers the client's address.
+HTTPD = ("mkdir -p /www/cgi-bin && printf '#!/bin/sh\\necho Content-Type: text/plain\\n"
+         "echo\\necho $REMOTE_ADDR\\n' > /www/cgi-bin/ip && chmod +x /www/cgi-bin/ip && "
+         "echo hello > /www/index.html && exec httpd -f -p 80 -h /www")
+
+
+def httpd_cmd() -> str:
+    """``cove.cmd`` that runs HTTPD (shell words)."""
+    return "sh -c '" + HTTPD.replace("'", "'\\''") + "'"
