@@ -41,6 +41,11 @@ command -v runc >/dev/null 2>&1 || missing+=(runc)
 command -v conmon >/dev/null 2>&1 || missing+=(conmon)
 command -v lxc >/dev/null 2>&1 || missing+=(lxd-client)
 installed busybox-static || missing+=(busybox-static)
+# networking: bridges and veths (iproute2), cove's nftables table (libnftables1
+# comes with nftables), per-network DNS (dnsmasq-base)
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+command -v nft >/dev/null 2>&1 || missing+=(nftables)
+command -v dnsmasq >/dev/null 2>&1 || missing+=(dnsmasq-base)
 command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found (set PYTHON=...)"
 # Debian's python3 has venv and ensurepip in python3-venv; other builds
 # (pyenv, python.org) have them built in.
@@ -55,7 +60,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     as_root apt-get update -qq
     as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 else
-    say "packages present (runc, conmon, busybox-static, lxd-client)"
+    say "packages present (runc, conmon, busybox-static, lxd-client, iproute2, nftables, dnsmasq-base)"
 fi
 
 # --- virtualenv ----------------------------------------------------------------
