@@ -43,9 +43,9 @@ command -v lxc >/dev/null 2>&1 || missing+=(lxd-client)
 installed busybox-static || missing+=(busybox-static)
 # networking: bridges and veths (iproute2), cove's nftables table (libnftables1
 # comes with nftables), per-network DNS (dnsmasq-base)
-command -v ip >/dev/null 2>&1 || missing+=(iproute2)
-command -v nft >/dev/null 2>&1 || missing+=(nftables)
-command -v dnsmasq >/dev/null 2>&1 || missing+=(dnsmasq-base)
+installed iproute2 || missing+=(iproute2)
+installed nftables || missing+=(nftables)
+installed dnsmasq-base || missing+=(dnsmasq-base)
 command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found (set PYTHON=...)"
 # Debian's python3 has venv and ensurepip in python3-venv; other builds
 # (pyenv, python.org) have them built in.
