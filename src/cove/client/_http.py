@@ -24,6 +24,7 @@ import os
 import select
 import socket
 import threading
+from abc import ABC, abstractmethod
 
 from cove.model.errors import CoveError, InternalError, error_for_status
 
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ConnectionFailed",
+    "HttpTransport",
     "Response",
     "StreamResponse",
     "UnixTransport",
@@ -208,16 +210,17 @@ class _Reply:
 
 
 class _Connection:
-    """HTTP/1.1 on one unix socket, opened on first use."""
+    """HTTP/1.1 on one socket (unix or TLS), opened on first use by ``opener``."""
 
-    def __init__(self, socket_path: str, timeout: float | None) -> None:
-        self.socket_path = socket_path
+    def __init__(self, opener: Callable[[float | None], socket.socket],
+                 timeout: float | None) -> None:
+        self._opener = opener
         self.timeout = timeout
         self.sock: socket.socket | None = None
         self._rfile: Any = None
 
     def connect(self) -> None:
-        self.sock = open_unix_socket(self.socket_path, self.timeout)
+        self.sock = self._opener(self.timeout)
         self._rfile = self.sock.makefile("rb", buffering=_BLOCK)
 
     def request(self, method: str, path: str, body: Any = None,
@@ -265,7 +268,8 @@ class _Connection:
             self.sock = None
 
 
-def open_unix_socket(path: str, timeout: float | None = None) -> socket.socket:
+def open_unix_socket(path: str, timeout: float | None = None,
+                     name: str = "coved") -> socket.socket:
     """Connect to ``path``; ConnectionFailed names the socket and the reason."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
@@ -273,19 +277,19 @@ def open_unix_socket(path: str, timeout: float | None = None) -> socket.socket:
         sock.connect(path)
     except OSError as e:
         sock.close()
-        raise _connect_error(path, e) from None
+        raise _connect_error(path, e, name) from None
     return sock
 
 
-def _connect_error(path: str, e: OSError) -> ConnectionFailed:
+def _connect_error(path: str, e: OSError, name: str = "coved") -> ConnectionFailed:
     if e.errno in (errno.ENOENT, errno.ENOTDIR):
-        return ConnectionFailed(f"coved is not running: no socket at {path}", path, "missing")
+        return ConnectionFailed(f"{name} is not running: no socket at {path}", path, "missing")
     if e.errno == errno.ECONNREFUSED:
-        return ConnectionFailed(f"coved is not running: nothing listens on {path}",
+        return ConnectionFailed(f"{name} is not running: nothing listens on {path}",
                                 path, "refused")
     if e.errno in (errno.EACCES, errno.EPERM):
         return ConnectionFailed(f"permission denied on {path} (run as root?)", path, "denied")
-    return ConnectionFailed(f"cannot connect to coved at {path}: {e.strerror or e}", path,
+    return ConnectionFailed(f"cannot connect to {name} at {path}: {e.strerror or e}", path,
                             "refused")
 
 
@@ -320,18 +324,37 @@ def _length_of(f: Any) -> int | None:
         return None
 
 
-class UnixTransport:
-    """Sends HTTP requests to one unix socket, reusing idle connections.
+class HttpTransport(ABC):
+    """Sends HTTP requests to one server, reusing idle connections.
 
     Thread-safe: each request takes an idle connection (or opens one) and
-    gives it back when the response has been read whole.
+    gives it back when the response has been read whole. Subclasses say how
+    to open a socket (``open_socket``) and name the server in messages
+    (``endpoint``, ``name``).
     """
 
-    def __init__(self, socket_path: str, timeout: float | None = None) -> None:
-        self.socket_path = socket_path
+    endpoint = ""
+    name = "the server"
+
+    def __init__(self, timeout: float | None = None) -> None:
         self.timeout = timeout
         self._idle: list[_Connection] = []
         self._lock = threading.Lock()
+
+    @abstractmethod
+    def open_socket(self, timeout: float | None = None) -> socket.socket:
+        """A fresh raw socket to the server (websockets use their own).
+
+        Raises:
+            ConnectionFailed: the server cannot be reached.
+        """
+
+    @property
+    def socket_path(self) -> str:
+        return self.endpoint
+
+    def _new(self) -> _Connection:
+        return _Connection(self.open_socket, self.timeout)
 
     # -- connections --------------------------------------------------------
     def _take(self) -> tuple[_Connection, bool]:
@@ -341,7 +364,7 @@ class UnixTransport:
                 if _alive(conn):
                     return conn, True
                 conn.close()
-        return _Connection(self.socket_path, self.timeout), False
+        return self._new(), False
 
     def _give(self, conn: _Connection) -> None:
         with self._lock:
@@ -353,13 +376,9 @@ class UnixTransport:
         Raises:
             ConnectionFailed: nobody answers on the socket.
         """
-        conn = _Connection(self.socket_path, self.timeout)
+        conn = self._new()
         conn.connect()
         self._give(conn)
-
-    def open_socket(self, timeout: float | None = None) -> socket.socket:
-        """A fresh raw socket to the daemon (websockets use their own)."""
-        return open_unix_socket(self.socket_path, timeout)
 
     def close(self) -> None:
         with self._lock:
@@ -385,8 +404,8 @@ class UnixTransport:
             data = resp.read()
         except (OSError, HTTPError) as e:
             conn.close()
-            raise ConnectionFailed(f"coved hung up while answering {method} {path}: {e}",
-                                   self.socket_path, "closed") from None
+            raise ConnectionFailed(f"{self.name} hung up while answering {method} {path}: {e}",
+                                   self.endpoint, "closed") from None
         result = Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, data)
         if resp.will_close:
             conn.close()
@@ -424,7 +443,7 @@ class UnixTransport:
         except ConnectionFailed as e:
             if not (reused and replayable and e.reason == "closed"):
                 raise
-            conn = _Connection(self.socket_path, self.timeout)
+            conn = self._new()
             resp = self._send(conn, method, path, body, hdrs)
         return resp, conn
 
@@ -439,10 +458,26 @@ class UnixTransport:
         except (OSError, HTTPError) as e:
             conn.close()
             if isinstance(e, TimeoutError):
-                raise ConnectionFailed(f"coved did not answer {method} {path} in time",
-                                       self.socket_path, "timeout") from None
-            raise ConnectionFailed(f"coved hung up during {method} {path}: {e}",
-                                   self.socket_path, "closed") from None
+                raise ConnectionFailed(f"{self.name} did not answer {method} {path} in time",
+                                       self.endpoint, "timeout") from None
+            raise ConnectionFailed(f"{self.name} hung up during {method} {path}: {e}",
+                                   self.endpoint, "closed") from None
+
+
+class UnixTransport(HttpTransport):
+    """HTTP over a unix socket (coved's, or LXD's ``/var/lib/lxd/unix.socket``)."""
+
+    name = "coved"
+
+    def __init__(self, socket_path: str, timeout: float | None = None, *,
+                 name: str = "coved") -> None:
+        super().__init__(timeout)
+        self.endpoint = socket_path
+        self.name = name
+
+    def open_socket(self, timeout: float | None = None) -> socket.socket:
+        """A fresh raw socket to the daemon (websockets use their own)."""
+        return open_unix_socket(self.endpoint, timeout, self.name)
 
 
 def _alive(conn: _Connection) -> bool:

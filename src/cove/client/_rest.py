@@ -29,7 +29,10 @@ import select
 import threading
 from urllib.parse import quote, urlencode
 
-from cove.client._http import Response, UnixTransport, parse_envelope
+from cove.client import _wire as wire
+from cove.client._exec import ExecResult
+from cove.client._http import HttpTransport, Response, UnixTransport, parse_envelope
+from cove.client._wire import InstanceFile
 from cove.model.errors import CoveError, InternalError, Timeout, error_for_status
 
 TYPE_CHECKING = False
@@ -176,47 +179,6 @@ class Operation:
     __hash__ = None  # type: ignore[assignment]
 
 
-class InstanceFile:
-    """A path in an instance as ``GET .../files`` answers.
-
-    ``type`` is ``file``, ``directory`` or ``symlink``; ``content`` the file's
-    bytes (for a symlink, its target); ``entries`` the names in a directory.
-    """
-
-    __slots__ = ("content", "entries", "gid", "mode", "path", "type", "uid")
-
-    def __init__(self, path: str, type: str, uid: int, gid: int, mode: int,
-                 content: bytes = b"", entries: list[str] | None = None) -> None:
-        self.path = path
-        self.type = type
-        self.uid = uid
-        self.gid = gid
-        self.mode = mode
-        self.content = content
-        self.entries = entries
-
-    @property
-    def target(self) -> str:
-        return self.content.decode("utf-8", "surrogateescape")
-
-    def __repr__(self) -> str:
-        return f"<InstanceFile {self.path} {self.type} {self.uid}:{self.gid} {self.mode:04o}>"
-
-
-class ExecResult:
-    """How a command ended: exit code and whatever output was captured."""
-
-    __slots__ = ("exit_code", "stderr", "stdout")
-
-    def __init__(self, exit_code: int, stdout: bytes = b"", stderr: bytes = b"") -> None:
-        self.exit_code = exit_code
-        self.stdout = stdout
-        self.stderr = stderr
-
-    def __repr__(self) -> str:
-        return f"<ExecResult exit_code={self.exit_code} stdout={len(self.stdout)}B>"
-
-
 class Client:
     """A cove (or LXD) server over its unix socket.
 
@@ -225,9 +187,10 @@ class Client:
     """
 
     def __init__(self, socket_path: str | None = None, *,
-                 transport: UnixTransport | None = None) -> None:
-        self.socket_path = socket_path or default_socket_path()
-        self.transport = transport or UnixTransport(self.socket_path)
+                 transport: HttpTransport | None = None) -> None:
+        self.transport: HttpTransport = transport or UnixTransport(
+            socket_path or default_socket_path())
+        self.socket_path = self.transport.endpoint
 
     def close(self) -> None:
         self.transport.close()
@@ -249,6 +212,12 @@ class Client:
         """One request, whole answer, no envelope parsing (for odd endpoints)."""
         return self.transport.request(method, path, body, headers, progress=progress)
 
+    def send(self, req: wire.Request,
+             progress: Callable[[int, int | None], None] | None = None) -> Response:
+        """Send one ``cove.client._wire.Request``; the whole answer, unparsed."""
+        return self.transport.request(req.method, req.path, req.body, req.headers or None,
+                                      progress=progress)
+
     def _sync(self, method: str, path: str, body: Any = None) -> Any:
         return parse_envelope(self.raw(method, path, body)).get("metadata")
 
@@ -269,29 +238,27 @@ class Client:
     def _op(self, method: str, path: str, body: Any = None,
             headers: dict[str, str] | None = None,
             progress: Callable[[int, int | None], None] | None = None) -> Operation:
-        env = parse_envelope(self.raw(method, path, body, headers, progress))
-        if env.get("type") == "async" and isinstance(env.get("metadata"), dict):
-            return Operation.from_dict(env["metadata"], self)
-        op_id = str(env.get("operation") or "").rsplit("/", 1)[-1]
-        md = env.get("metadata")
-        return Operation(op_id, status="Success", status_code=200,
-                         metadata=md if isinstance(md, dict) else {"result": md}, client=self)
+        return Operation.from_dict(
+            wire.operation_of(self.raw(method, path, body, headers, progress)), self)
+
+    def _send_op(self, req: wire.Request) -> Operation:
+        return self._op(req.method, req.path, req.body, req.headers or None)
 
     # -- server -----------------------------------------------------------------
     def server(self) -> dict[str, Any]:
         """``GET /1.0``: api version, extensions, environment."""
-        return self._get_dict("/1.0")
+        return self._get_dict(wire.server().path)
 
     # -- instances ----------------------------------------------------------------
     def instances(self, recursion: int = 1) -> list[Any]:
         """``GET /1.0/instances?recursion=N``: URLs (0), objects (1), with state (2)."""
-        return self._get_list(f"/1.0/instances?recursion={int(recursion)}")
+        return self._get_list(wire.instances(recursion).path)
 
     def instance(self, name: str) -> dict[str, Any]:
-        return self._get_dict(f"/1.0/instances/{_q(name)}")
+        return self._get_dict(wire.instance(name).path)
 
     def instance_state(self, name: str) -> dict[str, Any]:
-        return self._get_dict(f"/1.0/instances/{_q(name)}/state")
+        return self._get_dict(wire.instance_state(name).path)
 
     def create_instance(self, name: str | None, source: dict[str, Any], *,
                         config: dict[str, str] | None = None,
@@ -301,38 +268,26 @@ class Client:
         """``POST /1.0/instances``. ``source`` is ``{"type": "image", "alias": A}``
         or ``{"type": "image", "fingerprint": F}``. A None name lets the server pick.
         ``start`` makes and starts it in one operation (LXD's ``instance_create_start``)."""
-        body: dict[str, Any] = {
-            "type": "container",
-            "source": source,
-            "config": config or {},
-            "devices": devices or {},
-            "ephemeral": ephemeral,
-            "description": description,
-        }
-        if name:
-            body["name"] = name
-        if profiles is not None:
-            body["profiles"] = profiles
-        if start:
-            body["start"] = True
-        return self._op("POST", "/1.0/instances", body)
+        return self._send_op(wire.create_instance(
+            name, source, config=config, devices=devices, ephemeral=ephemeral,
+            profiles=profiles, description=description, start=start))
 
     def update_instance(self, name: str, body: dict[str, Any], *, patch: bool = False) -> Operation:
         """``PUT`` (replace) or ``PATCH`` (merge) ``/1.0/instances/NAME``."""
-        return self._op("PATCH" if patch else "PUT", f"/1.0/instances/{_q(name)}", body)
+        return self._send_op(wire.update_instance(name, body, patch=patch))
 
     def rename_instance(self, name: str, new_name: str) -> Operation:
-        return self._op("POST", f"/1.0/instances/{_q(name)}", {"name": new_name})
+        return self._send_op(wire.rename_instance(name, new_name))
 
     def delete_instance(self, name: str) -> Operation:
-        return self._op("DELETE", f"/1.0/instances/{_q(name)}")
+        return self._send_op(wire.delete_instance(name))
 
     def change_state(self, name: str, action: str, *, timeout: int = -1, force: bool = False,
                      stateful: bool = False) -> Operation:
         """``PUT /1.0/instances/NAME/state``; action is start, stop, restart,
         freeze or unfreeze. ``timeout`` -1 waits as long as it takes."""
-        body = {"action": action, "timeout": timeout, "force": force, "stateful": stateful}
-        return self._op("PUT", f"/1.0/instances/{_q(name)}/state", body)
+        return self._send_op(wire.change_state(name, action, timeout=timeout, force=force,
+                                               stateful=stateful))
 
     # -- exec ---------------------------------------------------------------------
     def exec_start(self, name: str, command: list[str], *,
@@ -345,24 +300,9 @@ class Client:
         ``user``/``group`` are sent as given: an int is a uid/gid, a str a
         name the server resolves inside the instance.
         """
-        body: dict[str, Any] = {
-            "command": list(command),
-            "environment": environment or {},
-            "wait-for-websocket": True,
-            "interactive": interactive,
-            "record-output": False,
-        }
-        if width is not None:
-            body["width"] = width
-        if height is not None:
-            body["height"] = height
-        if user is not None:
-            body["user"] = user
-        if group is not None:
-            body["group"] = group
-        if cwd:
-            body["cwd"] = cwd
-        op = self._op("POST", f"/1.0/instances/{_q(name)}/exec", body)
+        op = self._send_op(wire.exec_command(
+            name, command, environment=environment, user=user, group=group, cwd=cwd,
+            interactive=interactive, width=width, height=height))
         fds = op.metadata.get("fds") or {}
         names = ["control", "0"] if interactive else ["control", "0", "1", "2"]
         missing = [n for n in names if n not in fds]
@@ -406,23 +346,9 @@ class Client:
         return WebSocket.connect(sock, path)
 
     # -- files ----------------------------------------------------------------------
-    def _file_path(self, name: str, path: str) -> str:
-        return f"/1.0/instances/{_q(name)}/files?{urlencode({'path': path})}"
-
     def file_get(self, name: str, path: str) -> InstanceFile:
         """``GET .../files?path=P``: a file's bytes, a directory's names, a link's target."""
-        resp = self.raw("GET", self._file_path(name, path))
-        if resp.status >= 400:
-            parse_envelope(resp)
-        ftype = resp.header("x-lxd-type") or "file"
-        f = InstanceFile(path, ftype, int(resp.header("x-lxd-uid") or 0),
-                         int(resp.header("x-lxd-gid") or 0),
-                         int(resp.header("x-lxd-mode") or "0", 8))
-        if ftype == "directory":
-            f.entries = [str(e) for e in (parse_envelope(resp).get("metadata") or [])]
-        else:
-            f.content = resp.body
-        return f
+        return wire.instance_file(self.send(wire.file_get(name, path)), path)
 
     def file_put(self, name: str, path: str, data: bytes | BinaryIO | None = None, *,
                  uid: int | None = None, gid: int | None = None, mode: int | None = None,
@@ -433,21 +359,12 @@ class Client:
         For ``type="symlink"`` ``data`` is the link target; for a directory
         it is ignored.
         """
-        headers = {"X-LXD-type": type, "X-LXD-write": write,
-                   "Content-Type": "application/octet-stream"}
-        if uid is not None:
-            headers["X-LXD-uid"] = str(uid)
-        if gid is not None:
-            headers["X-LXD-gid"] = str(gid)
-        if mode is not None:
-            headers["X-LXD-mode"] = f"{mode:04o}"
-        body: Any = b"" if type == "directory" or data is None else data
-        if isinstance(body, str):
-            body = body.encode()
-        parse_envelope(self.raw("POST", self._file_path(name, path), body, headers, progress))
+        req = wire.file_put(name, path, data, uid=uid, gid=gid, mode=mode, type=type,
+                            write=write)
+        parse_envelope(self.send(req, progress))
 
     def file_delete(self, name: str, path: str) -> None:
-        parse_envelope(self.raw("DELETE", self._file_path(name, path)))
+        parse_envelope(self.send(wire.file_delete(name, path)))
 
     # -- logs ----------------------------------------------------------------------
     def logs(self, name: str) -> bytes:
@@ -469,10 +386,10 @@ class Client:
 
     # -- images ----------------------------------------------------------------------
     def images(self) -> list[dict[str, Any]]:
-        return self._get_list("/1.0/images?recursion=1")
+        return self._get_list(wire.images().path)
 
     def image(self, fingerprint: str) -> dict[str, Any]:
-        return self._get_dict(f"/1.0/images/{_q(fingerprint)}")
+        return self._get_dict(wire.image(fingerprint).path)
 
     def import_image(self, source: str | BinaryIO, *, aliases: list[str] | tuple[str, ...] = (),
                      public: bool = False, filename: str | None = None,
@@ -525,7 +442,7 @@ class Client:
 
     # -- operations ----------------------------------------------------------------
     def operation(self, op_id: str) -> Operation:
-        return Operation.from_dict(self._get_dict(f"/1.0/operations/{_q(op_id)}"), self)
+        return Operation.from_dict(self._get_dict(wire.operation(op_id).path), self)
 
     def wait_operation(self, op_id: str, timeout: float | None = None, *,
                        raise_error: bool = True) -> Operation:
@@ -535,9 +452,8 @@ class Client:
             Timeout: still running when ``timeout`` ran out.
             CoveError: it failed (only with ``raise_error``).
         """
-        secs = -1 if timeout is None else max(0, int(timeout + 0.999))
         op = Operation.from_dict(
-            self._get_dict(f"/1.0/operations/{_q(op_id)}/wait?timeout={secs}"), self)
+            self._get_dict(wire.wait_operation(op_id, timeout).path), self)
         if not op.done:
             raise Timeout(f"Operation {op_id} did not finish within {timeout}s")
         if raise_error:

@@ -1,0 +1,310 @@
+"""The LXD API 1.0 requests the client makes, and how their answers are read.
+
+Design note: this module does no I/O. Every request is built here as a
+``Request`` and every answer is read here from a ``Response``; the sync
+``Client`` sends them over its socket, the asyncio driver over aiohttp, and
+the drivers' flows (``cove.client.drivers._rest_steps``) chain them. So there
+is exactly one place that knows a path, a body or a header of the protocol,
+and the sync and async clients cannot drift apart (httpx's 2,000-line sync
+and async twins are the warning). Standard library only: the CLI imports it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from urllib.parse import quote, urlencode
+
+from cove.client._http import Response, parse_envelope
+from cove.model.errors import InternalError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+__all__ = [
+    "InstanceFile",
+    "Request",
+    "add_certificate",
+    "as_dict",
+    "as_list",
+    "certificates",
+    "change_state",
+    "create_instance",
+    "delete_certificate",
+    "delete_instance",
+    "exec_command",
+    "file_delete",
+    "file_get",
+    "file_put",
+    "image",
+    "images",
+    "instance",
+    "instance_file",
+    "instance_state",
+    "instances",
+    "metadata",
+    "operation",
+    "operation_of",
+    "server",
+    "update_instance",
+    "update_server",
+    "wait_operation",
+]
+
+
+def q(name: str) -> str:
+    """One path segment, escaped."""
+    return quote(name, safe="")
+
+
+@dataclass(frozen=True)
+class Request:
+    """One HTTP request: ``body`` is JSON-able, bytes, a binary file or None."""
+
+    method: str
+    path: str
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+# -- requests ------------------------------------------------------------------------
+
+def server() -> Request:
+    return Request("GET", "/1.0")
+
+
+def update_server(config: dict[str, Any], *, patch: bool = True) -> Request:
+    """``PATCH`` (merge) or ``PUT`` (replace) the server's ``config``."""
+    return Request("PATCH" if patch else "PUT", "/1.0", {"config": config})
+
+
+def instances(recursion: int = 1) -> Request:
+    return Request("GET", f"/1.0/instances?recursion={int(recursion)}")
+
+
+def instance(name: str) -> Request:
+    return Request("GET", f"/1.0/instances/{q(name)}")
+
+
+def instance_state(name: str) -> Request:
+    return Request("GET", f"/1.0/instances/{q(name)}/state")
+
+
+def create_instance(name: str | None, source: dict[str, Any], *,
+                    config: dict[str, str] | None = None,
+                    devices: dict[str, dict[str, str]] | None = None,
+                    ephemeral: bool = False, profiles: list[str] | None = None,
+                    description: str = "", start: bool = False) -> Request:
+    """``POST /1.0/instances``. A None name lets the server pick one."""
+    body: dict[str, Any] = {
+        "type": "container",
+        "source": source,
+        "config": config or {},
+        "devices": devices or {},
+        "ephemeral": ephemeral,
+        "description": description,
+    }
+    if start:
+        body["start"] = True
+    if name:
+        body["name"] = name
+    if profiles is not None:
+        body["profiles"] = profiles
+    return Request("POST", "/1.0/instances", body)
+
+
+def update_instance(name: str, body: dict[str, Any], *, patch: bool = False) -> Request:
+    return Request("PATCH" if patch else "PUT", f"/1.0/instances/{q(name)}", body)
+
+
+def rename_instance(name: str, new_name: str) -> Request:
+    return Request("POST", f"/1.0/instances/{q(name)}", {"name": new_name})
+
+
+def delete_instance(name: str) -> Request:
+    return Request("DELETE", f"/1.0/instances/{q(name)}")
+
+
+def change_state(name: str, action: str, *, timeout: int = -1, force: bool = False,
+                 stateful: bool = False) -> Request:
+    body = {"action": action, "timeout": timeout, "force": force, "stateful": stateful}
+    return Request("PUT", f"/1.0/instances/{q(name)}/state", body)
+
+
+def exec_command(name: str, command: list[str], *, environment: dict[str, str] | None = None,
+                 user: int | str | None = None, group: int | str | None = None,
+                 cwd: str | None = None, interactive: bool = False,
+                 width: int | None = None, height: int | None = None,
+                 websockets: bool = True) -> Request:
+    """``POST .../exec``: with ``websockets`` the answer carries the fd
+    secrets; without, the output is recorded and only the exit code matters."""
+    body: dict[str, Any] = {
+        "command": list(command),
+        "environment": environment or {},
+        "wait-for-websocket": websockets,
+        "interactive": interactive,
+        "record-output": not websockets,
+    }
+    if width is not None:
+        body["width"] = width
+    if height is not None:
+        body["height"] = height
+    if user is not None:
+        body["user"] = user
+    if group is not None:
+        body["group"] = group
+    if cwd:
+        body["cwd"] = cwd
+    return Request("POST", f"/1.0/instances/{q(name)}/exec", body)
+
+
+def _file_path(name: str, path: str) -> str:
+    return f"/1.0/instances/{q(name)}/files?{urlencode({'path': path})}"
+
+
+def file_get(name: str, path: str) -> Request:
+    return Request("GET", _file_path(name, path))
+
+
+def file_put(name: str, path: str, data: Any = None, *, uid: int | None = None,
+             gid: int | None = None, mode: int | None = None, type: str = "file",
+             write: str = "overwrite") -> Request:
+    """``POST .../files?path=P`` with the X-LXD-* headers. For a symlink
+    ``data`` is its target; for a directory it is ignored."""
+    headers = {"X-LXD-type": type, "X-LXD-write": write,
+               "Content-Type": "application/octet-stream"}
+    if uid is not None:
+        headers["X-LXD-uid"] = str(uid)
+    if gid is not None:
+        headers["X-LXD-gid"] = str(gid)
+    if mode is not None:
+        headers["X-LXD-mode"] = f"{mode:04o}"
+    body: Any = b"" if type == "directory" or data is None else data
+    if isinstance(body, str):
+        body = body.encode()
+    return Request("POST", _file_path(name, path), body, headers)
+
+
+def file_delete(name: str, path: str) -> Request:
+    return Request("DELETE", _file_path(name, path))
+
+
+def images() -> Request:
+    return Request("GET", "/1.0/images?recursion=1")
+
+
+def image(fingerprint: str) -> Request:
+    return Request("GET", f"/1.0/images/{q(fingerprint)}")
+
+
+def operation(op_id: str) -> Request:
+    return Request("GET", f"/1.0/operations/{q(op_id)}")
+
+
+def wait_operation(op_id: str, timeout: float | None = None) -> Request:
+    """``GET /1.0/operations/ID/wait?timeout=N`` (N -1: no limit; whole seconds,
+    rounded up, as LXD takes them)."""
+    secs = -1 if timeout is None else max(0, int(timeout + 0.999))
+    return Request("GET", f"/1.0/operations/{q(op_id)}/wait?timeout={secs}")
+
+
+def certificates(recursion: int = 1) -> Request:
+    return Request("GET", f"/1.0/certificates?recursion={int(recursion)}")
+
+
+def add_certificate(certificate_pem: str | None, *, name: str = "", type: str = "client",
+                    password: str | None = None) -> Request:
+    """``POST /1.0/certificates``. ``certificate`` goes as LXD wants it: the
+    base64 DER (a PEM body without its armour); None trusts the caller's own
+    TLS certificate (with ``password``)."""
+    body: dict[str, Any] = {"type": type, "name": name}
+    if certificate_pem:
+        lines = [ln.strip() for ln in certificate_pem.strip().splitlines()]
+        body["certificate"] = "".join(ln for ln in lines if ln and not ln.startswith("-----"))
+    if password is not None:
+        body["password"] = password
+    return Request("POST", "/1.0/certificates", body)
+
+
+def delete_certificate(fingerprint: str) -> Request:
+    return Request("DELETE", f"/1.0/certificates/{q(fingerprint)}")
+
+
+# -- answers -------------------------------------------------------------------------
+
+def metadata(resp: Response) -> Any:
+    """The ``metadata`` of a successful envelope (raises the error of a failed one)."""
+    return parse_envelope(resp).get("metadata")
+
+
+def as_dict(resp: Response, what: str) -> dict[str, Any]:
+    md = metadata(resp)
+    if not isinstance(md, dict):
+        raise InternalError(f"{what}: the server sent no object")
+    return md
+
+
+def as_list(resp: Response, what: str) -> list[Any]:
+    md = metadata(resp)
+    if md is None:
+        return []
+    if not isinstance(md, list):
+        raise InternalError(f"{what}: the server sent no list")
+    return md
+
+
+def operation_of(resp: Response) -> dict[str, Any]:
+    """The operation a long action answered with, as a wire dict.
+
+    A server that answered synchronously gets a finished one made from its
+    answer, so callers always have an operation to wait on.
+    """
+    env = parse_envelope(resp)
+    if env.get("type") == "async" and isinstance(env.get("metadata"), dict):
+        return dict(env["metadata"])
+    op_id = str(env.get("operation") or "").rsplit("/", 1)[-1]
+    md = env.get("metadata")
+    return {"id": op_id, "class": "task", "status": "Success", "status_code": 200,
+            "metadata": md if isinstance(md, dict) else {"result": md}}
+
+
+class InstanceFile:
+    """A path in an instance as ``GET .../files`` answers.
+
+    ``type`` is ``file``, ``directory`` or ``symlink``; ``content`` the file's
+    bytes (for a symlink, its target); ``entries`` the names in a directory.
+    """
+
+    __slots__ = ("content", "entries", "gid", "mode", "path", "type", "uid")
+
+    def __init__(self, path: str, type: str, uid: int, gid: int, mode: int,
+                 content: bytes = b"", entries: list[str] | None = None) -> None:
+        self.path = path
+        self.type = type
+        self.uid = uid
+        self.gid = gid
+        self.mode = mode
+        self.content = content
+        self.entries = entries
+
+    @property
+    def target(self) -> str:
+        return self.content.decode("utf-8", "surrogateescape")
+
+    def __repr__(self) -> str:
+        return f"<InstanceFile {self.path} {self.type} {self.uid}:{self.gid} {self.mode:04o}>"
+
+
+def instance_file(resp: Response, path: str) -> InstanceFile:
+    """Read ``GET .../files``: a file's bytes, a folder's names, a link's target."""
+    if resp.status >= 400:
+        parse_envelope(resp)
+    ftype = resp.header("x-lxd-type") or "file"
+    f = InstanceFile(path, ftype, int(resp.header("x-lxd-uid") or 0),
+                     int(resp.header("x-lxd-gid") or 0),
+                     int(resp.header("x-lxd-mode") or "0", 8))
+    if ftype == "directory":
+        f.entries = [str(e) for e in (parse_envelope(resp).get("metadata") or [])]
+    else:
+        f.content = resp.body
+    return f
