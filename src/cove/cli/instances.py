@@ -43,16 +43,37 @@ def image_source(image: str) -> dict[str, str]:
 
 # -- create ------------------------------------------------------------------------
 
+def _devices(args: argparse.Namespace) -> dict[str, dict[str, str]]:
+    """``--network`` and ``-p/--publish`` as LXD devices (nic, proxy)."""
+    devices: dict[str, dict[str, str]] = {}
+    if args.network == "none":
+        devices["eth0"] = {"type": "none"}
+    elif args.network:
+        devices["eth0"] = {"type": "nic", "network": args.network, "name": "eth0"}
+    if args.publish:
+        from cove.model.errors import BadRequest
+        from cove.network.model import parse_publish
+
+        for spec in args.publish:
+            try:
+                name, dev = parse_publish(spec)
+            except BadRequest as e:
+                raise UsageError(str(e)) from None
+            devices[name] = dev
+    return devices
+
+
 def _create(ctx: Context, args: argparse.Namespace, start: bool) -> int:
     config = parse_kv(args.config, "KEY=VALUE for -c")
+    devices = _devices(args)
     client = ctx.client()
     name = args.name or _new_name()
     # One operation for launch: cove makes and starts the instance together and
     # undoes both if the start fails, so a failed launch leaves nothing behind.
     ctx.info(f"{'Launching' if start else 'Creating'} {name}")
     client.create_instance(name, image_source(args.image), config=config,
-                           ephemeral=args.ephemeral, profiles=args.profile or None,
-                           start=start).wait()
+                           devices=devices or None, ephemeral=args.ephemeral,
+                           profiles=args.profile or None, start=start).wait()
     return 0
 
 
@@ -299,7 +320,12 @@ def _create_parser(sub: Any, common: argparse.ArgumentParser, name: str, summary
                    help="set a config key (repeatable)")
     p.add_argument("-e", "--ephemeral", action="store_true",
                    help="delete the instance when it stops")
-    p.add_argument("-p", "--profile", action="append", metavar="PROFILE",
+    p.add_argument("-p", "--publish", action="append", metavar="[ADDR:]PORT:PORT[/udp]",
+                   help="publish a container port on the host (repeatable): 8080:80, "
+                        "127.0.0.1:5353:53/udp")
+    p.add_argument("-n", "--network", metavar="NETWORK",
+                   help="put eth0 on this network instead of the default one ('none': no NIC)")
+    p.add_argument("--profile", action="append", metavar="PROFILE",
                    help="apply a profile (repeatable; default: the server's default)")
     p.set_defaults(func=cmd_launch if name == "launch" else cmd_init)
 
@@ -322,6 +348,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                    "  cove launch busybox c1\n"
                    "  cove launch busybox                   a name is made up and printed\n"
                    "  cove launch busybox c2 -c limits.memory=256MiB -c environment.FOO=bar\n"
+                   "  cove launch busybox web -p 8080:80     port 80 of web on the host's 8080\n"
+                   "  cove launch busybox dns -p 127.0.0.1:5353:53/udp --network lab\n"
                    "  cove launch -e busybox scratch        deleted when it stops")
     _create_parser(sub, common, "init", "Create an instance from an image (do not start it)",
                    "examples:\n"

@@ -384,6 +384,35 @@ class Client:
             parse_envelope(Response(stream.status, stream.headers, body))
         return iter(stream)
 
+    # -- networks (LXD answers these synchronously) --------------------------------------
+    def networks(self) -> list[dict[str, Any]]:
+        """``GET /1.0/networks?recursion=1``: every managed network."""
+        return self._get_list(wire.networks(1).path)
+
+    def network(self, name: str) -> dict[str, Any]:
+        return self._get_dict(wire.network(name).path)
+
+    def network_state(self, name: str) -> dict[str, Any]:
+        return self._get_dict(wire.network(name, "state").path)
+
+    def network_leases(self, name: str) -> list[dict[str, Any]]:
+        return self._get_list(wire.network(name, "leases").path)
+
+    def create_network(self, name: str, config: dict[str, str] | None = None, *,
+                       description: str = "", type: str = "bridge") -> None:
+        """Make a bridge network; ``ipv4.address`` defaults to ``auto`` (a free subnet)."""
+        wire.metadata(self.send(wire.create_network(name, config, description=description,
+                                                    type=type)))
+
+    def update_network(self, name: str, *, config: dict[str, str] | None = None,
+                       description: str | None = None, patch: bool = True) -> None:
+        wire.metadata(self.send(wire.update_network(name, config=config,
+                                                    description=description, patch=patch)))
+
+    def delete_network(self, name: str) -> None:
+        """Refused (BadRequest) while the default profile or an instance uses it."""
+        wire.metadata(self.send(wire.delete_network(name)))
+
     # -- images ----------------------------------------------------------------------
     def images(self) -> list[dict[str, Any]]:
         return self._get_list(wire.images().path)

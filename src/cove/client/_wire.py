@@ -30,8 +30,10 @@ __all__ = [
     "certificates",
     "change_state",
     "create_instance",
+    "create_network",
     "delete_certificate",
     "delete_instance",
+    "delete_network",
     "exec_command",
     "file_delete",
     "file_get",
@@ -43,10 +45,13 @@ __all__ = [
     "instance_state",
     "instances",
     "metadata",
+    "network",
+    "networks",
     "operation",
     "operation_of",
     "server",
     "update_instance",
+    "update_network",
     "update_server",
     "wait_operation",
 ]
@@ -228,6 +233,37 @@ def add_certificate(certificate_pem: str | None, *, name: str = "", type: str = 
 
 def delete_certificate(fingerprint: str) -> Request:
     return Request("DELETE", f"/1.0/certificates/{q(fingerprint)}")
+
+
+def networks(recursion: int = 1) -> Request:
+    return Request("GET", f"/1.0/networks?recursion={int(recursion)}")
+
+
+def network(name: str, sub: str = "") -> Request:
+    """``GET /1.0/networks/NAME`` (``sub``: ``state`` or ``leases``)."""
+    return Request("GET", f"/1.0/networks/{q(name)}" + (f"/{sub}" if sub else ""))
+
+
+def create_network(name: str, config: dict[str, str] | None = None, *,
+                   description: str = "", type: str = "bridge") -> Request:
+    return Request("POST", "/1.0/networks", {"name": name, "type": type,
+                                             "description": description,
+                                             "config": config or {}})
+
+
+def update_network(name: str, *, config: dict[str, str] | None = None,
+                   description: str | None = None, patch: bool = True) -> Request:
+    """``PATCH`` (merge) or ``PUT`` (replace) a network's config and description."""
+    body: dict[str, Any] = {}
+    if config is not None:
+        body["config"] = config
+    if description is not None:
+        body["description"] = description
+    return Request("PATCH" if patch else "PUT", f"/1.0/networks/{q(name)}", body)
+
+
+def delete_network(name: str) -> Request:
+    return Request("DELETE", f"/1.0/networks/{q(name)}")
 
 
 # -- answers -------------------------------------------------------------------------
