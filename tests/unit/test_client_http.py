@@ -36,8 +36,11 @@ pytest_plugins = ("test_client_fakelxd",)
 
 def test_exported_names() -> None:
     assert sorted(cove.client.__all__) == [
-        "Client", "ConnectionFailed", "ExecResult", "ExecSession", "InstanceFile",
-        "Operation", "Response", "UnixTransport", "default_socket_path"]
+        "AsyncRestDriver", "AsyncTransport", "CliDriver", "CliTransport", "Client",
+        "CommandFailed", "CommandNotFound", "ConnectionFailed", "Driver", "EngineTransport",
+        "ExecResult", "ExecSession", "InstanceFile", "LocalDriver", "LocalTransport",
+        "Operation", "Progress", "Response", "RestDriver", "RestTransport", "Transport",
+        "UnixTransport", "connect", "default_socket_path", "fetch_certificate"]
     for name in cove.client.__all__:
         assert getattr(cove.client, name) is not None
 

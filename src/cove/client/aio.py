@@ -1,0 +1,383 @@
+"""The asyncio flavour: ``AsyncRestDriver`` and its ``AsyncTransport``.
+
+Design note (the rule of CONVENTIONS.md #13): nothing of the protocol or of
+the driver's meaning is written here. The convergent algorithms are the
+flows of ``drivers.base``, the requests and answers are ``_wire``'s, what a
+step sends is ``drivers._rest_steps``, folder copies are
+``transports._trees`` and the command's env/ids/result are
+``transports.base.ExecPlan``, all shared with the sync ``RestDriver``. This
+module only does their I/O with aiohttp (``adrive``), plus the one thing that
+is truly different: pumping an exec's websockets with tasks, not threads.
+
+For web apps and spawners: every method is a coroutine; nothing blocks the
+event loop on the network (local files of folder copies are read and
+written directly, as aiofiles-free code does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
+
+import aiohttp
+from yarl import URL
+
+from cove.client import _wire as wire
+from cove.client._endpoint import is_https, unix_path
+from cove.client._exec import CommandNotFound, ExecResult
+from cove.client._flow import adrive
+from cove.client._http import ConnectionFailed, Response, parse_envelope
+from cove.client._rest import default_socket_path
+from cove.client.drivers._rest_steps import perform, wait
+from cove.client.drivers.base import Flow, ProgressCallback, Sleep, Step, flows
+from cove.client.transports import _trees as trees
+from cove.client.transports.base import (
+    ExecPlan,
+    OutputCallback,
+    StdinLike,
+    check_container_path,
+    check_local,
+)
+from cove.model.errors import BadRequest, CoveError, NotFound, Timeout
+from cove.model.names import validate_instance_name
+from cove.model.passwd import PasswdEntry, parse_passwd, resolve_user
+
+if TYPE_CHECKING:
+    from typing import Self
+
+__all__ = ["AsyncRestDriver", "AsyncTransport"]
+
+T = TypeVar("T")
+_END = json.dumps({"command": "end"})
+
+
+class AsyncRestDriver:
+    """``RestDriver`` for asyncio: the same methods, as coroutines.
+
+    ``endpoint``, ``verify``, ``client_cert`` and ``client_key`` are the
+    sync driver's. Use ``async with`` or ``await close()``.
+    """
+
+    def __init__(self, endpoint: str | None = None, *, verify: bool | str = True,
+                 client_cert: str | None = None, client_key: str | None = None,
+                 timeout: float | None = None) -> None:
+        self.endpoint = endpoint or default_socket_path()
+        self.timeout = timeout
+        self._session: aiohttp.ClientSession | None = None
+        if is_https(self.endpoint):
+            from cove.client._tls import client_context, default_client_cert, parse_https
+
+            host, port = parse_https(self.endpoint)
+            if client_cert is None and client_key is None:
+                client_cert, client_key = default_client_cert()
+            self._ssl: Any = client_context(verify, client_cert, client_key)
+            self._base = f"https://{host}:{port}"
+            self._socket: str | None = None
+        else:
+            self._socket = unix_path(self.endpoint)
+            self._ssl = None
+            self._base = "http://lxd"
+
+    def __repr__(self) -> str:
+        return f"AsyncRestDriver({self.endpoint!r})"
+
+    # -- I/O ----------------------------------------------------------------------------
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector: aiohttp.BaseConnector = (
+                aiohttp.UnixConnector(path=self._socket) if self._socket
+                else aiohttp.TCPConnector(ssl=self._ssl))
+            self._session = aiohttp.ClientSession(
+                connector=connector, timeout=aiohttp.ClientTimeout(total=self.timeout))
+        return self._session
+
+    def url(self, path: str) -> URL:
+        return URL(self._base + path, encoded=True)
+
+    def _failed(self, e: Exception) -> ConnectionFailed:
+        where = self._socket or self._base
+        if isinstance(e, aiohttp.ClientConnectorCertificateError):
+            return ConnectionFailed(f"The server at {where} is not trusted: "
+                                    f"{e.certificate_error}", where, "certificate")
+        if isinstance(e, aiohttp.ClientSSLError):
+            return ConnectionFailed(f"TLS with {where} failed: {e}", where, "tls")
+        if isinstance(e, aiohttp.ClientConnectorError):
+            err = e.os_error
+            reason = "missing" if isinstance(err, FileNotFoundError) else \
+                "denied" if isinstance(err, PermissionError) else "refused"
+            return ConnectionFailed(f"Cannot connect to {where}: {err.strerror or err}",
+                                    where, reason)
+        if isinstance(e, asyncio.TimeoutError):
+            return ConnectionFailed(f"{where} did not answer in time", where, "timeout")
+        return ConnectionFailed(f"{where} hung up: {e}", where, "closed")
+
+    async def send(self, req: wire.Request) -> Response:
+        """Send one ``_wire.Request``; the whole answer, unparsed."""
+        body = req.body
+        headers = dict(req.headers)
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body).encode()
+            headers.setdefault("Content-Type", "application/json")
+        try:
+            async with self.session().request(req.method, self.url(req.path), data=body,
+                                              headers=headers) as r:
+                data = await r.read()
+                return Response(r.status, {k.lower(): v for k, v in r.headers.items()}, data)
+        except (TimeoutError, aiohttp.ClientError) as e:
+            raise self._failed(e) from None
+
+    async def websocket(self, op_id: str, secret: str) -> aiohttp.ClientWebSocketResponse:
+        path = f"/1.0/operations/{wire.q(op_id)}/websocket?secret={wire.q(secret)}"
+        try:
+            return await self.session().ws_connect(self.url(path), max_msg_size=0)
+        except (TimeoutError, aiohttp.ClientError) as e:
+            raise self._failed(e) from None
+
+    async def _do(self, step: Step) -> Any:
+        if isinstance(step, Sleep):
+            await asyncio.sleep(step.seconds)
+            return None
+        return await adrive(perform(step), self.send)
+
+    async def _run(self, flow: Flow[T]) -> T:
+        return await adrive(flow, self._do)
+
+    # -- the interface (see Driver for each contract) ------------------------------------
+    async def server_info(self) -> dict[str, Any]:
+        return wire.as_dict(await self.send(wire.server()), "GET /1.0")
+
+    async def create_container(self, name: str, *, alias: str | None = None,
+                               fingerprint: str | None = None,
+                               properties: Mapping[str, str] | None = None,
+                               server: str | None = None, protocol: str | None = None,
+                               profiles: Sequence[str] | None = None,
+                               config: Mapping[str, Any] | None = None,
+                               devices: Mapping[str, Mapping[str, str]] | None = None,
+                               autostart: bool = True,
+                               progress: ProgressCallback | None = None) -> str:
+        return await self._run(flows.create_container(
+            name, alias=alias, fingerprint=fingerprint, properties=properties, server=server,
+            protocol=protocol, profiles=profiles, config=config, devices=devices,
+            autostart=autostart, progress=progress))
+
+    async def update_container(self, name: str, *, config: Mapping[str, Any] | None = None,
+                               devices: Mapping[str, Mapping[str, str] | None] | None = None,
+                               profiles: Sequence[str] | None = None) -> None:
+        await self._run(flows.update(name, config=config, devices=devices, profiles=profiles))
+
+    async def start_container(self, name: str, *,
+                              progress: ProgressCallback | None = None) -> None:
+        await self._run(flows.start(name, progress=progress))
+
+    async def stop_container(self, name: str, *, force: bool = False, timeout: float = 0,
+                             retry_interval: float | None = None,
+                             retry_count: int | None = None) -> None:
+        await self._run(flows.stop(name, force=force, timeout=timeout,
+                                   retry_interval=retry_interval, retry_count=retry_count))
+
+    async def delete_container(self, name: str) -> None:
+        await self._run(flows.delete(name))
+
+    async def container_status(self, name: str) -> str:
+        return await self._run(flows.status(name))
+
+    async def container(self, name: str) -> dict[str, Any]:
+        return await self._run(flows.get(name))
+
+    async def container_state(self, name: str) -> dict[str, Any]:
+        return await self._run(flows.state(name))
+
+    async def wait_for(self, name: str, what: str, timeout: float = 60) -> Any:
+        return await self._run(flows.wait_for(name, what, timeout))
+
+    def transport_for(self, name: str) -> AsyncTransport:
+        return AsyncTransport(self, validate_instance_name(name))
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+class AsyncTransport:
+    """One container through an ``AsyncRestDriver``: ``Transport``'s methods as
+    coroutines (``user()`` too: it reads the container's /etc/passwd)."""
+
+    def __init__(self, driver: AsyncRestDriver, name: str,
+                 bound_user: PasswdEntry | None = None) -> None:
+        self.driver = driver
+        self.name = name
+        self.bound_user = bound_user
+
+    def __repr__(self) -> str:
+        return f"AsyncTransport({self.driver.endpoint!r}, {self.name!r})"
+
+    # -- files -----------------------------------------------------------------------------
+    async def _file_op(self, op: trees.Get | trees.Put | trees.ListDir) -> Any:
+        if isinstance(op, trees.Get):
+            return wire.instance_file(await self.driver.send(wire.file_get(self.name, op.path)),
+                                      op.path)
+        if isinstance(op, trees.ListDir):
+            return await adrive(trees.names_in(op.folder), self._file_op)
+        data = op.target.encode() if op.type == "symlink" else op.data
+        req = wire.file_put(self.name, op.path, data, uid=op.uid, gid=op.gid,
+                            mode=None if op.type == "symlink" else op.mode, type=op.type)
+        parse_envelope(await self.driver.send(req))
+        return None
+
+    async def _files(self, flow: trees.FileFlow[T]) -> T:
+        return await adrive(flow, self._file_op)
+
+    def _owner(self, uid: int | None, gid: int | None) -> tuple[int | None, int | None]:
+        u = self.bound_user
+        if u is None:
+            return uid, gid
+        return (u.uid if uid is None else uid, u.gid if gid is None else gid)
+
+    async def read_file(self, path: str) -> bytes:
+        return await self._files(trees.read(check_container_path(path)))
+
+    async def write_file(self, path: str, content: bytes | str, *, uid: int | None = None,
+                         gid: int | None = None, mode: int | None = None) -> None:
+        path = check_container_path(path)
+        data = content.encode() if isinstance(content, str) else bytes(content)
+        await self._files(trees.write(path, data, *self._owner(uid, gid), mode))
+
+    async def download_file(self, path: str, local_path: str | os.PathLike[str]) -> None:
+        await self._files(trees.download_file(check_container_path(path),
+                                              check_local(local_path)))
+
+    async def upload_file(self, local_path: str | os.PathLike[str], path: str, *,
+                          uid: int | None = None, gid: int | None = None,
+                          mode: int | None = None) -> None:
+        local = check_local(local_path)
+        if not local.is_symlink() and not local.is_file():
+            raise NotFound(f"No local file {str(local)!r}") if not local.exists() else \
+                BadRequest(f"{str(local)!r} is not a file: use upload_folder")
+        if mode is None and not local.is_symlink():
+            mode = local.stat().st_mode & 0o7777
+        await self._files(trees.upload_file(local, check_container_path(path),
+                                            *self._owner(uid, gid), mode))
+
+    async def download_folder(self, path: str, local_path: str | os.PathLike[str]) -> None:
+        path = check_container_path(path)
+        if path == "/":
+            raise BadRequest("Refusing to download the whole container: name a folder")
+        local = check_local(local_path)
+        local.mkdir(parents=True, exist_ok=True)
+        await self._files(trees.download_folder(path, local))
+
+    async def upload_folder(self, local_path: str | os.PathLike[str], path: str, *,
+                            uid: int | None = None, gid: int | None = None) -> None:
+        local = check_local(local_path)
+        if not local.is_dir() or local.is_symlink():
+            raise NotFound(f"No local folder {str(local)!r}") if not local.exists() else \
+                BadRequest(f"{str(local)!r} is not a folder: use upload_file")
+        await self._files(trees.upload_folder(Path(local).absolute(), check_container_path(path),
+                                              *self._owner(uid, gid)))
+
+    # -- users -------------------------------------------------------------------------------
+    async def _resolve(self, user: int | str) -> PasswdEntry:
+        if isinstance(user, bool) or not isinstance(user, (int, str)) or user == "":
+            raise BadRequest(f"A user is a name or a uid, not {user!r}")
+        try:
+            text = (await self.read_file("/etc/passwd")).decode("utf-8", "replace")
+        except NotFound:
+            text = ""
+        return resolve_user(user, parse_passwd(text))
+
+    async def user(self, user: int | str) -> AsyncTransport:
+        """A transport bound to ``user`` (see ``Transport.user``)."""
+        return AsyncTransport(self.driver, self.name, await self._resolve(user))
+
+    # -- commands ------------------------------------------------------------------------------
+    async def execute(self, command: str | Sequence[str], *,
+                      env: Mapping[str, str] | None = None, cwd: str | None = None,
+                      user: int | str | None = None, stdin: StdinLike = None,
+                      timeout: float | None = None, capture: bool = True,
+                      stream: OutputCallback | None = None) -> ExecResult:
+        """``Transport.execute`` as a coroutine (same arguments, same errors)."""
+        who = await self._resolve(user) if user is not None else self.bound_user
+        plan = ExecPlan(command, env, cwd, who, stdin, capture, stream, timeout)
+        code = await self._exec(plan, timeout)
+        if code == 127 and not await self._files(
+                trees.program_exists(plan.argv[0], plan.env.get("PATH"))):
+            raise CommandNotFound(f"Command not found: {plan.argv[0]}", plan.argv)
+        return plan.result(code)
+
+    async def _exec(self, plan: ExecPlan, timeout: float | None) -> int:
+        d = self.driver
+        resp = await d.send(wire.exec_command(self.name, plan.argv, environment=plan.env,
+                                              user=plan.uid, group=plan.gid, cwd=plan.cwd))
+        op = wire.operation_of(resp)
+        fds = (op.get("metadata") or {}).get("fds") or {}
+        sockets: dict[str, aiohttp.ClientWebSocketResponse] = {}
+        try:
+            for fd in ("control", "0", "1", "2"):
+                if fd not in fds:
+                    raise CoveError(f"exec answer lacks the websocket secret for {fd}")
+                sockets[fd] = await d.websocket(str(op["id"]), str(fds[fd]))
+            pumps = [asyncio.ensure_future(_feed(sockets["0"], plan.stdin)),
+                     asyncio.ensure_future(_drain(sockets["1"], plan.on_stdout)),
+                     asyncio.ensure_future(_drain(sockets["2"], plan.on_stderr))]
+            try:
+                done = await asyncio.wait_for(adrive(wait(op), d.send), timeout)
+            except TimeoutError:
+                with contextlib.suppress(Exception):
+                    await sockets["control"].send_str(json.dumps(
+                        {"command": "signal", "signal": 9}))
+                raise Timeout(f"{' '.join(plan.argv)} ran longer than {timeout:g}s in "
+                              f"{self.name} and was killed") from None
+            except CoveError:
+                # LXD fails every exec that exits 127 or 126, the code beside it.
+                got = wire.as_dict(await d.send(wire.operation(str(op["id"]))), "exec")
+                code = (got.get("metadata") or {}).get("return")
+                if code is None:
+                    raise
+                done = got
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*pumps[1:], return_exceptions=True), 5)
+            return int((done.get("metadata") or {}).get("return") or 0)
+        finally:
+            for ws in sockets.values():
+                with contextlib.suppress(Exception):
+                    await ws.close()
+
+
+async def _feed(ws: aiohttp.ClientWebSocketResponse, data: bytes | BinaryIO | None) -> None:
+    """stdin, then LXD's end-of-input barrier (a text frame) and a close."""
+    with contextlib.suppress(Exception):
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            if data:
+                await ws.send_bytes(bytes(data))
+        elif data is not None:
+            while True:
+                chunk = await asyncio.to_thread(data.read, 65536)
+                if not chunk:
+                    break
+                await ws.send_bytes(chunk)
+        await ws.send_str(_END)
+        await ws.close()
+
+
+async def _drain(ws: aiohttp.ClientWebSocketResponse, take: Any) -> None:
+    """One output stream until the server ends it (a close or a text barrier)."""
+    async for msg in ws:
+        if msg.type == aiohttp.WSMsgType.BINARY:
+            take(msg.data)
+        elif msg.type == aiohttp.WSMsgType.TEXT:
+            await ws.close()
+            return
+        else:
+            return
