@@ -151,3 +151,26 @@ def test_full_subnet_static_address_and_two_nics(netd: Coved) -> None:
         for n in (one, two, static):
             api.remove(n)
         api.request("DELETE", f"/1.0/networks/{tiny}")
+
+
+def test_ipv6_network(netd: Coved) -> None:
+    api = netd.api
+    n6 = _net_name()
+    api.sync("POST", "/1.0/networks", {"name": n6, "config": {"ipv6.address": "auto"}})
+    a, b = new_name("a6"), new_name("b6")
+    try:
+        cfg = api.sync("GET", f"/1.0/networks/{n6}")["config"]
+        assert cfg["ipv6.address"].startswith("fd") and cfg["ipv6.address"].endswith("::1/64")
+        for name in (a, b):
+            assert _launch_on(api, name, {"eth0": {"type": "nic", "network": n6}})[
+                "status"] == "Success"
+        addrs = api.state(b)["network"]["eth0"]["addresses"]
+        v6 = [x["address"] for x in addrs if x["family"] == "inet6"]
+        assert len(v6) == 1 and [x["family"] for x in addrs] == ["inet", "inet6"]
+        # usable at once (no duplicate address detection), by address and by name
+        out = api.sh(a, f"ping -6 -c1 -W1 {v6[0]} && ping -c1 -W1 {b}")
+        assert out.count(b"1 packets received") == 2
+    finally:
+        api.remove(a)
+        api.remove(b)
+        api.request("DELETE", f"/1.0/networks/{n6}")

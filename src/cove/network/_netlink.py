@@ -44,6 +44,7 @@ from cove.model.errors import Conflict, InternalError
 __all__ = ["LinkExists", "Netlink", "NicSetup", "br_netfilter_active"]
 
 _CLONE_NEWNET = 0x40000000
+_IFA_F_NODAD = 0x02
 _local = threading.local()
 _libc: Any = None
 
@@ -199,7 +200,10 @@ class Netlink:
                 ipr.addr("del", index=idx, address=addr, prefixlen=int(plen))
         for text in want - set(have):
             addr, plen = text.split("/")
-            ipr.addr("add", index=idx, address=addr, prefixlen=int(plen))
+            # no duplicate address detection: cove hands the addresses out, and
+            # DAD would keep an address unusable for its first second
+            ipr.addr("add", index=idx, address=addr, prefixlen=int(plen),
+                     **({"flags": _IFA_F_NODAD} if ":" in addr else {}))
 
     def delete_link(self, name: str) -> bool:
         """Remove a link if it exists (idempotent); True if it was there."""
@@ -250,7 +254,7 @@ class Netlink:
                             prefixlen=nic.ipv4.network.prefixlen)
                 if nic.ipv6 is not None:
                     ns.addr("add", index=idx, address=str(nic.ipv6.ip),
-                            prefixlen=nic.ipv6.network.prefixlen, flags=0x80)  # NODAD
+                            prefixlen=nic.ipv6.network.prefixlen, flags=_IFA_F_NODAD)
                 ns.link("set", index=idx, state="up")
                 if nic.default_route and nic.gateway4 is not None:
                     ns.route("add", dst="0.0.0.0/0", gateway=str(nic.gateway4), oif=idx)
