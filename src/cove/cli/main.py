@@ -68,6 +68,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "files": ("file",),
     "config": ("config",),
     "images": ("image",),
+    "query": ("query",),
     "network": ("network",),
 }
 
