@@ -3,20 +3,11 @@
 
 Usage: ``sudo .venv/bin/python bench/run.py [--runs N] [--list-runs N] [--install]``
 
-What is timed (wall clock of one command, medians of N runs; every peer
-runs the same busybox ``/sbin/init`` from the same rootfs, without network):
-
-======================  ===============  ==========================  ======================  ============
-operation               cove (CLI)       runc                        podman                  LXD
-======================  ===============  ==========================  ======================  ============
-launch to RUNNING       cove launch      runc run -d                 podman run -d           lxc launch
-exec ``true``           cove exec        runc exec                   podman exec             lxc exec
-stop, forced            cove stop -f     runc delete -f              podman stop -t 0        lxc stop -f
-start a stopped one     cove start       runc run -d (no "start")    podman start            lxc start
-stop, graceful          cove stop        runc kill TERM + delete     podman stop             lxc stop
-run ``true`` and exit   -                runc run                    podman run --rm         -
-list, 100 running       cove list        runc list                   podman ps -a            lxc list
-======================  ===============  ==========================  ======================  ============
+What is timed: the wall clock of one command, medians of N runs, for
+launch to RUNNING, exec ``true``, forced stop, start, graceful stop, a
+one-shot run of ``true`` (peers only) and list with 100 running; every side
+runs the same busybox ``/sbin/init`` from the same rootfs, none with a
+network. ``bench/README.md`` has the table of commands on each side.
 
 A "cove API" column makes the same calls through cove's Python client in
 this process, so the difference to the CLI column is what the ``cove``
@@ -211,9 +202,10 @@ class Peer:
 
 class CoveCLI(Peer):
     key, title = "cove", "cove"
-    commands: ClassVar[dict[str, str]] = {"launch": "cove launch", "exec": "cove exec NAME -- true",
-                "stop_force": "cove stop --force", "start": "cove start",
-                "stop": "cove stop", "list": "cove list"}
+    commands: ClassVar[dict[str, str]] = {
+        "launch": "cove launch -n none", "exec": "cove exec NAME -- true",
+        "stop_force": "cove stop --force", "start": "cove start", "stop": "cove stop",
+        "list": "cove list"}
 
     def __init__(self, tag: str, root: Path) -> None:
         super().__init__(tag)
@@ -222,6 +214,8 @@ class CoveCLI(Peer):
         self.cli = str(cli) if cli.exists() else (shutil.which("cove") or "cove")
         self.env = dict(os.environ, COVE_DIR=str(root), COVE_NO_AUTOSTART="1")
         self.started = False
+        self.no_nic = False
+        self.launch_args: list[str] = []
 
     def name(self, i: int | str) -> str:
         return f"c{i}"
@@ -238,9 +232,13 @@ class CoveCLI(Peer):
         env.pop("COVE_NO_AUTOSTART")
         run([self.cli, "image", "import", str(art.unified), "--alias", "busybox"], env=env)
         self.started = True
+        # Like the peers, no network: once cove gives instances a NIC by
+        # default, ask for none (``--network none``, an ``eth0`` of type none).
+        self.no_nic = "--network" in run([self.cli, "launch", "--help"]).stdout
+        self.launch_args = ["--network", "none"] if self.no_nic else []
 
     def do_launch(self, n: str) -> None:
-        self.cove("launch", "busybox", n)
+        self.cove("launch", "busybox", n, *self.launch_args)
 
     def do_exec(self, n: str) -> None:
         self.cove("exec", n, "--", "true")
@@ -316,14 +314,18 @@ class CoveAPI(Peer):
     """The same coved, driven through cove's client in this process."""
 
     key, title = "api", "cove API"
-    commands: ClassVar[dict[str, str]] = {"launch": "POST /1.0/instances start=true", "exec": "POST .../exec + websockets",
-                "stop_force": "PUT .../state stop force", "start": "PUT .../state start",
-                "stop": "PUT .../state stop", "list": "GET /1.0/instances?recursion=2"}
+    commands: ClassVar[dict[str, str]] = {
+        "launch": "POST /1.0/instances start=true, eth0 none",
+        "exec": "POST .../exec + websockets", "stop_force": "PUT .../state stop force",
+        "start": "PUT .../state start", "stop": "PUT .../state stop",
+        "list": "GET /1.0/instances?recursion=2"}
 
-    def __init__(self, tag: str, root: Path) -> None:
+    def __init__(self, tag: str, root: Path, cli: CoveCLI) -> None:
         super().__init__(tag)
         self.root = root
+        self.cli = cli
         self.client: Any = None
+        self.devices: dict[str, dict[str, str]] | None = None
 
     def name(self, i: int | str) -> str:
         return f"a{i}"
@@ -332,9 +334,12 @@ class CoveAPI(Peer):
         from cove.client import Client
 
         self.client = Client(str(self.root / "unix.socket"))
+        if self.cli.no_nic:
+            self.devices = {"eth0": {"type": "none"}}
 
     def do_launch(self, n: str) -> None:
-        self.client.create_instance(n, {"type": "image", "alias": "busybox"}, start=True).wait()
+        self.client.create_instance(n, {"type": "image", "alias": "busybox"},
+                                    devices=self.devices, start=True).wait()
 
     def do_exec(self, n: str) -> None:
         res = self.client.exec(n, ["true"])
@@ -366,10 +371,11 @@ class CoveAPI(Peer):
 
 class Runc(Peer):
     key, title = "runc", "runc"
-    commands: ClassVar[dict[str, str]] = {"launch": "runc run -d", "exec": "runc exec NAME true",
-                "stop_force": "runc delete --force", "start": "runc run -d",
-                "stop": "runc kill TERM, wait, runc delete", "oneshot": "runc run (/bin/true)",
-                "list": "runc list"}
+    commands: ClassVar[dict[str, str]] = {
+        "launch": "runc run -d", "exec": "runc exec NAME true",
+        "stop_force": "runc delete --force", "start": "runc run -d",
+        "stop": "runc kill TERM, wait, runc delete", "oneshot": "runc run (/bin/true)",
+        "list": "runc list"}
 
     def __init__(self, tag: str, work: Path) -> None:
         super().__init__(tag)
@@ -444,15 +450,17 @@ class Runc(Peer):
 
 class Podman(Peer):
     key, title = "podman", "podman"
-    flags: ClassVar[list[str]] = ["--network", "none", "--runtime", "runc", "--ulimit", "nofile=1024:1024",
+    flags: ClassVar[list[str]] = [
+             "--network", "none", "--runtime", "runc", "--ulimit", "nofile=1024:1024",
              "--ulimit", "nproc=1000:1000",
              # podman treats an /sbin/init command as systemd and would stop it
              # with SIGRTMIN+3, which busybox init ignores; SIGTERM as elsewhere.
              "--systemd=false"]
-    commands: ClassVar[dict[str, str]] = {"launch": "podman run -d", "exec": "podman exec NAME true",
-                "stop_force": "podman stop -t 0", "start": "podman start",
-                "stop": "podman stop", "oneshot": "podman run --rm (/bin/true)",
-                "list": "podman ps -a"}
+    commands: ClassVar[dict[str, str]] = {
+        "launch": "podman run -d", "exec": "podman exec NAME true",
+        "stop_force": "podman stop -t 0", "start": "podman start",
+        "stop": "podman stop", "oneshot": "podman run --rm (/bin/true)",
+        "list": "podman ps -a"}
 
     def __init__(self, tag: str, work: Path) -> None:
         super().__init__(tag)
@@ -521,9 +529,10 @@ class Podman(Peer):
 
 class Lxd(Peer):
     key, title = "lxd", "LXD"
-    commands: ClassVar[dict[str, str]] = {"launch": "lxc launch -p NO-NIC", "exec": "lxc exec NAME -- true",
-                "stop_force": "lxc stop --force", "start": "lxc start", "stop": "lxc stop",
-                "list": "lxc list"}
+    commands: ClassVar[dict[str, str]] = {
+        "launch": "lxc launch -p NO-NIC", "exec": "lxc exec NAME -- true",
+        "stop_force": "lxc stop --force", "start": "lxc start", "stop": "lxc stop",
+        "list": "lxc list"}
 
     def __init__(self, tag: str, work: Path) -> None:
         super().__init__(tag)
@@ -837,9 +846,10 @@ def main(argv: list[str] | None = None) -> int:
     peers: list[Peer] = []
     skipped: dict[str, str] = {}
     if "cove" in want or "api" in want:
-        peers.append(CoveCLI(tag, cove_root))
+        cove_cli = CoveCLI(tag, cove_root)
+        peers.append(cove_cli)
         if "api" in want:
-            peers.append(CoveAPI(tag, cove_root))
+            peers.append(CoveAPI(tag, cove_root, cove_cli))
     for key, cls, tools in (("runc", Runc, ["runc"]), ("podman", Podman, ["podman", "runc"]),
                             ("lxd", Lxd, ["lxd", "lxc"])):
         if key not in want:
