@@ -108,3 +108,48 @@ def test_lifecycle_exec_and_paths(engine: Engine) -> None:
     with pytest.raises(NotFound):
         engine.get_instance(name)
     assert_no_leaks(engine.root)
+
+
+def _fd_kinds() -> dict[str, int]:
+    kinds: dict[str, int] = {}
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        kind = target if target.startswith("anon_inode") else \
+            target.split(":")[0] if ":" in target else os.path.basename(target)
+        kinds[kind] = kinds.get(kind, 0) + 1
+    return kinds
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "each operation runs in a new thread, and what the engine keeps per thread is "
+    "never closed: a SQLite connection (store/_db.py, threading.local) and a pyroute2 "
+    "IPRoute with its own asyncio loop (network/_netlink.py); they hold fds until a GC "
+    "cycle happens to collect them"))
+def test_operations_leave_no_fds_behind(engine: Engine) -> None:
+    import gc
+
+    def lifecycle() -> None:
+        name = new_name("fds")
+        for op in (lambda: engine.create_instance(CreateRequest(
+                       name=name, image="busybox", start=True,
+                       config={"cove.cmd": "sleep 1000"})),
+                   lambda: engine.change_state(name, "stop", force=True),
+                   lambda: engine.delete_instance(name)):
+            o = op()
+            assert o.wait(60)
+            o.raise_for_error()
+
+    lifecycle()  # warm up: lazily made, long-lived things
+    gc.collect()
+    gc.disable()  # what is released only by the cyclic GC counts as held
+    try:
+        before = _fd_kinds()
+        for _ in range(3):
+            lifecycle()
+        after = _fd_kinds()
+    finally:
+        gc.enable()
+    assert after == before
