@@ -1,0 +1,125 @@
+"""Remote access: the server's certificate and config, and the trust store.
+
+Design note: the engine owns the root, so it owns the files that say who
+may come in over HTTPS: ``server.crt``/``server.key`` (made at first use),
+the server config (``core.https_address``, in the store's meta table) and
+the trusted client certificates (the store's certificates table). coved's
+HTTPS listener and its auth check only ask; ``is_trusted`` is answered from
+memory, refreshed on every change, because it is asked on every request.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+from cove.engine._core import EngineCore
+from cove.model import trust
+from cove.model.errors import BadRequest, NotFound
+from cove.model.trust import Certificate
+
+__all__ = ["TrustMixin"]
+
+_META_CONFIG = "server.config"
+_lock = threading.Lock()
+
+
+class TrustMixin(EngineCore):
+    _trusted: frozenset[str] | None = None
+
+    # -- the server's own certificate ----------------------------------------------------
+    @property
+    def server_cert_paths(self) -> tuple[Path, Path]:
+        return self.root / "server.crt", self.root / "server.key"
+
+    def server_certificate(self) -> str:
+        """The server certificate (PEM), made on first use."""
+        crt, key = self.server_cert_paths
+        with _lock:
+            if not (crt.is_file() and key.is_file()):
+                from cove.host.certs import generate_certificate
+
+                return generate_certificate(crt, key, server=True)
+        return crt.read_text()
+
+    def server_fingerprint(self) -> str:
+        return trust.fingerprint(trust.cert_der(self.server_certificate()))
+
+    # -- server config ---------------------------------------------------------------------
+    def server_config(self) -> dict[str, str]:
+        raw = self.store.get_meta(_META_CONFIG)
+        return dict(json.loads(raw)) if raw else {}
+
+    def check_server_config(self, config: object, *, patch: bool) -> dict[str, str]:
+        """The config a PUT (``patch`` False) or PATCH would leave, checked.
+        An empty value removes a key. Nothing is saved.
+
+        Raises:
+            BadRequest: an unknown key or bad value.
+        """
+        if not isinstance(config, dict):
+            raise BadRequest("The server config must be an object of keys and values")
+        new = {**self.server_config(), **config} if patch else dict(config)
+        return trust.validate_server_config(new)
+
+    def save_server_config(self, config: dict[str, str]) -> None:
+        self.store.set_meta(_META_CONFIG, json.dumps(trust.validate_server_config(config),
+                                                     sort_keys=True))
+
+    # -- trust store --------------------------------------------------------------------------
+    def list_certificates(self) -> list[Certificate]:
+        return self.store.list_certificates()
+
+    def get_certificate(self, fingerprint: str) -> Certificate:
+        """By fingerprint or a unique prefix of it.
+
+        Raises:
+            NotFound: none matches.  BadRequest: the prefix matches several.
+        """
+        fp = fingerprint.lower()
+        if not fp or any(c not in "0123456789abcdef" for c in fp):
+            raise NotFound(f"Certificate not found: {fingerprint}")
+        found = [c for c in self.store.list_certificates() if c.fingerprint.startswith(fp)]
+        if not found:
+            raise NotFound(f"Certificate not found: {fingerprint}")
+        if len(found) > 1:
+            raise BadRequest(f"Certificate fingerprint {fingerprint!r} is ambiguous")
+        return found[0]
+
+    def add_certificate(self, certificate: str | bytes, *, name: str = "",
+                        type: str = "client") -> Certificate:
+        """Trust ``certificate`` (PEM or base64 DER).
+
+        Raises:
+            BadRequest: not a certificate, or a bad type.
+            Conflict: it is trusted already.
+        """
+        if type not in trust.CERT_TYPES:
+            raise BadRequest(f"Invalid certificate type {type!r}: one of "
+                             f"{', '.join(trust.CERT_TYPES)}")
+        der = trust.cert_der(certificate)
+        from cove.host.certs import check_certificate
+
+        subject = check_certificate(der)
+        cert = Certificate(fingerprint=trust.fingerprint(der), certificate=trust.der_to_pem(der),
+                           name=name or subject, type=type, created_at=self._now())
+        self.store.add_certificate(cert)
+        self._trusted = None
+        self.events.lifecycle("certificate-created", f"/1.0/certificates/{cert.fingerprint}")
+        return cert
+
+    def delete_certificate(self, fingerprint: str) -> None:
+        cert = self.get_certificate(fingerprint)
+        self.store.delete_certificate(cert.fingerprint)
+        self._trusted = None
+        self.events.lifecycle("certificate-deleted", f"/1.0/certificates/{cert.fingerprint}")
+
+    def is_trusted(self, fingerprint: str) -> bool:
+        """Whether a client certificate (by fingerprint) is in the trust store."""
+        known = self._trusted
+        if known is None:
+            known = frozenset(c.fingerprint for c in self.store.list_certificates())
+            self._trusted = known
+        return fingerprint in known
+
