@@ -21,6 +21,7 @@ from pathlib import Path
 from cove.model.errors import Conflict, NotFound
 from cove.model.records import Alias, Image, Instance, Lease, Network
 from cove.model.states import Status
+from cove.model.trust import Certificate
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS instances (
@@ -77,6 +78,14 @@ CREATE INDEX IF NOT EXISTS leases_network ON leases(network);
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS certificates (
+    fingerprint TEXT PRIMARY KEY,
+    type TEXT NOT NULL,
+    name TEXT NOT NULL DEFAULT '',
+    certificate TEXT NOT NULL,
+    restricted INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL
 );
 """
 
@@ -410,3 +419,27 @@ class Store:
     def delete_lease(self, lease_id: int) -> None:
         with self._tx() as db:
             db.execute("DELETE FROM leases WHERE id=?", (lease_id,))
+
+    # -- trusted certificates ---------------------------------------------------------
+    def list_certificates(self) -> list[Certificate]:
+        rows = self._conn().execute(
+            "SELECT fingerprint, certificate, name, type, restricted, created_at"
+            " FROM certificates ORDER BY created_at, fingerprint").fetchall()
+        return [Certificate(fingerprint=r[0], certificate=r[1], name=r[2], type=r[3],
+                            restricted=bool(r[4]), created_at=r[5]) for r in rows]
+
+    def add_certificate(self, cert: Certificate) -> None:
+        with self._tx() as db:
+            try:
+                db.execute("INSERT INTO certificates(fingerprint, type, name, certificate,"
+                           " restricted, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                           (cert.fingerprint, cert.type, cert.name, cert.certificate,
+                            int(cert.restricted), cert.created_at))
+            except sqlite3.IntegrityError:
+                raise Conflict("Certificate already in trust store") from None
+
+    def delete_certificate(self, fingerprint: str) -> None:
+        with self._tx() as db:
+            if db.execute("DELETE FROM certificates WHERE fingerprint=?",
+                          (fingerprint,)).rowcount == 0:
+                raise NotFound(f"Certificate not found: {fingerprint}")
