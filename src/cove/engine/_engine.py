@@ -35,6 +35,7 @@ from cove.engine._images import ImagesMixin
 from cove.engine._instances import InstancesMixin
 from cove.engine._network import NetworkMixin
 from cove.engine._reconcile import ReconcileMixin
+from cove.engine._trust import TrustMixin
 from cove.engine._watch import ExitWatcher
 from cove.engine.events import EventBus
 from cove.engine.operations import Operation, Operations
@@ -50,7 +51,8 @@ __all__ = ["Engine"]
 DEFAULT_ROOT = Path("/var/lib/cove")
 
 
-class Engine(InstancesMixin, AccessMixin, ImagesMixin, ReconcileMixin, NetworkMixin):
+class Engine(InstancesMixin, AccessMixin, ImagesMixin, ReconcileMixin, NetworkMixin,
+             TrustMixin):
     """Owns ``root``. Thread-safe.
 
     Long actions return an already-started ``Operation`` (``op.wait()``,
