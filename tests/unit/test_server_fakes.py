@@ -32,6 +32,7 @@ from cove.engine import (
     Operation,
     Operations,
 )
+from cove.engine._trust import TrustMixin
 from cove.model.errors import BadRequest, Conflict, NotFound
 from cove.model.records import Alias, Image, Instance, Lease, Network
 from cove.model.states import Status
@@ -154,8 +155,9 @@ class FakeFile:
 
 
 @dataclass
-class FakeEngine:
-    """In-memory engine implementing the calls the server makes."""
+class FakeEngine(TrustMixin):
+    """In-memory engine implementing the calls the server makes (the trust
+    store and server config are the engine's own, on a store in ``root``)."""
 
     root: Path
     instances: dict[str, Instance] = field(default_factory=dict)
@@ -168,9 +170,15 @@ class FakeEngine:
     leases: list[Lease] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        from cove.store import Store
+
+        self.store = Store(self.root / "cove.db")
         self.events = EventBus()
         self.operations = Operations(
             on_change=lambda op: self.events.publish("operation", op.to_dict()))
+
+    def _now(self) -> float:
+        return time.time()
 
     # -- helpers for tests ---------------------------------------------------------
     def add(self, name: str, status: Status = Status.RUNNING, **kw: Any) -> Instance:

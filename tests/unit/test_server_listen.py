@@ -144,10 +144,17 @@ sys.exit(coved.main(["--root", {str(root)!r}, "--socket", {str(path)!r}]))
 """
     proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE)
     try:
-        for _ in range(100):
-            if path.exists():
+        import socket as _socket
+
+        for _ in range(200):  # bound before it listens: wait for a connect to work
+            probe = _socket.socket(_socket.AF_UNIX)
+            try:
+                probe.connect(str(path))
                 break
-            time.sleep(0.05)
+            except OSError:
+                time.sleep(0.05)
+            finally:
+                probe.close()
         client = pylxd.Client(endpoint=str(path))
         assert client.instances.get("c1").execute(["echo", "up"]).stdout == "up\n"
         proc.send_signal(signal.SIGTERM)
