@@ -1,0 +1,141 @@
+"""Who may do what: the ``auth`` middleware, ``/1.0/certificates`` and the
+server's config (``PUT``/``PATCH /1.0``).
+
+LXD's rules, which ``lxc`` and pylxd expect: over the unix socket every
+caller is trusted (the socket is root-only); over HTTPS a client is trusted
+when its certificate's fingerprint is in the trust store. An untrusted
+client may read ``/`` and the public part of ``/1.0``, join an operation's
+websocket with its secret, and nothing else (403). Trusted clients add
+and remove certificates (``cove config trust add``, ``lxc config trust add``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from cove.model.errors import BadRequest, Forbidden
+from cove.model.trust import Certificate
+from cove.server import render
+from cove.server.routes_common import call, engine_of, json_body, opt_str, recursion
+from cove.server.tls import HttpsListener, is_tls, peer_fingerprint
+
+__all__ = ["HTTPS", "TRUSTED", "add_routes", "auth", "https_listener"]
+
+HTTPS = web.AppKey("cove.https", HttpsListener)
+TRUSTED = web.RequestKey("cove.trusted", bool)
+
+_PUBLIC = re.compile(r"^/(1\.0/?)?$")
+_WEBSOCKET = re.compile(r"^/1\.0/operations/[^/]+/websocket$")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Mark the request trusted or not; refuse the untrusted what is not public."""
+    trusted = True
+    if is_tls(request):
+        fp = peer_fingerprint(request)
+        trusted = fp is not None and await call(request, engine_of(request).is_trusted, fp)
+    request[TRUSTED] = trusted
+    if trusted:
+        return await handler(request)
+    path = request.path
+    if request.method == "GET" and (_PUBLIC.match(path) or _WEBSOCKET.match(path)):
+        return await handler(request)
+    if request.method == "POST" and path.rstrip("/") == "/1.0/certificates":
+        raise Forbidden("not authorized: this certificate is not trusted, and cove adds "
+                        "certificates only for trusted clients (cove config trust add)")
+    raise Forbidden("not authorized: this client certificate is not trusted "
+                    "(cove config trust add CERT)")
+
+
+def https_listener(app: web.Application) -> HttpsListener:
+    return app[HTTPS]
+
+
+# -- certificates ----------------------------------------------------------------------------
+
+def _cert(c: Certificate) -> dict[str, Any]:
+    return {"fingerprint": c.fingerprint, "certificate": c.certificate, "name": c.name,
+            "type": c.type, "restricted": c.restricted, "projects": list(c.projects),
+            "description": ""}
+
+
+async def _list(request: web.Request) -> web.Response:
+    certs = await call(request, engine_of(request).list_certificates)
+    if recursion(request) == 0:
+        return render.sync([f"/1.0/certificates/{c.fingerprint}" for c in certs])
+    return render.sync([_cert(c) for c in certs])
+
+
+async def _get(request: web.Request) -> web.Response:
+    cert = await call(request, engine_of(request).get_certificate,
+                      request.match_info["fingerprint"])
+    return render.sync(_cert(cert))
+
+
+async def _add(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    if body.get("password") or body.get("token"):
+        raise BadRequest("Trust passwords and tokens are not supported: a trusted client "
+                         "adds the certificate (cove config trust add CERT)")
+    pem = opt_str(body, "certificate")
+    if not pem:
+        # LXD: no certificate means "the one I am connecting with".
+        der = None
+        obj = request.transport.get_extra_info("ssl_object") if request.transport else None
+        if obj is not None:
+            der = obj.getpeercert(binary_form=True)
+        if not der:
+            raise BadRequest("Field 'certificate' is required (base64 DER or PEM)")
+        import base64
+
+        pem = base64.b64encode(der).decode()
+    await call(request, engine_of(request).add_certificate, pem,
+               name=opt_str(body, "name"), type=opt_str(body, "type") or "client")
+    return render.sync({}, status=201)
+
+
+async def _delete(request: web.Request) -> web.Response:
+    await call(request, engine_of(request).delete_certificate,
+               request.match_info["fingerprint"])
+    return render.sync({})
+
+
+# -- server config -----------------------------------------------------------------------------
+
+async def _put_server(request: web.Request, *, patch: bool) -> web.Response:
+    body = await json_body(request)
+    config = body.get("config", {} if patch else None)
+    if config is None:
+        raise BadRequest("Field 'config' is required")
+    engine = engine_of(request)
+    new = await call(request, engine.check_server_config, config, patch=patch)
+    # Listen first: an address that cannot be bound is refused, not saved.
+    await request.app[HTTPS].apply(new.get("core.https_address", ""))
+    await call(request, engine.save_server_config, new)
+    return render.sync({})
+
+
+async def _put(request: web.Request) -> web.Response:
+    return await _put_server(request, patch=False)
+
+
+async def _patch(request: web.Request) -> web.Response:
+    return await _put_server(request, patch=True)
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    for base in ("/1.0", "/1.0/"):
+        r.add_put(base, _put)
+        r.add_patch(base, _patch)
+    r.add_get("/1.0/certificates", _list)
+    r.add_post("/1.0/certificates", _add)
+    r.add_get("/1.0/certificates/{fingerprint}", _get)
+    r.add_delete("/1.0/certificates/{fingerprint}", _delete)
