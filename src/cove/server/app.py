@@ -29,6 +29,7 @@ from cove.server import (
     routes_operations,
     routes_server,
     routes_state,
+    routes_trust,
 )
 from cove.server.routes_common import (
     ENGINE,
@@ -37,6 +38,7 @@ from cove.server.routes_common import (
     OPEN_WEBSOCKETS,
     WEBSOCKETS,
 )
+from cove.server.tls import HttpsListener
 
 __all__ = ["make_app"]
 
@@ -82,8 +84,9 @@ def make_app(engine: Engine, *, executor: ThreadPoolExecutor | None = None) -> w
     Engine calls run on ``executor`` (a private pool of 32 threads when not
     given, shut down with the app).
     """
-    app = web.Application(middlewares=[_errors])
+    app = web.Application(middlewares=[_errors, routes_trust.auth])
     app[ENGINE] = engine
+    app[routes_trust.HTTPS] = HttpsListener(engine)
     own_pool = executor is None
     app[EXECUTOR] = executor or ThreadPoolExecutor(max_workers=32, thread_name_prefix="coved")
     app[WEBSOCKETS] = {}
@@ -92,7 +95,7 @@ def make_app(engine: Engine, *, executor: ThreadPoolExecutor | None = None) -> w
 
     for module in (routes_server, routes_operations, routes_events, routes_images,
                    routes_instances, routes_state, routes_exec, routes_files, routes_logs,
-                   routes_networks):
+                   routes_networks, routes_trust):
         module.add_routes(app)
 
     app.on_shutdown.append(_close_websockets)
