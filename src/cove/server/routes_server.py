@@ -1,5 +1,6 @@
 """``/``, ``/1.0`` and the fixed collections cove has one of or none of
-(profiles, storage pools, certificates); networks are ``routes_networks``."""
+(profiles, storage pools); networks are ``routes_networks``, certificates
+``routes_trust``."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ from aiohttp import web
 
 import cove
 from cove.model.errors import NotFound
+from cove.model.trust import cert_der, fingerprint
 from cove.server import render
 from cove.server.routes_common import call, check_project, engine_of, recursion
+from cove.server.routes_trust import TRUSTED, https_listener
 
 __all__ = ["API_EXTENSIONS", "add_routes"]
 
@@ -84,17 +87,24 @@ async def _root(request: web.Request) -> web.Response:
 
 
 async def _server(request: web.Request) -> web.Response:
-    env = await call(request, engine_of(request).server_environment)
-    return render.sync({
+    public = {
         "api_extensions": list(API_EXTENSIONS),
         "api_status": "stable",
         "api_version": "1.0",
-        "auth": "trusted",  # the unix socket is root-only (0600)
+        "auth": "trusted",
         "auth_methods": ["tls"],
         "public": False,
-        "config": {},
-        "environment": _environment(env),
-    })
+    }
+    if not request.get(TRUSTED, True):
+        return render.sync({**public, "auth": "untrusted"})
+    engine = engine_of(request)
+    env = _environment(await call(request, engine.server_environment))
+    config = await call(request, engine.server_config)
+    pem = await call(request, engine.server_certificate)
+    env["certificate"] = pem
+    env["certificate_fingerprint"] = fingerprint(cert_der(pem))
+    env["addresses"] = https_listener(request.app).bound
+    return render.sync({**public, "config": config, "environment": env})
 
 
 async def _profiles(request: web.Request) -> web.Response:
@@ -139,4 +149,3 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/1.0/profiles/{name}", _profile)
     r.add_get("/1.0/storage-pools", _empty_list)
     r.add_get("/1.0/storage-pools/{name}", _not_found("Storage pool"))
-    r.add_get("/1.0/certificates", _empty_list)
