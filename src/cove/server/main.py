@@ -23,8 +23,10 @@ from pathlib import Path
 from aiohttp import web
 
 from cove.engine import Engine
+from cove.model.errors import CoveError
 from cove.server.app import make_app
 from cove.server.listen import SocketInUse, bind_unix
+from cove.server.routes_trust import HTTPS
 
 __all__ = ["main", "serve"]
 
@@ -44,6 +46,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                    help="unix socket path (default: ROOT/unix.socket)")
     p.add_argument("--shutdown-timeout", type=float, default=30.0,
                    help="seconds to let running operations finish at stop (default 30)")
+    p.add_argument("--group", metavar="GROUP", default=os.environ.get("COVE_GROUP") or None,
+                   help="also let this group use the socket (mode 0660); its members are "
+                        "as trusted as root (default: $COVE_GROUP, else root only)")
     p.add_argument("--debug", action="store_true", help="log debug messages and every request")
     return p.parse_args(argv)
 
@@ -75,11 +80,38 @@ async def serve(engine: Engine, sock: socket.socket, *, shutdown_timeout: float 
     site = web.SockSite(runner, sock, shutdown_timeout=5.0)
     await site.start()
     log.info("coved listening on %s (root %s)", sock.getsockname(), engine.root)
+    await _start_https(engine, runner)
     await stop.wait()
     log.info("stopping: no new requests; containers keep running")
     await runner.cleanup()
     if not await loop.run_in_executor(None, engine.operations.wait_idle, shutdown_timeout):
         log.warning("operations still running after %.0fs; stopping anyway", shutdown_timeout)
+
+
+def _give_group(path: Path, group: str) -> None:
+    import grp
+
+    try:
+        gid = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise SocketInUse(f"no group {group!r} for the socket") from None
+    os.chown(path, -1, gid)
+
+
+async def _start_https(engine: Engine, runner: web.AppRunner) -> None:
+    """Make the server certificate if this is the first start, and listen on
+    ``core.https_address`` if it is set (a bad one is logged, not fatal: the
+    unix socket still serves, to fix it)."""
+    listener = runner.app[HTTPS]
+    listener.runner = runner
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, engine.server_certificate)
+    address = engine.server_config().get("core.https_address", "")
+    if address:
+        try:
+            await listener.apply(address)
+        except CoveError as e:
+            log.error("not listening on HTTPS: %s", e)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,7 +124,9 @@ def main(argv: list[str] | None = None) -> int:
         if not root.exists():
             root.mkdir(mode=0o700, parents=True)
         lock_fd = _lock_root(root)
-        sock = bind_unix(sock_path)
+        sock = bind_unix(sock_path, mode=0o660 if args.group else 0o600)
+        if args.group:
+            _give_group(sock_path, args.group)
     except (SocketInUse, OSError) as e:
         log.error("cannot start: %s", e)
         return 1
