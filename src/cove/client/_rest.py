@@ -249,6 +249,25 @@ class Client:
         """``GET /1.0``: api version, extensions, environment."""
         return self._get_dict(wire.server().path)
 
+    def update_server(self, config: dict[str, Any], *, patch: bool = True) -> None:
+        """``PATCH /1.0`` (merge; an empty value removes a key) or ``PUT`` (replace)
+        the server's config, e.g. ``{"core.https_address": ":8443"}``."""
+        wire.metadata(self.send(wire.update_server(config, patch=patch)))
+
+    # -- trusted certificates ------------------------------------------------------
+    def certificates(self) -> list[dict[str, Any]]:
+        """``GET /1.0/certificates?recursion=1``: fingerprint, name, type, PEM."""
+        return wire.as_list(self.send(wire.certificates()), "certificates")
+
+    def add_certificate(self, certificate_pem: str, *, name: str = "",
+                        type: str = "client") -> None:
+        """Trust a client certificate (``POST /1.0/certificates``)."""
+        wire.metadata(self.send(wire.add_certificate(certificate_pem, name=name, type=type)))
+
+    def delete_certificate(self, fingerprint: str) -> None:
+        """Stop trusting it (a unique fingerprint prefix will do)."""
+        wire.metadata(self.send(wire.delete_certificate(fingerprint)))
+
     # -- instances ----------------------------------------------------------------
     def instances(self, recursion: int = 1) -> list[Any]:
         """``GET /1.0/instances?recursion=N``: URLs (0), objects (1), with state (2)."""

@@ -133,8 +133,11 @@ def client_context(verify: bool | str, client_cert: str | None,
     return ctx
 
 
-def _connect_error(url: str, e: OSError) -> ConnectionFailed:
+def _connect_error(url: str, e: OSError, pinned: str | None = None) -> ConnectionFailed:
     if isinstance(e, ssl.SSLCertVerificationError):
+        if pinned:
+            return ConnectionFailed(f"The server at {url} presented a certificate other than "
+                                    f"the pinned {pinned}", url, "certificate")
         return ConnectionFailed(f"The server at {url} is not trusted: {e.verify_message} "
                                 "(pin its certificate with verify=PATH, or verify=False)",
                                 url, "certificate")
@@ -161,6 +164,7 @@ class TlsTransport(HttpTransport):
         self.endpoint = f"https://{self.host}:{self.port}"
         self.name = f"the server at {self.endpoint}"
         self.context = client_context(verify, client_cert, client_key)
+        self.pinned = str(verify) if not isinstance(verify, bool) else None
         self.has_client_cert = bool(client_cert)
 
     def open_socket(self, timeout: float | None = None) -> socket.socket:
@@ -173,7 +177,7 @@ class TlsTransport(HttpTransport):
             tls = self.context.wrap_socket(raw, server_hostname=self.host)
         except OSError as e:
             raw.close()
-            raise _connect_error(self.endpoint, e) from None
+            raise _connect_error(self.endpoint, e, self.pinned) from None
         tls.settimeout(timeout if timeout is not None else self.timeout)
         return tls
 
