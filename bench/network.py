@@ -110,7 +110,7 @@ def main() -> int:
         op.wait(120)
         op.raise_for_error()
         # the step timers (after the warm-up below the first sample is not special)
-        for meth in ("_net_prepare", "_net_attach", "_net_release"):
+        for meth in ("_net_prepare", "_net_attach", "_net_release", "_net_check_devices"):
             setattr(eng, meth, timed(meth, getattr(eng, meth)))
         for meth in ("attach", "publish_dns", "set_ports"):
             setattr(eng.net, meth, timed(f"net.{meth}", getattr(eng.net, meth)))
@@ -148,16 +148,22 @@ def main() -> int:
             made.append(name)
             launch(eng, name, "nic+port", 30000 + i)
         print(f"  done in {time.perf_counter() - t0:.1f} s")
-        loaded: list[float] = []
+        STEPS.clear()
+        loaded: dict[str, list[float]] = {k: [] for k in kinds}
         for i in range(min(args.runs, 20)):
-            name = f"l{i}"
-            loaded.append(launch(eng, name, "nic+port", 40000 + i))
-            delete(eng, name)
-        base = med(samples["nic+port"])
-        print(f"nic+port launch with {args.scale} running: {med(loaded):.1f} ms "
-              f"({med(loaded) / base:.2f}x the launch with none running)")
-        results["loaded"] = {"median_ms": med(loaded), "samples": loaded,
-                             "ratio": med(loaded) / base}
+            for k in kinds:
+                name = f"l{i}-{k.replace('+', '-')}"
+                loaded[k].append(launch(eng, name, k, 40000 + i))
+                delete(eng, name)
+        print(f"with {args.scale} running, median (ms):")
+        for k in kinds:
+            print(f"  {k:10s} {med(loaded[k]):7.1f}  ({med(loaded[k]) / med(samples[k]):.2f}x "
+                  "the launch with none running)")
+        for label, xs in sorted(STEPS.items()):
+            print(f"  {label:40s} {med(xs):6.2f}  (n={len(xs)})")
+        results["loaded"] = {k: {"median_ms": med(v), "samples": v,
+                                 "ratio": med(v) / med(samples[k])} for k, v in loaded.items()}
+        results["loaded_steps"] = {k: {"median_ms": med(v)} for k, v in STEPS.items()}
     finally:
         for name in [i.name for i in eng.list_instances()]:
             try:

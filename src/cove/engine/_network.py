@@ -86,8 +86,13 @@ def _devices_of(devices: dict[str, dict[str, str]]) -> tuple[list[Nic], list[Pro
 class NetworkMixin(EngineCore):
     # -- profiles ---------------------------------------------------------------------
     def default_network(self) -> str | None:
-        name = self.store.get_meta(_META_DEFAULT)
-        return name or None
+        """The network of the default profile's eth0 (cached: only this file
+        writes it)."""
+        cached = getattr(self, "_net_default", False)
+        if cached is False:
+            cached = self.store.get_meta(_META_DEFAULT) or None
+            self._net_default = cached
+        return cached  # type: ignore[return-value]
 
     def profile_devices(self, profile: str) -> dict[str, dict[str, str]]:
         """The ``default`` profile's devices: ``eth0`` on the default network."""
@@ -301,6 +306,7 @@ class NetworkMixin(EngineCore):
             self.net.apply_rules()
             if self.default_network() == name:  # pragma: no cover - guarded by used_by
                 self.store.set_meta(_META_DEFAULT, "")
+                self._net_default = None
         self.events.lifecycle("network-deleted", f"/1.0/networks/{name}")
 
     # -- devices -------------------------------------------------------------------------
@@ -345,17 +351,11 @@ class NetworkMixin(EngineCore):
             raise Conflict("Two proxy devices of the instance publish the same host port")
         if not mine:
             return
-        taken: list[tuple[str, PortKey]] = []
-        for other in self.store.list_instances():
-            if other.name == name:
-                continue
-            try:
-                _, theirs = _devices_of(self.expanded_devices(other))
-            except BadRequest:
-                continue
-            taken += [(other.name, k) for p in theirs for k in p.port_keys()]
-        for key in mine:
-            for owner, t in taken:
+        # Against the ports published now (running instances), as Docker does: a
+        # stopped instance holds no port, and finds it taken when it starts.
+        # In memory, so the check does not grow with the number of instances.
+        for owner, t in self.net.live_port_keys(exclude=name):
+            for key in mine:
                 if key.clashes(t):
                     raise Conflict(f"Host port {key} is already published by instance {owner}")
         self._net_check_host_ports(mine)
@@ -448,10 +448,7 @@ class NetworkMixin(EngineCore):
             return
         for lease in leases:
             self.net.unpublish_dns(lease.network, f"{name}.{lease.device}")
-        try:
-            self.net.detach([veth_name(self.net.rid, lease.id) for lease in leases])
-        except Exception:
-            log.exception("removing veths of %s failed", name)
+        self.net.detach_later([veth_name(self.net.rid, lease.id) for lease in leases])
         for lease in leases:
             self.store.delete_lease(lease.id)
 
@@ -545,6 +542,7 @@ class NetworkMixin(EngineCore):
                     except NotFound:
                         self.create_network(name, description="Default cove network")
                     self.store.set_meta(_META_DEFAULT, name)
+                    self._net_default = name
                 except Exception:
                     log.exception("could not create the default network %s", name)
             nets = self.store.list_networks()

@@ -18,6 +18,7 @@ import logging
 import os
 import shutil
 import threading
+import time
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Interface, IPv6Network
 from pathlib import Path
@@ -96,6 +97,8 @@ class NetworkHost:
         self._specs: dict[str, NetSpec] = {}  # networks that are up
         self._ports: dict[str, list[nft.PortRule]] = {}  # instance -> its live ports
         self._hairpins: dict[str, IPv4Address] = {}
+        self._doomed: list[tuple[float, str]] = []  # (when, veth) to remove if still there
+        self._reaper: threading.Thread | None = None
 
     # -- lazily loaded drivers (coved only; never on the CLI's import path) -------------
     @property
@@ -212,14 +215,41 @@ class NetworkHost:
             os.close(fd)
 
     def detach(self, host_names: list[str]) -> None:
-        """Remove veths still there (normally the kernel removed them with
-        the container's namespace)."""
-        links = None
+        """Remove veths still there (an undo: the namespace may still live)."""
         for name in host_names:
-            if links is None:
-                links = self.nl.links()
-            if name in links:
+            if self.nl.index(name) is not None:
                 self.nl.delete_link(name)
+
+    def detach_later(self, host_names: list[str], delay: float = 1.0) -> None:
+        """After a container ended: the kernel removes its veths with its
+        namespace, asynchronously; remove any still there ``delay`` seconds
+        later (deleting a veth takes ~20 ms of RCU waiting, which the stop
+        path need not pay). A coved that exits first leaves them to the
+        next startup's sweep."""
+        with self._lock:
+            self._doomed.extend((time.monotonic() + delay, n) for n in host_names)
+            if self._reaper is None or not self._reaper.is_alive():
+                self._reaper = threading.Thread(target=self._reap_veths, name="veth-reaper",
+                                                daemon=True)
+                self._reaper.start()
+
+    def _reap_veths(self) -> None:
+        while True:
+            with self._lock:
+                if not self._doomed:
+                    self._reaper = None
+                    return
+                due, name = self._doomed[0]
+            wait = due - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+                continue
+            with self._lock:
+                self._doomed.pop(0)
+            try:
+                self.detach([name])
+            except Exception:  # noqa: BLE001 - the startup sweep removes it
+                log.warning("removing veth %s failed", name)
 
     def set_hairpin_all(self, host_names: list[str], on: bool) -> None:
         for name in host_names:

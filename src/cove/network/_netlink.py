@@ -24,6 +24,7 @@ import ctypes
 import errno
 import os
 import socket
+import struct
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ from ipaddress import (
 from pathlib import Path
 from typing import Any
 
-from cove.model.errors import Conflict, InternalError
+from cove.model.errors import Conflict, CoveError, InternalError
 
 __all__ = ["LinkExists", "Netlink", "NicSetup", "br_netfilter_active"]
 
@@ -96,6 +97,85 @@ def _sysctl(path: str, value: str) -> None:
         pass
 
 
+def _encode(msg: Any, mtype: int, flags: int, seq: int) -> bytes:
+    msg["header"]["type"] = mtype
+    msg["header"]["flags"] = flags
+    msg["header"]["sequence_number"] = seq
+    msg.encode()
+    return bytes(msg.data)
+
+
+def _acks(sock: socket.socket, count: int) -> list[int]:
+    """Read ``count`` netlink acks; the errnos of those that failed."""
+    errs = []
+    while count > 0:
+        data = sock.recv(65536)
+        off = 0
+        while off + 16 <= len(data):
+            length, mtype = struct.unpack_from("=IH", data, off)
+            if mtype == 2:  # NLMSG_ERROR: an ack (0) or an error (-errno)
+                err = struct.unpack_from("=i", data, off + 16)[0]
+                if err:
+                    errs.append(-err)
+                count -= 1
+            off += (length + 3) & ~3
+    return errs
+
+
+def _configure_inside(sock: socket.socket, nic: NicSetup) -> None:
+    """Inside the container: lo and the NIC up, its addresses, the default
+    route. One lookup, then one batch of requests (one send, one ack each),
+    encoded with pyroute2's message classes: ~0.5 ms, where a pyroute2
+    ``IPRoute`` on the socket takes ~3 ms for the same."""
+    from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST
+    from pyroute2.netlink.rtnl import RTM_GETLINK, RTM_NEWADDR, RTM_NEWLINK, RTM_NEWROUTE
+    from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
+    from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+    from pyroute2.netlink.rtnl.rtmsg import rtmsg
+
+    sock.bind((0, 0))
+    get = ifinfmsg()
+    get["attrs"] = [("IFLA_IFNAME", nic.name)]
+    sock.send(_encode(get, RTM_GETLINK, NLM_F_REQUEST, 1))
+    reply = sock.recv(65536)
+    if struct.unpack_from("=H", reply, 4)[0] == 2:
+        err = -struct.unpack_from("=i", reply, 16)[0]
+        raise OSError(err, os.strerror(err))
+    idx = struct.unpack_from("=i", reply, 20)[0]  # nlmsghdr (16) + family, type: the index
+
+    req, new = NLM_F_REQUEST | NLM_F_ACK, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
+    msgs = []
+    lo = ifinfmsg()
+    lo["index"], lo["flags"], lo["change"] = 1, 1, 1  # IFF_UP; lo is 1 in every netns
+    msgs.append(_encode(lo, RTM_NEWLINK, req, 2))
+    for iface, fam, flags in ((nic.ipv4, socket.AF_INET, 0),
+                              (nic.ipv6, socket.AF_INET6, _IFA_F_NODAD)):
+        if iface is None:
+            continue
+        a = ifaddrmsg()
+        a["family"], a["prefixlen"], a["index"], a["flags"] = \
+            fam, iface.network.prefixlen, idx, flags
+        a["attrs"] = [("IFA_LOCAL", str(iface.ip)), ("IFA_ADDRESS", str(iface.ip))]
+        msgs.append(_encode(a, RTM_NEWADDR, new, 3 + len(msgs)))
+    up = ifinfmsg()
+    up["index"], up["flags"], up["change"] = idx, 1, 1
+    msgs.append(_encode(up, RTM_NEWLINK, req, 3 + len(msgs)))
+    if nic.default_route:
+        for gw, fam in ((nic.gateway4, socket.AF_INET), (nic.gateway6, socket.AF_INET6)):
+            if gw is None or (fam == socket.AF_INET and nic.ipv4 is None) or \
+                    (fam == socket.AF_INET6 and nic.ipv6 is None):
+                continue
+            r = rtmsg()
+            # main table, proto boot, scope universe, unicast
+            r["family"], r["table"], r["proto"], r["scope"], r["type"] = fam, 254, 3, 0, 1
+            r["attrs"] = [("RTA_GATEWAY", str(gw)), ("RTA_OIF", idx)]
+            msgs.append(_encode(r, RTM_NEWROUTE, new, 3 + len(msgs)))
+    sock.send(b"".join(msgs))
+    errs = _acks(sock, len(msgs))
+    if errs:
+        raise OSError(errs[0], os.strerror(errs[0]))
+
+
 @dataclass(frozen=True)
 class NicSetup:
     """One NIC to make: the veth pair and what the container side gets."""
@@ -115,6 +195,9 @@ class NicSetup:
 
 class Netlink:
     """Host-side netlink: one pyroute2 socket per thread."""
+
+    def __init__(self) -> None:
+        self._bridges: dict[str, int] = {}  # bridge name -> ifindex (checked on use)
 
     def _ipr(self) -> Any:
         ipr = getattr(_local, "ipr", None)
@@ -148,9 +231,16 @@ class Netlink:
         return {ln.get_attr("IFLA_IFNAME"): ln.get_attr("IFLA_IFALIAS") or ""
                 for ln in self._ipr().get_links()}
 
-    def index(self, name: str) -> int | None:
-        found = self._ipr().link_lookup(ifname=name)
-        return found[0] if found else None
+    @staticmethod
+    def index(name: str) -> int | None:
+        """A host link's index, None if there is none (sysfs: pyroute2's
+        ``link_lookup`` dumps every link, which grows with the host)."""
+        if not name or "/" in name or name in (".", ".."):
+            return None
+        try:
+            return int(Path(f"/sys/class/net/{name}/ifindex").read_text())
+        except (OSError, ValueError):
+            return None
 
     # -- bridges ------------------------------------------------------------------------
     def ensure_bridge(self, name: str, alias: str, ipv4: IPv4Interface | None,
@@ -184,6 +274,7 @@ class Netlink:
         _sysctl(f"net/ipv4/conf/{name}/route_localnet", "1")
         _sysctl(f"net/ipv6/conf/{name}/accept_ra", "0")
         _sysctl(f"net/ipv6/conf/{name}/disable_ipv6", "0" if ipv6 else "1")
+        self._bridges[name] = idx
         kw: dict[str, Any] = {"ifalias": alias, "state": "up"}
         if mtu:
             kw["mtu"] = mtu
@@ -207,6 +298,7 @@ class Netlink:
 
     def delete_link(self, name: str) -> bool:
         """Remove a link if it exists (idempotent); True if it was there."""
+        self._bridges.pop(name, None)
         idx = self.index(name)
         if idx is None:
             return False
@@ -227,45 +319,42 @@ class Netlink:
             InternalError: netlink refused a step (the caller undoes).
         """
         ipr = self._ipr()
-        br = self.index(nic.bridge)
-        if br is None:
-            raise InternalError(f"Bridge {nic.bridge} is missing (restart coved to repair it)")
+        br = self._bridge_index(nic.bridge)
+        peer: dict[str, Any] = {"ifname": nic.name, "net_ns_fd": nsfd, "address": nic.hwaddr}
+        extra: dict[str, Any] = {}
+        if nic.mtu:
+            peer["mtu"] = extra["mtu"] = nic.mtu
         try:
-            peer: dict[str, Any] = {"ifname": nic.name, "net_ns_fd": nsfd,
-                                    "address": nic.hwaddr}
-            extra: dict[str, Any] = {}
-            if nic.mtu:
-                peer["mtu"] = extra["mtu"] = nic.mtu
-            ipr.link("add", ifname=nic.host_name, kind="veth", master=br, state="up",
-                     peer=peer, **extra)
-            if nic.hairpin:
-                self.set_hairpin(nic.host_name, True)
+            try:
+                ipr.link("add", ifname=nic.host_name, kind="veth", master=br, state="up",
+                         peer=peer, **extra)
+            except Exception as e:
+                if getattr(e, "code", None) not in (errno.ENODEV, errno.EINVAL):
+                    raise
+                self._bridges.pop(nic.bridge, None)
+                ipr.link("add", ifname=nic.host_name, kind="veth",
+                         master=self._bridge_index(nic.bridge), state="up", peer=peer, **extra)
+        except CoveError:
+            raise
         except Exception as e:  # noqa: BLE001 - NetlinkError and friends
             raise InternalError(f"Cannot create veth {nic.host_name}: {e}") from None
-        from pyroute2 import IPRoute
-
+        if nic.hairpin:
+            self.set_hairpin(nic.host_name, True)
         with _netlink_socket_in(nsfd) as sock:
-            ns = IPRoute(use_socket=sock)
             try:
-                idx = ns.link_lookup(ifname=nic.name)[0]
-                ns.link("set", index=1, state="up")  # lo is always 1 in a new netns
-                if nic.ipv4 is not None:
-                    ns.addr("add", index=idx, address=str(nic.ipv4.ip),
-                            prefixlen=nic.ipv4.network.prefixlen)
-                if nic.ipv6 is not None:
-                    ns.addr("add", index=idx, address=str(nic.ipv6.ip),
-                            prefixlen=nic.ipv6.network.prefixlen, flags=_IFA_F_NODAD)
-                ns.link("set", index=idx, state="up")
-                if nic.default_route and nic.gateway4 is not None:
-                    ns.route("add", dst="0.0.0.0/0", gateway=str(nic.gateway4), oif=idx)
-                if nic.default_route and nic.gateway6 is not None:
-                    ns.route("add", family=socket.AF_INET6, dst="::/0",
-                             gateway=str(nic.gateway6), oif=idx)
-            except Exception as e:  # noqa: BLE001
-                raise InternalError(f"Cannot configure {nic.name} in the container: {e}") \
-                    from None
-            finally:
-                ns.close()
+                _configure_inside(sock, nic)
+            except OSError as e:
+                raise InternalError(f"Cannot configure {nic.name} in the container: "
+                                    f"{e.strerror or e}") from None
+
+    def _bridge_index(self, bridge: str) -> int:
+        idx = self._bridges.get(bridge)
+        if idx is None:
+            idx = self.index(bridge)
+            if idx is None:
+                raise InternalError(f"Bridge {bridge} is missing (restart coved to repair it)")
+            self._bridges[bridge] = idx
+        return idx
 
     @staticmethod
     def set_hairpin(host_name: str, on: bool) -> None:
