@@ -2,8 +2,9 @@
 
 Design note: every state change is one transaction (``with self._tx()``), so
 a coved killed at any point leaves the database at a step boundary; the
-engine's reconcile pass then brings the host in line with it. Connections
-are per thread (SQLite objects may not cross threads) and cheap to open.
+engine's reconcile pass then brings the host in line with it. There is one
+connection behind one lock: reads fetch all their rows under it, so no cursor
+outlives a call and no thread keeps a connection (and its fds) of its own.
 ``synchronous=NORMAL`` in WAL mode keeps commits off fsync on the hot path
 while still never corrupting the file; a power cut may lose the last commits,
 which reconcile tolerates because the runtime is asked for the truth anyway.
@@ -14,9 +15,10 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from cove.model.errors import Conflict, NotFound
 from cove.model.records import Alias, Image, Instance, Lease, Network
@@ -104,6 +106,26 @@ def _instance(row: sqlite3.Row) -> Instance:
     )
 
 
+class _Rows(list):  # type: ignore[type-arg]
+    """The rows of a finished query, with the cursor calls callers use."""
+
+    def fetchone(self) -> Any:
+        return self[0] if self else None
+
+    def fetchall(self) -> list[Any]:
+        return list(self)
+
+
+class _Reader:
+    def __init__(self, db: sqlite3.Connection, lock: threading.RLock) -> None:
+        self._db = db
+        self._lock = lock
+
+    def execute(self, sql: str, args: Sequence[Any] = ()) -> _Rows:
+        with self._lock:
+            return _Rows(self._db.execute(sql, args).fetchall())
+
+
 class Store:
     """All reads and writes of cove's state database.
 
@@ -113,37 +135,38 @@ class Store:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self._local = threading.local()
-        # executescript commits on its own, so the schema runs outside _tx.
-        self._conn().executescript(_SCHEMA)
-
-    def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None,
+        # One connection, one lock: coved runs each operation in a short-lived
+        # thread, and a connection per thread would be left to the garbage
+        # collector to close (three fds each). SQLite serialises writers anyway.
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None,
                                    check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA foreign_keys=ON")
-            self._local.conn = conn
-        return conn
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        # executescript commits on its own, so the schema runs outside _tx.
+        self._db.executescript(_SCHEMA)
+        self._reader = _Reader(self._db, self._lock)
+
+    def _conn(self) -> _Reader:
+        """For reads: each ``execute`` holds the lock and fetches every row."""
+        return self._reader
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        db = self._conn()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+        with self._lock:
+            self._db.close()
 
     # -- meta -------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:
