@@ -57,6 +57,20 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"Error: {message} (see '{self.prog} --help')\n")
 
+    def _get_formatter(self) -> argparse.HelpFormatter:
+        # argparse makes a formatter for every add_argument, and without a
+        # width each one imports shutil (and with it bz2, lzma, fnmatch: ~2 ms)
+        # just to ask for the terminal's size; os answers that directly.
+        return self.formatter_class(prog=self.prog, width=_width())  # type: ignore[call-arg]
+
+
+def _width() -> int:
+    try:
+        columns = os.get_terminal_size(sys.stdout.fileno()).columns
+    except (OSError, ValueError):
+        columns = int(os.environ.get("COLUMNS", "80") or 80)
+    return max(columns - 2, 40)
+
 
 # Which module registers which command words. Only the module of the word on
 # the command line is imported and registered (argparse and the imports cost
