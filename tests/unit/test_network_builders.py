@@ -90,3 +90,12 @@ def test_container_files() -> None:
     assert resolv == "nameserver 10.17.3.1\nnameserver 10.99.0.1\nsearch cove lab\n" \
                      "options ndots:1\n"
     assert dns.hosts_entry([IPv4Address("10.17.3.2")], "db", "cove") == "10.17.3.2 db.cove db\n"
+
+
+def test_ports_on_all_and_one_address_of_one_protocol_sort() -> None:
+    ports = [nft.PortRule("tcp", IPv4Address("127.0.0.1"), 81, IPv4Address("10.0.0.2"), 80),
+             nft.PortRule("tcp", None, 80, IPv4Address("10.0.0.2"), 80)]
+    assert "tcp . 80 : 10.0.0.2 . 80" in nft.ruleset("t", [], ports)
+    assert nft.ports_command("t", "delete", ports) == (
+        "delete element inet t pub_any { tcp . 80 }\n"
+        "delete element inet t pub_addr { 127.0.0.1 . tcp . 81 }\n")

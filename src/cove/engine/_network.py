@@ -354,10 +354,10 @@ class NetworkMixin(EngineCore):
         # Against the ports published now (running instances), as Docker does: a
         # stopped instance holds no port, and finds it taken when it starts.
         # In memory, so the check does not grow with the number of instances.
-        for owner, t in self.net.live_port_keys(exclude=name):
-            for key in mine:
-                if key.clashes(t):
-                    raise Conflict(f"Host port {key} is already published by instance {owner}")
+        for key in mine:
+            owner = self.net.port_owner(key, exclude=name)
+            if owner is not None:
+                raise Conflict(f"Host port {key} is already published by instance {owner}")
         self._net_check_host_ports(mine)
 
     @staticmethod

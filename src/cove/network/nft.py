@@ -49,7 +49,7 @@ class NetRules:
     nat6: bool = False
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class PortRule:
     """One published port: ``listen`` None means every local address."""
 
@@ -58,6 +58,12 @@ class PortRule:
     port: int
     target: IPv4Address
     target_port: int
+
+
+def _order(p: PortRule) -> tuple[str, int, int, int, int]:
+    """Sort key (``listen`` None, every address, sorts first)."""
+    return (p.proto, int(p.listen) if p.listen is not None else -1, p.port, int(p.target),
+            p.target_port)
 
 
 def _q(name: str) -> str:
@@ -87,7 +93,7 @@ def ruleset(table: str, nets: Iterable[NetRules], ports: Iterable[PortRule] = ()
     same-subnet DNATed traffic is masqueraded too.
     """
     nets = sorted(nets, key=lambda n: n.bridge)
-    ports = sorted(set(ports))
+    ports = sorted(set(ports), key=_order)
     t = "\t"
     out = [f"add table inet {table}", f"delete table inet {table}", f"table inet {table} {{"]
 
@@ -158,7 +164,7 @@ def ports_command(table: str, verb: str, ports: Iterable[PortRule],
     """``add`` or ``delete`` the elements of some published ports (one
     transaction when run as one buffer)."""
     assert verb in ("add", "delete")
-    ports = sorted(set(ports))
+    ports = sorted(set(ports), key=_order)
     lines = []
     anyp = [p for p in ports if p.listen is None]
     addrp = [p for p in ports if p.listen is not None]
