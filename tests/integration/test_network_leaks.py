@@ -119,3 +119,25 @@ def test_stopped_coved_takes_its_network_along(make_coved, busybox_tar) -> None:
     d.start()
     assert d.api.sync("GET", "/1.0/networks?recursion=1") == first
     assert _host(d)["dnsmasq"] == 1
+
+
+def test_a_network_gone_from_the_database_is_swept(make_coved) -> None:  # type: ignore[no-untyped-def]
+    """coved killed after making a network whose row then vanished (a crash
+    between the host changes and the commit): the next start removes its
+    bridge, dnsmasq, files and rules."""
+    import sqlite3
+
+    from covetest import rand
+
+    d = make_coved("netsweep")
+    name = f"covetest{rand(6)}"
+    d.api.sync("POST", "/1.0/networks", {"name": name})
+    assert name in links(d.root) and _host(d)["dnsmasq"] == 2
+    d.kill()
+    with sqlite3.connect(d.root / "cove.db") as db:
+        db.execute("DELETE FROM networks WHERE name=?", (name,))
+    d.start()
+    assert name not in links(d.root)
+    assert _host(d)["dnsmasq"] == 1
+    assert not (d.root / "networks" / name).exists()
+    assert d.api.request("GET", f"/1.0/networks/{name}").status == 404

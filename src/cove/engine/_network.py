@@ -575,6 +575,8 @@ class NetworkMixin(EngineCore):
                     self.net.nl.delete_link(link)
             except Exception:
                 log.exception("removing stray links failed")
+            for pid in self.net.kill_stray_dnsmasqs(names):
+                log.info("stopped dnsmasq %d of a deleted network", pid)
             for d in self.net.stray_dirs(names):
                 log.info("removing files of deleted network %s", d)
                 self.net.take_down_files(d)

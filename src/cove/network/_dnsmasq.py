@@ -54,6 +54,35 @@ def _reap_daemonizers() -> None:
             proc.reap(int(entry), 0)
 
 
+def stray_pids(networks_dir: Path, keep: set[str]) -> list[int]:
+    """dnsmasqs started from ``networks_dir/<name>/dnsmasq.conf`` for a
+    ``<name>`` not in ``keep`` (their directory may be gone already)."""
+    prefix = f"--conf-file={networks_dir}/".encode()
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if not argv or os.path.basename(argv[0]) != b"dnsmasq":
+            continue
+        for a in argv:
+            if a.startswith(prefix):
+                name = a[len(prefix):].split(b"/", 1)[0].decode(errors="replace")
+                if name not in keep and _alive(int(entry)):
+                    out.append(int(entry))
+    return out
+
+
+def kill(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    proc.reap(pid, 1)
+
+
 class Dnsmasq:
     """The dnsmasq of one network, living in ``dir`` (``<root>/networks/<name>``)."""
 

@@ -353,6 +353,15 @@ class NetworkHost:
                 out.append(name)
         return out
 
+    def kill_stray_dnsmasqs(self, networks: set[str]) -> list[int]:
+        """Kill dnsmasqs of this root serving no recorded network."""
+        from cove.network._dnsmasq import kill, stray_pids
+
+        pids = stray_pids(self.dir, networks)
+        for pid in pids:
+            kill(pid)
+        return pids
+
     def stray_dirs(self, networks: set[str]) -> list[str]:
         try:
             return sorted(d for d in os.listdir(self.dir) if d not in networks)
