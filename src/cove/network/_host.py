@@ -85,6 +85,13 @@ def spec_of(net: Network) -> NetSpec:
     )
 
 
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return ""
+
+
 class NetworkHost:
     """Host resources of one cove root's networks. Thread-safe."""
 
@@ -101,6 +108,7 @@ class NetworkHost:
         self._hairpins: dict[str, IPv4Address] = {}
         # (proto, port) -> {listen address (None: all) -> instance}: conflict lookups
         self._by_port: dict[tuple[str, int], dict[IPv4Address | None, str]] = {}
+        self._warned_forwarding = False
         self._doomed: list[tuple[float, str]] = []  # (when, veth) to remove if still there
         self._reaper: threading.Thread | None = None
 
@@ -166,6 +174,13 @@ class NetworkHost:
             elif not listen:
                 d.stop()
             self._specs[spec.name] = spec
+            if spec.nat4 and spec.ipv4 and not self._warned_forwarding and \
+                    _read("/proc/sys/net/ipv4/ip_forward") == "0":
+                self._warned_forwarding = True
+                log.warning("net.ipv4.ip_forward is 0: instances on %s reach the host and each "
+                            "other, but not beyond the host; cove does not change that "
+                            "host-wide setting (sysctl -w net.ipv4.ip_forward=1 does)",
+                            spec.name)
 
     def take_down_files(self, name: str) -> None:
         """Stop the dnsmasq and remove the files of a network no longer recorded."""
