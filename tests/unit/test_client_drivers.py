@@ -29,7 +29,6 @@ from cove.client.drivers.base import (
     GetState,
     ListImages,
     Progress,
-    ReadFile,
     RunCommand,
     Sleep,
     Step,
@@ -131,10 +130,11 @@ class FakeHost(Driver):
                 raise BadRequest("Instance is running")
             del self.instances[step.name]
             return None
-        if isinstance(step, ReadFile):
-            return self.files.get(step.path)
         if isinstance(step, RunCommand):
-            return self.ready_codes.pop(0) if self.ready_codes else 0
+            if step.command[0] == "cat":
+                data = self.files.get(step.command[1])
+                return (0, data) if data is not None else (1, b"")
+            return (self.ready_codes.pop(0) if self.ready_codes else 0), b""
         if isinstance(step, Sleep):
             return None
         raise AssertionError(step)
@@ -405,7 +405,20 @@ def test_rest_run_command_takes_lxd_127_as_an_exit_code() -> None:
     op = {"id": "op1", "status": "Running"}
     failed = dict(op, status="Failure", err="Command not found", metadata={"return": 127})
     _, send = _script([_env(op, type_="async", status=202), _env(failed), _env(failed)])
-    assert drive(_rest_steps.perform(RunCommand("c1", ("x",))), send) == 127
+    assert drive(_rest_steps.perform(RunCommand("c1", ("x",))), send) == (127, b"")
+
+
+def test_rest_run_command_reads_and_removes_its_output() -> None:
+    op = {"id": "op1", "status": "Running"}
+    logs = {"1": "/1.0/instances/c1/logs/exec_op1.stdout",
+            "2": "/1.0/instances/c1/logs/exec_op1.stderr"}
+    done = dict(op, status="Success", metadata={"return": 0, "output": logs})
+    sent, send = _script([_env(op, type_="async", status=202), _env(done),
+                          Response(200, {}, b"out\n"), _env({}),
+                          Response(200, {}, b""), _env({})])
+    assert drive(_rest_steps.perform(RunCommand("c1", ("cat", "/x"))), send) == (0, b"out\n")
+    assert [(r.method, r.path) for r in sent[2:]] == [
+        ("GET", logs["1"]), ("DELETE", logs["1"]), ("GET", logs["2"]), ("DELETE", logs["2"])]
 
 
 def test_progress_of_lxd_strings() -> None:

@@ -26,7 +26,6 @@ from cove.client.drivers.base import (
     ListImages,
     Progress,
     ProgressCallback,
-    ReadFile,
     RunCommand,
     Step,
     Update,
@@ -82,6 +81,31 @@ def wait(op: dict[str, Any], progress: ProgressCallback | None = None) -> HttpFl
     return op
 
 
+def _run_recorded(step: RunCommand) -> HttpFlow[tuple[int, bytes]]:
+    """exec with ``record-output``: no websockets; the exit code from the
+    operation, stdout from the log file it names (then removed)."""
+    resp = yield wire.exec_command(step.name, list(step.command), websockets=False)
+    op = wire.operation_of(resp)
+    try:
+        op = yield from wait(op)
+    except (InternalError, NotFound):
+        # LXD fails the operation of every exec that exits 127 or 126, with
+        # "return" beside the error; that is an exit code here.
+        resp = yield wire.operation(str(op["id"]))
+        op = wire.as_dict(resp, "exec operation")
+        if (op.get("metadata") or {}).get("return") is None:
+            raise
+    md = op.get("metadata") or {}
+    out = b""
+    logs = md.get("output") or {}
+    for fd, path in sorted(logs.items()):
+        resp = yield wire.Request("GET", str(path))
+        if fd == "1" and resp.status == 200:
+            out = resp.body
+        yield wire.Request("DELETE", str(path))  # exec logs are kept until deleted
+    return int(md.get("return") or 0), out
+
+
 def perform(step: Step) -> HttpFlow[Any]:
     """The requests one step takes, and its result (see ``drivers.base``)."""
     if isinstance(step, GetInstance):
@@ -110,25 +134,6 @@ def perform(step: Step) -> HttpFlow[Any]:
     if isinstance(step, Delete):
         yield from wait(wire.operation_of((yield wire.delete_instance(step.name))))
         return None
-    if isinstance(step, ReadFile):
-        resp = yield wire.file_get(step.name, step.path)
-        if resp.status == 404:
-            return None
-        f = wire.instance_file(resp, step.path)
-        return f.content if f.type == "file" else None
     if isinstance(step, RunCommand):
-        resp = yield wire.exec_command(step.name, list(step.command), websockets=False)
-        op = wire.operation_of(resp)
-        try:
-            op = yield from wait(op)
-        except (InternalError, NotFound):
-            # LXD fails the operation of a command it cannot find, with
-            # "return": 127 beside the error; that is an exit code here.
-            resp = yield wire.operation(str(op["id"]))
-            done = wire.as_dict(resp, "exec operation")
-            code = (done.get("metadata") or {}).get("return")
-            if code is None:
-                raise
-            return int(code)
-        return int((op.get("metadata") or {}).get("return") or 0)
+        return (yield from _run_recorded(step))
     raise InternalError(f"The REST driver has no request for {type(step).__name__}")

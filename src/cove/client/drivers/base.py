@@ -49,7 +49,6 @@ __all__ = [
     "ListImages",
     "Progress",
     "ProgressCallback",
-    "ReadFile",
     "RunCommand",
     "Sleep",
     "Step",
@@ -148,16 +147,13 @@ class Delete:
 
 
 @dataclass(frozen=True)
-class ReadFile:
-    """A file's bytes from an instance, or None when it does not exist."""
-
-    name: str
-    path: str
-
-
-@dataclass(frozen=True)
 class RunCommand:
-    """Run ``command`` in a running instance; the result is its exit code."""
+    """Run ``command`` in a running instance, no stdin; the result is
+    ``(exit code, stdout)`` (exit code 127 when the program is missing).
+
+    Through exec rather than the file API on purpose: a running container's
+    own mounts (cove's /run is a tmpfs) are seen only from inside it.
+    """
 
     name: str
     command: tuple[str, ...]
@@ -168,8 +164,8 @@ class Sleep:
     seconds: float
 
 
-Step = GetInstance | GetState | ListImages | Create | Update | Action | Delete | ReadFile \
-    | RunCommand | Sleep
+Step = GetInstance | GetState | ListImages | Create | Update | Action | Delete | RunCommand \
+    | Sleep
 Flow = Generator[Step, Any, T]
 
 
@@ -415,8 +411,8 @@ class flows:
                         return ip
                     last_note = "no global IPv4 or IPv6 address yet"
                 elif what == "cloud_init":
-                    raw = yield ReadFile(name, "/run/cloud-init/result.json")
-                    if raw is not None:
+                    code, raw = yield RunCommand(name, ("cat", "/run/cloud-init/result.json"))
+                    if code == 0:
                         errors = _cloud_init_errors(raw)
                         if errors:
                             raise CoveError(f"cloud-init in {name} failed: {'; '.join(errors)}")
@@ -424,7 +420,7 @@ class flows:
                     last_note = "cloud-init has not finished (no /run/cloud-init/result.json)"
                 else:
                     cmd = ready_command(inst)
-                    code = yield RunCommand(name, cmd)
+                    code, _ = yield RunCommand(name, cmd)
                     if code == 0:
                         return True
                     last_note = f"{' '.join(cmd)} exited {code}"

@@ -38,7 +38,6 @@ from cove.client.drivers.base import (
     GetInstance,
     GetState,
     ListImages,
-    ReadFile,
     RunCommand,
     Sleep,
     Step,
@@ -189,16 +188,12 @@ class CliDriver(Driver):
         if isinstance(step, Delete):
             self._or_not_found(step.name, "delete", self.target(step.name))
             return None
-        if isinstance(step, ReadFile):
-            try:
-                return self.transport_for(step.name).read_file(step.path)
-            except (NotFound, BadRequest):
-                return None
         if isinstance(step, RunCommand):
             try:
-                return self.transport_for(step.name).execute(list(step.command)).exit_code
+                r = self.transport_for(step.name).execute(list(step.command))
             except CommandNotFound:
-                return 127
+                return 127, b""
+            return r.exit_code, r.stdout
         if isinstance(step, Sleep):
             time.sleep(step.seconds)
             return None

@@ -31,7 +31,6 @@ from cove.client.drivers.base import (
     GetState,
     ListImages,
     Progress,
-    ReadFile,
     RunCommand,
     Sleep,
     Step,
@@ -156,18 +155,14 @@ class LocalDriver(Driver):
         if isinstance(step, Delete):
             self._wait(e.delete_instance(step.name))
             return None
-        if isinstance(step, ReadFile):
-            try:
-                return self.transport_for(step.name).read_file(step.path)
-            except (NotFound, BadRequest):
-                return None
         if isinstance(step, RunCommand):
             from cove.client._exec import CommandNotFound
 
             try:
-                return self.transport_for(step.name).execute(list(step.command)).exit_code
+                r = self.transport_for(step.name).execute(list(step.command))
             except CommandNotFound:
-                return 127
+                return 127, b""
+            return r.exit_code, r.stdout
         if isinstance(step, Sleep):
             time.sleep(step.seconds)
             return None

@@ -96,8 +96,13 @@ class CliTransport(Transport):
 
         result = self.driver.transport.execute(args, env=self.driver.env, stdin=stdin,
                                                timeout=timeout, capture=False, stream=relay)
-        if result.exit_code != 0 and self.driver._instance(self.name) is None:
-            raise NotFound(f"Instance not found: {self.name}")
+        if result.exit_code != 0:
+            # Did the command run at all? The CLI says so only in words.
+            inst = self.driver._instance(self.name)
+            if inst is None:
+                raise NotFound(f"Instance not found: {self.name}")
+            if str(inst.get("status", "")).lower() != "running":
+                raise BadRequest(f"Instance {self.name} is not running")
         return result.exit_code
 
     def _names_in(self, folder: str) -> list[str] | None:

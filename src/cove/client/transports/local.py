@@ -15,6 +15,7 @@ import contextlib
 import os
 import shutil
 import subprocess
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -68,7 +69,10 @@ def _copy_tree(src: Path, dst: Path, uid: int | None = None, gid: int | None = N
 
 class LocalTransport(Transport):
     """This host. ``env`` is added to every command's environment, which
-    otherwise is this process's."""
+    otherwise is this process's. A command past its timeout gets SIGTERM,
+    then SIGKILL ``kill_grace`` seconds later (both to its process group)."""
+
+    kill_grace = 3.0
 
     def __init__(self, *, env: dict[str, str] | None = None) -> None:
         self.env = dict(env or {})
@@ -102,12 +106,21 @@ class LocalTransport(Transport):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, 9)
 
+        def stop() -> None:
+            # SIGTERM first: ``lxc exec`` and ``cove exec`` pass it on to the
+            # command in the container, which SIGKILL to them could not.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, 15)
+            timer = threading.Timer(self.kill_grace, kill)
+            timer.daemon = True
+            timer.start()
+
         try:
             timed_out = pump(
                 proc.stdin.fileno() if proc.stdin is not None else None,
                 {proc.stdout.fileno(): on_stdout, proc.stderr.fileno(): on_stderr},
                 stdin, exited=lambda: proc.poll() is not None, timeout=timeout,
-                on_timeout=kill)
+                on_timeout=stop)
             code = proc.wait()
         except BaseException:
             kill()
