@@ -53,6 +53,7 @@ __all__ = ["NetPlan", "NetworkMixin"]
 log = logging.getLogger("cove.engine")
 
 _META_DEFAULT = "network.default"
+_COUNTERS = ("bytes_received", "bytes_sent", "packets_received", "packets_sent")
 _net_lock = threading.RLock()  # network create/update/delete and startup
 
 
@@ -148,12 +149,10 @@ class NetworkMixin(EngineCore):
         if spec.ipv6:
             addrs.append({"family": "inet6", "address": str(spec.ipv6.ip),
                           "netmask": str(spec.ipv6.network.prefixlen), "scope": "global"})
-        counters = Netlink.counters(name)
+        c = Netlink.counters(name) or dict.fromkeys(_COUNTERS, 0)
         # a bridge's own counters are not reversed the way a veth's are
-        counters = {"bytes_received": counters["bytes_sent"],
-                    "bytes_sent": counters["bytes_received"],
-                    "packets_received": counters["packets_sent"],
-                    "packets_sent": counters["packets_received"]}
+        counters = {"bytes_received": c["bytes_sent"], "bytes_sent": c["bytes_received"],
+                    "packets_received": c["packets_sent"], "packets_sent": c["packets_received"]}
         try:
             hwaddr = Path(f"/sys/class/net/{name}/address").read_text().strip()
             mtu = int(Path(f"/sys/class/net/{name}/mtu").read_text())
@@ -503,11 +502,13 @@ class NetworkMixin(EngineCore):
             if lease.address6 and spec and spec.ipv6:
                 addrs.append({"family": "inet6", "address": lease.address6,
                               "netmask": str(spec.ipv6.network.prefixlen), "scope": "global"})
+            counters = Netlink.counters(host)
             out[ifname] = {
-                "addresses": addrs, "counters": Netlink.counters(host),
+                "addresses": addrs,
+                "counters": counters or dict.fromkeys(_COUNTERS, 0),
                 "hwaddr": lease.hwaddr, "host_name": host,
                 "mtu": int(dev.get("mtu") or (spec.mtu if spec and spec.mtu else 1500)),
-                "state": Netlink.link_state(host), "type": "broadcast"}
+                "state": "up" if counters is not None else "down", "type": "broadcast"}
         return out
 
     def _net_ensure_up(self, network: str) -> NetSpec:
