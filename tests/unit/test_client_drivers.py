@@ -567,6 +567,27 @@ def test_connect_builds_the_driver_asked_for(tmp_path: Path) -> None:
                             client_key="/nope.key")
 
 
+def test_unreachable_unix_endpoints(tmp_path: Path) -> None:
+    from cove.client import ConnectionFailed, RestDriver
+
+    with pytest.raises(ConnectionFailed, match="no socket") as e:
+        RestDriver(str(tmp_path / "unix.socket")).container_status("c1")
+    assert e.value.reason == "missing"
+    import socket as _socket
+
+    path = tmp_path / "dead.socket"
+    s = _socket.socket(_socket.AF_UNIX)
+    s.bind(str(path))  # bound, nobody listens
+    try:
+        with pytest.raises(ConnectionFailed, match="nothing listens") as e:
+            RestDriver(str(path)).start_container("c1")
+        assert e.value.reason == "refused"
+    finally:
+        s.close()
+    with pytest.raises(BadRequest, match="unix socket path"):
+        RestDriver("relative/unix.socket")
+
+
 def test_importing_cove_client_loads_no_driver() -> None:
     import subprocess
     import sys

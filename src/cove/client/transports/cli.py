@@ -126,11 +126,12 @@ class CliTransport(Transport):
             raise self._explain(e, posixpath.dirname(path)) from None
 
     @contextlib.contextmanager
-    def _where_command_runs(self, local: Path, *, fetch: bool) -> Iterator[tuple[str, Any]]:
-        """A path the command can use for ``local``, and a finish callback.
+    def _where_command_runs(self, local: Path) -> Iterator[tuple[str, Any]]:
+        """A path where the command runs that stands for ``local``, and the
+        transport to move things between the two (None: it is ``local``).
 
-        On this host that is ``local`` itself; elsewhere a staging folder the
-        driver's transport copies from (``fetch``: after) or to (before).
+        On this host that is ``local`` itself; elsewhere a staging folder,
+        removed afterwards, that the driver's own transport copies from or to.
         """
         outer = self.driver.transport
         if isinstance(outer, LocalTransport):
@@ -145,7 +146,7 @@ class CliTransport(Transport):
             outer.execute(["rm", "-rf", "--", stage])
 
     def _download_file(self, path: str, local: Path) -> None:
-        with self._where_command_runs(local, fetch=True) as (there, outer):
+        with self._where_command_runs(local) as (there, outer):
             dest = there if outer is None else posixpath.join(there, local.name or "file")
             try:
                 self.driver.run("file", "pull", self._spec(path), dest)
@@ -156,7 +157,7 @@ class CliTransport(Transport):
 
     def _upload_file(self, local: Path, path: str, uid: int | None, gid: int | None,
                      mode: int | None) -> None:
-        with self._where_command_runs(local, fetch=False) as (there, outer):
+        with self._where_command_runs(local) as (there, outer):
             src = there
             if outer is not None:
                 outer.upload_file(local, posixpath.join(there, local.name), mode=mode)
@@ -168,7 +169,7 @@ class CliTransport(Transport):
                 raise self._explain(e, posixpath.dirname(path)) from None
 
     def _download_folder(self, path: str, local_dir: Path) -> None:
-        with self._where_command_runs(local_dir, fetch=True) as (there, outer):
+        with self._where_command_runs(local_dir) as (there, outer):
             try:
                 self.driver.run("file", "pull", "-r", self._spec(path), there)
             except InternalError as e:
@@ -179,7 +180,7 @@ class CliTransport(Transport):
 
     def _upload_folder(self, local: Path, path: str, uid: int | None,
                        gid: int | None) -> None:
-        with self._where_command_runs(local, fetch=False) as (there, outer):
+        with self._where_command_runs(local) as (there, outer):
             src = str(local)
             if outer is not None:
                 outer.upload_folder(local, there)
