@@ -123,11 +123,6 @@ def _fd_kinds() -> dict[str, int]:
     return kinds
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "each operation runs in a new thread, and what the engine keeps per thread is "
-    "never closed: a SQLite connection (store/_db.py, threading.local) and a pyroute2 "
-    "IPRoute with its own asyncio loop (network/_netlink.py); they hold fds until a GC "
-    "cycle happens to collect them"))
 def test_operations_leave_no_fds_behind(engine: Engine) -> None:
     import gc
 

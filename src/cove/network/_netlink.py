@@ -46,7 +46,6 @@ __all__ = ["LinkExists", "Netlink", "NicSetup", "br_netfilter_active"]
 
 _CLONE_NEWNET = 0x40000000
 _IFA_F_NODAD = 0x02
-_local = threading.local()
 _libc: Any = None
 
 
@@ -193,20 +192,70 @@ class NicSetup:
     hairpin: bool = False
 
 
+class _Serialized:
+    """One pyroute2 IPRoute, used from one thread of its own.
+
+    coved runs each operation (and each exit) in a short-lived thread, and
+    pyroute2 0.9 opens a netlink socket and an event loop per calling thread,
+    even on a shared IPRoute; those would be closed only when the garbage
+    collector got to them. So every call is handed to a single worker thread
+    and its result read whole there.
+    """
+
+    def __init__(self) -> None:
+        self._ipr: Any = None
+        self._pool: Any = None
+        self._lock = threading.Lock()
+
+    def _run(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if self._ipr is None:
+            from pyroute2 import IPRoute
+
+            self._ipr = IPRoute()
+        result = getattr(self._ipr, name)(*args, **kwargs)
+        if result is not None and not isinstance(result, (list, tuple, dict, str)) \
+                and hasattr(result, "__next__"):
+            result = list(result)
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                if self._pool is None:
+                    from concurrent.futures import ThreadPoolExecutor
+
+                    self._pool = ThreadPoolExecutor(1, thread_name_prefix="netlink")
+                pool = self._pool
+            return pool.submit(self._run, name, args, kwargs).result()
+        return call
+
+    def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is None:
+            return
+
+        def close_ipr() -> None:
+            ipr, self._ipr = self._ipr, None
+            if ipr is not None:
+                with contextlib.suppress(Exception):
+                    ipr.close()
+
+        pool.submit(close_ipr).result()
+        pool.shutdown(wait=True)
+
+
+_shared = _Serialized()
+
+
 class Netlink:
-    """Host-side netlink: one pyroute2 socket per thread."""
+    """Host-side netlink through one shared pyroute2 socket (``_Serialized``)."""
 
     def __init__(self) -> None:
         self._bridges: dict[str, int] = {}  # bridge name -> ifindex (checked on use)
 
     def _ipr(self) -> Any:
-        ipr = getattr(_local, "ipr", None)
-        if ipr is None:
-            from pyroute2 import IPRoute
-
-            ipr = IPRoute()
-            _local.ipr = ipr
-        return ipr
+        return _shared
 
     # -- reading the host ---------------------------------------------------------
     def used_networks(self) -> list[IPv4Network | IPv6Network]:
@@ -389,8 +438,4 @@ class Netlink:
             return "down"
 
     def close(self) -> None:
-        ipr = getattr(_local, "ipr", None)
-        if ipr is not None:
-            with contextlib.suppress(Exception):
-                ipr.close()
-            _local.ipr = None
+        _shared.close()
