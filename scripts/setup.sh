@@ -46,6 +46,8 @@ installed busybox-static || missing+=(busybox-static)
 installed iproute2 || missing+=(iproute2)
 installed nftables || missing+=(nftables)
 installed dnsmasq-base || missing+=(dnsmasq-base)
+# networks of type cni run CNI config lists with these plugins (/usr/lib/cni)
+installed containernetworking-plugins || missing+=(containernetworking-plugins)
 command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found (set PYTHON=...)"
 # Debian's python3 has venv and ensurepip in python3-venv; other builds
 # (pyenv, python.org) have them built in.
