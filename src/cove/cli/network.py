@@ -142,19 +142,23 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_list)
 
     p = nsub.add_parser(
-        "create", parents=[common], help="Create a bridge network",
+        "create", parents=[common], help="Create a network",
         description="Create a bridge network. Keys: ipv4.address (CIDR, auto, none), "
                     "ipv4.nat, ipv6.address (CIDR, auto, none), ipv6.nat, dns.domain, "
-                    "bridge.mtu, user.*.",
+                    "bridge.mtu, user.*. A network of type cni runs a CNI config list "
+                    "(plugins from /usr/lib/cni): cni.config (the JSON) or cni.path (a file "
+                    "in /etc/cni/net.d, read at each start).",
         epilog="examples:\n"
                "  cove network create lab\n"
                "  cove network create lab ipv4.address=10.7.0.1/24 ipv4.nat=false\n"
-               "  cove network create lab6 ipv6.address=auto dns.domain=lab",
+               "  cove network create lab6 ipv6.address=auto dns.domain=lab\n"
+               "  cove network create mycni --type cni cni.config=\"$(cat lab.conflist)\"\n"
+               "  cove network create mycni --type cni cni.path=/etc/cni/net.d/lab.conflist",
         formatter_class=_RAW)
     p.add_argument("name", metavar="NAME", help="network (and bridge) name, 15 characters max")
     p.add_argument("items", metavar="KEY=VALUE", nargs="*")
     p.add_argument("--description", default="")
-    p.add_argument("-t", "--type", default="bridge", help="network type (bridge)")
+    p.add_argument("-t", "--type", default="bridge", help="network type: bridge (default) or cni")
     p.set_defaults(func=cmd_create)
 
     p = nsub.add_parser("show", parents=[common], help="Print a network as YAML",

@@ -25,7 +25,7 @@ from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cove.engine._core import EngineCore
+from cove.engine._network_cni import CniMixin
 from cove.model.errors import BadRequest, Conflict, NotFound
 from cove.model.records import Instance, Lease, Network
 from cove.network import dns, nft
@@ -41,12 +41,14 @@ from cove.network.model import (
     proxy_from_device,
     validate_network_config,
     validate_network_name,
+    validate_network_type,
     veth_name,
 )
 from cove.network.subnets import free_address, free_address6, pick_subnet
 
 if TYPE_CHECKING:
     from cove.network._netlink import NicSetup
+    from cove.network.cni import ConfList
 
 __all__ = ["NetPlan", "NetworkMixin"]
 
@@ -66,6 +68,10 @@ class NetPlan:
     dns: list[tuple[str, str, str]] = field(default_factory=list)  # network, key, text
     ports: list[nft.PortRule] = field(default_factory=list)
     mounts: tuple[dict[str, Any], ...] = ()
+    cni: list[tuple[Nic, ConfList]] = field(default_factory=list)  # NICs on cni networks
+    addresses: list[IPv4Address | IPv6Address] = field(default_factory=list)  # on bridges
+    domain: str = ""  # the first bridge's dns.domain
+    bridged: bool = False  # a NIC on a cove bridge (its dnsmasq is the resolver)
 
 
 def _mac(rid: str, instance: str, device: str) -> str:
@@ -84,7 +90,7 @@ def _devices_of(devices: dict[str, dict[str, str]]) -> tuple[list[Nic], list[Pro
     return nics, proxies
 
 
-class NetworkMixin(EngineCore):
+class NetworkMixin(CniMixin):
     # -- profiles ---------------------------------------------------------------------
     def default_network(self) -> str | None:
         """The network of the default profile's eth0 (cached: only this file
@@ -142,6 +148,8 @@ class NetworkMixin(EngineCore):
 
         net = self.store.get_network(name)
         spec = spec_of(net)
+        if net.type == "cni":
+            name = self._cni_bridge(net) or ""
         addrs = []
         if spec.ipv4:
             addrs.append({"family": "inet", "address": str(spec.ipv4.ip),
@@ -213,10 +221,10 @@ class NetworkMixin(EngineCore):
                 subnet overlaps another network or a route on the host.
         """
         validate_network_name(name)
-        if type not in ("", "bridge"):
-            raise BadRequest(f"Network type {type!r} is not supported: cove makes bridge "
-                             "networks")
-        conf = validate_network_config(config or {})
+        ntype = validate_network_type(type)
+        conf = validate_network_config(config or {}, ntype)
+        if ntype == "cni":
+            self._cni_check_config(name, conf)
         with _net_lock:
             try:
                 self.store.get_network(name)
@@ -224,6 +232,12 @@ class NetworkMixin(EngineCore):
                 pass
             else:
                 raise Conflict(f"Network {name!r} already exists")
+            if ntype == "cni":  # nothing on the host until a NIC attaches
+                net = Network(name=name, type="cni", description=description or "",
+                              config=conf, created_at=self._now())
+                self.store.add_network(net)
+                self.events.lifecycle("network-created", f"/1.0/networks/{name}")
+                return net
             if name in self.net.nl.links():
                 raise Conflict(f"A link named {name!r} already exists on the host: choose "
                                "another network name")
@@ -253,6 +267,9 @@ class NetworkMixin(EngineCore):
         """
         with _net_lock:
             net = self.store.get_network(name)
+            if net.type == "cni":
+                self._cni_update(net, config, description, patch)
+                return
             if config is not None:
                 new = dict(net.config) if patch else {}
                 new.update(validate_network_config(config))
@@ -286,6 +303,22 @@ class NetworkMixin(EngineCore):
                 raise
         self.events.lifecycle("network-updated", f"/1.0/networks/{name}")
 
+    def _cni_update(self, net: Network, config: dict[str, Any] | None,
+                    description: str | None, patch: bool) -> None:
+        """A cni network's conflist may change while instances use it: each
+        attachment keeps the conflist it was ADDed with for its DEL, and the
+        new one applies from the next start."""
+        if config is not None:
+            new = dict(net.config) if patch else {}
+            new.update(validate_network_config(config, "cni"))
+            new = {k: v for k, v in new.items() if v != ""}
+            self._cni_check_config(net.name, new)
+            net.config = new
+        if description is not None:
+            net.description = str(description)
+        self.store.update_network(net)
+        self.events.lifecycle("network-updated", f"/1.0/networks/{net.name}")
+
     def delete_network(self, name: str) -> None:
         """Remove a network and everything of it on the host.
 
@@ -300,9 +333,11 @@ class NetworkMixin(EngineCore):
                                  "remove those NICs first")
             if self.store.list_leases(network=name):
                 raise BadRequest(f"Network {name} still has address leases")
+            cni_type = self.store.get_network(name).type == "cni"
             self.store.delete_network(name)
-            self.net.take_down(name)
-            self.net.apply_rules()
+            if not cni_type:
+                self.net.take_down(name)
+                self.net.apply_rules()
             if self.default_network() == name:  # pragma: no cover - guarded by used_by
                 self.store.set_meta(_META_DEFAULT, "")
                 self._net_default = None
@@ -325,12 +360,17 @@ class NetworkMixin(EngineCore):
         expanded.update(devices)
         expanded = {k: v for k, v in expanded.items() if v.get("type") != "none"}
         nics, proxies = _devices_of(expanded)
+        bridged = False
         for nic in nics:
             try:
                 net = self.store.get_network(nic.network)
             except NotFound:
                 raise BadRequest(f"Device {nic.device!r}: network {nic.network!r} does not "
                                  "exist") from None
+            if net.type == "cni":
+                self._cni_check_nic(nic)
+                continue
+            bridged = True
             spec = spec_of(net)
             if nic.ipv4 is not None and (
                     spec.ipv4 is None or nic.ipv4 not in spec.ipv4.network
@@ -344,6 +384,9 @@ class NetworkMixin(EngineCore):
             raise BadRequest("Two NICs have the same interface name")
         if proxies and not nics:
             raise BadRequest("A proxy device needs the instance to have a NIC")
+        if proxies and not bridged:
+            raise BadRequest("A proxy device needs a NIC on a cove bridge network: the ports "
+                             "of a cni network are its conflist's plugins' (portmap)")
         mine = [k for p in proxies for k in p.port_keys()]
         if len(set(mine)) != len(mine) or any(
                 a.clashes(b) for i, a in enumerate(mine) for b in mine[i + 1:]):
@@ -374,10 +417,17 @@ class NetworkMixin(EngineCore):
     def _net_prepare(self, inst: Instance, undo: ExitStack) -> NetPlan:
         """Lease addresses and write /etc/hosts and resolv.conf (see module note)."""
         devices = self.expanded_devices(inst)
-        nics, proxies = _devices_of(devices)
+        all_nics, proxies = _devices_of(devices)
         plan = NetPlan()
-        if not nics:
+        if not all_nics:
             return plan
+        nics = []
+        for nic in all_nics:
+            conf = self._cni_conf_of(nic.network)
+            if conf is None:
+                nics.append(nic)
+            else:
+                plan.cni.append((nic, conf))
         rid = self.net.rid
         own4: list[IPv4Address] = []
         own6: list[IPv6Address] = []
@@ -415,10 +465,18 @@ class NetworkMixin(EngineCore):
             domains.append(spec.domain)
             first_domain = first_domain or spec.domain
         plan.ports = _port_rules(proxies, own4)
+        plan.addresses, plan.domain, plan.bridged = [*own4, *own6], first_domain, bool(nics)
         d = self.instance_dir(inst.name)
         hosts, resolv = d / "hosts", d / "resolv.conf"
         hosts.write_text(dns.container_hosts(inst.name, first_domain, [*own4, *own6]))
-        resolv.write_text(dns.container_resolv(servers, domains))
+        if nics:
+            resolv.write_text(dns.container_resolv(servers, domains))
+        else:  # only cni NICs: the host's resolvers until a result names others
+            try:
+                host_resolv = Path("/etc/resolv.conf").read_text()
+            except OSError:
+                host_resolv = ""
+            resolv.write_text(dns.resolv_from_host(host_resolv))
         plan.mounts = tuple(
             {"destination": dst, "type": "bind", "source": str(src),
              "options": ["rbind", "rprivate"]}
@@ -426,20 +484,23 @@ class NetworkMixin(EngineCore):
         return plan
 
     def _net_attach(self, name: str, pid: int, plan: NetPlan, undo: ExitStack) -> None:
-        """Veths into ``pid``'s namespace, names into dnsmasq, ports into nftables."""
-        if not plan.nics:
-            return
-        undo.callback(self.net.detach, [n.host_name for n in plan.nics])
-        self.net.attach(pid, plan.nics)
-        for network, key, text in plan.dns:
-            undo.callback(self.net.unpublish_dns, network, key)
-            self.net.publish_dns(network, key, text)
-        if plan.ports:
-            undo.callback(self.net.forget_ports, name)
-            self.net.set_ports(name, plan.ports, plan.ports[0].target)
+        """Veths into ``pid``'s namespace, names into dnsmasq, ports into
+        nftables; then the NICs on cni networks."""
+        if plan.nics:
+            undo.callback(self.net.detach, [n.host_name for n in plan.nics])
+            self.net.attach(pid, plan.nics)
+            for network, key, text in plan.dns:
+                undo.callback(self.net.unpublish_dns, network, key)
+                self.net.publish_dns(network, key, text)
+            if plan.ports:
+                undo.callback(self.net.forget_ports, name)
+                self.net.set_ports(name, plan.ports, plan.ports[0].target)
+        if plan.cni:
+            self._cni_attach(name, pid, plan, undo)
 
     def _net_release(self, name: str) -> None:
         """Withdraw everything ``name``'s run held on the network (idempotent)."""
+        self._cni_release(name)
         leases = self.store.list_leases(instance=name)
         if self.net.has_ports(name):
             self.net.forget_ports(name)
@@ -486,6 +547,7 @@ class NetworkMixin(EngineCore):
             "counters": {"bytes_received": 0, "bytes_sent": 0, "packets_received": 0,
                          "packets_sent": 0},
             "hwaddr": "", "host_name": "", "mtu": 65536, "state": "up", "type": "loopback"}}
+        out.update(self._cni_state(inst.name))
         leases = self.store.list_leases(instance=inst.name)
         if not leases:
             return out
@@ -531,6 +593,7 @@ class NetworkMixin(EngineCore):
         one broken network must not keep coved from serving."""
         with _net_lock:
             running = set(self._running)
+            self._cni_startup(running)
             for lease in self.store.list_leases():
                 if lease.instance not in running:
                     log.info("releasing stale lease %s of %s", lease.address, lease.instance)
@@ -548,6 +611,8 @@ class NetworkMixin(EngineCore):
                     log.exception("could not create the default network %s", name)
             nets = self.store.list_networks()
             for net in nets:
+                if net.type == "cni":
+                    continue
                 try:
                     self.net.bring_up(spec_of(net))
                 except Exception:
@@ -597,7 +662,8 @@ class NetworkMixin(EngineCore):
         with _net_lock:
             try:
                 for net in self.store.list_networks():
-                    self.net.take_down(net.name)
+                    if net.type != "cni":
+                        self.net.take_down(net.name)
                 self.net.remove_rules()
             except Exception:
                 log.exception("removing networks at shutdown failed")

@@ -37,6 +37,7 @@ from cove.network.model import (
 )
 
 if TYPE_CHECKING:
+    from cove.network._cni import Cni
     from cove.network._dnsmasq import Dnsmasq
     from cove.network._netlink import Netlink, NicSetup
     from cove.network._nftables import Nft
@@ -103,6 +104,7 @@ class NetworkHost:
         self._lock = threading.RLock()
         self._nl: Netlink | None = None
         self._nft: Nft | None = None
+        self._cni: Cni | None = None
         self._specs: dict[str, NetSpec] = {}  # networks that are up
         self._ports: dict[str, list[nft.PortRule]] = {}  # instance -> its live ports
         self._hairpins: dict[str, IPv4Address] = {}
@@ -128,6 +130,15 @@ class NetworkHost:
 
             self._nft = Nft()
         return self._nft
+
+    @property
+    def cni(self) -> Cni:
+        """CNI attachments (networks of type ``cni``)."""
+        if self._cni is None:
+            from cove.network._cni import Cni
+
+            self._cni = Cni(self.root, self.rid)
+        return self._cni
 
     def dnsmasq(self, name: str) -> Dnsmasq:
         from cove.network._dnsmasq import Dnsmasq

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 
 __all__ = ["DnsmasqConfig", "container_hosts", "container_resolv", "dnsmasq_conf",
-           "hosts_entry"]
+           "hosts_entry", "resolv_from_host"]
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,8 @@ def container_hosts(name: str, domain: str,
     out = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback",
            "ff02::1\tip6-allnodes", "ff02::2\tip6-allrouters"]
     addrs = list(addresses)
-    out += [f"{a}\t{name}.{domain} {name}" for a in addrs]
+    names = f"{name}.{domain} {name}" if domain else name
+    out += [f"{a}\t{names}" for a in addrs]
     if not addrs:
         out.append(f"127.0.1.1\t{name}")
     return "\n".join(out) + "\n"
@@ -86,3 +87,27 @@ def container_resolv(nameservers: Iterable[IPv4Address | IPv6Address],
         out.append("search " + " ".join(doms))
     out.append("options ndots:1")
     return "\n".join(out) + "\n"
+
+
+def resolv_from_host(text: str) -> str:
+    """A container's ``/etc/resolv.conf`` from the host's, for an instance on
+    no cove bridge (only CNI networks, whose result gave no DNS): loopback
+    nameservers (a local stub resolver) are dropped, as the container cannot
+    reach the host's loopback; ``search`` and ``options`` are kept."""
+    from ipaddress import ip_address
+
+    out = []
+    for line in text.splitlines():
+        words = line.split()
+        if not words or words[0].startswith(("#", ";")):
+            continue
+        if words[0] == "nameserver":
+            try:
+                if len(words) < 2 or ip_address(words[1].split("%")[0]).is_loopback:
+                    continue
+            except ValueError:
+                continue
+        elif words[0] not in ("search", "domain", "options"):
+            continue
+        out.append(" ".join(words))
+    return "\n".join(out) + "\n" if out else ""

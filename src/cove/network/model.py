@@ -30,6 +30,7 @@ __all__ = [
     "DEFAULT_DOMAIN",
     "DEFAULT_ROOT_BRIDGE",
     "IFNAMSIZ",
+    "NETWORK_TYPES",
     "Nic",
     "PortKey",
     "Proxy",
@@ -44,6 +45,7 @@ __all__ = [
     "table_name",
     "validate_network_config",
     "validate_network_name",
+    "validate_network_type",
     "veth_name",
 ]
 
@@ -164,16 +166,39 @@ _NET_KEYS = {"ipv4.address", "ipv4.nat", "ipv6.address", "ipv6.nat", "dns.domain
              "bridge.mtu"}
 
 
-def validate_network_config(config: Mapping[str, object]) -> dict[str, str]:
+NETWORK_TYPES = ("bridge", "cni")
+
+
+def validate_network_type(value: object) -> str:
+    """``bridge`` (cove's own, the default) or ``cni`` (a CNI config list).
+
+    Raises:
+        BadRequest: any other type.
+    """
+    t = value or "bridge"
+    if t not in NETWORK_TYPES:
+        raise BadRequest(f"Network type {value!r} is not supported: cove makes bridge "
+                         "networks and runs CNI config lists (type cni)")
+    return str(t)
+
+
+def validate_network_config(config: Mapping[str, object],
+                            type: str = "bridge") -> dict[str, str]:
     """Check a network's config; values come back as strings.
 
-    Keys (LXD's names): ``ipv4.address`` (CIDR, ``auto`` or ``none``),
-    ``ipv4.nat``, ``ipv6.address`` (CIDR, ``auto`` or ``none``), ``ipv6.nat``,
-    ``dns.domain``, ``bridge.mtu``, and free-form ``user.*``.
+    Keys of a bridge (LXD's names): ``ipv4.address`` (CIDR, ``auto`` or
+    ``none``), ``ipv4.nat``, ``ipv6.address`` (CIDR, ``auto`` or ``none``),
+    ``ipv6.nat``, ``dns.domain``, ``bridge.mtu``. Keys of a ``cni`` network:
+    ``cni.config`` (a config list as JSON text) or ``cni.path`` (a file in
+    ``/etc/cni/net.d``). Both take free-form ``user.*``. Whether a cni
+    network names exactly one conflist is checked on the merged config
+    (``cni.check_keys``).
 
     Raises:
         BadRequest: naming the first unknown key or bad value.
     """
+    if type == "cni":
+        return _validate_cni_config(config)
     if not isinstance(config, Mapping):
         raise BadRequest("config must be an object of string keys and values")
     out: dict[str, str] = {}
@@ -206,6 +231,31 @@ def validate_network_config(config: Mapping[str, object]) -> dict[str, str]:
         elif key == "bridge.mtu" and (not value.isdigit() or not 1280 <= int(value) <= 9000):
             raise BadRequest(f"Invalid bridge.mtu {value!r}: a number from 1280 to 9000")
         out[key] = value
+    return out
+
+
+def _validate_cni_config(config: Mapping[str, object]) -> dict[str, str]:
+    from cove.network import cni
+
+    if not isinstance(config, Mapping):
+        raise BadRequest("config must be an object of string keys and values")
+    out: dict[str, str] = {}
+    for key, raw in config.items():
+        if not isinstance(key, str) or not isinstance(raw, str):
+            raise BadRequest(f"Invalid value for {key!r}: must be a string")
+        if key.startswith("user."):
+            out[key] = raw
+            continue
+        if key not in cni.CNI_KEYS:
+            raise BadRequest(f"Unknown configuration key of a cni network: {key} (cove knows "
+                             f"{', '.join(cni.CNI_KEYS)} and user.*)")
+        if raw == "":
+            out[key] = raw
+        elif key == "cni.config":
+            cni.parse_conflist(raw)
+            out[key] = raw
+        else:
+            out[key] = cni.validate_cni_path(raw)
     return out
 
 
