@@ -70,6 +70,25 @@ def test_lock_waits_when_asked() -> None:
     assert order == ["first", "second"]
 
 
+def test_lock_is_free_when_waiters_wake() -> None:
+    """A client that waited for an operation may act on its instance at once:
+    whoever hears that it finished (waiters, event listeners) finds the lock
+    released."""
+    seen: list[object] = []
+
+    def on_change(op: Operation) -> None:
+        if op.status in (OperationStatus.SUCCESS, OperationStatus.FAILURE):
+            seen.append(ops.holder("instance:web"))
+
+    ops = Operations(on_change=on_change)
+    op = ops.run(lambda op: None, description="Stop", lock="instance:web")
+    assert op.wait(5) and ops.holder("instance:web") is None
+    failed = ops.run(lambda op: 1 / 0, description="Boom", lock="instance:web")
+    assert failed.wait(5) and ops.holder("instance:web") is None
+    assert failed.status is OperationStatus.FAILURE
+    assert seen == [None, None]
+
+
 def test_unknown_operation_is_not_found() -> None:
     from cove.model.errors import NotFound
     with pytest.raises(NotFound):

@@ -194,17 +194,22 @@ class Operations:
             self._ops[op.id] = op
 
         def work() -> None:
+            error: CoveError | None = None
             try:
                 op.result = fn(op)
             except CoveError as e:
-                op._finish(OperationStatus.FAILURE, e)
+                error = e
             except Exception as e:  # noqa: BLE001 - reported on the operation
-                op._finish(OperationStatus.FAILURE, InternalError(f"{type(e).__name__}: {e}"))
-            else:
-                op._finish(OperationStatus.CANCELLED if op.cancelled else OperationStatus.SUCCESS)
+                error = InternalError(f"{type(e).__name__}: {e}")
             finally:
+                # before the waiters wake: whoever waited for this operation may
+                # act on the instance at once without meeting its lock
                 if lock is not None:
                     self._release(lock, op)
+            if error is not None:
+                op._finish(OperationStatus.FAILURE, error)
+            else:
+                op._finish(OperationStatus.CANCELLED if op.cancelled else OperationStatus.SUCCESS)
 
         op._notify()
         if background:
