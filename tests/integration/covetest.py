@@ -168,9 +168,14 @@ def leaks(root: Path, names: Iterable[str] | None = None, *, existing: bool = Fa
     mounts = mounts_under(root)
     if names is not None:
         names = list(names)
-        prefixes = [str(root / "instances" / n) for n in names]
+        # an instance's rootfs, and the pinned namespace of its NICs on cni networks
+        prefixes = [str(root / sub / n) for n in names for sub in ("instances", "run/cni")]
         mounts = [m for m in mounts if any(m == p or m.startswith(p + "/") for p in prefixes)]
     found += [f"mount {m}" for m in mounts]
+    cni_state = root / "run" / "cni"
+    if cni_state.is_dir():  # DEL not done (or kept to try again)
+        found += [f"cni state {cni_state / n}" for n in sorted(os.listdir(cni_state))
+                  if names is None or n in names]
     ids = runc_ids(root)
     if names is not None:
         ids = [i for i in ids if i in names]
