@@ -185,6 +185,24 @@ def test_bad_publish_shorthand(spec: str) -> None:
         m.parse_publish(spec)
 
 
+def test_cli_publish_shorthand_is_shape_only_and_light() -> None:
+    """The CLI's parser checks the shape; the ports' range is coved's check."""
+    import subprocess
+    import sys
+
+    from cove.model.publish import publish_device
+
+    assert publish_device("8080:80") == m.parse_publish("8080:80")
+    assert publish_device("70000:80")[1]["listen"] == "tcp:0.0.0.0:70000"
+    with pytest.raises(BadRequest, match="out of 1-65535"):
+        m.parse_publish("70000:80")
+    code = ("import sys, cove.cli.main; before = set(sys.modules); import cove.model.publish; "
+            "print(sorted(set(sys.modules) - before))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "['cove.model.publish']"
+
+
 # -- subnets and addresses ----------------------------------------------------------
 
 def test_pick_subnet_avoids_host_routes_and_is_stable() -> None:

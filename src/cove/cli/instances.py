@@ -52,11 +52,11 @@ def _devices(args: argparse.Namespace) -> dict[str, dict[str, str]]:
         devices["eth0"] = {"type": "nic", "network": args.network, "name": "eth0"}
     if args.publish:
         from cove.model.errors import BadRequest
-        from cove.network.model import parse_publish
+        from cove.model.publish import publish_device  # coved checks the device in full
 
         for spec in args.publish:
             try:
-                name, dev = parse_publish(spec)
+                name, dev = publish_device(spec)
             except BadRequest as e:
                 raise UsageError(str(e)) from None
             devices[name] = dev

@@ -474,31 +474,14 @@ def port_conflicts(mine: Iterable[PortKey],
 
 
 def parse_publish(spec: str) -> tuple[str, dict[str, str]]:
-    """``-p [ADDR:]HOSTPORT:PORT[/tcp|udp]`` as a proxy device ``(name, device)``.
-
-    Ports may be ranges of equal length (``8080-8081:80-81``).
+    """``-p [ADDR:]HOSTPORT:PORT[/tcp|udp]`` as a proxy device ``(name, device)``,
+    checked in full (``cove.model.publish`` is the shape only, for the CLI).
 
     Raises:
-        BadRequest: the shorthand does not parse.
+        BadRequest: the shorthand does not parse, or the device is invalid.
     """
-    text = spec.strip()
-    proto = "tcp"
-    if "/" in text:
-        text, proto = text.rsplit("/", 1)
-        if proto not in ("tcp", "udp"):
-            raise BadRequest(f"Invalid publish {spec!r}: protocol must be tcp or udp")
-    parts = text.split(":")
-    if len(parts) == 2:
-        addr, hport, cport = "0.0.0.0", parts[0], parts[1]
-    elif len(parts) == 3:
-        addr, hport, cport = parts
-    else:
-        raise BadRequest(f"Invalid publish {spec!r}: use [ADDRESS:]HOSTPORT:PORT[/PROTO], "
-                         "like 8080:80 or 127.0.0.1:5353:53/udp")
-    dev = {"type": "proxy", "listen": f"{proto}:{addr}:{hport}",
-           "connect": f"{proto}:0.0.0.0:{cport}", "nat": "true"}
-    name = f"proxy-{proto}-{hport.replace(',', '_')}"
-    if addr != "0.0.0.0":
-        name = f"proxy-{proto}-{addr}-{hport}"
+    from cove.model.publish import publish_device
+
+    name, dev = publish_device(spec)
     proxy_from_device(name, dev)
     return name, dev
