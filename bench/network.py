@@ -10,6 +10,11 @@ In-process (the engine calls coved makes, without HTTP), on a fresh root
 * ``nic``: with ``eth0`` on the root's default network (lease, veth into the
   container's namespace, /etc/hosts and resolv.conf, a dnsmasq name)
 * ``nic+port``: the same plus one published port (``proxy`` device, nat=true)
+* ``cni``: ``eth0`` on a network of type cni instead, running a bridge +
+  host-local conflist from ``/usr/lib/cni`` (skipped when the plugins are
+  not installed); its bridge ``covebench<hex>``, on a free 10.224.X.0/24 with
+  no address on the host, and host-local's directory for it are removed at
+  the end
 
 then ``--scale`` instances with a NIC and a published port are started and
 ``nic+port`` is timed again: per-instance changes are nftables *elements*,
@@ -64,11 +69,16 @@ def load_mkbusybox() -> Any:
     return mod
 
 
+CNI_NET = "covebenchcni"
+
+
 def devices(kind: str, port: int) -> dict[str, dict[str, str]]:
     if kind == "none":
         return {"eth0": {"type": "none"}}
     if kind == "nic":
         return {}
+    if kind == "cni":
+        return {"eth0": {"type": "nic", "network": CNI_NET, "name": "eth0"}}
     return {"web": {"type": "proxy", "listen": f"tcp:0.0.0.0:{port}",
                     "connect": "tcp:0.0.0.0:80", "nat": "true"}}
 
@@ -88,6 +98,62 @@ def delete(eng: Engine, name: str) -> None:
     op.raise_for_error()
 
 
+def free_subnet(prefix: str) -> str:
+    import ipaddress
+    import json as _json
+    import subprocess
+
+    used = []
+    for argv in (["ip", "-j", "-4", "route", "show", "table", "all"], ["ip", "-j", "-4", "addr"]):
+        out = subprocess.run(argv, capture_output=True, check=True, timeout=30).stdout
+        for item in _json.loads(out or b"[]"):
+            dst = item.get("dst")
+            if dst and dst != "default":
+                used.append(ipaddress.ip_network(dst if "/" in dst else f"{dst}/32",
+                                                 strict=False))
+            for a in item.get("addr_info", []):
+                used.append(ipaddress.ip_network(f"{a['local']}/{a['prefixlen']}",
+                                                 strict=False))
+    for x in range(256):
+        net = ipaddress.ip_network(f"{prefix}.{x}.0/24")
+        if not any(net.overlaps(u) for u in used):
+            return str(net)
+    raise SystemExit(f"no free {prefix}.X.0/24")
+
+
+class CniNet:
+    """A cni network of the bench's own and what its plugins leave on the host."""
+
+    def __init__(self, eng: Engine) -> None:
+        import secrets
+
+        self.eng = eng
+        self.bridge = f"covebench{secrets.token_hex(3)}"
+        self.name = f"covebench-{self.bridge[-6:]}"
+        self.had_state = Path("/var/lib/cni").exists()
+        conf = {"cniVersion": "1.0.0", "name": self.name, "plugins": [
+            {"type": "bridge", "bridge": self.bridge, "isGateway": False, "ipMasq": False,
+             "ipam": {"type": "host-local",
+                      "ranges": [[{"subnet": free_subnet("10.224")}]]}}]}
+        eng.create_network(CNI_NET, type="cni", config={"cni.config": json.dumps(conf)})
+
+    def remove(self) -> None:
+        import subprocess
+
+        try:
+            self.eng.delete_network(CNI_NET)
+        except Exception as e:  # noqa: BLE001 - report, clean the host anyway
+            print(f"cleanup of network {CNI_NET} failed: {e}", file=sys.stderr)
+        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True, check=False)
+        shutil.rmtree(f"/var/lib/cni/networks/{self.name}", ignore_errors=True)
+        if not self.had_state:
+            for d in ("/var/lib/cni/networks", "/var/lib/cni"):
+                try:
+                    Path(d).rmdir()
+                except OSError:
+                    break
+
+
 def med(xs: list[float]) -> float:
     return statistics.median(xs) if xs else float("nan")
 
@@ -102,6 +168,7 @@ def main() -> int:
     eng = Engine(root)
     results: dict[str, Any] = {"runs": args.runs, "scale": args.scale}
     made: list[str] = []
+    cni: CniNet | None = None
     try:
         eng.startup()
         tar = root / "tmp" / "busybox.tar.gz"
@@ -117,7 +184,10 @@ def main() -> int:
         eng.net.nl.attach = timed("netlink.attach (veth + in-ns config)",  # type: ignore
                                   eng.net.nl.attach)
 
-        kinds = ("none", "nic", "nic+port")
+        kinds: tuple[str, ...] = ("none", "nic", "nic+port")
+        if Path("/usr/lib/cni/bridge").exists():
+            cni = CniNet(eng)
+            kinds += ("cni",)
         samples: dict[str, list[float]] = {k: [] for k in kinds}
         port = 20000
         for i in range(args.runs + 2):  # two warm-up rounds
@@ -134,7 +204,9 @@ def main() -> int:
         for k in kinds:
             print(f"  {k:10s} {med(samples[k]):7.1f}")
         print(f"  network adds {med(samples['nic']) - med(samples['none']):.1f} ms (NIC), "
-              f"{med(samples['nic+port']) - med(samples['none']):.1f} ms (NIC + port)")
+              f"{med(samples['nic+port']) - med(samples['none']):.1f} ms (NIC + port)"
+              + (f", {med(samples['cni']) - med(samples['none']):.1f} ms (cni NIC)"
+                 if "cni" in samples else ""))
         print("network steps, median (ms):")
         for label, xs in sorted(STEPS.items()):
             print(f"  {label:40s} {med(xs):6.2f}  (n={len(xs)})")
@@ -171,6 +243,8 @@ def main() -> int:
             except Exception as e:  # noqa: BLE001 - report and go on
                 print(f"cleanup of {name} failed: {e}", file=sys.stderr)
         eng.operations.wait_idle(60)
+        if cni is not None:
+            cni.remove()
         eng.close()
         shutil.rmtree(root, ignore_errors=True)
     out = REPO / "bench" / "results" / f"network-{time.strftime('%Y%m%d-%H%M%S')}.json"

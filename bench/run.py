@@ -4,10 +4,12 @@
 Usage: ``sudo .venv/bin/python bench/run.py [--runs N] [--list-runs N] [--install]``
 
 What is timed: the wall clock of one command, medians of N runs, for
-launch to RUNNING, exec ``true``, forced stop, start, graceful stop, a
-one-shot run of ``true`` (peers only) and list with 100 running; every side
-runs the same busybox ``/sbin/init`` from the same rootfs, none with a
-network. ``bench/README.md`` has the table of commands on each side.
+launch to RUNNING, launch with a NIC and a published port, exec ``true``,
+forced stop, start, graceful stop, a one-shot run of ``true`` (peers only),
+list with 100 running, and cove's launches again with 200 of its instances
+running (each with a NIC and a port); every side runs the same busybox
+``/sbin/init`` from the same rootfs, with no network except in the "NIC +
+port" rows. ``bench/README.md`` has the table of commands on each side.
 
 A "cove API" column makes the same calls through cove's Python client in
 this process, so the difference to the CLI column is what the ``cove``
@@ -18,11 +20,15 @@ next), so load from elsewhere on the machine hits them alike.
 Everything made here is removed at the end, also on failure or Ctrl-C: the
 cove root (``/tmp/covebench-XXXX``), runc's and podman's private state
 (``/tmp/covebench-work-XXXX``), and in LXD the containers, image, profile and
-storage pool named ``covebench-TAG``. An LXD daemon the bench had to start is
-shut down again if no other instance lives in it. No network is created:
-every side runs without one (LXD through a profile with a root disk only), so
-the bench never touches lxdbr0 or any bridge. ``--install`` installs podman
-and lxd with apt-get first.
+storage pool named ``covebench-TAG`` (and its network ``covebenchTAG`` and
+profile ``covebench-TAG-nic`` for the NIC + port row). An LXD daemon the
+bench had to start is shut down again if no other instance lives in it.
+lxdbr0 is never touched. podman's "NIC + port" launches use its default
+network (CNI here): what that leaves on the host when its containers are
+gone and did not exist before the run (``cni-podman0``, iptables-nft tables
+holding only CNI's skeleton chains, ``/var/lib/cni``) is removed, anything
+else is reported (``HostNet``). ``--install`` installs podman and lxd with
+apt-get first.
 
 Results go to ``bench/results/<time>.json`` (raw samples and medians).
 Nothing here is asserted by the tests.
@@ -119,6 +125,131 @@ def remove_tree(path: Path) -> list[str]:
     return forced
 
 
+# -- host ports, subnets and what podman's CNI leaves ----------------------------------
+
+def listening_ports() -> set[int]:
+    """TCP ports something on the host listens on (IPv4 and IPv6)."""
+    out = set()
+    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(path).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            parts = line.split()
+            if len(parts) > 3 and parts[3] == "0A":
+                out.add(int(parts[1].rsplit(":", 1)[1], 16))
+    return out
+
+
+class Ports:
+    """Host ports to publish: one per launch, none a host process listens on,
+    from a range of this run's own (the tag picks it)."""
+
+    def __init__(self, tag: str) -> None:
+        self.next = 20000 + (int(tag, 16) % 40) * 250
+
+    def take(self) -> int:
+        busy = listening_ports()
+        while self.next in busy:
+            self.next += 1
+        self.next += 1
+        return self.next - 1
+
+
+def free_subnet(prefix: str = "10.223") -> str:
+    """A ``prefix.X.0/24`` no route (any table) or address of the host overlaps."""
+    import ipaddress
+
+    used = []
+    for argv in (["ip", "-j", "-4", "route", "show", "table", "all"], ["ip", "-j", "-4", "addr"]):
+        for item in json.loads(run(argv).stdout or "[]"):
+            dst = item.get("dst")
+            if dst and dst != "default":
+                used.append(ipaddress.ip_network(dst if "/" in dst else f"{dst}/32",
+                                                 strict=False))
+            for a in item.get("addr_info", []):
+                used.append(ipaddress.ip_network(f"{a['local']}/{a['prefixlen']}",
+                                                 strict=False))
+    start = secrets.randbelow(256)
+    for k in range(256):
+        net = ipaddress.ip_network(f"{prefix}.{(start + k) % 256}.0/24")
+        if not any(net.overlaps(u) for u in used if u.version == 4):
+            return str(net)
+    raise BenchError(f"no free {prefix}.X.0/24 on this host")
+
+
+class HostNet:
+    """What podman's default network (CNI: bridge, portmap, firewall) makes on
+    the host beside its containers, and leaves when they are gone: the
+    ``cni-podman0`` bridge, iptables-nft tables with CNI's empty skeleton
+    chains, and ``/var/lib/cni``. Taken before the run; at the end, whatever
+    of that did not exist before and holds nothing of a live container (no
+    bridge port, no per-container chain, no address reservation) is
+    removed, and anything else is reported, never touched."""
+
+    TABLES = (("ip", "nat"), ("ip", "filter"), ("ip6", "nat"), ("ip6", "filter"))
+    BASE_CHAINS = frozenset({"PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"})
+    SKELETON = frozenset({"CNI-HOSTPORT-DNAT", "CNI-HOSTPORT-SETMARK", "CNI-HOSTPORT-MASQ",
+                          "CNI-FORWARD", "CNI-ADMIN"})
+    BRIDGE = "cni-podman0"
+    STATE = Path("/var/lib/cni")
+
+    def __init__(self) -> None:
+        self.tables = self._tables()
+        self.bridge = Path(f"/sys/class/net/{self.BRIDGE}").exists()
+        self.state = self.STATE.exists()
+
+    @staticmethod
+    def _tables() -> set[tuple[str, str]]:
+        p = run(["nft", "-j", "list", "tables"], check=False)
+        items = json.loads(p.stdout or "{}").get("nftables", [])
+        return {(t["table"]["family"], t["table"]["name"]) for t in items if "table" in t}
+
+    def _skeleton_only(self, family: str, name: str) -> bool:
+        p = run(["nft", "-j", "list", "table", family, name], check=False)
+        for item in json.loads(p.stdout or "{}").get("nftables", []):
+            if "chain" in item:
+                chain = item["chain"]["name"]
+                if chain not in self.BASE_CHAINS | self.SKELETON:
+                    return False  # a per-container chain, or somebody else's
+            elif "rule" in item:
+                rule = item["rule"]
+                if rule["chain"] in self.SKELETON:
+                    continue
+                jumps = [e["jump"]["target"] for e in rule.get("expr", []) if "jump" in e]
+                if not jumps or jumps[0] not in self.SKELETON:
+                    return False
+        return True
+
+    def restore(self) -> list[str]:
+        done: list[str] = []
+        for family, name in sorted(self._tables() - self.tables):
+            if (family, name) not in self.TABLES:
+                continue
+            if self._skeleton_only(family, name):
+                run(["nft", "delete", "table", family, name], check=False)
+                done.append(f"removed table {family} {name} (podman's CNI skeleton)")
+            else:
+                done.append(f"left table {family} {name}: it holds more than CNI's skeleton")
+        br = Path(f"/sys/class/net/{self.BRIDGE}")
+        if not self.bridge and br.exists():
+            if list((br / "brif").iterdir()):
+                done.append(f"left {self.BRIDGE}: containers are on it")
+            else:
+                run(["ip", "link", "del", self.BRIDGE], check=False)
+                done.append(f"removed {self.BRIDGE} (made by podman's CNI)")
+        if not self.state and self.STATE.exists():
+            kept = [str(f) for f in self.STATE.rglob("*") if f.is_file()
+                    and f.name != "lock" and not f.name.startswith("last_reserved_ip")]
+            if kept:
+                done.append(f"left {self.STATE}: {', '.join(kept[:3])}")
+            else:
+                shutil.rmtree(self.STATE, ignore_errors=True)
+                done.append(f"removed {self.STATE} (podman's CNI state, empty)")
+        return done
+
+
 # -- the image ------------------------------------------------------------------------
 
 def load_mkbusybox() -> Any:
@@ -176,6 +307,7 @@ class Peer:
 
     def __init__(self, tag: str) -> None:
         self.tag = tag
+        self.ports = Ports(tag)  # replaced by the run's shared one
 
     def name(self, i: int | str) -> str:
         return f"covebench-{self.tag}-{i}"
@@ -203,7 +335,8 @@ class Peer:
 class CoveCLI(Peer):
     key, title = "cove", "cove"
     commands: ClassVar[dict[str, str]] = {
-        "launch": "cove launch -n none", "exec": "cove exec NAME -- true",
+        "launch": "cove launch -n none", "launch_port": "cove launch -p PORT:80",
+        "exec": "cove exec NAME -- true",
         "stop_force": "cove stop --force", "start": "cove start", "stop": "cove stop",
         "list": "cove list"}
 
@@ -240,6 +373,13 @@ class CoveCLI(Peer):
 
     def do_launch(self, n: str) -> None:
         self.cove("launch", "busybox", n, *self.launch_args)
+
+    def do_launch_port(self, n: str) -> None:
+        """eth0 on the root's default network and one published port."""
+        self.cove("launch", "busybox", n, "-p", f"{self.ports.take()}:80")
+
+    do_launch_scaled = do_launch
+    do_launch_port_scaled = do_launch_port
 
     def do_exec(self, n: str) -> None:
         self.cove("exec", n, "--", "true")
@@ -330,6 +470,7 @@ class CoveAPI(Peer):
     key, title = "api", "cove API"
     commands: ClassVar[dict[str, str]] = {
         "launch": "POST /1.0/instances start=true, eth0 none",
+        "launch_port": "POST /1.0/instances start=true, proxy device",
         "exec": "POST .../exec + websockets", "stop_force": "PUT .../state stop force",
         "start": "PUT .../state start", "stop": "PUT .../state stop",
         "list": "GET /1.0/instances?recursion=2"}
@@ -354,6 +495,16 @@ class CoveAPI(Peer):
     def do_launch(self, n: str) -> None:
         self.client.create_instance(n, {"type": "image", "alias": "busybox"},
                                     devices=self.devices, start=True).wait()
+
+    def do_launch_port(self, n: str) -> None:
+        proxy = {"type": "proxy", "listen": f"tcp:0.0.0.0:{self.ports.take()}",
+                 "connect": "tcp:0.0.0.0:80", "nat": "true"}
+        op = self.client.create_instance(n, {"type": "image", "alias": "busybox"},
+                                         devices={"p": proxy}, start=True)
+        op.wait()
+
+    do_launch_scaled = do_launch
+    do_launch_port_scaled = do_launch_port
 
     def do_exec(self, n: str) -> None:
         res = self.client.exec(n, ["true"])
@@ -471,7 +622,8 @@ class Podman(Peer):
              # with SIGRTMIN+3, which busybox init ignores; SIGTERM as elsewhere.
              "--systemd=false"]
     commands: ClassVar[dict[str, str]] = {
-        "launch": "podman run -d", "exec": "podman exec NAME true",
+        "launch": "podman run -d", "launch_port": "podman run -d -p PORT:80 (default bridge)",
+        "exec": "podman exec NAME true",
         "stop_force": "podman stop -t 0", "start": "podman start",
         "stop": "podman stop", "oneshot": "podman run --rm (/bin/true)",
         "list": "podman ps -a"}
@@ -501,6 +653,13 @@ class Podman(Peer):
 
     def do_launch(self, n: str) -> None:
         self.p("run", "-d", "--name", n, *self.flags, self.image, "/sbin/init")
+
+    def do_launch_port(self, n: str) -> None:
+        """podman's default network (CNI bridge + portmap + firewall here)."""
+        flags = [f for i, f in enumerate(self.flags)
+                 if "--network" not in (f, self.flags[i - 1] if i else "")]
+        self.p("run", "-d", "--name", n, "-p", f"{self.ports.take()}:80", *flags, self.image,
+               "/sbin/init")
 
     def do_exec(self, n: str) -> None:
         self.p("exec", n, "true")
@@ -544,7 +703,9 @@ class Podman(Peer):
 class Lxd(Peer):
     key, title = "lxd", "LXD"
     commands: ClassVar[dict[str, str]] = {
-        "launch": "lxc launch -p NO-NIC", "exec": "lxc exec NAME -- true",
+        "launch": "lxc launch -p NO-NIC",
+        "launch_port": "lxc launch -p NIC + lxc config device add proxy",
+        "exec": "lxc exec NAME -- true",
         "stop_force": "lxc stop --force", "start": "lxc start", "stop": "lxc stop",
         "list": "lxc list"}
 
@@ -557,8 +718,11 @@ class Lxd(Peer):
         # whatever remotes (a cove socket, say) the user's own config has.
         self.env = dict(os.environ, LXD_CONF=str(self.work / "conf"))
         self.pool = self.profile = self.alias = f"covebench-{tag}"
+        self.nic_profile = f"covebench-{tag}-nic"
+        self.network = f"covebench{tag}"  # a bridge name: 15 characters at most
         self.started_daemon = False
         self.have_pool = self.have_profile = self.have_image = False
+        self.have_network = self.have_nic_profile = False
 
     def version(self) -> str:
         return "lxd " + run([self.lxd, "--version"]).stdout.strip()
@@ -587,9 +751,25 @@ class Lxd(Peer):
         self.c("image", "import", str(art.unified), "--alias", self.alias)
         self.have_image = True
         self.fingerprint = art.fingerprint
+        # A bridge of the bench's own (lxdbr0 is never touched), with an explicit
+        # subnet: LXD 5.0's "auto" fails on hosts with many private routes.
+        subnet = free_subnet()
+        gw = subnet.replace(".0/24", ".1/24")
+        self.c("network", "create", self.network, f"ipv4.address={gw}", "ipv4.nat=false",
+               "ipv6.address=none")
+        self.have_network = True
+        self.c("profile", "copy", self.profile, self.nic_profile)
+        self.have_nic_profile = True
+        self.c("profile", "device", "add", self.nic_profile, "eth0", "nic",
+               f"network={self.network}", "name=eth0")
 
     def do_launch(self, n: str) -> None:
         self.c("launch", self.alias, n, "--profile", self.profile)
+
+    def do_launch_port(self, n: str) -> None:
+        self.c("launch", self.alias, n, "--profile", self.nic_profile)
+        self.c("config", "device", "add", n, "p", "proxy",
+               f"listen=tcp:127.0.0.1:{self.ports.take()}", "connect=tcp:127.0.0.1:80")
 
     def do_exec(self, n: str) -> None:
         self.c("exec", n, "--", "true")
@@ -630,6 +810,10 @@ class Lxd(Peer):
             steps = []
             if self.have_image:
                 steps.append(["image", "delete", self.fingerprint])
+            if self.have_nic_profile:
+                steps.append(["profile", "delete", self.nic_profile])
+            if self.have_network:
+                steps.append(["network", "delete", self.network])
             if self.have_profile:
                 steps.append(["profile", "delete", self.profile])
             if self.have_pool:
@@ -653,12 +837,15 @@ class Lxd(Peer):
 
 ROWS = [
     ("launch", "launch to RUNNING"),
+    ("launch_port", "launch, NIC + port"),
     ("exec", "exec true"),
     ("stop_force", "stop --force"),
     ("start", "start (stopped)"),
     ("stop", "stop (graceful)"),
     ("oneshot", "run true, to exit"),
     ("list", "list, N running"),
+    ("launch_scaled", "launch, S running"),
+    ("launch_port_scaled", "launch, NIC + port, S running"),
 ]
 
 
@@ -689,6 +876,10 @@ class Bench:
                 if fn:
                     fn(n)
             p.delete(n)
+            port = p.op("launch_port")
+            if port:
+                port(p.name("warmp"))
+                p.delete(p.name("warmp"))
             if p.op("oneshot"):
                 p.op("oneshot")(p.name("warm1"))  # type: ignore[misc]
 
@@ -708,6 +899,35 @@ class Bench:
             p.delete_many([p.name(i) for i in idx])
         log(f"run true x{runs}")
         self.round_robin("oneshot", [f"o{i}" for i in range(runs)])
+        log(f"launch with a NIC and a published port x{runs}")
+        pidx: list[int | str] = [f"p{i}" for i in range(runs)]
+        self.round_robin("launch_port", pidx)
+        for p in self.peers:
+            if p.op("launch_port") is not None:
+                p.delete_many([p.name(i) for i in pidx])
+
+    def scaled(self, count: int, runs: int) -> None:
+        """cove's launches again with ``count`` instances running, each with a
+        NIC and a published port (the issue's "200 running" figure)."""
+        coves = [p for p in self.peers if p.op("launch_port_scaled") is not None]
+        if not coves:
+            return
+        first = coves[0]
+        idx = [f"s{i}" for i in range(count)]
+        log(f"cove: launching {count} with a NIC and a port")
+        for i in idx:
+            first.op("launch_port")(first.name(i))  # type: ignore[misc]
+        log(f"launch x{runs} with {count} running")
+        sidx: list[int | str] = [f"x{i}" for i in range(runs)]
+        self.round_robin("launch_scaled", sidx)
+        for p in coves:
+            p.delete_many([p.name(i) for i in sidx])
+        pidx: list[int | str] = [f"y{i}" for i in range(runs)]
+        self.round_robin("launch_port_scaled", pidx)
+        for p in coves:
+            p.delete_many([p.name(i) for i in pidx])
+        log(f"cove: deleting {count}")
+        first.delete_many([first.name(i) for i in idx])
 
     def listing(self, count: int, runs: int) -> None:
         idx = [f"l{i}" for i in range(count)]
@@ -802,7 +1022,15 @@ def fmt_ms(x: float | None) -> str:
     return "-" if x is None else f"{x * 1000:.0f} ms" if x >= 0.0995 else f"{x * 1000:.1f} ms"
 
 
-def table(med: dict[str, dict[str, float]], peers: list[Peer], list_count: int) -> str:
+def by_base(med: dict[str, dict[str, float]], op: str, key: str) -> float | None:
+    """For a ``*_scaled`` row: the same launch with nothing else running."""
+    if not op.endswith("_scaled"):
+        return None
+    return med.get(op[:-len("_scaled")], {}).get(key)
+
+
+def table(med: dict[str, dict[str, float]], peers: list[Peer], list_count: int,
+          scale: int = 0) -> str:
     cols = [p for p in peers]
     head = ["operation"] + [p.title for p in cols]
     lines = []
@@ -811,12 +1039,16 @@ def table(med: dict[str, dict[str, float]], peers: list[Peer], list_count: int) 
         if not by:
             continue
         cove = by.get("cove")
-        row = [label.replace("N running", f"{list_count} running")]
+        row = [label.replace("N running", f"{list_count} running")
+               .replace("S running", f"{scale} running")]
         for p in cols:
             v = by.get(p.key)
             cell = fmt_ms(v)
             if v is not None and cove is not None and p.key not in ("cove", "api"):
                 cell += f" ({cove / v:.2f}x)"
+            base = by_base(med, op, p.key)
+            if v is not None and base is not None:
+                cell += f" ({v / base:.2f}x none running)"
             row.append(cell)
         lines.append(row)
     widths = [max(len(r[i]) for r in [head] + lines) for i in range(len(head))]
@@ -838,6 +1070,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--install", action="store_true",
                     help="apt-get install podman and lxd first (LXD is started if needed)")
     ap.add_argument("--no-list", action="store_true", help="skip the 100-container list")
+    ap.add_argument("--scale", type=int, default=200,
+                    help="cove instances with a NIC and a port running while cove's launches "
+                         "are timed again (default 200, 0 to skip)")
     args = ap.parse_args(argv)
 
     if os.geteuid() != 0:
@@ -874,6 +1109,10 @@ def main(argv: list[str] | None = None) -> int:
             continue
         peers.append(cls(tag, work))
 
+    ports = Ports(tag)
+    for p in peers:
+        p.ports = ports
+    hostnet = HostNet()
     problems: list[str] = []
     started = time.time()
     bench = Bench([])
@@ -891,6 +1130,8 @@ def main(argv: list[str] | None = None) -> int:
         bench.lifecycle(args.runs, min(args.stop_runs, args.runs))
         if not args.no_list:
             bench.listing(args.list_count, args.list_runs)
+        if args.scale:
+            bench.scaled(args.scale, args.runs)
         profile = cli_profile(args.runs)
     except KeyboardInterrupt:
         log("interrupted; cleaning up")
@@ -907,6 +1148,10 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as e:  # noqa: BLE001 - keep cleaning the others
                 problems.append(f"{p.title}: teardown failed: {e}")
         problems += [f"work: {x}" for x in remove_tree(work)]
+        for x in hostnet.restore():
+            log(x)
+            if x.startswith("left"):
+                problems.append(x)
         if cove_root.exists():
             problems += [f"cove root: {x}" for x in remove_tree(cove_root)]
 
@@ -921,7 +1166,7 @@ def main(argv: list[str] | None = None) -> int:
           f"kernel {platform.release()}; medians of {args.runs} runs "
           f"(graceful stop {min(args.stop_runs, args.runs)}, list {args.list_runs}); "
           f"(x) = cove / peer")
-    print(table(med, bench.peers, args.list_count))
+    print(table(med, bench.peers, args.list_count, args.scale))
     print()
     for p in bench.peers:
         cmds = ", ".join(f"{v}" for v in p.commands.values())
