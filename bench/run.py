@@ -37,6 +37,7 @@ Nothing here is asserted by the tests.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gzip
 import hashlib
 import importlib.util
@@ -53,6 +54,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -92,11 +94,20 @@ def quiet(argv: list[str], env: dict[str, str] | None = None) -> None:
 
     stderr goes to a file, not a pipe: a detached container (``runc run -d``)
     inherits it and would hold a pipe open long after the command returned.
+    The wait is a plain blocking ``wait()``: with a timeout, Python 3.11's
+    ``Popen.wait`` polls with sleeps that grow to 50 ms, which rounds every
+    time up to the next poll (0.5 + 1 + 2 + ... ms: 64, 114, 164 ms). A timer
+    thread kills a command that hangs instead.
     """
     _ERR.seek(0)
     _ERR.truncate()
-    rc = subprocess.run(argv, stdin=DEVNULL, stdout=DEVNULL, stderr=_ERR, env=env,
-                        timeout=120, check=False).returncode
+    proc = subprocess.Popen(argv, stdin=DEVNULL, stdout=DEVNULL, stderr=_ERR, env=env)
+    watchdog = threading.Timer(120, proc.kill)
+    watchdog.start()
+    try:
+        rc = proc.wait()
+    finally:
+        watchdog.cancel()
     if rc != 0:
         _ERR.seek(0)
         err = _ERR.read().decode(errors="replace").strip()[-500:]
@@ -422,8 +433,23 @@ class CoveCLI(Peer):
         except (OSError, ValueError, IndexError):
             return None
 
+    def alive(self) -> bool:
+        pid = self.coved_pid()
+        try:
+            return pid is not None and os.kill(pid, 0) is None
+        except ProcessLookupError:
+            return False
+
     def teardown(self) -> list[str]:
         problems: list[str] = []
+        if self.started and not self.alive():
+            problems.append("coved was gone before the end")
+        if problems or self.notes:  # keep coved's own account of it
+            dest = REPO / "bench" / "results" / f"coved-{self.tag}.log"
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(OSError):
+                shutil.copyfile(self.root / "coved.log", dest)
+                problems.append(f"coved's log kept as {dest.relative_to(REPO)}")
         if self.started:
             try:
                 names = json.loads(run([self.cli, "list", "-f", "json"], env=self.env).stdout)
