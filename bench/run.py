@@ -435,10 +435,13 @@ class CoveCLI(Peer):
 
     def alive(self) -> bool:
         pid = self.coved_pid()
+        if pid is None:
+            return False
         try:
-            return pid is not None and os.kill(pid, 0) is None
+            os.kill(pid, 0)
         except ProcessLookupError:
             return False
+        return True
 
     def teardown(self) -> list[str]:
         problems: list[str] = []
