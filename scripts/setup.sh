@@ -29,25 +29,29 @@ as_root() {
     fi
 }
 
-installed() {  # dpkg knows the package as installed
-    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
-}
-
 # --- Debian packages ---------------------------------------------------------
-# command -> package. busybox must be the static build (the image builder
-# copies it into a rootfs that has no libc), so that one is checked by package.
+# package[:command]: with a command, a package counts as present when the
+# command is on PATH (installed some other way); without one, only when dpkg
+# says so. busybox must be the static build (the image builder copies it into
+# a rootfs that has no libc).
+PACKAGES=(
+    runc:runc conmon:conmon lxd-client:lxc busybox-static
+    # networking: bridges and veths (iproute2), cove's nftables table
+    # (libnftables1 comes with nftables), per-network DNS (dnsmasq-base),
+    # networks of type cni run their plugins from /usr/lib/cni
+    iproute2 nftables dnsmasq-base containernetworking-plugins
+)
+names=("${PACKAGES[@]%%:*}")
+installed_list=$(dpkg-query -W -f='${Package} ${Status}\n' "${names[@]}" 2>/dev/null || true)
 missing=()
-command -v runc >/dev/null 2>&1 || missing+=(runc)
-command -v conmon >/dev/null 2>&1 || missing+=(conmon)
-command -v lxc >/dev/null 2>&1 || missing+=(lxd-client)
-installed busybox-static || missing+=(busybox-static)
-# networking: bridges and veths (iproute2), cove's nftables table (libnftables1
-# comes with nftables), per-network DNS (dnsmasq-base)
-installed iproute2 || missing+=(iproute2)
-installed nftables || missing+=(nftables)
-installed dnsmasq-base || missing+=(dnsmasq-base)
-# networks of type cni run CNI config lists with these plugins (/usr/lib/cni)
-installed containernetworking-plugins || missing+=(containernetworking-plugins)
+for entry in "${PACKAGES[@]}"; do
+    pkg=${entry%%:*}
+    cmd=${entry#*:}
+    if [ "$cmd" != "$entry" ] && command -v "$cmd" >/dev/null 2>&1; then
+        continue
+    fi
+    grep -qx "$pkg install ok installed" <<<"$installed_list" || missing+=("$pkg")
+done
 command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found (set PYTHON=...)"
 # Debian's python3 has venv and ensurepip in python3-venv; other builds
 # (pyenv, python.org) have them built in.
@@ -62,7 +66,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     as_root apt-get update -qq
     as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 else
-    say "packages present (runc, conmon, busybox-static, lxd-client, iproute2, nftables, dnsmasq-base)"
+    say "packages present (${names[*]})"
 fi
 
 # --- virtualenv ----------------------------------------------------------------
