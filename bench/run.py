@@ -719,13 +719,17 @@ class Podman(Peer):
                 problems.append(f"podman containers left: {len(p.stdout.split())}")
             run([*self.base, "rm", "-af", "-t", "0"], check=False)
             run([*self.base, "rmi", "-af"], check=False)
-        for d in self.libpod_parent:
-            try:
-                d.rmdir()
-            except FileNotFoundError:
-                pass
-            except OSError as e:
-                problems.append(f"cannot remove {d}: {e}")
+        for d in self.libpod_parent:  # with its conmon/ child, deepest first
+            if not d.exists():
+                continue
+            for sub in sorted((x for x in d.rglob("*") if x.is_dir()),
+                              key=lambda x: len(x.parts), reverse=True) + [d]:
+                try:
+                    sub.rmdir()
+                except FileNotFoundError:
+                    pass
+                except OSError as e:
+                    problems.append(f"cannot remove {sub}: {e}")
         return problems + remove_tree(self.work)
 
 
