@@ -31,6 +31,8 @@ from typing import Any
 
 from nethost import destroy_network, network_leaks
 
+from cove.host import proc
+
 REPO = Path(__file__).resolve().parents[2]
 PREFIX = "covetest"
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -226,20 +228,7 @@ def reap_conmon_zombies() -> None:
     """An in-process Engine makes this process a child subreaper, so conmon
     monitors of containers can end up as our zombie children: collect those
     (and only those)."""
-    me = os.getpid()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                data = f.read()
-        except OSError:
-            continue
-        comm = data[data.index(b"(") + 1:data.rindex(b")")]
-        fields = data[data.rindex(b")") + 2:].split()
-        if comm == b"conmon" and fields[0] == b"Z" and int(fields[1]) == me:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(int(entry), os.WNOHANG)
+    proc.reap_zombie_children(b"conmon")
 
 
 def _kill_pids(pids: Iterable[int]) -> None:

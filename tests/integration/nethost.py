@@ -16,6 +16,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from cove.host import proc
+
 __all__ = ["HTTPD", "destroy_network", "dns_query", "dnsmasq_pids", "http_get", "httpd_cmd",
            "links", "network_leaks", "nft_tables", "root_id"]
 
@@ -59,19 +61,7 @@ def nft_tables(root: Path) -> list[str]:
 
 def dnsmasq_pids(root: Path) -> list[int]:
     needle = f"--conf-file={Path(root).absolute()}/".encode()
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:
-            continue
-        if argv and os.path.basename(argv[0]) == b"dnsmasq" and any(a.startswith(needle)
-                                                                     for a in argv):
-            pids.append(int(entry))
-    return pids
+    return sorted(proc.pids_with_arg(b"dnsmasq", needle))
 
 
 def network_leaks(root: Path, *, bridges_ok: bool = False) -> list[str]:

@@ -7,7 +7,7 @@ only to be shown to a human inside the error message.
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from cove.model.errors import InternalError
@@ -94,3 +94,56 @@ def reap(pid: int, timeout: float = 1.0) -> None:
         if done or time.monotonic() >= deadline:
             return
         time.sleep(0.005)
+
+
+def processes() -> Iterator[tuple[int, bytes, list[bytes]]]:
+    """Every process on the host as ``(pid, stat fields after comm, argv)``;
+    the fields start with the state (``Z`` for a zombie) and the parent pid.
+    Processes that end while being read are skipped."""
+    import os
+
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        yield int(entry), stat, argv
+
+
+def _comm(stat: bytes) -> bytes:
+    return stat[stat.index(b"(") + 1:stat.rindex(b")")]
+
+
+def reap_zombie_children(comm: bytes) -> None:
+    """Collect our zombie children named ``comm`` (and only those): as a
+    child subreaper coved inherits daemonising helpers and monitors."""
+    import os
+
+    me = os.getpid()
+    for pid, stat, _ in processes():
+        fields = stat[stat.rindex(b")") + 2:].split()
+        if _comm(stat) == comm and fields[0] == b"Z" and int(fields[1]) == me:
+            reap(pid, 0)
+
+
+def pids_with_arg(program: bytes, prefix: bytes) -> dict[int, bytes]:
+    """Live processes of ``program`` (argv[0]'s base name) with an argument
+    starting with ``prefix``: pid -> that argument."""
+    import os
+
+    out: dict[int, bytes] = {}
+    for pid, stat, argv in processes():
+        if not argv or os.path.basename(argv[0]) != program:
+            continue
+        if stat[stat.rindex(b")") + 2:].split()[:1] == [b"Z"]:
+            continue
+        for a in argv:
+            if a.startswith(prefix):
+                out[pid] = a
+                break
+    return out

@@ -39,19 +39,7 @@ def _alive(pid: int) -> bool:
 def _reap_daemonizers() -> None:
     """dnsmasq forks twice to daemonize; coved (a child subreaper) inherits the
     middle process when it exits: collect it, and only it."""
-    me = os.getpid()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        comm = stat[stat.index(b"(") + 1:stat.rindex(b")")]
-        fields = stat[stat.rindex(b")") + 2:].split()
-        if comm == b"dnsmasq" and fields[0] == b"Z" and int(fields[1]) == me:
-            proc.reap(int(entry), 0)
+    proc.reap_zombie_children(b"dnsmasq")
 
 
 def stray_pids(networks_dir: Path, keep: set[str]) -> list[int]:
@@ -59,21 +47,10 @@ def stray_pids(networks_dir: Path, keep: set[str]) -> list[int]:
     ``<name>`` not in ``keep`` (their directory may be gone already)."""
     prefix = f"--conf-file={networks_dir}/".encode()
     out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:
-            continue
-        if not argv or os.path.basename(argv[0]) != b"dnsmasq":
-            continue
-        for a in argv:
-            if a.startswith(prefix):
-                name = a[len(prefix):].split(b"/", 1)[0].decode(errors="replace")
-                if name not in keep and _alive(int(entry)):
-                    out.append(int(entry))
+    for pid, arg in proc.pids_with_arg(b"dnsmasq", prefix).items():
+        name = arg[len(prefix):].split(b"/", 1)[0].decode(errors="replace")
+        if name not in keep:
+            out.append(pid)
     return out
 
 
