@@ -13,7 +13,6 @@ import os
 import re
 import select
 import shutil
-import statistics
 import subprocess
 import time
 from collections.abc import Iterator
@@ -454,7 +453,7 @@ def test_tty(box: Box, mode: str) -> None:
         assert re.match(rb"/dev/pts/\d+\r\n", first)
         s.resize(120, 40)
         if mode == "runc":  # runc applies the size when its SIGWINCH handler runs
-            time.sleep(0.5)
+            time.sleep(1.5)
         os.write(s.pty_fd, b"\n")  # the helper's is the command's own pty: at once
         rest = _read_to_end(s.pty_fd)
         assert rest.split(b"40 120\r\n")[1].split() == [b"0", b"1", b"2", b"3"]
@@ -490,26 +489,3 @@ def test_a_pid_that_is_not_the_init_is_refused(box: Box) -> None:
                          capture_output=True, timeout=10, check=False)
     assert res.returncode == 255
     assert b"not the container's init" in res.stderr
-
-
-# -- speed -------------------------------------------------------------------------------
-
-def test_helper_beats_runc_exec(box: Box, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Median of 20 ``exec true`` through the engine, each way (printed with -s)."""
-    def median_ms() -> float:
-        samples = []
-        for _ in range(20):
-            t0 = time.perf_counter()
-            code = run(box, ["true"])[0]
-            samples.append((time.perf_counter() - t0) * 1000)
-            assert code == 0
-        return statistics.median(samples)
-
-    run(box, ["true"])  # the build, if not done yet
-    monkeypatch.setenv("COVE_EXEC", "runc")
-    runc_ms = median_ms()
-    monkeypatch.delenv("COVE_EXEC")
-    helper_ms = median_ms()
-    print(f"\nexec true through the engine, median of 20: runc exec {runc_ms:.1f} ms, "
-          f"cove-nsexec {helper_ms:.1f} ms")
-    assert helper_ms < runc_ms
