@@ -531,9 +531,27 @@ class Driver(ABC):
     def close(self) -> None:
         """Let go of connections (the driver may not be used afterwards)."""
 
+    # -- steps every driver performs the same way -------------------------------
+    def _perform(self, step: Step) -> Any:
+        if isinstance(step, Sleep):
+            time.sleep(step.seconds)
+            return None
+        return self._do(step)
+
+    def _command_in(self, step: RunCommand) -> tuple[int, bytes]:
+        """Run ``step.command`` through the container's transport; a missing
+        program reads as exit 127, as from a shell."""
+        from cove.client._exec import CommandNotFound
+
+        try:
+            r = self.transport_for(step.name).execute(list(step.command))
+        except CommandNotFound:
+            return 127, b""
+        return r.exit_code, r.stdout
+
     # -- the interface ------------------------------------------------------------
     def _run(self, flow: Flow[T]) -> T:
-        return drive(flow, self._do)
+        return drive(flow, self._perform)
 
     def create_container(self, name: str, *, alias: str | None = None,
                          fingerprint: str | None = None,

@@ -24,7 +24,6 @@ Design notes:
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
@@ -39,7 +38,6 @@ from cove.client.drivers.base import (
     GetState,
     ListImages,
     RunCommand,
-    Sleep,
     Step,
     Update,
 )
@@ -189,14 +187,7 @@ class CliDriver(Driver):
             self._or_not_found(step.name, "delete", self.target(step.name))
             return None
         if isinstance(step, RunCommand):
-            try:
-                r = self.transport_for(step.name).execute(list(step.command))
-            except CommandNotFound:
-                return 127, b""
-            return r.exit_code, r.stdout
-        if isinstance(step, Sleep):
-            time.sleep(step.seconds)
-            return None
+            return self._command_in(step)
         raise InternalError(f"CliDriver has no command for {type(step).__name__}")
 
     def _action(self, step: Action) -> None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +31,6 @@ from cove.client.drivers.base import (
     ListImages,
     Progress,
     RunCommand,
-    Sleep,
     Step,
     Update,
 )
@@ -156,14 +154,5 @@ class LocalDriver(Driver):
             self._wait(e.delete_instance(step.name))
             return None
         if isinstance(step, RunCommand):
-            from cove.client._exec import CommandNotFound
-
-            try:
-                r = self.transport_for(step.name).execute(list(step.command))
-            except CommandNotFound:
-                return 127, b""
-            return r.exit_code, r.stdout
-        if isinstance(step, Sleep):
-            time.sleep(step.seconds)
-            return None
+            return self._command_in(step)
         raise InternalError(f"LocalDriver has no call for {type(step).__name__}")

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from cove.client._endpoint import http_transport
 from cove.client._flow import drive
 from cove.client._rest import Client, default_socket_path
 from cove.client.drivers._rest_steps import perform
-from cove.client.drivers.base import Driver, Sleep, Step
+from cove.client.drivers.base import Driver, Step
 from cove.client.transports.rest import RestTransport
 
 __all__ = ["RestDriver"]
@@ -36,9 +35,6 @@ class RestDriver(Driver):
         return f"RestDriver({self.endpoint!r})"
 
     def _do(self, step: Step) -> Any:
-        if isinstance(step, Sleep):
-            time.sleep(step.seconds)
-            return None
         return drive(perform(step), self.client.send)
 
     def server_info(self) -> dict[str, Any]:
