@@ -24,21 +24,30 @@ __all__ = [
     "InstanceFile",
     "Request",
     "add_certificate",
+    "alias",
+    "aliases",
     "as_dict",
     "as_list",
+    "cancel_operation",
+    "certificate",
     "certificates",
     "change_state",
+    "create_alias",
     "create_instance",
     "create_network",
+    "delete_alias",
     "delete_certificate",
+    "delete_image",
     "delete_instance",
     "delete_network",
+    "events_path",
     "exec_command",
     "file_delete",
     "file_get",
     "file_put",
     "image",
     "images",
+    "import_image",
     "instance",
     "instance_file",
     "instance_state",
@@ -48,7 +57,13 @@ __all__ = [
     "networks",
     "operation",
     "operation_of",
+    "operations",
+    "operations_in",
+    "q",
+    "rename_alias",
+    "rename_instance",
     "server",
+    "update_image",
     "update_instance",
     "update_network",
     "update_server",
@@ -218,8 +233,63 @@ def image(fingerprint: str) -> Request:
     return Request("GET", f"/1.0/images/{q(fingerprint)}")
 
 
+def import_image(body: Any, *, filename: str, public: bool = False,
+                 size: int | None = None) -> Request:
+    """``POST /1.0/images`` with the tarball as the body (bytes or a binary
+    file), named by ``X-LXD-filename``; ``size`` sets ``Content-Length``."""
+    headers = {"Content-Type": "application/octet-stream", "X-LXD-filename": filename,
+               "X-LXD-public": "1" if public else "0"}
+    if size is not None:
+        headers["Content-Length"] = str(size)
+    return Request("POST", "/1.0/images", body, headers)
+
+
+def update_image(fingerprint: str, *, properties: dict[str, str] | None = None,
+                 public: bool | None = None) -> Request:
+    """``PATCH /1.0/images/FP``: the given properties are merged, ``public`` set."""
+    body: dict[str, Any] = {}
+    if properties is not None:
+        body["properties"] = properties
+    if public is not None:
+        body["public"] = public
+    return Request("PATCH", f"/1.0/images/{q(fingerprint)}", body)
+
+
+def delete_image(fingerprint: str) -> Request:
+    return Request("DELETE", f"/1.0/images/{q(fingerprint)}")
+
+
+def aliases() -> Request:
+    return Request("GET", "/1.0/images/aliases?recursion=1")
+
+
+def alias(name: str) -> Request:
+    return Request("GET", f"/1.0/images/aliases/{q(name)}")
+
+
+def create_alias(name: str, target: str, description: str = "") -> Request:
+    return Request("POST", "/1.0/images/aliases",
+                   {"name": name, "target": target, "description": description})
+
+
+def rename_alias(name: str, new_name: str) -> Request:
+    return Request("POST", f"/1.0/images/aliases/{q(name)}", {"name": new_name})
+
+
+def delete_alias(name: str) -> Request:
+    return Request("DELETE", f"/1.0/images/aliases/{q(name)}")
+
+
+def operations() -> Request:
+    return Request("GET", "/1.0/operations?recursion=1")
+
+
 def operation(op_id: str) -> Request:
     return Request("GET", f"/1.0/operations/{q(op_id)}")
+
+
+def cancel_operation(op_id: str) -> Request:
+    return Request("DELETE", f"/1.0/operations/{q(op_id)}")
 
 
 def wait_operation(op_id: str, timeout: float | None = None) -> Request:
@@ -231,6 +301,10 @@ def wait_operation(op_id: str, timeout: float | None = None) -> Request:
 
 def certificates(recursion: int = 1) -> Request:
     return Request("GET", f"/1.0/certificates?recursion={int(recursion)}")
+
+
+def certificate(fingerprint: str) -> Request:
+    return Request("GET", f"/1.0/certificates/{q(fingerprint)}")
 
 
 def add_certificate(certificate_pem: str | None, *, name: str = "", type: str = "client",
@@ -280,6 +354,22 @@ def update_network(name: str, *, config: dict[str, str] | None = None,
 
 def delete_network(name: str) -> Request:
     return Request("DELETE", f"/1.0/networks/{q(name)}")
+
+
+def events_path(types: tuple[str, ...] | list[str] = ()) -> str:
+    """The websocket path of ``/1.0/events`` for ``types`` (none: all)."""
+    return "/1.0/events" + (f"?{urlencode({'type': ','.join(types)})}" if types else "")
+
+
+def operations_in(groups: Any) -> list[dict[str, Any]]:
+    """The operations of ``GET /1.0/operations?recursion=1``, whose answer is
+    grouped by status (``{"running": [...], "success": [...]}``), as one list."""
+    if not isinstance(groups, dict):
+        return []
+    out: list[dict[str, Any]] = []
+    for ops in groups.values():
+        out += [op for op in ops or [] if isinstance(op, dict)]
+    return out
 
 
 # -- answers -------------------------------------------------------------------------

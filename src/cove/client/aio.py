@@ -20,21 +20,31 @@ import asyncio
 import contextlib
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 import aiohttp
 from yarl import URL
 
+from cove import api
 from cove.client import _wire as wire
 from cove.client._endpoint import is_https, unix_path
 from cove.client._exec import CommandNotFound, ExecResult
 from cove.client._flow import adrive
 from cove.client._http import ConnectionFailed, Response, parse_envelope
 from cove.client._rest import default_socket_path
-from cove.client.drivers._rest_steps import perform, wait
-from cove.client.drivers.base import Flow, ProgressCallback, Sleep, Step, flows
+from cove.client.drivers import _resources as resources
+from cove.client.drivers._rest_steps import Upload, perform, wait
+from cove.client.drivers.base import (
+    Flow,
+    HashFile,
+    ProgressCallback,
+    Sleep,
+    Step,
+    flows,
+    sha256_of,
+)
 from cove.client.transports import _trees as trees
 from cove.client.transports.base import (
     ExecPlan,
@@ -50,7 +60,7 @@ from cove.model.passwd import PasswdEntry, parse_passwd, resolve_user
 if TYPE_CHECKING:
     from typing import Self
 
-__all__ = ["AsyncRestDriver", "AsyncTransport"]
+__all__ = ["AsyncEventStream", "AsyncRestDriver", "AsyncTransport"]
 
 T = TypeVar("T")
 _END = json.dumps({"command": "end"})
@@ -123,6 +133,8 @@ class AsyncRestDriver:
         if isinstance(body, (dict, list)):
             body = json.dumps(body).encode()
             headers.setdefault("Content-Type", "application/json")
+        elif isinstance(body, Upload):
+            body = _chunks(body)  # read off the loop, block by block
         try:
             async with self.session().request(req.method, self.url(req.path), data=body,
                                               headers=headers) as r:
@@ -142,6 +154,8 @@ class AsyncRestDriver:
         if isinstance(step, Sleep):
             await asyncio.sleep(step.seconds)
             return None
+        if isinstance(step, HashFile):
+            return await asyncio.to_thread(sha256_of, step.path)
         return await adrive(perform(step), self.send)
 
     async def _run(self, flow: Flow[T]) -> T:
@@ -195,6 +209,106 @@ class AsyncRestDriver:
     async def wait_for(self, name: str, what: str, timeout: float = 60) -> Any:
         return await self._run(flows.wait_for(name, what, timeout))
 
+    async def containers(self) -> list[api.Instance]:
+        return await self._run(resources.containers())
+
+    async def rename_container(self, name: str, new_name: str) -> None:
+        await self._run(flows.rename(name, new_name))
+
+    # -- images and aliases --------------------------------------------------------------
+    async def images(self) -> list[api.Image]:
+        return await self._run(resources.images())
+
+    async def image(self, fingerprint: str) -> api.Image:
+        return await self._run(resources.image(fingerprint))
+
+    async def import_image(self, path: str | os.PathLike[str], *, aliases: Sequence[str] = (),
+                           progress: ProgressCallback | None = None) -> api.Image:
+        return await self._run(resources.import_image(path, aliases=aliases, progress=progress))
+
+    async def update_image(self, fingerprint: str, *,
+                           properties: Mapping[str, Any] | None = None,
+                           public: bool | None = None) -> None:
+        await self._run(resources.update_image(fingerprint, properties=properties,
+                                               public=public))
+
+    async def delete_image(self, fingerprint: str) -> None:
+        await self._run(resources.delete_image(fingerprint))
+
+    async def aliases(self) -> list[api.ImageAlias]:
+        return await self._run(resources.aliases())
+
+    async def alias(self, name: str) -> api.ImageAlias:
+        return await self._run(resources.alias(name))
+
+    async def create_alias(self, name: str, target: str,
+                           description: str = "") -> api.ImageAlias:
+        return await self._run(resources.create_alias(name, target, description))
+
+    async def rename_alias(self, name: str, new_name: str) -> None:
+        await self._run(resources.rename_alias(name, new_name))
+
+    async def delete_alias(self, name: str) -> None:
+        await self._run(resources.delete_alias(name))
+
+    # -- networks --------------------------------------------------------------------------
+    async def networks(self) -> list[api.Network]:
+        return await self._run(resources.networks())
+
+    async def network(self, name: str) -> api.Network:
+        return await self._run(resources.network(name))
+
+    async def network_state(self, name: str) -> api.NetworkState:
+        return await self._run(resources.network_state(name))
+
+    async def network_leases(self, name: str) -> list[api.NetworkLease]:
+        return await self._run(resources.network_leases(name))
+
+    async def create_network(self, name: str, *, config: Mapping[str, Any] | None = None,
+                             description: str = "", type: str = "bridge") -> api.Network:
+        return await self._run(resources.create_network(name, config=config,
+                                                        description=description, type=type))
+
+    async def update_network(self, name: str, *, config: Mapping[str, Any] | None = None,
+                             description: str | None = None) -> None:
+        await self._run(resources.update_network(name, config=config, description=description))
+
+    async def delete_network(self, name: str) -> None:
+        await self._run(resources.delete_network(name))
+
+    # -- operations ----------------------------------------------------------------------------
+    async def operations(self) -> list[api.Operation]:
+        return await self._run(resources.operations())
+
+    async def operation(self, id: str) -> api.Operation:
+        return await self._run(resources.operation(id))
+
+    async def wait_operation(self, id: str, timeout: float | None = None) -> api.Operation:
+        return await self._run(resources.wait_operation(id, timeout))
+
+    async def cancel_operation(self, id: str) -> None:
+        await self._run(resources.cancel_operation(id))
+
+    # -- trusted certificates ------------------------------------------------------------------
+    async def certificates(self) -> list[api.Certificate]:
+        return await self._run(resources.certificates())
+
+    async def certificate(self, fingerprint: str) -> api.Certificate:
+        return await self._run(resources.certificate(fingerprint))
+
+    async def add_certificate(self, pem: str, *, name: str = "") -> api.Certificate:
+        return await self._run(resources.add_certificate(pem, name=name))
+
+    async def delete_certificate(self, fingerprint: str) -> None:
+        await self._run(resources.delete_certificate(fingerprint))
+
+    # -- events ---------------------------------------------------------------------------------
+    def events(self, types: Sequence[str] = ("lifecycle", "operation")) -> AsyncEventStream:
+        """``EventDriver.events`` for asyncio: ``async with d.events() as s:
+        async for event in s``. The subscription opens on entering (or on the
+        first read), so act on the host after that."""
+        return AsyncEventStream(self, resources.check_event_types(types))
+
     def transport_for(self, name: str) -> AsyncTransport:
         return AsyncTransport(self, validate_instance_name(name))
 
@@ -208,6 +322,78 @@ class AsyncRestDriver:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+class AsyncEventStream:
+    """``/1.0/events`` for asyncio: an async iterator of ``api.Event``, and an
+    async context manager that opens and closes the subscription."""
+
+    def __init__(self, driver: AsyncRestDriver, types: tuple[str, ...]) -> None:
+        self.driver = driver
+        self.types = types
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._ended = False
+
+    async def open(self) -> Self:
+        """Subscribe now (idempotent); events from then on are kept for reading."""
+        if self._ws is None and not self._ended:
+            try:
+                self._ws = await self.driver.session().ws_connect(
+                    self.driver.url(wire.events_path(self.types)))
+            except (TimeoutError, aiohttp.ClientError) as e:
+                raise self.driver._failed(e) from None
+        return self
+
+    async def get(self, timeout: float | None = None) -> api.Event | None:
+        """The next event (``EventStream.get``): None once the stream ended.
+
+        Raises:
+            Timeout: none came within ``timeout`` seconds.
+        """
+        await self.open()
+        while self._ws is not None:
+            try:
+                msg = await asyncio.wait_for(self._ws.receive(), timeout)
+            except TimeoutError:
+                raise Timeout(f"No event within {timeout:g}s") from None
+            if msg.type == aiohttp.WSMsgType.TEXT:
+                try:
+                    data = json.loads(msg.data)
+                except ValueError:
+                    continue
+                if isinstance(data, dict):
+                    return api.Event.from_wire(data)
+            elif msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED,
+                              aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.ERROR):
+                await self.aclose()
+        return None
+
+    async def aclose(self) -> None:
+        """End the subscription (idempotent)."""
+        self._ended = True
+        ws, self._ws = self._ws, None
+        if ws is not None:
+            await ws.close()
+
+    def __aiter__(self) -> AsyncIterator[api.Event]:
+        return self
+
+    async def __anext__(self) -> api.Event:
+        event = await self.get()
+        if event is None:
+            raise StopAsyncIteration
+        return event
+
+    async def __aenter__(self) -> Self:
+        return await self.open()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+async def _chunks(body: Upload) -> AsyncIterator[bytes]:
+    while chunk := await asyncio.to_thread(body.read, 1 << 16):
+        yield chunk
 
 
 class AsyncTransport:

@@ -10,29 +10,19 @@ the wire (which request, how an operation is waited on, which answer means
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Generator
-from typing import Any, TypeVar
+from collections.abc import Callable, Generator
+from typing import Any, BinaryIO, TypeVar
 
 from cove.client import _wire as wire
 from cove.client._http import Response
 from cove.client._rest import Operation
-from cove.client.drivers.base import (
-    Action,
-    Create,
-    Delete,
-    GetInstance,
-    GetState,
-    ListImages,
-    Progress,
-    ProgressCallback,
-    RunCommand,
-    Step,
-    Update,
-)
+from cove.client.drivers import _steps as s
+from cove.client.drivers._steps import Progress, ProgressCallback, RunCommand, Step
 from cove.model.errors import InternalError, NotFound
 
-__all__ = ["HttpFlow", "perform", "progress_of", "wait"]
+__all__ = ["HttpFlow", "Upload", "perform", "progress_of", "wait"]
 
 T = TypeVar("T")
 HttpFlow = Generator[wire.Request, Response, T]
@@ -106,34 +96,136 @@ def _run_recorded(step: RunCommand) -> HttpFlow[tuple[int, bytes]]:
     return int(md.get("return") or 0), out
 
 
-def perform(step: Step) -> HttpFlow[Any]:
-    """The requests one step takes, and its result (see ``drivers.base``)."""
-    if isinstance(step, GetInstance):
-        resp = yield wire.instance(step.name)
-        if resp.status == 404:
-            return None
-        return wire.as_dict(resp, f"instance {step.name}")
-    if isinstance(step, GetState):
-        return wire.as_dict((yield wire.instance_state(step.name)), f"state of {step.name}")
-    if isinstance(step, ListImages):
-        return wire.as_list((yield wire.images()), "images")
-    if isinstance(step, Create):
-        resp = yield wire.create_instance(step.name, step.source, config=step.config,
-                                          devices=step.devices, profiles=step.profiles)
-        yield from wait(wire.operation_of(resp), step.progress)
+class Upload:
+    """A local file as a request body that reports how much of it was sent
+    (``Progress("upload", percent)``, once per percent). Both HTTP clients
+    read it in blocks: the sync one through ``read``, aiohttp through
+    ``chunks``."""
+
+    def __init__(self, f: BinaryIO, size: int, progress: ProgressCallback | None) -> None:
+        self.f = f
+        self.size = size
+        self.progress = progress
+        self.sent = 0
+        self._last = -1
+
+    def fileno(self) -> int:
+        return self.f.fileno()
+
+    def tell(self) -> int:
+        return self.f.tell()
+
+    def read(self, n: int = 1 << 16) -> bytes:
+        data = self.f.read(n)
+        self.sent += len(data)
+        if self.progress is not None and self.size:
+            pct = min(100, self.sent * 100 // self.size)
+            if pct != self._last:
+                self._last = pct
+                self.progress(Progress("upload", pct))
+        return data
+
+
+def _get_or_none(req: wire.Request, what: str) -> HttpFlow[dict[str, Any] | None]:
+    """An object, or None where the server answers 404."""
+    resp = yield req
+    if resp.status == 404:
         return None
-    if isinstance(step, Update):
-        resp = yield wire.update_instance(step.name, step.body, patch=step.patch)
+    return wire.as_dict(resp, what)
+
+
+def _sync(req: wire.Request) -> HttpFlow[None]:
+    """A request LXD answers at once (or with an operation: then waited for)."""
+    resp = yield req
+    if resp.status == 202:
         yield from wait(wire.operation_of(resp))
-        return None
-    if isinstance(step, Action):
-        resp = yield wire.change_state(step.name, step.action, timeout=step.timeout,
-                                       force=step.force)
-        yield from wait(wire.operation_of(resp), step.progress)
-        return None
-    if isinstance(step, Delete):
-        yield from wait(wire.operation_of((yield wire.delete_instance(step.name))))
-        return None
-    if isinstance(step, RunCommand):
-        return (yield from _run_recorded(step))
-    raise InternalError(f"The REST driver has no request for {type(step).__name__}")
+    else:
+        wire.metadata(resp)
+
+
+def _op(req: wire.Request, progress: ProgressCallback | None = None) -> HttpFlow[None]:
+    """A request answered with an operation, waited for."""
+    yield from wait(wire.operation_of((yield req)), progress)
+
+
+def _import(step: s.ImportImage) -> HttpFlow[None]:
+    with open(step.path, "rb") as f:
+        body = Upload(f, os.fstat(f.fileno()).st_size, step.progress)
+        req = wire.import_image(body, filename=os.path.basename(step.path), size=body.size)
+        yield from _op(req, step.progress)
+
+
+def _wait_op(step: s.WaitOperation) -> HttpFlow[dict[str, Any]]:
+    return wire.as_dict((yield wire.wait_operation(step.id, step.timeout)), "operation wait")
+
+
+_Perform = Callable[[Any], HttpFlow[Any]]
+
+# What each step is on the wire (a table, not an if-chain: one line per step).
+_PERFORM: dict[type, _Perform] = {
+    s.GetInstance: lambda st: _get_or_none(wire.instance(st.name), f"instance {st.name}"),
+    s.GetState: lambda st: _dict(wire.instance_state(st.name), f"state of {st.name}"),
+    s.ListInstances: lambda st: _list(wire.instances(1), "instances"),
+    s.Create: lambda st: _op(wire.create_instance(
+        st.name, st.source, config=st.config, devices=st.devices, profiles=st.profiles),
+        st.progress),
+    s.Update: lambda st: _op(wire.update_instance(st.name, st.body, patch=st.patch)),
+    s.Action: lambda st: _op(wire.change_state(st.name, st.action, timeout=st.timeout,
+                                               force=st.force), st.progress),
+    s.Delete: lambda st: _op(wire.delete_instance(st.name)),
+    s.Rename: lambda st: _op(wire.rename_instance(st.name, st.new_name)),
+    s.RunCommand: lambda st: _run_recorded(st),
+    s.ListImages: lambda st: _list(wire.images(), "images"),
+    s.GetImage: lambda st: _get_or_none(wire.image(st.fingerprint), "image"),
+    s.ImportImage: _import,
+    s.UpdateImage: lambda st: _sync(wire.update_image(st.fingerprint, properties=st.properties,
+                                                      public=st.public)),
+    s.DeleteImage: lambda st: _op(wire.delete_image(st.fingerprint)),
+    s.ListAliases: lambda st: _list(wire.aliases(), "aliases"),
+    s.GetAlias: lambda st: _get_or_none(wire.alias(st.name), "alias"),
+    s.CreateAlias: lambda st: _sync(wire.create_alias(st.name, st.target, st.description)),
+    s.RenameAlias: lambda st: _sync(wire.rename_alias(st.name, st.new_name)),
+    s.DeleteAlias: lambda st: _sync(wire.delete_alias(st.name)),
+    s.ListNetworks: lambda st: _list(wire.networks(1), "networks"),
+    s.GetNetwork: lambda st: _get_or_none(wire.network(st.name), "network"),
+    s.GetNetworkState: lambda st: _dict(wire.network(st.name, "state"), "network state"),
+    s.GetNetworkLeases: lambda st: _list(wire.network(st.name, "leases"), "network leases"),
+    s.CreateNetwork: lambda st: _sync(wire.create_network(
+        st.name, st.config, description=st.description, type=st.type)),
+    s.UpdateNetwork: lambda st: _sync(wire.update_network(
+        st.name, config=st.config, description=st.description, patch=st.patch)),
+    s.DeleteNetwork: lambda st: _sync(wire.delete_network(st.name)),
+    s.ListOperations: lambda st: _operations(),
+    s.GetOperation: lambda st: _get_or_none(wire.operation(st.id), "operation"),
+    s.WaitOperation: _wait_op,
+    s.CancelOperation: lambda st: _sync(wire.cancel_operation(st.id)),
+    s.ListCertificates: lambda st: _list(wire.certificates(1), "certificates"),
+    s.GetCertificate: lambda st: _get_or_none(wire.certificate(st.fingerprint), "certificate"),
+    s.AddCertificate: lambda st: _sync(wire.add_certificate(st.pem, name=st.name)),
+    s.DeleteCertificate: lambda st: _sync(wire.delete_certificate(st.fingerprint)),
+}
+
+
+def _dict(req: wire.Request, what: str) -> HttpFlow[dict[str, Any]]:
+    return wire.as_dict((yield req), what)
+
+
+def _list(req: wire.Request, what: str) -> HttpFlow[list[Any]]:
+    return wire.as_list((yield req), what)
+
+
+def _operations() -> HttpFlow[list[dict[str, Any]]]:
+    return wire.operations_in(wire.metadata((yield wire.operations())))
+
+
+def perform(step: Step) -> HttpFlow[Any]:
+    """The requests one step takes, and its result (see ``drivers._steps``).
+
+    Raises:
+        InternalError: a step no host performs over HTTP (a driver's own,
+            such as ``Sleep``, reached here by mistake).
+    """
+    how = _PERFORM.get(type(step))
+    if how is None:
+        raise InternalError(f"{type(step).__name__} is not a request: the driver performs it")
+    return (yield from how(step))

@@ -1,48 +1,80 @@
-"""The Driver interface, and the convergent algorithms every driver shares.
+"""The Driver interface: what every driver offers, and how its calls run.
 
 Design notes:
 
 * A driver talks to one host (cove, LXD or Incus). What the public methods
-  *mean* (convergence, undo, retries, waiting) is written once here, as
-  generator *flows* that yield small *steps* (``GetInstance``, ``Create``,
-  ``Action``...) and get their results back. A driver only turns steps into
-  I/O: HTTP requests (``RestDriver``), ``lxc``/``cove`` commands
-  (``CliDriver``) or engine calls (``LocalDriver``). The asyncio driver runs
-  the very same flows with ``await`` (``drive_async``), so sync and async can
+  *mean* (convergence, undo, retries, waiting) is written once, as generator
+  *flows* (``drivers._flows`` for instances, ``drivers._resources`` for
+  images, aliases, networks, operations and certificates) that yield small
+  *steps* (``drivers._steps``) and get their results back. A driver only
+  turns steps into I/O: HTTP requests (``RestDriver``), ``lxc``/``cove``
+  commands (``CliDriver``) or engine calls (``LocalDriver``). The asyncio
+  driver runs the very same flows with ``await``, so sync and async can
   never drift apart: no algorithm exists twice.
 * Convergent, not imperative (as the lxd-common gem): deleting what is gone,
   starting what runs, stopping what is stopped, creating what exists all
   succeed and do nothing. Real failures raise ``cove.model.errors`` classes
-  with the server's text; the flows look at the state before acting, so a
-  driver never has to guess an error's meaning from its words.
-* Undo: a create that fails to start deletes what it made, so no call
-  leaves a half-made container behind.
+  with the server's text.
+* One surface: every resource of the API is here with the same names on
+  every driver, and returns the ``cove.api`` report classes (``container()``
+  and ``container_state()`` keep returning the wire dicts they always did).
+  The one call a command line cannot make, ``events()`` (a stream that the
+  ``cove`` command has no way to print), is on ``EventDriver``, the base of
+  the drivers that can; ``CliDriver`` does not have it, rather than failing.
 """
 
 from __future__ import annotations
 
-import json
+import hashlib
+import os
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Generator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from cove.client._flow import drive
-from cove.model.errors import BadRequest, Conflict, CoveError, NotFound, Timeout
-from cove.model.names import validate_instance_name
+from cove.client.drivers import _resources as resources
+from cove.client.drivers._flows import (
+    PUT_FIELDS,
+    WAIT_TARGETS,
+    first_global_address,
+    flows,
+    image_source,
+    ready_command,
+    status_of,
+)
+from cove.client.drivers._steps import (
+    Action,
+    Create,
+    Delete,
+    Flow,
+    GetInstance,
+    GetState,
+    HashFile,
+    ListImages,
+    Progress,
+    ProgressCallback,
+    RunCommand,
+    Sleep,
+    Step,
+    Update,
+)
 
 if TYPE_CHECKING:
     from typing import Self
 
+    from cove import api
     from cove.client.transports.base import Transport
 
 __all__ = [
+    "PUT_FIELDS",
     "WAIT_TARGETS",
     "Action",
     "Create",
     "Delete",
     "Driver",
+    "EventDriver",
+    "EventStream",
     "Flow",
     "GetInstance",
     "GetState",
@@ -53,458 +85,25 @@ __all__ = [
     "Sleep",
     "Step",
     "Update",
+    "first_global_address",
     "flows",
+    "image_source",
+    "ready_command",
+    "resources",
+    "sha256_of",
+    "status_of",
 ]
 
 T = TypeVar("T")
 
-#: What ``wait_for`` can wait for.
-WAIT_TARGETS = ("ip", "cloud_init", "ready")
 
-#: The writable fields of an instance (LXD's ``InstancePut``).
-PUT_FIELDS = ("architecture", "config", "devices", "ephemeral", "profiles", "stateful",
-              "description")
-
-
-@dataclass(frozen=True)
-class Progress:
-    """One progress report of a long action.
-
-    ``stage`` names the phase (``create``, ``start``, ``unpack``, ``upload``...),
-    ``percent`` is 0-100 when the server knows it, ``text`` is the server's
-    own wording (LXD: ``"Unpack: 45% (30MB/s)"``).
-    """
-
-    stage: str
-    percent: int | None = None
-    text: str = ""
-
-
-ProgressCallback = Callable[[Progress], None]
-
-
-# -- steps: what a flow asks its driver to do ------------------------------------------
-
-@dataclass(frozen=True)
-class GetInstance:
-    """The LXD instance object, or None when there is no such instance."""
-
-    name: str
-
-
-@dataclass(frozen=True)
-class GetState:
-    """The LXD instance state object (raises NotFound)."""
-
-    name: str
-
-
-@dataclass(frozen=True)
-class ListImages:
-    """Every image on the host (LXD image objects)."""
-
-
-@dataclass(frozen=True)
-class Create:
-    """Create a stopped instance (``POST /1.0/instances``) and wait for it."""
-
-    name: str
-    source: dict[str, Any]
-    config: dict[str, str] = field(default_factory=dict)
-    devices: dict[str, dict[str, str]] = field(default_factory=dict)
-    profiles: list[str] | None = None
-    progress: ProgressCallback | None = field(default=None, compare=False)
-
-
-@dataclass(frozen=True)
-class Update:
-    """Change an instance: merge ``body`` (``patch``) or replace it (PUT)."""
-
-    name: str
-    body: dict[str, Any]
-    patch: bool = True
-
-
-@dataclass(frozen=True)
-class Action:
-    """A state change (start, stop, freeze, unfreeze) waited for.
-
-    ``timeout`` is LXD's: seconds a clean stop may take, -1 for no limit.
-    """
-
-    name: str
-    action: str
-    force: bool = False
-    timeout: int = -1
-    progress: ProgressCallback | None = field(default=None, compare=False)
-
-
-@dataclass(frozen=True)
-class Delete:
-    """Delete a stopped instance and wait for it."""
-
-    name: str
-
-
-@dataclass(frozen=True)
-class RunCommand:
-    """Run ``command`` in a running instance, no stdin; the result is
-    ``(exit code, stdout)`` (exit code 127 when the program is missing).
-
-    Through exec rather than the file API on purpose: a running container's
-    own mounts (cove's /run is a tmpfs) are seen only from inside it.
-    """
-
-    name: str
-    command: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Sleep:
-    seconds: float
-
-
-Step = GetInstance | GetState | ListImages | Create | Update | Action | Delete | RunCommand \
-    | Sleep
-Flow = Generator[Step, Any, T]
-
-
-def status_of(inst: Mapping[str, Any]) -> str:
-    """``'running'``, ``'stopped'``, ``'frozen'``... from an instance object."""
-    return str(inst.get("status") or "").lower()
-
-
-class flows:
-    """The convergent algorithms, one per public method (see the module notes)."""
-
-    #: How long a flow retries an action another operation holds (409).
-    busy_wait = 30.0
-
-    @staticmethod
-    def _retry_busy(step: Step) -> Flow[Any]:
-        deadline = time.monotonic() + flows.busy_wait
-        while True:
-            try:
-                return (yield step)
-            except Conflict:
-                if time.monotonic() >= deadline:
-                    raise
-                yield Sleep(0.2)
-
-    @staticmethod
-    def get(name: str) -> Flow[dict[str, Any]]:
-        inst = yield GetInstance(validate_instance_name(name))
-        if inst is None:
-            raise NotFound(f"Instance not found: {name}")
-        return dict(inst)
-
-    @staticmethod
-    def status(name: str) -> Flow[str]:
-        inst = yield from flows.get(name)
-        return status_of(inst)
-
-    @staticmethod
-    def state(name: str) -> Flow[dict[str, Any]]:
-        return dict((yield GetState(validate_instance_name(name))))
-
-    @staticmethod
-    def create_container(name: str, *, alias: str | None, fingerprint: str | None,
-                         properties: Mapping[str, str] | None, server: str | None,
-                         protocol: str | None, profiles: Sequence[str] | None,
-                         config: Mapping[str, Any] | None,
-                         devices: Mapping[str, Mapping[str, str]] | None, autostart: bool,
-                         progress: ProgressCallback | None) -> Flow[str]:
-        """``Driver.create_container``: its options checked and typed, then ``create``."""
-        source = image_source(alias=alias, fingerprint=fingerprint, properties=properties,
-                              server=server, protocol=protocol)
-        return (yield from flows.create(
-            name, source, profiles=list(profiles) if profiles is not None else None,
-            config={str(k): _str(v) for k, v in (config or {}).items()},
-            devices={str(k): {str(a): str(b) for a, b in d.items()}
-                     for k, d in (devices or {}).items()},
-            autostart=autostart, progress=progress))
-
-    @staticmethod
-    def create(name: str, source: dict[str, Any], *, profiles: list[str] | None,
-               config: dict[str, str], devices: dict[str, dict[str, str]], autostart: bool,
-               progress: ProgressCallback | None) -> Flow[str]:
-        validate_instance_name(name)
-        if source.get("properties") and not (source.get("alias") or source.get("fingerprint")) \
-                and not source.get("server"):
-            source = dict(source)
-            source["fingerprint"] = yield from flows._by_properties(source.pop("properties"))
-        existing = yield GetInstance(name)
-        if existing is None:
-            if progress:
-                progress(Progress("create"))
-            made = True
-            try:
-                yield Create(name, source, config, devices, profiles, progress)
-            except Conflict:
-                made = False  # someone else made it meanwhile: converge on theirs
-            if autostart and made:
-                try:
-                    yield from flows.start(name, progress=progress)
-                except CoveError:
-                    # Undo: a container that cannot start is not left half made.
-                    yield from flows.delete(name)
-                    raise
-                return name
-        if autostart:
-            yield from flows.start(name, progress=progress)
-        return name
-
-    @staticmethod
-    def _by_properties(props: Mapping[str, str]) -> Flow[str]:
-        images = yield ListImages()
-        found = [img for img in images
-                 if all(str((img.get("properties") or {}).get(k)) == str(v)
-                        for k, v in props.items())]
-        if not found:
-            raise NotFound(f"No image has the properties {json.dumps(dict(props))}")
-        # The newest match, as LXD picks it.
-        found.sort(key=lambda img: str(img.get("created_at") or ""), reverse=True)
-        return str(found[0]["fingerprint"])
-
-    @staticmethod
-    def update(name: str, *, config: Mapping[str, str | None] | None,
-               devices: Mapping[str, Mapping[str, str] | None] | None,
-               profiles: Sequence[str] | None) -> Flow[None]:
-        validate_instance_name(name)
-        removes = (config and any(v is None for v in config.values())) or \
-            (devices and any(v is None for v in devices.values()))
-        if not removes:
-            # Look first: a CLI's failed update says nothing of why.
-            yield from flows.get(name)
-            body: dict[str, Any] = {}
-            if config:
-                body["config"] = {k: _str(v) for k, v in config.items()}
-            if devices:
-                body["devices"] = {k: dict(v or {}) for k, v in devices.items()}
-            if profiles is not None:
-                body["profiles"] = list(profiles)
-            if not body:
-                return
-            yield from flows._retry_busy(Update(name, body, patch=True))
-            return
-        current = yield from flows.get(name)
-        put = {k: current[k] for k in PUT_FIELDS if k in current}
-        new_config = dict(put.get("config") or {})
-        for k, v in (config or {}).items():
-            if v is None:
-                new_config.pop(k, None)
-            else:
-                new_config[k] = _str(v)
-        new_devices = {k: dict(v) for k, v in (put.get("devices") or {}).items()}
-        for k, d in (devices or {}).items():
-            if d is None:
-                new_devices.pop(k, None)
-            else:
-                new_devices[k] = {**new_devices.get(k, {}), **d}
-        put["config"] = new_config
-        put["devices"] = new_devices
-        if profiles is not None:
-            put["profiles"] = list(profiles)
-        yield from flows._retry_busy(Update(name, put, patch=False))
-
-    @staticmethod
-    def start(name: str, *, progress: ProgressCallback | None = None) -> Flow[None]:
-        status = yield from flows.status(name)
-        if status == "running":
-            return
-        action = "unfreeze" if status == "frozen" else "start"
-        if progress:
-            progress(Progress(action))
-        try:
-            yield from flows._retry_busy(Action(name, action, progress=progress))
-        except NotFound:
-            raise
-        except CoveError:
-            # Raced with another start? Then it runs, which is what was asked.
-            if (yield from flows.status(name)) != "running":
-                raise
-
-    @staticmethod
-    def stop(name: str, *, force: bool, timeout: float, retry_interval: float | None,
-             retry_count: int | None) -> Flow[None]:
-        status = yield from flows.status(name)
-        if status == "stopped":
-            return
-        if force:
-            yield from flows._stop_once(name, force=True, timeout=-1)
-            return
-        if timeout < 0 or (retry_interval is not None and retry_interval <= 0) or \
-                (retry_count is not None and retry_count < 0):
-            raise BadRequest("timeout, retry_interval and retry_count must not be negative")
-        attempts = 1 + (retry_count or 0)
-        deadline = time.monotonic() + timeout if timeout > 0 else None
-        last: CoveError | None = None
-        for _ in range(attempts):
-            per = retry_interval if retry_interval else (timeout if timeout > 0 else -1)
-            if deadline is not None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                per = min(per, left) if per > 0 else left
-            try:
-                yield from flows._stop_once(name, force=False,
-                                            timeout=-1 if per < 0 else max(1, round(per)))
-                return
-            except NotFound:
-                return  # an ephemeral instance is gone once it stopped
-            except CoveError as e:
-                last = e
-        raise Timeout(f"Instance {name} did not stop cleanly"
-                      + (f" within {timeout:g}s" if timeout > 0 else "")
-                      + (f" after {attempts} attempts" if attempts > 1 else "")
-                      + (f": {last}" if last else ""))
-
-    @staticmethod
-    def _stop_once(name: str, *, force: bool, timeout: int) -> Flow[None]:
-        try:
-            yield from flows._retry_busy(Action(name, "stop", force=force, timeout=timeout))
-        except NotFound:
-            raise
-        except CoveError:
-            inst = yield GetInstance(name)
-            if inst is None or status_of(inst) == "stopped":
-                return  # stopped meanwhile (or an ephemeral one went away)
-            raise
-
-    @staticmethod
-    def delete(name: str) -> Flow[None]:
-        validate_instance_name(name)
-        inst = yield GetInstance(name)
-        if inst is None:
-            return
-        if status_of(inst) != "stopped":
-            try:
-                yield from flows._stop_once(name, force=True, timeout=-1)
-            except NotFound:
-                return  # ephemeral: stopping deleted it
-        try:
-            yield from flows._retry_busy(Delete(name))
-        except NotFound:
-            return
-        except CoveError:
-            if (yield GetInstance(name)) is None:
-                return
-            raise
-
-    @staticmethod
-    def wait_for(name: str, what: str, timeout: float) -> Flow[Any]:
-        if what not in WAIT_TARGETS:
-            raise BadRequest(f"Cannot wait for {what!r}: use one of {', '.join(WAIT_TARGETS)}")
-        validate_instance_name(name)
-        deadline = time.monotonic() + timeout
-        interval = 0.1
-        last_note = ""
-        while True:
-            inst = yield GetInstance(name)
-            if inst is None:
-                raise NotFound(f"Instance not found: {name}")
-            if status_of(inst) == "running":
-                if what == "ip":
-                    state = yield GetState(name)
-                    ip = first_global_address(state)
-                    if ip:
-                        return ip
-                    last_note = "no global IPv4 or IPv6 address yet"
-                elif what == "cloud_init":
-                    code, raw = yield RunCommand(name, ("cat", "/run/cloud-init/result.json"))
-                    if code == 0:
-                        errors = _cloud_init_errors(raw)
-                        if errors:
-                            raise CoveError(f"cloud-init in {name} failed: {'; '.join(errors)}")
-                        return True
-                    last_note = "cloud-init has not finished (no /run/cloud-init/result.json)"
-                else:
-                    cmd = ready_command(inst)
-                    code, _ = yield RunCommand(name, cmd)
-                    if code == 0:
-                        return True
-                    last_note = f"{' '.join(cmd)} exited {code}"
-            else:
-                last_note = f"it is {status_of(inst)}"
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise Timeout(f"{name} was not {_WAIT_WORDS[what]} within {timeout:g}s"
-                              + (f" ({last_note})" if last_note else ""))
-            yield Sleep(min(interval, left))
-            interval = min(interval * 1.5, 1.0)
-
-
-_WAIT_WORDS = {"ip": "given an IP address", "cloud_init": "done with cloud-init",
-               "ready": "ready"}
-
-
-def _str(v: object) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    return str(v)
-
-
-def first_global_address(state: Mapping[str, Any] | None) -> str | None:
-    """The first global IPv4 address of a state object, else the first global
-    IPv6 one, else None (loopback and link-local never count)."""
-    nets = (state or {}).get("network") or {}
-    found: dict[str, str] = {}
-    for ifname, net in sorted(nets.items()):
-        if ifname == "lo":
-            continue
-        for addr in (net or {}).get("addresses") or []:
-            if addr.get("scope") != "global":
-                continue
-            family = str(addr.get("family"))
-            found.setdefault(family, str(addr.get("address")))
-    return found.get("inet") or found.get("inet6")
-
-
-def ready_command(inst: Mapping[str, Any]) -> tuple[str, ...]:
-    """The readiness check of an instance: ``cove.ready`` (or ``user.cove.ready``,
-    which LXD accepts too) run with ``sh -c``; ``true`` without one, so
-    ``ready`` then means "running and accepting commands"."""
-    config = inst.get("expanded_config") or inst.get("config") or {}
-    cmd = config.get("cove.ready") or config.get("user.cove.ready")
-    return ("sh", "-c", str(cmd)) if cmd else ("true",)
-
-
-def _cloud_init_errors(raw: bytes) -> list[str]:
-    try:
-        doc = json.loads(raw)
-    except ValueError:
-        return []  # written but not parseable yet: it is done; errors unknown
-    errors = ((doc or {}).get("v1") or {}).get("errors") or []
-    return [str(e) for e in errors]
-
-
-def image_source(*, alias: str | None, fingerprint: str | None,
-                 properties: Mapping[str, str] | None, server: str | None,
-                 protocol: str | None) -> dict[str, Any]:
-    """LXD's ``source`` for a new instance from the image options.
-
-    Raises:
-        BadRequest: not exactly one of alias, fingerprint and properties.
-    """
-    given = [k for k, v in (("alias", alias), ("fingerprint", fingerprint),
-                            ("properties", properties)) if v]
-    if len(given) != 1:
-        raise BadRequest("Give exactly one of alias, fingerprint or properties for the image"
-                         + (f" (got {', '.join(given)})" if given else ""))
-    source: dict[str, Any] = {"type": "image"}
-    if alias:
-        source["alias"] = alias
-    if fingerprint:
-        source["fingerprint"] = fingerprint
-    if properties:
-        source["properties"] = {str(k): str(v) for k, v in properties.items()}
-    if server:
-        source["server"] = server
-        source["protocol"] = protocol or "lxd"
-        source["mode"] = "pull"
-    elif protocol not in (None, "lxd"):
-        raise BadRequest(f"protocol {protocol!r} needs a server to pull the image from")
-    return source
+def sha256_of(path: str) -> str:
+    """The SHA-256 of a local file, hex (an image tarball's fingerprint)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 class Driver(ABC):
@@ -512,11 +111,13 @@ class Driver(ABC):
 
     Every method is convergent (see the module notes) and raises the
     ``cove.model.errors`` classes: ``BadRequest`` for a bad name or option
-    (before anything is made), ``NotFound`` for a missing container or
-    image, ``Conflict`` when another operation holds the container past
-    ``flows.busy_wait``, ``Forbidden`` for an untrusted client, ``Timeout``
-    for a wait that ran out, ``InternalError`` for the server's own
-    failures; ``cove.client.ConnectionFailed`` when the host cannot be reached.
+    (before anything is made), ``NotFound`` for a missing container,
+    image, alias, network, operation or certificate, ``Conflict`` when
+    another operation holds the container past ``flows.busy_wait`` or a
+    name is taken by something else, ``Forbidden`` for an untrusted client,
+    ``Timeout`` for a wait that ran out, ``InternalError`` for the server's
+    own failures; ``cove.client.ConnectionFailed`` when the host cannot be
+    reached.
     """
 
     # -- what each driver implements -------------------------------------------
@@ -536,6 +137,8 @@ class Driver(ABC):
         if isinstance(step, Sleep):
             time.sleep(step.seconds)
             return None
+        if isinstance(step, HashFile):
+            return sha256_of(step.path)
         return self._do(step)
 
     def _command_in(self, step: RunCommand) -> tuple[int, bytes]:
@@ -549,10 +152,10 @@ class Driver(ABC):
             return 127, b""
         return r.exit_code, r.stdout
 
-    # -- the interface ------------------------------------------------------------
     def _run(self, flow: Flow[T]) -> T:
         return drive(flow, self._perform)
 
+    # -- instances ------------------------------------------------------------------
     def create_container(self, name: str, *, alias: str | None = None,
                          fingerprint: str | None = None,
                          properties: Mapping[str, str] | None = None,
@@ -650,8 +253,274 @@ class Driver(ABC):
         """
         return self._run(flows.wait_for(name, what, timeout))
 
+
+    def containers(self) -> list[api.Instance]:
+        """Every container on the host."""
+        return self._run(resources.containers())
+
+    def rename_container(self, name: str, new_name: str) -> None:
+        """Rename the stopped container ``name`` to ``new_name``.
+
+        Convergent: ``name`` gone and ``new_name`` there is taken as done.
+
+        Raises:
+            NotFound: neither exists.
+            BadRequest: a bad name, or the container runs (stop it first).
+            Conflict: ``new_name`` is taken by another container.
+        """
+        self._run(flows.rename(name, new_name))
+
+    # -- images and aliases ---------------------------------------------------------
+    def images(self) -> list[api.Image]:
+        """Every image on the host."""
+        return self._run(resources.images())
+
+    def image(self, fingerprint: str) -> api.Image:
+        """The image with this fingerprint (a unique prefix will do).
+
+        Raises:
+            NotFound: no such image.
+        """
+        return self._run(resources.image(fingerprint))
+
+    def import_image(self, path: str | os.PathLike[str], *, aliases: Sequence[str] = (),
+                     progress: ProgressCallback | None = None) -> api.Image:
+        """Upload the image tarball at local ``path`` and name it ``aliases``;
+        returns the image.
+
+        Convergent: an image with the same fingerprint (the file's SHA-256)
+        is not uploaded again; the aliases it lacks are added. ``progress``
+        gets the upload's and the host's reports.
+
+        Raises:
+            NotFound: no such local file.
+            BadRequest: a bad alias name, or a tarball the host refuses.
+            Conflict: an alias names another image (checked before uploading).
+        """
+        return self._run(resources.import_image(path, aliases=aliases, progress=progress))
+
+    def update_image(self, fingerprint: str, *, properties: Mapping[str, Any] | None = None,
+                     public: bool | None = None) -> None:
+        """Merge ``properties`` into the image's and set ``public``; None keeps.
+
+        Raises:
+            NotFound: no such image.
+        """
+        self._run(resources.update_image(fingerprint, properties=properties, public=public))
+
+    def delete_image(self, fingerprint: str) -> None:
+        """Delete the image. Gone already: nothing.
+
+        Raises:
+            BadRequest: cove refuses an image its instances use (LXD does not).
+        """
+        self._run(resources.delete_image(fingerprint))
+
+    def aliases(self) -> list[api.ImageAlias]:
+        """Every image alias on the host."""
+        return self._run(resources.aliases())
+
+    def alias(self, name: str) -> api.ImageAlias:
+        """The alias ``name``.
+
+        Raises:
+            NotFound: no such alias.
+        """
+        return self._run(resources.alias(name))
+
+    def create_alias(self, name: str, target: str, description: str = "") -> api.ImageAlias:
+        """Name image ``target`` (a fingerprint or a unique prefix) ``name``;
+        returns the alias. Naming it so already: nothing.
+
+        Raises:
+            NotFound: no such image.
+            Conflict: ``name`` names another image.
+        """
+        return self._run(resources.create_alias(name, target, description))
+
+    def rename_alias(self, name: str, new_name: str) -> None:
+        """Rename an alias. ``name`` gone and ``new_name`` there: nothing.
+
+        Raises:
+            NotFound: neither exists.
+        """
+        self._run(resources.rename_alias(name, new_name))
+
+    def delete_alias(self, name: str) -> None:
+        """Delete an alias (not its image). Gone already: nothing."""
+        self._run(resources.delete_alias(name))
+
+    # -- networks ---------------------------------------------------------------------
+    def networks(self) -> list[api.Network]:
+        """Every network the host lists (LXD lists unmanaged interfaces too,
+        ``managed`` False; cove only its own)."""
+        return self._run(resources.networks())
+
+    def network(self, name: str) -> api.Network:
+        """The network ``name``.
+
+        Raises:
+            NotFound: no such network.
+        """
+        return self._run(resources.network(name))
+
+    def network_state(self, name: str) -> api.NetworkState:
+        """The network's runtime state: addresses, counters, MTU, link state.
+
+        Raises:
+            NotFound: no such network.
+        """
+        return self._run(resources.network_state(name))
+
+    def network_leases(self, name: str) -> list[api.NetworkLease]:
+        """The addresses the network has handed out.
+
+        Raises:
+            NotFound: no such network.
+        """
+        return self._run(resources.network_leases(name))
+
+    def create_network(self, name: str, *, config: Mapping[str, Any] | None = None,
+                       description: str = "", type: str = "bridge") -> api.Network:
+        """Make network ``name`` unless it exists; returns it. An existing
+        one of the same type is left as it is.
+
+        Raises:
+            BadRequest: a bad name, key or value (nothing is made).
+            Conflict: it exists with another type.
+        """
+        return self._run(resources.create_network(name, config=config,
+                                                  description=description, type=type))
+
+    def update_network(self, name: str, *, config: Mapping[str, Any] | None = None,
+                       description: str | None = None) -> None:
+        """Set the given config keys (a None value removes one; others are
+        kept) and, unless None, the description.
+
+        Raises:
+            NotFound: no such network.
+            BadRequest: a bad key or value (nothing is changed).
+        """
+        self._run(resources.update_network(name, config=config, description=description))
+
+    def delete_network(self, name: str) -> None:
+        """Delete the network. Gone already: nothing.
+
+        Raises:
+            BadRequest: an instance or a profile still uses it.
+        """
+        self._run(resources.delete_network(name))
+
+    # -- operations -----------------------------------------------------------------------
+    def operations(self) -> list[api.Operation]:
+        """The operations the host keeps: running ones, and ended ones for a
+        while (LXD 5 s, cove 5 min)."""
+        return self._run(resources.operations())
+
+    def operation(self, id: str) -> api.Operation:
+        """The operation ``id``.
+
+        Raises:
+            NotFound: no such operation (or it ended long ago).
+        """
+        return self._run(resources.operation(id))
+
+    def wait_operation(self, id: str, timeout: float | None = None) -> api.Operation:
+        """Wait until operation ``id`` ends (``timeout`` seconds, None: no
+        limit; hosts count whole seconds) and return it.
+
+        Raises:
+            Timeout: it still runs.
+            NotFound: no such operation.
+            CoveError: it failed (the class of its error where the host says).
+        """
+        return self._run(resources.wait_operation(id, timeout))
+
+    def cancel_operation(self, id: str) -> None:
+        """Cancel operation ``id``. Ended or gone already: nothing.
+
+        Raises:
+            CoveError: it runs and cannot be cancelled (the host's refusal).
+        """
+        self._run(resources.cancel_operation(id))
+
+    # -- trusted certificates ---------------------------------------------------------------
+    def certificates(self) -> list[api.Certificate]:
+        """The client certificates the host trusts."""
+        return self._run(resources.certificates())
+
+    def certificate(self, fingerprint: str) -> api.Certificate:
+        """A trusted certificate by fingerprint (a unique prefix will do).
+
+        Raises:
+            NotFound: no such certificate.
+        """
+        return self._run(resources.certificate(fingerprint))
+
+    def add_certificate(self, pem: str, *, name: str = "") -> api.Certificate:
+        """Trust the client certificate ``pem``; returns it. Trusted already:
+        nothing (its name is kept).
+
+        Raises:
+            BadRequest: ``pem`` is no certificate.
+        """
+        return self._run(resources.add_certificate(pem, name=name))
+
+    def delete_certificate(self, fingerprint: str) -> None:
+        """Stop trusting a certificate. Gone already: nothing."""
+        self._run(resources.delete_certificate(fingerprint))
+
     def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class EventStream(ABC):
+    """An open subscription to a host's events: iterate it (each item an
+    ``api.Event``, in the order the host sent them) and close it, or use it
+    as a context manager. Iteration ends when the host ends the stream."""
+
+    @abstractmethod
+    def get(self, timeout: float | None = None) -> api.Event | None:
+        """The next event, waiting up to ``timeout`` seconds (None: no limit);
+        None when the stream has ended.
+
+        Raises:
+            Timeout: no event came within ``timeout``.
+        """
+
+    @abstractmethod
+    def close(self) -> None:
+        """End the subscription (idempotent)."""
+
+    def __iter__(self) -> Iterator[api.Event]:
+        return self
+
+    def __next__(self) -> api.Event:
+        event = self.get()
+        if event is None:
+            raise StopIteration
+        return event
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class EventDriver(Driver):
+    """A driver that can also stream the host's events (all but ``CliDriver``)."""
+
+    @abstractmethod
+    def events(self, types: Sequence[str] = ("lifecycle", "operation")) -> EventStream:
+        """Subscribe to the host's events of ``types`` (``lifecycle``,
+        ``operation``, ``logging``). The subscription is open when this
+        returns, so what happens afterwards is seen; close the stream when
+        done.
+
+        Raises:
+            BadRequest: an unknown type.
+        """

@@ -13,6 +13,16 @@ Design notes:
   ``query``, which both ``lxc`` and ``cove`` have, because it is the one
   command that takes and prints the API's JSON: a create with devices is
   then one atomic request, not ``init`` plus ``config device add``.
+* The other resources, call by call: images, aliases, networks,
+  operations and certificates are all ``query`` (one request each, the
+  API's own JSON in and out, so the answers are what ``RestDriver`` gets;
+  the everyday commands print tables, and ``lxc`` and ``cove`` print them
+  differently). The one exception is ``import_image``: an upload is a file
+  body, which ``query`` cannot send, so it is ``image import FILE`` (staged
+  first where the command runs, as file copies are). ``events`` is the one
+  call this driver does not have: ``cove`` has no command that prints the
+  event stream, and a command run through a Transport cannot be ended
+  before its timeout, which a subscription would need.
 * Errors: the command reports a failure only as an exit status and a line of
   text. Rather than guess from words, the driver checks first what can be
   checked (names, the image, whether the container exists) and, after a
@@ -23,26 +33,21 @@ Design notes:
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Mapping, Sequence
+import posixpath
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from cove.client import _wire as wire
 from cove.client._exec import CommandNotFound, ExecResult
-from cove.client.drivers.base import (
-    Action,
-    Create,
-    Delete,
-    Driver,
-    GetInstance,
-    GetState,
-    ListImages,
-    RunCommand,
-    Step,
-    Update,
-)
+from cove.client.drivers import _steps as s
+from cove.client.drivers.base import Action, Create, Driver, Progress, Step
 from cove.client.transports.base import Transport
 from cove.client.transports.cli import CliTransport
+from cove.client.transports.local import LocalTransport
 from cove.model.errors import BadRequest, InternalError, NotFound
 from cove.model.names import validate_instance_name
 
@@ -151,44 +156,96 @@ class CliDriver(Driver):
         raise NotFound(f"Image not found: {alias or fp}")
 
     def _do(self, step: Step) -> Any:
-        if isinstance(step, GetInstance):
-            return self._instance(step.name)
-        if isinstance(step, GetState):
-            try:
-                return self.query(f"/1.0/instances/{quote(step.name, safe='')}/state")
-            except InternalError:
-                if self._instance(step.name) is None:
-                    raise NotFound(f"Instance not found: {step.name}") from None
-                raise
-        if isinstance(step, ListImages):
-            return self.query("/1.0/images?recursion=1") or []
-        if isinstance(step, Create):
-            self._check_image(step.source)
-            body: dict[str, Any] = {"name": step.name, "type": "container",
-                                    "source": step.source, "config": step.config,
-                                    "devices": step.devices}
-            if step.profiles is not None:
-                body["profiles"] = step.profiles
-            try:
-                self.query("/1.0/instances", method="POST", data=body, wait=True)
-            except InternalError:
-                # Undo: a create that failed half-way leaves no container.
-                if self._instance(step.name) is not None:
-                    self.run("delete", "--force", self.target(step.name), check=False)
-                raise
-            return None
-        if isinstance(step, Update):
-            self.query(f"/1.0/instances/{quote(step.name, safe='')}",
-                       method="PATCH" if step.patch else "PUT", data=step.body, wait=True)
-            return None
-        if isinstance(step, Action):
-            return self._action(step)
-        if isinstance(step, Delete):
-            self._or_not_found(step.name, "delete", self.target(step.name))
-            return None
-        if isinstance(step, RunCommand):
-            return self._command_in(step)
-        raise InternalError(f"CliDriver has no command for {type(step).__name__}")
+        return _PERFORM[type(step)](self, step)
+
+    def _create(self, step: Create) -> None:
+        self._check_image(step.source)
+        body: dict[str, Any] = {"name": step.name, "type": "container",
+                                "source": step.source, "config": step.config,
+                                "devices": step.devices}
+        if step.profiles is not None:
+            body["profiles"] = step.profiles
+        try:
+            self.query("/1.0/instances", method="POST", data=body, wait=True)
+        except InternalError:
+            # Undo: a create that failed half-way leaves no container.
+            if self._instance(step.name) is not None:
+                self.run("delete", "--force", self.target(step.name), check=False)
+            raise
+
+    def send(self, req: wire.Request, *, wait: bool = False) -> Any:
+        """One ``_wire`` request through ``query``; what it prints, decoded."""
+        return self.query(req.path, method=req.method, data=req.body, wait=wait)
+
+    def _list(self, req: wire.Request) -> list[Any]:
+        found = self.send(req)
+        return found if isinstance(found, list) else []
+
+    def _one(self, req: wire.Request, key: str, value: str, *,
+             prefix: bool = False) -> dict[str, Any] | None:
+        """The object of a listing whose ``key`` is ``value`` (or starts with
+        it), or None: looking, since a failed read says nothing of why."""
+        found = [o for o in self._list(req) if isinstance(o, dict) and (
+            str(o.get(key, "")).startswith(value) if prefix else o.get(key) == value)]
+        if prefix and len(found) > 1:
+            exact = [o for o in found if o.get(key) == value]
+            if len(exact) != 1:
+                raise BadRequest(f"More than one {key} starts with {value!r}")
+            found = exact
+        return found[0] if found else None
+
+    def _or_missing(self, req: wire.Request, missing: Callable[[], bool], what: str) -> Any:
+        """``send(req)``; a failure is ``NotFound`` when ``missing()`` says so."""
+        try:
+            return self.send(req)
+        except InternalError:
+            if missing():
+                raise NotFound(f"{what} not found") from None
+            raise
+
+    @contextlib.contextmanager
+    def staged(self, local: Path) -> Iterator[tuple[str, Any]]:
+        """A path where the command runs that stands for ``local``, and the
+        transport to move things between the two (None: it is ``local``).
+
+        On this host that is ``local`` itself; elsewhere a staging folder,
+        removed afterwards, that the driver's own transport copies from or to.
+        """
+        outer = self.transport
+        if isinstance(outer, LocalTransport):
+            yield str(local), None
+            return
+        stage = outer.execute(["mktemp", "-d"]).check().text.strip()
+        if not stage.startswith("/"):
+            raise InternalError(f"mktemp printed no folder where {self.command[0]} runs")
+        try:
+            yield stage, outer
+        finally:
+            outer.execute(["rm", "-rf", "--", stage])
+
+    def _import(self, step: s.ImportImage) -> None:
+        local = Path(step.path)
+        if step.progress:
+            step.progress(Progress("upload"))
+        with self.staged(local) as (there, outer):
+            src = there
+            if outer is not None:
+                src = posixpath.join(there, local.name)
+                outer.upload_file(local, src)
+            args = ["image", "import", src]
+            if self.remote:
+                args.append(f"{self.remote}:")
+            if step.public:
+                args.append("--public")
+            self.run(*args)
+        if step.progress:
+            step.progress(Progress("upload", 100))
+
+    def _wait_operation(self, step: s.WaitOperation) -> Any:
+        return self._or_missing(
+            wire.wait_operation(step.id, step.timeout),
+            lambda: all(o.get("id") != step.id for o in _operations(self)),
+            f"Operation {step.id}")
 
     def _action(self, step: Action) -> None:
         target = self.target(step.name)
@@ -216,3 +273,69 @@ class CliDriver(Driver):
 
     def transport_for(self, name: str) -> CliTransport:
         return CliTransport(self, validate_instance_name(name))
+
+
+def _send(d: CliDriver, req: wire.Request) -> None:
+    """A change: sent, and waited for when the host answers with an operation."""
+    d.send(req, wait=True)
+
+
+def _operations(d: CliDriver) -> list[dict[str, Any]]:
+    return wire.operations_in(_send(d, wire.operations()))
+
+
+def _state(d: CliDriver, step: s.GetState) -> Any:
+    return d._or_missing(wire.instance_state(step.name),
+                         lambda: d._instance(step.name) is None, f"Instance {step.name}")
+
+
+def _network_sub(d: CliDriver, name: str, sub: str) -> Any:
+    return d._or_missing(wire.network(name, sub),
+                         lambda: d._one(wire.networks(1), "name", name) is None,
+                         f"Network {name}")
+
+
+# How each step is said to the command (see the module notes).
+_PERFORM: dict[type, Callable[[CliDriver, Any], Any]] = {
+    s.GetInstance: lambda d, st: d._instance(st.name),
+    s.GetState: _state,
+    s.ListInstances: lambda d, st: d._list(wire.instances(1)),
+    s.Create: CliDriver._create,
+    s.Update: lambda d, st: _send(d, wire.update_instance(st.name, st.body, patch=st.patch)),
+    s.Action: CliDriver._action,
+    s.Delete: lambda d, st: d._or_not_found(st.name, "delete", d.target(st.name)),
+    s.Rename: lambda d, st: _send(d, wire.rename_instance(st.name, st.new_name)),
+    s.RunCommand: lambda d, st: d._command_in(st),
+    s.ListImages: lambda d, st: d._list(wire.images()),
+    s.GetImage: lambda d, st: d._one(wire.images(), "fingerprint", st.fingerprint,
+                                     prefix=True),
+    s.ImportImage: CliDriver._import,
+    s.UpdateImage: lambda d, st: _send(d, wire.update_image(
+        st.fingerprint, properties=st.properties, public=st.public)),
+    s.DeleteImage: lambda d, st: _send(d, wire.delete_image(st.fingerprint)),
+    s.ListAliases: lambda d, st: d._list(wire.aliases()),
+    s.GetAlias: lambda d, st: d._one(wire.aliases(), "name", st.name),
+    s.CreateAlias: lambda d, st: _send(d, wire.create_alias(st.name, st.target,
+                                                            st.description)),
+    s.RenameAlias: lambda d, st: _send(d, wire.rename_alias(st.name, st.new_name)),
+    s.DeleteAlias: lambda d, st: _send(d, wire.delete_alias(st.name)),
+    s.ListNetworks: lambda d, st: d._list(wire.networks(1)),
+    s.GetNetwork: lambda d, st: d._one(wire.networks(1), "name", st.name),
+    s.GetNetworkState: lambda d, st: _network_sub(d, st.name, "state"),
+    s.GetNetworkLeases: lambda d, st: _network_sub(d, st.name, "leases") or [],
+    s.CreateNetwork: lambda d, st: _send(d, wire.create_network(
+        st.name, st.config, description=st.description, type=st.type)),
+    s.UpdateNetwork: lambda d, st: _send(d, wire.update_network(
+        st.name, config=st.config, description=st.description, patch=st.patch)),
+    s.DeleteNetwork: lambda d, st: _send(d, wire.delete_network(st.name)),
+    s.ListOperations: lambda d, st: _operations(d),
+    s.GetOperation: lambda d, st: next((o for o in _operations(d) if o.get("id") == st.id),
+                                       None),
+    s.WaitOperation: CliDriver._wait_operation,
+    s.CancelOperation: lambda d, st: _send(d, wire.cancel_operation(st.id)),
+    s.ListCertificates: lambda d, st: d._list(wire.certificates(1)),
+    s.GetCertificate: lambda d, st: d._one(wire.certificates(1), "fingerprint",
+                                           st.fingerprint, prefix=True),
+    s.AddCertificate: lambda d, st: _send(d, wire.add_certificate(st.pem, name=st.name)),
+    s.DeleteCertificate: lambda d, st: _send(d, wire.delete_certificate(st.fingerprint)),
+}

@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import contextlib
 import posixpath
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import quote
 
 from cove.client.transports.base import Transport
-from cove.client.transports.local import LocalTransport
 from cove.model.errors import BadRequest, InternalError, NotFound
 
 if TYPE_CHECKING:
@@ -125,25 +124,9 @@ class CliTransport(Transport):
         except InternalError as e:
             raise self._explain(e, posixpath.dirname(path)) from None
 
-    @contextlib.contextmanager
-    def _where_command_runs(self, local: Path) -> Iterator[tuple[str, Any]]:
-        """A path where the command runs that stands for ``local``, and the
-        transport to move things between the two (None: it is ``local``).
-
-        On this host that is ``local`` itself; elsewhere a staging folder,
-        removed afterwards, that the driver's own transport copies from or to.
-        """
-        outer = self.driver.transport
-        if isinstance(outer, LocalTransport):
-            yield str(local), None
-            return
-        stage = outer.execute(["mktemp", "-d"]).check().text.strip()
-        if not stage.startswith("/"):
-            raise InternalError(f"mktemp printed no folder where {self.driver.command[0]} runs")
-        try:
-            yield stage, outer
-        finally:
-            outer.execute(["rm", "-rf", "--", stage])
+    def _where_command_runs(self, local: Path) -> contextlib.AbstractContextManager[
+            tuple[str, Any]]:
+        return self.driver.staged(local)
 
     def _download_file(self, path: str, local: Path) -> None:
         with self._where_command_runs(local) as (there, outer):
