@@ -36,15 +36,8 @@ from cove.client._http import ConnectionFailed, Response, parse_envelope
 from cove.client._rest import default_socket_path
 from cove.client.drivers import _resources as resources
 from cove.client.drivers._rest_steps import Upload, perform, wait
-from cove.client.drivers.base import (
-    Flow,
-    HashFile,
-    ProgressCallback,
-    Sleep,
-    Step,
-    flows,
-    sha256_of,
-)
+from cove.client.drivers._steps import HashFile
+from cove.client.drivers.base import Flow, ProgressCallback, Sleep, Step, flows, sha256_of
 from cove.client.transports import _trees as trees
 from cove.client.transports.base import (
     ExecPlan,
@@ -235,14 +228,14 @@ class AsyncRestDriver:
     async def delete_image(self, fingerprint: str) -> None:
         await self._run(resources.delete_image(fingerprint))
 
-    async def aliases(self) -> list[api.ImageAlias]:
+    async def aliases(self) -> list[api.ImageAliasesEntry]:
         return await self._run(resources.aliases())
 
-    async def alias(self, name: str) -> api.ImageAlias:
+    async def alias(self, name: str) -> api.ImageAliasesEntry:
         return await self._run(resources.alias(name))
 
     async def create_alias(self, name: str, target: str,
-                           description: str = "") -> api.ImageAlias:
+                           description: str = "") -> api.ImageAliasesEntry:
         return await self._run(resources.create_alias(name, target, description))
 
     async def rename_alias(self, name: str, new_name: str) -> None:

@@ -203,15 +203,15 @@ def delete_image(fingerprint: str) -> Flow[None]:
 
 # -- aliases ------------------------------------------------------------------------------------
 
-def aliases() -> Flow[list[api.ImageAlias]]:
-    return [api.ImageAlias.from_wire(d) for d in (yield ListAliases()) if isinstance(d, dict)]
+def aliases() -> Flow[list[api.ImageAliasesEntry]]:
+    return [api.ImageAliasesEntry.from_wire(d) for d in (yield ListAliases()) if isinstance(d, dict)]
 
 
-def alias(name: str) -> Flow[api.ImageAlias]:
+def alias(name: str) -> Flow[api.ImageAliasesEntry]:
     found = yield GetAlias(_text("alias", name))
     if found is None:
         raise NotFound(f"Alias not found: {name}")
-    return api.ImageAlias.from_wire(found)
+    return api.ImageAliasesEntry.from_wire(found)
 
 
 def _create_alias(name: str, fp: str, description: str) -> Flow[None]:
@@ -229,7 +229,7 @@ def _create_alias(name: str, fp: str, description: str) -> Flow[None]:
             raise
 
 
-def create_alias(name: str, target: str, description: str) -> Flow[api.ImageAlias]:
+def create_alias(name: str, target: str, description: str) -> Flow[api.ImageAliasesEntry]:
     validate_alias_name(name)
     img = yield from _image(target)
     yield from _create_alias(name, str(img["fingerprint"]), description)

@@ -316,11 +316,11 @@ class Driver(ABC):
         """
         self._run(resources.delete_image(fingerprint))
 
-    def aliases(self) -> list[api.ImageAlias]:
+    def aliases(self) -> list[api.ImageAliasesEntry]:
         """Every image alias on the host."""
         return self._run(resources.aliases())
 
-    def alias(self, name: str) -> api.ImageAlias:
+    def alias(self, name: str) -> api.ImageAliasesEntry:
         """The alias ``name``.
 
         Raises:
@@ -328,7 +328,7 @@ class Driver(ABC):
         """
         return self._run(resources.alias(name))
 
-    def create_alias(self, name: str, target: str, description: str = "") -> api.ImageAlias:
+    def create_alias(self, name: str, target: str, description: str = "") -> api.ImageAliasesEntry:
         """Name image ``target`` (a fingerprint or a unique prefix) ``name``;
         returns the alias. Naming it so already: nothing.
 

@@ -275,13 +275,15 @@ class CliDriver(Driver):
         return CliTransport(self, validate_instance_name(name))
 
 
-def _send(d: CliDriver, req: wire.Request) -> None:
-    """A change: sent, and waited for when the host answers with an operation."""
+def _change(d: CliDriver, req: wire.Request) -> object:
+    """A change: sent, and waited for when the host answers with an operation.
+    (A change's step returns nothing: None.)"""
     d.send(req, wait=True)
+    return None
 
 
 def _operations(d: CliDriver) -> list[dict[str, Any]]:
-    return wire.operations_in(_send(d, wire.operations()))
+    return wire.operations_in(d.send(wire.operations()))
 
 
 def _state(d: CliDriver, step: s.GetState) -> Any:
@@ -301,41 +303,41 @@ _PERFORM: dict[type, Callable[[CliDriver, Any], Any]] = {
     s.GetState: _state,
     s.ListInstances: lambda d, st: d._list(wire.instances(1)),
     s.Create: CliDriver._create,
-    s.Update: lambda d, st: _send(d, wire.update_instance(st.name, st.body, patch=st.patch)),
+    s.Update: lambda d, st: _change(d, wire.update_instance(st.name, st.body, patch=st.patch)),
     s.Action: CliDriver._action,
     s.Delete: lambda d, st: d._or_not_found(st.name, "delete", d.target(st.name)),
-    s.Rename: lambda d, st: _send(d, wire.rename_instance(st.name, st.new_name)),
+    s.Rename: lambda d, st: _change(d, wire.rename_instance(st.name, st.new_name)),
     s.RunCommand: lambda d, st: d._command_in(st),
     s.ListImages: lambda d, st: d._list(wire.images()),
     s.GetImage: lambda d, st: d._one(wire.images(), "fingerprint", st.fingerprint,
                                      prefix=True),
     s.ImportImage: CliDriver._import,
-    s.UpdateImage: lambda d, st: _send(d, wire.update_image(
+    s.UpdateImage: lambda d, st: _change(d, wire.update_image(
         st.fingerprint, properties=st.properties, public=st.public)),
-    s.DeleteImage: lambda d, st: _send(d, wire.delete_image(st.fingerprint)),
+    s.DeleteImage: lambda d, st: _change(d, wire.delete_image(st.fingerprint)),
     s.ListAliases: lambda d, st: d._list(wire.aliases()),
     s.GetAlias: lambda d, st: d._one(wire.aliases(), "name", st.name),
-    s.CreateAlias: lambda d, st: _send(d, wire.create_alias(st.name, st.target,
+    s.CreateAlias: lambda d, st: _change(d, wire.create_alias(st.name, st.target,
                                                             st.description)),
-    s.RenameAlias: lambda d, st: _send(d, wire.rename_alias(st.name, st.new_name)),
-    s.DeleteAlias: lambda d, st: _send(d, wire.delete_alias(st.name)),
+    s.RenameAlias: lambda d, st: _change(d, wire.rename_alias(st.name, st.new_name)),
+    s.DeleteAlias: lambda d, st: _change(d, wire.delete_alias(st.name)),
     s.ListNetworks: lambda d, st: d._list(wire.networks(1)),
     s.GetNetwork: lambda d, st: d._one(wire.networks(1), "name", st.name),
     s.GetNetworkState: lambda d, st: _network_sub(d, st.name, "state"),
     s.GetNetworkLeases: lambda d, st: _network_sub(d, st.name, "leases") or [],
-    s.CreateNetwork: lambda d, st: _send(d, wire.create_network(
+    s.CreateNetwork: lambda d, st: _change(d, wire.create_network(
         st.name, st.config, description=st.description, type=st.type)),
-    s.UpdateNetwork: lambda d, st: _send(d, wire.update_network(
+    s.UpdateNetwork: lambda d, st: _change(d, wire.update_network(
         st.name, config=st.config, description=st.description, patch=st.patch)),
-    s.DeleteNetwork: lambda d, st: _send(d, wire.delete_network(st.name)),
+    s.DeleteNetwork: lambda d, st: _change(d, wire.delete_network(st.name)),
     s.ListOperations: lambda d, st: _operations(d),
     s.GetOperation: lambda d, st: next((o for o in _operations(d) if o.get("id") == st.id),
                                        None),
     s.WaitOperation: CliDriver._wait_operation,
-    s.CancelOperation: lambda d, st: _send(d, wire.cancel_operation(st.id)),
+    s.CancelOperation: lambda d, st: _change(d, wire.cancel_operation(st.id)),
     s.ListCertificates: lambda d, st: d._list(wire.certificates(1)),
     s.GetCertificate: lambda d, st: d._one(wire.certificates(1), "fingerprint",
                                            st.fingerprint, prefix=True),
-    s.AddCertificate: lambda d, st: _send(d, wire.add_certificate(st.pem, name=st.name)),
-    s.DeleteCertificate: lambda d, st: _send(d, wire.delete_certificate(st.fingerprint)),
+    s.AddCertificate: lambda d, st: _change(d, wire.add_certificate(st.pem, name=st.name)),
+    s.DeleteCertificate: lambda d, st: _change(d, wire.delete_certificate(st.fingerprint)),
 }

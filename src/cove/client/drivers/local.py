@@ -18,31 +18,29 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from cove.client.drivers.base import (
-    Action,
-    Create,
-    Delete,
-    Driver,
-    GetInstance,
-    GetState,
-    ListImages,
-    Progress,
-    RunCommand,
-    Step,
-    Update,
-)
+from cove import api
+from cove.client.drivers import _steps as s
+from cove.client.drivers._resources import check_event_types
+from cove.client.drivers.base import EventDriver, EventStream, Progress, Step
 from cove.client.transports.local import EngineTransport
-from cove.model.errors import BadRequest, Conflict, InternalError, NotFound
+from cove.model.errors import BadRequest, Conflict, NotFound, Timeout
 
 if TYPE_CHECKING:
     from cove.engine import Engine, Operation
+    from cove.engine.events import Subscription
 
-__all__ = ["LocalDriver"]
+__all__ = ["LocalDriver", "LocalEventStream"]
 
 DEFAULT_ROOT = "/var/lib/cove"
+
+T = TypeVar("T")
 
 
 def _lock(root: Path) -> int:
@@ -56,7 +54,15 @@ def _lock(root: Path) -> int:
     return fd
 
 
-class LocalDriver(Driver):
+def _or_none(get: Callable[[], T]) -> T | None:
+    """What ``get`` returns, or None for what is not there (a ``Get*`` step)."""
+    try:
+        return get()
+    except NotFound:
+        return None
+
+
+class LocalDriver(EventDriver):
     """The cove root ``root`` (default ``$COVE_DIR`` or /var/lib/cove), in-process.
 
     Raises:
@@ -95,6 +101,9 @@ class LocalDriver(Driver):
 
         return EngineTransport(self.engine, validate_instance_name(name))
 
+    def events(self, types: Sequence[str] = ("lifecycle", "operation")) -> LocalEventStream:
+        return LocalEventStream(self.engine.events.subscribe(set(check_event_types(types))))
+
     # -- steps --------------------------------------------------------------------------
     def _wait(self, op: Operation, progress: Any = None) -> None:
         if progress is not None:
@@ -113,46 +122,132 @@ class LocalDriver(Driver):
         op.raise_for_error()
 
     def _do(self, step: Step) -> Any:
-        from cove import api
+        return _PERFORM[type(step)](self, step)
 
-        e = self.engine
-        if isinstance(step, GetInstance):
-            try:
-                return api.instance(e.get_instance(step.name))
-            except NotFound:
-                return None
-        if isinstance(step, GetState):
-            return e.instance_state(step.name)
-        if isinstance(step, ListImages):
-            return [api.image(img) for img in e.list_images()]
-        if isinstance(step, Create):
-            from cove.engine.types import CreateRequest
+    def _create(self, step: s.Create) -> None:
+        from cove.engine.types import CreateRequest
 
-            src = step.source
-            if src.get("server"):
-                raise BadRequest("Remote image servers are not supported: import the image "
-                                 "into cove first, then create from its alias or fingerprint")
-            image = str(src.get("fingerprint") or src.get("alias") or "")
-            if not image:
-                raise BadRequest("Source must name an image: give 'alias' or 'fingerprint'")
-            req = CreateRequest(name=step.name, image=image, config=dict(step.config),
-                                devices={k: dict(v) for k, v in step.devices.items()},
-                                profiles=["default"] if step.profiles is None
-                                else list(step.profiles))
-            self._wait(e.create_instance(req), step.progress)
-            return None
-        if isinstance(step, Update):
-            fields = {k: step.body[k] for k in ("config", "devices", "profiles", "description",
-                                               "ephemeral") if k in step.body}
-            e.update_instance(step.name, patch=step.patch, **fields)
-            return None
-        if isinstance(step, Action):
-            self._wait(e.change_state(step.name, step.action, timeout=step.timeout,
-                                      force=step.force), step.progress)
-            return None
-        if isinstance(step, Delete):
-            self._wait(e.delete_instance(step.name))
-            return None
-        if isinstance(step, RunCommand):
-            return self._command_in(step)
-        raise InternalError(f"LocalDriver has no call for {type(step).__name__}")
+        src = step.source
+        if src.get("server"):
+            raise BadRequest("Remote image servers are not supported: import the image "
+                             "into cove first, then create from its alias or fingerprint")
+        image = str(src.get("fingerprint") or src.get("alias") or "")
+        if not image:
+            raise BadRequest("Source must name an image: give 'alias' or 'fingerprint'")
+        req = CreateRequest(name=step.name, image=image, config=dict(step.config),
+                            devices={k: dict(v) for k, v in step.devices.items()},
+                            profiles=["default"] if step.profiles is None
+                            else list(step.profiles))
+        self._wait(self.engine.create_instance(req), step.progress)
+
+    def _update(self, step: s.Update) -> None:
+        fields = {k: step.body[k] for k in ("config", "devices", "profiles", "description",
+                                           "ephemeral") if k in step.body}
+        self.engine.update_instance(step.name, patch=step.patch, **fields)
+
+    def _import(self, step: s.ImportImage) -> None:
+        """The engine takes the tarball's file over (it is removed when the
+        import ends), so a copy under the root's tmp/ is handed to it, as
+        coved spools an upload there."""
+        spool = Path(tempfile.mkstemp(prefix="image-", dir=self.root / "tmp")[1])
+        try:
+            shutil.copyfile(step.path, spool)
+            if step.progress:
+                step.progress(Progress("upload", 100))
+            op = self.engine.import_image(spool, filename=os.path.basename(step.path),
+                                          public=step.public)
+        except BaseException:
+            spool.unlink(missing_ok=True)
+            raise
+        self._wait(op, step.progress)
+
+    def _update_image(self, step: s.UpdateImage) -> None:
+        img = self.engine.get_image(step.fingerprint)
+        props = None if step.properties is None else {**img.properties, **step.properties}
+        self.engine.update_image(img.fingerprint, properties=props, public=step.public)
+
+    def _update_network(self, step: s.UpdateNetwork) -> None:
+        fields: dict[str, Any] = {"config": dict(step.config)}
+        if step.description is not None:
+            fields["description"] = step.description
+        self.engine.update_network(step.name, patch=step.patch, **fields)
+
+    def _network(self, name: str) -> dict[str, Any]:
+        return api.network(self.engine.get_network(name), self.engine.network_used_by(name))
+
+    def _wait_operation(self, step: s.WaitOperation) -> dict[str, Any]:
+        op = self.engine.operations.get(step.id)
+        op.wait(step.timeout)
+        return op.to_dict()
+
+
+class LocalEventStream(EventStream):
+    """A subscription to the engine's event bus."""
+
+    def __init__(self, sub: Subscription) -> None:
+        self._sub = sub
+        self._closed = False
+
+    def get(self, timeout: float | None = None) -> api.Event | None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._closed:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise Timeout(f"No event within {timeout:g}s")
+            event = self._sub.get(left)
+            if event is not None:
+                return api.Event.from_wire(event)
+        return None
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._sub.close()
+        with self._sub.cond:  # wake a reader blocked in get()
+            self._sub.cond.notify_all()
+
+
+# What each step is for the engine: the call coved's handler makes, rendered
+# with the same ``cove.api`` renderers (see the module notes).
+_PERFORM: dict[type, Callable[[LocalDriver, Any], Any]] = {
+    s.GetInstance: lambda d, st: _or_none(lambda: api.instance(d.engine.get_instance(st.name))),
+    s.GetState: lambda d, st: d.engine.instance_state(st.name),
+    s.ListInstances: lambda d, st: [api.instance(i) for i in d.engine.list_instances()],
+    s.Create: LocalDriver._create,
+    s.Update: LocalDriver._update,
+    s.Action: lambda d, st: d._wait(d.engine.change_state(
+        st.name, st.action, timeout=st.timeout, force=st.force), st.progress),
+    s.Delete: lambda d, st: d._wait(d.engine.delete_instance(st.name)),
+    s.Rename: lambda d, st: d._wait(d.engine.rename_instance(st.name, st.new_name)),
+    s.RunCommand: lambda d, st: d._command_in(st),
+    s.ListImages: lambda d, st: [api.image(i) for i in d.engine.list_images()],
+    s.GetImage: lambda d, st: _or_none(lambda: api.image(d.engine.get_image(st.fingerprint))),
+    s.ImportImage: LocalDriver._import,
+    s.UpdateImage: LocalDriver._update_image,
+    s.DeleteImage: lambda d, st: d._wait(d.engine.delete_image(st.fingerprint)),
+    s.ListAliases: lambda d, st: [api.alias(a) for a in d.engine.list_aliases()],
+    s.GetAlias: lambda d, st: _or_none(lambda: api.alias(d.engine.get_alias(st.name))),
+    s.CreateAlias: lambda d, st: d.engine.add_alias(st.name, st.target, st.description),
+    s.RenameAlias: lambda d, st: d.engine.rename_alias(st.name, st.new_name),
+    s.DeleteAlias: lambda d, st: d.engine.delete_alias(st.name),
+    s.ListNetworks: lambda d, st: [d._network(n.name) for n in d.engine.list_networks()],
+    s.GetNetwork: lambda d, st: _or_none(lambda: d._network(st.name)),
+    s.GetNetworkState: lambda d, st: d.engine.network_state(st.name),
+    s.GetNetworkLeases: lambda d, st: [api.network_lease(lease, lease.instance)
+                                       for lease in d.engine.network_leases(st.name)],
+    s.CreateNetwork: lambda d, st: d.engine.create_network(
+        st.name, config=dict(st.config), description=st.description, type=st.type),
+    s.UpdateNetwork: LocalDriver._update_network,
+    s.DeleteNetwork: lambda d, st: d.engine.delete_network(st.name),
+    s.ListOperations: lambda d, st: [op.to_dict() for op in d.engine.operations.all()],
+    s.GetOperation: lambda d, st: _or_none(lambda: d.engine.operations.get(st.id).to_dict()),
+    s.WaitOperation: LocalDriver._wait_operation,
+    s.CancelOperation: lambda d, st: d.engine.operations.get(st.id).cancel(),
+    s.ListCertificates: lambda d, st: [api.certificate(c)
+                                       for c in d.engine.list_certificates()],
+    s.GetCertificate: lambda d, st: _or_none(
+        lambda: api.certificate(d.engine.get_certificate(st.fingerprint))),
+    s.AddCertificate: lambda d, st: d.engine.add_certificate(st.pem, name=st.name),
+    s.DeleteCertificate: lambda d, st: d.engine.delete_certificate(st.fingerprint),
+}
