@@ -118,13 +118,13 @@ class LocalDriver(Driver):
         e = self.engine
         if isinstance(step, GetInstance):
             try:
-                return api.instance(e.get_instance(step.name))
+                return api.instance(e.instances.get(step.name))
             except NotFound:
                 return None
         if isinstance(step, GetState):
-            return e.instance_state(step.name)
+            return e.instances.state(step.name)
         if isinstance(step, ListImages):
-            return [api.image(img) for img in e.list_images()]
+            return [api.image(img) for img in e.images.all()]
         if isinstance(step, Create):
             from cove.engine.types import CreateRequest
 
@@ -139,19 +139,19 @@ class LocalDriver(Driver):
                                 devices={k: dict(v) for k, v in step.devices.items()},
                                 profiles=["default"] if step.profiles is None
                                 else list(step.profiles))
-            self._wait(e.create_instance(req), step.progress)
+            self._wait(e.instances.create(req), step.progress)
             return None
         if isinstance(step, Update):
             fields = {k: step.body[k] for k in ("config", "devices", "profiles", "description",
                                                "ephemeral") if k in step.body}
-            e.update_instance(step.name, patch=step.patch, **fields)
+            e.instances.update(step.name, patch=step.patch, **fields)
             return None
         if isinstance(step, Action):
-            self._wait(e.change_state(step.name, step.action, timeout=step.timeout,
+            self._wait(e.instances.change_state(step.name, step.action, timeout=step.timeout,
                                       force=step.force), step.progress)
             return None
         if isinstance(step, Delete):
-            self._wait(e.delete_instance(step.name))
+            self._wait(e.instances.delete(step.name))
             return None
         if isinstance(step, RunCommand):
             return self._command_in(step)
