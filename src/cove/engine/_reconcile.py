@@ -24,6 +24,7 @@ from cove.engine._instances import Instances
 from cove.engine._networks import Networks
 from cove.engine._runs import Paths, RunTable
 from cove.model.config import truthy
+from cove.model.records import Instance
 from cove.model.states import Status
 from cove.runtime.cgroups import list_children, remove_empty
 from cove.runtime.runc import Runc
@@ -63,14 +64,27 @@ class Reconciler:
         rebooted = self._store.get_meta("boot_id") not in (None, boot)
         self._store.set_meta("boot_id", boot)
         known = {i.name: i for i in self._store.list_instances()}
-        lost: list[str] = []
-
         for cid in self._runtime.list_ids():
             if cid not in known:
                 log.info("removing runtime state of unknown container %s", cid)
                 self._runtime.delete(cid, force=True)
+        lost = self._adopt(known, rebooted)
+        self._sweep(set(known))
+        self._networks.startup()  # networks up, leaked NICs/leases/rules gone, before autostart
+        for name in lost:
+            was = known.get(name)
+            if was is not None and truthy(was.config.get("boot.autostart")):
+                log.info("autostarting %s", name)
+                try:
+                    self._instances.change_state(name, "start").wait()
+                except Exception:
+                    log.exception("autostart of %s failed", name)
 
-        for name, inst in list(known.items()):  # ephemeral ones are dropped on the way
+    def _adopt(self, known: dict[str, Instance], rebooted: bool) -> list[str]:
+        """Watch again what still runs, record what ended (dropping ended
+        ephemeral ones from ``known``); return the instances the host lost."""
+        lost: list[str] = []
+        for name, inst in list(known.items()):
             state = self._runtime.state(name)
             if state is not None and state.status in ("running", "paused"):
                 with self._runs.mutex(name):
@@ -90,7 +104,10 @@ class Reconciler:
                 if inst.ephemeral:
                     self._instances.delete_now(name)
                     known.pop(name, None)
+        return lost
 
+    def _sweep(self, known: set[str]) -> None:
+        """Mounts, directories, uploads, layers and cgroups nothing owns."""
         inst_root = self._paths.root / "instances"
         for mnt in overlay.mounts_under(str(inst_root)):
             name = mnt[len(str(inst_root)) + 1:].split("/", 1)[0]
@@ -111,13 +128,3 @@ class Reconciler:
                 remove_empty(f"/{self._paths.cgroup_parent}/{child}")
         if not self._runs.pids:
             remove_empty(f"/{self._paths.cgroup_parent}")
-
-        self._networks.startup()  # networks up, leaked NICs/leases/rules gone, before autostart
-        for name in lost:
-            was = known.get(name)
-            if was is not None and truthy(was.config.get("boot.autostart")):
-                log.info("autostarting %s", name)
-                try:
-                    self._instances.change_state(name, "start").wait()
-                except Exception:
-                    log.exception("autostart of %s failed", name)
