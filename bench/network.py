@@ -85,7 +85,7 @@ def devices(kind: str, port: int) -> dict[str, dict[str, str]]:
 
 def launch(eng: Engine, name: str, kind: str, port: int) -> float:
     t = time.perf_counter()
-    op = eng.create_instance(CreateRequest(name=name, image="busybox", start=True,
+    op = eng.instances.create(CreateRequest(name=name, image="busybox", start=True,
                                            devices=devices(kind, port)))
     op.wait(120)
     op.raise_for_error()
@@ -93,7 +93,7 @@ def launch(eng: Engine, name: str, kind: str, port: int) -> float:
 
 
 def delete(eng: Engine, name: str) -> None:
-    op = eng.delete_instance(name, force=True)
+    op = eng.instances.delete(name, force=True)
     op.wait(120)
     op.raise_for_error()
 
@@ -135,13 +135,13 @@ class CniNet:
             {"type": "bridge", "bridge": self.bridge, "isGateway": False, "ipMasq": False,
              "ipam": {"type": "host-local",
                       "ranges": [[{"subnet": free_subnet("10.224")}]]}}]}
-        eng.create_network(CNI_NET, type="cni", config={"cni.config": json.dumps(conf)})
+        eng.networks.create(CNI_NET, type="cni", config={"cni.config": json.dumps(conf)})
 
     def remove(self) -> None:
         import subprocess
 
         try:
-            self.eng.delete_network(CNI_NET)
+            self.eng.networks.delete(CNI_NET)
         except Exception as e:  # noqa: BLE001 - report, clean the host anyway
             print(f"cleanup of network {CNI_NET} failed: {e}", file=sys.stderr)
         subprocess.run(["ip", "link", "del", self.bridge], capture_output=True, check=False)
@@ -173,7 +173,7 @@ def main() -> int:
         eng.startup()
         tar = root / "tmp" / "busybox.tar.gz"
         load_mkbusybox().build_busybox_image(tar)
-        op = eng.import_image(tar, filename="busybox.tar.gz", aliases=["busybox"])
+        op = eng.images.import_file(tar, filename="busybox.tar.gz", aliases=["busybox"])
         op.wait(120)
         op.raise_for_error()
         # the step timers (after the warm-up below the first sample is not special)
@@ -237,7 +237,7 @@ def main() -> int:
                                  "ratio": med(v) / med(samples[k])} for k, v in loaded.items()}
         results["loaded_steps"] = {k: {"median_ms": med(v)} for k, v in STEPS.items()}
     finally:
-        for name in [i.name for i in eng.list_instances()]:
+        for name in [i.name for i in eng.instances.all()]:
             try:
                 delete(eng, name)
             except Exception as e:  # noqa: BLE001 - report and go on

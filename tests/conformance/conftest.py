@@ -145,7 +145,7 @@ def cove_host(workdir: Path, busybox_tar: Path) -> Iterator[CoveHost]:
     finally:
         if host is not None and host.local is not None:
             with contextlib.suppress(Exception):
-                for inst in host.local.engine.list_instances():
+                for inst in host.local.engine.instances.all():
                     host.local.delete_container(inst.name)
             host.local.close()
         problems = leaks(local_root)
@@ -236,11 +236,11 @@ def make_driver(kind: str, cove_host: CoveHost | None, lxd: LxdHost | None) -> D
 def _local_image(cove_host: CoveHost, busybox_tar: Path) -> None:
     local = cove_host.local
     assert local is not None
-    if any(a.name == IMAGE for a in local.engine.list_aliases()):
+    if any(a.name == IMAGE for a in local.engine.images.list_aliases()):
         return
     spool = cove_host.local_root / "tmp" / "busybox.tar.gz"
     shutil.copyfile(busybox_tar, spool)  # the engine's import consumes its file
-    op = local.engine.import_image(spool, filename="busybox.tar.gz", aliases=[IMAGE])
+    op = local.engine.images.import_file(spool, filename="busybox.tar.gz", aliases=[IMAGE])
     assert op.wait(60)
     op.raise_for_error()
 

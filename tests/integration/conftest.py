@@ -185,15 +185,15 @@ def engine(workdir: Path, busybox_tar: Path) -> Iterator[object]:
         eng.startup()
         spool = root / "tmp" / "busybox.tar.gz"
         shutil.copyfile(busybox_tar, spool)  # the import consumes its file
-        op = eng.import_image(spool, filename="busybox.tar.gz", aliases=[IMAGE_ALIAS])
+        op = eng.images.import_file(spool, filename="busybox.tar.gz", aliases=[IMAGE_ALIAS])
         assert op.wait(60)
         op.raise_for_error()
         yield eng
     finally:
         try:
-            for inst in eng.list_instances():
+            for inst in eng.instances.all():
                 with contextlib.suppress(Exception):  # forced below, and reported
-                    eng.delete_instance(inst.name, force=True).wait(60)
+                    eng.instances.delete(inst.name, force=True).wait(60)
             eng.operations.wait_idle(30)
             left = leaks(root)
         finally:

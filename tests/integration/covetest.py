@@ -536,7 +536,7 @@ class Coved:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(10)
-            raise AssertionError(f"coved ignored SIGTERM for {timeout}s:\n{self.log_tail()}")
+            raise AssertionError(f"coved ignored SIGTERM for {timeout}s:\n{self.log_tail()}") from None
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -12,7 +12,7 @@ from cove.model.errors import BadRequest, Conflict, NotFound
 
 
 def _run(engine: Engine, name: str, req: ExecRequest) -> tuple[int, bytes, bytes]:
-    s = engine.exec_instance(name, req)
+    s = engine.access.exec(name, req)
     try:
         if s.stdin_fd is not None:
             os.close(s.stdin_fd)
@@ -44,21 +44,21 @@ def test_bad_requests_raise_before_any_operation(engine: Engine) -> None:
     ]
     for req, exc in cases:
         with pytest.raises(exc):
-            engine.create_instance(req)
+            engine.instances.create(req)
     assert {op.id for op in engine.operations.all()} == before
     assert os.listdir(engine.root / "instances") == []
-    assert engine.list_instances() == []
+    assert engine.instances.all() == []
 
 
 def test_lifecycle_exec_and_paths(engine: Engine) -> None:
     name = new_name("eng")
-    op = engine.create_instance(CreateRequest(name=name, image="busybox", start=True,
+    op = engine.instances.create(CreateRequest(name=name, image="busybox", start=True,
                                               config={"cove.cmd": "sleep 1000"}))
     assert op.wait(60)
     op.raise_for_error()
     with pytest.raises(Conflict):
-        engine.create_instance(CreateRequest(name=name, image="busybox"))
-    assert engine.instance_state(name)["status"] == "Running"
+        engine.instances.create(CreateRequest(name=name, image="busybox"))
+    assert engine.instances.state(name)["status"] == "Running"
 
     code, out, err = _run(engine, name, ExecRequest(
         command=["sh", "-c", "id -u; pwd; echo $COVETEST; echo e >&2; exit 6"],
@@ -69,20 +69,20 @@ def test_lifecycle_exec_and_paths(engine: Engine) -> None:
     code, _, err = _run(engine, name, ExecRequest(command=["covetest-nosuchcmd"]))
     assert code == 127 and b"not found" in err
     with pytest.raises(BadRequest):
-        engine.exec_instance(name, ExecRequest(command=["true"], user="covetest-nobody"))
+        engine.access.exec(name, ExecRequest(command=["true"], user="covetest-nobody"))
     with pytest.raises(BadRequest):
-        engine.exec_instance(name, ExecRequest(command=["true"], cwd="tmp"))
+        engine.access.exec(name, ExecRequest(command=["true"], cwd="tmp"))
 
     # paths must be absolute at the engine (the server maps lxc's relative ones)
     for rel in ("etc/hostname", "", "./etc/hostname"):
         with pytest.raises(BadRequest):
-            engine.file_get(name, rel)
+            engine.access.file_get(name, rel)
         with pytest.raises(BadRequest):
-            engine.file_put(name, rel, data=b"x")
+            engine.access.file_put(name, rel, data=b"x")
         with pytest.raises(BadRequest):
-            engine.file_delete(name, rel)
-    engine.file_put(name, "/root/covetest", data=b"hello\n", mode=0o600, uid=1000, gid=1000)
-    info = engine.file_get(name, "/root/covetest")
+            engine.access.file_delete(name, rel)
+    engine.access.file_put(name, "/root/covetest", data=b"hello\n", mode=0o600, uid=1000, gid=1000)
+    info = engine.access.file_get(name, "/root/covetest")
     try:
         assert (info.type, info.mode & 0o777, info.uid, info.gid) == ("file", 0o600, 1000, 1000)
         assert info.fd is not None and os.read(info.fd, 100) == b"hello\n"
@@ -90,23 +90,23 @@ def test_lifecycle_exec_and_paths(engine: Engine) -> None:
         if info.fd is not None:
             os.close(info.fd)
 
-    op = engine.change_state(name, "stop", force=True)
+    op = engine.instances.change_state(name, "stop", force=True)
     assert op.wait(30)
     op.raise_for_error()
-    assert engine.get_instance(name).status.value == "Stopped"
+    assert engine.instances.get(name).status.value == "Stopped"
     with pytest.raises(BadRequest):
-        engine.exec_instance(name, ExecRequest(command=["true"]))
+        engine.access.exec(name, ExecRequest(command=["true"]))
     # files of a stopped instance: the rootfs is mounted only for the call
-    info = engine.file_get(name, "/root/covetest")
+    info = engine.access.file_get(name, "/root/covetest")
     if info.fd is not None:
         os.close(info.fd)
     assert mounts_under(engine.root) == []
 
-    op = engine.delete_instance(name)
+    op = engine.instances.delete(name)
     assert op.wait(30)
     op.raise_for_error()
     with pytest.raises(NotFound):
-        engine.get_instance(name)
+        engine.instances.get(name)
     assert_no_leaks(engine.root)
 
 
@@ -128,11 +128,11 @@ def test_operations_leave_no_fds_behind(engine: Engine) -> None:
 
     def lifecycle() -> None:
         name = new_name("fds")
-        for op in (lambda: engine.create_instance(CreateRequest(
+        for op in (lambda: engine.instances.create(CreateRequest(
                        name=name, image="busybox", start=True,
                        config={"cove.cmd": "sleep 1000"})),
-                   lambda: engine.change_state(name, "stop", force=True),
-                   lambda: engine.delete_instance(name)):
+                   lambda: engine.instances.change_state(name, "stop", force=True),
+                   lambda: engine.instances.delete(name)):
             o = op()
             assert o.wait(60)
             o.raise_for_error()

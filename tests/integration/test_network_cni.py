@@ -226,7 +226,12 @@ def test_cni_path_file_and_failed_add_leaves_nothing(cnid: tuple[Coved, CniSetup
     ADD makes the start fail and every plugin DEL (nothing kept)."""
     d, setup = cnid
     api = d.api
-    path = Path("/etc/cni/net.d") / f"covetest-{rand(6)}.conflist"
+    # Debian's containernetworking-plugins does not make /etc/cni/net.d (podman
+    # does): make what is missing, and remove exactly that afterwards.
+    confdir = Path("/etc/cni/net.d")
+    made = [p for p in (confdir.parent, confdir) if not p.exists()]
+    confdir.mkdir(parents=True, exist_ok=True)
+    path = confdir / f"covetest-{rand(6)}.conflist"
     net = f"ctcni{rand(6)}"
     name = new_name("cnibad")
     # tuning refuses a sysctl outside the interface's namespace: ADD fails after bridge
@@ -252,6 +257,8 @@ def test_cni_path_file_and_failed_add_leaves_nothing(cnid: tuple[Coved, CniSetup
     finally:
         api.remove(name)
         path.unlink(missing_ok=True)
+        for p in reversed(made):
+            p.rmdir()
     assert_no_leaks(d.root, [name])
     assert setup.reservations() == []
     api.sync("DELETE", f"/1.0/networks/{net}")

@@ -25,8 +25,8 @@ def fake(tmp_path: Path) -> FakeEngine:
     f.add("c1")
     f.add("c2", Status.STOPPED)
     f.add_image(FP, "busybox")
-    f.files[("c1", "/etc")] = FakeFile("directory", mode=0o755)
-    f.files[("c1", "/etc/hostname")] = FakeFile("file", b"c1\n", mode=0o644)
+    f.access.files[("c1", "/etc")] = FakeFile("directory", mode=0o755)
+    f.access.files[("c1", "/etc/hostname")] = FakeFile("file", b"c1\n", mode=0o644)
     return f
 
 
@@ -81,24 +81,24 @@ def test_pylxd_lifecycle(client: pylxd.Client, fake: FakeEngine) -> None:
     assert inst.status == "Running"
     inst.config["limits.memory"] = "64MB"
     inst.save(wait=True)
-    assert fake.instances["web"].config == {"limits.cpu": "1", "limits.memory": "64MB"}
+    assert fake.instances.by_name["web"].config == {"limits.cpu": "1", "limits.memory": "64MB"}
     inst.stop(wait=True)
     inst.rename("web2", wait=True)
-    assert "web2" in fake.instances
+    assert "web2" in fake.instances.by_name
     client.instances.get("web2").delete(wait=True)
-    assert "web2" not in fake.instances
+    assert "web2" not in fake.instances.by_name
 
 
 def test_pylxd_files(client: pylxd.Client, fake: FakeEngine, tmp_path: Path) -> None:
     c1 = client.instances.get("c1")
     assert c1.files.get("/etc/hostname") == b"c1\n"
     c1.files.put("/root/x", b"data", mode=0o600, uid=5, gid=6)
-    f = fake.files[("c1", "/root/x")]
+    f = fake.access.files[("c1", "/root/x")]
     assert (f.data, f.mode, f.uid, f.gid) == (b"data", 0o600, 5, 6)
     c1.files.mk_dir("/srv/d", mode=0o750)
-    assert fake.files[("c1", "/srv/d")].type == "directory"
+    assert fake.access.files[("c1", "/srv/d")].type == "directory"
     c1.files.delete("/root/x")
-    assert ("c1", "/root/x") not in fake.files
+    assert ("c1", "/root/x") not in fake.access.files
     c1.files.recursive_get("/etc", str(tmp_path / "etc"))
     assert (tmp_path / "etc" / "hostname").read_bytes() == b"c1\n"
     assert oct((tmp_path / "etc" / "hostname").stat().st_mode & 0o777) == oct(0o644)
@@ -106,16 +106,16 @@ def test_pylxd_files(client: pylxd.Client, fake: FakeEngine, tmp_path: Path) -> 
 
 def test_pylxd_images(client: pylxd.Client, fake: FakeEngine) -> None:
     img = client.images.create(b"an image tarball", public=True, wait=True)
-    assert img.fingerprint in fake.images
+    assert img.fingerprint in fake.images.by_fingerprint
     img.sync()
     assert img.public is True and img.type == "container"
     img.add_alias("mine", "my alias")
     assert client.images.get_by_alias("mine").fingerprint == img.fingerprint
     img.delete_alias("mine")
     img = client.images.create(b"rootfs tar", metadata=b"meta tar", wait=True)
-    assert fake.imported[-1]["meta"] == b"meta tar"
+    assert fake.images.imported[-1]["meta"] == b"meta tar"
     img.delete(wait=True)
-    assert img.fingerprint not in fake.images
+    assert img.fingerprint not in fake.images.by_fingerprint
 
 
 # -- lxc (the Go client) ----------------------------------------------------------
@@ -159,13 +159,13 @@ def test_lxc_launch_config_delete(socket_path: Path, tmp_path: Path,
                                   fake: FakeEngine) -> None:
     r = lxc(socket_path, tmp_path, "launch", "busybox", "web")
     assert r.returncode == 0, r.stderr
-    assert fake.instances["web"].status is Status.RUNNING
+    assert fake.instances.by_name["web"].status is Status.RUNNING
     r = lxc(socket_path, tmp_path, "config", "set", "web", "limits.memory", "64MB")
     assert r.returncode == 0, r.stderr
-    assert fake.instances["web"].config == {"limits.memory": "64MB"}
+    assert fake.instances.by_name["web"].config == {"limits.memory": "64MB"}
     r = lxc(socket_path, tmp_path, "delete", "-f", "web")
     assert r.returncode == 0, r.stderr
-    assert "web" not in fake.instances
+    assert "web" not in fake.instances.by_name
 
 
 @needs_lxc
@@ -176,7 +176,7 @@ def test_lxc_files_and_images(socket_path: Path, tmp_path: Path, fake: FakeEngin
     src.write_bytes(b"pushed\n")
     r = lxc(socket_path, tmp_path, "file", "push", str(src), "c1/root/dst")
     assert r.returncode == 0, r.stderr
-    assert fake.files[("c1", "/root/dst")].data == b"pushed\n"
+    assert fake.access.files[("c1", "/root/dst")].data == b"pushed\n"
     meta, rootfs = tmp_path / "meta.tar", tmp_path / "rootfs.tar"
     for path in (meta, rootfs):
         with tarfile.open(path, "w") as tar:
@@ -184,6 +184,6 @@ def test_lxc_files_and_images(socket_path: Path, tmp_path: Path, fake: FakeEngin
     r = lxc(socket_path, tmp_path, "image", "import", str(meta), str(rootfs),
             "--alias", "split")
     assert r.returncode == 0, r.stderr
-    assert fake.imported[-1]["meta"] == meta.read_bytes()
+    assert fake.images.imported[-1]["meta"] == meta.read_bytes()
     r = lxc(socket_path, tmp_path, "image", "list", "--format", "csv", "-c", "l")
     assert sorted(r.stdout.decode().split()) == ["busybox", "split"]

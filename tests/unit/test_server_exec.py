@@ -76,10 +76,10 @@ def test_exec_copies_stdin_and_outputs_and_reports_the_code(fake: FakeEngine) ->
         for ws in (control, stdin, stdout, stderr):
             await ws.close()
         for _ in range(50):
-            if fake.sessions[0].closed:
+            if fake.access.sessions[0].closed:
                 break
             await asyncio.sleep(0.05)
-        assert fake.sessions[0].closed
+        assert fake.access.sessions[0].closed
     run_app(fake, body)
 
 
@@ -132,7 +132,7 @@ def test_exec_interactive_pty_resize_and_input(fake: FakeEngine) -> None:
         await read_stream(tty)
         op = await wait_op(client, url)
         assert op["metadata"]["return"] == 7
-        session = fake.sessions[0]
+        session = fake.access.sessions[0]
         assert session.req.interactive and session.req.width == 120  # resize before start
         assert (80, 20) in session.resizes
         await tty.close()
@@ -150,7 +150,7 @@ def test_exec_signal_through_control(fake: FakeEngine) -> None:
         await asyncio.gather(read_stream(ws["1"]), read_stream(ws["2"]))
         op = await wait_op(client, url)
         assert op["metadata"]["return"] == 128 + 15
-        assert fake.sessions[0].signals == [15]
+        assert fake.access.sessions[0].signals == [15]
         for w in (control, *ws.values()):
             await w.close()
     run_app(fake, body)
@@ -197,8 +197,10 @@ def test_exec_refusals_happen_before_any_operation(fake: FakeEngine) -> None:
                                      json={"command": ["true"], "wait-for-websocket": True})
             assert resp.status == 400
             assert (await resp.json())["error"] == words
-        for bad in ({"command": "ls -l"}, {"command": []}, {"command": ["ls", 1]},
-                    {"command": ["ls"], "width": "80"}, {"command": ["ls"], "user": -1}):
+        bads: list[dict[str, Any]] = [
+            {"command": "ls -l"}, {"command": []}, {"command": ["ls", 1]},
+            {"command": ["ls"], "width": "80"}, {"command": ["ls"], "user": -1}]
+        for bad in bads:
             resp = await client.post("/1.0/instances/c1/exec", json=bad)
             assert resp.status == 400, bad
         resp = await client.post("/1.0/instances/ghost/exec", json={"command": ["ls"]})
@@ -309,7 +311,7 @@ def test_console_log_and_follow(fake: FakeEngine, tmp_path: Path) -> None:
             f.write("line 2\n")
         second = await asyncio.wait_for(resp.content.readline(), 5)
         assert second == b"line 2\n"
-        fake.instances["c1"].status = Status.STOPPED
+        fake.instances.by_name["c1"].status = Status.STOPPED
         rest = await asyncio.wait_for(resp.content.read(), 5)
         assert rest == b""
     run_app(fake, body)

@@ -1,22 +1,27 @@
 """A fake engine for the server's tests (no tests here).
 
-``FakeEngine`` keeps instances, images, aliases and files in memory and uses
-the real ``Operations`` and ``EventBus``. ``FakeExecSession`` runs a tiny
-scripted "command" in a thread behind real pipes (or a real pty), so the
-exec websocket code is exercised against real descriptors.
+``FakeEngine`` is composed as ``Engine`` is: small in-memory services
+(``FakeInstances``, ``FakeAccess``, ``FakeImages``, ``FakeNetworks``,
+``FakeProfiles``) next to the real ``Trust`` (on a real store in the root),
+``Operations`` and ``EventBus``. mypy holds it to ``EngineAPI``, so the
+server gets it as it is, never through ``cast(Engine, fake)``.
+``FakeExecSession`` runs a tiny scripted "command" in a thread behind real
+pipes (or a real pty), so the exec websocket code and the real detached-exec
+body (``run_detached``) are exercised against real descriptors.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import shutil
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
@@ -25,23 +30,33 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from cove.engine import (
     CreateRequest,
-    Engine,
     EventBus,
     ExecRequest,
     FileInfo,
     Operation,
     Operations,
+    Reader,
+    Trust,
 )
-from cove.engine._trust import TrustMixin
+from cove.engine._exec_out import (
+    CONSOLE_LOG,
+    CONSOLE_NAMES,
+    check_log_name,
+    file_reader,
+    run_detached,
+)
+from cove.engine._runs import Paths
 from cove.model.errors import BadRequest, Conflict, NotFound
 from cove.model.records import Alias, Image, Instance, Lease, Network
 from cove.model.states import Status
 from cove.network.model import validate_network_config, validate_network_name
 from cove.server import make_app
 from cove.server.listen import bind_unix
+from cove.store import Store
 
-__all__ = ["FakeEngine", "FakeExecSession", "have", "run_app", "serve_unix", "short_socket_path",
-           "wait_op"]
+__all__ = ["FakeAccess", "FakeEngine", "FakeExecSession", "FakeFile", "FakeImages",
+           "FakeInstances", "FakeNetworks", "FakeProfiles", "have", "run_app", "serve_unix",
+           "short_socket_path", "wait_op"]
 
 
 class FakeExecSession:
@@ -154,154 +169,72 @@ class FakeFile:
     target: str = ""
 
 
-@dataclass
-class FakeEngine(TrustMixin):
-    """In-memory engine implementing the calls the server makes (the trust
-    store and server config are the engine's own, on a store in ``root``)."""
+class FakeInstances:
+    """``InstancesAPI`` in memory: ``by_name`` is the table tests read and
+    change; ``op_delay`` slows every operation's body (to catch one running)."""
 
-    root: Path
-    instances: dict[str, Instance] = field(default_factory=dict)
-    images: dict[str, Image] = field(default_factory=dict)
-    files: dict[tuple[str, str], FakeFile] = field(default_factory=dict)
-    sessions: list[FakeExecSession] = field(default_factory=list)
-    imported: list[dict[str, Any]] = field(default_factory=list)
-    op_delay: float = 0.0
-    networks: dict[str, Network] = field(default_factory=dict)
-    leases: list[Lease] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        from cove.store import Store
-
-        self.store = Store(self.root / "cove.db")
-        self.events = EventBus()
-        self.operations = Operations(
-            on_change=lambda op: self.events.publish("operation", op.to_dict()))
-
-    def _now(self) -> float:
-        return time.time()
-
-    # -- helpers for tests ---------------------------------------------------------
-    def add(self, name: str, status: Status = Status.RUNNING, **kw: Any) -> Instance:
-        inst = Instance(name=name, image="f" * 64, status=status, created_at=1700000000.5,
-                        **kw)
-        self.instances[name] = inst
-        return inst
-
-    def add_image(self, fingerprint: str, *aliases: str) -> Image:
-        img = Image(fingerprint=fingerprint, size=1234, filename="img.tar.gz",
-                    properties={"os": "busybox"}, created_at=1700000000,
-                    uploaded_at=1700000001)
-        for a in aliases:
-            img.aliases.append(Alias(a, fingerprint, f"alias {a}"))
-        self.images[fingerprint] = img
-        return img
+    def __init__(self, operations: Operations, images: FakeImages) -> None:
+        self.by_name: dict[str, Instance] = {}
+        self.op_delay = 0.0
+        self._operations = operations
+        self._images = images
 
     def _op(self, description: str, name: str, fn: Callable[[Operation], Any]) -> Operation:
         def body(op: Operation) -> Any:
             if self.op_delay:
                 time.sleep(self.op_delay)
             return fn(op)
-        return self.operations.run(body, description=description,
-                                   resources={"instances": [f"/1.0/instances/{name}"]},
-                                   lock=f"instance:{name}")
+        return self._operations.run(body, description=description,
+                                    resources={"instances": [f"/1.0/instances/{name}"]},
+                                    lock=f"instance:{name}")
 
-    # -- networks (the engine's rules, in memory) ----------------------------------------
-    def profile_devices(self, profile: str) -> dict[str, dict[str, str]]:
-        return {}
+    def all(self) -> list[Instance]:
+        return list(self.by_name.values())
 
-    def list_networks(self) -> list[Network]:
-        return [self.networks[k] for k in sorted(self.networks)]
-
-    def get_network(self, name: str) -> Network:
+    def get(self, name: str) -> Instance:
         try:
-            return self.networks[name]
-        except KeyError:
-            raise NotFound(f"Network not found: {name}") from None
-
-    def network_used_by(self, name: str) -> list[str]:
-        return [f"/1.0/instances/{i.name}" for i in self.instances.values()
-                if any(d.get("type") == "nic" and d.get("network") == name
-                       for d in i.devices.values())]
-
-    def create_network(self, name: str, *, config: dict[str, Any] | None = None,
-                       description: str = "", type: str = "bridge") -> Network:
-        validate_network_name(name)
-        if type != "bridge":
-            raise BadRequest(f"Network type {type!r} is not supported")
-        conf = validate_network_config(config or {})
-        if name in self.networks:
-            raise Conflict(f"Network {name!r} already exists")
-        conf.setdefault("ipv4.address", "10.1.2.1/24")
-        self.networks[name] = Network(name=name, config=conf, description=description)
-        return self.networks[name]
-
-    def update_network(self, name: str, *, config: dict[str, Any] | None = None,
-                       description: str | None = None, patch: bool = False) -> None:
-        net = self.get_network(name)
-        if config is not None:
-            new = dict(net.config) if patch else {}
-            new.update(validate_network_config(config))
-            net.config = new
-        if description is not None:
-            net.description = description
-
-    def delete_network(self, name: str) -> None:
-        self.get_network(name)
-        used = self.network_used_by(name)
-        if used:
-            raise BadRequest(f"The network is currently in use by {', '.join(used)}")
-        del self.networks[name]
-
-    def network_state(self, name: str) -> dict[str, Any]:
-        net = self.get_network(name)
-        addr, _, plen = net.config.get("ipv4.address", "").partition("/")
-        return {"addresses": [{"family": "inet", "address": addr, "netmask": plen,
-                               "scope": "global"}], "counters": {}, "hwaddr": "", "mtu": 1500,
-                "state": "up", "type": "broadcast"}
-
-    def network_leases(self, name: str) -> list[Lease]:
-        self.get_network(name)
-        return [x for x in self.leases if x.network == name]
-
-    # -- the engine's surface ------------------------------------------------------
-    def server_environment(self) -> dict[str, Any]:
-        return {"driver": "runc", "driver_version": "1.1.5", "kernel_version": "6.1.0"}
-
-    def list_instances(self) -> list[Instance]:
-        return list(self.instances.values())
-
-    def get_instance(self, name: str) -> Instance:
-        try:
-            return self.instances[name]
+            return self.by_name[name]
         except KeyError:
             raise NotFound(f"Instance not found: {name}") from None
 
-    def instance_state(self, name: str) -> dict[str, Any]:
-        inst = self.get_instance(name)
+    def state(self, name: str) -> dict[str, Any]:
+        inst = self.get(name)
         return {"status": inst.status.value, "status_code": inst.status.code,
                 "pid": 42 if inst.status is Status.RUNNING else 0, "processes": 1,
                 "memory": {"usage": 1, "usage_peak": 2, "swap_usage": 0, "swap_usage_peak": 0},
                 "cpu": {"usage": 5}, "disk": {}, "network": None}
 
-    def create_instance(self, req: CreateRequest, *, wait_for_lock: float = 0) -> Operation:
-        if req.name in self.instances:
+    def create(self, req: CreateRequest, *, wait_for_lock: float = 0) -> Operation:
+        if req.name in self.by_name:
             raise Conflict(f"Instance {req.name} already exists")
         if not any(req.image == fp or any(a.name == req.image for a in img.aliases)
-                   for fp, img in self.images.items()):
+                   for fp, img in self._images.by_fingerprint.items()):
             raise NotFound(f"Image not found: {req.image}")
 
         def make(op: Operation) -> None:
-            self.instances[req.name] = Instance(
+            self.by_name[req.name] = Instance(
                 name=req.name, image=req.image, config=req.config, devices=req.devices,
                 profiles=req.profiles, ephemeral=req.ephemeral, description=req.description,
                 status=Status.RUNNING if req.start else Status.STOPPED)
         return self._op("Creating instance", req.name, make)
 
-    def update_instance(self, name: str, *, config: dict[str, Any] | None = None,
-                        devices: dict[str, dict[str, str]] | None = None,
-                        profiles: list[str] | None = None, description: str | None = None,
-                        ephemeral: bool | None = None, patch: bool = False) -> None:
-        inst = self.get_instance(name)
+    def change_state(self, name: str, action: str, *, timeout: float = -1,
+                     force: bool = False, wait_for_lock: float = 0) -> Operation:
+        inst = self.get(name)
+        to = {"start": Status.RUNNING, "stop": Status.STOPPED, "restart": Status.RUNNING,
+              "freeze": Status.FROZEN, "unfreeze": Status.RUNNING}.get(action)
+        if to is None:
+            raise BadRequest(f"Unknown action: {action}")
+
+        def change(op: Operation) -> None:
+            inst.status = to
+        return self._op(f"Changing instance state: {action}", name, change)
+
+    def update(self, name: str, *, config: dict[str, Any] | None = None,
+               devices: dict[str, dict[str, str]] | None = None,
+               profiles: list[str] | None = None, description: str | None = None,
+               ephemeral: bool | None = None, patch: bool = False) -> None:
+        inst = self.get(name)
         if config is not None:
             if any(k.startswith("bad.") for k in config):
                 raise BadRequest("Unknown configuration key: bad.key")
@@ -315,36 +248,39 @@ class FakeEngine(TrustMixin):
         if ephemeral is not None:
             inst.ephemeral = ephemeral
 
-    def rename_instance(self, name: str, new_name: str) -> Operation:
-        inst = self.get_instance(name)
+    def rename(self, name: str, new_name: str) -> Operation:
+        inst = self.get(name)
 
         def rename(op: Operation) -> None:
-            del self.instances[name]
+            del self.by_name[name]
             inst.name = new_name
-            self.instances[new_name] = inst
+            self.by_name[new_name] = inst
         return self._op("Renaming instance", name, rename)
 
-    def delete_instance(self, name: str, *, force: bool = False,
-                        wait_for_lock: float = 0) -> Operation:
-        inst = self.get_instance(name)
+    def delete(self, name: str, *, force: bool = False, wait_for_lock: float = 0) -> Operation:
+        inst = self.get(name)
         if inst.status is Status.RUNNING and not force:
             raise BadRequest("Instance is running")
-        return self._op("Deleting instance", name, lambda op: self.instances.pop(name))
+        return self._op("Deleting instance", name, lambda op: self.by_name.pop(name))
 
-    def change_state(self, name: str, action: str, *, timeout: float = -1,
-                     force: bool = False, wait_for_lock: float = 0) -> Operation:
-        inst = self.get_instance(name)
-        to = {"start": Status.RUNNING, "stop": Status.STOPPED, "restart": Status.RUNNING,
-              "freeze": Status.FROZEN, "unfreeze": Status.RUNNING}.get(action)
-        if to is None:
-            raise BadRequest(f"Unknown action: {action}")
 
-        def change(op: Operation) -> None:
-            inst.status = to
-        return self._op(f"Changing instance state: {action}", name, change)
+class FakeAccess:
+    """``AccessAPI`` on fake sessions and in-memory ``files``; the logs are
+    real files under the root, laid out as the real service lays them out
+    (``console.log`` is plain text at ``logs/NAME.log``, to be written by
+    tests). ``exec_detached`` runs the real ``run_detached``."""
 
-    def exec_instance(self, name: str, req: ExecRequest) -> FakeExecSession:
-        if self.get_instance(name).status is not Status.RUNNING:
+    def __init__(self, root: Path, operations: Operations, instances: FakeInstances) -> None:
+        self.files: dict[tuple[str, str], FakeFile] = {}
+        self.sessions: list[FakeExecSession] = []
+        self._root = root
+        self._paths = Paths(root)
+        self._operations = operations
+        self._instances = instances
+
+    # -- exec ------------------------------------------------------------------
+    def exec(self, name: str, req: ExecRequest) -> FakeExecSession:
+        if self._instances.get(name).status is not Status.RUNNING:
             raise BadRequest("Instance is not running")
         if req.command[0] == "nouser":
             raise BadRequest("User not found: nobody")
@@ -352,8 +288,21 @@ class FakeEngine(TrustMixin):
         self.sessions.append(session)
         return session
 
+    def exec_detached(self, name: str, req: ExecRequest, *, record: bool) -> Operation:
+        session = self.exec(name, req)
+        log_dir = self._paths.exec_log_dir(name) if record else None
+        try:
+            return self._operations.run(
+                lambda op: run_detached(session, log_dir, name, op),
+                description="Executing command",
+                resources={"instances": [f"/1.0/instances/{name}"]})
+        except BaseException:
+            session.close()
+            raise
+
+    # -- files -----------------------------------------------------------------
     def file_get(self, name: str, path: str) -> FileInfo:
-        self.get_instance(name)
+        self._instances.get(name)
         f = self.files.get((name, path))
         if f is None:
             raise NotFound(f"Not found: {path}")
@@ -374,8 +323,9 @@ class FakeEngine(TrustMixin):
     def file_put(self, name: str, path: str, *, type: str = "file",
                  data: BinaryIO | bytes | None = None, uid: int | None = None,
                  gid: int | None = None, mode: int | None = None,
-                 write: str = "overwrite", target: str | None = None) -> None:
-        self.get_instance(name)
+                 write: str = "overwrite", target: str | None = None,
+                 make_parents: bool = False) -> None:
+        self._instances.get(name)
         raw = data if isinstance(data, bytes) else (data.read() if data is not None else b"")
         old = self.files.get((name, path))
         if write == "append" and old is not None:
@@ -386,13 +336,14 @@ class FakeEngine(TrustMixin):
             target=target or "")
 
     def file_delete(self, name: str, path: str) -> None:
-        self.get_instance(name)
+        self._instances.get(name)
         if self.files.pop((name, path), None) is None:
             raise NotFound(f"Not found: {path}")
 
+    # -- logs --------------------------------------------------------------------
     def console_log(self, name: str) -> Path:
-        self.get_instance(name)
-        return self.root / "logs" / f"{name}.log"
+        self._instances.get(name)
+        return self._root / "logs" / f"{name}.log"
 
     def read_console(self, name: str, offset: int = 0) -> tuple[bytes, int]:
         """Whole lines of the (plain text) log from ``offset`` on."""
@@ -405,20 +356,74 @@ class FakeEngine(TrustMixin):
         end = data.rfind(b"\n") + 1
         return data[:end], offset + end
 
-    def list_images(self) -> list[Image]:
-        return list(self.images.values())
+    def log_names(self, name: str) -> list[str]:
+        self._instances.get(name)
+        try:
+            recorded = sorted(p.name for p in self._paths.exec_log_dir(name).iterdir()
+                              if p.is_file())
+        except FileNotFoundError:
+            recorded = []
+        return [CONSOLE_LOG, *recorded]
 
-    def get_image(self, fingerprint: str) -> Image:
-        found = [img for fp, img in self.images.items() if fp.startswith(fingerprint)]
+    def log_reader(self, name: str, file: str) -> Reader:
+        check_log_name(file)
+        self._instances.get(name)
+        if file in CONSOLE_NAMES:
+            return functools.partial(self.read_console, name)
+        path = self._paths.exec_log_dir(name) / file
+        if not path.is_file():
+            raise NotFound(f"Log file not found: {file}")
+        return file_reader(path)
+
+    def delete_log(self, name: str, file: str) -> None:
+        check_log_name(file)
+        if file in CONSOLE_NAMES:
+            raise BadRequest("The console log cannot be deleted; only exec output logs can")
+        self._instances.get(name)
+        try:
+            os.unlink(self._paths.exec_log_dir(name) / file)
+        except FileNotFoundError:
+            raise NotFound(f"Log file not found: {file}") from None
+
+
+class FakeImages:
+    """``ImagesAPI`` in memory: ``by_fingerprint`` is the table (aliases live
+    on the images); ``imported`` records what each import was given."""
+
+    def __init__(self, operations: Operations) -> None:
+        self.by_fingerprint: dict[str, Image] = {}
+        self.imported: list[dict[str, Any]] = []
+        self._operations = operations
+
+    def add(self, fingerprint: str, *aliases: str) -> Image:
+        """Put an image (and its aliases) in the table, as if imported."""
+        img = Image(fingerprint=fingerprint, size=1234, filename="img.tar.gz",
+                    properties={"os": "busybox"}, created_at=1700000000,
+                    uploaded_at=1700000001)
+        for a in aliases:
+            img.aliases.append(Alias(a, fingerprint, f"alias {a}"))
+        self.by_fingerprint[fingerprint] = img
+        return img
+
+    def all(self) -> list[Image]:
+        return list(self.by_fingerprint.values())
+
+    def get(self, fingerprint: str) -> Image:
+        found = [img for fp, img in self.by_fingerprint.items() if fp.startswith(fingerprint)]
         if not found:
             raise NotFound(f"Image not found: {fingerprint}")
         if len(found) > 1:
             raise BadRequest(f"Image fingerprint prefix is ambiguous: {fingerprint}")
         return found[0]
 
-    def import_image(self, path: Path, *, filename: str = "", public: bool = False,
-                     aliases: list[str] | None = None, meta_path: Path | None = None,
-                     properties: dict[str, str] | None = None) -> Operation:
+    def resolve(self, ref: str) -> Image:
+        with contextlib.suppress(NotFound):
+            return self.get(self.get_alias(ref).target)
+        return self.get(ref)
+
+    def import_file(self, path: Path, *, filename: str = "", public: bool = False,
+                    aliases: list[str] | None = None, meta_path: Path | None = None,
+                    properties: dict[str, str] | None = None) -> Operation:
         data = path.read_bytes()
         if data == b"refuse":
             raise BadRequest("Not an image tarball")
@@ -431,29 +436,29 @@ class FakeEngine(TrustMixin):
         fp = format(abs(hash(data)), "x").rjust(64, "0")
 
         def store(op: Operation) -> Image:
-            img = self.add_image(fp)
+            img = self.add(fp)
             img.public, img.filename = public, filename
             img.properties = properties or {}
             op.update(fingerprint=fp, size=len(data))
             return img
-        return self.operations.run(store, description="Importing image",
-                                   resources={"images": [f"/1.0/images/{fp}"]})
+        return self._operations.run(store, description="Importing image",
+                                    resources={"images": [f"/1.0/images/{fp}"]})
 
-    def update_image(self, fingerprint: str, *, properties: dict[str, str] | None = None,
-                     public: bool | None = None) -> None:
-        img = self.get_image(fingerprint)
+    def update(self, fingerprint: str, *, properties: dict[str, str] | None = None,
+               public: bool | None = None) -> None:
+        img = self.get(fingerprint)
         if properties is not None:
             img.properties = properties
         if public is not None:
             img.public = public
 
-    def delete_image(self, fingerprint: str) -> Operation:
-        img = self.get_image(fingerprint)
-        return self.operations.run(lambda op: self.images.pop(img.fingerprint),
-                                   description="Deleting image")
+    def delete(self, fingerprint: str) -> Operation:
+        img = self.get(fingerprint)
+        return self._operations.run(lambda op: self.by_fingerprint.pop(img.fingerprint),
+                                    description="Deleting image")
 
     def list_aliases(self) -> list[Alias]:
-        return [a for img in self.images.values() for a in img.aliases]
+        return [a for img in self.by_fingerprint.values() for a in img.aliases]
 
     def get_alias(self, name: str) -> Alias:
         for a in self.list_aliases():
@@ -464,20 +469,134 @@ class FakeEngine(TrustMixin):
     def add_alias(self, name: str, target: str, description: str = "") -> None:
         if any(a.name == name for a in self.list_aliases()):
             raise Conflict(f"Alias already exists: {name}")
-        self.get_image(target).aliases.append(Alias(name, target, description))
+        self.get(target).aliases.append(Alias(name, target, description))
 
     def update_alias(self, name: str, target: str, description: str = "") -> None:
         self.delete_alias(name)
-        self.get_image(target).aliases.append(Alias(name, target, description))
+        self.get(target).aliases.append(Alias(name, target, description))
 
     def rename_alias(self, name: str, new_name: str) -> None:
         self.get_alias(name).name = new_name
 
     def delete_alias(self, name: str) -> None:
         a = self.get_alias(name)
-        for img in self.images.values():
+        for img in self.by_fingerprint.values():
             if a in img.aliases:
                 img.aliases.remove(a)
+
+
+class FakeNetworks:
+    """``NetworksAPI`` in memory, with the engine's validation rules:
+    ``by_name`` is the table, ``lease_list`` the addresses instances hold."""
+
+    def __init__(self, instances: FakeInstances) -> None:
+        self.by_name: dict[str, Network] = {}
+        self.lease_list: list[Lease] = []
+        self._instances = instances
+
+    def all(self) -> list[Network]:
+        return [self.by_name[k] for k in sorted(self.by_name)]
+
+    def get(self, name: str) -> Network:
+        try:
+            return self.by_name[name]
+        except KeyError:
+            raise NotFound(f"Network not found: {name}") from None
+
+    def used_by(self, name: str) -> list[str]:
+        return [f"/1.0/instances/{i.name}" for i in self._instances.all()
+                if any(d.get("type") == "nic" and d.get("network") == name
+                       for d in i.devices.values())]
+
+    def leases(self, name: str) -> list[Lease]:
+        self.get(name)
+        return [x for x in self.lease_list if x.network == name]
+
+    def state(self, name: str) -> dict[str, Any]:
+        net = self.get(name)
+        addr, _, plen = net.config.get("ipv4.address", "").partition("/")
+        return {"addresses": [{"family": "inet", "address": addr, "netmask": plen,
+                               "scope": "global"}], "counters": {}, "hwaddr": "", "mtu": 1500,
+                "state": "up", "type": "broadcast"}
+
+    def create(self, name: str, *, config: dict[str, Any] | None = None,
+               description: str = "", type: str = "bridge") -> Network:
+        validate_network_name(name)
+        if type != "bridge":
+            raise BadRequest(f"Network type {type!r} is not supported")
+        conf = validate_network_config(config or {})
+        if name in self.by_name:
+            raise Conflict(f"Network {name!r} already exists")
+        conf.setdefault("ipv4.address", "10.1.2.1/24")
+        self.by_name[name] = Network(name=name, config=conf, description=description)
+        return self.by_name[name]
+
+    def update(self, name: str, *, config: dict[str, Any] | None = None,
+               description: str | None = None, patch: bool = False) -> None:
+        net = self.get(name)
+        if config is not None:
+            new = dict(net.config) if patch else {}
+            new.update(validate_network_config(config))
+            net.config = new
+        if description is not None:
+            net.description = description
+
+    def delete(self, name: str) -> None:
+        self.get(name)
+        used = self.used_by(name)
+        if used:
+            raise BadRequest(f"The network is currently in use by {', '.join(used)}")
+        del self.by_name[name]
+
+
+class FakeProfiles:
+    """``ProfilesAPI``: no profile has devices."""
+
+    def devices(self, profile: str) -> dict[str, dict[str, str]]:
+        return {}
+
+    def expanded_devices(self, inst: Instance) -> dict[str, dict[str, str]]:
+        return dict(inst.devices)
+
+
+class FakeEngine:
+    """The fake services composed as ``Engine`` composes the real ones, plus
+    the real ``Trust`` (on a store in ``root``), ``Operations`` and
+    ``EventBus``. Satisfies ``EngineAPI``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.store = Store(root / "cove.db")
+        self.events = EventBus()
+        self.operations = Operations(
+            on_change=lambda op: self.events.publish("operation", op.to_dict()))
+        self.images = FakeImages(self.operations)
+        self.instances = FakeInstances(self.operations, self.images)
+        self.access = FakeAccess(root, self.operations, self.instances)
+        self.networks = FakeNetworks(self.instances)
+        self.profiles = FakeProfiles()
+        self.trust = Trust(root, self.store, self.events, time.time)
+
+    # -- helpers for tests ---------------------------------------------------------
+    def add(self, name: str, status: Status = Status.RUNNING, **kw: Any) -> Instance:
+        """Put an instance in the table, as if created."""
+        inst = Instance(name=name, image="f" * 64, status=status, created_at=1700000000.5,
+                        **kw)
+        self.instances.by_name[name] = inst
+        return inst
+
+    def add_image(self, fingerprint: str, *aliases: str) -> Image:
+        return self.images.add(fingerprint, *aliases)
+
+    # -- the engine's own calls ------------------------------------------------------
+    def server_environment(self) -> dict[str, Any]:
+        return {"driver": "runc", "driver_version": "1.1.5", "kernel_version": "6.1.0"}
+
+    def startup(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.store.close()
 
 
 def _feed(fd: int, data: bytes) -> None:
@@ -490,7 +609,7 @@ def run_app(fake: FakeEngine, fn: Callable[[TestClient[web.Request, web.Applicat
                                            Awaitable[None]]) -> None:
     """Serve ``fake`` in process and run ``fn(client)`` against it."""
     async def main() -> None:
-        app = make_app(cast(Engine, fake))
+        app = make_app(fake)
         async with TestClient(TestServer(app)) as client:
             await fn(client)
     asyncio.run(main())
@@ -513,7 +632,7 @@ def serve_unix(fake: FakeEngine, path: Path) -> Iterator[Path]:
     runner: list[web.AppRunner] = []
 
     async def main() -> None:
-        r = web.AppRunner(make_app(cast(Engine, fake)), shutdown_timeout=2)
+        r = web.AppRunner(make_app(fake), shutdown_timeout=2)
         await r.setup()
         runner.append(r)
         await web.SockSite(r, bind_unix(path)).start()

@@ -19,9 +19,9 @@ Client = TestClient[web.Request, web.Application]
 def fake(tmp_path: Path) -> FakeEngine:
     f = FakeEngine(root=tmp_path)
     f.add("c1")
-    f.files[("c1", "/etc")] = FakeFile("directory", mode=0o755)
-    f.files[("c1", "/etc/hostname")] = FakeFile("file", b"c1\n", uid=0, gid=0, mode=0o644)
-    f.files[("c1", "/etc/link")] = FakeFile("symlink", target="hostname", mode=0o777)
+    f.access.files[("c1", "/etc")] = FakeFile("directory", mode=0o755)
+    f.access.files[("c1", "/etc/hostname")] = FakeFile("file", b"c1\n", uid=0, gid=0, mode=0o644)
+    f.access.files[("c1", "/etc/link")] = FakeFile("symlink", target="hostname", mode=0o777)
     return f
 
 
@@ -84,32 +84,32 @@ def test_push_small_big_append_directory_symlink_delete(fake: FakeEngine) -> Non
                                  headers={"X-LXD-uid": "1000", "X-LXD-gid": "100",
                                           "X-LXD-mode": "0600"})
         assert resp.status == 200 and (await resp.json())["type"] == "sync"
-        f = fake.files[("c1", "/root/a.txt")]
+        f = fake.access.files[("c1", "/root/a.txt")]
         assert (f.data, f.uid, f.gid, f.mode) == (b"one\n", 1000, 100, 0o600)
         resp = await client.post("/1.0/instances/c1/files?path=/root/a.txt", data=b"two\n",
                                  headers={"X-LXD-write": "append"})
         assert resp.status == 200
-        assert fake.files[("c1", "/root/a.txt")].data == b"one\ntwo\n"
+        assert fake.access.files[("c1", "/root/a.txt")].data == b"one\ntwo\n"
 
         async def chunks() -> object:
             for i in range(0, len(big), 100_000):
                 yield big[i:i + 100_000]
         resp = await client.post("/1.0/instances/c1/files?path=/root/big", data=chunks())
         assert resp.status == 200, await resp.text()
-        assert fake.files[("c1", "/root/big")].data == big
+        assert fake.access.files[("c1", "/root/big")].data == big
         assert list((fake.root / "tmp").iterdir()) == []  # the spool is gone
 
         resp = await client.post("/1.0/instances/c1/files?path=/srv",
                                  headers={"X-LXD-type": "directory", "X-LXD-mode": "0750"})
         assert resp.status == 200
-        assert fake.files[("c1", "/srv")].type == "directory"
-        assert fake.files[("c1", "/srv")].mode == 0o750
+        assert fake.access.files[("c1", "/srv")].type == "directory"
+        assert fake.access.files[("c1", "/srv")].mode == 0o750
         resp = await client.post("/1.0/instances/c1/files?path=/srv/l", data=b"/etc/hostname",
                                  headers={"X-LXD-type": "symlink"})
         assert resp.status == 200
-        assert fake.files[("c1", "/srv/l")].target == "/etc/hostname"
+        assert fake.access.files[("c1", "/srv/l")].target == "/etc/hostname"
         resp = await client.delete("/1.0/instances/c1/files?path=/srv/l")
-        assert resp.status == 200 and ("c1", "/srv/l") not in fake.files
+        assert resp.status == 200 and ("c1", "/srv/l") not in fake.access.files
 
         for headers, words in (({"X-LXD-type": "fifo"}, "X-LXD-type"),
                                ({"X-LXD-write": "prepend"}, "X-LXD-write"),

@@ -56,11 +56,11 @@ def test_raw_upload(fake: FakeEngine) -> None:
         assert op["status"] == "Success"
         fp = op["metadata"]["fingerprint"]
         assert op["metadata"]["size"] == len(b"tarball bytes")
-        got = fake.imported[0]
+        got = fake.images.imported[0]
         assert got["data"] == b"tarball bytes" and got["filename"] == "alpine.tar.gz"
         assert got["public"] is True and got["meta"] is None
         assert got["properties"] == {"os": "alpine", "description": "small one"}
-        assert fp in fake.images
+        assert fp in fake.images.by_fingerprint
         assert list((fake.root / "tmp").iterdir()) == []
     run_app(fake, body)
 
@@ -76,7 +76,7 @@ def test_split_multipart_upload(fake: FakeEngine) -> None:
         assert resp.status == 202, await resp.text()
         op = await wait_op(client, (await resp.json())["operation"])
         assert op["status"] == "Success"
-        got = fake.imported[0]
+        got = fake.images.imported[0]
         assert got["data"] == b"rootfs tar" and got["meta"] == b"meta tar"
         assert got["filename"] == "rootfs.tar" and got["public"] is True
 
@@ -114,17 +114,18 @@ def test_update_and_delete_image(fake: FakeEngine) -> None:
     async def body(client: Client) -> None:
         resp = await client.patch(f"/1.0/images/{FP}", json={"properties": {"a": "1"}})
         assert resp.status == 200
-        assert fake.images[FP].properties == {"os": "busybox", "a": "1"}
+        assert fake.images.by_fingerprint[FP].properties == {"os": "busybox", "a": "1"}
         resp = await client.put(f"/1.0/images/{FP}", json={"properties": {"b": "2"},
                                                            "public": True})
         assert resp.status == 200
-        assert fake.images[FP].properties == {"b": "2"} and fake.images[FP].public
+        img = fake.images.by_fingerprint[FP]
+        assert img.properties == {"b": "2"} and img.public
         resp = await client.put(f"/1.0/images/{FP}", json={"properties": {"b": 2}})
         assert resp.status == 400
         resp = await client.delete(f"/1.0/images/{FP}")
         assert resp.status == 202
         await wait_op(client, (await resp.json())["operation"])
-        assert fake.images == {}
+        assert fake.images.by_fingerprint == {}
     run_app(fake, body)
 
 
@@ -146,11 +147,11 @@ def test_aliases(fake: FakeEngine) -> None:
         assert doc["metadata"]["target"] == FP and doc["metadata"]["type"] == "container"
         resp = await client.patch("/1.0/images/aliases/bb", json={"description": "y"})
         assert resp.status == 200
-        assert fake.get_alias("bb").description == "y"
+        assert fake.images.get_alias("bb").description == "y"
         resp = await client.put("/1.0/images/aliases/bb", json={"target": FP})
-        assert resp.status == 200 and fake.get_alias("bb").description == ""
+        assert resp.status == 200 and fake.images.get_alias("bb").description == ""
         resp = await client.post("/1.0/images/aliases/bb", json={"name": "cc"})
-        assert resp.status == 200 and fake.get_alias("cc").target == FP
+        assert resp.status == 200 and fake.images.get_alias("cc").target == FP
         resp = await client.delete("/1.0/images/aliases/cc")
         assert resp.status == 200
         assert (await client.get("/1.0/images/aliases/cc")).status == 404

@@ -49,7 +49,7 @@ def test_list_recursion_levels_and_containers_alias(fake: FakeEngine) -> None:
 
 
 def test_create_answers_an_operation_that_can_be_waited_on(fake: FakeEngine) -> None:
-    fake.op_delay = 0.2
+    fake.instances.op_delay = 0.2
 
     async def body(client: Client) -> None:
         resp = await client.post("/1.0/instances", json={
@@ -135,7 +135,7 @@ def test_get_full_and_etag_guarded_put(fake: FakeEngine) -> None:
         assert resp.status == 202
         op = await wait_op(client, (await resp.json())["operation"])
         assert op["status"] == "Success"
-        inst = fake.instances["c1"]
+        inst = fake.instances.by_name["c1"]
         assert inst.config == {"b": "2"} and inst.description == "new"
         # PATCH merges and answers sync
         resp = await client.patch("/1.0/instances/c1", json={"config": {"c": "3"}})
@@ -157,7 +157,7 @@ def test_rename_and_delete(fake: FakeEngine) -> None:
         resp = await client.post("/1.0/containers/c1", json={"name": "c3"})
         assert resp.status == 202
         await wait_op(client, (await resp.json())["operation"])
-        assert "c3" in fake.instances and "c1" not in fake.instances
+        assert "c3" in fake.instances.by_name and "c1" not in fake.instances.by_name
         resp = await client.post("/1.0/instances/c3", json={"migration": True})
         assert resp.status == 400 and "Migration" in (await resp.json())["error"]
         resp = await client.post("/1.0/instances/c3", json={})
@@ -167,7 +167,7 @@ def test_rename_and_delete(fake: FakeEngine) -> None:
         resp = await client.delete("/1.0/instances/c3")
         assert resp.status == 202
         await wait_op(client, (await resp.json())["operation"])
-        assert "c3" not in fake.instances
+        assert "c3" not in fake.instances.by_name
     run_app(fake, body)
 
 
@@ -182,7 +182,7 @@ def test_state_get_and_put(fake: FakeEngine) -> None:
         assert resp.status == 202
         op = await wait_op(client, (await resp.json())["operation"])
         assert op["status"] == "Success"
-        assert fake.instances["c1"].status is Status.RUNNING
+        assert fake.instances.by_name["c1"].status is Status.RUNNING
         for bad, words in (({"action": "explode"}, "Unknown action"),
                            ({}, "'action' is required"),
                            ({"action": "stop", "stateful": True}, "Stateful"),
@@ -195,7 +195,7 @@ def test_state_get_and_put(fake: FakeEngine) -> None:
 
 def test_second_action_while_one_runs_is_409(fake: FakeEngine) -> None:
     fake.add("c1", Status.STOPPED)
-    fake.op_delay = 0.5
+    fake.instances.op_delay = 0.5
 
     async def body(client: Client) -> None:
         first = await client.put("/1.0/instances/c1/state", json={"action": "start"})
@@ -209,7 +209,7 @@ def test_second_action_while_one_runs_is_409(fake: FakeEngine) -> None:
 
 def test_operations_list_get_wait_timeout_cancel(fake: FakeEngine) -> None:
     fake.add("c1", Status.STOPPED)
-    fake.op_delay = 0.6
+    fake.instances.op_delay = 0.6
 
     async def body(client: Client) -> None:
         resp = await client.put("/1.0/instances/c1/state", json={"action": "start"})
@@ -238,14 +238,15 @@ def test_operations_list_get_wait_timeout_cancel(fake: FakeEngine) -> None:
     run_app(fake, body)
 
 
-def test_failed_operation_reports_its_error(fake: FakeEngine) -> None:
+def test_failed_operation_reports_its_error(fake: FakeEngine,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
     fake.add("c1", Status.STOPPED)
 
     def boom(name: str, action: str, **kw: object) -> object:
         from cove.model.errors import InternalError
         return fake.operations.run(lambda op: (_ for _ in ()).throw(InternalError("runc said no")),
                                    description="Starting instance")
-    fake.change_state = boom  # type: ignore[assignment]
+    monkeypatch.setattr(fake.instances, "change_state", boom)
 
     async def body(client: Client) -> None:
         resp = await client.put("/1.0/instances/c1/state", json={"action": "start"})

@@ -51,8 +51,9 @@ def test_network_crud(fake: FakeEngine) -> None:
         assert net["config"] == {"ipv4.address": "10.7.0.1/24"}
         state = (await (await client.get("/1.0/networks/lab/state")).json())["metadata"]
         assert state["addresses"][0]["address"] == "10.7.0.1"
-        fake.leases.append(Lease(network="lab", instance="web", device="eth0",
-                                 address="10.7.0.2", hwaddr="00:16:3e:00:00:01", id=1))
+        fake.networks.lease_list.append(Lease(network="lab", instance="web", device="eth0",
+                                              address="10.7.0.2", hwaddr="00:16:3e:00:00:01",
+                                              id=1))
         leases = (await (await client.get("/1.0/networks/lab/leases")).json())["metadata"]
         assert leases == [{"hostname": "web", "hwaddr": "00:16:3e:00:00:01",
                            "address": "10.7.0.2", "type": "dynamic", "location": "none",
@@ -61,7 +62,7 @@ def test_network_crud(fake: FakeEngine) -> None:
         resp = await client.delete("/1.0/networks/lab")
         assert resp.status == 400
         assert "in use by /1.0/instances/web" in (await resp.json())["error"]
-        del fake.instances["web"]
+        del fake.instances.by_name["web"]
         assert (await client.delete("/1.0/networks/lab")).status == 200
         assert (await client.get("/1.0/networks/lab")).status == 404
     run_app(fake, body)

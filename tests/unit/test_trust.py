@@ -3,7 +3,7 @@ trust model (/1.0/certificates, 403 for the untrusted), clients over TLS
 (RestDriver, AsyncRestDriver, pinning), and the CLI's server and trust forms.
 
 The server is the real app on the fake engine (whose trust store is the
-engine's own ``TrustMixin``), on a unix socket and a real HTTPS port of
+engine's own ``Trust`` service), on a unix socket and a real HTTPS port of
 127.0.0.1 picked free for each test.
 """
 
@@ -17,7 +17,7 @@ import ssl
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -25,7 +25,6 @@ from test_server_fakes import FakeEngine, short_socket_path
 
 from cove.client import Client, ConnectionFailed, RestDriver, fetch_certificate
 from cove.client.aio import AsyncRestDriver
-from cove.engine import Engine
 from cove.host.certs import generate_certificate
 from cove.model import trust
 from cove.model.errors import BadRequest, Conflict, Forbidden, NotFound
@@ -61,7 +60,7 @@ def served(tmp_path: Path) -> Iterator[Served]:
     stop = asyncio.Event()
 
     async def main() -> None:
-        app = make_app(cast(Engine, fake))
+        app = make_app(fake)
         runner = web.AppRunner(app, shutdown_timeout=2)
         await runner.setup()
         app[HTTPS].runner = runner

@@ -43,13 +43,13 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
         for i, lines in enumerate(row):
             widths[i] = max(widths[i], *(len(x) for x in lines))
     rule = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
-    out = [rule, "|" + "|".join(f" {_center(h, w)} " for h, w in zip(headers, widths)) + "|",
+    out = [rule, "|" + "|".join(f" {_center(h, w)} " for h, w in zip(headers, widths, strict=False)) + "|",
            rule]
     for row in split_rows:
         height = max((len(lines) for lines in row), default=1)
         for k in range(height):
             cells = (lines[k] if k < len(lines) else "" for lines in row)
-            out.append("|" + "|".join(f" {c.ljust(w)} " for c, w in zip(cells, widths)) + "|")
+            out.append("|" + "|".join(f" {c.ljust(w)} " for c, w in zip(cells, widths, strict=False)) + "|")
         out.append(rule)
     return "\n".join(out) + "\n"
 
@@ -67,8 +67,8 @@ def compact(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     for row in flat:
         for i, c in enumerate(row):
             widths[i] = max(widths[i], len(c))
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in flat]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=False)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)).rstrip() for row in flat]
     return "\n".join(lines) + "\n"
 
 
@@ -117,7 +117,7 @@ def timestamp(value: Any) -> str:
     """
     from datetime import UTC, datetime
 
-    if value is None or value == "" or value == 0:
+    if value is None or value in ("", 0):
         return ""
     try:
         if isinstance(value, (int, float)):

@@ -573,7 +573,7 @@ class ExecSession:
                 t.join(self.drain_timeout)
         finally:
             self._stop.set()
-            for t, ws in zip(readers, [out_ws, self.sockets.get("2")]):
+            for t, ws in zip(readers, [out_ws, self.sockets.get("2")], strict=False):
                 if t.is_alive() and ws is not None:
                     ws.abort()  # wakes the reader; the server kept the stream open
             self.close()

@@ -1,4 +1,5 @@
-"""Reaching into an instance: exec, files and its console log.
+"""Reaching into an instance: exec, files, its console log and the
+outputs exec recorded.
 
 Every path that comes from a request is a path inside the instance and is
 resolved by ``storage.safefs.RootFS`` within the instance's root, so a
@@ -11,18 +12,31 @@ from __future__ import annotations
 
 import contextlib
 import os
+from pathlib import Path
 from typing import BinaryIO
 
-from cove.engine._core import EngineCore
+from cove.engine._exec_out import (
+    CONSOLE_LOG,
+    CONSOLE_NAMES,
+    Reader,
+    check_log_name,
+    file_reader,
+    parse_k8s_log,
+    run_detached,
+)
+from cove.engine._rootfs import Rootfs
+from cove.engine._runs import Paths
+from cove.engine.operations import Operation, Operations
 from cove.engine.types import ExecRequest, ExecSession, FileInfo
 from cove.model.errors import BadRequest, CoveError, NotFound
 from cove.model.passwd import parse_group, parse_passwd, resolve_group, resolve_user
 from cove.model.states import Status
-from cove.runtime.runc import ExecSpec
+from cove.runtime.runc import ExecSpec, Runc
 from cove.runtime.spec import DEFAULT_PATH
 from cove.storage.safefs import RootFS
+from cove.store import Store
 
-__all__ = ["AccessMixin", "FinishedExec", "parse_k8s_log"]
+__all__ = ["Access", "FinishedExec", "parse_k8s_log"]
 
 
 class FinishedExec:
@@ -82,36 +96,34 @@ def _find_executable(fs: RootFS, cmd: str, path_var: str) -> bool:
     return False
 
 
-def parse_k8s_log(data: bytes) -> bytes:
-    """Turn conmon's k8s-file lines (``TIME STREAM P|F TEXT``) into plain output."""
-    out = bytearray()
-    for line in data.splitlines():
-        parts = line.split(b" ", 3)
-        if len(parts) < 3:
-            continue
-        text = parts[3] if len(parts) == 4 else b""
-        out += text
-        if parts[2] == b"F":
-            out += b"\n"
-    return bytes(out)
+class Access:
+    """Exec, files and logs of the instances of one root. Thread-safe."""
 
+    def __init__(self, *, store: Store, runtime: Runc, paths: Paths, rootfs: Rootfs,
+                 operations: Operations) -> None:
+        self._store = store
+        self._runtime = runtime
+        self._paths = paths
+        self._rootfs = rootfs
+        self._operations = operations
 
-class AccessMixin(EngineCore):
     # -- exec ------------------------------------------------------------------
-    def exec_instance(self, name: str, req: ExecRequest) -> ExecSession:
-        """Start ``req.command`` in the running instance ``name``.
+    def exec(self, name: str, req: ExecRequest) -> ExecSession:
+        """Start ``req.command`` in the running instance ``name``; the caller
+        owns the session (and must ``close()`` it).
 
         Raises:
+            NotFound: no such instance.
             BadRequest: the instance is not running, or the user/group/command is bad.
         """
-        inst = self.store.get_instance(name)
+        inst = self._store.get_instance(name)
         if inst.status is Status.STOPPED:
             raise BadRequest("Instance is not running")
         if inst.status is Status.FROZEN:
             raise BadRequest("Instance is frozen")
         if not req.command or not all(isinstance(c, str) for c in req.command):
             raise BadRequest("command must be a non-empty list of strings")
-        with RootFS(self.instance_dir(name) / "rootfs") as fs:
+        with RootFS(self._paths.instance_dir(name) / "rootfs") as fs:
             user = req.user if req.user not in (None, "") else 0
             entry = resolve_user(user, parse_passwd(_read_text(fs, "/etc/passwd")))
             gid = entry.gid
@@ -127,15 +139,41 @@ class AccessMixin(EngineCore):
             path_var = env.get("PATH") or inst.config.get("environment.PATH") or DEFAULT_PATH
             if not _find_executable(fs, req.command[0], path_var):
                 return FinishedExec(127, f"cove: {req.command[0]}: command not found\n")
-        return self.runtime.exec(name, ExecSpec(
+        return self._runtime.exec(name, ExecSpec(
             args=list(req.command), env=env, cwd=cwd, uid=entry.uid, gid=gid,
             tty=req.interactive, width=req.width, height=req.height))
 
+    def exec_detached(self, name: str, req: ExecRequest, *, record: bool) -> Operation:
+        """Run ``req.command`` with no websockets, as an operation whose
+        metadata gets ``return`` (and ``output``, the log paths, when
+        ``record``). Not idempotent.
+
+        Raises:
+            as ``exec``.
+        """
+        session = self.exec(name, req)
+        log_dir = self._paths.exec_log_dir(name) if record else None
+        try:
+            return self._operations.run(
+                lambda op: run_detached(session, log_dir, name, op),
+                description="Executing command",
+                resources={"instances": [f"/1.0/instances/{name}"]})
+        except BaseException:
+            session.close()
+            raise
+
     # -- files -----------------------------------------------------------------
     def file_get(self, name: str, path: str) -> FileInfo:
+        """What is at ``path`` (symlinks not followed); a file's ``fd`` is the
+        caller's to close.
+
+        Raises:
+            NotFound: no such instance or path.  BadRequest: a relative path,
+                or neither a file, a directory nor a symlink.
+        """
         _check_path(path)
-        self.store.get_instance(name)
-        with self.rootfs(name) as root, RootFS(root) as fs:
+        self._store.get_instance(name)
+        with self._rootfs.held(name) as root, RootFS(root) as fs:
             s = fs.stat(path, follow=False)
             if s.type == "symlink":
                 return FileInfo("symlink", s.uid, s.gid, s.mode, target=fs.readlink(path))
@@ -152,11 +190,18 @@ class AccessMixin(EngineCore):
                  gid: int | None = None, mode: int | None = None,
                  write: str = "overwrite", target: str | None = None,
                  make_parents: bool = False) -> None:
+        """Write a file, make a directory or a symlink at ``path``; idempotent
+        for directories, overwriting (or appending to) files.
+
+        Raises:
+            NotFound: no such instance or parent.  BadRequest: a bad path,
+                type, write mode or symlink.
+        """
         _check_path(path)
         if write not in ("overwrite", "append"):
             raise BadRequest(f"Invalid write mode {write!r}: overwrite or append")
-        self.store.get_instance(name)
-        with self.rootfs(name) as root, RootFS(root) as fs:
+        self._store.get_instance(name)
+        with self._rootfs.held(name) as root, RootFS(root) as fs:
             if type == "file":
                 fs.write_file(path, data if data is not None else b"", uid=uid, gid=gid,
                               mode=mode, append=write == "append", make_parents=make_parents)
@@ -171,21 +216,30 @@ class AccessMixin(EngineCore):
                 raise BadRequest(f"Invalid file type {type!r}: file, directory or symlink")
 
     def file_delete(self, name: str, path: str) -> None:
+        """Remove a file, symlink or empty directory. Not idempotent.
+
+        Raises:
+            NotFound: no such instance or path.
+        """
         _check_path(path)
-        self.store.get_instance(name)
-        with self.rootfs(name) as root, RootFS(root) as fs:
+        self._store.get_instance(name)
+        with self._rootfs.held(name) as root, RootFS(root) as fs:
             fs.remove(path, recursive=False)
 
-    # -- console log -------------------------------------------------------------
+    # -- logs --------------------------------------------------------------------
     def console_log(self, name: str) -> os.PathLike[str]:
-        """Path of the raw (k8s-file) console log; use ``read_console`` for text."""
-        self.store.get_instance(name)
-        return self.instance_dir(name) / "console.log"
+        """Path of the raw (k8s-file) console log; use ``read_console`` for
+        text. Raises: NotFound."""
+        self._store.get_instance(name)
+        return self._paths.instance_dir(name) / CONSOLE_LOG
 
     def read_console(self, name: str, offset: int = 0) -> tuple[bytes, int]:
         """Plain output of the instance from raw byte ``offset`` on, and the new offset.
 
         Only whole lines are returned, so following by offset never splits one.
+
+        Raises:
+            NotFound: no such instance.
         """
         path = self.console_log(name)
         try:
@@ -196,6 +250,50 @@ class AccessMixin(EngineCore):
             return b"", 0
         end = data.rfind(b"\n") + 1
         return parse_k8s_log(data[:end]), offset + end
+
+    def log_names(self, name: str) -> list[str]:
+        """``console.log``, then the recorded exec outputs. Raises: NotFound."""
+        self._store.get_instance(name)
+        try:
+            recorded = sorted(p.name for p in self._paths.exec_log_dir(name).iterdir()
+                              if p.is_file())
+        except FileNotFoundError:
+            recorded = []
+        return [CONSOLE_LOG, *recorded]
+
+    def log_reader(self, name: str, file: str) -> Reader:
+        """A reader of one log (``console.log`` as plain text).
+
+        Raises:
+            NotFound: no such instance or log.  BadRequest: a bad file name.
+        """
+        check_log_name(file)
+        self._store.get_instance(name)
+        if file in CONSOLE_NAMES:
+            return lambda offset: self.read_console(name, offset)
+        path = self._exec_log(name, file)
+        if not path.is_file():
+            raise NotFound(f"Log file not found: {file}")
+        return file_reader(path)
+
+    def delete_log(self, name: str, file: str) -> None:
+        """Remove a recorded exec output. Not idempotent.
+
+        Raises:
+            NotFound: no such instance or log.
+            BadRequest: a bad name, or the console log (which cannot go).
+        """
+        check_log_name(file)
+        if file in CONSOLE_NAMES:
+            raise BadRequest("The console log cannot be deleted; only exec output logs can")
+        self._store.get_instance(name)
+        try:
+            os.unlink(self._exec_log(name, file))
+        except FileNotFoundError:
+            raise NotFound(f"Log file not found: {file}") from None
+
+    def _exec_log(self, name: str, file: str) -> Path:
+        return self._paths.exec_log_dir(name) / file
 
 
 def _check_path(path: str) -> None:

@@ -1,44 +1,56 @@
-"""Engine: the one object that owns a cove root (COVE_DIR).
+"""Engine: the composition root of one cove root (COVE_DIR).
 
-Design note: the server and the local driver call these same methods; no
-behaviour lives only in an HTTP handler. Quick calls are synchronous; long
-ones return an already-started ``Operation``. The concerns are split by file
-(``_instances`` lifecycle, ``_access`` exec/files/logs, ``_images``,
-``_reconcile``) and joined here.
+Design note: the engine is a set of services, each an object with its own
+state and lock, each handed only the collaborators it needs (through the
+small ``Protocol``s of ``cove.engine.ports`` where a fake is useful):
+
+* ``instances`` — the lifecycle (create, start, stop, update, rename, delete);
+* ``access`` — exec, files, the console log and recorded exec outputs;
+* ``images`` — images and aliases;
+* ``networks`` — networks, with a registry of network types, and
+  ``profiles`` — the default profile's devices;
+* ``trust`` — the server's certificate and config, trusted clients;
+* ``operations`` and ``events`` — long actions and the event bus.
+
+This class only builds and wires them, and runs startup and shutdown. The
+server and the local driver call the same service methods; no behaviour
+lives only in an HTTP handler. Quick calls are synchronous; long ones
+return an already-started ``Operation``; validation errors are raised
+before any operation exists, so a bad request makes nothing.
 
 Layout of a root::
 
     cove.db                 state (SQLite, WAL)
     images/<fp>/rootfs      image layers (read-only lower dirs)
     instances/<name>/       upper/, work/, rootfs/ (overlay mount), config.json,
-                            console.log (conmon's k8s-file log)
+                            console.log (conmon's k8s-file log), logs/ (exec outputs)
     run/                    runtime state (runc/, exits/, pids/); may vanish
     tmp/                    uploads in flight
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import platform
 import resource
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from cove import __version__
-from cove.engine._access import AccessMixin
-from cove.engine._images import ImagesMixin
-from cove.engine._instances import InstancesMixin
-from cove.engine._network import NetworkMixin
-from cove.engine._reconcile import ReconcileMixin
-from cove.engine._trust import TrustMixin
-from cove.engine._watch import ExitWatcher
+from cove.engine._access import Access
+from cove.engine._images import Images
+from cove.engine._instances import Instances
+from cove.engine._net_base import NetContext
+from cove.engine._networks import Networks
+from cove.engine._nics import InstanceNetworks
+from cove.engine._profiles import DefaultNetwork, Profiles
+from cove.engine._reconcile import Reconciler
+from cove.engine._rootfs import Rootfs
+from cove.engine._runs import Paths, RunTable
+from cove.engine._trust import Trust
 from cove.engine.events import EventBus
-from cove.engine.operations import Operation, Operations
+from cove.engine.operations import Operations
 from cove.host import proc
 from cove.model.errors import BadRequest
 from cove.network import NetworkHost
@@ -48,17 +60,9 @@ from cove.store import Store
 
 __all__ = ["Engine"]
 
-DEFAULT_ROOT = Path("/var/lib/cove")
 
-
-class Engine(InstancesMixin, AccessMixin, ImagesMixin, ReconcileMixin, NetworkMixin,
-             TrustMixin):
-    """Owns ``root``. Thread-safe.
-
-    Long actions return an already-started ``Operation`` (``op.wait()``,
-    ``op.raise_for_error()``, ``op.result``); validation errors are raised
-    before any operation exists, so a bad request makes nothing.
-    """
+class Engine:
+    """Owns ``root`` (see module note). Thread-safe."""
 
     def __init__(self, root: Path, *, runtime: Runc | None = None) -> None:
         proc.become_subreaper()
@@ -67,42 +71,46 @@ class Engine(InstancesMixin, AccessMixin, ImagesMixin, ReconcileMixin, NetworkMi
         os.chmod(self.root, 0o700)
         for sub in ("images", "instances", "tmp", "run"):
             (self.root / sub).mkdir(exist_ok=True, mode=0o700)
-        self.store = Store(self.root / "cove.db")
-        self.images = ImageStore(self.root / "images")
         if runtime is None:
             name = os.environ.get("COVE_RUNTIME", "runc")
             if name not in RUNTIMES:
                 raise BadRequest(f"Unknown runtime {name!r}: one of {', '.join(RUNTIMES)}")
             runtime = RUNTIMES[name](self.root / "run")
         self.runtime = runtime
+        self.store = Store(self.root / "cove.db")
         self.events = EventBus()
-        self.operations = Operations(on_change=self._op_changed)
-        digest = hashlib.sha256(str(self.root).encode()).hexdigest()[:8]
-        self.cgroup_parent = "cove" if self.root == DEFAULT_ROOT else f"cove-{digest}"
-        self.nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-        # name -> init pid of instances coved knows to be running
-        self._running: dict[str, int] = {}
-        self.net = NetworkHost(self.root)
-        self._net_started = False
-        self._stopped_events: dict[str, threading.Event] = {}
-        self._mutexes: dict[str, threading.RLock] = {}
-        self._mutexes_lock = threading.Lock()
-        self._mount_refs: dict[str, int] = {}
-        self._restarting: set[str] = set()
-        self._watcher = ExitWatcher(self._on_exit)
+        self.operations = Operations(
+            on_change=lambda op: self.events.publish("operation", op.to_dict()))
+        clock = time.time
+        paths = Paths(self.root)
+        runs = RunTable()
+        self.images = Images(self.store, ImageStore(self.root / "images"), self.operations,
+                             self.events, clock)
+        default_network = DefaultNetwork(self.store)
+        self.profiles = Profiles(default_network)
+        self.networks = Networks(
+            NetContext(store=self.store, host=NetworkHost(self.root), paths=paths,
+                       clock=clock),
+            self.events, default_network, self.profiles, runs.running)
+        rootfs = Rootfs(paths, runs, self.store, self.images)
+        self.instances = Instances(
+            store=self.store, runtime=runtime, paths=paths, runs=runs, rootfs=rootfs,
+            images=self.images, profiles=self.profiles,
+            network=InstanceNetworks(self.networks, self.profiles),
+            operations=self.operations, events=self.events, clock=clock,
+            nofile=resource.getrlimit(resource.RLIMIT_NOFILE)[1])
+        self.access = Access(store=self.store, runtime=runtime, paths=paths, rootfs=rootfs,
+                             operations=self.operations)
+        self.trust = Trust(self.root, self.store, self.events, clock)
+        self._reconciler = Reconciler(store=self.store, runtime=runtime, paths=paths,
+                                      runs=runs, instances=self.instances,
+                                      images=self.images, networks=self.networks)
         self._closed = False
 
-    def _op_changed(self, op: Operation) -> None:
-        self.events.publish("operation", op.to_dict())
-
-    @contextmanager
-    def _mutex(self, name: str) -> Iterator[None]:
-        """Short internal lock for an instance's runtime bookkeeping (not an
-        operation lock: the exit watcher takes it too)."""
-        with self._mutexes_lock:
-            m = self._mutexes.setdefault(name, threading.RLock())
-        with m:
-            yield
+    def startup(self) -> None:
+        """Reconcile the host with the database and autostart (see
+        ``_reconcile``). Call once, before serving."""
+        self._reconciler.run()
 
     def server_environment(self) -> dict[str, Any]:
         """The ``environment`` part of ``GET /1.0``."""
@@ -135,13 +143,10 @@ class Engine(InstancesMixin, AccessMixin, ImagesMixin, ReconcileMixin, NetworkMi
         }
 
     def close(self) -> None:
-        """Stop watching; containers keep running (conmon holds them)."""
+        """Stop watching; containers keep running (conmon holds them). Idempotent."""
         if self._closed:
             return
         self._closed = True
-        self._watcher.close()
-        self._net_close()  # bridges and dnsmasqs go when nothing runs
+        self.instances.close()
+        self.networks.close()  # bridges and dnsmasqs go when nothing runs
         self.store.close()
-
-    def _now(self) -> float:
-        return time.time()

@@ -1,24 +1,49 @@
-"""Images and aliases: import (an operation), look-up by alias or prefix, delete."""
+"""Images and their aliases: import (an operation), look-up by alias or
+fingerprint prefix, update, delete.
+
+Design note: the service owns the image rows and the unpacked layers
+(``storage.images.ImageStore``, called ``layers`` here). An image in use by
+an instance cannot be deleted; the instances service resolves the image
+of a new instance through ``resolve``.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import logging
+from collections.abc import Callable
 from pathlib import Path
 
-from cove.engine._core import EngineCore
-from cove.engine.operations import Operation
+from cove.engine.events import EventBus
+from cove.engine.operations import Operation, Operations
 from cove.model.errors import BadRequest, Conflict, NotFound
 from cove.model.names import validate_alias_name
 from cove.model.records import Alias, Image
+from cove.storage.images import ImageStore
+from cove.store import Store
 
-__all__ = ["ImagesMixin"]
+__all__ = ["Images"]
+
+log = logging.getLogger("cove.engine")
 
 
-class ImagesMixin(EngineCore):
-    def list_images(self) -> list[Image]:
-        return self.store.list_images()
+class Images:
+    """The images of one root. Thread-safe (the store and the layer store are)."""
 
-    def get_image(self, fingerprint: str) -> Image:
+    def __init__(self, store: Store, layers: ImageStore, operations: Operations,
+                 events: EventBus, clock: Callable[[], float]) -> None:
+        self._store = store
+        self.layers = layers
+        self._operations = operations
+        self._events = events
+        self._now = clock
+
+    # -- reads --------------------------------------------------------------------------
+    def all(self) -> list[Image]:
+        """Every image, with its aliases."""
+        return self._store.list_images()
+
+    def get(self, fingerprint: str) -> Image:
         """By full fingerprint or a unique prefix.
 
         Raises:
@@ -27,37 +52,60 @@ class ImagesMixin(EngineCore):
         fp = (fingerprint or "").strip().lower()
         if not fp or any(c not in "0123456789abcdef" for c in fp):
             raise NotFound(f"Image not found: {fingerprint}")
-        found = self.store.find_images(fp)
+        found = self._store.find_images(fp)
         if not found:
             raise NotFound(f"Image not found: {fingerprint}")
         if len(found) > 1:
             raise BadRequest(f"More than one image matches {fingerprint!r}")
         return found[0]
 
-    def resolve_image(self, ref: str) -> Image:
-        """An alias, else a fingerprint or its prefix."""
+    def find(self, fingerprint: str) -> Image | None:
+        """The image with exactly this fingerprint, or None (never raises)."""
+        found = self._store.find_images(fingerprint) if fingerprint else []
+        return found[0] if found else None
+
+    def resolve(self, ref: str) -> Image:
+        """An alias, else a fingerprint or its prefix.
+
+        Raises:
+            BadRequest: ``ref`` is empty or an ambiguous prefix.  NotFound: no match.
+        """
         if not ref:
             raise BadRequest("No image given: name an alias or a fingerprint")
         with contextlib.suppress(NotFound):
-            return self.get_image(self.store.get_alias(ref).target)
+            return self.get(self._store.get_alias(ref).target)
         try:
-            return self.get_image(ref)
+            return self.get(ref)
         except NotFound:
             raise NotFound(f"Image not found: {ref!r} is neither an alias nor a fingerprint") \
                 from None
 
-    def import_image(self, path: Path, *, filename: str = "", public: bool = False,
-                     aliases: list[str] | None = None, meta_path: Path | None = None,
-                     properties: dict[str, str] | None = None) -> Operation:
+    def rootfs(self, fingerprint: str) -> Path:
+        """The unpacked root filesystem of an image (a lower layer)."""
+        return self.layers.rootfs(fingerprint)
+
+    def users(self, fingerprint: str) -> list[str]:
+        """Names of the instances made from the image."""
+        return self._store.instances_using_image(fingerprint)
+
+    # -- changes ------------------------------------------------------------------------
+    def import_file(self, path: Path, *, filename: str = "", public: bool = False,
+                    aliases: list[str] | None = None, meta_path: Path | None = None,
+                    properties: dict[str, str] | None = None) -> Operation:
         """Import the tarball at ``path`` (split format: ``meta_path`` + rootfs ``path``).
 
         The files are consumed: removed when the operation ends. The result is
         the Image; the operation's metadata gets ``fingerprint`` and ``size``.
+        Not idempotent: importing an image that exists fails the operation
+        with Conflict.
+
+        Raises:
+            BadRequest: a bad alias name.  Conflict: an alias exists already.
         """
         names = [validate_alias_name(a) for a in aliases or []]
         for a in names:
             with contextlib.suppress(NotFound):
-                self.store.get_alias(a)
+                self._store.get_alias(a)
                 raise Conflict(f"Alias already exists: {a}")
 
         def work(op: Operation) -> Image:
@@ -65,9 +113,9 @@ class ImagesMixin(EngineCore):
                 def progress(pct: int) -> None:
                     op.progress("Unpacking image", pct)
                 if meta_path is not None:
-                    got = self.images.import_split(meta_path, path)
+                    got = self.layers.import_split(meta_path, path)
                 else:
-                    got = self.images.import_file(path, filename=filename, progress=progress)
+                    got = self.layers.import_file(path, filename=filename, progress=progress)
             finally:
                 Path(path).unlink(missing_ok=True)
                 if meta_path is not None:
@@ -80,67 +128,91 @@ class ImagesMixin(EngineCore):
                         public=public, created_at=got.created_at or now, uploaded_at=now,
                         cmd=list(got.cmd), env=dict(got.env))
             try:
-                self.store.add_image(img)
+                self._store.add_image(img)
             except Conflict:
                 raise
             except BaseException:
-                self.images.delete(got.fingerprint)
+                self.layers.delete(got.fingerprint)
                 raise
             for a in names:
-                self.store.add_alias(Alias(a, img.fingerprint))
-            img = self.get_image(img.fingerprint)
+                self._store.add_alias(Alias(a, img.fingerprint))
+            img = self.get(img.fingerprint)
             op.update(fingerprint=img.fingerprint, size=img.size)
-            self.events.lifecycle("image-created", f"/1.0/images/{img.fingerprint}")
+            self._events.lifecycle("image-created", f"/1.0/images/{img.fingerprint}")
             return img
 
-        return self.operations.run(work, description="Importing image",
-                                   resources={"images": []})
+        return self._operations.run(work, description="Importing image",
+                                    resources={"images": []})
 
-    def update_image(self, fingerprint: str, *, properties: dict[str, str] | None = None,
-                     public: bool | None = None) -> None:
-        img = self.get_image(fingerprint)
+    def update(self, fingerprint: str, *, properties: dict[str, str] | None = None,
+               public: bool | None = None) -> None:
+        """Replace the given fields. Idempotent.
+
+        Raises:
+            NotFound: no such image.  BadRequest: properties is not an object.
+        """
+        img = self.get(fingerprint)
         if properties is not None:
             if not isinstance(properties, dict):
                 raise BadRequest("properties must be an object")
             img.properties = {str(k): str(v) for k, v in properties.items()}
         if public is not None:
             img.public = bool(public)
-        self.store.update_image(img)
+        self._store.update_image(img)
 
-    def delete_image(self, fingerprint: str) -> Operation:
-        img = self.get_image(fingerprint)
-        users = self.store.instances_using_image(img.fingerprint)
+    def delete(self, fingerprint: str) -> Operation:
+        """Remove an image and its layers (an operation).
+
+        Raises:
+            NotFound: no such image.  BadRequest: an instance uses it.
+        """
+        img = self.get(fingerprint)
+        users = self.users(img.fingerprint)
         if users:
             raise BadRequest(f"Image is in use by instances: {', '.join(users)}")
 
         def work(op: Operation) -> None:
-            self.store.delete_image(img.fingerprint)
-            self.images.delete(img.fingerprint)
-            self.events.lifecycle("image-deleted", f"/1.0/images/{img.fingerprint}")
+            self._store.delete_image(img.fingerprint)
+            self.layers.delete(img.fingerprint)
+            self._events.lifecycle("image-deleted", f"/1.0/images/{img.fingerprint}")
 
-        return self.operations.run(work, description="Deleting image",
-                                   resources={"images": [f"/1.0/images/{img.fingerprint}"]},
-                                   lock=f"image:{img.fingerprint}")
+        return self._operations.run(work, description="Deleting image",
+                                    resources={"images": [f"/1.0/images/{img.fingerprint}"]},
+                                    lock=f"image:{img.fingerprint}")
 
-    # -- aliases -----------------------------------------------------------------
+    def sweep(self) -> None:
+        """At startup: remove unpack leftovers and layers no row records."""
+        self.layers.cleanup_temp()
+        recorded = {img.fingerprint for img in self._store.list_images()}
+        for fp in self.layers.fingerprints():
+            if fp not in recorded:  # unpacked, but coved died before recording it
+                log.info("removing unrecorded image %s", fp[:12])
+                self.layers.delete(fp)
+
+    # -- aliases ------------------------------------------------------------------------
     def list_aliases(self) -> list[Alias]:
-        return self.store.list_aliases()
+        return self._store.list_aliases()
 
     def get_alias(self, name: str) -> Alias:
-        return self.store.get_alias(name)
+        """Raises: NotFound."""
+        return self._store.get_alias(name)
 
     def add_alias(self, name: str, target: str, description: str = "") -> None:
+        """Raises: BadRequest (name), NotFound (target), Conflict (exists)."""
         validate_alias_name(name)
-        img = self.get_image(target)
-        self.store.add_alias(Alias(name, img.fingerprint, description or ""))
+        img = self.get(target)
+        self._store.add_alias(Alias(name, img.fingerprint, description or ""))
 
     def update_alias(self, name: str, target: str, description: str = "") -> None:
-        img = self.get_image(target)
-        self.store.update_alias(Alias(name, img.fingerprint, description or ""))
+        """Point ``name`` at ``target``. Idempotent. Raises: NotFound."""
+        img = self.get(target)
+        self._store.update_alias(Alias(name, img.fingerprint, description or ""))
 
     def rename_alias(self, name: str, new_name: str) -> None:
+        """Raises: BadRequest (name), NotFound, Conflict (new name taken)."""
         validate_alias_name(new_name)
-        self.store.rename_alias(name, new_name)
+        self._store.rename_alias(name, new_name)
 
     def delete_alias(self, name: str) -> None:
-        self.store.delete_alias(name)
+        """Raises: NotFound."""
+        self._store.delete_alias(name)

@@ -1,23 +1,34 @@
 """Instance lifecycle: create, start, stop, restart, freeze, rename, update, delete.
 
-Every multi-step action registers an undo for each step it has done and
-drops them only once it succeeded (``ExitStack``), so a failure half-way
-leaves nothing behind: no mount, no runc state, no row, no directory.
+Design note: every multi-step action registers an undo for each step it has
+done and drops them only once it succeeded (``ExitStack``), so a failure
+half-way leaves nothing behind: no mount, no runc state, no row, no
+directory. Long actions are operations that hold the instance's lock
+(``instance:NAME``); validation happens before the operation exists, so a
+bad request makes nothing. The service owns the exit watcher: when an
+instance's init ends, ``finalize`` records it and releases what the run
+held, whoever stopped it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import threading
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from cove.engine._core import EngineCore
-from cove.engine.operations import Operation
+from cove.engine._rootfs import Rootfs
+from cove.engine._runs import Paths, RunTable
+from cove.engine._watch import ExitWatcher
+from cove.engine.events import EventBus
+from cove.engine.operations import Operation, Operations
+from cove.engine.ports import ImageSource, NetworkPort, ProfileSource
 from cove.engine.types import CreateRequest
 from cove.model import config as cfg
 from cove.model.errors import BadRequest, Conflict, CoveError, InternalError, NotFound, Timeout
@@ -26,10 +37,14 @@ from cove.model.records import Instance
 from cove.model.states import Status
 from cove.network.model import nic_from_device, proxy_from_device
 from cove.runtime.cgroups import read_stats, remove_empty
+from cove.runtime.runc import Runc
 from cove.runtime.spec import SpecInput, build_spec
 from cove.storage import overlay
+from cove.store import Store
 
-__all__ = ["DEFAULT_STOP_TIMEOUT", "InstancesMixin"]
+__all__ = ["DEFAULT_STOP_TIMEOUT", "Instances"]
+
+log = logging.getLogger("cove.engine")
 
 DEFAULT_STOP_TIMEOUT = 10.0
 _ACTIONS = ("start", "stop", "restart", "freeze", "unfreeze")
@@ -57,29 +72,54 @@ def _validate_devices(devices: Any) -> dict[str, dict[str, str]]:
     return out
 
 
-class InstancesMixin(EngineCore):
-    # -- reads --------------------------------------------------------------
-    def list_instances(self) -> list[Instance]:
-        out = self.store.list_instances()
+class Instances:
+    """The instances of one root. Thread-safe."""
+
+    def __init__(self, *, store: Store, runtime: Runc, paths: Paths, runs: RunTable,
+                 rootfs: Rootfs, images: ImageSource, profiles: ProfileSource,
+                 network: NetworkPort, operations: Operations, events: EventBus,
+                 clock: Callable[[], float], nofile: int) -> None:
+        self._store = store
+        self._runtime = runtime
+        self._paths = paths
+        self._runs = runs
+        self._rootfs = rootfs
+        self._images = images
+        self._profiles = profiles
+        self._net = network
+        self._operations = operations
+        self._events = events
+        self._now = clock
+        self._nofile = nofile
+        self._watcher = ExitWatcher(self._on_exit)
+
+    def close(self) -> None:
+        """Stop watching exits (containers keep running). Idempotent."""
+        self._watcher.close()
+
+    def watch(self, name: str, pid: int) -> None:
+        """Call ``finalize`` when ``pid``, the init of ``name``, ends."""
+        self._watcher.add(name, pid)
+
+    # -- reads --------------------------------------------------------------------------
+    def all(self) -> list[Instance]:
+        """Every instance, with its expanded devices."""
+        out = self._store.list_instances()
         for inst in out:
-            inst.expanded_devices = self.expanded_devices(inst)
+            inst.expanded_devices = self._profiles.expanded_devices(inst)
         return out
 
-    def get_instance(self, name: str) -> Instance:
-        inst = self.store.get_instance(name)
-        inst.expanded_devices = self.expanded_devices(inst)
+    def get(self, name: str) -> Instance:
+        """One instance, with its expanded devices. Raises: NotFound."""
+        inst = self._store.get_instance(name)
+        inst.expanded_devices = self._profiles.expanded_devices(inst)
         return inst
 
-    def instance_dir(self, name: str) -> Path:
-        return self.root / "instances" / name
-
-    def cgroups_path(self, name: str) -> str:
-        return f"/{self.cgroup_parent}/{name}"
-
-    def instance_state(self, name: str) -> dict[str, Any]:
-        inst = self.store.get_instance(name)
-        pid = self._running.get(name, 0) if inst.status is not Status.STOPPED else 0
-        stats = read_stats(self.cgroups_path(name)) if pid else None
+    def state(self, name: str) -> dict[str, Any]:
+        """LXD's ``InstanceState``: status, pid, counters, network. Raises: NotFound."""
+        inst = self._store.get_instance(name)
+        pid = self._runs.pids.get(name, 0) if inst.status is not Status.STOPPED else 0
+        stats = read_stats(self._paths.cgroups_path(name)) if pid else None
         return {
             "status": inst.status.value,
             "status_code": inst.status.code,
@@ -93,26 +133,31 @@ class InstancesMixin(EngineCore):
                 "swap_usage_peak": 0,
             },
             "disk": {},
-            "network": self._net_state(inst) if pid else None,
+            "network": self._net.state(inst) if pid else None,
         }
 
     # -- create ---------------------------------------------------------------
-    def create_instance(self, req: CreateRequest, *,
-                        wait_for_lock: float = 0) -> Operation:
+    def create(self, req: CreateRequest, *, wait_for_lock: float = 0) -> Operation:
+        """Make an instance (and start it if ``req.start``), as an operation.
+        Not idempotent.
+
+        Raises:
+            BadRequest: a bad name, config key, device or image reference.
+            NotFound: the image or a profile does not exist.
+            Conflict: the name is taken, or a published port is.
+        """
         name = validate_instance_name(req.name)
         config = cfg.validate_config(req.config or {})
         devices = _validate_devices(req.devices)
-        image = self.resolve_image(req.image)
-        if self.store.has_instance(name):
+        image = self._images.resolve(req.image)
+        if self._store.has_instance(name):
             raise Conflict(f"Instance {name!r} already exists")
         profiles = list(req.profiles or ["default"])
-        for p in profiles:
-            if p != "default":
-                raise NotFound(f"Profile not found: {p}")
-        self._net_check_devices(name, devices, profiles)
+        self._profiles.check(profiles)
+        self._net.check_devices(name, devices, profiles)
 
         def work(op: Operation) -> Instance:
-            if self.store.has_instance(name):
+            if self._store.has_instance(name):
                 raise Conflict(f"Instance {name!r} already exists")
             now = self._now()
             full = {f"image.{k}": v for k, v in image.properties.items()}
@@ -122,24 +167,24 @@ class InstancesMixin(EngineCore):
                             profiles=profiles, description=req.description or "",
                             ephemeral=bool(req.ephemeral), status=Status.STOPPED,
                             architecture=image.architecture, created_at=now)
-            d = self.instance_dir(name)
+            d = self._paths.instance_dir(name)
             with ExitStack() as undo:
                 if d.exists():  # left by a crash; no row owns it
-                    self._remove_instance_dir(name)
+                    self.remove_dir(name)
                 d.mkdir(mode=0o700)
-                undo.callback(self._remove_instance_dir, name)
+                undo.callback(self.remove_dir, name)
                 for sub in ("upper", "work", "rootfs"):
                     (d / sub).mkdir(mode=0o755 if sub != "work" else 0o700)
-                self.store.add_instance(inst)
-                undo.callback(self.store.delete_instance, name)
-                self.events.lifecycle("instance-created", f"/1.0/instances/{name}")
+                self._store.add_instance(inst)
+                undo.callback(self._store.delete_instance, name)
+                self._events.lifecycle("instance-created", f"/1.0/instances/{name}")
                 if req.start:
                     op.progress("Starting instance")
-                    self._start(name)
+                    self.start_now(name)
                 undo.pop_all()
             return inst
 
-        return self.operations.run(
+        return self._operations.run(
             work, description="Creating instance",
             resources={"instances": [f"/1.0/instances/{name}"]},
             lock=f"instance:{name}", wait_for_lock=wait_for_lock)
@@ -147,9 +192,17 @@ class InstancesMixin(EngineCore):
     # -- state changes --------------------------------------------------------
     def change_state(self, name: str, action: str, *, timeout: float = -1,
                      force: bool = False, wait_for_lock: float = 0) -> Operation:
+        """Start, stop, restart, freeze or unfreeze, as an operation. Not
+        idempotent (the convergent forms are the client's).
+
+        Raises:
+            BadRequest: an unknown action, or one the current state refuses.
+            NotFound: no such instance.
+            Conflict: an operation holds the instance and the caller will not wait.
+        """
         if action not in _ACTIONS:
             raise BadRequest(f"Unknown action {action!r}: use one of {', '.join(_ACTIONS)}")
-        inst = self.store.get_instance(name)
+        inst = self._store.get_instance(name)
         if not self._busy(name, wait_for_lock):
             self._check_transition(inst, action)  # else work() checks, once it holds the lock
         desc = {"start": "Starting instance", "stop": "Stopping instance",
@@ -157,31 +210,31 @@ class InstancesMixin(EngineCore):
                 "unfreeze": "Unfreezing instance"}[action]
 
         def work(op: Operation) -> None:
-            current = self.store.get_instance(name)
+            current = self._store.get_instance(name)
             self._check_transition(current, action)
             if action == "start":
-                self._start(name)
+                self.start_now(name)
             elif action == "stop":
-                self._stop(name, timeout, force)
+                self.stop_now(name, timeout, force)
             elif action == "restart":
-                self._restarting.add(name)
+                self._runs.restarting.add(name)
                 try:
                     if current.status is not Status.STOPPED:
-                        self._stop(name, timeout, force)
-                    self._start(name)
+                        self.stop_now(name, timeout, force)
+                    self.start_now(name)
                 finally:
-                    self._restarting.discard(name)
-                self.events.lifecycle("instance-restarted", f"/1.0/instances/{name}")
+                    self._runs.restarting.discard(name)
+                self._events.lifecycle("instance-restarted", f"/1.0/instances/{name}")
             elif action == "freeze":
-                self.runtime.pause(name)
-                self._set_status(name, Status.FROZEN)
-                self.events.lifecycle("instance-paused", f"/1.0/instances/{name}")
+                self._runtime.pause(name)
+                self.set_status(name, Status.FROZEN)
+                self._events.lifecycle("instance-paused", f"/1.0/instances/{name}")
             else:
-                self.runtime.resume(name)
-                self._set_status(name, Status.RUNNING)
-                self.events.lifecycle("instance-resumed", f"/1.0/instances/{name}")
+                self._runtime.resume(name)
+                self.set_status(name, Status.RUNNING)
+                self._events.lifecycle("instance-resumed", f"/1.0/instances/{name}")
 
-        return self.operations.run(
+        return self._operations.run(
             work, description=desc, resources={"instances": [f"/1.0/instances/{name}"]},
             lock=f"instance:{name}", wait_for_lock=wait_for_lock)
 
@@ -196,7 +249,7 @@ class InstancesMixin(EngineCore):
         Raises:
             Conflict: an operation holds ``name`` and the caller will not wait.
         """
-        holder = self.operations.holder(f"instance:{name}")
+        holder = self._operations.holder(f"instance:{name}")
         if holder is None:
             return False
         if wait_for_lock <= 0:
@@ -217,73 +270,42 @@ class InstancesMixin(EngineCore):
         if action == "unfreeze" and s is not Status.FROZEN:
             raise BadRequest("The instance is not frozen")
 
-    def _set_status(self, name: str, status: Status, **fields: Any) -> Instance:
-        inst = self.store.get_instance(name)
+    def set_status(self, name: str, status: Status, **fields: Any) -> Instance:
+        """Record a new status (and fields) for ``name``. Raises: NotFound."""
+        inst = self._store.get_instance(name)
         inst.status = status
         for k, v in fields.items():
             setattr(inst, k, v)
-        self.store.update_instance(inst)
+        self._store.update_instance(inst)
         return inst
-
-    def _mount_rootfs(self, name: str) -> Path:
-        """Mount the instance's overlay (refcounted; first user mounts)."""
-        with self._mutex(name):
-            d = self.instance_dir(name)
-            target = d / "rootfs"
-            refs = self._mount_refs.get(name, 0)
-            if refs == 0 and not overlay.is_mounted(target):
-                inst = self.store.get_instance(name)
-                lower = self.images.rootfs(inst.image)
-                if not lower.is_dir():
-                    raise InternalError(f"Image {inst.image[:12]} of {name} is missing")
-                overlay.mount_overlay([lower], d / "upper", d / "work", target)
-            self._mount_refs[name] = refs + 1
-            return target
-
-    def _unmount_rootfs(self, name: str) -> None:
-        with self._mutex(name):
-            refs = self._mount_refs.get(name, 0) - 1
-            if refs > 0:
-                self._mount_refs[name] = refs
-                return
-            self._mount_refs.pop(name, None)
-            overlay.umount(self.instance_dir(name) / "rootfs")
-
-    @contextlib.contextmanager
-    def rootfs(self, name: str) -> Any:
-        """The instance's root filesystem, mounted for the duration."""
-        path = self._mount_rootfs(name)
-        try:
-            yield path
-        finally:
-            self._unmount_rootfs(name)
 
     def _spec_for(self, inst: Instance, rootfs: Path,
                   mounts: tuple[dict[str, Any], ...] = ()) -> dict[str, Any]:
-        image = self.store.find_images(inst.image)
-        image_cmd = image[0].cmd if image else []
-        image_env = image[0].env if image else {}
+        image = self._images.find(inst.image)
+        image_cmd = image.cmd if image else []
+        image_env = image.env if image else {}
         args = cfg.command_from_config(inst.config, image_cmd or ["/sbin/init"])
         env = dict(image_env)
         env.update(cfg.environment_from_config(inst.config))
         return build_spec(SpecInput(
             hostname=inst.name, args=args, rootfs=str(rootfs),
-            cgroups_path=self.cgroups_path(inst.name), env=env,
+            cgroups_path=self._paths.cgroups_path(inst.name), env=env,
             cwd=inst.config.get("cove.cwd") or "/",
             uid=int(inst.config.get("cove.uid") or 0),
             gid=int(inst.config.get("cove.gid") or inst.config.get("cove.uid") or 0),
             resources=cfg.resources_from_config(inst.config),
-            nofile=(self.nofile, self.nofile),
+            nofile=(self._nofile, self._nofile),
             mounts=mounts,
         ))
 
-    def _start(self, name: str) -> None:
-        inst = self.store.get_instance(name)
-        d = self.instance_dir(name)
+    def start_now(self, name: str) -> None:
+        """Start ``name`` in the caller's operation (it holds the lock)."""
+        inst = self._store.get_instance(name)
+        d = self._paths.instance_dir(name)
         with ExitStack() as undo:
-            rootfs = self._mount_rootfs(name)
-            undo.callback(self._unmount_rootfs, name)
-            net = self._net_prepare(inst, undo)  # leases, /etc/hosts, resolv.conf
+            rootfs = self._rootfs.mount(name)
+            undo.callback(self._rootfs.unmount, name)
+            net = self._net.prepare(inst, undo)  # leases, /etc/hosts, resolv.conf
             spec = self._spec_for(inst, rootfs, net.mounts)
             tmp = d / "config.json.tmp"
             tmp.write_text(json.dumps(spec))
@@ -291,77 +313,80 @@ class InstancesMixin(EngineCore):
             log = d / "console.log"
             with contextlib.suppress(FileNotFoundError):
                 log.unlink()
-            pid = self.runtime.create(name, d, log)
-            undo.callback(self.runtime.delete, name, True)
-            self._net_attach(name, pid, net, undo)  # veths, names, published ports
+            pid = self._runtime.create(name, d, log)
+            undo.callback(self._runtime.delete, name, True)
+            self._net.attach(name, pid, net, undo)  # veths, names, published ports
             stopped = threading.Event()
-            with self._mutex(name):
-                self._stopped_events[name] = stopped
-                self._running[name] = pid
+            with self._runs.mutex(name):
+                self._runs.stopped[name] = stopped
+                self._runs.pids[name] = pid
             undo.callback(self._forget_running, name)
-            self.runtime.start(name)
-            self.runtime.mark_started(name)
-            self._set_status(name, Status.RUNNING, last_used_at=self._now(),
+            self._runtime.start(name)
+            self._runtime.mark_started(name)
+            self.set_status(name, Status.RUNNING, last_used_at=self._now(),
                              last_exit_code=None)
-            self._watcher.add(name, pid)
+            self.watch(name, pid)
             undo.pop_all()
-        self.events.lifecycle("instance-started", f"/1.0/instances/{name}")
+        self._events.lifecycle("instance-started", f"/1.0/instances/{name}")
 
     def _forget_running(self, name: str) -> None:
-        with self._mutex(name):
-            self._running.pop(name, None)
+        with self._runs.mutex(name):
+            self._runs.pids.pop(name, None)
 
-    def _stop(self, name: str, timeout: float, force: bool) -> None:
-        inst = self.store.get_instance(name)
-        with self._mutex(name):
-            stopped = self._stopped_events.get(name)
-            running = name in self._running
+    def stop_now(self, name: str, timeout: float, force: bool) -> None:
+        """Stop ``name`` in the caller's operation; returns once it ended.
+
+        Raises:
+            Timeout: it survived SIGKILL for 30 s.
+        """
+        inst = self._store.get_instance(name)
+        with self._runs.mutex(name):
+            stopped = self._runs.stopped.get(name)
+            running = name in self._runs.pids
         if not running or stopped is None:
-            self._finalize(name, None)
+            self.finalize(name, None)
             return
         if inst.status is Status.FROZEN and not force:
-            self.runtime.resume(name)
+            self._runtime.resume(name)
         if not force:
             halt = cfg.parse_signal(inst.config["cove.halt"]) if inst.config.get("cove.halt") \
                 else 15
-            self.runtime.kill(name, halt)
+            self._runtime.kill(name, halt)
             wait = DEFAULT_STOP_TIMEOUT if timeout is None or timeout < 0 else float(timeout)
             if stopped.wait(wait):
                 return
-        self.runtime.kill(name, 9, all_processes=True)
+        self._runtime.kill(name, 9, all_processes=True)
         if not stopped.wait(30):
             raise Timeout(f"Instance {name} did not stop after SIGKILL")
 
     def _on_exit(self, name: str, pid: int) -> None:
         """The exit watcher saw the init of ``name`` end."""
         try:
-            self._finalize(name, pid)
+            self.finalize(name, pid)
         except Exception:
-            import logging
-            logging.getLogger("cove.engine").exception("finalizing %s failed", name)
+            log.exception("finalizing %s failed", name)
 
-    def _finalize(self, name: str, pid: int | None) -> None:
+    def finalize(self, name: str, pid: int | None) -> None:
         """Record that ``name`` stopped and release what its run held (idempotent)."""
-        with self._mutex(name):
-            if pid is not None and self._running.get(name) != pid:
+        with self._runs.mutex(name):
+            if pid is not None and self._runs.pids.get(name) != pid:
                 return
-            had = self._running.pop(name, None) is not None
-            stopped = self._stopped_events.pop(name, None)
-            code = self.runtime.wait_exit_code(name, timeout=1.0 if had else 0)
-            self.runtime.delete(name, force=True)
+            had = self._runs.pids.pop(name, None) is not None
+            stopped = self._runs.stopped.pop(name, None)
+            code = self._runtime.wait_exit_code(name, timeout=1.0 if had else 0)
+            self._runtime.delete(name, force=True)
             try:
-                self._net_release(name)  # ports, names, leases (the veths went with the netns)
+                self._net.release(name)  # ports, names, leases (the veths went with the netns)
             except Exception:
-                import logging
-                logging.getLogger("cove.engine").exception("releasing the network of %s", name)
+                log.exception("releasing the network of %s", name)
             if had:
-                self._mount_refs[name] = max(1, self._mount_refs.get(name, 1))
-                self._unmount_rootfs(name)
+                self._runs.mount_refs[name] = max(1, self._runs.mount_refs.get(name, 1))
+                self._rootfs.unmount(name)
             else:
-                overlay.umount(self.instance_dir(name) / "rootfs")
-            remove_empty(self.cgroups_path(name))
+                overlay.umount(self._paths.instance_dir(name) / "rootfs")
+            remove_empty(self._paths.cgroups_path(name))
             try:
-                inst = self.store.get_instance(name)
+                inst = self._store.get_instance(name)
             except NotFound:
                 inst = None
             if inst is not None and (inst.status is not Status.STOPPED or code is not None):
@@ -369,31 +394,31 @@ class InstancesMixin(EngineCore):
                 if code is not None:
                     inst.last_exit_code = code
                     inst.config["volatile.last_state.exit_code"] = str(code)
-                self.store.update_instance(inst)
+                self._store.update_instance(inst)
         if stopped is not None:
             stopped.set()
         if inst is not None and had:
-            self.events.lifecycle("instance-stopped", f"/1.0/instances/{name}",
+            self._events.lifecycle("instance-stopped", f"/1.0/instances/{name}",
                                   exit_code=code)
-            if inst.ephemeral and name not in self._restarting:
-                self._delete_now(name)
+            if inst.ephemeral and name not in self._runs.restarting:
+                self.delete_now(name)
 
     # -- update / rename / delete --------------------------------------------
-    def update_instance(self, name: str, *, config: dict[str, Any] | None = None,
-                        devices: dict[str, dict[str, str]] | None = None,
-                        profiles: list[str] | None = None, description: str | None = None,
-                        ephemeral: bool | None = None, patch: bool = False) -> None:
+    def update(self, name: str, *, config: dict[str, Any] | None = None,
+               devices: dict[str, dict[str, str]] | None = None,
+               profiles: list[str] | None = None, description: str | None = None,
+               ephemeral: bool | None = None, patch: bool = False) -> None:
         """Replace (PUT) or merge (PATCH) the given fields; limits apply live.
 
         Raises:
             BadRequest: a key or value is invalid (nothing is changed).
             Conflict: another operation holds the instance.
         """
-        holder = self.operations.holder(f"instance:{name}")
+        holder = self._operations.holder(f"instance:{name}")
         if holder is not None:
             raise Conflict(f"{name} is busy: operation {holder.id} ({holder.description}) "
                             "is in flight")
-        inst = self.store.get_instance(name)
+        inst = self._store.get_instance(name)
         if config is not None:
             if not isinstance(config, dict):
                 raise BadRequest("config must be an object")
@@ -405,90 +430,108 @@ class InstancesMixin(EngineCore):
             old_res = cfg.resources_from_config(inst.config)
             new_res = cfg.resources_from_config(new)
             if inst.status is not Status.STOPPED and new_res != old_res:
-                self.runtime.update(name, _unset_to_unlimited(new_res))
+                self._runtime.update(name, _unset_to_unlimited(new_res))
             inst.config = new
         if devices is not None:
             devs = _validate_devices(devices)
             new_devs = {**inst.devices, **devs} if patch else devs
-            self._net_check_devices(name, new_devs, inst.profiles)
+            self._net.check_devices(name, new_devs, inst.profiles)
             if inst.status is not Status.STOPPED:
-                self._net_apply_devices(inst, new_devs)  # published ports change at once
+                self._net.apply_devices(inst, new_devs)  # published ports change at once
             inst.devices = new_devs
         if profiles is not None:
-            for p in profiles:
-                if p != "default":
-                    raise NotFound(f"Profile not found: {p}")
+            self._profiles.check(profiles)
             inst.profiles = list(profiles)
         if description is not None:
             inst.description = str(description)
         if ephemeral is not None:
             inst.ephemeral = bool(ephemeral)
-        self.store.update_instance(inst)
-        self.events.lifecycle("instance-updated", f"/1.0/instances/{name}")
+        self._store.update_instance(inst)
+        self._events.lifecycle("instance-updated", f"/1.0/instances/{name}")
 
-    def rename_instance(self, name: str, new_name: str) -> Operation:
+    def rename(self, name: str, new_name: str) -> Operation:
+        """Rename a stopped instance, as an operation. Not idempotent.
+
+        Raises:
+            BadRequest: a bad new name, or the instance runs.
+            NotFound: no such instance.  Conflict: busy, or the new name is taken.
+        """
         validate_instance_name(new_name)
-        inst = self.store.get_instance(name)
+        inst = self._store.get_instance(name)
         self._busy(name, 0)
         if inst.status is not Status.STOPPED:
             raise BadRequest("Renaming of running instance not allowed")
-        if self.store.has_instance(new_name):
+        if self._store.has_instance(new_name):
             raise Conflict(f"Instance {new_name!r} already exists")
 
         def work(op: Operation) -> None:
-            if self.store.get_instance(name).status is not Status.STOPPED:
+            if self._store.get_instance(name).status is not Status.STOPPED:
                 raise BadRequest("Renaming of running instance not allowed")
-            overlay.umount(self.instance_dir(name) / "rootfs")
-            os.rename(self.instance_dir(name), self.instance_dir(new_name))
+            overlay.umount(self._paths.instance_dir(name) / "rootfs")
+            os.rename(self._paths.instance_dir(name), self._paths.instance_dir(new_name))
             try:
-                self.store.rename_instance(name, new_name)
+                self._store.rename_instance(name, new_name)
             except CoveError:
-                os.rename(self.instance_dir(new_name), self.instance_dir(name))
+                os.rename(self._paths.instance_dir(new_name), self._paths.instance_dir(name))
                 raise
-            self.events.lifecycle("instance-renamed", f"/1.0/instances/{new_name}",
+            self._events.lifecycle("instance-renamed", f"/1.0/instances/{new_name}",
                                   old_name=name)
 
-        return self.operations.run(
+        return self._operations.run(
             work, description="Renaming instance",
             resources={"instances": [f"/1.0/instances/{name}"]}, lock=f"instance:{name}")
 
-    def delete_instance(self, name: str, *, force: bool = False,
-                        wait_for_lock: float = 0) -> Operation:
-        inst = self.store.get_instance(name)
+    def delete(self, name: str, *, force: bool = False,
+               wait_for_lock: float = 0) -> Operation:
+        """Delete an instance (``force``: stopping it first), as an operation.
+        Not idempotent (deleting what is gone is the client's success).
+
+        Raises:
+            BadRequest: it runs and ``force`` is not set.
+            NotFound: no such instance.  Conflict: busy and the caller will not wait.
+        """
+        inst = self._store.get_instance(name)
         if not self._busy(name, wait_for_lock) and inst.status is not Status.STOPPED \
                 and not force:
             raise BadRequest("Instance is running")
 
         def work(op: Operation) -> None:
-            current = self.store.get_instance(name)
+            current = self._store.get_instance(name)
             if current.status is not Status.STOPPED:
                 if not force:
                     raise BadRequest("Instance is running")
-                self._restarting.add(name)  # keep an ephemeral one for us to delete
+                self._runs.restarting.add(name)  # keep an ephemeral one for us to delete
                 try:
-                    self._stop(name, 0, True)
+                    self.stop_now(name, 0, True)
                 finally:
-                    self._restarting.discard(name)
-            self._delete_now(name)
+                    self._runs.restarting.discard(name)
+            self.delete_now(name)
 
-        return self.operations.run(
+        return self._operations.run(
             work, description="Deleting instance",
             resources={"instances": [f"/1.0/instances/{name}"]},
             lock=f"instance:{name}", wait_for_lock=wait_for_lock)
 
-    def _delete_now(self, name: str) -> None:
-        with self._mutex(name):
-            if name in self._running:
+    def delete_now(self, name: str) -> None:
+        """Delete a stopped instance at once (caller holds its lock or owns
+        the process, as the reconciler does). Raises: BadRequest (running)."""
+        with self._runs.mutex(name):
+            if name in self._runs.pids:
                 raise BadRequest("Instance is running")
-            self.runtime.delete(name, force=True)
-            self._remove_instance_dir(name)
-            self.store.delete_instance(name)
-            remove_empty(self.cgroups_path(name))
-            remove_empty(f"/{self.cgroup_parent}")
-        self.events.lifecycle("instance-deleted", f"/1.0/instances/{name}")
+            self._runtime.delete(name, force=True)
+            self.remove_dir(name)
+            self._store.delete_instance(name)
+            remove_empty(self._paths.cgroups_path(name))
+            remove_empty(f"/{self._paths.cgroup_parent}")
+        self._events.lifecycle("instance-deleted", f"/1.0/instances/{name}")
 
-    def _remove_instance_dir(self, name: str) -> None:
-        d = self.instance_dir(name)
+    def remove_dir(self, name: str) -> None:
+        """Unmount and remove ``instances/NAME``. Idempotent.
+
+        Raises:
+            InternalError: the rootfs is still mounted.
+        """
+        d = self._paths.instance_dir(name)
         target = d / "rootfs"
         overlay.umount(target)
         if overlay.is_mounted(target):

@@ -19,13 +19,19 @@ import logging
 import shutil
 import threading
 
-from cove.engine._core import EngineCore
+from cove.engine._images import Images
+from cove.engine._instances import Instances
+from cove.engine._networks import Networks
+from cove.engine._runs import Paths, RunTable
 from cove.model.config import truthy
+from cove.model.records import Instance
 from cove.model.states import Status
 from cove.runtime.cgroups import list_children, remove_empty
+from cove.runtime.runc import Runc
 from cove.storage import overlay
+from cove.store import Store
 
-__all__ = ["ReconcileMixin"]
+__all__ = ["Reconciler"]
 
 log = logging.getLogger("cove.engine")
 
@@ -38,73 +44,87 @@ def _boot_id() -> str:
         return ""
 
 
-class ReconcileMixin(EngineCore):
-    def startup(self) -> None:
-        """Reconcile and autostart. Call once, before serving."""
-        boot = _boot_id()
-        rebooted = self.store.get_meta("boot_id") not in (None, boot)
-        self.store.set_meta("boot_id", boot)
-        known = {i.name: i for i in self.store.list_instances()}
-        lost: list[str] = []
+class Reconciler:
+    """Runs the startup reconciliation of one root (see module note)."""
 
-        for cid in self.runtime.list_ids():
+    def __init__(self, *, store: Store, runtime: Runc, paths: Paths, runs: RunTable,
+                 instances: Instances, images: Images, networks: Networks) -> None:
+        self._store = store
+        self._runtime = runtime
+        self._paths = paths
+        self._runs = runs
+        self._instances = instances
+        self._images = images
+        self._networks = networks
+
+    def run(self) -> None:
+        """Reconcile and autostart. Call once, before serving; idempotent
+        (a second run finds nothing to do)."""
+        boot = _boot_id()
+        rebooted = self._store.get_meta("boot_id") not in (None, boot)
+        self._store.set_meta("boot_id", boot)
+        known = {i.name: i for i in self._store.list_instances()}
+        for cid in self._runtime.list_ids():
             if cid not in known:
                 log.info("removing runtime state of unknown container %s", cid)
-                self.runtime.delete(cid, force=True)
-
-        for name, inst in list(known.items()):  # ephemeral ones are dropped on the way
-            state = self.runtime.state(name)
-            if state is not None and state.status in ("running", "paused"):
-                with self._mutex(name):
-                    self._running[name] = state.pid
-                    self._stopped_events[name] = threading.Event()
-                    self._mount_refs[name] = 1
-                want = Status.FROZEN if state.status == "paused" else Status.RUNNING
-                if inst.status is not want:
-                    self._set_status(name, want)
-                self._watcher.add(name, state.pid)
-                continue
-            if inst.status is not Status.STOPPED and (state is None or rebooted):
-                lost.append(name)
-            if state is not None or inst.status is not Status.STOPPED:
-                log.info("instance %s is no longer running; recording it", name)
-                self._finalize(name, None)
-                if inst.ephemeral:
-                    self._delete_now(name)
-                    known.pop(name, None)
-
-        inst_root = self.root / "instances"
-        for mnt in overlay.mounts_under(str(inst_root)):
-            name = mnt[len(str(inst_root)) + 1:].split("/", 1)[0]
-            if name not in self._running:
-                overlay.umount(mnt)
-        for d in inst_root.iterdir():
-            if d.name not in known and d.is_dir():
-                log.info("removing directory of unknown instance %s", d.name)
-                self._remove_instance_dir(d.name)
-        for f in (self.root / "tmp").iterdir():
-            if f.is_dir():
-                shutil.rmtree(f, ignore_errors=True)
-            else:
-                f.unlink(missing_ok=True)
-        self.images.cleanup_temp()
-        recorded = {img.fingerprint for img in self.store.list_images()}
-        for fp in self.images.fingerprints():
-            if fp not in recorded:  # unpacked, but coved died before recording it
-                log.info("removing unrecorded image %s", fp[:12])
-                self.images.delete(fp)
-        for child in list_children(self.cgroup_parent):
-            if child not in self._running:
-                remove_empty(f"/{self.cgroup_parent}/{child}")
-        if not self._running:
-            remove_empty(f"/{self.cgroup_parent}")
-
-        self._net_startup()  # networks up, leaked NICs/leases/rules gone, before autostart
+                self._runtime.delete(cid, force=True)
+        lost = self._adopt(known, rebooted)
+        self._sweep(set(known))
+        self._networks.startup()  # networks up, leaked NICs/leases/rules gone, before autostart
         for name in lost:
             was = known.get(name)
             if was is not None and truthy(was.config.get("boot.autostart")):
                 log.info("autostarting %s", name)
                 try:
-                    self.change_state(name, "start").wait()
+                    self._instances.change_state(name, "start").wait()
                 except Exception:
                     log.exception("autostart of %s failed", name)
+
+    def _adopt(self, known: dict[str, Instance], rebooted: bool) -> list[str]:
+        """Watch again what still runs, record what ended (dropping ended
+        ephemeral ones from ``known``); return the instances the host lost."""
+        lost: list[str] = []
+        for name, inst in list(known.items()):
+            state = self._runtime.state(name)
+            if state is not None and state.status in ("running", "paused"):
+                with self._runs.mutex(name):
+                    self._runs.pids[name] = state.pid
+                    self._runs.stopped[name] = threading.Event()
+                    self._runs.mount_refs[name] = 1
+                want = Status.FROZEN if state.status == "paused" else Status.RUNNING
+                if inst.status is not want:
+                    self._instances.set_status(name, want)
+                self._instances.watch(name, state.pid)
+                continue
+            if inst.status is not Status.STOPPED and (state is None or rebooted):
+                lost.append(name)
+            if state is not None or inst.status is not Status.STOPPED:
+                log.info("instance %s is no longer running; recording it", name)
+                self._instances.finalize(name, None)
+                if inst.ephemeral:
+                    self._instances.delete_now(name)
+                    known.pop(name, None)
+        return lost
+
+    def _sweep(self, known: set[str]) -> None:
+        """Mounts, directories, uploads, layers and cgroups nothing owns."""
+        inst_root = self._paths.root / "instances"
+        for mnt in overlay.mounts_under(str(inst_root)):
+            name = mnt[len(str(inst_root)) + 1:].split("/", 1)[0]
+            if name not in self._runs.pids:
+                overlay.umount(mnt)
+        for d in inst_root.iterdir():
+            if d.name not in known and d.is_dir():
+                log.info("removing directory of unknown instance %s", d.name)
+                self._instances.remove_dir(d.name)
+        for f in (self._paths.root / "tmp").iterdir():
+            if f.is_dir():
+                shutil.rmtree(f, ignore_errors=True)
+            else:
+                f.unlink(missing_ok=True)
+        self._images.sweep()
+        for child in list_children(self._paths.cgroup_parent):
+            if child not in self._runs.pids:
+                remove_empty(f"/{self._paths.cgroup_parent}/{child}")
+        if not self._runs.pids:
+            remove_empty(f"/{self._paths.cgroup_parent}")

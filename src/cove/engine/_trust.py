@@ -12,31 +12,42 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
-from cove.engine._core import EngineCore
+from cove.engine.events import EventBus
 from cove.model import trust
 from cove.model.errors import BadRequest, NotFound
 from cove.model.trust import Certificate
+from cove.store import Store
 
-__all__ = ["TrustMixin"]
+__all__ = ["Trust"]
 
 _META_CONFIG = "server.config"
-_lock = threading.Lock()
 
 
-class TrustMixin(EngineCore):
-    _trusted: frozenset[str] | None = None
+class Trust:
+    """The server's certificate and config, and the trusted client certificates.
+    Thread-safe."""
+
+    def __init__(self, root: Path, store: Store, events: EventBus,
+                 clock: Callable[[], float]) -> None:
+        self._root = root
+        self._store = store
+        self._events = events
+        self._now = clock
+        self._lock = threading.Lock()
+        self._trusted: frozenset[str] | None = None
 
     # -- the server's own certificate ----------------------------------------------------
     @property
     def server_cert_paths(self) -> tuple[Path, Path]:
-        return self.root / "server.crt", self.root / "server.key"
+        return self._root / "server.crt", self._root / "server.key"
 
     def server_certificate(self) -> str:
-        """The server certificate (PEM), made on first use."""
+        """The server certificate (PEM), made on first use. Idempotent."""
         crt, key = self.server_cert_paths
-        with _lock:
+        with self._lock:
             if not (crt.is_file() and key.is_file()):
                 from cove.host.certs import generate_certificate
 
@@ -44,11 +55,13 @@ class TrustMixin(EngineCore):
         return crt.read_text()
 
     def server_fingerprint(self) -> str:
+        """SHA-256 of the server certificate, hex."""
         return trust.fingerprint(trust.cert_der(self.server_certificate()))
 
     # -- server config ---------------------------------------------------------------------
     def server_config(self) -> dict[str, str]:
-        raw = self.store.get_meta(_META_CONFIG)
+        """The saved server config (``core.https_address``...)."""
+        raw = self._store.get_meta(_META_CONFIG)
         return dict(json.loads(raw)) if raw else {}
 
     def check_server_config(self, config: object, *, patch: bool) -> dict[str, str]:
@@ -64,12 +77,18 @@ class TrustMixin(EngineCore):
         return trust.validate_server_config(new)
 
     def save_server_config(self, config: dict[str, str]) -> None:
-        self.store.set_meta(_META_CONFIG, json.dumps(trust.validate_server_config(config),
+        """Store ``config`` whole. Idempotent.
+
+        Raises:
+            BadRequest: an unknown key or bad value (nothing is saved).
+        """
+        self._store.set_meta(_META_CONFIG, json.dumps(trust.validate_server_config(config),
                                                      sort_keys=True))
 
     # -- trust store --------------------------------------------------------------------------
     def list_certificates(self) -> list[Certificate]:
-        return self.store.list_certificates()
+        """Every trusted certificate."""
+        return self._store.list_certificates()
 
     def get_certificate(self, fingerprint: str) -> Certificate:
         """By fingerprint or a unique prefix of it.
@@ -80,7 +99,7 @@ class TrustMixin(EngineCore):
         fp = fingerprint.lower()
         if not fp or any(c not in "0123456789abcdef" for c in fp):
             raise NotFound(f"Certificate not found: {fingerprint}")
-        found = [c for c in self.store.list_certificates() if c.fingerprint.startswith(fp)]
+        found = [c for c in self._store.list_certificates() if c.fingerprint.startswith(fp)]
         if not found:
             raise NotFound(f"Certificate not found: {fingerprint}")
         if len(found) > 1:
@@ -104,22 +123,27 @@ class TrustMixin(EngineCore):
         subject = check_certificate(der)
         cert = Certificate(fingerprint=trust.fingerprint(der), certificate=trust.der_to_pem(der),
                            name=name or subject, type=type, created_at=self._now())
-        self.store.add_certificate(cert)
+        self._store.add_certificate(cert)
         self._trusted = None
-        self.events.lifecycle("certificate-created", f"/1.0/certificates/{cert.fingerprint}")
+        self._events.lifecycle("certificate-created", f"/1.0/certificates/{cert.fingerprint}")
         return cert
 
     def delete_certificate(self, fingerprint: str) -> None:
+        """Stop trusting a certificate (by fingerprint or unique prefix).
+
+        Raises:
+            NotFound: none matches.  BadRequest: the prefix matches several.
+        """
         cert = self.get_certificate(fingerprint)
-        self.store.delete_certificate(cert.fingerprint)
+        self._store.delete_certificate(cert.fingerprint)
         self._trusted = None
-        self.events.lifecycle("certificate-deleted", f"/1.0/certificates/{cert.fingerprint}")
+        self._events.lifecycle("certificate-deleted", f"/1.0/certificates/{cert.fingerprint}")
 
     def is_trusted(self, fingerprint: str) -> bool:
         """Whether a client certificate (by fingerprint) is in the trust store."""
         known = self._trusted
         if known is None:
-            known = frozenset(c.fingerprint for c in self.store.list_certificates())
+            known = frozenset(c.fingerprint for c in self._store.list_certificates())
             self._trusted = known
         return fingerprint in known
 

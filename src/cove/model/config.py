@@ -102,7 +102,7 @@ def parse_allowance(value: str) -> tuple[int, int]:
             raise BadRequest(f"Invalid limits.cpu.allowance {value!r}")
         return quota, period
     m = re.fullmatch(r"(\d+)%", v)
-    if m and 0 < int(m.group(1)):
+    if m and int(m.group(1)) > 0:
         return int(m.group(1)) * 1000, 100_000
     raise BadRequest(f"Invalid limits.cpu.allowance {value!r}: use 50% or 25ms/100ms")
 

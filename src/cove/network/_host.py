@@ -302,7 +302,7 @@ class NetworkHost:
         with self._lock:
             holders = self._by_port.get((key.proto, key.port), {})
             for host, inst in holders.items():
-                if inst != exclude and (host is None or key.host == _ANY or host == key.host):
+                if inst != exclude and (host is None or key.host in (_ANY, host)):
                     return inst
             return None
 

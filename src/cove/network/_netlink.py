@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import functools
 import os
 import socket
 import struct
@@ -46,18 +47,19 @@ __all__ = ["LinkExists", "Netlink", "NicSetup", "br_netfilter_active"]
 
 _CLONE_NEWNET = 0x40000000
 _IFA_F_NODAD = 0x02
-_libc: Any = None
 
 
 class LinkExists(Conflict):
     """A link of that name exists and is not cove's."""
 
 
+@functools.cache
+def _libc() -> Any:
+    return ctypes.CDLL(None, use_errno=True)
+
+
 def _setns(fd: int) -> None:
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(None, use_errno=True)
-    if _libc.setns(fd, _CLONE_NEWNET) != 0:
+    if _libc().setns(fd, _CLONE_NEWNET) != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"setns: {os.strerror(err)}")
 

@@ -397,7 +397,7 @@ class Proxy:
         c = self.connect.ports
         if len(c) == 1:
             return [(p, c[0]) for p in self.listen.ports]
-        return list(zip(self.listen.ports, c))
+        return list(zip(self.listen.ports, c, strict=False))
 
     def port_keys(self) -> list[PortKey]:
         return [PortKey(self.listen.proto, self.listen.host, p) for p, _ in self.mappings()]

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 
-from cove.engine import Engine
+from cove.engine.surface import EngineAPI
 from cove.model.errors import CoveError
 from cove.server import (
     render,
@@ -78,7 +78,7 @@ async def _close_websockets(app: web.Application) -> None:
         await ws.close(code=1001, message=b"server shutting down")
 
 
-def make_app(engine: Engine, *, executor: ThreadPoolExecutor | None = None) -> web.Application:
+def make_app(engine: EngineAPI, *, executor: ThreadPoolExecutor | None = None) -> web.Application:
     """Build coved's application around ``engine``.
 
     Engine calls run on ``executor`` (a private pool of 32 threads when not

@@ -23,6 +23,7 @@ from pathlib import Path
 from aiohttp import web
 
 from cove.engine import Engine
+from cove.engine.surface import EngineAPI
 from cove.model.errors import CoveError
 from cove.server.app import make_app
 from cove.server.listen import SocketInUse, bind_unix
@@ -66,7 +67,7 @@ def _lock_root(root: Path) -> int:
     return fd
 
 
-async def serve(engine: Engine, sock: socket.socket, *, shutdown_timeout: float = 30.0,
+async def serve(engine: EngineAPI, sock: socket.socket, *, shutdown_timeout: float = 30.0,
                 access_log: bool = False) -> None:
     """Serve ``engine`` on the bound ``sock`` until SIGTERM or SIGINT."""
     loop = asyncio.get_running_loop()
@@ -98,15 +99,15 @@ def _give_group(path: Path, group: str) -> None:
     os.chown(path, -1, gid)
 
 
-async def _start_https(engine: Engine, runner: web.AppRunner) -> None:
+async def _start_https(engine: EngineAPI, runner: web.AppRunner) -> None:
     """Make the server certificate if this is the first start, and listen on
     ``core.https_address`` if it is set (a bad one is logged, not fatal: the
     unix socket still serves, to fix it)."""
     listener = runner.app[HTTPS]
     listener.runner = runner
     loop = asyncio.get_running_loop()
-    await loop.run_in_executor(None, engine.server_certificate)
-    address = engine.server_config().get("core.https_address", "")
+    await loop.run_in_executor(None, engine.trust.server_certificate)
+    address = engine.trust.server_config().get("core.https_address", "")
     if address:
         try:
             await listener.apply(address)

@@ -23,7 +23,8 @@ from typing import Any, Protocol, TypeVar
 
 from aiohttp import web
 
-from cove.engine import Engine, Operation
+from cove.engine import Operation
+from cove.engine.surface import EngineAPI
 from cove.model.errors import BadRequest, NotFound
 
 __all__ = [
@@ -70,7 +71,7 @@ class WebsocketEndpoint(Protocol):
         ...
 
 
-ENGINE = web.AppKey("cove.engine", Engine)
+ENGINE = web.AppKey("cove.engine", EngineAPI)
 EXECUTOR = web.AppKey("cove.executor", ThreadPoolExecutor)
 # operation id -> the endpoint its /websocket connections go to
 WEBSOCKETS = web.AppKey("cove.websockets", dict[str, WebsocketEndpoint])
@@ -80,7 +81,7 @@ OPEN_WEBSOCKETS = web.AppKey("cove.open_websockets", set[web.WebSocketResponse])
 OP_WAITERS = web.AppKey("cove.op_waiters", dict[str, "asyncio.Future[None]"])
 
 
-def engine_of(request: web.Request) -> Engine:
+def engine_of(request: web.Request) -> EngineAPI:
     return request.app[ENGINE]
 
 

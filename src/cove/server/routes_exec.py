@@ -9,7 +9,7 @@ Design note, the websocket flow (``wait-for-websocket: true``, what pylxd's
    ``"control"`` for an interactive (pty) command.
 2. The client connects each stream to ``/1.0/operations/ID/websocket?secret=``.
    When every data stream is there (control is optional: pylxd never opens
-   it), the command starts (``engine.exec_instance``).
+   it), the command starts (``engine.access.exec``).
 3. Pumps copy ws "0" to stdin (a text message, an empty message or a close
    is end of input: stdin is closed) and stdout/stderr to ws "1"/"2" (a pty
    both ways on ws "0"); control messages resize the pty or send a signal.
@@ -20,7 +20,8 @@ Design note, the websocket flow (``wait-for-websocket: true``, what pylxd's
    operation's metadata and the operation ended. So a client that waits for
    the operation and then reads what it got never misses output.
 
-Without websockets (``wait-for-websocket: false``) stdin is empty and the
+Without websockets (``wait-for-websocket: false``) the access service runs it
+(``engine.access.exec_detached``): stdin is empty and the
 outputs are written to ``<root>/instances/NAME/logs/exec_<op>.stdout|stderr``
 when ``record-output`` is set (and listed in the metadata as ``output``),
 thrown away otherwise.
@@ -30,22 +31,19 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import functools
 import hmac
 import json
 import logging
 import os
 import secrets
-import selectors
 import threading
-import time
 from collections.abc import Coroutine
-from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from cove.engine import Engine, ExecRequest, ExecSession, Operation
+from cove.engine import ExecRequest, ExecSession, Operation, close_stdin
+from cove.engine.surface import EngineAPI
 from cove.model.errors import BadRequest, CoveError, Forbidden, InternalError, Timeout
 from cove.model.states import Status
 from cove.server import render
@@ -64,7 +62,6 @@ from cove.server.routes_common import (
     opt_str_map,
 )
 from cove.server.routes_instances import BASES
-from cove.server.routes_logs import exec_log_dir
 
 __all__ = ["ExecBridge", "add_routes", "parse_exec"]
 
@@ -105,24 +102,10 @@ def parse_exec(body: dict[str, Any]) -> tuple[ExecRequest, bool, bool]:
     return req, opt_bool(body, "wait-for-websocket"), opt_bool(body, "record-output")
 
 
-def _close_stdin(session: ExecSession) -> None:
-    """End the command's input. The fd belongs to the session (it closes it),
-    so rather than closing it, point it at /dev/null: the pipe's write end
-    goes away (the command reads EOF) and the number stays valid."""
-    fd = session.stdin_fd
-    if fd is None:
-        return
-    null = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
-    try:
-        os.dup2(null, fd, inheritable=False)
-    finally:
-        os.close(null)
-
-
 class ExecBridge:
     """Joins one exec operation's websockets to the command's descriptors."""
 
-    def __init__(self, app: web.Application, engine: Engine, name: str, req: ExecRequest) -> None:
+    def __init__(self, app: web.Application, engine: EngineAPI, name: str, req: ExecRequest) -> None:
         self._app = app
         self._engine = engine
         self._name = name
@@ -221,7 +204,7 @@ class ExecBridge:
         pool = self._app[EXECUTOR]
         try:
             session = await self._loop.run_in_executor(
-                pool, self._engine.exec_instance, self._name, self._req)
+                pool, self._engine.access.exec, self._name, self._req)
         except CoveError as e:
             await self._fail(e)
             return
@@ -343,7 +326,7 @@ class ExecBridge:
                     break
         finally:
             if pty_fd is None:
-                _close_stdin(session)
+                close_stdin(session)
 
     async def _control(self, ws: web.WebSocketResponse) -> None:
         async for msg in ws:
@@ -401,71 +384,6 @@ class ExecBridge:
             self._app[WEBSOCKETS].pop(self.op.id, None)
 
 
-# -- without websockets -------------------------------------------------------------
-
-def _run_detached(session: ExecSession, log_dir: Path | None, name: str, op: Operation) -> None:
-    """Operation body: stdin empty, outputs to files (or nowhere), then the code."""
-    files: dict[int, IO[bytes] | None] = {}
-    output: dict[str, str] = {}
-    try:
-        _close_stdin(session)
-        streams = ([("1", session.pty_fd)] if session.pty_fd is not None
-                   else [("1", session.stdout_fd), ("2", session.stderr_fd)])
-        if log_dir is not None:
-            log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        for stream, fd in streams:
-            if fd is None:
-                continue
-            f: IO[bytes] | None = None
-            if log_dir is not None:
-                ext = "stdout" if stream == "1" else "stderr"
-                fname = f"exec_{op.id}.{ext}"
-                f = open(log_dir / fname, "wb")  # noqa: SIM115 - closed in finally
-                output[stream] = f"/1.0/instances/{name}/logs/{fname}"
-            files[fd] = f
-        code = _drain(session, files)
-    finally:
-        for f in files.values():
-            if f is not None:
-                f.close()
-        session.close()
-    metadata: dict[str, Any] = {"return": code}
-    if log_dir is not None:
-        metadata["output"] = output
-    op.update(**metadata)
-
-
-def _drain(session: ExecSession, files: dict[int, IO[bytes] | None]) -> int:
-    sel = selectors.PollSelector()  # poll, unlike epoll, also takes regular files
-    for fd in files:
-        sel.register(fd, selectors.EVENT_READ)
-    exited_at: float | None = None
-    code: int | None = None
-    while sel.get_map():
-        for key, _ in sel.select(timeout=0.2):
-            fd = int(key.fd)
-            try:
-                data = os.read(fd, _READ)
-            except OSError as e:
-                if e.errno != errno.EIO:
-                    raise
-                data = b""
-            if not data:
-                sel.unregister(fd)
-            elif (f := files[fd]) is not None:
-                f.write(data)
-        if code is None:
-            code = session.wait(timeout=0)
-            if code is not None:
-                exited_at = time.monotonic()
-        elif exited_at is not None and time.monotonic() - exited_at > _DRAIN_GRACE:
-            break
-    sel.close()
-    if code is None:
-        code = session.wait()
-    return code if code is not None else -1
-
-
 # -- the route ----------------------------------------------------------------------
 
 async def _post(request: web.Request) -> web.Response:
@@ -473,7 +391,7 @@ async def _post(request: web.Request) -> web.Response:
     engine = engine_of(request)
     name = request.match_info["name"]
     req, wait_ws, record = parse_exec(await json_body(request))
-    inst = await call(request, engine.get_instance, name)
+    inst = await call(request, engine.instances.get, name)
     if inst.status is Status.FROZEN:
         raise BadRequest("Instance is frozen")
     if inst.status is not Status.RUNNING:
@@ -485,14 +403,7 @@ async def _post(request: web.Request) -> web.Response:
                                    resources=resources, cls="websocket")
         bridge.bind(op)
         return render.async_op(op)
-    session = await call(request, engine.exec_instance, name, req)
-    log_dir = exec_log_dir(engine.root, name) if record else None
-    try:
-        op = engine.operations.run(functools.partial(_run_detached, session, log_dir, name),
-                                   description="Executing command", resources=resources)
-    except BaseException:
-        session.close()
-        raise
+    op = await call(request, engine.access.exec_detached, name, req, record=record)
     return render.async_op(op)
 
 

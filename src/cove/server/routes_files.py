@@ -90,7 +90,7 @@ async def _stream_fd(request: web.Request, fd: int, headers: dict[str, str]
 
 async def _get(request: web.Request) -> web.StreamResponse:
     check_project(request)
-    info = await call(request, engine_of(request).file_get, request.match_info["name"],
+    info = await call(request, engine_of(request).access.file_get, request.match_info["name"],
                       _path(request))
     headers = _headers(info)
     if info.type == "file" and info.fd is not None:
@@ -107,7 +107,7 @@ async def _get(request: web.Request) -> web.StreamResponse:
 
 async def _head(request: web.Request) -> web.Response:
     check_project(request)
-    info = await call(request, engine_of(request).file_get, request.match_info["name"],
+    info = await call(request, engine_of(request).access.file_get, request.match_info["name"],
                       _path(request))
     if info.fd is not None:
         os.close(info.fd)
@@ -130,28 +130,28 @@ async def _post(request: web.Request) -> web.Response:
     gid = _id_header(request, "X-LXD-gid")
 
     if ftype == "directory":
-        await call(request, engine.file_put, name, path, type="directory", uid=uid, gid=gid,
+        await call(request, engine.access.file_put, name, path, type="directory", uid=uid, gid=gid,
                    mode=mode)
         return render.sync({})
     if ftype == "symlink":
         target = (await request.read()).decode("utf-8", errors="surrogateescape")
         if not target:
             raise BadRequest("A symlink needs its target as the request body")
-        await call(request, engine.file_put, name, path, type="symlink", target=target,
+        await call(request, engine.access.file_put, name, path, type="symlink", target=target,
                    uid=uid, gid=gid)
         return render.sync({})
 
     length = request.content_length
     if length is not None and length <= _IN_MEMORY:
         data = await request.read()
-        await call(request, engine.file_put, name, path, type="file", data=data, uid=uid,
+        await call(request, engine.access.file_put, name, path, type="file", data=data, uid=uid,
                    gid=gid, mode=mode, write=write)
         return render.sync({})
     spooled = await spool(request, request.content.read, "file-")
     try:
         def put() -> None:
             with open(spooled, "rb") as f:
-                engine.file_put(name, path, type="file", data=f, uid=uid, gid=gid,
+                engine.access.file_put(name, path, type="file", data=f, uid=uid, gid=gid,
                                 mode=mode, write=write)
         await call(request, put)
     finally:
@@ -161,7 +161,7 @@ async def _post(request: web.Request) -> web.Response:
 
 async def _delete(request: web.Request) -> web.Response:
     check_project(request)
-    await call(request, engine_of(request).file_delete, request.match_info["name"],
+    await call(request, engine_of(request).access.file_delete, request.match_info["name"],
                _path(request))
     return render.sync({})
 

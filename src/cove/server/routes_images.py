@@ -4,7 +4,7 @@ An upload is the raw tarball as the body (``X-LXD-filename``,
 ``X-LXD-public``, ``X-LXD-properties``), or LXD's split form: multipart
 with a ``metadata`` part and a ``rootfs`` part (``lxc image import meta.tar
 rootfs.tar``). Either is spooled to ``<root>/tmp`` and handed to
-``engine.import_image``, which owns the files from then on; the operation's
+``engine.images.import_file``, which owns the files from then on; the operation's
 metadata on success is ``{"fingerprint", "size"}`` (set by the engine).
 """
 
@@ -38,7 +38,7 @@ _TRUE = ("1", "true", "yes", "on")
 
 async def _list(request: web.Request) -> web.Response:
     check_project(request)
-    images = await call(request, engine_of(request).list_images)
+    images = await call(request, engine_of(request).images.all)
     objs = render.filter_objects([render.image(i) for i in images],
                                  request.query.get("filter", ""))
     if recursion(request) == 0:
@@ -113,7 +113,7 @@ async def _create(request: web.Request) -> web.Response:
         filename = request.headers.get("X-LXD-filename", "")
         path = await spool(request, request.content.read, "image-")
     try:
-        op = await call(request, engine.import_image, path, filename=filename, public=public,
+        op = await call(request, engine.images.import_file, path, filename=filename, public=public,
                         meta_path=meta, properties=properties)
     except BaseException:
         # refused before the engine took the files: they are still ours
@@ -126,7 +126,7 @@ async def _create(request: web.Request) -> web.Response:
 
 async def _get(request: web.Request) -> web.Response:
     check_project(request)
-    img = await call(request, engine_of(request).get_image, request.match_info["fingerprint"])
+    img = await call(request, engine_of(request).images.get, request.match_info["fingerprint"])
     return render.sync(render.image(img))
 
 
@@ -138,12 +138,12 @@ async def _update(request: web.Request, *, patch: bool) -> web.Response:
     public = opt_bool(body, "public") if "public" in body else None
     if opt_bool(body, "auto_update"):
         raise BadRequest("Image auto-update is not supported: cove images have no source")
-    img = await call(request, engine.get_image, request.match_info["fingerprint"])
+    img = await call(request, engine.images.get, request.match_info["fingerprint"])
     if patch and properties is not None:
         properties = {**img.properties, **properties}
     if not patch and properties is None:
         properties = {}
-    await call(request, engine.update_image, img.fingerprint, properties=properties,
+    await call(request, engine.images.update, img.fingerprint, properties=properties,
                public=public)
     return render.sync({})
 
@@ -158,7 +158,7 @@ async def _patch(request: web.Request) -> web.Response:
 
 async def _delete(request: web.Request) -> web.Response:
     check_project(request)
-    op = await call(request, engine_of(request).delete_image, request.match_info["fingerprint"])
+    op = await call(request, engine_of(request).images.delete, request.match_info["fingerprint"])
     return render.async_op(op)
 
 
@@ -170,7 +170,7 @@ async def _export(request: web.Request) -> web.Response:
 
 async def _aliases(request: web.Request) -> web.Response:
     check_project(request)
-    aliases = await call(request, engine_of(request).list_aliases)
+    aliases = await call(request, engine_of(request).images.list_aliases)
     if recursion(request) == 0:
         return render.sync([f"/1.0/images/aliases/{a.name}" for a in aliases])
     return render.sync([render.alias(a) for a in aliases])
@@ -187,14 +187,14 @@ async def _alias_create(request: web.Request) -> web.Response:
     itype = opt_str(body, "type")
     if itype not in ("", "container"):
         raise BadRequest(f"Alias type {itype!r} is not supported: cove has container images only")
-    await call(request, engine_of(request).add_alias, name, target,
+    await call(request, engine_of(request).images.add_alias, name, target,
                opt_str(body, "description"))
     return render.sync({}, headers={"Location": f"/1.0/images/aliases/{name}"})
 
 
 async def _alias_get(request: web.Request) -> web.Response:
     check_project(request)
-    a = await call(request, engine_of(request).get_alias, request.match_info["name"])
+    a = await call(request, engine_of(request).images.get_alias, request.match_info["name"])
     return render.sync(render.alias(a))
 
 
@@ -205,12 +205,12 @@ async def _alias_update(request: web.Request, *, patch: bool) -> web.Response:
     body = await json_body(request)
     target, description = opt_str(body, "target"), opt_str(body, "description")
     if patch:
-        current = await call(request, engine.get_alias, name)
+        current = await call(request, engine.images.get_alias, name)
         target = target or current.target
         description = description if "description" in body else current.description
     elif not target:
         raise BadRequest("Field 'target' (an image fingerprint) is required")
-    await call(request, engine.update_alias, name, target, description)
+    await call(request, engine.images.update_alias, name, target, description)
     return render.sync({})
 
 
@@ -228,13 +228,13 @@ async def _alias_rename(request: web.Request) -> web.Response:
     new_name = opt_str(body, "name")
     if not new_name:
         raise BadRequest("Field 'name' (the new name) is required")
-    await call(request, engine_of(request).rename_alias, request.match_info["name"], new_name)
+    await call(request, engine_of(request).images.rename_alias, request.match_info["name"], new_name)
     return render.sync({}, headers={"Location": f"/1.0/images/aliases/{new_name}"})
 
 
 async def _alias_delete(request: web.Request) -> web.Response:
     check_project(request)
-    await call(request, engine_of(request).delete_alias, request.match_info["name"])
+    await call(request, engine_of(request).images.delete_alias, request.match_info["name"])
     return render.sync({})
 
 

@@ -37,13 +37,13 @@ async def _list(request: web.Request) -> web.Response:
         return render.sync([])  # cove has containers only
     engine = engine_of(request)
     level = recursion(request)
-    instances = await call(request, engine.list_instances)
+    instances = await call(request, engine.instances.all)
     if level < 2:
         objs = [render.instance(i) for i in instances]
     else:
         objs = []
         for inst in instances:
-            state = await call(request, engine.instance_state, inst.name)
+            state = await call(request, engine.instances.state, inst.name)
             objs.append(render.instance_full(inst, state))
     objs = render.filter_objects(objs, request.query.get("filter", ""))
     if level == 0:
@@ -96,7 +96,7 @@ def _create_request(body: dict[str, Any]) -> CreateRequest:
 async def _create(request: web.Request) -> web.Response:
     check_project(request)
     req = _create_request(await json_body(request))
-    op = await call(request, engine_of(request).create_instance, req)
+    op = await call(request, engine_of(request).instances.create, req)
     return render.async_op(op)
 
 
@@ -104,11 +104,11 @@ async def _get(request: web.Request) -> web.Response:
     check_project(request)
     engine = engine_of(request)
     name = request.match_info["name"]
-    inst = await call(request, engine.get_instance, name)
+    inst = await call(request, engine.instances.get, name)
     obj = render.instance(inst)
     headers = {"ETag": render.etag(obj)}
     if recursion(request) > 0:
-        state = await call(request, engine.instance_state, name)
+        state = await call(request, engine.instances.state, name)
         obj = render.instance_full(inst, state)
     return render.sync(obj, headers=headers)
 
@@ -118,7 +118,7 @@ async def _check_etag(request: web.Request, name: str) -> None:
     wanted = request.headers.get("If-Match", "").strip().strip('"')
     if not wanted:
         return
-    inst = await call(request, engine_of(request).get_instance, name)
+    inst = await call(request, engine_of(request).instances.get, name)
     if render.etag(render.instance(inst)) != wanted:
         raise PreconditionFailed("ETag doesn't match: the instance changed since it was read")
 
@@ -155,7 +155,7 @@ async def _put(request: web.Request) -> web.Response:
         raise BadRequest("Restoring a snapshot is not supported yet")
     fields = _update_fields(body)
     await _check_etag(request, name)
-    await call(request, engine_of(request).update_instance, name, **fields)
+    await call(request, engine_of(request).instances.update, name, **fields)
     return render.async_op(_update_op(request, name))
 
 
@@ -164,13 +164,13 @@ async def _patch(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     fields = _update_fields(await json_body(request))
     await _check_etag(request, name)
-    await call(request, engine_of(request).update_instance, name, patch=True, **fields)
+    await call(request, engine_of(request).instances.update, name, patch=True, **fields)
     return render.sync({})
 
 
 async def _delete(request: web.Request) -> web.Response:
     check_project(request)
-    op = await call(request, engine_of(request).delete_instance, request.match_info["name"],
+    op = await call(request, engine_of(request).instances.delete, request.match_info["name"],
                     wait_for_lock=wait_for_lock(request))
     return render.async_op(op)
 
@@ -183,7 +183,7 @@ async def _rename(request: web.Request) -> web.Response:
     new_name = opt_str(body, "name")
     if not new_name:
         raise BadRequest("Field 'name' (the new name) is required")
-    op = await call(request, engine_of(request).rename_instance,
+    op = await call(request, engine_of(request).instances.rename,
                     request.match_info["name"], new_name)
     return render.async_op(op)
 

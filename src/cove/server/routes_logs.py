@@ -1,95 +1,42 @@
 """``/1.0/instances/NAME/logs`` and ``.../console``: the instance's output
 log and the recorded outputs of ``exec`` (``record-output``).
 
-``console.log`` is the instance's output as plain text
-(``engine.read_console``); ``lxc.log`` is accepted as another name for it,
-because ``lxc info --show-log`` asks for that one. ``exec_<operation>.stdout|stderr`` are written by ``exec`` under
-``<root>/instances/NAME/logs/``. ``?follow=1`` (a cove extension) keeps the
-response open and streams what is appended until the client goes away or
-the instance stops.
+The logs are the access service's (``engine.access``: ``log_names``,
+``log_reader``, ``delete_log``); this module only serves them. ``?follow=1``
+(a cove extension) keeps the response open and streams what is appended
+until the client goes away or the instance stops.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import os
-from collections.abc import Callable
-from pathlib import Path
 
 from aiohttp import web
 
+from cove.engine import Reader
 from cove.model.errors import BadRequest, NotFound
 from cove.model.states import Status
 from cove.server import render
 from cove.server.routes_common import call, check_project, engine_of, instances_base
 from cove.server.routes_instances import BASES
 
-__all__ = ["CONSOLE_LOG", "add_routes", "exec_log_dir"]
+__all__ = ["add_routes"]
 
-CONSOLE_LOG = "console.log"
-_CONSOLE_NAMES = (CONSOLE_LOG, "lxc.log")
-_CHUNK = 1 << 16
 _POLL = 0.25
-
-
-def exec_log_dir(root: Path, name: str) -> Path:
-    """Where ``exec`` records the outputs of commands run in instance ``name``."""
-    # Inside the instance directory, so delete and rename take them along.
-    return root / "instances" / name / "logs"
-
-
-def _check_file_name(file: str) -> str:
-    if not file or "/" in file or file in (".", "..") or ".." in file or file.startswith("."):
-        raise BadRequest(f"Invalid log file name {file!r}")
-    return file
-
-
-# Reads a log from a byte offset: (data, offset to read on from).
-Reader = Callable[[int], tuple[bytes, int]]
-
-
-def _file_reader(path: Path) -> Reader:
-    def read(offset: int) -> tuple[bytes, int]:
-        try:
-            with open(path, "rb") as f:
-                f.seek(offset)
-                data = f.read(_CHUNK)
-        except FileNotFoundError:
-            return b"", offset
-        return data, offset + len(data)
-    return read
 
 
 async def _reader(request: web.Request) -> Reader:
     """The log ``{file}`` names; NotFound for an unknown instance or file."""
-    engine = engine_of(request)
-    name = request.match_info["name"]
-    file = _check_file_name(request.match_info["file"])
-    await call(request, engine.get_instance, name)
-    if file in _CONSOLE_NAMES:
-        return functools.partial(engine.read_console, name)
-    path = exec_log_dir(engine.root, name) / file
-    if not await call(request, path.is_file):
-        raise NotFound(f"Log file not found: {file}")
-    return _file_reader(path)
+    return await call(request, engine_of(request).access.log_reader,
+                      request.match_info["name"], request.match_info["file"])
 
 
 async def _list(request: web.Request) -> web.Response:
     check_project(request)
-    engine = engine_of(request)
     name = request.match_info["name"]
-    await call(request, engine.get_instance, name)
+    files = await call(request, engine_of(request).access.log_names, name)
     base = f"{instances_base(request)}/{name}/logs"
-    log_dir = exec_log_dir(engine.root, name)
-
-    def exec_logs() -> list[str]:
-        try:
-            return sorted(p.name for p in log_dir.iterdir() if p.is_file())
-        except FileNotFoundError:
-            return []
-
-    files = [CONSOLE_LOG] + await call(request, exec_logs)
     return render.sync([f"{base}/{f}" for f in files])
 
 
@@ -122,7 +69,7 @@ async def _follow(request: web.Request, read: Reader) -> web.StreamResponse:
             idle += _POLL
             if idle >= 1.0:  # once a second: stop with the instance
                 idle = 0.0
-                inst = await call(request, engine.get_instance, name)
+                inst = await call(request, engine.instances.get, name)
                 if inst.status is not Status.RUNNING:
                     while True:
                         data, offset = await call(request, read, offset)
@@ -151,16 +98,8 @@ async def _get(request: web.Request) -> web.StreamResponse:
 
 async def _delete(request: web.Request) -> web.Response:
     check_project(request)
-    file = _check_file_name(request.match_info["file"])
-    if file in _CONSOLE_NAMES:
-        raise BadRequest("The console log cannot be deleted; only exec output logs can")
-    engine = engine_of(request)
-    name = request.match_info["name"]
-    await call(request, engine.get_instance, name)
-    try:
-        await call(request, os.unlink, exec_log_dir(engine.root, name) / file)
-    except FileNotFoundError:
-        raise NotFound(f"Log file not found: {file}") from None
+    await call(request, engine_of(request).access.delete_log, request.match_info["name"],
+               request.match_info["file"])
     return render.sync({})
 
 
@@ -168,8 +107,8 @@ async def _console(request: web.Request) -> web.StreamResponse:
     check_project(request)
     engine = engine_of(request)
     name = request.match_info["name"]
-    await call(request, engine.get_instance, name)
-    read: Reader = functools.partial(engine.read_console, name)
+    await call(request, engine.instances.get, name)
+    read: Reader = functools.partial(engine.access.read_console, name)
     if _follow_flag(request):
         return await _follow(request, read)
     return web.Response(body=await _read_all(request, read),

@@ -30,14 +30,14 @@ BASE = "/1.0/networks"
 
 async def _object(request: web.Request, name: str) -> dict[str, Any]:
     engine = engine_of(request)
-    net = await call(request, engine.get_network, name)
-    used_by = await call(request, engine.network_used_by, name)
+    net = await call(request, engine.networks.get, name)
+    used_by = await call(request, engine.networks.used_by, name)
     return render.network(net, used_by)
 
 
 async def _list(request: web.Request) -> web.Response:
     check_project(request)
-    nets = await call(request, engine_of(request).list_networks)
+    nets = await call(request, engine_of(request).networks.all)
     if recursion(request) == 0:
         return render.sync([f"{BASE}/{n.name}" for n in nets])
     return render.sync([await _object(request, n.name) for n in nets])
@@ -50,7 +50,7 @@ async def _create(request: web.Request) -> web.Response:
     if not name:
         raise BadRequest("Field 'name' is required")
     ntype = opt_str(body, "type") or "bridge"
-    await call(request, engine_of(request).create_network, name,
+    await call(request, engine_of(request).networks.create, name,
                config=opt_str_map(body, "config") or {},
                description=opt_str(body, "description"), type=ntype)
     return render.sync({}, status=201, headers={"Location": f"{BASE}/{name}"})
@@ -71,7 +71,7 @@ async def _update(request: web.Request, patch: bool) -> web.Response:
         fields["config"] = opt_str_map(body, "config") or {}
     if "description" in body:
         fields["description"] = opt_str(body, "description")
-    await call(request, engine_of(request).update_network, name, patch=patch, **fields)
+    await call(request, engine_of(request).networks.update, name, patch=patch, **fields)
     return render.sync({})
 
 
@@ -85,7 +85,7 @@ async def _patch(request: web.Request) -> web.Response:
 
 async def _delete(request: web.Request) -> web.Response:
     check_project(request)
-    await call(request, engine_of(request).delete_network, request.match_info["name"])
+    await call(request, engine_of(request).networks.delete, request.match_info["name"])
     return render.sync({})
 
 
@@ -97,13 +97,13 @@ async def _rename(request: web.Request) -> web.Response:
 
 async def _state(request: web.Request) -> web.Response:
     check_project(request)
-    state = await call(request, engine_of(request).network_state, request.match_info["name"])
+    state = await call(request, engine_of(request).networks.state, request.match_info["name"])
     return render.sync(state)
 
 
 async def _leases(request: web.Request) -> web.Response:
     check_project(request)
-    leases = await call(request, engine_of(request).network_leases,
+    leases = await call(request, engine_of(request).networks.leases,
                         request.match_info["name"])
     return render.sync([render.network_lease(lease, lease.instance) for lease in leases])
 

@@ -99,8 +99,8 @@ async def _server(request: web.Request) -> web.Response:
         return render.sync({**public, "auth": "untrusted"})
     engine = engine_of(request)
     env = _environment(await call(request, engine.server_environment))
-    config = await call(request, engine.server_config)
-    pem = await call(request, engine.server_certificate)
+    config = await call(request, engine.trust.server_config)
+    pem = await call(request, engine.trust.server_certificate)
     env["certificate"] = pem
     env["certificate_fingerprint"] = fingerprint(cert_der(pem))
     env["addresses"] = https_listener(request.app).bound
@@ -115,9 +115,9 @@ async def _profiles(request: web.Request) -> web.Response:
 
 
 async def _default_profile(request: web.Request) -> dict[str, Any]:
-    instances = await call(request, engine_of(request).list_instances)
+    instances = await call(request, engine_of(request).instances.all)
     used_by = [f"/1.0/instances/{i.name}" for i in instances if "default" in i.profiles]
-    devices = await call(request, engine_of(request).profile_devices, "default")
+    devices = await call(request, engine_of(request).profiles.devices, "default")
     return render.profile("default", used_by, devices)
 
 

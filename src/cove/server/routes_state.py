@@ -24,7 +24,7 @@ __all__ = ["add_routes"]
 
 async def _get(request: web.Request) -> web.Response:
     check_project(request)
-    state = await call(request, engine_of(request).instance_state, request.match_info["name"])
+    state = await call(request, engine_of(request).instances.state, request.match_info["name"])
     return render.sync(state)
 
 
@@ -36,7 +36,7 @@ async def _put(request: web.Request) -> web.Response:
         raise BadRequest("Field 'action' is required: start, stop, restart, freeze or unfreeze")
     if opt_bool(body, "stateful"):
         raise BadRequest("Stateful start and stop (checkpoints) are not supported")
-    op = await call(request, engine_of(request).change_state, request.match_info["name"],
+    op = await call(request, engine_of(request).instances.change_state, request.match_info["name"],
                     action, timeout=opt_number(body, "timeout", -1), force=opt_bool(body, "force"),
                     wait_for_lock=wait_for_lock(request))
     return render.async_op(op)

@@ -40,7 +40,7 @@ async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     trusted = True
     if is_tls(request):
         fp = peer_fingerprint(request)
-        trusted = fp is not None and await call(request, engine_of(request).is_trusted, fp)
+        trusted = fp is not None and await call(request, engine_of(request).trust.is_trusted, fp)
     request[TRUSTED] = trusted
     if trusted:
         return await handler(request)
@@ -67,14 +67,14 @@ def _cert(c: Certificate) -> dict[str, Any]:
 
 
 async def _list(request: web.Request) -> web.Response:
-    certs = await call(request, engine_of(request).list_certificates)
+    certs = await call(request, engine_of(request).trust.list_certificates)
     if recursion(request) == 0:
         return render.sync([f"/1.0/certificates/{c.fingerprint}" for c in certs])
     return render.sync([_cert(c) for c in certs])
 
 
 async def _get(request: web.Request) -> web.Response:
-    cert = await call(request, engine_of(request).get_certificate,
+    cert = await call(request, engine_of(request).trust.get_certificate,
                       request.match_info["fingerprint"])
     return render.sync(_cert(cert))
 
@@ -96,13 +96,13 @@ async def _add(request: web.Request) -> web.Response:
         import base64
 
         pem = base64.b64encode(der).decode()
-    await call(request, engine_of(request).add_certificate, pem,
+    await call(request, engine_of(request).trust.add_certificate, pem,
                name=opt_str(body, "name"), type=opt_str(body, "type") or "client")
     return render.sync({}, status=201)
 
 
 async def _delete(request: web.Request) -> web.Response:
-    await call(request, engine_of(request).delete_certificate,
+    await call(request, engine_of(request).trust.delete_certificate,
                request.match_info["fingerprint"])
     return render.sync({})
 
@@ -115,10 +115,10 @@ async def _put_server(request: web.Request, *, patch: bool) -> web.Response:
     if config is None:
         raise BadRequest("Field 'config' is required")
     engine = engine_of(request)
-    new = await call(request, engine.check_server_config, config, patch=patch)
+    new = await call(request, engine.trust.check_server_config, config, patch=patch)
     # Listen first: an address that cannot be bound is refused, not saved.
     await request.app[HTTPS].apply(new.get("core.https_address", ""))
-    await call(request, engine.save_server_config, new)
+    await call(request, engine.trust.save_server_config, new)
     return render.sync({})
 
 

@@ -135,8 +135,8 @@ class HttpsListener:
 
     def context(self) -> ssl.SSLContext:
         if self._ctx is None:
-            self.engine.server_certificate()  # made at first use
-            crt, key = self.engine.server_cert_paths
+            self.engine.trust.server_certificate()  # made at first use
+            crt, key = self.engine.trust.server_cert_paths
             self._ctx = server_context(crt, key)
         return self._ctx
 

@@ -138,12 +138,12 @@ class LocalDriver(EventDriver):
                             devices={k: dict(v) for k, v in step.devices.items()},
                             profiles=["default"] if step.profiles is None
                             else list(step.profiles))
-        self._wait(self.engine.create_instance(req), step.progress)
+        self._wait(self.engine.instances.create(req), step.progress)
 
     def _update(self, step: s.Update) -> None:
         fields = {k: step.body[k] for k in ("config", "devices", "profiles", "description",
                                            "ephemeral") if k in step.body}
-        self.engine.update_instance(step.name, patch=step.patch, **fields)
+        self.engine.instances.update(step.name, patch=step.patch, **fields)
 
     def _import(self, step: s.ImportImage) -> None:
         """The engine takes the tarball's file over (it is removed when the
@@ -154,26 +154,26 @@ class LocalDriver(EventDriver):
             shutil.copyfile(step.path, spool)
             if step.progress:
                 step.progress(Progress("upload", 100))
-            op = self.engine.import_image(spool, filename=os.path.basename(step.path),
-                                          public=step.public)
+            op = self.engine.images.import_file(spool, filename=os.path.basename(step.path),
+                                               public=step.public)
         except BaseException:
             spool.unlink(missing_ok=True)
             raise
         self._wait(op, step.progress)
 
     def _update_image(self, step: s.UpdateImage) -> None:
-        img = self.engine.get_image(step.fingerprint)
+        img = self.engine.images.get(step.fingerprint)
         props = None if step.properties is None else {**img.properties, **step.properties}
-        self.engine.update_image(img.fingerprint, properties=props, public=step.public)
+        self.engine.images.update(img.fingerprint, properties=props, public=step.public)
 
     def _update_network(self, step: s.UpdateNetwork) -> None:
         fields: dict[str, Any] = {"config": dict(step.config)}
         if step.description is not None:
             fields["description"] = step.description
-        self.engine.update_network(step.name, patch=step.patch, **fields)
+        self.engine.networks.update(step.name, patch=step.patch, **fields)
 
     def _network(self, name: str) -> dict[str, Any]:
-        return api.network(self.engine.get_network(name), self.engine.network_used_by(name))
+        return api.network(self.engine.networks.get(name), self.engine.networks.used_by(name))
 
     def _wait_operation(self, step: s.WaitOperation) -> dict[str, Any]:
         op = self.engine.operations.get(step.id)
@@ -211,43 +211,43 @@ class LocalEventStream(EventStream):
 # What each step is for the engine: the call coved's handler makes, rendered
 # with the same ``cove.api`` renderers (see the module notes).
 _PERFORM: dict[type, Callable[[LocalDriver, Any], Any]] = {
-    s.GetInstance: lambda d, st: _or_none(lambda: api.instance(d.engine.get_instance(st.name))),
-    s.GetState: lambda d, st: d.engine.instance_state(st.name),
-    s.ListInstances: lambda d, st: [api.instance(i) for i in d.engine.list_instances()],
+    s.GetInstance: lambda d, st: _or_none(lambda: api.instance(d.engine.instances.get(st.name))),
+    s.GetState: lambda d, st: d.engine.instances.state(st.name),
+    s.ListInstances: lambda d, st: [api.instance(i) for i in d.engine.instances.all()],
     s.Create: LocalDriver._create,
     s.Update: LocalDriver._update,
-    s.Action: lambda d, st: d._wait(d.engine.change_state(
+    s.Action: lambda d, st: d._wait(d.engine.instances.change_state(
         st.name, st.action, timeout=st.timeout, force=st.force), st.progress),
-    s.Delete: lambda d, st: d._wait(d.engine.delete_instance(st.name)),
-    s.Rename: lambda d, st: d._wait(d.engine.rename_instance(st.name, st.new_name)),
+    s.Delete: lambda d, st: d._wait(d.engine.instances.delete(st.name)),
+    s.Rename: lambda d, st: d._wait(d.engine.instances.rename(st.name, st.new_name)),
     s.RunCommand: lambda d, st: d._command_in(st),
-    s.ListImages: lambda d, st: [api.image(i) for i in d.engine.list_images()],
-    s.GetImage: lambda d, st: _or_none(lambda: api.image(d.engine.get_image(st.fingerprint))),
+    s.ListImages: lambda d, st: [api.image(i) for i in d.engine.images.all()],
+    s.GetImage: lambda d, st: _or_none(lambda: api.image(d.engine.images.get(st.fingerprint))),
     s.ImportImage: LocalDriver._import,
     s.UpdateImage: LocalDriver._update_image,
-    s.DeleteImage: lambda d, st: d._wait(d.engine.delete_image(st.fingerprint)),
-    s.ListAliases: lambda d, st: [api.alias(a) for a in d.engine.list_aliases()],
-    s.GetAlias: lambda d, st: _or_none(lambda: api.alias(d.engine.get_alias(st.name))),
-    s.CreateAlias: lambda d, st: d.engine.add_alias(st.name, st.target, st.description),
-    s.RenameAlias: lambda d, st: d.engine.rename_alias(st.name, st.new_name),
-    s.DeleteAlias: lambda d, st: d.engine.delete_alias(st.name),
-    s.ListNetworks: lambda d, st: [d._network(n.name) for n in d.engine.list_networks()],
+    s.DeleteImage: lambda d, st: d._wait(d.engine.images.delete(st.fingerprint)),
+    s.ListAliases: lambda d, st: [api.alias(a) for a in d.engine.images.list_aliases()],
+    s.GetAlias: lambda d, st: _or_none(lambda: api.alias(d.engine.images.get_alias(st.name))),
+    s.CreateAlias: lambda d, st: d.engine.images.add_alias(st.name, st.target, st.description),
+    s.RenameAlias: lambda d, st: d.engine.images.rename_alias(st.name, st.new_name),
+    s.DeleteAlias: lambda d, st: d.engine.images.delete_alias(st.name),
+    s.ListNetworks: lambda d, st: [d._network(n.name) for n in d.engine.networks.all()],
     s.GetNetwork: lambda d, st: _or_none(lambda: d._network(st.name)),
-    s.GetNetworkState: lambda d, st: d.engine.network_state(st.name),
+    s.GetNetworkState: lambda d, st: d.engine.networks.state(st.name),
     s.GetNetworkLeases: lambda d, st: [api.network_lease(lease, lease.instance)
-                                       for lease in d.engine.network_leases(st.name)],
-    s.CreateNetwork: lambda d, st: d.engine.create_network(
+                                       for lease in d.engine.networks.leases(st.name)],
+    s.CreateNetwork: lambda d, st: d.engine.networks.create(
         st.name, config=dict(st.config), description=st.description, type=st.type),
     s.UpdateNetwork: LocalDriver._update_network,
-    s.DeleteNetwork: lambda d, st: d.engine.delete_network(st.name),
+    s.DeleteNetwork: lambda d, st: d.engine.networks.delete(st.name),
     s.ListOperations: lambda d, st: [op.to_dict() for op in d.engine.operations.all()],
     s.GetOperation: lambda d, st: _or_none(lambda: d.engine.operations.get(st.id).to_dict()),
     s.WaitOperation: LocalDriver._wait_operation,
     s.CancelOperation: lambda d, st: d.engine.operations.get(st.id).cancel(),
     s.ListCertificates: lambda d, st: [api.certificate(c)
-                                       for c in d.engine.list_certificates()],
+                                       for c in d.engine.trust.list_certificates()],
     s.GetCertificate: lambda d, st: _or_none(
-        lambda: api.certificate(d.engine.get_certificate(st.fingerprint))),
-    s.AddCertificate: lambda d, st: d.engine.add_certificate(st.pem, name=st.name),
-    s.DeleteCertificate: lambda d, st: d.engine.delete_certificate(st.fingerprint),
+        lambda: api.certificate(d.engine.trust.get_certificate(st.fingerprint))),
+    s.AddCertificate: lambda d, st: d.engine.trust.add_certificate(st.pem, name=st.name),
+    s.DeleteCertificate: lambda d, st: d.engine.trust.delete_certificate(st.fingerprint),
 }

@@ -38,89 +38,112 @@ def pump(stdin_fd: int | None, outputs: dict[int, Callable[[bytes], None]],
 
     Once ``stdin`` is exhausted the command gets EOF: ``stdin_fd`` is pointed
     at /dev/null (not closed: it belongs to the caller, who closes it, and a
-    closed number could be reused meanwhile). Output fds are not closed. After the command has ``exited``,
-    outputs still held open by its children get ``drain_grace`` seconds.
+    closed number could be reused meanwhile). Output fds are not closed.
+    After the command has ``exited``, outputs still held open by its
+    children get ``drain_grace`` seconds.
     """
-    sel = selectors.DefaultSelector()
-    next_chunk = _chunks(stdin)
-    pending = b""
-    stdin_open = stdin_fd is not None
-    if stdin_fd is not None:
-        os.set_blocking(stdin_fd, False)
-        sel.register(stdin_fd, selectors.EVENT_WRITE)
-    for fd in outputs:
-        sel.register(fd, selectors.EVENT_READ)
-    open_outs = set(outputs)
-    deadline = time.monotonic() + timeout if timeout is not None else None
-    timed_out = False
-    exited_at: float | None = None
+    p = _Pump(stdin_fd, outputs, stdin)
+    try:
+        return p.run(exited=exited, timeout=timeout, on_timeout=on_timeout,
+                     drain_grace=drain_grace)
+    finally:
+        p.close_stdin()
+        p.sel.close()
 
-    def close_stdin() -> None:
-        nonlocal stdin_open
-        if stdin_open and stdin_fd is not None:
-            sel.unregister(stdin_fd)
+
+class _Pump:
+    """The state of one ``pump`` call."""
+
+    def __init__(self, stdin_fd: int | None, outputs: dict[int, Callable[[bytes], None]],
+                 stdin: bytes | BinaryIO | None) -> None:
+        self.sel = selectors.DefaultSelector()
+        self.stdin_fd = stdin_fd
+        self.outputs = outputs
+        self.next_chunk = _chunks(stdin)
+        self.pending = b""
+        self.stdin_open = stdin_fd is not None
+        if stdin_fd is not None:
+            os.set_blocking(stdin_fd, False)
+            self.sel.register(stdin_fd, selectors.EVENT_WRITE)
+        for fd in outputs:
+            self.sel.register(fd, selectors.EVENT_READ)
+        self.open_outs = set(outputs)
+
+    def close_stdin(self) -> None:
+        if self.stdin_open and self.stdin_fd is not None:
+            self.sel.unregister(self.stdin_fd)
             null = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
             try:
                 with contextlib.suppress(OSError):
-                    os.dup2(null, stdin_fd, inheritable=False)
+                    os.dup2(null, self.stdin_fd, inheritable=False)
             finally:
                 os.close(null)
-            stdin_open = False
+            self.stdin_open = False
 
-    try:
-        while open_outs or stdin_open:
+    def done(self) -> bool:
+        return not self.open_outs and not self.stdin_open
+
+    def run(self, *, exited: Callable[[], bool], timeout: float | None,
+            on_timeout: Callable[[], None], drain_grace: float) -> bool:
+        deadline = time.monotonic() + timeout if timeout is not None else None
+        timed_out = False
+        exited_at: float | None = None
+        while not self.done():
             now = time.monotonic()
             if deadline is not None and not timed_out and now >= deadline:
                 timed_out = True
                 on_timeout()
-                close_stdin()
+                self.close_stdin()
                 deadline = None
                 exited_at = now  # give the outputs the grace to end, no more
             if exited_at is None and exited():
                 exited_at = now
             if exited_at is not None:
-                close_stdin()
+                self.close_stdin()
                 if now - exited_at > drain_grace:
                     break
-            if not open_outs and not stdin_open:
+            if self.done():
                 break
             wait = 0.1
             if deadline is not None:
                 wait = max(0.0, min(wait, deadline - now))
-            for key, _ in sel.select(wait):
+            for key, _ in self.sel.select(wait):
                 fd = int(key.fd)
-                if fd == stdin_fd:
-                    if not pending:
-                        pending = next_chunk()
-                        if not pending:
-                            close_stdin()
-                            continue
-                    try:
-                        n = os.write(fd, pending)
-                    except BlockingIOError:
-                        continue
-                    except OSError:  # the command closed its stdin
-                        pending = b""
-                        close_stdin()
-                        continue
-                    pending = pending[n:]
-                    continue
-                try:
-                    data = os.read(fd, _BLOCK)
-                except BlockingIOError:
-                    continue
-                except OSError:
-                    data = b""
-                if data:
-                    outputs[fd](data)
+                if fd == self.stdin_fd:
+                    self._feed(fd)
                 else:
-                    sel.unregister(fd)
-                    open_outs.discard(fd)
-            if not open_outs and not stdin_open:
+                    self._read(fd)
+            if self.done():
                 break
-            if not open_outs and stdin_open and exited():
-                close_stdin()
-    finally:
-        close_stdin()
-        sel.close()
-    return timed_out
+            if not self.open_outs and self.stdin_open and exited():
+                self.close_stdin()
+        return timed_out
+
+    def _feed(self, fd: int) -> None:
+        if not self.pending:
+            self.pending = self.next_chunk()
+            if not self.pending:
+                self.close_stdin()
+                return
+        try:
+            n = os.write(fd, self.pending)
+        except BlockingIOError:
+            return
+        except OSError:  # the command closed its stdin
+            self.pending = b""
+            self.close_stdin()
+            return
+        self.pending = self.pending[n:]
+
+    def _read(self, fd: int) -> None:
+        try:
+            data = os.read(fd, _BLOCK)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data:
+            self.outputs[fd](data)
+        else:
+            self.sel.unregister(fd)
+            self.open_outs.discard(fd)

@@ -27,7 +27,7 @@ from cove.model.errors import BadRequest, Forbidden, NotFound, Timeout
 
 if TYPE_CHECKING:
     from cove.client._wire import InstanceFile
-    from cove.engine import Engine
+    from cove.engine.surface import EngineAPI
 
 __all__ = ["EngineTransport", "LocalTransport"]
 
@@ -215,7 +215,7 @@ class EngineTransport(FileApiTrees, Transport):
     The same engine calls coved makes for exec and files, without HTTP.
     """
 
-    def __init__(self, engine: Engine, name: str) -> None:
+    def __init__(self, engine: EngineAPI, name: str) -> None:
         self.engine = engine
         self.name = name
 
@@ -229,7 +229,7 @@ class EngineTransport(FileApiTrees, Transport):
         from cove.engine._access import FinishedExec
         from cove.engine.types import ExecRequest
 
-        session = self.engine.exec_instance(self.name, ExecRequest(
+        session = self.engine.access.exec(self.name, ExecRequest(
             command=argv, environment=env, user=uid, group=gid, cwd=cwd))
         try:
             if isinstance(session, FinishedExec):
@@ -250,7 +250,7 @@ class EngineTransport(FileApiTrees, Transport):
     def _get(self, path: str) -> InstanceFile:
         from cove.client._wire import InstanceFile
 
-        info = self.engine.file_get(self.name, path)
+        info = self.engine.access.file_get(self.name, path)
         f = InstanceFile(path, info.type, info.uid, info.gid, info.mode)
         if info.type == "directory":
             f.entries = list(info.entries or [])
@@ -263,6 +263,6 @@ class EngineTransport(FileApiTrees, Transport):
 
     def _put(self, path: str, type: str, *, data: bytes = b"", target: str = "",
              uid: int | None = None, gid: int | None = None, mode: int | None = None) -> None:
-        self.engine.file_put(self.name, path, type=type, data=data,
+        self.engine.access.file_put(self.name, path, type=type, data=data,
                              target=target or None, uid=uid, gid=gid,
                              mode=None if type == "symlink" else mode)

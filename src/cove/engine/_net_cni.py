@@ -11,7 +11,8 @@ IPAM plugin of the conflist owns its addresses. At stop, at a failed start
 and in the startup sweep (instances that ended while coved was down) the
 plugins DEL in reverse order with the recorded result, then the pin goes.
 cove's proxy devices need a NIC on a cove bridge: ports of a CNI network
-are its own plugins' business.
+are its own plugins' business. Nothing of a cni network is on the host
+until a NIC attaches.
 """
 
 from __future__ import annotations
@@ -20,50 +21,46 @@ import logging
 from contextlib import ExitStack
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from cove.engine._core import EngineCore
+from cove.engine._net_base import COUNTERS, NetPlan, NetworkType
 from cove.model.errors import BadRequest, NotFound
-from cove.model.records import Network
+from cove.model.records import Instance, Network
 from cove.network import cni, dns
+from cove.network.model import Nic, validate_network_config
 
-if TYPE_CHECKING:
-    from cove.engine._network import NetPlan
-    from cove.network.model import Nic
-
-__all__ = ["CniMixin"]
+__all__ = ["CniType"]
 
 log = logging.getLogger("cove.engine")
 
-_COUNTERS = ("bytes_received", "bytes_sent", "packets_received", "packets_sent")
 
+class CniType(NetworkType):
+    name = "cni"
 
-class CniMixin(EngineCore):
-    def _cni_conf_of(self, network: str) -> cni.ConfList | None:
-        """The conflist of ``network`` if it is a cni network, else None
-        (cove's bridges that are up are known without asking the store).
+    def new_config(self, name: str, config: dict[str, str],
+                   old: Network | None, patch: bool) -> dict[str, str]:
+        """A conflist may change while instances use it: each attachment
+        keeps the conflist it was ADDed with for its DEL, and the new one
+        applies from the next start."""
+        new = dict(old.config) if old is not None and patch else {}
+        new.update(validate_network_config(config, "cni"))
+        new = {k: v for k, v in new.items() if v != ""}
+        self.ctx.host.cni.load(new, f"Network {name}")  # one good conflist, plugins there
+        return new
 
-        Raises:
-            BadRequest: no such network, or its conflist is bad now (a
-                ``cni.path`` file changed) or names a missing plugin.
-        """
-        if self.net.spec(network) is not None:
-            return None
+    def link(self, net: Network) -> str | None:
+        """The bridge the first plugin names, if it is ``bridge`` (the
+        plugin's default is ``cni0``)."""
         try:
-            net = self.store.get_network(network)
-        except NotFound:
-            raise BadRequest(f"Network {network!r} does not exist") from None
-        if net.type != "cni":
+            first = self.ctx.host.cni.load(net.config, f"Network {net.name}").plugins[0]
+        except BadRequest:
             return None
-        return self.net.cni.load(net.config, f"Network {network}")
+        if first["type"] != "bridge":
+            return None
+        return str(first.get("bridge") or "cni0")
 
-    def _cni_check_config(self, name: str, config: dict[str, str]) -> None:
-        """Raises BadRequest unless ``config`` names one good conflist whose
-        plugins are installed."""
-        self.net.cni.load(config, f"Network {name}")
-
-    @staticmethod
-    def _cni_check_nic(nic: Nic) -> None:
+    # -- an instance's NICs -------------------------------------------------------------
+    def check_nic(self, nic: Nic, net: Network) -> None:
         for key, value in (("ipv4.address", nic.ipv4), ("hwaddr", nic.hwaddr),
                            ("mtu", nic.mtu)):
             if value is not None:
@@ -71,13 +68,24 @@ class CniMixin(EngineCore):
                                  f"cni network {nic.network} (its conflist's plugins decide "
                                  "addresses and links)")
 
-    def _cni_attach(self, name: str, pid: int, plan: NetPlan, undo: ExitStack) -> None:
+    def plan_nic(self, inst: Instance, nic: Nic, plan: NetPlan, undo: ExitStack) -> None:
+        """Raises BadRequest: the conflist is bad now (a ``cni.path`` file
+        changed) or names a missing plugin."""
+        try:
+            net = self.ctx.store.get_network(nic.network)
+        except NotFound:
+            raise BadRequest(f"Network {nic.network!r} does not exist") from None
+        plan.cni.append((nic, self.ctx.host.cni.load(net.config, f"Network {net.name}")))
+
+    def attach(self, name: str, pid: int, plan: NetPlan, undo: ExitStack) -> None:
         """ADD the instance's cni NICs in ``pid``'s namespace; rewrite its
         hosts (and resolv.conf) with what the results gave."""
-        c = self.net.cni
+        if not plan.cni:
+            return
+        c = self.ctx.host.cni
         if c.attachments(name):  # a DEL that failed last time: once more first
-            self._cni_release(name)
-        undo.callback(self._cni_release, name)
+            self.release(name)
+        undo.callback(self.release, name)
         netns = c.pin(name, pid)
         addrs: list[IPv4Address | IPv6Address] = []
         servers: list[IPv4Address | IPv6Address] = []
@@ -88,33 +96,32 @@ class CniMixin(EngineCore):
             addrs += [a.ip for a in got.addresses]
             servers += list(got.nameservers)
             search += [*got.search, *([got.domain] if got.domain else [])]
-        d = self.instance_dir(name)
+        d = self.ctx.paths.instance_dir(name)
         (d / "hosts").write_text(dns.container_hosts(name, plan.domain,
                                                      [*plan.addresses, *addrs]))
         if not plan.bridged and servers:  # in place: the file is bind-mounted
             (d / "resolv.conf").write_text(dns.container_resolv(servers, search))
 
-    def _cni_release(self, name: str) -> None:
+    def release(self, name: str) -> None:
         """DEL the instance's cni NICs and unpin its namespace (idempotent)."""
-        for err in self.net.cni.release(name):
+        for err in self.ctx.host.cni.release(name):
             log.error("%s", err)
 
-    def _cni_startup(self, running: set[str]) -> None:
-        """DEL what instances that no longer run left attached."""
-        for name in self.net.cni.instances():
+    def sweep(self, running: set[str]) -> None:
+        for name in self.ctx.host.cni.instances():
             if name not in running:
                 log.info("releasing CNI attachments of %s", name)
                 try:
-                    self._cni_release(name)
+                    self.release(name)
                 except Exception:
                     log.exception("releasing CNI attachments of %s failed", name)
 
-    def _cni_state(self, name: str) -> dict[str, Any]:
-        """LXD's ``state.network`` entries of the instance's cni NICs."""
+    def nic_states(self, inst: Instance, devices: dict[str, dict[str, str]]
+                   ) -> dict[str, Any]:
         from cove.network._netlink import Netlink
 
         out: dict[str, Any] = {}
-        for att in self.net.cni.attachments(name):
+        for att in self.ctx.host.cni.attachments(inst.name):
             got = cni.attached(att.result, att.ifname)
             counters = Netlink.counters(got.host_peer) if got.host_peer else None
             try:
@@ -126,19 +133,8 @@ class CniMixin(EngineCore):
                 "addresses": [{"family": "inet" if a.version == 4 else "inet6",
                                "address": str(a.ip), "netmask": str(a.network.prefixlen),
                                "scope": "global"} for a in got.addresses],
-                "counters": counters or dict.fromkeys(_COUNTERS, 0),
+                "counters": counters or dict.fromkeys(COUNTERS, 0),
                 "hwaddr": got.mac, "host_name": got.host_peer, "mtu": mtu,
                 "state": "up" if counters is not None or not got.host_peer else "down",
                 "type": "broadcast"}
         return out
-
-    def _cni_bridge(self, net: Network) -> str | None:
-        """The bridge a cni network's first plugin names, if it is ``bridge``
-        (its ``state``: the plugin's default is ``cni0``)."""
-        try:
-            first = self.net.cni.load(net.config, f"Network {net.name}").plugins[0]
-        except BadRequest:
-            return None
-        if first["type"] != "bridge":
-            return None
-        return str(first.get("bridge") or "cni0")

@@ -1,0 +1,180 @@
+"""An instance's network along its life: its NIC and proxy devices checked
+when they are set, planned and attached at each start, released at each
+stop, changed live, and reported in its state.
+
+Design note: this is the port the instances service holds (``NetworkPort``);
+each NIC is handled by the type of its network (``NETWORK_TYPES``), in the
+registry's order, so bridges come first (the default route, the resolver
+and the instance's domain are its first bridge's). What is common to all
+types is here: the container's ``/etc/hosts`` and ``/etc/resolv.conf``
+(bind mounts, written before the spec is built), published ports, and the
+checks that span devices.
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from cove.engine._net_base import NetPlan, NetworkType
+from cove.engine._net_bridge import check_host_ports, port_rules
+from cove.engine._networks import Networks
+from cove.engine._profiles import Profiles
+from cove.model.errors import BadRequest, Conflict, NotFound
+from cove.model.records import Instance
+from cove.network import dns
+from cove.network.model import Nic, Proxy, nic_from_device, proxy_from_device
+
+__all__ = ["InstanceNetworks"]
+
+
+def _loopback() -> dict[str, Any]:
+    return {
+        "addresses": [
+            {"family": "inet", "address": "127.0.0.1", "netmask": "8", "scope": "local"},
+            {"family": "inet6", "address": "::1", "netmask": "128", "scope": "local"}],
+        "counters": {"bytes_received": 0, "bytes_sent": 0, "packets_received": 0,
+                     "packets_sent": 0},
+        "hwaddr": "", "host_name": "", "mtu": 65536, "state": "up", "type": "loopback"}
+
+
+def devices_of(devices: dict[str, dict[str, str]]) -> tuple[list[Nic], list[Proxy]]:
+    """The NIC and proxy devices, by device name."""
+    nics, proxies = [], []
+    for key in sorted(devices):
+        dev = devices[key]
+        if dev.get("type") == "nic":
+            nics.append(nic_from_device(key, dev))
+        elif dev.get("type") == "proxy":
+            proxies.append(proxy_from_device(key, dev))
+    return nics, proxies
+
+
+class InstanceNetworks:
+    """The networks side of the instance lifecycle (see module note)."""
+
+    def __init__(self, networks: Networks, profiles: Profiles) -> None:
+        self._networks = networks
+        self._ctx = networks.ctx
+        self._profiles = profiles
+
+    def _type_for(self, network: str) -> NetworkType:
+        if self._ctx.host.spec(network) is not None:  # a bridge that is up: no store read
+            return self._networks.bridge
+        try:
+            return self._networks.type_of(self._ctx.store.get_network(network))
+        except NotFound:
+            raise BadRequest(f"Network {network!r} does not exist") from None
+
+    # -- when devices are set -------------------------------------------------------------
+    def check_devices(self, name: str, devices: dict[str, dict[str, str]],
+                      profiles: list[str]) -> None:
+        """Validate an instance's NIC and proxy devices against the host.
+
+        Raises:
+            BadRequest: a NIC names a network that does not exist, a static
+                address outside its subnet, or a proxy is malformed.
+            Conflict: a published host port is another instance's already,
+                or a host process listens on it.
+        """
+        nics, proxies = devices_of(self._profiles.expand(profiles, devices))
+        bridged = False
+        for nic in nics:
+            try:
+                net = self._ctx.store.get_network(nic.network)
+            except NotFound:
+                raise BadRequest(f"Device {nic.device!r}: network {nic.network!r} does not "
+                                 "exist") from None
+            kind = self._networks.type_of(net)
+            kind.check_nic(nic, net)
+            bridged = bridged or kind is self._networks.bridge
+        names = [n.name for n in nics]
+        if len(set(names)) != len(names):
+            raise BadRequest("Two NICs have the same interface name")
+        if proxies and not nics:
+            raise BadRequest("A proxy device needs the instance to have a NIC")
+        if proxies and not bridged:
+            raise BadRequest("A proxy device needs a NIC on a cove bridge network: the ports "
+                             "of a cni network are its conflist's plugins' (portmap)")
+        mine = [k for p in proxies for k in p.port_keys()]
+        if len(set(mine)) != len(mine) or any(
+                a.clashes(b) for i, a in enumerate(mine) for b in mine[i + 1:]):
+            raise Conflict("Two proxy devices of the instance publish the same host port")
+        if not mine:
+            return
+        # Against the ports published now (running instances), as Docker does: a
+        # stopped instance holds no port, and finds it taken when it starts.
+        # In memory, so the check does not grow with the number of instances.
+        for key in mine:
+            owner = self._ctx.host.port_owner(key, exclude=name)
+            if owner is not None:
+                raise Conflict(f"Host port {key} is already published by instance {owner}")
+        check_host_ports(mine)
+
+    # -- an instance's run ------------------------------------------------------------------
+    def prepare(self, inst: Instance, undo: ExitStack) -> NetPlan:
+        """Lease addresses and write /etc/hosts and resolv.conf; each step
+        registers its undo on ``undo``.
+
+        Raises:
+            BadRequest: a NIC's network is gone or broken, or a proxy cannot work.
+        """
+        nics, proxies = devices_of(self._profiles.expanded_devices(inst))
+        plan = NetPlan(hairpin=bool(proxies))
+        if not nics:
+            return plan
+        for nic in nics:
+            self._type_for(nic.network).plan_nic(inst, nic, plan, undo)
+        plan.addresses.sort(key=lambda a: a.version)  # IPv4 first (stable)
+        plan.ports = port_rules(proxies, [a for a in plan.addresses if a.version == 4])
+        d = self._ctx.paths.instance_dir(inst.name)
+        hosts, resolv = d / "hosts", d / "resolv.conf"
+        hosts.write_text(dns.container_hosts(inst.name, plan.domain, plan.addresses))
+        if plan.bridged:
+            resolv.write_text(dns.container_resolv(plan.servers, plan.domains))
+        else:  # no cove bridge: the host's resolvers until a CNI result names others
+            try:
+                host_resolv = Path("/etc/resolv.conf").read_text()
+            except OSError:
+                host_resolv = ""
+            resolv.write_text(dns.resolv_from_host(host_resolv))
+        plan.mounts = tuple(
+            {"destination": dst, "type": "bind", "source": str(src),
+             "options": ["rbind", "rprivate"]}
+            for dst, src in (("/etc/hosts", hosts), ("/etc/resolv.conf", resolv)))
+        return plan
+
+    def attach(self, name: str, pid: int, plan: NetPlan, undo: ExitStack) -> None:
+        """Attach the planned NICs inside ``pid``'s namespace, type by type."""
+        for kind in self._networks.types.values():
+            kind.attach(name, pid, plan, undo)
+
+    def release(self, name: str) -> None:
+        """Withdraw everything ``name``'s run held on networks. Idempotent."""
+        for kind in reversed(self._networks.types.values()):
+            kind.release(name)
+
+    def apply_devices(self, inst: Instance, new_devices: dict[str, dict[str, str]]) -> None:
+        """Apply changed proxy devices to a running instance at once.
+
+        Raises:
+            BadRequest: NICs changed (they need a restart).
+            Conflict: a new host port is taken.
+        """
+        old = self._profiles.expanded_devices(inst)
+        new = self._profiles.expand(inst.profiles, new_devices)
+        nic_old = {k: v for k, v in old.items() if v.get("type") == "nic"}
+        nic_new = {k: v for k, v in new.items() if v.get("type") == "nic"}
+        if nic_old != nic_new:
+            raise BadRequest("NICs of a running instance cannot change: stop it first")
+        _, proxies = devices_of(new)
+        self._networks.bridge.set_ports(inst.name, proxies)
+
+    def state(self, inst: Instance) -> dict[str, Any]:
+        """LXD's ``state.network`` of a running instance."""
+        out: dict[str, Any] = {"lo": _loopback()}
+        devices = self._profiles.expanded_devices(inst)
+        for kind in reversed(self._networks.types.values()):  # cni first, then bridges
+            out.update(kind.nic_states(inst, devices))
+        return out

@@ -1,0 +1,75 @@
+"""What runs now: the in-memory truth about running instances, and where
+each instance lives on disk.
+
+Design note: the database says what should exist; ``RunTable`` says what
+coved knows to be running (init pid, a stop event, how many users hold the
+rootfs mounted). The lifecycle, the reconciler, file access and the
+network all read it; only the lifecycle and the reconciler change it, each
+under the instance's ``mutex`` (a short internal lock, not an operation
+lock: the exit watcher takes it too).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+__all__ = ["DEFAULT_ROOT", "Paths", "RunTable"]
+
+DEFAULT_ROOT = Path("/var/lib/cove")
+
+
+class Paths:
+    """Where a root keeps each instance's files and cgroup. Pure."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        digest = hashlib.sha256(str(root).encode()).hexdigest()[:8]
+        self.cgroup_parent = "cove" if root == DEFAULT_ROOT else f"cove-{digest}"
+
+    def instance_dir(self, name: str) -> Path:
+        """``instances/NAME``: upper/, work/, rootfs/, config.json, console.log, logs/."""
+        return self.root / "instances" / name
+
+    def exec_log_dir(self, name: str) -> Path:
+        """Where exec records outputs (inside the instance's directory, so
+        delete and rename take them along)."""
+        return self.instance_dir(name) / "logs"
+
+    def cgroups_path(self, name: str) -> str:
+        return f"/{self.cgroup_parent}/{name}"
+
+
+class RunTable:
+    """Running instances by name. Thread-safe.
+
+    ``pid``, ``stopped`` and ``mount_refs`` are read and written by their
+    owners under ``mutex(name)``.
+    """
+
+    def __init__(self) -> None:
+        self.pids: dict[str, int] = {}  # name -> init pid
+        self.stopped: dict[str, threading.Event] = {}  # set when the run ends
+        self.mount_refs: dict[str, int] = {}  # users of the mounted rootfs
+        self.restarting: set[str] = set()  # ephemeral ones kept across a stop
+        self._mutexes: dict[str, threading.RLock] = {}
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def mutex(self, name: str) -> Iterator[None]:
+        """Hold the instance's bookkeeping lock (re-entrant)."""
+        with self._lock:
+            m = self._mutexes.setdefault(name, threading.RLock())
+        with m:
+            yield
+
+    def running(self) -> set[str]:
+        """Names of the instances coved knows to be running (a snapshot)."""
+        return set(self.pids)
+
+    def pid(self, name: str) -> int:
+        """The init pid of ``name``, 0 when it does not run."""
+        return self.pids.get(name, 0)
