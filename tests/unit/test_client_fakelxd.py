@@ -203,7 +203,7 @@ class FakeLXD:
     def __init__(self, socket_path: str) -> None:
         self.socket_path = socket_path
         self.routes: dict[tuple[str, str], Handler] = {}
-        self.websockets: dict[str, WsHandler] = {}
+        self.websockets: dict[str, WsHandler] = {}  # by secret, or by path for streams
         self.ops: dict[str, FakeOp] = {}
         self.requests: list[Request] = []
         self.route("GET", "/1.0")(lambda req: sync({
@@ -265,7 +265,8 @@ class FakeLXD:
                     body = self.rfile.read(length) if length else b""
                 req = Request(self.command, url.path, dict(parse_qsl(url.query)),
                               {k.lower(): v for k, v in self.headers.items()}, body)
-                if url.path.endswith("/websocket") and "secret" in req.query:
+                if (url.path.endswith("/websocket") and "secret" in req.query) \
+                        or url.path in fake.websockets:  # a stream: /1.0/events
                     fake.requests.append(req)
                     self._websocket(req)
                     return
@@ -296,7 +297,7 @@ class FakeLXD:
                     self.rfile.readline()
 
             def _websocket(self, req: Request) -> None:
-                handler = fake.websockets.get(req.query["secret"])
+                handler = fake.websockets.get(req.query.get("secret", req.path))
                 if handler is None or req.headers.get("upgrade", "").lower() != "websocket":
                     reply = error(403, "bad websocket secret")
                     self.send_response(reply.status)
