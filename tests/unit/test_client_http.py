@@ -38,7 +38,7 @@ def test_exported_names() -> None:
     assert sorted(cove.client.__all__) == [
         "AsyncRestDriver", "AsyncTransport", "CliDriver", "CliTransport", "Client",
         "CommandFailed", "CommandNotFound", "ConnectionFailed", "Driver", "EngineTransport",
-        "ExecResult", "ExecSession", "InstanceFile", "LocalDriver", "LocalTransport",
+        "EventDriver", "EventStream", "ExecResult", "ExecSession", "InstanceFile", "LocalDriver", "LocalTransport",
         "Operation", "Progress", "Response", "RestDriver", "RestTransport", "Transport",
         "UnixTransport", "connect", "default_socket_path", "fetch_certificate"]
     for name in cove.client.__all__:

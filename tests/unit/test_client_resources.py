@@ -605,3 +605,29 @@ def test_local_event_stream_on_the_bus() -> None:
     stream.close()  # wakes the blocked reader: the stream has ended
     reader.join(5)
     assert got == [None] and not reader.is_alive()
+
+
+# -- one surface -------------------------------------------------------------------------------------
+
+def test_every_driver_has_the_same_surface() -> None:
+    """The public calls of ``EventDriver`` are on every driver (``events``
+    only where a stream can be held), with the same parameters; on the
+    asyncio driver as coroutines."""
+    import inspect
+
+    from cove.client.aio import AsyncRestDriver
+    from cove.client.drivers.local import LocalDriver
+
+    names = [n for n in dir(EventDriver) if not n.startswith("_")]
+    assert {"images", "import_image", "aliases", "create_alias", "networks", "network_state",
+            "operations", "wait_operation", "certificates", "add_certificate", "events",
+            "containers", "rename_container"} <= set(names)
+    for cls in (RestDriver, LocalDriver, CliDriver, AsyncRestDriver):
+        for name in names:
+            if name == "events" and cls is CliDriver:
+                continue
+            ours, base = getattr(cls, name), getattr(EventDriver, name)
+            assert list(inspect.signature(ours).parameters) == \
+                list(inspect.signature(base).parameters), (cls.__name__, name)
+            if cls is AsyncRestDriver and name not in ("close", "transport_for", "events"):
+                assert inspect.iscoroutinefunction(ours), name

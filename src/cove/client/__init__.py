@@ -1,17 +1,24 @@
 """cove's client: one Driver/Transport API for cove, LXD and Incus hosts.
 
-Drivers talk to a host (create, update, start, stop, delete, status, state,
-wait_for, transport_for), Transports to one container (execute, read_file,
-write_file, download/upload of files and folders, user). Every driver
-behaves the same and every call is convergent; failures are the
-``cove.model.errors`` classes, ``ConnectionFailed`` when a host cannot be
-reached. ``connect()`` builds the driver its arguments describe:
+A Driver is the front door to a host, for every resource of the API: its
+containers (create, update, start, stop, delete, rename, status, state,
+wait_for, transport_for), images and aliases, networks, operations,
+trusted certificates, and (``EventDriver``: all but the CLI driver) its
+event stream; reports are the ``cove.api`` classes. Transports reach one
+container (execute, read_file, write_file, download/upload of files and
+folders, user). Every driver behaves the same and every call is convergent;
+failures are the ``cove.model.errors`` classes, ``ConnectionFailed`` when a
+host cannot be reached. ``connect()`` builds the driver its arguments
+describe:
 
 * ``RestDriver(endpoint)``: the LXD REST API, a unix socket or ``https://``;
 * ``CliDriver(transport, "lxc" | "cove")``: the command, run through any
   transport (``LocalTransport()`` for this host, or a container's: nesting);
 * ``LocalDriver(root)``: cove's engine in this process, no coved;
 * ``AsyncRestDriver`` (``cove.client.aio``): the REST driver for asyncio.
+
+``Client`` is the low-level REST client underneath (raw requests, exec
+sessions, log streams), which the ``cove`` command uses directly.
 
 Import cost: the names of the first list below (``Client`` and what the
 ``cove`` command uses) load eagerly and need only the standard library; the
@@ -40,7 +47,7 @@ if TYPE_CHECKING:
     from cove.client._factory import connect
     from cove.client._tls import fetch_certificate
     from cove.client.aio import AsyncRestDriver, AsyncTransport
-    from cove.client.drivers.base import Driver, Progress
+    from cove.client.drivers.base import Driver, EventDriver, EventStream, Progress
     from cove.client.drivers.cli import CliDriver
     from cove.client.drivers.local import LocalDriver
     from cove.client.drivers.rest import RestDriver
@@ -60,6 +67,8 @@ __all__ = [
     "ConnectionFailed",
     "Driver",
     "EngineTransport",
+    "EventDriver",
+    "EventStream",
     "ExecResult",
     "ExecSession",
     "InstanceFile",
@@ -85,6 +94,8 @@ _LAZY = {
     "CliTransport": "cove.client.transports.cli",
     "Driver": "cove.client.drivers.base",
     "EngineTransport": "cove.client.transports.local",
+    "EventDriver": "cove.client.drivers.base",
+    "EventStream": "cove.client.drivers.base",
     "LocalDriver": "cove.client.drivers.local",
     "LocalTransport": "cove.client.transports.local",
     "Progress": "cove.client.drivers.base",

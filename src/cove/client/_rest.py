@@ -470,23 +470,22 @@ class Client:
         return fp
 
     def delete_image(self, fingerprint: str) -> Operation:
-        return self._op("DELETE", f"/1.0/images/{_q(fingerprint)}")
+        return self._send_op(wire.delete_image(fingerprint))
 
     def aliases(self) -> list[dict[str, Any]]:
-        return self._get_list("/1.0/images/aliases?recursion=1")
+        return self._get_list(wire.aliases().path)
 
     def alias(self, name: str) -> dict[str, Any]:
-        return self._get_dict(f"/1.0/images/aliases/{_q(name)}")
+        return self._get_dict(wire.alias(name).path)
 
     def create_alias(self, name: str, target: str, description: str = "") -> None:
-        self._sync("POST", "/1.0/images/aliases",
-                   {"name": name, "target": target, "description": description})
+        wire.metadata(self.send(wire.create_alias(name, target, description)))
 
     def delete_alias(self, name: str) -> None:
-        self._sync("DELETE", f"/1.0/images/aliases/{_q(name)}")
+        wire.metadata(self.send(wire.delete_alias(name)))
 
     def rename_alias(self, name: str, new_name: str) -> None:
-        self._sync("POST", f"/1.0/images/aliases/{_q(name)}", {"name": new_name})
+        wire.metadata(self.send(wire.rename_alias(name, new_name)))
 
     # -- operations ----------------------------------------------------------------
     def operation(self, op_id: str) -> Operation:
@@ -509,7 +508,7 @@ class Client:
         return op
 
     def cancel_operation(self, op_id: str) -> None:
-        self._sync("DELETE", f"/1.0/operations/{_q(op_id)}")
+        wire.metadata(self.send(wire.cancel_operation(op_id)))
 
 
 # -- exec sessions ------------------------------------------------------------------

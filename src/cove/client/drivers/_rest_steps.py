@@ -174,7 +174,7 @@ _PERFORM: dict[type, _Perform] = {
                                                force=st.force), st.progress),
     s.Delete: lambda st: _op(wire.delete_instance(st.name)),
     s.Rename: lambda st: _op(wire.rename_instance(st.name, st.new_name)),
-    s.RunCommand: lambda st: _run_recorded(st),
+    s.RunCommand: _run_recorded,
     s.ListImages: lambda st: _list(wire.images(), "images"),
     s.GetImage: lambda st: _get_or_none(wire.image(st.fingerprint), "image"),
     s.ImportImage: _import,
