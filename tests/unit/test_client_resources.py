@@ -631,3 +631,16 @@ def test_every_driver_has_the_same_surface() -> None:
                 list(inspect.signature(base).parameters), (cls.__name__, name)
             if cls is AsyncRestDriver and name not in ("close", "transport_for", "events"):
                 assert inspect.iscoroutinefunction(ours), name
+
+
+def test_every_driver_performs_every_step() -> None:
+    """Each driver's table names every step but the two the Driver base does
+    itself, so no flow can reach a driver that lacks a call for its step."""
+    import typing
+
+    from cove.client.drivers import cli, local
+
+    steps = set(typing.get_args(s.Step)) - {s.Sleep, s.HashFile}
+    assert len(steps) == 34
+    for table in (_rest_steps._PERFORM, cli._PERFORM, local._PERFORM):
+        assert set(table) == steps
