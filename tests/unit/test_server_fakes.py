@@ -23,11 +23,10 @@ from typing import Any, BinaryIO, cast
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from cove.api import InstanceExecPost, InstancesPost
 from cove.engine import (
-    CreateRequest,
     Engine,
     EventBus,
-    ExecRequest,
     FileInfo,
     Operation,
     Operations,
@@ -47,7 +46,7 @@ __all__ = ["FakeEngine", "FakeExecSession", "have", "run_app", "serve_unix", "sh
 class FakeExecSession:
     """A scripted command behind real pipes; ``command[0]`` picks the script."""
 
-    def __init__(self, req: ExecRequest) -> None:
+    def __init__(self, req: InstanceExecPost) -> None:
         self.req = req
         self.resizes: list[tuple[int, int]] = []
         self.signals: list[int] = []
@@ -283,17 +282,18 @@ class FakeEngine(TrustMixin):
                 "memory": {"usage": 1, "usage_peak": 2, "swap_usage": 0, "swap_usage_peak": 0},
                 "cpu": {"usage": 5}, "disk": {}, "network": None}
 
-    def create_instance(self, req: CreateRequest, *, wait_for_lock: float = 0) -> Operation:
+    def create_instance(self, req: InstancesPost, *, wait_for_lock: float = 0) -> Operation:
         if req.name in self.instances:
             raise Conflict(f"Instance {req.name} already exists")
-        if not any(req.image == fp or any(a.name == req.image for a in img.aliases)
+        image = req.source.image_ref()
+        if not any(image == fp or any(a.name == image for a in img.aliases)
                    for fp, img in self.images.items()):
-            raise NotFound(f"Image not found: {req.image}")
+            raise NotFound(f"Image not found: {image}")
 
         def make(op: Operation) -> None:
             self.instances[req.name] = Instance(
-                name=req.name, image=req.image, config=req.config, devices=req.devices,
-                profiles=req.profiles, ephemeral=req.ephemeral, description=req.description,
+                name=req.name, image=image, config=req.config, devices=req.devices,
+                profiles=req.profiles_or_default, ephemeral=req.ephemeral, description=req.description,
                 status=Status.RUNNING if req.start else Status.STOPPED)
         return self._op("Creating instance", req.name, make)
 
@@ -343,7 +343,7 @@ class FakeEngine(TrustMixin):
             inst.status = to
         return self._op(f"Changing instance state: {action}", name, change)
 
-    def exec_instance(self, name: str, req: ExecRequest) -> FakeExecSession:
+    def exec_instance(self, name: str, req: InstanceExecPost) -> FakeExecSession:
         if self.get_instance(name).status is not Status.RUNNING:
             raise BadRequest("Instance is not running")
         if req.command[0] == "nouser":

@@ -5,13 +5,11 @@ recorded with what runs. The server and the local driver call the same
 from cove.engine._engine import Engine
 from cove.engine.events import EventBus
 from cove.engine.operations import Operation, Operations
-from cove.engine.types import CreateRequest, ExecRequest, ExecSession, FileInfo
+from cove.engine.types import ExecSession, FileInfo
 
 __all__ = [
-    "CreateRequest",
     "Engine",
     "EventBus",
-    "ExecRequest",
     "ExecSession",
     "FileInfo",
     "Operation",

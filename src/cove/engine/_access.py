@@ -13,8 +13,9 @@ import contextlib
 import os
 from typing import BinaryIO
 
+from cove.api import InstanceExecPost
 from cove.engine._core import EngineCore
-from cove.engine.types import ExecRequest, ExecSession, FileInfo
+from cove.engine.types import ExecSession, FileInfo
 from cove.model.errors import BadRequest, CoveError, NotFound
 from cove.model.passwd import parse_group, parse_passwd, resolve_group, resolve_user
 from cove.model.states import Status
@@ -98,7 +99,7 @@ def parse_k8s_log(data: bytes) -> bytes:
 
 class AccessMixin(EngineCore):
     # -- exec ------------------------------------------------------------------
-    def exec_instance(self, name: str, req: ExecRequest) -> ExecSession:
+    def exec_instance(self, name: str, req: InstanceExecPost) -> ExecSession:
         """Start ``req.command`` in the running instance ``name``.
 
         Raises:
@@ -129,7 +130,7 @@ class AccessMixin(EngineCore):
                 return FinishedExec(127, f"cove: {req.command[0]}: command not found\n")
         return self.runtime.exec(name, ExecSpec(
             args=list(req.command), env=env, cwd=cwd, uid=entry.uid, gid=gid,
-            tty=req.interactive, width=req.width, height=req.height))
+            tty=req.interactive, width=req.width or 80, height=req.height or 24))
 
     # -- files -----------------------------------------------------------------
     def file_get(self, name: str, path: str) -> FileInfo:

@@ -16,9 +16,9 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from cove.api import InstancesPost
 from cove.engine._core import EngineCore
 from cove.engine.operations import Operation
-from cove.engine.types import CreateRequest
 from cove.model import config as cfg
 from cove.model.errors import BadRequest, Conflict, CoveError, InternalError, NotFound, Timeout
 from cove.model.names import validate_instance_name
@@ -97,12 +97,12 @@ class InstancesMixin(EngineCore):
         }
 
     # -- create ---------------------------------------------------------------
-    def create_instance(self, req: CreateRequest, *,
+    def create_instance(self, req: InstancesPost, *,
                         wait_for_lock: float = 0) -> Operation:
         name = validate_instance_name(req.name)
         config = cfg.validate_config(req.config or {})
         devices = _validate_devices(req.devices)
-        image = self.resolve_image(req.image)
+        image = self.resolve_image(req.source.image_ref())
         if self.store.has_instance(name):
             raise Conflict(f"Instance {name!r} already exists")
         profiles = list(req.profiles or ["default"])
