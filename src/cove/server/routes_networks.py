@@ -89,7 +89,7 @@ async def _rename(request: web.Request) -> web.Response:
 async def _state(request: web.Request) -> web.Response:
     check_project(request)
     state = await call(request, engine_of(request).network_state, request.match_info["name"])
-    return render.sync(state)
+    return render.sync(api.NetworkState.from_wire(state).to_wire())
 
 
 async def _leases(request: web.Request) -> web.Response:

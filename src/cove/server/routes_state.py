@@ -22,7 +22,7 @@ __all__ = ["add_routes"]
 async def _get(request: web.Request) -> web.Response:
     check_project(request)
     state = await call(request, engine_of(request).instance_state, request.match_info["name"])
-    return render.sync(state)
+    return render.sync(api.InstanceState.from_wire(state).to_wire())
 
 
 async def _put(request: web.Request) -> web.Response:
