@@ -1,34 +1,154 @@
-"""The LXD wire schema, shared by server, client and CLI: objects
-(instance, image, alias, profile), the filter language and the envelopes."""
+"""The LXD wire schema, shared by server, client and CLI.
 
-from cove.api._envelope import async_envelope, error_envelope, sync_envelope
-from cove.api._filter import filter_objects
-from cove.api._objects import (
-    ZERO_TIME,
-    alias,
-    etag,
-    image,
-    instance,
-    instance_full,
-    network,
-    network_lease,
-    profile,
-    rfc3339,
-)
+Design note: one class per LXD object, named after LXD's Go ``shared/api``
+types. Requests (``InstancesPost``, ``InstanceExecPost``...) go in, reports
+(``Instance``, ``Operation``...) come out; each has ``parse`` (strict, for
+coved: a wrong field is a ``BadRequest`` naming it), ``from_wire``
+(tolerant, for clients reading cove, LXD 5.0 or Incus) and ``to_wire``
+(LXD's JSON). These modules are standard library only, since the CLI
+imports them. Every name is loaded on first use (PEP 562 ``__getattr__``):
+a caller imports only the modules it touches, and the renderers from cove's
+model records (``instance(inst)``, ``image(img)``...), which need the records
+(dataclasses), stay off the CLI's import path.
+"""
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from cove.api._envelope import async_envelope, error_envelope, sync_envelope
+    from cove.api._filter import filter_objects
+    from cove.api._images import (
+        Image,
+        ImageAlias,
+        ImageAliasesEntry,
+        ImageAliasesEntryPost,
+        ImageAliasesEntryPut,
+        ImageAliasesPost,
+        ImagePut,
+    )
+    from cove.api._instances import (
+        ZERO_TIME,
+        Instance,
+        InstanceExecPost,
+        InstancePost,
+        InstancePut,
+        InstanceSource,
+        InstancesPost,
+        InstanceState,
+        InstanceStatePut,
+    )
+    from cove.api._networks import (
+        Certificate,
+        CertificatesPost,
+        Network,
+        NetworkLease,
+        NetworkPut,
+        NetworksPost,
+        NetworkState,
+        Profile,
+    )
+    from cove.api._objects import (
+        alias,
+        alias_object,
+        certificate,
+        certificate_object,
+        etag,
+        image,
+        image_object,
+        instance,
+        instance_full,
+        instance_object,
+        network,
+        network_lease,
+        network_lease_object,
+        network_object,
+        profile,
+        profile_object,
+        rfc3339,
+    )
+    from cove.api._operations import ErrorResponse, Event, Operation
 
 __all__ = [
     "ZERO_TIME",
+    "Certificate",
+    "CertificatesPost",
+    "ErrorResponse",
+    "Event",
+    "Image",
+    "ImageAlias",
+    "ImageAliasesEntry",
+    "ImageAliasesEntryPost",
+    "ImageAliasesEntryPut",
+    "ImageAliasesPost",
+    "ImagePut",
+    "Instance",
+    "InstanceExecPost",
+    "InstancePost",
+    "InstancePut",
+    "InstanceSource",
+    "InstanceState",
+    "InstanceStatePut",
+    "InstancesPost",
+    "Network",
+    "NetworkLease",
+    "NetworkPut",
+    "NetworkState",
+    "NetworksPost",
+    "Operation",
+    "Profile",
     "alias",
+    "alias_object",
     "async_envelope",
+    "certificate",
+    "certificate_object",
     "error_envelope",
     "etag",
     "filter_objects",
     "image",
+    "image_object",
     "instance",
     "instance_full",
+    "instance_object",
     "network",
     "network_lease",
+    "network_lease_object",
+    "network_object",
     "profile",
+    "profile_object",
     "rfc3339",
     "sync_envelope",
 ]
+
+# Where each name lives; a module is imported when one of its names is first
+# used, so a caller pays only for what it touches (the CLI's create pays for
+# ``_instances``, never for ``_objects``, which imports the model records).
+_MODULES = {
+    "_envelope": ("async_envelope", "error_envelope", "sync_envelope"),
+    "_filter": ("filter_objects",),
+    "_images": ("Image", "ImageAlias", "ImageAliasesEntry", "ImageAliasesEntryPost",
+                "ImageAliasesEntryPut", "ImageAliasesPost", "ImagePut"),
+    "_instances": ("ZERO_TIME", "Instance", "InstanceExecPost", "InstancePost", "InstancePut",
+                   "InstanceSource", "InstanceState", "InstanceStatePut", "InstancesPost"),
+    "_networks": ("Certificate", "CertificatesPost", "Network", "NetworkLease", "NetworkPut",
+                  "NetworkState", "NetworksPost", "Profile"),
+    "_objects": ("alias", "alias_object", "certificate", "certificate_object", "etag", "image",
+                 "image_object", "instance", "instance_full", "instance_object", "network",
+                 "network_lease", "network_lease_object", "network_object", "profile",
+                 "profile_object", "rfc3339"),
+    "_operations": ("ErrorResponse", "Event", "Operation"),
+}
+_HOME = {name: module for module, names in _MODULES.items() for name in names}
+
+
+def __getattr__(name: str) -> object:
+    module = _HOME.get(name)
+    if module is None:
+        raise AttributeError(f"module 'cove.api' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"cove.api.{module}"), name)
+    globals()[name] = value  # once loaded, an ordinary attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_HOME))

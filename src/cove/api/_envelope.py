@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from cove.api._operations import ErrorResponse
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["async_envelope", "error_envelope", "sync_envelope"]
 
@@ -22,5 +26,4 @@ def async_envelope(operation: dict[str, Any]) -> dict[str, Any]:
 
 def error_envelope(status: int, message: str) -> dict[str, Any]:
     """The error envelope; ``error_code`` is the HTTP status."""
-    return {"type": "error", "error": message, "error_code": status, "status": "",
-            "status_code": 0, "operation": "", "metadata": None}
+    return ErrorResponse(error=message, error_code=status).to_wire()

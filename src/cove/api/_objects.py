@@ -1,11 +1,14 @@
-"""The LXD wire objects cove sends and reads: instance, image, alias, profile.
+"""The wire objects built from cove's model records, for the server and the
+local driver: ``Instance.from``-style renderers that know ``cove.model.records``.
 
-Design note: these are the shapes pylxd and the Go client (``lxc``) decode.
-Go is strict about types (a string where it wants a bool fails the whole
-command), so every field has the type LXD gives it, and fields a client
-reads unconditionally are always present (``expanded_devices``,
-``profiles``, ``aliases``...). The server renders with these; the client
-and CLI read the same field names.
+Design note: the classes themselves (``cove.api.Instance``...) are standard
+library only, because the CLI imports them; this module imports the records
+(dataclasses), so it is loaded only when a name from it is first used (see
+``cove.api.__getattr__``). Go is strict about types (a string where it wants
+a bool fails the whole command), so every field has the type LXD gives it,
+and fields a client reads unconditionally are always present
+(``expanded_devices``, ``profiles``, ``aliases``...). Each renderer comes in
+two forms: ``*_object`` gives the class, the older name gives its wire dict.
 """
 
 from __future__ import annotations
@@ -15,23 +18,32 @@ import json
 import time
 from typing import Any
 
-from cove.model.records import Alias, Image, Instance, Lease, Network
+from cove.api._images import Image, ImageAlias, ImageAliasesEntry
+from cove.api._instances import ZERO_TIME, Instance, InstanceState
+from cove.api._networks import Certificate, Network, NetworkLease, Profile
+from cove.model import records
+from cove.model.trust import Certificate as CertificateRecord
 
 __all__ = [
     "ZERO_TIME",
     "alias",
+    "alias_object",
+    "certificate",
+    "certificate_object",
     "etag",
     "image",
+    "image_object",
     "instance",
     "instance_full",
+    "instance_object",
     "network",
     "network_lease",
+    "network_lease_object",
+    "network_object",
     "profile",
+    "profile_object",
     "rfc3339",
 ]
-
-# Go's zero time, which LXD sends for "never".
-ZERO_TIME = "0001-01-01T00:00:00Z"
 
 
 def rfc3339(t: float) -> str:
@@ -41,87 +53,108 @@ def rfc3339(t: float) -> str:
     return f"{base}.{micros:06d}Z" if micros else base + "Z"
 
 
-def instance(inst: Instance) -> dict[str, Any]:
-    """The LXD ``Instance`` object."""
-    return {
-        "name": inst.name,
-        "description": inst.description,
-        "status": inst.status.value,
-        "status_code": inst.status.code,
-        "type": "container",
-        "architecture": inst.architecture,
-        "config": dict(inst.config),
-        "devices": {k: dict(v) for k, v in inst.devices.items()},
+def instance_object(inst: records.Instance, state: dict[str, Any] | None = None, *,
+                    full: bool = False) -> Instance:
+    """The LXD ``Instance`` (with ``full``: ``InstanceFull``, its ``state`` the
+    engine's state dict) of a record."""
+    devices = inst.expanded_devices if inst.expanded_devices is not None else inst.devices
+    return Instance(
+        name=inst.name, description=inst.description, status=inst.status.value,
+        status_code=inst.status.code, type="container", architecture=inst.architecture,
+        config=inst.config, devices=inst.devices,
         # the default profile adds eth0 (engine-filled expanded_devices); no config
-        "expanded_config": dict(inst.config),
-        "expanded_devices": {k: dict(v) for k, v in (
-            inst.expanded_devices if inst.expanded_devices is not None else inst.devices).items()},
-        "ephemeral": inst.ephemeral,
-        "stateful": False,
-        "profiles": list(inst.profiles),
-        "project": "default",
-        "created_at": rfc3339(inst.created_at),
-        "last_used_at": rfc3339(inst.last_used_at),
-        "location": "none",
-    }
+        expanded_config=inst.config, expanded_devices=devices, ephemeral=inst.ephemeral,
+        stateful=False, profiles=list(inst.profiles), project="default",
+        created_at=rfc3339(inst.created_at), last_used_at=rfc3339(inst.last_used_at),
+        location="none", full=full,
+        state=InstanceState.from_wire(state) if state is not None else None)
 
 
-def instance_full(inst: Instance, state: dict[str, Any] | None) -> dict[str, Any]:
+def instance(inst: records.Instance) -> dict[str, Any]:
+    """The LXD ``Instance`` object."""
+    return instance_object(inst).to_wire()
+
+
+def instance_full(inst: records.Instance, state: dict[str, Any] | None) -> dict[str, Any]:
     """The LXD ``InstanceFull`` object (``recursion=2`` lists, ``recursion=1`` GET)."""
-    out = instance(inst)
-    out["state"] = state
-    out["snapshots"] = []
-    out["backups"] = []
-    return out
+    return instance_object(inst, state, full=True).to_wire()
 
 
-def image(img: Image) -> dict[str, Any]:
+def image_object(img: records.Image) -> Image:
+    """The LXD ``Image`` of a record."""
+    return Image(
+        fingerprint=img.fingerprint, filename=img.filename, size=img.size,
+        architecture=img.architecture, type="container", public=img.public,
+        properties=img.properties,
+        aliases=[ImageAlias(name=a.name, description=a.description) for a in img.aliases],
+        auto_update=False, cached=False, profiles=["default"], project="default",
+        created_at=rfc3339(img.created_at), uploaded_at=rfc3339(img.uploaded_at),
+        last_used_at=rfc3339(img.last_used_at) if img.last_used_at else ZERO_TIME,
+        expires_at=ZERO_TIME)
+
+
+def image(img: records.Image) -> dict[str, Any]:
     """The LXD ``Image`` object."""
-    return {
-        "fingerprint": img.fingerprint,
-        "filename": img.filename,
-        "size": img.size,
-        "architecture": img.architecture,
-        "type": "container",
-        "public": img.public,
-        "properties": dict(img.properties),
-        "aliases": [{"name": a.name, "description": a.description} for a in img.aliases],
-        "auto_update": False,
-        "cached": False,
-        "profiles": ["default"],
-        "project": "default",
-        "created_at": rfc3339(img.created_at),
-        "uploaded_at": rfc3339(img.uploaded_at),
-        "last_used_at": rfc3339(img.last_used_at) if img.last_used_at else ZERO_TIME,
-        "expires_at": ZERO_TIME,
-    }
+    return image_object(img).to_wire()
 
 
-def alias(a: Alias) -> dict[str, Any]:
+def alias_object(a: records.Alias) -> ImageAliasesEntry:
+    """The LXD ``ImageAliasesEntry`` of a record."""
+    return ImageAliasesEntry(name=a.name, description=a.description, target=a.target,
+                             type="container")
+
+
+def alias(a: records.Alias) -> dict[str, Any]:
     """The LXD ``ImageAliasesEntry`` object."""
-    return {"name": a.name, "description": a.description, "target": a.target,
-            "type": "container"}
+    return alias_object(a).to_wire()
+
+
+def profile_object(name: str, used_by: list[str],
+                   devices: dict[str, dict[str, str]] | None = None) -> Profile:
+    """A profile; cove has only ``default`` (its devices: eth0 on the default network)."""
+    return Profile(name=name, description="Default cove profile", config={},
+                   devices=devices or {}, used_by=used_by, project="default")
 
 
 def profile(name: str, used_by: list[str],
             devices: dict[str, dict[str, str]] | None = None) -> dict[str, Any]:
-    """A profile; cove has only ``default`` (its devices: eth0 on the default network)."""
-    return {"name": name, "description": "Default cove profile", "config": {},
-            "devices": {k: dict(v) for k, v in (devices or {}).items()}, "used_by": used_by,
-            "project": "default"}
+    """The LXD ``Profile`` object (see ``profile_object``)."""
+    return profile_object(name, used_by, devices).to_wire()
 
 
-def network(net: Network, used_by: list[str]) -> dict[str, Any]:
-    """The LXD ``Network`` object (cove lists its managed bridges only)."""
-    return {"name": net.name, "description": net.description, "type": net.type,
-            "managed": True, "status": "Created", "config": dict(net.config),
-            "used_by": list(used_by), "locations": ["none"], "project": "default"}
+def network_object(net: records.Network, used_by: list[str]) -> Network:
+    """The LXD ``Network`` of a record (cove lists its managed bridges only)."""
+    return Network(name=net.name, description=net.description, type=net.type, managed=True,
+                   status="Created", config=net.config, used_by=list(used_by),
+                   locations=["none"], project="default")
 
 
-def network_lease(lease: Lease, hostname: str) -> dict[str, Any]:
+def network(net: records.Network, used_by: list[str]) -> dict[str, Any]:
+    """The LXD ``Network`` object."""
+    return network_object(net, used_by).to_wire()
+
+
+def network_lease_object(lease: records.Lease, hostname: str) -> NetworkLease:
+    """One ``NetworkLease`` of ``GET /1.0/networks/NAME/leases``."""
+    return NetworkLease(hostname=hostname, hwaddr=lease.hwaddr, address=lease.address,
+                        type="dynamic", location="none", project="default")
+
+
+def network_lease(lease: records.Lease, hostname: str) -> dict[str, Any]:
     """One entry of ``GET /1.0/networks/NAME/leases``."""
-    return {"hostname": hostname, "hwaddr": lease.hwaddr, "address": lease.address,
-            "type": "dynamic", "location": "none", "project": "default"}
+    return network_lease_object(lease, hostname).to_wire()
+
+
+def certificate_object(c: CertificateRecord) -> Certificate:
+    """The LXD ``Certificate`` of a trust-store entry."""
+    return Certificate(fingerprint=c.fingerprint, certificate=c.certificate, name=c.name,
+                       type=c.type, restricted=c.restricted, projects=list(c.projects),
+                       description="")
+
+
+def certificate(c: CertificateRecord) -> dict[str, Any]:
+    """The LXD ``Certificate`` object."""
+    return certificate_object(c).to_wire()
 
 
 def etag(obj: dict[str, Any], keys: tuple[str, ...] = (

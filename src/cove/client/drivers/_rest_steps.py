@@ -14,6 +14,7 @@ import re
 from collections.abc import Generator
 from typing import Any, TypeVar
 
+from cove import api
 from cove.client import _wire as wire
 from cove.client._http import Response
 from cove.client._rest import Operation
@@ -118,12 +119,12 @@ def perform(step: Step) -> HttpFlow[Any]:
     if isinstance(step, ListImages):
         return wire.as_list((yield wire.images()), "images")
     if isinstance(step, Create):
-        resp = yield wire.create_instance(step.name, step.source, config=step.config,
-                                          devices=step.devices, profiles=step.profiles)
+        resp = yield wire.create_instance(step.post)
         yield from wait(wire.operation_of(resp), step.progress)
         return None
     if isinstance(step, Update):
-        resp = yield wire.update_instance(step.name, step.body, patch=step.patch)
+        resp = yield wire.update_instance(step.name, api.InstancePut.from_wire(step.body),
+                                          patch=step.patch)
         yield from wait(wire.operation_of(resp))
         return None
     if isinstance(step, Action):

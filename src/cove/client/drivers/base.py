@@ -28,6 +28,7 @@ from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from cove import api
 from cove.client._flow import drive
 from cove.model.errors import BadRequest, Conflict, CoveError, NotFound, Timeout
 from cove.model.names import validate_instance_name
@@ -106,14 +107,15 @@ class ListImages:
 
 @dataclass(frozen=True)
 class Create:
-    """Create a stopped instance (``POST /1.0/instances``) and wait for it."""
+    """Create the instance ``post`` describes (``POST /1.0/instances``) and
+    wait for it; ``post.start`` is not set (flows start it on their own)."""
 
-    name: str
-    source: dict[str, Any]
-    config: dict[str, str] = field(default_factory=dict)
-    devices: dict[str, dict[str, str]] = field(default_factory=dict)
-    profiles: list[str] | None = None
+    post: api.InstancesPost
     progress: ProgressCallback | None = field(default=None, compare=False)
+
+    @property
+    def name(self) -> str:
+        return self.post.name
 
 
 @dataclass(frozen=True)
@@ -239,7 +241,9 @@ class flows:
                 progress(Progress("create"))
             made = True
             try:
-                yield Create(name, source, config, devices, profiles, progress)
+                post = api.InstancesPost(name=name, source=api.InstanceSource.from_wire(source),
+                                         config=config, devices=devices, profiles=profiles)
+                yield Create(post, progress)
             except Conflict:
                 made = False  # someone else made it meanwhile: converge on theirs
             if autostart and made:

@@ -28,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
+from cove import api
 from cove.client._exec import CommandNotFound, ExecResult
 from cove.client.drivers.base import (
     Action,
@@ -163,14 +164,9 @@ class CliDriver(Driver):
         if isinstance(step, ListImages):
             return self.query("/1.0/images?recursion=1") or []
         if isinstance(step, Create):
-            self._check_image(step.source)
-            body: dict[str, Any] = {"name": step.name, "type": "container",
-                                    "source": step.source, "config": step.config,
-                                    "devices": step.devices}
-            if step.profiles is not None:
-                body["profiles"] = step.profiles
+            self._check_image(step.post.source.to_wire())
             try:
-                self.query("/1.0/instances", method="POST", data=body, wait=True)
+                self.query("/1.0/instances", method="POST", data=step.post.to_wire(), wait=True)
             except InternalError:
                 # Undo: a create that failed half-way leaves no container.
                 if self._instance(step.name) is not None:
@@ -179,7 +175,8 @@ class CliDriver(Driver):
             return None
         if isinstance(step, Update):
             self.query(f"/1.0/instances/{quote(step.name, safe='')}",
-                       method="PATCH" if step.patch else "PUT", data=step.body, wait=True)
+                       method="PATCH" if step.patch else "PUT",
+                       data=api.InstancePut.from_wire(step.body).to_wire(), wait=True)
             return None
         if isinstance(step, Action):
             return self._action(step)
@@ -203,8 +200,8 @@ class CliDriver(Driver):
             self._or_not_found(step.name, *args)
         else:  # freeze / unfreeze: the two commands spell these differently
             self.query(f"/1.0/instances/{quote(step.name, safe='')}/state", method="PUT",
-                       data={"action": step.action, "timeout": step.timeout,
-                             "force": step.force}, wait=True)
+                       data=api.InstanceStatePut(action=step.action, timeout=step.timeout,
+                                                 force=step.force).to_wire(), wait=True)
 
     def _or_not_found(self, name: str, *args: str) -> None:
         try:

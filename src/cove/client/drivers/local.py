@@ -35,7 +35,7 @@ from cove.client.drivers.base import (
     Update,
 )
 from cove.client.transports.local import EngineTransport
-from cove.model.errors import BadRequest, Conflict, InternalError, NotFound
+from cove.model.errors import Conflict, InternalError, NotFound
 
 if TYPE_CHECKING:
     from cove.engine import Engine, Operation
@@ -126,25 +126,14 @@ class LocalDriver(Driver):
         if isinstance(step, ListImages):
             return [api.image(img) for img in e.images.all()]
         if isinstance(step, Create):
-            from cove.engine.types import CreateRequest
-
-            src = step.source
-            if src.get("server"):
-                raise BadRequest("Remote image servers are not supported: import the image "
-                                 "into cove first, then create from its alias or fingerprint")
-            image = str(src.get("fingerprint") or src.get("alias") or "")
-            if not image:
-                raise BadRequest("Source must name an image: give 'alias' or 'fingerprint'")
-            req = CreateRequest(name=step.name, image=image, config=dict(step.config),
-                                devices={k: dict(v) for k, v in step.devices.items()},
-                                profiles=["default"] if step.profiles is None
-                                else list(step.profiles))
-            self._wait(e.instances.create(req), step.progress)
+            step.post.source.image_ref()  # refused before the engine looks, as coved does
+            self._wait(e.instances.create(step.post), step.progress)
             return None
         if isinstance(step, Update):
-            fields = {k: step.body[k] for k in ("config", "devices", "profiles", "description",
-                                               "ephemeral") if k in step.body}
-            e.instances.update(step.name, patch=step.patch, **fields)
+            put = api.InstancePut.from_wire(step.body)
+            e.instances.update(step.name, config=put.config, devices=put.devices,
+                              profiles=put.profiles, description=put.description,
+                              ephemeral=put.ephemeral, patch=step.patch)
             return None
         if isinstance(step, Action):
             self._wait(e.instances.change_state(step.name, step.action, timeout=step.timeout,
