@@ -7,11 +7,17 @@ import os
 import pytest
 from covetest import assert_no_leaks, mounts_under, new_name
 
-from cove.engine import CreateRequest, Engine, ExecRequest
+from cove.api import InstanceExecPost, InstanceSource, InstancesPost
+from cove.engine import Engine
 from cove.model.errors import BadRequest, Conflict, NotFound
 
 
-def _run(engine: Engine, name: str, req: ExecRequest) -> tuple[int, bytes, bytes]:
+def _image(ref: str) -> InstanceSource:
+    """The source of an instance made from local image ``ref`` (alias or fingerprint)."""
+    return InstanceSource(type="image", alias=ref)
+
+
+def _run(engine: Engine, name: str, req: InstanceExecPost) -> tuple[int, bytes, bytes]:
     s = engine.access.exec(name, req)
     try:
         if s.stdin_fd is not None:
@@ -33,14 +39,14 @@ def _run(engine: Engine, name: str, req: ExecRequest) -> tuple[int, bytes, bytes
 def test_bad_requests_raise_before_any_operation(engine: Engine) -> None:
     before = {op.id for op in engine.operations.all()}
     cases = [
-        (CreateRequest(name="-bad", image="busybox"), BadRequest),
-        (CreateRequest(name="a" * 64, image="busybox"), BadRequest),
-        (CreateRequest(name=new_name(), image="busybox", config={"covetest.x": "1"}),
+        (InstancesPost(name="-bad", source=_image("busybox")), BadRequest),
+        (InstancesPost(name="a" * 64, source=_image("busybox")), BadRequest),
+        (InstancesPost(name=new_name(), source=_image("busybox"), config={"covetest.x": "1"}),
          BadRequest),
-        (CreateRequest(name=new_name(), image="busybox", config={"limits.memory": "x"}),
+        (InstancesPost(name=new_name(), source=_image("busybox"), config={"limits.memory": "x"}),
          BadRequest),
-        (CreateRequest(name=new_name(), image="covetest-noimage"), NotFound),
-        (CreateRequest(name=new_name(), image="busybox", profiles=["covetest-nope"]), NotFound),
+        (InstancesPost(name=new_name(), source=_image("covetest-noimage")), NotFound),
+        (InstancesPost(name=new_name(), source=_image("busybox"), profiles=["covetest-nope"]), NotFound),
     ]
     for req, exc in cases:
         with pytest.raises(exc):
@@ -52,26 +58,26 @@ def test_bad_requests_raise_before_any_operation(engine: Engine) -> None:
 
 def test_lifecycle_exec_and_paths(engine: Engine) -> None:
     name = new_name("eng")
-    op = engine.instances.create(CreateRequest(name=name, image="busybox", start=True,
+    op = engine.instances.create(InstancesPost(name=name, source=_image("busybox"), start=True,
                                               config={"cove.cmd": "sleep 1000"}))
     assert op.wait(60)
     op.raise_for_error()
     with pytest.raises(Conflict):
-        engine.instances.create(CreateRequest(name=name, image="busybox"))
+        engine.instances.create(InstancesPost(name=name, source=_image("busybox")))
     assert engine.instances.state(name)["status"] == "Running"
 
-    code, out, err = _run(engine, name, ExecRequest(
+    code, out, err = _run(engine, name, InstanceExecPost(
         command=["sh", "-c", "id -u; pwd; echo $COVETEST; echo e >&2; exit 6"],
         environment={"COVETEST": "v"}, user="app", cwd="/tmp"))
     assert (code, out, err) == (6, b"1000\n/tmp\nv\n", b"e\n")
-    code, out, _ = _run(engine, name, ExecRequest(command=["id", "-g"], user=1000, group="root"))
+    code, out, _ = _run(engine, name, InstanceExecPost(command=["id", "-g"], user=1000, group="root"))
     assert (code, out) == (0, b"0\n")
-    code, _, err = _run(engine, name, ExecRequest(command=["covetest-nosuchcmd"]))
+    code, _, err = _run(engine, name, InstanceExecPost(command=["covetest-nosuchcmd"]))
     assert code == 127 and b"not found" in err
     with pytest.raises(BadRequest):
-        engine.access.exec(name, ExecRequest(command=["true"], user="covetest-nobody"))
+        engine.access.exec(name, InstanceExecPost(command=["true"], user="covetest-nobody"))
     with pytest.raises(BadRequest):
-        engine.access.exec(name, ExecRequest(command=["true"], cwd="tmp"))
+        engine.access.exec(name, InstanceExecPost(command=["true"], cwd="tmp"))
 
     # paths must be absolute at the engine (the server maps lxc's relative ones)
     for rel in ("etc/hostname", "", "./etc/hostname"):
@@ -95,7 +101,7 @@ def test_lifecycle_exec_and_paths(engine: Engine) -> None:
     op.raise_for_error()
     assert engine.instances.get(name).status.value == "Stopped"
     with pytest.raises(BadRequest):
-        engine.access.exec(name, ExecRequest(command=["true"]))
+        engine.access.exec(name, InstanceExecPost(command=["true"]))
     # files of a stopped instance: the rootfs is mounted only for the call
     info = engine.access.file_get(name, "/root/covetest")
     if info.fd is not None:
@@ -128,8 +134,8 @@ def test_operations_leave_no_fds_behind(engine: Engine) -> None:
 
     def lifecycle() -> None:
         name = new_name("fds")
-        for op in (lambda: engine.instances.create(CreateRequest(
-                       name=name, image="busybox", start=True,
+        for op in (lambda: engine.instances.create(InstancesPost(
+                       name=name, source=_image("busybox"), start=True,
                        config={"cove.cmd": "sleep 1000"})),
                    lambda: engine.instances.change_state(name, "stop", force=True),
                    lambda: engine.instances.delete(name)):

@@ -23,12 +23,18 @@ from pathlib import Path
 import pytest
 from covetest import destroy_root, leaks, mkroot, new_name, reap_conmon_zombies, wait_until
 
-from cove.engine import CreateRequest, Engine, ExecRequest, ExecSession
+from cove.api import InstanceExecPost, InstanceSource, InstancesPost
+from cove.engine import Engine, ExecSession
 from cove.runtime import _nsexec
 from cove.runtime.runc import ExecSpec
 from cove.runtime.spec import DEFAULT_PATH
 
 MODES = ("nsexec", "runc")
+
+
+def _image(ref: str) -> InstanceSource:
+    """The source of an instance made from local image ``ref`` (alias or fingerprint)."""
+    return InstanceSource(type="image", alias=ref)
 
 
 @dataclass
@@ -54,8 +60,8 @@ def box(busybox_tar: Path) -> Iterator[Box]:
         assert op.wait(60)
         op.raise_for_error()
         name = new_name("exec")
-        op = engine.instances.create(CreateRequest(
-            name=name, image="busybox", start=True,
+        op = engine.instances.create(InstancesPost(
+            name=name, source=_image("busybox"), start=True,
             config={"cove.cmd": "sleep 1000", "limits.processes": "20",
                     "limits.memory": "64MB"}))
         assert op.wait(60)
@@ -116,7 +122,7 @@ def _drain(s: ExecSession, stdin: bytes = b"", timeout: float = 30) -> tuple[int
 
 
 def run(box: Box, command: list[str], stdin: bytes = b"", **kw: object) -> tuple[int, str, str]:
-    s = box.engine.access.exec(box.name, ExecRequest(command=command, **kw))  # type: ignore[arg-type]
+    s = box.engine.access.exec(box.name, InstanceExecPost(command=command, **kw))  # type: ignore[arg-type]
     try:
         code, out, err = _drain(s, stdin)
     finally:
@@ -172,7 +178,7 @@ def status_field(pid: int | str, key: str) -> str:
 # -- which path runs -----------------------------------------------------------------
 
 def test_the_helper_is_what_runs(box: Box, mode: str) -> None:
-    s = box.engine.access.exec(box.name, ExecRequest(command=["sleep", "30"]))
+    s = box.engine.access.exec(box.name, InstanceExecPost(command=["sleep", "30"]))
     try:
         # exe, not cmdline: the new image's arguments may not be in place yet
         monitor = os.path.basename(os.readlink(f"/proc/{s.pid}/exe"))  # type: ignore[attr-defined]
@@ -213,7 +219,7 @@ def test_missing_command_past_the_engine(box: Box, mode: str) -> None:
 
 @pytest.mark.parametrize("signum", [9, 15, 2])
 def test_signal_kills_the_command(box: Box, mode: str, signum: int) -> None:
-    s = box.engine.access.exec(box.name, ExecRequest(command=["sleep", "100"]))
+    s = box.engine.access.exec(box.name, InstanceExecPost(command=["sleep", "100"]))
     try:
         pid = command_pid(s, "sleep")
         s.signal(signum)
@@ -296,7 +302,7 @@ def test_namespaces(box: Box, mode: str) -> None:
     assert all(p < 1000 for p in pids)
     commands = [line.split(None, 2)[2] for line in lines[5:]]
     assert commands[0] == "sleep 1000"
-    s = box.engine.access.exec(box.name, ExecRequest(command=["sleep", "30"]))
+    s = box.engine.access.exec(box.name, InstanceExecPost(command=["sleep", "30"]))
     try:
         pid = command_pid(s, "sleep")
         for ns in ("pid", "mnt", "net", "uts", "ipc", "cgroup"):
@@ -317,7 +323,7 @@ def test_cgroups_are_the_containers(box: Box, mode: str) -> None:
     assert code == 0
     mine, init = out.split("--\n")
     assert mine == init
-    s = box.engine.access.exec(box.name, ExecRequest(command=["sleep", "30"]))
+    s = box.engine.access.exec(box.name, InstanceExecPost(command=["sleep", "30"]))
     try:
         pid = command_pid(s, "sleep")
         with open(f"/proc/{pid}/cgroup") as a, open(f"/proc/{box.init}/cgroup") as b:
@@ -352,7 +358,7 @@ def test_exec_into_a_container_at_its_process_limit(box: Box, mode: str) -> None
     refused), so a full container can be entered, but then it may not fork.
     runc's own init is a Go program that still starts threads after the move
     (refused too), so runc exec fails there or not, by timing."""
-    filler = box.engine.access.exec(box.name, ExecRequest(command=[
+    filler = box.engine.access.exec(box.name, InstanceExecPost(command=[
         "sh", "-c", "i=0; while [ $i -lt 18 ]; do sleep 2 & i=$((i+1)); done; echo full; wait"]))
     try:
         assert filler.stdout_fd is not None
@@ -443,7 +449,7 @@ def _read_to_end(fd: int, timeout: float = 10) -> bytes:
 
 
 def test_tty(box: Box, mode: str) -> None:
-    s = box.engine.access.exec(box.name, ExecRequest(
+    s = box.engine.access.exec(box.name, InstanceExecPost(
         command=["sh", "-c", "tty; stty size; read x; stty size; ls /proc/self/fd; exit 4"],
         interactive=True, width=100, height=30))
     try:
@@ -463,7 +469,7 @@ def test_tty(box: Box, mode: str) -> None:
 
 
 def test_tty_signals_and_sigwinch(box: Box, mode: str) -> None:
-    s = box.engine.access.exec(box.name, ExecRequest(
+    s = box.engine.access.exec(box.name, InstanceExecPost(
         command=["sh", "-c", ("trap 'stty size' WINCH; echo ready; "
                  "while :; do sleep 0.05; done")], interactive=True, width=80, height=24))
     try:

@@ -47,6 +47,10 @@ REQUESTS: list[Any] = [
                       config={"limits.cpu": "1"}, devices={"eth0": {"type": "nic",
                                                                     "network": "br0"}},
                       profiles=["default"], ephemeral=True, description="d", start=True),
+    api.InstanceSource(type="copy", source="c1", live=True, instance_only=True,
+                       secrets={"0": "s"}, base_image="ab", project="p"),
+    api.InstanceSource(type="image", alias="debian/12", server="https://images.example",
+                       protocol="simplestreams", mode="pull"),
     api.InstancePut(config={"a": "b"}, devices={}, profiles=["default"], description="x",
                     ephemeral=False),
     api.InstancePost(name="c2"),
@@ -379,3 +383,27 @@ def test_from_wire_reads_lxd_images_operations_and_networks() -> None:
                                                        "type": "disk"}},
                                   "name": "default", "used_by": None})
     assert prof.devices["root"]["pool"] == "default" and prof.used_by == []
+
+
+# -- one schema on both sides ------------------------------------------------------------------
+
+def test_the_clients_bodies_are_what_the_server_parses() -> None:
+    from cove.client import _wire as wire
+
+    cases: list[tuple[Any, Any]] = [
+        (wire.create_instance(api.InstancesPost(name="c1", source=api.InstanceSource(
+            alias="bb"), profiles=["default"], start=True)), api.InstancesPost),
+        (wire.update_instance("c1", api.InstancePut(config={"a": "b"})), api.InstancePut),
+        (wire.rename_instance("c1", "c2"), api.InstancePost),
+        (wire.change_state("c1", "stop", timeout=5, force=True), api.InstanceStatePut),
+        (wire.exec_command("c1", ["ls"], environment={"A": "1"}, user=0, group="root",
+                           cwd="/", width=80, height=24), api.InstanceExecPost),
+        (wire.create_alias("a", "fp", "d"), api.ImageAliasesPost),
+        (wire.rename_alias("a", "b"), api.ImageAliasesEntryPost),
+        (wire.add_certificate(None, name="me"), api.CertificatesPost),
+        (wire.create_network("br1", {"ipv4.address": "auto"}), api.NetworksPost),
+        (wire.update_network("br1", config={}, description="x"), api.NetworkPut),
+    ]
+    for req, cls in cases:
+        body = json.loads(json.dumps(req.body))
+        assert cls.parse(body).to_wire() == body, cls.__name__

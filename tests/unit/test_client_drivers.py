@@ -91,11 +91,12 @@ class FakeHost(Driver):
         if isinstance(step, Create):
             if step.name in self.instances:
                 raise Conflict("exists")
+            post = step.post
             self.instances[step.name] = {"name": step.name, "status": "Stopped",
-                                         "config": dict(step.config),
-                                         "devices": dict(step.devices),
-                                         "profiles": step.profiles or ["default"],
-                                         "source": step.source}
+                                         "config": dict(post.config),
+                                         "devices": dict(post.devices),
+                                         "profiles": post.profiles or ["default"],
+                                         "source": post.source.to_wire()}
             return None
         if isinstance(step, Update):
             inst = self.instances[step.name]

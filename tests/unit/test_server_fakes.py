@@ -28,10 +28,9 @@ from typing import Any, BinaryIO, cast
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from cove.api import InstanceExecPost, InstancesPost
 from cove.engine import (
-    CreateRequest,
     EventBus,
-    ExecRequest,
     FileInfo,
     Operation,
     Operations,
@@ -62,7 +61,7 @@ __all__ = ["FakeAccess", "FakeEngine", "FakeExecSession", "FakeFile", "FakeImage
 class FakeExecSession:
     """A scripted command behind real pipes; ``command[0]`` picks the script."""
 
-    def __init__(self, req: ExecRequest) -> None:
+    def __init__(self, req: InstanceExecPost) -> None:
         self.req = req
         self.resizes: list[tuple[int, int]] = []
         self.signals: list[int] = []
@@ -204,17 +203,19 @@ class FakeInstances:
                 "memory": {"usage": 1, "usage_peak": 2, "swap_usage": 0, "swap_usage_peak": 0},
                 "cpu": {"usage": 5}, "disk": {}, "network": None}
 
-    def create(self, req: CreateRequest, *, wait_for_lock: float = 0) -> Operation:
+    def create(self, req: InstancesPost, *, wait_for_lock: float = 0) -> Operation:
         if req.name in self.by_name:
             raise Conflict(f"Instance {req.name} already exists")
-        if not any(req.image == fp or any(a.name == req.image for a in img.aliases)
+        image = req.source.image_ref()
+        if not any(image == fp or any(a.name == image for a in img.aliases)
                    for fp, img in self._images.by_fingerprint.items()):
-            raise NotFound(f"Image not found: {req.image}")
+            raise NotFound(f"Image not found: {image}")
 
         def make(op: Operation) -> None:
             self.by_name[req.name] = Instance(
-                name=req.name, image=req.image, config=req.config, devices=req.devices,
-                profiles=req.profiles, ephemeral=req.ephemeral, description=req.description,
+                name=req.name, image=image, config=req.config, devices=req.devices,
+                profiles=req.profiles_or_default, ephemeral=req.ephemeral,
+                description=req.description,
                 status=Status.RUNNING if req.start else Status.STOPPED)
         return self._op("Creating instance", req.name, make)
 
@@ -279,7 +280,7 @@ class FakeAccess:
         self._instances = instances
 
     # -- exec ------------------------------------------------------------------
-    def exec(self, name: str, req: ExecRequest) -> FakeExecSession:
+    def exec(self, name: str, req: InstanceExecPost) -> FakeExecSession:
         if self._instances.get(name).status is not Status.RUNNING:
             raise BadRequest("Instance is not running")
         if req.command[0] == "nouser":
@@ -288,7 +289,7 @@ class FakeAccess:
         self.sessions.append(session)
         return session
 
-    def exec_detached(self, name: str, req: ExecRequest, *, record: bool) -> Operation:
+    def exec_detached(self, name: str, req: InstanceExecPost, *, record: bool) -> Operation:
         session = self.exec(name, req)
         log_dir = self._paths.exec_log_dir(name) if record else None
         try:

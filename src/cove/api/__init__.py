@@ -6,47 +6,46 @@ types. Requests (``InstancesPost``, ``InstanceExecPost``...) go in, reports
 coved: a wrong field is a ``BadRequest`` naming it), ``from_wire``
 (tolerant, for clients reading cove, LXD 5.0 or Incus) and ``to_wire``
 (LXD's JSON). These modules are standard library only, since the CLI
-imports them. The renderers from cove's model records (``instance(inst)``,
-``image(img)``...) need the records (dataclasses), so they are loaded on
-first use (PEP 562 ``__getattr__``) and stay off the CLI's import path.
+imports them. Every name is loaded on first use (PEP 562 ``__getattr__``):
+a caller imports only the modules it touches, and the renderers from cove's
+model records (``instance(inst)``, ``image(img)``...), which need the records
+(dataclasses), stay off the CLI's import path.
 """
-
-from cove.api._envelope import async_envelope, error_envelope, sync_envelope
-from cove.api._filter import filter_objects
-from cove.api._images import (
-    Image,
-    ImageAlias,
-    ImageAliasesEntry,
-    ImageAliasesEntryPost,
-    ImageAliasesEntryPut,
-    ImageAliasesPost,
-    ImagePut,
-)
-from cove.api._instances import (
-    ZERO_TIME,
-    Instance,
-    InstanceExecPost,
-    InstancePost,
-    InstancePut,
-    InstanceSource,
-    InstancesPost,
-    InstanceState,
-    InstanceStatePut,
-)
-from cove.api._networks import (
-    Certificate,
-    CertificatesPost,
-    Network,
-    NetworkLease,
-    NetworkPut,
-    NetworksPost,
-    NetworkState,
-    Profile,
-)
-from cove.api._operations import ErrorResponse, Event, Operation
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from cove.api._envelope import async_envelope, error_envelope, sync_envelope
+    from cove.api._filter import filter_objects
+    from cove.api._images import (
+        Image,
+        ImageAlias,
+        ImageAliasesEntry,
+        ImageAliasesEntryPost,
+        ImageAliasesEntryPut,
+        ImageAliasesPost,
+        ImagePut,
+    )
+    from cove.api._instances import (
+        ZERO_TIME,
+        Instance,
+        InstanceExecPost,
+        InstancePost,
+        InstancePut,
+        InstanceSource,
+        InstancesPost,
+        InstanceState,
+        InstanceStatePut,
+    )
+    from cove.api._networks import (
+        Certificate,
+        CertificatesPost,
+        Network,
+        NetworkLease,
+        NetworkPut,
+        NetworksPost,
+        NetworkState,
+        Profile,
+    )
     from cove.api._objects import (
         alias,
         alias_object,
@@ -66,6 +65,7 @@ if TYPE_CHECKING:
         profile_object,
         rfc3339,
     )
+    from cove.api._operations import ErrorResponse, Event, Operation
 
 __all__ = [
     "ZERO_TIME",
@@ -118,24 +118,37 @@ __all__ = [
     "sync_envelope",
 ]
 
-# Loaded on first use: they import cove.model.records (see the module notes).
-_FROM_RECORDS = frozenset({
-    "alias", "alias_object", "certificate", "certificate_object", "etag", "image",
-    "image_object", "instance", "instance_full", "instance_object", "network",
-    "network_lease", "network_lease_object", "network_object", "profile", "profile_object",
-    "rfc3339",
-})
+# Where each name lives; a module is imported when one of its names is first
+# used, so a caller pays only for what it touches (the CLI's create pays for
+# ``_instances``, never for ``_objects``, which imports the model records).
+_MODULES = {
+    "_envelope": ("async_envelope", "error_envelope", "sync_envelope"),
+    "_filter": ("filter_objects",),
+    "_images": ("Image", "ImageAlias", "ImageAliasesEntry", "ImageAliasesEntryPost",
+                "ImageAliasesEntryPut", "ImageAliasesPost", "ImagePut"),
+    "_instances": ("ZERO_TIME", "Instance", "InstanceExecPost", "InstancePost", "InstancePut",
+                   "InstanceSource", "InstanceState", "InstanceStatePut", "InstancesPost"),
+    "_networks": ("Certificate", "CertificatesPost", "Network", "NetworkLease", "NetworkPut",
+                  "NetworkState", "NetworksPost", "Profile"),
+    "_objects": ("alias", "alias_object", "certificate", "certificate_object", "etag", "image",
+                 "image_object", "instance", "instance_full", "instance_object", "network",
+                 "network_lease", "network_lease_object", "network_object", "profile",
+                 "profile_object", "rfc3339"),
+    "_operations": ("ErrorResponse", "Event", "Operation"),
+}
+_HOME = {name: module for module, names in _MODULES.items() for name in names}
 
 
 def __getattr__(name: str) -> object:
-    if name in _FROM_RECORDS:
-        from cove.api import _objects
+    module = _HOME.get(name)
+    if module is None:
+        raise AttributeError(f"module 'cove.api' has no attribute {name!r}")
+    import importlib
 
-        value = getattr(_objects, name)
-        globals()[name] = value  # once loaded, an ordinary attribute
-        return value
-    raise AttributeError(f"module 'cove.api' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"cove.api.{module}"), name)
+    globals()[name] = value  # once loaded, an ordinary attribute
+    return value
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | _FROM_RECORDS)
+    return sorted(set(globals()) | set(_HOME))

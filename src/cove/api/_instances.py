@@ -40,7 +40,7 @@ from cove.model.errors import BadRequest
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
     from typing import Any, Self
 
 __all__ = [
@@ -74,15 +74,21 @@ class InstanceSource(Wire):
 
     __slots__ = (
         "alias",
+        "allow_inconsistent",
         "base_image",
         "certificate",
+        "container_only",
         "fingerprint",
+        "instance_only",
+        "live",
         "mode",
         "operation",
         "project",
         "properties",
         "protocol",
+        "refresh",
         "secret",
+        "secrets",
         "server",
         "source",
         "type",
@@ -92,7 +98,10 @@ class InstanceSource(Wire):
                  properties: Mapping[str, str] | None = None, server: str = "",
                  protocol: str = "", certificate: str = "", secret: str = "", mode: str = "",
                  operation: str = "", base_image: str = "", source: str = "",
-                 project: str = "") -> None:
+                 project: str = "", secrets: Mapping[str, str] | None = None,
+                 live: bool = False, instance_only: bool = False,
+                 container_only: bool = False, refresh: bool = False,
+                 allow_inconsistent: bool = False) -> None:
         self.type = type
         self.alias = alias
         self.fingerprint = fingerprint
@@ -106,11 +115,29 @@ class InstanceSource(Wire):
         self.base_image = base_image
         self.source = source
         self.project = project
+        self.secrets: dict[str, str] = dict(secrets or {})
+        self.live = live
+        self.instance_only = instance_only
+        self.container_only = container_only
+        self.refresh = refresh
+        self.allow_inconsistent = allow_inconsistent
 
-    _STR_FIELDS = (("alias", "alias"), ("fingerprint", "fingerprint"), ("server", "server"),
-                   ("protocol", "protocol"), ("certificate", "certificate"),
-                   ("secret", "secret"), ("mode", "mode"), ("operation", "operation"),
-                   ("base-image", "base_image"), ("source", "source"), ("project", "project"))
+    @classmethod
+    def _read(cls, data: Mapping[str, Any], text: Callable[[Mapping[str, Any], str], str],
+              flag: Callable[[Mapping[str, Any], str], bool],
+              strings: Callable[[Mapping[str, Any], str], dict[str, str] | None]) -> Self:
+        """The fields of ``data``, each read with the reader for its type."""
+        return cls(type=text(data, "type"), alias=text(data, "alias"),
+                   fingerprint=text(data, "fingerprint"),
+                   properties=strings(data, "properties"), server=text(data, "server"),
+                   protocol=text(data, "protocol"), certificate=text(data, "certificate"),
+                   secret=text(data, "secret"), mode=text(data, "mode"),
+                   operation=text(data, "operation"), base_image=text(data, "base-image"),
+                   source=text(data, "source"), project=text(data, "project"),
+                   secrets=strings(data, "secrets"), live=flag(data, "live"),
+                   instance_only=flag(data, "instance_only"),
+                   container_only=flag(data, "container_only"), refresh=flag(data, "refresh"),
+                   allow_inconsistent=flag(data, "allow_inconsistent"))
 
     @classmethod
     def parse(cls, body: object) -> Self:
@@ -121,26 +148,25 @@ class InstanceSource(Wire):
         """
         if not isinstance(body, dict):
             raise BadRequest("Field 'source' must be an object")
-        out = cls(type=opt_str(body, "type"), properties=opt_str_map(body, "properties"))
-        for key, attr in cls._STR_FIELDS:
-            setattr(out, attr, opt_str(body, key))
-        return out
+        return cls._read(body, opt_str, opt_bool, opt_str_map)
 
     @classmethod
     def from_wire(cls, data: Mapping[str, Any]) -> Self:
-        out = cls(type=t_str(data, "type"), properties=t_str_map(data, "properties"))
-        for key, attr in cls._STR_FIELDS:
-            setattr(out, attr, t_str(data, key))
-        return out
+        return cls._read(data, t_str, t_bool, t_str_map)
 
     def to_wire(self) -> dict[str, Any]:
+        """``type``, and the other fields that are set (LXD's ``omitempty``)."""
+        fields: tuple[tuple[str, Any], ...] = (
+            ("alias", self.alias), ("fingerprint", self.fingerprint),
+            ("properties", dict(self.properties)), ("server", self.server),
+            ("protocol", self.protocol), ("certificate", self.certificate),
+            ("secret", self.secret), ("mode", self.mode), ("operation", self.operation),
+            ("base-image", self.base_image), ("source", self.source),
+            ("project", self.project), ("secrets", dict(self.secrets)), ("live", self.live),
+            ("instance_only", self.instance_only), ("container_only", self.container_only),
+            ("refresh", self.refresh), ("allow_inconsistent", self.allow_inconsistent))
         out: dict[str, Any] = {"type": self.type}
-        for key, attr in self._STR_FIELDS:
-            value = getattr(self, attr)
-            if value:
-                out[key] = value
-        if self.properties:
-            out["properties"] = dict(self.properties)
+        out.update((key, value) for key, value in fields if value)
         return out
 
     def image_ref(self) -> str:

@@ -26,7 +26,7 @@ __all__ = ["PUT_FIELDS", "register"]
 
 _RAW = argparse.RawDescriptionHelpFormatter
 
-#: The writable fields of an instance (LXD's InstancePut).
+#: The writable fields of an instance (LXD's InstancePut), in the order ``show`` prints them.
 PUT_FIELDS = ("architecture", "config", "devices", "ephemeral", "profiles", "stateful",
               "description")
 
@@ -98,7 +98,9 @@ def cmd_set(ctx: Context, args: argparse.Namespace) -> int:
         changes = parse_kv(items, "KEY=VALUE (or KEY VALUE)")
     if not changes:
         raise UsageError("give KEY VALUE or KEY=VALUE...")
-    ctx.client().update_instance(args.name, {"config": changes}, patch=True).wait()
+    from cove.api import InstancePut
+
+    ctx.client().update_instance(args.name, InstancePut(config=changes), patch=True).wait()
     return 0
 
 
@@ -114,9 +116,11 @@ def cmd_unset(ctx: Context, args: argparse.Namespace) -> int:
     removed = [k for k in args.keys if config.pop(k, None) is not None]
     if not removed:
         return 0
-    body = {k: inst[k] for k in PUT_FIELDS if k in inst}
-    body["config"] = config
-    client.update_instance(args.name, body).wait()
+    from cove.api import InstancePut
+
+    put = InstancePut.from_wire(inst)  # the writable fields, as read
+    put.config = config
+    client.update_instance(args.name, put).wait()
     return 0
 
 

@@ -29,6 +29,7 @@ import select
 import threading
 from urllib.parse import quote, urlencode
 
+from cove import api
 from cove.client import _wire as wire
 from cove.client._exec import ExecResult
 from cove.client._http import HttpTransport, Response, UnixTransport, parse_envelope
@@ -37,7 +38,7 @@ from cove.model.errors import CoveError, InternalError, Timeout, error_for_statu
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterator, Mapping
     from typing import Any, BinaryIO, Self
 
     from cove.client._ws import WebSocket
@@ -279,21 +280,33 @@ class Client:
     def instance_state(self, name: str) -> dict[str, Any]:
         return self._get_dict(wire.instance_state(name).path)
 
-    def create_instance(self, name: str | None, source: dict[str, Any], *,
+    def create_instance(self, name: str | None,
+                        source: api.InstanceSource | Mapping[str, Any], *,
                         config: dict[str, str] | None = None,
                         devices: dict[str, dict[str, str]] | None = None,
                         ephemeral: bool = False, profiles: list[str] | None = None,
                         description: str = "", start: bool = False) -> Operation:
-        """``POST /1.0/instances``. ``source`` is ``{"type": "image", "alias": A}``
-        or ``{"type": "image", "fingerprint": F}``. A None name lets the server pick.
-        ``start`` makes and starts it in one operation (LXD's ``instance_create_start``)."""
-        return self._send_op(wire.create_instance(
-            name, source, config=config, devices=devices, ephemeral=ephemeral,
-            profiles=profiles, description=description, start=start))
+        """``POST /1.0/instances``. ``source`` is an ``api.InstanceSource`` or its
+        wire form (``{"type": "image", "alias": A}``, ``{"type": "image",
+        "fingerprint": F}``). A None name lets the server pick. ``start`` makes
+        and starts it in one operation (LXD's ``instance_create_start``)."""
+        if not isinstance(source, api.InstanceSource):
+            source = api.InstanceSource.from_wire(source)
+        return self.create(api.InstancesPost(
+            name=name or "", source=source, config=config, devices=devices,
+            ephemeral=ephemeral, profiles=profiles, description=description, start=start))
 
-    def update_instance(self, name: str, body: dict[str, Any], *, patch: bool = False) -> Operation:
-        """``PUT`` (replace) or ``PATCH`` (merge) ``/1.0/instances/NAME``."""
-        return self._send_op(wire.update_instance(name, body, patch=patch))
+    def create(self, post: api.InstancesPost) -> Operation:
+        """``POST /1.0/instances`` with the request as a class (see ``create_instance``)."""
+        return self._send_op(wire.create_instance(post))
+
+    def update_instance(self, name: str, put: api.InstancePut | Mapping[str, Any], *,
+                        patch: bool = False) -> Operation:
+        """``PUT`` (replace) or ``PATCH`` (merge) ``/1.0/instances/NAME`` with the
+        fields ``put`` sets (an ``api.InstancePut`` or its wire form)."""
+        if not isinstance(put, api.InstancePut):
+            put = api.InstancePut.from_wire(put)
+        return self._send_op(wire.update_instance(name, put, patch=patch))
 
     def rename_instance(self, name: str, new_name: str) -> Operation:
         return self._send_op(wire.rename_instance(name, new_name))

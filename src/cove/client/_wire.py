@@ -1,7 +1,9 @@
 """The LXD API 1.0 requests the client makes, and how their answers are read.
 
 Design note: this module does no I/O. Every request is built here as a
-``Request`` and every answer is read here from a ``Response``; the sync
+``Request`` (its JSON body from a ``cove.api`` request class's
+``to_wire()``, so the client sends what coved's ``parse`` reads) and every
+answer is read here from a ``Response``; the sync
 ``Client`` sends them over its socket, the asyncio driver over aiohttp, and
 the drivers' flows (``cove.client.drivers._rest_steps``) chain them. So there
 is exactly one place that knows a path, a body or a header of the protocol,
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 from urllib.parse import quote, urlencode
 
+from cove import api
 from cove.client._http import Response, parse_envelope
 from cove.model.errors import InternalError
 
@@ -126,35 +129,19 @@ def instance_state(name: str) -> Request:
     return Request("GET", f"/1.0/instances/{q(name)}/state")
 
 
-def create_instance(name: str | None, source: dict[str, Any], *,
-                    config: dict[str, str] | None = None,
-                    devices: dict[str, dict[str, str]] | None = None,
-                    ephemeral: bool = False, profiles: list[str] | None = None,
-                    description: str = "", start: bool = False) -> Request:
-    """``POST /1.0/instances``. A None name lets the server pick one."""
-    body: dict[str, Any] = {
-        "type": "container",
-        "source": source,
-        "config": config or {},
-        "devices": devices or {},
-        "ephemeral": ephemeral,
-        "description": description,
-    }
-    if start:
-        body["start"] = True
-    if name:
-        body["name"] = name
-    if profiles is not None:
-        body["profiles"] = profiles
-    return Request("POST", "/1.0/instances", body)
+def create_instance(post: api.InstancesPost) -> Request:
+    """``POST /1.0/instances``. An empty name lets the server pick one."""
+    return Request("POST", "/1.0/instances", post.to_wire())
 
 
-def update_instance(name: str, body: dict[str, Any], *, patch: bool = False) -> Request:
-    return Request("PATCH" if patch else "PUT", f"/1.0/instances/{q(name)}", body)
+def update_instance(name: str, put: api.InstancePut, *, patch: bool = False) -> Request:
+    """``PUT`` (replace with) or ``PATCH`` (merge) the fields ``put`` sets."""
+    return Request("PATCH" if patch else "PUT", f"/1.0/instances/{q(name)}", put.to_wire())
 
 
 def rename_instance(name: str, new_name: str) -> Request:
-    return Request("POST", f"/1.0/instances/{q(name)}", {"name": new_name})
+    return Request("POST", f"/1.0/instances/{q(name)}",
+                   api.InstancePost(name=new_name).to_wire())
 
 
 def delete_instance(name: str) -> Request:
@@ -163,7 +150,8 @@ def delete_instance(name: str) -> Request:
 
 def change_state(name: str, action: str, *, timeout: int = -1, force: bool = False,
                  stateful: bool = False) -> Request:
-    body = {"action": action, "timeout": timeout, "force": force, "stateful": stateful}
+    body = api.InstanceStatePut(action=action, timeout=timeout, force=force,
+                                stateful=stateful).to_wire()
     return Request("PUT", f"/1.0/instances/{q(name)}/state", body)
 
 
@@ -173,25 +161,13 @@ def exec_command(name: str, command: list[str], *, environment: dict[str, str] |
                  width: int | None = None, height: int | None = None,
                  websockets: bool = True) -> Request:
     """``POST .../exec``: with ``websockets`` the answer carries the fd
-    secrets; without, the output is recorded and only the exit code matters."""
-    body: dict[str, Any] = {
-        "command": list(command),
-        "environment": environment or {},
-        "wait-for-websocket": websockets,
-        "interactive": interactive,
-        "record-output": not websockets,
-    }
-    if width is not None:
-        body["width"] = width
-    if height is not None:
-        body["height"] = height
-    if user is not None:
-        body["user"] = user
-    if group is not None:
-        body["group"] = group
-    if cwd:
-        body["cwd"] = cwd
-    return Request("POST", f"/1.0/instances/{q(name)}/exec", body)
+    secrets; without, the output is recorded and only the exit code matters.
+    A size of None (or 0) is left to the server (80x24)."""
+    post = api.InstanceExecPost(command=command, environment=environment,
+                                wait_for_websocket=websockets, interactive=interactive,
+                                record_output=not websockets, width=width or 0,
+                                height=height or 0, user=user, group=group, cwd=cwd)
+    return Request("POST", f"/1.0/instances/{q(name)}/exec", post.to_wire())
 
 
 def _file_path(name: str, path: str) -> str:
@@ -247,12 +223,8 @@ def import_image(body: Any, *, filename: str, public: bool = False,
 def update_image(fingerprint: str, *, properties: dict[str, str] | None = None,
                  public: bool | None = None) -> Request:
     """``PATCH /1.0/images/FP``: the given properties are merged, ``public`` set."""
-    body: dict[str, Any] = {}
-    if properties is not None:
-        body["properties"] = properties
-    if public is not None:
-        body["public"] = public
-    return Request("PATCH", f"/1.0/images/{q(fingerprint)}", body)
+    put = api.ImagePut(properties=properties, public=public)
+    return Request("PATCH", f"/1.0/images/{q(fingerprint)}", put.to_wire())
 
 
 def delete_image(fingerprint: str) -> Request:
@@ -268,12 +240,15 @@ def alias(name: str) -> Request:
 
 
 def create_alias(name: str, target: str, description: str = "") -> Request:
+    """``POST /1.0/images/aliases``: ``name`` for the image ``target`` (a fingerprint)."""
     return Request("POST", "/1.0/images/aliases",
-                   {"name": name, "target": target, "description": description})
+                   api.ImageAliasesPost(name=name, target=target,
+                                        description=description).to_wire())
 
 
 def rename_alias(name: str, new_name: str) -> Request:
-    return Request("POST", f"/1.0/images/aliases/{q(name)}", {"name": new_name})
+    return Request("POST", f"/1.0/images/aliases/{q(name)}",
+                   api.ImageAliasesEntryPost(name=new_name).to_wire())
 
 
 def delete_alias(name: str) -> Request:
@@ -312,13 +287,11 @@ def add_certificate(certificate_pem: str | None, *, name: str = "", type: str = 
     """``POST /1.0/certificates``. ``certificate`` goes as LXD wants it: the
     base64 DER (a PEM body without its armour); None trusts the caller's own
     TLS certificate (with ``password``)."""
-    body: dict[str, Any] = {"type": type, "name": name}
+    post = api.CertificatesPost(type=type, name=name, password=password or "")
     if certificate_pem:
         lines = [ln.strip() for ln in certificate_pem.strip().splitlines()]
-        body["certificate"] = "".join(ln for ln in lines if ln and not ln.startswith("-----"))
-    if password is not None:
-        body["password"] = password
-    return Request("POST", "/1.0/certificates", body)
+        post.certificate = "".join(ln for ln in lines if ln and not ln.startswith("-----"))
+    return Request("POST", "/1.0/certificates", post.to_wire())
 
 
 def delete_certificate(fingerprint: str) -> Request:
@@ -336,20 +309,15 @@ def network(name: str, sub: str = "") -> Request:
 
 def create_network(name: str, config: dict[str, str] | None = None, *,
                    description: str = "", type: str = "bridge") -> Request:
-    return Request("POST", "/1.0/networks", {"name": name, "type": type,
-                                             "description": description,
-                                             "config": config or {}})
+    post = api.NetworksPost(name=name, type=type, description=description, config=config)
+    return Request("POST", "/1.0/networks", post.to_wire())
 
 
 def update_network(name: str, *, config: dict[str, str] | None = None,
                    description: str | None = None, patch: bool = True) -> Request:
     """``PATCH`` (merge) or ``PUT`` (replace) a network's config and description."""
-    body: dict[str, Any] = {}
-    if config is not None:
-        body["config"] = config
-    if description is not None:
-        body["description"] = description
-    return Request("PATCH" if patch else "PUT", f"/1.0/networks/{q(name)}", body)
+    put = api.NetworkPut(config=config, description=description)
+    return Request("PATCH" if patch else "PUT", f"/1.0/networks/{q(name)}", put.to_wire())
 
 
 def delete_network(name: str) -> Request:

@@ -12,15 +12,13 @@ from cove.engine._profiles import Profiles
 from cove.engine._trust import Trust
 from cove.engine.events import EventBus
 from cove.engine.operations import Operation, Operations
-from cove.engine.types import CreateRequest, ExecRequest, ExecSession, FileInfo
+from cove.engine.types import ExecSession, FileInfo
 
 __all__ = [
     "NETWORK_TYPES",
     "Access",
-    "CreateRequest",
     "Engine",
     "EventBus",
-    "ExecRequest",
     "ExecSession",
     "FileInfo",
     "Images",

@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 from typing import BinaryIO
 
+from cove.api import InstanceExecPost
 from cove.engine._exec_out import (
     CONSOLE_LOG,
     CONSOLE_NAMES,
@@ -27,7 +28,7 @@ from cove.engine._exec_out import (
 from cove.engine._rootfs import Rootfs
 from cove.engine._runs import Paths
 from cove.engine.operations import Operation, Operations
-from cove.engine.types import ExecRequest, ExecSession, FileInfo
+from cove.engine.types import ExecSession, FileInfo
 from cove.model.errors import BadRequest, CoveError, NotFound
 from cove.model.passwd import parse_group, parse_passwd, resolve_group, resolve_user
 from cove.model.states import Status
@@ -108,7 +109,7 @@ class Access:
         self._operations = operations
 
     # -- exec ------------------------------------------------------------------
-    def exec(self, name: str, req: ExecRequest) -> ExecSession:
+    def exec(self, name: str, req: InstanceExecPost) -> ExecSession:
         """Start ``req.command`` in the running instance ``name``; the caller
         owns the session (and must ``close()`` it).
 
@@ -141,9 +142,9 @@ class Access:
                 return FinishedExec(127, f"cove: {req.command[0]}: command not found\n")
         return self._runtime.exec(name, ExecSpec(
             args=list(req.command), env=env, cwd=cwd, uid=entry.uid, gid=gid,
-            tty=req.interactive, width=req.width, height=req.height))
+            tty=req.interactive, width=req.width or 80, height=req.height or 24))
 
-    def exec_detached(self, name: str, req: ExecRequest, *, record: bool) -> Operation:
+    def exec_detached(self, name: str, req: InstanceExecPost, *, record: bool) -> Operation:
         """Run ``req.command`` with no websockets, as an operation whose
         metadata gets ``return`` (and ``output``, the log paths, when
         ``record``). Not idempotent.

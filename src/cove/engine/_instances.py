@@ -23,13 +23,13 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from cove.api import InstancesPost
 from cove.engine._rootfs import Rootfs
 from cove.engine._runs import Paths, RunTable
 from cove.engine._watch import ExitWatcher
 from cove.engine.events import EventBus
 from cove.engine.operations import Operation, Operations
 from cove.engine.ports import ImageSource, NetworkPort, ProfileSource
-from cove.engine.types import CreateRequest
 from cove.model import config as cfg
 from cove.model.errors import BadRequest, Conflict, CoveError, InternalError, NotFound, Timeout
 from cove.model.names import validate_instance_name
@@ -137,7 +137,7 @@ class Instances:
         }
 
     # -- create ---------------------------------------------------------------
-    def create(self, req: CreateRequest, *, wait_for_lock: float = 0) -> Operation:
+    def create(self, req: InstancesPost, *, wait_for_lock: float = 0) -> Operation:
         """Make an instance (and start it if ``req.start``), as an operation.
         Not idempotent.
 
@@ -149,7 +149,7 @@ class Instances:
         name = validate_instance_name(req.name)
         config = cfg.validate_config(req.config or {})
         devices = _validate_devices(req.devices)
-        image = self._images.resolve(req.image)
+        image = self._images.resolve(req.source.image_ref())
         if self._store.has_instance(name):
             raise Conflict(f"Instance {name!r} already exists")
         profiles = list(req.profiles or ["default"])

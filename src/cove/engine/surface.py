@@ -15,10 +15,11 @@ import os
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
+from cove.api import InstanceExecPost, InstancesPost
 from cove.engine._exec_out import Reader
 from cove.engine.events import EventBus
 from cove.engine.operations import Operation, Operations
-from cove.engine.types import CreateRequest, ExecRequest, ExecSession, FileInfo
+from cove.engine.types import ExecSession, FileInfo
 from cove.model.records import Alias, Image, Instance, Lease, Network
 from cove.model.trust import Certificate
 
@@ -48,7 +49,7 @@ class InstancesAPI(Protocol):
         """LXD's ``InstanceState``: status, pid, counters, network. Raises: NotFound."""
         ...
 
-    def create(self, req: CreateRequest, *, wait_for_lock: float = 0) -> Operation:
+    def create(self, req: InstancesPost, *, wait_for_lock: float = 0) -> Operation:
         """Make an instance (and start it if ``req.start``), as an operation. Not idempotent."""
         ...
 
@@ -90,11 +91,11 @@ class InstancesAPI(Protocol):
 class AccessAPI(Protocol):
     """What the server and the local driver call on ``engine.access``."""
 
-    def exec(self, name: str, req: ExecRequest) -> ExecSession:
+    def exec(self, name: str, req: InstanceExecPost) -> ExecSession:
         """Start ``req.command`` in the running instance ``name``; the caller owns the session (and must ``close()`` it)."""
         ...
 
-    def exec_detached(self, name: str, req: ExecRequest, *, record: bool) -> Operation:
+    def exec_detached(self, name: str, req: InstanceExecPost, *, record: bool) -> Operation:
         """Run ``req.command`` with no websockets, as an operation whose metadata gets ``return`` (and ``output``, the log paths, when ``record``). Not idempotent."""
         ...
 

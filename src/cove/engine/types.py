@@ -1,39 +1,12 @@
-"""Request and result types the engine takes and gives (shared with the server)."""
+"""Result types the engine gives (shared with the server). The requests it
+takes are the wire classes of ``cove.api`` (``InstancesPost``, ``InstanceExecPost``)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["CreateRequest", "ExecRequest", "ExecSession", "FileInfo"]
-
-
-@dataclass
-class CreateRequest:
-    """What a new instance is made of (the parsed ``POST /1.0/instances`` body)."""
-
-    name: str
-    image: str  # alias, fingerprint or fingerprint prefix
-    config: dict[str, str] = field(default_factory=dict)
-    devices: dict[str, dict[str, str]] = field(default_factory=dict)
-    profiles: list[str] = field(default_factory=lambda: ["default"])
-    ephemeral: bool = False
-    description: str = ""
-    start: bool = False
-
-
-@dataclass
-class ExecRequest:
-    """A command to run in a running instance (``POST .../exec``)."""
-
-    command: list[str]
-    environment: dict[str, str] = field(default_factory=dict)
-    interactive: bool = False  # a pty, stdin+stdout+stderr on one stream
-    width: int = 80
-    height: int = 24
-    user: int | str | None = None  # uid, or a name resolved in the container's /etc/passwd
-    group: int | str | None = None
-    cwd: str | None = None
+__all__ = ["ExecSession", "FileInfo"]
 
 
 class ExecSession(Protocol):

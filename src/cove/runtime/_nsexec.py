@@ -71,7 +71,7 @@ from cove.host import proc
 from cove.model.errors import CoveError
 
 if TYPE_CHECKING:
-    from cove.runtime.runc import ExecSpec
+    from cove.runtime.spec import ExecSpec
 
 __all__ = [
     "CFLAGS", "SOURCE", "STRICT_CFLAGS", "VERSION", "BuildError", "ExecTarget", "NsExec",

@@ -32,6 +32,7 @@ from cove.host import proc
 from cove.model.config import Resources
 from cove.model.errors import InternalError
 from cove.runtime import _nsexec
+from cove.runtime.spec import ExecSpec
 
 __all__ = ["ExecProcess", "ExecSpec", "Runc", "RuntimeState"]
 
@@ -41,19 +42,6 @@ class RuntimeState:
     id: str
     status: str  # created, running, paused, stopped
     pid: int
-
-
-@dataclass
-class ExecSpec:
-    args: list[str]
-    env: dict[str, str]
-    cwd: str | None = None
-    uid: int = 0
-    gid: int = 0
-    tty: bool = False
-    width: int = 80
-    height: int = 24
-    groups: tuple[int, ...] = ()  # supplementary groups, besides the spec's
 
 
 class ExecProcess:

@@ -17,7 +17,7 @@ from typing import Any
 
 from cove.model.config import Resources
 
-__all__ = ["DEFAULT_CAPS", "DEFAULT_PATH", "SpecInput", "build_spec"]
+__all__ = ["DEFAULT_CAPS", "DEFAULT_PATH", "ExecSpec", "SpecInput", "build_spec"]
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -33,6 +33,22 @@ _MASKED = [
     "/sys/firmware", "/sys/devices/virtual/powercap",
 ]
 _READONLY = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+
+
+@dataclass
+class ExecSpec:
+    """A command to run in a running container (``runc exec`` or cove-nsexec)."""
+
+    args: list[str]
+    env: dict[str, str]
+    cwd: str | None = None
+    uid: int = 0
+    gid: int = 0
+    tty: bool = False
+    width: int = 80
+    height: int = 24
+    groups: tuple[int, ...] = ()  # supplementary groups, besides the spec's
+
 
 
 @dataclass(frozen=True)

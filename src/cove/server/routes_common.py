@@ -1,8 +1,9 @@
 """What every route module shares: the application keys, the engine call that
 keeps the event loop free, and request parsing that names the problem.
 
-Design note: a handler reads the request with these helpers (each raises
-``BadRequest`` naming the field and what it should have been), calls the
+Design note: a handler reads the body with ``json_body`` and hands it to the
+wire class of ``cove.api`` it stands for (``api.InstancesPost.parse(body)``:
+a ``BadRequest`` naming the field and what it should have been), calls the
 engine through ``call`` (a worker thread, never the event loop), and renders
 with ``cove.server.render``. Anything that takes a long time on the engine
 side is an ``Operation`` and is answered with 202.
@@ -42,13 +43,6 @@ __all__ = [
     "instances_base",
     "json_body",
     "op_done",
-    "opt_bool",
-    "opt_devices",
-    "opt_int",
-    "opt_number",
-    "opt_str",
-    "opt_str_list",
-    "opt_str_map",
     "recursion",
     "spool",
     "wait_for_lock",
@@ -212,88 +206,6 @@ def _kind(value: object) -> str:
     if isinstance(value, dict):
         return "an object"
     return type(value).__name__
-
-
-def _wrong(key: str, expected: str, value: object) -> BadRequest:
-    return BadRequest(f"Field {key!r} must be {expected}, not {_kind(value)}")
-
-
-def opt_str(body: dict[str, Any], key: str, default: str = "") -> str:
-    """A string field; missing or null gives ``default``."""
-    value = body.get(key)
-    if value is None:
-        return default
-    if not isinstance(value, str):
-        raise _wrong(key, "a string", value)
-    return value
-
-
-def opt_bool(body: dict[str, Any], key: str, default: bool = False) -> bool:
-    value = body.get(key)
-    if value is None:
-        return default
-    if not isinstance(value, bool):
-        raise _wrong(key, "a boolean", value)
-    return value
-
-
-def opt_int(body: dict[str, Any], key: str, default: int) -> int:
-    value = body.get(key)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _wrong(key, "an integer", value)
-    return value
-
-
-def opt_number(body: dict[str, Any], key: str, default: float) -> float:
-    value = body.get(key)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _wrong(key, "a number", value)
-    return float(value)
-
-
-def opt_str_map(body: dict[str, Any], key: str) -> dict[str, str] | None:
-    """An object of string values (``config``, ``environment``); None if absent."""
-    value = body.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        raise _wrong(key, "an object of strings", value)
-    for k, v in value.items():
-        if not isinstance(v, str):
-            raise BadRequest(f"Field {key!r}: the value of {k!r} must be a string, not {_kind(v)}")
-    return dict(value)
-
-
-def opt_devices(body: dict[str, Any], key: str = "devices") -> dict[str, dict[str, str]] | None:
-    """``{device name: {key: string}}``; None if absent."""
-    value = body.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        raise _wrong(key, "an object of devices", value)
-    out: dict[str, dict[str, str]] = {}
-    for name, dev in value.items():
-        if not isinstance(dev, dict):
-            raise BadRequest(f"Field {key!r}: device {name!r} must be an object, not {_kind(dev)}")
-        for k, v in dev.items():
-            if not isinstance(v, str):
-                raise BadRequest(f"Field {key!r}: device {name!r} key {k!r} must be a string, "
-                                 f"not {_kind(v)}")
-        out[name] = dict(dev)
-    return out
-
-
-def opt_str_list(body: dict[str, Any], key: str) -> list[str] | None:
-    value = body.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise _wrong(key, "a list of strings", value)
-    return list(value)
 
 
 # -- query parameters ------------------------------------------------------------

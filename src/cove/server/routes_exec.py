@@ -42,7 +42,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from cove.engine import ExecRequest, ExecSession, Operation, close_stdin
+from cove import api
+from cove.engine import ExecSession, Operation, close_stdin
 from cove.engine.surface import EngineAPI
 from cove.model.errors import BadRequest, CoveError, Forbidden, InternalError, Timeout
 from cove.model.states import Status
@@ -56,14 +57,10 @@ from cove.server.routes_common import (
     engine_of,
     in_thread,
     json_body,
-    opt_bool,
-    opt_int,
-    opt_str,
-    opt_str_map,
 )
 from cove.server.routes_instances import BASES
 
-__all__ = ["ExecBridge", "add_routes", "parse_exec"]
+__all__ = ["ExecBridge", "add_routes"]
 
 log = logging.getLogger("cove.server.exec")
 
@@ -73,39 +70,13 @@ _CLOSE_TIMEOUT = 2.0     # for a client to acknowledge a websocket close
 _READ = 1 << 16
 
 
-def _id(body: dict[str, Any], key: str) -> int | str | None:
-    value = body.get(key)
-    if value is None or isinstance(value, str):
-        return value or None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise BadRequest(f"Field {key!r} must be a uid/gid number or a name")
-    return value
-
-
-def parse_exec(body: dict[str, Any]) -> tuple[ExecRequest, bool, bool]:
-    """The exec body as (request, wait-for-websocket, record-output)."""
-    command = body.get("command")
-    if (not isinstance(command, list) or not command
-            or not all(isinstance(c, str) for c in command)):
-        raise BadRequest("Field 'command' must be a non-empty list of strings")
-    width, height = opt_int(body, "width", 0), opt_int(body, "height", 0)
-    req = ExecRequest(
-        command=list(command),
-        environment=opt_str_map(body, "environment") or {},
-        interactive=opt_bool(body, "interactive"),
-        width=width if width > 0 else 80,
-        height=height if height > 0 else 24,
-        user=_id(body, "user"),
-        group=_id(body, "group"),
-        cwd=opt_str(body, "cwd") or None,
-    )
-    return req, opt_bool(body, "wait-for-websocket"), opt_bool(body, "record-output")
 
 
 class ExecBridge:
     """Joins one exec operation's websockets to the command's descriptors."""
 
-    def __init__(self, app: web.Application, engine: EngineAPI, name: str, req: ExecRequest) -> None:
+    def __init__(self, app: web.Application, engine: EngineAPI, name: str,
+                 req: api.InstanceExecPost) -> None:
         self._app = app
         self._engine = engine
         self._name = name
@@ -390,20 +361,21 @@ async def _post(request: web.Request) -> web.Response:
     check_project(request)
     engine = engine_of(request)
     name = request.match_info["name"]
-    req, wait_ws, record = parse_exec(await json_body(request))
+    req = api.InstanceExecPost.parse(await json_body(request))
     inst = await call(request, engine.instances.get, name)
     if inst.status is Status.FROZEN:
         raise BadRequest("Instance is frozen")
     if inst.status is not Status.RUNNING:
         raise BadRequest("Instance is not running")
     resources = {"instances": [f"/1.0/instances/{name}"]}
-    if wait_ws:
+    if req.wait_for_websocket:
         bridge = ExecBridge(request.app, engine, name, req)
         op = engine.operations.run(bridge.hold, description="Executing command",
                                    resources=resources, cls="websocket")
         bridge.bind(op)
         return render.async_op(op)
-    op = await call(request, engine.access.exec_detached, name, req, record=record)
+    op = await call(request, engine.access.exec_detached, name, req,
+                    record=req.record_output)
     return render.async_op(op)
 
 

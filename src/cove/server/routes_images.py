@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import BodyPartReader, web
 
+from cove import api
 from cove.model.errors import BadRequest, NotFound
 from cove.server import render
 from cove.server.routes_common import (
@@ -22,9 +23,6 @@ from cove.server.routes_common import (
     check_project,
     engine_of,
     json_body,
-    opt_bool,
-    opt_str,
-    opt_str_map,
     recursion,
     spool,
 )
@@ -133,18 +131,15 @@ async def _get(request: web.Request) -> web.Response:
 async def _update(request: web.Request, *, patch: bool) -> web.Response:
     check_project(request)
     engine = engine_of(request)
-    body = await json_body(request)
-    properties = opt_str_map(body, "properties")
-    public = opt_bool(body, "public") if "public" in body else None
-    if opt_bool(body, "auto_update"):
-        raise BadRequest("Image auto-update is not supported: cove images have no source")
+    put = api.ImagePut.parse(await json_body(request))
+    properties = put.properties
     img = await call(request, engine.images.get, request.match_info["fingerprint"])
     if patch and properties is not None:
         properties = {**img.properties, **properties}
     if not patch and properties is None:
         properties = {}
     await call(request, engine.images.update, img.fingerprint, properties=properties,
-               public=public)
+               public=put.public)
     return render.sync({})
 
 
@@ -178,18 +173,9 @@ async def _aliases(request: web.Request) -> web.Response:
 
 async def _alias_create(request: web.Request) -> web.Response:
     check_project(request)
-    body = await json_body(request)
-    name, target = opt_str(body, "name"), opt_str(body, "target")
-    if not name:
-        raise BadRequest("Field 'name' is required")
-    if not target:
-        raise BadRequest("Field 'target' (an image fingerprint) is required")
-    itype = opt_str(body, "type")
-    if itype not in ("", "container"):
-        raise BadRequest(f"Alias type {itype!r} is not supported: cove has container images only")
-    await call(request, engine_of(request).images.add_alias, name, target,
-               opt_str(body, "description"))
-    return render.sync({}, headers={"Location": f"/1.0/images/aliases/{name}"})
+    post = api.ImageAliasesPost.parse(await json_body(request))
+    await call(request, engine_of(request).images.add_alias, post.name, post.target, post.description)
+    return render.sync({}, headers={"Location": f"/1.0/images/aliases/{post.name}"})
 
 
 async def _alias_get(request: web.Request) -> web.Response:
@@ -202,12 +188,12 @@ async def _alias_update(request: web.Request, *, patch: bool) -> web.Response:
     check_project(request)
     engine = engine_of(request)
     name = request.match_info["name"]
-    body = await json_body(request)
-    target, description = opt_str(body, "target"), opt_str(body, "description")
+    put = api.ImageAliasesEntryPut.parse(await json_body(request))
+    target, description = put.target, put.description or ""
     if patch:
         current = await call(request, engine.images.get_alias, name)
         target = target or current.target
-        description = description if "description" in body else current.description
+        description = put.description if put.description is not None else current.description
     elif not target:
         raise BadRequest("Field 'target' (an image fingerprint) is required")
     await call(request, engine.images.update_alias, name, target, description)
@@ -224,12 +210,9 @@ async def _alias_patch(request: web.Request) -> web.Response:
 
 async def _alias_rename(request: web.Request) -> web.Response:
     check_project(request)
-    body = await json_body(request)
-    new_name = opt_str(body, "name")
-    if not new_name:
-        raise BadRequest("Field 'name' (the new name) is required")
-    await call(request, engine_of(request).images.rename_alias, request.match_info["name"], new_name)
-    return render.sync({}, headers={"Location": f"/1.0/images/aliases/{new_name}"})
+    post = api.ImageAliasesEntryPost.parse(await json_body(request))
+    await call(request, engine_of(request).images.rename_alias, request.match_info["name"], post.name)
+    return render.sync({}, headers={"Location": f"/1.0/images/aliases/{post.name}"})
 
 
 async def _alias_delete(request: web.Request) -> web.Response:

@@ -3,11 +3,10 @@ get, update, rename, delete."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
-from cove.engine import CreateRequest, Operation
+from cove import api
+from cove.engine import Operation
 from cove.model.errors import BadRequest, PreconditionFailed
 from cove.server import render
 from cove.server.routes_common import (
@@ -16,11 +15,6 @@ from cove.server.routes_common import (
     engine_of,
     instances_base,
     json_body,
-    opt_bool,
-    opt_devices,
-    opt_str,
-    opt_str_list,
-    opt_str_map,
     recursion,
     wait_for_lock,
 )
@@ -52,50 +46,10 @@ async def _list(request: web.Request) -> web.Response:
     return render.sync(objs)
 
 
-def _create_request(body: dict[str, Any]) -> CreateRequest:
-    name = opt_str(body, "name")
-    if not name:
-        raise BadRequest("Field 'name' is required: cove does not make up instance names")
-    itype = opt_str(body, "type")
-    if itype not in ("", "container"):
-        raise BadRequest(f"Instance type {itype!r} is not supported: cove runs containers only")
-    source = body.get("source")
-    if source is None:
-        source = {}
-    if not isinstance(source, dict):
-        raise BadRequest("Field 'source' must be an object")
-    stype = opt_str(source, "type")
-    if stype in ("", "none"):
-        raise BadRequest("Creating an instance without an image (source type 'none') is "
-                         "not supported yet: give source {\"type\": \"image\", \"alias\": ...}")
-    if stype != "image":
-        raise BadRequest(f"Source type {stype!r} is not supported: cove creates instances "
-                         "from local images only (source type 'image')")
-    if opt_str(source, "server"):
-        raise BadRequest("Remote image servers are not supported: import the image into cove "
-                         "first (POST /1.0/images), then create from its alias or fingerprint")
-    if source.get("properties"):
-        raise BadRequest("Choosing an image by properties is not supported: "
-                         "give its alias or fingerprint")
-    image = opt_str(source, "fingerprint") or opt_str(source, "alias")
-    if not image:
-        raise BadRequest("Source must name an image: give 'alias' or 'fingerprint'")
-    profiles = opt_str_list(body, "profiles")
-    return CreateRequest(
-        name=name,
-        image=image,
-        config=opt_str_map(body, "config") or {},
-        devices=opt_devices(body) or {},
-        profiles=["default"] if profiles is None else profiles,
-        ephemeral=opt_bool(body, "ephemeral"),
-        description=opt_str(body, "description"),
-        start=opt_bool(body, "start"),
-    )
-
-
 async def _create(request: web.Request) -> web.Response:
     check_project(request)
-    req = _create_request(await json_body(request))
+    req = api.InstancesPost.parse(await json_body(request))
+    req.source.image_ref()  # what cove cannot create from is refused before the engine looks
     op = await call(request, engine_of(request).instances.create, req)
     return render.async_op(op)
 
@@ -123,20 +77,12 @@ async def _check_etag(request: web.Request, name: str) -> None:
         raise PreconditionFailed("ETag doesn't match: the instance changed since it was read")
 
 
-def _update_fields(body: dict[str, Any]) -> dict[str, Any]:
-    """The writable fields present in the body, typed."""
-    fields: dict[str, Any] = {}
-    if "config" in body:
-        fields["config"] = opt_str_map(body, "config") or {}
-    if "devices" in body:
-        fields["devices"] = opt_devices(body) or {}
-    if "profiles" in body:
-        fields["profiles"] = opt_str_list(body, "profiles") or []
-    if "description" in body:
-        fields["description"] = opt_str(body, "description")
-    if "ephemeral" in body:
-        fields["ephemeral"] = opt_bool(body, "ephemeral")
-    return fields
+async def _update(request: web.Request, name: str, put: api.InstancePut, *,
+                  patch: bool) -> None:
+    """The writable fields the body set (None: absent) to the engine."""
+    await call(request, engine_of(request).instances.update, name, config=put.config,
+               devices=put.devices, profiles=put.profiles, description=put.description,
+               ephemeral=put.ephemeral, patch=patch)
 
 
 def _update_op(request: web.Request, name: str) -> Operation:
@@ -150,21 +96,20 @@ def _update_op(request: web.Request, name: str) -> Operation:
 async def _put(request: web.Request) -> web.Response:
     check_project(request)
     name = request.match_info["name"]
-    body = await json_body(request)
-    if body.get("restore"):
+    put = api.InstancePut.parse(await json_body(request))
+    if put.restore:
         raise BadRequest("Restoring a snapshot is not supported yet")
-    fields = _update_fields(body)
     await _check_etag(request, name)
-    await call(request, engine_of(request).instances.update, name, **fields)
+    await _update(request, name, put, patch=False)
     return render.async_op(_update_op(request, name))
 
 
 async def _patch(request: web.Request) -> web.Response:
     check_project(request)
     name = request.match_info["name"]
-    fields = _update_fields(await json_body(request))
+    put = api.InstancePut.parse(await json_body(request))
     await _check_etag(request, name)
-    await call(request, engine_of(request).instances.update, name, patch=True, **fields)
+    await _update(request, name, put, patch=True)
     return render.sync({})
 
 
@@ -177,14 +122,9 @@ async def _delete(request: web.Request) -> web.Response:
 
 async def _rename(request: web.Request) -> web.Response:
     check_project(request)
-    body = await json_body(request)
-    if opt_bool(body, "migration"):
-        raise BadRequest("Migration is not supported: cove instances stay on their host")
-    new_name = opt_str(body, "name")
-    if not new_name:
-        raise BadRequest("Field 'name' (the new name) is required")
+    post = api.InstancePost.parse(await json_body(request))
     op = await call(request, engine_of(request).instances.rename,
-                    request.match_info["name"], new_name)
+                    request.match_info["name"], post.name)
     return render.async_op(op)
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
+from cove import api
 from cove.model.errors import BadRequest
 from cove.server import render
 from cove.server.routes_common import (
@@ -18,8 +19,6 @@ from cove.server.routes_common import (
     check_project,
     engine_of,
     json_body,
-    opt_str,
-    opt_str_map,
     recursion,
 )
 
@@ -45,15 +44,10 @@ async def _list(request: web.Request) -> web.Response:
 
 async def _create(request: web.Request) -> web.Response:
     check_project(request)
-    body = await json_body(request)
-    name = opt_str(body, "name")
-    if not name:
-        raise BadRequest("Field 'name' is required")
-    ntype = opt_str(body, "type") or "bridge"
-    await call(request, engine_of(request).networks.create, name,
-               config=opt_str_map(body, "config") or {},
-               description=opt_str(body, "description"), type=ntype)
-    return render.sync({}, status=201, headers={"Location": f"{BASE}/{name}"})
+    post = api.NetworksPost.parse(await json_body(request))
+    await call(request, engine_of(request).networks.create, post.name, config=post.config,
+               description=post.description, type=post.type)
+    return render.sync({}, status=201, headers={"Location": f"{BASE}/{post.name}"})
 
 
 async def _get(request: web.Request) -> web.Response:
@@ -65,13 +59,10 @@ async def _get(request: web.Request) -> web.Response:
 async def _update(request: web.Request, patch: bool) -> web.Response:
     check_project(request)
     name = request.match_info["name"]
-    body = await json_body(request)
-    fields: dict[str, Any] = {}
-    if "config" in body or not patch:
-        fields["config"] = opt_str_map(body, "config") or {}
-    if "description" in body:
-        fields["description"] = opt_str(body, "description")
-    await call(request, engine_of(request).networks.update, name, patch=patch, **fields)
+    put = api.NetworkPut.parse(await json_body(request))
+    config = put.config if put.config is not None or patch else {}  # PUT replaces it all
+    await call(request, engine_of(request).networks.update, name, patch=patch, config=config,
+               description=put.description)
     return render.sync({})
 
 
@@ -98,7 +89,7 @@ async def _rename(request: web.Request) -> web.Response:
 async def _state(request: web.Request) -> web.Response:
     check_project(request)
     state = await call(request, engine_of(request).networks.state, request.match_info["name"])
-    return render.sync(state)
+    return render.sync(api.NetworkState.from_wire(state).to_wire())
 
 
 async def _leases(request: web.Request) -> web.Response:

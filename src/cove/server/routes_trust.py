@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from aiohttp import web
 
+from cove import api
 from cove.model.errors import BadRequest, Forbidden
-from cove.model.trust import Certificate
 from cove.server import render
-from cove.server.routes_common import call, engine_of, json_body, opt_str, recursion
+from cove.server.routes_common import call, engine_of, json_body, recursion
 from cove.server.tls import HttpsListener, is_tls, peer_fingerprint
 
 __all__ = ["HTTPS", "TRUSTED", "add_routes", "auth", "https_listener"]
@@ -60,31 +59,22 @@ def https_listener(app: web.Application) -> HttpsListener:
 
 # -- certificates ----------------------------------------------------------------------------
 
-def _cert(c: Certificate) -> dict[str, Any]:
-    return {"fingerprint": c.fingerprint, "certificate": c.certificate, "name": c.name,
-            "type": c.type, "restricted": c.restricted, "projects": list(c.projects),
-            "description": ""}
-
-
 async def _list(request: web.Request) -> web.Response:
     certs = await call(request, engine_of(request).trust.list_certificates)
     if recursion(request) == 0:
         return render.sync([f"/1.0/certificates/{c.fingerprint}" for c in certs])
-    return render.sync([_cert(c) for c in certs])
+    return render.sync([api.certificate(c) for c in certs])
 
 
 async def _get(request: web.Request) -> web.Response:
     cert = await call(request, engine_of(request).trust.get_certificate,
                       request.match_info["fingerprint"])
-    return render.sync(_cert(cert))
+    return render.sync(api.certificate(cert))
 
 
 async def _add(request: web.Request) -> web.Response:
-    body = await json_body(request)
-    if body.get("password") or body.get("token"):
-        raise BadRequest("Trust passwords and tokens are not supported: a trusted client "
-                         "adds the certificate (cove config trust add CERT)")
-    pem = opt_str(body, "certificate")
+    post = api.CertificatesPost.parse(await json_body(request))
+    pem = post.certificate
     if not pem:
         # LXD: no certificate means "the one I am connecting with".
         der = None
@@ -97,7 +87,7 @@ async def _add(request: web.Request) -> web.Response:
 
         pem = base64.b64encode(der).decode()
     await call(request, engine_of(request).trust.add_certificate, pem,
-               name=opt_str(body, "name"), type=opt_str(body, "type") or "client")
+               name=post.name, type=post.type)
     return render.sync({}, status=201)
 
 

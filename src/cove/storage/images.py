@@ -46,9 +46,7 @@ point (still inside the image).
 
 from __future__ import annotations
 
-import bz2
 import errno
-import gzip
 import hashlib
 import logging
 import lzma
@@ -60,15 +58,21 @@ import tarfile
 import tempfile
 import time
 import zlib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, BinaryIO, Self, cast
+from typing import Any, BinaryIO
 
 import yaml
 
 from cove.host.syscalls import RENAME_NOREPLACE, renameat2
 from cove.model.errors import BadRequest, Conflict, CoveError, InternalError, NotFound
+from cove.storage._extract import (
+    Extractor,
+    HashingReader,
+    Progress,
+    ProgressMeter,
+    lstat_type,
+)
 from cove.storage.safefs import RootFS
 
 __all__ = [
@@ -81,8 +85,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[int], None]
-"""Called with a percentage (0-100) whenever it changes during an import."""
 
 _FINGERPRINT = re.compile(r"[0-9a-f]{64}")
 _TMP_PREFIX = ".tmp-"
@@ -138,274 +140,6 @@ class ImportedImage:
     created_at: float = 0.0
     cmd: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
-
-
-class _Progress:
-    """Turns byte counts into calls of ``progress(percent)`` when the percent changes."""
-
-    def __init__(self, total: int, callback: Progress | None) -> None:
-        self.total = max(total, 1)
-        self.done = 0
-        self.callback = callback
-        self.last = -1
-
-    def add(self, n: int) -> None:
-        self.done += n
-        self._report(min(99, self.done * 100 // self.total))
-
-    def finish(self) -> None:
-        self._report(100)
-
-    def _report(self, percent: int) -> None:
-        if self.callback is not None and percent != self.last:
-            self.last = percent
-            self.callback(percent)
-
-
-class _HashingReader:
-    """A forward-only stream that hashes and counts every byte of the source.
-
-    ``seek`` only moves forward (by reading, so skipped bytes are hashed
-    too); that is all ``tarfile``'s ``r:`` mode and the decompressors need
-    when members are processed in order, and it keeps the import a single
-    pass over the file.
-    """
-
-    def __init__(self, raw: BinaryIO, hasher: Any, progress: _Progress | None) -> None:
-        self.raw = raw
-        self.hasher = hasher
-        self.progress = progress
-        self.pos = 0
-        self.mode = "rb"
-
-    def read(self, size: int | None = -1) -> bytes:
-        try:
-            data = self.raw.read(-1 if size is None else size)
-        except OSError as exc:
-            raise InternalError(f"cannot read image data: {exc.strerror or exc}") from None
-        self.hasher.update(data)
-        self.pos += len(data)
-        if self.progress is not None:
-            self.progress.add(len(data))
-        return data
-
-    def tell(self) -> int:
-        return self.pos
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        # The source file belongs to the caller, which closes it.
-        pass
-
-    def seekable(self) -> bool:
-        return True
-
-    def readable(self) -> bool:
-        return True
-
-    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        target = offset + (self.pos if whence == os.SEEK_CUR else 0)
-        if whence not in (os.SEEK_SET, os.SEEK_CUR) or target < self.pos:
-            raise tarfile.ReadError("image archive needs a backward seek, which a "
-                                    "single-pass import cannot do")
-        while self.pos < target:
-            if not self.read(min(_CHUNK, target - self.pos)):
-                break
-        return self.pos
-
-    def drain(self) -> None:
-        """Read to the end: the fingerprint covers every byte, tar padding included."""
-        while self.read(_CHUNK):
-            pass
-
-
-def _decompressed(reader: _HashingReader, head: bytes) -> IO[bytes]:
-    """The tar stream inside ``reader``, whose first bytes are ``head``."""
-    # Decompression is done here rather than by tarfile's "r|*" stream mode:
-    # that mode re-slices its whole buffer on every 512-byte header read,
-    # which made big imports twice as slow as tar(1).
-    raw = cast(IO[bytes], reader)  # duck-typed: read/seek/tell are all they use
-    if head.startswith(b"\x1f\x8b"):
-        return cast(IO[bytes], gzip.GzipFile(fileobj=raw, mode="rb"))
-    if head.startswith(b"BZh"):
-        return cast(IO[bytes], bz2.BZ2File(raw))
-    if head.startswith(b"\xfd7zXZ\x00"):
-        return cast(IO[bytes], lzma.LZMAFile(raw))
-    if head.startswith(_ZSTD_MAGIC):
-        raise BadRequest("zstd-compressed images are not supported; use gzip, xz or bzip2")
-    return raw
-
-
-def _lstat_type(fs: RootFS, path: str) -> str | None:
-    """The type of ``path`` in ``fs`` without following it, None when missing."""
-    try:
-        return fs.stat(path, follow=False).type
-    except NotFound:
-        return None
-
-
-def _member_parts(name: str) -> list[str]:
-    parts: list[str] = []
-    for part in name.split("/"):
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if not parts:
-                raise BadRequest("points outside the image")
-            parts.pop()
-            continue
-        parts.append(part)
-    return parts
-
-
-def _path(parts: list[str]) -> str:
-    return "/" + "/".join(parts)
-
-
-class _Extractor:
-    """Writes the members of one tar stream into a RootFS, member by member.
-
-    With ``route_rootfs``, members under ``rootfs/`` are written through a
-    second RootFS rooted at ``rootfs/`` (so their symlinks resolve against
-    the image's root filesystem, as they will in the container).
-    """
-
-    def __init__(self, raw: RootFS, *, route_rootfs: bool) -> None:
-        self.raw = raw
-        self.route_rootfs = route_rootfs
-        self._rootfs: RootFS | None = None
-        self._dir_times: list[tuple[RootFS, str, float]] = []
-
-    def close(self) -> None:
-        if self._rootfs is not None:
-            self._rootfs.close()
-            self._rootfs = None
-
-    def _view(self, parts: list[str], is_dir: bool) -> tuple[RootFS, list[str]]:
-        if not self.route_rootfs or not parts or parts[0] != "rootfs":
-            return self.raw, parts
-        if len(parts) == 1:
-            if not is_dir:
-                raise BadRequest("rootfs must be a directory")
-            return self.raw, parts
-        if self._rootfs is None:
-            self.raw.mkdir("/rootfs", mode=0o755, exist_ok=True)
-            try:
-                self._rootfs = self.raw.subdir("/rootfs")
-            except BadRequest:
-                raise BadRequest("rootfs is not a directory") from None
-        return self._rootfs, parts[1:]
-
-    def run(self, reader: _HashingReader, head: bytes, label: str) -> None:
-        try:
-            with _decompressed(reader, head) as stream, \
-                    tarfile.open(fileobj=stream, mode="r:") as tar:
-                while (member := tar.next()) is not None:
-                    # TarFile keeps every TarInfo otherwise; images have
-                    # hundreds of thousands of members.
-                    tar.members.clear()  # type: ignore[attr-defined]  # not in typeshed
-                    self._member(tar, member)
-        except _TAR_ERRORS as exc:
-            raise BadRequest(f"{label}: not a valid image archive: {exc}") from None
-        # Directory mtimes last and deepest first: creating entries inside a
-        # directory changes its mtime.
-        for view, path, mtime in reversed(self._dir_times):
-            try:
-                view.set_attrs(path, mtime=mtime)
-            except CoveError as exc:
-                log.debug("cannot set mtime of %s: %s", path, exc)
-
-    def _member(self, tar: tarfile.TarFile, m: tarfile.TarInfo) -> None:
-        try:
-            view, vparts = self._view(_member_parts(m.name), m.isdir())
-            path = _path(vparts)
-            if m.isdir():
-                self._directory(view, vparts, m)
-            elif not vparts:
-                raise BadRequest("only a directory can be the image root")
-            elif m.isreg():
-                self._replace(view, path)
-                src = tar.extractfile(m)
-                assert src is not None  # isreg() members always have data
-                self._in_parent(view, vparts, lambda: view.write_file(
-                    path, src, uid=m.uid, gid=m.gid, mode=st.S_IMODE(m.mode)))  # type: ignore[arg-type]
-                self._finish(view, path, m)
-            elif m.issym():
-                self._replace(view, path)
-                self._in_parent(view, vparts, lambda: view.symlink(
-                    path, m.linkname, uid=m.uid, gid=m.gid))
-                view.set_attrs(path, mtime=m.mtime)
-            elif m.islnk():
-                tview, tparts = self._view(_member_parts(m.linkname), False)
-                self._replace(view, path)
-                self._in_parent(view, vparts, lambda: view.link(
-                    path, _path(tparts), source=tview))
-            elif m.isfifo():
-                self._replace(view, path)
-                self._in_parent(view, vparts, lambda: view.mkfifo(
-                    path, uid=m.uid, gid=m.gid, mode=st.S_IMODE(m.mode)))
-                view.set_attrs(path, mtime=m.mtime)
-            elif m.ischr() or m.isblk():
-                log.debug("skipping device node %s in image", m.name)
-            else:
-                log.debug("skipping %s in image (tar type %r)", m.name, m.type)
-        except InternalError as exc:
-            raise InternalError(f"image member {m.name!r}: {exc.message}") from None
-        except CoveError as exc:
-            # A missing link target or a file where a directory should be is
-            # a broken archive, not a missing resource: 400, naming the member.
-            raise BadRequest(f"image member {m.name!r}: {exc.message}") from None
-
-    def _directory(self, view: RootFS, vparts: list[str], m: tarfile.TarInfo) -> None:
-        path = _path(vparts)
-        if vparts:
-            existing = _lstat_type(view, path)
-            if existing is not None and existing != "directory":
-                view.remove(path)
-            view.mkdir(path, parents=True, mode=0o755)
-        view.set_attrs(path, uid=m.uid, gid=m.gid, mode=st.S_IMODE(m.mode))
-        self._xattrs(view, path, m)
-        self._dir_times.append((view, path, m.mtime))
-
-    def _finish(self, view: RootFS, path: str, m: tarfile.TarInfo) -> None:
-        self._xattrs(view, path, m)
-        view.set_attrs(path, mtime=m.mtime)
-
-    @staticmethod
-    def _replace(view: RootFS, path: str) -> None:
-        # Tar semantics: a later member replaces an earlier one. Unlinking
-        # first means we never write through an existing symlink or hardlink.
-        try:
-            view.remove(path)
-        except NotFound:
-            pass
-
-    @staticmethod
-    def _in_parent(view: RootFS, vparts: list[str], create: Callable[[], None]) -> None:
-        # Archives usually list parents first; create them only when missing.
-        try:
-            create()
-        except NotFound:
-            if len(vparts) < 2 or _lstat_type(view, _path(vparts[:-1])) == "directory":
-                raise
-            view.mkdir(_path(vparts[:-1]), parents=True, mode=0o755)
-            create()
-
-    @staticmethod
-    def _xattrs(view: RootFS, path: str, m: tarfile.TarInfo) -> None:
-        for key, value in m.pax_headers.items():
-            if not key.startswith("SCHILY.xattr."):
-                continue
-            name = key[len("SCHILY.xattr."):]
-            if not name.startswith(_XATTR_ALLOWED):
-                log.debug("dropping xattr %s of %s", name, m.name)
-                continue
-            try:
-                view.set_xattr(path, name, value.encode("utf-8", "surrogateescape"))
-            except CoveError as exc:
-                log.debug("cannot set xattr %s on %s: %s", name, m.name, exc)
 
 
 def _parse_metadata(data: bytes) -> dict[str, Any]:
@@ -577,14 +311,14 @@ class ImageStore:
         label = filename or Path(path).name
         tmp = self._mkdtemp()
         try:
-            meter: _Progress
+            meter: ProgressMeter
             hasher = hashlib.sha256()
             with self._open_source(path, label) as f:
-                meter = _Progress(os.fstat(f.fileno()).st_size, progress)
-                reader = _HashingReader(f, hasher, meter)
+                meter = ProgressMeter(os.fstat(f.fileno()).st_size, progress)
+                reader = HashingReader(f, hasher, meter)
                 (tmp / "raw").mkdir(mode=0o755)
                 with RootFS(tmp / "raw") as raw:
-                    extractor = _Extractor(raw, route_rootfs=True)
+                    extractor = Extractor(raw, route_rootfs=True)
                     try:
                         extractor.run(reader, _sniff(f, label), label)
                     finally:
@@ -619,20 +353,20 @@ class ImageStore:
             hasher = hashlib.sha256()
             with self._open_source(meta_path, "metadata") as mf, \
                     self._open_source(rootfs_path, "rootfs") as rf:
-                meter = _Progress(os.fstat(mf.fileno()).st_size + os.fstat(rf.fileno()).st_size,
+                meter = ProgressMeter(os.fstat(mf.fileno()).st_size + os.fstat(rf.fileno()).st_size,
                                   progress)
                 (tmp / "meta").mkdir(mode=0o755)
                 with RootFS(tmp / "meta") as meta:
-                    reader = _HashingReader(mf, hasher, meter)
+                    reader = HashingReader(mf, hasher, meter)
                     _run_extractor(meta, mf, reader, "metadata tarball")
                     reader.drain()
-                    if _lstat_type(meta, "/metadata.yaml") != "file":
+                    if lstat_type(meta, "/metadata.yaml") != "file":
                         raise BadRequest("metadata tarball has no metadata.yaml")
                     doc = self._keep_metadata(tmp, meta)
                 self._remove(f"{tmp.name}/meta")
                 (tmp / "rootfs").mkdir(mode=0o755)
                 with RootFS(tmp / "rootfs") as rootfs:
-                    reader = _HashingReader(rf, hasher, meter)
+                    reader = HashingReader(rf, hasher, meter)
                     _run_extractor(rootfs, rf, reader, "rootfs tarball")
                     reader.drain()
             architecture, created_at, properties = _metadata_fields(doc)
@@ -670,8 +404,8 @@ class ImageStore:
                 doc: dict[str, Any] = {}
                 listing = hashlib.sha256(b"cove-dir-v1\0")
                 source = src
-                if _lstat_type(src, "/metadata.yaml") == "file" and \
-                        _lstat_type(src, "/rootfs") == "directory":
+                if lstat_type(src, "/metadata.yaml") == "file" and \
+                        lstat_type(src, "/rootfs") == "directory":
                     meta = src.read_bytes("/metadata.yaml", _METADATA_LIMIT)
                     doc = _parse_metadata(meta)
                     listing.update(f"m\0{hashlib.sha256(meta).hexdigest()}\0".encode())
@@ -727,20 +461,20 @@ class ImageStore:
         doc = _parse_metadata(data)
         # A fresh regular file, never a rename of whatever the archive made.
         _write_new(tmp / "metadata.yaml", data)
-        if _lstat_type(src, "/templates") == "directory":
+        if lstat_type(src, "/templates") == "directory":
             _rename_at(src, "templates", tmp, "templates")
         return doc
 
     def _settle(self, tmp: Path, raw: RootFS) -> dict[str, Any]:
         """Decide unified vs plain once the whole archive is on disk, and lay
         out ``tmp`` as ``rootfs/`` [+ ``metadata.yaml``, ``templates/``]."""
-        meta_type = _lstat_type(raw, "/metadata.yaml")
+        meta_type = lstat_type(raw, "/metadata.yaml")
         if meta_type is None:
             _rename_at(None, str(tmp / "raw"), tmp, "rootfs")
             return {}
         if meta_type != "file":
             raise BadRequest("metadata.yaml is not a regular file")
-        if _lstat_type(raw, "/rootfs") != "directory":
+        if lstat_type(raw, "/rootfs") != "directory":
             raise BadRequest("image has metadata.yaml but no rootfs/ directory")
         doc = self._keep_metadata(tmp, raw)
         _rename_at(raw, "rootfs", tmp, "rootfs")
@@ -757,8 +491,8 @@ class ImageStore:
             raise InternalError(f"cannot store image {fingerprint}: {exc.strerror}") from None
 
 
-def _run_extractor(fs: RootFS, f: BinaryIO, reader: _HashingReader, label: str) -> None:
-    extractor = _Extractor(fs, route_rootfs=False)
+def _run_extractor(fs: RootFS, f: BinaryIO, reader: HashingReader, label: str) -> None:
+    extractor = Extractor(fs, route_rootfs=False)
     try:
         extractor.run(reader, _sniff(f, label), label)
     finally:
@@ -787,7 +521,7 @@ def _write_new(path: Path, data: bytes) -> None:
 class _TeeReader:
     """Reads a file fd while hashing it (for the per-file digest of import_dir)."""
 
-    def __init__(self, fd: int, hasher: Any, meter: _Progress | None) -> None:
+    def __init__(self, fd: int, hasher: Any, meter: ProgressMeter | None) -> None:
         self.f = open(fd, "rb", closefd=True)  # noqa: SIM115 - closed by close()
         self.hasher = hasher
         self.meter = meter
@@ -808,10 +542,10 @@ class _TeeReader:
 def _copy_tree(src: RootFS, dst: RootFS, listing: Any, progress: Progress | None) -> int:
     """Copy ``src`` into the empty ``dst``, feeding the canonical listing to
     ``listing`` (a hash object); return the regular-file bytes copied."""
-    meter: _Progress | None = None
+    meter: ProgressMeter | None = None
     if progress is not None:
         total = sum(s.st_size for _, s in src._walk_raw("/") if st.S_ISREG(s.st_mode))
-        meter = _Progress(total, progress)
+        meter = ProgressMeter(total, progress)
     top = src.stat("/")
     dst.set_attrs("/", uid=top.uid, gid=top.gid, mode=top.mode)
     listing.update(f"d\0\0{top.mode:o}\0{top.uid}\0{top.gid}\0\0".encode())

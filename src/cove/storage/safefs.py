@@ -53,7 +53,6 @@ import errno
 import os
 import stat as st
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Self
 
@@ -61,10 +60,21 @@ from cove.host.syscalls import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, openat2
 from cove.model.errors import (
     BadRequest,
     Conflict,
-    CoveError,
     Forbidden,
     InternalError,
     NotFound,
+)
+from cove.storage._fsutil import (
+    FileStat,
+    close_fd,
+    display,
+    empty_tree,
+    error,
+    file_type,
+    proc_fd,
+    split_path,
+    to_filestat,
+    write_all,
 )
 
 __all__ = ["FileStat", "RootFS", "split_path"]
@@ -74,117 +84,6 @@ _CHUNK = 1 << 20
 # The kernel's own limit for symlink hops in one lookup (MAXSYMLINKS).
 _MAX_HOPS = 40
 _NEW_FILE_MODE = 0o644
-
-
-@dataclass(frozen=True)
-class FileStat:
-    """What ``stat`` tells about a path inside the root.
-
-    ``type`` is ``file``, ``directory``, ``symlink`` or ``other`` (device,
-    fifo, socket); ``mode`` holds the permission bits only (including
-    setuid/setgid/sticky), ``mtime`` is seconds since the epoch.
-    """
-
-    type: str
-    uid: int
-    gid: int
-    mode: int
-    size: int
-    mtime: float = 0.0
-
-
-def _file_type(mode: int) -> str:
-    if st.S_ISREG(mode):
-        return "file"
-    if st.S_ISDIR(mode):
-        return "directory"
-    if st.S_ISLNK(mode):
-        return "symlink"
-    return "other"
-
-
-def _to_filestat(s: os.stat_result) -> FileStat:
-    return FileStat(type=_file_type(s.st_mode), uid=s.st_uid, gid=s.st_gid,
-                    mode=st.S_IMODE(s.st_mode), size=s.st_size, mtime=s.st_mtime)
-
-
-def split_path(path: str) -> list[str]:
-    """Normalise an absolute container path into its components.
-
-    ``""`` and ``.`` components vanish, ``..`` removes the previous component
-    and is a no-op at the root, so the result never starts with ``..``.
-    ``[]`` is the root itself.
-
-    Raises:
-        BadRequest: the path is not a ``str`` starting with ``/`` or holds NUL.
-    """
-    if not isinstance(path, str) or not path.startswith("/"):
-        raise BadRequest("path must be absolute")
-    if "\0" in path:
-        raise BadRequest("path must not contain NUL bytes")
-    parts: list[str] = []
-    for part in path.split("/"):
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if parts:
-                parts.pop()
-            continue
-        parts.append(part)
-    return parts
-
-
-def _display(parts: list[str]) -> str:
-    return "/" + "/".join(parts)
-
-
-def _error(exc: OSError, parts: list[str]) -> CoveError:
-    """Turn an errno into the cove error a user of the files API should see."""
-    where = _display(parts)
-    code = exc.errno
-    if code == errno.ENOENT:
-        return NotFound(f"{where}: no such file or directory")
-    if code == errno.ENOTDIR:
-        return BadRequest(f"{where}: not a directory")
-    if code == errno.EISDIR:
-        return BadRequest(f"{where}: is a directory")
-    if code == errno.EEXIST:
-        return Conflict(f"{where}: already exists")
-    if code == errno.ENOTEMPTY:
-        return BadRequest(f"{where}: directory not empty")
-    if code == errno.ELOOP:
-        return BadRequest(f"{where}: too many levels of symbolic links, or a magic link")
-    if code == errno.EXDEV:
-        return BadRequest(f"{where}: crosses a filesystem boundary")
-    if code in (errno.ENAMETOOLONG, errno.EINVAL):
-        return BadRequest(f"{where}: {os.strerror(code)}")
-    if code in (errno.EPERM, errno.EACCES, errno.EROFS):
-        return Forbidden(f"{where}: {os.strerror(code)}")
-    if code == errno.ENOSYS:
-        return InternalError("openat2 is not available (Linux 5.6 or newer is required)")
-    return InternalError(f"{where}: {os.strerror(code) if code else exc}")
-
-
-def _close(fd: int) -> None:
-    try:
-        os.close(fd)
-    except OSError:
-        pass
-
-
-def _write_all(fd: int, data: bytes | bytearray | memoryview, parts: list[str]) -> None:
-    view = memoryview(data)
-    try:
-        while view:
-            view = view[os.write(fd, view):]
-    except OSError as exc:
-        raise _error(exc, parts) from None
-
-
-def _proc_fd(fd: int) -> str:
-    # Our own fd through the host's procfs: the kernel re-opens the very inode
-    # we checked, so there is no window in which the name can be swapped.
-    return f"/proc/self/fd/{fd}"
 
 
 class RootFS:
@@ -222,7 +121,7 @@ class RootFS:
     def close(self) -> None:
         """Release the root fd. Idempotent."""
         if self._fd >= 0:
-            _close(self._fd)
+            close_fd(self._fd)
             self._fd = -1
 
     def __del__(self) -> None:
@@ -255,7 +154,7 @@ class RootFS:
         try:
             return openat2(self.fd, rel, flags, 0, _RESOLVE)
         except OSError as exc:
-            raise _error(exc, parts) from None
+            raise error(exc, parts) from None
 
     def _parent(self, parts: list[str]) -> tuple[int, str]:
         """Open the parent of a path (``O_PATH``) and return it with the last name."""
@@ -281,10 +180,10 @@ class RootFS:
                 fd = os.open(name, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
                              dir_fd=pfd)
             except OSError as exc:
-                raise _error(exc, parts) from None
+                raise error(exc, parts) from None
             finally:
-                _close(pfd)
-        return RootFS._adopt(fd, f"{self._label}{_display(parts)}")
+                close_fd(pfd)
+        return RootFS._adopt(fd, f"{self._label}{display(parts)}")
 
     # -- reading --------------------------------------------------------
 
@@ -298,9 +197,9 @@ class RootFS:
         parts = split_path(path)
         fd = self._open(parts, os.O_PATH | (0 if follow else os.O_NOFOLLOW))
         try:
-            return _to_filestat(os.fstat(fd))
+            return to_filestat(os.fstat(fd))
         finally:
-            _close(fd)
+            close_fd(fd)
 
     def exists(self, path: str, follow: bool = True) -> bool:
         """Whether ``path`` exists (a dangling symlink exists only without ``follow``)."""
@@ -325,14 +224,14 @@ class RootFS:
         try:
             mode = os.fstat(pfd).st_mode
             if not st.S_ISREG(mode):
-                raise BadRequest(f"{_display(parts)}: not a regular file "
-                                 f"({_file_type(mode)})")
+                raise BadRequest(f"{display(parts)}: not a regular file "
+                                 f"({file_type(mode)})")
             try:
-                return os.open(_proc_fd(pfd), os.O_RDONLY | os.O_NOCTTY | os.O_CLOEXEC)
+                return os.open(proc_fd(pfd), os.O_RDONLY | os.O_NOCTTY | os.O_CLOEXEC)
             except OSError as exc:
-                raise _error(exc, parts) from None
+                raise error(exc, parts) from None
         finally:
-            _close(pfd)
+            close_fd(pfd)
 
     def read_bytes(self, path: str, limit: int = 1 << 20) -> bytes:
         """Read a whole regular file of at most ``limit`` bytes.
@@ -354,7 +253,7 @@ class RootFS:
                 chunks.append(chunk)
             return b"".join(chunks)
         finally:
-            _close(fd)
+            close_fd(fd)
 
     def listdir(self, path: str) -> list[str]:
         """Names in a directory (sorted, without ``.`` and ``..``), following symlinks in root.
@@ -367,9 +266,9 @@ class RootFS:
         try:
             return sorted(os.listdir(fd))
         except OSError as exc:
-            raise _error(exc, parts) from None
+            raise error(exc, parts) from None
         finally:
-            _close(fd)
+            close_fd(fd)
 
     def readlink(self, path: str) -> str:
         """The text of a symlink (the final component is not followed).
@@ -383,10 +282,10 @@ class RootFS:
             return os.readlink(name, dir_fd=pfd)
         except OSError as exc:
             if exc.errno == errno.EINVAL:
-                raise BadRequest(f"{_display(parts)}: not a symlink") from None
-            raise _error(exc, parts) from None
+                raise BadRequest(f"{display(parts)}: not a symlink") from None
+            raise error(exc, parts) from None
         finally:
-            _close(pfd)
+            close_fd(pfd)
 
     def walk(self, path: str = "/") -> Iterator[tuple[str, FileStat]]:
         """Yield every entry below a directory as ``(relpath, FileStat)``.
@@ -401,7 +300,7 @@ class RootFS:
             NotFound, BadRequest: ``path`` is missing or not a directory.
         """
         for rel, s in self._walk_raw(path):
-            yield rel, _to_filestat(s)
+            yield rel, to_filestat(s)
 
     def _walk_raw(self, path: str) -> Iterator[tuple[str, os.stat_result]]:
         parts = split_path(path)
@@ -416,7 +315,7 @@ class RootFS:
                 name = next(names, None)
                 if name is None:
                     stack.pop()
-                    _close(fd)
+                    close_fd(fd)
                     continue
                 try:
                     s = os.stat(name, dir_fd=fd, follow_symlinks=False)
@@ -436,10 +335,10 @@ class RootFS:
                         raise
                     stack.append((child, relpath, iter(sorted(os.listdir(child)))))
         except OSError as exc:
-            raise _error(exc, parts) from None
+            raise error(exc, parts) from None
         finally:
             for fd, _, _ in stack:
-                _close(fd)
+                close_fd(fd)
 
     # -- writing --------------------------------------------------------
 
@@ -474,12 +373,12 @@ class RootFS:
         done = False
         try:
             if isinstance(data, (bytes, bytearray, memoryview)):
-                _write_all(fd, data, parts)
+                write_all(fd, data, parts)
             else:
                 # Errors raised by data.read() are the source's and pass
                 # through unchanged; only our own writes are mapped.
                 while chunk := data.read(_CHUNK):
-                    _write_all(fd, chunk, parts)
+                    write_all(fd, chunk, parts)
             try:
                 if created:
                     os.fchown(fd, uid if uid is not None else 0, gid if gid is not None else 0)
@@ -491,7 +390,7 @@ class RootFS:
                     if mode is not None:
                         os.fchmod(fd, mode)
             except OSError as exc:
-                raise _error(exc, parts) from None
+                raise error(exc, parts) from None
             done = True
         finally:
             if created and not done:
@@ -499,8 +398,8 @@ class RootFS:
                     os.unlink(name, dir_fd=pfd)
                 except OSError:
                     pass
-            _close(fd)
-            _close(pfd)
+            close_fd(fd)
+            close_fd(pfd)
 
     def _open_for_write(self, parts: list[str], append: bool) -> tuple[int, int, str, bool]:
         """Return ``(fd, parent_fd, name, created)``; the caller closes both fds."""
@@ -518,7 +417,7 @@ class RootFS:
                         fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
                                      | os.O_NOCTTY | os.O_CLOEXEC, 0o600, dir_fd=pfd)
                     except FileExistsError:
-                        _close(pfd)
+                        close_fd(pfd)
                         continue
                     return fd, pfd, name, True
                 try:
@@ -528,31 +427,31 @@ class RootFS:
                             target = os.readlink(name, dir_fd=pfd)
                         except OSError as exc:
                             if exc.errno in (errno.EINVAL, errno.ENOENT):  # changed meanwhile
-                                _close(pfd)
+                                close_fd(pfd)
                                 continue
                             raise
                         hops += 1
                         if hops > _MAX_HOPS:
-                            raise BadRequest(f"{_display(parts)}: too many levels of "
+                            raise BadRequest(f"{display(parts)}: too many levels of "
                                              "symbolic links")
-                        base = "" if target.startswith("/") else _display(parts[:-1])
+                        base = "" if target.startswith("/") else display(parts[:-1])
                         parts = split_path(f"/{base}/{target}")
-                        _close(pfd)
+                        close_fd(pfd)
                         continue
                     if st.S_ISDIR(mode):
-                        raise BadRequest(f"{_display(parts)}: is a directory")
+                        raise BadRequest(f"{display(parts)}: is a directory")
                     if not st.S_ISREG(mode):
-                        raise BadRequest(f"{_display(parts)}: not a regular file "
-                                         f"({_file_type(mode)})")
-                    fd = os.open(_proc_fd(pathfd), flags)
+                        raise BadRequest(f"{display(parts)}: not a regular file "
+                                         f"({file_type(mode)})")
+                    fd = os.open(proc_fd(pathfd), flags)
                     return fd, pfd, name, False
                 finally:
-                    _close(pathfd)
+                    close_fd(pathfd)
             except OSError as exc:
-                _close(pfd)
-                raise _error(exc, parts) from None
+                close_fd(pfd)
+                raise error(exc, parts) from None
             except BaseException:
-                _close(pfd)
+                close_fd(pfd)
                 raise
 
     def mkdir(self, path: str, *, uid: int | None = None, gid: int | None = None,
@@ -592,7 +491,7 @@ class RootFS:
             except (NotFound, BadRequest):
                 pass  # mkdirat below tells "missing" from "in the way"
             else:
-                _close(fd)
+                close_fd(fd)
                 return
         pfd, name = self._parent(parts)
         try:
@@ -602,25 +501,25 @@ class RootFS:
                 if exist_ok and self._is_dir(parts):
                     return
                 what = "exists and is not a directory" if exist_ok else "already exists"
-                raise Conflict(f"{_display(parts)}: {what}") from None
+                raise Conflict(f"{display(parts)}: {what}") from None
             fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
                          dir_fd=pfd)
             try:
                 os.fchown(fd, uid if uid is not None else 0, gid if gid is not None else 0)
                 os.fchmod(fd, mode)
             finally:
-                _close(fd)
+                close_fd(fd)
         except OSError as exc:
-            raise _error(exc, parts) from None
+            raise error(exc, parts) from None
         finally:
-            _close(pfd)
+            close_fd(pfd)
 
     def _is_dir(self, parts: list[str]) -> bool:
         try:
             fd = self._open(parts, os.O_PATH | os.O_DIRECTORY)
         except (NotFound, BadRequest):
             return False
-        _close(fd)
+        close_fd(fd)
         return True
 
     def symlink(self, path: str, target: str, *, uid: int | None = None,
@@ -644,9 +543,9 @@ class RootFS:
                 os.chown(name, -1 if uid is None else uid, -1 if gid is None else gid,
                          dir_fd=pfd, follow_symlinks=False)
         except OSError as exc:
-            raise _error(exc, parts) from None
+            raise error(exc, parts) from None
         finally:
-            _close(pfd)
+            close_fd(pfd)
 
     def link(self, path: str, existing: str, *, source: RootFS | None = None) -> None:
         """Create a hard link ``path`` to the entry at ``existing``.
@@ -669,13 +568,13 @@ class RootFS:
             try:
                 os.link(sname, name, src_dir_fd=spfd, dst_dir_fd=pfd, follow_symlinks=False)
             except FileNotFoundError:
-                raise NotFound(f"{_display(src_parts)}: no such file or directory") from None
+                raise NotFound(f"{display(src_parts)}: no such file or directory") from None
             except OSError as exc:
-                raise _error(exc, parts) from None
+                raise error(exc, parts) from None
             finally:
-                _close(pfd)
+                close_fd(pfd)
         finally:
-            _close(spfd)
+            close_fd(spfd)
 
     def mkfifo(self, path: str, *, uid: int | None = None, gid: int | None = None,
                mode: int = 0o644) -> None:
@@ -689,9 +588,9 @@ class RootFS:
         try:
             os.mkfifo(name, 0o600, dir_fd=pfd)
         except OSError as exc:
-            raise _error(exc, parts) from None
+            raise error(exc, parts) from None
         finally:
-            _close(pfd)
+            close_fd(pfd)
         self.set_attrs(path, uid=uid if uid is not None else 0,
                        gid=gid if gid is not None else 0, mode=mode)
 
@@ -721,22 +620,22 @@ class RootFS:
                 if pfd >= 0:
                     os.chown(name, u, g, dir_fd=pfd, follow_symlinks=False)
                 else:
-                    os.chown(_proc_fd(fd), u, g)
+                    os.chown(proc_fd(fd), u, g)
             if mode is not None and not is_link:
-                os.chmod(_proc_fd(fd), mode)
+                os.chmod(proc_fd(fd), mode)
             if mtime is not None:
                 ns = int(mtime * 1_000_000_000)
                 if pfd >= 0:
                     os.utime(name, ns=(ns, ns), dir_fd=pfd, follow_symlinks=False)
                 else:
-                    os.utime(_proc_fd(fd), ns=(ns, ns))
+                    os.utime(proc_fd(fd), ns=(ns, ns))
         except OSError as exc:
-            raise _error(exc, parts) from None
+            raise error(exc, parts) from None
         finally:
             if fd >= 0:
-                _close(fd)
+                close_fd(fd)
             if pfd >= 0:
-                _close(pfd)
+                close_fd(pfd)
 
     def set_xattr(self, path: str, name: str, value: bytes) -> None:
         """Set an extended attribute on a file or directory (not via a final symlink).
@@ -749,14 +648,14 @@ class RootFS:
         fd = self._open(parts, os.O_PATH | os.O_NOFOLLOW)
         try:
             if st.S_ISLNK(os.fstat(fd).st_mode):
-                raise BadRequest(f"{_display(parts)}: cannot set xattrs on a symlink")
-            os.setxattr(_proc_fd(fd), name, value)
+                raise BadRequest(f"{display(parts)}: cannot set xattrs on a symlink")
+            os.setxattr(proc_fd(fd), name, value)
         except OSError as exc:
             if exc.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
-                raise Forbidden(f"{_display(parts)}: xattr {name} not supported") from None
-            raise _error(exc, parts) from None
+                raise Forbidden(f"{display(parts)}: xattr {name} not supported") from None
+            raise error(exc, parts) from None
         finally:
-            _close(fd)
+            close_fd(fd)
 
     def rename(self, path: str, new_path: str) -> None:
         """Rename an entry within the root (neither last component is followed).
@@ -771,11 +670,11 @@ class RootFS:
             try:
                 os.rename(sname, dname, src_dir_fd=spfd, dst_dir_fd=dpfd)
             except OSError as exc:
-                raise _error(exc, parts) from None
+                raise error(exc, parts) from None
             finally:
-                _close(dpfd)
+                close_fd(dpfd)
         finally:
-            _close(spfd)
+            close_fd(spfd)
 
     # -- removing -------------------------------------------------------
 
@@ -809,43 +708,9 @@ class RootFS:
                     raise
             dfd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
                           dir_fd=pfd)
-            _empty_tree(dfd, s.st_dev, parts)
+            empty_tree(dfd, s.st_dev, parts)
             os.rmdir(name, dir_fd=pfd)
         except OSError as exc:
-            raise _error(exc, parts) from None
+            raise error(exc, parts) from None
         finally:
-            _close(pfd)
-
-
-def _empty_tree(top: int, dev: int, parts: list[str]) -> None:
-    """Delete everything inside the directory ``top`` (consumed: it is closed)."""
-    # (fd, names left, name of this directory in its parent)
-    stack: list[tuple[int, Iterator[str], str]] = [(top, iter(os.listdir(top)), "")]
-    try:
-        while stack:
-            fd, names, own = stack[-1]
-            name = next(names, None)
-            if name is None:
-                stack.pop()
-                _close(fd)
-                if stack:
-                    os.rmdir(own, dir_fd=stack[-1][0])
-                continue
-            try:
-                s = os.stat(name, dir_fd=fd, follow_symlinks=False)
-            except FileNotFoundError:
-                continue
-            if not st.S_ISDIR(s.st_mode):
-                try:
-                    os.unlink(name, dir_fd=fd)
-                except FileNotFoundError:
-                    pass
-                continue
-            if s.st_dev != dev:
-                raise BadRequest(f"{_display(parts)}: contains a mount point, not removing it")
-            child = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                            dir_fd=fd)
-            stack.append((child, iter(os.listdir(child)), name))
-    finally:
-        for fd, _, _ in stack:
-            _close(fd)
+            close_fd(pfd)

@@ -20,6 +20,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
+from cove import api
 from cove.client.drivers._steps import (
     Action,
     Create,
@@ -148,7 +149,9 @@ class flows:
                 progress(Progress("create"))
             made = True
             try:
-                yield Create(name, source, config, devices, profiles, progress)
+                post = api.InstancesPost(name=name, source=api.InstanceSource.from_wire(source),
+                                         config=config, devices=devices, profiles=profiles)
+                yield Create(post, progress)
             except Conflict:
                 made = False  # someone else made it meanwhile: converge on theirs
             if autostart and made:

@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable, Generator
 from typing import Any, BinaryIO, TypeVar
 
+from cove import api
 from cove.client import _wire as wire
 from cove.client._http import Response
 from cove.client._rest import Operation
@@ -166,10 +167,9 @@ _PERFORM: dict[type, _Perform] = {
     s.GetInstance: lambda st: _get_or_none(wire.instance(st.name), f"instance {st.name}"),
     s.GetState: lambda st: _dict(wire.instance_state(st.name), f"state of {st.name}"),
     s.ListInstances: lambda st: _list(wire.instances(1), "instances"),
-    s.Create: lambda st: _op(wire.create_instance(
-        st.name, st.source, config=st.config, devices=st.devices, profiles=st.profiles),
-        st.progress),
-    s.Update: lambda st: _op(wire.update_instance(st.name, st.body, patch=st.patch)),
+    s.Create: lambda st: _op(wire.create_instance(st.post), st.progress),
+    s.Update: lambda st: _op(wire.update_instance(st.name, api.InstancePut.from_wire(st.body),
+                                                  patch=st.patch)),
     s.Action: lambda st: _op(wire.change_state(st.name, st.action, timeout=st.timeout,
                                                force=st.force), st.progress),
     s.Delete: lambda st: _op(wire.delete_instance(st.name)),

@@ -14,7 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from cove import api
 
 __all__ = [
     "Action",
@@ -102,14 +105,15 @@ class ListImages:
 
 @dataclass(frozen=True)
 class Create:
-    """Create a stopped instance (``POST /1.0/instances``) and wait for it."""
+    """Create the instance ``post`` describes (``POST /1.0/instances``) and
+    wait for it; ``post.start`` is not set (flows start it on their own)."""
 
-    name: str
-    source: dict[str, Any]
-    config: dict[str, str] = field(default_factory=dict)
-    devices: dict[str, dict[str, str]] = field(default_factory=dict)
-    profiles: list[str] | None = None
+    post: api.InstancesPost
     progress: ProgressCallback | None = field(default=None, compare=False)
+
+    @property
+    def name(self) -> str:
+        return self.post.name
 
 
 @dataclass(frozen=True)

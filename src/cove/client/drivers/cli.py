@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from cove import api
 from cove.client import _wire as wire
 from cove.client._exec import CommandNotFound, ExecResult
 from cove.client.drivers import _steps as s
@@ -135,7 +136,7 @@ class CliDriver(Driver):
                                 f"{out[:200]!r}") from None
 
     # -- steps -------------------------------------------------------------------------
-    def _instance(self, name: str) -> dict[str, Any] | None:
+    def find_instance(self, name: str) -> dict[str, Any] | None:
         flt = quote(f"name eq {name}", safe="")
         found = self.query(f"/1.0/instances?recursion=1&filter={flt}") or []
         for inst in found:
@@ -159,17 +160,12 @@ class CliDriver(Driver):
         return _PERFORM[type(step)](self, step)
 
     def _create(self, step: Create) -> None:
-        self._check_image(step.source)
-        body: dict[str, Any] = {"name": step.name, "type": "container",
-                                "source": step.source, "config": step.config,
-                                "devices": step.devices}
-        if step.profiles is not None:
-            body["profiles"] = step.profiles
+        self._check_image(step.post.source.to_wire())
         try:
-            self.query("/1.0/instances", method="POST", data=body, wait=True)
+            self.query("/1.0/instances", method="POST", data=step.post.to_wire(), wait=True)
         except InternalError:
             # Undo: a create that failed half-way leaves no container.
-            if self._instance(step.name) is not None:
+            if self.find_instance(step.name) is not None:
                 self.run("delete", "--force", self.target(step.name), check=False)
             raise
 
@@ -260,14 +256,14 @@ class CliDriver(Driver):
             self._or_not_found(step.name, *args)
         else:  # freeze / unfreeze: the two commands spell these differently
             self.query(f"/1.0/instances/{quote(step.name, safe='')}/state", method="PUT",
-                       data={"action": step.action, "timeout": step.timeout,
-                             "force": step.force}, wait=True)
+                       data=api.InstanceStatePut(action=step.action, timeout=step.timeout,
+                                                 force=step.force).to_wire(), wait=True)
 
     def _or_not_found(self, name: str, *args: str) -> None:
         try:
             self.run(*args)
         except InternalError:
-            if self._instance(name) is None:
+            if self.find_instance(name) is None:
                 raise NotFound(f"Instance not found: {name}") from None
             raise
 
@@ -288,7 +284,7 @@ def _operations(d: CliDriver) -> list[dict[str, Any]]:
 
 def _state(d: CliDriver, step: s.GetState) -> Any:
     return d._or_missing(wire.instance_state(step.name),
-                         lambda: d._instance(step.name) is None, f"Instance {step.name}")
+                         lambda: d.find_instance(step.name) is None, f"Instance {step.name}")
 
 
 def _network_sub(d: CliDriver, name: str, sub: str) -> Any:
@@ -299,11 +295,12 @@ def _network_sub(d: CliDriver, name: str, sub: str) -> Any:
 
 # How each step is said to the command (see the module notes).
 _PERFORM: dict[type, Callable[[CliDriver, Any], Any]] = {
-    s.GetInstance: lambda d, st: d._instance(st.name),
+    s.GetInstance: lambda d, st: d.find_instance(st.name),
     s.GetState: _state,
     s.ListInstances: lambda d, st: d._list(wire.instances(1)),
     s.Create: CliDriver._create,
-    s.Update: lambda d, st: _change(d, wire.update_instance(st.name, st.body, patch=st.patch)),
+    s.Update: lambda d, st: _change(d, wire.update_instance(
+        st.name, api.InstancePut.from_wire(st.body), patch=st.patch)),
     s.Action: CliDriver._action,
     s.Delete: lambda d, st: d._or_not_found(st.name, "delete", d.target(st.name)),
     s.Rename: lambda d, st: _change(d, wire.rename_instance(st.name, st.new_name)),

@@ -30,7 +30,7 @@ from cove.client.drivers import _steps as s
 from cove.client.drivers._resources import check_event_types
 from cove.client.drivers.base import EventDriver, EventStream, Progress, Step
 from cove.client.transports.local import EngineTransport
-from cove.model.errors import BadRequest, Conflict, NotFound, Timeout
+from cove.model.errors import Conflict, NotFound, Timeout
 
 if TYPE_CHECKING:
     from cove.engine import Engine, Operation
@@ -125,25 +125,14 @@ class LocalDriver(EventDriver):
         return _PERFORM[type(step)](self, step)
 
     def _create(self, step: s.Create) -> None:
-        from cove.engine.types import CreateRequest
-
-        src = step.source
-        if src.get("server"):
-            raise BadRequest("Remote image servers are not supported: import the image "
-                             "into cove first, then create from its alias or fingerprint")
-        image = str(src.get("fingerprint") or src.get("alias") or "")
-        if not image:
-            raise BadRequest("Source must name an image: give 'alias' or 'fingerprint'")
-        req = CreateRequest(name=step.name, image=image, config=dict(step.config),
-                            devices={k: dict(v) for k, v in step.devices.items()},
-                            profiles=["default"] if step.profiles is None
-                            else list(step.profiles))
-        self._wait(self.engine.instances.create(req), step.progress)
+        step.post.source.image_ref()  # refused before the engine looks, as coved does
+        self._wait(self.engine.instances.create(step.post), step.progress)
 
     def _update(self, step: s.Update) -> None:
-        fields = {k: step.body[k] for k in ("config", "devices", "profiles", "description",
-                                           "ephemeral") if k in step.body}
-        self.engine.instances.update(step.name, patch=step.patch, **fields)
+        put = api.InstancePut.from_wire(step.body)
+        self.engine.instances.update(step.name, config=put.config, devices=put.devices,
+                                     profiles=put.profiles, description=put.description,
+                                     ephemeral=put.ephemeral, patch=step.patch)
 
     def _import(self, step: s.ImportImage) -> None:
         """The engine takes the tarball's file over (it is removed when the

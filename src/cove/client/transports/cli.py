@@ -23,22 +23,51 @@ import contextlib
 import posixpath
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 from urllib.parse import quote
 
 from cove.client.transports.base import Transport
 from cove.model.errors import BadRequest, InternalError, NotFound
 
 if TYPE_CHECKING:
-    from cove.client.drivers.cli import CliDriver
+    from collections.abc import Mapping, Sequence
 
-__all__ = ["CliTransport"]
+    from cove.client._exec import ExecResult
+
+__all__ = ["CliHost", "CliTransport"]
+
+
+class CliHost(Protocol):
+    """What a ``CliTransport`` needs of its driver (``CliDriver`` is one): the
+    command and where it runs, and a few calls of it. A Protocol, so the
+    transport does not import the driver that imports it."""
+
+    @property
+    def transport(self) -> Transport: ...
+
+    @property
+    def command(self) -> Sequence[str]: ...
+
+    @property
+    def env(self) -> Mapping[str, str]: ...
+
+    def target(self, name: str) -> str: ...
+
+    def run(self, *args: str, stdin: bytes | None = None, check: bool = True,
+            timeout: float | None = None) -> ExecResult: ...
+
+    def query(self, path: str, *, method: str = "GET", data: Any = None,
+              wait: bool = False) -> Any: ...
+
+    def find_instance(self, name: str) -> dict[str, Any] | None: ...
+
+    def staged(self, local: Path) -> contextlib.AbstractContextManager[tuple[str, Any]]: ...
 
 
 class CliTransport(Transport):
     """Container ``name`` of the host ``driver`` commands."""
 
-    def __init__(self, driver: CliDriver, name: str) -> None:
+    def __init__(self, driver: CliHost, name: str) -> None:
         self.driver = driver
         self.name = name
 
@@ -66,7 +95,7 @@ class CliTransport(Transport):
         return names is not None and base in names
 
     def _explain(self, e: InternalError, path: str) -> Exception:
-        if self.driver._instance(self.name) is None:
+        if self.driver.find_instance(self.name) is None:
             return NotFound(f"Instance not found: {self.name}")
         if not self._exists(path):
             return NotFound(f"No such file in {self.name}: {path}")
@@ -97,7 +126,7 @@ class CliTransport(Transport):
                                                timeout=timeout, capture=False, stream=relay)
         if result.exit_code != 0:
             # Did the command run at all? The CLI says so only in words.
-            inst = self.driver._instance(self.name)
+            inst = self.driver.find_instance(self.name)
             if inst is None:
                 raise NotFound(f"Instance not found: {self.name}")
             if str(inst.get("status", "")).lower() != "running":

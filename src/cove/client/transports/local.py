@@ -226,10 +226,10 @@ class EngineTransport(FileApiTrees, Transport):
               uid: int | None, gid: int | None, stdin: bytes | BinaryIO | None,
               timeout: float | None, on_stdout: Callable[[bytes], None],
               on_stderr: Callable[[bytes], None]) -> int:
+        from cove.api import InstanceExecPost
         from cove.engine._access import FinishedExec
-        from cove.engine.types import ExecRequest
 
-        session = self.engine.access.exec(self.name, ExecRequest(
+        session = self.engine.access.exec(self.name, InstanceExecPost(
             command=argv, environment=env, user=uid, group=gid, cwd=cwd))
         try:
             if isinstance(session, FinishedExec):
