@@ -644,3 +644,13 @@ def test_every_driver_performs_every_step() -> None:
     assert len(steps) == 34
     for table in (_rest_steps._PERFORM, cli._PERFORM, local._PERFORM):
         assert set(table) == steps
+
+
+def test_import_of_a_known_image_refuses_a_taken_alias_before_naming_it(
+        host: FakeResources, tmp_path: Path) -> None:
+    path, fp = _tarball(tmp_path)
+    host.image_db[fp] = {"fingerprint": fp, "properties": {}, "aliases": []}
+    host.alias_db["db"] = {"name": "db", "target": FP_A}
+    with pytest.raises(Conflict, match="db"):
+        host.import_image(path, aliases=["web", "db"])
+    assert "web" not in host.alias_db and "CreateAlias" not in host.kinds()

@@ -162,11 +162,11 @@ def import_image(path: str | os.PathLike[str], *, aliases: Sequence[str],
         aliases = (aliases,)
     names = [validate_alias_name(a) for a in aliases]
     fp = str((yield HashFile(local)))
+    for name in names:  # refused before anything is made
+        taken = yield GetAlias(name)
+        if taken is not None and str(taken.get("target")) != fp:
+            raise Conflict(f"Alias {name} already names image {taken.get('target')}")
     if (yield GetImage(fp)) is None:
-        for name in names:  # refuse before uploading, so a refused import makes nothing
-            taken = yield GetAlias(name)
-            if taken is not None and str(taken.get("target")) != fp:
-                raise Conflict(f"Alias {name} already names image {taken.get('target')}")
         try:
             yield ImportImage(local, fp, progress=progress)
         except CoveError:
