@@ -446,8 +446,12 @@ class FakeImages:
                                     resources={"images": [f"/1.0/images/{fp}"]})
 
     def update(self, fingerprint: str, *, properties: dict[str, str] | None = None,
-               public: bool | None = None) -> None:
+               public: bool | None = None, patch: bool = True) -> None:
         img = self.get(fingerprint)
+        if patch and properties is not None:
+            properties = {**img.properties, **properties}
+        if not patch and properties is None:
+            properties = {}
         if properties is not None:
             img.properties = properties
         if public is not None:

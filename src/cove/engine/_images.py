@@ -145,16 +145,22 @@ class Images:
                                     resources={"images": []})
 
     def update(self, fingerprint: str, *, properties: dict[str, str] | None = None,
-               public: bool | None = None) -> None:
-        """Replace the given fields. Idempotent.
+               public: bool | None = None, patch: bool = True) -> None:
+        """Merge (``patch``: the given properties over the current ones) or
+        replace (PUT: absent properties become none) an image's writable
+        fields. Idempotent.
 
         Raises:
             NotFound: no such image.  BadRequest: properties is not an object.
         """
         img = self.get(fingerprint)
+        if properties is not None and not isinstance(properties, dict):
+            raise BadRequest("properties must be an object")
+        if patch and properties is not None:
+            properties = {**img.properties, **properties}
+        if not patch and properties is None:
+            properties = {}
         if properties is not None:
-            if not isinstance(properties, dict):
-                raise BadRequest("properties must be an object")
             img.properties = {str(k): str(v) for k, v in properties.items()}
         if public is not None:
             img.public = bool(public)

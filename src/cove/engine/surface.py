@@ -179,8 +179,9 @@ class ImagesAPI(Protocol):
         *,
         properties: dict[str, str] | None = None,
         public: bool | None = None,
+        patch: bool = True,
     ) -> None:
-        """Replace the given fields. Idempotent."""
+        """Merge (``patch``) or replace an image's properties and public flag. Idempotent."""
         ...
 
     def delete(self, fingerprint: str) -> Operation:

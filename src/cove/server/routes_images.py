@@ -132,14 +132,8 @@ async def _update(request: web.Request, *, patch: bool) -> web.Response:
     check_project(request)
     engine = engine_of(request)
     put = api.ImagePut.parse(await json_body(request))
-    properties = put.properties
-    img = await call(request, engine.images.get, request.match_info["fingerprint"])
-    if patch and properties is not None:
-        properties = {**img.properties, **properties}
-    if not patch and properties is None:
-        properties = {}
-    await call(request, engine.images.update, img.fingerprint, properties=properties,
-               public=put.public)
+    await call(request, engine.images.update, request.match_info["fingerprint"],
+               properties=put.properties, public=put.public, patch=patch)
     return render.sync({})
 
 

@@ -151,9 +151,8 @@ class LocalDriver(EventDriver):
         self._wait(op, step.progress)
 
     def _update_image(self, step: s.UpdateImage) -> None:
-        img = self.engine.images.get(step.fingerprint)
-        props = None if step.properties is None else {**img.properties, **step.properties}
-        self.engine.images.update(img.fingerprint, properties=props, public=step.public)
+        self.engine.images.update(step.fingerprint, properties=step.properties,
+                                  public=step.public)
 
     def _update_network(self, step: s.UpdateNetwork) -> None:
         fields: dict[str, Any] = {"config": dict(step.config)}
