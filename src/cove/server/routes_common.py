@@ -24,6 +24,7 @@ from typing import Any, Protocol, TypeVar
 
 from aiohttp import web
 
+from cove.api._fields import kind
 from cove.engine import Operation
 from cove.engine.surface import EngineAPI
 from cove.model.errors import BadRequest, NotFound
@@ -188,24 +189,8 @@ async def json_body(request: web.Request, *, required: bool = True) -> dict[str,
     except (ValueError, UnicodeDecodeError) as e:
         raise BadRequest(f"Request body is not valid JSON: {e}") from None
     if not isinstance(body, dict):
-        raise BadRequest(f"Request body must be a JSON object, not {_kind(body)}")
+        raise BadRequest(f"Request body must be a JSON object, not {kind(body)}")
     return body
-
-
-def _kind(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
 
 
 # -- query parameters ------------------------------------------------------------

@@ -11,7 +11,6 @@ import gzip
 import logging
 import lzma
 import os
-import re
 import stat as st
 import tarfile
 import zlib
@@ -28,27 +27,7 @@ __all__ = ["Extractor", "HashingReader", "Progress", "ProgressMeter", "decompres
 Progress = Callable[[int], None]
 """Called with a percentage (0-100) whenever it changes during an import."""
 
-_FINGERPRINT = re.compile(r"[0-9a-f]{64}")
-_TMP_PREFIX = ".tmp-"
-_METADATA_LIMIT = 1 << 20
 _CHUNK = 1 << 20
-_SQUASHFS_MAGIC = b"hsqs"
-# LXD's architecture names, with the Debian/OCI spellings people also write.
-_ARCH_ALIASES = {
-    "amd64": "x86_64",
-    "x86_64": "x86_64",
-    "arm64": "aarch64",
-    "aarch64": "aarch64",
-    "armhf": "armv7l",
-    "armv7l": "armv7l",
-    "armv8l": "armv7l",
-    "i386": "i686",
-    "i686": "i686",
-    "ppc64el": "ppc64le",
-    "ppc64le": "ppc64le",
-    "s390x": "s390x",
-    "riscv64": "riscv64",
-}
 _XATTR_ALLOWED = ("user.", "security.capability")
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 # What a corrupt or truncated archive raises from tarfile and the

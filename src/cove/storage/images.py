@@ -49,15 +49,12 @@ from __future__ import annotations
 import errno
 import hashlib
 import logging
-import lzma
 import os
 import re
 import secrets
 import stat as st
-import tarfile
 import tempfile
 import time
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -89,7 +86,6 @@ log = logging.getLogger(__name__)
 _FINGERPRINT = re.compile(r"[0-9a-f]{64}")
 _TMP_PREFIX = ".tmp-"
 _METADATA_LIMIT = 1 << 20
-_CHUNK = 1 << 20
 _SQUASHFS_MAGIC = b"hsqs"
 # LXD's architecture names, with the Debian/OCI spellings people also write.
 _ARCH_ALIASES = {
@@ -107,15 +103,6 @@ _ARCH_ALIASES = {
     "s390x": "s390x",
     "riscv64": "riscv64",
 }
-_XATTR_ALLOWED = ("user.", "security.capability")
-_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-# What a corrupt or truncated archive raises from tarfile and the
-# decompressors. OSError is among them (gzip.BadGzipFile, bz2's "Invalid data
-# stream"): cove's own file operations never let an OSError out (RootFS maps
-# them to cove errors and the source reader to InternalError), so an OSError
-# here can only come from decoding the archive.
-_TAR_ERRORS: tuple[type[BaseException], ...] = (
-    tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, ValueError, OSError)
 
 
 def normalize_architecture(name: str) -> str:
