@@ -197,6 +197,7 @@ class Images:
 
     # -- aliases ------------------------------------------------------------------------
     def list_aliases(self) -> list[Alias]:
+        """Every alias. Never raises."""
         return self._store.list_aliases()
 
     def get_alias(self, name: str) -> Alias:

@@ -58,15 +58,18 @@ class Networks:
 
     @property
     def bridge(self) -> BridgeType:
+        """The ``bridge`` type (the one that publishes ports)."""
         t = self.types["bridge"]
         assert isinstance(t, BridgeType)
         return t
 
     def type_of(self, net: Network) -> NetworkType:
+        """The registered type of ``net``."""
         return self.types[net.type]
 
     # -- reads --------------------------------------------------------------------------
     def all(self) -> list[Network]:
+        """Every network. Never raises."""
         return self.ctx.store.list_networks()
 
     def get(self, name: str) -> Network:

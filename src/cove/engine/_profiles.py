@@ -45,6 +45,7 @@ class Profiles:
         self._default_network = default_network
 
     def names(self) -> list[str]:
+        """The names of the profiles there are."""
         return ["default"]
 
     def check(self, profiles: list[str]) -> None:

@@ -40,6 +40,7 @@ class Paths:
         return self.instance_dir(name) / "logs"
 
     def cgroups_path(self, name: str) -> str:
+        """The instance's cgroup, under the root's parent cgroup."""
         return f"/{self.cgroup_parent}/{name}"
 
 

@@ -42,6 +42,7 @@ class Trust:
     # -- the server's own certificate ----------------------------------------------------
     @property
     def server_cert_paths(self) -> tuple[Path, Path]:
+        """Where the server certificate and its key are (made by ``server_certificate``)."""
         return self._root / "server.crt", self._root / "server.key"
 
     def server_certificate(self) -> str:

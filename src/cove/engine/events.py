@@ -71,11 +71,13 @@ class EventBus:
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
+        """Stop delivering to ``sub``. Idempotent."""
         with self._lock:
             if sub in self._subs:
                 self._subs.remove(sub)
 
     def publish(self, type_: str, metadata: dict[str, Any]) -> None:
+        """Send an event to every subscriber of its type. Never raises."""
         event = {"type": type_, "timestamp": _now(), "metadata": metadata,
                  "location": "none", "project": "default"}
         with self._lock:
@@ -84,4 +86,5 @@ class EventBus:
             sub.push(event)
 
     def lifecycle(self, action: str, source: str, **context: Any) -> None:
+        """Publish LXD's ``lifecycle`` event ``action`` on ``source``."""
         self.publish("lifecycle", {"action": action, "source": source, "context": context})

@@ -155,6 +155,7 @@ class Operations:
         self._on_change = on_change
 
     def get(self, op_id: str) -> Operation:
+        """Raises: NotFound for an unknown (or expired) operation."""
         with self._cond:
             self._reap()
             op = self._ops.get(op_id)
@@ -163,11 +164,13 @@ class Operations:
         return op
 
     def all(self) -> list[Operation]:
+        """Every operation still kept (running, or ended less than five minutes ago)."""
         with self._cond:
             self._reap()
             return list(self._ops.values())
 
     def holder(self, key: str) -> Operation | None:
+        """The operation holding lock ``key``, None when it is free."""
         with self._cond:
             return self._locks.get(key)
 
