@@ -1,10 +1,9 @@
 """The state database: one SQLite file in WAL mode under cove's root.
 
-Design note: every state change is one transaction (``with self._tx()``), so
+Design note: every state change is one transaction (``with self.db.tx()``), so
 a coved killed at any point leaves the database at a step boundary; the
-engine's reconcile pass then brings the host in line with it. There is one
-connection behind one lock: reads fetch all their rows under it, so no cursor
-outlives a call and no thread keeps a connection (and its fds) of its own.
+engine's reconcile pass then brings the host in line with it (the connection
+itself is ``_conn.Database``).
 ``synchronous=NORMAL`` in WAL mode keeps commits off fsync on the hot path
 while still never corrupting the file; a power cut may lose the last commits,
 which reconcile tolerates because the runtime is asked for the truth anyway.
@@ -14,16 +13,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from cove.model.errors import Conflict, NotFound
 from cove.model.records import Alias, Image, Instance, Lease, Network
 from cove.model.states import Status
 from cove.model.trust import Certificate
+from cove.store._conn import Database
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS instances (
@@ -106,96 +103,51 @@ def _instance(row: sqlite3.Row) -> Instance:
     )
 
 
-class _Rows(list):  # type: ignore[type-arg]
-    """The rows of a finished query, with the cursor calls callers use."""
-
-    def fetchone(self) -> Any:
-        return self[0] if self else None
-
-    def fetchall(self) -> list[Any]:
-        return list(self)
-
-
-class _Reader:
-    def __init__(self, db: sqlite3.Connection, lock: threading.RLock) -> None:
-        self._db = db
-        self._lock = lock
-
-    def execute(self, sql: str, args: Sequence[Any] = ()) -> _Rows:
-        with self._lock:
-            return _Rows(self._db.execute(sql, args).fetchall())
-
-
 class Store:
     """All reads and writes of cove's state database.
 
     Raises NotFound for a missing row and Conflict for a duplicate name;
-    every method is one transaction.
+    every method is one transaction. Tables of newer concerns live in
+    modules of their own beside this one, each given the shared
+    :class:`Database` (``store.db``) and reached as an attribute of the store.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        # One connection, one lock: coved runs each operation in a short-lived
-        # thread, and a connection per thread would be left to the garbage
-        # collector to close (three fds each). SQLite serialises writers anyway.
-        self._lock = threading.RLock()
-        self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None,
-                                   check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        # executescript commits on its own, so the schema runs outside _tx.
-        self._db.executescript(_SCHEMA)
-        self._reader = _Reader(self._db, self._lock)
-
-    def _conn(self) -> _Reader:
-        """For reads: each ``execute`` holds the lock and fetches every row."""
-        return self._reader
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+        self.db = Database(self.path)
+        self.db.script(_SCHEMA)
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self.db.close()
 
     # -- meta -------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:
-        row = self._conn().execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        row = self.db.read("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         return None if row is None else str(row[0])
 
     def set_meta(self, key: str, value: str) -> None:
-        with self._tx() as db:
+        with self.db.tx() as db:
             db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
 
     # -- instances --------------------------------------------------------
     def list_instances(self) -> list[Instance]:
-        rows = self._conn().execute(f"SELECT {_INSTANCE_COLS} FROM instances ORDER BY name")
+        rows = self.db.read(f"SELECT {_INSTANCE_COLS} FROM instances ORDER BY name")
         return [_instance(r) for r in rows]
 
     def get_instance(self, name: str) -> Instance:
-        row = self._conn().execute(
+        row = self.db.read(
             f"SELECT {_INSTANCE_COLS} FROM instances WHERE name=?", (name,)).fetchone()
         if row is None:
             raise NotFound(f"Instance not found: {name}")
         return _instance(row)
 
     def has_instance(self, name: str) -> bool:
-        return self._conn().execute(
+        return self.db.read(
             "SELECT 1 FROM instances WHERE name=?", (name,)).fetchone() is not None
 
     def add_instance(self, inst: Instance) -> Instance:
         try:
-            with self._tx() as db:
+            with self.db.tx() as db:
                 cur = db.execute(
                     "INSERT INTO instances(name, image, config, devices, profiles, description,"
                     " ephemeral, status, architecture, created_at, last_used_at, last_exit_code)"
@@ -211,7 +163,7 @@ class Store:
         return inst
 
     def update_instance(self, inst: Instance) -> None:
-        with self._tx() as db:
+        with self.db.tx() as db:
             cur = db.execute(
                 "UPDATE instances SET name=?, config=?, devices=?, profiles=?, description=?,"
                 " ephemeral=?, status=?, last_used_at=?, last_exit_code=? WHERE id=?",
@@ -224,7 +176,7 @@ class Store:
 
     def rename_instance(self, old: str, new: str) -> None:
         try:
-            with self._tx() as db:
+            with self.db.tx() as db:
                 cur = db.execute("UPDATE instances SET name=? WHERE name=?", (new, old))
                 if cur.rowcount == 0:
                     raise NotFound(f"Instance not found: {old}")
@@ -232,16 +184,16 @@ class Store:
             raise Conflict(f"Instance already exists: {new}") from None
 
     def delete_instance(self, name: str) -> None:
-        with self._tx() as db:
+        with self.db.tx() as db:
             db.execute("DELETE FROM instances WHERE name=?", (name,))
 
     def instances_using_image(self, fingerprint: str) -> list[str]:
-        rows = self._conn().execute("SELECT name FROM instances WHERE image=?", (fingerprint,))
+        rows = self.db.read("SELECT name FROM instances WHERE image=?", (fingerprint,))
         return [r[0] for r in rows]
 
     # -- images -----------------------------------------------------------
     def _aliases_of(self, fingerprint: str) -> list[Alias]:
-        rows = self._conn().execute(
+        rows = self.db.read(
             "SELECT name, target, description FROM aliases WHERE target=? ORDER BY name",
             (fingerprint,))
         return [Alias(*r) for r in rows]
@@ -259,12 +211,12 @@ class Store:
                    " uploaded_at, last_used_at, cmd, env")
 
     def list_images(self) -> list[Image]:
-        rows = self._conn().execute(
+        rows = self.db.read(
             f"SELECT {self._IMAGE_COLS} FROM images ORDER BY uploaded_at").fetchall()
         return [self._image(r) for r in rows]
 
     def find_images(self, prefix: str) -> list[Image]:
-        rows = self._conn().execute(
+        rows = self.db.read(
             f"SELECT {self._IMAGE_COLS} FROM images WHERE fingerprint LIKE ? ESCAPE '\\'",
             (prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%",),
         ).fetchall()
@@ -272,7 +224,7 @@ class Store:
 
     def add_image(self, img: Image) -> None:
         try:
-            with self._tx() as db:
+            with self.db.tx() as db:
                 db.execute(
                     f"INSERT INTO images({self._IMAGE_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                     (img.fingerprint, img.size, img.architecture, json.dumps(img.properties),
@@ -283,23 +235,23 @@ class Store:
             raise Conflict(f"Image with same fingerprint already exists: {img.fingerprint}") from None
 
     def update_image(self, img: Image) -> None:
-        with self._tx() as db:
+        with self.db.tx() as db:
             db.execute(
                 "UPDATE images SET properties=?, public=?, last_used_at=? WHERE fingerprint=?",
                 (json.dumps(img.properties), int(img.public), img.last_used_at, img.fingerprint))
 
     def delete_image(self, fingerprint: str) -> None:
-        with self._tx() as db:
+        with self.db.tx() as db:
             db.execute("DELETE FROM aliases WHERE target=?", (fingerprint,))
             db.execute("DELETE FROM images WHERE fingerprint=?", (fingerprint,))
 
     # -- aliases ----------------------------------------------------------
     def list_aliases(self) -> list[Alias]:
-        rows = self._conn().execute("SELECT name, target, description FROM aliases ORDER BY name")
+        rows = self.db.read("SELECT name, target, description FROM aliases ORDER BY name")
         return [Alias(*r) for r in rows]
 
     def get_alias(self, name: str) -> Alias:
-        row = self._conn().execute(
+        row = self.db.read(
             "SELECT name, target, description FROM aliases WHERE name=?", (name,)).fetchone()
         if row is None:
             raise NotFound(f"Image alias not found: {name}")
@@ -307,14 +259,14 @@ class Store:
 
     def add_alias(self, alias: Alias) -> None:
         try:
-            with self._tx() as db:
+            with self.db.tx() as db:
                 db.execute("INSERT INTO aliases(name, target, description) VALUES (?,?,?)",
                            (alias.name, alias.target, alias.description))
         except sqlite3.IntegrityError:
             raise Conflict(f"Alias already exists: {alias.name}") from None
 
     def update_alias(self, alias: Alias) -> None:
-        with self._tx() as db:
+        with self.db.tx() as db:
             cur = db.execute("UPDATE aliases SET target=?, description=? WHERE name=?",
                              (alias.target, alias.description, alias.name))
             if cur.rowcount == 0:
@@ -322,7 +274,7 @@ class Store:
 
     def rename_alias(self, old: str, new: str) -> None:
         try:
-            with self._tx() as db:
+            with self.db.tx() as db:
                 cur = db.execute("UPDATE aliases SET name=? WHERE name=?", (new, old))
                 if cur.rowcount == 0:
                     raise NotFound(f"Image alias not found: {old}")
@@ -330,7 +282,7 @@ class Store:
             raise Conflict(f"Alias already exists: {new}") from None
 
     def delete_alias(self, name: str) -> None:
-        with self._tx() as db:
+        with self.db.tx() as db:
             cur = db.execute("DELETE FROM aliases WHERE name=?", (name,))
             if cur.rowcount == 0:
                 raise NotFound(f"Image alias not found: {name}")
@@ -344,11 +296,11 @@ class Store:
                        config=json.loads(row[3]), created_at=row[4])
 
     def list_networks(self) -> list[Network]:
-        rows = self._conn().execute(f"SELECT {self._NETWORK_COLS} FROM networks ORDER BY name")
+        rows = self.db.read(f"SELECT {self._NETWORK_COLS} FROM networks ORDER BY name")
         return [self._network(r) for r in rows]
 
     def get_network(self, name: str) -> Network:
-        row = self._conn().execute(
+        row = self.db.read(
             f"SELECT {self._NETWORK_COLS} FROM networks WHERE name=?", (name,)).fetchone()
         if row is None:
             raise NotFound(f"Network not found: {name}")
@@ -356,7 +308,7 @@ class Store:
 
     def add_network(self, net: Network) -> None:
         try:
-            with self._tx() as db:
+            with self.db.tx() as db:
                 db.execute(f"INSERT INTO networks({self._NETWORK_COLS}) VALUES (?,?,?,?,?)",
                            (net.name, net.type, net.description, json.dumps(net.config),
                             net.created_at))
@@ -364,7 +316,7 @@ class Store:
             raise Conflict(f"Network already exists: {net.name}") from None
 
     def update_network(self, net: Network) -> None:
-        with self._tx() as db:
+        with self.db.tx() as db:
             cur = db.execute("UPDATE networks SET description=?, config=? WHERE name=?",
                              (net.description, json.dumps(net.config), net.name))
             if cur.rowcount == 0:
@@ -373,7 +325,7 @@ class Store:
     def delete_network(self, name: str) -> None:
         """Remove a network row (its leases must be gone: Conflict otherwise)."""
         try:
-            with self._tx() as db:
+            with self.db.tx() as db:
                 cur = db.execute("DELETE FROM networks WHERE name=?", (name,))
                 if cur.rowcount == 0:
                     raise NotFound(f"Network not found: {name}")
@@ -400,7 +352,7 @@ class Store:
             NotFound: no such network.
         """
         try:
-            with self._tx() as db:
+            with self.db.tx() as db:
                 if db.execute("SELECT 1 FROM networks WHERE name=?", (network,)).fetchone() \
                         is None:
                     raise NotFound(f"Network not found: {network}")
@@ -436,23 +388,23 @@ class Store:
             args.append(network)
         if where:
             q += " WHERE " + " AND ".join(where)
-        rows = self._conn().execute(q + " ORDER BY id", args)
+        rows = self.db.read(q + " ORDER BY id", args)
         return [self._lease(r) for r in rows]
 
     def delete_lease(self, lease_id: int) -> None:
-        with self._tx() as db:
+        with self.db.tx() as db:
             db.execute("DELETE FROM leases WHERE id=?", (lease_id,))
 
     # -- trusted certificates ---------------------------------------------------------
     def list_certificates(self) -> list[Certificate]:
-        rows = self._conn().execute(
+        rows = self.db.read(
             "SELECT fingerprint, certificate, name, type, restricted, created_at"
             " FROM certificates ORDER BY created_at, fingerprint").fetchall()
         return [Certificate(fingerprint=r[0], certificate=r[1], name=r[2], type=r[3],
                             restricted=bool(r[4]), created_at=r[5]) for r in rows]
 
     def add_certificate(self, cert: Certificate) -> None:
-        with self._tx() as db:
+        with self.db.tx() as db:
             try:
                 db.execute("INSERT INTO certificates(fingerprint, type, name, certificate,"
                            " restricted, created_at) VALUES (?, ?, ?, ?, ?, ?)",
@@ -462,7 +414,7 @@ class Store:
                 raise Conflict("Certificate already in trust store") from None
 
     def delete_certificate(self, fingerprint: str) -> None:
-        with self._tx() as db:
+        with self.db.tx() as db:
             if db.execute("DELETE FROM certificates WHERE fingerprint=?",
                           (fingerprint,)).rowcount == 0:
                 raise NotFound(f"Certificate not found: {fingerprint}")

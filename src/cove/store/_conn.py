@@ -1,0 +1,74 @@
+"""The one SQLite connection under cove's state: WAL mode, one lock, a
+transaction per change. Every table module of ``cove.store`` goes through it.
+
+Design note: coved runs each operation in a short-lived thread, and a
+connection per thread would be left to the garbage collector to close (three
+fds each); SQLite serialises writers anyway. So there is one connection behind
+one lock, and reads fetch all their rows under it: no cursor outlives a call.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Database", "Rows"]
+
+
+class Rows(list):  # type: ignore[type-arg]
+    """The rows of a finished query, with the cursor calls callers use."""
+
+    def fetchone(self) -> Any:
+        return self[0] if self else None
+
+    def fetchall(self) -> list[Any]:
+        return list(self)
+
+
+class Database:
+    """The connection, its lock and the two ways in: ``read`` and ``tx``."""
+
+    def __init__(self, path: Path) -> None:
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(path, timeout=30, isolation_level=None,
+                                   check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+
+    def script(self, ddl: str) -> None:
+        """Run schema statements (``CREATE ... IF NOT EXISTS``: idempotent).
+        executescript commits on its own, so this runs outside ``tx``."""
+        with self._lock:
+            self._db.executescript(ddl)
+
+    def columns(self, table: str) -> set[str]:
+        """The column names ``table`` has now (for additive migrations)."""
+        with self._lock:
+            return {str(r[1]) for r in self._db.execute(f"PRAGMA table_info({table})")}
+
+    def read(self, sql: str, args: Sequence[Any] = ()) -> Rows:
+        """One query; every row is fetched under the lock."""
+        with self._lock:
+            return Rows(self._db.execute(sql, args).fetchall())
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction (``BEGIN IMMEDIATE``), rolled back on any error."""
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
