@@ -496,6 +496,7 @@ class Coved:
         self.socket = self.root / "unix.socket"
         self.log = Path(log_dir) / f"coved-{self.root.name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.args: list[str] = []  # more coved options, for the next start
         self.api = Api(str(self.socket))
 
     def start(self, timeout: float = 30) -> Coved:
@@ -505,7 +506,7 @@ class Coved:
         with open(self.log, "ab") as logf:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "cove.server.main", "--root", str(self.root),
-                 "--shutdown-timeout", "10"],
+                 "--shutdown-timeout", "10", *self.args],
                 stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, env=env,
                 start_new_session=True)
         self.wait_ready(timeout)

@@ -96,7 +96,10 @@ def ensure_daemon(root: str, command: list[str] | None = None, *, timeout: float
             return  # another cove command started it while we waited
         argv = command or daemon_command(root)
         try:
-            with open(log, "ab") as logf:
+            # The log names paths and requests: owner-only, like the database.
+            log_fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            os.fchmod(log_fd, 0o600)
+            with open(log_fd, "ab") as logf:
                 proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf,
                                         stderr=logf, start_new_session=True, cwd="/")
         except OSError as e:

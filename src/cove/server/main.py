@@ -48,8 +48,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--shutdown-timeout", type=float, default=30.0,
                    help="seconds to let running operations finish at stop (default 30)")
     p.add_argument("--group", metavar="GROUP", default=os.environ.get("COVE_GROUP") or None,
-                   help="also let this group use the socket (mode 0660); its members are "
-                        "as trusted as root (default: $COVE_GROUP, else root only)")
+                   help="also let this group use the socket (mode 0660, the root 0710 so "
+                        "they can reach it and read nothing else); its members are as trusted "
+                        "as root (default: $COVE_GROUP, else root only)")
     p.add_argument("--debug", action="store_true", help="log debug messages and every request")
     return p.parse_args(argv)
 
@@ -89,14 +90,24 @@ async def serve(engine: EngineAPI, sock: socket.socket, *, shutdown_timeout: flo
         log.warning("operations still running after %.0fs; stopping anyway", shutdown_timeout)
 
 
-def _give_group(path: Path, group: str) -> None:
+def _group_id(group: str) -> int:
     import grp
 
     try:
-        gid = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
+        return int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
     except KeyError:
         raise SocketInUse(f"no group {group!r} for the socket") from None
-    os.chown(path, -1, gid)
+
+
+def _let_group_traverse(root: Path, sock_path: Path, gid: int) -> None:
+    """Let ``gid`` reach the socket and nothing else: the socket 0660 in its
+    group, and the root 0710 in its group (traverse, no listing). Everything
+    in the root is 0700 or 0600 (the engine, the store and the log make it
+    so), so the group can open the socket and read nothing."""
+    os.chown(sock_path, -1, gid)
+    if sock_path.parent == root:
+        os.chown(root, -1, gid)
+        os.chmod(root, 0o710)
 
 
 async def _start_https(engine: EngineAPI, runner: web.AppRunner) -> None:
@@ -125,14 +136,15 @@ def main(argv: list[str] | None = None) -> int:
         if not root.exists():
             root.mkdir(mode=0o700, parents=True)
         lock_fd = _lock_root(root)
+        gid = _group_id(args.group) if args.group else None
         sock = bind_unix(sock_path, mode=0o660 if args.group else 0o600)
-        if args.group:
-            _give_group(sock_path, args.group)
     except (SocketInUse, OSError) as e:
         log.error("cannot start: %s", e)
         return 1
     try:
-        engine = Engine(root)
+        engine = Engine(root)  # narrows the root to 0700
+        if gid is not None:
+            _let_group_traverse(root, sock_path, gid)
         try:
             engine.startup()
             asyncio.run(serve(engine, sock, shutdown_timeout=args.shutdown_timeout,

@@ -9,6 +9,7 @@ one lock, and reads fetch all their rows under it: no cursor outlives a call.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -29,10 +30,25 @@ class Rows(list):  # type: ignore[type-arg]
         return list(self)
 
 
+def _owner_only(path: Path) -> None:
+    """Make the database file 0600 before SQLite opens it (its ``-wal`` and
+    ``-shm`` files take the database's mode when SQLite makes them); files of
+    a root made by an older cove are narrowed too. Defence in depth: the root
+    is 0700 (0710 for coved's ``--group``), and LXD's database is not
+    world-readable either."""
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
+    for p in (str(path), f"{path}-wal", f"{path}-shm"):
+        try:
+            os.chmod(p, 0o600)
+        except FileNotFoundError:
+            pass
+
+
 class Database:
     """The connection, its lock and the two ways in: ``read`` and ``tx``."""
 
     def __init__(self, path: Path) -> None:
+        _owner_only(path)
         self._lock = threading.RLock()
         self._db = sqlite3.connect(path, timeout=30, isolation_level=None,
                                    check_same_thread=False)
