@@ -244,3 +244,30 @@ def test_special_files_are_refused(api: Api, box: str) -> None:
     assert r.json["metadata"] == ["f"]
     # NUL bytes in a path
     assert_error(api.request("GET", f"/1.0/instances/{box}/files?path=/tmp/a%00b"), 400)
+
+
+@pytest.mark.parametrize("raw", [
+    b"GET /1.0 HTTP/1.1\r\nHost: x\r\nX-Bad: a\x00b\r\n\r\n",
+    b"POST /1.0/instances HTTP/1.1\r\nHost: x\r\nContent-Length: -3\r\n\r\n",
+    b"POST /1.0/instances HTTP/1.1\r\nHost: x\r\nContent-Length: 12x\r\n\r\n",
+    b"G\x01T /1.0 HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 not http at all\r\n\r\n",
+], ids=["nul-in-header", "negative-length", "bad-length", "garbage-method", "tls-hello"])
+def test_malformed_http_gets_the_error_envelope(coved: Coved, raw: bytes) -> None:
+    import json
+    import socket
+
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(10)
+        s.connect(str(coved.socket))
+        s.sendall(raw)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.split()[1] == b"400", data[:300]
+    assert b"application/json" in head.lower(), head
+    env = json.loads(body)
+    assert env["type"] == "error" and env["error_code"] == 400, env
+    assert env["error"].startswith("Malformed HTTP request"), env
+    assert coved.answers()

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
 
 from cove.engine.surface import EngineAPI
 from cove.model.errors import CoveError
@@ -40,7 +41,7 @@ from cove.server.routes_common import (
 )
 from cove.server.tls import HttpsListener
 
-__all__ = ["make_app"]
+__all__ = ["Runner", "make_app"]
 
 log = logging.getLogger("cove.server")
 
@@ -68,6 +69,50 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except Exception as e:
         log.exception("%s %s failed", request.method, request.path_qs)
         return render.error(500, f"Internal error: {_one_line(e)}")
+
+
+class _EnvelopeHandler(RequestHandler):
+    """aiohttp's connection handler, answering what fails before routing (a
+    NUL in a header, a bad Content-Length, a garbage method or request line)
+    in LXD's error envelope rather than aiohttp's plain text."""
+
+    __slots__ = ()
+
+    def handle_error(self, request: web.BaseRequest, status: int = 500,
+                     exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        log.info("bad HTTP from a client: %s %s", status,
+                 message or (exc and _one_line(exc)) or "")
+        if request.writer.output_size > 0:
+            raise ConnectionError("response already started; cannot send the error")
+        if status >= 500:
+            text = "Internal error"
+        else:
+            reason = getattr(exc, "message", None) or message or ""
+            first = str(reason).strip().splitlines()[0].rstrip(": ") if str(reason).strip() else ""
+            text = f"Malformed HTTP request: {first}" if first else "Malformed HTTP request"
+        resp = render.error(status, text)
+        resp.force_close()
+        return resp
+
+
+class _EnvelopeServer(web.Server):
+    def __call__(self) -> RequestHandler:
+        handler = super().__call__()
+        # aiohttp has no parameter for the handler class; the subclass adds
+        # no state (empty __slots__), so swapping the class is layout-safe.
+        handler.__class__ = _EnvelopeHandler
+        return handler
+
+
+class Runner(web.AppRunner):
+    """``web.AppRunner`` whose connections answer malformed HTTP in LXD's
+    error envelope (see ``_EnvelopeHandler``)."""
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        server.__class__ = _EnvelopeServer
+        return server
 
 
 async def _close_websockets(app: web.Application) -> None:

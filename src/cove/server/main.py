@@ -25,7 +25,7 @@ from aiohttp import web
 from cove.engine import Engine
 from cove.engine.surface import EngineAPI
 from cove.model.errors import CoveError
-from cove.server.app import make_app
+from cove.server.app import Runner, make_app
 from cove.server.listen import SocketInUse, bind_unix
 from cove.server.routes_trust import HTTPS
 
@@ -75,7 +75,7 @@ async def serve(engine: EngineAPI, sock: socket.socket, *, shutdown_timeout: flo
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    runner = web.AppRunner(
+    runner = Runner(
         make_app(engine), handle_signals=False, shutdown_timeout=5.0,
         access_log=logging.getLogger("cove.server.access") if access_log else None)
     await runner.setup()
