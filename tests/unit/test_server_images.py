@@ -156,3 +156,26 @@ def test_aliases(fake: FakeEngine) -> None:
         assert resp.status == 200
         assert (await client.get("/1.0/images/aliases/cc")).status == 404
     run_app(fake, body)
+
+
+@pytest.mark.parametrize(("ctype", "data", "words"), [
+    ("multipart/form-data", b"--x\r\n\r\n--x--\r\n", "Malformed multipart upload: boundary"),
+    ("multipart/form-data; boundary=xx",
+     b"--xx\r\nContent-Disposition: form-data; name=\"r\xc3\xb6\xff\"\r\n\r\nv\r\n--xx--\r\n", ""),
+    ("multipart/form-data; boundary=xx",
+     b"--xx\r\nBad Header Line\r\n\r\nv\r\n--xx--\r\n", ""),
+    ("multipart/form-data; boundary=xx",
+     b"--xx\r\nContent-Disposition: form-data; name=\"metadata\"\r\n"
+     b"Content-Encoding: zork\r\n\r\nv\r\n--xx--\r\n", ""),
+], ids=["no-boundary", "non-ascii-name", "bad-header", "unknown-encoding"])
+def test_malformed_multipart_is_a_400(fake: FakeEngine, ctype: str, data: bytes,
+                                      words: str) -> None:
+    async def body(client: Client) -> None:
+        resp = await client.post("/1.0/images", data=data, headers={"Content-Type": ctype})
+        doc = await resp.json()
+        assert resp.status == 400, doc
+        assert doc["type"] == "error" and words in doc["error"], doc
+        tmp = fake.root / "tmp"
+        assert not tmp.exists() or list(tmp.iterdir()) == []
+        assert fake.images.imported == []
+    run_app(fake, body)

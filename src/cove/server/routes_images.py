@@ -14,6 +14,7 @@ from pathlib import Path
 from urllib.parse import parse_qsl
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from cove import api
 from cove.model.errors import BadRequest, NotFound
@@ -82,6 +83,14 @@ async def _spool_multipart(request: web.Request) -> tuple[Path, Path, str]:
         if set(spooled) != {"metadata", "rootfs"}:
             raise BadRequest("A split image upload needs both a 'metadata' and a "
                              "'rootfs' part")
+    except (ValueError, TypeError, RuntimeError, HttpProcessingError, UnicodeError) as e:
+        # aiohttp's multipart reader: no boundary, bad part headers, unknown
+        # encodings. The client's fault, so a 400 that says which.
+        for p in spooled.values():
+            p.unlink(missing_ok=True)
+        why = str(getattr(e, "message", "") or e).strip().splitlines()
+        raise BadRequest(f"Malformed multipart upload: {why[0] if why else type(e).__name__}"
+                         ) from None
     except BaseException:
         for p in spooled.values():
             p.unlink(missing_ok=True)
