@@ -165,8 +165,8 @@ def test_aliases(fake: FakeEngine) -> None:
     ("multipart/form-data; boundary=xx",
      b"--xx\r\nBad Header Line\r\n\r\nv\r\n--xx--\r\n", ""),
     ("multipart/form-data; boundary=xx",
-     b"--xx\r\nContent-Disposition: form-data; name=\"metadata\"\r\n"
-     b"Content-Encoding: zork\r\n\r\nv\r\n--xx--\r\n", ""),
+     (b"--xx\r\nContent-Disposition: form-data; name=\"metadata\"\r\n"
+      b"Content-Encoding: zork\r\n\r\nv\r\n--xx--\r\n"), ""),
 ], ids=["no-boundary", "non-ascii-name", "bad-header", "unknown-encoding"])
 def test_malformed_multipart_is_a_400(fake: FakeEngine, ctype: str, data: bytes,
                                       words: str) -> None:
