@@ -254,3 +254,33 @@ def test_failed_operation_reports_its_error(fake: FakeEngine,
         assert op["status"] == "Failure" and op["status_code"] == 400
         assert op["err"] == "runc said no"
     run_app(fake, body)
+
+
+@pytest.mark.parametrize(("method", "path", "body", "words"), [
+    ("DELETE", "/1.0/instances/c1?wait=nan", None, "wait"),
+    ("DELETE", "/1.0/instances/c1?wait=inf", None, "wait"),
+    ("DELETE", "/1.0/instances/c1?wait=-1", None, "wait"),
+    ("DELETE", "/1.0/instances/c1?wait=3601", None, "wait"),
+    ("PUT", "/1.0/instances/c1/state", {"action": "stop", "timeout": 1e308}, "timeout"),
+    ("PUT", "/1.0/instances/c1/state", '{"action": "stop", "timeout": Infinity}', "timeout"),
+    ("PUT", "/1.0/instances/c1/state", '{"action": "stop", "timeout": NaN}', "timeout"),
+    ("GET", "/1.0/operations/x/wait?timeout=nan", None, "timeout"),
+    ("GET", "/1.0/operations/x/wait?timeout=1e308", None, "timeout"),
+], ids=["wait-nan", "wait-inf", "wait-negative", "wait-over-cap", "stop-1e308", "stop-inf",
+        "stop-nan", "op-wait-nan", "op-wait-huge"])
+def test_nan_and_infinities_are_refused(fake: FakeEngine, method: str, path: str,
+                                        body: object, words: str) -> None:
+    fake.add("c1", Status.RUNNING)
+
+    async def run(client: Client) -> None:
+        kw: dict[str, object] = {}
+        if isinstance(body, str):
+            kw = {"data": body, "headers": {"Content-Type": "application/json"}}
+        elif body is not None:
+            kw = {"json": body}
+        resp = await client.request(method, path, **kw)  # type: ignore[arg-type]
+        doc = await resp.json()
+        assert resp.status == 400, doc
+        assert words in doc["error"], doc
+        assert fake.instances.by_name["c1"].status == Status.RUNNING
+    run_app(fake, run)

@@ -24,7 +24,9 @@ if TYPE_CHECKING:
     from typing import Any
 
 __all__ = [
+    "MAX_SECONDS",
     "Wire",
+    "finite_seconds",
     "kind",
     "opt_bool",
     "opt_devices",
@@ -139,6 +141,27 @@ def opt_int(body: Mapping[str, Any], key: str, default: int) -> int:
         return default
     if isinstance(value, bool) or not isinstance(value, int):
         raise _wrong(key, "an integer", value)
+    return value
+
+
+# The longest wait cove accepts anywhere (68 years: what a signed 32-bit
+# count of seconds holds, and far inside what timers and time arithmetic take).
+MAX_SECONDS = 2**31 - 1
+
+
+def finite_seconds(raw: str, what: str, *, low: float = 0,
+                   high: float = MAX_SECONDS) -> float:
+    """A query parameter of seconds: a finite number in [low, high].
+
+    Raises:
+        BadRequest: not a number, NaN, an infinity or out of range.
+    """
+    try:
+        value = float(raw)
+    except ValueError:
+        raise BadRequest(f"Invalid {what} {raw!r}: a number of seconds") from None
+    if not math.isfinite(value) or not low <= value <= high:
+        raise BadRequest(f"Invalid {what} {raw!r}: between {low:g} and {high:g} seconds")
     return value
 
 

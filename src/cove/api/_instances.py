@@ -17,6 +17,7 @@ Standard library only, no ``typing`` at run time: the CLI imports this.
 from __future__ import annotations
 
 from cove.api._fields import (
+    MAX_SECONDS,
     Wire,
     opt_bool,
     opt_devices,
@@ -432,6 +433,9 @@ class InstanceStatePut(Wire):
         if opt_bool(body, "stateful"):
             raise BadRequest("Stateful start and stop (checkpoints) are not supported")
         timeout = opt_number(body, "timeout", -1)
+        if timeout > MAX_SECONDS:
+            raise BadRequest(f"Field 'timeout' is too large: at most {MAX_SECONDS} seconds, "
+                             "or -1 for no limit")
         return cls(action=action, timeout=int(timeout) if float(timeout).is_integer() else timeout,
                    force=opt_bool(body, "force"))
 

@@ -24,7 +24,7 @@ from typing import Any, Protocol, TypeVar
 
 from aiohttp import web
 
-from cove.api._fields import kind
+from cove.api._fields import finite_seconds, kind
 from cove.engine import Operation
 from cove.engine.surface import EngineAPI
 from cove.model.errors import BadRequest, NotFound
@@ -223,10 +223,4 @@ def wait_for_lock(request: web.Request) -> float:
     """cove extension ``?wait=SECONDS``: when another operation holds the
     instance, wait up to that long for it instead of answering 409 at once."""
     raw = request.query.get("wait", "0").strip() or "0"
-    try:
-        value = float(raw)
-    except ValueError:
-        raise BadRequest(f"Invalid wait {raw!r}: a number of seconds") from None
-    if value < 0 or value > 3600:
-        raise BadRequest(f"Invalid wait {raw!r}: between 0 and 3600 seconds")
-    return value
+    return finite_seconds(raw, "wait", high=3600)

@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
+from cove.api._fields import finite_seconds
 from cove.model.errors import BadRequest
 from cove.server import render
 from cove.server.routes_common import WEBSOCKETS, check_project, engine_of, op_done, recursion
@@ -37,20 +38,18 @@ async def _cancel(request: web.Request) -> web.Response:
 
 
 def _timeout(request: web.Request) -> float | None:
-    raw = request.query.get("timeout", "-1")
-    try:
-        value = float(raw)
-    except ValueError:
-        raise BadRequest(f"Invalid timeout {raw!r}: expected seconds, or -1 to wait "
-                         "until the operation ends") from None
-    return None if value < 0 else value
+    """``?timeout=``: seconds, or -1 (or absent) to wait until the operation ends."""
+    raw = request.query.get("timeout", "-1").strip() or "-1"
+    if raw.lstrip("-").isdigit() and int(raw) < 0:
+        return None
+    return finite_seconds(raw, "timeout")
 
 
 async def _wait(request: web.Request) -> web.Response:
     """Wait for the end (or ``timeout`` seconds) and answer the operation as
     it is then; a timeout is not an error, the operation is still running."""
+    timeout = _timeout(request)  # a bad one is a 400 before anything is looked up
     op = engine_of(request).operations.get(request.match_info["id"])
-    timeout = _timeout(request)
     if not op.done:
         try:
             await asyncio.wait_for(asyncio.shield(op_done(request.app, op)), timeout)
