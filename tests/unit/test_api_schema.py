@@ -407,3 +407,13 @@ def test_the_clients_bodies_are_what_the_server_parses() -> None:
     for req, cls in cases:
         body = json.loads(json.dumps(req.body))
         assert cls.parse(body).to_wire() == body, cls.__name__
+
+
+def test_exec_strings_over_a_megabyte_together_are_refused() -> None:
+    from cove.api import InstanceExecPost
+    from cove.model.errors import BadRequest
+
+    body = {"command": ["echo"] + ["x" * 100_000] * 11}
+    with pytest.raises(BadRequest, match="too long together"):
+        InstanceExecPost.parse(body)
+    InstanceExecPost.parse({"command": ["echo"] + ["x" * 100_000] * 10})

@@ -315,3 +315,28 @@ def test_console_log_and_follow(fake: FakeEngine, tmp_path: Path) -> None:
         rest = await asyncio.wait_for(resp.content.read(), 5)
         assert rest == b""
     run_app(fake, body)
+
+
+@pytest.mark.parametrize(("bad", "words"), [
+    ({"command": ["echo", "a\x00b"]}, "command[1] contains a NUL"),
+    ({"command": ["true"], "environment": {"X": "a\x00"}}, "NUL"),
+    ({"command": ["true"], "environment": {"X\x00": "a"}}, "NUL"),
+    ({"command": ["true"], "cwd": "/tmp\x00/x"}, "cwd contains a NUL"),
+    ({"command": ["echo", "x" * (128 * 1024)]}, "command[1] is too long"),
+    ({"command": ["true"], "environment": {"BIG": "x" * (128 * 1024)}}, "too long"),
+    ({"command": ["true"], "environment": {"": "x"}}, "invalid variable name"),
+    ({"command": ["true"], "environment": {"A=B": "x"}}, "invalid variable name"),
+    ({"command": ["sh"], "interactive": True, "width": 2**40}, "'width' is too large"),
+    ({"command": ["sh"], "interactive": True, "height": 65536}, "'height' is too large"),
+], ids=["nul-arg", "nul-env-value", "nul-env-name", "nul-cwd", "arg-128k", "env-128k",
+        "empty-env-name", "env-name-with-equals", "width-2**40", "height-65536"])
+def test_exec_that_execve_would_refuse_is_a_400(fake: FakeEngine, bad: dict[str, Any],
+                                                 words: str) -> None:
+    async def body(client: Client) -> None:
+        resp = await client.post("/1.0/instances/c1/exec",
+                                 json={**bad, "wait-for-websocket": False})
+        doc = await resp.json()
+        assert resp.status == 400, doc
+        assert words in doc["error"], doc
+        assert fake.operations.all() == []
+    run_app(fake, body)

@@ -449,6 +449,46 @@ class InstanceStatePut(Wire):
                 "stateful": self.stateful}
 
 
+# A terminal's size is an unsigned short (struct winsize).
+MAX_WINDOW = 65535
+# Linux refuses one argument or environment string longer than MAX_ARG_STRLEN
+# (32 pages, with its NUL) and all of them together past ARG_MAX (a quarter of
+# the stack limit, 2 MiB by default); 1 MiB in total leaves room for the
+# container's own environment.
+MAX_ARG_BYTES = 128 * 1024 - 1
+MAX_EXEC_BYTES = 1024 * 1024
+
+
+def _check_exec_strings(command: list[str], environment: Mapping[str, str],
+                        cwd: str | None) -> None:
+    """What execve(2) would refuse, refused first with the field's name.
+
+    Raises:
+        BadRequest: a NUL byte, an argument or value over MAX_ARG_BYTES, all
+            of them over MAX_EXEC_BYTES, or an environment name that is empty
+            or holds ``=``.
+    """
+    total = 0
+    items = [(f"command[{i}]", arg) for i, arg in enumerate(command)]
+    for key, value in environment.items():
+        if not key or "=" in key:
+            raise BadRequest(f"Field 'environment' has an invalid variable name {key[:40]!r}: "
+                             "not empty, no '='")
+        items.append((f"environment[{key[:40]!r}]", f"{key}={value}"))
+    if cwd is not None:
+        items.append(("cwd", cwd))
+    for field, text in items:
+        if "\0" in text:
+            raise BadRequest(f"Field {field} contains a NUL byte")
+        size = len(text.encode("utf-8", "surrogateescape"))
+        if size > MAX_ARG_BYTES:
+            raise BadRequest(f"Field {field} is too long: {size} bytes, at most {MAX_ARG_BYTES}")
+        total += size + 1
+    if total > MAX_EXEC_BYTES:
+        raise BadRequest(f"Fields 'command' and 'environment' are too long together: {total} "
+                         f"bytes, at most {MAX_EXEC_BYTES}")
+
+
 class InstanceExecPost(Wire):
     """``POST /1.0/instances/NAME/exec``: a command to run (LXD ``InstanceExecPost``).
 
@@ -490,7 +530,9 @@ class InstanceExecPost(Wire):
     @classmethod
     def parse(cls, body: object) -> Self:
         """Raises:
-            BadRequest: no command, or a field of the wrong type.
+            BadRequest: no command, a field of the wrong type, or what the
+                kernel would refuse to exec (see ``_check_exec_strings``), or
+                a window size over 65535.
         """
         body = require_object(body)
         command = body.get("command")
@@ -498,13 +540,18 @@ class InstanceExecPost(Wire):
                 or not all(isinstance(c, str) for c in command)):
             raise BadRequest("Field 'command' must be a non-empty list of strings")
         width, height = opt_int(body, "width", 0), opt_int(body, "height", 0)
-        return cls(command=command, environment=opt_str_map(body, "environment"),
+        for key, size in (("width", width), ("height", height)):
+            if size > MAX_WINDOW:
+                raise BadRequest(f"Field {key!r} is too large: at most {MAX_WINDOW}")
+        environment = opt_str_map(body, "environment")
+        cwd = opt_str(body, "cwd") or None
+        _check_exec_strings(command, environment or {}, cwd)
+        return cls(command=command, environment=environment,
                    interactive=opt_bool(body, "interactive"),
                    wait_for_websocket=opt_bool(body, "wait-for-websocket"),
                    record_output=opt_bool(body, "record-output"),
                    width=max(width, 0), height=max(height, 0),
-                   user=opt_id(body, "user"), group=opt_id(body, "group"),
-                   cwd=opt_str(body, "cwd") or None)
+                   user=opt_id(body, "user"), group=opt_id(body, "group"), cwd=cwd)
 
     @classmethod
     def from_wire(cls, data: Mapping[str, Any]) -> Self:

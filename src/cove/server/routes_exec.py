@@ -43,6 +43,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from cove import api
+from cove.api._instances import MAX_WINDOW
 from cove.engine import ExecSession, Operation, close_stdin
 from cove.engine.surface import EngineAPI
 from cove.model.errors import BadRequest, CoveError, Forbidden, InternalError, Timeout
@@ -310,6 +311,8 @@ class ExecBridge:
                 if cmd.get("command") == "window-resize":
                     args = cmd.get("args") or {}
                     width, height = int(args["width"]), int(args["height"])
+                    if not (0 < width <= MAX_WINDOW and 0 < height <= MAX_WINDOW):
+                        raise ValueError(f"window size {width}x{height} out of range")
                     if self._session is None:
                         self._req.width, self._req.height = width, height
                     else:
