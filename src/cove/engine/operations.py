@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from cove.model.errors import Conflict, CoveError, InternalError, NotFound, Timeout
+from cove.model.errors import Conflict, CoveError, InternalError, NotFound, Timeout, as_cove_error
 from cove.model.states import OperationStatus
 
 __all__ = ["Operation", "OperationContext", "Operations"]
@@ -202,8 +202,11 @@ class Operations:
                 op.result = fn(op)
             except CoveError as e:
                 error = e
-            except Exception as e:  # noqa: BLE001 - reported on the operation
-                error = InternalError(f"{type(e).__name__}: {e}")
+            except Exception as e:
+                error = as_cove_error(e)
+                if error.status == 500:
+                    logging.getLogger("cove.engine").error(
+                        "operation %s failed", op.id, exc_info=e)
             finally:
                 # before the waiters wake: whoever waited for this operation may
                 # act on the instance at once without meeting its lock

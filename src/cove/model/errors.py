@@ -14,9 +14,11 @@ __all__ = [
     "CoveError",
     "Forbidden",
     "InternalError",
+    "NoSpace",
     "NotFound",
     "PreconditionFailed",
     "Timeout",
+    "as_cove_error",
     "error_for_status",
 ]
 
@@ -76,10 +78,31 @@ class InternalError(CoveError):
     status = 500
 
 
+class NoSpace(CoveError):
+    """The filesystem under cove's root is full (or over quota)."""
+
+    status = 507
+
+
 _BY_STATUS: dict[int, type[CoveError]] = {
     cls.status: cls
-    for cls in (BadRequest, Forbidden, NotFound, Conflict, PreconditionFailed, Timeout, InternalError)
+    for cls in (BadRequest, Forbidden, NotFound, Conflict, PreconditionFailed, Timeout,
+                InternalError, NoSpace)
 }
+
+_NO_SPACE = "No space left on the device holding the cove root"
+
+
+def as_cove_error(e: Exception) -> CoveError:
+    """``e`` as the CoveError a client should see: a full disk (ENOSPC,
+    EDQUOT, or SQLite's "database or disk is full") is ``NoSpace``; anything
+    else unexpected is an ``InternalError`` of one line."""
+    if isinstance(e, CoveError):
+        return e
+    if (isinstance(e, OSError) and e.errno in (28, 122)) or "database or disk is full" in str(e):
+        return NoSpace(_NO_SPACE)  # errno 28 ENOSPC, 122 EDQUOT (Linux)
+    text = str(e).strip().splitlines()
+    return InternalError(f"{type(e).__name__}: {text[0]}" if text else type(e).__name__)
 
 
 def error_for_status(status: int, message: str) -> CoveError:

@@ -17,7 +17,7 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
 from cove.engine.surface import EngineAPI
-from cove.model.errors import CoveError
+from cove.model.errors import CoveError, as_cove_error
 from cove.server import (
     render,
     routes_events,
@@ -67,6 +67,10 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except (asyncio.CancelledError, ConnectionResetError):
         raise
     except Exception as e:
+        err = as_cove_error(e)
+        if err.status != 500:  # a full disk: the client's answer says it all
+            log.warning("%s %s: %s", request.method, request.path, err.message)
+            return render.error(err.status, err.message)
         log.exception("%s %s failed", request.method, request.path_qs)
         return render.error(500, f"Internal error: {_one_line(e)}")
 
