@@ -44,6 +44,8 @@ def test_validate_config_accepts_known_and_free_keys() -> None:
     ("limits.processes", "-1"), ("cove.cmd", "'unclosed"),
     ("cove.cwd", "relative"), ("cove.uid", "root"), ("cove.halt", "SIGNOPE"),
     ("boot.autostart", "maybe"), ("nope.key", "1"), ("environment.", "x"),
+    ("cove.uid", "4294967294"), ("cove.gid", "2147483648"), ("environment.X", "a\0b"),
+    ("environment.A=B", "x"), ("user.note\0", "x"), ("cove.cmd", "sh -c 'a\0'"),
 ])
 def test_validate_config_rejects(key: str, value: str) -> None:
     with pytest.raises(BadRequest) as e:

@@ -130,10 +130,13 @@ def parse_signal(value: str) -> int:
     raise BadRequest(f"Invalid signal {value!r}: use a name like SIGTERM or a number")
 
 
+_MAX_ID = 2**31 - 1  # runc (the OCI spec's uid/gid) takes a signed 32-bit number
+
+
 def _id(value: str) -> int:
     v = value.strip()
-    if not re.fullmatch(r"\d+", v) or int(v) > 2**32 - 2:
-        raise BadRequest(f"Invalid id {value!r}: a number from 0 to 4294967294")
+    if not re.fullmatch(r"\d+", v) or int(v) > _MAX_ID:
+        raise BadRequest(f"Invalid id {value!r}: a number from 0 to {_MAX_ID}")
     return int(v)
 
 
@@ -195,13 +198,17 @@ def validate_config(config: Mapping[str, object]) -> dict[str, str]:
             value = str(raw)
         else:
             raise BadRequest(f"Invalid value for {key!r}: must be a string")
+        if "\0" in key or "\0" in value:
+            raise BadRequest(f"Invalid config key {key[:60]!r}: a NUL byte in the key or value")
         check = _VALIDATORS.get(key)
         if check is not None:
             if value != "":
                 check(value)
         elif key.startswith(_FREE_PREFIXES):
-            if key.startswith("environment.") and len(key) == len("environment."):
-                raise BadRequest("Invalid config key 'environment.': a variable name is missing")
+            if key.startswith("environment.") and (len(key) == len("environment.")
+                                                   or "=" in key):
+                raise BadRequest(f"Invalid config key {key!r}: an environment variable name "
+                                 "is not empty and has no '='")
         elif key not in _ACCEPTED:
             raise BadRequest(f"Unknown configuration key: {key}")
         out[key] = value
