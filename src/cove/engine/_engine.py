@@ -52,7 +52,9 @@ from cove.engine._trust import Trust
 from cove.engine.events import EventBus
 from cove.engine.operations import Operations
 from cove.host import proc
+from cove.model.config import parse_size
 from cove.model.errors import BadRequest
+from cove.model.trust import MAX_UNPACK_KEY
 from cove.network import NetworkHost
 from cove.runtime import RUNTIMES, Runc
 from cove.storage.images import ImageStore
@@ -85,7 +87,7 @@ class Engine:
         paths = Paths(self.root)
         runs = RunTable()
         self.images = Images(self.store, ImageStore(self.root / "images"), self.operations,
-                             self.events, clock)
+                             self.events, clock, max_unpack=self._max_unpack)
         default_network = DefaultNetwork(self.store)
         self.profiles = Profiles(default_network)
         self.networks = Networks(
@@ -106,6 +108,11 @@ class Engine:
                                       runs=runs, instances=self.instances,
                                       images=self.images, networks=self.networks)
         self._closed = False
+
+    def _max_unpack(self) -> int | None:
+        """The server setting ``cove.images.max_size`` in bytes, None unset."""
+        value = self.trust.server_config().get(MAX_UNPACK_KEY)
+        return parse_size(value, MAX_UNPACK_KEY) if value else None
 
     def startup(self) -> None:
         """Reconcile the host with the database and autostart (see

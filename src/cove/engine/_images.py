@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,7 +20,8 @@ from cove.engine.operations import Operation, Operations
 from cove.model.errors import BadRequest, Conflict, NotFound
 from cove.model.names import validate_alias_name
 from cove.model.records import Alias, Image
-from cove.storage.images import ImageStore
+from cove.model.trust import MAX_UNPACK_KEY
+from cove.storage.images import Budget, ImageStore
 from cove.store import Store
 
 __all__ = ["Images"]
@@ -31,12 +33,24 @@ class Images:
     """The images of one root. Thread-safe (the store and the layer store are)."""
 
     def __init__(self, store: Store, layers: ImageStore, operations: Operations,
-                 events: EventBus, clock: Callable[[], float]) -> None:
+                 events: EventBus, clock: Callable[[], float],
+                 max_unpack: Callable[[], int | None] = lambda: None) -> None:
         self._store = store
         self.layers = layers
         self._operations = operations
         self._events = events
         self._now = clock
+        self._max_unpack = max_unpack
+
+    def budget(self, op: Operation) -> Budget:
+        """What an archive unpacked for ``op`` may write: the server setting
+        ``cove.images.max_size`` when set, else 90% of the free space of the
+        filesystem under the layers now; stops when ``op`` is cancelled."""
+        limit = self._max_unpack()
+        if limit is None:
+            vfs = os.statvfs(self.layers.root)
+            limit = vfs.f_bavail * vfs.f_frsize * 9 // 10
+        return Budget(limit, lambda: op.cancelled, MAX_UNPACK_KEY)
 
     # -- reads --------------------------------------------------------------------------
     def all(self) -> list[Image]:
@@ -99,6 +113,9 @@ class Images:
         Not idempotent: importing an image that exists fails the operation
         with Conflict.
 
+        The operation can be cancelled (everything it wrote is removed), and
+        an archive that unpacks past ``budget`` fails it with a 400.
+
         Raises:
             BadRequest: a bad alias name.  Conflict: an alias exists already.
         """
@@ -112,10 +129,13 @@ class Images:
             try:
                 def progress(pct: int) -> None:
                     op.progress("Unpacking image", pct)
+                budget = self.budget(op)
                 if meta_path is not None:
-                    got = self.layers.import_split(meta_path, path)
+                    got = self.layers.import_split(meta_path, path, progress=progress,
+                                                   budget=budget)
                 else:
-                    got = self.layers.import_file(path, filename=filename, progress=progress)
+                    got = self.layers.import_file(path, filename=filename, progress=progress,
+                                                  budget=budget)
             finally:
                 Path(path).unlink(missing_ok=True)
                 if meta_path is not None:
@@ -142,7 +162,7 @@ class Images:
             return img
 
         return self._operations.run(work, description="Importing image",
-                                    resources={"images": []})
+                                    resources={"images": []}, may_cancel=True)
 
     def update(self, fingerprint: str, *, properties: dict[str, str] | None = None,
                public: bool | None = None, patch: bool = True) -> None:

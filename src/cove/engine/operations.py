@@ -212,10 +212,12 @@ class Operations:
                 # act on the instance at once without meeting its lock
                 if lock is not None:
                     self._release(lock, op)
-            if error is not None:
+            if op.cancelled:  # what failed after a cancel failed because of it
+                op._finish(OperationStatus.CANCELLED)
+            elif error is not None:
                 op._finish(OperationStatus.FAILURE, error)
             else:
-                op._finish(OperationStatus.CANCELLED if op.cancelled else OperationStatus.SUCCESS)
+                op._finish(OperationStatus.SUCCESS)
 
         op._notify()
         if background:

@@ -23,6 +23,7 @@ __all__ = [
     "parse_cpu",
     "parse_memory",
     "parse_signal",
+    "parse_size",
     "resources_from_config",
     "truthy",
     "validate_config",
@@ -61,6 +62,18 @@ def parse_memory(value: str, host_total: int | None = None) -> int:
     if n < 4 * 2**20:
         raise BadRequest(f"Invalid limits.memory {value!r}: at least 4MiB")
     return n
+
+
+def parse_size(value: str, key: str) -> int:
+    """A size in bytes: ``20GiB``, ``500MB``, ``1024``.
+
+    Raises:
+        BadRequest: naming ``key``, for anything else (or zero).
+    """
+    m = _SIZE.match(value)
+    if not m or m.group(2) not in _UNITS or float(m.group(1)) <= 0:
+        raise BadRequest(f"Invalid {key} {value!r}: use a size like 500MB or 20GiB")
+    return int(float(m.group(1)) * _UNITS[m.group(2)])
 
 
 def _host_memory() -> int:  # pragma: no cover - trivial I/O

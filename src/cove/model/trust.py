@@ -15,10 +15,12 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 
+from cove.model.config import parse_size
 from cove.model.errors import BadRequest
 
 __all__ = [
     "DEFAULT_HTTPS_PORT",
+    "MAX_UNPACK_KEY",
     "SERVER_CONFIG_KEYS",
     "Certificate",
     "cert_der",
@@ -31,8 +33,11 @@ __all__ = [
 DEFAULT_HTTPS_PORT = 8443
 CERT_TYPES = ("client", "metrics")
 
-#: The server config keys cove knows (LXD's names).
-SERVER_CONFIG_KEYS = ("core.https_address",)
+#: The server config keys cove knows (LXD's names, and cove's own).
+SERVER_CONFIG_KEYS = ("core.https_address", "cove.images.max_size")
+#: The most one archive (image, backup, layer) may unpack to; unset, 90% of
+#: the free space of the root's filesystem when the unpacking starts.
+MAX_UNPACK_KEY = "cove.images.max_size"
 
 _PEM = re.compile(r"-----BEGIN CERTIFICATE-----(.*?)-----END CERTIFICATE-----", re.DOTALL)
 
@@ -146,6 +151,8 @@ def validate_server_config(config: object) -> dict[str, str]:
         value = str(raw)
         if key == "core.https_address":
             parse_https_address(value)
+        elif key == MAX_UNPACK_KEY and value:
+            parse_size(value, key)
         if value != "":
             out[key] = value
     return out

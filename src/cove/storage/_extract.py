@@ -22,7 +22,8 @@ from cove.storage.safefs import RootFS
 
 log = logging.getLogger("cove.storage.images")
 
-__all__ = ["Extractor", "HashingReader", "Progress", "ProgressMeter", "decompressed", "lstat_type"]
+__all__ = ["Budget", "Extractor", "HashingReader", "Progress", "ProgressMeter", "decompressed",
+           "lstat_type"]
 
 Progress = Callable[[int], None]
 """Called with a percentage (0-100) whenever it changes during an import."""
@@ -37,6 +38,60 @@ _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 # here can only come from decoding the archive.
 _TAR_ERRORS: tuple[type[BaseException], ...] = (
     tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, ValueError, OSError)
+
+
+# What one tar member costs besides its data (an inode, a directory entry):
+# charged so that a million empty files count too.
+_MEMBER_COST = 512
+
+
+class Budget:
+    """What one unpack may write, and whether to stop: an archive is hostile,
+    so a decompression bomb (or a sparse member claiming a terabyte) is
+    refused when its declared sizes pass ``limit``, and a cancelled
+    operation stops between any two reads of the stream.
+
+    Raises (from ``charge`` and ``check``):
+        BadRequest: past the limit, naming the member and the limit.
+        InternalError: cancelled ("Operation cancelled").
+    """
+
+    def __init__(self, limit: int | None, cancelled: Callable[[], bool] | None = None,
+                 setting: str = "") -> None:
+        self.limit = limit
+        self.used = 0
+        self._cancelled = cancelled
+        self._setting = setting
+
+    def charge(self, size: int, name: str) -> None:
+        self.used += max(size, 0) + _MEMBER_COST
+        if self.limit is not None and self.used > self.limit:
+            where = f" (server setting {self._setting})" if self._setting else ""
+            raise BadRequest(f"archive member {name!r}: the archive unpacks to more than "
+                             f"{self.limit} bytes, the most allowed{where}")
+        self.check()
+
+    def check(self) -> None:
+        if self._cancelled is not None and self._cancelled():
+            raise InternalError("Operation cancelled")
+
+
+class _Checked:
+    """A stream whose every read first asks the budget whether to go on."""
+
+    def __init__(self, raw: IO[bytes], budget: Budget) -> None:
+        self._raw = raw
+        self._budget = budget
+
+    def read(self, size: int = -1) -> bytes:
+        self._budget.check()
+        return self._raw.read(size)
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return self._raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._raw.tell()
 
 
 class ProgressMeter:
@@ -171,9 +226,10 @@ class Extractor:
     the image's root filesystem, as they will in the container).
     """
 
-    def __init__(self, raw: RootFS, *, route_rootfs: bool) -> None:
+    def __init__(self, raw: RootFS, *, route_rootfs: bool, budget: Budget | None = None) -> None:
         self.raw = raw
         self.route_rootfs = route_rootfs
+        self.budget = budget or Budget(None)
         self._rootfs: RootFS | None = None
         self._dir_times: list[tuple[RootFS, str, float]] = []
 
@@ -200,7 +256,8 @@ class Extractor:
     def run(self, reader: HashingReader, head: bytes, label: str) -> None:
         try:
             with decompressed(reader, head) as stream, \
-                    tarfile.open(fileobj=stream, mode="r:") as tar:
+                    tarfile.open(fileobj=cast(IO[bytes], _Checked(stream, self.budget)),
+                                 mode="r:") as tar:
                 while (member := tar.next()) is not None:
                     # TarFile keeps every TarInfo otherwise; images have
                     # hundreds of thousands of members.
@@ -217,6 +274,7 @@ class Extractor:
                 log.debug("cannot set mtime of %s: %s", path, exc)
 
     def _member(self, tar: tarfile.TarFile, m: tarfile.TarInfo) -> None:
+        self.budget.charge(m.size if m.isreg() else 0, m.name)
         try:
             view, vparts = self._view(_member_parts(m.name), m.isdir())
             path = _path(vparts)

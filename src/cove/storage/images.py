@@ -64,6 +64,7 @@ import yaml
 from cove.host.syscalls import RENAME_NOREPLACE, renameat2
 from cove.model.errors import BadRequest, Conflict, CoveError, InternalError, NotFound
 from cove.storage._extract import (
+    Budget,
     Extractor,
     HashingReader,
     Progress,
@@ -73,6 +74,7 @@ from cove.storage._extract import (
 from cove.storage.safefs import RootFS
 
 __all__ = [
+    "Budget",
     "ImageStore",
     "ImportedImage",
     "Progress",
@@ -278,7 +280,8 @@ class ImageStore:
     # -- imports ----------------------------------------------------------
 
     def import_file(self, path: Path, *, filename: str = "",
-                    progress: Progress | None = None) -> ImportedImage:
+                    progress: Progress | None = None,
+                    budget: Budget | None = None) -> ImportedImage:
         """Import a unified LXD image tarball or a plain rootfs tarball.
 
         Compression (none, gzip, xz, bzip2) is detected from the content.
@@ -288,6 +291,8 @@ class ImageStore:
         Args:
             filename: the name the user gave the file, for error messages.
             progress: called with 0-100 as the file is read.
+            budget: the most it may unpack to, and whether to stop (see
+                ``Budget``); unlimited when None.
 
         Raises:
             BadRequest: not a (supported) tarball; a member that escapes
@@ -305,7 +310,7 @@ class ImageStore:
                 reader = HashingReader(f, hasher, meter)
                 (tmp / "raw").mkdir(mode=0o755)
                 with RootFS(tmp / "raw") as raw:
-                    extractor = Extractor(raw, route_rootfs=True)
+                    extractor = Extractor(raw, route_rootfs=True, budget=budget)
                     try:
                         extractor.run(reader, _sniff(f, label), label)
                     finally:
@@ -323,7 +328,8 @@ class ImageStore:
         return result
 
     def import_split(self, meta_path: Path, rootfs_path: Path, *,
-                     progress: Progress | None = None) -> ImportedImage:
+                     progress: Progress | None = None,
+                     budget: Budget | None = None) -> ImportedImage:
         """Import LXD's split format: a metadata tarball and a rootfs tarball.
 
         The fingerprint is the SHA-256 of the metadata file's bytes followed
@@ -345,7 +351,7 @@ class ImageStore:
                 (tmp / "meta").mkdir(mode=0o755)
                 with RootFS(tmp / "meta") as meta:
                     reader = HashingReader(mf, hasher, meter)
-                    _run_extractor(meta, mf, reader, "metadata tarball")
+                    _run_extractor(meta, mf, reader, "metadata tarball", budget)
                     reader.drain()
                     if lstat_type(meta, "/metadata.yaml") != "file":
                         raise BadRequest("metadata tarball has no metadata.yaml")
@@ -354,7 +360,7 @@ class ImageStore:
                 (tmp / "rootfs").mkdir(mode=0o755)
                 with RootFS(tmp / "rootfs") as rootfs:
                     reader = HashingReader(rf, hasher, meter)
-                    _run_extractor(rootfs, rf, reader, "rootfs tarball")
+                    _run_extractor(rootfs, rf, reader, "rootfs tarball", budget)
                     reader.drain()
             architecture, created_at, properties = _metadata_fields(doc)
             result = ImportedImage(hasher.hexdigest(), meter.done, architecture, properties,
@@ -478,8 +484,9 @@ class ImageStore:
             raise InternalError(f"cannot store image {fingerprint}: {exc.strerror}") from None
 
 
-def _run_extractor(fs: RootFS, f: BinaryIO, reader: HashingReader, label: str) -> None:
-    extractor = Extractor(fs, route_rootfs=False)
+def _run_extractor(fs: RootFS, f: BinaryIO, reader: HashingReader, label: str,
+                   budget: Budget | None) -> None:
+    extractor = Extractor(fs, route_rootfs=False, budget=budget)
     try:
         extractor.run(reader, _sniff(f, label), label)
     finally:
