@@ -497,12 +497,14 @@ class Coved:
         self.log = Path(log_dir) / f"coved-{self.root.name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.args: list[str] = []  # more coved options, for the next start
+        self.env: dict[str, str] = {}  # more environment (COVE_FAILPOINTS), likewise
         self.api = Api(str(self.socket))
 
     def start(self, timeout: float = 30) -> Coved:
         assert self.proc is None or self.proc.poll() is not None, "coved already running"
         env = dict(os.environ)
         env["PYTHONPATH"] = str(REPO / "src") + os.pathsep + env.get("PYTHONPATH", "")
+        env.update(self.env)
         with open(self.log, "ab") as logf:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "cove.server.main", "--root", str(self.root),

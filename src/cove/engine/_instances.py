@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from cove.api import InstancesPost
+from cove.engine._failpoints import failpoint
 from cove.engine._rootfs import Rootfs
 from cove.engine._runs import Paths, RunTable
 from cove.engine._watch import ExitWatcher
@@ -31,7 +32,7 @@ from cove.engine.events import EventBus
 from cove.engine.operations import Operation, Operations
 from cove.engine.ports import ImageSource, NetworkPort, ProfileSource
 from cove.model import config as cfg
-from cove.model.errors import BadRequest, Conflict, CoveError, InternalError, NotFound, Timeout
+from cove.model.errors import BadRequest, Conflict, InternalError, NotFound, Timeout
 from cove.model.names import validate_instance_name
 from cove.model.records import Instance
 from cove.model.states import Status
@@ -468,12 +469,20 @@ class Instances:
             if self._store.get_instance(name).status is not Status.STOPPED:
                 raise BadRequest("Renaming of running instance not allowed")
             overlay.umount(self._paths.instance_dir(name) / "rootfs")
-            os.rename(self._paths.instance_dir(name), self._paths.instance_dir(new_name))
+            # The row first, with the intent recorded in the same transaction:
+            # a crash before the directory moves is completed at the next start
+            # (complete_renames), never swept as an unknown directory.
+            self._store.rename_instance(name, new_name)
+            failpoint("rename.after-row")
             try:
-                self._store.rename_instance(name, new_name)
-            except CoveError:
-                os.rename(self._paths.instance_dir(new_name), self._paths.instance_dir(name))
+                os.rename(self._paths.instance_dir(name), self._paths.instance_dir(new_name))
+            except OSError:
+                self._store.rename_instance(new_name, name)
+                self._store.finish_rename(name)
+                self._store.finish_rename(new_name)
                 raise
+            failpoint("rename.after-dir")
+            self._store.finish_rename(new_name)
             self._events.lifecycle("instance-renamed", f"/1.0/instances/{new_name}",
                                   old_name=name)
 
@@ -519,8 +528,13 @@ class Instances:
             if name in self._runs.pids:
                 raise BadRequest("Instance is running")
             self._runtime.delete(name, force=True)
-            self.remove_dir(name)
+            failpoint("delete.after-runtime")
+            self._unmount(name)
+            # The row before the files: a crash between leaves a directory no
+            # row owns, which the next start sweeps; never a row without files.
             self._store.delete_instance(name)
+            failpoint("delete.after-row")
+            self.remove_dir(name)
             remove_empty(self._paths.cgroups_path(name))
             remove_empty(f"/{self._paths.cgroup_parent}")
         self._events.lifecycle("instance-deleted", f"/1.0/instances/{name}")
@@ -531,13 +545,27 @@ class Instances:
         Raises:
             InternalError: the rootfs is still mounted.
         """
+        self._unmount(name)
         d = self._paths.instance_dir(name)
-        target = d / "rootfs"
+        if d.exists():
+            shutil.rmtree(d)
+
+    def _unmount(self, name: str) -> None:
+        target = self._paths.instance_dir(name) / "rootfs"
         overlay.umount(target)
         if overlay.is_mounted(target):
             raise InternalError(f"Cannot remove {name}: its rootfs is still mounted")
-        if d.exists():
-            shutil.rmtree(d)
+
+    def complete_renames(self) -> None:
+        """Finish renames a crash interrupted (see ``rename``): the row has
+        the new name, so the directory follows it. At startup, before the
+        sweep. Idempotent."""
+        for new, old in self._store.pending_renames().items():
+            src, dst = self._paths.instance_dir(old), self._paths.instance_dir(new)
+            if src.exists() and not dst.exists():
+                log.info("completing the rename of %s to %s", old, new)
+                os.rename(src, dst)
+            self._store.finish_rename(new)
 
 
 def _unset_to_unlimited(r: cfg.Resources) -> cfg.Resources:

@@ -63,6 +63,7 @@ class Reconciler:
         boot = _boot_id()
         rebooted = self._store.get_meta("boot_id") not in (None, boot)
         self._store.set_meta("boot_id", boot)
+        self._instances.complete_renames()  # before the sweep sees their directories
         known = {i.name: i for i in self._store.list_instances()}
         for cid in self._runtime.list_ids():
             if cid not in known:

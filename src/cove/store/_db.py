@@ -88,6 +88,8 @@ CREATE TABLE IF NOT EXISTS certificates (
 );
 """
 
+_RENAME = "pending-rename:"  # meta keys: a rename whose files may not have moved yet
+
 _INSTANCE_COLS = (
     "id, name, image, config, devices, profiles, description, ephemeral, status,"
     " architecture, created_at, last_used_at, last_exit_code"
@@ -175,13 +177,29 @@ class Store:
                 raise NotFound(f"Instance not found: {inst.name}")
 
     def rename_instance(self, old: str, new: str) -> None:
+        """Rename the row and record the rename as pending, in one
+        transaction: the caller then moves what lives under the old name on
+        disk and calls ``finish_rename``; a crash in between is completed at
+        the next start from ``pending_renames``."""
         try:
             with self.db.tx() as db:
                 cur = db.execute("UPDATE instances SET name=? WHERE name=?", (new, old))
                 if cur.rowcount == 0:
                     raise NotFound(f"Instance not found: {old}")
+                db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
+                           (_RENAME + new, old))
         except sqlite3.IntegrityError:
             raise Conflict(f"Instance already exists: {new}") from None
+
+    def finish_rename(self, new: str) -> None:
+        """The rename to ``new`` is complete on disk too. Idempotent."""
+        with self.db.tx() as db:
+            db.execute("DELETE FROM meta WHERE key=?", (_RENAME + new,))
+
+    def pending_renames(self) -> dict[str, str]:
+        """Renames recorded and not finished: new name -> old name."""
+        rows = self.db.read("SELECT key, value FROM meta WHERE key LIKE ?", (_RENAME + "%",))
+        return {str(k)[len(_RENAME):]: str(v) for k, v in rows}
 
     def delete_instance(self, name: str) -> None:
         with self.db.tx() as db:

@@ -1,0 +1,79 @@
+"""coved killed between two steps of a change (failpoints, see
+``cove.engine._failpoints``): the next coved leaves the old state or the new
+one, never a row without its files or files without their row, and the
+instance still works."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from covetest import Coved, assert_no_leaks, new_name, wait_until
+
+
+def _die_at(d: Coved, point: str) -> None:
+    d.stop()
+    d.env = {"COVE_FAILPOINTS": point}
+    d.start()
+
+
+def _revive(d: Coved) -> None:
+    """coved died at the failpoint: start it again, unarmed."""
+    assert d.proc is not None
+    wait_until(lambda: d.proc is not None and d.proc.poll() is not None, 10, what="coved died")
+    d.env = {}
+    d.start()
+
+
+def _dirs(d: Coved) -> list[str]:
+    return sorted(os.listdir(d.root / "instances"))
+
+
+@pytest.fixture
+def daemon(make_coved: Callable[..., Coved], busybox_tar: Path) -> Coved:
+    d = make_coved("crash")
+    d.api.import_image(busybox_tar, "busybox")
+    return d
+
+
+@pytest.mark.parametrize("point", ["rename.after-row", "rename.after-dir"])
+def test_rename_killed_half_way(daemon: Coved, point: str) -> None:
+    old, new = new_name("ren"), new_name("ren")
+    daemon.api.create(old)
+    daemon.api.file_put(old, "/keep", b"data that must survive\n")
+    _die_at(daemon, point)
+    with contextlib.suppress(OSError):  # coved may die before it answers
+        daemon.api.request("POST", f"/1.0/instances/{old}", {"name": new})
+    _revive(daemon)
+    # the row had moved before the kill, so the rename completes
+    assert daemon.api.names() == [new]
+    assert _dirs(daemon) == [new]
+    daemon.api.run("PUT", f"/1.0/instances/{new}/state", {"action": "start"})
+    r = daemon.api.request("GET", f"/1.0/instances/{new}/files?path=/keep")
+    assert r.status == 200 and r.body == b"data that must survive\n"
+    daemon.api.remove(new)
+    assert_no_leaks(daemon.root, [old, new])
+
+
+@pytest.mark.parametrize("point", ["delete.after-runtime", "delete.after-row"])
+def test_delete_killed_half_way(daemon: Coved, point: str) -> None:
+    name = new_name("del")
+    daemon.api.launch(name)
+    daemon.api.run("PUT", f"/1.0/instances/{name}/state", {"action": "stop", "force": True})
+    _die_at(daemon, point)
+    with contextlib.suppress(OSError):  # coved may die before it answers
+        r = daemon.api.request("DELETE", f"/1.0/instances/{name}")
+        assert r.status == 202, r.body[:300]
+    _revive(daemon)
+    names = daemon.api.names()
+    if point == "delete.after-row":
+        assert names == [] and _dirs(daemon) == []  # the sweep took the files
+    else:  # the old state: the instance, whole, stopped
+        assert names == [name] and _dirs(daemon) == [name]
+        assert daemon.api.status(name) == "Stopped"
+        daemon.api.run("PUT", f"/1.0/instances/{name}/state", {"action": "start"})
+        daemon.api.remove(name)
+    assert_no_leaks(daemon.root, [name])
