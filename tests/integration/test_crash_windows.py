@@ -77,3 +77,33 @@ def test_delete_killed_half_way(daemon: Coved, point: str) -> None:
         daemon.api.run("PUT", f"/1.0/instances/{name}/state", {"action": "start"})
         daemon.api.remove(name)
     assert_no_leaks(daemon.root, [name])
+
+
+@pytest.mark.parametrize("point", ["create.after-dir", "create.after-row"])
+def test_create_killed_half_way(daemon: Coved, point: str) -> None:
+    name = new_name("new")
+    _die_at(daemon, point)
+    with contextlib.suppress(OSError):
+        daemon.api.request("POST", "/1.0/instances", {
+            "name": name, "source": {"type": "image", "alias": "busybox"}})
+    _revive(daemon)
+    if point == "create.after-dir":  # the old state: nothing
+        assert daemon.api.names() == [] and _dirs(daemon) == []
+    else:  # the new state: a whole, stopped instance that starts
+        assert daemon.api.names() == [name] and _dirs(daemon) == [name]
+        daemon.api.made.append(name)
+        daemon.api.run("PUT", f"/1.0/instances/{name}/state", {"action": "start"})
+        daemon.api.remove(name)
+    assert_no_leaks(daemon.root, [name])
+
+
+def test_image_import_killed_before_it_is_recorded(daemon: Coved, busybox_plain_tar: Path) -> None:
+    before = sorted(os.listdir(daemon.root / "images"))
+    _die_at(daemon, "image-import.after-layers")
+    with contextlib.suppress(OSError):
+        daemon.api.request("POST", "/1.0/images", busybox_plain_tar.read_bytes(),
+                           headers={"Content-Type": "application/octet-stream"})
+    _revive(daemon)
+    assert sorted(os.listdir(daemon.root / "images")) == before
+    assert len(daemon.api.sync("GET", "/1.0/images")) == 1  # the fixture's busybox only
+    assert os.listdir(daemon.root / "tmp") == []

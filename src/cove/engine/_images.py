@@ -15,6 +15,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from cove.engine._failpoints import failpoint
 from cove.engine.events import EventBus
 from cove.engine.operations import Operation, Operations
 from cove.model.errors import BadRequest, Conflict, NotFound
@@ -140,6 +141,7 @@ class Images:
                 Path(path).unlink(missing_ok=True)
                 if meta_path is not None:
                     Path(meta_path).unlink(missing_ok=True)
+            failpoint("image-import.after-layers")  # unrecorded layers: the sweep's
             now = self._now()
             props = dict(got.properties)
             props.update(properties or {})

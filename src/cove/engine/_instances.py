@@ -176,8 +176,10 @@ class Instances:
                 undo.callback(self.remove_dir, name)
                 for sub in ("upper", "work", "rootfs"):
                     (d / sub).mkdir(mode=0o755 if sub != "work" else 0o700)
+                failpoint("create.after-dir")  # files no row owns: the sweep's
                 self._store.add_instance(inst)
                 undo.callback(self._store.delete_instance, name)
+                failpoint("create.after-row")
                 self._events.lifecycle("instance-created", f"/1.0/instances/{name}")
                 if req.start:
                     op.progress("Starting instance")
