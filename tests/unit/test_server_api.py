@@ -167,3 +167,34 @@ def test_exported_names() -> None:
     assert sorted(cove.server.__all__) == ["bind_unix", "make_app"]
     for name in cove.server.__all__:
         assert getattr(cove.server, name) is not None
+
+
+def test_openapi_document_covers_every_route(fake: FakeEngine) -> None:
+    async def body(client: Client) -> None:
+        resp = await client.get("/1.0/openapi.json")
+        assert resp.status == 200
+        doc = await resp.json()
+        assert doc["openapi"].startswith("3.")
+        routed = {(r.method.lower(), r.resource.canonical)
+                  for r in client.app.router.routes()
+                  if r.resource is not None and r.method not in ("HEAD", "*")}
+        described = {(m, p) for p, ops in doc["paths"].items() for m in ops}
+        assert described == routed
+        post = doc["paths"]["/1.0/instances"]["post"]
+        ref = post["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+        assert ref == "#/components/schemas/InstancesPost"
+        props = doc["components"]["schemas"]["InstancesPost"]["properties"]
+        assert props["name"] == {"type": "string"} and props["start"] == {"type": "boolean"}
+        assert props["config"]["additionalProperties"] == {"type": "string"}
+        assert props["source"]["properties"]["alias"] == {"type": "string"}
+        execp = doc["components"]["schemas"]["InstanceExecPost"]["properties"]
+        assert execp["command"]["items"] == {"type": "string"}
+        assert "wait-for-websocket" in execp
+        # every body a handler parses is described (PUT/PATCH through a helper too)
+        for path, method in (("/1.0/images/{fingerprint}", "patch"),
+                             ("/1.0/networks/{name}", "put"),
+                             ("/1.0/instances/{name}/state", "put")):
+            assert "requestBody" in doc["paths"][path][method], (path, method)
+        resp = await client.get("/1.0/openapi.json")  # made once, served again
+        assert await resp.json() == doc
+    run_app(fake, body)

@@ -140,8 +140,24 @@ def _not_found(what: str) -> Any:
     return handler
 
 
+_OPENAPI = web.AppKey("openapi", dict[str, Any])  # {"doc": ...} once made
+
+
+async def _openapi(request: web.Request) -> web.Response:
+    """coved's OpenAPI description, made from its router and wire classes
+    on first use (see ``server.openapi``); plain JSON, as LXD serves its
+    swagger file."""
+    cache = request.app[_OPENAPI]
+    if "doc" not in cache:
+        from cove.server.openapi import document
+        cache["doc"] = await call(request, document, request.app)
+    return web.json_response(cache["doc"])
+
+
 def add_routes(app: web.Application) -> None:
     r = app.router
+    app[_OPENAPI] = {}
+    r.add_get("/1.0/openapi.json", _openapi)
     r.add_get("/", _root)
     r.add_get("/1.0", _server)
     r.add_get("/1.0/", _server)
