@@ -12,7 +12,9 @@ from dataclasses import dataclass
 
 from cove.model.errors import InternalError
 
-__all__ = ["CommandFailed", "Result", "run", "spawn"]
+__all__ = ["DEVNULL", "CommandFailed", "Result", "run", "spawn"]
+
+DEVNULL = subprocess.DEVNULL  # for spawn's stdin/stdout/stderr
 
 
 @dataclass

@@ -1,0 +1,233 @@
+"""Forwarders: the non-NAT ``proxy`` devices of running instances, one
+process each (``cove.network.forwarder``, LXD's forkproxy).
+
+Design note: a forwarder is started when its instance's namespaces exist
+(``InstanceNetworks.attach``, between ``runc create`` and ``runc start``,
+with an undo), changed when the device is (hot-plug), and stopped when the
+run is released. It exits by itself when the instance's init ends (a pidfd),
+so a dead coved leaks none. It outlives coved like conmon: its argv carries
+``--cove-proxy=<root id>:<key>:<instance>:<device>``, where the key hashes
+the device and the init pid, and the next coved adopts the processes whose
+key still matches a running instance's device and stops the rest
+(``resume``). A forwarder reports on a pipe once it listens, so an address
+already in use is a 409 of the request that added the device, not a
+process that dies later.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import select
+import signal
+import sys
+import threading
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from cove.engine._runs import RunTable
+from cove.host import proc
+from cove.model.errors import BadRequest, Conflict, InternalError
+from cove.network.model import Proxy
+
+__all__ = ["Forwarders"]
+
+log = logging.getLogger("cove.engine")
+
+_SCRIPT = Path(__file__).resolve().parent.parent / "network" / "forwarder.py"
+_READY_TIMEOUT = 10.0
+_STOP_TIMEOUT = 2.0
+
+
+def _key(proxy: Proxy, pid: int) -> str:
+    return hashlib.sha256(f"{proxy!r}/{pid}".encode()).hexdigest()[:12]
+
+
+def _spec(proxy: Proxy, pid: int, status_fd: int) -> dict[str, Any]:
+    def addr(a: Any) -> dict[str, Any]:
+        return {"proto": a.proto, "host": str(a.host), "ports": list(a.ports), "path": a.path}
+    return {"pid": pid, "bind": proxy.bind, "listen": addr(proxy.listen),
+            "connect": addr(proxy.connect), "proxy_protocol": proxy.proxy_protocol,
+            "uid": proxy.uid, "gid": proxy.gid, "mode": proxy.mode,
+            "security_uid": proxy.security_uid, "security_gid": proxy.security_gid,
+            "status_fd": status_fd}
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    """Wait for ``pid`` to end (reaping it when it is our child)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        ready = select.select([fd], [], [], timeout)[0]
+    finally:
+        os.close(fd)
+    proc.reap(pid, 0.2)
+    return bool(ready)
+
+
+def _stop_pid(pid: int) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return
+        if _wait_gone(pid, _STOP_TIMEOUT):
+            return
+
+
+class Forwarders:
+    """The forwarder processes of one root. Thread-safe."""
+
+    def __init__(self, root: Path, runs: RunTable) -> None:
+        from cove.network.model import root_id
+
+        self._tag = f"--cove-proxy={root_id(root)}:"
+        self._runs = runs
+        self._lock = threading.Lock()
+        # instance -> device -> (forwarder pid, key)
+        self._procs: dict[str, dict[str, tuple[int, str]]] = {}
+
+    def start(self, name: str, pid: int, proxies: list[Proxy], undo: ExitStack) -> None:
+        """Start a forwarder per non-NAT proxy of ``name`` (init ``pid``);
+        ``undo`` stops them.
+
+        Raises:
+            Conflict: a listen address is in use.
+            BadRequest: a listen address cannot be made (no such directory,
+                a file in the way of a unix socket, ...).
+        """
+        undo.callback(self.stop, name)
+        for p in proxies:
+            if not p.nat:
+                self._start_one(name, pid, p)
+
+    def sync(self, name: str, proxies: list[Proxy]) -> None:
+        """Make the running ``name``'s forwarders match ``proxies`` (hot-plug:
+        removed or changed devices are stopped first, so a changed one can
+        take its old port again). Raises as ``start``."""
+        pid = self._runs.pid(name)
+        if not pid:
+            return
+        want = {p.device: p for p in proxies if not p.nat}
+        with self._lock:
+            have = dict(self._procs.get(name, {}))
+        for dev, (fpid, key) in have.items():
+            if dev not in want or _key(want[dev], pid) != key:
+                self._stop_one(name, dev, fpid)
+        with self._lock:
+            have = dict(self._procs.get(name, {}))
+        for dev, p in want.items():
+            if dev not in have:
+                self._start_one(name, pid, p)
+
+    def stop(self, name: str) -> None:
+        """Stop every forwarder of ``name``. Idempotent."""
+        with self._lock:
+            devs = dict(self._procs.get(name, {}))
+        for dev, (fpid, _) in devs.items():
+            self._stop_one(name, dev, fpid)
+
+    def pids(self, name: str) -> dict[str, int]:
+        """The running forwarders of ``name``: device -> pid."""
+        with self._lock:
+            return {d: p for d, (p, _) in self._procs.get(name, {}).items()}
+
+    def resume(self, wanted: dict[str, list[Proxy]]) -> None:
+        """At startup: adopt the forwarders a previous coved left whose
+        device and instance run still match ``wanted`` (running instance ->
+        its proxies), stop the others, and start the missing ones. Failures
+        are logged (the instance keeps running without that device)."""
+        tag = self._tag.encode()
+        found = {pid: a for pid, stat, argv in proc.processes()
+                 if stat[stat.rindex(b")") + 2:][:1] != b"Z"
+                 for a in argv if a.startswith(tag)}
+        for fpid, arg in found.items():
+            key, name, dev = arg.decode(errors="replace")[len(self._tag):].split(":", 2)
+            pid = self._runs.pid(name)
+            match = [p for p in wanted.get(name, []) if p.device == dev and not p.nat]
+            with self._lock:
+                known = self._procs.get(name, {}).get(dev)
+            if known is not None and known[0] == fpid:
+                continue
+            if known is None and pid and match and _key(match[0], pid) == key:
+                with self._lock:
+                    self._procs.setdefault(name, {})[dev] = (fpid, key)
+                log.info("adopted forwarder %d of %s device %s", fpid, name, dev)
+                continue
+            log.info("stopping stale forwarder %d of %s device %s", fpid, name, dev)
+            _stop_pid(fpid)
+        for name, proxies in wanted.items():
+            try:
+                self.sync(name, proxies)
+            except Exception:
+                log.exception("forwarders of %s could not be started", name)
+
+    # -- one process ------------------------------------------------------------------------
+    def _start_one(self, name: str, pid: int, p: Proxy) -> None:
+        key = _key(p, pid)
+        r, w = os.pipe2(os.O_CLOEXEC)
+        try:
+            spec = _spec(p, pid, w)
+            child = proc.spawn(
+                [sys.executable, "-I", "-S", str(_SCRIPT),
+                 f"{self._tag}{key}:{name}:{p.device}", json.dumps(spec)],
+                pass_fds=(w,), stdin=proc.DEVNULL, stdout=proc.DEVNULL, stderr=proc.DEVNULL,
+                start_new_session=True)  # not in coved's process group: it outlives coved
+            os.close(w)
+            w = -1
+            report = self._read_status(r)
+        finally:
+            os.close(r)
+            if w >= 0:
+                os.close(w)
+        if not report.get("ok"):
+            child.kill()
+            child.wait()
+            self._fail(p, report)
+        with self._lock:
+            self._procs.setdefault(name, {})[p.device] = (child.pid, key)
+        # coved is a subreaper: the Popen object is dropped, the zombie is
+        # collected by _stop_one (or by the reaper after a restart).
+
+    @staticmethod
+    def _read_status(fd: int) -> dict[str, Any]:
+        buf = b""
+        while not buf.endswith(b"\n"):
+            if not select.select([fd], [], [], _READY_TIMEOUT)[0]:
+                return {"errno": 0, "error": "the forwarder did not start in time"}
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                break
+            buf += chunk
+        try:
+            out: dict[str, Any] = json.loads(buf or b"{}")
+        except ValueError:
+            out = {}
+        return out or {"errno": 0, "error": "the forwarder exited before listening"}
+
+    @staticmethod
+    def _fail(p: Proxy, report: dict[str, Any]) -> None:
+        import errno
+
+        code = int(report.get("errno") or 0)
+        what = f"Device {p.device!r}: cannot listen on {p.listen}: {report.get('error')}"
+        if code == errno.EADDRINUSE:
+            raise Conflict(f"Device {p.device!r}: {p.listen} is already in use")
+        if code in (errno.ENOENT, errno.EEXIST, errno.EADDRNOTAVAIL, errno.EACCES,
+                    errno.ENOTDIR, errno.EINVAL):
+            raise BadRequest(what)
+        raise InternalError(what)
+
+    def _stop_one(self, name: str, dev: str, fpid: int) -> None:
+        _stop_pid(fpid)
+        with self._lock:
+            devs = self._procs.get(name, {})
+            if devs.get(dev, (0, ""))[0] == fpid:
+                devs.pop(dev)
+            if not devs:
+                self._procs.pop(name, None)
