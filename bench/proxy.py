@@ -203,7 +203,7 @@ def bench_lxd(mib: int, rounds: int, busybox: Path, work: Path) -> dict[str, Any
     from lxdhost import LxdHost, LxdUnavailable
 
     host = LxdHost(work, busybox)
-    if host._answers():  # noqa: SLF001
+    if host._answers():
         # Someone else's LXD (a conformance run): LxdHost would reuse it and its
         # teardown removes every covetest* instance and image there. Never.
         return {"skipped": "an LXD is already running; run the bench when it is not"}
