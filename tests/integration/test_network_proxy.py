@@ -266,7 +266,13 @@ def test_hot_plug_conflicts_and_bad_devices(netd: Coved) -> None:
             r = api.request("PATCH", f"/1.0/instances/{name}", {
                 "devices": {"b": _proxy(f"tcp:127.0.0.1:{bport}", "tcp:127.0.0.1:80")}})
             assert r.status == 409 and "in use" in r.error, r.body
+            # a change that fails puts the device's old forwarder back
+            r = api.request("PATCH", f"/1.0/instances/{name}", {
+                "devices": {"web": _proxy(f"tcp:127.0.0.1:{bport}", "tcp:127.0.0.1:80")}})
+            assert r.status == 409, r.body
         assert "b" not in api.instance(name)["devices"]
+        assert api.instance(name)["devices"]["web"]["listen"] == f"tcp:127.0.0.1:{other}"
+        assert _try(f"http://127.0.0.1:{other}/") == b"hello\n"
         assert len(forwarder_pids(netd.root)) == 1
         # a unix listen whose directory does not exist: 400 naming the device
         r = api.request("PATCH", f"/1.0/instances/{name}", {

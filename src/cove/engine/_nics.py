@@ -182,7 +182,7 @@ class InstanceNetworks:
         if nic_old != nic_new:
             raise BadRequest("NICs of a running instance cannot change: stop it first")
         _, proxies = devices_of(new)
-        self._forwarders.sync(inst.name, proxies)
+        self._forwarders.sync(inst.name, proxies, previous=devices_of(old)[1])
         self._networks.bridge.set_ports(inst.name, proxies)
 
     def resume(self, running: set[str]) -> None:

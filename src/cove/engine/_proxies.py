@@ -106,13 +106,27 @@ class Forwarders:
             if not p.nat:
                 self._start_one(name, pid, p)
 
-    def sync(self, name: str, proxies: list[Proxy]) -> None:
+    def sync(self, name: str, proxies: list[Proxy],
+             previous: list[Proxy] | None = None) -> None:
         """Make the running ``name``'s forwarders match ``proxies`` (hot-plug:
         removed or changed devices are stopped first, so a changed one can
-        take its old port again). Raises as ``start``."""
+        take its old port again). When a new one cannot start and
+        ``previous`` is given, the forwarders are put back to match it (the
+        devices the store keeps) before raising. Raises as ``start``."""
         pid = self._runs.pid(name)
         if not pid:
             return
+        try:
+            self._converge(name, pid, proxies)
+        except Exception:
+            if previous is not None:
+                try:
+                    self._converge(name, pid, previous)
+                except Exception:
+                    log.exception("forwarders of %s could not be put back", name)
+            raise
+
+    def _converge(self, name: str, pid: int, proxies: list[Proxy]) -> None:
         want = {p.device: p for p in proxies if not p.nat}
         with self._lock:
             have = dict(self._procs.get(name, {}))
@@ -177,7 +191,7 @@ class Forwarders:
                 [sys.executable, "-I", "-S", str(_SCRIPT),
                  f"{self._tag}{key}:{name}:{p.device}", json.dumps(spec)],
                 pass_fds=(w,), stdin=proc.DEVNULL, stdout=proc.DEVNULL, stderr=proc.DEVNULL,
-                start_new_session=True)  # not in coved's process group: it outlives coved
+                cwd="/", start_new_session=True)  # not coved's process group: outlives it
             os.close(w)
             w = -1
             report = self._read_status(r)
