@@ -18,6 +18,11 @@ coved is dead; it does outlive coved, like conmon, and the next coved
 adopts it by the ``--cove-proxy=`` tag in its argv. A listening unix socket
 file it made on the host is removed when it exits.
 
+It imports nothing of cove (``-I -S``: no site, no script directory on
+``sys.path``), so it makes its one raw syscall (``setns``) itself rather
+than through ``cove.host.syscalls``, and it imports nothing after entering
+the container's mount namespace (where a file could be planted).
+
 Protocol with coved: the spec is JSON in the last argument; the process
 writes one JSON line to the inherited fd ``status_fd`` once it listens
 (``{"ok": true}``) or failed (``{"errno": N, "error": "..."}``), then
