@@ -392,3 +392,29 @@ def test_throughput_is_measured_not_asserted(netd: Coved) -> None:
         print(f"16 MiB echoed through the forwarder in {time.monotonic() - t:.3f} s")
     finally:
         api.remove(name)
+
+
+def test_pylxd_adds_and_removes_the_device(netd: Coved) -> None:
+    import urllib.parse
+
+    import pylxd
+
+    client = pylxd.Client(endpoint="http+unix://" + urllib.parse.quote(str(netd.socket),
+                                                                       safe=""))
+    api = netd.api
+    port = _free_port()
+    name = new_name("pylxd")
+    _launch(api, name, {})
+    try:
+        inst = client.instances.get(name)
+        inst.devices["web"] = {"type": "proxy", "listen": f"tcp:127.0.0.1:{port}",
+                               "connect": "tcp:127.0.0.1:80"}
+        inst.save(wait=True)
+        assert wait_until(lambda: _try(f"http://127.0.0.1:{port}/"), 5) == b"hello\n"
+        inst.sync()
+        del inst.devices["web"]
+        inst.save(wait=True)
+        assert _try(f"http://127.0.0.1:{port}/") is None
+        assert forwarder_pids(netd.root) == []
+    finally:
+        api.remove(name)
