@@ -102,9 +102,7 @@ class Forwarders:
                 a file in the way of a unix socket, ...).
         """
         undo.callback(self.stop, name)
-        for p in proxies:
-            if not p.nat:
-                self._start_one(name, pid, p)
+        self._start_many(name, pid, [p for p in proxies if not p.nat])
 
     def sync(self, name: str, proxies: list[Proxy],
              previous: list[Proxy] | None = None) -> None:
@@ -135,9 +133,7 @@ class Forwarders:
                 self._stop_one(name, dev, fpid)
         with self._lock:
             have = dict(self._procs.get(name, {}))
-        for dev, p in want.items():
-            if dev not in have:
-                self._start_one(name, pid, p)
+        self._start_many(name, pid, [p for dev, p in want.items() if dev not in have])
 
     def stop(self, name: str) -> None:
         """Stop every forwarder of ``name``. Idempotent."""
@@ -182,31 +178,48 @@ class Forwarders:
                 log.exception("forwarders of %s could not be started", name)
 
     # -- one process ------------------------------------------------------------------------
-    def _start_one(self, name: str, pid: int, p: Proxy) -> None:
+    def _start_many(self, name: str, pid: int, proxies: list[Proxy]) -> None:
+        """Spawn them all, then wait for each to listen: N devices cost one
+        interpreter start, not N. On a failure the ones that did start are
+        kept (recorded), so the caller's undo or rollback stops them."""
+        started = []
+        try:
+            for p in proxies:
+                started.append((p, *self._spawn(name, pid, p)))
+        finally:
+            failure = None
+            for p, child, key, r in started:
+                try:
+                    report = self._read_status(r)
+                finally:
+                    os.close(r)
+                if report.get("ok"):
+                    with self._lock:
+                        self._procs.setdefault(name, {})[p.device] = (child.pid, key)
+                else:
+                    child.kill()
+                    child.wait()
+                    failure = failure or (p, report)
+        # coved is a subreaper: the Popen objects are dropped, the zombies are
+        # collected by _stop_one (or by the reaper after a restart).
+        if failure is not None:
+            self._fail(*failure)
+
+    def _spawn(self, name: str, pid: int, p: Proxy) -> tuple[Any, str, int]:
         key = _key(p, pid)
         r, w = os.pipe2(os.O_CLOEXEC)
         try:
-            spec = _spec(p, pid, w)
             child = proc.spawn(
                 [sys.executable, "-I", "-S", str(_SCRIPT),
-                 f"{self._tag}{key}:{name}:{p.device}", json.dumps(spec)],
+                 f"{self._tag}{key}:{name}:{p.device}", json.dumps(_spec(p, pid, w))],
                 pass_fds=(w,), stdin=proc.DEVNULL, stdout=proc.DEVNULL, stderr=proc.DEVNULL,
                 cwd="/", start_new_session=True)  # not coved's process group: outlives it
-            os.close(w)
-            w = -1
-            report = self._read_status(r)
-        finally:
+        except BaseException:
             os.close(r)
-            if w >= 0:
-                os.close(w)
-        if not report.get("ok"):
-            child.kill()
-            child.wait()
-            self._fail(p, report)
-        with self._lock:
-            self._procs.setdefault(name, {})[p.device] = (child.pid, key)
-        # coved is a subreaper: the Popen object is dropped, the zombie is
-        # collected by _stop_one (or by the reaper after a restart).
+            raise
+        finally:
+            os.close(w)
+        return child, key, r
 
     @staticmethod
     def _read_status(fd: int) -> dict[str, Any]:
