@@ -56,28 +56,30 @@ def _spec(proxy: Proxy, pid: int, status_fd: int) -> dict[str, Any]:
             "status_fd": status_fd}
 
 
-def _wait_gone(pid: int, timeout: float) -> bool:
-    """Wait for ``pid`` to end (reaping it when it is our child)."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    try:
-        ready = select.select([fd], [], [], timeout)[0]
-    finally:
-        os.close(fd)
-    proc.reap(pid, 0.2)
-    return bool(ready)
+class _Fwd:
+    """One forwarder: its pid, key, a pidfd (signals cannot hit a reused pid)
+    and, when coved started it, its Popen (which reaps it)."""
 
+    __slots__ = ("child", "key", "pid", "pidfd")
 
-def _stop_pid(pid: int) -> None:
-    for sig in (signal.SIGTERM, signal.SIGKILL):
+    def __init__(self, pid: int, key: str, pidfd: int, child: Any = None) -> None:
+        self.pid, self.key, self.pidfd, self.child = pid, key, pidfd, child
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after a while; returns once it is gone."""
         try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            return
-        if _wait_gone(pid, _STOP_TIMEOUT):
-            return
+            for sig in (signal.SIGTERM, signal.SIGKILL):
+                try:
+                    signal.pidfd_send_signal(self.pidfd, sig)
+                except ProcessLookupError:
+                    break
+                if select.select([self.pidfd], [], [], _STOP_TIMEOUT)[0]:
+                    break
+            if self.child is not None:
+                self.child.wait(_STOP_TIMEOUT)
+        finally:
+            os.close(self.pidfd)
+            self.pidfd = -1
 
 
 class Forwarders:
@@ -89,8 +91,7 @@ class Forwarders:
         self._tag = f"--cove-proxy={root_id(root)}:"
         self._runs = runs
         self._lock = threading.Lock()
-        # instance -> device -> (forwarder pid, key)
-        self._procs: dict[str, dict[str, tuple[int, str]]] = {}
+        self._procs: dict[str, dict[str, _Fwd]] = {}  # instance -> device -> forwarder
 
     def start(self, name: str, pid: int, proxies: list[Proxy], undo: ExitStack) -> None:
         """Start a forwarder per non-NAT proxy of ``name`` (init ``pid``);
@@ -128,9 +129,9 @@ class Forwarders:
         want = {p.device: p for p in proxies if not p.nat}
         with self._lock:
             have = dict(self._procs.get(name, {}))
-        for dev, (fpid, key) in have.items():
-            if dev not in want or _key(want[dev], pid) != key:
-                self._stop_one(name, dev, fpid)
+        for dev, fwd in have.items():
+            if dev not in want or _key(want[dev], pid) != fwd.key:
+                self._stop_one(name, dev, fwd)
         with self._lock:
             have = dict(self._procs.get(name, {}))
         self._start_many(name, pid, [p for dev, p in want.items() if dev not in have])
@@ -139,13 +140,13 @@ class Forwarders:
         """Stop every forwarder of ``name``. Idempotent."""
         with self._lock:
             devs = dict(self._procs.get(name, {}))
-        for dev, (fpid, _) in devs.items():
-            self._stop_one(name, dev, fpid)
+        for dev, fwd in devs.items():
+            self._stop_one(name, dev, fwd)
 
     def pids(self, name: str) -> dict[str, int]:
         """The running forwarders of ``name``: device -> pid."""
         with self._lock:
-            return {d: p for d, (p, _) in self._procs.get(name, {}).items()}
+            return {d: f.pid for d, f in self._procs.get(name, {}).items()}
 
     def resume(self, wanted: dict[str, list[Proxy]]) -> None:
         """At startup: adopt the forwarders a previous coved left whose
@@ -162,15 +163,24 @@ class Forwarders:
             match = [p for p in wanted.get(name, []) if p.device == dev and not p.nat]
             with self._lock:
                 known = self._procs.get(name, {}).get(dev)
-            if known is not None and known[0] == fpid:
+            if known is not None and known.pid == fpid:
+                continue
+            try:
+                fwd = _Fwd(fpid, key, os.pidfd_open(fpid))
+            except ProcessLookupError:
+                continue
+            # the pid was read from /proc before the pidfd was opened: if the
+            # forwarder ended in between and the pid was reused, the argv differs
+            if arg not in proc.argv_of(fpid):
+                os.close(fwd.pidfd)
                 continue
             if known is None and pid and match and _key(match[0], pid) == key:
                 with self._lock:
-                    self._procs.setdefault(name, {})[dev] = (fpid, key)
+                    self._procs.setdefault(name, {})[dev] = fwd
                 log.info("adopted forwarder %d of %s device %s", fpid, name, dev)
                 continue
             log.info("stopping stale forwarder %d of %s device %s", fpid, name, dev)
-            _stop_pid(fpid)
+            fwd.stop()
         for name, proxies in wanted.items():
             try:
                 self.sync(name, proxies)
@@ -194,14 +204,14 @@ class Forwarders:
                 finally:
                     os.close(r)
                 if report.get("ok"):
+                    # its Popen is kept: it reaps it, and nothing else can
                     with self._lock:
-                        self._procs.setdefault(name, {})[p.device] = (child.pid, key)
+                        self._procs.setdefault(name, {})[p.device] = _Fwd(
+                            child.pid, key, os.pidfd_open(child.pid), child)
                 else:
                     child.kill()
                     child.wait()
                     failure = failure or (p, report)
-        # coved is a subreaper: the Popen objects are dropped, the zombies are
-        # collected by _stop_one (or by the reaper after a restart).
         if failure is not None:
             self._fail(*failure)
 
@@ -250,11 +260,12 @@ class Forwarders:
             raise BadRequest(what)
         raise InternalError(what)
 
-    def _stop_one(self, name: str, dev: str, fpid: int) -> None:
-        _stop_pid(fpid)
+    def _stop_one(self, name: str, dev: str, fwd: _Fwd) -> None:
         with self._lock:
             devs = self._procs.get(name, {})
-            if devs.get(dev, (0, ""))[0] == fpid:
-                devs.pop(dev)
+            if devs.get(dev) is not fwd:
+                return  # another thread took it out, and stops it
+            devs.pop(dev)
             if not devs:
                 self._procs.pop(name, None)
+        fwd.stop()

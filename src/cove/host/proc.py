@@ -117,6 +117,15 @@ def processes() -> Iterator[tuple[int, bytes, list[bytes]]]:
         yield int(entry), stat, argv
 
 
+def argv_of(pid: int) -> list[bytes]:
+    """The command line of ``pid`` ([] once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().split(b"\0")
+    except OSError:
+        return []
+
+
 def _comm(stat: bytes) -> bytes:
     return stat[stat.index(b"(") + 1:stat.rindex(b")")]
 
