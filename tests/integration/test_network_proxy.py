@@ -76,6 +76,13 @@ def _put_devices(api: Api, name: str, devices: dict[str, dict[str, str]]) -> Non
         api.wait(r)
 
 
+def _uid(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Uid:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no Uid line for {pid}")
+
+
 def _try(url: str) -> bytes | None:
     try:
         return http_get(url, timeout=1)
@@ -180,8 +187,11 @@ def test_udp_and_unix_through_both_binds(netd: Coved, tmp_path: Path) -> None:
     _launch(api, name, {
         "u1": _proxy(f"udp:127.0.0.1:{udp_in}", "udp:127.0.0.1:7777"),
         "u2": _proxy("udp:127.0.0.1:7777", f"udp:127.0.0.1:{udp_srv}", bind="instance"),
-        "x1": _proxy(f"unix:{host_sock}", "unix:/run/app.sock", mode="0600"),
-        "x2": _proxy("unix:/run/app.sock", f"tcp:127.0.0.1:{tcp_srv}", bind="instance"),
+        # x1 drops to nobody once it listens: x2's socket must let it in
+        "x1": _proxy(f"unix:{host_sock}", "unix:/run/app.sock", mode="0600",
+                     **{"security.uid": "65534", "security.gid": "65534"}),
+        "x2": _proxy("unix:/run/app.sock", f"tcp:127.0.0.1:{tcp_srv}", bind="instance",
+                     mode="0666"),
     }, cmd="sleep 1000", nic=False)  # no NIC at all: a forwarder needs none
     try:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as c:
@@ -189,6 +199,8 @@ def test_udp_and_unix_through_both_binds(netd: Coved, tmp_path: Path) -> None:
             c.sendto(b"dgram", ("127.0.0.1", udp_in))
             assert c.recvfrom(100)[0] == b"echo:dgram"
         assert (host_sock.stat().st_mode & 0o777) == 0o600
+        uids = sorted(_uid(p) for p in forwarder_pids(netd.root))
+        assert uids == [0, 0, 0, 65534], uids
         _echo(str(host_sock), socket.AF_UNIX, 1 << 20)
         # the inside socket is a file of the container's root, not the host's
         assert b"app.sock" in api.sh(name, "ls -l /run/app.sock")

@@ -16,12 +16,14 @@ process that dies later.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import select
 import signal
+import stat
 import sys
 import threading
 from contextlib import ExitStack
@@ -57,13 +59,20 @@ def _spec(proxy: Proxy, pid: int, status_fd: int) -> dict[str, Any]:
 
 
 class _Fwd:
-    """One forwarder: its pid, key, a pidfd (signals cannot hit a reused pid)
-    and, when coved started it, its Popen (which reaps it)."""
+    """One forwarder: its pid, key, a pidfd (signals cannot hit a reused pid),
+    when coved started it its Popen (which reaps it), and the host socket
+    file it listens on, if any (removed once it is gone: a forwarder that
+    dropped its privileges, or was killed, cannot)."""
 
-    __slots__ = ("child", "key", "pid", "pidfd")
+    __slots__ = ("child", "key", "pid", "pidfd", "sock")
 
-    def __init__(self, pid: int, key: str, pidfd: int, child: Any = None) -> None:
+    def __init__(self, pid: int, key: str, pidfd: int, proxy: Proxy | None,
+                 child: Any = None) -> None:
         self.pid, self.key, self.pidfd, self.child = pid, key, pidfd, child
+        self.sock = ""
+        if proxy is not None and proxy.bind == "host" and proxy.listen.proto == "unix" \
+                and not proxy.listen.abstract:
+            self.sock = proxy.listen.path
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after a while; returns once it is gone."""
@@ -80,6 +89,10 @@ class _Fwd:
         finally:
             os.close(self.pidfd)
             self.pidfd = -1
+        if self.sock:
+            with contextlib.suppress(OSError):
+                if stat.S_ISSOCK(os.lstat(self.sock).st_mode):
+                    os.unlink(self.sock)
 
 
 class Forwarders:
@@ -166,7 +179,7 @@ class Forwarders:
             if known is not None and known.pid == fpid:
                 continue
             try:
-                fwd = _Fwd(fpid, key, os.pidfd_open(fpid))
+                fwd = _Fwd(fpid, key, os.pidfd_open(fpid), match[0] if match else None)
             except ProcessLookupError:
                 continue
             # the pid was read from /proc before the pidfd was opened: if the
@@ -207,7 +220,7 @@ class Forwarders:
                     # its Popen is kept: it reaps it, and nothing else can
                     with self._lock:
                         self._procs.setdefault(name, {})[p.device] = _Fwd(
-                            child.pid, key, os.pidfd_open(child.pid), child)
+                            child.pid, key, os.pidfd_open(child.pid), p, child)
                 else:
                     child.kill()
                     child.wait()
