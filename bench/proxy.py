@@ -16,9 +16,10 @@ on the host's loopback. Measured, per target:
   99th percentile over --rounds);
 - connect: a new connection and one round trip on it (median over 200).
 
-LXD is started and cleaned as the conformance suite does
-(``tests/conformance/lxdhost.py``); cove runs as a real coved on a fresh
-root (``tests/integration/covetest.py``). Nothing is asserted; the numbers are
+LXD is a private one (``LXD_DIR`` in a temporary directory: its own socket,
+a ``dir`` pool, no network), so a conformance run's LXD on the same machine
+is never reused or stopped by the bench; cove runs as a real coved on a
+fresh root (``tests/integration/covetest.py``). Nothing is asserted; the numbers are
 printed and written to ``bench/results/proxy-<time>.json``.
 """
 
@@ -37,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO / "tests" / "integration"), str(REPO / "tests" / "conformance")]
+sys.path[:0] = [str(REPO / "tests" / "integration")]
 
 CHUNK = 1 << 20
 
@@ -199,46 +200,91 @@ def _rss(pid: int) -> int:
     return 0
 
 
-def bench_lxd(mib: int, rounds: int, busybox: Path, work: Path) -> dict[str, Any]:
-    from lxdhost import LxdHost, LxdUnavailable
+class PrivateLxd:
+    """An LXD of the bench's own: ``LXD_DIR`` in a temporary directory, so it
+    has its own socket and nothing of it is seen by, or touches, the LXD of
+    a conformance run on the same machine (which owns /var/lib/lxd); a
+    ``dir`` pool in that directory, no network (a non-NAT proxy needs none)."""
 
-    host = LxdHost(work, busybox)
-    if host._answers():
-        # Someone else's LXD (a conformance run): LxdHost would reuse it and its
-        # teardown removes every covetest* instance and image there. Never.
-        return {"skipped": "an LXD is already running; run the bench when it is not"}
-    try:
-        host.setup()
-    except LxdUnavailable as e:
-        return {"skipped": str(e)}
-    name = "covetest-bench-proxy"
+    def __init__(self, work: Path) -> None:
+        self.dir = work / "lxd"
+        self.dir.mkdir(mode=0o711)
+        (work / "lxdconf").mkdir()
+        self.env = dict(os.environ, LXD_DIR=str(self.dir), LXD_CONF=str(work / "lxdconf"))
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def lxc(self, *args: str, check: bool = True) -> bytes:
+        p = subprocess.run(["lxc", *args], env=self.env, capture_output=True,
+                           stdin=subprocess.DEVNULL, timeout=300, check=False)
+        if check and p.returncode != 0:
+            raise RuntimeError(f"lxc {' '.join(args)}: {p.stderr.decode().strip()}")
+        return p.stdout
+
+    def start(self, busybox: Path) -> None:
+        self.proc = subprocess.Popen(["lxd", "--group", "root", "--logfile",
+                                      str(self.dir / "lxd.log")], env=self.env,
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, start_new_session=True)
+        subprocess.run(["lxd", "waitready", "--timeout", "90"], env=self.env, check=True,
+                       timeout=120)
+        self.lxc("storage", "create", "cvbench", "dir")
+        self.lxc("profile", "device", "add", "default", "root", "disk", "path=/",
+                 "pool=cvbench")
+        self.lxc("image", "import", str(busybox), "--alias", "cvbench-busybox")
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        subprocess.run(["lxd", "shutdown", "--timeout", "60"], env=self.env,
+                       capture_output=True, timeout=90, check=False)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.proc = None
+        # what LXD left mounted under its directory goes before the directory does
+        prefix = str(self.dir) + "/"
+        with open("/proc/self/mounts") as f:
+            mounts = [line.split()[1] for line in f if line.split()[1].startswith(prefix)]
+        for m in sorted(mounts, key=len, reverse=True):
+            subprocess.run(["umount", "-l", m], capture_output=True, check=False)
+
+
+def bench_lxd(mib: int, rounds: int, busybox: Path, work: Path) -> dict[str, Any]:
+    lxd = PrivateLxd(work)
+    name = "cvbench-proxy"
     server = None
-    env = dict(os.environ, LXD_CONF=str(host.lxd_conf))
     try:
+        lxd.start(busybox)
         port = free_port()
-        subprocess.run(["lxc", "launch", "covetest-busybox", name], env=env, check=True,
-                       capture_output=True)
-        subprocess.run(["lxc", "config", "device", "add", name, "p", "proxy",
-                        f"listen=tcp:127.0.0.1:{port}", "connect=tcp:127.0.0.1:9000"],
-                       env=env, check=True, capture_output=True)
-        state = json.loads(subprocess.run(["lxc", "query", f"/1.0/instances/{name}/state"],
-                                          env=env, check=True, capture_output=True).stdout)
+        lxd.lxc("launch", "cvbench-busybox", name)
+        # with no NIC LXD leaves the loopback down (cove brings it up always)
+        lxd.lxc("exec", name, "--", "ip", "link", "set", "lo", "up")
+        lxd.lxc("config", "device", "add", name, "p", "proxy",
+                f"listen=tcp:127.0.0.1:{port}", "connect=tcp:127.0.0.1:9000")
+        state = json.loads(lxd.lxc("query", f"/1.0/instances/{name}/state"))
         server = start_server(int(state["pid"]))
         out = measure(port, mib, rounds)
-        fwd = [p for p in os.listdir("/proc") if p.isdigit() and b"forkproxy" in
+        mine = f"tcp:127.0.0.1:{port}".encode()
+        fwd = [p for p in os.listdir("/proc") if p.isdigit() and mine in
                Path(f"/proc/{p}/cmdline").read_bytes()]
         out["forwarder_rss_kB"] = sum(_rss(int(p)) for p in fwd)
-        out["version"] = host.describe()
+        out["version"] = "LXD " + json.loads(lxd.lxc("query", "/1.0"))["environment"][
+            "server_version"]
         return out
+    except (OSError, RuntimeError, subprocess.SubprocessError) as e:
+        return {"skipped": f"LXD: {e}"}
     finally:
         if server is not None:
             server.kill()
             server.wait()
-        subprocess.run(["lxc", "delete", "--force", name], env=env, capture_output=True,
-                       check=False)
-        problems = host.teardown()
-        if problems:
-            print("LXD teardown:", problems, file=sys.stderr)
+        if lxd.proc is not None:
+            lxd.lxc("delete", "--force", name, check=False)
+            lxd.lxc("image", "delete", "cvbench-busybox", check=False)
+            lxd.lxc("profile", "device", "remove", "default", "root", check=False)
+            lxd.lxc("storage", "delete", "cvbench", check=False)
+        lxd.stop()
 
 
 def main() -> None:
@@ -251,34 +297,36 @@ def main() -> None:
     if args.serve:
         serve(args.serve)
         return
+    import importlib.util
+    import shutil
     import tempfile
 
     work = Path(tempfile.mkdtemp(prefix="covetest-benchproxy-"))
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("mkbusybox", REPO / "scripts" / "mkbusybox.py")
-    assert spec and spec.loader
-    mk = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mk)
-    busybox = mk.build_busybox_image(work / "busybox.tar.gz")
-    results: dict[str, Any] = {"mib": args.mib, "rounds": args.rounds,
-                               "load": os.getloadavg()[0]}
-    direct = start_server(None)
+    work.chmod(0o711)  # an unprivileged LXD container walks to its rootfs through it
     try:
-        results["direct"] = measure(DIRECT, args.mib, args.rounds)
+        spec = importlib.util.spec_from_file_location("mkbusybox",
+                                                      REPO / "scripts" / "mkbusybox.py")
+        assert spec and spec.loader
+        mk = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mk)
+        busybox = mk.build_busybox_image(work / "busybox.tar.gz")
+        results: dict[str, Any] = {"mib": args.mib, "rounds": args.rounds,
+                                   "load": os.getloadavg()[0]}
+        direct = start_server(None)
+        try:
+            results["direct"] = measure(DIRECT, args.mib, args.rounds)
+        finally:
+            direct.kill()
+            direct.wait()
+        results["cove"] = bench_cove(args.mib, args.rounds, busybox, work)
+        if not args.no_lxd:
+            results["lxd"] = bench_lxd(args.mib, args.rounds, busybox, work)
     finally:
-        direct.kill()
-        direct.wait()
-    results["cove"] = bench_cove(args.mib, args.rounds, busybox, work)
-    if not args.no_lxd:
-        results["lxd"] = bench_lxd(args.mib, args.rounds, busybox, work)
+        shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(results, indent=1))
     out = REPO / "bench" / "results"
     out.mkdir(exist_ok=True)
     (out / f"proxy-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps(results))
-    import shutil
-
-    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
