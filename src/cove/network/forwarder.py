@@ -279,6 +279,8 @@ class Forwarder:
             except OSError:
                 return  # EMFILE and friends: the client waits in the backlog
             a.setblocking(False)
+            if a.family == socket.AF_INET:
+                a.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as Go's default
             header = self._header(a, peer) if self.spec.get("proxy_protocol") else b""
             try:
                 b = self._dial(port)
@@ -307,6 +309,8 @@ class Forwarder:
         else:
             b = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_NONBLOCK
                               | socket.SOCK_CLOEXEC)
+            # a relay must not hold back a short write (forkproxy's Go sets it too)
+            b.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             addr = (c["host"], port)
         err = b.connect_ex(addr)  # type: ignore[arg-type]
         if err not in (0, errno.EINPROGRESS):
