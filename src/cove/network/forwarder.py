@@ -47,6 +47,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+__all__ = ["main"]
+
 CLONE_NEWNS = 0x00020000
 CLONE_NEWNET = 0x40000000
 PIPE_SIZE = 1 << 20
