@@ -86,6 +86,15 @@ def mounts_under(root: Path) -> list[str]:
     return out
 
 
+def forwarder_pids(root: Path) -> list[int]:
+    """Live forwarders (non-NAT proxy devices) of ``root``, by their tag."""
+    from cove.network.model import root_id
+
+    tag = f"--cove-proxy={root_id(root)}:".encode()
+    return [pid for pid, stat, argv in proc.processes()
+            if stat[stat.rindex(b")") + 2:][:1] != b"Z" and any(a.startswith(tag) for a in argv)]
+
+
 def conmon_pids(root: Path) -> list[int]:
     """Live conmon processes whose command line mentions ``root``."""
     needle = (str(Path(root).absolute()) + "/").encode()
@@ -250,6 +259,9 @@ def destroy_root(root: Path) -> list[str]:
                        stdin=subprocess.DEVNULL, capture_output=True, timeout=30, check=False)
     pids = conmon_pids(root)
     forced += [f"conmon {p}" for p in pids]
+    _kill_pids(pids)
+    pids = forwarder_pids(root)
+    forced += [f"forwarder {p}" for p in pids]
     _kill_pids(pids)
     # Processes left in the root's cgroups (state dir gone: a simulated reboot).
     parent = cgroup_parent(root)

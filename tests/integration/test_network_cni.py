@@ -186,11 +186,11 @@ def test_cni_network_end_to_end(cnid: tuple[Coved, CniSetup]) -> None:
         # in use: refused
         r = api.request("DELETE", f"/1.0/networks/{net}")
         assert r.status == 400 and f"/1.0/instances/{a}" in r.error
-        # proxy devices need a cove bridge
+        # NAT proxy devices need a cove bridge (a forwarder, nat unset, needs none)
         r = api.request("PATCH", f"/1.0/instances/{a}", {"devices": {
             "eth0": {"type": "nic", "network": net, "name": "eth0"},
             "p": {"type": "proxy", "listen": "tcp:127.0.0.1:18080",
-                  "connect": "tcp:0.0.0.0:80"}}})
+                  "connect": "tcp:0.0.0.0:80", "nat": "true"}}})
         assert r.status == 400 and "cove bridge" in r.error
         # stopped and started again: released, attached again
         api.action(b, "stop", force=True, timeout=0)

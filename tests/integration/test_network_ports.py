@@ -165,7 +165,8 @@ def test_port_conflicts_and_bad_proxies(netd: Coved) -> None:
             (_proxy("tcp:0.0.0.0:70000", "tcp:0.0.0.0:80"), "out of 1-65535"),
             (_proxy("sctp:0.0.0.0:80", "sctp:0.0.0.0:80"), "not supported"),
             ({"type": "proxy", "listen": "tcp:0.0.0.0:1"}, "needs listen"),
-            ({**_proxy("tcp:0.0.0.0:1", "tcp:0.0.0.0:80"), "nat": "false"}, "nat=true"),
+            # LXD's rule: DNAT reaches the instance's own address only
+            (_proxy("tcp:0.0.0.0:1", "tcp:127.0.0.1:80"), "must be one of the instance's"),
         ]:
             r = api.request("PATCH", f"/1.0/instances/{a}", {"devices": {"bad": dev}})
             assert r.status == 400 and words in r.error, (dev, r.body)

@@ -141,16 +141,74 @@ def test_proxy_device_mappings() -> None:
     assert [str(k) for k in q.port_keys()] == ["udp:127.0.0.1:5000", "udp:127.0.0.1:5001"]
 
 
+def test_proxy_modes_as_lxd() -> None:
+    # nat is LXD's default false: a forwarder, connect inside the instance
+    p = m.proxy_from_device("d", {"type": "proxy", "listen": "tcp:127.0.0.1:8080",
+                                  "connect": "tcp:127.0.0.1:80"})
+    assert not p.nat and p.bind == "host" and not p.proxy_protocol
+    assert [str(k) for k in p.port_keys()] == ["tcp:127.0.0.1:8080"]
+    q = m.proxy_from_device("n", {"type": "proxy", "listen": "tcp:0.0.0.0:8080",
+                                  "connect": "tcp:10.0.3.5:80", "nat": "1"})
+    assert q.nat
+    # unix on either side, abstract too; no host port
+    u = m.proxy_from_device("u", {"type": "proxy", "listen": "unix:/run/h.sock",
+                                  "connect": "unix:@ctr", "uid": "1000", "mode": "0660",
+                                  "proxy_protocol": "false"})
+    assert (u.listen.path, u.connect.abstract, u.uid, u.mode) == ("/run/h.sock", True, 1000,
+                                                                 0o660)
+    assert u.port_keys() == [] and u.mappings() == [] and str(u.listen) == "unix:/run/h.sock"
+    # bind=instance (and LXD's legacy names) listen inside: no host port either
+    for word in ("instance", "container", "guest"):
+        b = m.proxy_from_device("b", {"type": "proxy", "listen": "tcp:127.0.0.1:80",
+                                      "connect": "unix:/run/h.sock", "bind": word})
+        assert b.bind == "instance" and b.port_keys() == []
+    t = m.proxy_from_device("t", {"type": "proxy", "listen": "tcp:0.0.0.0:80,81",
+                                  "connect": "tcp:127.0.0.1:8080", "proxy_protocol": "true"})
+    assert t.proxy_protocol and t.mappings() == [(80, 8080), (81, 8080)]
+
+
+_NAT = {"nat": "true"}
+
+
 @pytest.mark.parametrize("dev, words", [
     ({"listen": "tcp:0.0.0.0:80"}, "needs listen"),
-    ({"listen": "tcp:0.0.0.0:80", "connect": "udp:0.0.0.0:80"}, "different protocols"),
+    ({"listen": "tcp:0.0.0.0:80", "connect": "udp:0.0.0.0:80"}, "tcp <-> udp is not supported"),
+    ({"listen": "tcp:0.0.0.0:80", "connect": "udp:0.0.0.0:80", **_NAT},
+     "not supported when using NAT"),
+    ({"listen": "unix:/run/a.sock", "connect": "tcp:0.0.0.0:80", **_NAT},
+     "unix <-> tcp is not supported when using NAT"),
     ({"listen": "tcp:0.0.0.0:80-82", "connect": "tcp:0.0.0.0:80-81"}, "as many as listen"),
-    ({"listen": "tcp:0.0.0.0:80", "connect": "tcp:0.0.0.0:80", "nat": "false"}, "nat=true"),
-    ({"listen": "tcp:0.0.0.0:80", "connect": "tcp:0.0.0.0:80", "bind": "instance"}, "bind=host"),
-    ({"listen": "tcp:0.0.0.0:80", "connect": "tcp:0.0.0.0:80", "proxy_protocol": "true"},
-     "not supported"),
+    ({"listen": "tcp:0.0.0.0:80", "connect": "tcp:0.0.0.0:80", "nat": "maybe"},
+     "nat must be true or false"),
+    ({"listen": "tcp:0.0.0.0:80", "connect": "tcp:0.0.0.0:80", "bind": "instance", **_NAT},
+     "only host-bound proxies can use NAT"),
+    ({"listen": "tcp:0.0.0.0:80", "connect": "tcp:0.0.0.0:80", "bind": "both"},
+     "invalid bind"),
+    ({"listen": "tcp:0.0.0.0:80", "connect": "tcp:0.0.0.0:80", "proxy_protocol": "true",
+      **_NAT}, "PROXY header can only be sent to tcp servers in non-nat mode"),
+    ({"listen": "tcp:0.0.0.0:80", "connect": "unix:/run/x", "proxy_protocol": "true"},
+     "PROXY header"),
+    ({"listen": "tcp:0.0.0.0:80", "connect": "tcp:0.0.0.0:80", "uid": "5"},
+     "only proxy devices for non-abstract unix sockets"),
+    ({"listen": "unix:@abs", "connect": "tcp:0.0.0.0:80", "mode": "0600"},
+     "only proxy devices for non-abstract unix sockets"),
+    ({"listen": "unix:/run/a.sock", "connect": "tcp:0.0.0.0:80", "mode": "rw"},
+     "mode must be octal"),
+    ({"listen": "unix:/run/a.sock", "connect": "tcp:0.0.0.0:80", "uid": "-1"},
+     "uid must be a user"),
+    ({"listen": "unix:run/a.sock", "connect": "tcp:0.0.0.0:80"}, "must be absolute"),
+    ({"listen": "unix:/" + "a" * 120, "connect": "tcp:0.0.0.0:80"}, "at most 107"),
+    ({"listen": "tcp:0.0.0.0:80", "connect": "tcp:0.0.0.0:80", "security.gid": "x"},
+     "security.gid must be"),
     ({"listen": "tcp:127.0.0.2:80", "connect": "tcp:0.0.0.0:80"}, "not supported"),
-    ({"listen": "tcp:0.0.0.0:80", "connect": "tcp:8.8.8.8:80"}, "not the instance's"),
+    ({"listen": "tcp:127.0.0.2:80", "connect": "tcp:0.0.0.0:80", **_NAT}, "not supported"),
+    ({"listen": "tcp:0.0.0.0:80", "connect": "tcp:8.8.8.8:80", **_NAT},
+     "must be one of the instance's"),
+    # LXD's own rule: 127.0.0.1 is not the instance's address for DNAT
+    ({"listen": "tcp:127.0.0.1:80", "connect": "tcp:127.0.0.1:80", **_NAT},
+     "must be one of the instance's"),
+    ({"listen": "tcp:0.0.0.0:80", "connect": "tcp:0.0.0.0:80", "limits.x": "1"},
+     "not supported"),
 ])
 def test_bad_proxy_devices(dev: dict[str, str], words: str) -> None:
     with pytest.raises(BadRequest, match=words):

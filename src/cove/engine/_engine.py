@@ -45,6 +45,7 @@ from cove.engine._net_base import NetContext
 from cove.engine._networks import Networks
 from cove.engine._nics import InstanceNetworks
 from cove.engine._profiles import DefaultNetwork, Profiles
+from cove.engine._proxies import Forwarders
 from cove.engine._reconcile import Reconciler
 from cove.engine._rootfs import Rootfs
 from cove.engine._runs import Paths, RunTable
@@ -95,10 +96,13 @@ class Engine:
                        clock=clock),
             self.events, default_network, self.profiles, runs.running)
         rootfs = Rootfs(paths, runs, self.store, self.images)
+        self._runs = runs
+        self._nics = InstanceNetworks(self.networks, self.profiles,
+                                      Forwarders(self.root, runs))
         self.instances = Instances(
             store=self.store, runtime=runtime, paths=paths, runs=runs, rootfs=rootfs,
             images=self.images, profiles=self.profiles,
-            network=InstanceNetworks(self.networks, self.profiles),
+            network=self._nics,
             operations=self.operations, events=self.events, clock=clock,
             nofile=resource.getrlimit(resource.RLIMIT_NOFILE)[1])
         self.access = Access(store=self.store, runtime=runtime, paths=paths, rootfs=rootfs,
@@ -118,6 +122,7 @@ class Engine:
         """Reconcile the host with the database and autostart (see
         ``_reconcile``). Call once, before serving."""
         self._reconciler.run()
+        self._nics.resume(self._runs.running())  # forwarders adopted, restarted or stopped
 
     def server_environment(self) -> dict[str, Any]:
         """The ``environment`` part of ``GET /1.0``."""

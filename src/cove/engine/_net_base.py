@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from cove.engine._runs import Paths
 from cove.model.records import Instance, Lease, Network
 from cove.network import nft
-from cove.network.model import Nic
+from cove.network.model import Nic, Proxy
 from cove.store import Store
 
 if TYPE_CHECKING:
@@ -64,6 +64,7 @@ class NetPlan:
     domains: list[str] = field(default_factory=list)  # bridges' dns.domain, in NIC order
     routed: bool = False  # a NIC took the default route
     hairpin: bool = False  # the instance publishes ports
+    forwards: list[Proxy] = field(default_factory=list)  # non-NAT proxies (_proxies)
 
     @property
     def domain(self) -> str:

@@ -287,11 +287,13 @@ def _chooser(spec: NetSpec, nic: Nic):  # type: ignore[no-untyped-def]
 
 
 def port_rules(proxies: list[Proxy], own4: list[IPv4Address]) -> list[nft.PortRule]:
-    """Published ports of an instance whose addresses are ``own4``.
+    """Published ports (the ``nat=true`` proxies) of an instance whose
+    addresses are ``own4``; other proxies are forwarders' (``_proxies``).
 
     Raises:
         BadRequest: proxies but no address, or a connect address not the instance's.
     """
+    proxies = [p for p in proxies if p.nat]
     if not proxies:
         return []
     if not own4:
@@ -300,7 +302,7 @@ def port_rules(proxies: list[Proxy], own4: list[IPv4Address]) -> list[nft.PortRu
     for p in proxies:
         target = own4[0]
         h = p.connect.host
-        if not (p.connect.any_host or h.is_loopback):
+        if not p.connect.any_host:
             if h not in own4:
                 raise BadRequest(f"Device {p.device!r}: connect address {h} is not one of the "
                                  f"instance's ({', '.join(map(str, own4))})")

@@ -13,6 +13,7 @@ checks that span devices.
 
 from __future__ import annotations
 
+import logging
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -21,12 +22,15 @@ from cove.engine._net_base import NetPlan, NetworkType
 from cove.engine._net_bridge import check_host_ports, port_rules
 from cove.engine._networks import Networks
 from cove.engine._profiles import Profiles
+from cove.engine._proxies import Forwarders
 from cove.model.errors import BadRequest, Conflict, NotFound
 from cove.model.records import Instance
 from cove.network import dns
 from cove.network.model import Nic, Proxy, nic_from_device, proxy_from_device
 
 __all__ = ["InstanceNetworks"]
+
+log = logging.getLogger("cove.engine")
 
 
 def _loopback() -> dict[str, Any]:
@@ -54,10 +58,11 @@ def devices_of(devices: dict[str, dict[str, str]]) -> tuple[list[Nic], list[Prox
 class InstanceNetworks:
     """The networks side of the instance lifecycle (see module note)."""
 
-    def __init__(self, networks: Networks, profiles: Profiles) -> None:
+    def __init__(self, networks: Networks, profiles: Profiles, forwarders: Forwarders) -> None:
         self._networks = networks
         self._ctx = networks.ctx
         self._profiles = profiles
+        self._forwarders = forwarders
 
     def _type_for(self, network: str) -> NetworkType:
         if self._ctx.host.spec(network) is not None:  # a bridge that is up: no store read
@@ -92,11 +97,13 @@ class InstanceNetworks:
         names = [n.name for n in nics]
         if len(set(names)) != len(names):
             raise BadRequest("Two NICs have the same interface name")
-        if proxies and not nics:
-            raise BadRequest("A proxy device needs the instance to have a NIC")
-        if proxies and not bridged:
-            raise BadRequest("A proxy device needs a NIC on a cove bridge network: the ports "
-                             "of a cni network are its conflist's plugins' (portmap)")
+        nat = [p for p in proxies if p.nat]
+        if nat and not nics:
+            raise BadRequest("A proxy device with nat=true needs the instance to have a NIC")
+        if nat and not bridged:
+            raise BadRequest("A proxy device with nat=true needs a NIC on a cove bridge "
+                             "network: the ports of a cni network are its conflist's "
+                             "plugins' (portmap)")
         mine = [k for p in proxies for k in p.port_keys()]
         if len(set(mine)) != len(mine) or any(
                 a.clashes(b) for i, a in enumerate(mine) for b in mine[i + 1:]):
@@ -106,11 +113,13 @@ class InstanceNetworks:
         # Against the ports published now (running instances), as Docker does: a
         # stopped instance holds no port, and finds it taken when it starts.
         # In memory, so the check does not grow with the number of instances.
+        # A forwarder's port is the kernel's to refuse when it binds (a 409 then);
+        # it is checked against NAT ports here, which bind nothing.
         for key in mine:
             owner = self._ctx.host.port_owner(key, exclude=name)
             if owner is not None:
                 raise Conflict(f"Host port {key} is already published by instance {owner}")
-        check_host_ports(mine)
+        check_host_ports([k for p in nat for k in p.port_keys()])
 
     # -- an instance's run ------------------------------------------------------------------
     def prepare(self, inst: Instance, undo: ExitStack) -> NetPlan:
@@ -121,7 +130,8 @@ class InstanceNetworks:
             BadRequest: a NIC's network is gone or broken, or a proxy cannot work.
         """
         nics, proxies = devices_of(self._profiles.expanded_devices(inst))
-        plan = NetPlan(hairpin=bool(proxies))
+        plan = NetPlan(hairpin=any(p.nat for p in proxies),
+                       forwards=[p for p in proxies if not p.nat])
         if not nics:
             return plan
         for nic in nics:
@@ -149,9 +159,12 @@ class InstanceNetworks:
         """Attach the planned NICs inside ``pid``'s namespace, type by type."""
         for kind in self._networks.types.values():
             kind.attach(name, pid, plan, undo)
+        if plan.forwards:  # after the NICs: a forwarder may listen on their addresses
+            self._forwarders.start(name, pid, plan.forwards, undo)
 
     def release(self, name: str) -> None:
         """Withdraw everything ``name``'s run held on networks. Idempotent."""
+        self._forwarders.stop(name)
         for kind in reversed(self._networks.types.values()):
             kind.release(name)
 
@@ -169,7 +182,20 @@ class InstanceNetworks:
         if nic_old != nic_new:
             raise BadRequest("NICs of a running instance cannot change: stop it first")
         _, proxies = devices_of(new)
+        self._forwarders.sync(inst.name, proxies, previous=devices_of(old)[1])
         self._networks.bridge.set_ports(inst.name, proxies)
+
+    def resume(self, running: set[str]) -> None:
+        """At startup: adopt or restart the forwarders of the ``running``
+        instances, stop stray ones (``Forwarders.resume``)."""
+        wanted = {}
+        for name in sorted(running):
+            try:
+                devices = self._profiles.expanded_devices(self._ctx.store.get_instance(name))
+                wanted[name] = devices_of(devices)[1]
+            except Exception:
+                log.exception("proxy devices of %s could not be read", name)
+        self._forwarders.resume(wanted)
 
     def state(self, inst: Instance) -> dict[str, Any]:
         """LXD's ``state.network`` of a running instance."""

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 
 from cove.model.errors import InternalError
 
-__all__ = ["CommandFailed", "Result", "run", "spawn"]
+__all__ = ["DEVNULL", "CommandFailed", "Result", "run", "spawn"]
+
+DEVNULL = subprocess.DEVNULL  # for spawn's stdin/stdout/stderr
 
 
 @dataclass
@@ -113,6 +115,15 @@ def processes() -> Iterator[tuple[int, bytes, list[bytes]]]:
         except OSError:
             continue
         yield int(entry), stat, argv
+
+
+def argv_of(pid: int) -> list[bytes]:
+    """The command line of ``pid`` ([] once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().split(b"\0")
+    except OSError:
+        return []
 
 
 def _comm(stat: bytes) -> bytes:

@@ -8,10 +8,14 @@ left. Host names follow the kernel's rules (link names at most 15 bytes);
 every link and table cove makes is named from a short id of its root
 (``root_id``), so two cove roots on one host never touch each other's.
 
-Proxy devices are LXD's ``proxy`` type in NAT mode (``nat=true``): a
-published port is a DNAT entry keyed by (listen address, protocol, port),
-so the container sees the client's real address. cove has no user-space
-proxy: ``nat=false`` is refused rather than silently treated as NAT.
+Proxy devices are LXD's ``proxy`` type in both of its modes. With
+``nat=true`` a published port is a DNAT entry keyed by (listen address,
+protocol, port), so the container sees the client's real address; the
+connect address must be the instance's own (or 0.0.0.0 for its first), as
+LXD requires. Without it (LXD's default) a forwarder process listens on one
+side and connects from the other side's namespaces (``cove.network.forwarder``),
+so ``connect=tcp:127.0.0.1:80`` reaches a server bound to the container's
+loopback, and unix sockets work on either side.
 """
 
 from __future__ import annotations
@@ -328,15 +332,30 @@ def nic_from_device(key: str, dev: Mapping[str, str]) -> Nic:
 
 @dataclass(frozen=True)
 class ProxyAddr:
-    """``tcp:0.0.0.0:8080`` parsed: protocol, address, ports (ranges expanded)."""
+    """``tcp:0.0.0.0:8080`` or ``unix:/run/app.sock`` parsed.
 
-    proto: str  # "tcp" or "udp"
+    ``proto`` is ``tcp``, ``udp`` or ``unix``. For tcp and udp, ``host`` and
+    ``ports`` (ranges expanded) are set; for unix, ``path`` is (an abstract
+    socket's starts with ``@``), ``host`` is 0.0.0.0 and ``ports`` is empty.
+    """
+
+    proto: str
     host: IPv4Address
     ports: tuple[int, ...]
+    path: str = ""
 
     @property
     def any_host(self) -> bool:
         return self.host == IPv4Address("0.0.0.0")
+
+    @property
+    def abstract(self) -> bool:
+        return self.path.startswith("@")
+
+    def __str__(self) -> str:
+        if self.proto == "unix":
+            return f"unix:{self.path}"
+        return f"{self.proto}:{self.host}:{','.join(map(str, self.ports))}"
 
 
 def _ports(text: str, what: str) -> tuple[int, ...]:
@@ -357,8 +376,26 @@ def _ports(text: str, what: str) -> tuple[int, ...]:
     return tuple(ports)
 
 
+_UNIX_PATH_MAX = 107  # sun_path is 108 bytes with the NUL
+
+
+def _unix_addr(value: str, path: str, what: str) -> ProxyAddr:
+    if "\0" in path or not path or path == "@":
+        raise BadRequest(f"Invalid {what} {value!r}: a unix socket needs a path")
+    if not path.startswith(("/", "@")):
+        raise BadRequest(f"Invalid {what} {value!r}: a unix socket path must be absolute "
+                         "(or @name for an abstract socket)")
+    if len(path.encode()) > _UNIX_PATH_MAX:
+        raise BadRequest(f"Invalid {what} {value!r}: a unix socket path is at most "
+                         f"{_UNIX_PATH_MAX} bytes")
+    if not path.startswith("@") and path.endswith("/"):
+        raise BadRequest(f"Invalid {what} {value!r}: a unix socket path names a file")
+    return ProxyAddr("unix", IPv4Address("0.0.0.0"), (), path)
+
+
 def parse_proxy_addr(value: str, what: str = "address") -> ProxyAddr:
-    """Parse LXD's ``<type>:<addr>:<port>[-<port>][,<port>]`` (tcp or udp, IPv4).
+    """Parse LXD's ``<type>:<addr>:<port>[-<port>][,<port>]`` (tcp or udp,
+    IPv4) or ``unix:<path>`` (``unix:@name`` for an abstract socket).
 
     Raises:
         BadRequest: anything else, naming what was wrong.
@@ -368,9 +405,11 @@ def parse_proxy_addr(value: str, what: str = "address") -> ProxyAddr:
     proto, sep, rest = value.partition(":")
     if not sep:
         raise BadRequest(f"Invalid {what} {value!r}: use tcp:ADDRESS:PORT or udp:ADDRESS:PORT")
+    if proto == "unix":
+        return _unix_addr(value, rest, what)
     if proto not in ("tcp", "udp"):
         raise BadRequest(f"Invalid {what} {value!r}: protocol {proto!r} is not supported "
-                         "(tcp or udp)")
+                         "(tcp, udp or unix)")
     if rest.startswith("["):
         raise BadRequest(f"Invalid {what} {value!r}: IPv6 addresses are not supported for "
                          "published ports yet")
@@ -386,60 +425,130 @@ def parse_proxy_addr(value: str, what: str = "address") -> ProxyAddr:
 
 @dataclass(frozen=True)
 class Proxy:
-    """A validated ``proxy`` device."""
+    """A validated ``proxy`` device.
+
+    ``nat``: DNAT rules (``cove.engine._net_bridge``); otherwise a forwarder
+    process. ``bind`` is ``host`` (listen on the host, connect inside the
+    instance) or ``instance`` (the other way round). ``uid``, ``gid`` and
+    ``mode`` own a listening unix socket file; ``security_uid`` and
+    ``security_gid`` are what the forwarder drops to once its sockets exist.
+    """
 
     device: str
     listen: ProxyAddr
     connect: ProxyAddr
+    nat: bool = True
+    bind: str = "host"
+    proxy_protocol: bool = False
+    uid: int = 0
+    gid: int = 0
+    mode: int = 0o644
+    security_uid: int = 0
+    security_gid: int = 0
 
     def mappings(self) -> list[tuple[int, int]]:
-        """(host port, container port) pairs."""
+        """(listen port, connect port) pairs (none for a unix listen)."""
         c = self.connect.ports
-        if len(c) == 1:
-            return [(p, c[0]) for p in self.listen.ports]
+        if len(c) <= 1:
+            return [(p, c[0] if c else 0) for p in self.listen.ports]
         return list(zip(self.listen.ports, c, strict=False))
 
     def port_keys(self) -> list[PortKey]:
+        """The host ports this device listens on (none when it listens
+        inside the instance or on a unix socket)."""
+        if self.bind != "host" or self.listen.proto == "unix":
+            return []
         return [PortKey(self.listen.proto, self.listen.host, p) for p, _ in self.mappings()]
 
 
-_PROXY_KEYS = {"type", "listen", "connect", "nat", "bind"}
+_PROXY_KEYS = {"type", "listen", "connect", "nat", "bind", "proxy_protocol", "uid", "gid",
+               "mode", "security.uid", "security.gid"}
+_TRUE = ("true", "1", "yes", "on")
+_FALSE = ("false", "0", "no", "off", "")
+
+
+def _flag(key: str, dev: Mapping[str, str], name: str) -> bool:
+    value = str(dev.get(name, "")).strip().lower()
+    if value not in _TRUE + _FALSE:
+        raise BadRequest(f"Device {key!r}: {name} must be true or false, not {dev[name]!r}")
+    return value in _TRUE
+
+
+def _id(key: str, dev: Mapping[str, str], name: str) -> int:
+    value = str(dev.get(name, "") or "0")
+    if not value.isdigit() or int(value) > 2**32 - 2:
+        raise BadRequest(f"Device {key!r}: {name} must be a user or group id, not {value!r}")
+    return int(value)
 
 
 def proxy_from_device(key: str, dev: Mapping[str, str]) -> Proxy:
-    """Validate a ``proxy`` device (NAT mode).
+    """Validate a ``proxy`` device with LXD's rules (``lxd/device/proxy.go``).
 
     Raises:
         BadRequest: missing or bad listen/connect, unsupported options,
-            protocols that differ, port counts that do not match.
+            protocols that NAT or a forwarder cannot join, port counts that
+            do not match, a NAT connect address that is not the instance's.
     """
     unknown = sorted(set(dev) - _PROXY_KEYS)
     if unknown:
         raise BadRequest(f"Device {key!r}: proxy option {unknown[0]!r} is not supported "
-                         "(cove knows listen, connect, nat, bind=host)")
-    if dev.get("bind", "host") != "host":
-        raise BadRequest(f"Device {key!r}: only bind=host is supported")
-    nat = dev.get("nat", "true").strip().lower()
-    if nat not in ("true", "1", "yes", "on"):
-        raise BadRequest(f"Device {key!r}: cove implements proxy devices with nat=true only "
-                         "(the container sees the client's real address)")
+                         f"(cove knows {', '.join(sorted(_PROXY_KEYS - {'type'}))})")
+    bind = dev.get("bind") or "host"
+    if bind not in ("host", "instance", "guest", "container"):
+        raise BadRequest(f"Device {key!r}: invalid bind {bind!r}: must be \"host\" or "
+                         "\"instance\"")
+    bind = "host" if bind == "host" else "instance"
+    nat = _flag(key, dev, "nat")
+    proxy_protocol = _flag(key, dev, "proxy_protocol")
     if not dev.get("listen") or not dev.get("connect"):
         raise BadRequest(f"Device {key!r}: a proxy needs listen=PROTO:ADDR:PORT and "
                          "connect=PROTO:ADDR:PORT")
     listen = parse_proxy_addr(dev["listen"], f"device {key!r} listen")
     connect = parse_proxy_addr(dev["connect"], f"device {key!r} connect")
-    if listen.proto != connect.proto:
-        raise BadRequest(f"Device {key!r}: listen and connect use different protocols")
-    if len(connect.ports) not in (1, len(listen.ports)):
+    if len(connect.ports) > 1 and len(connect.ports) != len(listen.ports):
         raise BadRequest(f"Device {key!r}: connect must give one port or as many as listen")
+    if proxy_protocol and (connect.proto != "tcp" or nat):
+        raise BadRequest(f"Device {key!r}: the PROXY header can only be sent to tcp servers "
+                         "in non-nat mode")
+    owner = {k: dev[k] for k in ("uid", "gid", "mode") if dev.get(k)}
+    if owner and (listen.proto != "unix" or listen.abstract):
+        raise BadRequest(f"Device {key!r}: only proxy devices for non-abstract unix sockets "
+                         "can carry uid, gid, or mode properties")
+    mode = str(dev.get("mode") or "0644")
+    if not re.fullmatch(r"0?[0-7]{3,4}", mode):
+        raise BadRequest(f"Device {key!r}: mode must be octal, like 0660, not {mode!r}")
+    if nat:
+        _check_nat(key, bind, listen, connect)
+    elif "udp" in (listen.proto, connect.proto) and listen.proto != connect.proto:
+        raise BadRequest(f"Device {key!r}: proxying {listen.proto} <-> {connect.proto} is not "
+                         "supported (udp forwards to udp only)")
+    elif listen.proto != "unix" and (listen.host.is_multicast or (
+            bind == "host" and listen.host.is_loopback
+            and listen.host != IPv4Address("127.0.0.1"))):
+        raise BadRequest(f"Device {key!r}: listen address {listen.host} is not supported "
+                         "(use 0.0.0.0, 127.0.0.1 or a host address)")
+    return Proxy(key, listen, connect, nat=nat, bind=bind, proxy_protocol=proxy_protocol,
+                 uid=_id(key, dev, "uid"), gid=_id(key, dev, "gid"), mode=int(mode, 8),
+                 security_uid=_id(key, dev, "security.uid"),
+                 security_gid=_id(key, dev, "security.gid"))
+
+
+def _check_nat(key: str, bind: str, listen: ProxyAddr, connect: ProxyAddr) -> None:
+    if bind != "host":
+        raise BadRequest(f"Device {key!r}: only host-bound proxies can use NAT")
+    if "unix" in (listen.proto, connect.proto) or listen.proto != connect.proto:
+        raise BadRequest(f"Device {key!r}: proxying {listen.proto} <-> {connect.proto} is not "
+                         "supported when using NAT")
     if listen.host.is_multicast or (listen.host.is_loopback and listen.host !=
                                     IPv4Address("127.0.0.1")):
         raise BadRequest(f"Device {key!r}: listen address {listen.host} is not supported "
                          "(use 0.0.0.0, 127.0.0.1 or a host address)")
-    if not (connect.any_host or connect.host.is_loopback or connect.host.is_private):
-        raise BadRequest(f"Device {key!r}: connect address {connect.host} is not the "
-                         "instance's (use 0.0.0.0 or 127.0.0.1 for its own address)")
-    return Proxy(key, listen, connect)
+    # LXD's rule (setupNAT): DNAT may only reach the instance's own address,
+    # else it would steal other hosts' traffic; 0.0.0.0 means its first one.
+    # Whether it is one of the instance's is checked when the rules are made.
+    if not connect.any_host and (connect.host.is_loopback or not connect.host.is_private):
+        raise BadRequest(f"Device {key!r}: connect IP \"{connect.host}\" must be one of the "
+                         "instance's IPv4 addresses (or 0.0.0.0) when using NAT")
 
 
 @dataclass(frozen=True, order=True)

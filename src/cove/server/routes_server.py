@@ -42,9 +42,13 @@ API_EXTENSIONS: list[str] = [
     "network",                         # /1.0/networks (managed bridges)
     "network_state",                   # GET /1.0/networks/NAME/state
     "network_leases",                  # GET /1.0/networks/NAME/leases
-    "proxy",                           # proxy devices (nat=true)
+    "proxy",                           # proxy devices (a forwarder, or nat=true)
     "proxy_udp",
     "proxy_tcp_udp_multi_port_handling",  # listen=tcp:0.0.0.0:80,443 / 8000-8010
+    "proxy_unix",                      # listen/connect=unix:/path or unix:@abstract
+    "proxy_unix_dac_properties",       # uid, gid, mode of a listening unix socket
+    "proxy_haproxy_protocol",          # proxy_protocol=true (PROXY v1 header)
+    "proxy_nat",                       # nat=true (DNAT)
 ]
 
 
