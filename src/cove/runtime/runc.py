@@ -200,9 +200,12 @@ class Runc:
             "--log-level", "error", "--no-sync-log",
         ]
         try:
+            # cwd: conmon writes an ``oom`` file into its working directory
+            # when the container is OOM-killed; it belongs to the bundle (and
+            # goes with the instance), not to wherever coved was started.
             p = proc.spawn(args, pass_fds=(w,), env=env, stdin=subprocess.DEVNULL,
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                           start_new_session=True)
+                           start_new_session=True, cwd=str(bundle))
         finally:
             os.close(w)
         try:
