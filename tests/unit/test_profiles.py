@@ -192,6 +192,15 @@ def test_fresh_root_default_profile_follows_the_default_network(tmp_path: Path) 
     store.close()
 
 
+def test_the_users_own_eth0_survives_the_default_network_going(tmp_path: Path) -> None:
+    store, profiles, _ = _service(tmp_path, network="covebr0")
+    mine = {"eth0": {"type": "nic", "network": "lab", "name": "eth0"}}
+    profiles.update("default", devices=mine, patch=True)
+    profiles.set_default_network(None)  # covebr0 deleted: nobody's eth0 was on it
+    assert profiles.get("default").devices == mine
+    store.close()
+
+
 def test_create_update_patch_put(tmp_path: Path) -> None:
     store, profiles, _ = _service(tmp_path)
     p = profiles.create("small", config={"limits.memory": "128MiB", "user.a": True},

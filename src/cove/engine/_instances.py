@@ -478,6 +478,8 @@ class Instances:
         change); nothing is changed."""
         cfg.validate_config(config)
         cfg.resources_from_config(config)
+        if devices == self._profiles.expanded_devices(inst):
+            return  # the devices it has were checked when they were set
         self._net.check_expanded(inst.name, devices)
         if inst.status is not Status.STOPPED:
             self._net.check_nics_unchanged(inst, devices)

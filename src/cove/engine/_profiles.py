@@ -46,8 +46,9 @@ _META_DEFAULT = "network.default"
 
 
 class DefaultNetwork:
-    """The name of the default profile's network, kept in the store's meta
-    table and cached (only the networks service writes it)."""
+    """The root's default network, kept in the store's meta table and cached
+    (written only through ``Profiles.set_default_network``, which the
+    networks service calls, so the default profile's eth0 follows it)."""
 
     def __init__(self, store: Store) -> None:
         self._store = store
@@ -115,11 +116,16 @@ class Profiles:
 
     def set_default_network(self, name: str | None) -> None:
         """Record the default network and point the default profile's eth0 at
-        it (None: remove that eth0). Idempotent."""
+        it (None: remove that eth0), unless the user gave that eth0 another
+        network: theirs is kept. Idempotent."""
         with self._lock:
+            before = self._default_network.get()
             self._default_network.set(name)
             self.ensure_default("default")
             p = self._copy(self._cache[("default", DEFAULT_PROFILE)])
+            eth0 = p.devices.get("eth0")
+            if eth0 is not None and (before is None or eth0.get("network") != before):
+                return  # the user's own eth0
             p.devices.pop("eth0", None)
             p.devices.update(_default_nic(name))
             self._rows.update(p)
