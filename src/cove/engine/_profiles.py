@@ -181,12 +181,6 @@ class Profiles:
                     out.append(self._cache[(project, n)])
             return out
 
-    def devices(self, profile: str, project: str = "default") -> dict[str, dict[str, str]]:
-        """A profile's devices (``{}`` for an unknown one)."""
-        with self._lock:
-            p = self._cache.get((project, profile))
-            return {k: dict(v) for k, v in p.devices.items()} if p else {}
-
     def expand(self, profiles: list[str], devices: dict[str, dict[str, str]],
                project: str = "default") -> dict[str, dict[str, str]]:
         """Profile devices in list order, overlaid by ``devices``; ``type: none`` hides."""
