@@ -160,11 +160,13 @@ def test_rename_and_delete(fake: FakeEngine) -> None:
 
 
 def test_profile_events(fake: FakeEngine) -> None:
-    sub = fake.events.subscribe(["lifecycle"])
+    fake.add("c1", profiles=["p"])
+    sub = fake.events.subscribe({"lifecycle"})
 
     async def body(client: Client) -> None:
         await client.post("/1.0/profiles", json={"name": "p"})
         await client.patch("/1.0/profiles/p", json={"description": "x"})
+        fake.instances.by_name.clear()  # nothing uses it any more
         await client.post("/1.0/profiles/p", json={"name": "q"})
         await client.delete("/1.0/profiles/q")
     run_app(fake, body)
@@ -172,6 +174,7 @@ def test_profile_events(fake: FakeEngine) -> None:
     while (ev := sub.get(0.1)) is not None:
         seen.append((ev["metadata"]["action"], ev["metadata"]["source"]))
     assert seen == [("profile-created", "/1.0/profiles/p"),
+                    ("instance-updated", "/1.0/instances/c1"),
                     ("profile-updated", "/1.0/profiles/p"),
                     ("profile-renamed", "/1.0/profiles/q"),
                     ("profile-deleted", "/1.0/profiles/q")]

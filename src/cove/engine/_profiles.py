@@ -272,6 +272,8 @@ class Profiles:
                 users.apply_expansion(inst, before, exp_config, exp_devices)
             except CoveError as e:  # saved: report every instance that did not take it
                 failures.append(f" - Instance: {inst.name}: {e}")
+            if self._events is not None:  # LXD's inst.Update says so for each one
+                self._events.lifecycle("instance-updated", f"/1.0/instances/{inst.name}")
         self._lifecycle("profile-updated", name, project)
         if failures:
             raise InternalError("The following instances failed to update (profile change "
