@@ -260,3 +260,25 @@ def test_lxc_profiles(coved: Coved) -> None:
             api.remove(n)
         api.request("DELETE", f"/1.0/profiles/{prof}")
         shutil.rmtree(home, ignore_errors=True)
+
+
+def test_a_root_from_before_stored_profiles(make_coved, busybox_tar: Path) -> None:  # type: ignore[no-untyped-def]
+    """A root made before profiles were stored (no ``profiles`` table) gets a
+    default profile with what it had: eth0 on its default network."""
+    import sqlite3
+
+    d = make_coved("oldroot")
+    net = d.api.sync("GET", "/1.0/profiles/default")["devices"]["eth0"]["network"]
+    d.stop()
+    db = sqlite3.connect(d.root / "cove.db")
+    db.execute("DROP TABLE profiles")
+    db.commit()
+    db.close()
+    d.start()
+    assert d.api.sync("GET", "/1.0/profiles/default")["devices"] == {
+        "eth0": {"type": "nic", "network": net, "name": "eth0"}}
+    d.api.import_image(busybox_tar, "busybox")
+    name = new_name("old")
+    d.api.launch(name)
+    assert "eth0" in d.api.state(name)["network"]
+    d.api.remove(name)
