@@ -44,7 +44,9 @@ from cove.engine._exec_out import (
     file_reader,
     run_detached,
 )
+from cove.engine._profiles import DefaultNetwork, Profiles
 from cove.engine._runs import Paths
+from cove.model.config import resources_from_config, validate_config
 from cove.model.errors import BadRequest, Conflict, NotFound
 from cove.model.records import Alias, Image, Instance, Lease, Network
 from cove.model.states import Status
@@ -554,14 +556,42 @@ class FakeNetworks:
         del self.by_name[name]
 
 
-class FakeProfiles:
-    """``ProfilesAPI``: no profile has devices."""
+class FakeProfileUsers:
+    """``ProfileUsers`` over the fake instances: config is checked for real,
+    a device of type ``bad`` is refused, and what was applied is recorded."""
 
-    def devices(self, profile: str) -> dict[str, dict[str, str]]:
-        return {}
+    def __init__(self, instances: FakeInstances) -> None:
+        self._instances = instances
+        self.applied: list[tuple[str, dict[str, str], dict[str, dict[str, str]]]] = []
 
-    def expanded_devices(self, inst: Instance) -> dict[str, dict[str, str]]:
-        return dict(inst.devices)
+    def using_profile(self, profile: str, project: str) -> list[Instance]:
+        return [i for i in self._instances.all() if profile in i.profiles]
+
+    def validate_devices(self, devices: Any) -> dict[str, dict[str, str]]:
+        out = {str(k): {str(a): str(b) for a, b in v.items()} for k, v in (devices or {}).items()}
+        for name, dev in out.items():
+            if dev.get("type") == "bad":
+                raise BadRequest(f"Device {name!r}: type 'bad' is not supported")
+        return out
+
+    def check_expansion(self, inst: Instance, config: dict[str, str],
+                        devices: dict[str, dict[str, str]]) -> None:
+        resources_from_config(validate_config(config))
+
+    def apply_expansion(self, inst: Instance,
+                        old: tuple[dict[str, str], dict[str, dict[str, str]]],
+                        config: dict[str, str], devices: dict[str, dict[str, str]]) -> None:
+        self.applied.append((inst.name, config, devices))
+
+
+class FakeProfiles(Profiles):
+    """The real ``Profiles`` on the fake engine's store, over ``FakeProfileUsers``
+    (no default network, so the default profile has no devices)."""
+
+    def __init__(self, store: Store, instances: FakeInstances, events: EventBus) -> None:
+        super().__init__(store, DefaultNetwork(store), events)
+        self.users = FakeProfileUsers(instances)
+        self.bind(self.users)
 
 
 class FakeEngine:
@@ -579,7 +609,7 @@ class FakeEngine:
         self.instances = FakeInstances(self.operations, self.images)
         self.access = FakeAccess(root, self.operations, self.instances)
         self.networks = FakeNetworks(self.instances)
-        self.profiles = FakeProfiles()
+        self.profiles = FakeProfiles(self.store, self.instances, self.events)
         self.trust = Trust(root, self.store, self.events, time.time)
 
     # -- helpers for tests ---------------------------------------------------------

@@ -66,6 +66,7 @@ if TYPE_CHECKING:
         rfc3339,
     )
     from cove.api._operations import ErrorResponse, Event, Operation
+    from cove.api._profiles import ProfilePost, ProfilePut, ProfilesPost
 
 __all__ = [
     "ZERO_TIME",
@@ -95,6 +96,9 @@ __all__ = [
     "NetworksPost",
     "Operation",
     "Profile",
+    "ProfilePost",
+    "ProfilePut",
+    "ProfilesPost",
     "alias",
     "alias_object",
     "async_envelope",
@@ -135,6 +139,7 @@ _MODULES = {
                  "network_lease", "network_lease_object", "network_object", "profile",
                  "profile_object", "rfc3339"),
     "_operations": ("ErrorResponse", "Event", "Operation"),
+    "_profiles": ("ProfilePost", "ProfilePut", "ProfilesPost"),
 }
 _HOME = {name: module for module, names in _MODULES.items() for name in names}
 

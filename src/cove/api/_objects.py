@@ -21,7 +21,7 @@ from typing import Any
 from cove.api._images import Image, ImageAlias, ImageAliasesEntry
 from cove.api._instances import ZERO_TIME, Instance, InstanceState
 from cove.api._networks import Certificate, Network, NetworkLease, Profile
-from cove.model import records
+from cove.model import profiles, records
 from cove.model.trust import Certificate as CertificateRecord
 
 __all__ = [
@@ -62,8 +62,9 @@ def instance_object(inst: records.Instance, state: dict[str, Any] | None = None,
         name=inst.name, description=inst.description, status=inst.status.value,
         status_code=inst.status.code, type="container", architecture=inst.architecture,
         config=inst.config, devices=inst.devices,
-        # the default profile adds eth0 (engine-filled expanded_devices); no config
-        expanded_config=inst.config, expanded_devices=devices, ephemeral=inst.ephemeral,
+        # profiles add config and devices (the engine fills the expanded fields)
+        expanded_config=inst.expanded_config if inst.expanded_config is not None
+        else inst.config, expanded_devices=devices, ephemeral=inst.ephemeral,
         stateful=False, profiles=list(inst.profiles), project="default",
         created_at=rfc3339(inst.created_at), last_used_at=rfc3339(inst.last_used_at),
         location="none", full=full,
@@ -109,17 +110,15 @@ def alias(a: records.Alias) -> dict[str, Any]:
     return alias_object(a).to_wire()
 
 
-def profile_object(name: str, used_by: list[str],
-                   devices: dict[str, dict[str, str]] | None = None) -> Profile:
-    """A profile; cove has only ``default`` (its devices: eth0 on the default network)."""
-    return Profile(name=name, description="Default cove profile", config={},
-                   devices=devices or {}, used_by=used_by, project="default")
+def profile_object(p: profiles.Profile, used_by: list[str]) -> Profile:
+    """The LXD ``Profile`` of a record."""
+    return Profile(name=p.name, description=p.description, config=p.config,
+                   devices=p.devices, used_by=used_by, project=p.project)
 
 
-def profile(name: str, used_by: list[str],
-            devices: dict[str, dict[str, str]] | None = None) -> dict[str, Any]:
+def profile(p: profiles.Profile, used_by: list[str]) -> dict[str, Any]:
     """The LXD ``Profile`` object (see ``profile_object``)."""
-    return profile_object(name, used_by, devices).to_wire()
+    return profile_object(p, used_by).to_wire()
 
 
 def network_object(net: records.Network, used_by: list[str]) -> Network:

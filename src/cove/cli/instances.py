@@ -66,6 +66,8 @@ def _devices(args: argparse.Namespace) -> dict[str, dict[str, str]]:
 def _create(ctx: Context, args: argparse.Namespace, start: bool) -> int:
     config = parse_kv(args.config, "KEY=VALUE for -c")
     devices = _devices(args)
+    if args.no_profiles and args.profile:
+        raise UsageError("--no-profiles and --profile exclude each other")
     client = ctx.client()
     name = args.name or _new_name()
     # One operation for launch: cove makes and starts the instance together and
@@ -73,7 +75,8 @@ def _create(ctx: Context, args: argparse.Namespace, start: bool) -> int:
     ctx.info(f"{'Launching' if start else 'Creating'} {name}")
     client.create_instance(name, image_source(args.image), config=config,
                            devices=devices or None, ephemeral=args.ephemeral,
-                           profiles=args.profile or None, start=start).wait()
+                           profiles=[] if args.no_profiles else args.profile or None,
+                           start=start).wait()
     return 0
 
 
@@ -326,7 +329,9 @@ def _create_parser(sub: Any, common: argparse.ArgumentParser, name: str, summary
     p.add_argument("-n", "--network", metavar="NETWORK",
                    help="put eth0 on this network instead of the default one ('none': no NIC)")
     p.add_argument("--profile", action="append", metavar="PROFILE",
-                   help="apply a profile (repeatable; default: the server's default)")
+                   help="apply a profile, in order (repeatable; default: 'default')")
+    p.add_argument("--no-profiles", action="store_true",
+                   help="no profile at all (so no eth0 from the default profile)")
     p.set_defaults(func=cmd_launch if name == "launch" else cmd_init)
 
 
@@ -350,7 +355,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                    "  cove launch busybox c2 -c limits.memory=256MiB -c environment.FOO=bar\n"
                    "  cove launch busybox web -p 8080:80     port 80 of web on the host's 8080\n"
                    "  cove launch busybox dns -p 127.0.0.1:5353:53/udp --network lab\n"
-                   "  cove launch -e busybox scratch        deleted when it stops")
+                   "  cove launch -e busybox scratch        deleted when it stops\n"
+                   "  cove launch busybox db --profile default --profile small\n"
+                   "  cove launch busybox bare --no-profiles   no profile, so no NIC")
     _create_parser(sub, common, "init", "Create an instance from an image (do not start it)",
                    "examples:\n"
                    "  cove init busybox c1\n"

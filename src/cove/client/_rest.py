@@ -445,6 +445,34 @@ class Client:
         """Refused (BadRequest) while the default profile or an instance uses it."""
         wire.metadata(self.send(wire.delete_network(name)))
 
+    # -- profiles (LXD answers these synchronously) -------------------------------------
+    def profiles(self) -> list[dict[str, Any]]:
+        """``GET /1.0/profiles?recursion=1``: every profile, with ``used_by``."""
+        return self._get_list(wire.profiles(1).path)
+
+    def profile(self, name: str) -> dict[str, Any]:
+        return self._get_dict(wire.profile(name).path)
+
+    def create_profile(self, name: str, config: dict[str, str] | None = None,
+                       devices: dict[str, dict[str, str]] | None = None, *,
+                       description: str = "") -> None:
+        wire.metadata(self.send(wire.create_profile(name, config, devices,
+                                                    description=description)))
+
+    def update_profile(self, name: str, *, config: dict[str, str] | None = None,
+                       devices: dict[str, dict[str, str]] | None = None,
+                       description: str | None = None, patch: bool = True) -> None:
+        """PATCH merges the fields sent; PUT replaces the profile (absent: empty)."""
+        wire.metadata(self.send(wire.update_profile(
+            name, config=config, devices=devices, description=description, patch=patch)))
+
+    def rename_profile(self, name: str, new_name: str) -> None:
+        wire.metadata(self.send(wire.rename_profile(name, new_name)))
+
+    def delete_profile(self, name: str) -> None:
+        """Refused (BadRequest) while an instance uses it; ``default`` never goes."""
+        wire.metadata(self.send(wire.delete_profile(name)))
+
     # -- images ----------------------------------------------------------------------
     def images(self) -> list[dict[str, Any]]:
         return self._get_list(wire.images().path)

@@ -38,11 +38,13 @@ __all__ = [
     "create_alias",
     "create_instance",
     "create_network",
+    "create_profile",
     "delete_alias",
     "delete_certificate",
     "delete_image",
     "delete_instance",
     "delete_network",
+    "delete_profile",
     "events_path",
     "exec_command",
     "file_delete",
@@ -62,13 +64,17 @@ __all__ = [
     "operation_of",
     "operations",
     "operations_in",
+    "profile",
+    "profiles",
     "q",
     "rename_alias",
     "rename_instance",
+    "rename_profile",
     "server",
     "update_image",
     "update_instance",
     "update_network",
+    "update_profile",
     "update_server",
     "wait_operation",
 ]
@@ -322,6 +328,37 @@ def update_network(name: str, *, config: dict[str, str] | None = None,
 
 def delete_network(name: str) -> Request:
     return Request("DELETE", f"/1.0/networks/{q(name)}")
+
+
+def profiles(recursion: int = 1) -> Request:
+    return Request("GET", f"/1.0/profiles?recursion={int(recursion)}")
+
+
+def profile(name: str) -> Request:
+    return Request("GET", f"/1.0/profiles/{q(name)}")
+
+
+def create_profile(name: str, config: dict[str, str] | None = None,
+                   devices: dict[str, dict[str, str]] | None = None, *,
+                   description: str = "") -> Request:
+    post = api.ProfilesPost(name=name, description=description, config=config, devices=devices)
+    return Request("POST", "/1.0/profiles", post.to_wire())
+
+
+def update_profile(name: str, *, config: dict[str, str] | None = None,
+                   devices: dict[str, dict[str, str]] | None = None,
+                   description: str | None = None, patch: bool = True) -> Request:
+    """``PATCH`` (merge) or ``PUT`` (replace) a profile's fields (None: not sent)."""
+    put = api.ProfilePut(config=config, devices=devices, description=description)
+    return Request("PATCH" if patch else "PUT", f"/1.0/profiles/{q(name)}", put.to_wire())
+
+
+def rename_profile(name: str, new_name: str) -> Request:
+    return Request("POST", f"/1.0/profiles/{q(name)}", api.ProfilePost(name=new_name).to_wire())
+
+
+def delete_profile(name: str) -> Request:
+    return Request("DELETE", f"/1.0/profiles/{q(name)}")
 
 
 def events_path(types: tuple[str, ...] | list[str] = ()) -> str:

@@ -34,6 +34,7 @@ from cove.client._exec import CommandNotFound, ExecResult
 from cove.client._flow import adrive
 from cove.client._http import ConnectionFailed, Response, parse_envelope
 from cove.client._rest import default_socket_path
+from cove.client.drivers import _profiles as profile_flows
 from cove.client.drivers import _resources as resources
 from cove.client.drivers._rest_steps import Upload, perform, wait
 from cove.client.drivers._steps import HashFile
@@ -268,6 +269,31 @@ class AsyncRestDriver:
 
     async def delete_network(self, name: str) -> None:
         await self._run(resources.delete_network(name))
+
+    # -- profiles --------------------------------------------------------------------------
+    async def profiles(self) -> list[api.Profile]:
+        return await self._run(profile_flows.profiles())
+
+    async def profile(self, name: str) -> api.Profile:
+        return await self._run(profile_flows.profile(name))
+
+    async def create_profile(self, name: str, *, config: Mapping[str, Any] | None = None,
+                             devices: Mapping[str, Any] | None = None,
+                             description: str = "") -> api.Profile:
+        return await self._run(profile_flows.create_profile(
+            name, config=config, devices=devices, description=description))
+
+    async def update_profile(self, name: str, *, config: Mapping[str, Any] | None = None,
+                             devices: Mapping[str, Any] | None = None,
+                             description: str | None = None) -> None:
+        await self._run(profile_flows.update_profile(name, config=config, devices=devices,
+                                                     description=description))
+
+    async def rename_profile(self, name: str, new_name: str) -> None:
+        await self._run(profile_flows.rename_profile(name, new_name))
+
+    async def delete_profile(self, name: str) -> None:
+        await self._run(profile_flows.delete_profile(name))
 
     # -- operations ----------------------------------------------------------------------------
     async def operations(self) -> list[api.Operation]:

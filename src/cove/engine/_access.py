@@ -28,6 +28,7 @@ from cove.engine._exec_out import (
 from cove.engine._rootfs import Rootfs
 from cove.engine._runs import Paths
 from cove.engine.operations import Operation, Operations
+from cove.engine.ports import ProfileSource
 from cove.engine.types import ExecSession, FileInfo
 from cove.model.errors import BadRequest, CoveError, NotFound
 from cove.model.passwd import parse_group, parse_passwd, resolve_group, resolve_user
@@ -101,7 +102,8 @@ class Access:
     """Exec, files and logs of the instances of one root. Thread-safe."""
 
     def __init__(self, *, store: Store, runtime: Runc, paths: Paths, rootfs: Rootfs,
-                 operations: Operations) -> None:
+                 operations: Operations, profiles: ProfileSource) -> None:
+        self._profiles = profiles  # exec reads the expanded config (profiles' keys too)
         self._store = store
         self._runtime = runtime
         self._paths = paths
@@ -137,7 +139,8 @@ class Access:
             cwd = req.cwd or (entry.home if _is_dir(fs, entry.home) else "/")
             if not cwd.startswith("/"):
                 raise BadRequest(f"cwd must be an absolute path: {cwd!r}")
-            path_var = env.get("PATH") or inst.config.get("environment.PATH") or DEFAULT_PATH
+            path_var = env.get("PATH") or self._profiles.expanded_config(inst).get(
+                "environment.PATH") or DEFAULT_PATH
             if not _find_executable(fs, req.command[0], path_var):
                 return FinishedExec(127, f"cove: {req.command[0]}: command not found\n")
         return self._runtime.exec(name, ExecSpec(

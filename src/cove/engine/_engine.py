@@ -8,7 +8,7 @@ small ``Protocol``s of ``cove.engine.ports`` where a fake is useful):
 * ``access`` — exec, files, the console log and recorded exec outputs;
 * ``images`` — images and aliases;
 * ``networks`` — networks, with a registry of network types, and
-  ``profiles`` — the default profile's devices;
+  ``profiles`` — profiles and the expansion of an instance's config and devices;
 * ``trust`` — the server's certificate and config, trusted clients;
 * ``operations`` and ``events`` — long actions and the event bus.
 
@@ -90,7 +90,7 @@ class Engine:
         self.images = Images(self.store, ImageStore(self.root / "images"), self.operations,
                              self.events, clock, max_unpack=self._max_unpack)
         default_network = DefaultNetwork(self.store)
-        self.profiles = Profiles(default_network)
+        self.profiles = Profiles(self.store, default_network, self.events)
         self.networks = Networks(
             NetContext(store=self.store, host=NetworkHost(self.root), paths=paths,
                        clock=clock),
@@ -105,8 +105,9 @@ class Engine:
             network=self._nics,
             operations=self.operations, events=self.events, clock=clock,
             nofile=resource.getrlimit(resource.RLIMIT_NOFILE)[1])
+        self.profiles.bind(self.instances)
         self.access = Access(store=self.store, runtime=runtime, paths=paths, rootfs=rootfs,
-                             operations=self.operations)
+                             operations=self.operations, profiles=self.profiles)
         self.trust = Trust(self.root, self.store, self.events, clock)
         self._reconciler = Reconciler(store=self.store, runtime=runtime, paths=paths,
                                       runs=runs, instances=self.instances,

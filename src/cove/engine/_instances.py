@@ -25,6 +25,7 @@ from typing import Any
 
 from cove.api import InstancesPost
 from cove.engine._failpoints import failpoint
+from cove.engine._profiles import project_of
 from cove.engine._rootfs import Rootfs
 from cove.engine._runs import Paths, RunTable
 from cove.engine._watch import ExitWatcher
@@ -104,17 +105,21 @@ class Instances:
 
     # -- reads --------------------------------------------------------------------------
     def all(self) -> list[Instance]:
-        """Every instance, with its expanded devices."""
-        out = self._store.list_instances()
-        for inst in out:
-            inst.expanded_devices = self._profiles.expanded_devices(inst)
-        return out
+        """Every instance, with its expanded config and devices."""
+        return [self._expanded(inst) for inst in self._store.list_instances()]
 
     def get(self, name: str) -> Instance:
-        """One instance, with its expanded devices. Raises: NotFound."""
-        inst = self._store.get_instance(name)
+        """One instance, with its expanded config and devices. Raises: NotFound."""
+        return self._expanded(self._store.get_instance(name))
+
+    def _expanded(self, inst: Instance) -> Instance:
         inst.expanded_devices = self._profiles.expanded_devices(inst)
+        inst.expanded_config = self._profiles.expanded_config(inst)
         return inst
+
+    def expanded_config(self, inst: Instance) -> dict[str, str]:
+        """The config ``inst`` runs with: its profiles' overlaid by its own."""
+        return self._profiles.expanded_config(inst)
 
     def state(self, name: str) -> dict[str, Any]:
         """LXD's ``InstanceState``: status, pid, counters, network. Raises: NotFound."""
@@ -153,8 +158,9 @@ class Instances:
         image = self._images.resolve(req.source.image_ref())
         if self._store.has_instance(name):
             raise Conflict(f"Instance {name!r} already exists")
-        profiles = list(req.profiles or ["default"])
+        profiles = req.profiles_or_default  # [] (--no-profiles): no profile, so no NIC
         self._profiles.check(profiles)
+        cfg.resources_from_config(self._profiles.expand_config(profiles, config))
         self._net.check_devices(name, devices, profiles)
 
         def work(op: Operation) -> Instance:
@@ -287,16 +293,17 @@ class Instances:
         image = self._images.find(inst.image)
         image_cmd = image.cmd if image else []
         image_env = image.env if image else {}
-        args = cfg.command_from_config(inst.config, image_cmd or ["/sbin/init"])
+        conf = self._profiles.expanded_config(inst)  # profiles' keys take effect too
+        args = cfg.command_from_config(conf, image_cmd or ["/sbin/init"])
         env = dict(image_env)
-        env.update(cfg.environment_from_config(inst.config))
+        env.update(cfg.environment_from_config(conf))
         return build_spec(SpecInput(
             hostname=inst.name, args=args, rootfs=str(rootfs),
             cgroups_path=self._paths.cgroups_path(inst.name), env=env,
-            cwd=inst.config.get("cove.cwd") or "/",
-            uid=int(inst.config.get("cove.uid") or 0),
-            gid=int(inst.config.get("cove.gid") or inst.config.get("cove.uid") or 0),
-            resources=cfg.resources_from_config(inst.config),
+            cwd=conf.get("cove.cwd") or "/",
+            uid=int(conf.get("cove.uid") or 0),
+            gid=int(conf.get("cove.gid") or conf.get("cove.uid") or 0),
+            resources=cfg.resources_from_config(conf),
             nofile=(self._nofile, self._nofile),
             mounts=mounts,
         ))
@@ -352,8 +359,8 @@ class Instances:
         if inst.status is Status.FROZEN and not force:
             self._runtime.resume(name)
         if not force:
-            halt = cfg.parse_signal(inst.config["cove.halt"]) if inst.config.get("cove.halt") \
-                else 15
+            conf = self._profiles.expanded_config(inst)
+            halt = cfg.parse_signal(conf["cove.halt"]) if conf.get("cove.halt") else 15
             self._runtime.kill(name, halt)
             wait = DEFAULT_STOP_TIMEOUT if timeout is None or timeout < 0 else float(timeout)
             if stopped.wait(wait):
@@ -411,46 +418,92 @@ class Instances:
                devices: dict[str, dict[str, str]] | None = None,
                profiles: list[str] | None = None, description: str | None = None,
                ephemeral: bool | None = None, patch: bool = False) -> None:
-        """Replace (PUT) or merge (PATCH) the given fields; limits apply live.
+        """Replace (PUT) or merge (PATCH) the given fields; limits and proxies
+        apply live, with the profiles the instance will have.
 
         Raises:
-            BadRequest: a key or value is invalid (nothing is changed).
-            Conflict: another operation holds the instance.
+            BadRequest: a key, value or device is invalid (nothing is changed).
+            NotFound: no such instance, or a listed profile does not exist.
+            Conflict: another operation holds the instance, or a host port is taken.
         """
         holder = self._operations.holder(f"instance:{name}")
         if holder is not None:
             raise Conflict(f"{name} is busy: operation {holder.id} ({holder.description}) "
                             "is in flight")
         inst = self._store.get_instance(name)
+        new_config, new_devices = inst.config, inst.devices
         if config is not None:
             if not isinstance(config, dict):
                 raise BadRequest("config must be an object")
             new = dict(inst.config) if patch else {
                 k: v for k, v in inst.config.items() if k.startswith(("volatile.", "image."))}
             new.update(config)
-            new = {k: v for k, v in cfg.validate_config(new).items()
-                   if not (patch and v == "" and k in config)}
-            old_res = cfg.resources_from_config(inst.config)
-            new_res = cfg.resources_from_config(new)
-            if inst.status is not Status.STOPPED and new_res != old_res:
-                self._runtime.update(name, _unset_to_unlimited(new_res))
-            inst.config = new
+            new_config = {k: v for k, v in cfg.validate_config(new).items()
+                          if not (patch and v == "" and k in config)}
         if devices is not None:
             devs = _validate_devices(devices)
-            new_devs = {**inst.devices, **devs} if patch else devs
-            self._net.check_devices(name, new_devs, inst.profiles)
-            if inst.status is not Status.STOPPED:
-                self._net.apply_devices(inst, new_devs)  # published ports change at once
-            inst.devices = new_devs
+            new_devices = {**inst.devices, **devs} if patch else devs
+        new_profiles = inst.profiles
         if profiles is not None:
-            self._profiles.check(profiles)
-            inst.profiles = list(profiles)
+            self._profiles.check(profiles, project_of(inst))
+            new_profiles = list(profiles)
+        if config is not None or devices is not None or profiles is not None:
+            project = project_of(inst)
+            exp_config = self._profiles.expand_config(new_profiles, new_config, project)
+            exp_devices = self._profiles.expand(new_profiles, new_devices, project)
+            self.check_expansion(inst, exp_config, exp_devices)
+            self.apply_expansion(inst, (self._profiles.expanded_config(inst),
+                                        self._profiles.expanded_devices(inst)),
+                                 exp_config, exp_devices)
+        inst.config, inst.devices, inst.profiles = new_config, new_devices, new_profiles
         if description is not None:
             inst.description = str(description)
         if ephemeral is not None:
             inst.ephemeral = bool(ephemeral)
         self._store.update_instance(inst)
         self._events.lifecycle("instance-updated", f"/1.0/instances/{name}")
+
+    # -- what the profiles service needs (``ProfileUsers``) ----------------------------
+    def using_profile(self, profile: str, project: str) -> list[Instance]:
+        """The instances of ``project`` that list ``profile``."""
+        return [i for i in self._store.list_instances()
+                if profile in i.profiles and project_of(i) == project]
+
+    @staticmethod
+    def validate_devices(devices: Any) -> dict[str, dict[str, str]]:
+        """The shape check of a devices object. Raises: BadRequest."""
+        return _validate_devices(devices)
+
+    def check_expansion(self, inst: Instance, config: dict[str, str],
+                        devices: dict[str, dict[str, str]]) -> None:
+        """Raises BadRequest or Conflict if ``inst`` cannot run with this
+        expanded config and devices (NICs of a running instance cannot
+        change); nothing is changed."""
+        cfg.validate_config(config)
+        cfg.resources_from_config(config)
+        if devices == self._profiles.expanded_devices(inst):
+            return  # the devices it has were checked when they were set
+        self._net.check_expanded(inst.name, devices)
+        if inst.status is not Status.STOPPED:
+            self._net.check_nics_unchanged(inst, devices)
+
+    def apply_expansion(self, inst: Instance,
+                        old: tuple[dict[str, str], dict[str, dict[str, str]]],
+                        config: dict[str, str], devices: dict[str, dict[str, str]]) -> None:
+        """Apply a new expansion where it is live: the limits and published
+        ports of a running instance (the rest waits for its next start).
+        ``old`` is the expanded (config, devices) it runs with now.
+
+        Raises:
+            BadRequest, Conflict: a proxy cannot be published.
+        """
+        if inst.status is Status.STOPPED:
+            return
+        new_res = cfg.resources_from_config(config)
+        if new_res != cfg.resources_from_config(old[0]):
+            self._runtime.update(inst.name, _unset_to_unlimited(new_res))
+        if devices != old[1]:
+            self._net.apply_expanded(inst, devices)  # published ports change at once
 
     def rename(self, name: str, new_name: str) -> Operation:
         """Rename a stopped instance, as an operation. Not idempotent.

@@ -77,10 +77,10 @@ class Networks:
         return self.ctx.store.get_network(name)
 
     def used_by(self, name: str) -> list[str]:
-        """LXD's ``used_by``: the default profile and every instance with a NIC on it."""
-        out = []
-        if self.default.get() == name:
-            out.append("/1.0/profiles/default")
+        """LXD's ``used_by``: every profile and every instance with a NIC on it."""
+        out = [f"/1.0/profiles/{p.name}" for p in self._profiles.all()
+               if any(d.get("type") == "nic" and (d.get("network") or d.get("parent")) == name
+                      for d in p.devices.values())]
         for inst in self.ctx.store.list_instances():
             for dev in self._profiles.expanded_devices(inst).values():
                 if dev.get("type") == "nic" and (dev.get("network") or dev.get("parent")) == name:
@@ -186,7 +186,7 @@ class Networks:
 
         Raises:
             NotFound: no such network.
-            BadRequest: the default profile or an instance uses it.
+            BadRequest: a profile or an instance uses it.
         """
         with self.ctx.lock:
             net = self.ctx.store.get_network(name)
@@ -198,8 +198,8 @@ class Networks:
                 raise BadRequest(f"Network {name} still has address leases")
             self.ctx.store.delete_network(name)
             self.type_of(net).take_down(net)
-            if self.default.get() == name:  # pragma: no cover - guarded by used_by
-                self.default.set(None)
+            if self.default.get() == name:  # no profile names it now (used_by)
+                self._profiles.set_default_network(None)
         self._events.lifecycle("network-deleted", f"/1.0/networks/{name}")
 
     # -- startup and shutdown -----------------------------------------------------------
@@ -234,7 +234,7 @@ class Networks:
                 self.ctx.store.get_network(name)
             except NotFound:
                 self.create(name, description="Default cove network")
-            self.default.set(name)
+            self._profiles.set_default_network(name)  # and eth0 of the default profile
         except Exception:
             log.exception("could not create the default network %s", name)
 

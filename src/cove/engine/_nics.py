@@ -83,7 +83,11 @@ class InstanceNetworks:
             Conflict: a published host port is another instance's already,
                 or a host process listens on it.
         """
-        nics, proxies = devices_of(self._profiles.expand(profiles, devices))
+        self.check_expanded(name, self._profiles.expand(profiles, devices))
+
+    def check_expanded(self, name: str, expanded: dict[str, dict[str, str]]) -> None:
+        """``check_devices`` of devices already expanded with their profiles."""
+        nics, proxies = devices_of(expanded)
         bridged = False
         for nic in nics:
             try:
@@ -175,15 +179,24 @@ class InstanceNetworks:
             BadRequest: NICs changed (they need a restart).
             Conflict: a new host port is taken.
         """
+        self.apply_expanded(inst, self._profiles.expand(inst.profiles, new_devices))
+
+    def apply_expanded(self, inst: Instance, new: dict[str, dict[str, str]]) -> None:
+        """``apply_devices`` of devices already expanded with their profiles
+        (``inst`` as it runs now)."""
+        previous = devices_of(self._profiles.expanded_devices(inst))[1]
+        self.check_nics_unchanged(inst, new)
+        _, proxies = devices_of(new)
+        self._forwarders.sync(inst.name, proxies, previous=previous)
+        self._networks.bridge.set_ports(inst.name, proxies)
+
+    def check_nics_unchanged(self, inst: Instance, new: dict[str, dict[str, str]]) -> None:
+        """Raises BadRequest if the NICs of running ``inst`` would change."""
         old = self._profiles.expanded_devices(inst)
-        new = self._profiles.expand(inst.profiles, new_devices)
         nic_old = {k: v for k, v in old.items() if v.get("type") == "nic"}
         nic_new = {k: v for k, v in new.items() if v.get("type") == "nic"}
         if nic_old != nic_new:
             raise BadRequest("NICs of a running instance cannot change: stop it first")
-        _, proxies = devices_of(new)
-        self._forwarders.sync(inst.name, proxies, previous=devices_of(old)[1])
-        self._networks.bridge.set_ports(inst.name, proxies)
 
     def resume(self, running: set[str]) -> None:
         """At startup: adopt or restart the forwarders of the ``running``

@@ -74,7 +74,8 @@ class Reconciler:
         self._networks.startup()  # networks up, leaked NICs/leases/rules gone, before autostart
         for name in lost:
             was = known.get(name)
-            if was is not None and truthy(was.config.get("boot.autostart")):
+            if was is not None and truthy(
+                    self._instances.expanded_config(was).get("boot.autostart")):
                 log.info("autostarting %s", name)
                 try:
                     self._instances.change_state(name, "start").wait()

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from cove.engine._net_base import NetPlan
 from cove.model.records import Image, Instance
 
-__all__ = ["ImageSource", "NetworkPort", "ProfileSource"]
+__all__ = ["ImageSource", "NetworkPort", "ProfileSource", "ProfileUsers"]
 
 
 class ImageSource(Protocol):
@@ -37,12 +37,52 @@ class ImageSource(Protocol):
 class ProfileSource(Protocol):
     """What the instances service needs of profiles."""
 
-    def check(self, profiles: list[str]) -> None:
+    def check(self, profiles: list[str], project: str = "default") -> None:
         """Raises NotFound for a profile that does not exist."""
         ...
 
     def expanded_devices(self, inst: Instance) -> dict[str, dict[str, str]]:
         """Profile devices overlaid by the instance's own."""
+        ...
+
+    def expanded_config(self, inst: Instance) -> dict[str, str]:
+        """Profile config overlaid by the instance's own."""
+        ...
+
+    def expand(self, profiles: list[str], devices: dict[str, dict[str, str]],
+               project: str = "default") -> dict[str, dict[str, str]]:
+        """``devices`` over the devices of ``profiles`` (in order)."""
+        ...
+
+    def expand_config(self, profiles: list[str], config: dict[str, str],
+                      project: str = "default") -> dict[str, str]:
+        """``config`` over the config of ``profiles`` (in order)."""
+        ...
+
+
+class ProfileUsers(Protocol):
+    """What the profiles service needs of the instances that use profiles."""
+
+    def using_profile(self, profile: str, project: str) -> list[Instance]:
+        """The instances of ``project`` that list ``profile``."""
+        ...
+
+    def validate_devices(self, devices: Any) -> dict[str, dict[str, str]]:
+        """The shape check of a devices object. Raises: BadRequest."""
+        ...
+
+    def check_expansion(self, inst: Instance, config: dict[str, str],
+                        devices: dict[str, dict[str, str]]) -> None:
+        """Raises BadRequest or Conflict if ``inst`` cannot run with this
+        expanded config and devices (nothing is changed)."""
+        ...
+
+    def apply_expansion(self, inst: Instance,
+                        old: tuple[dict[str, str], dict[str, dict[str, str]]],
+                        config: dict[str, str], devices: dict[str, dict[str, str]]) -> None:
+        """Apply a new expansion to ``inst`` where it is live (limits and
+        proxies of a running instance; ``old``: the expanded config and
+        devices it runs with); the rest takes effect at its next start."""
         ...
 
 
@@ -52,6 +92,18 @@ class NetworkPort(Protocol):
     def check_devices(self, name: str, devices: dict[str, dict[str, str]],
                       profiles: list[str]) -> None:
         """Raises BadRequest or Conflict for devices the host cannot give."""
+        ...
+
+    def check_expanded(self, name: str, expanded: dict[str, dict[str, str]]) -> None:
+        """``check_devices`` of devices already expanded with their profiles."""
+        ...
+
+    def check_nics_unchanged(self, inst: Instance, new: dict[str, dict[str, str]]) -> None:
+        """Raises BadRequest if the NICs of running ``inst`` would change."""
+        ...
+
+    def apply_expanded(self, inst: Instance, new: dict[str, dict[str, str]]) -> None:
+        """Apply changed proxies of expanded devices live. Raises BadRequest, Conflict."""
         ...
 
     def prepare(self, inst: Instance, undo: ExitStack) -> NetPlan:

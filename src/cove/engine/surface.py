@@ -20,6 +20,7 @@ from cove.engine._exec_out import Reader
 from cove.engine.events import EventBus
 from cove.engine.operations import Operation, Operations
 from cove.engine.types import ExecSession, FileInfo
+from cove.model.profiles import Profile
 from cove.model.records import Alias, Image, Instance, Lease, Network
 from cove.model.trust import Certificate
 
@@ -260,8 +261,37 @@ class NetworksAPI(Protocol):
 class ProfilesAPI(Protocol):
     """What the server and the local driver call on ``engine.profiles``."""
 
-    def devices(self, profile: str) -> dict[str, dict[str, str]]:
-        """A profile's devices (``{}`` for an unknown one)."""
+    def all(self, project: str = "default") -> list[Profile]:
+        """The profiles of ``project`` by name. Never raises."""
+        ...
+
+    def get(self, name: str, project: str = "default") -> Profile:
+        """Raises: NotFound."""
+        ...
+
+    def used_by(self, name: str, project: str = "default") -> list[str]:
+        """The URLs of the instances that list ``name``."""
+        ...
+
+    def create(self, name: str, *, config: dict[str, Any] | None = None,
+               devices: dict[str, Any] | None = None, description: str = "",
+               project: str = "default") -> Profile:
+        """Make a profile. Raises BadRequest, Conflict. Not idempotent."""
+        ...
+
+    def update(self, name: str, *, config: dict[str, Any] | None = None,
+               devices: dict[str, Any] | None = None, description: str | None = None,
+               patch: bool = False, project: str = "default") -> None:
+        """Replace (PUT) or merge (PATCH) a profile and apply it to the
+        instances that use it. Raises NotFound, BadRequest, Conflict. Idempotent."""
+        ...
+
+    def rename(self, name: str, new_name: str, project: str = "default") -> None:
+        """Raises Forbidden (default), BadRequest, NotFound, Conflict. Not idempotent."""
+        ...
+
+    def delete(self, name: str, project: str = "default") -> None:
+        """Raises Forbidden (default), NotFound, BadRequest (in use). Not idempotent."""
         ...
 
     def expanded_devices(self, inst: Instance) -> dict[str, dict[str, str]]:

@@ -28,6 +28,8 @@ class Instance:
     id: int = 0  # database row id; also names runtime state
     # profile devices merged with ``devices``, filled in by the engine (not stored)
     expanded_devices: dict[str, dict[str, str]] | None = field(default=None, compare=False)
+    # profile config overlaid by ``config``, filled in by the engine (not stored)
+    expanded_config: dict[str, str] | None = field(default=None, compare=False)
 
 
 @dataclass

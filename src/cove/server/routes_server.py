@@ -1,6 +1,6 @@
-"""``/``, ``/1.0`` and the fixed collections cove has one of or none of
-(profiles, storage pools); networks are ``routes_networks``, certificates
-``routes_trust``."""
+"""``/``, ``/1.0`` and the fixed collections cove has none of (storage
+pools); networks are ``routes_networks``, profiles ``routes_profiles``,
+certificates ``routes_trust``."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import cove
 from cove.model.errors import NotFound
 from cove.model.trust import cert_der, fingerprint
 from cove.server import render
-from cove.server.routes_common import call, check_project, engine_of, recursion
+from cove.server.routes_common import call, check_project, engine_of
 from cove.server.routes_trust import TRUSTED, https_listener
 
 __all__ = ["API_EXTENSIONS", "add_routes"]
@@ -49,6 +49,7 @@ API_EXTENSIONS: list[str] = [
     "proxy_unix_dac_properties",       # uid, gid, mode of a listening unix socket
     "proxy_haproxy_protocol",          # proxy_protocol=true (PROXY v1 header)
     "proxy_nat",                       # nat=true (DNAT)
+    "profile_usedby",                  # used_by in /1.0/profiles/NAME (writable profiles)
 ]
 
 
@@ -111,28 +112,6 @@ async def _server(request: web.Request) -> web.Response:
     return render.sync({**public, "config": config, "environment": env})
 
 
-async def _profiles(request: web.Request) -> web.Response:
-    check_project(request)
-    if recursion(request) == 0:
-        return render.sync(["/1.0/profiles/default"])
-    return render.sync([await _default_profile(request)])
-
-
-async def _default_profile(request: web.Request) -> dict[str, Any]:
-    instances = await call(request, engine_of(request).instances.all)
-    used_by = [f"/1.0/instances/{i.name}" for i in instances if "default" in i.profiles]
-    devices = await call(request, engine_of(request).profiles.devices, "default")
-    return render.profile("default", used_by, devices)
-
-
-async def _profile(request: web.Request) -> web.Response:
-    check_project(request)
-    name = request.match_info["name"]
-    if name != "default":
-        raise NotFound(f"Profile not found: {name} (cove has only the default profile)")
-    return render.sync(await _default_profile(request))
-
-
 async def _empty_list(request: web.Request) -> web.Response:
     check_project(request)
     return render.sync([])
@@ -165,7 +144,5 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/", _root)
     r.add_get("/1.0", _server)
     r.add_get("/1.0/", _server)
-    r.add_get("/1.0/profiles", _profiles)
-    r.add_get("/1.0/profiles/{name}", _profile)
     r.add_get("/1.0/storage-pools", _empty_list)
     r.add_get("/1.0/storage-pools/{name}", _not_found("Storage pool"))

@@ -21,6 +21,7 @@ from cove.model.records import Alias, Image, Instance, Lease, Network
 from cove.model.states import Status
 from cove.model.trust import Certificate
 from cove.store._conn import Database
+from cove.store._profiles import ProfileRows
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS instances (
@@ -118,6 +119,7 @@ class Store:
         self.path = Path(path)
         self.db = Database(self.path)
         self.db.script(_SCHEMA)
+        self.profiles = ProfileRows(self.db)
 
     def close(self) -> None:
         self.db.close()

@@ -203,6 +203,15 @@ _PERFORM: dict[type, _Perform] = {
     s.GetCertificate: lambda st: _get_or_none(wire.certificate(st.fingerprint), "certificate"),
     s.AddCertificate: lambda st: _sync(wire.add_certificate(st.pem, name=st.name)),
     s.DeleteCertificate: lambda st: _sync(wire.delete_certificate(st.fingerprint)),
+    s.ListProfiles: lambda st: _list(wire.profiles(1), "profiles"),
+    s.GetProfile: lambda st: _get_or_none(wire.profile(st.name), "profile"),
+    s.CreateProfile: lambda st: _sync(wire.create_profile(
+        st.name, st.config, st.devices, description=st.description)),
+    s.UpdateProfile: lambda st: _sync(wire.update_profile(
+        st.name, config=st.config, devices=st.devices, description=st.description,
+        patch=st.patch)),
+    s.RenameProfile: lambda st: _sync(wire.rename_profile(st.name, st.new_name)),
+    s.DeleteProfile: lambda st: _sync(wire.delete_profile(st.name)),
 }
 
 

@@ -26,11 +26,13 @@ __all__ = [
     "Create",
     "CreateAlias",
     "CreateNetwork",
+    "CreateProfile",
     "Delete",
     "DeleteAlias",
     "DeleteCertificate",
     "DeleteImage",
     "DeleteNetwork",
+    "DeleteProfile",
     "Flow",
     "GetAlias",
     "GetCertificate",
@@ -40,6 +42,7 @@ __all__ = [
     "GetNetworkLeases",
     "GetNetworkState",
     "GetOperation",
+    "GetProfile",
     "GetState",
     "HashFile",
     "ImportImage",
@@ -49,16 +52,19 @@ __all__ = [
     "ListInstances",
     "ListNetworks",
     "ListOperations",
+    "ListProfiles",
     "Progress",
     "ProgressCallback",
     "Rename",
     "RenameAlias",
+    "RenameProfile",
     "RunCommand",
     "Sleep",
     "Step",
     "Update",
     "UpdateImage",
     "UpdateNetwork",
+    "UpdateProfile",
     "WaitOperation",
 ]
 
@@ -364,11 +370,57 @@ class DeleteCertificate:
     fingerprint: str
 
 
+# -- profiles ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ListProfiles:
+    """Every profile (LXD ``Profile`` objects, one list)."""
+
+
+@dataclass(frozen=True)
+class GetProfile:
+    """The profile object, or None."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class CreateProfile:
+    name: str
+    config: dict[str, str]
+    devices: dict[str, dict[str, str]]
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class UpdateProfile:
+    """Merge the given fields (``patch``: PATCH) or replace the profile (PUT);
+    None: a field not sent."""
+
+    name: str
+    config: dict[str, str] | None = None
+    devices: dict[str, dict[str, str]] | None = None
+    description: str | None = None
+    patch: bool = True
+
+
+@dataclass(frozen=True)
+class RenameProfile:
+    name: str
+    new_name: str
+
+
+@dataclass(frozen=True)
+class DeleteProfile:
+    name: str
+
+
 Step = (GetInstance | GetState | ListImages | Create | Update | Action | Delete | RunCommand
         | Sleep | HashFile | ListInstances | Rename | GetImage | ImportImage | UpdateImage
         | DeleteImage | ListAliases | GetAlias | CreateAlias | RenameAlias | DeleteAlias
         | ListNetworks | GetNetwork | GetNetworkState | GetNetworkLeases | CreateNetwork
         | UpdateNetwork | DeleteNetwork | ListOperations | GetOperation | WaitOperation
         | CancelOperation | ListCertificates | GetCertificate | AddCertificate
-        | DeleteCertificate)
+        | DeleteCertificate | ListProfiles | GetProfile | CreateProfile | UpdateProfile
+        | RenameProfile | DeleteProfile)
 Flow = Generator[Step, Any, T]

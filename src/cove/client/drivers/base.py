@@ -33,6 +33,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from cove.client._flow import drive
+from cove.client.drivers import _profiles as profile_flows
 from cove.client.drivers import _resources as resources
 from cove.client.drivers._flows import (
     PUT_FIELDS,
@@ -410,6 +411,64 @@ class Driver(ABC):
             BadRequest: an instance or a profile still uses it.
         """
         self._run(resources.delete_network(name))
+
+    # -- profiles -------------------------------------------------------------------------
+    def profiles(self) -> list[api.Profile]:
+        """Every profile, with ``used_by``."""
+        return self._run(profile_flows.profiles())
+
+    def profile(self, name: str) -> api.Profile:
+        """The profile ``name``.
+
+        Raises:
+            NotFound: no such profile.
+        """
+        return self._run(profile_flows.profile(name))
+
+    def create_profile(self, name: str, *, config: Mapping[str, Any] | None = None,
+                       devices: Mapping[str, Any] | None = None,
+                       description: str = "") -> api.Profile:
+        """Make profile ``name`` unless it exists (an existing one is left as
+        it is); returns it.
+
+        Raises:
+            BadRequest: a bad name, key or device (nothing is made).
+        """
+        return self._run(profile_flows.create_profile(name, config=config, devices=devices,
+                                                      description=description))
+
+    def update_profile(self, name: str, *, config: Mapping[str, Any] | None = None,
+                       devices: Mapping[str, Any] | None = None,
+                       description: str | None = None) -> None:
+        """Set the given config keys and devices (a None value removes one; a
+        device is replaced whole; the rest is kept) and, unless None, the
+        description. Instances that use the profile follow (live where the
+        key is live).
+
+        Raises:
+            NotFound: no such profile.
+            BadRequest: a bad key or device, or a change that would make an
+                instance that uses it invalid (nothing is changed).
+        """
+        self._run(profile_flows.update_profile(name, config=config, devices=devices,
+                                               description=description))
+
+    def rename_profile(self, name: str, new_name: str) -> None:
+        """Rename a profile (instances follow). Done already: nothing.
+
+        Raises:
+            NotFound: no such profile.  Conflict: ``new_name`` is taken.
+            BadRequest/Forbidden: ``default`` cannot be renamed.
+        """
+        self._run(profile_flows.rename_profile(name, new_name))
+
+    def delete_profile(self, name: str) -> None:
+        """Delete a profile. Gone already: nothing.
+
+        Raises:
+            BadRequest: an instance uses it.  Forbidden: it is ``default``.
+        """
+        self._run(profile_flows.delete_profile(name))
 
     # -- operations -----------------------------------------------------------------------
     def operations(self) -> list[api.Operation]:

@@ -337,4 +337,13 @@ _PERFORM: dict[type, Callable[[CliDriver, Any], Any]] = {
                                            st.fingerprint, prefix=True),
     s.AddCertificate: lambda d, st: _change(d, wire.add_certificate(st.pem, name=st.name)),
     s.DeleteCertificate: lambda d, st: _change(d, wire.delete_certificate(st.fingerprint)),
+    s.ListProfiles: lambda d, st: d._list(wire.profiles(1)),
+    s.GetProfile: lambda d, st: d._one(wire.profiles(1), "name", st.name),
+    s.CreateProfile: lambda d, st: _change(d, wire.create_profile(
+        st.name, st.config, st.devices, description=st.description)),
+    s.UpdateProfile: lambda d, st: _change(d, wire.update_profile(
+        st.name, config=st.config, devices=st.devices, description=st.description,
+        patch=st.patch)),
+    s.RenameProfile: lambda d, st: _change(d, wire.rename_profile(st.name, st.new_name)),
+    s.DeleteProfile: lambda d, st: _change(d, wire.delete_profile(st.name)),
 }

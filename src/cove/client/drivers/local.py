@@ -163,6 +163,9 @@ class LocalDriver(EventDriver):
     def _network(self, name: str) -> dict[str, Any]:
         return api.network(self.engine.networks.get(name), self.engine.networks.used_by(name))
 
+    def _profile(self, name: str) -> dict[str, Any]:
+        return api.profile(self.engine.profiles.get(name), self.engine.profiles.used_by(name))
+
     def _wait_operation(self, step: s.WaitOperation) -> dict[str, Any]:
         op = self.engine.operations.get(step.id)
         op.wait(step.timeout)
@@ -238,4 +241,13 @@ _PERFORM: dict[type, Callable[[LocalDriver, Any], Any]] = {
         lambda: api.certificate(d.engine.trust.get_certificate(st.fingerprint))),
     s.AddCertificate: lambda d, st: d.engine.trust.add_certificate(st.pem, name=st.name),
     s.DeleteCertificate: lambda d, st: d.engine.trust.delete_certificate(st.fingerprint),
+    s.ListProfiles: lambda d, st: [d._profile(p.name) for p in d.engine.profiles.all()],
+    s.GetProfile: lambda d, st: _or_none(lambda: d._profile(st.name)),
+    s.CreateProfile: lambda d, st: d.engine.profiles.create(
+        st.name, config=dict(st.config), devices=dict(st.devices), description=st.description),
+    s.UpdateProfile: lambda d, st: d.engine.profiles.update(
+        st.name, config=st.config, devices=st.devices, patch=st.patch,
+        description=st.description if st.description is not None or st.patch else ""),
+    s.RenameProfile: lambda d, st: d.engine.profiles.rename(st.name, st.new_name),
+    s.DeleteProfile: lambda d, st: d.engine.profiles.delete(st.name),
 }
