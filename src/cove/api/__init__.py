@@ -36,6 +36,7 @@ if TYPE_CHECKING:
         InstanceState,
         InstanceStatePut,
     )
+    from cove.api._metrics import METRIC_FAMILIES, MetricSet, format_value, parse_metrics
     from cove.api._networks import (
         Certificate,
         CertificatesPost,
@@ -68,6 +69,7 @@ if TYPE_CHECKING:
     from cove.api._operations import ErrorResponse, Event, Operation
 
 __all__ = [
+    "METRIC_FAMILIES",
     "ZERO_TIME",
     "Certificate",
     "CertificatesPost",
@@ -88,6 +90,7 @@ __all__ = [
     "InstanceState",
     "InstanceStatePut",
     "InstancesPost",
+    "MetricSet",
     "Network",
     "NetworkLease",
     "NetworkPut",
@@ -103,6 +106,7 @@ __all__ = [
     "error_envelope",
     "etag",
     "filter_objects",
+    "format_value",
     "image",
     "image_object",
     "instance",
@@ -112,6 +116,7 @@ __all__ = [
     "network_lease",
     "network_lease_object",
     "network_object",
+    "parse_metrics",
     "profile",
     "profile_object",
     "rfc3339",
@@ -128,6 +133,7 @@ _MODULES = {
                 "ImageAliasesEntryPut", "ImageAliasesPost", "ImagePut"),
     "_instances": ("ZERO_TIME", "Instance", "InstanceExecPost", "InstancePost", "InstancePut",
                    "InstanceSource", "InstanceState", "InstanceStatePut", "InstancesPost"),
+    "_metrics": ("METRIC_FAMILIES", "MetricSet", "format_value", "parse_metrics"),
     "_networks": ("Certificate", "CertificatesPost", "Network", "NetworkLease", "NetworkPut",
                   "NetworkState", "NetworksPost", "Profile"),
     "_objects": ("alias", "alias_object", "certificate", "certificate_object", "etag", "image",

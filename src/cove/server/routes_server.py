@@ -18,7 +18,7 @@ from cove.server import render
 from cove.server.routes_common import call, check_project, engine_of, recursion
 from cove.server.routes_trust import TRUSTED, https_listener
 
-__all__ = ["API_EXTENSIONS", "add_routes"]
+__all__ = ["API_EXTENSIONS", "add_routes", "add_server_routes"]
 
 # Only what cove really implements; clients check these before using a feature.
 API_EXTENSIONS: list[str] = [
@@ -45,6 +45,16 @@ API_EXTENSIONS: list[str] = [
     "proxy",                           # proxy devices (nat=true)
     "proxy_udp",
     "proxy_tcp_udp_multi_port_handling",  # listen=tcp:0.0.0.0:80,443 / 8000-8010
+    "metrics",                         # GET /1.0/metrics, core.metrics_address, metrics certs
+    "metrics_cpu_seconds",             # lxd_cpu_seconds_total in seconds
+    "metrics_instances_count",         # lxd_instances{project,type}
+    "resources",                       # GET /1.0/resources
+    "resources_v2",                    # its v2 shape (lxc info --resources needs it)
+    "resources_cpu_socket",
+    "resources_numa",
+    "resources_cpu_threads_numa",
+    "resources_cpu_core_die",
+    "resources_system",
 ]
 
 
@@ -140,11 +150,17 @@ def _not_found(what: str) -> Any:
     return handler
 
 
-def add_routes(app: web.Application) -> None:
+def add_server_routes(app: web.Application) -> None:
+    """``/`` and ``GET /1.0`` only (what the metrics-only site serves too)."""
     r = app.router
     r.add_get("/", _root)
     r.add_get("/1.0", _server)
     r.add_get("/1.0/", _server)
+
+
+def add_routes(app: web.Application) -> None:
+    add_server_routes(app)
+    r = app.router
     r.add_get("/1.0/profiles", _profiles)
     r.add_get("/1.0/profiles/{name}", _profile)
     r.add_get("/1.0/storage-pools", _empty_list)
