@@ -92,6 +92,18 @@ def format_value(v: float) -> str:
     """``v`` as Go's ``strconv.FormatFloat(v, 'g', -1, 64)``: the shortest
     digits that read back as ``v``, in exponent form when the exponent is
     below -4 or at least 6 (``123456``, ``1.234567e+06``, ``1e-05``)."""
+    exact = isinstance(v, int) or (v.is_integer() and math.copysign(1.0, v) > 0) \
+        or (v.is_integer() and v != 0)
+    if exact and abs(v) < 2 ** 53:
+        # the common case (byte and packet counts), without Decimal: exact
+        neg, digits = ("-" if v < 0 else ""), str(abs(int(v)))
+        x = len(digits) - 1
+        if x < 6:
+            return neg + digits
+        digits = digits.rstrip("0")
+        mant = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
+        return f"{neg}{mant}e+{x:02d}"
+    v = float(v)
     if math.isnan(v):
         return "NaN"
     if math.isinf(v):
@@ -144,14 +156,20 @@ class MetricSet:
     def render(self) -> str:
         """The exposition text (see the module note)."""
         out: list[str] = []
+        # A label set shared by many samples (one instance's) is written once:
+        # the dicts live in self._samples for the whole render, so ids are stable.
+        bodies: dict[int, str] = {}
         for family in self.families():
             name, help_ = METRIC_FAMILIES[family]
             kind = "gauge" if family in _GAUGES or name.endswith("_bytes") else "counter"
             out.append(f"# HELP {name} {help_}\n# TYPE {name} {kind}\n")
             for labels, value in self._samples[family]:
                 if labels:
-                    body = ",".join(f'{k}="{_escape(labels[k])}"' for k in sorted(labels))
-                    out.append(f"{name}{{{body}}} {format_value(value)}\n")
+                    body = bodies.get(id(labels))
+                    if body is None:
+                        body = bodies[id(labels)] = "{" + ",".join(
+                            f'{k}="{_escape(labels[k])}"' for k in sorted(labels)) + "}"
+                    out.append(f"{name}{body} {format_value(value)}\n")
                 else:
                     out.append(f"{name} {format_value(value)}\n")
         out.append("# EOF\n")

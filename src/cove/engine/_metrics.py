@@ -73,7 +73,7 @@ def instance_samples(out: MetricSet, labels: dict[str, str], m: ContainerMetrics
     ``lxc.Metrics`` does (``fs``: device, fstype, size, avail, free of its
     root disk)."""
     def add(family: str, value: float, extra: dict[str, str] | None = None) -> None:
-        out.add(family, value, {**labels, **extra} if extra else dict(labels))
+        out.add(family, value, {**labels, **extra} if extra else labels)  # shared: see render
 
     for key, value in m.memory.items():
         add(key, value)

@@ -94,11 +94,24 @@ class ContainerMetrics:
 
 
 def _read(path: str) -> str | None:
+    # os.open/os.read: no buffered file object to build (a third of the cost
+    # of open() for these small files, read 11 times per container a scrape)
     try:
-        with open(path, "rb") as f:
-            return f.read().decode("ascii", "replace")
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return None
+    try:
+        chunks = []
+        while True:
+            data = os.read(fd, 65536)
+            if not data:
+                break
+            chunks.append(data)
+        return b"".join(chunks).decode("ascii", "replace")
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def _int(text: str | None) -> int | None:
