@@ -110,9 +110,9 @@ def format_value(v: float) -> str:
         return "+Inf" if v > 0 else "-Inf"
     if v == 0:
         return "-0" if math.copysign(1.0, v) < 0 else "0"
-    sign, digits, exp = Decimal(repr(float(v))).normalize().as_tuple()
+    sign, dtuple, exp = Decimal(repr(float(v))).normalize().as_tuple()
     assert isinstance(exp, int)
-    ds = "".join(map(str, digits))
+    ds = "".join(map(str, dtuple))
     x = len(ds) + exp - 1  # the decimal exponent of the first digit
     neg = "-" if sign else ""
     if x < -4 or x >= 6:
