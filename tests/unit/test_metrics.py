@@ -290,6 +290,10 @@ def test_resources_from_a_fake_proc_and_sys(tmp_path: Path) -> None:
     assert cpu["sockets"][1]["cores"][0]["threads"][1]["online"] is False
     mem = res["memory"]
     assert mem["total"] == 8000 * 1024 and mem["used"] == 4000 * 1024
+    _write(r, "sys/devices/system/memory/block_size_bytes", "8000000\n")
+    for i in range(3):
+        _write(r, f"sys/devices/system/memory/memory{i}/online", "1" if i < 2 else "0")
+    assert host_resources(r)["memory"]["total"] == 2 * 0x8000000  # the RAM, as LXD counts it
     assert mem["nodes"] == [{"numa_node": 0, "hugepages_used": 0, "hugepages_total": 0,
                              "used": 1000 * 1024, "total": 4000 * 1024}]
     (card,) = res["network"]["cards"]  # the bridge has no device: not a card

@@ -120,10 +120,23 @@ def _meminfo(text: str) -> dict[str, int]:
     return out
 
 
+def _physical_memory(root: Path) -> int:
+    """Online memory blocks times their size (LXD's total: the RAM the host
+    has, not the part of it the kernel left after reserving its own); 0 when
+    sysfs does not say."""
+    base = root / "sys/devices/system/memory"
+    try:
+        block = int(_read(base / "block_size_bytes"), 16)
+    except ValueError:
+        return 0
+    return block * sum(1 for d in base.glob("memory[0-9]*") if _read(d / "online") == "1")
+
+
 def _memory(root: Path) -> dict[str, Any]:
     mi = _meminfo(_read(root / "proc/meminfo"))
     huge_size = mi.get("Hugepagesize", 0)
-    total = mi.get("MemTotal", 0)
+    kernel_total = mi.get("MemTotal", 0)
+    total = max(_physical_memory(root), kernel_total)
     nodes = []
     for nd in sorted((root / "sys/devices/system/node").glob("node[0-9]*"),
                      key=lambda p: int(p.name[4:])):
@@ -141,8 +154,8 @@ def _memory(root: Path) -> dict[str, Any]:
         * huge_size,
         "hugepages_size": huge_size,
         # LXD's figure: what is neither free nor page cache nor buffers
-        "used": max(total - mi.get("MemFree", 0) - mi.get("Cached", 0) - mi.get("Buffers", 0),
-                    0),
+        "used": max(kernel_total - mi.get("MemFree", 0) - mi.get("Cached", 0)
+                    - mi.get("Buffers", 0), 0),
         "total": total}
 
 
