@@ -379,3 +379,33 @@ def test_a_metrics_certificate_may_scrape_and_nothing_else(
     c.add_certificate(Path(client_cert[0]).read_text(), name="admin")
     assert _get(url + "/1.0/metrics", *client_cert) == 200
     assert _get(url + "/1.0/instances", *client_cert) == 200
+
+
+def test_cli_metrics_address_and_metrics_certificate(
+        served: Served, client_cert: tuple[str, str],  # noqa: F811
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import contextlib
+    import json
+
+    from cove.cli.main import main
+
+    monkeypatch.setenv("COVE_NO_AUTOSTART", "1")
+    root = ["--root", str(served.sock.parent)]
+    sock = served.sock.parent / "unix.socket"
+    if sock != served.sock:
+        sock.symlink_to(served.sock)
+    try:
+        assert main([*root, "config", "set", "core.metrics_address", "127.0.0.1:9100"]) == 0
+        assert main([*root, "config", "get", "core.metrics_address"]) == 0
+        assert capsys.readouterr().out == "127.0.0.1:9100\n"
+        assert main([*root, "config", "set", "core.metrics_address", "1.2.3.4:0"]) == 1
+        assert "core.metrics_address" in capsys.readouterr().err
+        assert main([*root, "config", "trust", "add", client_cert[0], "--type", "metrics"]) == 0
+        assert main([*root, "config", "trust", "list", "-f", "json"]) == 0
+        [cert] = json.loads(capsys.readouterr().out)
+        assert cert["type"] == "metrics"
+        assert served.fake.trust.is_trusted(cert["fingerprint"]) is False  # not a client
+        assert main([*root, "config", "trust", "add", client_cert[0], "--type", "root"]) == 2
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            sock.unlink()
