@@ -409,3 +409,42 @@ def test_cli_metrics_address_and_metrics_certificate(
     finally:
         with contextlib.suppress(FileNotFoundError):
             sock.unlink()
+
+
+# -- the engine's metrics service (real store, run table and operations) --------------------------
+
+def test_metrics_service_caches_instances_not_the_daemon(tmp_path: Path) -> None:
+    from cove.engine._metrics import Metrics
+    from cove.engine._runs import Paths, RunTable
+    from cove.engine.operations import Operations
+    from cove.model.records import Instance
+    from cove.store import Store
+
+    store = Store(tmp_path / "cove.db")
+    try:
+        for name in ("web", "db"):
+            store.add_instance(Instance(name=name, image="f" * 64))
+        runs = RunTable()
+        runs.pids["web"] = os.getpid()  # /proc/PID/net/dev of this process: real counters
+        now = [1000.0]
+        m = Metrics(store=store, runs=runs, paths=Paths(tmp_path), operations=Operations(),
+                    clock=lambda: now[0], cache_seconds=60)
+        first = parse_metrics(m.text())
+        names = {lb.get("name") for _, lb, _ in first} - {None}
+        assert names == {"web"}  # db is stopped: no samples
+        assert ("lxd_instances", {"project": "default", "type": "container"}, 2.0) in first
+        assert any(n == "lxd_network_receive_bytes_total" and lb["device"] == "lo"
+                   for n, lb, _ in first)
+        # within cache_seconds the instance samples are the same build; uptime is not cached
+        runs.pids["db"] = os.getpid()
+        now[0] += 5
+        second = parse_metrics(m.text())
+        assert {lb.get("name") for _, lb, _ in second} - {None} == {"web"}
+        assert ("lxd_uptime_seconds", {}, 5.0) in second
+        assert parse_metrics(m.text(project="default")) == second
+        assert not any("name" in lb for _, lb, _ in parse_metrics(m.text(project="other")))
+        m.cache_seconds = 0  # expired: rebuilt
+        assert {lb.get("name") for _, lb, _ in parse_metrics(m.text())} - {None} == \
+            {"web", "db"}
+    finally:
+        store.close()

@@ -36,7 +36,13 @@ if TYPE_CHECKING:
         InstanceState,
         InstanceStatePut,
     )
-    from cove.api._metrics import METRIC_FAMILIES, MetricSet, format_value, parse_metrics
+    from cove.api._metrics import (
+        METRIC_FAMILIES,
+        MetricSet,
+        format_value,
+        parse_metrics,
+        render_families,
+    )
     from cove.api._networks import (
         Certificate,
         CertificatesPost,
@@ -119,6 +125,7 @@ __all__ = [
     "parse_metrics",
     "profile",
     "profile_object",
+    "render_families",
     "rfc3339",
     "sync_envelope",
 ]
@@ -133,7 +140,8 @@ _MODULES = {
                 "ImageAliasesEntryPut", "ImageAliasesPost", "ImagePut"),
     "_instances": ("ZERO_TIME", "Instance", "InstanceExecPost", "InstancePost", "InstancePut",
                    "InstanceSource", "InstanceState", "InstanceStatePut", "InstancesPost"),
-    "_metrics": ("METRIC_FAMILIES", "MetricSet", "format_value", "parse_metrics"),
+    "_metrics": ("METRIC_FAMILIES", "MetricSet", "format_value", "parse_metrics",
+                 "render_families"),
     "_networks": ("Certificate", "CertificatesPost", "Network", "NetworkLease", "NetworkPut",
                   "NetworkState", "NetworksPost", "Profile"),
     "_objects": ("alias", "alias_object", "certificate", "certificate_object", "etag", "image",

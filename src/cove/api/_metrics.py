@@ -17,7 +17,7 @@ import math
 import re
 from decimal import Decimal
 
-__all__ = ["METRIC_FAMILIES", "MetricSet", "format_value", "parse_metrics"]
+__all__ = ["METRIC_FAMILIES", "MetricSet", "format_value", "parse_metrics", "render_families"]
 
 # (name, help) in LXD's order; the key is how cove's code names each family.
 METRIC_FAMILIES: dict[str, tuple[str, str]] = {
@@ -155,25 +155,43 @@ class MetricSet:
 
     def render(self) -> str:
         """The exposition text (see the module note)."""
-        out: list[str] = []
+        return render_families([self.lines()])
+
+    def lines(self) -> dict[str, str]:
+        """Each family's sample lines, rendered (for ``render_families``)."""
+        out: dict[str, str] = {}
         # A label set shared by many samples (one instance's) is written once:
-        # the dicts live in self._samples for the whole render, so ids are stable.
+        # the dicts live in self._samples for the whole call, so ids are stable.
         bodies: dict[int, str] = {}
-        for family in self.families():
-            name, help_ = METRIC_FAMILIES[family]
-            kind = "gauge" if family in _GAUGES or name.endswith("_bytes") else "counter"
-            out.append(f"# HELP {name} {help_}\n# TYPE {name} {kind}\n")
-            for labels, value in self._samples[family]:
+        for family, samples in self._samples.items():
+            name = METRIC_FAMILIES[family][0]
+            chunk: list[str] = []
+            for labels, value in samples:
                 if labels:
                     body = bodies.get(id(labels))
                     if body is None:
                         body = bodies[id(labels)] = "{" + ",".join(
                             f'{k}="{_escape(labels[k])}"' for k in sorted(labels)) + "}"
-                    out.append(f"{name}{body} {format_value(value)}\n")
+                    chunk.append(f"{name}{body} {format_value(value)}\n")
                 else:
-                    out.append(f"{name} {format_value(value)}\n")
-        out.append("# EOF\n")
-        return "".join(out)
+                    chunk.append(f"{name} {format_value(value)}\n")
+            out[family] = "".join(chunk)
+        return out
+
+
+def render_families(parts: list[dict[str, str]]) -> str:
+    """The exposition text of sample lines rendered apart (``MetricSet.lines``,
+    e.g. cached instance samples and fresh daemon ones): families in LXD's
+    order, each once with its HELP and TYPE, then ``# EOF``."""
+    families = sorted({f for part in parts for f in part}, key=_ORDER.__getitem__)
+    out: list[str] = []
+    for family in families:
+        name, help_ = METRIC_FAMILIES[family]
+        kind = "gauge" if family in _GAUGES or name.endswith("_bytes") else "counter"
+        out.append(f"# HELP {name} {help_}\n# TYPE {name} {kind}\n")
+        out += [part[family] for part in parts if family in part]
+    out.append("# EOF\n")
+    return "".join(out)
 
 
 _SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+\S+)?$')

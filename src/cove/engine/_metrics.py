@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from cove.api._metrics import MetricSet
+from cove.api._metrics import MetricSet, render_families
 from cove.engine._runs import Paths, RunTable
 from cove.engine.operations import Operations
 from cove.runtime.cgroup_metrics import ContainerMetrics, partitions, read_container_metrics
@@ -129,16 +129,30 @@ class Metrics:
         self._started = clock()
         self.cache_seconds = cache_seconds
         self._built: tuple[float, dict[str, MetricSet]] | None = None
+        self._lines: dict[str, dict[str, str]] = {}  # rendered, of the build _lines_of
+        self._lines_of: dict[str, MetricSet] | None = None
         self._cache_lock = threading.Lock()
         self._build_lock = threading.Lock()
 
     def text(self, *, project: str | None = None) -> str:
         """The exposition text: every project's running instances, or only
         ``project``'s (an unknown project has none), then the daemon's own."""
-        out = MetricSet()
-        out.merge(self.instances(project=project))
-        out.merge(self.daemon())
-        return out.render()
+        return render_families([self._instance_lines(project), self.daemon().lines()])
+
+    def _instance_lines(self, project: str | None) -> dict[str, str]:
+        # Rendered once per build and project: a second scraper within
+        # cache_seconds pays only for the daemon's few lines and the join.
+        built = self._current()
+        key = "\0all" if project is None else project
+        with self._cache_lock:
+            if self._lines_of is built and key in self._lines:
+                return self._lines[key]
+        lines = self._select(built, project).lines()
+        with self._cache_lock:
+            if self._lines_of is not built:
+                self._lines, self._lines_of = {}, built
+            self._lines[key] = lines
+        return lines
 
     def daemon(self) -> MetricSet:
         """The daemon's own samples (never cached)."""
@@ -151,6 +165,9 @@ class Metrics:
     def instances(self, *, project: str | None = None) -> MetricSet:
         """The instance samples of every project, or of ``project`` (built at
         most once every ``cache_seconds``)."""
+        return self._select(self._current(), project)
+
+    def _current(self) -> dict[str, MetricSet]:
         built = self._fresh()
         if built is None:
             with self._build_lock:  # one builder; the others wait for its result
@@ -159,6 +176,10 @@ class Metrics:
                     built = self._build()
                     with self._cache_lock:
                         self._built = (time.monotonic(), built)
+        return built
+
+    @staticmethod
+    def _select(built: dict[str, MetricSet], project: str | None) -> MetricSet:
         if project is not None:
             return built.get(project, MetricSet())
         out = MetricSet()
