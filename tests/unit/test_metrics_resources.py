@@ -375,6 +375,15 @@ def test_a_metrics_certificate_may_scrape_and_nothing_else(
     assert _get(url + "/1.0/metrics", str(crt), str(key)) == 200
     assert _get(url + "/1.0/instances", str(crt), str(key)) == 403
     assert _get(url + "/1.0/resources", str(crt), str(key)) == 403
+    # core.metrics_authentication=false: anyone may scrape, and only scrape (LXD)
+    assert _get(url + "/1.0/metrics", *client_cert) == 403
+    c.update_server({"core.metrics_authentication": "false"})
+    assert _get(url + "/1.0/metrics", *client_cert) == 200
+    assert _get(url + "/1.0/instances", *client_cert) == 403
+    c.update_server({"core.metrics_authentication": ""})
+    assert _get(url + "/1.0/metrics", *client_cert) == 403
+    with pytest.raises(BadRequest, match="not a boolean"):
+        c.update_server({"core.metrics_authentication": "maybe"})
     # a client certificate may scrape too
     c.add_certificate(Path(client_cert[0]).read_text(), name="admin")
     assert _get(url + "/1.0/metrics", *client_cert) == 200

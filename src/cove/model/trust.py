@@ -25,6 +25,7 @@ __all__ = [
     "cert_der",
     "der_to_pem",
     "fingerprint",
+    "metrics_authentication",
     "parse_address",
     "parse_https_address",
     "validate_server_config",
@@ -35,7 +36,10 @@ DEFAULT_METRICS_PORT = 9100  # LXD's shared.HTTPSMetricsDefaultPort
 CERT_TYPES = ("client", "metrics")
 
 #: The server config keys cove knows (LXD's names).
-SERVER_CONFIG_KEYS = ("core.https_address", "core.metrics_address")
+SERVER_CONFIG_KEYS = ("core.https_address", "core.metrics_address",
+                      "core.metrics_authentication")
+_BOOLS = {"true": True, "1": True, "yes": True, "on": True,
+          "false": False, "0": False, "no": False, "off": False}
 #: The listen-address keys and the port each takes when none is given.
 ADDRESS_PORTS = {"core.https_address": DEFAULT_HTTPS_PORT,
                  "core.metrics_address": DEFAULT_METRICS_PORT}
@@ -146,6 +150,12 @@ def parse_address(value: str, key: str = "core.https_address") -> tuple[str | No
     return (host or None), port
 
 
+def metrics_authentication(config: dict[str, str]) -> bool:
+    """Whether ``/1.0/metrics`` needs a trusted certificate (LXD's
+    ``core.metrics_authentication``, true unless set false)."""
+    return _BOOLS.get(config.get("core.metrics_authentication", "true").lower(), True)
+
+
 def validate_server_config(config: object) -> dict[str, str]:
     """Check the server's config; return it with string values.
 
@@ -164,6 +174,8 @@ def validate_server_config(config: object) -> dict[str, str]:
         value = str(raw)
         if key in ADDRESS_PORTS:
             parse_address(value, key)
+        elif key == "core.metrics_authentication" and value.lower() not in _BOOLS and value:
+            raise BadRequest(f"Invalid value for {key}: {value!r} is not a boolean")
         if value != "":
             out[key] = value
     return out

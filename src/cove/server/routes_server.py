@@ -48,6 +48,7 @@ API_EXTENSIONS: list[str] = [
     "metrics",                         # GET /1.0/metrics, core.metrics_address, metrics certs
     "metrics_cpu_seconds",             # lxd_cpu_seconds_total in seconds
     "metrics_instances_count",         # lxd_instances{project,type}
+    "metrics_authentication",          # core.metrics_authentication=false: open to all
     "resources",                       # GET /1.0/resources
     "resources_v2",                    # its v2 shape (lxc info --resources needs it)
     "resources_cpu_socket",

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from cove import api
+from cove.model import trust
 from cove.model.errors import BadRequest, Forbidden
 from cove.server import render
 from cove.server.routes_common import call, engine_of, json_body, recursion
@@ -52,6 +53,9 @@ async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     path = request.path
     if request.method == "GET" and (_PUBLIC.match(path) or _WEBSOCKET.match(path)):
         return await handler(request)
+    if request.method == "GET" and path == _METRICS and not trust.metrics_authentication(
+            await call(request, engine_of(request).trust.server_config)):
+        return await handler(request)  # core.metrics_authentication=false: open to all
     if request.method == "POST" and path.rstrip("/") == "/1.0/certificates":
         raise Forbidden("not authorized: this certificate is not trusted, and cove adds "
                         "certificates only for trusted clients (cove config trust add)")
