@@ -31,6 +31,7 @@ import os
 from dataclasses import dataclass, field
 
 from cove.runtime.cgroups import _V2, CGROUP_ROOT
+from cove.runtime.cgroups import read_text as _read
 
 __all__ = ["ContainerMetrics", "IOStats", "NetStats", "partitions", "read_container_metrics",
            "read_net_dev"]
@@ -91,27 +92,6 @@ class ContainerMetrics:
     disk: dict[str, IOStats] = field(default_factory=dict)
     processes: int = 0
     network: dict[str, NetStats] = field(default_factory=dict)
-
-
-def _read(path: str) -> str | None:
-    # os.open/os.read: no buffered file object to build (a third of the cost
-    # of open() for these small files, read 11 times per container a scrape)
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        chunks = []
-        while True:
-            data = os.read(fd, 65536)
-            if not data:
-                break
-            chunks.append(data)
-        return b"".join(chunks).decode("ascii", "replace")
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
 
 
 def _int(text: str | None) -> int | None:
