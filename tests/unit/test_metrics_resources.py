@@ -431,8 +431,13 @@ def test_metrics_service_caches_instances_not_the_daemon(tmp_path: Path) -> None
 
     store = Store(tmp_path / "cove.db")
     try:
-        for name in ("web", "db"):
-            store.add_instance(Instance(name=name, image="f" * 64))
+        data = tmp_path / "data"
+        data.mkdir()
+        store.add_instance(Instance(name="web", image="f" * 64, devices={
+            "data": {"type": "disk", "source": str(data), "path": "/data"},
+            "gone": {"type": "disk", "source": str(tmp_path / "gone"), "path": "/gone"},
+            "vol": {"type": "disk", "pool": "default", "source": "vol1", "path": "/vol"}}))
+        store.add_instance(Instance(name="db", image="f" * 64))
         runs = RunTable()
         runs.pids["web"] = os.getpid()  # /proc/PID/net/dev of this process: real counters
         now = [1000.0]
@@ -444,6 +449,11 @@ def test_metrics_service_caches_instances_not_the_daemon(tmp_path: Path) -> None
         assert ("lxd_instances", {"project": "default", "type": "container"}, 2.0) in first
         assert any(n == "lxd_network_receive_bytes_total" and lb["device"] == "lo"
                    for n, lb, _ in first)
+        # a host-path disk device: its filesystem, at its path in the container
+        fs = [(lb, v) for n, lb, v in first if n == "lxd_filesystem_size_bytes"]
+        assert [lb["mountpoint"] for lb, _ in fs] == ["/data"]
+        assert fs[0][0]["fstype"] and fs[0][1] == os.statvfs(data).f_blocks * \
+            os.statvfs(data).f_frsize
         # within cache_seconds the instance samples are the same build; uptime is not cached
         runs.pids["db"] = os.getpid()
         now[0] += 5

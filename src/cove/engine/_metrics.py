@@ -20,7 +20,6 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from cove.api._metrics import MetricSet, render_families
 from cove.engine._runs import Paths, RunTable
@@ -38,22 +37,41 @@ def _unescape(s: str) -> str:
         .replace("\\134", "\\")
 
 
-def _filesystem_of(path: Path) -> tuple[str, str]:
-    """(device, fstype) of the mount that holds ``path``, from mountinfo."""
-    target = str(path)
-    best, found = -1, ("", "")
+def _mounts() -> list[tuple[str, str, str]]:
+    """(mountpoint, source, fstype) of this mount namespace, longest mountpoint
+    first (read once a scrape)."""
+    out = []
     try:
         with open("/proc/self/mountinfo") as f:
             for line in f:
                 left, _, right = line.partition(" - ")
-                mp = _unescape(left.split()[4])
-                if (target == mp or target.startswith(mp.rstrip("/") + "/")) and len(mp) > best:
-                    fields = right.split()
-                    if len(fields) >= 2:
-                        best, found = len(mp), (_unescape(fields[1]), fields[0])
+                fields = right.split()
+                if len(fields) >= 2:
+                    out.append((_unescape(left.split()[4]), _unescape(fields[1]), fields[0]))
     except OSError:
         pass
-    return found
+    return sorted(out, key=lambda m: -len(m[0]))
+
+
+def _filesystem_of(path: str, mounts: list[tuple[str, str, str]]) -> tuple[str, str]:
+    """(device, fstype) of the mount that holds ``path``."""
+    for mp, source, fstype in mounts:
+        if path == mp or path.startswith(mp.rstrip("/") + "/"):
+            return source, fstype
+    return "", ""
+
+
+Fs = tuple[str, str, int, int, int]  # device, fstype, size, avail, free
+
+
+def _statfs(path: str, mounts: list[tuple[str, str, str]]) -> Fs | None:
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return None
+    device, fstype = _filesystem_of(path, mounts)
+    return (device, fstype, st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize,
+            st.f_bfree * st.f_frsize)
 
 
 def _host_memory() -> int:
@@ -68,10 +86,12 @@ def _host_memory() -> int:
 
 
 def instance_samples(out: MetricSet, labels: dict[str, str], m: ContainerMetrics, *,
-                     host_memory: int, fs: tuple[str, str, int, int, int] | None) -> None:
+                     host_memory: int, fs: Fs | None,
+                     disks: dict[str, Fs] | None = None) -> None:
     """Add one running container's samples to ``out``, as LXD's
     ``lxc.Metrics`` does (``fs``: device, fstype, size, avail, free of its
-    root disk)."""
+    root disk; ``disks``: the same of its other disk devices, by path in the
+    container)."""
     def add(family: str, value: float, extra: dict[str, str] | None = None) -> None:
         out.add(family, value, {**labels, **extra} if extra else labels)  # shared: see render
 
@@ -97,9 +117,9 @@ def instance_samples(out: MetricSet, labels: dict[str, str], m: ContainerMetrics
         add("disk_reads", io.reads, {"device": dev})
         add("disk_written_bytes", io.written_bytes, {"device": dev})
         add("disk_writes", io.writes, {"device": dev})
-    if fs is not None:
-        device, fstype, size, avail, free = fs
-        fl = {"device": device, "fstype": fstype, "mountpoint": "/"}
+    for mountpoint, disk in sorted({**(disks or {}), **({"/": fs} if fs else {})}.items()):
+        device, fstype, size, avail, free = disk
+        fl = {"device": device, "fstype": fstype, "mountpoint": mountpoint}
         add("fs_size", size, fl)
         add("fs_avail", avail, fl)
         add("fs_free", free, fl)
@@ -114,6 +134,22 @@ def instance_samples(out: MetricSet, labels: dict[str, str], m: ContainerMetrics
         add("net_rx_drop", n.rx_drop, d)
         add("net_tx_drop", n.tx_drop, d)
     add("procs", m.processes)
+
+
+def _host_path_disks(devices: dict[str, dict[str, str]],
+                     mounts: list[tuple[str, str, str]]) -> dict[str, Fs]:
+    """The filesystems of an instance's host-path disk devices (``source=/srv/data
+    path=/data``), by path in the container; a source that is gone is left out.
+    Custom volumes (``pool=``) are their storage's to report."""
+    out = {}
+    for dev in devices.values():
+        src, path = dev.get("source", ""), dev.get("path", "")
+        if dev.get("type") == "disk" and path not in ("", "/") and src.startswith("/") \
+                and not dev.get("pool"):
+            got = _statfs(src, mounts)
+            if got is not None:
+                out[path] = got
+    return out
 
 
 class Metrics:
@@ -199,7 +235,9 @@ class Metrics:
         pids = dict(self._runs.pids)
         parts = partitions()
         host_memory = _host_memory()
-        fs = self._root_fs() if pids else None
+        mounts = _mounts() if pids else []
+        # every instance's upper layer lives under instances/: one filesystem
+        fs = _statfs(str(self._paths.root / "instances"), mounts) if pids else None
         out: dict[str, MetricSet] = {}
         counts: dict[str, int] = {}
         for inst in insts:
@@ -211,21 +249,10 @@ class Metrics:
             m = read_container_metrics(self._paths.cgroups_path(inst.name), pid, parts)
             ms = out.setdefault(project, MetricSet())
             instance_samples(ms, {"name": inst.name, "project": project, "type": _TYPE}, m,
-                             host_memory=host_memory, fs=fs)
+                             host_memory=host_memory, fs=fs,
+                             disks=_host_path_disks(inst.devices, mounts))
         for project, n in sorted(counts.items()):
             ms = out.setdefault(project, MetricSet())
             ms.add("instances", n, {"project": project, "type": "container"})
             ms.add("instances", 0, {"project": project, "type": "virtual-machine"})
         return out
-
-    def _root_fs(self) -> tuple[str, str, int, int, int] | None:
-        """The filesystem instances write to (their upper layers live under
-        ``instances/``): LXD's root disk figures."""
-        where = self._paths.root / "instances"
-        try:
-            st = os.statvfs(where)
-        except OSError:
-            return None
-        device, fstype = _filesystem_of(where)
-        return (device, fstype, st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize,
-                st.f_bfree * st.f_frsize)
