@@ -141,3 +141,24 @@ def test_resources_shape(endpoint: str) -> None:
                 "partitions"} <= set(disk)
     assert res["cpu"]["total"] == sum(len(c["threads"]) for s in res["cpu"]["sockets"]
                                       for c in s["cores"])
+
+
+def test_every_driver_reads_resources_and_metrics(host: Any) -> None:
+    """``Driver.resources()`` and ``Driver.metrics()``, the same on every
+    driver: REST, the asyncio one's flow, ``lxc query`` / ``lxc query --raw``,
+    ``cove query`` / ``cove metrics``, and the engine in-process."""
+    import os
+
+    res = host.driver.resources()
+    assert res["cpu"]["total"] == os.cpu_count()
+    assert res["memory"]["total"] > res["memory"]["used"] > 0
+    name = host.name("metrics")
+    host.driver.create_container(name, alias=host.image)
+    for _ in range(40):  # the 8 s cache
+        text = host.driver.metrics()
+        if _shape(text, name).get("lxd_procs_total"):
+            break
+        time.sleep(0.5)
+    assert text.rstrip("\n").endswith("# EOF")
+    assert _shape(text, name)["lxd_procs_total"] == {frozenset(BASE)}
+    assert not _shape(host.driver.metrics(project="covetest-none"), name)

@@ -36,10 +36,12 @@ __all__ = [
     "GetCertificate",
     "GetImage",
     "GetInstance",
+    "GetMetrics",
     "GetNetwork",
     "GetNetworkLeases",
     "GetNetworkState",
     "GetOperation",
+    "GetResources",
     "GetState",
     "HashFile",
     "ImportImage",
@@ -364,11 +366,25 @@ class DeleteCertificate:
     fingerprint: str
 
 
+# -- the host ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class GetResources:
+    """The host's hardware: LXD's ``Resources`` object (a dict)."""
+
+
+@dataclass(frozen=True)
+class GetMetrics:
+    """LXD's metrics, the Prometheus text (``project``: that project's instances only)."""
+
+    project: str | None = None
+
+
 Step = (GetInstance | GetState | ListImages | Create | Update | Action | Delete | RunCommand
         | Sleep | HashFile | ListInstances | Rename | GetImage | ImportImage | UpdateImage
         | DeleteImage | ListAliases | GetAlias | CreateAlias | RenameAlias | DeleteAlias
         | ListNetworks | GetNetwork | GetNetworkState | GetNetworkLeases | CreateNetwork
         | UpdateNetwork | DeleteNetwork | ListOperations | GetOperation | WaitOperation
         | CancelOperation | ListCertificates | GetCertificate | AddCertificate
-        | DeleteCertificate)
+        | DeleteCertificate | GetResources | GetMetrics)
 Flow = Generator[Step, Any, T]

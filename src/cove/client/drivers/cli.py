@@ -293,6 +293,16 @@ def _network_sub(d: CliDriver, name: str, sub: str) -> Any:
                          f"Network {name}")
 
 
+def _metrics(d: CliDriver, project: str | None) -> str:
+    """The metrics are text, not JSON: ``cove metrics``, or ``lxc query --raw``."""
+    if posixpath.basename(d.command[0]) == "cove":
+        args = ["metrics", *(["--project", project] if project else [])]
+    else:
+        path = "/1.0/metrics" + (f"?project={quote(project, safe='')}" if project else "")
+        args = ["query", "--raw", f"{d.remote}:{path}" if d.remote else path]
+    return d.run(*args).stdout.decode("utf-8", "replace")
+
+
 # How each step is said to the command (see the module notes).
 _PERFORM: dict[type, Callable[[CliDriver, Any], Any]] = {
     s.GetInstance: lambda d, st: d.find_instance(st.name),
@@ -337,4 +347,6 @@ _PERFORM: dict[type, Callable[[CliDriver, Any], Any]] = {
                                            st.fingerprint, prefix=True),
     s.AddCertificate: lambda d, st: _change(d, wire.add_certificate(st.pem, name=st.name)),
     s.DeleteCertificate: lambda d, st: _change(d, wire.delete_certificate(st.fingerprint)),
+    s.GetResources: lambda d, st: d.query("/1.0/resources"),
+    s.GetMetrics: lambda d, st: _metrics(d, st.project),
 }

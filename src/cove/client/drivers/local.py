@@ -238,4 +238,6 @@ _PERFORM: dict[type, Callable[[LocalDriver, Any], Any]] = {
         lambda: api.certificate(d.engine.trust.get_certificate(st.fingerprint))),
     s.AddCertificate: lambda d, st: d.engine.trust.add_certificate(st.pem, name=st.name),
     s.DeleteCertificate: lambda d, st: d.engine.trust.delete_certificate(st.fingerprint),
+    s.GetResources: lambda d, st: d.engine.resources.get(),
+    s.GetMetrics: lambda d, st: d.engine.metrics.text(project=st.project),
 }
