@@ -594,6 +594,33 @@ class FakeProfiles(Profiles):
         self.bind(self.users)
 
 
+class FakeMetrics:
+    """``MetricsAPI``: one sample per running fake instance, the project asked recorded."""
+
+    def __init__(self, instances: FakeInstances) -> None:
+        self._instances = instances
+        self.asked: list[str | None] = []
+
+    def text(self, *, project: str | None = None) -> str:
+        from cove.api import MetricSet
+
+        self.asked.append(project)
+        out = MetricSet()
+        for inst in self._instances.all():
+            if inst.status is Status.RUNNING and project in (None, "default"):
+                out.add("procs", 1, {"name": inst.name, "project": "default",
+                                     "type": "container"})
+        return out.render()
+
+
+class FakeResources:
+    """``ResourcesAPI``: a fixed two-CPU host."""
+
+    def get(self) -> dict[str, Any]:
+        return {"cpu": {"architecture": "x86_64", "sockets": [], "total": 2},
+                "memory": {"nodes": [], "used": 1, "total": 2}}
+
+
 class FakeEngine:
     """The fake services composed as ``Engine`` composes the real ones, plus
     the real ``Trust`` (on a store in ``root``), ``Operations`` and
@@ -611,6 +638,8 @@ class FakeEngine:
         self.networks = FakeNetworks(self.instances)
         self.profiles = FakeProfiles(self.store, self.instances, self.events)
         self.trust = Trust(root, self.store, self.events, time.time)
+        self.metrics = FakeMetrics(self.instances)
+        self.resources = FakeResources()
 
     # -- helpers for tests ---------------------------------------------------------
     def add(self, name: str, status: Status = Status.RUNNING, **kw: Any) -> Instance:

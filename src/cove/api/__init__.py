@@ -36,6 +36,13 @@ if TYPE_CHECKING:
         InstanceState,
         InstanceStatePut,
     )
+    from cove.api._metrics import (
+        METRIC_FAMILIES,
+        MetricSet,
+        format_value,
+        parse_metrics,
+        render_families,
+    )
     from cove.api._networks import (
         Certificate,
         CertificatesPost,
@@ -69,6 +76,7 @@ if TYPE_CHECKING:
     from cove.api._profiles import ProfilePost, ProfilePut, ProfilesPost
 
 __all__ = [
+    "METRIC_FAMILIES",
     "ZERO_TIME",
     "Certificate",
     "CertificatesPost",
@@ -89,6 +97,7 @@ __all__ = [
     "InstanceState",
     "InstanceStatePut",
     "InstancesPost",
+    "MetricSet",
     "Network",
     "NetworkLease",
     "NetworkPut",
@@ -107,6 +116,7 @@ __all__ = [
     "error_envelope",
     "etag",
     "filter_objects",
+    "format_value",
     "image",
     "image_object",
     "instance",
@@ -116,8 +126,10 @@ __all__ = [
     "network_lease",
     "network_lease_object",
     "network_object",
+    "parse_metrics",
     "profile",
     "profile_object",
+    "render_families",
     "rfc3339",
     "sync_envelope",
 ]
@@ -132,6 +144,8 @@ _MODULES = {
                 "ImageAliasesEntryPut", "ImageAliasesPost", "ImagePut"),
     "_instances": ("ZERO_TIME", "Instance", "InstanceExecPost", "InstancePost", "InstancePut",
                    "InstanceSource", "InstanceState", "InstanceStatePut", "InstancesPost"),
+    "_metrics": ("METRIC_FAMILIES", "MetricSet", "format_value", "parse_metrics",
+                 "render_families"),
     "_networks": ("Certificate", "CertificatesPost", "Network", "NetworkLease", "NetworkPut",
                   "NetworkState", "NetworksPost", "Profile"),
     "_objects": ("alias", "alias_object", "certificate", "certificate_object", "etag", "image",

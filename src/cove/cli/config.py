@@ -187,10 +187,14 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = tsub.add_parser("add", parents=[common], help="Trust a client certificate",
                         description="Trust a client certificate (a PEM file).",
                         epilog="examples:\n  cove config trust add ~/.config/lxc/client.crt\n"
-                               "  cove config trust add laptop.crt --name laptop",
+                               "  cove config trust add laptop.crt --name laptop\n"
+                               "  cove config trust add prometheus.crt --type metrics\n"
+                               "                     may scrape /1.0/metrics, nothing else",
                         formatter_class=_RAW)
     p.add_argument("file", metavar="CERT_FILE")
     p.add_argument("--name", default="", help="a name to list it by")
+    p.add_argument("--type", default="client", choices=("client", "metrics"),
+                   help="client (the whole API) or metrics (/1.0/metrics only)")
     p.set_defaults(func=cmd_trust_add)
     p = tsub.add_parser("list", aliases=["ls"], parents=[common],
                         help="List trusted certificates",
@@ -213,7 +217,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 def cmd_trust_add(ctx: Context, args: argparse.Namespace) -> int:
     with open(args.file, encoding="ascii", errors="replace") as f:
         pem = f.read()
-    ctx.client().add_certificate(pem, name=args.name)
+    ctx.client().add_certificate(pem, name=args.name, type=args.type)
     return 0
 
 

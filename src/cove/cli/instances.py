@@ -284,6 +284,13 @@ def _resources(state: dict[str, Any]) -> list[str]:
 
 
 def cmd_info(ctx: Context, args: argparse.Namespace) -> int:
+    if args.resources:
+        if args.name:
+            raise UsageError("--resources shows the host's; give no NAME")
+        from cove.cli.metrics import resources_text
+
+        ctx.out.write(resources_text(ctx.client().resources()))
+        return 0
     if not args.name:
         return _server_info(ctx)
     client = ctx.client()
@@ -400,8 +407,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("info", parents=[common], help="Show an instance's status and use",
                        description="Show an instance's status, PID, times, last exit code "
                                    "and resource use (or, without NAME, the server's).",
-                       epilog="examples:\n  cove info c1\n  cove info", formatter_class=_RAW)
+                       epilog="examples:\n  cove info c1\n  cove info\n"
+                              "  cove info --resources   the host's CPUs, memory, NICs, disks",
+                       formatter_class=_RAW)
     p.add_argument("name", metavar="NAME", nargs="?")
+    p.add_argument("--resources", action="store_true",
+                   help="show the host's hardware (as lxc info --resources)")
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("rename", parents=[common], help="Rename an instance",

@@ -85,6 +85,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "query": ("query",),
     "network": ("network",),
     "profile": ("profile",),
+    "metrics": ("metrics",),
 }
 
 

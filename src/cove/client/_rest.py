@@ -255,6 +255,18 @@ class Client:
         the server's config, e.g. ``{"core.https_address": ":8443"}``."""
         wire.metadata(self.send(wire.update_server(config, patch=patch)))
 
+    def metrics(self, project: str | None = None) -> str:
+        """``GET /1.0/metrics``: LXD's metrics, Prometheus text (``project``: one only)."""
+        path = "/1.0/metrics" + ("?" + urlencode({"project": project}) if project else "")
+        resp = self.raw("GET", path)
+        if resp.status >= 400:
+            parse_envelope(resp)
+        return resp.body.decode("utf-8", "replace")
+
+    def resources(self) -> dict[str, Any]:
+        """``GET /1.0/resources``: the host's CPUs, memory, NICs and disks."""
+        return self._get_dict("/1.0/resources")
+
     # -- trusted certificates ------------------------------------------------------
     def certificates(self) -> list[dict[str, Any]]:
         """``GET /1.0/certificates?recursion=1``: fingerprint, name, type, PEM."""

@@ -34,6 +34,7 @@ from cove.client._exec import CommandNotFound, ExecResult
 from cove.client._flow import adrive
 from cove.client._http import ConnectionFailed, Response, parse_envelope
 from cove.client._rest import default_socket_path
+from cove.client.drivers import _host as host
 from cove.client.drivers import _profiles as profile_flows
 from cove.client.drivers import _resources as resources
 from cove.client.drivers._rest_steps import Upload, perform, wait
@@ -320,6 +321,13 @@ class AsyncRestDriver:
 
     async def delete_certificate(self, fingerprint: str) -> None:
         await self._run(resources.delete_certificate(fingerprint))
+
+    # -- the host ---------------------------------------------------------------------------------
+    async def resources(self) -> dict[str, Any]:
+        return await self._run(host.resources())
+
+    async def metrics(self, project: str | None = None) -> str:
+        return await self._run(host.metrics(project))
 
     # -- events ---------------------------------------------------------------------------------
     def events(self, types: Sequence[str] = ("lifecycle", "operation")) -> AsyncEventStream:

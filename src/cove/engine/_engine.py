@@ -10,6 +10,7 @@ small ``Protocol``s of ``cove.engine.ports`` where a fake is useful):
 * ``networks`` — networks, with a registry of network types, and
   ``profiles`` — profiles and the expansion of an instance's config and devices;
 * ``trust`` — the server's certificate and config, trusted clients;
+* ``metrics`` and ``resources`` — ``/1.0/metrics`` and ``/1.0/resources``;
 * ``operations`` and ``events`` — long actions and the event bus.
 
 This class only builds and wires them, and runs startup and shutdown. The
@@ -41,12 +42,14 @@ from cove import __version__
 from cove.engine._access import Access
 from cove.engine._images import Images
 from cove.engine._instances import Instances
+from cove.engine._metrics import Metrics
 from cove.engine._net_base import NetContext
 from cove.engine._networks import Networks
 from cove.engine._nics import InstanceNetworks
 from cove.engine._profiles import DefaultNetwork, Profiles
 from cove.engine._proxies import Forwarders
 from cove.engine._reconcile import Reconciler
+from cove.engine._resources import Resources
 from cove.engine._rootfs import Rootfs
 from cove.engine._runs import Paths, RunTable
 from cove.engine._trust import Trust
@@ -109,6 +112,9 @@ class Engine:
         self.access = Access(store=self.store, runtime=runtime, paths=paths, rootfs=rootfs,
                              operations=self.operations, profiles=self.profiles)
         self.trust = Trust(self.root, self.store, self.events, clock)
+        self.metrics = Metrics(store=self.store, runs=runs, paths=paths,
+                               operations=self.operations, clock=clock)
+        self.resources = Resources()
         self._reconciler = Reconciler(store=self.store, runtime=runtime, paths=paths,
                                       runs=runs, instances=self.instances,
                                       images=self.images, networks=self.networks)

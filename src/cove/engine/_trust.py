@@ -37,7 +37,7 @@ class Trust:
         self._events = events
         self._now = clock
         self._lock = threading.Lock()
-        self._trusted: frozenset[str] | None = None
+        self._trusted: dict[str, str] | None = None  # fingerprint -> type
 
     # -- the server's own certificate ----------------------------------------------------
     @property
@@ -141,10 +141,17 @@ class Trust:
         self._events.lifecycle("certificate-deleted", f"/1.0/certificates/{cert.fingerprint}")
 
     def is_trusted(self, fingerprint: str) -> bool:
-        """Whether a client certificate (by fingerprint) is in the trust store."""
+        """Whether a client certificate (by fingerprint) is in the trust store
+        as a ``client`` one: a ``metrics`` certificate may only scrape
+        ``/1.0/metrics`` (``certificate_type``), as in LXD."""
+        return self.certificate_type(fingerprint) == "client"
+
+    def certificate_type(self, fingerprint: str) -> str | None:
+        """The type (``client``, ``metrics``) of a trusted certificate; None
+        for one that is not trusted."""
         known = self._trusted
         if known is None:
-            known = frozenset(c.fingerprint for c in self._store.list_certificates())
+            known = {c.fingerprint: c.type for c in self._store.list_certificates()}
             self._trusted = known
-        return fingerprint in known
+        return known.get(fingerprint)
 

@@ -29,8 +29,10 @@ __all__ = [
     "EngineAPI",
     "ImagesAPI",
     "InstancesAPI",
+    "MetricsAPI",
     "NetworksAPI",
     "ProfilesAPI",
+    "ResourcesAPI",
     "TrustAPI",
 ]
 
@@ -346,6 +348,26 @@ class TrustAPI(Protocol):
         """Whether a client certificate (by fingerprint) is in the trust store."""
         ...
 
+    def certificate_type(self, fingerprint: str) -> str | None:
+        """The type (``client``, ``metrics``) of a trusted certificate; None if untrusted."""
+        ...
+
+
+class MetricsAPI(Protocol):
+    """What the server calls on ``engine.metrics``."""
+
+    def text(self, *, project: str | None = None) -> str:
+        """LXD's metrics in the Prometheus text exposition (every project, or one)."""
+        ...
+
+
+class ResourcesAPI(Protocol):
+    """What the server calls on ``engine.resources``."""
+
+    def get(self) -> dict[str, Any]:
+        """LXD's ``Resources`` of the host (CPU, memory, NICs, disks, system)."""
+        ...
+
 
 class EngineAPI(Protocol):
     """A cove root's services, as ``Engine`` composes them."""
@@ -364,6 +386,10 @@ class EngineAPI(Protocol):
     def profiles(self) -> ProfilesAPI: ...
     @property
     def trust(self) -> TrustAPI: ...
+    @property
+    def metrics(self) -> MetricsAPI: ...
+    @property
+    def resources(self) -> ResourcesAPI: ...
     @property
     def operations(self) -> Operations: ...
     @property

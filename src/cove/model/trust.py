@@ -20,24 +20,34 @@ from cove.model.errors import BadRequest
 
 __all__ = [
     "DEFAULT_HTTPS_PORT",
+    "DEFAULT_METRICS_PORT",
     "MAX_UNPACK_KEY",
     "SERVER_CONFIG_KEYS",
     "Certificate",
     "cert_der",
     "der_to_pem",
     "fingerprint",
+    "metrics_authentication",
+    "parse_address",
     "parse_https_address",
     "validate_server_config",
 ]
 
 DEFAULT_HTTPS_PORT = 8443
+DEFAULT_METRICS_PORT = 9100  # LXD's shared.HTTPSMetricsDefaultPort
 CERT_TYPES = ("client", "metrics")
 
 #: The server config keys cove knows (LXD's names, and cove's own).
-SERVER_CONFIG_KEYS = ("core.https_address", "cove.images.max_size")
+SERVER_CONFIG_KEYS = ("core.https_address", "core.metrics_address",
+                      "core.metrics_authentication", "cove.images.max_size")
 #: The most one archive (image, backup, layer) may unpack to; unset, 90% of
 #: the free space of the root's filesystem when the unpacking starts.
 MAX_UNPACK_KEY = "cove.images.max_size"
+_BOOLS = {"true": True, "1": True, "yes": True, "on": True,
+          "false": False, "0": False, "no": False, "off": False}
+#: The listen-address keys and the port each takes when none is given.
+ADDRESS_PORTS = {"core.https_address": DEFAULT_HTTPS_PORT,
+                 "core.metrics_address": DEFAULT_METRICS_PORT}
 
 _PEM = re.compile(r"-----BEGIN CERTIFICATE-----(.*?)-----END CERTIFICATE-----", re.DOTALL)
 
@@ -94,6 +104,18 @@ def parse_https_address(value: str) -> tuple[str | None, int] | None:
     Raises:
         BadRequest: a bad host or port.
     """
+    return parse_address(value)
+
+
+def parse_address(value: str, key: str = "core.https_address") -> tuple[str | None, int] | None:
+    """A listen address of config ``key`` (``core.https_address`` or
+    ``core.metrics_address``, whose default ports differ) → (host or None for
+    every address, port); None when empty (not listening). The forms of
+    ``parse_https_address``.
+
+    Raises:
+        BadRequest: a bad host or port (the message names ``key``).
+    """
     value = value.strip()
     if not value:
         return None
@@ -102,35 +124,41 @@ def parse_https_address(value: str) -> tuple[str | None, int] | None:
     if value.startswith("["):
         end = value.find("]")
         if end < 0:
-            raise BadRequest(f"Invalid core.https_address {value!r}: unclosed '['")
+            raise BadRequest(f"Invalid {key} {value!r}: unclosed '['")
         host, rest = value[1:end], value[end + 1:]
         if rest and not rest.startswith(":"):
-            raise BadRequest(f"Invalid core.https_address {value!r}")
+            raise BadRequest(f"Invalid {key} {value!r}")
         port_s = rest[1:]
         try:
             ipaddress.IPv6Address(host)
         except ValueError:
-            raise BadRequest(f"Invalid core.https_address {value!r}: not an IPv6 "
+            raise BadRequest(f"Invalid {key} {value!r}: not an IPv6 "
                              "address in brackets") from None
     elif value.count(":") > 1:
         host = value  # a bare IPv6 address, default port
         try:
             ipaddress.IPv6Address(host)
         except ValueError:
-            raise BadRequest(f"Invalid core.https_address {value!r}") from None
+            raise BadRequest(f"Invalid {key} {value!r}") from None
     else:
         host, _, port_s = value.partition(":")
     if port_s and (not port_s.isdigit() or not 0 < int(port_s) < 65536):
-        raise BadRequest(f"Invalid core.https_address {value!r}: bad port {port_s!r}")
-    port = int(port_s) if port_s else DEFAULT_HTTPS_PORT
+        raise BadRequest(f"Invalid {key} {value!r}: bad port {port_s!r}")
+    port = int(port_s) if port_s else ADDRESS_PORTS.get(key, DEFAULT_HTTPS_PORT)
     if host and not value.startswith("[") and value.count(":") <= 1:
         try:
             ipaddress.ip_address(host)
         except ValueError:
             if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?", host):
-                raise BadRequest(f"Invalid core.https_address {value!r}: bad host "
+                raise BadRequest(f"Invalid {key} {value!r}: bad host "
                                  f"{host!r}") from None
     return (host or None), port
+
+
+def metrics_authentication(config: dict[str, str]) -> bool:
+    """Whether ``/1.0/metrics`` needs a trusted certificate (LXD's
+    ``core.metrics_authentication``, true unless set false)."""
+    return _BOOLS.get(config.get("core.metrics_authentication", "true").lower(), True)
 
 
 def validate_server_config(config: object) -> dict[str, str]:
@@ -149,8 +177,10 @@ def validate_server_config(config: object) -> dict[str, str]:
         if not isinstance(raw, (str, int)) or isinstance(raw, bool):
             raise BadRequest(f"Invalid value for {key}: must be a string")
         value = str(raw)
-        if key == "core.https_address":
-            parse_https_address(value)
+        if key in ADDRESS_PORTS:
+            parse_address(value, key)
+        elif key == "core.metrics_authentication" and value.lower() not in _BOOLS and value:
+            raise BadRequest(f"Invalid value for {key}: {value!r} is not a boolean")
         elif key == MAX_UNPACK_KEY and value:
             parse_size(value, key)
         if value != "":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-__all__ = ["CGROUP_ROOT", "CgroupStats", "read_stats", "remove_empty"]
+__all__ = ["CGROUP_ROOT", "CgroupStats", "read_stats", "read_text", "remove_empty"]
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 
@@ -25,11 +25,33 @@ class CgroupStats:
     pids: int = 0
 
 
-def _read_int(path: str) -> int:
+def read_text(path: str) -> str | None:
+    """A small kernel file, whole; None if it cannot be read. os.open/os.read:
+    no buffered file object to build (a third of open()'s cost for these
+    files, which a metrics scrape reads a dozen of per container)."""
     try:
-        with open(path, "rb") as f:
-            return int(f.read().split()[0])
-    except (OSError, ValueError, IndexError):
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        chunks = []
+        while True:
+            data = os.read(fd, 65536)
+            if not data:
+                break
+            chunks.append(data)
+        return b"".join(chunks).decode("ascii", "replace")
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _read_int(path: str) -> int:
+    text = read_text(path)
+    try:
+        return int(text.split()[0]) if text else 0
+    except (ValueError, IndexError):
         return 0
 
 

@@ -26,6 +26,7 @@ from cove.server import (
     routes_images,
     routes_instances,
     routes_logs,
+    routes_metrics,
     routes_networks,
     routes_operations,
     routes_profiles,
@@ -42,7 +43,7 @@ from cove.server.routes_common import (
 )
 from cove.server.tls import HttpsListener
 
-__all__ = ["Runner", "make_app"]
+__all__ = ["Runner", "make_app", "make_metrics_app"]
 
 log = logging.getLogger("cove.server")
 
@@ -137,6 +138,7 @@ def make_app(engine: EngineAPI, *, executor: ThreadPoolExecutor | None = None) -
     app = web.Application(middlewares=[_errors, routes_trust.auth])
     app[ENGINE] = engine
     app[routes_trust.HTTPS] = HttpsListener(engine)
+    app[routes_trust.METRICS] = HttpsListener(engine, "core.metrics_address")
     own_pool = executor is None
     app[EXECUTOR] = executor or ThreadPoolExecutor(max_workers=32, thread_name_prefix="coved")
     app[WEBSOCKETS] = {}
@@ -145,7 +147,7 @@ def make_app(engine: EngineAPI, *, executor: ThreadPoolExecutor | None = None) -
 
     for module in (routes_server, routes_operations, routes_events, routes_images,
                    routes_instances, routes_state, routes_exec, routes_files, routes_logs,
-                   routes_networks, routes_profiles, routes_trust):
+                   routes_networks, routes_profiles, routes_trust, routes_metrics):
         module.add_routes(app)
 
     app.on_shutdown.append(_close_websockets)
@@ -153,4 +155,17 @@ def make_app(engine: EngineAPI, *, executor: ThreadPoolExecutor | None = None) -
         async def _stop_pool(app: web.Application) -> None:
             app[EXECUTOR].shutdown(wait=False, cancel_futures=True)
         app.on_cleanup.append(_stop_pool)
+    return app
+
+
+def make_metrics_app(main: web.Application) -> web.Application:
+    """The site on ``core.metrics_address``: only ``/``, ``/1.0`` and
+    ``/1.0/metrics`` (as LXD's metrics listener), with the same trust rules,
+    engine and thread pool as ``main``."""
+    app = web.Application(middlewares=[_errors, routes_trust.auth])
+    app[ENGINE] = main[ENGINE]
+    app[EXECUTOR] = main[EXECUTOR]
+    app[routes_trust.HTTPS] = main[routes_trust.HTTPS]
+    routes_server.add_server_routes(app)
+    routes_metrics.add_metrics_routes(app)
     return app

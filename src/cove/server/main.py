@@ -25,9 +25,9 @@ from aiohttp import web
 from cove.engine import Engine
 from cove.engine.surface import EngineAPI
 from cove.model.errors import CoveError
-from cove.server.app import Runner, make_app
+from cove.server.app import Runner, make_app, make_metrics_app
 from cove.server.listen import SocketInUse, bind_unix
-from cove.server.routes_trust import HTTPS
+from cove.server.routes_trust import HTTPS, METRICS
 
 __all__ = ["main", "serve"]
 
@@ -75,16 +75,20 @@ async def serve(engine: EngineAPI, sock: socket.socket, *, shutdown_timeout: flo
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    runner = Runner(
-        make_app(engine), handle_signals=False, shutdown_timeout=5.0,
-        access_log=logging.getLogger("cove.server.access") if access_log else None)
+    app = make_app(engine)
+    access = logging.getLogger("cove.server.access") if access_log else None
+    runner = Runner(app, handle_signals=False, shutdown_timeout=5.0, access_log=access)
     await runner.setup()
+    metrics_runner = Runner(make_metrics_app(app), handle_signals=False,
+                                   shutdown_timeout=5.0, access_log=access)
+    await metrics_runner.setup()
     site = web.SockSite(runner, sock, shutdown_timeout=5.0)
     await site.start()
     log.info("coved listening on %s (root %s)", sock.getsockname(), engine.root)
-    await _start_https(engine, runner)
+    await _start_https(engine, runner, metrics_runner)
     await stop.wait()
     log.info("stopping: no new requests; containers keep running")
+    await metrics_runner.cleanup()
     await runner.cleanup()
     if not await loop.run_in_executor(None, engine.operations.wait_idle, shutdown_timeout):
         log.warning("operations still running after %.0fs; stopping anyway", shutdown_timeout)
@@ -110,20 +114,24 @@ def _let_group_traverse(root: Path, sock_path: Path, gid: int) -> None:
         os.chmod(root, 0o710)
 
 
-async def _start_https(engine: EngineAPI, runner: web.AppRunner) -> None:
+async def _start_https(engine: EngineAPI, runner: web.AppRunner,
+                       metrics_runner: web.AppRunner) -> None:
     """Make the server certificate if this is the first start, and listen on
-    ``core.https_address`` if it is set (a bad one is logged, not fatal: the
-    unix socket still serves, to fix it)."""
-    listener = runner.app[HTTPS]
-    listener.runner = runner
+    ``core.https_address`` and ``core.metrics_address`` if they are set (a
+    bad one is logged, not fatal: the unix socket still serves, to fix it)."""
+    runner.app[HTTPS].runner = runner
+    runner.app[METRICS].runner = metrics_runner
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, engine.trust.server_certificate)
-    address = engine.trust.server_config().get("core.https_address", "")
-    if address:
-        try:
-            await listener.apply(address)
-        except CoveError as e:
-            log.error("not listening on HTTPS: %s", e)
+    config = engine.trust.server_config()
+    for key, listener in (("core.https_address", runner.app[HTTPS]),
+                          ("core.metrics_address", runner.app[METRICS])):
+        address = config.get(key, "")
+        if address:
+            try:
+                await listener.apply(address)
+            except CoveError as e:
+                log.error("not listening on %s: %s", key, e)
 
 
 def main(argv: list[str] | None = None) -> int:

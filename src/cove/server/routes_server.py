@@ -18,7 +18,7 @@ from cove.server import render
 from cove.server.routes_common import call, check_project, engine_of
 from cove.server.routes_trust import TRUSTED, https_listener
 
-__all__ = ["API_EXTENSIONS", "add_routes"]
+__all__ = ["API_EXTENSIONS", "add_routes", "add_server_routes"]
 
 # Only what cove really implements; clients check these before using a feature.
 API_EXTENSIONS: list[str] = [
@@ -50,6 +50,17 @@ API_EXTENSIONS: list[str] = [
     "proxy_haproxy_protocol",          # proxy_protocol=true (PROXY v1 header)
     "proxy_nat",                       # nat=true (DNAT)
     "profile_usedby",                  # used_by in /1.0/profiles/NAME (writable profiles)
+    "metrics",                         # GET /1.0/metrics, core.metrics_address, metrics certs
+    "metrics_cpu_seconds",             # lxd_cpu_seconds_total in seconds
+    "metrics_instances_count",         # lxd_instances{project,type}
+    "metrics_authentication",          # core.metrics_authentication=false: open to all
+    "resources",                       # GET /1.0/resources
+    "resources_v2",                    # its v2 shape (lxc info --resources needs it)
+    "resources_cpu_socket",
+    "resources_numa",
+    "resources_cpu_threads_numa",
+    "resources_cpu_core_die",
+    "resources_system",
 ]
 
 
@@ -137,12 +148,18 @@ async def _openapi(request: web.Request) -> web.Response:
     return web.json_response(cache["doc"])
 
 
-def add_routes(app: web.Application) -> None:
+def add_server_routes(app: web.Application) -> None:
+    """``/`` and ``GET /1.0`` only (what the metrics-only site serves too)."""
     r = app.router
-    app[_OPENAPI] = {}
-    r.add_get("/1.0/openapi.json", _openapi)
     r.add_get("/", _root)
     r.add_get("/1.0", _server)
     r.add_get("/1.0/", _server)
+
+
+def add_routes(app: web.Application) -> None:
+    add_server_routes(app)
+    r = app.router
+    app[_OPENAPI] = {}
+    r.add_get("/1.0/openapi.json", _openapi)
     r.add_get("/1.0/storage-pools", _empty_list)
     r.add_get("/1.0/storage-pools/{name}", _not_found("Storage pool"))

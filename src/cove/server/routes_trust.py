@@ -17,35 +17,45 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from cove import api
+from cove.model import trust
 from cove.model.errors import BadRequest, Forbidden
 from cove.server import render
 from cove.server.routes_common import call, engine_of, json_body, recursion
 from cove.server.tls import HttpsListener, is_tls, peer_fingerprint
 
-__all__ = ["HTTPS", "TRUSTED", "add_routes", "auth", "https_listener"]
+__all__ = ["HTTPS", "METRICS", "TRUSTED", "add_routes", "auth", "https_listener"]
 
 HTTPS = web.AppKey("cove.https", HttpsListener)
+METRICS = web.AppKey("cove.metrics", HttpsListener)  # the core.metrics_address site
 TRUSTED = web.RequestKey("cove.trusted", bool)
 
 _PUBLIC = re.compile(r"^/(1\.0/?)?$")
 _WEBSOCKET = re.compile(r"^/1\.0/operations/[^/]+/websocket$")
+_METRICS = "/1.0/metrics"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @web.middleware
 async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Mark the request trusted or not; refuse the untrusted what is not public."""
+    """Mark the request trusted or not; refuse the untrusted what is not public.
+    A ``metrics`` certificate is trusted for ``GET /1.0/metrics`` only (LXD)."""
     trusted = True
     if is_tls(request):
         fp = peer_fingerprint(request)
-        trusted = fp is not None and await call(request, engine_of(request).trust.is_trusted, fp)
+        kind = None if fp is None else \
+            await call(request, engine_of(request).trust.certificate_type, fp)
+        trusted = kind == "client" or (kind == "metrics" and request.method == "GET"
+                                       and request.path == _METRICS)
     request[TRUSTED] = trusted
     if trusted:
         return await handler(request)
     path = request.path
     if request.method == "GET" and (_PUBLIC.match(path) or _WEBSOCKET.match(path)):
         return await handler(request)
+    if request.method == "GET" and path == _METRICS and not trust.metrics_authentication(
+            await call(request, engine_of(request).trust.server_config)):
+        return await handler(request)  # core.metrics_authentication=false: open to all
     if request.method == "POST" and path.rstrip("/") == "/1.0/certificates":
         raise Forbidden("not authorized: this certificate is not trusted, and cove adds "
                         "certificates only for trusted clients (cove config trust add)")
@@ -107,7 +117,15 @@ async def _put_server(request: web.Request, *, patch: bool) -> web.Response:
     engine = engine_of(request)
     new = await call(request, engine.trust.check_server_config, config, patch=patch)
     # Listen first: an address that cannot be bound is refused, not saved.
-    await request.app[HTTPS].apply(new.get("core.https_address", ""))
+    https = request.app[HTTPS]
+    before = https.address
+    await https.apply(new.get("core.https_address", ""))
+    if METRICS in request.app:
+        try:
+            await request.app[METRICS].apply(new.get("core.metrics_address", ""))
+        except BadRequest:
+            await https.apply(before)  # all or nothing
+            raise
     await call(request, engine.trust.save_server_config, new)
     return render.sync({})
 

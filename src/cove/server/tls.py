@@ -33,7 +33,7 @@ from typing import Any
 from aiohttp import web
 
 from cove.model.errors import BadRequest, InternalError
-from cove.model.trust import parse_https_address
+from cove.model.trust import parse_address
 
 __all__ = ["HttpsListener", "accept_any_client_cert", "peer_fingerprint", "server_context"]
 
@@ -119,15 +119,17 @@ def is_tls(request: web.Request) -> bool:
 
 
 class HttpsListener:
-    """The HTTPS site of a running coved, following ``core.https_address``.
+    """The HTTPS site of a running coved, following ``core.https_address``
+    (or, with ``key="core.metrics_address"``, the metrics-only site).
 
     ``runner`` is set by ``serve()`` once the app runs; before that (an app
     in a test), changes are only remembered. The certificate and key are
     the engine's (``server_cert_paths``), made on first use.
     """
 
-    def __init__(self, engine: Any) -> None:
+    def __init__(self, engine: Any, key: str = "core.https_address") -> None:
         self.engine = engine
+        self.key = key
         self.runner: web.AppRunner | None = None
         self.site: web.TCPSite | None = None
         self.address = ""
@@ -158,7 +160,7 @@ class HttpsListener:
         Raises:
             BadRequest: the address is bad or cannot be bound (nothing changes).
         """
-        parsed = parse_https_address(address)
+        parsed = parse_address(address, self.key)
         if address == self.address and (self.site is not None or not parsed):
             return
         if self.runner is None:
@@ -169,7 +171,7 @@ class HttpsListener:
             host, port = parsed
             new = web.TCPSite(self.runner, host, port, ssl_context=self.context(),
                               reuse_address=True)
-            old_same = self.site is not None and parse_https_address(self.address) == parsed
+            old_same = self.site is not None and parse_address(self.address, self.key) == parsed
             if old_same:  # same socket address: close the old one first
                 await self._stop()
             try:
@@ -180,10 +182,10 @@ class HttpsListener:
         self.site = new
         self.address = address
         if new is not None:
-            log.info("listening on https://%s", ", ".join(self.bound))
+            log.info("listening on https://%s (%s)", ", ".join(self.bound), self.key)
 
     async def _stop(self) -> None:
         if self.site is not None:
             site, self.site = self.site, None
             await site.stop()
-            log.info("stopped listening on HTTPS")
+            log.info("stopped listening on HTTPS (%s)", self.key)

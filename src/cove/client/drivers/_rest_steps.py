@@ -14,6 +14,7 @@ import os
 import re
 from collections.abc import Callable, Generator
 from typing import Any, BinaryIO, TypeVar
+from urllib.parse import urlencode
 
 from cove import api
 from cove.client import _wire as wire
@@ -212,7 +213,17 @@ _PERFORM: dict[type, _Perform] = {
         patch=st.patch)),
     s.RenameProfile: lambda st: _sync(wire.rename_profile(st.name, st.new_name)),
     s.DeleteProfile: lambda st: _sync(wire.delete_profile(st.name)),
+    s.GetResources: lambda st: _dict(wire.Request("GET", "/1.0/resources"), "resources"),
+    s.GetMetrics: lambda st: _metrics(st.project),
 }
+
+
+def _metrics(project: str | None) -> HttpFlow[str]:
+    query = "?" + urlencode({"project": project}) if project else ""
+    resp = yield wire.Request("GET", "/1.0/metrics" + query)
+    if resp.status >= 400:
+        wire.metadata(resp)  # raises the host's error
+    return resp.body.decode("utf-8", "replace")  # text/plain, not an envelope
 
 
 def _dict(req: wire.Request, what: str) -> HttpFlow[dict[str, Any]]:

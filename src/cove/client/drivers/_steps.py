@@ -38,11 +38,13 @@ __all__ = [
     "GetCertificate",
     "GetImage",
     "GetInstance",
+    "GetMetrics",
     "GetNetwork",
     "GetNetworkLeases",
     "GetNetworkState",
     "GetOperation",
     "GetProfile",
+    "GetResources",
     "GetState",
     "HashFile",
     "ImportImage",
@@ -413,6 +415,18 @@ class RenameProfile:
 @dataclass(frozen=True)
 class DeleteProfile:
     name: str
+# -- the host ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class GetResources:
+    """The host's hardware: LXD's ``Resources`` object (a dict)."""
+
+
+@dataclass(frozen=True)
+class GetMetrics:
+    """LXD's metrics, the Prometheus text (``project``: that project's instances only)."""
+
+    project: str | None = None
 
 
 Step = (GetInstance | GetState | ListImages | Create | Update | Action | Delete | RunCommand
@@ -422,5 +436,6 @@ Step = (GetInstance | GetState | ListImages | Create | Update | Action | Delete 
         | UpdateNetwork | DeleteNetwork | ListOperations | GetOperation | WaitOperation
         | CancelOperation | ListCertificates | GetCertificate | AddCertificate
         | DeleteCertificate | ListProfiles | GetProfile | CreateProfile | UpdateProfile
-        | RenameProfile | DeleteProfile)
+        | RenameProfile | DeleteProfile
+        | GetResources | GetMetrics)
 Flow = Generator[Step, Any, T]

@@ -33,6 +33,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from cove.client._flow import drive
+from cove.client.drivers import _host as host
 from cove.client.drivers import _profiles as profile_flows
 from cove.client.drivers import _resources as resources
 from cove.client.drivers._flows import (
@@ -528,6 +529,16 @@ class Driver(ABC):
     def delete_certificate(self, fingerprint: str) -> None:
         """Stop trusting a certificate. Gone already: nothing."""
         self._run(resources.delete_certificate(fingerprint))
+
+    # -- the host ------------------------------------------------------------------------------
+    def resources(self) -> dict[str, Any]:
+        """The host's CPUs, memory, network cards and disks (LXD's ``Resources``)."""
+        return self._run(host.resources())
+
+    def metrics(self, project: str | None = None) -> str:
+        """LXD's metrics of the running instances and the daemon, Prometheus
+        text (``cove.api.parse_metrics`` reads it); ``project``: its instances only."""
+        return self._run(host.metrics(project))
 
     def __enter__(self) -> Self:
         return self

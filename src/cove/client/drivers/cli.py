@@ -293,6 +293,16 @@ def _network_sub(d: CliDriver, name: str, sub: str) -> Any:
                          f"Network {name}")
 
 
+def _metrics(d: CliDriver, project: str | None) -> str:
+    """The metrics are text, not JSON: ``cove metrics``, or ``lxc query --raw``."""
+    if posixpath.basename(d.command[0]) == "cove":
+        args = ["metrics", *(["--project", project] if project else [])]
+    else:
+        path = "/1.0/metrics" + (f"?project={quote(project, safe='')}" if project else "")
+        args = ["query", "--raw", f"{d.remote}:{path}" if d.remote else path]
+    return d.run(*args).stdout.decode("utf-8", "replace")
+
+
 # How each step is said to the command (see the module notes).
 _PERFORM: dict[type, Callable[[CliDriver, Any], Any]] = {
     s.GetInstance: lambda d, st: d.find_instance(st.name),
@@ -346,4 +356,6 @@ _PERFORM: dict[type, Callable[[CliDriver, Any], Any]] = {
         patch=st.patch)),
     s.RenameProfile: lambda d, st: _change(d, wire.rename_profile(st.name, st.new_name)),
     s.DeleteProfile: lambda d, st: _change(d, wire.delete_profile(st.name)),
+    s.GetResources: lambda d, st: d.query("/1.0/resources"),
+    s.GetMetrics: lambda d, st: _metrics(d, st.project),
 }

@@ -250,4 +250,6 @@ _PERFORM: dict[type, Callable[[LocalDriver, Any], Any]] = {
         description=st.description if st.description is not None or st.patch else ""),
     s.RenameProfile: lambda d, st: d.engine.profiles.rename(st.name, st.new_name),
     s.DeleteProfile: lambda d, st: d.engine.profiles.delete(st.name),
+    s.GetResources: lambda d, st: d.engine.resources.get(),
+    s.GetMetrics: lambda d, st: d.engine.metrics.text(project=st.project),
 }
