@@ -66,6 +66,7 @@ if TYPE_CHECKING:
         rfc3339,
     )
     from cove.api._operations import ErrorResponse, Event, Operation
+    from cove.api._projects import Project, ProjectPost, ProjectPut, ProjectsPost, ProjectState
 
 __all__ = [
     "ZERO_TIME",
@@ -95,6 +96,11 @@ __all__ = [
     "NetworksPost",
     "Operation",
     "Profile",
+    "Project",
+    "ProjectPost",
+    "ProjectPut",
+    "ProjectState",
+    "ProjectsPost",
     "alias",
     "alias_object",
     "async_envelope",
@@ -135,6 +141,7 @@ _MODULES = {
                  "network_lease", "network_lease_object", "network_object", "profile",
                  "profile_object", "rfc3339"),
     "_operations": ("ErrorResponse", "Event", "Operation"),
+    "_projects": ("Project", "ProjectPost", "ProjectPut", "ProjectState", "ProjectsPost"),
 }
 _HOME = {name: module for module, names in _MODULES.items() for name in names}
 

@@ -45,6 +45,7 @@ from cove.engine._net_base import NetContext
 from cove.engine._networks import Networks
 from cove.engine._nics import InstanceNetworks
 from cove.engine._profiles import DefaultNetwork, Profiles
+from cove.engine._projects import Projects
 from cove.engine._reconcile import Reconciler
 from cove.engine._rootfs import Rootfs
 from cove.engine._runs import Paths, RunTable
@@ -80,8 +81,10 @@ class Engine:
         self.store = Store(self.root / "cove.db")
         self.events = EventBus()
         self.operations = Operations(
-            on_change=lambda op: self.events.publish("operation", op.to_dict()))
+            on_change=lambda op: self.events.publish("operation", op.to_dict(),
+                                                     project=op.project))
         clock = time.time
+        self.projects = Projects(self.store, self.operations, self.events)
         paths = Paths(self.root)
         runs = RunTable()
         self.images = Images(self.store, ImageStore(self.root / "images"), self.operations,
@@ -98,7 +101,7 @@ class Engine:
             images=self.images, profiles=self.profiles,
             network=InstanceNetworks(self.networks, self.profiles),
             operations=self.operations, events=self.events, clock=clock,
-            nofile=resource.getrlimit(resource.RLIMIT_NOFILE)[1])
+            nofile=resource.getrlimit(resource.RLIMIT_NOFILE)[1], projects=self.projects)
         self.access = Access(store=self.store, runtime=runtime, paths=paths, rootfs=rootfs,
                              operations=self.operations)
         self.trust = Trust(self.root, self.store, self.events, clock)

@@ -8,14 +8,14 @@ which satisfy them structurally.
 
 from __future__ import annotations
 
-from contextlib import ExitStack
+from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
 from typing import Any, Protocol
 
 from cove.engine._net_base import NetPlan
 from cove.model.records import Image, Instance
 
-__all__ = ["ImageSource", "NetworkPort", "ProfileSource"]
+__all__ = ["ImageSource", "NetworkPort", "ProfileSource", "ProjectSource"]
 
 
 class ImageSource(Protocol):
@@ -72,4 +72,23 @@ class NetworkPort(Protocol):
 
     def state(self, inst: Instance) -> dict[str, Any]:
         """LXD's ``state.network`` of a running instance."""
+        ...
+
+
+class ProjectSource(Protocol):
+    """What the instances service needs of projects (``engine._projects``)."""
+
+    @property
+    def lock(self) -> AbstractContextManager[Any]:
+        """Held from a limit's check to the change it allowed."""
+        ...
+
+    def check(self, name: str) -> str:
+        """``name`` if the project exists. Raises: NotFound."""
+        ...
+
+    def check_instance(self, project: str, config: dict[str, str], *,
+                       replacing: str | None = None) -> None:
+        """Raises BadRequest when a new (or the changed ``replacing``)
+        instance with ``config`` would pass one of the project's limits."""
         ...

@@ -35,7 +35,7 @@ _TRUE = ("1", "true", "yes", "on")
 # -- images ----------------------------------------------------------------------
 
 async def _list(request: web.Request) -> web.Response:
-    check_project(request)
+    await check_project(request)
     images = await call(request, engine_of(request).images.all)
     objs = render.filter_objects([render.image(i) for i in images],
                                  request.query.get("filter", ""))
@@ -90,7 +90,7 @@ async def _spool_multipart(request: web.Request) -> tuple[Path, Path, str]:
 
 
 async def _create(request: web.Request) -> web.Response:
-    check_project(request)
+    await check_project(request)
     engine = engine_of(request)
     ctype = request.content_type
     if ctype == "application/json":
@@ -123,13 +123,13 @@ async def _create(request: web.Request) -> web.Response:
 
 
 async def _get(request: web.Request) -> web.Response:
-    check_project(request)
+    await check_project(request)
     img = await call(request, engine_of(request).images.get, request.match_info["fingerprint"])
     return render.sync(render.image(img))
 
 
 async def _update(request: web.Request, *, patch: bool) -> web.Response:
-    check_project(request)
+    await check_project(request)
     engine = engine_of(request)
     put = api.ImagePut.parse(await json_body(request))
     await call(request, engine.images.update, request.match_info["fingerprint"],
@@ -146,7 +146,7 @@ async def _patch(request: web.Request) -> web.Response:
 
 
 async def _delete(request: web.Request) -> web.Response:
-    check_project(request)
+    await check_project(request)
     op = await call(request, engine_of(request).images.delete, request.match_info["fingerprint"])
     return render.async_op(op)
 
@@ -158,7 +158,7 @@ async def _export(request: web.Request) -> web.Response:
 # -- aliases ---------------------------------------------------------------------
 
 async def _aliases(request: web.Request) -> web.Response:
-    check_project(request)
+    await check_project(request)
     aliases = await call(request, engine_of(request).images.list_aliases)
     if recursion(request) == 0:
         return render.sync([f"/1.0/images/aliases/{a.name}" for a in aliases])
@@ -166,20 +166,20 @@ async def _aliases(request: web.Request) -> web.Response:
 
 
 async def _alias_create(request: web.Request) -> web.Response:
-    check_project(request)
+    await check_project(request)
     post = api.ImageAliasesPost.parse(await json_body(request))
     await call(request, engine_of(request).images.add_alias, post.name, post.target, post.description)
     return render.sync({}, headers={"Location": f"/1.0/images/aliases/{post.name}"})
 
 
 async def _alias_get(request: web.Request) -> web.Response:
-    check_project(request)
+    await check_project(request)
     a = await call(request, engine_of(request).images.get_alias, request.match_info["name"])
     return render.sync(render.alias(a))
 
 
 async def _alias_update(request: web.Request, *, patch: bool) -> web.Response:
-    check_project(request)
+    await check_project(request)
     engine = engine_of(request)
     name = request.match_info["name"]
     put = api.ImageAliasesEntryPut.parse(await json_body(request))
@@ -203,14 +203,14 @@ async def _alias_patch(request: web.Request) -> web.Response:
 
 
 async def _alias_rename(request: web.Request) -> web.Response:
-    check_project(request)
+    await check_project(request)
     post = api.ImageAliasesEntryPost.parse(await json_body(request))
     await call(request, engine_of(request).images.rename_alias, request.match_info["name"], post.name)
     return render.sync({}, headers={"Location": f"/1.0/images/aliases/{post.name}"})
 
 
 async def _alias_delete(request: web.Request) -> web.Response:
-    check_project(request)
+    await check_project(request)
     await call(request, engine_of(request).images.delete_alias, request.match_info["name"])
     return render.sync({})
 

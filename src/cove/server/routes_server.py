@@ -13,6 +13,7 @@ from aiohttp import web
 
 import cove
 from cove.model.errors import NotFound
+from cove.model.projects import instance_url
 from cove.model.trust import cert_der, fingerprint
 from cove.server import render
 from cove.server.routes_common import call, check_project, engine_of, recursion
@@ -45,6 +46,11 @@ API_EXTENSIONS: list[str] = [
     "proxy",                           # proxy devices (nat=true)
     "proxy_udp",
     "proxy_tcp_udp_multi_port_handling",  # listen=tcp:0.0.0.0:80,443 / 8000-8010
+    "projects",                        # /1.0/projects, ?project= on every scoped endpoint
+    "projects_limits",                 # limits.containers, limits.memory, limits.cpu...
+    "projects_limits_instances",       # limits.instances
+    "project_usage",                   # GET /1.0/projects/NAME/state
+    "instance_all_projects",           # ?all-projects=true on instance lists
 ]
 
 
@@ -104,33 +110,41 @@ async def _server(request: web.Request) -> web.Response:
     env["certificate"] = pem
     env["certificate_fingerprint"] = fingerprint(cert_der(pem))
     env["addresses"] = https_listener(request.app).bound
+    env["project"] = request.query.get("project") or "default"
     return render.sync({**public, "config": config, "environment": env})
 
 
 async def _profiles(request: web.Request) -> web.Response:
-    check_project(request)
+    project = await check_project(request)
     if recursion(request) == 0:
         return render.sync(["/1.0/profiles/default"])
-    return render.sync([await _default_profile(request)])
+    return render.sync([await _default_profile(request, project)])
 
 
-async def _default_profile(request: web.Request) -> dict[str, Any]:
-    instances = await call(request, engine_of(request).instances.all)
-    used_by = [f"/1.0/instances/{i.name}" for i in instances if "default" in i.profiles]
-    devices = await call(request, engine_of(request).profiles.devices, "default")
-    return render.profile("default", used_by, devices)
+async def _default_profile(request: web.Request, project: str) -> dict[str, Any]:
+    """The default profile of the project whose profiles ``project`` uses
+    (``features.profiles``); used by every instance of each project that uses it."""
+    engine = engine_of(request)
+    owner = await call(request, engine.projects.profiles_project, project)
+    instances = await call(request, engine.instances.all, project=None)
+    used_by = [instance_url(i.name) for i in instances if "default" in i.profiles
+               and await call(request, engine.projects.profiles_project, i.project) == owner]
+    devices = await call(request, engine.profiles.devices, "default")
+    obj = render.profile("default", used_by, devices)
+    obj["project"] = owner
+    return obj
 
 
 async def _profile(request: web.Request) -> web.Response:
-    check_project(request)
+    project = await check_project(request)
     name = request.match_info["name"]
     if name != "default":
         raise NotFound(f"Profile not found: {name} (cove has only the default profile)")
-    return render.sync(await _default_profile(request))
+    return render.sync(await _default_profile(request, project))
 
 
 async def _empty_list(request: web.Request) -> web.Response:
-    check_project(request)
+    await check_project(request)
     return render.sync([])
 
 

@@ -17,10 +17,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cove.model.errors import Conflict, NotFound
+from cove.model.projects import split_key
 from cove.model.records import Alias, Image, Instance, Lease, Network
 from cove.model.states import Status
 from cove.model.trust import Certificate
 from cove.store._conn import Database
+from cove.store._projects import ProjectRows
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS instances (
@@ -90,7 +92,7 @@ CREATE TABLE IF NOT EXISTS certificates (
 
 _INSTANCE_COLS = (
     "id, name, image, config, devices, profiles, description, ephemeral, status,"
-    " architecture, created_at, last_used_at, last_exit_code"
+    " architecture, created_at, last_used_at, last_exit_code, project"
 )
 
 
@@ -99,7 +101,7 @@ def _instance(row: sqlite3.Row) -> Instance:
         id=row[0], name=row[1], image=row[2], config=json.loads(row[3]),
         devices=json.loads(row[4]), profiles=json.loads(row[5]), description=row[6],
         ephemeral=bool(row[7]), status=Status(row[8]), architecture=row[9],
-        created_at=row[10], last_used_at=row[11], last_exit_code=row[12],
+        created_at=row[10], last_used_at=row[11], last_exit_code=row[12], project=row[13],
     )
 
 
@@ -116,6 +118,7 @@ class Store:
         self.path = Path(path)
         self.db = Database(self.path)
         self.db.script(_SCHEMA)
+        self.projects = ProjectRows(self.db)
 
     def close(self) -> None:
         self.db.close()
@@ -130,15 +133,20 @@ class Store:
             db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
 
     # -- instances --------------------------------------------------------
-    def list_instances(self) -> list[Instance]:
-        rows = self.db.read(f"SELECT {_INSTANCE_COLS} FROM instances ORDER BY name")
+    def list_instances(self, project: str | None = None) -> list[Instance]:
+        """Every instance (of ``project`` when given), by key."""
+        if project is None:
+            rows = self.db.read(f"SELECT {_INSTANCE_COLS} FROM instances ORDER BY name")
+        else:
+            rows = self.db.read(f"SELECT {_INSTANCE_COLS} FROM instances WHERE project=?"
+                                " ORDER BY name", (project,))
         return [_instance(r) for r in rows]
 
     def get_instance(self, name: str) -> Instance:
         row = self.db.read(
             f"SELECT {_INSTANCE_COLS} FROM instances WHERE name=?", (name,)).fetchone()
         if row is None:
-            raise NotFound(f"Instance not found: {name}")
+            raise NotFound(f"Instance not found: {split_key(name)[1]}")
         return _instance(row)
 
     def has_instance(self, name: str) -> bool:
@@ -150,12 +158,12 @@ class Store:
             with self.db.tx() as db:
                 cur = db.execute(
                     "INSERT INTO instances(name, image, config, devices, profiles, description,"
-                    " ephemeral, status, architecture, created_at, last_used_at, last_exit_code)"
-                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    " ephemeral, status, architecture, created_at, last_used_at, last_exit_code,"
+                    " project) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (inst.name, inst.image, json.dumps(inst.config), json.dumps(inst.devices),
                      json.dumps(inst.profiles), inst.description, int(inst.ephemeral),
                      inst.status.value, inst.architecture, inst.created_at, inst.last_used_at,
-                     inst.last_exit_code),
+                     inst.last_exit_code, inst.project),
                 )
         except sqlite3.IntegrityError:
             raise Conflict(f"Instance already exists: {inst.name}") from None
