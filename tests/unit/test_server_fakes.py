@@ -44,8 +44,8 @@ from cove.engine._exec_out import (
     file_reader,
     run_detached,
 )
-from cove.engine._runs import Paths
 from cove.engine._projects import Projects
+from cove.engine._runs import Paths
 from cove.model.errors import BadRequest, Conflict, NotFound
 from cove.model.projects import instance_key, instance_url
 from cove.model.records import Alias, Image, Instance, Lease, Network
@@ -195,10 +195,16 @@ class FakeInstances:
         return [i for i in self.by_name.values() if project is None or i.project == project]
 
     def get(self, name: str, *, project: str = "default") -> Instance:
+        if "_" in name:  # as Instances._key: no instance's name has "_"
+            raise NotFound(f"Instance not found: {name}")
+        return self.by_key(instance_key(project, name))
+
+    def by_key(self, key: str) -> Instance:
+        """The instance keyed ``key`` (what the access calls are given)."""
         try:
-            return self.by_name[instance_key(project, name)]
+            return self.by_name[key]
         except KeyError:
-            raise NotFound(f"Instance not found: {name}") from None
+            raise NotFound(f"Instance not found: {key}") from None
 
     def state(self, name: str, *, project: str = "default") -> dict[str, Any]:
         inst = self.get(name, project=project)
@@ -294,7 +300,7 @@ class FakeAccess:
     def exec(self, name: str, req: InstanceExecPost, *,
              project: str = "default") -> FakeExecSession:
         name = instance_key(project, name)
-        if self._instances.get(name).status is not Status.RUNNING:
+        if self._instances.by_key(name).status is not Status.RUNNING:
             raise BadRequest("Instance is not running")
         if req.command[0] == "nouser":
             raise BadRequest("User not found: nobody")
@@ -319,7 +325,7 @@ class FakeAccess:
     # -- files -----------------------------------------------------------------
     def file_get(self, name: str, path: str, *, project: str = "default") -> FileInfo:
         name = instance_key(project, name)
-        self._instances.get(name)
+        self._instances.by_key(name)
         f = self.files.get((name, path))
         if f is None:
             raise NotFound(f"Not found: {path}")
@@ -343,7 +349,7 @@ class FakeAccess:
                  write: str = "overwrite", target: str | None = None,
                  make_parents: bool = False) -> None:
         name = instance_key(project, name)
-        self._instances.get(name)
+        self._instances.by_key(name)
         raw = data if isinstance(data, bytes) else (data.read() if data is not None else b"")
         old = self.files.get((name, path))
         if write == "append" and old is not None:
@@ -355,14 +361,14 @@ class FakeAccess:
 
     def file_delete(self, name: str, path: str, *, project: str = "default") -> None:
         name = instance_key(project, name)
-        self._instances.get(name)
+        self._instances.by_key(name)
         if self.files.pop((name, path), None) is None:
             raise NotFound(f"Not found: {path}")
 
     # -- logs --------------------------------------------------------------------
     def console_log(self, name: str, *, project: str = "default") -> Path:
         name = instance_key(project, name)
-        self._instances.get(name)
+        self._instances.by_key(name)
         return self._root / "logs" / f"{name}.log"
 
     def read_console(self, name: str, offset: int = 0, *,
@@ -380,7 +386,7 @@ class FakeAccess:
 
     def log_names(self, name: str, *, project: str = "default") -> list[str]:
         name = instance_key(project, name)
-        self._instances.get(name)
+        self._instances.by_key(name)
         try:
             recorded = sorted(p.name for p in self._paths.exec_log_dir(name).iterdir()
                               if p.is_file())
@@ -391,7 +397,7 @@ class FakeAccess:
     def log_reader(self, name: str, file: str, *, project: str = "default") -> Reader:
         name = instance_key(project, name)
         check_log_name(file)
-        self._instances.get(name)
+        self._instances.by_key(name)
         if file in CONSOLE_NAMES:
             return functools.partial(self.read_console, name)
         path = self._paths.exec_log_dir(name) / file
@@ -404,7 +410,7 @@ class FakeAccess:
         check_log_name(file)
         if file in CONSOLE_NAMES:
             raise BadRequest("The console log cannot be deleted; only exec output logs can")
-        self._instances.get(name)
+        self._instances.by_key(name)
         try:
             os.unlink(self._paths.exec_log_dir(name) / file)
         except FileNotFoundError:
