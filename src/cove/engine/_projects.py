@@ -256,9 +256,10 @@ class Projects:
                 changed = [k for k in FEATURES
                            if cfg.truthy(new.get(k)) != cfg.truthy(project.config.get(k))]
                 if changed and name == DEFAULT:
-                    raise BadRequest("You cannot change the features of the default project")
+                    raise BadRequest("You can't change the features of the default project")
                 if changed and not self._empty(name):
-                    raise BadRequest(f"Project feature {changed[0]!r} cannot be changed on "
+                    how = "disabled" if cfg.truthy(project.config.get(changed[0])) else "enabled"
+                    raise BadRequest(f"Project feature {changed[0]!r} cannot be {how} on "
                                      "non-empty projects")
                 self._check_limits_fit(name, new)
                 project.config = new

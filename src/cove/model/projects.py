@@ -35,19 +35,19 @@ __all__ = [
 DEFAULT = "default"
 
 # LXD's features; a new project gets those marked True set to "true"
-# (``dbCluster.ProjectFeatures[...].DefaultEnabled``), the rest stay unset (false).
+# (LXD 5.0's ``cluster.ProjectFeatures[...].DefaultEnabled``), the rest stay
+# unset (false). Later LXDs' buckets and zones are known keys, off.
 FEATURES = {
     "features.images": True,
     "features.profiles": True,
     "features.storage.volumes": True,
-    "features.storage.buckets": True,
     "features.networks": False,
+    "features.storage.buckets": False,
     "features.networks.zones": False,
 }
 NEW_PROJECT_FEATURES = {k: "true" for k, on in FEATURES.items() if on}
-# the default project has every feature but networks on (LXD's own default)
-DEFAULT_CONFIG = {**NEW_PROJECT_FEATURES, "features.networks": "false",
-                  "features.networks.zones": "false"}
+# the default project owns every kind of thing, networks included
+DEFAULT_CONFIG = {**NEW_PROJECT_FEATURES, "features.networks": "true"}
 DEFAULT_DESCRIPTION = "Default LXD project"
 
 # cove keeps a project's name in instance keys, directories and URLs, so it

@@ -134,8 +134,7 @@ def test_new_projects_get_lxds_default_features(store: Store) -> None:
     projects = _projects(store)
     p = projects.create("dev", description="d")
     assert p.config == {"features.images": "true", "features.profiles": "true",
-                        "features.storage.volumes": "true",
-                        "features.storage.buckets": "true"}
+                        "features.storage.volumes": "true"}
     assert projects.images_project("dev") == "dev"
     assert projects.networks_project("dev") == "default"
     q = projects.create("shared", config={"features.images": "false"})
@@ -159,9 +158,9 @@ def test_default_cannot_go_and_nonempty_projects_stay(store: Store) -> None:
         projects.delete("dev")
     with pytest.raises(BadRequest, match="Only empty projects can be renamed"):
         projects.rename("dev", "prod")
-    with pytest.raises(BadRequest, match="cannot be changed on non-empty"):
+    with pytest.raises(BadRequest, match="cannot be disabled on non-empty"):
         projects.update("dev", config={"features.images": "false"}, patch=True)
-    with pytest.raises(BadRequest, match="features of the default project"):
+    with pytest.raises(BadRequest, match="can't change the features of the default"):
         projects.update("default", config={"features.images": "false"}, patch=True)
     store.delete_instance("dev_web")
     projects.rename("dev", "prod").wait()

@@ -1,0 +1,176 @@
+"""Projects against a real coved: pylxd ``Client(project=...)`` and Debian's
+``lxc project ...``, real containers with the same name in two projects."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import shutil
+import subprocess
+import urllib.parse
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pylxd
+import pytest
+from covetest import Coved, assert_no_leaks, mkroot, new_name
+
+LXC = shutil.which("lxc")
+
+
+def _endpoint(d: Coved) -> str:
+    return "http+unix://" + urllib.parse.quote(str(d.socket), safe="")
+
+
+@pytest.fixture
+def proj(make_coved: Callable[..., Coved], busybox_tar: Path) -> Iterator[Coved]:
+    d = make_coved("proj")
+    d.api.import_image(busybox_tar, "busybox")
+    yield d
+
+
+def _gone(client: pylxd.Client, name: str) -> None:
+    if client.instances.exists(name):
+        inst = client.instances.get(name)
+        if inst.status != "Stopped":
+            inst.stop(force=True, wait=True)
+        inst.delete(wait=True)
+
+
+def test_pylxd_same_name_in_two_projects(proj: Coved) -> None:
+    d = proj
+    admin = pylxd.Client(endpoint=_endpoint(d))
+    project = "covetest-p" + new_name()[-6:]
+    admin.projects.create(project, description="covetest")
+    assert admin.projects.exists(project)
+    assert admin.projects.get(project).config["features.images"] == "true"
+    client = pylxd.Client(endpoint=_endpoint(d), project=project)
+    name = new_name("same")
+    spec: dict[str, Any] = {"name": name, "source": {"type": "image", "alias": "busybox"},
+                            "config": {"cove.cmd": "sleep 1000"}}
+    try:
+        mine = client.instances.create(dict(spec), wait=True)
+        theirs = admin.instances.create(dict(spec), wait=True)
+        mine.start(wait=True)
+        theirs.start(wait=True)
+        # recursion=1: at 0 pylxd takes the last path segment of each URL, which
+        # for a project's instance is "NAME?project=P" (from LXD 5.0 too)
+        assert [i.name for i in client.instances.all(recursion=1)] == [name]
+        assert [i.name for i in admin.instances.all(recursion=1)] == [name]
+        assert client.api.instances.get().json()["metadata"] == [
+            f"/1.0/instances/{name}?project={project}"]
+        got = client.instances.get(name)
+        assert got.project == project and got.status == "Running"
+        assert admin.instances.get(name).project == "default"
+        # two containers: each sees its own hostname (the plain name), its own files
+        res = mine.execute(["hostname"])
+        assert (res.exit_code, res.stdout) == (0, f"{name}\n")
+        mine.files.put("/tmp/who", b"project")
+        theirs.files.put("/tmp/who", b"default")
+        assert client.instances.get(name).files.get("/tmp/who") == b"project"
+        assert admin.instances.get(name).files.get("/tmp/who") == b"default"
+        assert mine.state().pid != theirs.state().pid
+        # every project's instances, each saying whose
+        everything = d.api.sync("GET", "/1.0/instances?all-projects=true&recursion=1")
+        assert sorted((i["project"], i["name"]) for i in everything) == sorted(
+            [("default", name), (project, name)])
+        used_by = admin.projects.get(project).used_by
+        assert f"/1.0/instances/{name}?project={project}" in used_by
+        r = d.api.request("DELETE", f"/1.0/projects/{project}")
+        assert r.status == 400 and "Only empty projects" in r.json["error"]
+        # stopping one leaves the other running
+        mine.stop(wait=True)
+        assert admin.instances.get(name).status == "Running"
+        mine.delete(wait=True)
+        assert admin.instances.exists(name)
+    finally:
+        _gone(client, name)
+        _gone(admin, name)
+    admin.projects.get(project).delete()
+    assert not admin.projects.exists(project)
+    assert_no_leaks(d.root)
+
+
+def test_project_limits_and_unknown_project(proj: Coved) -> None:
+    d = proj
+    project = "covetest-l" + new_name()[-6:]
+    d.api.sync("POST", "/1.0/projects", {"name": project,
+                                          "config": {"limits.instances": "1",
+                                                     "limits.memory": "256MiB"}})
+    base = f"/1.0/instances?project={project}"
+    name = new_name("lim")
+    try:
+        r = d.api.request("POST", base, {"name": name, "source": {"type": "image",
+                                                                 "alias": "busybox"}})
+        assert r.status == 400 and "has no 'limits.memory' config" in r.json["error"]
+        d.api.run("POST", base, {"name": name, "source": {"type": "image", "alias": "busybox"},
+                                 "config": {"limits.memory": "128MiB"}})
+        r = d.api.request("POST", base, {"name": name + "b",
+                                         "source": {"type": "image", "alias": "busybox"},
+                                         "config": {"limits.memory": "64MiB"}})
+        assert r.status == 400 and "maximum number of instances" in r.json["error"]
+        r = d.api.request("PATCH", f"/1.0/instances/{name}?project={project}",
+                          {"config": {"limits.memory": "512MiB"}})
+        assert r.status == 400 and "aggregate" in r.json["error"]
+        state = d.api.sync("GET", f"/1.0/projects/{project}/state")["resources"]
+        assert state["instances"] == {"limit": 1, "usage": 1}
+        assert state["memory"] == {"limit": 256 << 20, "usage": 128 << 20}
+        r = d.api.request("GET", "/1.0/instances?project=covetest-nope")
+        assert r.status == 404 and r.json["error"] == "Project not found"
+    finally:
+        d.api.run("DELETE", f"/1.0/instances/{name}?project={project}")
+    d.api.sync("DELETE", f"/1.0/projects/{project}")
+    assert_no_leaks(d.root)
+
+
+@pytest.mark.skipif(LXC is None, reason="lxc (Debian package lxd-client) missing")
+def test_lxc_project_create_switch_list(proj: Coved) -> None:
+    d = proj
+    home = mkroot("lxchome")
+    (home / "lxdconf").mkdir()
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home),
+           "LXD_CONF": str(home / "lxdconf"), "LANG": "C.UTF-8"}
+
+    def lxc(*args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
+        assert LXC is not None
+        p = subprocess.run([LXC, *args], env=env, capture_output=True,
+                           stdin=subprocess.DEVNULL, timeout=60, check=False)
+        if check and p.returncode != 0:
+            raise AssertionError(f"lxc {' '.join(args)} exited {p.returncode}: "
+                                 f"{p.stderr.decode(errors='replace')}")
+        return p
+
+    project = "covetest-x" + new_name()[-6:]
+    name = new_name("lxcp")
+    try:
+        lxc("remote", "add", "covetest-r", f"unix://{d.socket}")
+        lxc("remote", "switch", "covetest-r")
+        lxc("project", "create", project, "-c", "user.covetest=1")
+        rows = list(csv.reader(io.StringIO(lxc("project", "list", "--format", "csv")
+                                           .stdout.decode())))
+        names = [r[0].split(" ")[0] for r in rows]
+        assert "default" in names and project in names, rows
+        lxc("project", "switch", project)
+        assert project in lxc("project", "list", "--format", "csv").stdout.decode()
+        lxc("launch", "busybox", name, "-c", "cove.cmd=sleep 1000")
+        listed = lxc("list", "--format", "csv", "-c", "ns").stdout.decode()
+        assert f"{name},RUNNING" in listed
+        assert name not in lxc("list", "--project", "default", "--format", "csv", "-c", "n"
+                               ).stdout.decode()
+        out = lxc("exec", name, "--", "hostname").stdout.decode()
+        assert out == f"{name}\n"
+        p = lxc("project", "delete", project, check=False)
+        assert p.returncode != 0 and b"Only empty projects" in p.stderr
+        shown = lxc("project", "show", project).stdout.decode()
+        assert "user.covetest" in shown and f"/1.0/instances/{name}?project={project}" in shown
+        lxc("delete", "--force", name)
+        lxc("project", "switch", "default")
+        lxc("project", "delete", project)
+        assert project not in lxc("project", "list", "--format", "csv").stdout.decode()
+    finally:
+        lxc("delete", "--force", "--project", project, name, check=False)
+        lxc("project", "delete", project, check=False)
+        shutil.rmtree(home, ignore_errors=True)
+    assert_no_leaks(d.root)
