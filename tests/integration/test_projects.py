@@ -8,6 +8,7 @@ import io
 import os
 import shutil
 import subprocess
+import sys
 import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -173,4 +174,59 @@ def test_lxc_project_create_switch_list(proj: Coved) -> None:
         lxc("delete", "--force", "--project", project, name, check=False)
         lxc("project", "delete", project, check=False)
         shutil.rmtree(home, ignore_errors=True)
+    assert_no_leaks(d.root)
+
+
+def test_cove_cli_projects(proj: Coved, tmp_path: Path) -> None:
+    d = proj
+    env = d.cli_env()
+    env["XDG_CONFIG_HOME"] = str(tmp_path / "xdg")
+    env.pop("COVE_PROJECT", None)
+
+    def cove(*args: str, check: bool = True,
+             extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        p = subprocess.run([sys.executable, "-m", "cove.cli.main", *args],
+                           env={**env, **(extra or {})}, capture_output=True, text=True,
+                           stdin=subprocess.DEVNULL, timeout=60, check=False)
+        if check and p.returncode != 0:
+            raise AssertionError(f"cove {' '.join(args)} exited {p.returncode}: {p.stderr}")
+        return p
+
+    project = "covetest-c" + new_name()[-6:]
+    name = new_name("clip")
+    try:
+        cove("project", "create", project, "-c", "limits.instances=2", "--description", "t")
+        rows = list(csv.reader(io.StringIO(cove("project", "list", "-f", "csv").stdout)))
+        assert ["default (current)", "YES", "YES", "YES", "YES", "Default LXD project"] \
+            in [r[:6] for r in rows], rows
+        assert [project, "YES", "YES", "YES", "NO", "t", "1"] in rows, rows  # its profile
+        assert cove("project", "get", project, "limits.instances").stdout == "2\n"
+        cove("project", "set", project, "limits.instances", "3")
+        cove("project", "set", project, "user.a=b")
+        cove("project", "unset", project, "user.a")
+        shown = cove("project", "show", project).stdout
+        assert "limits.instances: '3'" in shown or 'limits.instances: "3"' in shown, shown
+        assert "user.a" not in shown
+        cove("project", "switch", project)
+        assert f"{project} (current)" in cove("project", "list").stdout
+        cove("launch", "busybox", name, "-c", "cove.cmd=sleep 1000")
+        assert name in cove("list", "-f", "csv").stdout
+        assert name not in cove("--project", "default", "list", "-f", "csv").stdout
+        assert name not in cove("list", "-f", "csv", extra={"COVE_PROJECT": "default"}).stdout
+        assert cove("exec", name, "--", "hostname").stdout == f"{name}\n"
+        info = cove("project", "info", project, "-f", "csv").stdout
+        assert "INSTANCES,3,1" in info, info
+        p = cove("project", "delete", project, check=False)
+        assert p.returncode == 1 and "Only empty projects can be removed" in p.stderr
+        p = cove("--project", "covetest-none", "list", check=False)
+        assert p.returncode == 1 and "Project not found" in p.stderr
+        cove("delete", "--force", name)
+        cove("project", "rename", project, project + "x")
+        assert f"{project}x (current)" in cove("project", "list").stdout
+        cove("project", "switch", "default")
+        cove("project", "delete", project + "x")
+    finally:
+        cove("--project", project, "delete", "--force", name, check=False)
+        cove("project", "delete", project, check=False)
+        cove("project", "delete", project + "x", check=False)
     assert_no_leaks(d.root)
