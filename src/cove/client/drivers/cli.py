@@ -69,12 +69,13 @@ class CliDriver(Driver):
     ``["cove", "--root", "/srv/cove"]``. ``remote`` prefixes every
     container and API path (``remote:c1``), for ``lxc remote add``-ed hosts.
     ``env`` is added to each command's environment. ``timeout`` bounds
-    each command (seconds).
+    each command (seconds). ``project`` is given to every command as its
+    global ``--project`` (both ``lxc`` and ``cove`` have it).
     """
 
     def __init__(self, transport: Transport, command: str | Sequence[str] = "lxc", *,
                  remote: str | None = None, env: Mapping[str, str] | None = None,
-                 timeout: float | None = 600) -> None:
+                 timeout: float | None = 600, project: str | None = None) -> None:
         if not isinstance(transport, Transport):
             raise BadRequest(f"CliDriver runs its commands through a Transport, "
                              f"not {type(transport).__name__}")
@@ -87,6 +88,9 @@ class CliDriver(Driver):
         self.remote = remote
         self.env = dict(env or {})
         self.timeout = timeout
+        if project is not None and (not project or project.startswith("-")):
+            raise BadRequest(f"Bad project name {project!r}")
+        self.project = project
 
     def __repr__(self) -> str:
         return f"CliDriver({self.transport!r}, {self.command!r})"
@@ -104,7 +108,8 @@ class CliDriver(Driver):
         Raises:
             CommandNotFound: the command itself is not installed where it runs.
         """
-        argv = [*self.command, *args]
+        scope = ["--project", self.project] if self.project else []
+        argv = [*self.command, *scope, *args]
         try:
             result = self.transport.execute(argv, env=self.env, stdin=stdin,
                                             timeout=timeout or self.timeout)
