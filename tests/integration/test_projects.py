@@ -32,6 +32,17 @@ def proj(make_coved: Callable[..., Coved], busybox_tar: Path) -> Iterator[Coved]
     yield d
 
 
+def _remove_in(d: Coved, name: str, project: str) -> None:
+    """Delete ``name`` of ``project`` however it is; fine if it is gone."""
+    r = d.api.request("GET", f"/1.0/instances/{name}?project={project}")
+    if r.status == 404:
+        return
+    if r.metadata["status"] != "Stopped":
+        d.api.run("PUT", f"/1.0/instances/{name}/state?project={project}",
+                  {"action": "stop", "force": True})
+    d.api.run("DELETE", f"/1.0/instances/{name}?project={project}")
+
+
 def _gone(client: pylxd.Client, name: str) -> None:
     if client.instances.exists(name):
         inst = client.instances.get(name)
@@ -121,7 +132,7 @@ def test_project_limits_and_unknown_project(proj: Coved) -> None:
         r = d.api.request("GET", "/1.0/instances?project=covetest-nope")
         assert r.status == 404 and r.json["error"] == "Project not found"
     finally:
-        d.api.run("DELETE", f"/1.0/instances/{name}?project={project}")
+        _remove_in(d, name, project)
     d.api.sync("DELETE", f"/1.0/projects/{project}")
     assert_no_leaks(d.root)
 
@@ -229,4 +240,51 @@ def test_cove_cli_projects(proj: Coved, tmp_path: Path) -> None:
         cove("--project", project, "delete", "--force", name, check=False)
         cove("project", "delete", project, check=False)
         cove("project", "delete", project + "x", check=False)
+    assert_no_leaks(d.root)
+
+
+def test_dns_names_do_not_leak_between_projects(proj: Coved) -> None:
+    """LXD's names: ``web`` of default is ``web(.cove)``, ``web`` of project P
+    is ``web.P(.cove)``; neither answers for the other."""
+    from nethost import dns_query
+
+    d = proj
+    project = "covetest-d" + new_name()[-6:]
+    d.api.sync("POST", "/1.0/projects", {"name": project})
+    name = new_name("dns")
+    mine = f"/1.0/instances/{name}?project={project}"
+    try:
+        d.api.launch(name)
+        d.api.run("POST", f"/1.0/instances?project={project}", {
+            "name": name, "source": {"type": "image", "alias": "busybox"},
+            "config": {"cove.cmd": "sleep 1000"}, "start": True})
+
+        def ip(path: str) -> str:
+            st = d.api.sync("GET", path.replace(f"/{name}", f"/{name}/state", 1))
+            return str(st["network"]["eth0"]["addresses"][0]["address"])
+
+        default_ip, project_ip = ip(f"/1.0/instances/{name}"), ip(mine)
+        assert default_ip != project_ip
+        (net,) = d.api.sync("GET", "/1.0/networks?recursion=1")
+        gw = net["config"]["ipv4.address"].split("/")[0]
+        assert dns_query(gw, f"{name}.cove") == default_ip
+        assert dns_query(gw, name) == default_ip
+        assert dns_query(gw, f"{name}.{project}.cove") == project_ip
+        assert dns_query(gw, f"{project}_{name}.cove") is None  # the key is no name
+        hosts = d.api.sh(name, "cat /etc/hosts").decode()
+        assert f"{default_ip}\t{name}.cove {name}" in hosts
+        leases = d.api.sync("GET", f"/1.0/networks/{net['name']}/leases")
+        assert {(x["hostname"], x["project"], x["address"]) for x in leases} >= {
+            (name, "default", default_ip), (name, project, project_ip)}
+        r = d.api.request("POST", mine.replace(f"/{name}?", f"/{name}/exec?"), {
+            "command": ["cat", "/etc/hosts"], "wait-for-websocket": False,
+            "record-output": True, "interactive": False})
+        op = d.api.wait(r)
+        assert op["metadata"]["return"] == 0
+        out = d.api.request("GET", op["metadata"]["output"]["1"]).body.decode()
+        assert f"{project_ip}\t{name}.{project}.cove {name}" in out
+    finally:
+        d.api.remove(name)
+        _remove_in(d, name, project)
+    d.api.sync("DELETE", f"/1.0/projects/{project}")
     assert_no_leaks(d.root)

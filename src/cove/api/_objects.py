@@ -137,8 +137,9 @@ def network(net: records.Network, used_by: list[str]) -> dict[str, Any]:
 
 def network_lease_object(lease: records.Lease, hostname: str) -> NetworkLease:
     """One ``NetworkLease`` of ``GET /1.0/networks/NAME/leases``."""
-    return NetworkLease(hostname=hostname, hwaddr=lease.hwaddr, address=lease.address,
-                        type="dynamic", location="none", project="default")
+    project, host = split_key(hostname)  # an instance's key: its plain name and project
+    return NetworkLease(hostname=host, hwaddr=lease.hwaddr, address=lease.address,
+                        type="dynamic", location="none", project=project)
 
 
 def network_lease(lease: records.Lease, hostname: str) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from cove.engine._net_bridge import check_host_ports, port_rules
 from cove.engine._networks import Networks
 from cove.engine._profiles import Profiles
 from cove.model.errors import BadRequest, Conflict, NotFound
+from cove.model.projects import dns_name
 from cove.model.records import Instance
 from cove.network import dns
 from cove.network.model import Nic, Proxy, nic_from_device, proxy_from_device
@@ -130,7 +131,10 @@ class InstanceNetworks:
         plan.ports = port_rules(proxies, [a for a in plan.addresses if a.version == 4])
         d = self._ctx.paths.instance_dir(inst.name)
         hosts, resolv = d / "hosts", d / "resolv.conf"
-        hosts.write_text(dns.container_hosts(inst.name, plan.domain, plan.addresses))
+        # its own name, and its FQDN as the network's DNS has it (web.PROJECT.domain)
+        host, _, sub = dns_name(inst.name).partition(".")
+        domain = f"{sub}.{plan.domain}" if sub and plan.domain else plan.domain
+        hosts.write_text(dns.container_hosts(host, domain, plan.addresses))
         if plan.bridged:
             resolv.write_text(dns.container_resolv(plan.servers, plan.domains))
         else:  # no cove bridge: the host's resolvers until a CNI result names others

@@ -25,6 +25,7 @@ __all__ = [
     "FEATURES",
     "NEW_PROJECT_FEATURES",
     "Project",
+    "dns_name",
     "instance_key",
     "instance_url",
     "split_key",
@@ -149,6 +150,14 @@ def split_key(key: str) -> tuple[str, str]:
     """``(project, name)`` of an instance key (inverse of ``instance_key``)."""
     project, sep, name = key.partition("_")
     return (project, name) if sep else (DEFAULT, key)
+
+
+def dns_name(key: str) -> str:
+    """The name the instance keyed ``key`` has in its networks' DNS: ``web``,
+    or ``web.dev`` for ``web`` of project ``dev`` (LXD's ``project.DNS``), so
+    one project's ``web`` never answers for another's."""
+    project, name = split_key(key)
+    return name if project == DEFAULT else f"{name}.{project}"
 
 
 def instance_url(key: str, sub: str = "", *, base: str = "/1.0/instances") -> str:
