@@ -51,7 +51,7 @@ def _gone(client: pylxd.Client, name: str) -> None:
         inst.delete(wait=True)
 
 
-def test_pylxd_same_name_in_two_projects(proj: Coved) -> None:
+def test_pylxd_same_name_in_two_projects(proj: Coved, busybox_tar: Path) -> None:
     d = proj
     admin = pylxd.Client(endpoint=_endpoint(d))
     project = "covetest-p" + new_name()[-6:]
@@ -59,6 +59,20 @@ def test_pylxd_same_name_in_two_projects(proj: Coved) -> None:
     assert admin.projects.exists(project)
     assert admin.projects.get(project).config["features.images"] == "true"
     client = pylxd.Client(endpoint=_endpoint(d), project=project)
+    # features.images: the project has its own images, none yet (as LXD)
+    assert client.images.all() == []
+    image = client.images.create(busybox_tar.read_bytes(), wait=True)
+    image.add_alias("busybox", "the project's own alias")
+    default_fp = admin.images.get_by_alias("busybox").fingerprint
+    assert image.fingerprint == default_fp
+    assert len(list((d.root / "images").iterdir())) == 1  # one set of layers for both
+    q = f"?project={project}"
+    assert d.api.sync("GET", f"/1.0/images/aliases{q}") == ["/1.0/images/aliases/busybox"]
+    d.api.sync("POST", f"/1.0/images/aliases/busybox{q}", {"name": "bb"})
+    assert d.api.sync("GET", f"/1.0/images/aliases/bb{q}")["target"] == default_fp
+    assert d.api.sync("GET", "/1.0/images/aliases/busybox")["target"] == default_fp
+    assert d.api.request("GET", "/1.0/images/aliases/bb").status == 404
+    d.api.sync("POST", f"/1.0/images/aliases/bb{q}", {"name": "busybox"})
     name = new_name("same")
     spec: dict[str, Any] = {"name": name, "source": {"type": "image", "alias": "busybox"},
                             "config": {"cove.cmd": "sleep 1000"}}
@@ -100,6 +114,11 @@ def test_pylxd_same_name_in_two_projects(proj: Coved) -> None:
     finally:
         _gone(client, name)
         _gone(admin, name)
+    r = d.api.request("DELETE", f"/1.0/projects/{project}")
+    assert r.status == 400  # its image is still there
+    client.images.get(image.fingerprint).delete(wait=True)
+    assert admin.images.get_by_alias("busybox").fingerprint == default_fp
+    assert (d.root / "images" / default_fp).is_dir()  # default still holds the layers
     admin.projects.get(project).delete()
     assert not admin.projects.exists(project)
     assert_no_leaks(d.root)
@@ -110,7 +129,8 @@ def test_project_limits_and_unknown_project(proj: Coved) -> None:
     project = "covetest-l" + new_name()[-6:]
     d.api.sync("POST", "/1.0/projects", {"name": project,
                                           "config": {"limits.instances": "1",
-                                                     "limits.memory": "256MiB"}})
+                                                     "limits.memory": "256MiB",
+                                                     "features.images": "false"}})
     base = f"/1.0/instances?project={project}"
     name = new_name("lim")
     try:
@@ -159,7 +179,8 @@ def test_lxc_project_create_switch_list(proj: Coved) -> None:
     try:
         lxc("remote", "add", "covetest-r", f"unix://{d.socket}")
         lxc("remote", "switch", "covetest-r")
-        lxc("project", "create", project, "-c", "user.covetest=1")
+        lxc("project", "create", project, "-c", "user.covetest=1",
+            "-c", "features.images=false")
         rows = list(csv.reader(io.StringIO(lxc("project", "list", "--format", "csv")
                                            .stdout.decode())))
         names = [r[0].split(" ")[0] for r in rows]
@@ -206,11 +227,12 @@ def test_cove_cli_projects(proj: Coved, tmp_path: Path) -> None:
     project = "covetest-c" + new_name()[-6:]
     name = new_name("clip")
     try:
-        cove("project", "create", project, "-c", "limits.instances=2", "--description", "t")
+        cove("project", "create", project, "-c", "limits.instances=2", "--description", "t",
+             "-c", "features.images=false")
         rows = list(csv.reader(io.StringIO(cove("project", "list", "-f", "csv").stdout)))
         assert ["default (current)", "YES", "YES", "YES", "YES", "Default LXD project"] \
             in [r[:6] for r in rows], rows
-        assert [project, "YES", "YES", "YES", "NO", "t", "1"] in rows, rows  # its profile
+        assert [project, "NO", "YES", "YES", "NO", "t", "1"] in rows, rows  # its profile
         assert cove("project", "get", project, "limits.instances").stdout == "2\n"
         cove("project", "set", project, "limits.instances", "3")
         cove("project", "set", project, "user.a=b")
@@ -250,7 +272,8 @@ def test_dns_names_do_not_leak_between_projects(proj: Coved) -> None:
 
     d = proj
     project = "covetest-d" + new_name()[-6:]
-    d.api.sync("POST", "/1.0/projects", {"name": project})
+    d.api.sync("POST", "/1.0/projects", {"name": project,
+                                          "config": {"features.images": "false"}})
     name = new_name("dns")
     mine = f"/1.0/instances/{name}?project={project}"
     try:

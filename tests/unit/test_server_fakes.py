@@ -436,10 +436,12 @@ class FakeImages:
         self.by_fingerprint[fingerprint] = img
         return img
 
-    def all(self) -> list[Image]:
+    # one set of images for every project (as features.images=false): the
+    # real per-project images are tested on the engine
+    def all(self, *, project: str = "default") -> list[Image]:
         return list(self.by_fingerprint.values())
 
-    def get(self, fingerprint: str) -> Image:
+    def get(self, fingerprint: str, *, project: str = "default") -> Image:
         found = [img for fp, img in self.by_fingerprint.items() if fp.startswith(fingerprint)]
         if not found:
             raise NotFound(f"Image not found: {fingerprint}")
@@ -447,14 +449,15 @@ class FakeImages:
             raise BadRequest(f"Image fingerprint prefix is ambiguous: {fingerprint}")
         return found[0]
 
-    def resolve(self, ref: str) -> Image:
+    def resolve(self, ref: str, *, project: str = "default") -> Image:
         with contextlib.suppress(NotFound):
             return self.get(self.get_alias(ref).target)
         return self.get(ref)
 
     def import_file(self, path: Path, *, filename: str = "", public: bool = False,
                     aliases: list[str] | None = None, meta_path: Path | None = None,
-                    properties: dict[str, str] | None = None) -> Operation:
+                    properties: dict[str, str] | None = None,
+                    project: str = "default") -> Operation:
         data = path.read_bytes()
         if data == b"refuse":
             raise BadRequest("Not an image tarball")
@@ -476,7 +479,8 @@ class FakeImages:
                                     resources={"images": [f"/1.0/images/{fp}"]})
 
     def update(self, fingerprint: str, *, properties: dict[str, str] | None = None,
-               public: bool | None = None, patch: bool = True) -> None:
+               public: bool | None = None, patch: bool = True,
+               project: str = "default") -> None:
         img = self.get(fingerprint)
         if patch and properties is not None:
             properties = {**img.properties, **properties}
@@ -487,33 +491,35 @@ class FakeImages:
         if public is not None:
             img.public = public
 
-    def delete(self, fingerprint: str) -> Operation:
+    def delete(self, fingerprint: str, *, project: str = "default") -> Operation:
         img = self.get(fingerprint)
         return self._operations.run(lambda op: self.by_fingerprint.pop(img.fingerprint),
                                     description="Deleting image")
 
-    def list_aliases(self) -> list[Alias]:
+    def list_aliases(self, *, project: str = "default") -> list[Alias]:
         return [a for img in self.by_fingerprint.values() for a in img.aliases]
 
-    def get_alias(self, name: str) -> Alias:
+    def get_alias(self, name: str, *, project: str = "default") -> Alias:
         for a in self.list_aliases():
             if a.name == name:
                 return a
         raise NotFound(f"Alias not found: {name}")
 
-    def add_alias(self, name: str, target: str, description: str = "") -> None:
+    def add_alias(self, name: str, target: str, description: str = "", *,
+                  project: str = "default") -> None:
         if any(a.name == name for a in self.list_aliases()):
             raise Conflict(f"Alias already exists: {name}")
         self.get(target).aliases.append(Alias(name, target, description))
 
-    def update_alias(self, name: str, target: str, description: str = "") -> None:
+    def update_alias(self, name: str, target: str, description: str = "", *,
+                     project: str = "default") -> None:
         self.delete_alias(name)
         self.get(target).aliases.append(Alias(name, target, description))
 
-    def rename_alias(self, name: str, new_name: str) -> None:
+    def rename_alias(self, name: str, new_name: str, *, project: str = "default") -> None:
         self.get_alias(name).name = new_name
 
-    def delete_alias(self, name: str) -> None:
+    def delete_alias(self, name: str, *, project: str = "default") -> None:
         a = self.get_alias(name)
         for img in self.by_fingerprint.values():
             if a in img.aliases:

@@ -88,7 +88,7 @@ class Engine:
         paths = Paths(self.root)
         runs = RunTable()
         self.images = Images(self.store, ImageStore(self.root / "images"), self.operations,
-                             self.events, clock)
+                             self.events, clock, image_project=self.projects.images_project)
         default_network = DefaultNetwork(self.store)
         self.profiles = Profiles(default_network)
         self.networks = Networks(

@@ -181,7 +181,7 @@ class Instances:
         name = self._key(validate_instance_name(req.name), project)
         config = cfg.validate_config(req.config or {})
         devices = _validate_devices(req.devices)
-        image = self._images.resolve(req.source.image_ref())
+        image = self._images.resolve(req.source.image_ref(), project=project)
         if self._store.has_instance(name):
             raise Conflict(f"Instance {req.name!r} already exists")
         profiles = list(req.profiles or ["default"])

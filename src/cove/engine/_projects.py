@@ -110,18 +110,23 @@ class Projects:
         for ``default``, its networks and images), ``?project=`` as LXD writes
         it. Raises: NotFound."""
         project = self._rows.get(name)
+        query = "" if name == DEFAULT else f"?project={name}"
         out = [instance_url(k) for k in self._rows.instance_keys(name)]
+        out += [f"/1.0/images/{fp}{query}" for fp in self._images_of(name)]
         if project.feature("profiles"):
-            out.append("/1.0/profiles/default" if name == DEFAULT
-                       else f"/1.0/profiles/default?project={name}")
+            out.append(f"/1.0/profiles/default{query}")
         if name == DEFAULT:
-            out += [f"/1.0/images/{i.fingerprint}" for i in self._store.list_images()]
             out += [f"/1.0/networks/{n.name}" for n in self._store.list_networks()]
         return out
 
+    def _images_of(self, name: str) -> list[str]:
+        """The fingerprints of the images project ``name`` holds itself."""
+        return [i.fingerprint for i in self._store.list_images()
+                if name in self._rows.image_projects(i.fingerprint)]
+
     def _empty(self, name: str) -> bool:
         # the project's own default profile does not count (LXD's rule)
-        return not self._rows.instance_keys(name)
+        return not self._rows.instance_keys(name) and not self._images_of(name)
 
     def state(self, name: str) -> dict[str, Any]:
         """LXD's ``ProjectState``: each resource's ``limit`` (-1: none) and

@@ -21,8 +21,9 @@ __all__ = ["ImageSource", "NetworkPort", "ProfileSource", "ProjectSource"]
 class ImageSource(Protocol):
     """What the instances service needs of images."""
 
-    def resolve(self, ref: str) -> Image:
-        """An alias, a fingerprint or a unique prefix. Raises BadRequest, NotFound."""
+    def resolve(self, ref: str, *, project: str = "default") -> Image:
+        """An alias, a fingerprint or a unique prefix (of ``project``'s
+        images). Raises BadRequest, NotFound."""
         ...
 
     def find(self, fingerprint: str) -> Image | None:

@@ -157,15 +157,15 @@ class AccessAPI(Protocol):
 class ImagesAPI(Protocol):
     """What the server and the local driver call on ``engine.images``."""
 
-    def all(self) -> list[Image]:
-        """Every image, with its aliases."""
+    def all(self, *, project: str = "default") -> list[Image]:
+        """Every image of ``project`` (or of whose it uses: features.images), with its aliases."""
         ...
 
-    def get(self, fingerprint: str) -> Image:
+    def get(self, fingerprint: str, *, project: str = "default") -> Image:
         """By full fingerprint or a unique prefix."""
         ...
 
-    def resolve(self, ref: str) -> Image:
+    def resolve(self, ref: str, *, project: str = "default") -> Image:
         """An alias, else a fingerprint or its prefix."""
         ...
 
@@ -178,6 +178,7 @@ class ImagesAPI(Protocol):
         aliases: list[str] | None = None,
         meta_path: Path | None = None,
         properties: dict[str, str] | None = None,
+        project: str = "default",
     ) -> Operation:
         """Import the tarball at ``path`` (split format: ``meta_path`` + rootfs ``path``)."""
         ...
@@ -189,32 +190,35 @@ class ImagesAPI(Protocol):
         properties: dict[str, str] | None = None,
         public: bool | None = None,
         patch: bool = True,
+        project: str = "default",
     ) -> None:
         """Merge (``patch``) or replace an image's properties and public flag. Idempotent."""
         ...
 
-    def delete(self, fingerprint: str) -> Operation:
-        """Remove an image and its layers (an operation)."""
+    def delete(self, fingerprint: str, *, project: str = "default") -> Operation:
+        """Remove an image from ``project``; its layers go with the last project holding it."""
         ...
 
-    def list_aliases(self) -> list[Alias]: ...
-    def get_alias(self, name: str) -> Alias:
+    def list_aliases(self, *, project: str = "default") -> list[Alias]: ...
+    def get_alias(self, name: str, *, project: str = "default") -> Alias:
         """Raises: NotFound."""
         ...
 
-    def add_alias(self, name: str, target: str, description: str = "") -> None:
+    def add_alias(self, name: str, target: str, description: str = "", *,
+                  project: str = "default") -> None:
         """Raises: BadRequest (name), NotFound (target), Conflict (exists)."""
         ...
 
-    def update_alias(self, name: str, target: str, description: str = "") -> None:
+    def update_alias(self, name: str, target: str, description: str = "", *,
+                     project: str = "default") -> None:
         """Point ``name`` at ``target``. Idempotent. Raises: NotFound."""
         ...
 
-    def rename_alias(self, name: str, new_name: str) -> None:
+    def rename_alias(self, name: str, new_name: str, *, project: str = "default") -> None:
         """Raises: BadRequest (name), NotFound, Conflict (new name taken)."""
         ...
 
-    def delete_alias(self, name: str) -> None:
+    def delete_alias(self, name: str, *, project: str = "default") -> None:
         """Raises: NotFound."""
         ...
 

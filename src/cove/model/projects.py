@@ -25,9 +25,11 @@ __all__ = [
     "FEATURES",
     "NEW_PROJECT_FEATURES",
     "Project",
+    "alias_key",
     "dns_name",
     "instance_key",
     "instance_url",
+    "split_alias",
     "split_key",
     "validate_project_config",
     "validate_project_name",
@@ -149,6 +151,18 @@ def instance_key(project: str, name: str) -> str:
 def split_key(key: str) -> tuple[str, str]:
     """``(project, name)`` of an instance key (inverse of ``instance_key``)."""
     project, sep, name = key.partition("_")
+    return (project, name) if sep else (DEFAULT, key)
+
+
+def alias_key(project: str, name: str) -> str:
+    """The key an image alias of ``project`` is stored under: ``/`` is in no
+    alias name nor project name, so ``PROJECT/NAME`` never collides."""
+    return name if project == DEFAULT else f"{project}/{name}"
+
+
+def split_alias(key: str) -> tuple[str, str]:
+    """``(project, name)`` of an alias key (inverse of ``alias_key``)."""
+    project, sep, name = key.partition("/")
     return (project, name) if sep else (DEFAULT, key)
 
 

@@ -25,6 +25,14 @@ CREATE TABLE IF NOT EXISTS projects (
     description TEXT NOT NULL DEFAULT '',
     config TEXT NOT NULL DEFAULT '{}'
 );
+-- which projects hold an image (features.images): one set of layers per
+-- fingerprint, shared; an image with no row is the default project's (roots
+-- made before projects, and imports that name no project)
+CREATE TABLE IF NOT EXISTS image_projects (
+    fingerprint TEXT NOT NULL REFERENCES images(fingerprint) ON DELETE CASCADE,
+    project TEXT NOT NULL,
+    PRIMARY KEY (fingerprint, project)
+);
 """
 
 _COLS = "id, name, description, config"
@@ -92,6 +100,38 @@ class ProjectRows:
         with self.db.tx() as c:
             if c.execute("DELETE FROM projects WHERE name=?", (name,)).rowcount == 0:
                 raise NotFound("Project not found")
+
+    # -- images ----------------------------------------------------------------
+    def image_projects(self, fingerprint: str) -> set[str]:
+        """The projects that hold the image (``{"default"}`` when no row says)."""
+        rows = self.db.read("SELECT project FROM image_projects WHERE fingerprint=?",
+                            (fingerprint,))
+        return {str(r[0]) for r in rows} or {DEFAULT}
+
+    def add_image_project(self, fingerprint: str, project: str) -> None:
+        """Let ``project`` hold the image too. Idempotent."""
+        with self.db.tx() as c:
+            if c.execute("SELECT 1 FROM image_projects WHERE fingerprint=?",
+                         (fingerprint,)).fetchone() is None:
+                c.execute("INSERT INTO image_projects(fingerprint, project) VALUES (?, ?)",
+                          (fingerprint, DEFAULT))  # the implicit holder becomes explicit
+            c.execute("INSERT OR IGNORE INTO image_projects(fingerprint, project)"
+                      " VALUES (?, ?)", (fingerprint, project))
+
+    def drop_image_project(self, fingerprint: str, project: str) -> set[str]:
+        """``project`` lets go of the image (and of its aliases there); the
+        projects that still hold it."""
+        left = self.image_projects(fingerprint) - {project}
+        with self.db.tx() as c:
+            c.execute("DELETE FROM image_projects WHERE fingerprint=? AND project=?",
+                      (fingerprint, project))
+            if left:  # its aliases in that project go with it
+                prefix = "" if project == DEFAULT else f"{project}/"
+                for (name,) in c.execute("SELECT name FROM aliases WHERE target=?",
+                                         (fingerprint,)).fetchall():
+                    if (prefix and name.startswith(prefix)) or (not prefix and "/" not in name):
+                        c.execute("DELETE FROM aliases WHERE name=?", (name,))
+        return left
 
     def instance_keys(self, project: str) -> list[str]:
         """The keys of the instances of ``project``, by name."""

@@ -153,7 +153,7 @@ class LocalDriver(EventDriver):
             if step.progress:
                 step.progress(Progress("upload", 100))
             op = self.engine.images.import_file(spool, filename=os.path.basename(step.path),
-                                               public=step.public)
+                                               public=step.public, project=self.project)
         except BaseException:
             spool.unlink(missing_ok=True)
             raise
@@ -161,7 +161,7 @@ class LocalDriver(EventDriver):
 
     def _update_image(self, step: s.UpdateImage) -> None:
         self.engine.images.update(step.fingerprint, properties=step.properties,
-                                  public=step.public)
+                                  public=step.public, project=self.project)
 
     def _update_network(self, step: s.UpdateNetwork) -> None:
         fields: dict[str, Any] = {"config": dict(step.config)}
@@ -222,16 +222,22 @@ _PERFORM: dict[type, Callable[[LocalDriver, Any], Any]] = {
     s.Rename: lambda d, st: d._wait(d.engine.instances.rename(st.name, st.new_name,
                                                               project=d.project)),
     s.RunCommand: lambda d, st: d._command_in(st),
-    s.ListImages: lambda d, st: [api.image(i) for i in d.engine.images.all()],
-    s.GetImage: lambda d, st: _or_none(lambda: api.image(d.engine.images.get(st.fingerprint))),
+    s.ListImages: lambda d, st: [api.image(i) for i in d.engine.images.all(project=d.project)],
+    s.GetImage: lambda d, st: _or_none(lambda: api.image(
+        d.engine.images.get(st.fingerprint, project=d.project))),
     s.ImportImage: LocalDriver._import,
     s.UpdateImage: LocalDriver._update_image,
-    s.DeleteImage: lambda d, st: d._wait(d.engine.images.delete(st.fingerprint)),
-    s.ListAliases: lambda d, st: [api.alias(a) for a in d.engine.images.list_aliases()],
-    s.GetAlias: lambda d, st: _or_none(lambda: api.alias(d.engine.images.get_alias(st.name))),
-    s.CreateAlias: lambda d, st: d.engine.images.add_alias(st.name, st.target, st.description),
-    s.RenameAlias: lambda d, st: d.engine.images.rename_alias(st.name, st.new_name),
-    s.DeleteAlias: lambda d, st: d.engine.images.delete_alias(st.name),
+    s.DeleteImage: lambda d, st: d._wait(d.engine.images.delete(st.fingerprint,
+                                                                project=d.project)),
+    s.ListAliases: lambda d, st: [api.alias(a)
+                                  for a in d.engine.images.list_aliases(project=d.project)],
+    s.GetAlias: lambda d, st: _or_none(lambda: api.alias(
+        d.engine.images.get_alias(st.name, project=d.project))),
+    s.CreateAlias: lambda d, st: d.engine.images.add_alias(
+        st.name, st.target, st.description, project=d.project),
+    s.RenameAlias: lambda d, st: d.engine.images.rename_alias(st.name, st.new_name,
+                                                              project=d.project),
+    s.DeleteAlias: lambda d, st: d.engine.images.delete_alias(st.name, project=d.project),
     s.ListNetworks: lambda d, st: [d._network(n.name) for n in d.engine.networks.all()],
     s.GetNetwork: lambda d, st: _or_none(lambda: d._network(st.name)),
     s.GetNetworkState: lambda d, st: d.engine.networks.state(st.name),
