@@ -311,3 +311,35 @@ def test_dns_names_do_not_leak_between_projects(proj: Coved) -> None:
         _remove_in(d, name, project)
     d.api.sync("DELETE", f"/1.0/projects/{project}")
     assert_no_leaks(d.root)
+
+
+def test_projects_and_their_instances_survive_a_reboot(proj: Coved) -> None:
+    """coved killed and the host's runtime state gone: the project is still
+    there and its autostart instance comes back in it, under its own name."""
+    from covetest import conmon_pids, runc_ids, wait_until
+
+    d = proj
+    project = "covetest-r" + new_name()[-6:]
+    d.api.sync("POST", "/1.0/projects", {"name": project,
+                                          "config": {"features.images": "false"}})
+    name = new_name("boot")
+    try:
+        d.api.run("POST", f"/1.0/instances?project={project}", {
+            "name": name, "source": {"type": "image", "alias": "busybox"}, "start": True,
+            "config": {"cove.cmd": "sleep 1000", "boot.autostart": "true"}})
+        d.kill()
+        runc_root = d.root / "run" / "runc"
+        for cid in runc_ids(d.root):
+            subprocess.run(["runc", "--root", str(runc_root), "delete", "--force", cid],
+                           capture_output=True, check=True, timeout=30)
+        wait_until(lambda: not conmon_pids(d.root), what="the monitors to go")
+        shutil.rmtree(d.root / "run")
+        d.start()
+        assert d.api.sync("GET", f"/1.0/projects/{project}")["name"] == project
+        st = d.api.sync("GET", f"/1.0/instances/{name}/state?project={project}")
+        assert st["status"] == "Running"
+        assert d.api.request("GET", f"/1.0/instances/{name}").status == 404
+    finally:
+        _remove_in(d, name, project)
+    d.api.sync("DELETE", f"/1.0/projects/{project}")
+    assert_no_leaks(d.root)
