@@ -3,6 +3,7 @@ service's limits, and coved's /1.0/projects and ?project= on fakes."""
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -332,4 +333,39 @@ def test_instances_are_scoped_by_project(fake: FakeEngine) -> None:
         assert not any(o["id"] == op["id"] for g in ops.values() for o in g)
         ops = (await (await client.get("/1.0/operations?project=dev&recursion=1")).json())
         assert any(o["id"] == op["id"] for g in ops["metadata"].values() for o in g)
+    run_app(fake, body)
+
+
+def test_events_are_those_of_the_requested_project(fake: FakeEngine) -> None:
+    import asyncio
+    import json
+
+    fake.projects.create("dev")
+
+    async def body(client: Client) -> None:
+        resp = await client.get("/1.0/events?project=nope")
+        assert resp.status == 404
+        mine = await client.ws_connect("/1.0/events?type=lifecycle&project=dev")
+        default = await client.ws_connect("/1.0/events?type=lifecycle")
+        every = await client.ws_connect("/1.0/events?type=lifecycle&all-projects=true")
+        await asyncio.sleep(0.05)
+        fake.events.lifecycle("instance-started", "/1.0/instances/web?project=dev",
+                              project="dev")
+        fake.events.lifecycle("instance-started", "/1.0/instances/web")
+
+        async def got(ws: Any) -> list[str]:
+            out = []
+            with contextlib.suppress(asyncio.TimeoutError):
+                while True:
+                    msg = await asyncio.wait_for(ws.receive(), 0.3)
+                    event = json.loads(msg.data)
+                    out.append(f"{event['project']} {event['metadata']['source']}")
+            return out
+
+        assert await got(mine) == ["dev /1.0/instances/web?project=dev"]
+        assert await got(default) == ["default /1.0/instances/web"]
+        assert await got(every) == ["dev /1.0/instances/web?project=dev",
+                                    "default /1.0/instances/web"]
+        for ws in (mine, default, every):
+            await ws.close()
     run_app(fake, body)
