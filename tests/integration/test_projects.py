@@ -245,6 +245,7 @@ def test_cove_cli_projects(proj: Coved, tmp_path: Path) -> None:
         cove("launch", "busybox", name, "-c", "cove.cmd=sleep 1000")
         assert name in cove("list", "-f", "csv").stdout
         assert name not in cove("--project", "default", "list", "-f", "csv").stdout
+        assert name not in cove("list", "--project", "default", "-f", "csv").stdout
         assert name not in cove("list", "-f", "csv", extra={"COVE_PROJECT": "default"}).stdout
         assert cove("exec", name, "--", "hostname").stdout == f"{name}\n"
         info = cove("project", "info", project, "-f", "csv").stdout

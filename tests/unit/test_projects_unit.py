@@ -369,3 +369,43 @@ def test_events_are_those_of_the_requested_project(fake: FakeEngine) -> None:
         for ws in (mine, default, every):
             await ws.close()
     run_app(fake, body)
+
+
+def test_the_client_adds_the_project_once() -> None:
+    from cove.client._http import with_project
+
+    assert with_project("/1.0/instances", None) == "/1.0/instances"
+    assert with_project("/1.0/instances", "default") == "/1.0/instances"
+    assert with_project("/1.0/instances", "dev") == "/1.0/instances?project=dev"
+    assert with_project("/1.0/instances?recursion=1", "dev") == \
+        "/1.0/instances?recursion=1&project=dev"
+    # an explicit one (a used_by URL) wins
+    assert with_project("/1.0/instances/web?project=ops", "dev") == \
+        "/1.0/instances/web?project=ops"
+    assert with_project("/", "dev") == "/"
+    assert with_project("/1.0", "a b") == "/1.0?project=a%20b"
+
+
+def test_client_project_reaches_coved(fake: FakeEngine, tmp_path: Path) -> None:
+    from test_server_fakes import serve_unix, short_socket_path
+
+    from cove.client import Client, RestDriver
+
+    fake.projects.create("dev")
+    fake.add("web", project="dev")
+    fake.add("db")
+    with serve_unix(fake, short_socket_path(tmp_path)) as sock:
+        with Client(str(sock), project="dev") as c:
+            assert [i["name"] for i in c.instances()] == ["web"]
+            assert c.instance("web")["project"] == "dev"
+        with Client(str(sock)) as c:
+            assert [i["name"] for i in c.instances()] == ["db"]
+        d = RestDriver(str(sock), project="dev")
+        try:
+            assert [i.name for i in d.containers()] == ["web"]
+            assert d.container_status("web") == "running"
+        finally:
+            d.close()
+        with Client(str(sock), project="nope") as c, pytest.raises(NotFound,
+                                                                  match="Project not found"):
+            c.instances()
