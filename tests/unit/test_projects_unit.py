@@ -409,3 +409,12 @@ def test_client_project_reaches_coved(fake: FakeEngine, tmp_path: Path) -> None:
         with Client(str(sock), project="nope") as c, pytest.raises(NotFound,
                                                                   match="Project not found"):
             c.instances()
+
+
+def test_own_networks_are_refused_not_ignored(store: Store) -> None:
+    projects = _projects(store)
+    with pytest.raises(BadRequest, match="features.networks"):
+        projects.create("dev", config={"features.networks": "true"})
+    projects.create("dev", config={"features.networks": "false"})
+    with pytest.raises(BadRequest, match="features.networks"):
+        projects.update("dev", config={"features.networks": "true"}, patch=True)

@@ -237,6 +237,7 @@ class Projects:
         """
         validate_project_name(name)
         full = {**NEW_PROJECT_FEATURES, **validate_project_config(config or {})}
+        _check_supported(full)
         project = self._rows.add(Project(name=name, description=description, config=full))
         self._events.lifecycle("project-created", _url(name), project=name)
         return project
@@ -258,6 +259,8 @@ class Projects:
                 new = {**project.config, **config} if patch else dict(config)
                 new = {k: v for k, v in validate_project_config(new).items()
                        if not (patch and v == "" and k in config)}
+                if name != DEFAULT:
+                    _check_supported(new)
                 changed = [k for k in FEATURES
                            if cfg.truthy(new.get(k)) != cfg.truthy(project.config.get(k))]
                 if changed and name == DEFAULT:
@@ -315,3 +318,14 @@ class Projects:
                 raise BadRequest("Only empty projects can be removed")
             self._rows.delete(name)
         self._events.lifecycle("project-deleted", _url(name), project=name)
+
+
+def _check_supported(config: dict[str, str]) -> None:
+    """What cove cannot do yet is refused, not silently ignored.
+
+    Raises:
+        BadRequest: ``features.networks`` on (a project's own networks).
+    """
+    if cfg.truthy(config.get("features.networks")):
+        raise BadRequest("Invalid project configuration key 'features.networks' value: "
+                         "cove's projects use the default project's networks (false)")
