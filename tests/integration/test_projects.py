@@ -344,3 +344,35 @@ def test_projects_and_their_instances_survive_a_reboot(proj: Coved) -> None:
         _remove_in(d, name, project)
     d.api.sync("DELETE", f"/1.0/projects/{project}")
     assert_no_leaks(d.root)
+
+
+def test_a_published_port_is_one_host_port_whatever_the_project(proj: Coved) -> None:
+    """Host ports are the host's: a project's instance holding one refuses
+    another project's, and the message names the instance and its project."""
+    import socket
+
+    d = proj
+    project = "covetest-o" + new_name()[-6:]
+    d.api.sync("POST", "/1.0/projects", {"name": project,
+                                          "config": {"features.images": "false"}})
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proxy = {"type": "proxy", "listen": f"tcp:0.0.0.0:{port}", "connect": "tcp:0.0.0.0:80",
+             "nat": "true"}
+    name = new_name("port")
+    try:
+        d.api.run("POST", f"/1.0/instances?project={project}", {
+            "name": name, "source": {"type": "image", "alias": "busybox"}, "start": True,
+            "config": {"cove.cmd": "sleep 1000"}, "devices": {"http": proxy}})
+        r = d.api.request("POST", "/1.0/instances", {
+            "name": name, "source": {"type": "image", "alias": "busybox"}, "start": True,
+            "config": {"cove.cmd": "sleep 1000"}, "devices": {"http": proxy}})
+        assert r.status == 409, r.body
+        assert f"already published by instance {name} (project {project})" in r.error
+        assert d.api.request("GET", f"/1.0/instances/{name}").status == 404
+    finally:
+        d.api.remove(name)
+        _remove_in(d, name, project)
+    d.api.sync("DELETE", f"/1.0/projects/{project}")
+    assert_no_leaks(d.root)

@@ -22,7 +22,7 @@ from cove.engine._net_bridge import check_host_ports, port_rules
 from cove.engine._networks import Networks
 from cove.engine._profiles import Profiles
 from cove.model.errors import BadRequest, Conflict, NotFound
-from cove.model.projects import dns_name
+from cove.model.projects import display_name, dns_name
 from cove.model.records import Instance
 from cove.network import dns
 from cove.network.model import Nic, Proxy, nic_from_device, proxy_from_device
@@ -110,7 +110,8 @@ class InstanceNetworks:
         for key in mine:
             owner = self._ctx.host.port_owner(key, exclude=name)
             if owner is not None:
-                raise Conflict(f"Host port {key} is already published by instance {owner}")
+                raise Conflict(f"Host port {key} is already published by instance "
+                               f"{display_name(owner)}")
         check_host_ports(mine)
 
     # -- an instance's run ------------------------------------------------------------------

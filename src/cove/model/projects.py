@@ -26,6 +26,7 @@ __all__ = [
     "NEW_PROJECT_FEATURES",
     "Project",
     "alias_key",
+    "display_name",
     "dns_name",
     "instance_key",
     "instance_url",
@@ -164,6 +165,13 @@ def split_alias(key: str) -> tuple[str, str]:
     """``(project, name)`` of an alias key (inverse of ``alias_key``)."""
     project, sep, name = key.partition("/")
     return (project, name) if sep else (DEFAULT, key)
+
+
+def display_name(key: str) -> str:
+    """The instance keyed ``key`` as messages name it: ``web``, or
+    ``web (project dev)``."""
+    project, name = split_key(key)
+    return name if project == DEFAULT else f"{name} (project {project})"
 
 
 def dns_name(key: str) -> str:
