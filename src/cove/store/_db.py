@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cove.model.errors import Conflict, NotFound
-from cove.model.projects import split_key
+from cove.model.projects import split_alias, split_key
 from cove.model.records import Alias, Image, Instance, Lease, Network
 from cove.model.states import Status
 from cove.model.trust import Certificate
@@ -166,7 +166,7 @@ class Store:
                      inst.last_exit_code, inst.project),
                 )
         except sqlite3.IntegrityError:
-            raise Conflict(f"Instance already exists: {inst.name}") from None
+            raise Conflict(f"Instance already exists: {split_key(inst.name)[1]}") from None
         inst.id = int(cur.lastrowid or 0)
         return inst
 
@@ -187,9 +187,9 @@ class Store:
             with self.db.tx() as db:
                 cur = db.execute("UPDATE instances SET name=? WHERE name=?", (new, old))
                 if cur.rowcount == 0:
-                    raise NotFound(f"Instance not found: {old}")
+                    raise NotFound(f"Instance not found: {split_key(old)[1]}")
         except sqlite3.IntegrityError:
-            raise Conflict(f"Instance already exists: {new}") from None
+            raise Conflict(f"Instance already exists: {split_key(new)[1]}") from None
 
     def delete_instance(self, name: str) -> None:
         with self.db.tx() as db:
@@ -262,7 +262,7 @@ class Store:
         row = self.db.read(
             "SELECT name, target, description FROM aliases WHERE name=?", (name,)).fetchone()
         if row is None:
-            raise NotFound(f"Image alias not found: {name}")
+            raise NotFound(f"Image alias not found: {split_alias(name)[1]}")
         return Alias(*row)
 
     def add_alias(self, alias: Alias) -> None:
@@ -271,29 +271,29 @@ class Store:
                 db.execute("INSERT INTO aliases(name, target, description) VALUES (?,?,?)",
                            (alias.name, alias.target, alias.description))
         except sqlite3.IntegrityError:
-            raise Conflict(f"Alias already exists: {alias.name}") from None
+            raise Conflict(f"Alias already exists: {split_alias(alias.name)[1]}") from None
 
     def update_alias(self, alias: Alias) -> None:
         with self.db.tx() as db:
             cur = db.execute("UPDATE aliases SET target=?, description=? WHERE name=?",
                              (alias.target, alias.description, alias.name))
             if cur.rowcount == 0:
-                raise NotFound(f"Image alias not found: {alias.name}")
+                raise NotFound(f"Image alias not found: {split_alias(alias.name)[1]}")
 
     def rename_alias(self, old: str, new: str) -> None:
         try:
             with self.db.tx() as db:
                 cur = db.execute("UPDATE aliases SET name=? WHERE name=?", (new, old))
                 if cur.rowcount == 0:
-                    raise NotFound(f"Image alias not found: {old}")
+                    raise NotFound(f"Image alias not found: {split_alias(old)[1]}")
         except sqlite3.IntegrityError:
-            raise Conflict(f"Alias already exists: {new}") from None
+            raise Conflict(f"Alias already exists: {split_alias(new)[1]}") from None
 
     def delete_alias(self, name: str) -> None:
         with self.db.tx() as db:
             cur = db.execute("DELETE FROM aliases WHERE name=?", (name,))
             if cur.rowcount == 0:
-                raise NotFound(f"Image alias not found: {name}")
+                raise NotFound(f"Image alias not found: {split_alias(name)[1]}")
 
     # -- networks ---------------------------------------------------------------
     _NETWORK_COLS = "name, type, description, config, created_at"
