@@ -443,7 +443,8 @@ class Instances:
         """Replace (PUT) or merge (PATCH) the given fields; limits apply live.
 
         Raises:
-            BadRequest: a key or value is invalid (nothing is changed).
+            BadRequest: a key or value is invalid, or a project limit would
+                be passed (nothing is changed).
             Conflict: another operation holds the instance.
         """
         plain, name = name, self._key(name, project)
@@ -451,6 +452,13 @@ class Instances:
         if holder is not None:
             raise Conflict(f"{plain} is busy: operation {holder.id} ({holder.description}) "
                             "is in flight")
+        with self._limits_lock():  # from the limits' check to the stored change
+            self._update(name, project, config, devices, profiles, description, ephemeral,
+                         patch)
+
+    def _update(self, name: str, project: str, config: dict[str, Any] | None,
+                devices: dict[str, dict[str, str]] | None, profiles: list[str] | None,
+                description: str | None, ephemeral: bool | None, patch: bool) -> None:
         inst = self._store.get_instance(name)
         if config is not None:
             if not isinstance(config, dict):
@@ -460,8 +468,7 @@ class Instances:
             new.update(config)
             new = {k: v for k, v in cfg.validate_config(new).items()
                    if not (patch and v == "" and k in config)}
-            with self._limits_lock():
-                self._check_limits(project, new, replacing=name)
+            self._check_limits(project, new, replacing=name)
             old_res = cfg.resources_from_config(inst.config)
             new_res = cfg.resources_from_config(new)
             if inst.status is not Status.STOPPED and new_res != old_res:
