@@ -45,9 +45,11 @@ from cove.engine._exec_out import (
     run_detached,
 )
 from cove.engine._profiles import DefaultNetwork, Profiles
+from cove.engine._projects import Projects
 from cove.engine._runs import Paths
 from cove.model.config import resources_from_config, validate_config
 from cove.model.errors import BadRequest, Conflict, NotFound
+from cove.model.projects import instance_key, instance_url
 from cove.model.records import Alias, Image, Instance, Lease, Network
 from cove.model.states import Status
 from cove.network.model import validate_network_config, validate_network_name
@@ -186,27 +188,37 @@ class FakeInstances:
                 time.sleep(self.op_delay)
             return fn(op)
         return self._operations.run(body, description=description,
-                                    resources={"instances": [f"/1.0/instances/{name}"]},
-                                    lock=f"instance:{name}")
+                                    resources={"instances": [instance_url(name)]},
+                                    lock=f"instance:{name}",
+                                    project=self.by_name[name].project
+                                    if name in self.by_name else "default")
 
-    def all(self) -> list[Instance]:
-        return list(self.by_name.values())
+    def all(self, *, project: str | None = "default") -> list[Instance]:
+        return [i for i in self.by_name.values() if project is None or i.project == project]
 
-    def get(self, name: str) -> Instance:
+    def get(self, name: str, *, project: str = "default") -> Instance:
+        if "_" in name:  # as Instances._key: no instance's name has "_"
+            raise NotFound(f"Instance not found: {name}")
+        return self.by_key(instance_key(project, name))
+
+    def by_key(self, key: str) -> Instance:
+        """The instance keyed ``key`` (what the access calls are given)."""
         try:
-            return self.by_name[name]
+            return self.by_name[key]
         except KeyError:
-            raise NotFound(f"Instance not found: {name}") from None
+            raise NotFound(f"Instance not found: {key}") from None
 
-    def state(self, name: str) -> dict[str, Any]:
-        inst = self.get(name)
+    def state(self, name: str, *, project: str = "default") -> dict[str, Any]:
+        inst = self.get(name, project=project)
         return {"status": inst.status.value, "status_code": inst.status.code,
                 "pid": 42 if inst.status is Status.RUNNING else 0, "processes": 1,
                 "memory": {"usage": 1, "usage_peak": 2, "swap_usage": 0, "swap_usage_peak": 0},
                 "cpu": {"usage": 5}, "disk": {}, "network": None}
 
-    def create(self, req: InstancesPost, *, wait_for_lock: float = 0) -> Operation:
-        if req.name in self.by_name:
+    def create(self, req: InstancesPost, *, project: str = "default",
+               wait_for_lock: float = 0) -> Operation:
+        key = instance_key(project, req.name)
+        if key in self.by_name:
             raise Conflict(f"Instance {req.name} already exists")
         image = req.source.image_ref()
         if not any(image == fp or any(a.name == image for a in img.aliases)
@@ -214,16 +226,17 @@ class FakeInstances:
             raise NotFound(f"Image not found: {image}")
 
         def make(op: Operation) -> None:
-            self.by_name[req.name] = Instance(
-                name=req.name, image=image, config=req.config, devices=req.devices,
+            self.by_name[key] = Instance(
+                name=key, image=image, config=req.config, devices=req.devices,
                 profiles=req.profiles_or_default, ephemeral=req.ephemeral,
-                description=req.description,
+                description=req.description, project=project,
                 status=Status.RUNNING if req.start else Status.STOPPED)
-        return self._op("Creating instance", req.name, make)
+        return self._op("Creating instance", key, make)
 
-    def change_state(self, name: str, action: str, *, timeout: float = -1,
-                     force: bool = False, wait_for_lock: float = 0) -> Operation:
-        inst = self.get(name)
+    def change_state(self, name: str, action: str, *, project: str = "default",
+                     timeout: float = -1, force: bool = False,
+                     wait_for_lock: float = 0) -> Operation:
+        inst = self.get(name, project=project)
         to = {"start": Status.RUNNING, "stop": Status.STOPPED, "restart": Status.RUNNING,
               "freeze": Status.FROZEN, "unfreeze": Status.RUNNING}.get(action)
         if to is None:
@@ -231,13 +244,14 @@ class FakeInstances:
 
         def change(op: Operation) -> None:
             inst.status = to
-        return self._op(f"Changing instance state: {action}", name, change)
+        return self._op(f"Changing instance state: {action}", inst.name, change)
 
-    def update(self, name: str, *, config: dict[str, Any] | None = None,
+    def update(self, name: str, *, project: str = "default",
+               config: dict[str, Any] | None = None,
                devices: dict[str, dict[str, str]] | None = None,
                profiles: list[str] | None = None, description: str | None = None,
                ephemeral: bool | None = None, patch: bool = False) -> None:
-        inst = self.get(name)
+        inst = self.get(name, project=project)
         if config is not None:
             if any(k.startswith("bad.") for k in config):
                 raise BadRequest("Unknown configuration key: bad.key")
@@ -251,20 +265,23 @@ class FakeInstances:
         if ephemeral is not None:
             inst.ephemeral = ephemeral
 
-    def rename(self, name: str, new_name: str) -> Operation:
-        inst = self.get(name)
+    def rename(self, name: str, new_name: str, *, project: str = "default") -> Operation:
+        inst = self.get(name, project=project)
+        key, new_key = inst.name, instance_key(project, new_name)
 
         def rename(op: Operation) -> None:
-            del self.by_name[name]
-            inst.name = new_name
-            self.by_name[new_name] = inst
-        return self._op("Renaming instance", name, rename)
+            del self.by_name[key]
+            inst.name = new_key
+            self.by_name[new_key] = inst
+        return self._op("Renaming instance", key, rename)
 
-    def delete(self, name: str, *, force: bool = False, wait_for_lock: float = 0) -> Operation:
-        inst = self.get(name)
+    def delete(self, name: str, *, project: str = "default", force: bool = False,
+               wait_for_lock: float = 0) -> Operation:
+        inst = self.get(name, project=project)
         if inst.status is Status.RUNNING and not force:
             raise BadRequest("Instance is running")
-        return self._op("Deleting instance", name, lambda op: self.by_name.pop(name))
+        key = inst.name
+        return self._op("Deleting instance", key, lambda op: self.by_name.pop(key))
 
 
 class FakeAccess:
@@ -282,8 +299,10 @@ class FakeAccess:
         self._instances = instances
 
     # -- exec ------------------------------------------------------------------
-    def exec(self, name: str, req: InstanceExecPost) -> FakeExecSession:
-        if self._instances.get(name).status is not Status.RUNNING:
+    def exec(self, name: str, req: InstanceExecPost, *,
+             project: str = "default") -> FakeExecSession:
+        name = instance_key(project, name)
+        if self._instances.by_key(name).status is not Status.RUNNING:
             raise BadRequest("Instance is not running")
         if req.command[0] == "nouser":
             raise BadRequest("User not found: nobody")
@@ -291,21 +310,24 @@ class FakeAccess:
         self.sessions.append(session)
         return session
 
-    def exec_detached(self, name: str, req: InstanceExecPost, *, record: bool) -> Operation:
+    def exec_detached(self, name: str, req: InstanceExecPost, *, project: str = "default",
+                      record: bool) -> Operation:
+        name = instance_key(project, name)
         session = self.exec(name, req)
         log_dir = self._paths.exec_log_dir(name) if record else None
         try:
             return self._operations.run(
                 lambda op: run_detached(session, log_dir, name, op),
                 description="Executing command",
-                resources={"instances": [f"/1.0/instances/{name}"]})
+                resources={"instances": [instance_url(name)]})
         except BaseException:
             session.close()
             raise
 
     # -- files -----------------------------------------------------------------
-    def file_get(self, name: str, path: str) -> FileInfo:
-        self._instances.get(name)
+    def file_get(self, name: str, path: str, *, project: str = "default") -> FileInfo:
+        name = instance_key(project, name)
+        self._instances.by_key(name)
         f = self.files.get((name, path))
         if f is None:
             raise NotFound(f"Not found: {path}")
@@ -323,12 +345,13 @@ class FakeAccess:
             info.target = f.target
         return info
 
-    def file_put(self, name: str, path: str, *, type: str = "file",
+    def file_put(self, name: str, path: str, *, project: str = "default", type: str = "file",
                  data: BinaryIO | bytes | None = None, uid: int | None = None,
                  gid: int | None = None, mode: int | None = None,
                  write: str = "overwrite", target: str | None = None,
                  make_parents: bool = False) -> None:
-        self._instances.get(name)
+        name = instance_key(project, name)
+        self._instances.by_key(name)
         raw = data if isinstance(data, bytes) else (data.read() if data is not None else b"")
         old = self.files.get((name, path))
         if write == "append" and old is not None:
@@ -338,18 +361,22 @@ class FakeAccess:
             mode=mode if mode is not None else (0o755 if type == "directory" else 0o644),
             target=target or "")
 
-    def file_delete(self, name: str, path: str) -> None:
-        self._instances.get(name)
+    def file_delete(self, name: str, path: str, *, project: str = "default") -> None:
+        name = instance_key(project, name)
+        self._instances.by_key(name)
         if self.files.pop((name, path), None) is None:
             raise NotFound(f"Not found: {path}")
 
     # -- logs --------------------------------------------------------------------
-    def console_log(self, name: str) -> Path:
-        self._instances.get(name)
+    def console_log(self, name: str, *, project: str = "default") -> Path:
+        name = instance_key(project, name)
+        self._instances.by_key(name)
         return self._root / "logs" / f"{name}.log"
 
-    def read_console(self, name: str, offset: int = 0) -> tuple[bytes, int]:
+    def read_console(self, name: str, offset: int = 0, *,
+                     project: str = "default") -> tuple[bytes, int]:
         """Whole lines of the (plain text) log from ``offset`` on."""
+        name = instance_key(project, name)
         try:
             with open(self.console_log(name), "rb") as f:
                 f.seek(offset)
@@ -359,8 +386,9 @@ class FakeAccess:
         end = data.rfind(b"\n") + 1
         return data[:end], offset + end
 
-    def log_names(self, name: str) -> list[str]:
-        self._instances.get(name)
+    def log_names(self, name: str, *, project: str = "default") -> list[str]:
+        name = instance_key(project, name)
+        self._instances.by_key(name)
         try:
             recorded = sorted(p.name for p in self._paths.exec_log_dir(name).iterdir()
                               if p.is_file())
@@ -368,9 +396,10 @@ class FakeAccess:
             recorded = []
         return [CONSOLE_LOG, *recorded]
 
-    def log_reader(self, name: str, file: str) -> Reader:
+    def log_reader(self, name: str, file: str, *, project: str = "default") -> Reader:
+        name = instance_key(project, name)
         check_log_name(file)
-        self._instances.get(name)
+        self._instances.by_key(name)
         if file in CONSOLE_NAMES:
             return functools.partial(self.read_console, name)
         path = self._paths.exec_log_dir(name) / file
@@ -378,11 +407,12 @@ class FakeAccess:
             raise NotFound(f"Log file not found: {file}")
         return file_reader(path)
 
-    def delete_log(self, name: str, file: str) -> None:
+    def delete_log(self, name: str, file: str, *, project: str = "default") -> None:
+        name = instance_key(project, name)
         check_log_name(file)
         if file in CONSOLE_NAMES:
             raise BadRequest("The console log cannot be deleted; only exec output logs can")
-        self._instances.get(name)
+        self._instances.by_key(name)
         try:
             os.unlink(self._paths.exec_log_dir(name) / file)
         except FileNotFoundError:
@@ -408,10 +438,12 @@ class FakeImages:
         self.by_fingerprint[fingerprint] = img
         return img
 
-    def all(self) -> list[Image]:
+    # one set of images for every project (as features.images=false): the
+    # real per-project images are tested on the engine
+    def all(self, *, project: str = "default") -> list[Image]:
         return list(self.by_fingerprint.values())
 
-    def get(self, fingerprint: str) -> Image:
+    def get(self, fingerprint: str, *, project: str = "default") -> Image:
         found = [img for fp, img in self.by_fingerprint.items() if fp.startswith(fingerprint)]
         if not found:
             raise NotFound(f"Image not found: {fingerprint}")
@@ -419,14 +451,15 @@ class FakeImages:
             raise BadRequest(f"Image fingerprint prefix is ambiguous: {fingerprint}")
         return found[0]
 
-    def resolve(self, ref: str) -> Image:
+    def resolve(self, ref: str, *, project: str = "default") -> Image:
         with contextlib.suppress(NotFound):
             return self.get(self.get_alias(ref).target)
         return self.get(ref)
 
     def import_file(self, path: Path, *, filename: str = "", public: bool = False,
                     aliases: list[str] | None = None, meta_path: Path | None = None,
-                    properties: dict[str, str] | None = None) -> Operation:
+                    properties: dict[str, str] | None = None,
+                    project: str = "default") -> Operation:
         data = path.read_bytes()
         if data == b"refuse":
             raise BadRequest("Not an image tarball")
@@ -448,7 +481,8 @@ class FakeImages:
                                     resources={"images": [f"/1.0/images/{fp}"]})
 
     def update(self, fingerprint: str, *, properties: dict[str, str] | None = None,
-               public: bool | None = None, patch: bool = True) -> None:
+               public: bool | None = None, patch: bool = True,
+               project: str = "default") -> None:
         img = self.get(fingerprint)
         if patch and properties is not None:
             properties = {**img.properties, **properties}
@@ -459,33 +493,35 @@ class FakeImages:
         if public is not None:
             img.public = public
 
-    def delete(self, fingerprint: str) -> Operation:
+    def delete(self, fingerprint: str, *, project: str = "default") -> Operation:
         img = self.get(fingerprint)
         return self._operations.run(lambda op: self.by_fingerprint.pop(img.fingerprint),
                                     description="Deleting image")
 
-    def list_aliases(self) -> list[Alias]:
+    def list_aliases(self, *, project: str = "default") -> list[Alias]:
         return [a for img in self.by_fingerprint.values() for a in img.aliases]
 
-    def get_alias(self, name: str) -> Alias:
+    def get_alias(self, name: str, *, project: str = "default") -> Alias:
         for a in self.list_aliases():
             if a.name == name:
                 return a
         raise NotFound(f"Alias not found: {name}")
 
-    def add_alias(self, name: str, target: str, description: str = "") -> None:
+    def add_alias(self, name: str, target: str, description: str = "", *,
+                  project: str = "default") -> None:
         if any(a.name == name for a in self.list_aliases()):
             raise Conflict(f"Alias already exists: {name}")
         self.get(target).aliases.append(Alias(name, target, description))
 
-    def update_alias(self, name: str, target: str, description: str = "") -> None:
+    def update_alias(self, name: str, target: str, description: str = "", *,
+                     project: str = "default") -> None:
         self.delete_alias(name)
         self.get(target).aliases.append(Alias(name, target, description))
 
-    def rename_alias(self, name: str, new_name: str) -> None:
+    def rename_alias(self, name: str, new_name: str, *, project: str = "default") -> None:
         self.get_alias(name).name = new_name
 
-    def delete_alias(self, name: str) -> None:
+    def delete_alias(self, name: str, *, project: str = "default") -> None:
         a = self.get_alias(name)
         for img in self.by_fingerprint.values():
             if a in img.aliases:
@@ -640,13 +676,18 @@ class FakeEngine:
         self.trust = Trust(root, self.store, self.events, time.time)
         self.metrics = FakeMetrics(self.instances)
         self.resources = FakeResources()
+        self.projects = Projects(self.store, self.operations, self.events)
+        self.profiles.bind_projects(self.projects.profiles_project)
+        self.projects.bind(self.profiles)
 
     # -- helpers for tests ---------------------------------------------------------
-    def add(self, name: str, status: Status = Status.RUNNING, **kw: Any) -> Instance:
-        """Put an instance in the table, as if created."""
-        inst = Instance(name=name, image="f" * 64, status=status, created_at=1700000000.5,
-                        **kw)
-        self.instances.by_name[name] = inst
+    def add(self, name: str, status: Status = Status.RUNNING, *, project: str = "default",
+            **kw: Any) -> Instance:
+        """Put an instance (of ``project``) in the table, as if created."""
+        key = instance_key(project, name)
+        inst = Instance(name=key, image="f" * 64, status=status, created_at=1700000000.5,
+                        project=project, **kw)
+        self.instances.by_name[key] = inst
         return inst
 
     def add_image(self, fingerprint: str, *aliases: str) -> Image:

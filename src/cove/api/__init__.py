@@ -74,6 +74,7 @@ if TYPE_CHECKING:
     )
     from cove.api._operations import ErrorResponse, Event, Operation
     from cove.api._profiles import ProfilePost, ProfilePut, ProfilesPost
+    from cove.api._projects import Project, ProjectPost, ProjectPut, ProjectsPost, ProjectState
 
 __all__ = [
     "METRIC_FAMILIES",
@@ -108,6 +109,11 @@ __all__ = [
     "ProfilePost",
     "ProfilePut",
     "ProfilesPost",
+    "Project",
+    "ProjectPost",
+    "ProjectPut",
+    "ProjectState",
+    "ProjectsPost",
     "alias",
     "alias_object",
     "async_envelope",
@@ -154,6 +160,7 @@ _MODULES = {
                  "profile_object", "rfc3339"),
     "_operations": ("ErrorResponse", "Event", "Operation"),
     "_profiles": ("ProfilePost", "ProfilePut", "ProfilesPost"),
+    "_projects": ("Project", "ProjectPost", "ProjectPut", "ProjectState", "ProjectsPost"),
 }
 _HOME = {name: module for module, names in _MODULES.items() for name in names}
 

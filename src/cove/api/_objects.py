@@ -22,6 +22,7 @@ from cove.api._images import Image, ImageAlias, ImageAliasesEntry
 from cove.api._instances import ZERO_TIME, Instance, InstanceState
 from cove.api._networks import Certificate, Network, NetworkLease, Profile
 from cove.model import profiles, records
+from cove.model.projects import split_key
 from cove.model.trust import Certificate as CertificateRecord
 
 __all__ = [
@@ -59,13 +60,13 @@ def instance_object(inst: records.Instance, state: dict[str, Any] | None = None,
     engine's state dict) of a record."""
     devices = inst.expanded_devices if inst.expanded_devices is not None else inst.devices
     return Instance(
-        name=inst.name, description=inst.description, status=inst.status.value,
+        name=split_key(inst.name)[1], description=inst.description, status=inst.status.value,
         status_code=inst.status.code, type="container", architecture=inst.architecture,
         config=inst.config, devices=inst.devices,
         # profiles add config and devices (the engine fills the expanded fields)
         expanded_config=inst.expanded_config if inst.expanded_config is not None
         else inst.config, expanded_devices=devices, ephemeral=inst.ephemeral,
-        stateful=False, profiles=list(inst.profiles), project="default",
+        stateful=False, profiles=list(inst.profiles), project=inst.project,
         created_at=rfc3339(inst.created_at), last_used_at=rfc3339(inst.last_used_at),
         location="none", full=full,
         state=InstanceState.from_wire(state) if state is not None else None)
@@ -135,8 +136,9 @@ def network(net: records.Network, used_by: list[str]) -> dict[str, Any]:
 
 def network_lease_object(lease: records.Lease, hostname: str) -> NetworkLease:
     """One ``NetworkLease`` of ``GET /1.0/networks/NAME/leases``."""
-    return NetworkLease(hostname=hostname, hwaddr=lease.hwaddr, address=lease.address,
-                        type="dynamic", location="none", project="default")
+    project, host = split_key(hostname)  # an instance's key: its plain name and project
+    return NetworkLease(hostname=host, hwaddr=lease.hwaddr, address=lease.address,
+                        type="dynamic", location="none", project=project)
 
 
 def network_lease(lease: records.Lease, hostname: str) -> dict[str, Any]:

@@ -14,11 +14,12 @@ import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import BinaryIO, TextIO
+    from typing import Any, BinaryIO, TextIO
 
     from cove.client import Client
 
-__all__ = ["Context", "UsageError", "default_root", "parse_kv", "split_target"]
+__all__ = ["Context", "UsageError", "current_project", "default_root", "parse_kv",
+           "save_project", "split_target"]
 
 
 class UsageError(Exception):
@@ -29,11 +30,59 @@ def default_root() -> str:
     return os.environ.get("COVE_DIR") or "/var/lib/cove"
 
 
+def _config_path() -> str:
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return os.path.join(base, "cove", "config.json")
+
+
+def _read_config() -> dict[str, Any]:
+    try:
+        with open(_config_path(), encoding="utf-8") as f:
+            import json
+
+            data = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def current_project(root: str) -> str:
+    """The project commands on ``root`` work in: ``$COVE_PROJECT``, else what
+    ``cove project switch`` recorded for the root, else ``default``."""
+    env = os.environ.get("COVE_PROJECT")
+    if env:
+        return env
+    projects = _read_config().get("projects")
+    value = projects.get(os.path.abspath(root)) if isinstance(projects, dict) else None
+    return value if isinstance(value, str) and value else "default"
+
+
+def save_project(root: str, project: str) -> None:
+    """Record ``project`` as the current one of ``root`` (``cove project switch``),
+    in ``$XDG_CONFIG_HOME/cove/config.json`` (written whole, then renamed)."""
+    import json
+
+    data = _read_config()
+    projects = data.get("projects")
+    if not isinstance(projects, dict):
+        projects = {}
+    projects[os.path.abspath(root)] = project
+    data["projects"] = projects
+    path = _config_path()
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
 class Context:
     def __init__(self, root: str, *, quiet: bool = False, out: TextIO | None = None,
-                 err: TextIO | None = None) -> None:
+                 err: TextIO | None = None, project: str | None = None) -> None:
         self.root = root
         self.quiet = quiet
+        self.project = project or current_project(root)
         self.out = out or sys.stdout
         self.err = err or sys.stderr
         self._client: Client | None = None
@@ -47,7 +96,7 @@ class Context:
         if self._client is None:
             from cove.client import Client, ConnectionFailed
 
-            client = Client(self.socket_path)
+            client = Client(self.socket_path, project=self.project)
             try:
                 client.connect()
             except ConnectionFailed as e:

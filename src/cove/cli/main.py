@@ -42,10 +42,12 @@ examples:
   cove file push ./app.conf c1/etc/app.conf
   cove config set c1 limits.memory=256MiB
   cove stop c1 && cove delete c1
+  cove project create dev && cove project switch dev
 
 environment:
   COVE_DIR            cove's root (default /var/lib/cove); --root overrides it
   COVE_NO_AUTOSTART   set to never start coved from the command line
+  COVE_PROJECT        the project to work in (--project overrides it)
   COVE_DEBUG          set to print tracebacks of unexpected errors
 
 Run 'cove COMMAND --help' for a command's options and examples."""
@@ -86,12 +88,15 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "network": ("network",),
     "profile": ("profile",),
     "metrics": ("metrics",),
+    "project": ("project",),
 }
+
+_VALUED = ("--root", "--project")  # global options that take the next word
 
 
 def _modules_for(argv: list[str]) -> list[str]:
     word = next((a for i, a in enumerate(argv) if not a.startswith("-")
-                 and (i == 0 or argv[i - 1] != "--root")), None)
+                 and (i == 0 or argv[i - 1] not in _VALUED)), None)
     for module, words in _MODULES.items():
         if word in words:
             return [module]
@@ -106,12 +111,17 @@ def build_parser(argv: list[str] | None = None) -> Parser:
                         help="cove's root directory (default: $COVE_DIR or /var/lib/cove)")
     parser.add_argument("-q", "--quiet", action="store_true",
                         help="print no progress lines")
+    parser.add_argument("--project", metavar="NAME",
+                        help="the project to work in (default: $COVE_PROJECT, else the one "
+                             "'cove project switch' chose, else default)")
     # The same two options after the command (``cove list --root X``); SUPPRESS
     # keeps a value given before the command from being reset.
     common = Parser(add_help=False)
     common.add_argument("--root", metavar="DIR", default=argparse.SUPPRESS,
                         help=argparse.SUPPRESS)
     common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                        help=argparse.SUPPRESS)
+    common.add_argument("--project", metavar="NAME", default=argparse.SUPPRESS,
                         help=argparse.SUPPRESS)
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
     for module in _modules_for(argv) if argv is not None else list(_MODULES):
@@ -137,7 +147,7 @@ def _split_after_dashes(argv: list[str]) -> tuple[list[str], list[str] | None]:
     i = 0
     while i < cut:
         token = argv[i]
-        if token == "--root":
+        if token in _VALUED:
             i += 2
             continue
         if token.startswith("-"):
@@ -174,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
             target = getattr(args, "help_parser", None) or parser
             target.print_help()
             return 0 if target is parser else 2
-        ctx = Context(args.root or default_root(), quiet=bool(args.quiet))
+        ctx = Context(args.root or default_root(), quiet=bool(args.quiet),
+                      project=args.project or None)
         code = int(func(ctx, args) or 0)
         sys.stdout.flush()  # here, so a closed pipe is handled below, not at exit
         return code

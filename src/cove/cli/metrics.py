@@ -19,7 +19,9 @@ _RAW = argparse.RawDescriptionHelpFormatter
 
 
 def cmd_metrics(ctx: Context, args: argparse.Namespace) -> int:
-    text = ctx.client().metrics(project=args.project)
+    # --project given: that project's instances only; else every project's
+    # (the client still scopes to a switched-to project that is not default)
+    text = ctx.client().metrics(project=getattr(args, "project", None))
     if args.name:
         # only the daemon's samples and those of the named instances
         keep = [f'name="{n}"' for n in args.name]
@@ -133,5 +135,4 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                               "                        serve them over HTTPS for Prometheus",
                        formatter_class=_RAW)
     p.add_argument("name", metavar="NAME", nargs="*", help="only these instances")
-    p.add_argument("--project", default=None, help="only this project's instances")
     p.set_defaults(func=cmd_metrics)

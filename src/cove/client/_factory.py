@@ -19,7 +19,8 @@ def connect(endpoint: str | None = None, *, transport: Transport | None = None,
             command: str | Sequence[str] | None = None, root: str | os.PathLike[str] | None = None,
             remote: str | None = None, env: Mapping[str, str] | None = None,
             verify: bool | str = True, client_cert: str | None = None,
-            client_key: str | None = None, timeout: float | None = None) -> Driver:
+            client_key: str | None = None, timeout: float | None = None,
+            project: str | None = None) -> Driver:
     """Build the driver the arguments describe.
 
     ====================================================  ==============================
@@ -32,6 +33,9 @@ def connect(endpoint: str | None = None, *, transport: Transport | None = None,
     ``connect(root="/var/lib/cove")``                     ``LocalDriver`` (no coved)
     ====================================================  ==============================
 
+    ``project`` puts every driver's calls in that LXD project (``?project=``,
+    ``--project``, or the engine's ``project=``).
+
     Raises:
         BadRequest: arguments that belong to different drivers, or bad ones.
     """
@@ -43,7 +47,7 @@ def connect(endpoint: str | None = None, *, transport: Transport | None = None,
                              "command, remote or TLS options with it")
         from cove.client.drivers.local import LocalDriver
 
-        return LocalDriver(root)
+        return LocalDriver(root, project=project)
     if cli:
         if endpoint is not None or tls:
             raise BadRequest("transport=/command= make a CliDriver: the endpoint and TLS "
@@ -53,10 +57,10 @@ def connect(endpoint: str | None = None, *, transport: Transport | None = None,
 
         return CliDriver(transport if transport is not None else LocalTransport(),
                          command if command is not None else "lxc", remote=remote, env=env,
-                         timeout=timeout if timeout is not None else 600)
+                         timeout=timeout if timeout is not None else 600, project=project)
     if env is not None:
         raise BadRequest("env= applies to a CliDriver's commands (give command= too)")
     from cove.client.drivers.rest import RestDriver
 
     return RestDriver(endpoint, verify=verify, client_cert=client_cert, client_key=client_key,
-                      timeout=timeout)
+                      timeout=timeout, project=project)

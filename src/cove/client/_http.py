@@ -335,6 +335,9 @@ class HttpTransport(ABC):
 
     endpoint = ""
     name = "the server"
+    # the LXD project every request is in (``?project=``, added here once for
+    # every call, as LXD's Go client does); None or "default": none added
+    project: str | None = None
 
     def __init__(self, timeout: float | None = None) -> None:
         self.timeout = timeout
@@ -425,6 +428,7 @@ class HttpTransport(ABC):
     def _exchange(self, method: str, path: str, body: Any, headers: Mapping[str, str] | None,
                   progress: Callable[[int, int | None], None] | None,
                   ) -> tuple[_Reply, _Connection]:
+        path = with_project(path, self.project)
         hdrs = dict(headers or {})
         replayable = True
         if isinstance(body, (dict, list)):
@@ -462,6 +466,21 @@ class HttpTransport(ABC):
                                        self.endpoint, "timeout") from None
             raise ConnectionFailed(f"{self.name} hung up during {method} {path}: {e}",
                                    self.endpoint, "closed") from None
+
+
+def with_project(path: str, project: str | None) -> str:
+    """``path`` in ``project``: ``?project=`` added to an API path that has
+    none (an explicit one, as in ``used_by`` URLs, is kept)."""
+    if not project or project == "default" or not path.startswith("/1.0"):
+        return path
+    _, sep, query = path.partition("?")
+    if any(p.partition("=")[0] == "project" for p in query.split("&")):
+        return path
+    if not project.replace("-", "").replace(".", "").isalnum():
+        from urllib.parse import quote  # off the hot path: cove's names need no quoting
+
+        project = quote(project, safe="")
+    return f"{path}{'&' if sep else '?'}project={project}"
 
 
 class UnixTransport(HttpTransport):

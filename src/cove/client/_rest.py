@@ -188,9 +188,12 @@ class Client:
     """
 
     def __init__(self, socket_path: str | None = None, *,
-                 transport: HttpTransport | None = None) -> None:
+                 transport: HttpTransport | None = None, project: str | None = None) -> None:
+        """``project``: every request is in that LXD project (``?project=``)."""
         self.transport: HttpTransport = transport or UnixTransport(
             socket_path or default_socket_path())
+        if project is not None:
+            self.transport.project = project
         self.socket_path = self.transport.endpoint
 
     def close(self) -> None:

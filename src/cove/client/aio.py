@@ -32,7 +32,7 @@ from cove.client import _wire as wire
 from cove.client._endpoint import is_https, unix_path
 from cove.client._exec import CommandNotFound, ExecResult
 from cove.client._flow import adrive
-from cove.client._http import ConnectionFailed, Response, parse_envelope
+from cove.client._http import ConnectionFailed, Response, parse_envelope, with_project
 from cove.client._rest import default_socket_path
 from cove.client.drivers import _host as host
 from cove.client.drivers import _profiles as profile_flows
@@ -70,9 +70,10 @@ class AsyncRestDriver:
 
     def __init__(self, endpoint: str | None = None, *, verify: bool | str = True,
                  client_cert: str | None = None, client_key: str | None = None,
-                 timeout: float | None = None) -> None:
+                 timeout: float | None = None, project: str | None = None) -> None:
         self.endpoint = endpoint or default_socket_path()
         self.timeout = timeout
+        self.project = project  # every request's ``?project=`` (as RestDriver)
         self._session: aiohttp.ClientSession | None = None
         if is_https(self.endpoint):
             from cove.client._tls import client_context, default_client_cert, parse_https
@@ -102,7 +103,7 @@ class AsyncRestDriver:
         return self._session
 
     def url(self, path: str) -> URL:
-        return URL(self._base + path, encoded=True)
+        return URL(self._base + with_project(path, self.project), encoded=True)
 
     def _failed(self, e: Exception) -> ConnectionFailed:
         where = self._socket or self._base

@@ -32,6 +32,7 @@ from cove.engine.ports import ProfileSource
 from cove.engine.types import ExecSession, FileInfo
 from cove.model.errors import BadRequest, CoveError, NotFound
 from cove.model.passwd import parse_group, parse_passwd, resolve_group, resolve_user
+from cove.model.projects import DEFAULT, instance_key, instance_url, split_key
 from cove.model.states import Status
 from cove.runtime.runc import ExecSpec, Runc
 from cove.runtime.spec import DEFAULT_PATH
@@ -111,7 +112,7 @@ class Access:
         self._operations = operations
 
     # -- exec ------------------------------------------------------------------
-    def exec(self, name: str, req: InstanceExecPost) -> ExecSession:
+    def exec(self, name: str, req: InstanceExecPost, *, project: str = DEFAULT) -> ExecSession:
         """Start ``req.command`` in the running instance ``name``; the caller
         owns the session (and must ``close()`` it).
 
@@ -119,6 +120,7 @@ class Access:
             NotFound: no such instance.
             BadRequest: the instance is not running, or the user/group/command is bad.
         """
+        name = instance_key(project, name)
         inst = self._store.get_instance(name)
         if inst.status is Status.STOPPED:
             raise BadRequest("Instance is not running")
@@ -147,7 +149,7 @@ class Access:
             args=list(req.command), env=env, cwd=cwd, uid=entry.uid, gid=gid,
             tty=req.interactive, width=req.width or 80, height=req.height or 24))
 
-    def exec_detached(self, name: str, req: InstanceExecPost, *, record: bool) -> Operation:
+    def exec_detached(self, name: str, req: InstanceExecPost, *, project: str = DEFAULT, record: bool) -> Operation:
         """Run ``req.command`` with no websockets, as an operation whose
         metadata gets ``return`` (and ``output``, the log paths, when
         ``record``). Not idempotent.
@@ -155,19 +157,20 @@ class Access:
         Raises:
             as ``exec``.
         """
+        name = instance_key(project, name)
         session = self.exec(name, req)
         log_dir = self._paths.exec_log_dir(name) if record else None
         try:
             return self._operations.run(
                 lambda op: run_detached(session, log_dir, name, op),
                 description="Executing command",
-                resources={"instances": [f"/1.0/instances/{name}"]})
+                resources={"instances": [instance_url(name)]}, project=split_key(name)[0])
         except BaseException:
             session.close()
             raise
 
     # -- files -----------------------------------------------------------------
-    def file_get(self, name: str, path: str) -> FileInfo:
+    def file_get(self, name: str, path: str, *, project: str = DEFAULT) -> FileInfo:
         """What is at ``path`` (symlinks not followed); a file's ``fd`` is the
         caller's to close.
 
@@ -175,6 +178,7 @@ class Access:
             NotFound: no such instance or path.  BadRequest: a relative path,
                 or neither a file, a directory nor a symlink.
         """
+        name = instance_key(project, name)
         _check_path(path)
         self._store.get_instance(name)
         with self._rootfs.held(name) as root, RootFS(root) as fs:
@@ -189,7 +193,7 @@ class Access:
             fd = fs.open_read(path)
             return FileInfo("file", s.uid, s.gid, s.mode, size=os.fstat(fd).st_size, fd=fd)
 
-    def file_put(self, name: str, path: str, *, type: str = "file",
+    def file_put(self, name: str, path: str, *, project: str = DEFAULT, type: str = "file",
                  data: BinaryIO | bytes | None = None, uid: int | None = None,
                  gid: int | None = None, mode: int | None = None,
                  write: str = "overwrite", target: str | None = None,
@@ -201,6 +205,7 @@ class Access:
             NotFound: no such instance or parent.  BadRequest: a bad path,
                 type, write mode or symlink.
         """
+        name = instance_key(project, name)
         _check_path(path)
         if write not in ("overwrite", "append"):
             raise BadRequest(f"Invalid write mode {write!r}: overwrite or append")
@@ -219,25 +224,27 @@ class Access:
             else:
                 raise BadRequest(f"Invalid file type {type!r}: file, directory or symlink")
 
-    def file_delete(self, name: str, path: str) -> None:
+    def file_delete(self, name: str, path: str, *, project: str = DEFAULT) -> None:
         """Remove a file, symlink or empty directory. Not idempotent.
 
         Raises:
             NotFound: no such instance or path.
         """
+        name = instance_key(project, name)
         _check_path(path)
         self._store.get_instance(name)
         with self._rootfs.held(name) as root, RootFS(root) as fs:
             fs.remove(path, recursive=False)
 
     # -- logs --------------------------------------------------------------------
-    def console_log(self, name: str) -> os.PathLike[str]:
+    def console_log(self, name: str, *, project: str = DEFAULT) -> os.PathLike[str]:
         """Path of the raw (k8s-file) console log; use ``read_console`` for
         text. Raises: NotFound."""
+        name = instance_key(project, name)
         self._store.get_instance(name)
         return self._paths.instance_dir(name) / CONSOLE_LOG
 
-    def read_console(self, name: str, offset: int = 0) -> tuple[bytes, int]:
+    def read_console(self, name: str, offset: int = 0, *, project: str = DEFAULT) -> tuple[bytes, int]:
         """Plain output of the instance from raw byte ``offset`` on, and the new offset.
 
         Only whole lines are returned, so following by offset never splits one.
@@ -245,6 +252,7 @@ class Access:
         Raises:
             NotFound: no such instance.
         """
+        name = instance_key(project, name)
         path = self.console_log(name)
         try:
             with open(path, "rb") as f:
@@ -255,8 +263,9 @@ class Access:
         end = data.rfind(b"\n") + 1
         return parse_k8s_log(data[:end]), offset + end
 
-    def log_names(self, name: str) -> list[str]:
+    def log_names(self, name: str, *, project: str = DEFAULT) -> list[str]:
         """``console.log``, then the recorded exec outputs. Raises: NotFound."""
+        name = instance_key(project, name)
         self._store.get_instance(name)
         try:
             recorded = sorted(p.name for p in self._paths.exec_log_dir(name).iterdir()
@@ -265,12 +274,13 @@ class Access:
             recorded = []
         return [CONSOLE_LOG, *recorded]
 
-    def log_reader(self, name: str, file: str) -> Reader:
+    def log_reader(self, name: str, file: str, *, project: str = DEFAULT) -> Reader:
         """A reader of one log (``console.log`` as plain text).
 
         Raises:
             NotFound: no such instance or log.  BadRequest: a bad file name.
         """
+        name = instance_key(project, name)
         check_log_name(file)
         self._store.get_instance(name)
         if file in CONSOLE_NAMES:
@@ -280,13 +290,14 @@ class Access:
             raise NotFound(f"Log file not found: {file}")
         return file_reader(path)
 
-    def delete_log(self, name: str, file: str) -> None:
+    def delete_log(self, name: str, file: str, *, project: str = DEFAULT) -> None:
         """Remove a recorded exec output. Not idempotent.
 
         Raises:
             NotFound: no such instance or log.
             BadRequest: a bad name, or the console log (which cannot go).
         """
+        name = instance_key(project, name)
         check_log_name(file)
         if file in CONSOLE_NAMES:
             raise BadRequest("The console log cannot be deleted; only exec output logs can")

@@ -47,6 +47,7 @@ from cove.engine._net_base import NetContext
 from cove.engine._networks import Networks
 from cove.engine._nics import InstanceNetworks
 from cove.engine._profiles import DefaultNetwork, Profiles
+from cove.engine._projects import Projects
 from cove.engine._proxies import Forwarders
 from cove.engine._reconcile import Reconciler
 from cove.engine._resources import Resources
@@ -86,12 +87,15 @@ class Engine:
         self.store = Store(self.root / "cove.db")
         self.events = EventBus()
         self.operations = Operations(
-            on_change=lambda op: self.events.publish("operation", op.to_dict()))
+            on_change=lambda op: self.events.publish("operation", op.to_dict(),
+                                                     project=op.project))
         clock = time.time
+        self.projects = Projects(self.store, self.operations, self.events)
         paths = Paths(self.root)
         runs = RunTable()
         self.images = Images(self.store, ImageStore(self.root / "images"), self.operations,
-                             self.events, clock, max_unpack=self._max_unpack)
+                             self.events, clock, max_unpack=self._max_unpack,
+                             image_project=self.projects.images_project)
         default_network = DefaultNetwork(self.store)
         self.profiles = Profiles(self.store, default_network, self.events)
         self.networks = Networks(
@@ -107,8 +111,10 @@ class Engine:
             images=self.images, profiles=self.profiles,
             network=self._nics,
             operations=self.operations, events=self.events, clock=clock,
-            nofile=resource.getrlimit(resource.RLIMIT_NOFILE)[1])
+            nofile=resource.getrlimit(resource.RLIMIT_NOFILE)[1], projects=self.projects)
         self.profiles.bind(self.instances)
+        self.profiles.bind_projects(self.projects.profiles_project)
+        self.projects.bind(self.profiles)
         self.access = Access(store=self.store, runtime=runtime, paths=paths, rootfs=rootfs,
                              operations=self.operations, profiles=self.profiles)
         self.trust = Trust(self.root, self.store, self.events, clock)

@@ -23,6 +23,7 @@ from typing import IO, Any
 from cove.engine.operations import Operation
 from cove.engine.types import ExecSession
 from cove.model.errors import BadRequest
+from cove.model.projects import instance_url
 
 __all__ = ["CONSOLE_LOG", "CONSOLE_NAMES", "Reader", "check_log_name", "close_stdin",
            "file_reader", "parse_k8s_log", "run_detached"]
@@ -103,7 +104,7 @@ def run_detached(session: ExecSession, log_dir: Path | None, name: str, op: Oper
                 ext = "stdout" if stream == "1" else "stderr"
                 fname = f"exec_{op.id}.{ext}"
                 f = open(log_dir / fname, "wb")  # noqa: SIM115 - closed in finally
-                output[stream] = f"/1.0/instances/{name}/logs/{fname}"
+                output[stream] = instance_url(name, f"/logs/{fname}")
             files[fd] = f
         code = _drain(session, files)
     finally:

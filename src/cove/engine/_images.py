@@ -5,6 +5,13 @@ Design note: the service owns the image rows and the unpacked layers
 (``storage.images.ImageStore``, called ``layers`` here). An image in use by
 an instance cannot be deleted; the instances service resolves the image
 of a new instance through ``resolve``.
+
+Projects (``features.images``): every call takes ``project``; a project
+without its own images uses the default project's (``image_project``
+answers whose). An image is one row and one set of layers whatever holds
+it; ``store.projects`` records which projects do, and the files go when the
+last one lets go. Aliases of a project are stored under ``PROJECT/NAME``
+(``cove.model.projects.alias_key``) and shown by their name.
 """
 
 from __future__ import annotations
@@ -20,9 +27,10 @@ from cove.engine.events import EventBus
 from cove.engine.operations import Operation, Operations
 from cove.model.errors import BadRequest, Conflict, NotFound
 from cove.model.names import validate_alias_name
+from cove.model.projects import DEFAULT, alias_key, split_alias
 from cove.model.records import Alias, Image
 from cove.model.trust import MAX_UNPACK_KEY
-from cove.storage.images import Budget, ImageStore
+from cove.storage.images import Budget, ImageExists, ImageStore
 from cove.store import Store
 
 __all__ = ["Images"]
@@ -35,13 +43,15 @@ class Images:
 
     def __init__(self, store: Store, layers: ImageStore, operations: Operations,
                  events: EventBus, clock: Callable[[], float],
-                 max_unpack: Callable[[], int | None] = lambda: None) -> None:
+                 max_unpack: Callable[[], int | None] = lambda: None,
+                 image_project: Callable[[str], str] | None = None) -> None:
         self._store = store
         self.layers = layers
         self._operations = operations
         self._events = events
         self._now = clock
         self._max_unpack = max_unpack
+        self._image_project = image_project
 
     def budget(self, op: Operation) -> Budget:
         """What an archive unpacked for ``op`` may write: the server setting
@@ -53,44 +63,66 @@ class Images:
             limit = vfs.f_bavail * vfs.f_frsize * 9 // 10
         return Budget(limit, lambda: op.cancelled, MAX_UNPACK_KEY)
 
-    # -- reads --------------------------------------------------------------------------
-    def all(self) -> list[Image]:
-        """Every image, with its aliases."""
-        return self._store.list_images()
+    # -- projects -----------------------------------------------------------------------
+    def _owner(self, project: str) -> str:
+        """Whose images ``project`` uses. Raises: NotFound (no such project)."""
+        if project == DEFAULT or self._image_project is None:
+            return DEFAULT
+        return self._image_project(project)
 
-    def get(self, fingerprint: str) -> Image:
-        """By full fingerprint or a unique prefix.
+    def _held(self, img: Image, owner: str) -> bool:
+        return owner in self._store.projects.image_projects(img.fingerprint)
+
+    @staticmethod
+    def _shown(img: Image, owner: str) -> Image:
+        """``img`` with the aliases ``owner`` has for it, by their names."""
+        img.aliases = [Alias(split_alias(a.name)[1], a.target, a.description)
+                       for a in img.aliases if split_alias(a.name)[0] == owner]
+        return img
+
+    # -- reads --------------------------------------------------------------------------
+    def all(self, *, project: str = DEFAULT) -> list[Image]:
+        """Every image of ``project`` (or of whose it uses), with its aliases."""
+        owner = self._owner(project)
+        return [self._shown(i, owner) for i in self._store.list_images()
+                if self._held(i, owner)]
+
+    def get(self, fingerprint: str, *, project: str = DEFAULT) -> Image:
+        """By full fingerprint or a unique prefix, among ``project``'s images.
 
         Raises:
             NotFound: no image matches. BadRequest: the prefix is ambiguous.
         """
+        owner = self._owner(project)
         fp = (fingerprint or "").strip().lower()
         if not fp or any(c not in "0123456789abcdef" for c in fp):
             raise NotFound(f"Image not found: {fingerprint}")
-        found = self._store.find_images(fp)
+        found = [i for i in self._store.find_images(fp) if self._held(i, owner)]
         if not found:
             raise NotFound(f"Image not found: {fingerprint}")
         if len(found) > 1:
             raise BadRequest(f"More than one image matches {fingerprint!r}")
-        return found[0]
+        return self._shown(found[0], owner)
 
     def find(self, fingerprint: str) -> Image | None:
         """The image with exactly this fingerprint, or None (never raises)."""
         found = self._store.find_images(fingerprint) if fingerprint else []
         return found[0] if found else None
 
-    def resolve(self, ref: str) -> Image:
-        """An alias, else a fingerprint or its prefix.
+    def resolve(self, ref: str, *, project: str = DEFAULT) -> Image:
+        """An alias, else a fingerprint or its prefix (``project``'s).
 
         Raises:
             BadRequest: ``ref`` is empty or an ambiguous prefix.  NotFound: no match.
         """
         if not ref:
             raise BadRequest("No image given: name an alias or a fingerprint")
+        owner = self._owner(project)
         with contextlib.suppress(NotFound):
-            return self.get(self._store.get_alias(ref).target)
+            return self.get(self._store.get_alias(alias_key(owner, ref)).target,
+                            project=project)
         try:
-            return self.get(ref)
+            return self.get(ref, project=project)
         except NotFound:
             raise NotFound(f"Image not found: {ref!r} is neither an alias nor a fingerprint") \
                 from None
@@ -106,24 +138,28 @@ class Images:
     # -- changes ------------------------------------------------------------------------
     def import_file(self, path: Path, *, filename: str = "", public: bool = False,
                     aliases: list[str] | None = None, meta_path: Path | None = None,
-                    properties: dict[str, str] | None = None) -> Operation:
+                    properties: dict[str, str] | None = None,
+                    project: str = DEFAULT) -> Operation:
         """Import the tarball at ``path`` (split format: ``meta_path`` + rootfs ``path``).
 
         The files are consumed: removed when the operation ends. The result is
         the Image; the operation's metadata gets ``fingerprint`` and ``size``.
-        Not idempotent: importing an image that exists fails the operation
-        with Conflict.
+        Not idempotent: importing an image the project has fails the
+        operation with Conflict; one another project has is shared (its
+        layers are not stored twice).
 
         The operation can be cancelled (everything it wrote is removed), and
         an archive that unpacks past ``budget`` fails it with a 400.
 
         Raises:
             BadRequest: a bad alias name.  Conflict: an alias exists already.
+            NotFound: no such project.
         """
+        owner = self._owner(project)
         names = [validate_alias_name(a) for a in aliases or []]
         for a in names:
             with contextlib.suppress(NotFound):
-                self._store.get_alias(a)
+                self._store.get_alias(alias_key(owner, a))
                 raise Conflict(f"Alias already exists: {a}")
 
         def work(op: Operation) -> Image:
@@ -137,6 +173,11 @@ class Images:
                 else:
                     got = self.layers.import_file(path, filename=filename, progress=progress,
                                                   budget=budget)
+            except ImageExists as e:
+                held = self.find(e.fingerprint)
+                if held is None or self._held(held, owner):
+                    raise
+                return self._share(op, held, owner, names)
             finally:
                 Path(path).unlink(missing_ok=True)
                 if meta_path is not None:
@@ -156,18 +197,31 @@ class Images:
             except BaseException:
                 self.layers.delete(got.fingerprint)
                 raise
-            for a in names:
-                self._store.add_alias(Alias(a, img.fingerprint))
-            img = self.get(img.fingerprint)
-            op.update(fingerprint=img.fingerprint, size=img.size)
-            self._events.lifecycle("image-created", f"/1.0/images/{img.fingerprint}")
-            return img
+            if owner != DEFAULT:
+                self._store.projects.add_image_project(img.fingerprint, owner)
+                self._store.projects.drop_image_project(img.fingerprint, DEFAULT)
+            return self._share(op, img, owner, names)
 
         return self._operations.run(work, description="Importing image",
-                                    resources={"images": []}, may_cancel=True)
+                                    resources={"images": []}, project=owner,
+                                    may_cancel=True)
+
+    def _share(self, op: Operation, img: Image, owner: str, names: list[str]) -> Image:
+        """``owner`` holds ``img`` (stored now, or already for another project)
+        with its aliases ``names``: the end of an import."""
+        self._store.projects.add_image_project(img.fingerprint, owner)
+        for a in names:
+            self._store.add_alias(Alias(alias_key(owner, a), img.fingerprint))
+        img = self.get(img.fingerprint, project=owner)
+        op.update(fingerprint=img.fingerprint, size=img.size)
+        url = f"/1.0/images/{img.fingerprint}"
+        self._events.lifecycle("image-created", url if owner == DEFAULT
+                               else f"{url}?project={owner}", project=owner)
+        return img
 
     def update(self, fingerprint: str, *, properties: dict[str, str] | None = None,
-               public: bool | None = None, patch: bool = True) -> None:
+               public: bool | None = None, patch: bool = True,
+               project: str = DEFAULT) -> None:
         """Merge (``patch``: the given properties over the current ones) or
         replace (PUT: absent properties become none) an image's writable
         fields. Idempotent.
@@ -175,7 +229,7 @@ class Images:
         Raises:
             NotFound: no such image.  BadRequest: properties is not an object.
         """
-        img = self.get(fingerprint)
+        img = self.get(fingerprint, project=project)
         if properties is not None and not isinstance(properties, dict):
             raise BadRequest("properties must be an object")
         if patch and properties is not None:
@@ -188,25 +242,32 @@ class Images:
             img.public = bool(public)
         self._store.update_image(img)
 
-    def delete(self, fingerprint: str) -> Operation:
-        """Remove an image and its layers (an operation).
+    def delete(self, fingerprint: str, *, project: str = DEFAULT) -> Operation:
+        """Remove an image from ``project`` (an operation); its row and layers
+        go when no project holds it any more.
 
         Raises:
-            NotFound: no such image.  BadRequest: an instance uses it.
+            NotFound: no such image.  BadRequest: an instance uses it (and it
+                would go from the disk).
         """
-        img = self.get(fingerprint)
-        users = self.users(img.fingerprint)
+        owner = self._owner(project)
+        img = self.get(fingerprint, project=project)
+        shared = len(self._store.projects.image_projects(img.fingerprint)) > 1
+        users = [] if shared else self.users(img.fingerprint)
         if users:
             raise BadRequest(f"Image is in use by instances: {', '.join(users)}")
 
         def work(op: Operation) -> None:
-            self._store.delete_image(img.fingerprint)
-            self.layers.delete(img.fingerprint)
-            self._events.lifecycle("image-deleted", f"/1.0/images/{img.fingerprint}")
+            if not self._store.projects.drop_image_project(img.fingerprint, owner):
+                self._store.delete_image(img.fingerprint)
+                self.layers.delete(img.fingerprint)
+            url = f"/1.0/images/{img.fingerprint}"
+            self._events.lifecycle("image-deleted", url if owner == DEFAULT
+                                   else f"{url}?project={owner}", project=owner)
 
         return self._operations.run(work, description="Deleting image",
                                     resources={"images": [f"/1.0/images/{img.fingerprint}"]},
-                                    lock=f"image:{img.fingerprint}")
+                                    lock=f"image:{img.fingerprint}", project=owner)
 
     def sweep(self) -> None:
         """At startup: remove unpack leftovers and layers no row records."""
@@ -218,30 +279,46 @@ class Images:
                 self.layers.delete(fp)
 
     # -- aliases ------------------------------------------------------------------------
-    def list_aliases(self) -> list[Alias]:
-        """Every alias. Never raises."""
-        return self._store.list_aliases()
+    def _alias_key(self, name: str, project: str) -> str:
+        if "/" in name:  # no alias has one: it would be another project's key
+            raise NotFound(f"Image alias not found: {name}")
+        return alias_key(self._owner(project), name)
 
-    def get_alias(self, name: str) -> Alias:
+    @staticmethod
+    def _alias_shown(a: Alias) -> Alias:
+        return Alias(split_alias(a.name)[1], a.target, a.description)
+
+    def list_aliases(self, *, project: str = DEFAULT) -> list[Alias]:
+        """Every alias of ``project`` (or of whose images it uses)."""
+        owner = self._owner(project)
+        return [self._alias_shown(a) for a in self._store.list_aliases()
+                if split_alias(a.name)[0] == owner]
+
+    def get_alias(self, name: str, *, project: str = DEFAULT) -> Alias:
         """Raises: NotFound."""
-        return self._store.get_alias(name)
+        return self._alias_shown(self._store.get_alias(self._alias_key(name, project)))
 
-    def add_alias(self, name: str, target: str, description: str = "") -> None:
+    def add_alias(self, name: str, target: str, description: str = "", *,
+                  project: str = DEFAULT) -> None:
         """Raises: BadRequest (name), NotFound (target), Conflict (exists)."""
         validate_alias_name(name)
-        img = self.get(target)
-        self._store.add_alias(Alias(name, img.fingerprint, description or ""))
+        img = self.get(target, project=project)
+        self._store.add_alias(Alias(self._alias_key(name, project), img.fingerprint,
+                                    description or ""))
 
-    def update_alias(self, name: str, target: str, description: str = "") -> None:
+    def update_alias(self, name: str, target: str, description: str = "", *,
+                     project: str = DEFAULT) -> None:
         """Point ``name`` at ``target``. Idempotent. Raises: NotFound."""
-        img = self.get(target)
-        self._store.update_alias(Alias(name, img.fingerprint, description or ""))
+        img = self.get(target, project=project)
+        self._store.update_alias(Alias(self._alias_key(name, project), img.fingerprint,
+                                       description or ""))
 
-    def rename_alias(self, name: str, new_name: str) -> None:
+    def rename_alias(self, name: str, new_name: str, *, project: str = DEFAULT) -> None:
         """Raises: BadRequest (name), NotFound, Conflict (new name taken)."""
         validate_alias_name(new_name)
-        self._store.rename_alias(name, new_name)
+        self._store.rename_alias(self._alias_key(name, project),
+                                 self._alias_key(new_name, project))
 
-    def delete_alias(self, name: str) -> None:
+    def delete_alias(self, name: str, *, project: str = DEFAULT) -> None:
         """Raises: NotFound."""
-        self._store.delete_alias(name)
+        self._store.delete_alias(self._alias_key(name, project))

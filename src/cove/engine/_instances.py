@@ -31,10 +31,11 @@ from cove.engine._runs import Paths, RunTable
 from cove.engine._watch import ExitWatcher
 from cove.engine.events import EventBus
 from cove.engine.operations import Operation, Operations
-from cove.engine.ports import ImageSource, NetworkPort, ProfileSource
+from cove.engine.ports import ImageSource, NetworkPort, ProfileSource, ProjectSource
 from cove.model import config as cfg
 from cove.model.errors import BadRequest, Conflict, InternalError, NotFound, Timeout
 from cove.model.names import validate_instance_name
+from cove.model.projects import DEFAULT, instance_key, instance_url, split_key
 from cove.model.records import Instance
 from cove.model.states import Status
 from cove.network.model import nic_from_device, proxy_from_device
@@ -80,7 +81,8 @@ class Instances:
     def __init__(self, *, store: Store, runtime: Runc, paths: Paths, runs: RunTable,
                  rootfs: Rootfs, images: ImageSource, profiles: ProfileSource,
                  network: NetworkPort, operations: Operations, events: EventBus,
-                 clock: Callable[[], float], nofile: int) -> None:
+                 clock: Callable[[], float], nofile: int,
+                 projects: ProjectSource | None = None) -> None:
         self._store = store
         self._runtime = runtime
         self._paths = paths
@@ -93,6 +95,7 @@ class Instances:
         self._events = events
         self._now = clock
         self._nofile = nofile
+        self._projects = projects
         self._watcher = ExitWatcher(self._on_exit)
 
     def close(self) -> None:
@@ -104,13 +107,40 @@ class Instances:
         self._watcher.add(name, pid)
 
     # -- reads --------------------------------------------------------------------------
-    def all(self) -> list[Instance]:
-        """Every instance, with its expanded config and devices."""
-        return [self._expanded(inst) for inst in self._store.list_instances()]
+    def _key(self, name: str, project: str) -> str:
+        """The key of ``name`` in ``project``.
 
-    def get(self, name: str) -> Instance:
+        Raises:
+            NotFound: no such project, or a name with ``_`` (no instance has
+                one: it would be the key of another project's).
+        """
+        if project != DEFAULT and self._projects is not None:
+            self._projects.check(project)
+        if "_" in name:
+            raise NotFound(f"Instance not found: {name}")
+        return instance_key(project, name)
+
+    def _lifecycle(self, action: str, key: str, **context: Any) -> None:
+        self._events.lifecycle(action, instance_url(key), project=split_key(key)[0], **context)
+
+    def _run(self, key: str, work: Callable[[Operation], Any], description: str,
+             wait_for_lock: float = 0) -> Operation:
+        """An operation on the instance keyed ``key`` that holds its lock."""
+        return self._operations.run(
+            work, description=description, resources={"instances": [instance_url(key)]},
+            lock=f"instance:{key}", wait_for_lock=wait_for_lock, project=split_key(key)[0])
+
+    def all(self, *, project: str | None = DEFAULT) -> list[Instance]:
+        """Every instance of ``project`` (None: of every project), with its
+        expanded config and devices; ``name`` is the key, ``project`` says
+        whose. Raises: NotFound (no such project)."""
+        if project is not None and project != DEFAULT and self._projects is not None:
+            self._projects.check(project)
+        return [self._expanded(inst) for inst in self._store.list_instances(project)]
+
+    def get(self, name: str, *, project: str = DEFAULT) -> Instance:
         """One instance, with its expanded config and devices. Raises: NotFound."""
-        return self._expanded(self._store.get_instance(name))
+        return self._expanded(self._store.get_instance(self._key(name, project)))
 
     def _expanded(self, inst: Instance) -> Instance:
         inst.expanded_devices = self._profiles.expanded_devices(inst)
@@ -121,8 +151,9 @@ class Instances:
         """The config ``inst`` runs with: its profiles' overlaid by its own."""
         return self._profiles.expanded_config(inst)
 
-    def state(self, name: str) -> dict[str, Any]:
+    def state(self, name: str, *, project: str = DEFAULT) -> dict[str, Any]:
         """LXD's ``InstanceState``: status, pid, counters, network. Raises: NotFound."""
+        name = self._key(name, project)
         inst = self._store.get_instance(name)
         pid = self._runs.pids.get(name, 0) if inst.status is not Status.STOPPED else 0
         stats = read_stats(self._paths.cgroups_path(name)) if pid else None
@@ -143,7 +174,8 @@ class Instances:
         }
 
     # -- create ---------------------------------------------------------------
-    def create(self, req: InstancesPost, *, wait_for_lock: float = 0) -> Operation:
+    def create(self, req: InstancesPost, *, project: str = DEFAULT,
+               wait_for_lock: float = 0) -> Operation:
         """Make an instance (and start it if ``req.start``), as an operation.
         Not idempotent.
 
@@ -152,20 +184,21 @@ class Instances:
             NotFound: the image or a profile does not exist.
             Conflict: the name is taken, or a published port is.
         """
-        name = validate_instance_name(req.name)
+        name = self._key(validate_instance_name(req.name), project)
         config = cfg.validate_config(req.config or {})
         devices = _validate_devices(req.devices)
-        image = self._images.resolve(req.source.image_ref())
+        image = self._images.resolve(req.source.image_ref(), project=project)
         if self._store.has_instance(name):
-            raise Conflict(f"Instance {name!r} already exists")
-        profiles = req.profiles_or_default  # [] (--no-profiles): no profile, so no NIC
+            raise Conflict(f"Instance {req.name!r} already exists")
+        profiles = req.profiles_or_default  # [] (--no-profiles): no profile, no NIC
         self._profiles.check(profiles)
         cfg.resources_from_config(self._profiles.expand_config(profiles, config))
         self._net.check_devices(name, devices, profiles)
+        self._check_limits(project, config)
 
         def work(op: Operation) -> Instance:
             if self._store.has_instance(name):
-                raise Conflict(f"Instance {name!r} already exists")
+                raise Conflict(f"Instance {req.name!r} already exists")
             now = self._now()
             full = {f"image.{k}": v for k, v in image.properties.items()}
             full.update(config)
@@ -173,7 +206,7 @@ class Instances:
             inst = Instance(name=name, image=image.fingerprint, config=full, devices=devices,
                             profiles=profiles, description=req.description or "",
                             ephemeral=bool(req.ephemeral), status=Status.STOPPED,
-                            architecture=image.architecture, created_at=now)
+                            architecture=image.architecture, created_at=now, project=project)
             d = self._paths.instance_dir(name)
             with ExitStack() as undo:
                 if d.exists():  # left by a crash; no row owns it
@@ -183,24 +216,24 @@ class Instances:
                 for sub in ("upper", "work", "rootfs"):
                     (d / sub).mkdir(mode=0o755 if sub != "work" else 0o700)
                 failpoint("create.after-dir")  # files no row owns: the sweep's
-                self._store.add_instance(inst)
+                with self._limits_lock():
+                    self._check_limits(project, config)
+                    self._store.add_instance(inst)
                 undo.callback(self._store.delete_instance, name)
                 failpoint("create.after-row")
-                self._events.lifecycle("instance-created", f"/1.0/instances/{name}")
+                self._lifecycle("instance-created", name)
                 if req.start:
                     op.progress("Starting instance")
                     self.start_now(name)
                 undo.pop_all()
             return inst
 
-        return self._operations.run(
-            work, description="Creating instance",
-            resources={"instances": [f"/1.0/instances/{name}"]},
-            lock=f"instance:{name}", wait_for_lock=wait_for_lock)
+        return self._run(name, work, "Creating instance", wait_for_lock)
 
     # -- state changes --------------------------------------------------------
-    def change_state(self, name: str, action: str, *, timeout: float = -1,
-                     force: bool = False, wait_for_lock: float = 0) -> Operation:
+    def change_state(self, name: str, action: str, *, project: str = DEFAULT,
+                     timeout: float = -1, force: bool = False,
+                     wait_for_lock: float = 0) -> Operation:
         """Start, stop, restart, freeze or unfreeze, as an operation. Not
         idempotent (the convergent forms are the client's).
 
@@ -211,6 +244,7 @@ class Instances:
         """
         if action not in _ACTIONS:
             raise BadRequest(f"Unknown action {action!r}: use one of {', '.join(_ACTIONS)}")
+        name = self._key(name, project)
         inst = self._store.get_instance(name)
         if not self._busy(name, wait_for_lock):
             self._check_transition(inst, action)  # else work() checks, once it holds the lock
@@ -233,19 +267,17 @@ class Instances:
                     self.start_now(name)
                 finally:
                     self._runs.restarting.discard(name)
-                self._events.lifecycle("instance-restarted", f"/1.0/instances/{name}")
+                self._lifecycle("instance-restarted", name)
             elif action == "freeze":
                 self._runtime.pause(name)
                 self.set_status(name, Status.FROZEN)
-                self._events.lifecycle("instance-paused", f"/1.0/instances/{name}")
+                self._lifecycle("instance-paused", name)
             else:
                 self._runtime.resume(name)
                 self.set_status(name, Status.RUNNING)
-                self._events.lifecycle("instance-resumed", f"/1.0/instances/{name}")
+                self._lifecycle("instance-resumed", name)
 
-        return self._operations.run(
-            work, description=desc, resources={"instances": [f"/1.0/instances/{name}"]},
-            lock=f"instance:{name}", wait_for_lock=wait_for_lock)
+        return self._run(name, work, desc, wait_for_lock)
 
     def _busy(self, name: str, wait_for_lock: float) -> bool:
         """True if an operation holds ``name`` and the caller will wait for it.
@@ -262,8 +294,8 @@ class Instances:
         if holder is None:
             return False
         if wait_for_lock <= 0:
-            raise Conflict(f"{name} is busy: operation {holder.id} ({holder.description}) "
-                           "is in flight")
+            raise Conflict(f"{split_key(name)[1]} is busy: operation {holder.id} "
+                           f"({holder.description}) is in flight")
         return True
 
     @staticmethod
@@ -298,7 +330,7 @@ class Instances:
         env = dict(image_env)
         env.update(cfg.environment_from_config(conf))
         return build_spec(SpecInput(
-            hostname=inst.name, args=args, rootfs=str(rootfs),
+            hostname=split_key(inst.name)[1], args=args, rootfs=str(rootfs),
             cgroups_path=self._paths.cgroups_path(inst.name), env=env,
             cwd=conf.get("cove.cwd") or "/",
             uid=int(conf.get("cove.uid") or 0),
@@ -337,7 +369,7 @@ class Instances:
                              last_exit_code=None)
             self.watch(name, pid)
             undo.pop_all()
-        self._events.lifecycle("instance-started", f"/1.0/instances/{name}")
+        self._lifecycle("instance-started", name)
 
     def _forget_running(self, name: str) -> None:
         with self._runs.mutex(name):
@@ -408,13 +440,13 @@ class Instances:
         if stopped is not None:
             stopped.set()
         if inst is not None and had:
-            self._events.lifecycle("instance-stopped", f"/1.0/instances/{name}",
-                                  exit_code=code)
+            self._lifecycle("instance-stopped", name, exit_code=code)
             if inst.ephemeral and name not in self._runs.restarting:
                 self.delete_now(name)
 
     # -- update / rename / delete --------------------------------------------
-    def update(self, name: str, *, config: dict[str, Any] | None = None,
+    def update(self, name: str, *, project: str = DEFAULT,
+               config: dict[str, Any] | None = None,
                devices: dict[str, dict[str, str]] | None = None,
                profiles: list[str] | None = None, description: str | None = None,
                ephemeral: bool | None = None, patch: bool = False) -> None:
@@ -422,14 +454,23 @@ class Instances:
         apply live, with the profiles the instance will have.
 
         Raises:
-            BadRequest: a key, value or device is invalid (nothing is changed).
+            BadRequest: a key, value or device is invalid, or a project limit
+                would be passed (nothing is changed).
             NotFound: no such instance, or a listed profile does not exist.
             Conflict: another operation holds the instance, or a host port is taken.
         """
+        plain, name = name, self._key(name, project)
         holder = self._operations.holder(f"instance:{name}")
         if holder is not None:
-            raise Conflict(f"{name} is busy: operation {holder.id} ({holder.description}) "
+            raise Conflict(f"{plain} is busy: operation {holder.id} ({holder.description}) "
                             "is in flight")
+        with self._limits_lock():  # from the limits' check to the stored change
+            self._update(name, project, config, devices, profiles, description, ephemeral,
+                         patch)
+
+    def _update(self, name: str, project: str, config: dict[str, Any] | None,
+                devices: dict[str, dict[str, str]] | None, profiles: list[str] | None,
+                description: str | None, ephemeral: bool | None, patch: bool) -> None:
         inst = self._store.get_instance(name)
         new_config, new_devices = inst.config, inst.devices
         if config is not None:
@@ -440,6 +481,7 @@ class Instances:
             new.update(config)
             new_config = {k: v for k, v in cfg.validate_config(new).items()
                           if not (patch and v == "" and k in config)}
+            self._check_limits(project, new_config, replacing=name)
         if devices is not None:
             devs = _validate_devices(devices)
             new_devices = {**inst.devices, **devs} if patch else devs
@@ -461,13 +503,13 @@ class Instances:
         if ephemeral is not None:
             inst.ephemeral = bool(ephemeral)
         self._store.update_instance(inst)
-        self._events.lifecycle("instance-updated", f"/1.0/instances/{name}")
+        self._lifecycle("instance-updated", name)
 
     # -- what the profiles service needs (``ProfileUsers``) ----------------------------
     def using_profile(self, profile: str, project: str) -> list[Instance]:
         """The instances of ``project`` that list ``profile``."""
-        return [i for i in self._store.list_instances()
-                if profile in i.profiles and project_of(i) == project]
+        return [i for i in self._store.list_instances(None)
+                if profile in i.profiles and self._profiles.owner(project_of(i)) == project]
 
     @staticmethod
     def validate_devices(devices: Any) -> dict[str, dict[str, str]]:
@@ -505,7 +547,7 @@ class Instances:
         if devices != old[1]:
             self._net.apply_expanded(inst, devices)  # published ports change at once
 
-    def rename(self, name: str, new_name: str) -> Operation:
+    def rename(self, name: str, new_name: str, *, project: str = DEFAULT) -> Operation:
         """Rename a stopped instance, as an operation. Not idempotent.
 
         Raises:
@@ -513,12 +555,14 @@ class Instances:
             NotFound: no such instance.  Conflict: busy, or the new name is taken.
         """
         validate_instance_name(new_name)
+        plain_new = new_name
+        name, new_name = self._key(name, project), instance_key(project, new_name)
         inst = self._store.get_instance(name)
         self._busy(name, 0)
         if inst.status is not Status.STOPPED:
             raise BadRequest("Renaming of running instance not allowed")
         if self._store.has_instance(new_name):
-            raise Conflict(f"Instance {new_name!r} already exists")
+            raise Conflict(f"Instance {plain_new!r} already exists")
 
         def work(op: Operation) -> None:
             if self._store.get_instance(name).status is not Status.STOPPED:
@@ -538,14 +582,11 @@ class Instances:
                 raise
             failpoint("rename.after-dir")
             self._store.finish_rename(new_name)
-            self._events.lifecycle("instance-renamed", f"/1.0/instances/{new_name}",
-                                  old_name=name)
+            self._lifecycle("instance-renamed", new_name, old_name=split_key(name)[1])
 
-        return self._operations.run(
-            work, description="Renaming instance",
-            resources={"instances": [f"/1.0/instances/{name}"]}, lock=f"instance:{name}")
+        return self._run(name, work, "Renaming instance")
 
-    def delete(self, name: str, *, force: bool = False,
+    def delete(self, name: str, *, project: str = DEFAULT, force: bool = False,
                wait_for_lock: float = 0) -> Operation:
         """Delete an instance (``force``: stopping it first), as an operation.
         Not idempotent (deleting what is gone is the client's success).
@@ -554,6 +595,7 @@ class Instances:
             BadRequest: it runs and ``force`` is not set.
             NotFound: no such instance.  Conflict: busy and the caller will not wait.
         """
+        name = self._key(name, project)
         inst = self._store.get_instance(name)
         if not self._busy(name, wait_for_lock) and inst.status is not Status.STOPPED \
                 and not force:
@@ -571,10 +613,7 @@ class Instances:
                     self._runs.restarting.discard(name)
             self.delete_now(name)
 
-        return self._operations.run(
-            work, description="Deleting instance",
-            resources={"instances": [f"/1.0/instances/{name}"]},
-            lock=f"instance:{name}", wait_for_lock=wait_for_lock)
+        return self._run(name, work, "Deleting instance", wait_for_lock)
 
     def delete_now(self, name: str) -> None:
         """Delete a stopped instance at once (caller holds its lock or owns
@@ -592,7 +631,16 @@ class Instances:
             self.remove_dir(name)
             remove_empty(self._paths.cgroups_path(name))
             remove_empty(f"/{self._paths.cgroup_parent}")
-        self._events.lifecycle("instance-deleted", f"/1.0/instances/{name}")
+        self._lifecycle("instance-deleted", name)
+
+    def _check_limits(self, project: str, config: dict[str, str], *,
+                      replacing: str | None = None) -> None:
+        if self._projects is not None:
+            self._projects.check_instance(project, config, replacing=replacing)
+
+    def _limits_lock(self) -> contextlib.AbstractContextManager[Any]:
+        """Held from a limit's check to the change it allowed."""
+        return self._projects.lock if self._projects is not None else contextlib.nullcontext()
 
     def remove_dir(self, name: str) -> None:
         """Unmount and remove ``instances/NAME``. Idempotent.

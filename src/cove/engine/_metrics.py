@@ -24,6 +24,7 @@ from collections.abc import Callable
 from cove.api._metrics import MetricSet, render_families
 from cove.engine._runs import Paths, RunTable
 from cove.engine.operations import Operations
+from cove.model.projects import split_key
 from cove.runtime.cgroup_metrics import ContainerMetrics, partitions, read_container_metrics
 from cove.store import Store
 
@@ -248,7 +249,8 @@ class Metrics:
                 continue
             m = read_container_metrics(self._paths.cgroups_path(inst.name), pid, parts)
             ms = out.setdefault(project, MetricSet())
-            instance_samples(ms, {"name": inst.name, "project": project, "type": _TYPE}, m,
+            instance_samples(ms, {"name": split_key(inst.name)[1], "project": project,
+                                  "type": _TYPE}, m,
                              host_memory=host_memory, fs=fs,
                              disks=_host_path_disks(inst.devices, mounts))
         for project, n in sorted(counts.items()):

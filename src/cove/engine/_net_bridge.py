@@ -23,6 +23,7 @@ from typing import Any
 
 from cove.engine._net_base import COUNTERS, NetPlan, NetworkType
 from cove.model.errors import BadRequest, Conflict, NotFound
+from cove.model.projects import dns_name
 from cove.model.records import Instance, Network
 from cove.network import dns, nft
 from cove.network._host import NetSpec, spec_of
@@ -180,7 +181,7 @@ class BridgeType(NetworkType):
         plan.addresses += addrs
         if addrs:
             plan.dns.append((spec.name, f"{inst.name}.{nic.device}",
-                             dns.hosts_entry(addrs, inst.name, spec.domain)))
+                             dns.hosts_entry(addrs, dns_name(inst.name), spec.domain)))
         plan.servers += [i.ip for i in (spec.ipv4, spec.ipv6) if i is not None]
         plan.domains.append(spec.domain)
 

@@ -23,6 +23,7 @@ from cove.engine._net_cni import CniType
 from cove.engine._profiles import DefaultNetwork, Profiles
 from cove.engine.events import EventBus
 from cove.model.errors import BadRequest, Conflict, NotFound
+from cove.model.projects import instance_url
 from cove.model.records import Lease, Network
 from cove.network._host import spec_of
 from cove.network.model import (
@@ -84,7 +85,7 @@ class Networks:
         for inst in self.ctx.store.list_instances():
             for dev in self._profiles.expanded_devices(inst).values():
                 if dev.get("type") == "nic" and (dev.get("network") or dev.get("parent")) == name:
-                    out.append(f"/1.0/instances/{inst.name}")
+                    out.append(instance_url(inst.name))
                     break
         return out
 

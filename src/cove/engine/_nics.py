@@ -24,6 +24,7 @@ from cove.engine._networks import Networks
 from cove.engine._profiles import Profiles
 from cove.engine._proxies import Forwarders
 from cove.model.errors import BadRequest, Conflict, NotFound
+from cove.model.projects import display_name, dns_name
 from cove.model.records import Instance
 from cove.network import dns
 from cove.network.model import Nic, Proxy, nic_from_device, proxy_from_device
@@ -122,7 +123,8 @@ class InstanceNetworks:
         for key in mine:
             owner = self._ctx.host.port_owner(key, exclude=name)
             if owner is not None:
-                raise Conflict(f"Host port {key} is already published by instance {owner}")
+                raise Conflict(f"Host port {key} is already published by instance "
+                               f"{display_name(owner)}")
         check_host_ports([k for p in nat for k in p.port_keys()])
 
     # -- an instance's run ------------------------------------------------------------------
@@ -144,7 +146,10 @@ class InstanceNetworks:
         plan.ports = port_rules(proxies, [a for a in plan.addresses if a.version == 4])
         d = self._ctx.paths.instance_dir(inst.name)
         hosts, resolv = d / "hosts", d / "resolv.conf"
-        hosts.write_text(dns.container_hosts(inst.name, plan.domain, plan.addresses))
+        # its own name, and its FQDN as the network's DNS has it (web.PROJECT.domain)
+        host, _, sub = dns_name(inst.name).partition(".")
+        domain = f"{sub}.{plan.domain}" if sub and plan.domain else plan.domain
+        hosts.write_text(dns.container_hosts(host, domain, plan.addresses))
         if plan.bridged:
             resolv.write_text(dns.container_resolv(plan.servers, plan.domains))
         else:  # no cove bridge: the host's resolvers until a CNI result names others

@@ -22,7 +22,7 @@ service).
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from cove.engine.events import EventBus
@@ -89,12 +89,27 @@ class Profiles:
         self._events = events
         self._lock = threading.RLock()
         self._users: ProfileUsers | None = None
+        self._owner_of: Callable[[str], str] | None = None
         self._cache = {(p.project, p.name): p for p in self._rows.list()}
         self.ensure_default("default")
 
     def bind(self, users: ProfileUsers) -> None:
         """Hand over the instances service (built after this one)."""
         self._users = users
+
+    def bind_projects(self, owner_of: Callable[[str], str]) -> None:
+        """Hand over the projects' answer to "whose profiles does project P
+        use" (``features.profiles``: its own, or the default project's)."""
+        self._owner_of = owner_of
+
+    def owner(self, project: str) -> str:
+        """The project whose profiles ``project`` uses. Every call that takes a
+        project resolves it through this first, as LXD does: with
+        ``features.profiles=false`` a project reads and writes the default
+        project's profiles. Raises: NotFound (no such project)."""
+        if project == "default" or self._owner_of is None:
+            return project
+        return self._owner_of(project)
 
     def _users_or_fail(self) -> ProfileUsers:
         if self._users is None:  # pragma: no cover - the engine binds at construction
@@ -107,10 +122,12 @@ class Profiles:
         with self._lock:
             if (project, DEFAULT_PROFILE) in self._cache:
                 return
-            devices = _default_nic(self._default_network.get()) if project == "default" else {}
+            # A new project's default profile has eth0 on the default network
+            # too (LXD's is empty, leaving its instances without a NIC).
+            devices = _default_nic(self._default_network.get())
             p = Profile(name=DEFAULT_PROFILE, project=project, devices=devices,
-                        description="Default LXD profile" if project != "default"
-                        else "Default cove profile")
+                        description=f"Default cove profile for project {project}"
+                        if project != "default" else "Default cove profile")
             self._rows.add(p)
             self._cache[(project, p.name)] = p
 
@@ -139,16 +156,19 @@ class Profiles:
 
     def names(self, project: str = "default") -> list[str]:
         """The names of the profiles of ``project``, sorted."""
+        project = self.owner(project)
         with self._lock:
             return sorted(n for (pr, n) in self._cache if pr == project)
 
     def all(self, project: str = "default") -> list[Profile]:
         """The profiles of ``project`` by name (copies). Never raises."""
+        project = self.owner(project)
         with self._lock:
             return [self._copy(self._cache[(project, n)]) for n in self.names(project)]
 
     def get(self, name: str, project: str = "default") -> Profile:
         """One profile (a copy). Raises: NotFound."""
+        project = self.owner(project)
         with self._lock:
             p = self._cache.get((project, name))
             if p is None:
@@ -157,12 +177,14 @@ class Profiles:
 
     def used_by(self, name: str, project: str = "default") -> list[str]:
         """LXD's ``used_by``: the URLs of the instances that list ``name``."""
+        project = self.owner(project)
         return [f"/1.0/instances/{i.name}" for i in self._users_or_fail().using_profile(
             name, project)]
 
     def check(self, profiles: list[str], project: str = "default") -> None:
         """Raises NotFound for a profile that does not exist (LXD's message),
         BadRequest for one listed twice."""
+        project = self.owner(project)
         with self._lock:
             for p in profiles:
                 if (project, p) not in self._cache:
@@ -184,11 +206,13 @@ class Profiles:
     def expand(self, profiles: list[str], devices: dict[str, dict[str, str]],
                project: str = "default") -> dict[str, dict[str, str]]:
         """Profile devices in list order, overlaid by ``devices``; ``type: none`` hides."""
+        project = self.owner(project)
         return expand_devices(self._listed(profiles, project), devices)
 
     def expand_config(self, profiles: list[str], config: dict[str, str],
                       project: str = "default") -> dict[str, str]:
         """Profile config in list order, overlaid by ``config``."""
+        project = self.owner(project)
         return expand_config(self._listed(profiles, project), config)
 
     def expanded_devices(self, inst: Instance) -> dict[str, dict[str, str]]:
@@ -208,7 +232,9 @@ class Profiles:
         Raises:
             BadRequest: a bad name (LXD's messages), config key or device.
             Conflict: the name is taken in the project.
+            NotFound: no such project.
         """
+        project = self.owner(project)
         validate_profile_name(name)
         conf = cfg.validate_config(config or {})
         validate_profile_config(conf)
@@ -234,6 +260,7 @@ class Profiles:
             Conflict: a published host port of a proxy device is taken.
             InternalError: saved, but applying it to a running instance failed.
         """
+        project = self.owner(project)
         users = self._users_or_fail()
         with self._lock:
             old = self.get(name, project)
@@ -287,6 +314,7 @@ class Profiles:
             BadRequest: a bad new name.  NotFound: no such profile.
             Conflict: ``new_name`` is taken.
         """
+        project = self.owner(project)
         if name == DEFAULT_PROFILE:
             raise Forbidden('The "default" profile cannot be renamed')
         validate_profile_name(new_name)
@@ -306,6 +334,7 @@ class Profiles:
             NotFound: no such profile.
             BadRequest: an instance uses it (LXD's message).
         """
+        project = self.owner(project)
         if name == DEFAULT_PROFILE:
             raise Forbidden('The "default" profile cannot be deleted')
         with self._lock:
@@ -315,6 +344,30 @@ class Profiles:
             self._rows.delete(name, project)
             self._cache.pop((project, name), None)
         self._lifecycle("profile-deleted", name, project)
+
+    # -- what the projects service needs (``ProjectProfiles``) -------------------------------
+    def own_names(self, project: str) -> list[str]:
+        """The profiles stored under ``project`` itself (no owner resolved)."""
+        with self._lock:
+            return sorted(n for (pr, n) in self._cache if pr == project)
+
+    def drop_project(self, project: str) -> None:
+        """Remove every profile stored under ``project`` (it is being deleted,
+        or stops having its own). Idempotent."""
+        with self._lock:
+            for (pr, n) in [k for k in self._cache if k[0] == project]:
+                self._rows.delete(n, pr)
+                del self._cache[(pr, n)]
+
+    def rename_project(self, old: str, new: str) -> None:
+        """Move ``old``'s profiles to ``new`` (a project rename). Idempotent."""
+        with self._lock:
+            moved = [self._cache.pop(k) for k in [k for k in self._cache if k[0] == old]]
+            for p in moved:
+                self._rows.delete(p.name, old)
+                p.project = new
+                self._rows.add(p)
+                self._cache[(new, p.name)] = p
 
     def _lifecycle(self, action: str, name: str, project: str, **context: Any) -> None:
         if self._events is not None:

@@ -24,6 +24,7 @@ from cove.engine._instances import Instances
 from cove.engine._networks import Networks
 from cove.engine._runs import Paths, RunTable
 from cove.model.config import truthy
+from cove.model.projects import split_key
 from cove.model.records import Instance
 from cove.model.states import Status
 from cove.runtime.cgroups import list_children, remove_empty
@@ -78,7 +79,8 @@ class Reconciler:
                     self._instances.expanded_config(was).get("boot.autostart")):
                 log.info("autostarting %s", name)
                 try:
-                    self._instances.change_state(name, "start").wait()
+                    project, plain = split_key(name)  # ``name`` is the instance's key
+                    self._instances.change_state(plain, "start", project=project).wait()
                 except Exception:
                     log.exception("autostart of %s failed", name)
 

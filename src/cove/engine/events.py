@@ -76,15 +76,18 @@ class EventBus:
             if sub in self._subs:
                 self._subs.remove(sub)
 
-    def publish(self, type_: str, metadata: dict[str, Any]) -> None:
-        """Send an event to every subscriber of its type. Never raises."""
+    def publish(self, type_: str, metadata: dict[str, Any], *,
+                project: str = "default") -> None:
+        """Send an event (of ``project``) to every subscriber of its type. Never raises."""
         event = {"type": type_, "timestamp": _now(), "metadata": metadata,
-                 "location": "none", "project": "default"}
+                 "location": "none", "project": project}
         with self._lock:
             subs = list(self._subs)
         for sub in subs:
             sub.push(event)
 
-    def lifecycle(self, action: str, source: str, **context: Any) -> None:
-        """Publish LXD's ``lifecycle`` event ``action`` on ``source``."""
-        self.publish("lifecycle", {"action": action, "source": source, "context": context})
+    def lifecycle(self, action: str, source: str, *, project: str = "default",
+                  **context: Any) -> None:
+        """Publish LXD's ``lifecycle`` event ``action`` on ``source`` (of ``project``)."""
+        self.publish("lifecycle", {"action": action, "source": source, "context": context},
+                     project=project)

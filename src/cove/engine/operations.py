@@ -41,6 +41,7 @@ class Operation:
         self.description = description
         self.resources = resources
         self.may_cancel = may_cancel
+        self.project = "default"  # whose it is: ?project= lists and events filter on it
         self.created_at = time.time()
         self.updated_at = self.created_at
         self.status = OperationStatus.RUNNING
@@ -177,7 +178,7 @@ class Operations:
     def run(self, fn: Callable[[Operation], Any], *, description: str,
             resources: dict[str, list[str]] | None = None, lock: str | None = None,
             wait_for_lock: float = 0.0, cls: str = "task", may_cancel: bool = False,
-            background: bool = True) -> Operation:
+            background: bool = True, project: str = "default") -> Operation:
         """Create an operation that runs ``fn(op)`` and return it.
 
         ``lock`` names a key (``instance:NAME``) held for the operation's life.
@@ -189,6 +190,7 @@ class Operations:
             Conflict: the lock is held (and stayed held for ``wait_for_lock``).
         """
         op = Operation(cls, description, resources or {}, may_cancel)
+        op.project = project
         if self._on_change is not None:
             op.add_listener(self._on_change)
         if lock is not None:

@@ -8,21 +8,23 @@ which satisfy them structurally.
 
 from __future__ import annotations
 
-from contextlib import ExitStack
+from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
 from typing import Any, Protocol
 
 from cove.engine._net_base import NetPlan
 from cove.model.records import Image, Instance
 
-__all__ = ["ImageSource", "NetworkPort", "ProfileSource", "ProfileUsers"]
+__all__ = ["ImageSource", "NetworkPort", "ProfileSource", "ProfileUsers", "ProjectProfiles",
+           "ProjectSource"]
 
 
 class ImageSource(Protocol):
     """What the instances service needs of images."""
 
-    def resolve(self, ref: str) -> Image:
-        """An alias, a fingerprint or a unique prefix. Raises BadRequest, NotFound."""
+    def resolve(self, ref: str, *, project: str = "default") -> Image:
+        """An alias, a fingerprint or a unique prefix (of ``project``'s
+        images). Raises BadRequest, NotFound."""
         ...
 
     def find(self, fingerprint: str) -> Image | None:
@@ -36,6 +38,10 @@ class ImageSource(Protocol):
 
 class ProfileSource(Protocol):
     """What the instances service needs of profiles."""
+
+    def owner(self, project: str) -> str:
+        """The project whose profiles ``project`` uses (``features.profiles``)."""
+        ...
 
     def check(self, profiles: list[str], project: str = "default") -> None:
         """Raises NotFound for a profile that does not exist."""
@@ -124,4 +130,43 @@ class NetworkPort(Protocol):
 
     def state(self, inst: Instance) -> dict[str, Any]:
         """LXD's ``state.network`` of a running instance."""
+        ...
+
+
+class ProjectSource(Protocol):
+    """What the instances service needs of projects (``engine._projects``)."""
+
+    @property
+    def lock(self) -> AbstractContextManager[Any]:
+        """Held from a limit's check to the change it allowed."""
+        ...
+
+    def check(self, name: str) -> str:
+        """``name`` if the project exists. Raises: NotFound."""
+        ...
+
+    def check_instance(self, project: str, config: dict[str, str], *,
+                       replacing: str | None = None) -> None:
+        """Raises BadRequest when a new (or the changed ``replacing``)
+        instance with ``config`` would pass one of the project's limits."""
+        ...
+
+
+class ProjectProfiles(Protocol):
+    """What the projects service needs of profiles (``engine._profiles``)."""
+
+    def ensure_default(self, project: str = "default") -> None:
+        """Make ``project``'s ``default`` profile if it has none. Idempotent."""
+        ...
+
+    def own_names(self, project: str) -> list[str]:
+        """The profiles stored under ``project`` itself."""
+        ...
+
+    def drop_project(self, project: str) -> None:
+        """Remove every profile stored under ``project``. Idempotent."""
+        ...
+
+    def rename_project(self, old: str, new: str) -> None:
+        """Move ``old``'s profiles to ``new``. Idempotent."""
         ...

@@ -21,6 +21,7 @@ from cove.engine.events import EventBus
 from cove.engine.operations import Operation, Operations
 from cove.engine.types import ExecSession, FileInfo
 from cove.model.profiles import Profile
+from cove.model.projects import Project
 from cove.model.records import Alias, Image, Instance, Lease, Network
 from cove.model.trust import Certificate
 
@@ -32,6 +33,7 @@ __all__ = [
     "MetricsAPI",
     "NetworksAPI",
     "ProfilesAPI",
+    "ProjectsAPI",
     "ResourcesAPI",
     "TrustAPI",
 ]
@@ -40,19 +42,20 @@ __all__ = [
 class InstancesAPI(Protocol):
     """What the server and the local driver call on ``engine.instances``."""
 
-    def all(self) -> list[Instance]:
-        """Every instance, with its expanded devices."""
+    def all(self, *, project: str | None = "default") -> list[Instance]:
+        """Every instance of ``project`` (None: of every project), with its expanded devices; ``name`` is the key, ``project`` says whose."""
         ...
 
-    def get(self, name: str) -> Instance:
+    def get(self, name: str, *, project: str = "default") -> Instance:
         """One instance, with its expanded devices. Raises: NotFound."""
         ...
 
-    def state(self, name: str) -> dict[str, Any]:
+    def state(self, name: str, *, project: str = "default") -> dict[str, Any]:
         """LXD's ``InstanceState``: status, pid, counters, network. Raises: NotFound."""
         ...
 
-    def create(self, req: InstancesPost, *, wait_for_lock: float = 0) -> Operation:
+    def create(self, req: InstancesPost, *, project: str = "default",
+               wait_for_lock: float = 0) -> Operation:
         """Make an instance (and start it if ``req.start``), as an operation. Not idempotent."""
         ...
 
@@ -61,6 +64,7 @@ class InstancesAPI(Protocol):
         name: str,
         action: str,
         *,
+        project: str = "default",
         timeout: float = -1,
         force: bool = False,
         wait_for_lock: float = 0,
@@ -72,6 +76,7 @@ class InstancesAPI(Protocol):
         self,
         name: str,
         *,
+        project: str = "default",
         config: dict[str, Any] | None = None,
         devices: dict[str, dict[str, str]] | None = None,
         profiles: list[str] | None = None,
@@ -82,11 +87,12 @@ class InstancesAPI(Protocol):
         """Replace (PUT) or merge (PATCH) the given fields; limits apply live."""
         ...
 
-    def rename(self, name: str, new_name: str) -> Operation:
+    def rename(self, name: str, new_name: str, *, project: str = "default") -> Operation:
         """Rename a stopped instance, as an operation. Not idempotent."""
         ...
 
-    def delete(self, name: str, *, force: bool = False, wait_for_lock: float = 0) -> Operation:
+    def delete(self, name: str, *, project: str = "default", force: bool = False,
+               wait_for_lock: float = 0) -> Operation:
         """Delete an instance (``force``: stopping it first), as an operation. Not idempotent (deleting what is gone is the client's success)."""
         ...
 
@@ -94,15 +100,16 @@ class InstancesAPI(Protocol):
 class AccessAPI(Protocol):
     """What the server and the local driver call on ``engine.access``."""
 
-    def exec(self, name: str, req: InstanceExecPost) -> ExecSession:
+    def exec(self, name: str, req: InstanceExecPost, *, project: str = "default") -> ExecSession:
         """Start ``req.command`` in the running instance ``name``; the caller owns the session (and must ``close()`` it)."""
         ...
 
-    def exec_detached(self, name: str, req: InstanceExecPost, *, record: bool) -> Operation:
+    def exec_detached(self, name: str, req: InstanceExecPost, *, project: str = "default",
+                      record: bool) -> Operation:
         """Run ``req.command`` with no websockets, as an operation whose metadata gets ``return`` (and ``output``, the log paths, when ``record``). Not idempotent."""
         ...
 
-    def file_get(self, name: str, path: str) -> FileInfo:
+    def file_get(self, name: str, path: str, *, project: str = "default") -> FileInfo:
         """What is at ``path`` (symlinks not followed); a file's ``fd`` is the caller's to close."""
         ...
 
@@ -111,6 +118,7 @@ class AccessAPI(Protocol):
         name: str,
         path: str,
         *,
+        project: str = "default",
         type: str = "file",
         data: BinaryIO | bytes | None = None,
         uid: int | None = None,
@@ -123,27 +131,28 @@ class AccessAPI(Protocol):
         """Write a file, make a directory or a symlink at ``path``; idempotent for directories, overwriting (or appending to) files."""
         ...
 
-    def file_delete(self, name: str, path: str) -> None:
+    def file_delete(self, name: str, path: str, *, project: str = "default") -> None:
         """Remove a file, symlink or empty directory. Not idempotent."""
         ...
 
-    def console_log(self, name: str) -> os.PathLike[str]:
+    def console_log(self, name: str, *, project: str = "default") -> os.PathLike[str]:
         """Path of the raw (k8s-file) console log; use ``read_console`` for text. Raises: NotFound."""
         ...
 
-    def read_console(self, name: str, offset: int = 0) -> tuple[bytes, int]:
+    def read_console(self, name: str, offset: int = 0, *,
+                     project: str = "default") -> tuple[bytes, int]:
         """Plain output of the instance from raw byte ``offset`` on, and the new offset."""
         ...
 
-    def log_names(self, name: str) -> list[str]:
+    def log_names(self, name: str, *, project: str = "default") -> list[str]:
         """``console.log``, then the recorded exec outputs. Raises: NotFound."""
         ...
 
-    def log_reader(self, name: str, file: str) -> Reader:
+    def log_reader(self, name: str, file: str, *, project: str = "default") -> Reader:
         """A reader of one log (``console.log`` as plain text)."""
         ...
 
-    def delete_log(self, name: str, file: str) -> None:
+    def delete_log(self, name: str, file: str, *, project: str = "default") -> None:
         """Remove a recorded exec output. Not idempotent."""
         ...
 
@@ -151,15 +160,15 @@ class AccessAPI(Protocol):
 class ImagesAPI(Protocol):
     """What the server and the local driver call on ``engine.images``."""
 
-    def all(self) -> list[Image]:
-        """Every image, with its aliases."""
+    def all(self, *, project: str = "default") -> list[Image]:
+        """Every image of ``project`` (or of whose it uses: features.images), with its aliases."""
         ...
 
-    def get(self, fingerprint: str) -> Image:
+    def get(self, fingerprint: str, *, project: str = "default") -> Image:
         """By full fingerprint or a unique prefix."""
         ...
 
-    def resolve(self, ref: str) -> Image:
+    def resolve(self, ref: str, *, project: str = "default") -> Image:
         """An alias, else a fingerprint or its prefix."""
         ...
 
@@ -172,6 +181,7 @@ class ImagesAPI(Protocol):
         aliases: list[str] | None = None,
         meta_path: Path | None = None,
         properties: dict[str, str] | None = None,
+        project: str = "default",
     ) -> Operation:
         """Import the tarball at ``path`` (split format: ``meta_path`` + rootfs ``path``)."""
         ...
@@ -183,32 +193,35 @@ class ImagesAPI(Protocol):
         properties: dict[str, str] | None = None,
         public: bool | None = None,
         patch: bool = True,
+        project: str = "default",
     ) -> None:
         """Merge (``patch``) or replace an image's properties and public flag. Idempotent."""
         ...
 
-    def delete(self, fingerprint: str) -> Operation:
-        """Remove an image and its layers (an operation)."""
+    def delete(self, fingerprint: str, *, project: str = "default") -> Operation:
+        """Remove an image from ``project``; its layers go with the last project holding it."""
         ...
 
-    def list_aliases(self) -> list[Alias]: ...
-    def get_alias(self, name: str) -> Alias:
+    def list_aliases(self, *, project: str = "default") -> list[Alias]: ...
+    def get_alias(self, name: str, *, project: str = "default") -> Alias:
         """Raises: NotFound."""
         ...
 
-    def add_alias(self, name: str, target: str, description: str = "") -> None:
+    def add_alias(self, name: str, target: str, description: str = "", *,
+                  project: str = "default") -> None:
         """Raises: BadRequest (name), NotFound (target), Conflict (exists)."""
         ...
 
-    def update_alias(self, name: str, target: str, description: str = "") -> None:
+    def update_alias(self, name: str, target: str, description: str = "", *,
+                     project: str = "default") -> None:
         """Point ``name`` at ``target``. Idempotent. Raises: NotFound."""
         ...
 
-    def rename_alias(self, name: str, new_name: str) -> None:
+    def rename_alias(self, name: str, new_name: str, *, project: str = "default") -> None:
         """Raises: BadRequest (name), NotFound, Conflict (new name taken)."""
         ...
 
-    def delete_alias(self, name: str) -> None:
+    def delete_alias(self, name: str, *, project: str = "default") -> None:
         """Raises: NotFound."""
         ...
 
@@ -263,6 +276,10 @@ class NetworksAPI(Protocol):
 class ProfilesAPI(Protocol):
     """What the server and the local driver call on ``engine.profiles``."""
 
+    def owner(self, project: str) -> str:
+        """The project whose profiles ``project`` uses. Raises: NotFound."""
+        ...
+
     def all(self, project: str = "default") -> list[Profile]:
         """The profiles of ``project`` by name. Never raises."""
         ...
@@ -298,6 +315,56 @@ class ProfilesAPI(Protocol):
 
     def expanded_devices(self, inst: Instance) -> dict[str, dict[str, str]]:
         """The devices ``inst`` runs with."""
+        ...
+
+
+class ProjectsAPI(Protocol):
+    """What the server and the local driver call on ``engine.projects``."""
+
+    def all(self) -> list[Project]:
+        """Every project, ``default`` first."""
+        ...
+
+    def get(self, name: str) -> Project:
+        """Raises: NotFound ("Project not found")."""
+        ...
+
+    def check(self, name: str) -> str:
+        """``name`` if the project exists. Raises: NotFound."""
+        ...
+
+    def used_by(self, name: str) -> list[str]:
+        """LXD's ``used_by`` of a project. Raises: NotFound."""
+        ...
+
+    def state(self, name: str) -> dict[str, Any]:
+        """LXD's ``ProjectState`` (each resource's ``limit`` and ``usage``). Raises: NotFound."""
+        ...
+
+    def images_project(self, name: str) -> str:
+        """Whose images project ``name`` uses (``features.images``)."""
+        ...
+
+    def profiles_project(self, name: str) -> str:
+        """Whose profiles project ``name`` uses (``features.profiles``)."""
+        ...
+
+    def create(self, name: str, *, config: dict[str, Any] | None = None,
+               description: str = "") -> Project:
+        """Make a project (sync); unset features get LXD's defaults. Not idempotent."""
+        ...
+
+    def update(self, name: str, *, config: dict[str, Any] | None = None,
+               description: str | None = None, patch: bool = False) -> None:
+        """Replace (PUT) or merge (PATCH) config and description. Idempotent."""
+        ...
+
+    def rename(self, name: str, new_name: str) -> Operation:
+        """Rename an empty project, as an operation. Not idempotent."""
+        ...
+
+    def delete(self, name: str) -> None:
+        """Remove an empty project. Not idempotent."""
         ...
 
 
@@ -390,6 +457,8 @@ class EngineAPI(Protocol):
     def metrics(self) -> MetricsAPI: ...
     @property
     def resources(self) -> ResourcesAPI: ...
+    @property
+    def projects(self) -> ProjectsAPI: ...
     @property
     def operations(self) -> Operations: ...
     @property

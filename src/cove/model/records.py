@@ -26,6 +26,8 @@ class Instance:
     last_used_at: float = 0.0
     last_exit_code: int | None = None
     id: int = 0  # database row id; also names runtime state
+    # the project it belongs to; ``name`` is then its key (``cove.model.projects``)
+    project: str = "default"
     # profile devices merged with ``devices``, filled in by the engine (not stored)
     expanded_devices: dict[str, dict[str, str]] | None = field(default=None, compare=False)
     # profile config overlaid by ``config``, filled in by the engine (not stored)

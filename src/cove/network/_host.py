@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cove.model.errors import Conflict
+from cove.model.projects import display_name
 from cove.model.records import Network
 from cove.network import dns, nft
 from cove.network.model import (
@@ -321,7 +322,8 @@ class NetworkHost:
                 k = PortKey(p.proto, p.listen or _ANY, p.port)
                 owner = self.port_owner(k, exclude=instance)
                 if owner is not None:
-                    raise Conflict(f"Host port {k} is already published by instance {owner}")
+                    raise Conflict(f"Host port {k} is already published by instance "
+                                   f"{display_name(owner)}")
             gone = [p for p in old if p not in ports]
             new = [p for p in ports if p not in old]
             text = ""

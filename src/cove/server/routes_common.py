@@ -28,6 +28,7 @@ from cove.api._fields import finite_seconds, kind
 from cove.engine import Operation
 from cove.engine.surface import EngineAPI
 from cove.model.errors import BadRequest, NotFound
+from cove.model.projects import DEFAULT, instance_key
 
 __all__ = [
     "CHUNK",
@@ -37,10 +38,12 @@ __all__ = [
     "OP_WAITERS",
     "WEBSOCKETS",
     "WebsocketEndpoint",
+    "all_projects",
     "call",
     "check_project",
     "engine_of",
     "in_thread",
+    "instance_key_of",
     "instances_base",
     "json_body",
     "op_done",
@@ -207,11 +210,38 @@ def recursion(request: web.Request) -> int:
     return min(level, 2)
 
 
-def check_project(request: web.Request) -> None:
-    """cove has one project, ``default``; naming another is a 404 as in LXD."""
-    project = request.query.get("project", "")
-    if project not in ("", "default"):
-        raise NotFound(f"Project not found: {project}")
+async def check_project(request: web.Request) -> str:
+    """The project a request is in: ``?project=`` (``default`` when absent or
+    empty). Every route that LXD scopes by project calls this once, first.
+
+    Raises:
+        NotFound: no such project ("Project not found", LXD's words).
+    """
+    project = request.query.get("project", "") or DEFAULT
+    if project != DEFAULT:
+        await call(request, engine_of(request).projects.check, project)
+    return project
+
+
+async def instance_key_of(request: web.Request) -> str:
+    """The key (``cove.model.projects``) of the instance ``{name}`` of the
+    request's project, for the engine calls that take a key (exec, files,
+    logs). A name with ``_`` is no instance's (it would reach into another
+    project).
+
+    Raises:
+        NotFound: no such project, or an impossible instance name.
+    """
+    project = await check_project(request)
+    name = request.match_info["name"]
+    if "_" in name:
+        raise NotFound(f"Instance not found: {name}")
+    return instance_key(project, name)
+
+
+def all_projects(request: web.Request) -> bool:
+    """``?all-projects=true`` on a list: every project's items, each with its ``project``."""
+    return request.query.get("all-projects", "").lower() in ("1", "true")
 
 
 def instances_base(request: web.Request) -> str:

@@ -14,7 +14,7 @@ import json
 from aiohttp import WSMsgType, web
 
 from cove.model.errors import BadRequest
-from cove.server.routes_common import OPEN_WEBSOCKETS, engine_of
+from cove.server.routes_common import OPEN_WEBSOCKETS, all_projects, check_project, engine_of
 
 __all__ = ["EVENT_TYPES", "add_routes"]
 
@@ -37,8 +37,17 @@ async def _drain_incoming(ws: web.WebSocketResponse) -> None:
             break
 
 
+def _wanted(event: dict[str, object], project: str | None) -> bool:
+    """LXD's filter: the events of the request's project (all with
+    ``?all-projects=true``); logging belongs to no project."""
+    return project is None or event.get("type") == "logging" or event.get("project") == project
+
+
 async def _events(request: web.Request) -> web.StreamResponse:
     types = _types(request)
+    project: str | None = await check_project(request)
+    if all_projects(request):
+        project = None
     ws = web.WebSocketResponse(compress=False, timeout=2.0)
     if not ws.can_prepare(request).ok:
         raise BadRequest("/1.0/events only answers websocket connections")
@@ -66,7 +75,8 @@ async def _events(request: web.Request) -> web.StreamResponse:
                 break
             wake.clear()
             for event in sub.drain():
-                await ws.send_str(json.dumps(event))
+                if _wanted(event, project):
+                    await ws.send_str(json.dumps(event))
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     finally:

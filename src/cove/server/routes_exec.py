@@ -47,6 +47,7 @@ from cove.api._instances import MAX_WINDOW
 from cove.engine import ExecSession, Operation, close_stdin
 from cove.engine.surface import EngineAPI
 from cove.model.errors import BadRequest, CoveError, Forbidden, InternalError, Timeout
+from cove.model.projects import instance_url, split_key
 from cove.model.states import Status
 from cove.server import render
 from cove.server.routes_common import (
@@ -54,9 +55,9 @@ from cove.server.routes_common import (
     OPEN_WEBSOCKETS,
     WEBSOCKETS,
     call,
-    check_project,
     engine_of,
     in_thread,
+    instance_key_of,
     json_body,
 )
 from cove.server.routes_instances import BASES
@@ -361,20 +362,21 @@ class ExecBridge:
 # -- the route ----------------------------------------------------------------------
 
 async def _post(request: web.Request) -> web.Response:
-    check_project(request)
+    name = await instance_key_of(request)
     engine = engine_of(request)
-    name = request.match_info["name"]
     req = api.InstanceExecPost.parse(await json_body(request))
-    inst = await call(request, engine.instances.get, name)
+    project, plain = split_key(name)
+    inst = await call(request, engine.instances.get, plain, project=project)
     if inst.status is Status.FROZEN:
         raise BadRequest("Instance is frozen")
     if inst.status is not Status.RUNNING:
         raise BadRequest("Instance is not running")
-    resources = {"instances": [f"/1.0/instances/{name}"]}
+    resources = {"instances": [instance_url(name)]}
     if req.wait_for_websocket:
         bridge = ExecBridge(request.app, engine, name, req)
         op = engine.operations.run(bridge.hold, description="Executing command",
-                                   resources=resources, cls="websocket")
+                                   resources=resources, cls="websocket",
+                                   project=split_key(name)[0])
         bridge.bind(op)
         return render.async_op(op)
     op = await call(request, engine.access.exec_detached, name, req,

@@ -19,7 +19,7 @@ from aiohttp import web
 from cove.engine import FileInfo
 from cove.model.errors import BadRequest
 from cove.server import render
-from cove.server.routes_common import CHUNK, EXECUTOR, call, check_project, engine_of, spool
+from cove.server.routes_common import CHUNK, EXECUTOR, call, engine_of, instance_key_of, spool
 from cove.server.routes_instances import BASES
 
 __all__ = ["add_routes", "parse_mode"]
@@ -89,8 +89,7 @@ async def _stream_fd(request: web.Request, fd: int, headers: dict[str, str]
 
 
 async def _get(request: web.Request) -> web.StreamResponse:
-    check_project(request)
-    info = await call(request, engine_of(request).access.file_get, request.match_info["name"],
+    info = await call(request, engine_of(request).access.file_get, await instance_key_of(request),
                       _path(request))
     headers = _headers(info)
     if info.type == "file" and info.fd is not None:
@@ -106,8 +105,7 @@ async def _get(request: web.Request) -> web.StreamResponse:
 
 
 async def _head(request: web.Request) -> web.Response:
-    check_project(request)
-    info = await call(request, engine_of(request).access.file_get, request.match_info["name"],
+    info = await call(request, engine_of(request).access.file_get, await instance_key_of(request),
                       _path(request))
     if info.fd is not None:
         os.close(info.fd)
@@ -115,9 +113,8 @@ async def _head(request: web.Request) -> web.Response:
 
 
 async def _post(request: web.Request) -> web.Response:
-    check_project(request)
     engine = engine_of(request)
-    name, path = request.match_info["name"], _path(request)
+    name, path = await instance_key_of(request), _path(request)
     ftype = request.headers.get("X-LXD-type", "file") or "file"
     if ftype not in ("file", "directory", "symlink"):
         raise BadRequest(f"Invalid X-LXD-type {ftype!r}: expected file, directory or symlink")
@@ -160,8 +157,7 @@ async def _post(request: web.Request) -> web.Response:
 
 
 async def _delete(request: web.Request) -> web.Response:
-    check_project(request)
-    await call(request, engine_of(request).access.file_delete, request.match_info["name"],
+    await call(request, engine_of(request).access.file_delete, await instance_key_of(request),
                _path(request))
     return render.sync({})
 

@@ -36,8 +36,8 @@ _TRUE = ("1", "true", "yes", "on")
 # -- images ----------------------------------------------------------------------
 
 async def _list(request: web.Request) -> web.Response:
-    check_project(request)
-    images = await call(request, engine_of(request).images.all)
+    project = await check_project(request)
+    images = await call(request, engine_of(request).images.all, project=project)
     objs = render.filter_objects([render.image(i) for i in images],
                                  request.query.get("filter", ""))
     if recursion(request) == 0:
@@ -99,7 +99,7 @@ async def _spool_multipart(request: web.Request) -> tuple[Path, Path, str]:
 
 
 async def _create(request: web.Request) -> web.Response:
-    check_project(request)
+    project = await check_project(request)
     engine = engine_of(request)
     ctype = request.content_type
     if ctype == "application/json":
@@ -121,7 +121,7 @@ async def _create(request: web.Request) -> web.Response:
         path = await spool(request, request.content.read, "image-")
     try:
         op = await call(request, engine.images.import_file, path, filename=filename, public=public,
-                        meta_path=meta, properties=properties)
+                        meta_path=meta, properties=properties, project=project)
     except BaseException:
         # refused before the engine took the files: they are still ours
         path.unlink(missing_ok=True)
@@ -132,17 +132,18 @@ async def _create(request: web.Request) -> web.Response:
 
 
 async def _get(request: web.Request) -> web.Response:
-    check_project(request)
-    img = await call(request, engine_of(request).images.get, request.match_info["fingerprint"])
+    project = await check_project(request)
+    img = await call(request, engine_of(request).images.get, request.match_info["fingerprint"],
+                     project=project)
     return render.sync(render.image(img))
 
 
 async def _update(request: web.Request, *, patch: bool) -> web.Response:
-    check_project(request)
+    project = await check_project(request)
     engine = engine_of(request)
     put = api.ImagePut.parse(await json_body(request))
     await call(request, engine.images.update, request.match_info["fingerprint"],
-               properties=put.properties, public=put.public, patch=patch)
+               properties=put.properties, public=put.public, patch=patch, project=project)
     return render.sync({})
 
 
@@ -155,8 +156,9 @@ async def _patch(request: web.Request) -> web.Response:
 
 
 async def _delete(request: web.Request) -> web.Response:
-    check_project(request)
-    op = await call(request, engine_of(request).images.delete, request.match_info["fingerprint"])
+    project = await check_project(request)
+    op = await call(request, engine_of(request).images.delete, request.match_info["fingerprint"],
+                    project=project)
     return render.async_op(op)
 
 
@@ -167,39 +169,41 @@ async def _export(request: web.Request) -> web.Response:
 # -- aliases ---------------------------------------------------------------------
 
 async def _aliases(request: web.Request) -> web.Response:
-    check_project(request)
-    aliases = await call(request, engine_of(request).images.list_aliases)
+    project = await check_project(request)
+    aliases = await call(request, engine_of(request).images.list_aliases, project=project)
     if recursion(request) == 0:
         return render.sync([f"/1.0/images/aliases/{a.name}" for a in aliases])
     return render.sync([render.alias(a) for a in aliases])
 
 
 async def _alias_create(request: web.Request) -> web.Response:
-    check_project(request)
+    project = await check_project(request)
     post = api.ImageAliasesPost.parse(await json_body(request))
-    await call(request, engine_of(request).images.add_alias, post.name, post.target, post.description)
+    await call(request, engine_of(request).images.add_alias, post.name, post.target,
+               post.description, project=project)
     return render.sync({}, headers={"Location": f"/1.0/images/aliases/{post.name}"})
 
 
 async def _alias_get(request: web.Request) -> web.Response:
-    check_project(request)
-    a = await call(request, engine_of(request).images.get_alias, request.match_info["name"])
+    project = await check_project(request)
+    a = await call(request, engine_of(request).images.get_alias, request.match_info["name"],
+                   project=project)
     return render.sync(render.alias(a))
 
 
 async def _alias_update(request: web.Request, *, patch: bool) -> web.Response:
-    check_project(request)
+    project = await check_project(request)
     engine = engine_of(request)
     name = request.match_info["name"]
     put = api.ImageAliasesEntryPut.parse(await json_body(request))
     target, description = put.target, put.description or ""
     if patch:
-        current = await call(request, engine.images.get_alias, name)
+        current = await call(request, engine.images.get_alias, name, project=project)
         target = target or current.target
         description = put.description if put.description is not None else current.description
     elif not target:
         raise BadRequest("Field 'target' (an image fingerprint) is required")
-    await call(request, engine.images.update_alias, name, target, description)
+    await call(request, engine.images.update_alias, name, target, description, project=project)
     return render.sync({})
 
 
@@ -212,15 +216,17 @@ async def _alias_patch(request: web.Request) -> web.Response:
 
 
 async def _alias_rename(request: web.Request) -> web.Response:
-    check_project(request)
+    project = await check_project(request)
     post = api.ImageAliasesEntryPost.parse(await json_body(request))
-    await call(request, engine_of(request).images.rename_alias, request.match_info["name"], post.name)
+    await call(request, engine_of(request).images.rename_alias, request.match_info["name"],
+               post.name, project=project)
     return render.sync({}, headers={"Location": f"/1.0/images/aliases/{post.name}"})
 
 
 async def _alias_delete(request: web.Request) -> web.Response:
-    check_project(request)
-    await call(request, engine_of(request).images.delete_alias, request.match_info["name"])
+    project = await check_project(request)
+    await call(request, engine_of(request).images.delete_alias, request.match_info["name"],
+               project=project)
     return render.sync({})
 
 

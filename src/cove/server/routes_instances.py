@@ -8,8 +8,10 @@ from aiohttp import web
 from cove import api
 from cove.engine import Operation
 from cove.model.errors import BadRequest, PreconditionFailed
+from cove.model.projects import instance_key, instance_url, split_key
 from cove.server import render
 from cove.server.routes_common import (
+    all_projects,
     call,
     check_project,
     engine_of,
@@ -25,106 +27,111 @@ BASES = ("/1.0/instances", "/1.0/containers")
 
 
 async def _list(request: web.Request) -> web.Response:
-    check_project(request)
+    project = await check_project(request)
     itype = request.query.get("instance-type", "")
     if itype not in ("", "container"):
         return render.sync([])  # cove has containers only
     engine = engine_of(request)
     level = recursion(request)
-    instances = await call(request, engine.instances.all)
+    every = all_projects(request)
+    instances = await call(request, engine.instances.all, project=None if every else project)
     if level < 2:
         objs = [render.instance(i) for i in instances]
     else:
         objs = []
         for inst in instances:
-            state = await call(request, engine.instances.state, inst.name)
+            state = await call(request, engine.instances.state, split_key(inst.name)[1],
+                               project=inst.project)
             objs.append(render.instance_full(inst, state))
     objs = render.filter_objects(objs, request.query.get("filter", ""))
     if level == 0:
         base = instances_base(request)
-        return render.sync([f"{base}/{o['name']}" for o in objs])
+        return render.sync([instance_url(instance_key(o["project"], o["name"]), base=base)
+                            for o in objs])
     return render.sync(objs)
 
 
 async def _create(request: web.Request) -> web.Response:
-    check_project(request)
+    project = await check_project(request)
     req = api.InstancesPost.parse(await json_body(request))
     req.source.image_ref()  # what cove cannot create from is refused before the engine looks
-    op = await call(request, engine_of(request).instances.create, req)
+    op = await call(request, engine_of(request).instances.create, req, project=project)
     return render.async_op(op)
 
 
 async def _get(request: web.Request) -> web.Response:
-    check_project(request)
+    project = await check_project(request)
     engine = engine_of(request)
     name = request.match_info["name"]
-    inst = await call(request, engine.instances.get, name)
+    inst = await call(request, engine.instances.get, name, project=project)
     obj = render.instance(inst)
     headers = {"ETag": render.etag(obj)}
     if recursion(request) > 0:
-        state = await call(request, engine.instances.state, name)
+        state = await call(request, engine.instances.state, name, project=project)
         obj = render.instance_full(inst, state)
     return render.sync(obj, headers=headers)
 
 
-async def _check_etag(request: web.Request, name: str) -> None:
+async def _check_etag(request: web.Request, name: str, project: str) -> None:
     """LXD's ``If-Match``: refuse to update what changed since the client read it."""
     wanted = request.headers.get("If-Match", "").strip().strip('"')
     if not wanted:
         return
-    inst = await call(request, engine_of(request).instances.get, name)
+    inst = await call(request, engine_of(request).instances.get, name, project=project)
     if render.etag(render.instance(inst)) != wanted:
         raise PreconditionFailed("ETag doesn't match: the instance changed since it was read")
 
 
 async def _update(request: web.Request, name: str, put: api.InstancePut, *,
-                  patch: bool) -> None:
+                  project: str, patch: bool) -> None:
     """The writable fields the body set (None: absent) to the engine."""
-    await call(request, engine_of(request).instances.update, name, config=put.config,
+    await call(request, engine_of(request).instances.update, name, project=project,
+               config=put.config,
                devices=put.devices, profiles=put.profiles, description=put.description,
                ephemeral=put.ephemeral, patch=patch)
 
 
-def _update_op(request: web.Request, name: str) -> Operation:
+def _update_op(request: web.Request, name: str, project: str) -> Operation:
     """LXD answers PUT with an operation; the update is done, so it is one that
     has already succeeded (clients wait on it and move on)."""
     return engine_of(request).operations.run(
         lambda op: None, description="Updating instance",
-        resources={"instances": [f"/1.0/instances/{name}"]}, background=False)
+        resources={"instances": [instance_url(instance_key(project, name))]},
+        background=False, project=project)
 
 
 async def _put(request: web.Request) -> web.Response:
-    check_project(request)
+    project = await check_project(request)
     name = request.match_info["name"]
     put = api.InstancePut.parse(await json_body(request))
     if put.restore:
         raise BadRequest("Restoring a snapshot is not supported yet")
-    await _check_etag(request, name)
-    await _update(request, name, put, patch=False)
-    return render.async_op(_update_op(request, name))
+    await _check_etag(request, name, project)
+    await _update(request, name, put, project=project, patch=False)
+    return render.async_op(_update_op(request, name, project))
 
 
 async def _patch(request: web.Request) -> web.Response:
-    check_project(request)
+    project = await check_project(request)
     name = request.match_info["name"]
     put = api.InstancePut.parse(await json_body(request))
-    await _check_etag(request, name)
-    await _update(request, name, put, patch=True)
+    await _check_etag(request, name, project)
+    await _update(request, name, put, project=project, patch=True)
     return render.sync({})
 
 
 async def _delete(request: web.Request) -> web.Response:
-    check_project(request)
+    project = await check_project(request)
     op = await call(request, engine_of(request).instances.delete, request.match_info["name"],
-                    wait_for_lock=wait_for_lock(request))
+                    project=project, wait_for_lock=wait_for_lock(request))
     return render.async_op(op)
 
 
 async def _rename(request: web.Request) -> web.Response:
-    check_project(request)
+    project = await check_project(request)
     post = api.InstancePost.parse(await json_body(request))
     op = await call(request, engine_of(request).instances.rename,
-                    request.match_info["name"], post.name)
+                    request.match_info["name"], post.name, project=project)
     return render.async_op(op)
 
 

@@ -16,9 +16,10 @@ from aiohttp import web
 
 from cove.engine import Reader
 from cove.model.errors import BadRequest, NotFound
+from cove.model.projects import instance_url, split_key
 from cove.model.states import Status
 from cove.server import render
-from cove.server.routes_common import call, check_project, engine_of, instances_base
+from cove.server.routes_common import call, engine_of, instance_key_of, instances_base
 from cove.server.routes_instances import BASES
 
 __all__ = ["add_routes"]
@@ -29,15 +30,14 @@ _POLL = 0.25
 async def _reader(request: web.Request) -> Reader:
     """The log ``{file}`` names; NotFound for an unknown instance or file."""
     return await call(request, engine_of(request).access.log_reader,
-                      request.match_info["name"], request.match_info["file"])
+                      await instance_key_of(request), request.match_info["file"])
 
 
 async def _list(request: web.Request) -> web.Response:
-    check_project(request)
-    name = request.match_info["name"]
-    files = await call(request, engine_of(request).access.log_names, name)
-    base = f"{instances_base(request)}/{name}/logs"
-    return render.sync([f"{base}/{f}" for f in files])
+    key = await instance_key_of(request)
+    files = await call(request, engine_of(request).access.log_names, key)
+    base = instances_base(request)
+    return render.sync([instance_url(key, f"/logs/{f}", base=base) for f in files])
 
 
 async def _read_all(request: web.Request, read: Reader) -> bytes:
@@ -53,7 +53,7 @@ async def _follow(request: web.Request, read: Reader) -> web.StreamResponse:
     """Stream the log, then what is appended, until the client goes away or
     the instance stops."""
     engine = engine_of(request)
-    name = request.match_info["name"]
+    project, name = split_key(await instance_key_of(request))
     resp = web.StreamResponse()
     resp.content_type = "text/plain"
     resp.enable_chunked_encoding()
@@ -69,7 +69,7 @@ async def _follow(request: web.Request, read: Reader) -> web.StreamResponse:
             idle += _POLL
             if idle >= 1.0:  # once a second: stop with the instance
                 idle = 0.0
-                inst = await call(request, engine.instances.get, name)
+                inst = await call(request, engine.instances.get, name, project=project)
                 if inst.status is not Status.RUNNING:
                     while True:
                         data, offset = await call(request, read, offset)
@@ -89,7 +89,6 @@ def _follow_flag(request: web.Request) -> bool:
 
 
 async def _get(request: web.Request) -> web.StreamResponse:
-    check_project(request)
     read = await _reader(request)
     if _follow_flag(request):
         return await _follow(request, read)
@@ -97,18 +96,17 @@ async def _get(request: web.Request) -> web.StreamResponse:
 
 
 async def _delete(request: web.Request) -> web.Response:
-    check_project(request)
-    await call(request, engine_of(request).access.delete_log, request.match_info["name"],
+    await call(request, engine_of(request).access.delete_log, await instance_key_of(request),
                request.match_info["file"])
     return render.sync({})
 
 
 async def _console(request: web.Request) -> web.StreamResponse:
-    check_project(request)
     engine = engine_of(request)
-    name = request.match_info["name"]
-    await call(request, engine.instances.get, name)
-    read: Reader = functools.partial(engine.access.read_console, name)
+    key = await instance_key_of(request)
+    project, name = split_key(key)
+    await call(request, engine.instances.get, name, project=project)
+    read: Reader = functools.partial(engine.access.read_console, key)
     if _follow_flag(request):
         return await _follow(request, read)
     return web.Response(body=await _read_all(request, read),

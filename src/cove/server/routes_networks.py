@@ -35,7 +35,7 @@ async def _object(request: web.Request, name: str) -> dict[str, Any]:
 
 
 async def _list(request: web.Request) -> web.Response:
-    check_project(request)
+    await check_project(request)
     nets = await call(request, engine_of(request).networks.all)
     if recursion(request) == 0:
         return render.sync([f"{BASE}/{n.name}" for n in nets])
@@ -43,7 +43,7 @@ async def _list(request: web.Request) -> web.Response:
 
 
 async def _create(request: web.Request) -> web.Response:
-    check_project(request)
+    await check_project(request)
     post = api.NetworksPost.parse(await json_body(request))
     await call(request, engine_of(request).networks.create, post.name, config=post.config,
                description=post.description, type=post.type)
@@ -51,13 +51,13 @@ async def _create(request: web.Request) -> web.Response:
 
 
 async def _get(request: web.Request) -> web.Response:
-    check_project(request)
+    await check_project(request)
     obj = await _object(request, request.match_info["name"])
     return render.sync(obj, headers={"ETag": render.etag(obj, ("config", "description"))})
 
 
 async def _update(request: web.Request, patch: bool) -> web.Response:
-    check_project(request)
+    await check_project(request)
     name = request.match_info["name"]
     put = api.NetworkPut.parse(await json_body(request))
     config = put.config if put.config is not None or patch else {}  # PUT replaces it all
@@ -75,25 +75,25 @@ async def _patch(request: web.Request) -> web.Response:
 
 
 async def _delete(request: web.Request) -> web.Response:
-    check_project(request)
+    await check_project(request)
     await call(request, engine_of(request).networks.delete, request.match_info["name"])
     return render.sync({})
 
 
 async def _rename(request: web.Request) -> web.Response:
-    check_project(request)
+    await check_project(request)
     raise BadRequest("Renaming a network is not supported: create a new one and move the "
                      "NICs to it")
 
 
 async def _state(request: web.Request) -> web.Response:
-    check_project(request)
+    await check_project(request)
     state = await call(request, engine_of(request).networks.state, request.match_info["name"])
     return render.sync(api.NetworkState.from_wire(state).to_wire())
 
 
 async def _leases(request: web.Request) -> web.Response:
-    check_project(request)
+    await check_project(request)
     leases = await call(request, engine_of(request).networks.leases,
                         request.match_info["name"])
     return render.sync([render.network_lease(lease, lease.instance) for lease in leases])

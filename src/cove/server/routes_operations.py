@@ -11,16 +11,26 @@ from aiohttp import web
 from cove.api._fields import finite_seconds
 from cove.model.errors import BadRequest
 from cove.server import render
-from cove.server.routes_common import WEBSOCKETS, check_project, engine_of, op_done, recursion
+from cove.server.routes_common import (
+    WEBSOCKETS,
+    all_projects,
+    check_project,
+    engine_of,
+    op_done,
+    recursion,
+)
 
 __all__ = ["add_routes"]
 
 
 async def _list(request: web.Request) -> web.Response:
-    check_project(request)
+    project = await check_project(request)
+    every = all_projects(request)
     deep = recursion(request) > 0
     groups: dict[str, list[Any]] = {}
     for op in engine_of(request).operations.all():
+        if not every and op.project != project:
+            continue
         key = op.status.value.lower()
         groups.setdefault(key, []).append(op.to_dict() if deep else f"/1.0/operations/{op.id}")
     return render.sync(groups)

@@ -61,6 +61,11 @@ API_EXTENSIONS: list[str] = [
     "resources_cpu_threads_numa",
     "resources_cpu_core_die",
     "resources_system",
+    "projects",                        # /1.0/projects, ?project= on every scoped endpoint
+    "projects_limits",                 # limits.containers, limits.memory, limits.cpu...
+    "projects_limits_instances",       # limits.instances
+    "project_usage",                   # GET /1.0/projects/NAME/state
+    "instance_all_projects",           # ?all-projects=true on instance lists
 ]
 
 
@@ -120,11 +125,12 @@ async def _server(request: web.Request) -> web.Response:
     env["certificate"] = pem
     env["certificate_fingerprint"] = fingerprint(cert_der(pem))
     env["addresses"] = https_listener(request.app).bound
+    env["project"] = request.query.get("project") or "default"
     return render.sync({**public, "config": config, "environment": env})
 
 
 async def _empty_list(request: web.Request) -> web.Response:
-    check_project(request)
+    await check_project(request)
     return render.sync([])
 
 

@@ -20,16 +20,17 @@ __all__ = ["add_routes"]
 
 
 async def _get(request: web.Request) -> web.Response:
-    check_project(request)
-    state = await call(request, engine_of(request).instances.state, request.match_info["name"])
+    project = await check_project(request)
+    state = await call(request, engine_of(request).instances.state, request.match_info["name"],
+                       project=project)
     return render.sync(api.InstanceState.from_wire(state).to_wire())
 
 
 async def _put(request: web.Request) -> web.Response:
-    check_project(request)
+    project = await check_project(request)
     put = api.InstanceStatePut.parse(await json_body(request))
     op = await call(request, engine_of(request).instances.change_state, request.match_info["name"],
-                    put.action, timeout=put.timeout, force=put.force,
+                    put.action, project=project, timeout=put.timeout, force=put.force,
                     wait_for_lock=wait_for_lock(request))
     return render.async_op(op)
 

@@ -480,8 +480,17 @@ class ImageStore:
             renameat2(-100, str(tmp), -100, str(self.root / fingerprint), RENAME_NOREPLACE)
         except OSError as exc:
             if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
-                raise Conflict(f"image {fingerprint} already exists") from None
+                raise ImageExists(fingerprint) from None
             raise InternalError(f"cannot store image {fingerprint}: {exc.strerror}") from None
+
+
+class ImageExists(Conflict):
+    """The layers of ``fingerprint`` are stored already (another project may
+    hold the image: the importer decides)."""
+
+    def __init__(self, fingerprint: str) -> None:
+        super().__init__(f"image {fingerprint} already exists")
+        self.fingerprint = fingerprint
 
 
 def _run_extractor(fs: RootFS, f: BinaryIO, reader: HashingReader, label: str,

@@ -17,11 +17,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cove.model.errors import Conflict, NotFound
+from cove.model.projects import split_alias, split_key
 from cove.model.records import Alias, Image, Instance, Lease, Network
 from cove.model.states import Status
 from cove.model.trust import Certificate
 from cove.store._conn import Database
 from cove.store._profiles import ProfileRows
+from cove.store._projects import ProjectRows
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS instances (
@@ -93,7 +95,7 @@ _RENAME = "pending-rename:"  # meta keys: a rename whose files may not have move
 
 _INSTANCE_COLS = (
     "id, name, image, config, devices, profiles, description, ephemeral, status,"
-    " architecture, created_at, last_used_at, last_exit_code"
+    " architecture, created_at, last_used_at, last_exit_code, project"
 )
 
 
@@ -102,7 +104,7 @@ def _instance(row: sqlite3.Row) -> Instance:
         id=row[0], name=row[1], image=row[2], config=json.loads(row[3]),
         devices=json.loads(row[4]), profiles=json.loads(row[5]), description=row[6],
         ephemeral=bool(row[7]), status=Status(row[8]), architecture=row[9],
-        created_at=row[10], last_used_at=row[11], last_exit_code=row[12],
+        created_at=row[10], last_used_at=row[11], last_exit_code=row[12], project=row[13],
     )
 
 
@@ -120,6 +122,7 @@ class Store:
         self.db = Database(self.path)
         self.db.script(_SCHEMA)
         self.profiles = ProfileRows(self.db)
+        self.projects = ProjectRows(self.db)
 
     def close(self) -> None:
         self.db.close()
@@ -134,15 +137,20 @@ class Store:
             db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
 
     # -- instances --------------------------------------------------------
-    def list_instances(self) -> list[Instance]:
-        rows = self.db.read(f"SELECT {_INSTANCE_COLS} FROM instances ORDER BY name")
+    def list_instances(self, project: str | None = None) -> list[Instance]:
+        """Every instance (of ``project`` when given), by key."""
+        if project is None:
+            rows = self.db.read(f"SELECT {_INSTANCE_COLS} FROM instances ORDER BY name")
+        else:
+            rows = self.db.read(f"SELECT {_INSTANCE_COLS} FROM instances WHERE project=?"
+                                " ORDER BY name", (project,))
         return [_instance(r) for r in rows]
 
     def get_instance(self, name: str) -> Instance:
         row = self.db.read(
             f"SELECT {_INSTANCE_COLS} FROM instances WHERE name=?", (name,)).fetchone()
         if row is None:
-            raise NotFound(f"Instance not found: {name}")
+            raise NotFound(f"Instance not found: {split_key(name)[1]}")
         return _instance(row)
 
     def has_instance(self, name: str) -> bool:
@@ -154,15 +162,15 @@ class Store:
             with self.db.tx() as db:
                 cur = db.execute(
                     "INSERT INTO instances(name, image, config, devices, profiles, description,"
-                    " ephemeral, status, architecture, created_at, last_used_at, last_exit_code)"
-                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    " ephemeral, status, architecture, created_at, last_used_at, last_exit_code,"
+                    " project) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (inst.name, inst.image, json.dumps(inst.config), json.dumps(inst.devices),
                      json.dumps(inst.profiles), inst.description, int(inst.ephemeral),
                      inst.status.value, inst.architecture, inst.created_at, inst.last_used_at,
-                     inst.last_exit_code),
+                     inst.last_exit_code, inst.project),
                 )
         except sqlite3.IntegrityError:
-            raise Conflict(f"Instance already exists: {inst.name}") from None
+            raise Conflict(f"Instance already exists: {split_key(inst.name)[1]}") from None
         inst.id = int(cur.lastrowid or 0)
         return inst
 
@@ -187,11 +195,11 @@ class Store:
             with self.db.tx() as db:
                 cur = db.execute("UPDATE instances SET name=? WHERE name=?", (new, old))
                 if cur.rowcount == 0:
-                    raise NotFound(f"Instance not found: {old}")
+                    raise NotFound(f"Instance not found: {split_key(old)[1]}")
                 db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
                            (_RENAME + new, old))
         except sqlite3.IntegrityError:
-            raise Conflict(f"Instance already exists: {new}") from None
+            raise Conflict(f"Instance already exists: {split_key(new)[1]}") from None
 
     def finish_rename(self, new: str) -> None:
         """The rename to ``new`` is complete on disk too. Idempotent."""
@@ -274,7 +282,7 @@ class Store:
         row = self.db.read(
             "SELECT name, target, description FROM aliases WHERE name=?", (name,)).fetchone()
         if row is None:
-            raise NotFound(f"Image alias not found: {name}")
+            raise NotFound(f"Image alias not found: {split_alias(name)[1]}")
         return Alias(*row)
 
     def add_alias(self, alias: Alias) -> None:
@@ -283,29 +291,29 @@ class Store:
                 db.execute("INSERT INTO aliases(name, target, description) VALUES (?,?,?)",
                            (alias.name, alias.target, alias.description))
         except sqlite3.IntegrityError:
-            raise Conflict(f"Alias already exists: {alias.name}") from None
+            raise Conflict(f"Alias already exists: {split_alias(alias.name)[1]}") from None
 
     def update_alias(self, alias: Alias) -> None:
         with self.db.tx() as db:
             cur = db.execute("UPDATE aliases SET target=?, description=? WHERE name=?",
                              (alias.target, alias.description, alias.name))
             if cur.rowcount == 0:
-                raise NotFound(f"Image alias not found: {alias.name}")
+                raise NotFound(f"Image alias not found: {split_alias(alias.name)[1]}")
 
     def rename_alias(self, old: str, new: str) -> None:
         try:
             with self.db.tx() as db:
                 cur = db.execute("UPDATE aliases SET name=? WHERE name=?", (new, old))
                 if cur.rowcount == 0:
-                    raise NotFound(f"Image alias not found: {old}")
+                    raise NotFound(f"Image alias not found: {split_alias(old)[1]}")
         except sqlite3.IntegrityError:
-            raise Conflict(f"Alias already exists: {new}") from None
+            raise Conflict(f"Alias already exists: {split_alias(new)[1]}") from None
 
     def delete_alias(self, name: str) -> None:
         with self.db.tx() as db:
             cur = db.execute("DELETE FROM aliases WHERE name=?", (name,))
             if cur.rowcount == 0:
-                raise NotFound(f"Image alias not found: {name}")
+                raise NotFound(f"Image alias not found: {split_alias(name)[1]}")
 
     # -- networks ---------------------------------------------------------------
     _NETWORK_COLS = "name, type, description, config, created_at"

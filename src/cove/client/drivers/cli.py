@@ -44,6 +44,7 @@ from urllib.parse import quote
 from cove import api
 from cove.client import _wire as wire
 from cove.client._exec import CommandNotFound, ExecResult
+from cove.client._http import with_project
 from cove.client.drivers import _steps as s
 from cove.client.drivers.base import Action, Create, Driver, Progress, Step
 from cove.client.transports.base import Transport
@@ -69,12 +70,13 @@ class CliDriver(Driver):
     ``["cove", "--root", "/srv/cove"]``. ``remote`` prefixes every
     container and API path (``remote:c1``), for ``lxc remote add``-ed hosts.
     ``env`` is added to each command's environment. ``timeout`` bounds
-    each command (seconds).
+    each command (seconds). ``project`` is given to every command as its
+    global ``--project`` (both ``lxc`` and ``cove`` have it).
     """
 
     def __init__(self, transport: Transport, command: str | Sequence[str] = "lxc", *,
                  remote: str | None = None, env: Mapping[str, str] | None = None,
-                 timeout: float | None = 600) -> None:
+                 timeout: float | None = 600, project: str | None = None) -> None:
         if not isinstance(transport, Transport):
             raise BadRequest(f"CliDriver runs its commands through a Transport, "
                              f"not {type(transport).__name__}")
@@ -87,6 +89,9 @@ class CliDriver(Driver):
         self.remote = remote
         self.env = dict(env or {})
         self.timeout = timeout
+        if project is not None and (not project or project.startswith("-")):
+            raise BadRequest(f"Bad project name {project!r}")
+        self.project = project
 
     def __repr__(self) -> str:
         return f"CliDriver({self.transport!r}, {self.command!r})"
@@ -96,6 +101,13 @@ class CliDriver(Driver):
         """``name`` as the command wants it (``remote:name``)."""
         return f"{self.remote}:{name}" if self.remote else name
 
+    def argv(self, *args: str) -> list[str]:
+        """The command line of ``args``: the command, ``--project`` when the
+        driver has one (not for ``query``: lxc refuses it there, and the
+        path carries ``?project=``), then ``args``."""
+        scope = ["--project", self.project] if self.project and args[:1] != ("query",) else []
+        return [*self.command, *scope, *args]
+
     def run(self, *args: str, stdin: bytes | None = None, check: bool = True,
             timeout: float | None = None) -> ExecResult:
         """Run the command with ``args``; with ``check``, a non-zero exit raises
@@ -104,7 +116,7 @@ class CliDriver(Driver):
         Raises:
             CommandNotFound: the command itself is not installed where it runs.
         """
-        argv = [*self.command, *args]
+        argv = self.argv(*args)
         try:
             result = self.transport.execute(argv, env=self.env, stdin=stdin,
                                             timeout=timeout or self.timeout)
@@ -125,6 +137,8 @@ class CliDriver(Driver):
             args += ["-d", json.dumps(data)]
         if wait:
             args.append("--wait")
+        # lxc's query sends the path as given, whatever --project says
+        path = with_project(path, self.project)
         args.append(f"{self.remote}:{path}" if self.remote else path)
         out = self.run(*args).stdout.strip()
         if not out:

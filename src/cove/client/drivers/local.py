@@ -63,21 +63,26 @@ def _or_none(get: Callable[[], T]) -> T | None:
 
 
 class LocalDriver(EventDriver):
-    """The cove root ``root`` (default ``$COVE_DIR`` or /var/lib/cove), in-process.
+    """The cove root ``root`` (default ``$COVE_DIR`` or /var/lib/cove), in-process;
+    its instances are those of ``project``.
 
     Raises:
         Conflict: a coved (or another LocalDriver) holds the root.
+        NotFound: no such project.
     """
 
-    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+    def __init__(self, root: str | os.PathLike[str] | None = None, *,
+                 project: str | None = None) -> None:
         from cove.engine import Engine
 
+        self.project = project or "default"
         self.root = Path(root or os.environ.get("COVE_DIR") or DEFAULT_ROOT).absolute()
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._lock_fd: int | None = _lock(self.root)
         try:
             self.engine: Engine = Engine(self.root)
             self.engine.startup()
+            self.engine.projects.check(self.project)
         except BaseException:
             os.close(self._lock_fd)
             self._lock_fd = None
@@ -98,8 +103,11 @@ class LocalDriver(EventDriver):
 
     def transport_for(self, name: str) -> EngineTransport:
         from cove.model.names import validate_instance_name
+        from cove.model.projects import instance_key
 
-        return EngineTransport(self.engine, validate_instance_name(name))
+        # the access calls take the instance's key (``cove.model.projects``)
+        return EngineTransport(self.engine,
+                               instance_key(self.project, validate_instance_name(name)))
 
     def events(self, types: Sequence[str] = ("lifecycle", "operation")) -> LocalEventStream:
         return LocalEventStream(self.engine.events.subscribe(set(check_event_types(types))))
@@ -126,11 +134,12 @@ class LocalDriver(EventDriver):
 
     def _create(self, step: s.Create) -> None:
         step.post.source.image_ref()  # refused before the engine looks, as coved does
-        self._wait(self.engine.instances.create(step.post), step.progress)
+        self._wait(self.engine.instances.create(step.post, project=self.project), step.progress)
 
     def _update(self, step: s.Update) -> None:
         put = api.InstancePut.from_wire(step.body)
-        self.engine.instances.update(step.name, config=put.config, devices=put.devices,
+        self.engine.instances.update(step.name, project=self.project,
+                                     config=put.config, devices=put.devices,
                                      profiles=put.profiles, description=put.description,
                                      ephemeral=put.ephemeral, patch=step.patch)
 
@@ -144,7 +153,7 @@ class LocalDriver(EventDriver):
             if step.progress:
                 step.progress(Progress("upload", 100))
             op = self.engine.images.import_file(spool, filename=os.path.basename(step.path),
-                                               public=step.public)
+                                               public=step.public, project=self.project)
         except BaseException:
             spool.unlink(missing_ok=True)
             raise
@@ -152,7 +161,7 @@ class LocalDriver(EventDriver):
 
     def _update_image(self, step: s.UpdateImage) -> None:
         self.engine.images.update(step.fingerprint, properties=step.properties,
-                                  public=step.public)
+                                  public=step.public, project=self.project)
 
     def _update_network(self, step: s.UpdateNetwork) -> None:
         fields: dict[str, Any] = {"config": dict(step.config)}
@@ -202,26 +211,36 @@ class LocalEventStream(EventStream):
 # What each step is for the engine: the call coved's handler makes, rendered
 # with the same ``cove.api`` renderers (see the module notes).
 _PERFORM: dict[type, Callable[[LocalDriver, Any], Any]] = {
-    s.GetInstance: lambda d, st: _or_none(lambda: api.instance(d.engine.instances.get(st.name))),
-    s.GetState: lambda d, st: d.engine.instances.state(st.name),
-    s.ListInstances: lambda d, st: [api.instance(i) for i in d.engine.instances.all()],
+    s.GetInstance: lambda d, st: _or_none(lambda: api.instance(
+        d.engine.instances.get(st.name, project=d.project))),
+    s.GetState: lambda d, st: d.engine.instances.state(st.name, project=d.project),
+    s.ListInstances: lambda d, st: [api.instance(i)
+                                    for i in d.engine.instances.all(project=d.project)],
     s.Create: LocalDriver._create,
     s.Update: LocalDriver._update,
     s.Action: lambda d, st: d._wait(d.engine.instances.change_state(
-        st.name, st.action, timeout=st.timeout, force=st.force), st.progress),
-    s.Delete: lambda d, st: d._wait(d.engine.instances.delete(st.name)),
-    s.Rename: lambda d, st: d._wait(d.engine.instances.rename(st.name, st.new_name)),
+        st.name, st.action, project=d.project, timeout=st.timeout, force=st.force),
+        st.progress),
+    s.Delete: lambda d, st: d._wait(d.engine.instances.delete(st.name, project=d.project)),
+    s.Rename: lambda d, st: d._wait(d.engine.instances.rename(st.name, st.new_name,
+                                                              project=d.project)),
     s.RunCommand: lambda d, st: d._command_in(st),
-    s.ListImages: lambda d, st: [api.image(i) for i in d.engine.images.all()],
-    s.GetImage: lambda d, st: _or_none(lambda: api.image(d.engine.images.get(st.fingerprint))),
+    s.ListImages: lambda d, st: [api.image(i) for i in d.engine.images.all(project=d.project)],
+    s.GetImage: lambda d, st: _or_none(lambda: api.image(
+        d.engine.images.get(st.fingerprint, project=d.project))),
     s.ImportImage: LocalDriver._import,
     s.UpdateImage: LocalDriver._update_image,
-    s.DeleteImage: lambda d, st: d._wait(d.engine.images.delete(st.fingerprint)),
-    s.ListAliases: lambda d, st: [api.alias(a) for a in d.engine.images.list_aliases()],
-    s.GetAlias: lambda d, st: _or_none(lambda: api.alias(d.engine.images.get_alias(st.name))),
-    s.CreateAlias: lambda d, st: d.engine.images.add_alias(st.name, st.target, st.description),
-    s.RenameAlias: lambda d, st: d.engine.images.rename_alias(st.name, st.new_name),
-    s.DeleteAlias: lambda d, st: d.engine.images.delete_alias(st.name),
+    s.DeleteImage: lambda d, st: d._wait(d.engine.images.delete(st.fingerprint,
+                                                                project=d.project)),
+    s.ListAliases: lambda d, st: [api.alias(a)
+                                  for a in d.engine.images.list_aliases(project=d.project)],
+    s.GetAlias: lambda d, st: _or_none(lambda: api.alias(
+        d.engine.images.get_alias(st.name, project=d.project))),
+    s.CreateAlias: lambda d, st: d.engine.images.add_alias(
+        st.name, st.target, st.description, project=d.project),
+    s.RenameAlias: lambda d, st: d.engine.images.rename_alias(st.name, st.new_name,
+                                                              project=d.project),
+    s.DeleteAlias: lambda d, st: d.engine.images.delete_alias(st.name, project=d.project),
     s.ListNetworks: lambda d, st: [d._network(n.name) for n in d.engine.networks.all()],
     s.GetNetwork: lambda d, st: _or_none(lambda: d._network(st.name)),
     s.GetNetworkState: lambda d, st: d.engine.networks.state(st.name),
@@ -231,7 +250,8 @@ _PERFORM: dict[type, Callable[[LocalDriver, Any], Any]] = {
         st.name, config=dict(st.config), description=st.description, type=st.type),
     s.UpdateNetwork: LocalDriver._update_network,
     s.DeleteNetwork: lambda d, st: d.engine.networks.delete(st.name),
-    s.ListOperations: lambda d, st: [op.to_dict() for op in d.engine.operations.all()],
+    s.ListOperations: lambda d, st: [op.to_dict() for op in d.engine.operations.all()
+                                     if op.project == d.project],
     s.GetOperation: lambda d, st: _or_none(lambda: d.engine.operations.get(st.id).to_dict()),
     s.WaitOperation: LocalDriver._wait_operation,
     s.CancelOperation: lambda d, st: d.engine.operations.get(st.id).cancel(),

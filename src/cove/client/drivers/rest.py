@@ -12,6 +12,7 @@ from cove import api
 from cove.client import _wire as wire
 from cove.client._endpoint import http_transport
 from cove.client._flow import drive
+from cove.client._http import with_project
 from cove.client._rest import Client, default_socket_path
 from cove.client.drivers._resources import check_event_types
 from cove.client.drivers._rest_steps import perform
@@ -36,11 +37,11 @@ class RestDriver(EventDriver):
 
     def __init__(self, endpoint: str | None = None, *, verify: bool | str = True,
                  client_cert: str | None = None, client_key: str | None = None,
-                 timeout: float | None = None) -> None:
+                 timeout: float | None = None, project: str | None = None) -> None:
         self.endpoint = endpoint or default_socket_path()
         self.client = Client(transport=http_transport(
             self.endpoint, verify=verify, client_cert=client_cert, client_key=client_key,
-            timeout=timeout))
+            timeout=timeout), project=project)
 
     def __repr__(self) -> str:
         return f"RestDriver({self.endpoint!r})"
@@ -73,7 +74,8 @@ class RestEventStream(EventStream):
         from cove.client._ws import WebSocket
 
         sock = client.transport.open_socket()
-        self._ws: WebSocket = WebSocket.connect(sock, wire.events_path(types))
+        path = with_project(wire.events_path(types), client.transport.project)
+        self._ws: WebSocket = WebSocket.connect(sock, path)
         self._queue: queue.Queue[api.Event | None] = queue.Queue()
         self._ended = False
         self._reader = threading.Thread(target=self._read, daemon=True, name="cove-events")

@@ -51,6 +51,10 @@ class CliHost(Protocol):
     @property
     def env(self) -> Mapping[str, str]: ...
 
+    def argv(self, *args: str) -> list[str]:
+        """The command line of ``args`` (the command, its global options, ``args``)."""
+        ...
+
     def target(self, name: str) -> str: ...
 
     def run(self, *args: str, stdin: bytes | None = None, check: bool = True,
@@ -106,7 +110,7 @@ class CliTransport(Transport):
               uid: int | None, gid: int | None, stdin: bytes | BinaryIO | None,
               timeout: float | None, on_stdout: Callable[[bytes], None],
               on_stderr: Callable[[bytes], None]) -> int:
-        args = [*self.driver.command, "exec", self.driver.target(self.name), "-T"]
+        args = self.driver.argv("exec", self.driver.target(self.name), "-T")
         if stdin is None:
             args.append("-n")
         for k, v in env.items():
