@@ -191,9 +191,9 @@ class Instances:
         if self._store.has_instance(name):
             raise Conflict(f"Instance {req.name!r} already exists")
         profiles = req.profiles_or_default  # [] (--no-profiles): no profile, no NIC
-        self._profiles.check(profiles)
-        cfg.resources_from_config(self._profiles.expand_config(profiles, config))
-        self._net.check_devices(name, devices, profiles)
+        self._profiles.check(profiles, project)
+        cfg.resources_from_config(self._profiles.expand_config(profiles, config, project))
+        self._net.check_expanded(name, self._profiles.expand(profiles, devices, project))
         self._check_limits(project, config)
 
         def work(op: Operation) -> Instance:

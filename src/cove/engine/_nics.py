@@ -184,7 +184,8 @@ class InstanceNetworks:
             BadRequest: NICs changed (they need a restart).
             Conflict: a new host port is taken.
         """
-        self.apply_expanded(inst, self._profiles.expand(inst.profiles, new_devices))
+        self.apply_expanded(inst, self._profiles.expand(inst.profiles, new_devices,
+                                                        inst.project))
 
     def apply_expanded(self, inst: Instance, new: dict[str, dict[str, str]]) -> None:
         """``apply_devices`` of devices already expanded with their profiles

@@ -37,6 +37,7 @@ from cove.model.profiles import (
     validate_profile_config,
     validate_profile_name,
 )
+from cove.model.projects import instance_url
 from cove.model.records import Instance
 from cove.store import Store
 
@@ -178,7 +179,7 @@ class Profiles:
     def used_by(self, name: str, project: str = "default") -> list[str]:
         """LXD's ``used_by``: the URLs of the instances that list ``name``."""
         project = self.owner(project)
-        return [f"/1.0/instances/{i.name}" for i in self._users_or_fail().using_profile(
+        return [instance_url(i.name) for i in self._users_or_fail().using_profile(
             name, project)]
 
     def check(self, profiles: list[str], project: str = "default") -> None:
