@@ -2,7 +2,7 @@
 
 ``FakeEngine`` is composed as ``Engine`` is: small in-memory services
 (``FakeInstances``, ``FakeAccess``, ``FakeImages``, ``FakeNetworks``,
-``FakeProfiles``) next to the real ``Trust`` (on a real store in the root),
+``FakeProfiles``) next to the real ``Trust`` and ``Storage`` (on a real store in the root),
 ``Operations`` and ``EventBus``. mypy holds it to ``EngineAPI``, so the
 server gets it as it is, never through ``cast(Engine, fake)``.
 ``FakeExecSession`` runs a tiny scripted "command" in a thread behind real
@@ -45,6 +45,7 @@ from cove.engine._exec_out import (
     run_detached,
 )
 from cove.engine._runs import Paths
+from cove.engine._storage import Storage
 from cove.model.errors import BadRequest, Conflict, NotFound
 from cove.model.records import Alias, Image, Instance, Lease, Network
 from cove.model.states import Status
@@ -581,6 +582,9 @@ class FakeEngine:
         self.networks = FakeNetworks(self.instances)
         self.profiles = FakeProfiles()
         self.trust = Trust(root, self.store, self.events, time.time)
+        # the real storage service on the store in ``root`` (it sees the store's
+        # instances, so volume used_by is empty for FakeInstances' ones)
+        self.storage = Storage(root, self.store, self.profiles, self.events, time.time)
 
     # -- helpers for tests ---------------------------------------------------------
     def add(self, name: str, status: Status = Status.RUNNING, **kw: Any) -> Instance:

@@ -66,6 +66,14 @@ if TYPE_CHECKING:
         rfc3339,
     )
     from cove.api._operations import ErrorResponse, Event, Operation
+    from cove.api._storage import (
+        ResourcesStoragePool,
+        StoragePool,
+        StorageVolume,
+        StorageVolumePost,
+        StorageVolumePut,
+        StorageVolumesPost,
+    )
 
 __all__ = [
     "ZERO_TIME",
@@ -95,6 +103,12 @@ __all__ = [
     "NetworksPost",
     "Operation",
     "Profile",
+    "ResourcesStoragePool",
+    "StoragePool",
+    "StorageVolume",
+    "StorageVolumePost",
+    "StorageVolumePut",
+    "StorageVolumesPost",
     "alias",
     "alias_object",
     "async_envelope",
@@ -135,6 +149,8 @@ _MODULES = {
                  "network_lease", "network_lease_object", "network_object", "profile",
                  "profile_object", "rfc3339"),
     "_operations": ("ErrorResponse", "Event", "Operation"),
+    "_storage": ("ResourcesStoragePool", "StoragePool", "StorageVolume", "StorageVolumePost",
+                 "StorageVolumePut", "StorageVolumesPost"),
 }
 _HOME = {name: module for module, names in _MODULES.items() for name in names}
 

@@ -9,6 +9,7 @@ small ``Protocol``s of ``cove.engine.ports`` where a fake is useful):
 * ``images`` — images and aliases;
 * ``networks`` — networks, with a registry of network types, and
   ``profiles`` — the default profile's devices;
+* ``storage`` — the default pool, custom volumes, disk devices' mounts;
 * ``trust`` — the server's certificate and config, trusted clients;
 * ``operations`` and ``events`` — long actions and the event bus.
 
@@ -26,6 +27,7 @@ Layout of a root::
                             console.log (conmon's k8s-file log), logs/ (exec outputs)
     run/                    runtime state (runc/, exits/, pids/); may vanish
     tmp/                    uploads in flight
+    storage/custom/<vol>/   custom storage volumes (``_storage``)
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from cove.engine._profiles import DefaultNetwork, Profiles
 from cove.engine._reconcile import Reconciler
 from cove.engine._rootfs import Rootfs
 from cove.engine._runs import Paths, RunTable
+from cove.engine._storage import Storage
 from cove.engine._trust import Trust
 from cove.engine.events import EventBus
 from cove.engine.operations import Operations
@@ -93,12 +96,13 @@ class Engine:
                        clock=clock),
             self.events, default_network, self.profiles, runs.running)
         rootfs = Rootfs(paths, runs, self.store, self.images)
+        self.storage = Storage(self.root, self.store, self.profiles, self.events, clock)
         self.instances = Instances(
             store=self.store, runtime=runtime, paths=paths, runs=runs, rootfs=rootfs,
             images=self.images, profiles=self.profiles,
             network=InstanceNetworks(self.networks, self.profiles),
             operations=self.operations, events=self.events, clock=clock,
-            nofile=resource.getrlimit(resource.RLIMIT_NOFILE)[1])
+            nofile=resource.getrlimit(resource.RLIMIT_NOFILE)[1], disks=self.storage)
         self.access = Access(store=self.store, runtime=runtime, paths=paths, rootfs=rootfs,
                              operations=self.operations)
         self.trust = Trust(self.root, self.store, self.events, clock)
@@ -111,6 +115,7 @@ class Engine:
         """Reconcile the host with the database and autostart (see
         ``_reconcile``). Call once, before serving."""
         self._reconciler.run()
+        self.storage.sweep()
 
     def server_environment(self) -> dict[str, Any]:
         """The ``environment`` part of ``GET /1.0``."""
@@ -137,9 +142,9 @@ class Engine:
             "server_name": uname.nodename,
             "server_pid": os.getpid(),
             "server_version": __version__,
-            "storage": "overlay",
+            "storage": "dir",
             "storage_version": "",
-            "storage_supported_drivers": [{"Name": "overlay", "Version": "", "Remote": False}],
+            "storage_supported_drivers": [{"Name": "dir", "Version": "1", "Remote": False}],
         }
 
     def close(self) -> None:

@@ -29,8 +29,9 @@ from cove.engine._runs import Paths, RunTable
 from cove.engine._watch import ExitWatcher
 from cove.engine.events import EventBus
 from cove.engine.operations import Operation, Operations
-from cove.engine.ports import ImageSource, NetworkPort, ProfileSource
+from cove.engine.ports import DiskPort, ImageSource, NetworkPort, ProfileSource
 from cove.model import config as cfg
+from cove.model.disks import disk_from_device
 from cove.model.errors import BadRequest, Conflict, CoveError, InternalError, NotFound, Timeout
 from cove.model.names import validate_instance_name
 from cove.model.records import Instance
@@ -62,10 +63,10 @@ def _validate_devices(devices: Any) -> dict[str, dict[str, str]]:
             raise BadRequest(f"Device {name!r} needs a 'type'")
         if dev["type"] not in _KNOWN_DEVICE_TYPES:
             raise BadRequest(f"Device {name!r}: type {dev['type']!r} is not supported")
-        if dev["type"] == "disk" and dev.get("path") != "/":
-            raise BadRequest(f"Device {name!r}: only the root disk (path=/) is supported")
         out[str(name)] = {str(k): str(v) for k, v in dev.items()}
-        if dev["type"] == "nic":
+        if dev["type"] == "disk":
+            disk_from_device(str(name), out[str(name)])
+        elif dev["type"] == "nic":
             nic_from_device(str(name), out[str(name)])
         elif dev["type"] == "proxy":
             proxy_from_device(str(name), out[str(name)])
@@ -78,7 +79,7 @@ class Instances:
     def __init__(self, *, store: Store, runtime: Runc, paths: Paths, runs: RunTable,
                  rootfs: Rootfs, images: ImageSource, profiles: ProfileSource,
                  network: NetworkPort, operations: Operations, events: EventBus,
-                 clock: Callable[[], float], nofile: int) -> None:
+                 clock: Callable[[], float], nofile: int, disks: DiskPort) -> None:
         self._store = store
         self._runtime = runtime
         self._paths = paths
@@ -87,6 +88,7 @@ class Instances:
         self._images = images
         self._profiles = profiles
         self._net = network
+        self._disks = disks
         self._operations = operations
         self._events = events
         self._now = clock
@@ -155,6 +157,7 @@ class Instances:
         profiles = list(req.profiles or ["default"])
         self._profiles.check(profiles)
         self._net.check_devices(name, devices, profiles)
+        self._disks.check_disks(devices)
 
         def work(op: Operation) -> Instance:
             if self._store.has_instance(name):
@@ -305,8 +308,9 @@ class Instances:
         with ExitStack() as undo:
             rootfs = self._rootfs.mount(name)
             undo.callback(self._rootfs.unmount, name)
+            disks = self._disks.mounts(self._profiles.expanded_devices(inst), rootfs)
             net = self._net.prepare(inst, undo)  # leases, /etc/hosts, resolv.conf
-            spec = self._spec_for(inst, rootfs, net.mounts)
+            spec = self._spec_for(inst, rootfs, (*net.mounts, *disks))
             tmp = d / "config.json.tmp"
             tmp.write_text(json.dumps(spec))
             os.replace(tmp, d / "config.json")
@@ -436,6 +440,7 @@ class Instances:
             devs = _validate_devices(devices)
             new_devs = {**inst.devices, **devs} if patch else devs
             self._net.check_devices(name, new_devs, inst.profiles)
+            self._disks.check_disks(new_devs)
             if inst.status is not Status.STOPPED:
                 self._net.apply_devices(inst, new_devs)  # published ports change at once
             inst.devices = new_devs

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from cove.engine._net_base import NetPlan
 from cove.model.records import Image, Instance
 
-__all__ = ["ImageSource", "NetworkPort", "ProfileSource"]
+__all__ = ["DeviceSource", "DiskPort", "ImageSource", "NetworkPort", "ProfileSource"]
 
 
 class ImageSource(Protocol):
@@ -72,4 +72,27 @@ class NetworkPort(Protocol):
 
     def state(self, inst: Instance) -> dict[str, Any]:
         """LXD's ``state.network`` of a running instance."""
+        ...
+
+
+class DiskPort(Protocol):
+    """The storage side of an instance's life (``Storage``): its disk devices."""
+
+    def check_disks(self, devices: dict[str, dict[str, str]], *,
+                    project: str = "default") -> None:
+        """Raises BadRequest (a bad disk) or NotFound (a missing volume)."""
+        ...
+
+    def mounts(self, devices: dict[str, dict[str, str]], rootfs: Path, *,
+               project: str = "default") -> tuple[dict[str, Any], ...]:
+        """The disks' OCI bind mounts, targets made inside ``rootfs``. Raises
+        BadRequest, NotFound."""
+        ...
+
+
+class DeviceSource(Protocol):
+    """What storage needs of profiles: the devices an instance runs with."""
+
+    def expanded_devices(self, inst: Instance) -> dict[str, dict[str, str]]:
+        """Profile devices overlaid by the instance's own."""
         ...

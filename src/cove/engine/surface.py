@@ -20,6 +20,7 @@ from cove.engine._exec_out import Reader
 from cove.engine.events import EventBus
 from cove.engine.operations import Operation, Operations
 from cove.engine.types import ExecSession, FileInfo
+from cove.model.disks import Volume
 from cove.model.records import Alias, Image, Instance, Lease, Network
 from cove.model.trust import Certificate
 
@@ -30,6 +31,7 @@ __all__ = [
     "InstancesAPI",
     "NetworksAPI",
     "ProfilesAPI",
+    "StorageAPI",
     "TrustAPI",
 ]
 
@@ -269,6 +271,58 @@ class ProfilesAPI(Protocol):
         ...
 
 
+class StorageAPI(Protocol):
+    """What the server and the local driver call on ``engine.storage``."""
+
+    def pool_names(self) -> list[str]: ...
+    def pool(self, name: str) -> dict[str, Any]:
+        """LXD's ``StoragePool`` without ``used_by``. Raises: NotFound."""
+        ...
+
+    def pool_used_by(self, name: str) -> list[str]:
+        """Raises: NotFound."""
+        ...
+
+    def pool_resources(self, name: str) -> dict[str, Any]:
+        """LXD's ``ResourcesStoragePool``. Raises: NotFound."""
+        ...
+
+    def volumes(self, pool: str, *, project: str = "default") -> list[Volume]:
+        """Raises: NotFound (pool)."""
+        ...
+
+    def volume(self, pool: str, name: str, *, type: str = "custom",
+               project: str = "default") -> Volume:
+        """Raises: NotFound, BadRequest (type)."""
+        ...
+
+    def volume_used_by(self, pool: str, name: str, *, project: str = "default") -> list[str]:
+        """Raises: NotFound."""
+        ...
+
+    def create_volume(self, pool: str, name: str, *, type: str = "custom",
+                      description: str = "", config: dict[str, Any] | None = None,
+                      content_type: str = "filesystem", project: str = "default") -> Volume:
+        """Not idempotent. Raises: NotFound (pool), BadRequest, Conflict."""
+        ...
+
+    def update_volume(self, pool: str, name: str, *, type: str = "custom",
+                      description: str | None = None, config: dict[str, Any] | None = None,
+                      patch: bool = False, project: str = "default") -> Volume:
+        """Raises: NotFound, BadRequest."""
+        ...
+
+    def rename_volume(self, pool: str, name: str, new_name: str, *, type: str = "custom",
+                      project: str = "default") -> Volume:
+        """Raises: NotFound, BadRequest (in use by a running instance), Conflict."""
+        ...
+
+    def delete_volume(self, pool: str, name: str, *, type: str = "custom",
+                      project: str = "default") -> None:
+        """Not idempotent. Raises: NotFound, BadRequest (in use)."""
+        ...
+
+
 class TrustAPI(Protocol):
     """What the server and the local driver call on ``engine.trust``."""
 
@@ -332,6 +386,8 @@ class EngineAPI(Protocol):
     def networks(self) -> NetworksAPI: ...
     @property
     def profiles(self) -> ProfilesAPI: ...
+    @property
+    def storage(self) -> StorageAPI: ...
     @property
     def trust(self) -> TrustAPI: ...
     @property

@@ -1,5 +1,5 @@
 """``/``, ``/1.0`` and the fixed collections cove has one of or none of
-(profiles, storage pools); networks are ``routes_networks``, certificates
+(profiles); storage pools are ``routes_storage``, networks are ``routes_networks``, certificates
 ``routes_trust``."""
 
 from __future__ import annotations
@@ -45,6 +45,9 @@ API_EXTENSIONS: list[str] = [
     "proxy",                           # proxy devices (nat=true)
     "proxy_udp",
     "proxy_tcp_udp_multi_port_handling",  # listen=tcp:0.0.0.0:80,443 / 8000-8010
+    "storage",                         # /1.0/storage-pools: default (dir), custom volumes
+    "storage_api_volume_rename",       # POST .../volumes/custom/NAME {"name": ...}
+    "resources",                       # GET /1.0/storage-pools/NAME/resources
 ]
 
 
@@ -129,17 +132,6 @@ async def _profile(request: web.Request) -> web.Response:
     return render.sync(await _default_profile(request))
 
 
-async def _empty_list(request: web.Request) -> web.Response:
-    check_project(request)
-    return render.sync([])
-
-
-def _not_found(what: str) -> Any:
-    async def handler(request: web.Request) -> web.Response:
-        raise NotFound(f"{what} not found: {request.match_info['name']}")
-    return handler
-
-
 def add_routes(app: web.Application) -> None:
     r = app.router
     r.add_get("/", _root)
@@ -147,5 +139,3 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/1.0/", _server)
     r.add_get("/1.0/profiles", _profiles)
     r.add_get("/1.0/profiles/{name}", _profile)
-    r.add_get("/1.0/storage-pools", _empty_list)
-    r.add_get("/1.0/storage-pools/{name}", _not_found("Storage pool"))

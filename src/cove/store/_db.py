@@ -21,6 +21,7 @@ from cove.model.records import Alias, Image, Instance, Lease, Network
 from cove.model.states import Status
 from cove.model.trust import Certificate
 from cove.store._conn import Database
+from cove.store._volumes import VolumeRows
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS instances (
@@ -116,6 +117,7 @@ class Store:
         self.path = Path(path)
         self.db = Database(self.path)
         self.db.script(_SCHEMA)
+        self.volumes = VolumeRows(self.db)
 
     def close(self) -> None:
         self.db.close()
