@@ -236,3 +236,93 @@ def test_symlinked_targets_stay_inside_the_container(api: Api, coved: Coved,
         assert sorted(os.listdir(canary)) == before
     finally:
         shutil.rmtree(canary, ignore_errors=True)
+
+
+# -- real clients ------------------------------------------------------------------------
+
+def test_pylxd_storage(make_coved, busybox_tar: Path) -> None:  # type: ignore[no-untyped-def]
+    import urllib.parse
+
+    import pylxd
+
+    d = make_coved("pylxd-storage")
+    client = pylxd.Client(endpoint="http+unix://" + urllib.parse.quote(str(d.socket), safe=""))
+    assert [p.name for p in client.storage_pools.all()] == ["default"]
+    pool = client.storage_pools.get("default")
+    assert pool.driver == "dir"
+    assert pool.resources.get().space["total"] > 0
+    vol = pool.volumes.create({"name": "covetest-pv", "type": "custom",
+                               "config": {"size": "100MiB"}})
+    assert vol.name == "covetest-pv" and vol.config == {"size": "100MiB"}
+    assert [v.name for v in pool.volumes.all()] == ["covetest-pv"]
+    vol.rename({"name": "covetest-pv2", "pool": "default"})
+    got = pool.volumes.get("custom", "covetest-pv2")
+    assert got.type == "custom" and got.used_by == []
+    got.config = {"user.note": "saved"}  # pylxd sends config only (description is readonly)
+    got.save(wait=True)
+    assert pool.volumes.get("custom", "covetest-pv2").config == {"user.note": "saved"}
+    got.delete()
+    assert pool.volumes.all() == []
+    assert not (d.root / "storage" / "custom" / "covetest-pv2").exists()
+
+
+LXC = shutil.which("lxc")
+
+
+@pytest.mark.skipif(LXC is None, reason="lxc (Debian package lxd-client) missing")
+def test_lxc_storage(make_coved, busybox_tar: Path) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+
+    d = make_coved("lxc-storage")
+    home = mkroot("lxchome")
+    (home / "lxdconf").mkdir()
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home),
+           "LXD_CONF": str(home / "lxdconf"), "LANG": "C.UTF-8"}
+
+    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        p = subprocess.run([str(LXC), *args], env=env, capture_output=True, text=True,
+                           stdin=subprocess.DEVNULL, timeout=60, check=False)
+        if check and p.returncode != 0:
+            raise AssertionError(f"lxc {' '.join(args)} exited {p.returncode}: {p.stderr}")
+        return p
+
+    try:
+        run("remote", "add", "covetest-r", f"unix://{d.socket}")
+        run("image", "import", str(busybox_tar), "covetest-r:", "--alias", "bb")
+        assert run("storage", "list", "covetest-r:", "--format", "csv").stdout.startswith(
+            "default,")
+        assert "driver: dir" in run("storage", "show", "covetest-r:default").stdout
+        info = run("storage", "info", "covetest-r:default").stdout
+        assert "total space" in info and "driver: dir" in info
+
+        run("storage", "volume", "create", "covetest-r:default", "covetest-lv", "size=1GiB")
+        listed = run("storage", "volume", "list", "covetest-r:default", "--format", "csv").stdout
+        assert "custom,covetest-lv," in listed, listed
+        shown = run("storage", "volume", "show", "covetest-r:default", "covetest-lv").stdout
+        assert "size: 1GiB" in shown and "type: custom" in shown
+        run("storage", "volume", "rename", "covetest-r:default", "covetest-lv", "covetest-lv2")
+
+        name = new_name("lxcs")
+        run("launch", "covetest-r:bb", f"covetest-r:{name}", "-s", "default",
+            "-c", "cove.cmd=sleep 1000")
+        assert "pool: default" in run("config", "show", f"covetest-r:{name}",
+                                      "--expanded").stdout
+        run("stop", "-f", f"covetest-r:{name}")
+        run("storage", "volume", "attach", "covetest-r:default", "covetest-lv2", name,
+            "/mnt/v")
+        run("start", f"covetest-r:{name}")
+        run("exec", f"covetest-r:{name}", "--", "sh", "-c", "echo hi > /mnt/v/x")
+        assert (d.root / "storage" / "custom" / "covetest-lv2" / "x").read_text() == "hi\n"
+        p = run("storage", "volume", "delete", "covetest-r:default", "covetest-lv2",
+                check=False)
+        assert p.returncode != 0 and "still in use" in p.stderr
+        run("stop", "-f", f"covetest-r:{name}")
+        run("storage", "volume", "detach", "covetest-r:default", "covetest-lv2", name)
+        assert "covetest-lv2" not in run("config", "device", "show",
+                                         f"covetest-r:{name}").stdout
+        run("storage", "volume", "delete", "covetest-r:default", "covetest-lv2")
+        run("delete", "-f", f"covetest-r:{name}")
+        p = run("storage", "create", "covetest-r:covetest-p2", "dir", check=False)
+        assert p.returncode != 0 and "one storage pool" in p.stderr
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
