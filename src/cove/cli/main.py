@@ -84,6 +84,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "images": ("image",),
     "query": ("query",),
     "network": ("network",),
+    "storage": ("storage",),
 }
 
 
