@@ -73,6 +73,7 @@ if TYPE_CHECKING:
         StorageVolumePost,
         StorageVolumePut,
         StorageVolumesPost,
+        storage_volume,
     )
 
 __all__ = [
@@ -129,6 +130,7 @@ __all__ = [
     "profile",
     "profile_object",
     "rfc3339",
+    "storage_volume",
     "sync_envelope",
 ]
 
@@ -150,7 +152,7 @@ _MODULES = {
                  "profile_object", "rfc3339"),
     "_operations": ("ErrorResponse", "Event", "Operation"),
     "_storage": ("ResourcesStoragePool", "StoragePool", "StorageVolume", "StorageVolumePost",
-                 "StorageVolumePut", "StorageVolumesPost"),
+                 "StorageVolumePut", "StorageVolumesPost", "storage_volume"),
 }
 _HOME = {name: module for module, names in _MODULES.items() for name in names}
 

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Any, Self
 
+    from cove.model.disks import Volume
+
 __all__ = [
     "ResourcesStoragePool",
     "StoragePool",
@@ -36,6 +38,7 @@ __all__ = [
     "StorageVolumePost",
     "StorageVolumePut",
     "StorageVolumesPost",
+    "storage_volume",
 ]
 
 
@@ -245,3 +248,13 @@ class StorageVolumePost(Wire):
         if self.pool:
             out["pool"] = self.pool
         return out
+
+
+def storage_volume(vol: Volume, used_by: list[str]) -> dict[str, Any]:
+    """The wire form of a custom volume record (for coved and the local driver)."""
+    from cove.api._objects import rfc3339  # the model's records: off the CLI's path
+
+    return StorageVolume(
+        name=vol.name, description=vol.description, type="custom", pool=vol.pool,
+        content_type=vol.content_type, project=vol.project, created_at=rfc3339(vol.created_at),
+        config=vol.config, used_by=used_by).to_wire()

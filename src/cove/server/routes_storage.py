@@ -14,7 +14,6 @@ from typing import Any
 from aiohttp import web
 
 from cove import api
-from cove.model.disks import Volume
 from cove.model.errors import BadRequest
 from cove.server import render
 from cove.server.routes_common import call, check_project, engine_of, json_body, recursion
@@ -24,13 +23,6 @@ __all__ = ["add_routes"]
 BASE = "/1.0/storage-pools"
 _ONE_POOL = ("cove has one storage pool, default (a dir pool on the cove root); "
              "creating, changing or deleting pools is not supported")
-
-
-def _volume_wire(v: Volume, used_by: list[str]) -> dict[str, Any]:
-    return api.StorageVolume(
-        name=v.name, description=v.description, type="custom", pool=v.pool,
-        content_type=v.content_type, project=v.project, created_at=api.rfc3339(v.created_at),
-        config=v.config, used_by=used_by).to_wire()
 
 
 async def _pool_object(request: web.Request, name: str) -> dict[str, Any]:
@@ -85,7 +77,7 @@ async def _volumes(request: web.Request) -> web.Response:
     out = []
     for v in vols:
         used_by = await call(request, storage.volume_used_by, pool, v.name)
-        out.append(_volume_wire(v, used_by))
+        out.append(api.storage_volume(v, used_by))
     return render.sync(out)
 
 
@@ -104,7 +96,7 @@ async def _volume_object(request: web.Request) -> dict[str, Any]:
     pool, name = request.match_info["pool"], request.match_info["name"]
     vol = await call(request, storage.volume, pool, name, type=_type_of(request))
     used_by = await call(request, storage.volume_used_by, pool, name)
-    return _volume_wire(vol, used_by)
+    return api.storage_volume(vol, used_by)
 
 
 async def _get(request: web.Request) -> web.Response:

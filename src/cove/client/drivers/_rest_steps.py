@@ -17,9 +17,11 @@ from typing import Any, BinaryIO, TypeVar
 
 from cove import api
 from cove.client import _wire as wire
+from cove.client import _wire_storage as wstor
 from cove.client._http import Response
 from cove.client._rest import Operation
 from cove.client.drivers import _steps as s
+from cove.client.drivers import _steps_storage as ss
 from cove.client.drivers._steps import Progress, ProgressCallback, RunCommand, Step
 from cove.model.errors import InternalError, NotFound
 
@@ -203,6 +205,15 @@ _PERFORM: dict[type, _Perform] = {
     s.GetCertificate: lambda st: _get_or_none(wire.certificate(st.fingerprint), "certificate"),
     s.AddCertificate: lambda st: _sync(wire.add_certificate(st.pem, name=st.name)),
     s.DeleteCertificate: lambda st: _sync(wire.delete_certificate(st.fingerprint)),
+    ss.ListStoragePools: lambda st: _list(wstor.storage_pools(1), "storage pools"),
+    ss.ListVolumes: lambda st: _list(wstor.volumes(st.pool), "storage volumes"),
+    ss.GetVolume: lambda st: _get_or_none(wstor.volume(st.pool, st.name), "storage volume"),
+    ss.CreateVolume: lambda st: _sync(wstor.create_volume(st.pool, st.name, st.config,
+                                                          description=st.description)),
+    ss.UpdateVolume: lambda st: _sync(wstor.update_volume(
+        st.pool, st.name, config=st.config, description=st.description, patch=st.patch)),
+    ss.RenameVolume: lambda st: _sync(wstor.rename_volume(st.pool, st.name, st.new_name)),
+    ss.DeleteVolume: lambda st: _sync(wstor.delete_volume(st.pool, st.name)),
 }
 
 

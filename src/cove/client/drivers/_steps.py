@@ -16,6 +16,8 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from cove.client.drivers._steps_storage import StorageStep
+
 if TYPE_CHECKING:
     from cove import api
 
@@ -370,5 +372,5 @@ Step = (GetInstance | GetState | ListImages | Create | Update | Action | Delete 
         | ListNetworks | GetNetwork | GetNetworkState | GetNetworkLeases | CreateNetwork
         | UpdateNetwork | DeleteNetwork | ListOperations | GetOperation | WaitOperation
         | CancelOperation | ListCertificates | GetCertificate | AddCertificate
-        | DeleteCertificate)
+        | DeleteCertificate | StorageStep)
 Flow = Generator[Step, Any, T]

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from cove import api
 from cove.client.drivers import _steps as s
+from cove.client.drivers import _steps_storage as ss
 from cove.client.drivers._resources import check_event_types
 from cove.client.drivers.base import EventDriver, EventStream, Progress, Step
 from cove.client.transports.local import EngineTransport
@@ -163,6 +164,16 @@ class LocalDriver(EventDriver):
     def _network(self, name: str) -> dict[str, Any]:
         return api.network(self.engine.networks.get(name), self.engine.networks.used_by(name))
 
+    def _pool(self, name: str) -> dict[str, Any]:
+        storage = self.engine.storage
+        return api.StoragePool.from_wire(
+            {**storage.pool(name), "used_by": storage.pool_used_by(name)}).to_wire()
+
+    def _volume(self, pool: str, name: str) -> dict[str, Any]:
+        storage = self.engine.storage
+        return api.storage_volume(storage.volume(pool, name),
+                                  storage.volume_used_by(pool, name))
+
     def _wait_operation(self, step: s.WaitOperation) -> dict[str, Any]:
         op = self.engine.operations.get(step.id)
         op.wait(step.timeout)
@@ -238,4 +249,16 @@ _PERFORM: dict[type, Callable[[LocalDriver, Any], Any]] = {
         lambda: api.certificate(d.engine.trust.get_certificate(st.fingerprint))),
     s.AddCertificate: lambda d, st: d.engine.trust.add_certificate(st.pem, name=st.name),
     s.DeleteCertificate: lambda d, st: d.engine.trust.delete_certificate(st.fingerprint),
+    ss.ListStoragePools: lambda d, st: [d._pool(p) for p in d.engine.storage.pool_names()],
+    ss.ListVolumes: lambda d, st: [d._volume(st.pool, v.name)
+                                   for v in d.engine.storage.volumes(st.pool)],
+    ss.GetVolume: lambda d, st: _or_none(lambda: d._volume(st.pool, st.name)),
+    ss.CreateVolume: lambda d, st: d.engine.storage.create_volume(
+        st.pool, st.name, config=dict(st.config), description=st.description),
+    ss.UpdateVolume: lambda d, st: d.engine.storage.update_volume(
+        st.pool, st.name, config=dict(st.config), description=st.description,
+        patch=st.patch),
+    ss.RenameVolume: lambda d, st: d.engine.storage.rename_volume(st.pool, st.name,
+                                                                  st.new_name),
+    ss.DeleteVolume: lambda d, st: d.engine.storage.delete_volume(st.pool, st.name),
 }
