@@ -43,9 +43,15 @@ def storage_pools() -> Flow[list[api.StoragePool]]:
             if isinstance(d, dict)]
 
 
+def _report(pool: str, data: dict[str, Any]) -> api.StorageVolume:
+    # LXD 5.0 has no ``pool`` in a volume object (newer LXD and cove do):
+    # the caller named it, so every driver reports it
+    return api.StorageVolume.from_wire({**data, "pool": data.get("pool") or pool})
+
+
 def volumes(pool: str) -> Flow[list[api.StorageVolume]]:
     found = yield ListVolumes(_text("pool name", pool))
-    return [api.StorageVolume.from_wire(d) for d in found or [] if isinstance(d, dict)
+    return [_report(pool, d) for d in found or [] if isinstance(d, dict)
             and d.get("type", "custom") == "custom"]
 
 
@@ -57,7 +63,7 @@ def _volume(pool: str, name: str) -> Flow[dict[str, Any]]:
 
 
 def volume(pool: str, name: str) -> Flow[api.StorageVolume]:
-    return api.StorageVolume.from_wire((yield from _volume(pool, name)))
+    return _report(pool, (yield from _volume(pool, name)))
 
 
 def create_volume(pool: str, name: str, *, config: Mapping[str, Any] | None,
