@@ -326,3 +326,55 @@ def test_lxc_storage(make_coved, busybox_tar: Path) -> None:  # type: ignore[no-
         assert p.returncode != 0 and "one storage pool" in p.stderr
     finally:
         shutil.rmtree(home, ignore_errors=True)
+
+
+def test_hotplug_on_a_running_instance(api: Api, coved: Coved, scratch: Path,
+                                       volumes: list[str]) -> None:
+    """Disks added to or removed from a running instance are mounted and
+    unmounted at once (as LXD), and a symlink the container itself plants at
+    the target still resolves inside it."""
+    canary = mkroot("canary")
+    try:
+        (canary / "keep").write_text("host\n")
+        (scratch / "d").mkdir()
+        (scratch / "d" / "a").write_text("hot\n")
+        vol = new_name("hvol")
+        volumes.append(vol)
+        api.sync("POST", f"{POOL}/volumes/custom", {"name": vol})
+        name = new_name("hot")
+        api.launch(name)
+        api.sh(name, f"mkdir -p {canary} && ln -s {canary} /planted")
+        _patch_devices(api, name, {
+            "h": {"type": "disk", "source": str(scratch / "d"), "path": "/planted/h",
+                  "readonly": "true"},
+            "v": {"type": "disk", "pool": "default", "source": vol, "path": "/mnt/v"},
+        })
+        assert api.sh(name, f"cat {canary}/h/a") == b"hot\n"
+        code, _, _ = api.exec(name, ["sh", "-c", f"echo x > {canary}/h/b"])
+        assert code != 0 and not (scratch / "d" / "b").exists()  # read-only
+        api.sh(name, "echo in-vol > /mnt/v/f")
+        assert (coved.root / "storage" / "custom" / vol / "f").read_text() == "in-vol\n"
+        assert sorted(os.listdir(canary)) == ["keep"] and _host_mounts_at(canary) == []
+        assert _host_mounts_at(scratch) == []
+
+        r = api.request("PUT", f"/1.0/instances/{name}", {
+            **{k: api.instance(name)[k] for k in ("config", "profiles", "description")},
+            "devices": {"v": {"type": "disk", "pool": "default", "source": vol,
+                              "path": "/mnt/v"}}})
+        api.wait(r)
+        mounts = api.sh(name, "cat /proc/self/mounts").decode()
+        assert f"{canary}/h" not in mounts and " /mnt/v " in mounts
+        r = api.request("DELETE", f"{POOL}/volumes/custom/{vol}")
+        assert r.status == 400
+        _patch_devices(api, name, {"v": {"type": "none"}})
+        assert " /mnt/v " not in api.sh(name, "cat /proc/self/mounts").decode()
+        bad = api.request("PATCH", f"/1.0/instances/{name}", {"devices": {
+            "m": {"type": "disk", "source": str(scratch / "missing"), "path": "/m"}}})
+        if bad.status == 202:
+            op = api.wait(bad)
+            assert op["status"] == "Failure" and "missing source" in op["err"]
+        else:
+            assert bad.status == 400 and "missing source" in bad.json["error"]
+        assert "m" not in api.instance(name)["devices"]
+    finally:
+        shutil.rmtree(canary, ignore_errors=True)

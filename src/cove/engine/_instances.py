@@ -442,7 +442,7 @@ class Instances:
             self._net.check_devices(name, new_devs, inst.profiles)
             self._disks.check_disks(new_devs)
             if inst.status is not Status.STOPPED:
-                self._net.apply_devices(inst, new_devs)  # published ports change at once
+                self._apply_live(inst, new_devs)
             inst.devices = new_devs
         if profiles is not None:
             self._profiles.check(profiles)
@@ -453,6 +453,23 @@ class Instances:
             inst.ephemeral = bool(ephemeral)
         self._store.update_instance(inst)
         self._events.lifecycle("instance-updated", f"/1.0/instances/{name}")
+
+    def _apply_live(self, inst: Instance, new_devs: dict[str, dict[str, str]]) -> None:
+        """Disks are (un)mounted and published ports changed at once, as LXD."""
+        old = self._profiles.expanded_devices(inst)
+        new = self._profiles.expanded_devices(Instance(name=inst.name, image=inst.image,
+                                                       devices=new_devs,
+                                                       profiles=inst.profiles))
+        pid = self._runs.pids.get(inst.name)
+        rootfs = self._paths.instance_dir(inst.name) / "rootfs"
+        if pid:
+            self._disks.apply_disks(pid, rootfs, old, new)
+        try:
+            self._net.apply_devices(inst, new_devs)
+        except BaseException:
+            if pid:
+                self._disks.apply_disks(pid, rootfs, new, old)
+            raise
 
     def rename(self, name: str, new_name: str) -> Operation:
         """Rename a stopped instance, as an operation. Not idempotent.

@@ -36,11 +36,13 @@ import os
 import shutil
 import threading
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 from cove.engine.events import EventBus
 from cove.engine.ports import DeviceSource
+from cove.host import mountns
 from cove.model.disks import (
     DEFAULT_POOL,
     Disk,
@@ -346,6 +348,46 @@ class Storage:
                 out.append({"destination": target, "type": "bind", "source": str(source),
                             "options": opts})
         return tuple(out)
+
+    def apply_disks(self, pid: int, rootfs: Path, old: dict[str, dict[str, str]],
+                    new: dict[str, dict[str, str]], *, project: str = "default") -> None:
+        """Make a running instance's disk mounts follow its devices going from
+        ``old`` to ``new`` (both expanded): a removed or changed disk is
+        unmounted, an added or changed one mounted (hot-plug, as LXD), in the
+        namespace of its init ``pid``. Targets are made and resolved inside
+        ``rootfs`` as at start; the mount itself refuses a target the
+        container turned into a symlink meanwhile. A failure unmounts what
+        this call mounted (a removed disk stays unmounted).
+
+        Raises:
+            BadRequest: a source or target that cannot be mounted (named).
+            NotFound: a volume that does not exist.
+        """
+        before = {d.name: d for d in disks_of(old)}
+        after = {d.name: d for d in disks_of(new)}
+        gone = [d for n, d in before.items() if after.get(n) != d]
+        came = [d for n, d in after.items() if before.get(n) != d]
+        if not gone and not came:
+            return
+        with RootFS(rootfs) as root, ExitStack() as undo:
+            for disk in gone:  # first: a changed disk may keep its path
+                try:
+                    mountns.unmount_in(pid, root.resolve(disk.path))
+                except (NotFound, OSError):
+                    pass  # not there (or the instance ended): nothing to take down
+            for disk in came:
+                source = self._source_of(disk, project)
+                if source is None:
+                    continue
+                target = _make_target(root, disk, source.is_dir())
+                try:
+                    mountns.bind_into(pid, str(source), target, readonly=disk.readonly,
+                                      recursive=disk.recursive)
+                except OSError as e:
+                    raise BadRequest(f"Device {disk.name!r}: cannot mount {disk.path} in the "
+                                     f"running instance: {e.strerror}") from None
+                undo.callback(mountns.unmount_in, pid, target)
+            undo.pop_all()
 
     def _source_of(self, disk: Disk, project: str) -> Path | None:
         if disk.is_volume:

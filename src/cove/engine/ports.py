@@ -89,6 +89,12 @@ class DiskPort(Protocol):
         BadRequest, NotFound."""
         ...
 
+    def apply_disks(self, pid: int, rootfs: Path, old: dict[str, dict[str, str]],
+                    new: dict[str, dict[str, str]], *, project: str = "default") -> None:
+        """Hot-plug: mount and unmount a running instance's changed disks.
+        Raises BadRequest, NotFound."""
+        ...
+
 
 class DeviceSource(Protocol):
     """What storage needs of profiles: the devices an instance runs with."""
