@@ -2,8 +2,8 @@
 
 The same words as ``lxc config device``. ``add`` merges one device with
 ``PATCH {"devices": {...}}``; ``remove`` fetches the instance and ``PUT``s it
-back without the devices (a PATCH cannot remove one). Disk devices apply
-when the instance next starts.
+back without the devices (a PATCH cannot remove one). Disks are mounted
+and unmounted at once in a running instance.
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def register_device(csub: Any, common: argparse.ArgumentParser) -> None:
         "add", parents=[common], help="Add a device",
         description="Add a device. disk: source=HOST_PATH path=PATH [readonly=true] "
                     "[required=false] [recursive=true], or pool=default source=VOLUME "
-                    "path=PATH; applies at the next start. nic: network=NET [name=eth1]. "
+                    "path=PATH (mounted at once if it runs). nic: network=NET [name=eth1]. "
                     "proxy: listen=tcp:0.0.0.0:80 connect=tcp:0.0.0.0:8080 nat=true.",
         epilog="examples:\n  cove config device add c1 data disk source=/srv/data path=/data",
         formatter_class=_RAW)

@@ -224,8 +224,7 @@ def _register_volume(ssub: Any, common: argparse.ArgumentParser) -> None:
         "POOL", "VOLUME", aliases=("rm",))
     add("rename", "Rename a volume (and the devices that mount it)", cmd_volume_rename,
         "rename default data data2", "POOL", "VOLUME", "NEW-NAME")
-    p = add("attach", "Mount a volume in an instance (a disk device; applies at its next "
-            "start)", cmd_volume_attach, "attach default data c1 /srv/data", "POOL", "VOLUME",
+    p = add("attach", "Mount a volume in an instance (a disk device; at once if it runs)", cmd_volume_attach, "attach default data c1 /srv/data", "POOL", "VOLUME",
             "INSTANCE")
     p.add_argument("rest", metavar="[DEVICE] PATH", nargs="+")
     p = add("detach", "Remove the devices that mount a volume", cmd_volume_detach,

@@ -25,8 +25,9 @@ or ``../../..``): it is made and resolved with ``safefs.RootFS``
 (``openat2(RESOLVE_IN_ROOT)``) while the container is not yet running, and
 runc is handed the resolved, symlink-free path, so the mount lands inside
 the container's root whatever the image or the last run planted. A target
-that resolves to the root itself is refused. Disks apply at start: adding
-one to a running instance is recorded and takes effect at its next start.
+that resolves to the root itself is refused. A disk added to or removed from
+a running instance is mounted or unmounted at once (``apply_disks``, through
+``host.mountns``: the new mount API, no path the container could race).
 """
 
 from __future__ import annotations

@@ -475,7 +475,7 @@ class Driver(ABC):
         """Give instance ``name`` the disk device ``device`` (``disk``: its
         keys, e.g. ``{"source": "/srv/data", "path": "/data"}`` or ``{"pool":
         "default", "source": "vol1", "path": "/data"}``). The same device
-        there already: nothing. cove applies disks at the next start.
+        there already: nothing. A running instance gets it mounted at once.
 
         Raises:
             NotFound: no such instance or volume.
