@@ -68,9 +68,12 @@ def test_volumes(host: Host) -> None:
         d.rename_volume(pool, name, renamed)  # done already: nothing
         with pytest.raises(NotFound):
             d.volume(pool, name)
-        d.attach_disk(inst, "again", {"pool": pool, "source": renamed, "path": "/mnt/v2"})
         d.start_container(inst)
+        # hot-plugged into the running instance, on LXD as on cove
+        d.attach_disk(inst, "again", {"pool": pool, "source": renamed, "path": "/mnt/v2"})
         assert t.execute("cat /mnt/v2/f").check().stdout == b"kept\n"  # the data moved along
+        d.detach_disk(inst, "again")
+        assert t.execute("test -e /mnt/v2/f").exit_code != 0  # and unplugged
         d.delete_container(inst)
         d.delete_volume(pool, renamed)
         d.delete_volume(pool, renamed)  # gone: nothing
