@@ -287,3 +287,34 @@ def test_storage_bad_input_is_400(fake: FakeEngine, method: str, path: str,
 def test_storage_extensions_are_advertised() -> None:
     for ext in ("storage", "storage_api_volume_rename", "resources"):
         assert ext in API_EXTENSIONS
+
+
+# -- the wire classes ----------------------------------------------------------------------------
+
+def test_storage_wire_classes_read_lxd_answers() -> None:
+    # LXD 5.0's volume has no "pool"; its pool has no "description" when empty
+    vol = api.StorageVolume.from_wire({
+        "config": {"size": "1GiB"}, "description": "", "name": "v", "type": "custom",
+        "used_by": ["/1.0/instances/c"], "location": "none", "content_type": "filesystem",
+        "project": "default", "created_at": "2026-12-01T00:00:00Z"})
+    assert (vol.pool, vol.config, vol.used_by) == ("", {"size": "1GiB"}, ["/1.0/instances/c"])
+    pool = api.StoragePool.from_wire({"name": "p", "driver": "dir", "status": "Created",
+                                      "config": {"source": "/x"}, "used_by": None})
+    assert (pool.description, pool.used_by, pool.locations) == ("", [], [])
+    res = api.ResourcesStoragePool.from_wire({"space": {"used": 1, "total": 2}})
+    assert (res.space_used, res.space_total, res.inodes_total) == (1, 2, 0)
+    assert api.StoragePool.from_wire(pool.to_wire()) == pool
+
+
+def test_storage_requests_parse_strictly() -> None:
+    post = api.StorageVolumesPost.parse({"name": "v"}, type="custom")
+    assert (post.type, post.content_type, post.config) == ("custom", "filesystem", {})
+    assert api.StorageVolumesPost.parse(post.to_wire()) == post
+    with pytest.raises(BadRequest, match="differs"):
+        api.StorageVolumesPost.parse({"name": "v", "type": "image"}, type="custom")
+    with pytest.raises(BadRequest, match="config"):
+        api.StorageVolumesPost.parse({"name": "v", "config": ["size"]})
+    assert api.StorageVolumePut.parse({}).to_wire() == {}
+    assert api.StorageVolumePost.parse({"name": "w", "pool": "default"}).pool == "default"
+    with pytest.raises(BadRequest, match="project"):
+        api.StorageVolumePost.parse({"name": "w", "project": "p2"})
