@@ -114,8 +114,8 @@ class Engine:
     def startup(self) -> None:
         """Reconcile the host with the database and autostart (see
         ``_reconcile``). Call once, before serving."""
+        self.storage.sweep()  # first: an autostarted instance may mount a volume
         self._reconciler.run()
-        self.storage.sweep()
 
     def server_environment(self) -> dict[str, Any]:
         """The ``environment`` part of ``GET /1.0``."""
