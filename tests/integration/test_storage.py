@@ -300,6 +300,9 @@ def test_lxc_storage(make_coved, busybox_tar: Path) -> None:  # type: ignore[no-
         assert "custom,covetest-lv," in listed, listed
         shown = run("storage", "volume", "show", "covetest-r:default", "covetest-lv").stdout
         assert "size: 1GiB" in shown and "type: custom" in shown
+        run("storage", "volume", "set", "covetest-r:default", "covetest-lv", "user.a=b")  # If-Match
+        assert "user.a: b" in run("storage", "volume", "show", "covetest-r:default",
+                                  "covetest-lv").stdout
         run("storage", "volume", "rename", "covetest-r:default", "covetest-lv", "covetest-lv2")
 
         name = new_name("lxcs")

@@ -242,7 +242,11 @@ def test_storage_routes(fake: FakeEngine) -> None:
         assert v.created_at.endswith("Z")
         resp = await client.get(f"{base}/volumes/custom/v1")
         assert resp.headers["ETag"]
-        await md("PATCH", f"{base}/volumes/custom/v1", json={"description": "d"})
+        etag = resp.headers["ETag"]
+        await md("PATCH", f"{base}/volumes/custom/v1", json={"description": "d"},
+                 headers={"If-Match": etag})
+        assert "ETag" in await md("PUT", f"{base}/volumes/custom/v1", 412,
+                                  json={"description": "x"}, headers={"If-Match": etag})
         assert (await md("GET", f"{base}/volumes/custom/v1"))["description"] == "d"
         resp = await client.post(f"{base}/volumes/custom/v1", json={"name": "v3"})
         assert resp.status == 201 and resp.headers["Location"] == f"{base}/volumes/custom/v3"

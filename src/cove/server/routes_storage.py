@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from cove import api
-from cove.model.errors import BadRequest
+from cove.model.errors import BadRequest, PreconditionFailed
 from cove.server import render
 from cove.server.routes_common import call, check_project, engine_of, json_body, recursion
 
@@ -108,6 +108,10 @@ async def _get(request: web.Request) -> web.Response:
 async def _update(request: web.Request, patch: bool) -> web.Response:
     check_project(request)
     put = api.StorageVolumePut.parse(await json_body(request))
+    wanted = request.headers.get("If-Match", "").strip().strip('"')
+    if wanted and render.etag(await _volume_object(request),
+                              ("config", "description")) != wanted:
+        raise PreconditionFailed("ETag doesn't match: the volume changed since it was read")
     config = put.config if put.config is not None or patch else {}  # PUT replaces it all
     description = put.description if put.description is not None or patch else ""
     await call(request, engine_of(request).storage.update_volume, request.match_info["pool"],
