@@ -310,6 +310,13 @@ def test_lxc_storage(make_coved, busybox_tar: Path) -> None:  # type: ignore[no-
             "-c", "cove.cmd=sleep 1000")
         assert "pool: default" in run("config", "show", f"covetest-r:{name}",
                                       "--expanded").stdout
+        # lxc config device add/remove on the running instance: hot-plugged
+        run("config", "device", "add", f"covetest-r:{name}", "hostdir", "disk",
+            f"source={home}", "path=/mnt/h", "readonly=true")
+        run("exec", f"covetest-r:{name}", "--", "test", "-d", "/mnt/h/lxdconf")
+        run("config", "device", "remove", f"covetest-r:{name}", "hostdir")
+        assert run("exec", f"covetest-r:{name}", "--", "test", "-d", "/mnt/h/lxdconf",
+                   check=False).returncode != 0
         run("stop", "-f", f"covetest-r:{name}")
         run("storage", "volume", "attach", "covetest-r:default", "covetest-lv2", name,
             "/mnt/v")
