@@ -188,6 +188,10 @@ def test_mount_targets_resolve_inside_the_root(tmp_path: Path) -> None:
     assert os.listdir(host) == []  # nothing made on the host
     assert (rootfs / str(host).lstrip("/") / "x").is_dir()
     assert (rootfs / "etc" / "one").is_file()
+    with pytest.raises(BadRequest, match="is a directory in the instance"):
+        mounts({"f": {"type": "disk", "source": str(src / "file"), "path": "/etc"}})
+    with pytest.raises(BadRequest, match="is a file in the instance"):
+        mounts({"f": {"type": "disk", "source": str(src), "path": "/etc/one"}})
     with pytest.raises(BadRequest, match="root directory"):
         mounts({"u": {"type": "disk", "source": str(src), "path": "/up"}})
     with pytest.raises(BadRequest, match="missing source"):

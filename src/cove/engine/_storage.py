@@ -425,6 +425,10 @@ def _make_target(root: RootFS, disk: Disk, is_dir: bool) -> str:
     if target == "/":
         raise BadRequest(f"Device {disk.name!r}: path {disk.path} resolves to the instance's "
                          "root directory")
+    kind = root.stat(target).type
+    if (kind == "directory") != is_dir:
+        raise BadRequest(f"Device {disk.name!r}: path {disk.path} is a {kind} in the instance "
+                         f"and the source a {'directory' if is_dir else 'file'}")
     return target
 
 
