@@ -310,6 +310,8 @@ def test_lxc_storage(make_coved, busybox_tar: Path) -> None:  # type: ignore[no-
             "-c", "cove.cmd=sleep 1000")
         assert "pool: default" in run("config", "show", f"covetest-r:{name}",
                                       "--expanded").stdout
+        listed = run("storage", "volume", "list", "covetest-r:default", "--format", "csv").stdout
+        assert f"container,{name}," in listed, listed  # its root filesystem, as LXD lists it
         # lxc config device add/remove on the running instance: hot-plugged
         run("config", "device", "add", f"covetest-r:{name}", "hostdir", "disk",
             f"source={home}", "path=/mnt/h", "readonly=true")

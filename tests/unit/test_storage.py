@@ -239,6 +239,16 @@ def test_storage_routes(fake: FakeEngine) -> None:
         assert await md("GET", f"{base}/volumes") == [
             f"{base}/volumes/custom/v1", f"{base}/volumes/custom/v2"]
         assert await md("GET", f"{base}/volumes/container") == []
+        fake.store.add_instance(Instance(name="c9", image="f", created_at=1.0))
+        assert await md("GET", f"{base}/volumes/container") == [f"{base}/volumes/container/c9"]
+        got = await md("GET", f"{base}/volumes/container/c9")
+        assert (got["type"], got["name"], got["used_by"]) == (
+            "container", "c9", ["/1.0/instances/c9"])
+        await md("GET", f"{base}/volumes/container/c8", 404)
+        assert "custom volumes only" in await md("DELETE", f"{base}/volumes/container/c9", 400)
+        assert [v["type"] for v in await md("GET", f"{base}/volumes?recursion=1")] == [
+            "container", "custom", "custom"]
+        fake.store.delete_instance("c9")
         vols = await md("GET", f"{base}/volumes/custom?recursion=1")
         v = api.StorageVolume.from_wire(vols[0])
         assert (v.name, v.type, v.pool, v.project, v.content_type, v.created_at) == (

@@ -158,6 +158,12 @@ class Storage:
         return [_instance_url(i.name, _project_of(i))
                 for i, _ in self._users(pool, name, project)]
 
+    def instance_volumes(self, pool: str, *, project: str = "default") -> list[Instance]:
+        """The instances whose root filesystems live on ``pool`` (LXD's
+        ``container`` volumes): all of them, on cove's one pool. Raises: NotFound."""
+        self._check_pool(pool)
+        return [i for i in self._store.list_instances() if _project_of(i) == project]
+
     def _users(self, pool: str, name: str, project: str) -> list[tuple[Instance, list[str]]]:
         """(instance, its device names) for each instance using the volume."""
         out = []

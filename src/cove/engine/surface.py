@@ -296,6 +296,10 @@ class StorageAPI(Protocol):
         """Raises: NotFound, BadRequest (type)."""
         ...
 
+    def instance_volumes(self, pool: str, *, project: str = "default") -> list[Instance]:
+        """The instances whose root filesystems are on ``pool``. Raises: NotFound."""
+        ...
+
     def volume_used_by(self, pool: str, name: str, *, project: str = "default") -> list[str]:
         """Raises: NotFound."""
         ...

@@ -4,7 +4,8 @@ LXD answers these synchronously (no operation) for a local custom volume
 without a copy source, and so does cove: a create is ``200`` with an empty
 body, a rename ``201`` with ``Location``. Creating, changing or deleting
 pools is refused with 400: cove has the one pool on its root (see
-``engine._storage``). Volume types other than ``custom`` are a 400.
+``engine._storage``). Each instance's root filesystem is listed (and read) as
+a ``container`` volume, as LXD does; only ``custom`` volumes can be changed.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from typing import Any
 from aiohttp import web
 
 from cove import api
-from cove.model.errors import BadRequest, PreconditionFailed
+from cove.model.errors import BadRequest, NotFound, PreconditionFailed
+from cove.model.records import Instance
 from cove.server import render
 from cove.server.routes_common import call, check_project, engine_of, json_body, recursion
 
@@ -62,19 +64,26 @@ def _type_of(request: web.Request) -> str:
     return request.match_info.get("type", "")
 
 
+def _container_volume(pool: str, inst: Instance) -> dict[str, Any]:
+    """An instance's root filesystem as LXD lists it among a pool's volumes."""
+    return api.StorageVolume(name=inst.name, type="container", pool=pool,
+                             created_at=api.rfc3339(inst.created_at),
+                             used_by=[f"/1.0/instances/{inst.name}"]).to_wire()
+
+
 async def _volumes(request: web.Request) -> web.Response:
     check_project(request)
     storage = engine_of(request).storage
-    pool = request.match_info["pool"]
-    if _type_of(request) not in ("", "custom"):
-        # cove keeps no volume objects for instances or images: an empty list, as
-        # an LXD pool where no instance lives
-        await call(request, storage.pool, pool)
-        return render.sync([])
-    vols = await call(request, storage.volumes, pool)
+    pool, kind = request.match_info["pool"], _type_of(request)
+    # custom volumes, and (as LXD) each instance's root filesystem as a
+    # "container" volume; cove has no image or virtual-machine volumes
+    vols = await call(request, storage.volumes, pool) if kind in ("", "custom") else []
+    insts = await call(request, storage.instance_volumes, pool) \
+        if kind in ("", "container") else []
     if recursion(request) == 0:
-        return render.sync([f"{BASE}/{pool}/volumes/custom/{v.name}" for v in vols])
-    out = []
+        return render.sync([f"{BASE}/{pool}/volumes/container/{i.name}" for i in insts]
+                           + [f"{BASE}/{pool}/volumes/custom/{v.name}" for v in vols])
+    out = [_container_volume(pool, i) for i in insts]
     for v in vols:
         used_by = await call(request, storage.volume_used_by, pool, v.name)
         out.append(api.storage_volume(v, used_by))
@@ -94,6 +103,12 @@ async def _create(request: web.Request) -> web.Response:
 async def _volume_object(request: web.Request) -> dict[str, Any]:
     storage = engine_of(request).storage
     pool, name = request.match_info["pool"], request.match_info["name"]
+    if _type_of(request) == "container":
+        found = [i for i in await call(request, storage.instance_volumes, pool)
+                 if i.name == name]
+        if not found:
+            raise NotFound(f"Storage volume not found: {name}")
+        return _container_volume(pool, found[0])
     vol = await call(request, storage.volume, pool, name, type=_type_of(request))
     used_by = await call(request, storage.volume_used_by, pool, name)
     return api.storage_volume(vol, used_by)
