@@ -139,6 +139,19 @@ def test_volume_service(tmp_path: Path) -> None:
         st.delete_volume("default", "v2")
 
 
+def test_volume_directories_never_collide(tmp_path: Path) -> None:
+    st, _ = _storage(tmp_path)
+    custom = tmp_path / "storage" / "custom"
+    st.create_volume("default", "b_c", project="a")  # a_b_c
+    (custom / "a_b_c" / "data").write_text("mine")
+    with pytest.raises(Conflict, match="belongs"):
+        st.create_volume("default", "c", project="a_b")  # a_b_c again
+    st.create_volume("default", "d", project="a_b")
+    with pytest.raises(Conflict, match="belongs"):
+        st.rename_volume("default", "d", "c", project="a_b")
+    assert (custom / "a_b_c" / "data").read_text() == "mine"
+
+
 def test_sweep_finishes_what_a_crash_left(tmp_path: Path) -> None:
     st, store = _storage(tmp_path)
     custom = tmp_path / "storage" / "custom"

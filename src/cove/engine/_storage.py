@@ -52,7 +52,7 @@ from cove.model.disks import (
     validate_volume_config,
     validate_volume_name,
 )
-from cove.model.errors import BadRequest, CoveError, NotFound
+from cove.model.errors import BadRequest, Conflict, CoveError, NotFound
 from cove.model.records import Instance
 from cove.model.states import Status
 from cove.storage.safefs import RootFS
@@ -181,6 +181,15 @@ class Storage:
     def _dir_for(self, name: str, project: str) -> str:
         return name if project == "default" else f"{project}_{name}"
 
+    def _check_dir_free(self, vol: Volume) -> None:
+        """``<project>_<name>`` can be spelt two ways when a project's name
+        holds ``_``; a directory another volume owns is never reused.
+        Raises: Conflict."""
+        for other in self._store.volumes.all(project=None):
+            if other.dir == vol.dir and (other.project, other.name) != (vol.project, vol.name):
+                raise Conflict(f"Storage volume {vol.name!r}: its directory {vol.dir} belongs "
+                               f"to volume {other.name!r} of project {other.project!r}")
+
     def create_volume(self, pool: str, name: str, *, type: str = "custom",
                       description: str = "", config: dict[str, Any] | None = None,
                       content_type: str = "filesystem", project: str = "default") -> Volume:
@@ -201,10 +210,11 @@ class Storage:
         vol = Volume(name=name, project=project, pool=pool, description=description,
                      config=conf, created_at=self._now(), dir=self._dir_for(name, project))
         with self._lock:
+            self._check_dir_free(vol)
             self._store.volumes.add(vol)  # Conflict before anything is made
             try:
                 d = self._custom / vol.dir
-                if d.exists():  # left by a crash; no row owned it
+                if d.exists():  # left by a crash; no row owns it (checked above)
                     shutil.rmtree(d)
                 d.mkdir(mode=0o711)
                 os.chmod(d, 0o711)
@@ -253,6 +263,8 @@ class Storage:
                 if any(d not in inst.devices for d in devs):
                     raise BadRequest(f"Volume is used through a profile by {inst.name}: "
                                      "detach it there first")
+            self._check_dir_free(Volume(name=new_name, project=project,
+                                        dir=self._dir_for(new_name, project)))
             self._store.volumes.rename(pool, name, new_name, project=project)
             for inst, devs in users:
                 for d in devs:
