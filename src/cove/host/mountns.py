@@ -2,15 +2,16 @@
 
 Design note: the mount is made with the new mount API so that no path is
 resolved where the container could race it. ``open_tree(OPEN_TREE_CLONE)``
-takes a detached copy of the host source in coved's own namespace; a forked
-child then joins the container's mount namespace (whose root is the
+takes a detached copy of the host source in coved's own namespace; a helper
+process then joins the container's mount namespace (whose root is the
 container's root), opens the target with ``openat2(RESOLVE_IN_ROOT |
 RESOLVE_NO_SYMLINKS)`` and attaches the copy to that fd with ``move_mount``.
 The caller hands in a target already made and resolved inside the rootfs;
 if the container swapped any component for a symlink since, the open fails
-(``ELOOP``) instead of following it. The child is forked (not a thread)
-because a multi-threaded process cannot ``setns`` into a mount namespace.
-Each call is one child; errors come back as its exit status (the errno).
+(``ELOOP``) instead of following it. The child is a helper process (this
+module run as a program, the tree's fd passed down), because a threaded
+process can neither ``setns`` into a mount namespace nor fork safely. Each
+call is one helper (~30 ms); errors come back as its exit status (the errno).
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-from collections.abc import Callable
+import sys
 
+from cove.host import proc
 from cove.host.syscalls import (
     MNT_DETACH,
     RESOLVE_IN_ROOT,
@@ -79,37 +81,24 @@ def _clone_tree(source: str, *, readonly: bool, recursive: bool) -> int:
     return fd
 
 
-def _in_namespace(pid: int, body: Callable[[], None]) -> None:
-    """Run ``body()`` in a forked child that joined ``pid``'s mount namespace.
+def _in_namespace(pid: int, *args: str, pass_fds: tuple[int, ...] = ()) -> None:
+    """Run this module's ``main`` with ``args`` in a helper process that joins
+    ``pid``'s mount namespace.
+
+    A helper *process* (not ``os.fork``): coved has threads, and a forked
+    copy of a threaded process may block on a lock another thread held; the
+    subprocess module execs at once.
 
     Raises:
-        OSError: the child's errno (ESRCH when ``pid`` is gone).
+        OSError: the helper's errno (ESRCH when ``pid`` is gone).
     """
-    try:
-        ns = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise OSError(errno.ESRCH, "the container's init is gone", str(pid)) from None
-    try:
-        child = os.fork()
-        if child == 0:  # pragma: no cover - runs in the child
-            code = 0
-            try:
-                if _setns(ns, _CLONE_NEWNS) != 0:
-                    code = ctypes.get_errno() or errno.EPERM
-                else:
-                    body()
-            except OSError as e:
-                code = e.errno or errno.EIO
-            except BaseException:  # noqa: BLE001 - the child must reach os._exit
-                code = errno.EIO
-            os._exit(min(code, 255))
-        _, status = os.waitpid(child, 0)
-    finally:
-        os.close(ns)
-    code = os.waitstatus_to_exitcode(status)
-    if code != 0:
-        err = code if code > 0 else errno.EINTR
-        raise OSError(err, os.strerror(err), str(pid))
+    if not os.path.exists(f"/proc/{pid}/ns/mnt"):
+        raise OSError(errno.ESRCH, "the container's init is gone", str(pid))
+    r = proc.run([sys.executable, "-m", "cove.host.mountns", str(pid), *args], check=False,
+                 pass_fds=pass_fds, timeout=30)
+    if r.returncode != 0:
+        err = r.returncode if 0 < r.returncode < 200 else errno.EIO
+        raise OSError(err, os.strerror(err), r.stderr.decode(errors="replace").strip()[-200:])
 
 
 def bind_into(pid: int, source: str, target: str, *, readonly: bool = False,
@@ -123,18 +112,9 @@ def bind_into(pid: int, source: str, target: str, *, readonly: bool = False,
             ``ENOENT`` when it is gone, or another errno of the kernel.
     """
     tree = _clone_tree(source, readonly=readonly, recursive=recursive)
-
-    def attach() -> None:  # pragma: no cover - runs in the child
-        root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        where = openat2(root, target.lstrip("/") or ".", os.O_PATH | os.O_NOFOLLOW,
-                        resolve=RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)
-        _check(_syscall(ctypes.c_long(_SYS_MOVE_MOUNT), ctypes.c_int(tree),
-                        ctypes.c_char_p(b""), ctypes.c_int(where), ctypes.c_char_p(b""),
-                        ctypes.c_uint(_MOVE_MOUNT_F_EMPTY_PATH | _MOVE_MOUNT_T_EMPTY_PATH)),
-               target)
-
     try:
-        _in_namespace(pid, attach)
+        os.set_inheritable(tree, True)
+        _in_namespace(pid, "bind", str(tree), target, pass_fds=(tree,))
     finally:
         os.close(tree)
 
@@ -142,12 +122,44 @@ def bind_into(pid: int, source: str, target: str, *, readonly: bool = False,
 def unmount_in(pid: int, target: str) -> None:
     """Lazily unmount ``target`` in ``pid``'s mount namespace. Idempotent
     (nothing mounted there, or the path gone: nothing)."""
+    _in_namespace(pid, "unmount", target)
 
-    def detach() -> None:  # pragma: no cover - runs in the child
-        try:
-            umount2(target, MNT_DETACH | UMOUNT_NOFOLLOW)
-        except OSError as e:
-            if e.errno not in (errno.EINVAL, errno.ENOENT):
-                raise
 
-    _in_namespace(pid, detach)
+def _attach(tree: int, target: str) -> None:
+    root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    where = openat2(root, target.lstrip("/") or ".", os.O_PATH | os.O_NOFOLLOW,
+                    resolve=RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)
+    _check(_syscall(ctypes.c_long(_SYS_MOVE_MOUNT), ctypes.c_int(tree), ctypes.c_char_p(b""),
+                    ctypes.c_int(where), ctypes.c_char_p(b""),
+                    ctypes.c_uint(_MOVE_MOUNT_F_EMPTY_PATH | _MOVE_MOUNT_T_EMPTY_PATH)), target)
+
+
+def _detach(target: str) -> None:
+    try:
+        umount2(target, MNT_DETACH | UMOUNT_NOFOLLOW)
+    except OSError as e:
+        if e.errno not in (errno.EINVAL, errno.ENOENT):
+            raise
+
+
+def main(argv: list[str]) -> int:
+    """The helper: ``PID bind TREE_FD TARGET`` or ``PID unmount TARGET``;
+    exits with the errno of what failed (0: done)."""
+    try:
+        ns = os.open(f"/proc/{int(argv[0])}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+        if _setns(ns, _CLONE_NEWNS) != 0:  # also makes its root our root and cwd
+            return ctypes.get_errno() or errno.EPERM
+        if argv[1] == "bind":
+            _attach(int(argv[2]), argv[3])
+        elif argv[1] == "unmount":
+            _detach(argv[2])
+        else:
+            return errno.EINVAL
+    except OSError as e:
+        sys.stderr.write(f"{e}\n")
+        return e.errno or errno.EIO
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
