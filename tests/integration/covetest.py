@@ -206,7 +206,7 @@ def leaks(root: Path, names: Iterable[str] | None = None, *, existing: bool = Fa
     inst_dir = root / "instances"
     logs_dir = root / "instances-logs"
     if names is None:
-        for d in (inst_dir, logs_dir):
+        for d in (inst_dir, logs_dir, root / "storage" / "custom"):
             if d.is_dir():
                 found += [f"dir {d}/{e}" for e in sorted(os.listdir(d))]
     elif not existing:

@@ -138,9 +138,11 @@ def test_profiles_networks_pools_certificates(fake: FakeEngine) -> None:
         assert doc["metadata"][0]["name"] == "default"
         resp = await client.get("/1.0/profiles/other")
         assert resp.status == 404
-        for path in ("/1.0/networks", "/1.0/storage-pools", "/1.0/certificates"):
+        for path in ("/1.0/networks", "/1.0/certificates"):
             doc = await (await client.get(path)).json()
             assert doc["metadata"] == []
+        doc = await (await client.get("/1.0/storage-pools")).json()
+        assert doc["metadata"] == ["/1.0/storage-pools/default"]  # issue 9: the root's pool
         assert (await client.get("/1.0/networks/lxdbr0")).status == 404
         resp = await client.get("/1.0/profiles?project=other")
         assert resp.status == 404

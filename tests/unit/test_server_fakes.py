@@ -2,7 +2,7 @@
 
 ``FakeEngine`` is composed as ``Engine`` is: small in-memory services
 (``FakeInstances``, ``FakeAccess``, ``FakeImages``, ``FakeNetworks``,
-``FakeProfiles``) next to the real ``Trust`` (on a real store in the root),
+``FakeProfiles``) next to the real ``Trust`` and ``Storage`` (on a real store in the root),
 ``Operations`` and ``EventBus``. mypy holds it to ``EngineAPI``, so the
 server gets it as it is, never through ``cast(Engine, fake)``.
 ``FakeExecSession`` runs a tiny scripted "command" in a thread behind real
@@ -47,6 +47,7 @@ from cove.engine._exec_out import (
 from cove.engine._profiles import DefaultNetwork, Profiles
 from cove.engine._projects import Projects
 from cove.engine._runs import Paths
+from cove.engine._storage import Storage
 from cove.model.config import resources_from_config, validate_config
 from cove.model.errors import BadRequest, Conflict, NotFound
 from cove.model.projects import instance_key, instance_url
@@ -679,6 +680,10 @@ class FakeEngine:
         self.projects = Projects(self.store, self.operations, self.events)
         self.profiles.bind_projects(self.projects.profiles_project)
         self.projects.bind(self.profiles)
+        # the real storage service on the store in ``root`` (it sees the store's
+        # instances, so volume used_by is empty for FakeInstances' ones)
+        self.storage = Storage(root, self.store, self.profiles, self.events, time.time)
+        self.storage.bind_projects(self.projects.volumes_project)
 
     # -- helpers for tests ---------------------------------------------------------
     def add(self, name: str, status: Status = Status.RUNNING, *, project: str = "default",

@@ -75,6 +75,15 @@ if TYPE_CHECKING:
     from cove.api._operations import ErrorResponse, Event, Operation
     from cove.api._profiles import ProfilePost, ProfilePut, ProfilesPost
     from cove.api._projects import Project, ProjectPost, ProjectPut, ProjectsPost, ProjectState
+    from cove.api._storage import (
+        ResourcesStoragePool,
+        StoragePool,
+        StorageVolume,
+        StorageVolumePost,
+        StorageVolumePut,
+        StorageVolumesPost,
+        storage_volume,
+    )
 
 __all__ = [
     "METRIC_FAMILIES",
@@ -114,6 +123,12 @@ __all__ = [
     "ProjectPut",
     "ProjectState",
     "ProjectsPost",
+    "ResourcesStoragePool",
+    "StoragePool",
+    "StorageVolume",
+    "StorageVolumePost",
+    "StorageVolumePut",
+    "StorageVolumesPost",
     "alias",
     "alias_object",
     "async_envelope",
@@ -137,6 +152,7 @@ __all__ = [
     "profile_object",
     "render_families",
     "rfc3339",
+    "storage_volume",
     "sync_envelope",
 ]
 
@@ -161,6 +177,8 @@ _MODULES = {
     "_operations": ("ErrorResponse", "Event", "Operation"),
     "_profiles": ("ProfilePost", "ProfilePut", "ProfilesPost"),
     "_projects": ("Project", "ProjectPost", "ProjectPut", "ProjectState", "ProjectsPost"),
+    "_storage": ("ResourcesStoragePool", "StoragePool", "StorageVolume", "StorageVolumePost",
+                 "StorageVolumePut", "StorageVolumesPost", "storage_volume"),
 }
 _HOME = {name: module for module, names in _MODULES.items() for name in names}
 

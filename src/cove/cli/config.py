@@ -1,5 +1,6 @@
 """``cove config show|get|set|unset``: an instance's configuration, or the
-server's; ``cove config trust add|list|remove``: who may use coved over HTTPS.
+server's; ``cove config trust add|list|remove``: who may use coved over HTTPS;
+``cove config device add|remove|list|show`` (``cove.cli.device``).
 
 ``set`` merges with ``PATCH {"config": {...}}``; ``unset`` fetches the
 instance and ``PUT``s it back without the key (a PATCH cannot remove one).
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 
 from cove.cli.context import Context, UsageError, parse_kv
+from cove.cli.device import register_device
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -212,6 +214,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                         formatter_class=_RAW)
     p.add_argument("fingerprint", metavar="FINGERPRINT")
     p.set_defaults(func=cmd_trust_remove)
+
+    register_device(csub, common)
 
 
 def cmd_trust_add(ctx: Context, args: argparse.Namespace) -> int:

@@ -89,6 +89,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "profile": ("profile",),
     "metrics": ("metrics",),
     "project": ("project",),
+    "storage": ("storage",),
 }
 
 _VALUED = ("--root", "--project")  # global options that take the next word

@@ -31,6 +31,7 @@ from urllib.parse import quote, urlencode
 
 from cove import api
 from cove.client import _wire as wire
+from cove.client import _wire_storage as wstor
 from cove.client._exec import ExecResult
 from cove.client._http import HttpTransport, Response, UnixTransport, parse_envelope
 from cove.client._wire import InstanceFile
@@ -487,6 +488,40 @@ class Client:
     def delete_profile(self, name: str) -> None:
         """Refused (BadRequest) while an instance uses it; ``default`` never goes."""
         wire.metadata(self.send(wire.delete_profile(name)))
+    # -- storage (LXD answers these synchronously) -------------------------------------
+    def storage_pools(self) -> list[dict[str, Any]]:
+        """``GET /1.0/storage-pools?recursion=1``."""
+        return self._get_list(wstor.storage_pools(1).path)
+
+    def storage_pool(self, pool: str, sub: str = "") -> dict[str, Any]:
+        """A pool, or (``sub="resources"``) its space and inodes."""
+        return self._get_dict(wstor.storage_pool(pool, sub).path)
+
+    def volumes(self, pool: str) -> list[dict[str, Any]]:
+        """The custom volumes of ``pool``, as objects."""
+        return self._get_list(wstor.volumes(pool).path)
+
+    def volume(self, pool: str, name: str) -> dict[str, Any]:
+        return self._get_dict(wstor.volume(pool, name).path)
+
+    def create_volume(self, pool: str, name: str, config: dict[str, str] | None = None, *,
+                      description: str = "") -> None:
+        """Make an empty custom volume (Conflict when the name is taken)."""
+        wire.metadata(self.send(wstor.create_volume(pool, name, config,
+                                                    description=description)))
+
+    def update_volume(self, pool: str, name: str, *, config: dict[str, str] | None = None,
+                      description: str | None = None, patch: bool = True) -> None:
+        wire.metadata(self.send(wstor.update_volume(pool, name, config=config,
+                                                    description=description, patch=patch)))
+
+    def rename_volume(self, pool: str, name: str, new_name: str) -> None:
+        """Refused (BadRequest) while a running instance uses it."""
+        wire.metadata(self.send(wstor.rename_volume(pool, name, new_name)))
+
+    def delete_volume(self, pool: str, name: str) -> None:
+        """Refused (BadRequest) while an instance uses it."""
+        wire.metadata(self.send(wstor.delete_volume(pool, name)))
 
     # -- images ----------------------------------------------------------------------
     def images(self) -> list[dict[str, Any]]:

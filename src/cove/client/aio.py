@@ -37,6 +37,7 @@ from cove.client._rest import default_socket_path
 from cove.client.drivers import _host as host
 from cove.client.drivers import _profiles as profile_flows
 from cove.client.drivers import _resources as resources
+from cove.client.drivers import _storage_flows as storage
 from cove.client.drivers._rest_steps import Upload, perform, wait
 from cove.client.drivers._steps import HashFile
 from cove.client.drivers.base import Flow, ProgressCallback, Sleep, Step, flows, sha256_of
@@ -296,6 +297,39 @@ class AsyncRestDriver:
 
     async def delete_profile(self, name: str) -> None:
         await self._run(profile_flows.delete_profile(name))
+    # -- storage -------------------------------------------------------------------------------
+    async def storage_pools(self) -> list[api.StoragePool]:
+        return await self._run(storage.storage_pools())
+
+    async def volumes(self, pool: str) -> list[api.StorageVolume]:
+        return await self._run(storage.volumes(pool))
+
+    async def volume(self, pool: str, name: str) -> api.StorageVolume:
+        return await self._run(storage.volume(pool, name))
+
+    async def create_volume(self, pool: str, name: str, *,
+                            config: Mapping[str, Any] | None = None,
+                            description: str = "") -> api.StorageVolume:
+        return await self._run(storage.create_volume(pool, name, config=config,
+                                                     description=description))
+
+    async def update_volume(self, pool: str, name: str, *,
+                            config: Mapping[str, Any] | None = None,
+                            description: str | None = None) -> None:
+        await self._run(storage.update_volume(pool, name, config=config,
+                                              description=description))
+
+    async def rename_volume(self, pool: str, name: str, new_name: str) -> None:
+        await self._run(storage.rename_volume(pool, name, new_name))
+
+    async def delete_volume(self, pool: str, name: str) -> None:
+        await self._run(storage.delete_volume(pool, name))
+
+    async def attach_disk(self, name: str, device: str, disk: Mapping[str, Any]) -> None:
+        await self._run(storage.attach_disk(name, device, disk))
+
+    async def detach_disk(self, name: str, device: str) -> None:
+        await self._run(storage.detach_disk(name, device))
 
     # -- operations ----------------------------------------------------------------------------
     async def operations(self) -> list[api.Operation]:

@@ -9,6 +9,7 @@ small ``Protocol``s of ``cove.engine.ports`` where a fake is useful):
 * ``images`` — images and aliases;
 * ``networks`` — networks, with a registry of network types, and
   ``profiles`` — profiles and the expansion of an instance's config and devices;
+* ``storage`` — the default pool, custom volumes, disk devices' mounts;
 * ``trust`` — the server's certificate and config, trusted clients;
 * ``metrics`` and ``resources`` — ``/1.0/metrics`` and ``/1.0/resources``;
 * ``operations`` and ``events`` — long actions and the event bus.
@@ -27,6 +28,7 @@ Layout of a root::
                             console.log (conmon's k8s-file log), logs/ (exec outputs)
     run/                    runtime state (runc/, exits/, pids/); may vanish
     tmp/                    uploads in flight
+    storage/custom/<vol>/   custom storage volumes (``_storage``)
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from cove.engine._reconcile import Reconciler
 from cove.engine._resources import Resources
 from cove.engine._rootfs import Rootfs
 from cove.engine._runs import Paths, RunTable
+from cove.engine._storage import Storage
 from cove.engine._trust import Trust
 from cove.engine.events import EventBus
 from cove.engine.operations import Operations
@@ -103,6 +106,7 @@ class Engine:
                        clock=clock),
             self.events, default_network, self.profiles, runs.running)
         rootfs = Rootfs(paths, runs, self.store, self.images)
+        self.storage = Storage(self.root, self.store, self.profiles, self.events, clock)
         self._runs = runs
         self._nics = InstanceNetworks(self.networks, self.profiles,
                                       Forwarders(self.root, runs))
@@ -111,10 +115,12 @@ class Engine:
             images=self.images, profiles=self.profiles,
             network=self._nics,
             operations=self.operations, events=self.events, clock=clock,
-            nofile=resource.getrlimit(resource.RLIMIT_NOFILE)[1], projects=self.projects)
+            nofile=resource.getrlimit(resource.RLIMIT_NOFILE)[1], projects=self.projects,
+            disks=self.storage)
         self.profiles.bind(self.instances)
         self.profiles.bind_projects(self.projects.profiles_project)
         self.projects.bind(self.profiles)
+        self.storage.bind_projects(self.projects.volumes_project)
         self.access = Access(store=self.store, runtime=runtime, paths=paths, rootfs=rootfs,
                              operations=self.operations, profiles=self.profiles)
         self.trust = Trust(self.root, self.store, self.events, clock)
@@ -134,6 +140,7 @@ class Engine:
     def startup(self) -> None:
         """Reconcile the host with the database and autostart (see
         ``_reconcile``). Call once, before serving."""
+        self.storage.sweep()  # first: an autostarted instance may mount a volume
         self._reconciler.run()
         self._nics.resume(self._runs.running())  # forwarders adopted, restarted or stopped
 
@@ -162,9 +169,9 @@ class Engine:
             "server_name": uname.nodename,
             "server_pid": os.getpid(),
             "server_version": __version__,
-            "storage": "overlay",
+            "storage": "dir",
             "storage_version": "",
-            "storage_supported_drivers": [{"Name": "overlay", "Version": "", "Remote": False}],
+            "storage_supported_drivers": [{"Name": "dir", "Version": "1", "Remote": False}],
         }
 
     def close(self) -> None:

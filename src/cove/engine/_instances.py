@@ -31,8 +31,9 @@ from cove.engine._runs import Paths, RunTable
 from cove.engine._watch import ExitWatcher
 from cove.engine.events import EventBus
 from cove.engine.operations import Operation, Operations
-from cove.engine.ports import ImageSource, NetworkPort, ProfileSource, ProjectSource
+from cove.engine.ports import DiskPort, ImageSource, NetworkPort, ProfileSource, ProjectSource
 from cove.model import config as cfg
+from cove.model.disks import disk_from_device
 from cove.model.errors import BadRequest, Conflict, InternalError, NotFound, Timeout
 from cove.model.names import validate_instance_name
 from cove.model.projects import DEFAULT, instance_key, instance_url, split_key
@@ -65,10 +66,10 @@ def _validate_devices(devices: Any) -> dict[str, dict[str, str]]:
             raise BadRequest(f"Device {name!r} needs a 'type'")
         if dev["type"] not in _KNOWN_DEVICE_TYPES:
             raise BadRequest(f"Device {name!r}: type {dev['type']!r} is not supported")
-        if dev["type"] == "disk" and dev.get("path") != "/":
-            raise BadRequest(f"Device {name!r}: only the root disk (path=/) is supported")
         out[str(name)] = {str(k): str(v) for k, v in dev.items()}
-        if dev["type"] == "nic":
+        if dev["type"] == "disk":
+            disk_from_device(str(name), out[str(name)])
+        elif dev["type"] == "nic":
             nic_from_device(str(name), out[str(name)])
         elif dev["type"] == "proxy":
             proxy_from_device(str(name), out[str(name)])
@@ -81,7 +82,7 @@ class Instances:
     def __init__(self, *, store: Store, runtime: Runc, paths: Paths, runs: RunTable,
                  rootfs: Rootfs, images: ImageSource, profiles: ProfileSource,
                  network: NetworkPort, operations: Operations, events: EventBus,
-                 clock: Callable[[], float], nofile: int,
+                 clock: Callable[[], float], nofile: int, disks: DiskPort,
                  projects: ProjectSource | None = None) -> None:
         self._store = store
         self._runtime = runtime
@@ -91,6 +92,7 @@ class Instances:
         self._images = images
         self._profiles = profiles
         self._net = network
+        self._disks = disks
         self._operations = operations
         self._events = events
         self._now = clock
@@ -193,7 +195,9 @@ class Instances:
         profiles = req.profiles_or_default  # [] (--no-profiles): no profile, no NIC
         self._profiles.check(profiles, project)
         cfg.resources_from_config(self._profiles.expand_config(profiles, config, project))
-        self._net.check_expanded(name, self._profiles.expand(profiles, devices, project))
+        expanded = self._profiles.expand(profiles, devices, project)
+        self._net.check_expanded(name, expanded)
+        self._disks.check_disks(expanded, project=project)
         self._check_limits(project, config)
 
         def work(op: Operation) -> Instance:
@@ -347,8 +351,10 @@ class Instances:
         with ExitStack() as undo:
             rootfs = self._rootfs.mount(name)
             undo.callback(self._rootfs.unmount, name)
+            disks = self._disks.mounts(self._profiles.expanded_devices(inst), rootfs,
+                                       project=project_of(inst))
             net = self._net.prepare(inst, undo)  # leases, /etc/hosts, resolv.conf
-            spec = self._spec_for(inst, rootfs, net.mounts)
+            spec = self._spec_for(inst, rootfs, (*net.mounts, *disks))
             tmp = d / "config.json.tmp"
             tmp.write_text(json.dumps(spec))
             os.replace(tmp, d / "config.json")
@@ -526,26 +532,40 @@ class Instances:
         if devices == self._profiles.expanded_devices(inst):
             return  # the devices it has were checked when they were set
         self._net.check_expanded(inst.name, devices)
+        self._disks.check_disks(devices, project=project_of(inst))
         if inst.status is not Status.STOPPED:
             self._net.check_nics_unchanged(inst, devices)
 
     def apply_expansion(self, inst: Instance,
                         old: tuple[dict[str, str], dict[str, dict[str, str]]],
                         config: dict[str, str], devices: dict[str, dict[str, str]]) -> None:
-        """Apply a new expansion where it is live: the limits and published
-        ports of a running instance (the rest waits for its next start).
-        ``old`` is the expanded (config, devices) it runs with now.
+        """Apply a new expansion where it is live: the limits, disks (mounted
+        and unmounted at once, as LXD) and published ports of a running
+        instance (the rest waits for its next start). ``old`` is the expanded
+        (config, devices) it runs with now.
 
         Raises:
-            BadRequest, Conflict: a proxy cannot be published.
+            BadRequest, Conflict: a disk cannot be mounted or a proxy published
+                (the disks are put back).
         """
         if inst.status is Status.STOPPED:
             return
         new_res = cfg.resources_from_config(config)
         if new_res != cfg.resources_from_config(old[0]):
             self._runtime.update(inst.name, _unset_to_unlimited(new_res))
-        if devices != old[1]:
+        if devices == old[1]:
+            return
+        pid = self._runs.pids.get(inst.name)
+        rootfs = self._paths.instance_dir(inst.name) / "rootfs"
+        if pid:
+            self._disks.apply_disks(pid, rootfs, old[1], devices, project=project_of(inst))
+        try:
             self._net.apply_expanded(inst, devices)  # published ports change at once
+        except BaseException:
+            if pid:
+                self._disks.apply_disks(pid, rootfs, devices, old[1],
+                                        project=project_of(inst))
+            raise
 
     def rename(self, name: str, new_name: str, *, project: str = DEFAULT) -> Operation:
         """Rename a stopped instance, as an operation. Not idempotent.

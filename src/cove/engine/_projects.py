@@ -111,6 +111,10 @@ class Projects:
         """Whose profiles project ``name`` uses (``features.profiles``)."""
         return name if self._rows.get(name).feature("profiles") else DEFAULT
 
+    def volumes_project(self, name: str) -> str:
+        """Whose custom volumes project ``name`` uses (``features.storage.volumes``)."""
+        return name if self._rows.get(name).feature("storage.volumes") else DEFAULT
+
     def networks_project(self, name: str) -> str:
         """Whose networks project ``name`` uses (``features.networks``; LXD's
         default for a new project is off: the default project's)."""

@@ -15,8 +15,8 @@ from typing import Any, Protocol
 from cove.engine._net_base import NetPlan
 from cove.model.records import Image, Instance
 
-__all__ = ["ImageSource", "NetworkPort", "ProfileSource", "ProfileUsers", "ProjectProfiles",
-           "ProjectSource"]
+__all__ = ["DeviceSource", "DiskPort", "ImageSource", "NetworkPort", "ProfileSource",
+           "ProfileUsers", "ProjectProfiles", "ProjectSource"]
 
 
 class ImageSource(Protocol):
@@ -169,4 +169,32 @@ class ProjectProfiles(Protocol):
 
     def rename_project(self, old: str, new: str) -> None:
         """Move ``old``'s profiles to ``new``. Idempotent."""
+
+
+class DiskPort(Protocol):
+    """The storage side of an instance's life (``Storage``): its disk devices."""
+
+    def check_disks(self, devices: dict[str, dict[str, str]], *,
+                    project: str = "default") -> None:
+        """Raises BadRequest (a bad disk) or NotFound (a missing volume)."""
+        ...
+
+    def mounts(self, devices: dict[str, dict[str, str]], rootfs: Path, *,
+               project: str = "default") -> tuple[dict[str, Any], ...]:
+        """The disks' OCI bind mounts, targets made inside ``rootfs``. Raises
+        BadRequest, NotFound."""
+        ...
+
+    def apply_disks(self, pid: int, rootfs: Path, old: dict[str, dict[str, str]],
+                    new: dict[str, dict[str, str]], *, project: str = "default") -> None:
+        """Hot-plug: mount and unmount a running instance's changed disks.
+        Raises BadRequest, NotFound."""
+        ...
+
+
+class DeviceSource(Protocol):
+    """What storage needs of profiles: the devices an instance runs with."""
+
+    def expanded_devices(self, inst: Instance) -> dict[str, dict[str, str]]:
+        """Profile devices overlaid by the instance's own."""
         ...

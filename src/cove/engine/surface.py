@@ -20,6 +20,7 @@ from cove.engine._exec_out import Reader
 from cove.engine.events import EventBus
 from cove.engine.operations import Operation, Operations
 from cove.engine.types import ExecSession, FileInfo
+from cove.model.disks import Volume
 from cove.model.profiles import Profile
 from cove.model.projects import Project
 from cove.model.records import Alias, Image, Instance, Lease, Network
@@ -35,6 +36,7 @@ __all__ = [
     "ProfilesAPI",
     "ProjectsAPI",
     "ResourcesAPI",
+    "StorageAPI",
     "TrustAPI",
 ]
 
@@ -365,6 +367,61 @@ class ProjectsAPI(Protocol):
 
     def delete(self, name: str) -> None:
         """Remove an empty project. Not idempotent."""
+
+
+class StorageAPI(Protocol):
+    """What the server and the local driver call on ``engine.storage``."""
+
+    def pool_names(self) -> list[str]: ...
+    def pool(self, name: str) -> dict[str, Any]:
+        """LXD's ``StoragePool`` without ``used_by``. Raises: NotFound."""
+        ...
+
+    def pool_used_by(self, name: str) -> list[str]:
+        """Raises: NotFound."""
+        ...
+
+    def pool_resources(self, name: str) -> dict[str, Any]:
+        """LXD's ``ResourcesStoragePool``. Raises: NotFound."""
+        ...
+
+    def volumes(self, pool: str, *, project: str = "default") -> list[Volume]:
+        """Raises: NotFound (pool)."""
+        ...
+
+    def volume(self, pool: str, name: str, *, type: str = "custom",
+               project: str = "default") -> Volume:
+        """Raises: NotFound, BadRequest (type)."""
+        ...
+
+    def instance_volumes(self, pool: str, *, project: str = "default") -> list[Instance]:
+        """The instances whose root filesystems are on ``pool``. Raises: NotFound."""
+        ...
+
+    def volume_used_by(self, pool: str, name: str, *, project: str = "default") -> list[str]:
+        """Raises: NotFound."""
+        ...
+
+    def create_volume(self, pool: str, name: str, *, type: str = "custom",
+                      description: str = "", config: dict[str, Any] | None = None,
+                      content_type: str = "filesystem", project: str = "default") -> Volume:
+        """Not idempotent. Raises: NotFound (pool), BadRequest, Conflict."""
+        ...
+
+    def update_volume(self, pool: str, name: str, *, type: str = "custom",
+                      description: str | None = None, config: dict[str, Any] | None = None,
+                      patch: bool = False, project: str = "default") -> Volume:
+        """Raises: NotFound, BadRequest."""
+        ...
+
+    def rename_volume(self, pool: str, name: str, new_name: str, *, type: str = "custom",
+                      project: str = "default") -> Volume:
+        """Raises: NotFound, BadRequest (in use by a running instance), Conflict."""
+        ...
+
+    def delete_volume(self, pool: str, name: str, *, type: str = "custom",
+                      project: str = "default") -> None:
+        """Not idempotent. Raises: NotFound, BadRequest (in use)."""
         ...
 
 
@@ -451,6 +508,8 @@ class EngineAPI(Protocol):
     def networks(self) -> NetworksAPI: ...
     @property
     def profiles(self) -> ProfilesAPI: ...
+    @property
+    def storage(self) -> StorageAPI: ...
     @property
     def trust(self) -> TrustAPI: ...
     @property

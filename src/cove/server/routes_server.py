@@ -1,5 +1,5 @@
-"""``/``, ``/1.0`` and the fixed collections cove has none of (storage
-pools); networks are ``routes_networks``, profiles ``routes_profiles``,
+"""``/``, ``/1.0`` and coved's OpenAPI document; storage pools are
+``routes_storage``, networks ``routes_networks``, profiles ``routes_profiles``,
 certificates ``routes_trust``."""
 
 from __future__ import annotations
@@ -12,10 +12,9 @@ from typing import Any
 from aiohttp import web
 
 import cove
-from cove.model.errors import NotFound
 from cove.model.trust import cert_der, fingerprint
 from cove.server import render
-from cove.server.routes_common import call, check_project, engine_of
+from cove.server.routes_common import call, engine_of
 from cove.server.routes_trust import TRUSTED, https_listener
 
 __all__ = ["API_EXTENSIONS", "add_routes", "add_server_routes"]
@@ -66,6 +65,8 @@ API_EXTENSIONS: list[str] = [
     "projects_limits_instances",       # limits.instances
     "project_usage",                   # GET /1.0/projects/NAME/state
     "instance_all_projects",           # ?all-projects=true on instance lists
+    "storage",                         # /1.0/storage-pools: default (dir), custom volumes
+    "storage_api_volume_rename",       # POST .../volumes/custom/NAME {"name": ...}
 ]
 
 
@@ -129,17 +130,6 @@ async def _server(request: web.Request) -> web.Response:
     return render.sync({**public, "config": config, "environment": env})
 
 
-async def _empty_list(request: web.Request) -> web.Response:
-    await check_project(request)
-    return render.sync([])
-
-
-def _not_found(what: str) -> Any:
-    async def handler(request: web.Request) -> web.Response:
-        raise NotFound(f"{what} not found: {request.match_info['name']}")
-    return handler
-
-
 _OPENAPI = web.AppKey("openapi", dict[str, Any])  # {"doc": ...} once made
 
 
@@ -167,5 +157,3 @@ def add_routes(app: web.Application) -> None:
     r = app.router
     app[_OPENAPI] = {}
     r.add_get("/1.0/openapi.json", _openapi)
-    r.add_get("/1.0/storage-pools", _empty_list)
-    r.add_get("/1.0/storage-pools/{name}", _not_found("Storage pool"))

@@ -185,6 +185,33 @@ class RootFS:
                 close_fd(pfd)
         return RootFS._adopt(fd, f"{self._label}{display(parts)}")
 
+    def resolve(self, path: str) -> str:
+        """``path`` with every symlink resolved inside the root, as the
+        container sees it (``/data -> /etc`` gives ``/etc`` of the root).
+
+        The kernel walks the path (``RESOLVE_IN_ROOT``) and names the inode
+        it reached; the answer is that name relative to the root's own. A
+        mount destination given to the runtime this way holds no symlink left
+        to follow, so nothing but the kernel's walk decides where it lands.
+
+        Raises:
+            NotFound: a component is missing.
+            InternalError: the kernel named a place outside the root (never
+                expected: it would mean the root was moved while open).
+        """
+        parts = split_path(path)
+        fd = self._open(parts, os.O_PATH)
+        try:
+            where = os.readlink(proc_fd(fd))
+            top = os.readlink(proc_fd(self.fd))
+        finally:
+            close_fd(fd)
+        if where == top:
+            return "/"
+        if not where.startswith(top.rstrip("/") + "/"):
+            raise InternalError(f"{display(parts)} resolved outside {self._label}")
+        return where[len(top.rstrip("/")):]
+
     # -- reading --------------------------------------------------------
 
     def stat(self, path: str, follow: bool = True) -> FileStat:

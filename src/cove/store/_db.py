@@ -24,6 +24,7 @@ from cove.model.trust import Certificate
 from cove.store._conn import Database
 from cove.store._profiles import ProfileRows
 from cove.store._projects import ProjectRows
+from cove.store._volumes import VolumeRows
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS instances (
@@ -123,6 +124,7 @@ class Store:
         self.db.script(_SCHEMA)
         self.profiles = ProfileRows(self.db)
         self.projects = ProjectRows(self.db)
+        self.volumes = VolumeRows(self.db)
 
     def close(self) -> None:
         self.db.close()

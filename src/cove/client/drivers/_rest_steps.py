@@ -18,9 +18,11 @@ from urllib.parse import urlencode
 
 from cove import api
 from cove.client import _wire as wire
+from cove.client import _wire_storage as wstor
 from cove.client._http import Response
 from cove.client._rest import Operation
 from cove.client.drivers import _steps as s
+from cove.client.drivers import _steps_storage as ss
 from cove.client.drivers._steps import Progress, ProgressCallback, RunCommand, Step
 from cove.model.errors import InternalError, NotFound
 
@@ -215,6 +217,15 @@ _PERFORM: dict[type, _Perform] = {
     s.DeleteProfile: lambda st: _sync(wire.delete_profile(st.name)),
     s.GetResources: lambda st: _dict(wire.Request("GET", "/1.0/resources"), "resources"),
     s.GetMetrics: lambda st: _metrics(st.project),
+    ss.ListStoragePools: lambda st: _list(wstor.storage_pools(1), "storage pools"),
+    ss.ListVolumes: lambda st: _list(wstor.volumes(st.pool), "storage volumes"),
+    ss.GetVolume: lambda st: _get_or_none(wstor.volume(st.pool, st.name), "storage volume"),
+    ss.CreateVolume: lambda st: _sync(wstor.create_volume(st.pool, st.name, st.config,
+                                                          description=st.description)),
+    ss.UpdateVolume: lambda st: _sync(wstor.update_volume(
+        st.pool, st.name, config=st.config, description=st.description, patch=st.patch)),
+    ss.RenameVolume: lambda st: _sync(wstor.rename_volume(st.pool, st.name, st.new_name)),
+    ss.DeleteVolume: lambda st: _sync(wstor.delete_volume(st.pool, st.name)),
 }
 
 

@@ -16,6 +16,8 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from cove.client.drivers._steps_storage import StorageStep
+
 if TYPE_CHECKING:
     from cove import api
 
@@ -437,5 +439,5 @@ Step = (GetInstance | GetState | ListImages | Create | Update | Action | Delete 
         | CancelOperation | ListCertificates | GetCertificate | AddCertificate
         | DeleteCertificate | ListProfiles | GetProfile | CreateProfile | UpdateProfile
         | RenameProfile | DeleteProfile
-        | GetResources | GetMetrics)
+        | GetResources | GetMetrics | StorageStep)
 Flow = Generator[Step, Any, T]

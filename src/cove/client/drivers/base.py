@@ -36,6 +36,7 @@ from cove.client._flow import drive
 from cove.client.drivers import _host as host
 from cove.client.drivers import _profiles as profile_flows
 from cove.client.drivers import _resources as resources
+from cove.client.drivers import _storage_flows as storage
 from cove.client.drivers._flows import (
     PUT_FIELDS,
     WAIT_TARGETS,
@@ -470,6 +471,85 @@ class Driver(ABC):
             BadRequest: an instance uses it.  Forbidden: it is ``default``.
         """
         self._run(profile_flows.delete_profile(name))
+    # -- storage ------------------------------------------------------------------------
+    def storage_pools(self) -> list[api.StoragePool]:
+        """Every storage pool (cove has one, ``default``)."""
+        return self._run(storage.storage_pools())
+
+    def volumes(self, pool: str) -> list[api.StorageVolume]:
+        """The custom volumes of ``pool``.
+
+        Raises:
+            NotFound: no such pool.
+        """
+        return self._run(storage.volumes(pool))
+
+    def volume(self, pool: str, name: str) -> api.StorageVolume:
+        """The custom volume ``name`` of ``pool``.
+
+        Raises:
+            NotFound: no such pool or volume.
+        """
+        return self._run(storage.volume(pool, name))
+
+    def create_volume(self, pool: str, name: str, *, config: Mapping[str, Any] | None = None,
+                      description: str = "") -> api.StorageVolume:
+        """Make custom volume ``name`` unless it exists (then it is left as it
+        is); returns it.
+
+        Raises:
+            NotFound: no such pool.  BadRequest: a bad name, key or value.
+        """
+        return self._run(storage.create_volume(pool, name, config=config,
+                                               description=description))
+
+    def update_volume(self, pool: str, name: str, *, config: Mapping[str, Any] | None = None,
+                      description: str | None = None) -> None:
+        """Set the given config keys (a None value removes one) and, unless
+        None, the description.
+
+        Raises:
+            NotFound: no such pool or volume.  BadRequest: a bad key or value.
+        """
+        self._run(storage.update_volume(pool, name, config=config, description=description))
+
+    def rename_volume(self, pool: str, name: str, new_name: str) -> None:
+        """Rename a volume (instances' devices follow). ``name`` gone and
+        ``new_name`` there: nothing.
+
+        Raises:
+            NotFound: neither exists.  BadRequest: a running instance uses it.
+        """
+        self._run(storage.rename_volume(pool, name, new_name))
+
+    def delete_volume(self, pool: str, name: str) -> None:
+        """Delete a volume and its data. Gone already: nothing.
+
+        Raises:
+            BadRequest: an instance uses it.
+        """
+        self._run(storage.delete_volume(pool, name))
+
+    def attach_disk(self, name: str, device: str, disk: Mapping[str, Any]) -> None:
+        """Give instance ``name`` the disk device ``device`` (``disk``: its
+        keys, e.g. ``{"source": "/srv/data", "path": "/data"}`` or ``{"pool":
+        "default", "source": "vol1", "path": "/data"}``). The same device
+        there already: nothing. A running instance gets it mounted at once.
+
+        Raises:
+            NotFound: no such instance or volume.
+            Conflict: a device of that name with other keys.
+            BadRequest: a bad key or value.
+        """
+        self._run(storage.attach_disk(name, device, disk))
+
+    def detach_disk(self, name: str, device: str) -> None:
+        """Remove device ``device`` of instance ``name``. Gone already: nothing.
+
+        Raises:
+            NotFound: no such instance.
+        """
+        self._run(storage.detach_disk(name, device))
 
     # -- operations -----------------------------------------------------------------------
     def operations(self) -> list[api.Operation]:

@@ -43,9 +43,11 @@ from urllib.parse import quote
 
 from cove import api
 from cove.client import _wire as wire
+from cove.client import _wire_storage as wstor
 from cove.client._exec import CommandNotFound, ExecResult
 from cove.client._http import with_project
 from cove.client.drivers import _steps as s
+from cove.client.drivers import _steps_storage as ss
 from cove.client.drivers.base import Action, Create, Driver, Progress, Step
 from cove.client.transports.base import Transport
 from cove.client.transports.cli import CliTransport
@@ -315,6 +317,12 @@ def _metrics(d: CliDriver, project: str | None) -> str:
         path = "/1.0/metrics" + (f"?project={quote(project, safe='')}" if project else "")
         args = ["query", "--raw", f"{d.remote}:{path}" if d.remote else path]
     return d.run(*args).stdout.decode("utf-8", "replace")
+def _volumes(d: CliDriver, pool: str) -> list[Any]:
+    """The custom volumes of ``pool``; NotFound when there is no such pool."""
+    found = d._or_missing(wstor.volumes(pool),
+                          lambda: d._one(wstor.storage_pools(1), "name", pool) is None,
+                          f"Storage pool {pool}")
+    return found if isinstance(found, list) else []
 
 
 # How each step is said to the command (see the module notes).
@@ -372,4 +380,15 @@ _PERFORM: dict[type, Callable[[CliDriver, Any], Any]] = {
     s.DeleteProfile: lambda d, st: _change(d, wire.delete_profile(st.name)),
     s.GetResources: lambda d, st: d.query("/1.0/resources"),
     s.GetMetrics: lambda d, st: _metrics(d, st.project),
+    ss.ListStoragePools: lambda d, st: d._list(wstor.storage_pools(1)),
+    ss.ListVolumes: lambda d, st: _volumes(d, st.pool),
+    ss.GetVolume: lambda d, st: next((v for v in _volumes(d, st.pool)
+                                      if v.get("name") == st.name), None),
+    ss.CreateVolume: lambda d, st: _change(d, wstor.create_volume(
+        st.pool, st.name, st.config, description=st.description)),
+    ss.UpdateVolume: lambda d, st: _change(d, wstor.update_volume(
+        st.pool, st.name, config=st.config, description=st.description, patch=st.patch)),
+    ss.RenameVolume: lambda d, st: _change(d, wstor.rename_volume(st.pool, st.name,
+                                                                  st.new_name)),
+    ss.DeleteVolume: lambda d, st: _change(d, wstor.delete_volume(st.pool, st.name)),
 }

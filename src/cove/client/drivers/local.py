@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from cove import api
 from cove.client.drivers import _steps as s
+from cove.client.drivers import _steps_storage as ss
 from cove.client.drivers._resources import check_event_types
 from cove.client.drivers.base import EventDriver, EventStream, Progress, Step
 from cove.client.transports.local import EngineTransport
@@ -174,6 +175,15 @@ class LocalDriver(EventDriver):
 
     def _profile(self, name: str) -> dict[str, Any]:
         return api.profile(self.engine.profiles.get(name), self.engine.profiles.used_by(name))
+    def _pool(self, name: str) -> dict[str, Any]:
+        storage = self.engine.storage
+        return api.StoragePool.from_wire(
+            {**storage.pool(name), "used_by": storage.pool_used_by(name)}).to_wire()
+
+    def _volume(self, pool: str, name: str) -> dict[str, Any]:
+        storage = self.engine.storage
+        return api.storage_volume(storage.volume(pool, name),
+                                  storage.volume_used_by(pool, name))
 
     def _wait_operation(self, step: s.WaitOperation) -> dict[str, Any]:
         op = self.engine.operations.get(step.id)
@@ -272,4 +282,16 @@ _PERFORM: dict[type, Callable[[LocalDriver, Any], Any]] = {
     s.DeleteProfile: lambda d, st: d.engine.profiles.delete(st.name),
     s.GetResources: lambda d, st: d.engine.resources.get(),
     s.GetMetrics: lambda d, st: d.engine.metrics.text(project=st.project),
+    ss.ListStoragePools: lambda d, st: [d._pool(p) for p in d.engine.storage.pool_names()],
+    ss.ListVolumes: lambda d, st: [d._volume(st.pool, v.name)
+                                   for v in d.engine.storage.volumes(st.pool)],
+    ss.GetVolume: lambda d, st: _or_none(lambda: d._volume(st.pool, st.name)),
+    ss.CreateVolume: lambda d, st: d.engine.storage.create_volume(
+        st.pool, st.name, config=dict(st.config), description=st.description),
+    ss.UpdateVolume: lambda d, st: d.engine.storage.update_volume(
+        st.pool, st.name, config=dict(st.config), description=st.description,
+        patch=st.patch),
+    ss.RenameVolume: lambda d, st: d.engine.storage.rename_volume(st.pool, st.name,
+                                                                  st.new_name),
+    ss.DeleteVolume: lambda d, st: d.engine.storage.delete_volume(st.pool, st.name),
 }
