@@ -65,6 +65,7 @@ class FakeExecSession:
         self.req = req
         self.resizes: list[tuple[int, int]] = []
         self.signals: list[int] = []
+        self.killed = False
         self.closed = False
         self._signalled = threading.Event()
         self._done = threading.Event()
@@ -148,6 +149,10 @@ class FakeExecSession:
     def signal(self, signum: int) -> None:
         self.signals.append(signum)
         self._signalled.set()
+
+    def kill(self) -> None:
+        self.killed = True
+        self.signal(9)
 
     def close(self) -> None:
         self.closed = True

@@ -65,6 +65,9 @@ class FinishedExec:
     def signal(self, signum: int) -> None:
         pass
 
+    def kill(self) -> None:
+        pass
+
     def close(self) -> None:
         for fd in (self.stdout_fd, self.stderr_fd):
             if fd is not None:
@@ -147,7 +150,8 @@ class Access:
     def exec_detached(self, name: str, req: InstanceExecPost, *, record: bool) -> Operation:
         """Run ``req.command`` with no websockets, as an operation whose
         metadata gets ``return`` (and ``output``, the log paths, when
-        ``record``). Not idempotent.
+        ``record``). Cancelling the operation kills the command and every
+        process it started. Not idempotent.
 
         Raises:
             as ``exec``.
@@ -155,13 +159,17 @@ class Access:
         session = self.exec(name, req)
         log_dir = self._paths.exec_log_dir(name) if record else None
         try:
-            return self._operations.run(
+            op = self._operations.run(
                 lambda op: run_detached(session, log_dir, name, op),
-                description="Executing command",
+                description="Executing command", may_cancel=True,
                 resources={"instances": [f"/1.0/instances/{name}"]})
         except BaseException:
             session.close()
             raise
+        # Cancelling (DELETE /1.0/operations/ID) ends the command's whole
+        # tree; the body then drains what is left and ends CANCELLED.
+        op.on_cancel(session.kill)
+        return op
 
     # -- files -----------------------------------------------------------------
     def file_get(self, name: str, path: str) -> FileInfo:

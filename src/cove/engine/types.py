@@ -15,8 +15,9 @@ class ExecSession(Protocol):
     Interactive: ``pty_fd`` is the pty master (read output, write input), the
     three stdio fds are None. Otherwise ``stdin_fd`` (write; close for EOF),
     ``stdout_fd`` and ``stderr_fd`` (read until EOF). ``wait()`` returns the
-    exit code (128+N when killed by signal N). Every fd is owned by the
-    session and closed by ``close()``.
+    exit code (128+N when killed by signal N). ``kill()`` ends the whole
+    process tree of the session (its client went away, or its operation was
+    cancelled). Every fd is owned by the session and closed by ``close()``.
     """
 
     pty_fd: int | None
@@ -27,6 +28,8 @@ class ExecSession(Protocol):
     def wait(self, timeout: float | None = None) -> int | None: ...
     def resize(self, width: int, height: int) -> None: ...
     def signal(self, signum: int) -> None: ...
+    def kill(self) -> None:
+        """SIGKILL the command and every process it started; idempotent."""
     def close(self) -> None: ...
 
 
