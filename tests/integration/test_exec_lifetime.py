@@ -234,3 +234,17 @@ def test_finished_command_keeps_its_background_processes(coved: Coved, api: Api,
     assert _session_cgroups(coved, inst) == []
     for pid in pids:
         os.kill(pid, signal.SIGKILL)
+
+
+def test_cove_exec_killed_ends_the_command(coved: Coved, inst: str) -> None:
+    n = _secs()
+    p = subprocess.Popen([sys.executable, "-m", "cove.cli.main", "exec", inst, "--",
+                          "sh", "-c", f"sleep {n} | cat"], env=coved.cli_env(),
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    try:
+        _running("sleep", n)
+    finally:
+        p.kill()
+        p.wait(10)
+    _gone("sleep", n)

@@ -39,6 +39,7 @@ from typing import Any
 
 from cove import __version__
 from cove.engine._access import Access
+from cove.engine._console import Console
 from cove.engine._images import Images
 from cove.engine._instances import Instances
 from cove.engine._net_base import NetContext
@@ -101,6 +102,7 @@ class Engine:
             nofile=resource.getrlimit(resource.RLIMIT_NOFILE)[1])
         self.access = Access(store=self.store, runtime=runtime, paths=paths, rootfs=rootfs,
                              operations=self.operations)
+        self.console = Console(store=self.store, runtime=runtime, paths=paths)
         self.trust = Trust(self.root, self.store, self.events, clock)
         self._reconciler = Reconciler(store=self.store, runtime=runtime, paths=paths,
                                       runs=runs, instances=self.instances,

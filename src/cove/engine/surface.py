@@ -19,12 +19,13 @@ from cove.api import InstanceExecPost, InstancesPost
 from cove.engine._exec_out import Reader
 from cove.engine.events import EventBus
 from cove.engine.operations import Operation, Operations
-from cove.engine.types import ExecSession, FileInfo
+from cove.engine.types import ConsoleSession, ExecSession, FileInfo
 from cove.model.records import Alias, Image, Instance, Lease, Network
 from cove.model.trust import Certificate
 
 __all__ = [
     "AccessAPI",
+    "ConsoleAPI",
     "EngineAPI",
     "ImagesAPI",
     "InstancesAPI",
@@ -142,6 +143,18 @@ class AccessAPI(Protocol):
 
     def delete_log(self, name: str, file: str) -> None:
         """Remove a recorded exec output. Not idempotent."""
+        ...
+
+
+class ConsoleAPI(Protocol):
+    """What the server calls on ``engine.console``."""
+
+    def attach(self, name: str, width: int = 0, height: int = 0) -> ConsoleSession:
+        """Attach to the console of the running instance ``name`` (one client at a time); the caller must ``close()`` the session. Raises: NotFound, BadRequest (not running, frozen, no console), Conflict (in use)."""
+        ...
+
+    def clear_log(self, name: str) -> None:
+        """Empty the console log. Idempotent. Raises: NotFound."""
         ...
 
 
@@ -326,6 +339,8 @@ class EngineAPI(Protocol):
     def instances(self) -> InstancesAPI: ...
     @property
     def access(self) -> AccessAPI: ...
+    @property
+    def console(self) -> ConsoleAPI: ...
     @property
     def images(self) -> ImagesAPI: ...
     @property

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["ExecSession", "FileInfo"]
+__all__ = ["ConsoleSession", "ExecSession", "FileInfo"]
 
 
 class ExecSession(Protocol):
@@ -30,6 +30,20 @@ class ExecSession(Protocol):
     def signal(self, signum: int) -> None: ...
     def kill(self) -> None:
         """SIGKILL the command and every process it started; idempotent."""
+    def close(self) -> None: ...
+
+
+class ConsoleSession(Protocol):
+    """One client attached to an instance's console. ``fileno()`` polls
+    readable when output (or the end) is there; ``read()`` returns it, b""
+    at the end (the instance stopped), None when there is nothing yet;
+    ``write()`` is input (OSError once the console is gone); ``close()`` is
+    idempotent and lets another client attach."""
+
+    def fileno(self) -> int: ...
+    def read(self) -> bytes | None: ...
+    def write(self, data: bytes) -> None: ...
+    def resize(self, width: int, height: int) -> None: ...
     def close(self) -> None: ...
 
 

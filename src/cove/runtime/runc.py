@@ -206,8 +206,11 @@ class Runc:
                         check=check, timeout=timeout)
 
     # -- lifecycle ------------------------------------------------------------
-    def create(self, cid: str, bundle: Path, log_path: Path) -> int:
+    def create(self, cid: str, bundle: Path, log_path: Path, *, terminal: bool = False) -> int:
         """Create the container under a conmon monitor; return its init pid.
+
+        ``terminal`` (the spec's ``process.terminal``): conmon holds the
+        console pty and lets clients attach to it (see ``_console``).
 
         Raises:
             InternalError: conmon or runc failed (the message carries runc's reason).
@@ -228,6 +231,8 @@ class Runc:
             "--runtime-arg", f"--root={self.runc_root}",
             "--log-level", "error", "--no-sync-log",
         ]
+        if terminal:
+            args += ["-t", "-i", "--leave-stdin-open"]
         try:
             p = proc.spawn(args, pass_fds=(w,), env=env, stdin=subprocess.DEVNULL,
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -348,6 +353,10 @@ class Runc:
 
     def mark_started(self, cid: str) -> None:
         (self.pids / f"{cid}.started").touch()
+
+    def attach_socket(self, cid: str) -> Path:
+        """conmon's attach socket of ``cid`` (its console, when it has one)."""
+        return self.state_dir / "attach" / cid / "attach"
 
     def conmon_pid(self, cid: str) -> int | None:
         try:

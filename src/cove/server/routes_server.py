@@ -45,6 +45,7 @@ API_EXTENSIONS: list[str] = [
     "proxy",                           # proxy devices (nat=true)
     "proxy_udp",
     "proxy_tcp_udp_multi_port_handling",  # listen=tcp:0.0.0.0:80,443 / 8000-8010
+    "console",                         # GET/DELETE/POST .../console (log, attach)
 ]
 
 
