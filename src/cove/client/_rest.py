@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
     from typing import Any, BinaryIO, Self
 
+    from cove.client._console import ConsoleSession
     from cove.client._ws import WebSocket
 
 __all__ = [
@@ -405,6 +406,42 @@ class Client:
         if resp.status >= 400:
             parse_envelope(resp)
         return resp.body
+
+    def console_log(self, name: str) -> bytes:
+        """``GET .../console``: the console log as LXD serves it (raw bytes)."""
+        resp = self.raw("GET", f"/1.0/instances/{_q(name)}/console")
+        if resp.status >= 400:
+            parse_envelope(resp)
+        return resp.body
+
+    def clear_console_log(self, name: str) -> None:
+        """``DELETE .../console``: empty the console log."""
+        parse_envelope(self.raw("DELETE", f"/1.0/instances/{_q(name)}/console"))
+
+    def console(self, name: str, width: int = 0, height: int = 0) -> ConsoleSession:
+        """Attach to the console (``POST .../console``, then its websockets
+        ``control`` and ``0``); copy with ``.run()``.
+
+        Raises:
+            CoveError: no such instance, not running, no console (an
+                application container), or another client is attached.
+        """
+        from cove.client._console import ConsoleSession
+
+        op = self._op("POST", f"/1.0/instances/{_q(name)}/console",
+                      api.InstanceConsolePost(width=width, height=height).to_wire(), None)
+        fds = op.metadata.get("fds") or {}
+        if "0" not in fds or "control" not in fds:
+            raise InternalError("console answer lacks websocket secrets")
+        sockets: dict[str, WebSocket] = {}
+        try:
+            for n in ("control", "0"):  # as lxc: control first
+                sockets[n] = self.websocket(op.id, str(fds[n]))
+        except BaseException:
+            for ws in sockets.values():
+                ws.abort()
+            raise
+        return ConsoleSession(op, sockets)
 
     def follow_logs(self, name: str) -> Iterator[bytes]:
         """The console log, then new output as it comes (``?follow=1``) until
