@@ -89,13 +89,16 @@ def lxc(coved: Coved) -> Iterator[tuple[list[str], dict[str, str]]]:
 Lxc = tuple[list[str], dict[str, str]]
 
 
-def _kill_after(lxc: Lxc, args: list[str], ready: tuple[str, ...]) -> subprocess.Popen[bytes]:
-    """Start ``lxc ARGS``, wait until the command it runs is in the
+def _kill_after(lxc: Lxc, args: list[str], *ready: tuple[str, ...]) -> subprocess.Popen[bytes]:
+    """Start ``lxc ARGS``, wait until the processes ``ready`` are in the
     container, then SIGKILL the client (as ``timeout -s KILL`` does)."""
     p = subprocess.Popen([*lxc[0], *args], env=lxc[1], stdin=subprocess.DEVNULL,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        _running(*ready)
+        if not wait_until(lambda: all(_pids(*r) for r in ready) or p.poll() is not None,
+                          timeout=15) or p.poll() is not None:
+            raise AssertionError(f"lxc {args} ended: {p.returncode} "
+                                 f"{p.stderr.read() if p.stderr else b''!r}")
     finally:
         p.send_signal(signal.SIGKILL)
         p.wait(10)
@@ -115,8 +118,8 @@ def test_lxc_exec_killed_ends_the_whole_tree(lxc: Lxc, inst: str) -> None:
     session's cgroup holds them."""
     a, b, c = _secs(), _secs(), _secs()
     script = f"setsid sleep {c} & cat /dev/zero | sleep {b} & sleep {a}"
-    _kill_after(lxc, ["exec", f"cv:{inst}", "--", "sh", "-c", script], ("sleep", c))
-    _running("sleep", a)
+    _kill_after(lxc, ["exec", f"cv:{inst}", "--", "sh", "-c", script],
+                ("sleep", a), ("sleep", b), ("sleep", c), ("cat", "/dev/zero"))
     for n in (a, b, c):
         _gone("sleep", n)
     assert not _pids("cat", "/dev/zero")
@@ -248,3 +251,27 @@ def test_cove_exec_killed_ends_the_command(coved: Coved, inst: str) -> None:
         p.kill()
         p.wait(10)
     _gone("sleep", n)
+
+
+def test_sessions_end_with_coved(make_coved, busybox_tar: Path) -> None:  # type: ignore[no-untyped-def]
+    """A coved that stops ends its sessions (their clients are cut off); one
+    that is killed leaves them, and the next coved ends them at start."""
+    d = make_coved("life")
+    d.api.import_image(busybox_tar, "busybox")
+    name = new_name("life")
+    d.api.launch(name)
+    for stop in (d.stop, d.kill):
+        n = _secs()
+        p, _ = _ws_client(d, name, ["sh", "-c", f"sleep {n} | cat"])
+        try:
+            _running("sleep", n)
+            stop()
+            if stop == d.kill:
+                time.sleep(1)
+                assert _pids("sleep", n), "killed coved: nobody ended the session yet"
+            d.start()
+            _gone("sleep", n)
+        finally:
+            p.kill()
+            p.wait(10)
+    assert d.api.status(name) == "Running"

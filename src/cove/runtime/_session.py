@@ -20,7 +20,9 @@ count against the container's.
 A session that ends normally may leave processes on purpose (``lxc exec C --
 sh -c 'daemon &'`` starts a service): ``release()`` moves whatever is left
 into the container's cgroup and removes the directory. What a crashed coved
-leaves is removed with the container's cgroup (runc deletes sub-cgroups).
+leaves is ended by the next coved (``sweep``, from the reconciler: the
+clients of those sessions went with the old coved) and would otherwise go
+with the container's cgroup (runc deletes sub-cgroups).
 Cost: a mkdir and an rmdir in cgroupfs per session (tens of microseconds).
 """
 
@@ -30,9 +32,10 @@ import contextlib
 import os
 import secrets
 import signal
+import time
 from pathlib import Path
 
-__all__ = ["PREFIX", "SessionCgroup"]
+__all__ = ["PREFIX", "SessionCgroup", "sweep"]
 
 PREFIX = "cove-exec-"
 _MOVE_ROUNDS = 20  # a forking leftover can add members while they are moved
@@ -98,3 +101,23 @@ class SessionCgroup:
                     f.write(str(pid))
         with contextlib.suppress(OSError):
             self.path.rmdir()
+
+
+def sweep(container_cgroup: str, grace: float = 1.0) -> list[str]:
+    """Kill and remove every session cgroup under a container's cgroup v2
+    directory; what coved left when it died (their clients went with it).
+    Returns the names of the sessions ended. Idempotent."""
+    parent = Path(container_cgroup)
+    try:
+        found = [d for d in parent.iterdir() if d.name.startswith(PREFIX) and d.is_dir()]
+    except OSError:
+        return []
+    for path in found:
+        SessionCgroup(path).kill()
+    deadline = time.monotonic() + grace
+    for path in found:
+        while _pids(path) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with contextlib.suppress(OSError):
+            path.rmdir()
+    return [d.name for d in found]

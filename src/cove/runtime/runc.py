@@ -33,7 +33,7 @@ from pathlib import Path
 from cove.host import proc
 from cove.model.config import Resources
 from cove.model.errors import InternalError
-from cove.runtime import _nsexec
+from cove.runtime import _nsexec, _session
 from cove.runtime._session import SessionCgroup
 from cove.runtime.spec import ExecSpec
 
@@ -353,6 +353,15 @@ class Runc:
 
     def mark_started(self, cid: str) -> None:
         (self.pids / f"{cid}.started").touch()
+
+    def end_sessions(self, cid: str) -> list[str]:
+        """Kill the exec sessions a previous coved left running in ``cid``
+        (their clients are gone with it); the names of those ended."""
+        try:
+            target = _nsexec.load_target(self.runc_root / cid / "state.json")
+        except (OSError, ValueError, KeyError, TypeError):
+            return []
+        return _session.sweep(target.unified) if target.unified else []
 
     def attach_socket(self, cid: str) -> Path:
         """conmon's attach socket of ``cid`` (its console, when it has one)."""

@@ -187,9 +187,11 @@ class ExecBridge:
         return ws
 
     async def close(self) -> None:
-        """Daemon shutdown: stop pumping and let go of every websocket."""
+        """Daemon shutdown: the client's connection goes, so the command
+        does too (as LXD's); stop pumping and let go of every websocket."""
         if self._ended:
             return
+        await self._kill("the daemon is shutting down")
         me = asyncio.current_task()
         tasks = [t for t in self._tasks if t is not me]
         for task in tasks:
