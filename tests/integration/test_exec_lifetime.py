@@ -275,3 +275,27 @@ def test_sessions_end_with_coved(make_coved, busybox_tar: Path) -> None:  # type
             p.kill()
             p.wait(10)
     assert d.api.status(name) == "Running"
+
+
+_PYLXD_CLIENT = r"""
+import sys, urllib.parse, pylxd
+c = pylxd.Client(endpoint="http+unix://" + urllib.parse.quote(sys.argv[1], safe=""))
+c.instances.get(sys.argv[2]).execute(sys.argv[3:])
+"""
+
+
+def test_pylxd_execute_killed_ends_the_command(coved: Coved, inst: str) -> None:
+    n = _secs()
+    p = subprocess.Popen([sys.executable, "-c", _PYLXD_CLIENT, str(coved.socket), inst,
+                          "sh", "-c", f"sleep {n} | cat"],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE)
+    try:
+        if not wait_until(lambda: bool(_pids("sleep", n)) or p.poll() is not None,
+                          timeout=30) or p.poll() is not None:
+            raise AssertionError(f"pylxd ended: {p.returncode} "
+                                 f"{p.stderr.read() if p.stderr else b''!r}")
+    finally:
+        p.kill()
+        p.wait(10)
+    _gone("sleep", n)
