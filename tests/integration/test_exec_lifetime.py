@@ -47,6 +47,14 @@ def _pids(*argv: str) -> list[int]:
     return out
 
 
+def _cgroup_of(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cgroup") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
 def _gone(*argv: str, timeout: float = 10) -> None:
     wait_until(lambda: not _pids(*argv), timeout=timeout)
     assert not _pids(*argv), f"{argv} still runs"
@@ -122,7 +130,7 @@ def test_lxc_exec_killed_ends_the_whole_tree(lxc: Lxc, inst: str) -> None:
                 ("sleep", a), ("sleep", b), ("sleep", c), ("cat", "/dev/zero"))
     for n in (a, b, c):
         _gone("sleep", n)
-    assert not _pids("cat", "/dev/zero")
+    assert not [pid for pid in _pids("cat", "/dev/zero") if inst in _cgroup_of(pid)]
 
 
 def test_lxc_exec_interactive_killed(lxc: Lxc, inst: str) -> None:
@@ -299,3 +307,27 @@ def test_pylxd_execute_killed_ends_the_command(coved: Coved, inst: str) -> None:
         p.kill()
         p.wait(10)
     _gone("sleep", n)
+
+
+def test_runc_exec_fallback_ends_the_pipeline(make_coved, busybox_tar: Path,  # type: ignore[no-untyped-def]
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """``runc exec`` (no gcc, or COVE_EXEC=runc) has no session cgroup: the
+    command's process group goes, a pipeline with it."""
+    monkeypatch.setenv("COVE_EXEC", "runc")
+    d = make_coved("liferunc")
+    d.api.import_image(busybox_tar, "busybox")
+    name = new_name("life")
+    d.api.launch(name)
+    n = _secs()
+    p, op_id = _ws_client(d, name, ["sh", "-c", f"cat /dev/zero | sleep {n}"])
+    try:
+        _running("sleep", n)
+        assert not _session_cgroups(d, name)  # runc exec: no session cgroup
+        cats = [pid for pid in _pids("cat", "/dev/zero") if name in _cgroup_of(pid)]
+        assert cats
+    finally:
+        p.kill()
+        p.wait(10)
+    _gone("sleep", n)
+    wait_until(lambda: not any(os.path.exists(f"/proc/{pid}") for pid in cats))
+    assert d.api.wait(op_id, timeout=10)["metadata"]["return"] == 137
