@@ -23,7 +23,9 @@ into the container's cgroup and removes the directory. What a crashed coved
 leaves is ended by the next coved (``sweep``, from the reconciler: the
 clients of those sessions went with the old coved) and would otherwise go
 with the container's cgroup (runc deletes sub-cgroups).
-Cost: a mkdir and an rmdir in cgroupfs per session (tens of microseconds).
+Cost: a mkdir and an rmdir in cgroupfs per session, ~50 us here; an
+engine exec of ``true`` measured 4.5 ms with it against 4.3 ms without
+(medians of 200, within the noise of a shared host).
 """
 
 from __future__ import annotations
