@@ -411,6 +411,7 @@ class ExecBridge:
         await self._release_all(1011, error.message.encode()[:120])
 
     async def _release_all(self, code: int = 1000, message: bytes = b"") -> None:
+        self._input_done.set()  # the pty's watcher (if the pumps never ran) ends too
         if self._watch is not None and self._watch is not asyncio.current_task():
             self._watch.cancel()
         session, self._session = self._session, None
