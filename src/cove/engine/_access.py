@@ -253,6 +253,8 @@ class Access:
         path = self.console_log(name)
         try:
             with open(path, "rb") as f:
+                if offset > os.fstat(f.fileno()).st_size:
+                    offset = 0  # cleared (DELETE .../console): a new log began
                 f.seek(offset)
                 data = f.read()
         except FileNotFoundError:
