@@ -331,3 +331,25 @@ def test_runc_exec_fallback_ends_the_pipeline(make_coved, busybox_tar: Path,  # 
     _gone("sleep", n)
     wait_until(lambda: not any(os.path.exists(f"/proc/{pid}") for pid in cats))
     assert d.api.wait(op_id, timeout=10)["metadata"]["return"] == 137
+
+
+def test_lxc_operation_delete_cancels_exec(lxc: Lxc, inst: str, api: Api) -> None:
+    """``lxc operation delete`` (which answered "cannot be cancelled")."""
+    n = _secs()
+    p = subprocess.Popen([*lxc[0], "exec", f"cv:{inst}", "--", "sh", "-c", f"sleep {n} | cat"],
+                         env=lxc[1], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    try:
+        _running("sleep", n)
+        (op,) = [o for o in _exec_ops(api)
+                 if f"/1.0/instances/{inst}" in o["resources"].get("instances", [])]
+        d = subprocess.run([*lxc[0], "operation", "delete", f"cv:{op['id']}"], env=lxc[1],
+                           capture_output=True, timeout=30, check=False)
+        assert d.returncode == 0, d.stderr
+        _gone("sleep", n)
+        assert api.wait(op["id"], timeout=10)["status"] == "Cancelled"
+        p.wait(15)  # lxc ends with the operation
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait(10)
