@@ -55,6 +55,17 @@ def _cgroup_of(pid: int) -> str:
         return ""
 
 
+def _alive(pid: int) -> bool:
+    """Running, not a zombie (a killed process whose parent died waits for
+    the container's init to reap it; ``sleep`` as init never does)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return False
+    return data[data.rfind(b")") + 2:][:1] != b"Z"
+
+
 def _gone(*argv: str, timeout: float = 10) -> None:
     wait_until(lambda: not _pids(*argv), timeout=timeout)
     assert not _pids(*argv), f"{argv} still runs"
@@ -329,7 +340,8 @@ def test_runc_exec_fallback_ends_the_pipeline(make_coved, busybox_tar: Path,  # 
         p.kill()
         p.wait(10)
     _gone("sleep", n)
-    wait_until(lambda: not any(os.path.exists(f"/proc/{pid}") for pid in cats))
+    wait_until(lambda: not any(_alive(pid) for pid in cats))
+    assert not any(_alive(pid) for pid in cats)
     assert d.api.wait(op_id, timeout=10)["metadata"]["return"] == 137
 
 
