@@ -18,6 +18,7 @@ import functools
 import json
 import os
 import shutil
+import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -70,6 +71,7 @@ class FakeExecSession:
         self.req = req
         self.resizes: list[tuple[int, int]] = []
         self.signals: list[int] = []
+        self.killed = False
         self.closed = False
         self._signalled = threading.Event()
         self._done = threading.Event()
@@ -154,6 +156,10 @@ class FakeExecSession:
         self.signals.append(signum)
         self._signalled.set()
 
+    def kill(self) -> None:
+        self.killed = True
+        self.signal(9)
+
     def close(self) -> None:
         self.closed = True
         for name in ("pty_fd", "stdin_fd", "stdout_fd", "stderr_fd"):
@@ -161,6 +167,74 @@ class FakeExecSession:
             if fd is not None:
                 os.close(fd)
                 setattr(self, name, None)
+
+
+class FakeConsoleSession:
+    """A console whose "shell" answers each input packet with ``got:`` and
+    it, through a real SEQPACKET socket pair; ``end()`` is the instance
+    stopping."""
+
+    def __init__(self, width: int, height: int) -> None:
+        self.resizes: list[tuple[int, int]] = [(width, height)] if width and height else []
+        self.closed = False
+        self._ours, self._theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self._ours.setblocking(False)
+        self._theirs.sendall(b"login: ")
+        threading.Thread(target=self._shell, daemon=True).start()
+
+    def _shell(self) -> None:
+        with contextlib.suppress(OSError):
+            while data := self._theirs.recv(8192):
+                self._theirs.sendall(b"got:" + data)
+
+    def end(self) -> None:
+        with contextlib.suppress(OSError):
+            self._theirs.shutdown(socket.SHUT_RDWR)
+
+    def fileno(self) -> int:
+        return self._ours.fileno()
+
+    def read(self) -> bytes | None:
+        try:
+            return self._ours.recv(8192)
+        except BlockingIOError:
+            return None
+        except OSError:
+            return b""
+
+    def write(self, data: bytes) -> None:
+        self._ours.sendall(data)
+
+    def resize(self, width: int, height: int) -> None:
+        self.resizes.append((width, height))
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._ours.close()
+            self._theirs.close()
+
+
+class FakeConsole:
+    """``ConsoleAPI``: running instances have a console, one client at a time."""
+
+    def __init__(self, instances: FakeInstances) -> None:
+        self._instances = instances
+        self.sessions: list[FakeConsoleSession] = []
+        self.cleared: list[str] = []
+
+    def attach(self, name: str, width: int = 0, height: int = 0) -> FakeConsoleSession:
+        if self._instances.get(name).status is not Status.RUNNING:
+            raise BadRequest("Instance is not running")
+        if any(not s.closed for s in self.sessions):
+            raise Conflict(f"The console of {name} is already in use by another client")
+        session = FakeConsoleSession(width, height)
+        self.sessions.append(session)
+        return session
+
+    def clear_log(self, name: str) -> None:
+        self._instances.get(name)
+        self.cleared.append(name)
 
 
 @dataclass
@@ -672,6 +746,7 @@ class FakeEngine:
         self.images = FakeImages(self.operations)
         self.instances = FakeInstances(self.operations, self.images)
         self.access = FakeAccess(root, self.operations, self.instances)
+        self.console = FakeConsole(self.instances)
         self.networks = FakeNetworks(self.instances)
         self.profiles = FakeProfiles(self.store, self.instances, self.events)
         self.trust = Trust(root, self.store, self.events, time.time)

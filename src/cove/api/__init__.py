@@ -14,6 +14,7 @@ model records (``instance(inst)``, ``image(img)``...), which need the records
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from cove.api._console import InstanceConsolePost
     from cove.api._envelope import async_envelope, error_envelope, sync_envelope
     from cove.api._filter import filter_objects
     from cove.api._images import (
@@ -100,6 +101,7 @@ __all__ = [
     "ImageAliasesPost",
     "ImagePut",
     "Instance",
+    "InstanceConsolePost",
     "InstanceExecPost",
     "InstancePost",
     "InstancePut",
@@ -160,6 +162,7 @@ __all__ = [
 # used, so a caller pays only for what it touches (the CLI's create pays for
 # ``_instances``, never for ``_objects``, which imports the model records).
 _MODULES = {
+    "_console": ("InstanceConsolePost",),
     "_envelope": ("async_envelope", "error_envelope", "sync_envelope"),
     "_filter": ("filter_objects",),
     "_images": ("Image", "ImageAlias", "ImageAliasesEntry", "ImageAliasesEntryPost",

@@ -39,6 +39,7 @@ examples:
   cove list                         NAME, STATE, IPV4, TYPE, CREATED
   cove exec c1 -- ls -l /           run a command; its exit code is cove's
   cove exec c1 -- sh                interactive shell when on a terminal
+  cove console c1                   the instance's console (Ctrl+a q detaches)
   cove file push ./app.conf c1/etc/app.conf
   cove config set c1 limits.memory=256MiB
   cove stop c1 && cove delete c1
@@ -81,6 +82,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "instances": ("launch", "init", "start", "stop", "restart", "pause", "resume",
                   "delete", "rm", "list", "ls", "info", "rename", "logs"),
     "exec": ("exec",),
+    "console": ("console",),
     "files": ("file",),
     "config": ("config",),
     "images": ("image",),

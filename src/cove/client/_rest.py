@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import threading
 from urllib.parse import quote, urlencode
 
@@ -34,6 +33,7 @@ from cove.client import _wire as wire
 from cove.client import _wire_storage as wstor
 from cove.client._exec import ExecResult
 from cove.client._http import HttpTransport, Response, UnixTransport, parse_envelope
+from cove.client._pump import pump_out, read_chunks
 from cove.client._wire import InstanceFile
 from cove.model.errors import CoveError, InternalError, Timeout, error_for_status
 
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
     from typing import Any, BinaryIO, Self
 
+    from cove.client._console import ConsoleSession
     from cove.client._ws import WebSocket
 
 __all__ = [
@@ -422,6 +423,42 @@ class Client:
             parse_envelope(resp)
         return resp.body
 
+    def console_log(self, name: str) -> bytes:
+        """``GET .../console``: the console log as LXD serves it (raw bytes)."""
+        resp = self.raw("GET", f"/1.0/instances/{_q(name)}/console")
+        if resp.status >= 400:
+            parse_envelope(resp)
+        return resp.body
+
+    def clear_console_log(self, name: str) -> None:
+        """``DELETE .../console``: empty the console log."""
+        parse_envelope(self.raw("DELETE", f"/1.0/instances/{_q(name)}/console"))
+
+    def console(self, name: str, width: int = 0, height: int = 0) -> ConsoleSession:
+        """Attach to the console (``POST .../console``, then its websockets
+        ``control`` and ``0``); copy with ``.run()``.
+
+        Raises:
+            CoveError: no such instance, not running, no console (an
+                application container), or another client is attached.
+        """
+        from cove.client._console import ConsoleSession
+
+        op = self._op("POST", f"/1.0/instances/{_q(name)}/console",
+                      api.InstanceConsolePost(width=width, height=height).to_wire(), None)
+        fds = op.metadata.get("fds") or {}
+        if "0" not in fds or "control" not in fds:
+            raise InternalError("console answer lacks websocket secrets")
+        sockets: dict[str, WebSocket] = {}
+        try:
+            for n in ("control", "0"):  # as lxc: control first
+                sockets[n] = self.websocket(op.id, str(fds[n]))
+        except BaseException:
+            for ws in sockets.values():
+                ws.abort()
+            raise
+        return ConsoleSession(op, sockets)
+
     def follow_logs(self, name: str) -> Iterator[bytes]:
         """The console log, then new output as it comes (``?follow=1``) until
         the server ends the stream."""
@@ -646,10 +683,10 @@ class ExecSession:
         err_buf: list[bytes] | None = [] if stderr is None else None
         out_ws = self.sockets["0"] if self.interactive else self.sockets["1"]
         broken = self._broken_pipe
-        readers = [threading.Thread(target=_pump_out, args=(out_ws, stdout, out_buf, broken),
+        readers = [threading.Thread(target=pump_out, args=(out_ws, stdout, out_buf, broken),
                                     daemon=True, name="exec-stdout")]
         if not self.interactive:
-            readers.append(threading.Thread(target=_pump_out,
+            readers.append(threading.Thread(target=pump_out,
                                             args=(self.sockets["2"], stderr, err_buf, broken),
                                             daemon=True, name="exec-stderr"))
         writer = threading.Thread(target=self._pump_in, args=(stdin,), daemon=True,
@@ -678,7 +715,7 @@ class ExecSession:
     def _pump_in(self, stdin: Any) -> None:
         ws = self.sockets["0"]
         try:
-            for chunk in _read_chunks(stdin, self._stop):
+            for chunk in read_chunks(stdin, self._stop):
                 ws.send_binary(chunk)
             if self._stop.is_set():
                 return
@@ -693,91 +730,3 @@ class ExecSession:
         self._stop.set()
         for ws in self.sockets.values():
             ws.close(timeout=0.2)
-
-
-def _read_chunks(src: Any, stop: threading.Event) -> Iterator[bytes]:
-    if src is None:
-        return
-    if isinstance(src, (bytes, bytearray, memoryview)):
-        if src:
-            yield bytes(src)
-        return
-    fd: int | None = src if isinstance(src, int) else None
-    if fd is None:
-        try:
-            fd = src.fileno()
-        except (AttributeError, OSError, ValueError):
-            fd = None
-    if fd is None:
-        while not stop.is_set():
-            data = src.read(65536)
-            if not data:
-                return
-            yield data
-        return
-    while not stop.is_set():
-        try:
-            ready, _, _ = select.select([fd], [], [], 0.1)
-        except (OSError, ValueError):
-            return
-        if not ready:
-            continue
-        try:
-            data = os.read(fd, 65536)
-        except BlockingIOError:
-            continue
-        except OSError:
-            return
-        if not data:
-            return
-        yield data
-
-
-def _pump_out(ws: WebSocket, dest: Any, buf: list[bytes] | None,
-              broken: Callable[[], None]) -> None:
-    """Copy one output stream until the server closes it.
-
-    If writing locally fails (``cove exec ... | head``), the rest is read and
-    dropped, so the command is never stuck on a full stream, and ``broken``
-    is called once (it sends the command SIGPIPE, as a local pipe would).
-    """
-    from cove.client._ws import OP_BINARY, OP_CLOSE
-
-    sink_ok = True
-    try:
-        while True:
-            op, data = ws.recv()
-            if op == OP_CLOSE:
-                return
-            if op != OP_BINARY:
-                # LXD's end-of-stream barrier: no more data. Close our side
-                # now (servers may wait for that before ending the operation)
-                # and read on until the server's close arrives.
-                ws.send_close()
-                continue
-            if not sink_ok:
-                continue
-            if buf is not None:
-                buf.append(data)
-                continue
-            try:
-                if isinstance(dest, int):
-                    _write_fd(dest, data)
-                else:
-                    dest.write(data)
-                    flush = getattr(dest, "flush", None)
-                    if flush is not None:
-                        flush()
-            except (OSError, ValueError):
-                sink_ok = False
-                broken()
-    except (OSError, CoveError):
-        return
-
-
-def _write_fd(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        n = os.write(fd, view)
-        view = view[n:]
-

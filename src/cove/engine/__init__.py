@@ -3,6 +3,7 @@ networks, profiles, trust, operations and events (see ``_engine``). The
 server and the local driver call the same service methods."""
 
 from cove.engine._access import Access
+from cove.engine._console import Console
 from cove.engine._engine import Engine
 from cove.engine._exec_out import Reader, close_stdin
 from cove.engine._images import Images
@@ -12,11 +13,13 @@ from cove.engine._profiles import Profiles
 from cove.engine._trust import Trust
 from cove.engine.events import EventBus
 from cove.engine.operations import Operation, Operations
-from cove.engine.types import ExecSession, FileInfo
+from cove.engine.types import ConsoleSession, ExecSession, FileInfo
 
 __all__ = [
     "NETWORK_TYPES",
     "Access",
+    "Console",
+    "ConsoleSession",
     "Engine",
     "EventBus",
     "ExecSession",

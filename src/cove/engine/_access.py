@@ -67,6 +67,9 @@ class FinishedExec:
     def signal(self, signum: int) -> None:
         pass
 
+    def kill(self) -> None:
+        pass
+
     def close(self) -> None:
         for fd in (self.stdout_fd, self.stderr_fd):
             if fd is not None:
@@ -152,7 +155,8 @@ class Access:
     def exec_detached(self, name: str, req: InstanceExecPost, *, project: str = DEFAULT, record: bool) -> Operation:
         """Run ``req.command`` with no websockets, as an operation whose
         metadata gets ``return`` (and ``output``, the log paths, when
-        ``record``). Not idempotent.
+        ``record``). Cancelling the operation kills the command and every
+        process it started. Not idempotent.
 
         Raises:
             as ``exec``.
@@ -161,13 +165,17 @@ class Access:
         session = self.exec(name, req)
         log_dir = self._paths.exec_log_dir(name) if record else None
         try:
-            return self._operations.run(
+            op = self._operations.run(
                 lambda op: run_detached(session, log_dir, name, op),
-                description="Executing command",
+                description="Executing command", may_cancel=True,
                 resources={"instances": [instance_url(name)]}, project=split_key(name)[0])
         except BaseException:
             session.close()
             raise
+        # Cancelling (DELETE /1.0/operations/ID) ends the command's whole
+        # tree; the body then drains what is left and ends CANCELLED.
+        op.on_cancel(session.kill)
+        return op
 
     # -- files -----------------------------------------------------------------
     def file_get(self, name: str, path: str, *, project: str = DEFAULT) -> FileInfo:
@@ -256,6 +264,8 @@ class Access:
         path = self.console_log(name)
         try:
             with open(path, "rb") as f:
+                if offset > os.fstat(f.fileno()).st_size:
+                    offset = 0  # cleared (DELETE .../console): a new log began
                 f.seek(offset)
                 data = f.read()
         except FileNotFoundError:

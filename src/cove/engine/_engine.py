@@ -42,6 +42,7 @@ from typing import Any
 
 from cove import __version__
 from cove.engine._access import Access
+from cove.engine._console import Console
 from cove.engine._images import Images
 from cove.engine._instances import Instances
 from cove.engine._metrics import Metrics
@@ -123,6 +124,7 @@ class Engine:
         self.storage.bind_projects(self.projects.volumes_project)
         self.access = Access(store=self.store, runtime=runtime, paths=paths, rootfs=rootfs,
                              operations=self.operations, profiles=self.profiles)
+        self.console = Console(store=self.store, runtime=runtime, paths=paths)
         self.trust = Trust(self.root, self.store, self.events, clock)
         self.metrics = Metrics(store=self.store, runs=runs, paths=paths,
                                operations=self.operations, clock=clock)

@@ -331,6 +331,11 @@ class Instances:
         image_env = image.env if image else {}
         conf = self._profiles.expanded_config(inst)  # profiles' keys take effect too
         args = cfg.command_from_config(conf, image_cmd or ["/sbin/init"])
+        # A system container (the image's /sbin/init) gets a console pty, as
+        # every LXD container has /dev/console; an application (cove.cmd,
+        # or an OCI image's command) keeps plain pipes: a tty would change
+        # its output (isatty, CRLF, stderr merged) and leave its stdin open.
+        terminal = not conf.get("cove.cmd") and not image_cmd
         env = dict(image_env)
         env.update(cfg.environment_from_config(conf))
         return build_spec(SpecInput(
@@ -341,7 +346,7 @@ class Instances:
             gid=int(conf.get("cove.gid") or conf.get("cove.uid") or 0),
             resources=cfg.resources_from_config(conf),
             nofile=(self._nofile, self._nofile),
-            mounts=mounts,
+            mounts=mounts, terminal=terminal,
         ))
 
     def start_now(self, name: str) -> None:
@@ -361,7 +366,8 @@ class Instances:
             log = d / "console.log"
             with contextlib.suppress(FileNotFoundError):
                 log.unlink()
-            pid = self._runtime.create(name, d, log)
+            pid = self._runtime.create(name, d, log,
+                                       terminal=bool(spec["process"]["terminal"]))
             undo.callback(self._runtime.delete, name, True)
             self._net.attach(name, pid, net, undo)  # veths, names, published ports
             stopped = threading.Event()

@@ -6,7 +6,9 @@ database is the truth about what should exist. In order:
 1. runc containers no row owns (a launch killed half-way) are force-deleted;
 2. each instance recorded as running is checked: still running → watched
    again; gone → recorded as stopped with the exit code conmon left (and
-   deleted if ephemeral); created-but-never-started → torn down;
+   deleted if ephemeral); created-but-never-started → torn down; exec
+   sessions the previous coved left in it are killed (their clients went
+   with that coved);
 3. overlay mounts and instance directories nothing owns are removed, and
    so are upload temp files and empty cgroups;
 4. if the host lost the containers (a reboot: new boot id, or runtime state
@@ -99,6 +101,10 @@ class Reconciler:
                 if inst.status is not want:
                     self._instances.set_status(name, want)
                 self._instances.watch(name, state.pid)
+                ended = self._runtime.end_sessions(name)
+                if ended:
+                    log.info("%s: ended %d exec session(s) left by the previous coved",
+                             name, len(ended))
                 continue
             if inst.status is not Status.STOPPED and (state is None or rebooted):
                 lost.append(name)

@@ -52,6 +52,7 @@ class Operation:
         self._done = threading.Event()
         self._cancel = threading.Event()
         self._listeners: list[Callable[[Operation], None]] = []
+        self._on_cancel: list[Callable[[], None]] = []
 
     # -- observers ------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -119,9 +120,30 @@ class Operation:
         self.update(progress=prog)
 
     def cancel(self) -> None:
+        """Ask the operation to stop: its cancel hooks run (in the caller's
+        thread) and it ends CANCELLED once its work returns. Idempotent; a
+        finished operation is left as it is.
+
+        Raises:
+            Conflict: the operation cannot be cancelled.
+        """
         if not self.may_cancel:
             raise Conflict(f"Operation {self.id} cannot be cancelled")
+        if self.done or self._cancel.is_set():
+            return
         self._cancel.set()
+        for fn in list(self._on_cancel):
+            try:
+                fn()
+            except Exception:
+                logging.getLogger("cove.engine").exception("operation cancel hook failed")
+
+    def on_cancel(self, fn: Callable[[], None]) -> None:
+        """Call ``fn`` when the operation is cancelled (now, if it already
+        was); the way a running body learns it must stop."""
+        self._on_cancel.append(fn)
+        if self._cancel.is_set() and not self.done:
+            fn()
 
     def _finish(self, status: OperationStatus, error: CoveError | None = None) -> None:
         self.status = status

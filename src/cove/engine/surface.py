@@ -19,7 +19,7 @@ from cove.api import InstanceExecPost, InstancesPost
 from cove.engine._exec_out import Reader
 from cove.engine.events import EventBus
 from cove.engine.operations import Operation, Operations
-from cove.engine.types import ExecSession, FileInfo
+from cove.engine.types import ConsoleSession, ExecSession, FileInfo
 from cove.model.disks import Volume
 from cove.model.profiles import Profile
 from cove.model.projects import Project
@@ -28,6 +28,7 @@ from cove.model.trust import Certificate
 
 __all__ = [
     "AccessAPI",
+    "ConsoleAPI",
     "EngineAPI",
     "ImagesAPI",
     "InstancesAPI",
@@ -156,6 +157,18 @@ class AccessAPI(Protocol):
 
     def delete_log(self, name: str, file: str, *, project: str = "default") -> None:
         """Remove a recorded exec output. Not idempotent."""
+        ...
+
+
+class ConsoleAPI(Protocol):
+    """What the server calls on ``engine.console``."""
+
+    def attach(self, name: str, width: int = 0, height: int = 0) -> ConsoleSession:
+        """Attach to the console of the running instance ``name`` (one client at a time); the caller must ``close()`` the session. Raises: NotFound, BadRequest (not running, frozen, no console), Conflict (in use)."""
+        ...
+
+    def clear_log(self, name: str) -> None:
+        """Empty the console log. Idempotent. Raises: NotFound."""
         ...
 
 
@@ -502,6 +515,8 @@ class EngineAPI(Protocol):
     def instances(self) -> InstancesAPI: ...
     @property
     def access(self) -> AccessAPI: ...
+    @property
+    def console(self) -> ConsoleAPI: ...
     @property
     def images(self) -> ImagesAPI: ...
     @property

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["ExecSession", "FileInfo"]
+__all__ = ["ConsoleSession", "ExecSession", "FileInfo"]
 
 
 class ExecSession(Protocol):
@@ -15,8 +15,9 @@ class ExecSession(Protocol):
     Interactive: ``pty_fd`` is the pty master (read output, write input), the
     three stdio fds are None. Otherwise ``stdin_fd`` (write; close for EOF),
     ``stdout_fd`` and ``stderr_fd`` (read until EOF). ``wait()`` returns the
-    exit code (128+N when killed by signal N). Every fd is owned by the
-    session and closed by ``close()``.
+    exit code (128+N when killed by signal N). ``kill()`` ends the whole
+    process tree of the session (its client went away, or its operation was
+    cancelled). Every fd is owned by the session and closed by ``close()``.
     """
 
     pty_fd: int | None
@@ -27,6 +28,22 @@ class ExecSession(Protocol):
     def wait(self, timeout: float | None = None) -> int | None: ...
     def resize(self, width: int, height: int) -> None: ...
     def signal(self, signum: int) -> None: ...
+    def kill(self) -> None:
+        """SIGKILL the command and every process it started; idempotent."""
+    def close(self) -> None: ...
+
+
+class ConsoleSession(Protocol):
+    """One client attached to an instance's console. ``fileno()`` polls
+    readable when output (or the end) is there; ``read()`` returns it, b""
+    at the end (the instance stopped), None when there is nothing yet;
+    ``write()`` is input (OSError once the console is gone); ``close()`` is
+    idempotent and lets another client attach."""
+
+    def fileno(self) -> int: ...
+    def read(self) -> bytes | None: ...
+    def write(self, data: bytes) -> None: ...
+    def resize(self, width: int, height: int) -> None: ...
     def close(self) -> None: ...
 
 

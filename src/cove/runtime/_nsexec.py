@@ -230,6 +230,7 @@ class ExecTarget:
     cgroups: tuple[str, ...]  # host paths of the container's cgroup dirs
     process: dict[str, Any]  # the spec's "process" object
     config: dict[str, Any]  # the whole spec
+    unified: str | None = None  # its cgroup v2 directory (also in ``cgroups``)
 
 
 def load_target(state_path: Path) -> ExecTarget:
@@ -257,10 +258,12 @@ def load_target(state_path: Path) -> ExecTarget:
     paths = state.get("cgroup_paths") or {}
     cgroups = tuple(p for _, p in sorted(paths.items())
                     if isinstance(p, str) and p.startswith("/"))
+    unified = paths.get("")
     process = config.get("process")
     if not isinstance(process, dict):
         raise TypeError("spec has no process object")
-    return ExecTarget(state.get("id", ""), pid, start, cgroups, process, config)
+    return ExecTarget(state.get("id", ""), pid, start, cgroups, process, config,
+                      unified if isinstance(unified, str) and unified in cgroups else None)
 
 
 def unsupported(config: dict[str, Any]) -> str | None:

@@ -15,6 +15,7 @@ words.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import os
@@ -24,6 +25,7 @@ import socket
 import struct
 import subprocess
 import termios
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +33,8 @@ from pathlib import Path
 from cove.host import proc
 from cove.model.config import Resources
 from cove.model.errors import InternalError
-from cove.runtime import _nsexec
+from cove.runtime import _nsexec, _session
+from cove.runtime._session import SessionCgroup
 from cove.runtime.spec import ExecSpec
 
 __all__ = ["ExecProcess", "ExecSpec", "Runc", "RuntimeState"]
@@ -55,9 +58,12 @@ class ExecProcess:
     """
 
     def __init__(self, popen: subprocess.Popen[bytes], pty_fd: int | None,
-                 *, winch: bool = True) -> None:
+                 *, winch: bool = True, cgroup: SessionCgroup | None = None) -> None:
         self._p = popen
         self._winch = winch
+        self._cgroup = cgroup
+        self._closed = False
+        self._lock = threading.Lock()  # kill() comes from other threads than close()
         self.pid = popen.pid
         self.pty_fd = pty_fd
         interactive = pty_fd is not None
@@ -86,7 +92,30 @@ class ExecProcess:
         with contextlib.suppress(ProcessLookupError):
             os.kill(self._p.pid, signum)
 
+    def kill(self) -> None:
+        """SIGKILL the command and every process it started (idempotent).
+
+        With a session cgroup (cove-nsexec on a host with cgroup v2) that is
+        the whole tree, daemonised or not; otherwise (``runc exec``, a pure
+        v1 host) the command's process group, which a process that called
+        setsid() has left."""
+        with self._lock:
+            if self._closed:
+                return  # its pid may name another process by now
+            if self._cgroup is not None:
+                self._cgroup.kill()
+                return
+            for child in _children(self.pid):  # the command leads its own session
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(child, _signal.SIGKILL)
+            _signal_children(self.pid, _signal.SIGKILL)
+
     def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            cgroup, self._cgroup = self._cgroup, None
+        if cgroup is not None:
+            cgroup.release()
         for f in (self._p.stdin, self._p.stdout, self._p.stderr):
             if f is not None:
                 with contextlib.suppress(OSError):
@@ -177,8 +206,11 @@ class Runc:
                         check=check, timeout=timeout)
 
     # -- lifecycle ------------------------------------------------------------
-    def create(self, cid: str, bundle: Path, log_path: Path) -> int:
+    def create(self, cid: str, bundle: Path, log_path: Path, *, terminal: bool = False) -> int:
         """Create the container under a conmon monitor; return its init pid.
+
+        ``terminal`` (the spec's ``process.terminal``): conmon holds the
+        console pty and lets clients attach to it (see ``_console``).
 
         Raises:
             InternalError: conmon or runc failed (the message carries runc's reason).
@@ -199,6 +231,8 @@ class Runc:
             "--runtime-arg", f"--root={self.runc_root}",
             "--log-level", "error", "--no-sync-log",
         ]
+        if terminal:
+            args += ["-t", "-i", "--leave-stdin-open"]
         try:
             # cwd: conmon writes an ``oom`` file into its working directory
             # when the container is OOM-killed; it belongs to the bundle (and
@@ -323,6 +357,19 @@ class Runc:
     def mark_started(self, cid: str) -> None:
         (self.pids / f"{cid}.started").touch()
 
+    def end_sessions(self, cid: str) -> list[str]:
+        """Kill the exec sessions a previous coved left running in ``cid``
+        (their clients are gone with it); the names of those ended."""
+        try:
+            target = _nsexec.load_target(self.runc_root / cid / "state.json")
+        except (OSError, ValueError, KeyError, TypeError):
+            return []
+        return _session.sweep(target.unified) if target.unified else []
+
+    def attach_socket(self, cid: str) -> Path:
+        """conmon's attach socket of ``cid`` (its console, when it has one)."""
+        return self.state_dir / "attach" / cid / "attach"
+
     def conmon_pid(self, cid: str) -> int | None:
         try:
             return int((self.pids / f"{cid}.conmon").read_text().strip())
@@ -357,12 +404,29 @@ class Runc:
 
     def _exec_helper(self, helper: str, target: _nsexec.ExecTarget,
                      spec: ExecSpec) -> ExecProcess:
+        # The command joins a cgroup of its session instead of the
+        # container's own cgroup v2 directory (see _session), so that it and
+        # everything it forks can be ended together.
+        cgroup = SessionCgroup.make(target.unified) if target.unified else None
+        if cgroup is not None:
+            target = dataclasses.replace(target, cgroups=tuple(
+                str(cgroup.path) if p == target.unified else p for p in target.cgroups))
+        try:
+            return self._spawn_helper(helper, target, spec, cgroup)
+        except BaseException:
+            if cgroup is not None:
+                cgroup.kill()
+                cgroup.release()
+            raise
+
+    def _spawn_helper(self, helper: str, target: _nsexec.ExecTarget, spec: ExecSpec,
+                      cgroup: SessionCgroup | None) -> ExecProcess:
         # The helper's own environment is empty: the command's is in its argv.
         if not spec.tty:
             p = proc.spawn(_nsexec.helper_argv(helper, target, spec), env={},
                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, start_new_session=True)
-            return ExecProcess(p, None, winch=False)
+            return ExecProcess(p, None, winch=False, cgroup=cgroup)
         # The pty is made in the container (as runc does) and its master comes
         # back over a socket; the helper's stderr tells why if it never does.
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -390,7 +454,7 @@ class Runc:
                     _, err = p.communicate()
                 text = err.decode(errors="replace").strip() if err else ""
                 raise InternalError(f"exec in {target.cid} failed: {text or reason}")
-        return ExecProcess(p, master, winch=False)
+        return ExecProcess(p, master, winch=False, cgroup=cgroup)
 
     def _exec_runc(self, cid: str, spec: ExecSpec) -> ExecProcess:
         args = [self.runc, "--root", str(self.runc_root), "exec",

@@ -67,6 +67,7 @@ class SpecInput:
     nofile: tuple[int, int] = (1024, 1024)
     netns: str | None = None  # path of a network namespace to join; None = new one
     mounts: tuple[dict[str, Any], ...] = ()
+    terminal: bool = False  # a pty as /dev/console and the init's stdio
 
 
 def _resources(r: Resources) -> dict[str, Any]:
@@ -100,7 +101,7 @@ def build_spec(i: SpecInput) -> dict[str, Any]:
     return {
         "ociVersion": "1.0.2",
         "process": {
-            "terminal": False,
+            "terminal": i.terminal,
             "user": {"uid": i.uid, "gid": i.gid},
             "args": list(i.args),
             "env": [f"{k}={v}" for k, v in env.items()],

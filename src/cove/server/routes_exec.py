@@ -98,6 +98,10 @@ class ExecBridge:
         self._ended = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._watch: asyncio.Task[Any] | None = None
+        self._control_seen = False
+        self._killed = False
+        self._exited = False
+        self._input_done = asyncio.Event()  # the pty's websocket said its last
         self.op: Operation | None = None
 
     # -- the operation ------------------------------------------------------------
@@ -112,6 +116,36 @@ class ExecBridge:
         op.update(fds=dict(self._secrets))
         self._app[WEBSOCKETS][op.id] = self
         self._watch = self._spawn(self._watchdog())
+        op.on_cancel(self._cancel_threadsafe)
+
+    def _cancel_threadsafe(self) -> None:
+        self._loop.call_soon_threadsafe(self._cancel)
+
+    def _cancel(self) -> None:
+        """``DELETE /1.0/operations/ID``: kill the command's tree (the
+        operation then ends CANCELLED as the command's end is reported), or
+        give up waiting for the websockets."""
+        if self._ended:
+            return
+        if self._started:
+            self._spawn(self._kill("the operation was cancelled"))
+        else:
+            self._spawn(self._abandon())
+
+    async def _abandon(self) -> None:
+        self._ended = True
+        self._finished.set()  # no error: the operation ends CANCELLED
+        await self._release_all(1000, b"cancelled")
+
+    async def _kill(self, why: str) -> None:
+        """End the session's whole process tree: its client is gone."""
+        if self._ended or self._exited or self._killed:
+            return
+        self._killed = True
+        if self._session is None:  # still starting: _run kills it once it is there
+            return
+        log.info("exec in %s: %s, killing the command", self._name, why)
+        await self._loop.run_in_executor(self._app[EXECUTOR], self._session.kill)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
@@ -141,7 +175,10 @@ class ExecBridge:
         opened.add(ws)
         self._ws[stream] = ws
         if stream == "control":
+            self._control_seen = True
             self._spawn(self._control(ws))
+        elif stream == "1" or (stream == "0" and self._req.interactive):
+            self._spawn(self._watch_output(ws))
         if not self._started and all(s in self._ws for s in self._data):
             self._started = True
             self._spawn(self._run())
@@ -152,9 +189,11 @@ class ExecBridge:
         return ws
 
     async def close(self) -> None:
-        """Daemon shutdown: stop pumping and let go of every websocket."""
+        """Daemon shutdown: the client's connection goes, so the command
+        does too (as LXD's); stop pumping and let go of every websocket."""
         if self._ended:
             return
+        await self._kill("the daemon is shutting down")
         me = asyncio.current_task()
         tasks = [t for t in self._tasks if t is not me]
         for task in tasks:
@@ -186,6 +225,8 @@ class ExecBridge:
             await self._fail(InternalError(f"{type(e).__name__}: {e}"))
             return
         self._session = session
+        if self._killed:  # the client went away while the command started
+            await self._loop.run_in_executor(pool, session.kill)
         code: int | None = None
         error: CoveError | None = None
         try:
@@ -213,6 +254,7 @@ class ExecBridge:
                 os.set_blocking(session.stdin_fd, False)
                 inputs.append(self._spawn(self._copy_in(self._ws["0"], session, None)))
         code = await in_thread(session.wait, f"exec-wait-{self._name}")
+        self._exited = True  # what it left running is the user's: no more kills
         if outputs:
             _, late = await asyncio.wait(outputs, timeout=_DRAIN_GRACE)
             for task in late:  # a daemonised child still holds the output open
@@ -300,8 +342,32 @@ class ExecBridge:
         finally:
             if pty_fd is None:
                 close_stdin(session)
+            else:
+                self._input_done.set()
+
+    async def _watch_output(self, ws: web.WebSocketResponse) -> None:
+        """The client never writes to stdout's websocket (nor closes the
+        pty's while it waits for output): its end means the client is gone.
+        As LXD, that ends the command when no control websocket does so; a
+        non-interactive stream's messages are ignored, a pty's are the
+        input ``_copy_in`` reads, so there only the end is awaited."""
+        if ws is self._ws.get("0"):
+            await self._input_done.wait()
+        else:
+            async for _ in ws:
+                pass
+        if not self._control_seen:
+            await self._kill("its client went away")
 
     async def _control(self, ws: web.WebSocketResponse) -> None:
+        try:
+            await self._control_loop(ws)
+        finally:
+            # lxc closes control only after the outputs ended; before that
+            # its end is the client's (killed, or gone with its network).
+            await self._kill("its control websocket closed")
+
+    async def _control_loop(self, ws: web.WebSocketResponse) -> None:
         async for msg in ws:
             if msg.type is not WSMsgType.TEXT:
                 continue
@@ -349,6 +415,7 @@ class ExecBridge:
         await self._release_all(1011, error.message.encode()[:120])
 
     async def _release_all(self, code: int = 1000, message: bytes = b"") -> None:
+        self._input_done.set()  # the pty's watcher (if the pumps never ran) ends too
         if self._watch is not None and self._watch is not asyncio.current_task():
             self._watch.cancel()
         session, self._session = self._session, None
@@ -375,7 +442,7 @@ async def _post(request: web.Request) -> web.Response:
     if req.wait_for_websocket:
         bridge = ExecBridge(request.app, engine, name, req)
         op = engine.operations.run(bridge.hold, description="Executing command",
-                                   resources=resources, cls="websocket",
+                                   resources=resources, cls="websocket", may_cancel=True,
                                    project=split_key(name)[0])
         bridge.bind(op)
         return render.async_op(op)

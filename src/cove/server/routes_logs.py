@@ -15,7 +15,7 @@ import functools
 from aiohttp import web
 
 from cove.engine import Reader
-from cove.model.errors import BadRequest, NotFound
+from cove.model.errors import NotFound
 from cove.model.projects import instance_url, split_key
 from cove.model.states import Status
 from cove.server import render
@@ -113,11 +113,6 @@ async def _console(request: web.Request) -> web.StreamResponse:
                         content_type="application/octet-stream")
 
 
-async def _console_ws(request: web.Request) -> web.Response:
-    raise BadRequest("Attaching to the console is not supported yet; "
-                     "GET .../console (or .../logs/console.log?follow=1) shows the output")
-
-
 def add_routes(app: web.Application) -> None:
     r = app.router
     for base in BASES:
@@ -125,4 +120,3 @@ def add_routes(app: web.Application) -> None:
         r.add_get(base + "/{name}/logs/{file}", _get)
         r.add_delete(base + "/{name}/logs/{file}", _delete)
         r.add_get(base + "/{name}/console", _console)
-        r.add_post(base + "/{name}/console", _console_ws)

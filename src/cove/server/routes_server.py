@@ -67,6 +67,7 @@ API_EXTENSIONS: list[str] = [
     "instance_all_projects",           # ?all-projects=true on instance lists
     "storage",                         # /1.0/storage-pools: default (dir), custom volumes
     "storage_api_volume_rename",       # POST .../volumes/custom/NAME {"name": ...}
+    "console",                         # GET/DELETE/POST .../console (log, attach)
 ]
 
 
