@@ -61,7 +61,7 @@ def test_options_on_the_wire(fake: FakeLXD, run) -> None:
                      "--group", "wheel", "--cwd", "/srv", "-T", "--", "env")
     assert code == 0
     assert ex.body["environment"] == {"A": "1", "B": "x=y"}
-    assert ex.body["user"] == 1000 and ex.body["group"] == "wheel"
+    assert ex.body["user"] == 1000 and ex.body["group-name"] == "wheel"
     assert ex.body["cwd"] == "/srv"
     assert "TERM" not in ex.body["environment"]
 
