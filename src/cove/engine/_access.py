@@ -29,6 +29,7 @@ from cove.engine._rootfs import Rootfs
 from cove.engine._runs import Paths
 from cove.engine.operations import Operation, Operations
 from cove.engine.types import ExecSession, FileInfo
+from cove.model import config as cfg
 from cove.model.errors import BadRequest, CoveError, NotFound
 from cove.model.passwd import parse_group, parse_passwd, resolve_group, resolve_user
 from cove.model.states import Status
@@ -133,6 +134,9 @@ class Access:
             env = {"HOME": entry.home, "USER": entry.name, "LANG": "C.UTF-8"}
             if req.interactive:
                 env["TERM"] = "xterm"
+            # The config as it is now, not as it was at start: LXD gives a
+            # changed environment.* to the next exec, no restart needed.
+            env.update(cfg.environment_from_config(inst.config))
             env.update(req.environment or {})
             cwd = req.cwd or (entry.home if _is_dir(fs, entry.home) else "/")
             if not cwd.startswith("/"):

@@ -47,6 +47,7 @@ __all__ = ["DEFAULT_STOP_TIMEOUT", "Instances"]
 log = logging.getLogger("cove.engine")
 
 DEFAULT_STOP_TIMEOUT = 10.0
+POWER_KEY = "volatile.last_state.power"
 _ACTIONS = ("start", "stop", "restart", "freeze", "unfreeze")
 _KNOWN_DEVICE_TYPES = {"none", "disk", "nic", "proxy"}
 
@@ -323,8 +324,12 @@ class Instances:
             undo.callback(self._forget_running, name)
             self._runtime.start(name)
             self._runtime.mark_started(name)
+            # LXD's onStart records the power state in the config, where
+            # Ansible's lxd inventory plugin reads it (not in state.status).
+            running = self._store.get_instance(name)
+            running.config[POWER_KEY] = "RUNNING"
             self.set_status(name, Status.RUNNING, last_used_at=self._now(),
-                             last_exit_code=None)
+                             last_exit_code=None, config=running.config)
             self.watch(name, pid)
             undo.pop_all()
         self._events.lifecycle("instance-started", f"/1.0/instances/{name}")
@@ -389,8 +394,10 @@ class Instances:
                 inst = self._store.get_instance(name)
             except NotFound:
                 inst = None
-            if inst is not None and (inst.status is not Status.STOPPED or code is not None):
+            if inst is not None and (inst.status is not Status.STOPPED or code is not None
+                                     or inst.config.get(POWER_KEY, "STOPPED") != "STOPPED"):
                 inst.status = Status.STOPPED
+                inst.config[POWER_KEY] = "STOPPED"  # as LXD's onStop, on a stop or an exit
                 if code is not None:
                     inst.last_exit_code = code
                     inst.config["volatile.last_state.exit_code"] = str(code)
