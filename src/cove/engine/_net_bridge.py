@@ -21,7 +21,7 @@ from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
 from pathlib import Path
 from typing import Any
 
-from cove.engine._net_base import COUNTERS, NetPlan, NetworkType
+from cove.engine._net_base import COUNTERS, NetPlan, NetworkType, short_list
 from cove.model.errors import BadRequest, Conflict, NotFound
 from cove.model.records import Instance, Network
 from cove.network import dns, nft
@@ -63,13 +63,17 @@ class BridgeType(NetworkType):
         new = {k: v for k, v in new.items() if v != "" or k not in config}
         new = self._resolve(name, new, old=old.config)
         changed = {k for k in set(new) | set(old.config) if new.get(k) != old.config.get(k)}
-        if changed - _LIVE_KEYS - {k for k in changed if k.startswith("user.")}:
-            holders = sorted({lease.instance for lease in
-                              self.ctx.store.list_leases(network=name)})
+        fixed = changed - _LIVE_KEYS - {k for k in changed if k.startswith("user.")}
+        if fixed:
+            leases = self.ctx.store.list_leases(network=name)
+            if fixed == {"ipv4.address"} and _grows(old.config, new):
+                return new  # every lease and the gateway stay where they are
+            holders = sorted({lease.instance for lease in leases})
             if holders:
                 raise BadRequest(f"Network {name} is in use by running instances "
-                                 f"({', '.join(holders)}): stop them to change "
-                                 f"{', '.join(sorted(changed - _LIVE_KEYS))}")
+                                 f"({short_list(holders)}): stop them to change "
+                                 f"{', '.join(sorted(fixed))} (a subnet may grow live: "
+                                 "the same ipv4.address with a shorter prefix)")
         return new
 
     def _resolve(self, name: str, config: dict[str, str],
@@ -270,6 +274,17 @@ def _mac(rid: str, instance: str, device: str) -> str:
     return f"00:16:3e:{h[0] & 0x7F:02x}:{h[1]:02x}:{h[2]:02x}"
 
 
+def _grows(old: dict[str, str], new: dict[str, str]) -> bool:
+    """True if ``new``'s IPv4 subnet is ``old``'s grown: the same gateway
+    address with a shorter prefix, so it holds every address ``old`` did."""
+    a, b = old.get("ipv4.address", "none"), new.get("ipv4.address", "none")
+    if "none" in (a, b) or "" in (a, b) or "auto" in (a, b):
+        return False
+    was, now = parse_ipv4_address(a), parse_ipv4_address(b)
+    return (was.ip == now.ip and now.network.prefixlen < was.network.prefixlen
+            and was.network.subnet_of(now.network))
+
+
 def _chooser(spec: NetSpec, nic: Nic):  # type: ignore[no-untyped-def]
     def choose(taken4: set[str], taken6: set[str]) -> tuple[str, str]:
         a4 = a6 = ""
@@ -277,8 +292,8 @@ def _chooser(spec: NetSpec, nic: Nic):  # type: ignore[no-untyped-def]
             if nic.ipv4 is not None:
                 a4 = str(nic.ipv4)
             else:
-                a4 = str(free_address(spec.ipv4.network,
-                                      [spec.ipv4.ip, *map(IPv4Address, taken4)]))
+                a4 = str(free_address(spec.ipv4.network, map(IPv4Address, taken4),
+                                      gateway=spec.ipv4.ip))
         if spec.ipv6 is not None:
             a6 = str(free_address6(spec.ipv6.network,
                                    [spec.ipv6.ip, *map(IPv6Address, taken6)]))

@@ -336,16 +336,20 @@ class Netlink:
             addr = a.get_attr("IFA_ADDRESS")
             if addr and not addr.startswith("fe80"):
                 have[f"{addr}/{a['prefixlen']}"] = a
-        for text in set(have) - want:
-            addr, plen = text.split("/")
-            with contextlib.suppress(Exception):
-                ipr.addr("del", index=idx, address=addr, prefixlen=int(plen))
+        # New addresses first, old ones after: when a subnet grows (10.0.0.1/24
+        # -> 10.0.0.1/23) the gateway address is never absent for the
+        # instances behind it (the same address with another prefix is a
+        # second primary address, not a clash).
         for text in want - set(have):
             addr, plen = text.split("/")
             # no duplicate address detection: cove hands the addresses out, and
             # DAD would keep an address unusable for its first second
             ipr.addr("add", index=idx, address=addr, prefixlen=int(plen),
                      **({"flags": _IFA_F_NODAD} if ":" in addr else {}))
+        for text in set(have) - want:
+            addr, plen = text.split("/")
+            with contextlib.suppress(Exception):
+                ipr.addr("del", index=idx, address=addr, prefixlen=int(plen))
 
     def delete_link(self, name: str) -> bool:
         """Remove a link if it exists (idempotent); True if it was there."""
