@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from cove.api import InstancesPost
+from cove.engine._limits import HostLimits
 from cove.engine._rootfs import Rootfs
 from cove.engine._runs import Paths, RunTable
 from cove.engine._watch import ExitWatcher
@@ -79,7 +80,8 @@ class Instances:
     def __init__(self, *, store: Store, runtime: Runc, paths: Paths, runs: RunTable,
                  rootfs: Rootfs, images: ImageSource, profiles: ProfileSource,
                  network: NetworkPort, operations: Operations, events: EventBus,
-                 clock: Callable[[], float], nofile: int) -> None:
+                 clock: Callable[[], float], nofile: int,
+                 limits: HostLimits | None = None) -> None:
         self._store = store
         self._runtime = runtime
         self._paths = paths
@@ -92,6 +94,7 @@ class Instances:
         self._events = events
         self._now = clock
         self._nofile = nofile
+        self._limits = limits or HostLimits()
         self._watcher = ExitWatcher(self._on_exit)
 
     def close(self) -> None:
@@ -149,6 +152,7 @@ class Instances:
         """
         name = validate_instance_name(req.name)
         config = cfg.validate_config(req.config or {})
+        self._limits.check(config)
         devices = _validate_devices(req.devices)
         image = self._images.resolve(req.source.image_ref())
         if self._store.has_instance(name):
@@ -316,6 +320,7 @@ class Instances:
                 log.unlink()
             pid = self._runtime.create(name, d, log)
             undo.callback(self._runtime.delete, name, True)
+            self._limits.apply(self._paths.cgroups_path(name), inst.config)
             self._net.attach(name, pid, net, undo)  # veths, names, published ports
             stopped = threading.Event()
             with self._runs.mutex(name):
@@ -434,10 +439,13 @@ class Instances:
             new.update(config)
             new = {k: v for k, v in cfg.validate_config(new).items()
                    if not (patch and v == "" and k in config)}
+            self._limits.check(new, inst.config)
             old_res = cfg.resources_from_config(inst.config)
             new_res = cfg.resources_from_config(new)
-            if inst.status is not Status.STOPPED and new_res != old_res:
-                self._runtime.update(name, _unset_to_unlimited(new_res))
+            if inst.status is not Status.STOPPED:
+                if new_res != old_res:
+                    self._runtime.update(name, _unset_to_unlimited(new_res))
+                self._limits.apply(self._paths.cgroups_path(name), new, inst.config)
             inst.config = new
         if devices is not None:
             devs = _validate_devices(devices)
@@ -551,6 +559,8 @@ def _unset_to_unlimited(r: cfg.Resources) -> cfg.Resources:
     """For ``runc update``: a removed limit must be lifted, not left as is."""
     return cfg.Resources(
         memory=r.memory if r.memory is not None else -1,
+        memory_reservation=r.memory_reservation if r.memory_reservation is not None else -1,
+        memory_swap=r.memory_swap if r.memory_swap is not None else -1,
         cpu_quota=r.cpu_quota if r.cpu_quota is not None else -1,
         cpu_period=r.cpu_period or 100_000,
         cpus=r.cpus,

@@ -71,8 +71,15 @@ class SpecInput:
 
 def _resources(r: Resources) -> dict[str, Any]:
     out: dict[str, Any] = {"devices": [{"allow": False, "access": "rwm"}]}
+    memory: dict[str, Any] = {}
     if r.memory is not None:
-        out["memory"] = {"limit": r.memory}
+        memory["limit"] = r.memory
+    if r.memory_reservation is not None:
+        memory["reservation"] = r.memory_reservation
+    if r.memory_swap is not None:
+        memory["swap"] = r.memory_swap
+    if memory:
+        out["memory"] = memory
     cpu: dict[str, Any] = {}
     if r.cpu_quota is not None:
         cpu["quota"] = r.cpu_quota
