@@ -2,9 +2,17 @@
 fingerprint prefix, update, delete.
 
 Design note: the service owns the image rows and the unpacked layers
-(``storage.images.ImageStore``, called ``layers`` here). An image in use by
-an instance cannot be deleted; the instances service resolves the image
-of a new instance through ``resolve``.
+(``storage.images.ImageStore``, called ``layers`` here); the instances
+service resolves the image of a new instance through ``resolve`` and marks
+it used (``last_used_at``) through ``mark_used``.
+
+An image that instances use can be deleted, as in LXD: its row goes at once
+(it leaves the list, its aliases go), but its layers stay as long as an
+instance is made from them (they are that instance's overlay lower layer).
+The instances service calls ``collect`` when it deletes an instance, which
+drops layers no row and no instance refers to; startup's ``sweep`` does the
+same for a crash in between. Importing the same image again adopts the
+kept layers (the same bytes make the same tree) instead of a conflict.
 """
 
 from __future__ import annotations
@@ -112,10 +120,12 @@ class Images:
             try:
                 def progress(pct: int) -> None:
                     op.progress("Unpacking image", pct)
+                # reuse: layers kept for instances of a deleted image are adopted
                 if meta_path is not None:
-                    got = self.layers.import_split(meta_path, path)
+                    got = self.layers.import_split(meta_path, path, reuse=True)
                 else:
-                    got = self.layers.import_file(path, filename=filename, progress=progress)
+                    got = self.layers.import_file(path, filename=filename, progress=progress,
+                                                  reuse=True)
             finally:
                 Path(path).unlink(missing_ok=True)
                 if meta_path is not None:
@@ -132,7 +142,7 @@ class Images:
             except Conflict:
                 raise
             except BaseException:
-                self.layers.delete(got.fingerprint)
+                self.collect(got.fingerprint, row_gone=True)
                 raise
             for a in names:
                 self._store.add_alias(Alias(a, img.fingerprint))
@@ -167,32 +177,73 @@ class Images:
         self._store.update_image(img)
 
     def delete(self, fingerprint: str) -> Operation:
-        """Remove an image and its layers (an operation).
+        """Remove an image (an operation): its row and aliases at once, its
+        layers once no instance is made from them. Not idempotent.
 
         Raises:
-            NotFound: no such image.  BadRequest: an instance uses it.
+            NotFound: no such image.
         """
         img = self.get(fingerprint)
-        users = self.users(img.fingerprint)
-        if users:
-            raise BadRequest(f"Image is in use by instances: {', '.join(users)}")
 
         def work(op: Operation) -> None:
+            if self.users(img.fingerprint) and self.layers.exists(img.fingerprint):
+                # what the instances' next start needs of the row, kept first
+                self.layers.save_run_config(img.fingerprint, img.cmd, img.env)
             self._store.delete_image(img.fingerprint)
-            self.layers.delete(img.fingerprint)
+            users = self.users(img.fingerprint)
+            if users:
+                log.info("image %s deleted; its layers stay for %d instance(s)",
+                         img.fingerprint[:12], len(users))
+            self.collect(img.fingerprint)
             self._events.lifecycle("image-deleted", f"/1.0/images/{img.fingerprint}")
 
         return self._operations.run(work, description="Deleting image",
                                     resources={"images": [f"/1.0/images/{img.fingerprint}"]},
                                     lock=f"image:{img.fingerprint}")
 
+    def run_config(self, fingerprint: str) -> tuple[list[str], dict[str, str]]:
+        """The image's command and environment (OCI images have them): from
+        its row, or from beside its layers once the row is deleted; empty
+        when neither is there. Never raises."""
+        img = self.find(fingerprint)
+        if img is not None:
+            return list(img.cmd), dict(img.env)
+        kept = self.layers.run_config(fingerprint) if fingerprint else None
+        return kept if kept is not None else ([], {})
+
+    def mark_used(self, fingerprint: str) -> None:
+        """Set ``last_used_at`` (an instance was made from it), as LXD. Never raises
+        for an image that went meanwhile."""
+        img = self.find(fingerprint)
+        if img is not None:
+            img.last_used_at = self._now()
+            self._store.update_image(img)
+
+    def collect(self, fingerprint: str, *, row_gone: bool = False) -> bool:
+        """Remove the layers of ``fingerprint`` if no image row and no
+        instance refers to them (``row_gone``: the caller knows the row is
+        not there to stay). Idempotent; True if it removed them.
+        """
+        if not fingerprint or not self.layers.exists(fingerprint):
+            return False
+        if (not row_gone and self.find(fingerprint) is not None) or self.users(fingerprint):
+            return False
+        try:
+            self.layers.delete(fingerprint)
+        except NotFound:
+            return False
+        log.info("removed the layers of image %s (no image, no instance)", fingerprint[:12])
+        return True
+
     def sweep(self) -> None:
-        """At startup: remove unpack leftovers and layers no row records."""
+        """At startup: remove unpack leftovers, and layers that neither an
+        image row nor an instance refers to (unpacked but never recorded, or
+        kept for instances whose last one went while coved was down)."""
         self.layers.cleanup_temp()
         recorded = {img.fingerprint for img in self._store.list_images()}
         for fp in self.layers.fingerprints():
-            if fp not in recorded:  # unpacked, but coved died before recording it
-                log.info("removing unrecorded image %s", fp[:12])
+            if fp not in recorded and not self.users(fp):
+                log.info("removing unreferenced image layers %s", fp[:12])
                 self.layers.delete(fp)
 
     # -- aliases ------------------------------------------------------------------------

@@ -182,6 +182,7 @@ class Instances:
                     (d / sub).mkdir(mode=0o755 if sub != "work" else 0o700)
                 self._store.add_instance(inst)
                 undo.callback(self._store.delete_instance, name)
+                self._images.mark_used(image.fingerprint)
                 self._events.lifecycle("instance-created", f"/1.0/instances/{name}")
                 if req.start:
                     op.progress("Starting instance")
@@ -286,9 +287,7 @@ class Instances:
 
     def _spec_for(self, inst: Instance, rootfs: Path,
                   mounts: tuple[dict[str, Any], ...] = ()) -> dict[str, Any]:
-        image = self._images.find(inst.image)
-        image_cmd = image.cmd if image else []
-        image_env = image.env if image else {}
+        image_cmd, image_env = self._images.run_config(inst.image)  # also of a deleted image
         args = cfg.command_from_config(inst.config, image_cmd or ["/sbin/init"])
         env = dict(image_env)
         env.update(cfg.environment_from_config(inst.config))
@@ -534,10 +533,18 @@ class Instances:
             if name in self._runs.pids:
                 raise BadRequest("Instance is running")
             self._runtime.delete(name, force=True)
+            try:
+                image = self._store.get_instance(name).image
+            except NotFound:
+                image = ""
             self.remove_dir(name)
             self._store.delete_instance(name)
             remove_empty(self._paths.cgroups_path(name))
             remove_empty(f"/{self._paths.cgroup_parent}")
+        try:
+            self._images.collect(image)  # the layers of a deleted image, once unused
+        except Exception:
+            log.exception("collecting the layers of image %s", image[:12])
         self._events.lifecycle("instance-deleted", f"/1.0/instances/{name}")
 
     def remove_dir(self, name: str) -> None:
