@@ -45,6 +45,11 @@ def test_environment_set_while_running_reaches_the_next_exec(api: Api) -> None:
     # the exec's own environment still wins over the config's
     code, out, _ = api.exec(name, ["sh", "-c", "echo $FOO"], env={"FOO": "mine"})
     assert code == 0 and out == b"mine\n"
+    # a key removed from the config is gone from the next exec too
+    api.sync("PATCH", f"/1.0/instances/{name}", {"config": {"environment.FOO": ""}})
+    assert api.sh(name, 'echo "${FOO-unset} $BAR"') == b"unset new\n"
+    api.run("PUT", f"/1.0/instances/{name}", {"config": {}})
+    assert api.sh(name, 'echo "${FOO-unset} ${BAR-unset} $PATH"').startswith(b"unset unset /")
 
 
 def test_bad_ids_and_modes_are_refused_before_anything_is_made(api: Api) -> None:

@@ -39,7 +39,7 @@ from cove.model.states import Status
 from cove.network.model import nic_from_device, proxy_from_device
 from cove.runtime.cgroups import read_stats, remove_empty
 from cove.runtime.runc import Runc
-from cove.runtime.spec import SpecInput, build_spec
+from cove.runtime.spec import SpecInput, build_spec, process_env
 from cove.storage import overlay
 from cove.store import Store
 
@@ -445,6 +445,8 @@ class Instances:
                 if new_res != old_res:
                     self._runtime.update(name, _unset_to_unlimited(new_res))
                 self._limits.apply(self._paths.cgroups_path(name), new, inst.config)
+                if cfg.environment_from_config(new) != cfg.environment_from_config(inst.config):
+                    self._refresh_exec_env(inst, new)
             inst.config = new
         if devices is not None:
             devs = _validate_devices(devices)
@@ -462,6 +464,25 @@ class Instances:
             inst.ephemeral = bool(ephemeral)
         self._store.update_instance(inst)
         self._events.lifecycle("instance-updated", f"/1.0/instances/{name}")
+
+    def _refresh_exec_env(self, inst: Instance, config: dict[str, str]) -> None:
+        """Give the next exec of the running ``inst`` the environment of
+        ``config``, as LXD does: exec sessions start from the bundle's
+        ``config.json`` (runc and cove-nsexec alike), so its process env is
+        rewritten, atomically; a key removed from the config goes too. The
+        running init keeps the environment it started with."""
+        path = self._paths.instance_dir(inst.name) / "config.json"
+        try:
+            spec = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return  # not started by this cove (or gone): nothing to refresh
+        env = self._images.run_config(inst.image)[1]
+        env.update(cfg.environment_from_config(config))
+        uid = int(inst.config.get("cove.uid") or 0)  # the init's, as at start
+        spec.setdefault("process", {})["env"] = process_env(env, uid)
+        tmp = path.with_name("config.json.tmp")
+        tmp.write_text(json.dumps(spec))
+        os.replace(tmp, path)
 
     def rename(self, name: str, new_name: str) -> Operation:
         """Rename a stopped instance, as an operation. Not idempotent.

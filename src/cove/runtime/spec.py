@@ -17,7 +17,8 @@ from typing import Any
 
 from cove.model.config import Resources
 
-__all__ = ["DEFAULT_CAPS", "DEFAULT_PATH", "ExecSpec", "SpecInput", "build_spec"]
+__all__ = ["DEFAULT_CAPS", "DEFAULT_PATH", "ExecSpec", "SpecInput", "build_spec",
+           "process_env"]
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -93,11 +94,16 @@ def _resources(r: Resources) -> dict[str, Any]:
     return out
 
 
+def process_env(env: dict[str, str], uid: int = 0) -> list[str]:
+    """The spec's ``process.env``: cove's defaults under ``env`` (pure)."""
+    out = {"PATH": DEFAULT_PATH, "HOME": "/root" if uid == 0 else "/", "TERM": "xterm",
+           "container": "cove"}
+    out.update(env)
+    return [f"{k}={v}" for k, v in out.items()]
+
+
 def build_spec(i: SpecInput) -> dict[str, Any]:
     """Return the OCI runtime spec (as a dict ready for ``json.dump``)."""
-    env = {"PATH": DEFAULT_PATH, "HOME": "/root" if i.uid == 0 else "/", "TERM": "xterm"}
-    env["container"] = "cove"
-    env.update(i.env)
     soft, hard = i.nofile
     namespaces: list[dict[str, str]] = [
         {"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"},
@@ -110,7 +116,7 @@ def build_spec(i: SpecInput) -> dict[str, Any]:
             "terminal": False,
             "user": {"uid": i.uid, "gid": i.gid},
             "args": list(i.args),
-            "env": [f"{k}={v}" for k, v in env.items()],
+            "env": process_env(i.env, i.uid),
             "cwd": i.cwd,
             "capabilities": {k: list(DEFAULT_CAPS) for k in
                              ("bounding", "effective", "permitted")},
