@@ -182,6 +182,9 @@ class Instances:
                     (d / sub).mkdir(mode=0o755 if sub != "work" else 0o700)
                 self._store.add_instance(inst)
                 undo.callback(self._store.delete_instance, name)
+                # the image may have been deleted since it was resolved; with
+                # the row in, a later delete keeps the layers for this one
+                self._images.rootfs(image.fingerprint)
                 self._images.mark_used(image.fingerprint)
                 self._events.lifecycle("instance-created", f"/1.0/instances/{name}")
                 if req.start:
