@@ -33,6 +33,12 @@ def test_power_state_is_recorded_as_ansible_reads_it(api: Api) -> None:
     # a PUT of the config keeps it (volatile keys are the server's)
     api.run("PUT", f"/1.0/instances/{name}", {"config": {"cove.cmd": "sleep 1000"}})
     assert api.instance(name)["config"][POWER] == "STOPPED"
+    # ...and so does a stale copy sent back while it runs
+    stale = api.instance(name)["config"]
+    api.action(name, "start")
+    api.run("PUT", f"/1.0/instances/{name}", {"config": stale})
+    api.sync("PATCH", f"/1.0/instances/{name}", {"config": {POWER: "STOPPED"}})
+    assert api.instance(name)["config"][POWER] == "RUNNING"
 
 
 def test_environment_set_while_running_reaches_the_next_exec(api: Api) -> None:

@@ -49,6 +49,7 @@ log = logging.getLogger("cove.engine")
 
 DEFAULT_STOP_TIMEOUT = 10.0
 POWER_KEY = "volatile.last_state.power"
+_LAST_STATE = "volatile.last_state."
 _ACTIONS = ("start", "stop", "restart", "freeze", "unfreeze")
 _KNOWN_DEVICE_TYPES = {"none", "disk", "nic", "proxy"}
 
@@ -441,6 +442,10 @@ class Instances:
             new.update(config)
             new = {k: v for k, v in cfg.validate_config(new).items()
                    if not (patch and v == "" and k in config)}
+            # the server's record of the last state, whatever a client sends
+            # back (a stale GET must not turn a running instance "STOPPED")
+            new = {k: v for k, v in new.items() if not k.startswith(_LAST_STATE)}
+            new.update({k: v for k, v in inst.config.items() if k.startswith(_LAST_STATE)})
             self._limits.check(new, inst.config)
             old_res = cfg.resources_from_config(inst.config)
             new_res = cfg.resources_from_config(new)
