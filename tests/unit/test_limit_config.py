@@ -101,3 +101,20 @@ def test_apply_writes_lxds_values(monkeypatch: pytest.MonkeyPatch) -> None:
     writes.clear()
     h.apply("/cove/c1", {}, None)
     assert writes == []
+
+
+def test_apply_on_cgroup_v2(monkeypatch: pytest.MonkeyPatch) -> None:
+    writes: list[tuple[str, str, str, str]] = []
+    monkeypatch.setattr("cove.runtime.cgroups.write_value",
+                        lambda c, r, f, v: writes.append((c, r, f, v)))
+    h = _host(disk="io.weight", cpu_file="cpu.weight")
+    h._v2 = True
+    h.apply("/cove/c1", {"limits.cpu.priority": "3", "limits.disk.priority": "2",
+                         "limits.memory.swap": "false"})
+    assert writes == [("cpu", "/cove/c1", "cpu.weight", "93"),
+                      ("blkio", "/cove/c1", "io.weight", "200"),
+                      ("memory", "/cove/c1", "memory.swap.max", "0")]
+    writes.clear()
+    # limits.memory removed: runc cannot lift v2's soft limit (memory.low), so it is written
+    h.apply("/cove/c1", {}, {"limits.memory": "1GiB"})
+    assert writes == [("memory", "/cove/c1", "memory.low", "0")]

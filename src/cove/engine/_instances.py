@@ -37,7 +37,7 @@ from cove.model.names import validate_instance_name
 from cove.model.records import Instance
 from cove.model.states import Status
 from cove.network.model import nic_from_device, proxy_from_device
-from cove.runtime.cgroups import read_stats, remove_empty
+from cove.runtime.cgroups import is_v2, read_stats, remove_empty
 from cove.runtime.runc import Runc
 from cove.runtime.spec import SpecInput, build_spec, process_env
 from cove.storage import overlay
@@ -595,7 +595,11 @@ def _unset_to_unlimited(r: cfg.Resources) -> cfg.Resources:
     """For ``runc update``: a removed limit must be lifted, not left as is."""
     return cfg.Resources(
         memory=r.memory if r.memory is not None else -1,
-        memory_reservation=r.memory_reservation if r.memory_reservation is not None else -1,
+        # lifting a soft limit: -1 on v1 (unlimited, the default); on v2 runc
+        # would write memory.low=max (protect everything) and skips 0, so it
+        # is left out and HostLimits writes memory.low=0 itself
+        memory_reservation=r.memory_reservation if r.memory_reservation is not None
+        else (None if is_v2() else -1),
         memory_swap=r.memory_swap if r.memory_swap is not None else -1,
         cpu_quota=r.cpu_quota if r.cpu_quota is not None else -1,
         cpu_period=r.cpu_period or 100_000,

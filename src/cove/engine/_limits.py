@@ -123,6 +123,10 @@ class HostLimits:
                 weight = (cfg.parse_disk_priority(raw) * 100 or 10) if raw \
                     else _DISK_DEFAULT[self._disk_file]
                 cgroups.write_value("blkio", rel, self._disk_file, str(weight))
+            if self._v2 and old is not None and old.get("limits.memory") \
+                    and not new.get("limits.memory"):
+                # the soft limit went with limits.memory (see _unset_to_unlimited)
+                cgroups.write_value("memory", rel, "memory.low", "0")
             swap = new.get("limits.memory.swap", "")
             # when off, always: a runc update of the memory limit rewrites swap
             if todo("limits.memory.swap") or (swap != "" and not cfg.truthy(swap)):
