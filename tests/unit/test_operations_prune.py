@@ -86,3 +86,17 @@ def test_wait_on_an_ended_operation_answers_and_adds_no_listener(tmp_path: Path)
 
     run_app(fake, body)
     assert len(op._listeners) == before
+
+
+def test_a_slow_event_listener_holds_a_bounded_buffer() -> None:
+    from cove.engine.events import EventBus
+
+    bus = EventBus()
+    ops = Operations(on_change=lambda op: bus.publish("operation", op.to_dict()))
+    slow = bus.subscribe()  # never reads
+    _ended(ops, 600)  # 3 events each (created, started, ended)
+    assert len(slow.queue) == 1000  # the oldest were dropped, the newest kept
+    assert slow.drain()[-1]["metadata"]["status"] == "Success"
+    slow.close()
+    _ended(ops, 10)
+    assert len(slow.queue) == 0  # a closed subscription gets nothing
