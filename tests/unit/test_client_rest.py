@@ -143,6 +143,7 @@ def test_operation_refresh_and_cancel(fake: FakeLXD, client: Client) -> None:
 def test_exec_streams_stdin_out_err_and_returns_exit_code(fake: FakeLXD,
                                                           client: Client) -> None:
     ex = FakeExec(fake, "c1", stdout=b"out:", stderr=b"warn\n", code=3)
+    fake.resolves_names()
     t0 = time.monotonic()
     result = client.exec("c1", ["cat"], environment={"A": "1"}, user="nobody", group=100,
                          cwd="/tmp", stdin=b"hello")
