@@ -148,6 +148,12 @@ def test_a_subnet_grows_while_instances_run(api: Api) -> None:
         # the running one still reaches its gateway, and the new one reaches it
         assert b"1 packets received" in api.sh(one, "ping -c1 -W2 192.168.247.1")
         assert b"1 packets received" in api.sh(two, f"ping -c1 -W2 {ip_one}")
+        # the running one got the new prefix in place (as a DHCP renewal would),
+        # with its default route still there
+        out = api.sh(one, "ip -o -4 addr show dev eth0; ip route")
+        assert b"192.168.247.2/29" in out and b"/30" not in out, out
+        assert b"default via 192.168.247.1" in out, out
+        assert b"1 packets received" in api.sh(one, "ping -c1 -W2 192.168.247.3")
     finally:
         api.remove(one)
         api.remove(two)

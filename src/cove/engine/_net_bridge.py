@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from cove.engine._net_base import COUNTERS, NetPlan, NetworkType, short_list
-from cove.model.errors import BadRequest, Conflict, NotFound
+from cove.model.errors import BadRequest, Conflict, CoveError, NotFound
 from cove.model.records import Instance, Network
 from cove.network import dns, nft
 from cove.network._host import NetSpec, spec_of
@@ -37,6 +37,7 @@ from cove.network.model import (
     veth_name,
 )
 from cove.network.subnets import free_address, free_address6, pick_subnet
+from cove.runtime.cgroups import procs
 
 __all__ = ["BridgeType", "host_listeners", "port_rules"]
 
@@ -116,8 +117,31 @@ class BridgeType(NetworkType):
         return out
 
     def put_up(self, net: Network) -> None:
-        self.ctx.host.bring_up(spec_of(net))
+        before = self.ctx.host.spec(net.name)
+        spec = spec_of(net)
+        self.ctx.host.bring_up(spec)
         self.ctx.host.apply_rules()
+        if before is not None and before.ipv4 is not None and spec.ipv4 is not None \
+                and before.ipv4.ip == spec.ipv4.ip \
+                and before.ipv4.network.prefixlen != spec.ipv4.network.prefixlen:
+            self._readdress(net.name, spec.ipv4.network.prefixlen)
+
+    def _readdress(self, network: str, prefixlen: int) -> None:
+        """The subnet grew: each running instance's address on it gets the
+        new prefix in place, as a DHCP renewal would under LXD, so it reaches
+        its new neighbours directly. Best effort: an instance missed keeps
+        working through the gateway, and has the new prefix at its next start."""
+        for lease in self.ctx.store.list_leases(network=network):
+            if not lease.address:
+                continue
+            pids = procs(self.ctx.paths.cgroups_path(lease.instance))
+            if not pids:
+                continue
+            try:
+                self.ctx.host.readdress(pids[0], IPv4Address(lease.address), prefixlen)
+            except (CoveError, OSError) as e:
+                log.warning("%s keeps %s with its old prefix until it restarts: %s",
+                            lease.instance, lease.address, e)
 
     def take_down(self, net: Network) -> None:
         self.ctx.host.take_down(net.name)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-__all__ = ["CGROUP_ROOT", "CgroupStats", "cgroup_file", "find_file", "is_v2", "read_stats",
-           "remove_empty", "write_value"]
+__all__ = ["CGROUP_ROOT", "CgroupStats", "cgroup_file", "find_file", "is_v2", "procs",
+           "read_stats", "remove_empty", "write_value"]
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 
@@ -140,3 +140,12 @@ def find_file(controller: str, names: tuple[str, ...]) -> str | None:
         if any(os.path.exists(os.path.join(d, name)) for d in dirs):
             return name
     return None
+
+
+def procs(rel: str) -> list[int]:
+    """The pids in cgroup ``rel`` (empty if it is gone). Never raises."""
+    try:
+        with open(cgroup_file("pids", rel, "cgroup.procs")) as f:
+            return [int(line) for line in f if line.strip()]
+    except (OSError, ValueError):
+        return []
