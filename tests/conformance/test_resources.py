@@ -242,8 +242,8 @@ def test_operations(host: Host) -> None:
     finally:
         t.join(90)
     assert not errors and d.container_status(name) == "stopped"
-    # ended: cancelling it is nothing (LXD drops it 5 s after it ends, cove after
-    # 5 min: either way there is nothing to cancel)
+    # ended: cancelling it is nothing (LXD drops it 5 s after it ends, cove
+    # unlists it then too: either way there is nothing to cancel)
     d.cancel_operation(op.id)
     unknown = "00000000-0000-4000-8000-000000000000"
     for call in (d.operation, d.wait_operation):

@@ -51,7 +51,8 @@ def test_bad_requests_raise_before_any_operation(engine: Engine) -> None:
     for req, exc in cases:
         with pytest.raises(exc):
             engine.instances.create(req)
-    assert {op.id for op in engine.operations.all()} == before
+    # no new operation (the image import's may leave the list: 5 s after it ended)
+    assert {op.id for op in engine.operations.all()} <= before
     assert os.listdir(engine.root / "instances") == []
     assert engine.instances.all() == []
 

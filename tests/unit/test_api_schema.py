@@ -178,9 +178,19 @@ SOURCE = {"type": "image", "alias": "busybox"}
     (api.InstanceExecPost, {"command": ["a"], "width": 1.5},
      "Field 'width' must be an integer, not a number"),
     (api.InstanceExecPost, {"command": ["a"], "user": -1},
-     "Field 'user' must be a uid/gid number or a name"),
+     "Field 'user' must be a uid/gid number in 0..4294967294, not -1"),
+    (api.InstanceExecPost, {"command": ["a"], "user": 2**32},
+     "Field 'user' must be a uid/gid number in 0..4294967294"),
+    (api.InstanceExecPost, {"command": ["a"], "user": "root"},
+     "Field 'user' must be a uid/gid number, not a string"),
+    (api.InstanceExecPost, {"command": ["a"], "user": ""},
+     "Field 'user' must be a uid/gid number, not a string"),
     (api.InstanceExecPost, {"command": ["a"], "group": True},
-     "Field 'group' must be a uid/gid number or a name"),
+     "Field 'group' must be a uid/gid number, not a boolean"),
+    (api.InstanceExecPost, {"command": ["a"], "user-name": 5},
+     "Field 'user-name' must be a string, not a number"),
+    (api.InstanceExecPost, {"command": ["a"], "user": 1, "user-name": "bin"},
+     "Fields 'user' and 'user-name' exclude each other"),
     (api.InstanceExecPost, {"command": ["a"], "environment": {"A": None}},
      "Field 'environment': the value of 'A' must be a string, not null"),
     (api.ImagePut, {"auto_update": True}, "Image auto-update is not supported"),
@@ -224,7 +234,8 @@ def test_parse_fills_what_lxd_leaves_out() -> None:
     put = api.InstancePut.parse({"config": None, "profiles": None})
     assert put == api.InstancePut(config={}, profiles=[])  # present: set (null is empty)
     assert api.InstancePut.parse({}) == api.InstancePut()  # absent: None, PATCH keeps it
-    ex = api.InstanceExecPost.parse({"command": ["ls"], "width": -5, "user": "", "cwd": ""})
+    ex = api.InstanceExecPost.parse({"command": ["ls"], "width": -5, "user-name": "",
+                                     "cwd": ""})
     assert (ex.width, ex.height, ex.user, ex.group, ex.cwd) == (0, 0, None, None, None)
     state = api.InstanceStatePut.parse({"action": "stop", "timeout": 2.5})
     assert state.timeout == 2.5 and state.force is False

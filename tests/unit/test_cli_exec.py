@@ -57,11 +57,12 @@ def test_no_stdin_flag(fake: FakeLXD, run) -> None:
 
 def test_options_on_the_wire(fake: FakeLXD, run) -> None:
     ex = FakeExec(fake, "c1")
+    fake.resolves_names()
     code, _, _ = run("exec", "c1", "--env", "A=1", "--env", "B=x=y", "--user", "1000",
                      "--group", "wheel", "--cwd", "/srv", "-T", "--", "env")
     assert code == 0
     assert ex.body["environment"] == {"A": "1", "B": "x=y"}
-    assert ex.body["user"] == 1000 and ex.body["group"] == "wheel"
+    assert ex.body["user"] == 1000 and ex.body["group-name"] == "wheel"
     assert ex.body["cwd"] == "/srv"
     assert "TERM" not in ex.body["environment"]
 
@@ -91,3 +92,14 @@ def test_not_running_is_error_line(fake: FakeLXD, run) -> None:
 def test_user_or_id() -> None:
     assert user_or_id("0") == 0 and user_or_id("1000") == 1000
     assert user_or_id("nobody") == "nobody" and user_or_id(None) is None
+
+
+def test_a_name_is_refused_for_a_server_that_does_not_resolve_names(fake: FakeLXD,
+                                                                     run) -> None:
+    # LXD ignores cove's user-name and would run the command as root
+    FakeExec(fake, "c1")
+    code, _, err = run("exec", "c1", "--user", "app", "--", "id")
+    assert code == 1 and b"does not resolve user and group names" in err
+    assert fake.find("POST", "/1.0/instances/c1/exec") == []
+    code, _, _ = run("exec", "c1", "--user", "1000", "--", "id")
+    assert code == 0

@@ -212,6 +212,12 @@ class FakeLXD:
                             "kernel_version": "6.1.0", "driver": "runc"}}))
         self._server: socketserver.ThreadingUnixStreamServer | None = None
 
+    def resolves_names(self) -> None:
+        """Advertise cove's ``cove_exec_user_name`` (exec user names), as coved does."""
+        self.route("GET", "/1.0")(lambda req: sync({
+            "api_version": "1.0", "api_extensions": ["instances", "cove_exec_user_name"],
+            "auth": "trusted", "environment": {"server": "cove"}}))
+
     def route(self, method: str, path: str) -> Callable[[Handler], Handler]:
         def add(fn: Handler) -> Handler:
             self.routes[(method, path)] = fn

@@ -143,6 +143,7 @@ def test_operation_refresh_and_cancel(fake: FakeLXD, client: Client) -> None:
 def test_exec_streams_stdin_out_err_and_returns_exit_code(fake: FakeLXD,
                                                           client: Client) -> None:
     ex = FakeExec(fake, "c1", stdout=b"out:", stderr=b"warn\n", code=3)
+    fake.resolves_names()
     t0 = time.monotonic()
     result = client.exec("c1", ["cat"], environment={"A": "1"}, user="nobody", group=100,
                          cwd="/tmp", stdin=b"hello")
@@ -153,7 +154,8 @@ def test_exec_streams_stdin_out_err_and_returns_exit_code(fake: FakeLXD,
     assert ex.stdin == b"hello" and ex.stdin_end == "text"
     assert ex.body == {"command": ["cat"], "environment": {"A": "1"},
                        "wait-for-websocket": True, "interactive": False,
-                       "record-output": False, "user": "nobody", "group": 100, "cwd": "/tmp"}
+                       "record-output": False, "user-name": "nobody", "group": 100,
+                       "cwd": "/tmp"}
     # All four streams, in any order: the fake serves each connection in its
     # own thread, so the order it records them in is not the client's.
     assert sorted(ex.connected) == ["0", "1", "2", "control"]

@@ -67,8 +67,9 @@ def test_parse_memory_percent_of_host() -> None:
 def test_resources_from_config() -> None:
     r = cfg.resources_from_config({"limits.memory": "64MiB", "limits.cpu": "2",
                                    "limits.processes": "10"})
+    # a hard limit comes with LXD's soft limit 10% below it
     assert r == cfg.Resources(memory=64 * 2**20, cpu_quota=200_000, cpu_period=100_000,
-                              cpus=None, pids=10)
+                              cpus=None, pids=10, memory_reservation=int(64 * 2**20 * 0.9))
     r = cfg.resources_from_config({"limits.cpu": "0-1", "limits.cpu.allowance": "25ms/100ms"})
     assert (r.cpus, r.cpu_quota, r.cpu_period) == ("0-1", 25_000, 100_000)
     assert cfg.resources_from_config({}) == cfg.Resources()

@@ -289,3 +289,13 @@ def test_free_address_and_a_full_subnet() -> None:
     taken = [IPv4Address(f"10.9.0.{i}") for i in range(1, 7)]
     with pytest.raises(Conflict, match="is full"):
         free_address(net, taken)
+    assert free_address(net, taken[1:4], gateway=gw) == IPv4Address("10.9.0.5")
+    # five instances and the gateway fill a /29: five instance addresses, not six
+    with pytest.raises(Conflict, match=r"^Subnet 10.9.0.0/29 is full: all 5 instance "
+                                       r"addresses are leased \(10.9.0.1 is the gateway\)"):
+        free_address(net, taken[1:], gateway=gw)
+    # a /24 with 253 instances says 253 (the report that found this said 254)
+    net24 = IPv4Network("10.8.0.0/24")
+    leased = [IPv4Address(f"10.8.0.{i}") for i in range(2, 255)]
+    with pytest.raises(Conflict, match="all 253 instance addresses are leased"):
+        free_address(net24, leased, gateway=IPv4Address("10.8.0.1"))

@@ -115,8 +115,16 @@ def test_push_small_big_append_directory_symlink_delete(fake: FakeEngine) -> Non
                                ({"X-LXD-write": "prepend"}, "X-LXD-write"),
                                ({"X-LXD-mode": "rwx"}, "X-LXD-mode"),
                                ({"X-LXD-uid": "root"}, "X-LXD-uid"),
+                               ({"X-LXD-uid": "-5"}, "X-LXD-uid"),
+                               ({"X-LXD-uid": "99999999999"}, "X-LXD-uid"),
+                               ({"X-LXD-uid": "4294967295"}, "X-LXD-uid"),
+                               ({"X-LXD-gid": "-1"}, "X-LXD-gid"),
+                               ({"X-LXD-gid": "1e3"}, "X-LXD-gid"),
+                               ({"X-LXD-mode": "-0644"}, "X-LXD-mode"),
+                               ({"X-LXD-mode": "07777777"}, "X-LXD-mode"),
                                ({"X-LXD-type": "symlink"}, "target")):
             resp = await client.post("/1.0/instances/c1/files?path=/x", headers=headers)
             assert resp.status == 400, headers
             assert words in (await resp.json())["error"]
+            assert ("c1", "/x") not in fake.access.files  # refused before anything is made
     run_app(fake, body)

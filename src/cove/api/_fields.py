@@ -32,6 +32,7 @@ __all__ = [
     "opt_devices",
     "opt_id",
     "opt_int",
+    "opt_name",
     "opt_number",
     "opt_object",
     "opt_str",
@@ -178,14 +179,35 @@ def opt_number(body: Mapping[str, Any], key: str, default: float) -> float:
     return number
 
 
-def opt_id(body: Mapping[str, Any], key: str) -> int | str | None:
-    """A uid/gid: a number or a name; missing, null or "" gives None."""
+MAX_ID = 2**32 - 2  # a uid/gid is a uint32 and 4294967295 is (uid_t)-1, "no change"
+
+
+def opt_id(body: Mapping[str, Any], key: str) -> int | None:
+    """A uid/gid number (LXD's uint32); missing or null gives None.
+
+    Raises:
+        BadRequest: anything but an integer in 0..4294967294 (a string, even
+            a name, is refused: LXD refuses it, and silently running as root
+            instead is what a client must never get).
+    """
     value = body.get(key)
-    if value is None or isinstance(value, str):
-        return value or None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise BadRequest(f"Field {key!r} must be a uid/gid number or a name")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BadRequest(f"Field {key!r} must be a uid/gid number, not {kind(value)}")
+    if not 0 <= value <= MAX_ID:
+        raise BadRequest(f"Field {key!r} must be a uid/gid number in 0..{MAX_ID}, not {value}")
     return value
+
+
+def opt_name(body: Mapping[str, Any], key: str) -> str | None:
+    """A user or group name (cove's ``user-name``/``group-name``); "" is None."""
+    value = body.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _wrong(key, "a string", value)
+    return value or None
 
 
 def opt_str_map(body: Mapping[str, Any], key: str) -> dict[str, str] | None:

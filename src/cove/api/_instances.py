@@ -23,6 +23,7 @@ from cove.api._fields import (
     opt_devices,
     opt_id,
     opt_int,
+    opt_name,
     opt_number,
     opt_str,
     opt_str_list,
@@ -489,13 +490,28 @@ def _check_exec_strings(command: list[str], environment: Mapping[str, str],
                          f"bytes, at most {MAX_EXEC_BYTES}")
 
 
+def _id_or_name(body: Mapping[str, Any], key: str) -> int | str | None:
+    """``user`` (a number, as LXD) or else cove's ``user-name``; the same for group.
+
+    Raises:
+        BadRequest: ``user`` is not a uid number, or both are given.
+    """
+    ident = opt_id(body, key)
+    name = opt_name(body, f"{key}-name")
+    if ident is not None and name is not None:
+        raise BadRequest(f"Fields {key!r} and '{key}-name' exclude each other")
+    return ident if ident is not None else name
+
+
 class InstanceExecPost(Wire):
     """``POST /1.0/instances/NAME/exec``: a command to run (LXD ``InstanceExecPost``).
 
     ``width``/``height`` 0 mean "not given" (a pty is then 80x24). ``user``
     and ``group`` are a uid/gid or, a cove extension, a name looked up in the
     container's ``/etc/passwd``/``/etc/group``; None is root (or the user's
-    group). ``cwd`` None is the user's home.
+    group). ``cwd`` None is the user's home. On the wire a number goes in
+    LXD's ``user``/``group`` (which must be numbers, as in LXD) and a name in
+    cove's ``user-name``/``group-name``.
     """
 
     __slots__ = (
@@ -551,15 +567,18 @@ class InstanceExecPost(Wire):
                    wait_for_websocket=opt_bool(body, "wait-for-websocket"),
                    record_output=opt_bool(body, "record-output"),
                    width=max(width, 0), height=max(height, 0),
-                   user=opt_id(body, "user"), group=opt_id(body, "group"), cwd=cwd)
+                   user=_id_or_name(body, "user"), group=_id_or_name(body, "group"),
+                   cwd=cwd)
 
     @classmethod
     def from_wire(cls, data: Mapping[str, Any]) -> Self:
         def ident(key: str) -> int | str | None:
             value = data.get(key)
+            if isinstance(value, bool) or not isinstance(value, (int, str)) or value == "":
+                value = data.get(f"{key}-name")
             if isinstance(value, bool) or not isinstance(value, (int, str)):
                 return None
-            return value or None
+            return value if value != "" else None
 
         return cls(command=t_str_list(data, "command"),
                    environment=t_str_map(data, "environment"),
@@ -579,10 +598,11 @@ class InstanceExecPost(Wire):
             out["width"] = self.width
         if self.height:
             out["height"] = self.height
-        if self.user is not None:
-            out["user"] = self.user
-        if self.group is not None:
-            out["group"] = self.group
+        for key, value in (("user", self.user), ("group", self.group)):
+            if isinstance(value, str):
+                out[f"{key}-name"] = value
+            elif value is not None:
+                out[key] = value
         if self.cwd:
             out["cwd"] = self.cwd
         return out

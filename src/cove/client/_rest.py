@@ -35,7 +35,7 @@ from cove.client._exec import ExecResult
 from cove.client._http import HttpTransport, Response, UnixTransport, parse_envelope
 from cove.client._pump import pump_out, read_chunks
 from cove.client._wire import InstanceFile
-from cove.model.errors import CoveError, InternalError, Timeout, error_for_status
+from cove.model.errors import BadRequest, CoveError, InternalError, Timeout, error_for_status
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -56,6 +56,7 @@ __all__ = [
 
 DEFAULT_ROOT = "/var/lib/cove"
 _FINAL = ("Success", "Failure", "Cancelled")
+NAME_EXTENSION = "cove_exec_user_name"  # the server resolves exec user/group names
 
 
 def default_socket_path() -> str:
@@ -347,8 +348,15 @@ class Client:
         """Start ``command`` and connect its websockets; run it with ``.run()``.
 
         ``user``/``group`` are sent as given: an int is a uid/gid, a str a
-        name the server resolves inside the instance.
+        name the server resolves inside the instance (cove's ``user-name``).
+
+        Raises:
+            BadRequest: a name for a server that does not resolve names (LXD
+                would ignore the field and run the command as root).
         """
+        if isinstance(user, str) or isinstance(group, str):
+            self._require_extension(NAME_EXTENSION, "resolve user and group names: give "
+                                    "a uid/gid (or use a cove server)")
         op = self._send_op(wire.exec_command(
             name, command, environment=environment, user=user, group=group, cwd=cwd,
             interactive=interactive, width=width, height=height))
@@ -385,6 +393,12 @@ class Client:
                                   group=group, cwd=cwd, interactive=interactive,
                                   width=width, height=height)
         return session.run(stdin, stdout, stderr)
+
+    def _require_extension(self, extension: str, what: str) -> None:
+        """Raises BadRequest if the server lacks ``extension`` (one GET /1.0)."""
+        extensions = self.server().get("api_extensions") or []
+        if extension not in extensions:
+            raise BadRequest(f"This server does not {what}")
 
     def websocket(self, op_id: str, secret: str) -> WebSocket:
         """Connect to ``/1.0/operations/ID/websocket?secret=S``."""

@@ -30,6 +30,7 @@ from cove.engine._runs import Paths
 from cove.engine.operations import Operation, Operations
 from cove.engine.ports import ProfileSource
 from cove.engine.types import ExecSession, FileInfo
+from cove.model import config as cfg
 from cove.model.errors import BadRequest, CoveError, NotFound
 from cove.model.passwd import parse_group, parse_passwd, resolve_group, resolve_user
 from cove.model.projects import DEFAULT, instance_key, instance_url, split_key
@@ -140,12 +141,15 @@ class Access:
             env = {"HOME": entry.home, "USER": entry.name, "LANG": "C.UTF-8"}
             if req.interactive:
                 env["TERM"] = "xterm"
+            # The config as it is now, not as it was at start: LXD gives a
+            # changed environment.* to the next exec, no restart needed.
+            conf = self._profiles.expanded_config(inst)  # with its profiles' keys
+            env.update(cfg.environment_from_config(conf))
             env.update(req.environment or {})
             cwd = req.cwd or (entry.home if _is_dir(fs, entry.home) else "/")
             if not cwd.startswith("/"):
                 raise BadRequest(f"cwd must be an absolute path: {cwd!r}")
-            path_var = env.get("PATH") or self._profiles.expanded_config(inst).get(
-                "environment.PATH") or DEFAULT_PATH
+            path_var = env.get("PATH") or conf.get("environment.PATH") or DEFAULT_PATH
             if not _find_executable(fs, req.command[0], path_var):
                 return FinishedExec(127, f"cove: {req.command[0]}: command not found\n")
         return self._runtime.exec(name, ExecSpec(

@@ -2,15 +2,24 @@
 fingerprint prefix, update, delete.
 
 Design note: the service owns the image rows and the unpacked layers
-(``storage.images.ImageStore``, called ``layers`` here). An image in use by
-an instance cannot be deleted; the instances service resolves the image
-of a new instance through ``resolve``.
+(``storage.images.ImageStore``, called ``layers`` here); the instances
+service resolves the image of a new instance through ``resolve`` and marks
+it used (``last_used_at``) through ``mark_used``.
+
+An image that instances use can be deleted, as in LXD: its row goes at once
+(it leaves the list, its aliases go), but its layers stay as long as an
+instance is made from them (they are that instance's overlay lower layer).
+The instances service calls ``collect`` when it deletes an instance, which
+drops layers no row and no instance refers to; startup's ``sweep`` does the
+same for a crash in between. Importing the same image again adopts the
+kept layers (the same bytes make the same tree) instead of a conflict.
 
 Projects (``features.images``): every call takes ``project``; a project
 without its own images uses the default project's (``image_project``
 answers whose). An image is one row and one set of layers whatever holds
-it; ``store.projects`` records which projects do, and the files go when the
-last one lets go. Aliases of a project are stored under ``PROJECT/NAME``
+it; ``store.projects`` records which projects do; the row goes when the
+last one lets go (the layers when, besides, no instance is made from them).
+Aliases of a project are stored under ``PROJECT/NAME``
 (``cove.model.projects.alias_key``) and shown by their name.
 """
 
@@ -30,7 +39,7 @@ from cove.model.names import validate_alias_name
 from cove.model.projects import DEFAULT, alias_key, split_alias
 from cove.model.records import Alias, Image
 from cove.model.trust import MAX_UNPACK_KEY
-from cove.storage.images import Budget, ImageExists, ImageStore
+from cove.storage.images import Budget, ImageStore
 from cove.store import Store
 
 __all__ = ["Images"]
@@ -167,22 +176,24 @@ class Images:
                 def progress(pct: int) -> None:
                     op.progress("Unpacking image", pct)
                 budget = self.budget(op)
+                # reuse: stored layers (kept for the instances of a deleted
+                # image, or held by another project) are adopted, not a Conflict
                 if meta_path is not None:
                     got = self.layers.import_split(meta_path, path, progress=progress,
-                                                   budget=budget)
+                                                   budget=budget, reuse=True)
                 else:
                     got = self.layers.import_file(path, filename=filename, progress=progress,
-                                                  budget=budget)
-            except ImageExists as e:
-                held = self.find(e.fingerprint)
-                if held is None or self._held(held, owner):
-                    raise
-                return self._share(op, held, owner, names)
+                                                  budget=budget, reuse=True)
             finally:
                 Path(path).unlink(missing_ok=True)
                 if meta_path is not None:
                     Path(meta_path).unlink(missing_ok=True)
             failpoint("image-import.after-layers")  # unrecorded layers: the sweep's
+            held = self.find(got.fingerprint)
+            if held is not None:  # stored already: this project's too now, or a Conflict
+                if self._held(held, owner):
+                    raise Conflict(f"image {got.fingerprint} already exists")
+                return self._share(op, held, owner, names)
             now = self._now()
             props = dict(got.properties)
             props.update(properties or {})
@@ -195,7 +206,7 @@ class Images:
             except Conflict:
                 raise
             except BaseException:
-                self.layers.delete(got.fingerprint)
+                self.collect(got.fingerprint, row_gone=True)
                 raise
             if owner != DEFAULT:
                 self._store.projects.add_image_project(img.fingerprint, owner)
@@ -243,24 +254,27 @@ class Images:
         self._store.update_image(img)
 
     def delete(self, fingerprint: str, *, project: str = DEFAULT) -> Operation:
-        """Remove an image from ``project`` (an operation); its row and layers
-        go when no project holds it any more.
+        """Remove an image from ``project`` (an operation). When no project
+        holds it any more, its row and aliases go at once and its layers once
+        no instance is made from them, as LXD. Not idempotent.
 
         Raises:
-            NotFound: no such image.  BadRequest: an instance uses it (and it
-                would go from the disk).
+            NotFound: no such image.
         """
         owner = self._owner(project)
         img = self.get(fingerprint, project=project)
-        shared = len(self._store.projects.image_projects(img.fingerprint)) > 1
-        users = [] if shared else self.users(img.fingerprint)
-        if users:
-            raise BadRequest(f"Image is in use by instances: {', '.join(users)}")
 
         def work(op: Operation) -> None:
             if not self._store.projects.drop_image_project(img.fingerprint, owner):
+                if self.users(img.fingerprint) and self.layers.exists(img.fingerprint):
+                    # what the instances' next start needs of the row, kept first
+                    self.layers.save_run_config(img.fingerprint, img.cmd, img.env)
                 self._store.delete_image(img.fingerprint)
-                self.layers.delete(img.fingerprint)
+                users = self.users(img.fingerprint)
+                if users:
+                    log.info("image %s deleted; its layers stay for %d instance(s)",
+                             img.fingerprint[:12], len(users))
+                self.collect(img.fingerprint)
             url = f"/1.0/images/{img.fingerprint}"
             self._events.lifecycle("image-deleted", url if owner == DEFAULT
                                    else f"{url}?project={owner}", project=owner)
@@ -269,13 +283,49 @@ class Images:
                                     resources={"images": [f"/1.0/images/{img.fingerprint}"]},
                                     lock=f"image:{img.fingerprint}", project=owner)
 
+    def run_config(self, fingerprint: str) -> tuple[list[str], dict[str, str]]:
+        """The image's command and environment (OCI images have them): from
+        its row, or from beside its layers once the row is deleted; empty
+        when neither is there. Never raises."""
+        img = self.find(fingerprint)
+        if img is not None:
+            return list(img.cmd), dict(img.env)
+        kept = self.layers.run_config(fingerprint) if fingerprint else None
+        return kept if kept is not None else ([], {})
+
+    def mark_used(self, fingerprint: str) -> None:
+        """Set ``last_used_at`` (an instance was made from it), as LXD. Never raises
+        for an image that went meanwhile."""
+        img = self.find(fingerprint)
+        if img is not None:
+            img.last_used_at = self._now()
+            self._store.update_image(img)
+
+    def collect(self, fingerprint: str, *, row_gone: bool = False) -> bool:
+        """Remove the layers of ``fingerprint`` if no image row and no
+        instance refers to them (``row_gone``: the caller knows the row is
+        not there to stay). Idempotent; True if it removed them.
+        """
+        if not fingerprint or not self.layers.exists(fingerprint):
+            return False
+        if (not row_gone and self.find(fingerprint) is not None) or self.users(fingerprint):
+            return False
+        try:
+            self.layers.delete(fingerprint)
+        except NotFound:
+            return False
+        log.info("removed the layers of image %s (no image, no instance)", fingerprint[:12])
+        return True
+
     def sweep(self) -> None:
-        """At startup: remove unpack leftovers and layers no row records."""
+        """At startup: remove unpack leftovers, and layers that neither an
+        image row nor an instance refers to (unpacked but never recorded, or
+        kept for instances whose last one went while coved was down)."""
         self.layers.cleanup_temp()
         recorded = {img.fingerprint for img in self._store.list_images()}
         for fp in self.layers.fingerprints():
-            if fp not in recorded:  # unpacked, but coved died before recording it
-                log.info("removing unrecorded image %s", fp[:12])
+            if fp not in recorded and not self.users(fp):
+                log.info("removing unreferenced image layers %s", fp[:12])
                 self.layers.delete(fp)
 
     # -- aliases ------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from typing import Any
 
 from cove.api import InstancesPost
 from cove.engine._failpoints import failpoint
+from cove.engine._limits import HostLimits
 from cove.engine._profiles import project_of
 from cove.engine._rootfs import Rootfs
 from cove.engine._runs import Paths, RunTable
@@ -40,9 +41,9 @@ from cove.model.projects import DEFAULT, instance_key, instance_url, split_key
 from cove.model.records import Instance
 from cove.model.states import Status
 from cove.network.model import nic_from_device, proxy_from_device
-from cove.runtime.cgroups import read_stats, remove_empty
+from cove.runtime.cgroups import is_v2, read_stats, remove_empty
 from cove.runtime.runc import Runc
-from cove.runtime.spec import SpecInput, build_spec
+from cove.runtime.spec import SpecInput, build_spec, process_env
 from cove.storage import overlay
 from cove.store import Store
 
@@ -51,6 +52,8 @@ __all__ = ["DEFAULT_STOP_TIMEOUT", "Instances"]
 log = logging.getLogger("cove.engine")
 
 DEFAULT_STOP_TIMEOUT = 10.0
+POWER_KEY = "volatile.last_state.power"
+_LAST_STATE = "volatile.last_state."
 _ACTIONS = ("start", "stop", "restart", "freeze", "unfreeze")
 _KNOWN_DEVICE_TYPES = {"none", "disk", "nic", "proxy"}
 
@@ -83,7 +86,8 @@ class Instances:
                  rootfs: Rootfs, images: ImageSource, profiles: ProfileSource,
                  network: NetworkPort, operations: Operations, events: EventBus,
                  clock: Callable[[], float], nofile: int, disks: DiskPort,
-                 projects: ProjectSource | None = None) -> None:
+                 projects: ProjectSource | None = None,
+                 limits: HostLimits | None = None) -> None:
         self._store = store
         self._runtime = runtime
         self._paths = paths
@@ -98,6 +102,7 @@ class Instances:
         self._now = clock
         self._nofile = nofile
         self._projects = projects
+        self._limits = limits or HostLimits()
         self._watcher = ExitWatcher(self._on_exit)
 
     def close(self) -> None:
@@ -188,6 +193,7 @@ class Instances:
         """
         name = self._key(validate_instance_name(req.name), project)
         config = cfg.validate_config(req.config or {})
+        self._limits.check(config)
         devices = _validate_devices(req.devices)
         image = self._images.resolve(req.source.image_ref(), project=project)
         if self._store.has_instance(name):
@@ -225,6 +231,10 @@ class Instances:
                     self._store.add_instance(inst)
                 undo.callback(self._store.delete_instance, name)
                 failpoint("create.after-row")
+                # the image may have been deleted since it was resolved; with
+                # the row in, a later delete keeps the layers for this one
+                self._images.rootfs(image.fingerprint)
+                self._images.mark_used(image.fingerprint)
                 self._lifecycle("instance-created", name)
                 if req.start:
                     op.progress("Starting instance")
@@ -326,9 +336,7 @@ class Instances:
 
     def _spec_for(self, inst: Instance, rootfs: Path,
                   mounts: tuple[dict[str, Any], ...] = ()) -> dict[str, Any]:
-        image = self._images.find(inst.image)
-        image_cmd = image.cmd if image else []
-        image_env = image.env if image else {}
+        image_cmd, image_env = self._images.run_config(inst.image)  # also of a deleted image
         conf = self._profiles.expanded_config(inst)  # profiles' keys take effect too
         args = cfg.command_from_config(conf, image_cmd or ["/sbin/init"])
         # A system container (the image's /sbin/init) gets a console pty, as
@@ -369,6 +377,8 @@ class Instances:
             pid = self._runtime.create(name, d, log,
                                        terminal=bool(spec["process"]["terminal"]))
             undo.callback(self._runtime.delete, name, True)
+            self._limits.apply(self._paths.cgroups_path(name),
+                               self._profiles.expanded_config(inst))
             self._net.attach(name, pid, net, undo)  # veths, names, published ports
             stopped = threading.Event()
             with self._runs.mutex(name):
@@ -377,8 +387,12 @@ class Instances:
             undo.callback(self._forget_running, name)
             self._runtime.start(name)
             self._runtime.mark_started(name)
+            # LXD's onStart records the power state in the config, where
+            # Ansible's lxd inventory plugin reads it (not in state.status).
+            running = self._store.get_instance(name)
+            running.config[POWER_KEY] = "RUNNING"
             self.set_status(name, Status.RUNNING, last_used_at=self._now(),
-                             last_exit_code=None)
+                             last_exit_code=None, config=running.config)
             self.watch(name, pid)
             undo.pop_all()
         self._lifecycle("instance-started", name)
@@ -443,8 +457,10 @@ class Instances:
                 inst = self._store.get_instance(name)
             except NotFound:
                 inst = None
-            if inst is not None and (inst.status is not Status.STOPPED or code is not None):
+            if inst is not None and (inst.status is not Status.STOPPED or code is not None
+                                     or inst.config.get(POWER_KEY, "STOPPED") != "STOPPED"):
                 inst.status = Status.STOPPED
+                inst.config[POWER_KEY] = "STOPPED"  # as LXD's onStop, on a stop or an exit
                 if code is not None:
                     inst.last_exit_code = code
                     inst.config["volatile.last_state.exit_code"] = str(code)
@@ -493,6 +509,11 @@ class Instances:
             new.update(config)
             new_config = {k: v for k, v in cfg.validate_config(new).items()
                           if not (patch and v == "" and k in config)}
+            # the server's record of the last state, whatever a client sends
+            # back (a stale GET must not turn a running instance "STOPPED")
+            new_config = {k: v for k, v in new_config.items() if not k.startswith(_LAST_STATE)}
+            new_config.update({k: v for k, v in inst.config.items()
+                               if k.startswith(_LAST_STATE)})
             self._check_limits(project, new_config, replacing=name)
         if devices is not None:
             devs = _validate_devices(devices)
@@ -535,6 +556,7 @@ class Instances:
         change); nothing is changed."""
         cfg.validate_config(config)
         cfg.resources_from_config(config)
+        self._limits.check(config, self._profiles.expanded_config(inst))
         if devices == self._profiles.expanded_devices(inst):
             return  # the devices it has were checked when they were set
         self._net.check_expanded(inst.name, devices)
@@ -559,6 +581,9 @@ class Instances:
         new_res = cfg.resources_from_config(config)
         if new_res != cfg.resources_from_config(old[0]):
             self._runtime.update(inst.name, _unset_to_unlimited(new_res))
+        self._limits.apply(self._paths.cgroups_path(inst.name), config, old[0])
+        if cfg.environment_from_config(config) != cfg.environment_from_config(old[0]):
+            self._refresh_exec_env(inst, config)
         if devices == old[1]:
             return
         pid = self._runs.pids.get(inst.name)
@@ -572,6 +597,25 @@ class Instances:
                 self._disks.apply_disks(pid, rootfs, devices, old[1],
                                         project=project_of(inst))
             raise
+
+    def _refresh_exec_env(self, inst: Instance, config: dict[str, str]) -> None:
+        """Give the next exec of the running ``inst`` the environment of
+        ``config``, as LXD does: exec sessions start from the bundle's
+        ``config.json`` (runc and cove-nsexec alike), so its process env is
+        rewritten, atomically; a key removed from the config goes too. The
+        running init keeps the environment it started with."""
+        path = self._paths.instance_dir(inst.name) / "config.json"
+        try:
+            spec = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return  # not started by this cove (or gone): nothing to refresh
+        env = self._images.run_config(inst.image)[1]
+        env.update(cfg.environment_from_config(config))
+        uid = int(config.get("cove.uid") or 0)  # the init's, as at start
+        spec.setdefault("process", {})["env"] = process_env(env, uid)
+        tmp = path.with_name("config.json.tmp")
+        tmp.write_text(json.dumps(spec))
+        os.replace(tmp, path)
 
     def rename(self, name: str, new_name: str, *, project: str = DEFAULT) -> Operation:
         """Rename a stopped instance, as an operation. Not idempotent.
@@ -649,6 +693,10 @@ class Instances:
                 raise BadRequest("Instance is running")
             self._runtime.delete(name, force=True)
             failpoint("delete.after-runtime")
+            try:
+                image = self._store.get_instance(name).image
+            except NotFound:
+                image = ""
             self._unmount(name)
             # The row before the files: a crash between leaves a directory no
             # row owns, which the next start sweeps; never a row without files.
@@ -657,6 +705,10 @@ class Instances:
             self.remove_dir(name)
             remove_empty(self._paths.cgroups_path(name))
             remove_empty(f"/{self._paths.cgroup_parent}")
+        try:
+            self._images.collect(image)  # the layers of a deleted image, once unused
+        except Exception:
+            log.exception("collecting the layers of image %s", image[:12])
         self._lifecycle("instance-deleted", name)
 
     def _check_limits(self, project: str, config: dict[str, str], *,
@@ -701,6 +753,12 @@ def _unset_to_unlimited(r: cfg.Resources) -> cfg.Resources:
     """For ``runc update``: a removed limit must be lifted, not left as is."""
     return cfg.Resources(
         memory=r.memory if r.memory is not None else -1,
+        # lifting a soft limit: -1 on v1 (unlimited, the default); on v2 runc
+        # would write memory.low=max (protect everything) and skips 0, so it
+        # is left out and HostLimits writes memory.low=0 itself
+        memory_reservation=r.memory_reservation if r.memory_reservation is not None
+        else (None if is_v2() else -1),
+        memory_swap=r.memory_swap if r.memory_swap is not None else -1,
         cpu_quota=r.cpu_quota if r.cpu_quota is not None else -1,
         cpu_period=r.cpu_period or 100_000,
         cpus=r.cpus,

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from cove.network._netlink import NicSetup
     from cove.network.cni import ConfList
 
-__all__ = ["COUNTERS", "NetContext", "NetPlan", "NetworkType"]
+__all__ = ["COUNTERS", "NetContext", "NetPlan", "NetworkType", "short_list"]
 
 COUNTERS = ("bytes_received", "bytes_sent", "packets_received", "packets_sent")
 
@@ -139,3 +139,10 @@ class NetworkType(ABC):
 
     def sweep(self, running: set[str]) -> None:
         """At startup: release what instances no longer running left."""
+
+
+def short_list(names: list[str], limit: int = 3) -> str:
+    """``a, b, c and 7 more``: an error names a few, never a whole host's worth."""
+    if len(names) <= limit:
+        return ", ".join(names)
+    return f"{', '.join(names[:limit])} and {len(names) - limit} more"

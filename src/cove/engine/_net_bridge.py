@@ -21,8 +21,8 @@ from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
 from pathlib import Path
 from typing import Any
 
-from cove.engine._net_base import COUNTERS, NetPlan, NetworkType
-from cove.model.errors import BadRequest, Conflict, NotFound
+from cove.engine._net_base import COUNTERS, NetPlan, NetworkType, short_list
+from cove.model.errors import BadRequest, Conflict, CoveError, NotFound
 from cove.model.projects import dns_name
 from cove.model.records import Instance, Network
 from cove.network import dns, nft
@@ -38,6 +38,7 @@ from cove.network.model import (
     veth_name,
 )
 from cove.network.subnets import free_address, free_address6, pick_subnet
+from cove.runtime.cgroups import procs
 
 __all__ = ["BridgeType", "host_listeners", "port_rules"]
 
@@ -64,13 +65,17 @@ class BridgeType(NetworkType):
         new = {k: v for k, v in new.items() if v != "" or k not in config}
         new = self._resolve(name, new, old=old.config)
         changed = {k for k in set(new) | set(old.config) if new.get(k) != old.config.get(k)}
-        if changed - _LIVE_KEYS - {k for k in changed if k.startswith("user.")}:
-            holders = sorted({lease.instance for lease in
-                              self.ctx.store.list_leases(network=name)})
+        fixed = changed - _LIVE_KEYS - {k for k in changed if k.startswith("user.")}
+        if fixed:
+            leases = self.ctx.store.list_leases(network=name)
+            if fixed == {"ipv4.address"} and _grows(old.config, new):
+                return new  # every lease and the gateway stay where they are
+            holders = sorted({lease.instance for lease in leases})
             if holders:
                 raise BadRequest(f"Network {name} is in use by running instances "
-                                 f"({', '.join(holders)}): stop them to change "
-                                 f"{', '.join(sorted(changed - _LIVE_KEYS))}")
+                                 f"({short_list(holders)}): stop them to change "
+                                 f"{', '.join(sorted(fixed))} (a subnet may grow live: "
+                                 "the same ipv4.address with a shorter prefix)")
         return new
 
     def _resolve(self, name: str, config: dict[str, str],
@@ -113,8 +118,31 @@ class BridgeType(NetworkType):
         return out
 
     def put_up(self, net: Network) -> None:
-        self.ctx.host.bring_up(spec_of(net))
+        before = self.ctx.host.spec(net.name)
+        spec = spec_of(net)
+        self.ctx.host.bring_up(spec)
         self.ctx.host.apply_rules()
+        if before is not None and before.ipv4 is not None and spec.ipv4 is not None \
+                and before.ipv4.ip == spec.ipv4.ip \
+                and before.ipv4.network.prefixlen != spec.ipv4.network.prefixlen:
+            self._readdress(net.name, spec.ipv4.network.prefixlen)
+
+    def _readdress(self, network: str, prefixlen: int) -> None:
+        """The subnet grew: each running instance's address on it gets the
+        new prefix in place, as a DHCP renewal would under LXD, so it reaches
+        its new neighbours directly. Best effort: an instance missed keeps
+        working through the gateway, and has the new prefix at its next start."""
+        for lease in self.ctx.store.list_leases(network=network):
+            if not lease.address:
+                continue
+            pids = procs(self.ctx.paths.cgroups_path(lease.instance))
+            if not pids:
+                continue
+            try:
+                self.ctx.host.readdress(pids[0], IPv4Address(lease.address), prefixlen)
+            except (CoveError, OSError) as e:
+                log.warning("%s keeps %s with its old prefix until it restarts: %s",
+                            lease.instance, lease.address, e)
 
     def take_down(self, net: Network) -> None:
         self.ctx.host.take_down(net.name)
@@ -271,6 +299,17 @@ def _mac(rid: str, instance: str, device: str) -> str:
     return f"00:16:3e:{h[0] & 0x7F:02x}:{h[1]:02x}:{h[2]:02x}"
 
 
+def _grows(old: dict[str, str], new: dict[str, str]) -> bool:
+    """True if ``new``'s IPv4 subnet is ``old``'s grown: the same gateway
+    address with a shorter prefix, so it holds every address ``old`` did."""
+    a, b = old.get("ipv4.address", "none"), new.get("ipv4.address", "none")
+    if "none" in (a, b) or "" in (a, b) or "auto" in (a, b):
+        return False
+    was, now = parse_ipv4_address(a), parse_ipv4_address(b)
+    return (was.ip == now.ip and now.network.prefixlen < was.network.prefixlen
+            and was.network.subnet_of(now.network))
+
+
 def _chooser(spec: NetSpec, nic: Nic):  # type: ignore[no-untyped-def]
     def choose(taken4: set[str], taken6: set[str]) -> tuple[str, str]:
         a4 = a6 = ""
@@ -278,8 +317,8 @@ def _chooser(spec: NetSpec, nic: Nic):  # type: ignore[no-untyped-def]
             if nic.ipv4 is not None:
                 a4 = str(nic.ipv4)
             else:
-                a4 = str(free_address(spec.ipv4.network,
-                                      [spec.ipv4.ip, *map(IPv4Address, taken4)]))
+                a4 = str(free_address(spec.ipv4.network, map(IPv4Address, taken4),
+                                      gateway=spec.ipv4.ip))
         if spec.ipv6 is not None:
             a6 = str(free_address6(spec.ipv6.network,
                                    [spec.ipv6.ip, *map(IPv6Address, taken6)]))

@@ -17,7 +17,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from cove.engine._net_base import COUNTERS, NetContext, NetworkType
+from cove.engine._net_base import COUNTERS, NetContext, NetworkType, short_list
 from cove.engine._net_bridge import BridgeType
 from cove.engine._net_cni import CniType
 from cove.engine._profiles import DefaultNetwork, Profiles
@@ -193,7 +193,7 @@ class Networks:
             net = self.ctx.store.get_network(name)
             used = self.used_by(name)
             if used:
-                raise BadRequest(f"The network is currently in use by {', '.join(used)}: "
+                raise BadRequest(f"The network is currently in use by {short_list(used)}: "
                                  "remove those NICs first")
             if self.ctx.store.list_leases(network=name):
                 raise BadRequest(f"Network {name} still has address leases")

@@ -6,12 +6,21 @@ local driver, a test). The registry doubles as the lock table: an operation
 that names ``lock=("instances", NAME)`` refuses to start while another
 operation holds that key, with a Conflict that names the one in flight, or
 waits for it when the caller asks to. That is how two starts, or a delete
-during a start, never race. Operations are kept in memory, as LXD does; a
-finished one is dropped five minutes after it ends.
+during a start, never race.
+
+Operations are kept in memory, as LXD does, and a finished one leaves the
+list five seconds after it ends (LXD's ``operations.go`` deletes it then),
+so a busy host does not grow without bound. A client that asks for one by
+id a little later (``GET .../ID/wait`` from a slow client right after the
+202) still finds it: the last ``_RECENT_MAX`` finished operations stay
+reachable by id, unlisted, for five minutes. Memory is bounded by what
+runs plus those few. Pruning happens whenever the registry is touched, so
+no timer thread is needed.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import time
@@ -24,7 +33,9 @@ from cove.model.states import OperationStatus
 
 __all__ = ["Operation", "OperationContext", "Operations"]
 
-_KEEP_FINISHED = 300.0
+_LISTED_AFTER_END = 5.0  # LXD: an ended operation is deleted 5 s later
+_RECENT_AFTER_END = 300.0  # ...but cove still answers for it by id this long
+_RECENT_MAX = 256  # ...for this many at most
 
 
 def _iso(t: float) -> str:
@@ -173,6 +184,8 @@ class Operations:
 
     def __init__(self, on_change: Callable[[Operation], None] | None = None) -> None:
         self._ops: dict[str, Operation] = {}
+        # ended operations no longer listed, oldest first
+        self._recent: collections.OrderedDict[str, Operation] = collections.OrderedDict()
         self._locks: dict[str, Operation] = {}
         self._cond = threading.Condition()
         self._on_change = on_change
@@ -181,13 +194,13 @@ class Operations:
         """Raises: NotFound for an unknown (or expired) operation."""
         with self._cond:
             self._reap()
-            op = self._ops.get(op_id)
+            op = self._ops.get(op_id) or self._recent.get(op_id)
         if op is None:
             raise NotFound(f"Operation not found: {op_id}")
         return op
 
     def all(self) -> list[Operation]:
-        """Every operation still kept (running, or ended less than five minutes ago)."""
+        """Every operation listed: running, or ended less than five seconds ago."""
         with self._cond:
             self._reap()
             return list(self._ops.values())
@@ -218,6 +231,7 @@ class Operations:
         if lock is not None:
             self._acquire(lock, op, wait_for_lock)
         with self._cond:
+            self._reap()
             self._ops[op.id] = op
 
         def work() -> None:
@@ -270,10 +284,18 @@ class Operations:
             self._cond.notify_all()
 
     def _reap(self) -> None:
+        """Unlist operations ended over 5 s ago; forget the recent ones past
+        their time or their number. Caller holds ``_cond``."""
         now = time.time()
         for op_id, op in list(self._ops.items()):
-            if op.done and now - op.updated_at > _KEEP_FINISHED:
+            if op.done and now - op.updated_at > _LISTED_AFTER_END:
                 del self._ops[op_id]
+                self._recent[op_id] = op
+        while self._recent:
+            op_id, op = next(iter(self._recent.items()))
+            if len(self._recent) <= _RECENT_MAX and now - op.updated_at <= _RECENT_AFTER_END:
+                break
+            del self._recent[op_id]
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until no operation holds a lock (used at shutdown)."""

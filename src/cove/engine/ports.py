@@ -35,6 +35,18 @@ class ImageSource(Protocol):
         """The image's unpacked root filesystem (a lower layer)."""
         ...
 
+    def run_config(self, fingerprint: str) -> tuple[list[str], dict[str, str]]:
+        """The image's command and environment, kept after the image is deleted."""
+        ...
+
+    def mark_used(self, fingerprint: str) -> None:
+        """An instance was made from it: set its ``last_used_at``. Never raises."""
+        ...
+
+    def collect(self, fingerprint: str) -> bool:
+        """Drop its layers if no image and no instance refers to them. Idempotent."""
+        ...
+
 
 class ProfileSource(Protocol):
     """What the instances service needs of profiles."""

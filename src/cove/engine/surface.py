@@ -214,7 +214,8 @@ class ImagesAPI(Protocol):
         ...
 
     def delete(self, fingerprint: str, *, project: str = "default") -> Operation:
-        """Remove an image from ``project``; its layers go with the last project holding it."""
+        """Remove an image from ``project``; with the last project holding it, its row
+        goes, and its layers once no instance uses them."""
         ...
 
     def list_aliases(self, *, project: str = "default") -> list[Alias]: ...

@@ -19,8 +19,12 @@ from cove.model.errors import BadRequest
 __all__ = [
     "Resources",
     "command_from_config",
+    "cpu_set",
     "environment_from_config",
     "parse_cpu",
+    "parse_cpu_priority",
+    "parse_disk_priority",
+    "parse_enforce",
     "parse_memory",
     "parse_signal",
     "parse_size",
@@ -36,6 +40,7 @@ _UNITS = {
     "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40,
     "k": 2**10, "K": 2**10, "m": 2**20, "M": 2**20, "g": 2**30, "G": 2**30,
 }
+_INT64_MAX = 2**63 - 1
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$")
 
 
@@ -61,6 +66,8 @@ def parse_memory(value: str, host_total: int | None = None) -> int:
     n = int(float(m.group(1)) * _UNITS[m.group(2)])
     if n < 4 * 2**20:
         raise BadRequest(f"Invalid limits.memory {value!r}: at least 4MiB")
+    if n > _INT64_MAX:  # the kernel and runc take an int64; more is no limit but an error
+        raise BadRequest(f"Invalid limits.memory {value!r}: more than 8EiB")
     return n
 
 
@@ -84,6 +91,25 @@ def _host_memory() -> int:  # pragma: no cover - trivial I/O
     return 0
 
 
+_MAX_CPUS = 8192  # the kernel's NR_CPUS ceiling; the host's own count is checked later
+
+
+def cpu_set(text: str) -> set[int]:
+    """``0-2,5`` -> {0, 1, 2, 5} (a list the kernel writes, as in ``cpu/online``).
+    The caller has checked the syntax; a bad one raises ValueError."""
+    out: set[int] = set()
+    for part in text.strip().split(","):
+        if not part:
+            continue
+        a, _, b = part.partition("-")
+        lo = int(a)
+        hi = int(b) if b else lo
+        out.update(range(lo, min(hi, _MAX_CPUS) + 1))
+        if hi >= _MAX_CPUS:
+            out.add(hi)
+    return out
+
+
 def parse_cpu(value: str) -> tuple[float | None, str | None]:
     """Parse ``limits.cpu``: a count (``2``) or a set (``0-1,3``).
 
@@ -101,30 +127,71 @@ def parse_cpu(value: str) -> tuple[float | None, str | None]:
                 a, b = part.split("-")
                 if int(a) > int(b):
                     raise BadRequest(f"Invalid limits.cpu {value!r}: range {part} is backwards")
+        if max(cpu_set(v)) >= _MAX_CPUS:
+            raise BadRequest(f"Invalid limits.cpu {value!r}: no CPU has a number that high")
         return None, v
     raise BadRequest(f"Invalid limits.cpu {value!r}: use a count like 2 or a set like 0-1,3")
 
 
 def parse_allowance(value: str) -> tuple[int, int]:
-    """Parse ``limits.cpu.allowance`` (``50%`` or ``25ms/100ms``) into (quota, period) in us."""
+    """Parse ``limits.cpu.allowance`` (``50%`` or ``25ms/100ms``) into (quota, period) in us.
+
+    The period is what the kernel takes (1 ms to 1 s); the quota at least 1 ms.
+    """
     v = value.strip()
     m = re.fullmatch(r"(\d+)ms/(\d+)ms", v)
     if m:
         quota, period = int(m.group(1)) * 1000, int(m.group(2)) * 1000
-        if quota < 1000 or period < 1000:
-            raise BadRequest(f"Invalid limits.cpu.allowance {value!r}")
+        if quota < 1000 or not 1000 <= period <= 1_000_000:
+            raise BadRequest(f"Invalid limits.cpu.allowance {value!r}: the period must be "
+                             "1ms to 1000ms and the quota at least 1ms")
+        if quota > _MAX_QUOTA:
+            raise BadRequest(f"Invalid limits.cpu.allowance {value!r}: quota too large")
         return quota, period
     m = re.fullmatch(r"(\d+)%", v)
-    if m and int(m.group(1)) > 0:
+    if m and 0 < int(m.group(1)) <= 100 * _MAX_CPUS:
         return int(m.group(1)) * 1000, 100_000
     raise BadRequest(f"Invalid limits.cpu.allowance {value!r}: use 50% or 25ms/100ms")
+
+
+_MAX_QUOTA = 2**44 // 1000  # us: the kernel's ceiling for a CFS quota (max_cfs_runtime)
 
 
 def parse_processes(value: str) -> int:
     v = value.strip()
     if not re.fullmatch(r"\d+", v) or int(v) < 1:
         raise BadRequest(f"Invalid limits.processes {value!r}: a positive integer")
+    if int(v) > _INT64_MAX:
+        raise BadRequest(f"Invalid limits.processes {value!r}: too large")
     return int(v)
+
+
+def _priority(key: str) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        v = value.strip()
+        if not re.fullmatch(r"\d+", v) or int(v) > 10:
+            raise BadRequest(f"Invalid {key} {value!r}: an integer from 0 to 10")
+        return int(v)
+    return parse
+
+
+parse_cpu_priority = _priority("limits.cpu.priority")
+parse_disk_priority = _priority("limits.disk.priority")
+
+
+def parse_enforce(value: str) -> str:
+    """``limits.memory.enforce``: ``hard`` (the default) or ``soft``."""
+    v = value.strip()
+    if v not in ("hard", "soft"):
+        raise BadRequest(f"Invalid limits.memory.enforce {value!r}: hard or soft")
+    return v
+
+
+def _swap(value: str) -> bool:
+    try:
+        return _bool(value)
+    except BadRequest:
+        raise BadRequest(f"Invalid limits.memory.swap {value!r}: true or false") from None
 
 
 def parse_signal(value: str) -> int:
@@ -180,6 +247,10 @@ _VALIDATORS: dict[str, Callable[[str], object]] = {
     "limits.cpu": parse_cpu,
     "limits.cpu.allowance": parse_allowance,
     "limits.processes": parse_processes,
+    "limits.cpu.priority": parse_cpu_priority,
+    "limits.disk.priority": parse_disk_priority,
+    "limits.memory.enforce": parse_enforce,
+    "limits.memory.swap": _swap,
     "boot.autostart": _bool,
     "security.privileged": _bool,
     "cove.cmd": _cmd,
@@ -237,11 +308,31 @@ class Resources:
     cpu_period: int | None = None
     cpus: str | None = None
     pids: int | None = None
+    # soft limit (v1 memory.soft_limit_in_bytes, v2 memory.low: runc's mapping)
+    memory_reservation: int | None = None
+    # memory + swap (v1 memsw); equal to ``memory`` means no swap
+    memory_swap: int | None = None
 
 
 def resources_from_config(config: Mapping[str, str], ncpu: int | None = None) -> Resources:
-    """Turn the ``limits.*`` keys into cgroup values (a pure function)."""
+    """Turn the ``limits.*`` keys into what runc sets (a pure function).
+
+    As LXD: ``limits.memory.enforce=soft`` makes ``limits.memory`` a soft
+    limit only; ``hard`` (the default) sets it and a soft limit 10% below.
+    ``limits.memory.swap=false`` with a memory limit caps memory+swap at the
+    limit. The priorities are not here: they are written to the cgroup by
+    the engine (``engine/_limits.py``), as runc maps them differently on v2.
+    """
     memory = parse_memory(config["limits.memory"]) if config.get("limits.memory") else None
+    reservation = swap = None
+    if memory is not None:
+        if config.get("limits.memory.enforce", "").strip() == "soft":
+            memory, reservation = None, memory
+        else:
+            reservation = int(memory * 0.9)
+            if config.get("limits.memory.swap", "") != "" and \
+                    not truthy(config["limits.memory.swap"]):
+                swap = memory
     quota = period = None
     cpus = None
     if config.get("limits.cpu"):
@@ -252,7 +343,8 @@ def resources_from_config(config: Mapping[str, str], ncpu: int | None = None) ->
     if config.get("limits.cpu.allowance"):
         quota, period = parse_allowance(config["limits.cpu.allowance"])
     pids = parse_processes(config["limits.processes"]) if config.get("limits.processes") else None
-    return Resources(memory=memory, cpu_quota=quota, cpu_period=period, cpus=cpus, pids=pids)
+    return Resources(memory=memory, cpu_quota=quota, cpu_period=period, cpus=cpus, pids=pids,
+                     memory_reservation=reservation, memory_swap=swap)
 
 
 def command_from_config(config: Mapping[str, str], image_cmd: list[str]) -> list[str]:

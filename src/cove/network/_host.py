@@ -245,6 +245,18 @@ class NetworkHost:
         finally:
             os.close(fd)
 
+    def readdress(self, pid: int, address: IPv4Address, prefixlen: int) -> bool:
+        """Give ``address`` in ``pid``'s network namespace the prefix ``prefixlen``.
+
+        Raises:
+            InternalError: netlink refused it.  OSError: the process is gone.
+        """
+        fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            return self.nl.readdress(fd, address, prefixlen)
+        finally:
+            os.close(fd)
+
     def detach(self, host_names: list[str]) -> None:
         """Remove veths still there (an undo: the namespace may still live)."""
         for name in host_names:

@@ -177,6 +177,66 @@ def _configure_inside(sock: socket.socket, nic: NicSetup) -> None:
         raise OSError(errs[0], os.strerror(errs[0]))
 
 
+def _addresses4(sock: socket.socket) -> list[tuple[int, int, IPv4Address]]:
+    """(ifindex, prefixlen, address) of every IPv4 address in the socket's namespace."""
+    from pyroute2.netlink import NLM_F_DUMP, NLM_F_REQUEST
+    from pyroute2.netlink.rtnl import RTM_GETADDR
+    from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
+
+    req = ifaddrmsg()
+    req["family"] = socket.AF_INET
+    sock.send(_encode(req, RTM_GETADDR, NLM_F_REQUEST | NLM_F_DUMP, 1))
+    out: list[tuple[int, int, IPv4Address]] = []
+    while True:
+        data = sock.recv(65536)
+        off = 0
+        while off + 16 <= len(data):
+            length, mtype = struct.unpack_from("=IH", data, off)
+            if mtype in (2, 3):  # NLMSG_ERROR, NLMSG_DONE
+                return out
+            # ifaddrmsg: family, prefixlen, flags, scope (1 byte each), index (u32)
+            family, plen = struct.unpack_from("=BB", data, off + 16)
+            index = struct.unpack_from("=I", data, off + 20)[0]
+            attr = off + 24
+            while family == socket.AF_INET and attr + 4 <= off + length:
+                alen, atype = struct.unpack_from("=HH", data, attr)
+                if alen < 4:
+                    break
+                if atype == 2 and alen >= 8:  # IFA_LOCAL
+                    out.append((index, plen, IPv4Address(data[attr + 4:attr + 8])))
+                attr += (alen + 3) & ~3
+            off += (length + 3) & ~3
+            if length == 0:
+                return out
+
+
+def _readdress_inside(sock: socket.socket, address: IPv4Address, prefixlen: int) -> bool:
+    """Give ``address`` the prefix ``prefixlen`` where it sits: the new one
+    is added before the old goes, so the address (and the default route
+    through its subnet's gateway) is never missing. True if it changed."""
+    from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_REQUEST
+    from pyroute2.netlink.rtnl import RTM_DELADDR, RTM_NEWADDR
+    from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
+
+    sock.bind((0, 0))
+    found = [(i, p) for i, p, a in _addresses4(sock) if a == address and p != prefixlen]
+    if not found:
+        return False
+    index, old = found[0]
+    msgs: list[bytes] = []
+    for mtype, plen, flags in ((RTM_NEWADDR, prefixlen, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE),
+                               (RTM_DELADDR, old, NLM_F_REQUEST | NLM_F_ACK)):
+        a = ifaddrmsg()
+        a["family"], a["prefixlen"], a["index"] = socket.AF_INET, plen, index
+        a["attrs"] = [("IFA_LOCAL", str(address)), ("IFA_ADDRESS", str(address))]
+        msgs.append(_encode(a, mtype, flags, 2 + len(msgs)))
+    sock.send(b"".join(msgs))
+    errs = [e for e in _acks(sock, len(msgs)) if e != errno.EEXIST]
+    if errs:
+        raise OSError(errs[0], os.strerror(errs[0]))
+    return True
+
+
 @dataclass(frozen=True)
 class NicSetup:
     """One NIC to make: the veth pair and what the container side gets."""
@@ -336,16 +396,20 @@ class Netlink:
             addr = a.get_attr("IFA_ADDRESS")
             if addr and not addr.startswith("fe80"):
                 have[f"{addr}/{a['prefixlen']}"] = a
-        for text in set(have) - want:
-            addr, plen = text.split("/")
-            with contextlib.suppress(Exception):
-                ipr.addr("del", index=idx, address=addr, prefixlen=int(plen))
+        # New addresses first, old ones after: when a subnet grows (10.0.0.1/24
+        # -> 10.0.0.1/23) the gateway address is never absent for the
+        # instances behind it (the same address with another prefix is a
+        # second primary address, not a clash).
         for text in want - set(have):
             addr, plen = text.split("/")
             # no duplicate address detection: cove hands the addresses out, and
             # DAD would keep an address unusable for its first second
             ipr.addr("add", index=idx, address=addr, prefixlen=int(plen),
                      **({"flags": _IFA_F_NODAD} if ":" in addr else {}))
+        for text in set(have) - want:
+            addr, plen = text.split("/")
+            with contextlib.suppress(Exception):
+                ipr.addr("del", index=idx, address=addr, prefixlen=int(plen))
 
     def delete_link(self, name: str) -> bool:
         """Remove a link if it exists (idempotent); True if it was there."""
@@ -396,6 +460,21 @@ class Netlink:
                 _configure_inside(sock, nic)
             except OSError as e:
                 raise InternalError(f"Cannot configure {nic.name} in the container: "
+                                    f"{e.strerror or e}") from None
+
+    @staticmethod
+    def readdress(nsfd: int, address: IPv4Address, prefixlen: int) -> bool:
+        """In the namespace ``nsfd``: ``address`` gets the prefix ``prefixlen``
+        (a grown subnet). True if it changed; False if the address is not there.
+
+        Raises:
+            InternalError: netlink refused it.
+        """
+        with _netlink_socket_in(nsfd) as sock:
+            try:
+                return _readdress_inside(sock, address, prefixlen)
+            except OSError as e:
+                raise InternalError(f"Cannot give {address} the prefix /{prefixlen}: "
                                     f"{e.strerror or e}") from None
 
     def _bridge_index(self, bridge: str) -> int:

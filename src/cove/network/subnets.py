@@ -54,21 +54,28 @@ def pick_subnet(used: Iterable[IPv4Network], seed: str, prefix: int = 24) -> IPv
                         f"(every /{prefix} of 10/8, 172.16/12 and 192.168/16 is in use)")
 
 
-def free_address(subnet: IPv4Network, taken: Iterable[IPv4Address]) -> IPv4Address:
-    """The lowest address of ``subnet`` that is neither taken (the caller
-    includes the gateway) nor the network or broadcast address.
+def free_address(subnet: IPv4Network, taken: Iterable[IPv4Address],
+                 gateway: IPv4Address | None = None) -> IPv4Address:
+    """The lowest address of ``subnet`` that is neither taken, nor the
+    ``gateway`` (the bridge's own address), nor the network or broadcast
+    address.
 
     Raises:
-        Conflict: the subnet is full (a clear error, never a wait).
+        Conflict: the subnet is full (a clear error, never a wait); the count
+            it gives is of the addresses instances can have, the gateway not
+            among them.
     """
     used = {int(a) for a in taken}
+    reserved = {int(gateway)} if gateway is not None else set()
     first = int(subnet.network_address) + 1
     last = int(subnet.broadcast_address) - 1
     for n in range(first, last + 1):
-        if n not in used:
+        if n not in used and n not in reserved:
             return IPv4Address(n)
-    raise Conflict(f"Subnet {subnet} is full: all {max(0, last - first + 1)} addresses are "
-                   "leased (stop an instance or give the network a larger subnet)")
+    usable = max(0, last - first + 1) - len({n for n in reserved if first <= n <= last})
+    gw = f" ({gateway} is the gateway)" if gateway is not None else ""
+    raise Conflict(f"Subnet {subnet} is full: all {usable} instance addresses are leased{gw}; "
+                   "stop an instance, or widen the subnet (ipv4.address with a shorter prefix)")
 
 
 def free_address6(subnet: IPv6Network, taken: Iterable[IPv6Address],

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-__all__ = ["CGROUP_ROOT", "CgroupStats", "read_stats", "read_text", "remove_empty"]
+__all__ = ["CGROUP_ROOT", "CgroupStats", "cgroup_file", "find_file", "is_v2", "procs",
+           "read_stats", "read_text", "remove_empty", "write_value"]
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 
@@ -120,4 +121,53 @@ def list_children(rel: str) -> list[str]:
     try:
         return [e.name for e in os.scandir(base) if e.is_dir(follow_symlinks=False)]
     except OSError:
+        return []
+
+
+def is_v2() -> bool:
+    """True on the unified hierarchy (cgroup v2)."""
+    return _V2
+
+
+def cgroup_file(controller: str, rel: str, filename: str) -> str:
+    """The path of ``filename`` of cgroup ``rel`` (v1: in ``controller``'s hierarchy)."""
+    base = CGROUP_ROOT if _V2 else os.path.join(CGROUP_ROOT, controller)
+    return os.path.join(base, rel.strip("/"), filename)
+
+
+def write_value(controller: str, rel: str, filename: str, value: str) -> None:
+    """Write one cgroup knob (no subprocess, no shell).
+
+    Raises:
+        OSError: the file is missing or the kernel refused the value.
+    """
+    with open(cgroup_file(controller, rel, filename), "w") as f:
+        f.write(value)
+
+
+def find_file(controller: str, names: tuple[str, ...]) -> str | None:
+    """The first of ``names`` that this host's cgroups offer, or None.
+
+    Some knobs (``blkio.bfq.weight``, ``io.weight``) exist only in non-root
+    cgroups, so the root's first-level children are probed too (every
+    systemd host has some: ``system.slice``, ``init.scope``).
+    """
+    base = CGROUP_ROOT if _V2 else os.path.join(CGROUP_ROOT, controller)
+    dirs = [base]
+    try:
+        dirs += sorted(e.path for e in os.scandir(base) if e.is_dir(follow_symlinks=False))[:32]
+    except OSError:
+        return None
+    for name in names:
+        if any(os.path.exists(os.path.join(d, name)) for d in dirs):
+            return name
+    return None
+
+
+def procs(rel: str) -> list[int]:
+    """The pids in cgroup ``rel`` (empty if it is gone). Never raises."""
+    try:
+        with open(cgroup_file("pids", rel, "cgroup.procs")) as f:
+            return [int(line) for line in f if line.strip()]
+    except (OSError, ValueError):
         return []

@@ -172,6 +172,11 @@ def _resources_args(r: Resources) -> list[str]:
     args = []
     if r.memory is not None:
         args += ["--memory", str(r.memory)]
+    if r.memory_reservation is not None:
+        args += ["--memory-reservation", str(r.memory_reservation)]
+    if r.memory_swap is not None:
+        # runc orders the memory and memsw writes so the kernel accepts them
+        args += ["--memory-swap", str(r.memory_swap)]
     if r.cpu_quota is not None:
         args += ["--cpu-quota", str(r.cpu_quota), "--cpu-period", str(r.cpu_period or 100_000)]
     if r.cpus is not None:

@@ -17,7 +17,8 @@ from typing import Any
 
 from cove.model.config import Resources
 
-__all__ = ["DEFAULT_CAPS", "DEFAULT_PATH", "ExecSpec", "SpecInput", "build_spec"]
+__all__ = ["DEFAULT_CAPS", "DEFAULT_PATH", "ExecSpec", "SpecInput", "build_spec",
+           "process_env"]
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -72,8 +73,15 @@ class SpecInput:
 
 def _resources(r: Resources) -> dict[str, Any]:
     out: dict[str, Any] = {"devices": [{"allow": False, "access": "rwm"}]}
+    memory: dict[str, Any] = {}
     if r.memory is not None:
-        out["memory"] = {"limit": r.memory}
+        memory["limit"] = r.memory
+    if r.memory_reservation is not None:
+        memory["reservation"] = r.memory_reservation
+    if r.memory_swap is not None:
+        memory["swap"] = r.memory_swap
+    if memory:
+        out["memory"] = memory
     cpu: dict[str, Any] = {}
     if r.cpu_quota is not None:
         cpu["quota"] = r.cpu_quota
@@ -87,11 +95,16 @@ def _resources(r: Resources) -> dict[str, Any]:
     return out
 
 
+def process_env(env: dict[str, str], uid: int = 0) -> list[str]:
+    """The spec's ``process.env``: cove's defaults under ``env`` (pure)."""
+    out = {"PATH": DEFAULT_PATH, "HOME": "/root" if uid == 0 else "/", "TERM": "xterm",
+           "container": "cove"}
+    out.update(env)
+    return [f"{k}={v}" for k, v in out.items()]
+
+
 def build_spec(i: SpecInput) -> dict[str, Any]:
     """Return the OCI runtime spec (as a dict ready for ``json.dump``)."""
-    env = {"PATH": DEFAULT_PATH, "HOME": "/root" if i.uid == 0 else "/", "TERM": "xterm"}
-    env["container"] = "cove"
-    env.update(i.env)
     soft, hard = i.nofile
     namespaces: list[dict[str, str]] = [
         {"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"},
@@ -104,7 +117,7 @@ def build_spec(i: SpecInput) -> dict[str, Any]:
             "terminal": i.terminal,
             "user": {"uid": i.uid, "gid": i.gid},
             "args": list(i.args),
-            "env": [f"{k}={v}" for k, v in env.items()],
+            "env": process_env(i.env, i.uid),
             "cwd": i.cwd,
             "capabilities": {k: list(DEFAULT_CAPS) for k in
                              ("bounding", "effective", "permitted")},

@@ -60,6 +60,13 @@ def _one_line(e: BaseException) -> str:
 
 @web.middleware
 async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    resp = await _answer(request, handler)
+    if resp.status >= 400:
+        _log_failure(request, resp)
+    return resp
+
+
+async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except CoveError as e:
@@ -122,6 +129,21 @@ class Runner(web.AppRunner):
         server = await super()._make_server()
         server.__class__ = _EnvelopeServer
         return server
+
+
+def _log_failure(request: web.Request, resp: web.StreamResponse) -> None:
+    """One line per failed request, so a user can see why a client failed.
+
+    Method, path (no query string: it may carry a secret), status and the
+    error's message cut to one short line; never a body. Cheap: no I/O
+    beyond the logging handler, and only for failures.
+    """
+    reason = resp.get(render.REASON) or resp.reason or ""
+    text = " ".join(str(reason).split())
+    if len(text) > 200:
+        text = text[:197] + "..."
+    level = logging.WARNING if resp.status >= 500 else logging.INFO
+    log.log(level, "%s %s -> %d %s", request.method, request.path, resp.status, text)
 
 
 async def _close_websockets(app: web.Application) -> None:

@@ -30,6 +30,7 @@ from cove.api import (
 from cove.engine import Operation
 
 __all__ = [
+    "REASON",
     "ZERO_TIME",
     "alias",
     "async_op",
@@ -64,6 +65,12 @@ def async_op(op: Operation) -> web.Response:
     return _json(body, 202, {"Location": body["operation"]})
 
 
+REASON = web.ResponseKey("cove.reason", str)  # the message of an error response
+
+
 def error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
-    """LXD's error envelope, ``error_code`` = HTTP status."""
-    return _json(error_envelope(status, message), status, headers)
+    """LXD's error envelope, ``error_code`` = HTTP status. The message is
+    also kept on the response (``resp[REASON]``) for the failed-request log."""
+    resp = _json(error_envelope(status, message), status, headers)
+    resp[REASON] = message
+    return resp

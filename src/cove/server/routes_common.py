@@ -128,6 +128,9 @@ def op_done(app: web.Application, op: Operation) -> asyncio.Future[None]:
         return fut
     loop = asyncio.get_running_loop()
     fut = loop.create_future()
+    if op.done:  # no listener: polling an ended operation must not pile them up
+        fut.set_result(None)
+        return fut
     waiters[op.id] = fut
 
     def resolve() -> None:

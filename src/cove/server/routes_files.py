@@ -53,20 +53,33 @@ def parse_mode(raw: str) -> int:
             value = int(text, 0)  # "420", "0o644", "0x1a4"
     except ValueError:
         raise BadRequest(f"Invalid X-LXD-mode {raw!r}: expected an octal mode like 0644") from None
-    if value < 0:
-        raise BadRequest(f"Invalid X-LXD-mode {raw!r}: negative")
+    # A client may send a whole st_mode (0100644: the file type bits too);
+    # more than 16 bits is no mode at all.
+    if not 0 <= value <= 0o177777:
+        raise BadRequest(f"Invalid X-LXD-mode {raw!r}: expected an octal mode like 0644")
     return value & 0o7777
 
 
+_MAX_ID = 2**32 - 2  # uid_t is 32 bits and 4294967295 is (uid_t)-1, "no change"
+
+
 def _id_header(request: web.Request, header: str) -> int | None:
+    """``X-LXD-uid``/``X-LXD-gid``: absent or empty is None (the default owner).
+
+    Raises:
+        BadRequest: not a decimal number in 0..4294967294 (a negative id used
+            to fall back to root silently, a huge one reached the kernel).
+    """
     raw = request.headers.get(header)
     if raw is None or raw.strip() == "":
         return None
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        raise BadRequest(f"Invalid {header} {raw!r}: expected a number") from None
-    return None if value < 0 else value
+    text = raw.strip()
+    if not text.isdigit() or not text.isascii():
+        raise BadRequest(f"Invalid {header} {raw!r}: expected a number in 0..{_MAX_ID}")
+    value = int(text)
+    if value > _MAX_ID:
+        raise BadRequest(f"Invalid {header} {raw!r}: expected a number in 0..{_MAX_ID}")
+    return value
 
 
 async def _stream_fd(request: web.Request, fd: int, headers: dict[str, str]

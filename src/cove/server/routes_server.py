@@ -29,6 +29,7 @@ API_EXTENSIONS: list[str] = [
     "container_exec_recording",        # exec record-output
     "container_exec_signal_handling",  # exec control "signal"
     "container_exec_user_group_cwd",   # exec user, group, cwd
+    "cove_exec_user_name",             # exec user-name/group-name: resolved in the instance
     "file_delete",
     "file_append",
     "file_symlinks",

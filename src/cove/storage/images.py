@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import logging
 import os
 import re
@@ -229,6 +230,31 @@ class ImageStore:
         return sorted(name for name in os.listdir(self.root)
                       if _FINGERPRINT.fullmatch(name) and (self.root / name / "rootfs").is_dir())
 
+    def save_run_config(self, fingerprint: str, cmd: list[str], env: dict[str, str]) -> None:
+        """Keep the image's command and environment beside its layers
+        (``run.json``), for instances of an image whose row is deleted.
+        Atomic; idempotent.
+
+        Raises:
+            NotFound: not in the store.
+        """
+        d = self.path(fingerprint)
+        if not d.is_dir():
+            raise NotFound(f"image {fingerprint} is not in the store")
+        tmp = d / "run.json.tmp"
+        tmp.write_text(json.dumps({"cmd": list(cmd), "env": dict(env)}))
+        os.replace(tmp, d / "run.json")
+
+    def run_config(self, fingerprint: str) -> tuple[list[str], dict[str, str]] | None:
+        """What :meth:`save_run_config` kept, or None (never raises)."""
+        try:
+            doc = json.loads((self.path(fingerprint) / "run.json").read_text())
+            cmd = [str(c) for c in doc.get("cmd") or []]
+            env = {str(k): str(v) for k, v in (doc.get("env") or {}).items()}
+        except (OSError, ValueError, AttributeError, CoveError):
+            return None
+        return cmd, env
+
     # -- removal ----------------------------------------------------------
 
     def delete(self, fingerprint: str) -> None:
@@ -281,7 +307,8 @@ class ImageStore:
 
     def import_file(self, path: Path, *, filename: str = "",
                     progress: Progress | None = None,
-                    budget: Budget | None = None) -> ImportedImage:
+                    budget: Budget | None = None,
+                    reuse: bool = False) -> ImportedImage:
         """Import a unified LXD image tarball or a plain rootfs tarball.
 
         Compression (none, gzip, xz, bzip2) is detected from the content.
@@ -293,6 +320,10 @@ class ImageStore:
             progress: called with 0-100 as the file is read.
             budget: the most it may unpack to, and whether to stop (see
                 ``Budget``); unlimited when None.
+            reuse: an image of the same fingerprint already stored is kept
+                and this unpacking dropped (the same bytes make the same
+                tree), instead of a Conflict: the layers of a deleted image
+                that instances still use are adopted back.
 
         Raises:
             BadRequest: not a (supported) tarball; a member that escapes
@@ -320,7 +351,7 @@ class ImageStore:
             architecture, created_at, properties = _metadata_fields(doc)
             result = ImportedImage(hasher.hexdigest(), meter.done, architecture, properties,
                                    created_at)
-            self._commit(tmp, result.fingerprint)
+            self._commit(tmp, result.fingerprint, reuse=reuse)
         except BaseException:
             self._discard(tmp)
             raise
@@ -329,7 +360,8 @@ class ImageStore:
 
     def import_split(self, meta_path: Path, rootfs_path: Path, *,
                      progress: Progress | None = None,
-                     budget: Budget | None = None) -> ImportedImage:
+                     budget: Budget | None = None,
+                     reuse: bool = False) -> ImportedImage:
         """Import LXD's split format: a metadata tarball and a rootfs tarball.
 
         The fingerprint is the SHA-256 of the metadata file's bytes followed
@@ -339,7 +371,8 @@ class ImageStore:
         Raises:
             BadRequest: either file is not a tarball, the metadata tarball
                 has no ``metadata.yaml``, or a member is unsafe.
-            Conflict: an image with that fingerprint is already stored.
+            Conflict: an image with that fingerprint is already stored
+                (unless ``reuse``, as in :meth:`import_file`).
         """
         tmp = self._mkdtemp()
         try:
@@ -365,7 +398,7 @@ class ImageStore:
             architecture, created_at, properties = _metadata_fields(doc)
             result = ImportedImage(hasher.hexdigest(), meter.done, architecture, properties,
                                    created_at)
-            self._commit(tmp, result.fingerprint)
+            self._commit(tmp, result.fingerprint, reuse=reuse)
         except BaseException:
             self._discard(tmp)
             raise
@@ -474,12 +507,15 @@ class ImageStore:
         self._remove(f"{tmp.name}/raw")
         return doc
 
-    def _commit(self, tmp: Path, fingerprint: str) -> None:
+    def _commit(self, tmp: Path, fingerprint: str, *, reuse: bool = False) -> None:
         os.chmod(tmp, 0o755)
         try:
             renameat2(-100, str(tmp), -100, str(self.root / fingerprint), RENAME_NOREPLACE)
         except OSError as exc:
             if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                if reuse and self.exists(fingerprint):
+                    self._remove(tmp.name)  # the stored tree may be a running lower layer
+                    return
                 raise ImageExists(fingerprint) from None
             raise InternalError(f"cannot store image {fingerprint}: {exc.strerror}") from None
 
