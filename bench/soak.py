@@ -137,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     root = Path(tempfile.mkdtemp(prefix="covesoak-"))
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
-    log = open(root.parent / f"{root.name}.log", "wb")  # noqa: SIM115 - closed at the end
+    work = Path(tempfile.mkdtemp(prefix="covesoak-work-"))  # the image and coved's log
+    log = open(work / "coved.log", "wb")  # noqa: SIM115 - closed at the end
     coved = subprocess.Popen([sys.executable, "-m", "cove.server.main", "--root", str(root)],
                              stdout=log, stderr=log, env=env, start_new_session=True)
     api = Api(str(root / "unix.socket"))
@@ -157,14 +158,13 @@ def main(argv: list[str] | None = None) -> int:
         assert spec is not None and spec.loader is not None
         mk = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(mk)
-        tar = mk.build_busybox_image(root.parent / f"{root.name}-busybox.tar.gz")
+        tar = mk.build_busybox_image(work / "busybox.tar.gz")
         _, doc = api.call("POST", "/1.0/images", tar.read_bytes(),
                           {"Content-Type": "application/octet-stream"})
         api.wait(doc)
         _, doc = api.call("GET", "/1.0/images")
         fp = doc["metadata"][0].rsplit("/", 1)[-1]
         api.call("POST", "/1.0/images/aliases", {"name": "busybox", "target": fp})
-        tar.unlink()
         start = time.monotonic()
         end = start + args.minutes * 60
         warm = start + min(args.minutes * 60 / 5, 300)
@@ -192,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         coved.wait(30)
         log.close()
         shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
     after_warm = [s for s in samples if s["warm"]]
     if after_warm:
         base, last = after_warm[0]["rss_kb"], samples[-1]["rss_kb"]
