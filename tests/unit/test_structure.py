@@ -108,3 +108,17 @@ def test_no_mixins_in_the_engine() -> None:
               if isinstance(node, ast.ClassDef)
               and (node.name.endswith("Mixin") or node.name == "EngineCore")]
     assert mixins == []
+
+
+def test_test_module_names_are_unique() -> None:
+    """pytest imports test modules by basename (no packages under tests/):
+    two files of one name in unit/, integration/ and conformance/ stop the
+    whole run at collection."""
+    root = Path(__file__).resolve().parent.parent
+    seen: dict[str, str] = {}
+    clashes = []
+    for path in sorted(root.glob("*/test_*.py")):
+        if path.name in seen:
+            clashes.append(f"{seen[path.name]} and {path.parent.name}/{path.name}")
+        seen[path.name] = f"{path.parent.name}/{path.name}"
+    assert not clashes, clashes
