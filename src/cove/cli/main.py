@@ -103,6 +103,8 @@ def _modules_for(argv: list[str]) -> list[str]:
     for module, words in _MODULES.items():
         if word in words:
             return [module]
+    if word is None and "--version" in argv:
+        return []  # argparse prints it and exits before any command's parser is needed
     return list(_MODULES)
 
 
