@@ -20,6 +20,7 @@ from cove.api._fields import (
     t_str_list,
     t_str_map,
 )
+from cove.api._put import ConfigPut
 from cove.model.errors import BadRequest
 
 TYPE_CHECKING = False
@@ -60,39 +61,10 @@ class ProjectsPost(Wire):
         return {"name": self.name, "description": self.description, "config": dict(self.config)}
 
 
-class ProjectPut(Wire):
+class ProjectPut(ConfigPut):
     """``PUT``/``PATCH /1.0/projects/NAME`` (LXD ``ProjectPut``); None: absent."""
 
-    __slots__ = ("config", "description")
-
-    def __init__(self, *, config: Mapping[str, str] | None = None,
-                 description: str | None = None) -> None:
-        self.config = None if config is None else dict(config)
-        self.description = description
-
-    @classmethod
-    def parse(cls, body: object) -> Self:
-        """A field present (even null) is set (a null ``config`` is empty).
-
-        Raises:
-            BadRequest: a field of the wrong type.
-        """
-        body = require_object(body)
-        return cls(config=(opt_str_map(body, "config") or {}) if "config" in body else None,
-                   description=opt_str(body, "description") if "description" in body else None)
-
-    @classmethod
-    def from_wire(cls, data: Mapping[str, Any]) -> Self:
-        return cls(config=t_str_map(data, "config") if "config" in data else None,
-                   description=t_str(data, "description") if "description" in data else None)
-
-    def to_wire(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        if self.config is not None:
-            out["config"] = dict(self.config)
-        if self.description is not None:
-            out["description"] = self.description
-        return out
+    __slots__ = ()
 
 
 class ProjectPost(Wire):

@@ -22,6 +22,7 @@ from cove.api._fields import (
     t_str_list,
     t_str_map,
 )
+from cove.api._put import ConfigPut
 from cove.model.errors import BadRequest
 
 TYPE_CHECKING = False
@@ -182,37 +183,17 @@ class StorageVolumesPost(Wire):
                 "content_type": self.content_type, "config": dict(self.config)}
 
 
-class StorageVolumePut(Wire):
+class StorageVolumePut(ConfigPut):
     """``PUT``/``PATCH .../volumes/TYPE/NAME`` (LXD ``StorageVolumePut``); None: absent."""
 
-    __slots__ = ("config", "description")
-
-    def __init__(self, *, config: Mapping[str, str] | None = None,
-                 description: str | None = None) -> None:
-        self.config = None if config is None else dict(config)
-        self.description = description
+    __slots__ = ()
 
     @classmethod
     def parse(cls, body: object) -> Self:
         """Raises: BadRequest (a wrong type; ``restore``: snapshots are not supported)."""
-        body = require_object(body)
-        if body.get("restore"):
+        if isinstance(body, dict) and body.get("restore"):
             raise BadRequest("Field 'restore': volume snapshots are not supported")
-        return cls(config=(opt_str_map(body, "config") or {}) if "config" in body else None,
-                   description=opt_str(body, "description") if "description" in body else None)
-
-    @classmethod
-    def from_wire(cls, data: Mapping[str, Any]) -> Self:
-        return cls(config=t_str_map(data, "config") if "config" in data else None,
-                   description=t_str(data, "description") if "description" in data else None)
-
-    def to_wire(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        if self.config is not None:
-            out["config"] = dict(self.config)
-        if self.description is not None:
-            out["description"] = self.description
-        return out
+        return super().parse(body)
 
 
 class StorageVolumePost(Wire):
