@@ -49,7 +49,17 @@ def test_profiles_follow_their_project(make_coved: Callable[..., Coved],
     assert _names(d, shared) == _names(d, "default")
     d.api.sync("POST", f"/1.0/profiles?project={shared}", {"name": "via-shared"})
     assert "via-shared" in _names(d, "default")
-    d.api.sync("DELETE", f"/1.0/profiles/via-shared?project={shared}")
+    other = new_name("pp")
+    d.api.run("POST", f"/1.0/instances?project={shared}", {
+        "name": other, "source": {"type": "image", "alias": "busybox"},
+        "profiles": ["default", "via-shared"]})
+    # renamed in default, the shared project's instance follows (one transaction)
+    r = d.api.request("POST", "/1.0/profiles/via-shared", {"name": "via-shared2"})
+    assert r.status == 201, r.body
+    assert d.api.sync("GET", f"/1.0/instances/{other}?project={shared}")["profiles"] == [
+        "default", "via-shared2"]
+    d.api.run("DELETE", f"/1.0/instances/{other}?project={shared}")
+    d.api.sync("DELETE", f"/1.0/profiles/via-shared2?project={shared}")
 
     # a project holding a profile besides default is not empty; its profiles go with it
     d.api.run("DELETE", f"/1.0/instances/{name}?project={own}")

@@ -321,7 +321,10 @@ class Profiles:
         validate_profile_name(new_name)
         with self._lock:
             old = self.get(name, project)
-            self._rows.rename(name, new_name, project)
+            # instances of other projects that read this project's profiles follow too
+            users = sorted({project_of(i) for i in self._users_or_fail().using_profile(
+                name, project)})
+            self._rows.rename(name, new_name, project, users)
             old.name = new_name
             del self._cache[(project, name)]
             self._cache[(project, new_name)] = old

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Sequence
 
 from cove.model.errors import Conflict, NotFound
 from cove.model.profiles import Profile
@@ -85,12 +86,16 @@ class ProfileRows:
             if cur.rowcount == 0:
                 raise NotFound(f"Profile not found: {p.name}")
 
-    def rename(self, name: str, new_name: str, project: str = "default") -> None:
-        """Rename a profile and every instance's mention of it (one transaction).
+    def rename(self, name: str, new_name: str, project: str = "default",
+               users: Sequence[str] = ()) -> None:
+        """Rename a profile and every instance's mention of it (one
+        transaction): the instances of ``project`` and of the ``users``
+        projects (those that read ``project``'s profiles).
 
         Raises:
             NotFound: no such profile.  Conflict: ``new_name`` is taken.
         """
+        projects = sorted({project, *users})
         scoped = "project" in self.db.columns("instances")
         with self.db.tx() as db:
             try:
@@ -101,7 +106,8 @@ class ProfileRows:
             if cur.rowcount == 0:
                 raise NotFound(f"Profile not found: {name}")
             sql = "SELECT id, profiles FROM instances"
-            rows = db.execute(sql + " WHERE project=?", (project,)) if scoped \
+            marks = ",".join("?" * len(projects))
+            rows = db.execute(sql + f" WHERE project IN ({marks})", projects) if scoped \
                 else db.execute(sql)
             for row_id, raw in rows.fetchall():
                 names = json.loads(raw)
