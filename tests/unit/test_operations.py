@@ -108,3 +108,38 @@ def test_events_report_operation_changes() -> None:
     sub.close()
     bus.publish("operation", {})
     assert sub.drain() == []
+
+
+def test_instance_locks_go_when_nobody_holds_them() -> None:
+    """Each launch brings a new name: its lock must not outlive its use."""
+    import threading
+
+    from cove.engine._runs import RunTable
+
+    runs = RunTable()
+    for i in range(100):
+        with runs.mutex(f"c{i}"), runs.mutex(f"c{i}"):  # re-entrant
+            assert runs.mutexes() == 1
+    assert runs.mutexes() == 0
+    held, release, order = threading.Event(), threading.Event(), []
+
+    def holder() -> None:
+        with runs.mutex("web"):
+            held.set()
+            release.wait(5)
+            order.append("first")
+
+    t = threading.Thread(target=holder)
+    t.start()
+    held.wait(5)
+    def waiter() -> None:
+        with runs.mutex("web"):
+            order.append("second")
+
+    w = threading.Thread(target=waiter)
+    w.start()
+    release.set()
+    t.join(5)
+    w.join(5)
+    assert order == ["first", "second"]  # the waiter got the same lock, after the holder
+    assert runs.mutexes() == 0

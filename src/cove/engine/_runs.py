@@ -16,6 +16,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 __all__ = ["DEFAULT_ROOT", "Paths", "RunTable"]
 
@@ -56,16 +57,33 @@ class RunTable:
         self.stopped: dict[str, threading.Event] = {}  # set when the run ends
         self.mount_refs: dict[str, int] = {}  # users of the mounted rootfs
         self.restarting: set[str] = set()  # ephemeral ones kept across a stop
-        self._mutexes: dict[str, threading.RLock] = {}
+        # name -> [its lock, how many hold it or wait for it]: an entry goes
+        # when nobody does, so names that come and go (every launch makes
+        # one) do not pile up locks for the life of coved.
+        self._mutexes: dict[str, list[Any]] = {}
         self._lock = threading.Lock()
 
     @contextmanager
     def mutex(self, name: str) -> Iterator[None]:
         """Hold the instance's bookkeeping lock (re-entrant)."""
         with self._lock:
-            m = self._mutexes.setdefault(name, threading.RLock())
-        with m:
-            yield
+            entry = self._mutexes.get(name)
+            if entry is None:
+                entry = self._mutexes[name] = [threading.RLock(), 0]
+            entry[1] += 1
+        try:
+            with entry[0]:
+                yield
+        finally:
+            with self._lock:
+                entry[1] -= 1
+                if entry[1] == 0:
+                    del self._mutexes[name]
+
+    def mutexes(self) -> int:
+        """How many instance locks exist now (held or awaited)."""
+        with self._lock:
+            return len(self._mutexes)
 
     def running(self) -> set[str]:
         """Names of the instances coved knows to be running (a snapshot)."""
