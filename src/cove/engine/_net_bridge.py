@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from contextlib import ExitStack
-from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
+from ipaddress import IPv4Address, IPv4Interface, IPv6Interface
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +32,20 @@ from cove.network.model import (
     PortKey,
     Proxy,
     check_overlap,
+    default_network_name,
     parse_ipv4_address,
     parse_ipv6_address,
     validate_network_config,
     veth_name,
 )
-from cove.network.subnets import free_address, free_address6, pick_subnet
+from cove.network.subnets import (
+    DEFAULT_NETWORK_PREFIX,
+    NETWORK_PREFIX,
+    address_int,
+    free_address,
+    free_address6,
+    pick_subnet,
+)
 from cove.runtime.cgroups import procs
 
 __all__ = ["BridgeType", "host_listeners", "port_rules"]
@@ -97,8 +105,11 @@ class BridgeType(NetworkType):
             if old and old.get("ipv4.address") not in (None, "", "auto", "none"):
                 out["ipv4.address"] = old["ipv4.address"]
             else:
+                # the root's default network holds every instance by default
+                prefix = DEFAULT_NETWORK_PREFIX \
+                    if name == default_network_name(self.ctx.paths.root) else NETWORK_PREFIX
                 subnet = pick_subnet([n for _, n in used4] + [h for h in host if h.version == 4],
-                                     seed=f"{self.ctx.paths.root}:{name}")
+                                     seed=f"{self.ctx.paths.root}:{name}", prefix=prefix)
                 out["ipv4.address"] = f"{subnet.network_address + 1}/{subnet.prefixlen}"
         if out["ipv4.address"] not in ("none", ""):
             iface = parse_ipv4_address(out["ipv4.address"])
@@ -317,11 +328,11 @@ def _chooser(spec: NetSpec, nic: Nic):  # type: ignore[no-untyped-def]
             if nic.ipv4 is not None:
                 a4 = str(nic.ipv4)
             else:
-                a4 = str(free_address(spec.ipv4.network, map(IPv4Address, taken4),
+                a4 = str(free_address(spec.ipv4.network, map(address_int, taken4),
                                       gateway=spec.ipv4.ip))
         if spec.ipv6 is not None:
             a6 = str(free_address6(spec.ipv6.network,
-                                   [spec.ipv6.ip, *map(IPv6Address, taken6)]))
+                                   [int(spec.ipv6.ip), *map(address_int, taken6)]))
         return a4, a6
     return choose
 
