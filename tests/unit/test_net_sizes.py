@@ -4,10 +4,15 @@ and the fast address parsing leases are chosen with (issue 14)."""
 from __future__ import annotations
 
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from cove.model.errors import Conflict
+from cove.engine import _net_bridge
+from cove.engine._net_bridge import BridgeType
+from cove.model.errors import Conflict, InternalError
+from cove.network.model import default_network_name
 from cove.network.subnets import (
     DEFAULT_NETWORK_PREFIX,
     NETWORK_PREFIX,
@@ -51,3 +56,43 @@ def test_free_address_takes_ints_past_254() -> None:
         free_address(net, full, gateway=gw)
     taken6 = [address_int("fd00::1"), address_int("fd00::2")]
     assert free_address6(IPv6Network("fd00::/64"), taken6) == IPv6Address("fd00::3")
+
+
+class _Host:
+    def __init__(self) -> None:
+        self.nl = SimpleNamespace(links=dict)
+
+    def specs(self) -> list[object]:
+        return []
+
+    def host_subnets(self, exclude_bridge: str | None = None) -> list[IPv4Network]:
+        return [IPv4Network("0.0.0.0/0")]  # a default route uses nothing
+
+
+def _bridge(tmp_path: Path) -> BridgeType:
+    ctx = SimpleNamespace(store=SimpleNamespace(list_networks=list), host=_Host(),
+                          paths=SimpleNamespace(root=tmp_path))
+    return BridgeType(ctx)  # type: ignore[arg-type]
+
+
+def test_auto_subnet_sizes(tmp_path: Path) -> None:
+    kind = _bridge(tmp_path)
+    default = default_network_name(tmp_path)
+    assert kind.new_config(default, {}, None, False)["ipv4.address"].endswith("/20")
+    assert kind.new_config("lab", {}, None, False)["ipv4.address"].endswith("/24")
+    assert kind.new_config("lab", {"ipv4.address": "auto"}, None,
+                           False)["ipv4.address"].endswith("/24")
+
+
+def test_default_network_falls_back_to_a_24(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    real = _net_bridge.pick_subnet
+
+    def no_20(used: list[IPv4Network], seed: str, prefix: int = 24) -> IPv4Network:
+        if prefix == 20:
+            raise InternalError("no /20 free")
+        return real(used, seed, prefix)
+
+    monkeypatch.setattr(_net_bridge, "pick_subnet", no_20)
+    conf = _bridge(tmp_path).new_config(default_network_name(tmp_path), {}, None, False)
+    assert conf["ipv4.address"].endswith("/24")

@@ -14,6 +14,7 @@ element or link.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 from contextlib import ExitStack
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from cove.engine._net_base import COUNTERS, NetPlan, NetworkType, short_list
-from cove.model.errors import BadRequest, Conflict, CoveError, NotFound
+from cove.model.errors import BadRequest, Conflict, CoveError, InternalError, NotFound
 from cove.model.projects import dns_name
 from cove.model.records import Instance, Network
 from cove.network import dns, nft
@@ -105,11 +106,16 @@ class BridgeType(NetworkType):
             if old and old.get("ipv4.address") not in (None, "", "auto", "none"):
                 out["ipv4.address"] = old["ipv4.address"]
             else:
-                # the root's default network holds every instance by default
-                prefix = DEFAULT_NETWORK_PREFIX \
-                    if name == default_network_name(self.ctx.paths.root) else NETWORK_PREFIX
-                subnet = pick_subnet([n for _, n in used4] + [h for h in host if h.version == 4],
-                                     seed=f"{self.ctx.paths.root}:{name}", prefix=prefix)
+                # the root's default network holds every instance by default; on a
+                # host whose routes leave no /20 free it still gets a /24
+                taken = [n for _, n in used4] + [h for h in host if h.version == 4]
+                seed = f"{self.ctx.paths.root}:{name}"
+                subnet = None
+                if name == default_network_name(self.ctx.paths.root):
+                    with contextlib.suppress(InternalError):
+                        subnet = pick_subnet(taken, seed=seed, prefix=DEFAULT_NETWORK_PREFIX)
+                if subnet is None:
+                    subnet = pick_subnet(taken, seed=seed, prefix=NETWORK_PREFIX)
                 out["ipv4.address"] = f"{subnet.network_address + 1}/{subnet.prefixlen}"
         if out["ipv4.address"] not in ("none", ""):
             iface = parse_ipv4_address(out["ipv4.address"])
