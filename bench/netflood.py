@@ -15,7 +15,8 @@ veths only (``tx`` of the host end is what the container received):
 * ``idle``: what every instance received in ``--idle`` seconds (default 60)
   with nothing launched, per instance and per minute.
 
-Also reports the launch median. Everything made is removed at the end.
+Also reports the launch medians (all, the first 10, the last 10: with a
+NIC, as the number running grows). Everything made is removed at the end.
 Nothing is asserted; numbers go to ``bench/results/netflood-<time>.json``.
 """
 
@@ -111,6 +112,8 @@ def main() -> int:
         idle_bytes = [(b[k][1] - v[1]) * 60 / args.idle for k, v in a.items() if k in b]
         results.update({
             "launch_median_ms": statistics.median(times),
+            "launch_median_first10_ms": statistics.median(times[:10]),
+            "launch_median_last10_ms": statistics.median(times[-10:]),
             "during_launches_packets_per_instance": statistics.mean(during),
             "idle_packets_per_instance_per_min": statistics.mean(idle),
             "idle_bytes_per_instance_per_min": statistics.mean(idle_bytes)})
