@@ -99,6 +99,13 @@ def _sysctl(path: str, value: str) -> None:
         pass
 
 
+@functools.cache
+def _ipv6_on_host() -> bool:
+    """False when the kernel runs without IPv6 (``ipv6.disable=1``): then it
+    refuses IPv6 link settings (EAFNOSUPPORT), and there is no link-local."""
+    return os.path.isdir("/proc/sys/net/ipv6")
+
+
 def _encode(msg: Any, mtype: int, flags: int, seq: int) -> bytes:
     msg["header"]["type"] = mtype
     msg["header"]["flags"] = flags
@@ -150,7 +157,7 @@ def _configure_inside(sock: socket.socket, nic: NicSetup) -> None:
     lo = ifinfmsg()
     lo["index"], lo["flags"], lo["change"] = 1, 1, 1  # IFF_UP; lo is 1 in every netns
     msgs.append(_encode(lo, RTM_NEWLINK, req, 2))
-    if nic.ipv6 is None:
+    if nic.ipv6 is None and _ipv6_on_host():
         # A network without IPv6: no link-local address on the NIC (addr_gen_mode
         # none, set before it is up), so it sends no DAD, router solicitation or
         # MLD report; the bridge floods those to every port, N^2 on a network of
