@@ -15,7 +15,8 @@ veths only (``tx`` of the host end is what the container received):
 * ``idle``: what every instance received in ``--idle`` seconds (default 60)
   with nothing launched, per instance and per minute.
 
-Also reports the launch medians (all, the first 10, the last 10: with a
+A launch that fails ends the launching (the count reached and the error
+are reported: a full subnet or bridge is a result). Also reports the launch medians (all, the first 10, the last 10: with a
 NIC, as the number running grows). Everything made is removed at the end.
 Nothing is asserted; numbers go to ``bench/results/netflood-<time>.json``.
 """
@@ -101,7 +102,13 @@ def main() -> int:
         time.sleep(3)  # their own start-up traffic settles
         first = counters(bridge)
         for i in range(10, args.count):
-            times.append(launch(eng, f"f{i}"))
+            try:
+                times.append(launch(eng, f"f{i}"))
+            except Exception as e:  # noqa: BLE001 - the limit is a result too
+                results["launched"], results["stopped_by"] = i, str(e)
+                break
+        else:
+            results["launched"] = args.count
         after = counters(bridge)
         during = [after[k][0] - v[0] for k, v in first.items() if k in after]
         time.sleep(3)

@@ -1,5 +1,5 @@
-"""A default network that holds thousands (issue 14): a fresh root's
-default network is a /20; addresses past the first 254 are leased through
+"""A default network that holds a thousand (issue 14): a fresh root's
+default network is a /22; addresses past the first 254 are leased through
 the real chooser and work (two instances beyond a /24's end reach the
 gateway and each other); NICs on a network without IPv6 carry no
 link-local address on either end, so the bridge floods nothing of them;
@@ -34,7 +34,7 @@ def test_default_network_leases_past_254(make_coved, busybox_tar) -> None:  # ty
     net_name = default_network_name(d.root)
     conf = api.sync("GET", f"/1.0/networks/{net_name}")["config"]
     gw = IPv4Interface(conf["ipv4.address"])
-    assert gw.network.prefixlen == 20, conf
+    assert gw.network.prefixlen == 22, conf
     before = sorted(links(d.root))
 
     # The leases a few hundred running instances would hold, chosen by the
@@ -57,7 +57,7 @@ def test_default_network_leases_past_254(make_coved, busybox_tar) -> None:  # ty
         for n in names:
             (a,) = [x for x in api.state(n)["network"]["eth0"]["addresses"]
                     if x["family"] == "inet"]
-            assert a["netmask"] == "20"
+            assert a["netmask"] == "22"
             addrs.append(IPv4Address(a["address"]))
         assert addrs == [gw.ip + FILL + 1, gw.ip + FILL + 2]
         assert all(int(a) & 0xFF00 != int(gw.ip) & 0xFF00 for a in addrs)  # past the /24

@@ -1,4 +1,4 @@
-"""Subnet sizes (a /20 for a root's default network, LXD's /24 otherwise)
+"""Subnet sizes (a /22 for a root's default network, LXD's /24 otherwise)
 and the fast address parsing leases are chosen with (issue 14)."""
 
 from __future__ import annotations
@@ -23,16 +23,16 @@ from cove.network.subnets import (
 )
 
 
-def test_default_network_holds_thousands() -> None:
-    assert (NETWORK_PREFIX, DEFAULT_NETWORK_PREFIX) == (24, 20)
+def test_default_network_holds_a_thousand() -> None:
+    assert (NETWORK_PREFIX, DEFAULT_NETWORK_PREFIX) == (24, 22)
     net = pick_subnet([], seed="r:cove1", prefix=DEFAULT_NETWORK_PREFIX)
-    assert net.prefixlen == 20 and net.num_addresses - 3 == 4093  # minus gateway, ends
+    assert net.prefixlen == 22 and net.num_addresses - 3 == 1021  # minus gateway, ends
 
 
 def test_a_20_skips_a_host_route_inside_it() -> None:
-    first = pick_subnet([], seed="s", prefix=20)
+    first = pick_subnet([], seed="s", prefix=22)
     inside = IPv4Network((int(first.network_address) + 512, 24))  # a /24 in its middle
-    second = pick_subnet([inside], seed="s", prefix=20)
+    second = pick_subnet([inside], seed="s", prefix=22)
     assert second != first and not second.overlaps(inside)
 
 
@@ -78,7 +78,7 @@ def _bridge(tmp_path: Path) -> BridgeType:
 def test_auto_subnet_sizes(tmp_path: Path) -> None:
     kind = _bridge(tmp_path)
     default = default_network_name(tmp_path)
-    assert kind.new_config(default, {}, None, False)["ipv4.address"].endswith("/20")
+    assert kind.new_config(default, {}, None, False)["ipv4.address"].endswith("/22")
     assert kind.new_config("lab", {}, None, False)["ipv4.address"].endswith("/24")
     assert kind.new_config("lab", {"ipv4.address": "auto"}, None,
                            False)["ipv4.address"].endswith("/24")
@@ -88,11 +88,11 @@ def test_default_network_falls_back_to_a_24(tmp_path: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     real = _net_bridge.pick_subnet
 
-    def no_20(used: list[IPv4Network], seed: str, prefix: int = 24) -> IPv4Network:
-        if prefix == 20:
-            raise InternalError("no /20 free")
+    def no_22(used: list[IPv4Network], seed: str, prefix: int = 24) -> IPv4Network:
+        if prefix == 22:
+            raise InternalError("no /22 free")
         return real(used, seed, prefix)
 
-    monkeypatch.setattr(_net_bridge, "pick_subnet", no_20)
+    monkeypatch.setattr(_net_bridge, "pick_subnet", no_22)
     conf = _bridge(tmp_path).new_config(default_network_name(tmp_path), {}, None, False)
     assert conf["ipv4.address"].endswith("/24")

@@ -107,7 +107,7 @@ class BridgeType(NetworkType):
                 out["ipv4.address"] = old["ipv4.address"]
             else:
                 # the root's default network holds every instance by default; on a
-                # host whose routes leave no /20 free it still gets a /24
+                # host whose routes leave no /22 free it still gets a /24
                 taken = [n for _, n in used4] + [h for h in host if h.version == 4]
                 seed = f"{self.ctx.paths.root}:{name}"
                 subnet = None

@@ -47,6 +47,7 @@ __all__ = ["LinkExists", "Netlink", "NicSetup", "br_netfilter_active"]
 
 _CLONE_NEWNET = 0x40000000
 _IFA_F_NODAD = 0x02
+_BRIDGE_MAX_PORTS = 1023  # the kernel's BR_MAX_PORTS (1,024) less port 0
 _IN6_ADDR_GEN_MODE_NONE = 1  # linux/if_link.h: IN6_ADDR_GEN_MODE_NONE
 
 
@@ -449,6 +450,7 @@ class Netlink:
         in the namespace ``nsfd``, addressed, up, with the default route.
 
         Raises:
+            Conflict: the bridge has no port left (1,023 is the kernel's limit).
             InternalError: netlink refused a step (the caller undoes).
         """
         ipr = self._ipr()
@@ -470,6 +472,10 @@ class Netlink:
         except CoveError:
             raise
         except Exception as e:  # noqa: BLE001 - NetlinkError and friends
+            if getattr(e, "code", None) == errno.EXFULL:  # the bridge has no port number left
+                raise Conflict(f"Bridge {nic.bridge} is full: a Linux bridge holds at most "
+                               f"{_BRIDGE_MAX_PORTS} NICs; put this NIC on another "
+                               "network") from None
             raise InternalError(f"Cannot create veth {nic.host_name}: {e}") from None
         # The host end is a bridge port and needs no IPv6 address of its own: no
         # link-local, so none of its DAD, router solicitations or MLD reports

@@ -9,14 +9,17 @@ and the only way to fail is a host that really uses all 69,888 of them.
 What counts as used is what the caller read from the host (every route and
 address, any family's IPv4 part) plus the subnets cove itself recorded.
 
-Sizes: a root's default network gets a /20 (``DEFAULT_NETWORK_PREFIX``: 4,093
+Sizes: a root's default network gets a /22 (``DEFAULT_NETWORK_PREFIX``: 1,021
 instance addresses, the gateway aside), since every instance lands on it
-unless told otherwise and a /24 stopped launches at 253. Not bigger: a /20
-still fits 4,096 times into 10/8 (and 256 times into 172.16/12), so it rarely
-meets a host's own routes, while a /16 would collide with a typical LAN or
-VPN route far more often and thousands of instances on one broadcast domain
-is already past what one bridge serves well. A network a user creates
-without a subnet keeps LXD's /24 (``auto`` means a /24 in LXD too).
+unless told otherwise and a /24 stopped launches at 253. Not bigger: a Linux
+bridge holds at most 1,023 ports (``BR_MAX_PORTS`` is 1,024, port 0 is
+reserved; the 1,024th veth is refused with EXFULL, measured), so a bigger
+subnet on one bridge could never be used, and the /22 makes the limit the
+clear "subnet is full" rather than the kernel's. A /22 also fits 16,384
+times into 10/8, so it rarely meets a host's own routes, and it may still
+grow live (``ipv4.address`` with a shorter prefix) if a network ever spans
+bridges. A network a user creates without a subnet keeps LXD's /24
+(``auto`` means a /24 in LXD too).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ __all__ = ["DEFAULT_NETWORK_PREFIX", "NETWORK_PREFIX", "PRIVATE_RANGES", "addres
 
 PRIVATE_RANGES = (IPv4Network("10.0.0.0/8"), IPv4Network("172.16.0.0/12"),
                   IPv4Network("192.168.0.0/16"))
-DEFAULT_NETWORK_PREFIX = 20  # a root's default network (see the module note)
+DEFAULT_NETWORK_PREFIX = 22  # a root's default network (see the module note)
 NETWORK_PREFIX = 24  # any other network made with ipv4.address=auto
 
 
@@ -70,7 +73,7 @@ def pick_subnet(used: Iterable[IPv4Network], seed: str, prefix: int = 24) -> IPv
 def address_int(text: str) -> int:
     """The integer of an IPv4 or IPv6 address in canonical text, as
     ``int(ip_address(text))`` but ~10x faster: a lease is chosen against
-    every address the network's other leases hold, thousands on a default
+    every address the network's other leases hold, a thousand on a default
     network, and ``ipaddress`` parsing was 90% of that (1.5 ms per 1,000).
 
     Raises:
