@@ -45,7 +45,8 @@ def test_default_network_and_state(netd: Coved) -> None:
         assert set(st) == {"lo", "eth0"}
         eth0 = st["eth0"]
         (addr,) = eth0["addresses"]
-        assert addr["family"] == "inet" and addr["netmask"] == "24" and addr["scope"] == "global"
+        # a root's default network is a /22 (issue 14: it holds a thousand)
+        assert addr["family"] == "inet" and addr["netmask"] == "22" and addr["scope"] == "global"
         assert eth0["host_name"] in links(netd.root)
         assert eth0["hwaddr"].startswith("00:16:3e:") and eth0["state"] == "up"
         assert eth0["type"] == "broadcast" and eth0["mtu"] == 1500

@@ -14,15 +14,16 @@ element or link.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 from contextlib import ExitStack
-from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
+from ipaddress import IPv4Address, IPv4Interface, IPv6Interface
 from pathlib import Path
 from typing import Any
 
 from cove.engine._net_base import COUNTERS, NetPlan, NetworkType, short_list
-from cove.model.errors import BadRequest, Conflict, CoveError, NotFound
+from cove.model.errors import BadRequest, Conflict, CoveError, InternalError, NotFound
 from cove.model.projects import dns_name
 from cove.model.records import Instance, Network
 from cove.network import dns, nft
@@ -32,12 +33,20 @@ from cove.network.model import (
     PortKey,
     Proxy,
     check_overlap,
+    default_network_name,
     parse_ipv4_address,
     parse_ipv6_address,
     validate_network_config,
     veth_name,
 )
-from cove.network.subnets import free_address, free_address6, pick_subnet
+from cove.network.subnets import (
+    DEFAULT_NETWORK_PREFIX,
+    NETWORK_PREFIX,
+    address_int,
+    free_address,
+    free_address6,
+    pick_subnet,
+)
 from cove.runtime.cgroups import procs
 
 __all__ = ["BridgeType", "host_listeners", "port_rules"]
@@ -97,8 +106,16 @@ class BridgeType(NetworkType):
             if old and old.get("ipv4.address") not in (None, "", "auto", "none"):
                 out["ipv4.address"] = old["ipv4.address"]
             else:
-                subnet = pick_subnet([n for _, n in used4] + [h for h in host if h.version == 4],
-                                     seed=f"{self.ctx.paths.root}:{name}")
+                # the root's default network holds every instance by default; on a
+                # host whose routes leave no /22 free it still gets a /24
+                taken = [n for _, n in used4] + [h for h in host if h.version == 4]
+                seed = f"{self.ctx.paths.root}:{name}"
+                subnet = None
+                if name == default_network_name(self.ctx.paths.root):
+                    with contextlib.suppress(InternalError):
+                        subnet = pick_subnet(taken, seed=seed, prefix=DEFAULT_NETWORK_PREFIX)
+                if subnet is None:
+                    subnet = pick_subnet(taken, seed=seed, prefix=NETWORK_PREFIX)
                 out["ipv4.address"] = f"{subnet.network_address + 1}/{subnet.prefixlen}"
         if out["ipv4.address"] not in ("none", ""):
             iface = parse_ipv4_address(out["ipv4.address"])
@@ -317,11 +334,11 @@ def _chooser(spec: NetSpec, nic: Nic):  # type: ignore[no-untyped-def]
             if nic.ipv4 is not None:
                 a4 = str(nic.ipv4)
             else:
-                a4 = str(free_address(spec.ipv4.network, map(IPv4Address, taken4),
+                a4 = str(free_address(spec.ipv4.network, map(address_int, taken4),
                                       gateway=spec.ipv4.ip))
         if spec.ipv6 is not None:
             a6 = str(free_address6(spec.ipv6.network,
-                                   [spec.ipv6.ip, *map(IPv6Address, taken6)]))
+                                   [int(spec.ipv6.ip), *map(address_int, taken6)]))
         return a4, a6
     return choose
 

@@ -47,6 +47,8 @@ __all__ = ["LinkExists", "Netlink", "NicSetup", "br_netfilter_active"]
 
 _CLONE_NEWNET = 0x40000000
 _IFA_F_NODAD = 0x02
+_BRIDGE_MAX_PORTS = 1023  # the kernel's BR_MAX_PORTS (1,024) less port 0
+_IN6_ADDR_GEN_MODE_NONE = 1  # linux/if_link.h: IN6_ADDR_GEN_MODE_NONE
 
 
 class LinkExists(Conflict):
@@ -96,6 +98,13 @@ def _sysctl(path: str, value: str) -> None:
             f.write(value)
     except FileNotFoundError:
         pass
+
+
+@functools.cache
+def _ipv6_on_host() -> bool:
+    """False when the kernel runs without IPv6 (``ipv6.disable=1``): then it
+    refuses IPv6 link settings (EAFNOSUPPORT), and there is no link-local."""
+    return os.path.isdir("/proc/sys/net/ipv6")
 
 
 def _encode(msg: Any, mtype: int, flags: int, seq: int) -> bytes:
@@ -149,6 +158,16 @@ def _configure_inside(sock: socket.socket, nic: NicSetup) -> None:
     lo = ifinfmsg()
     lo["index"], lo["flags"], lo["change"] = 1, 1, 1  # IFF_UP; lo is 1 in every netns
     msgs.append(_encode(lo, RTM_NEWLINK, req, 2))
+    if nic.ipv6 is None and _ipv6_on_host():
+        # A network without IPv6: no link-local address on the NIC (addr_gen_mode
+        # none, set before it is up), so it sends no DAD, router solicitation or
+        # MLD report; the bridge floods those to every port, N^2 on a network of
+        # N instances. IPv6 itself stays on (::1, addresses a user adds).
+        off = ifinfmsg()
+        off["index"] = idx
+        off["attrs"] = [("IFLA_AF_SPEC", {"attrs": [
+            ("AF_INET6", {"attrs": [("IFLA_INET6_ADDR_GEN_MODE", _IN6_ADDR_GEN_MODE_NONE)]})]})]
+        msgs.append(_encode(off, RTM_NEWLINK, req, 3 + len(msgs)))
     for iface, fam, flags in ((nic.ipv4, socket.AF_INET, 0),
                               (nic.ipv6, socket.AF_INET6, _IFA_F_NODAD)):
         if iface is None:
@@ -431,6 +450,7 @@ class Netlink:
         in the namespace ``nsfd``, addressed, up, with the default route.
 
         Raises:
+            Conflict: the bridge has no port left (1,023 is the kernel's limit).
             InternalError: netlink refused a step (the caller undoes).
         """
         ipr = self._ipr()
@@ -452,7 +472,16 @@ class Netlink:
         except CoveError:
             raise
         except Exception as e:  # noqa: BLE001 - NetlinkError and friends
+            if getattr(e, "code", None) == errno.EXFULL:  # the bridge has no port number left
+                raise Conflict(f"Bridge {nic.bridge} is full: a Linux bridge holds at most "
+                               f"{_BRIDGE_MAX_PORTS} NICs; put this NIC on another "
+                               "network") from None
             raise InternalError(f"Cannot create veth {nic.host_name}: {e}") from None
+        # The host end is a bridge port and needs no IPv6 address of its own: no
+        # link-local, so none of its DAD, router solicitations or MLD reports
+        # are flooded to every other port. Set before the container's end is
+        # up, so the pair has no carrier yet and nothing was sent.
+        _sysctl(f"net/ipv6/conf/{nic.host_name}/disable_ipv6", "1")
         if nic.hairpin:
             self.set_hairpin(nic.host_name, True)
         with _netlink_socket_in(nsfd) as sock:
