@@ -45,7 +45,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from cove.engine import CreateRequest, Engine
+from cove.api import InstanceSource, InstancesPost
+from cove.engine import Engine
 
 STEPS: dict[str, list[float]] = defaultdict(list)
 
@@ -85,8 +86,8 @@ def devices(kind: str, port: int) -> dict[str, dict[str, str]]:
 
 def launch(eng: Engine, name: str, kind: str, port: int) -> float:
     t = time.perf_counter()
-    op = eng.instances.create(CreateRequest(name=name, image="busybox", start=True,
-                                           devices=devices(kind, port)))
+    op = eng.instances.create(InstancesPost(name=name, source=InstanceSource(alias="busybox"),
+                                            start=True, devices=devices(kind, port)))
     op.wait(120)
     op.raise_for_error()
     return (time.perf_counter() - t) * 1000
@@ -177,12 +178,15 @@ def main() -> int:
         op.wait(120)
         op.raise_for_error()
         # the step timers (after the warm-up below the first sample is not special)
-        for meth in ("_net_prepare", "_net_attach", "_net_release", "_net_check_devices"):
-            setattr(eng, meth, timed(meth, getattr(eng, meth)))
+        nics = eng.instances._net  # the instance side of networking (NetworkPort)
+        for meth in ("prepare", "attach", "release", "check_devices"):
+            setattr(nics, meth, timed(f"nics.{meth}", getattr(nics, meth)))
+        host = eng.networks.ctx.host  # the host's network driver
         for meth in ("attach", "publish_dns", "set_ports"):
-            setattr(eng.net, meth, timed(f"net.{meth}", getattr(eng.net, meth)))
-        eng.net.nl.attach = timed("netlink.attach (veth + in-ns config)",  # type: ignore
-                                  eng.net.nl.attach)
+            if hasattr(host, meth):
+                setattr(host, meth, timed(f"host.{meth}", getattr(host, meth)))
+        host.nl.attach = timed("netlink.attach (veth + in-ns config)",  # type: ignore
+                               host.nl.attach)
 
         kinds: tuple[str, ...] = ("none", "nic", "nic+port")
         if Path("/usr/lib/cni/bridge").exists():
