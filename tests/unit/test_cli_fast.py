@@ -160,6 +160,6 @@ def test_hot_commands_import_no_parser(cove_dir: str, argv: list[str]) -> None:
     (re comes with json's decoder and enum with socket and signal: the client
     needs those; argparse, gettext and the parser tables it does not.)"""
     loaded = _imported(cove_dir, argv)
-    heavy = {"argparse", "gettext", "typing", "dataclasses", "shutil", "locale",
+    heavy = {"argparse", "gettext", "typing", "dataclasses", "shutil", "locale", "hashlib",
              "cove.cli._parser"}
     assert not loaded & heavy, loaded & heavy
