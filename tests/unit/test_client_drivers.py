@@ -600,5 +600,5 @@ def test_importing_cove_client_loads_no_driver() -> None:
                          check=True).stdout
     assert out.strip() == str(sorted(["cove.client._exec", "cove.client._http",
                                       "cove.client._pump", "cove.client._rest",
-                                      "cove.client._wire",
+                                      "cove.client._url", "cove.client._wire",
                                       "cove.client._wire_storage"]))

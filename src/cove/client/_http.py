@@ -477,7 +477,7 @@ def with_project(path: str, project: str | None) -> str:
     if any(p.partition("=")[0] == "project" for p in query.split("&")):
         return path
     if not project.replace("-", "").replace(".", "").isalnum():
-        from urllib.parse import quote  # off the hot path: cove's names need no quoting
+        from cove.client._url import quote
 
         project = quote(project, safe="")
     return f"{path}{'&' if sep else '?'}project={project}"

@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import os
 import threading
-from urllib.parse import quote, urlencode
 
 from cove import api
 from cove.client import _wire as wire
@@ -34,6 +33,7 @@ from cove.client import _wire_storage as wstor
 from cove.client._exec import ExecResult
 from cove.client._http import HttpTransport, Response, UnixTransport, parse_envelope
 from cove.client._pump import pump_out, read_chunks
+from cove.client._url import quote, urlencode
 from cove.client._wire import InstanceFile
 from cove.model.errors import BadRequest, CoveError, InternalError, Timeout, error_for_status
 
