@@ -3,12 +3,15 @@
 Usage (as root, a covetest root with coved running and instances in it):
 
     python bench/cli.py --root /tmp/covetest-x/root --old /tmp/covetest-x/old/src \\
-        --instance covetest1 [--runs 25] [--lxc NAME]
+        --instance covetest1 [--runs 25] [--lxd]
 
 Each round runs every command once with this tree's ``cove`` and once with
 ``--old``'s sources (``PYTHONPATH``), through the same console script, so
 both see the same machine load; it prints the median and p90 wall time in
-ms. ``--lxc NAME`` adds ``lxc exec NAME -- true`` against a running LXD.
+ms. ``--lxd`` adds ``lxc exec NAME -- true`` against LXD in the same
+rounds: tests/conformance/lxdhost.py sets an LXD up (started here if none
+runs, stopped again at the end), a ``covetest-clibench`` busybox container
+is launched in it and everything made is removed at the end.
 """
 
 from __future__ import annotations
@@ -18,10 +21,13 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parent.parent
 COVE = str(Path(sys.executable).with_name("cove"))
+LXD_NAME = "covetest-clibench"
 
 
 def _time(cmd: list[str], env: dict[str, str]) -> float:
@@ -40,8 +46,31 @@ def main() -> int:
     ap.add_argument("--old", required=True, help="the src/ directory of the tree to compare")
     ap.add_argument("--instance", required=True)
     ap.add_argument("--runs", type=int, default=25)
-    ap.add_argument("--lxc", metavar="NAME")
+    ap.add_argument("--lxd", action="store_true", help="and lxc exec against LXD")
     args = ap.parse_args()
+    if not args.lxd:
+        return _bench(args, None)
+    sys.path.insert(0, str(REPO / "tests" / "conformance"))
+    sys.path.insert(0, str(REPO / "scripts"))
+    import lxdhost  # type: ignore[import-not-found]
+    import mkbusybox  # type: ignore[import-not-found]
+
+    with tempfile.TemporaryDirectory(prefix="covetest-clibench-") as work:
+        tar = mkbusybox.build_busybox_image(Path(work) / "busybox.tar.gz")
+        host = lxdhost.LxdHost(Path(work), tar)
+        host.setup()
+        try:
+            env = dict(os.environ, LXD_CONF=str(host.lxd_conf))
+            subprocess.run(["lxc", "launch", lxdhost.IMAGE, LXD_NAME], env=env, check=True,
+                           stdout=subprocess.DEVNULL)
+            return _bench(args, env)
+        finally:
+            problems = host.teardown()
+            if problems:
+                print("lxd teardown:", problems, file=sys.stderr)
+
+
+def _bench(args: argparse.Namespace, lxd_env: dict[str, str] | None) -> int:
     commands = {
         "cove --version": ["--version"],
         "cove list": ["list"],
@@ -55,9 +84,9 @@ def main() -> int:
         for label, argv in commands.items():
             for tree, env in trees.items():
                 samples.setdefault((label, tree), []).append(_time([COVE, *argv], env))
-        if args.lxc:
+        if lxd_env is not None:
             samples.setdefault(("lxc exec NAME -- true", "lxd"), []).append(
-                _time(["lxc", "exec", args.lxc, "--", "true"], base))
+                _time(["lxc", "exec", LXD_NAME, "--", "true"], lxd_env))
     print(f"{'command':28} {'tree':4} {'median':>8} {'p90':>8}  (ms, {args.runs} runs)")
     for (label, tree), values in samples.items():
         values.sort()
