@@ -365,14 +365,20 @@ class Client:
         missing = [n for n in names if n not in fds]
         if missing:
             raise InternalError(f"exec answer lacks websocket secrets for {', '.join(missing)}")
-        sockets: dict[str, WebSocket] = {}
+        from cove.client._ws import WebSocket
+
+        # All upgrade requests go out before the first reply is read: one
+        # round trip to the server for the four websockets, not four.
+        socks: list[Any] = []
         try:
-            for n in names:
-                sockets[n] = self.websocket(op.id, str(fds[n]))
+            for _ in names:
+                socks.append(self.transport.open_socket())
         except BaseException:
-            for ws in sockets.values():
-                ws.abort()
+            for sock in socks:
+                sock.close()
             raise
+        paths = [self._websocket_path(op.id, str(fds[n])) for n in names]
+        sockets = dict(zip(names, WebSocket.connect_many(socks, paths), strict=True))
         return ExecSession(op, sockets, interactive)
 
     def exec(self, name: str, command: list[str], *, environment: dict[str, str] | None = None,
@@ -405,8 +411,11 @@ class Client:
         from cove.client._ws import WebSocket
 
         sock = self.transport.open_socket()
-        path = f"/1.0/operations/{_q(op_id)}/websocket?{urlencode({'secret': secret})}"
-        return WebSocket.connect(sock, path)
+        return WebSocket.connect(sock, self._websocket_path(op_id, secret))
+
+    @staticmethod
+    def _websocket_path(op_id: str, secret: str) -> str:
+        return f"/1.0/operations/{_q(op_id)}/websocket?{urlencode({'secret': secret})}"
 
     # -- files ----------------------------------------------------------------------
     def file_get(self, name: str, path: str) -> InstanceFile:

@@ -102,6 +102,15 @@ def handshake(sock: socket.socket, path: str, host: str = "localhost",
         CoveError: the server answered with an LXD error (mapped by status).
         WebSocketError: the reply is not a valid websocket upgrade.
     """
+    return read_upgrade(sock, path, send_upgrade(sock, path, host, headers))
+
+
+def send_upgrade(sock: socket.socket, path: str, host: str = "localhost",
+                 headers: dict[str, str] | None = None) -> str:
+    """Send the upgrade request for ``path``; return its key for ``read_upgrade``.
+
+    Apart from ``read_upgrade`` so a client can send several upgrades before
+    it waits for the first reply (``cove exec`` opens four websockets)."""
     key = base64.b64encode(os.urandom(16)).decode()
     lines = [
         f"GET {path} HTTP/1.1",
@@ -113,6 +122,14 @@ def handshake(sock: socket.socket, path: str, host: str = "localhost",
     ]
     lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
     sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+    return key
+
+
+def read_upgrade(sock: socket.socket, path: str, key: str) -> bytes:
+    """Read the reply to ``send_upgrade``'s request; return bytes read past it.
+
+    Raises: as ``handshake``.
+    """
     buf = b""
     while b"\r\n\r\n" not in buf:
         chunk = sock.recv(4096)
@@ -197,6 +214,29 @@ class WebSocket:
             raise
         sock.settimeout(None)
         return cls(sock, rest)
+
+    @classmethod
+    def connect_many(cls, socks: list[socket.socket], paths: list[str],
+                     host: str = "localhost") -> list[WebSocket]:
+        """``connect`` for each socket and path, the requests all sent before
+        the first reply is read (one round trip, not one per websocket).
+
+        Owns ``socks``: all are closed if any upgrade fails. Raises: as
+        ``handshake``.
+        """
+        done: list[WebSocket] = []
+        try:
+            keys = [send_upgrade(sock, path, host) for sock, path in zip(socks, paths,
+                                                                         strict=True)]
+            for sock, path, key in zip(socks, paths, keys, strict=True):
+                rest = read_upgrade(sock, path, key)
+                sock.settimeout(None)
+                done.append(cls(sock, rest))
+        except BaseException:
+            for sock in socks:
+                sock.close()
+            raise
+        return done
 
     # -- sending ------------------------------------------------------------
     def _send_frame(self, opcode: int, payload: bytes, fin: bool = True) -> None:
