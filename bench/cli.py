@@ -5,9 +5,10 @@ Usage (as root, a covetest root with coved running and instances in it):
     python bench/cli.py --root /tmp/covetest-x/root --old /tmp/covetest-x/old/src \\
         --instance covetest1 [--runs 25] [--lxd]
 
-Each round runs every command once with this tree's ``cove`` and once with
-``--old``'s sources (``PYTHONPATH``), through the same console script, so
-both see the same machine load; it prints the median and p90 wall time in
+Each round runs every command once with this tree's ``cove`` (the console
+script scripts/setup.sh writes) and once with ``--old``'s sources
+(``PYTHONPATH``) through the console script pip writes (it imports ``re``),
+which is what ``cove`` was before issue 14, so both see the same machine load; it prints the median and p90 wall time in
 ms. ``--lxd`` adds ``lxc exec NAME -- true`` against LXD in the same
 rounds: tests/conformance/lxdhost.py sets an LXD up (started here if none
 runs, stopped again at the end), a ``covetest-clibench`` busybox container
@@ -28,6 +29,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 COVE = str(Path(sys.executable).with_name("cove"))
 LXD_NAME = "covetest-clibench"
+# pip's console script for cove (pip 23/24), the one .venv/bin/cove was
+PIP_WRAPPER = """\
+import re
+import sys
+from cove.cli.main import main
+if __name__ == '__main__':
+    sys.argv[0] = re.sub(r'(-script\\.pyw|\\.exe)?$', '', sys.argv[0])
+    sys.exit(main())
+"""
 
 
 def _time(cmd: list[str], env: dict[str, str]) -> float:
@@ -78,21 +88,33 @@ def _bench(args: argparse.Namespace, lxd_env: dict[str, str] | None) -> int:
     }
     base = dict(os.environ, COVE_DIR=args.root, COVE_NO_AUTOSTART="1")
     base.pop("PYTHONPATH", None)
-    trees = {"new": base, "old": dict(base, PYTHONPATH=args.old)}
-    samples: dict[tuple[str, str], list[float]] = {}
-    for _ in range(args.runs):
-        for label, argv in commands.items():
-            for tree, env in trees.items():
-                samples.setdefault((label, tree), []).append(_time([COVE, *argv], env))
-        if lxd_env is not None:
-            samples.setdefault(("lxc exec NAME -- true", "lxd"), []).append(
-                _time(["lxc", "exec", LXD_NAME, "--", "true"], lxd_env))
+    with tempfile.NamedTemporaryFile("w", prefix="covetest-pipcove-", suffix=".py") as f:
+        f.write(PIP_WRAPPER)
+        f.flush()
+        trees = {"new": ([COVE], base),
+                 "old": ([sys.executable, f.name], dict(base, PYTHONPATH=args.old))}
+        samples = _rounds(args, commands, trees, lxd_env, base)
     print(f"{'command':28} {'tree':4} {'median':>8} {'p90':>8}  (ms, {args.runs} runs)")
     for (label, tree), values in samples.items():
         values.sort()
         p90 = values[min(len(values) - 1, int(len(values) * 0.9))]
         print(f"{label:28} {tree:4} {statistics.median(values):8.1f} {p90:8.1f}")
     return 0
+
+
+def _rounds(args: argparse.Namespace, commands: dict[str, list[str]],
+            trees: dict[str, tuple[list[str], dict[str, str]]],
+            lxd_env: dict[str, str] | None, base: dict[str, str]
+            ) -> dict[tuple[str, str], list[float]]:
+    samples: dict[tuple[str, str], list[float]] = {}
+    for _ in range(args.runs):
+        for label, argv in commands.items():
+            for tree, (cmd, env) in trees.items():
+                samples.setdefault((label, tree), []).append(_time([*cmd, *argv], env))
+        if lxd_env is not None:
+            samples.setdefault(("lxc exec NAME -- true", "lxd"), []).append(
+                _time(["lxc", "exec", LXD_NAME, "--", "true"], lxd_env))
+    return samples
 
 
 if __name__ == "__main__":
