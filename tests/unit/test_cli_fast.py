@@ -157,11 +157,12 @@ def test_version_imports_almost_nothing(cove_dir: str) -> None:
 def test_hot_commands_import_no_parser(cove_dir: str, argv: list[str]) -> None:
     """coved is not running here: the command fails at connect, after its imports.
 
-    (re comes with json's decoder and enum with socket and signal: the client
-    needs those; argparse, gettext and the parser tables it does not.)"""
+    (enum comes with socket and signal, which the client needs; json and re
+    it does without: client/_json.)"""
     # exec's websockets are opened after connecting: their module is imported by hand
     loaded = _imported(cove_dir, argv, "import cove.client._ws" if argv[0] == "exec" else "pass")
     assert argv[0] != "exec" or "cove.client._ws" in loaded
     heavy = {"argparse", "gettext", "typing", "dataclasses", "shutil", "locale", "hashlib",
-             "urllib.parse", "ipaddress", "importlib", "cove.cli._parser"}
+             "urllib.parse", "ipaddress", "importlib", "re", "json", "base64",
+             "cove.cli._parser"}
     assert not loaded & heavy, loaded & heavy

@@ -23,11 +23,11 @@ Design notes:
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 
 from cove import api
+from cove.client import _json  # json's loads/dumps without importing json (and re)
 from cove.client import _wire as wire
 from cove.client import _wire_storage as wstor
 from cove.client._exec import ExecResult
@@ -664,7 +664,7 @@ class Client:
 
 # -- exec sessions ------------------------------------------------------------------
 
-_END = json.dumps({"command": "end"})
+_END = _json.dumps({"command": "end"})
 _SIGPIPE = 13  # the same number on every Linux architecture
 
 
@@ -693,7 +693,7 @@ class ExecSession:
 
     def _control(self, msg: dict[str, Any]) -> None:
         try:
-            self.sockets["control"].send_text(json.dumps(msg))
+            self.sockets["control"].send_text(_json.dumps(msg))
         except (OSError, CoveError):
             pass  # the command has ended; nothing to tell
 

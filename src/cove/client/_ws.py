@@ -2,7 +2,7 @@
 
 Design note: LXD streams exec and console I/O over websockets on the same
 unix socket as the REST API. The CLI's ``exec`` is a hot path, so this is
-written on ``socket``, ``hashlib`` and ``base64`` instead of a third-party
+written on ``socket``, SHA-1 and ``binascii`` instead of a third-party
 library. It is a client only: frames it sends are masked, frames it reads
 must not be. One thread may ``recv()`` while others send; sends are
 serialised by a lock. Ping frames are answered inside ``recv()`` and never
@@ -12,13 +12,13 @@ returned; a close frame from the peer is answered and returned as
 
 from __future__ import annotations
 
-import base64
-import json
+import binascii
 import os
 import socket
 import struct
 import threading
 
+from cove.client import _json  # json's loads/dumps without importing json (and re)
 from cove.model.errors import CoveError, error_for_status
 
 TYPE_CHECKING = False
@@ -55,6 +55,11 @@ class WebSocketError(CoveError):
     status = 502
 
 
+def _b64(data: bytes) -> str:
+    # base64.b64encode's text; the base64 module imports re (~2 ms a cove exec)
+    return binascii.b2a_base64(data, newline=False).decode()
+
+
 def accept_key(key: str) -> str:
     """The ``Sec-WebSocket-Accept`` value that answers ``key``."""
     try:
@@ -63,7 +68,7 @@ def accept_key(key: str) -> str:
         from _sha1 import sha1
     except ImportError:  # another interpreter
         from hashlib import sha1
-    return base64.b64encode(sha1(key.encode() + _GUID).digest()).decode()
+    return _b64(sha1(key.encode() + _GUID).digest())
 
 
 def _mask(data: bytes, key: bytes) -> bytes:
@@ -111,7 +116,7 @@ def send_upgrade(sock: socket.socket, path: str, host: str = "localhost",
 
     Apart from ``read_upgrade`` so a client can send several upgrades before
     it waits for the first reply (``cove exec`` opens four websockets)."""
-    key = base64.b64encode(os.urandom(16)).decode()
+    key = _b64(os.urandom(16))
     lines = [
         f"GET {path} HTTP/1.1",
         f"Host: {host}",
@@ -172,7 +177,7 @@ def _upgrade_error(sock: socket.socket, path: str, status: int, hdrs: dict[str, 
     except OSError:
         pass
     try:
-        env = json.loads(rest)
+        env = _json.loads(rest)
     except ValueError:
         env = None
     if isinstance(env, dict) and (env.get("type") == "error" or status >= 400):
