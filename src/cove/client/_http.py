@@ -22,7 +22,7 @@ import errno
 import os
 import select
 import socket
-import threading
+from _thread import allocate_lock  # threading.Lock, without threading (cove list needs no thread)
 from abc import ABC, abstractmethod
 
 from cove.client import _json  # json's loads/dumps without importing json (and re)
@@ -342,7 +342,7 @@ class HttpTransport(ABC):
     def __init__(self, timeout: float | None = None) -> None:
         self.timeout = timeout
         self._idle: list[_Connection] = []
-        self._lock = threading.Lock()
+        self._lock = allocate_lock()
 
     @abstractmethod
     def open_socket(self, timeout: float | None = None) -> socket.socket:

@@ -24,7 +24,6 @@ Design notes:
 from __future__ import annotations
 
 import os
-import threading
 
 from cove import api
 from cove.client import _json  # json's loads/dumps without importing json (and re)
@@ -682,6 +681,8 @@ class ExecSession:
         self.operation = op
         self.sockets = sockets
         self.interactive = interactive
+        import threading  # here: only exec runs threads (cove list imports none)
+
         self._stop = threading.Event()
 
     def resize(self, width: int, height: int) -> None:
@@ -706,6 +707,8 @@ class ExecSession:
         err_buf: list[bytes] | None = [] if stderr is None else None
         out_ws = self.sockets["0"] if self.interactive else self.sockets["1"]
         broken = self._broken_pipe
+        import threading
+
         readers = [threading.Thread(target=pump_out, args=(out_ws, stdout, out_buf, broken),
                                     daemon=True, name="exec-stdout")]
         if not self.interactive:
