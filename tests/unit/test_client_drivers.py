@@ -598,7 +598,7 @@ def test_importing_cove_client_loads_no_driver() -> None:
             " 'ssl', 'aiohttp', 'asyncio'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
-    assert out.strip() == str(sorted(["cove.client._exec", "cove.client._http",
+    assert out.strip() == str(sorted(["cove.client._exec", "cove.client._http", "cove.client._json",
                                       "cove.client._pump", "cove.client._rest",
-                                      "cove.client._wire",
+                                      "cove.client._url", "cove.client._wire",
                                       "cove.client._wire_storage"]))

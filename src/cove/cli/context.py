@@ -38,9 +38,9 @@ def _config_path() -> str:
 def _read_config() -> dict[str, Any]:
     try:
         with open(_config_path(), encoding="utf-8") as f:
-            import json
+            from cove.client._json import loads  # json's, without importing json
 
-            data = json.load(f)
+            data = loads(f.read())
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}

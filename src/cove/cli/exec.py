@@ -11,7 +11,6 @@ command's exit code.
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import sys
@@ -20,6 +19,7 @@ from cove.cli.context import Context, UsageError, parse_kv
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import argparse
     from typing import Any
 
     from cove.client import ExecResult, ExecSession
@@ -174,6 +174,8 @@ def _restore(saved: list[tuple[int, Any]]) -> None:
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    import argparse  # only when parsers are built: the fast path (cli._fast) skips it
+
     p = sub.add_parser("exec", parents=[common], help="Run a command in an instance",
                        description="Run a command in a running instance. Put the command "
                                    "after '--'. cove exits with the command's exit code.",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 
 from cove.cli import render
@@ -11,13 +10,12 @@ from cove.model.errors import CoveError, NotFound
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import argparse
     from typing import Any
 
     from cove.client import Operation
 
 __all__ = ["image_source", "instance_rows", "register"]
-
-_RAW = argparse.RawDescriptionHelpFormatter
 
 _ADJECTIVES = ("amber", "brisk", "calm", "deft", "eager", "fair", "glad", "hardy", "keen",
                "lucid", "merry", "noble", "proud", "quick", "rapid", "sunny", "tidy", "vivid",
@@ -322,8 +320,10 @@ def cmd_logs(ctx: Context, args: argparse.Namespace) -> int:
 
 def _create_parser(sub: Any, common: argparse.ArgumentParser, name: str, summary: str,
                    epilog: str) -> None:
+    import argparse  # only when parsers are built: the fast path (cli._fast) skips it
+
     p = sub.add_parser(name, parents=[common], help=summary, description=summary,
-                       epilog=epilog, formatter_class=_RAW)
+                       epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("image", metavar="IMAGE", help="image alias or fingerprint (prefix)")
     p.add_argument("name", metavar="NAME", nargs="?", help="instance name (default: a new one)")
     p.add_argument("-c", "--config", action="append", metavar="KEY=VALUE",
@@ -355,6 +355,9 @@ _STATE_HELP = {
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    import argparse  # only when parsers are built: the fast path (cli._fast) skips it
+
+    raw = argparse.RawDescriptionHelpFormatter
     _create_parser(sub, common, "launch", "Create and start an instance from an image",
                    "examples:\n"
                    "  cove launch busybox c1\n"
@@ -373,7 +376,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         p = sub.add_parser(cmd, parents=[common], help=summary, description=summary,
                            epilog="examples:\n" + "\n".join("  " + x for x in
                                                             examples.splitlines()),
-                           formatter_class=_RAW)
+                           formatter_class=raw)
         p.add_argument("names", metavar="NAME", nargs="*", help="instance names")
         p.add_argument("--all", action="store_true", help="every instance this applies to")
         if cmd in ("stop", "restart"):
@@ -386,7 +389,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                        description="Delete instances (stopped ones, or any with --force).",
                        epilog="examples:\n  cove delete c1\n  cove delete -f c1 c2"
                               "        stop them first if running",
-                       formatter_class=_RAW)
+                       formatter_class=raw)
     p.add_argument("names", metavar="NAME", nargs="+", help="instance names")
     p.add_argument("-f", "--force", action="store_true", help="stop running instances first")
     p.set_defaults(func=cmd_delete)
@@ -399,7 +402,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                               "  cove list --format csv        one line per instance, no header\n"
                               "  cove list --format json       the full LXD objects, with state\n"
                               "  cove list --format compact    no borders",
-                       formatter_class=_RAW)
+                       formatter_class=raw)
     p.add_argument("filters", metavar="PREFIX", nargs="*", help="show names starting so")
     p.add_argument("-f", "--format", choices=render.FORMATS, default="table")
     p.set_defaults(func=cmd_list)
@@ -409,7 +412,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                                    "and resource use (or, without NAME, the server's).",
                        epilog="examples:\n  cove info c1\n  cove info\n"
                               "  cove info --resources   the host's CPUs, memory, NICs, disks",
-                       formatter_class=_RAW)
+                       formatter_class=raw)
     p.add_argument("name", metavar="NAME", nargs="?")
     p.add_argument("--resources", action="store_true",
                    help="show the host's hardware (as lxc info --resources)")
@@ -417,7 +420,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser("rename", parents=[common], help="Rename an instance",
                        description="Rename a (stopped) instance.",
-                       epilog="examples:\n  cove rename c1 web1", formatter_class=_RAW)
+                       epilog="examples:\n  cove rename c1 web1", formatter_class=raw)
     p.add_argument("old", metavar="OLD")
     p.add_argument("new", metavar="NEW")
     p.set_defaults(func=cmd_rename)
@@ -426,7 +429,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                        description="Print what the instance's main process wrote.",
                        epilog="examples:\n  cove logs c1\n  cove logs -f c1       "
                               "keep printing new output (Ctrl-C to stop)",
-                       formatter_class=_RAW)
+                       formatter_class=raw)
     p.add_argument("name", metavar="NAME")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new output")
     p.set_defaults(func=cmd_logs)

@@ -9,8 +9,6 @@ and tests can rely on them.
 
 from __future__ import annotations
 
-import json
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -83,6 +81,8 @@ def csv_text(rows: Sequence[Sequence[str]]) -> str:
 
 
 def json_text(obj: Any) -> str:
+    import json  # only for --format json
+
     return json.dumps(obj, sort_keys=False) + "\n"
 
 

@@ -28,8 +28,6 @@ cove.client`` stays cheap for the CLI.
 
 from __future__ import annotations
 
-import importlib
-
 from cove.client._exec import CommandFailed, CommandNotFound, ExecResult
 from cove.client._http import ConnectionFailed, Response, UnixTransport
 from cove.client._rest import (
@@ -111,7 +109,9 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'cove.client' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    # __import__, not importlib.import_module: importlib (and warnings) cost
+    # the cove command ~0.5 ms for this one call
+    value = getattr(__import__(module, fromlist=[name]), name)
     globals()[name] = value
     return value
 

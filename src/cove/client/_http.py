@@ -19,13 +19,13 @@ the same exception types the engine raises in-process.
 from __future__ import annotations
 
 import errno
-import json
 import os
 import select
 import socket
-import threading
+from _thread import allocate_lock  # threading.Lock, without threading (cove list needs no thread)
 from abc import ABC, abstractmethod
 
+from cove.client import _json  # json's loads/dumps without importing json (and re)
 from cove.model.errors import CoveError, InternalError, error_for_status
 
 TYPE_CHECKING = False
@@ -81,7 +81,7 @@ class Response:
         return self.headers.get(name.lower(), default)
 
     def json(self) -> Any:
-        return json.loads(self.body)
+        return _json.loads(self.body)
 
     def __repr__(self) -> str:
         return f"<Response {self.status} {len(self.body)} bytes>"
@@ -342,7 +342,7 @@ class HttpTransport(ABC):
     def __init__(self, timeout: float | None = None) -> None:
         self.timeout = timeout
         self._idle: list[_Connection] = []
-        self._lock = threading.Lock()
+        self._lock = allocate_lock()
 
     @abstractmethod
     def open_socket(self, timeout: float | None = None) -> socket.socket:
@@ -432,7 +432,7 @@ class HttpTransport(ABC):
         hdrs = dict(headers or {})
         replayable = True
         if isinstance(body, (dict, list)):
-            body = json.dumps(body).encode()
+            body = _json.dumps(body).encode()
             hdrs.setdefault("Content-Type", "application/json")
         elif body is not None and not isinstance(body, (bytes, bytearray, memoryview)):
             replayable = False
@@ -477,7 +477,7 @@ def with_project(path: str, project: str | None) -> str:
     if any(p.partition("=")[0] == "project" for p in query.split("&")):
         return path
     if not project.replace("-", "").replace(".", "").isalnum():
-        from urllib.parse import quote  # off the hot path: cove's names need no quoting
+        from cove.client._url import quote
 
         project = quote(project, safe="")
     return f"{path}{'&' if sep else '?'}project={project}"
@@ -521,7 +521,7 @@ def parse_envelope(resp: Response) -> dict[str, Any]:
             (or to the HTTP status when the body is not an envelope).
     """
     try:
-        env = json.loads(resp.body) if resp.body else None
+        env = _json.loads(resp.body) if resp.body else None
     except ValueError:
         env = None
     if not isinstance(env, dict) or "type" not in env:

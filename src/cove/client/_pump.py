@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import os
 import select
-import threading
 
 from cove.model.errors import CoveError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import threading
     from collections.abc import Callable, Iterator
     from typing import Any
 

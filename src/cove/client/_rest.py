@@ -23,17 +23,16 @@ Design notes:
 
 from __future__ import annotations
 
-import json
 import os
-import threading
-from urllib.parse import quote, urlencode
 
 from cove import api
+from cove.client import _json  # json's loads/dumps without importing json (and re)
 from cove.client import _wire as wire
 from cove.client import _wire_storage as wstor
 from cove.client._exec import ExecResult
 from cove.client._http import HttpTransport, Response, UnixTransport, parse_envelope
 from cove.client._pump import pump_out, read_chunks
+from cove.client._url import quote, urlencode
 from cove.client._wire import InstanceFile
 from cove.model.errors import BadRequest, CoveError, InternalError, Timeout, error_for_status
 
@@ -365,14 +364,20 @@ class Client:
         missing = [n for n in names if n not in fds]
         if missing:
             raise InternalError(f"exec answer lacks websocket secrets for {', '.join(missing)}")
-        sockets: dict[str, WebSocket] = {}
+        from cove.client._ws import WebSocket
+
+        # All upgrade requests go out before the first reply is read: one
+        # round trip to the server for the four websockets, not four.
+        socks: list[Any] = []
         try:
-            for n in names:
-                sockets[n] = self.websocket(op.id, str(fds[n]))
+            for _ in names:
+                socks.append(self.transport.open_socket())
         except BaseException:
-            for ws in sockets.values():
-                ws.abort()
+            for sock in socks:
+                sock.close()
             raise
+        paths = [self._websocket_path(op.id, str(fds[n])) for n in names]
+        sockets = dict(zip(names, WebSocket.connect_many(socks, paths), strict=True))
         return ExecSession(op, sockets, interactive)
 
     def exec(self, name: str, command: list[str], *, environment: dict[str, str] | None = None,
@@ -405,8 +410,11 @@ class Client:
         from cove.client._ws import WebSocket
 
         sock = self.transport.open_socket()
-        path = f"/1.0/operations/{_q(op_id)}/websocket?{urlencode({'secret': secret})}"
-        return WebSocket.connect(sock, path)
+        return WebSocket.connect(sock, self._websocket_path(op_id, secret))
+
+    @staticmethod
+    def _websocket_path(op_id: str, secret: str) -> str:
+        return f"/1.0/operations/{_q(op_id)}/websocket?{urlencode({'secret': secret})}"
 
     # -- files ----------------------------------------------------------------------
     def file_get(self, name: str, path: str) -> InstanceFile:
@@ -655,7 +663,7 @@ class Client:
 
 # -- exec sessions ------------------------------------------------------------------
 
-_END = json.dumps({"command": "end"})
+_END = _json.dumps({"command": "end"})
 _SIGPIPE = 13  # the same number on every Linux architecture
 
 
@@ -673,6 +681,8 @@ class ExecSession:
         self.operation = op
         self.sockets = sockets
         self.interactive = interactive
+        import threading  # here: only exec runs threads (cove list imports none)
+
         self._stop = threading.Event()
 
     def resize(self, width: int, height: int) -> None:
@@ -684,7 +694,7 @@ class ExecSession:
 
     def _control(self, msg: dict[str, Any]) -> None:
         try:
-            self.sockets["control"].send_text(json.dumps(msg))
+            self.sockets["control"].send_text(_json.dumps(msg))
         except (OSError, CoveError):
             pass  # the command has ended; nothing to tell
 
@@ -697,6 +707,8 @@ class ExecSession:
         err_buf: list[bytes] | None = [] if stderr is None else None
         out_ws = self.sockets["0"] if self.interactive else self.sockets["1"]
         broken = self._broken_pipe
+        import threading
+
         readers = [threading.Thread(target=pump_out, args=(out_ws, stdout, out_buf, broken),
                                     daemon=True, name="exec-stdout")]
         if not self.interactive:

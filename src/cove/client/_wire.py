@@ -13,10 +13,9 @@ and async twins are the warning). Standard library only: the CLI imports it.
 
 from __future__ import annotations
 
-from urllib.parse import quote, urlencode
-
 from cove import api
 from cove.client._http import Response, parse_envelope
+from cove.client._url import quote, urlencode
 from cove.model.errors import InternalError
 
 TYPE_CHECKING = False

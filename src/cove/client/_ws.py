@@ -2,7 +2,7 @@
 
 Design note: LXD streams exec and console I/O over websockets on the same
 unix socket as the REST API. The CLI's ``exec`` is a hot path, so this is
-written on ``socket``, ``hashlib`` and ``base64`` instead of a third-party
+written on ``socket``, SHA-1 and ``binascii`` instead of a third-party
 library. It is a client only: frames it sends are masked, frames it reads
 must not be. One thread may ``recv()`` while others send; sends are
 serialised by a lock. Ping frames are answered inside ``recv()`` and never
@@ -12,14 +12,13 @@ returned; a close frame from the peer is answered and returned as
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
+import binascii
 import os
 import socket
 import struct
 import threading
 
+from cove.client import _json  # json's loads/dumps without importing json (and re)
 from cove.model.errors import CoveError, error_for_status
 
 TYPE_CHECKING = False
@@ -56,9 +55,20 @@ class WebSocketError(CoveError):
     status = 502
 
 
+def _b64(data: bytes) -> str:
+    # base64.b64encode's text; the base64 module imports re (~2 ms a cove exec)
+    return binascii.b2a_base64(data, newline=False).decode()
+
+
 def accept_key(key: str) -> str:
     """The ``Sec-WebSocket-Accept`` value that answers ``key``."""
-    return base64.b64encode(hashlib.sha1(key.encode() + _GUID).digest()).decode()
+    try:
+        # CPython's builtin SHA-1: hashlib loads OpenSSL (~3 ms) for this one
+        # digest, which ``cove exec`` computes once per websocket.
+        from _sha1 import sha1
+    except ImportError:  # another interpreter
+        from hashlib import sha1
+    return _b64(sha1(key.encode() + _GUID).digest())
 
 
 def _mask(data: bytes, key: bytes) -> bytes:
@@ -97,7 +107,16 @@ def handshake(sock: socket.socket, path: str, host: str = "localhost",
         CoveError: the server answered with an LXD error (mapped by status).
         WebSocketError: the reply is not a valid websocket upgrade.
     """
-    key = base64.b64encode(os.urandom(16)).decode()
+    return read_upgrade(sock, path, send_upgrade(sock, path, host, headers))
+
+
+def send_upgrade(sock: socket.socket, path: str, host: str = "localhost",
+                 headers: dict[str, str] | None = None) -> str:
+    """Send the upgrade request for ``path``; return its key for ``read_upgrade``.
+
+    Apart from ``read_upgrade`` so a client can send several upgrades before
+    it waits for the first reply (``cove exec`` opens four websockets)."""
+    key = _b64(os.urandom(16))
     lines = [
         f"GET {path} HTTP/1.1",
         f"Host: {host}",
@@ -108,6 +127,14 @@ def handshake(sock: socket.socket, path: str, host: str = "localhost",
     ]
     lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
     sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+    return key
+
+
+def read_upgrade(sock: socket.socket, path: str, key: str) -> bytes:
+    """Read the reply to ``send_upgrade``'s request; return bytes read past it.
+
+    Raises: as ``handshake``.
+    """
     buf = b""
     while b"\r\n\r\n" not in buf:
         chunk = sock.recv(4096)
@@ -150,7 +177,7 @@ def _upgrade_error(sock: socket.socket, path: str, status: int, hdrs: dict[str, 
     except OSError:
         pass
     try:
-        env = json.loads(rest)
+        env = _json.loads(rest)
     except ValueError:
         env = None
     if isinstance(env, dict) and (env.get("type") == "error" or status >= 400):
@@ -192,6 +219,29 @@ class WebSocket:
             raise
         sock.settimeout(None)
         return cls(sock, rest)
+
+    @classmethod
+    def connect_many(cls, socks: list[socket.socket], paths: list[str],
+                     host: str = "localhost") -> list[WebSocket]:
+        """``connect`` for each socket and path, the requests all sent before
+        the first reply is read (one round trip, not one per websocket).
+
+        Owns ``socks``: all are closed if any upgrade fails. Raises: as
+        ``handshake``.
+        """
+        done: list[WebSocket] = []
+        try:
+            keys = [send_upgrade(sock, path, host) for sock, path in zip(socks, paths,
+                                                                         strict=True)]
+            for sock, path, key in zip(socks, paths, keys, strict=True):
+                rest = read_upgrade(sock, path, key)
+                sock.settimeout(None)
+                done.append(cls(sock, rest))
+        except BaseException:
+            for sock in socks:
+                sock.close()
+            raise
+        return done
 
     # -- sending ------------------------------------------------------------
     def _send_frame(self, opcode: int, payload: bytes, fin: bool = True) -> None:
