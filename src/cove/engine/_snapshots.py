@@ -35,19 +35,20 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import shutil
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import quote
 
 from cove.engine._failpoints import failpoint
 from cove.engine._runs import Paths, RunTable
 from cove.engine.events import EventBus
 from cove.engine.operations import Operation, Operations
 from cove.host import proc
+from cove.model.config import parse_expiry
 from cove.model.errors import BadRequest, Conflict
 from cove.model.names import validate_snapshot_name
 from cove.model.projects import instance_url, split_key
@@ -56,32 +57,12 @@ from cove.model.states import Status
 from cove.storage import overlay
 from cove.store import Store
 
-__all__ = ["Snapshots", "SnapshotTarget", "parse_expiry"]
+__all__ = ["SnapshotTarget", "Snapshots"]
 
 log = logging.getLogger("cove.engine")
 
 _TMP = ".tmp-"
 _NEW, _OLD = ".restore-new", ".restore-old"
-_EXPIRY = re.compile(r"^(\d+)([MHdwmy])$")
-_UNIT = {"M": 60, "H": 3600, "d": 86400, "w": 7 * 86400, "m": 30 * 86400, "y": 365 * 86400}
-
-
-def parse_expiry(value: str, now: float, field: str = "snapshots.expiry") -> float:
-    """LXD's expiry (``1M 2H 3d 4w 5m 6y``: minutes, hours, days, weeks,
-    months, years, summed) from ``now``; 0 for an empty value (never).
-
-    Raises: BadRequest naming ``field``.
-    """
-    total = 0
-    for part in value.split():
-        m = _EXPIRY.match(part)
-        if m is None:
-            raise BadRequest(f"Invalid value for {field!r}: {value!r} "
-                             "(use e.g. '1M 2H 3d 4w 5m 6y')")
-        total += int(m.group(1)) * _UNIT[m.group(2)]
-    return now + total if total else 0.0
-
-
 class SnapshotTarget(Protocol):
     """What snapshots need of the instances service."""
 
@@ -101,6 +82,10 @@ class SnapshotTarget(Protocol):
 class Freezer(Protocol):
     def pause(self, cid: str) -> None: ...
     def resume(self, cid: str) -> None: ...
+
+
+def _snapshot_url(key: str, snapshot: str) -> str:
+    return instance_url(key, f"/snapshots/{quote(snapshot, safe='')}")
 
 
 def _tree_size(root: Path) -> int:
@@ -158,15 +143,14 @@ class Snapshots:
 
     def _run(self, key: str, work: Callable[[Operation], Any], description: str,
              snapshot: str | None = None) -> Operation:
-        url = instance_url(key)
-        resources = {"instances": [url]}
+        resources = {"instances": [instance_url(key)]}
         if snapshot is not None:
-            resources["instances_snapshots"] = [f"{url}/snapshots/{snapshot}"]
+            resources["instances_snapshots"] = [_snapshot_url(key, snapshot)]
         return self._operations.run(work, description=description, resources=resources,
                                     lock=f"instance:{key}", project=split_key(key)[0])
 
     def _lifecycle(self, action: str, key: str, snapshot: str, **context: Any) -> None:
-        self._events.lifecycle(action, f"{instance_url(key)}/snapshots/{snapshot}",
+        self._events.lifecycle(action, _snapshot_url(key, snapshot),
                                project=split_key(key)[0], **context)
 
     # -- create ---------------------------------------------------------------

@@ -7,7 +7,7 @@ from aiohttp import web
 
 from cove import api
 from cove.engine import Operation
-from cove.model.errors import BadRequest, PreconditionFailed
+from cove.model.errors import PreconditionFailed
 from cove.model.projects import instance_key, instance_url, split_key
 from cove.server import render
 from cove.server.routes_common import (
@@ -105,7 +105,10 @@ async def _put(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     put = api.InstancePut.parse(await json_body(request))
     if put.restore:
-        raise BadRequest("Restoring a snapshot is not supported yet")
+        # LXD: a restore ignores the other fields of the body
+        op = await call(request, engine_of(request).snapshots.restore, name, put.restore,
+                        project=project, stateful=bool(put.stateful))
+        return render.async_op(op)
     await _check_etag(request, name, project)
     await _update(request, name, put, project=project, patch=False)
     return render.async_op(_update_op(request, name, project))

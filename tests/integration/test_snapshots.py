@@ -1,0 +1,231 @@
+"""Instance snapshots against a real coved: LXD's REST calls, pylxd and
+``lxc`` unchanged, names refused as LXD refuses them, and coved killed in
+the middle of a snapshot or a restore."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import urllib.parse
+from collections.abc import Callable
+from pathlib import Path
+
+import pylxd
+import pytest
+from covetest import Coved, assert_no_leaks, mkroot, new_name, wait_until
+
+
+@pytest.fixture
+def daemon(make_coved: Callable[..., Coved], busybox_tar: Path) -> Coved:
+    d = make_coved("snap")
+    d.api.import_image(busybox_tar, "busybox")
+    return d
+
+
+def _snap_dirs(d: Coved, name: str) -> list[str]:
+    p = d.root / "instances" / name / "snapshots"
+    return sorted(os.listdir(p)) if p.is_dir() else []
+
+
+def _read(d: Coved, name: str, path: str) -> bytes | None:
+    r = d.api.request("GET", f"/1.0/instances/{name}/files?path={path}")
+    return r.body if r.status == 200 else None
+
+
+def test_rest_snapshot_lifecycle(daemon: Coved) -> None:
+    api, name = daemon.api, new_name("snap")
+    api.launch(name)
+    api.sh(name, "echo before > /data; echo gone > /later-deleted")
+    op = api.run("POST", f"/1.0/instances/{name}/snapshots", {"name": "s0"})
+    assert op["resources"]["instances_snapshots"] == [f"/1.0/instances/{name}/snapshots/s0"]
+    assert api.status(name) == "Running"  # thawed after the copy
+    api.sh(name, "echo after > /data; rm /later-deleted; echo new > /new-file")
+    # unnamed: snapshots.pattern's default, snap%d
+    api.run("POST", f"/1.0/instances/{name}/snapshots", {})
+    assert api.sync("GET", f"/1.0/instances/{name}/snapshots") == [
+        f"/1.0/instances/{name}/snapshots/s0", f"/1.0/instances/{name}/snapshots/snap0"]
+    objs = api.sync("GET", f"/1.0/instances/{name}/snapshots?recursion=1")
+    assert [o["name"] for o in objs] == ["s0", "snap0"]
+    one = api.sync("GET", f"/1.0/instances/{name}/snapshots/s0")
+    assert one["stateful"] is False and one["size"] > 0
+    assert one["expires_at"] == "0001-01-01T00:00:00Z"
+    assert one["config"]["cove.cmd"] == "sleep 1000"
+    # restore of a running instance: stopped, restored, started again
+    api.run("PUT", f"/1.0/instances/{name}", {"restore": "s0"})
+    assert api.status(name) == "Running"
+    assert api.sh(name, "cat /data; cat /later-deleted; test -e /new-file || echo no") == \
+        b"before\ngone\nno\n"
+    # rename, expiry, delete
+    api.run("POST", f"/1.0/instances/{name}/snapshots/s0", {"name": "first"})
+    api.request("PATCH", f"/1.0/instances/{name}/snapshots/first",
+                {"expires_at": "2099-01-02T03:04:05Z"})
+    assert api.sync("GET", f"/1.0/instances/{name}/snapshots/first")["expires_at"] == \
+        "2099-01-02T03:04:05Z"
+    api.run("DELETE", f"/1.0/instances/{name}/snapshots/snap0")
+    assert len(_snap_dirs(daemon, name)) == 1
+    r = api.request("GET", f"/1.0/instances/{name}/snapshots/snap0")
+    assert r.status == 404
+    # a rename of the instance carries its snapshots
+    api.action(name, "stop", force=True)
+    new = new_name("snap")
+    api.run("POST", f"/1.0/instances/{name}", {"name": new})
+    api.made.append(new)
+    assert [o["name"] for o in api.sync(
+        "GET", f"/1.0/instances/{new}/snapshots?recursion=1")] == ["first"]
+    api.run("PUT", f"/1.0/instances/{new}", {"restore": "first"})
+    assert _read(daemon, new, "/data") == b"before\n"
+    api.remove(new)
+    assert_no_leaks(daemon.root, [name, new])
+
+
+def test_snapshot_bad_input(daemon: Coved) -> None:
+    api, name = daemon.api, new_name("snap")
+    api.create(name)
+    for bad in ("a/b", "..", ".", " x", "x\n"):
+        r = api.request("POST", f"/1.0/instances/{name}/snapshots", {"name": bad})
+        assert r.status == 400, (bad, r.body)
+        assert "snapshot name" in r.error.lower()
+    r = api.request("POST", f"/1.0/instances/{name}/snapshots", {"name": "s", "stateful": True})
+    assert r.status == 400 and "stateful" in r.error
+    r = api.request("POST", f"/1.0/instances/{name}/snapshots", {"name": 3})
+    assert r.status == 400 and "'name'" in r.error
+    r = api.request("POST", f"/1.0/instances/{name}/snapshots",
+                    {"name": "s", "expires_at": "tomorrow"})
+    assert r.status == 400 and "expires_at" in r.error
+    r = api.request("PATCH", f"/1.0/instances/{name}", {"config": {"snapshots.expiry": "3q"}})
+    assert r.status == 400 and "snapshots.expiry" in r.error
+    r = api.request("PATCH", f"/1.0/instances/{name}",
+                    {"config": {"snapshots.schedule": "every day"}})
+    assert r.status == 400 and "snapshots.schedule" in r.error
+    assert api.request("POST", "/1.0/instances/covetest-none/snapshots",
+                       {"name": "s"}).status == 404
+    r = api.request("PUT", f"/1.0/instances/{name}", {"restore": "nope"})
+    assert r.status == 404
+    api.run("POST", f"/1.0/instances/{name}/snapshots", {"name": "s"})
+    r = api.request("POST", f"/1.0/instances/{name}/snapshots", {"name": "s"})
+    assert r.status == 409
+    r = api.request("POST", f"/1.0/instances/{name}/snapshots/s", {"name": "../x"})
+    assert r.status == 400
+    assert _snap_dirs(daemon, name) and not any(e.startswith(".") for e in _snap_dirs(daemon, name))
+    api.remove(name)
+    assert_no_leaks(daemon.root, [name])
+
+
+def test_snapshot_expiry_from_config(daemon: Coved) -> None:
+    api, name = daemon.api, new_name("snap")
+    api.create(name, config={"snapshots.expiry": "2d", "snapshots.pattern": "auto-%d"})
+    api.run("POST", f"/1.0/instances/{name}/snapshots", {})
+    one = api.sync("GET", f"/1.0/instances/{name}/snapshots/auto-0")
+    assert one["expires_at"].startswith("20") and one["expires_at"] != one["created_at"]
+    api.remove(name)
+
+
+def test_pylxd_snapshots(daemon: Coved) -> None:
+    client = pylxd.Client(endpoint="http+unix://" + urllib.parse.quote(str(daemon.socket),
+                                                                       safe=""))
+    name = new_name("pysnap")
+    daemon.api.launch(name)
+    inst = client.instances.get(name)
+    inst.files.put("/f", b"one\n")
+    snap = inst.snapshots.create("p0", wait=True)
+    assert snap.name == "p0"
+    inst.files.put("/f", b"two\n")
+    assert [s.name for s in inst.snapshots.all()] == ["p0"]
+    got = inst.snapshots.get("p0")
+    assert got.name == "p0" and got.stateful is False
+    inst.restore_snapshot("p0", wait=True)
+    assert inst.files.get("/f") == b"one\n"
+    got.rename("p1", wait=True)
+    assert [s.name for s in inst.snapshots.all()] == ["p1"]
+    inst.snapshots.get("p1").delete(wait=True)
+    assert inst.snapshots.all() == []
+    daemon.api.remove(name)
+
+
+LXC = shutil.which("lxc")
+
+
+@pytest.mark.skipif(LXC is None, reason="lxc (Debian package lxd-client) missing")
+def test_lxc_snapshot_restore_info(daemon: Coved) -> None:
+    home = mkroot("lxchome")
+    (home / "lxdconf").mkdir()
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home),
+           "LXD_CONF": str(home / "lxdconf"), "LANG": "C.UTF-8"}
+    assert LXC is not None
+
+    def lxc(*args: str) -> str:
+        p = subprocess.run([LXC, *args], env=env, capture_output=True, timeout=60,
+                           stdin=subprocess.DEVNULL, check=False)
+        assert p.returncode == 0, f"lxc {args}: {p.stderr.decode(errors='replace')}"
+        return p.stdout.decode()
+
+    name = new_name("lxsnap")
+    try:
+        lxc("remote", "add", "covetest-r", f"unix://{daemon.socket}")
+        daemon.api.launch(name)
+        daemon.api.sh(name, "echo kept > /k")
+        lxc("snapshot", f"covetest-r:{name}", "l0")
+        lxc("snapshot", f"covetest-r:{name}")
+        daemon.api.sh(name, "echo changed > /k")
+        info = lxc("info", f"covetest-r:{name}")
+        assert "Snapshots:" in info and "l0" in info and "snap0" in info, info
+        lxc("restore", f"covetest-r:{name}", "l0")
+        assert daemon.api.sh(name, "cat /k") == b"kept\n"
+        lxc("rename", f"covetest-r:{name}/snap0", f"covetest-r:{name}/second")
+        lxc("delete", f"covetest-r:{name}/second")
+        assert "second" not in lxc("info", f"covetest-r:{name}")
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    daemon.api.remove(name)
+
+
+def _die_at(d: Coved, point: str) -> None:
+    d.stop()
+    d.env = {"COVE_FAILPOINTS": point}
+    d.start()
+
+
+def _revive(d: Coved) -> None:
+    assert d.proc is not None
+    wait_until(lambda: d.proc is not None and d.proc.poll() is not None, 10, what="coved died")
+    d.env = {}
+    d.start()
+
+
+@pytest.mark.parametrize("point", ["snapshot.after-copy", "snapshot.after-rename",
+                                   "snapshot-delete.after-row", "restore.after-old"])
+def test_snapshot_killed_half_way(daemon: Coved, point: str) -> None:
+    api, name = daemon.api, new_name("snapk")
+    api.create(name)
+    api.file_put(name, "/v", b"first\n")
+    if point in ("snapshot-delete.after-row", "restore.after-old"):
+        api.run("POST", f"/1.0/instances/{name}/snapshots", {"name": "s"})
+        api.file_put(name, "/v", b"second\n")
+    _die_at(daemon, point)
+    with contextlib.suppress(OSError):  # coved may die before it answers
+        if point.startswith("snapshot."):
+            api.request("POST", f"/1.0/instances/{name}/snapshots", {"name": "s"})
+        elif point.startswith("snapshot-delete"):
+            api.request("DELETE", f"/1.0/instances/{name}/snapshots/s")
+        else:
+            api.request("PUT", f"/1.0/instances/{name}", {"restore": "s"})
+    _revive(daemon)
+    snaps = api.sync("GET", f"/1.0/instances/{name}/snapshots")
+    dirs = _snap_dirs(daemon, name)
+    # whole or nothing: one directory per row, no temporary ones
+    assert len(dirs) == len(snaps), (dirs, snaps)
+    inst_dir = daemon.root / "instances" / name
+    assert sorted(os.listdir(inst_dir)) == sorted(
+        e for e in ["upper", "work", "rootfs", "snapshots", "logs", "config.json",
+                    "console.log"] if (inst_dir / e).exists())
+    if point == "restore.after-old":  # the restore was finished at startup
+        assert _read(daemon, name, "/v") == b"first\n"
+    elif point == "snapshot-delete.after-row":
+        assert snaps == [] and _read(daemon, name, "/v") == b"second\n"
+    else:
+        assert snaps == [] and _read(daemon, name, "/v") == b"first\n"
+    api.run("PUT", f"/1.0/instances/{name}/state", {"action": "start"})
+    api.remove(name)
+    assert_no_leaks(daemon.root, [name])
