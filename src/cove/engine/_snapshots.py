@@ -26,7 +26,8 @@ Design notes:
   so a killed coved leaves a whole snapshot or none. A restore copies the
   snapshot into ``.restore-new``, moves ``upper`` to ``.restore-old`` and
   the new one to ``upper``; ``sweep`` finishes or undoes a half-done swap.
-* Restore of a running instance stops it, restores, and starts it again,
+* Restore of a running instance kills it (LXD's ``Stop``, not ``Shutdown``),
+  restores, and starts it again,
   as LXD does. The instance's ``volatile.*`` keys are kept (its MAC and
   addresses are its own, not the snapshot's).
 """
@@ -49,7 +50,7 @@ from cove.engine.events import EventBus
 from cove.engine.operations import Operation, Operations
 from cove.host import proc
 from cove.model.config import parse_expiry
-from cove.model.errors import BadRequest, Conflict
+from cove.model.errors import BadRequest, Conflict, NotFound
 from cove.model.names import validate_snapshot_name
 from cove.model.projects import instance_url, split_key
 from cove.model.records import Instance, Snapshot
@@ -303,6 +304,10 @@ class Snapshots:
         """
         if stateful:
             raise BadRequest("Field 'stateful': stateful snapshots are not supported")
+        if "/" in snapshot:  # LXD takes "INSTANCE/SNAP" too (``lxc restore`` sends it)
+            owner, snapshot = snapshot.split("/", 1)
+            if owner != name:
+                raise NotFound(f"Snapshot not found: {owner}/{snapshot}")
         key = self.get(name, snapshot, project=project).instance
 
         def work(op: Operation) -> None:
@@ -311,7 +316,7 @@ class Snapshots:
             was_running = inst.status is not Status.STOPPED
             if was_running:
                 op.progress("Stopping instance")
-                self._instances.stop_now(key, 30, False)
+                self._instances.stop_now(key, 0, True)  # LXD: Stop, not Shutdown
             op.progress("Restoring the upper layer")
             self._swap_upper(key, snap)
             inst = self._store.get_instance(key)
