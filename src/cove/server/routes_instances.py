@@ -56,12 +56,11 @@ async def _list(request: web.Request) -> web.Response:
     return render.sync(objs)
 
 
-async def _snapshots(request: web.Request, inst: Instance) -> list[dict[str, Any]] | None:
-    """``InstanceFull.snapshots`` (``lxc info`` lists them from it); null
-    when there are none, as LXD sends."""
+async def _snapshots(request: web.Request, inst: Instance) -> list[dict[str, Any]]:
+    """``InstanceFull.snapshots`` (``lxc info`` lists them from it)."""
     snaps = await call(request, engine_of(request).snapshots.all, split_key(inst.name)[1],
                        project=inst.project)
-    return [api.snapshot(s, inst) for s in snaps] or None
+    return [api.snapshot(s, inst) for s in snaps]
 
 
 async def _create(request: web.Request) -> web.Response:
