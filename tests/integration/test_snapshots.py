@@ -230,3 +230,35 @@ def test_snapshot_killed_half_way(daemon: Coved, point: str) -> None:
     api.run("PUT", f"/1.0/instances/{name}/state", {"action": "start"})
     api.remove(name)
     assert_no_leaks(daemon.root, [name])
+
+
+def test_cove_snapshot_cli(daemon: Coved) -> None:
+    import json
+    import sys
+
+    def cove(*args: str, ok: bool = True) -> subprocess.CompletedProcess[bytes]:
+        p = subprocess.run([sys.executable, "-m", "cove.cli.main", *args],
+                           env=daemon.cli_env(), capture_output=True, timeout=60,
+                           stdin=subprocess.DEVNULL, check=False)
+        assert (p.returncode == 0) == ok, (args, p.stderr)
+        return p
+
+    name = new_name("clisnap")
+    daemon.api.launch(name)
+    daemon.api.sh(name, "echo v1 > /v")
+    cove("snapshot", "create", name, "one")
+    cove("snapshot", "create", name)
+    rows = json.loads(cove("snapshot", "list", name, "--format", "json").stdout)
+    assert [r["name"] for r in rows] == ["one", "snap0"]
+    info = cove("info", name).stdout.decode()
+    assert "Snapshots:" in info and "  one (taken at" in info, info
+    daemon.api.sh(name, "echo v2 > /v")
+    cove("snapshot", "restore", name, "one")
+    assert daemon.api.sh(name, "cat /v") == b"v1\n"
+    cove("snapshot", "rename", name, "snap0", "two")
+    cove("snapshot", "delete", name, "one", "two")
+    assert json.loads(cove("snapshot", "list", name, "--format", "json").stdout) == []
+    err = cove("snapshot", "create", name, "a/b", ok=False).stderr.decode()
+    assert "Traceback" not in err and "snapshot name" in err.lower(), err
+    assert "Snapshots:" not in cove("info", name).stdout.decode()
+    daemon.api.remove(name)

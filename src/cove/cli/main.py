@@ -92,6 +92,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "metrics": ("metrics",),
     "project": ("project",),
     "storage": ("storage",),
+    "snapshot": ("snapshot",),
 }
 
 _VALUED = ("--root", "--project")  # global options that take the next word
