@@ -34,9 +34,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "bench"))
 
-from metrics import mkbusybox, wait_socket  # noqa: E402
+from metrics import mkbusybox, wait_socket
 
-from cove.client import Client  # noqa: E402
+from cove.client import Client
 
 
 def _timed(fn: object) -> float:
@@ -70,9 +70,9 @@ def main() -> int:
             "start": True})
         c.wait_operation(r.json()["operation"].rsplit("/", 1)[-1], 120)
         made = True
-        res = c.exec(name, ["sh", "-c", f"mkdir /data; i=0; while [ $i -lt {args.mib} ]; do "
-                                        "head -c 1048576 /dev/urandom > /data/f$i; "
-                                        "i=$((i+1)); done; sync"])
+        script = (f"mkdir /data; i=0; while [ $i -lt {args.mib} ]; do "
+                  "head -c 1048576 /dev/urandom > /data/f$i; i=$((i+1)); done; sync")
+        res = c.exec(name, ["sh", "-c", script])
         assert res.exit_code == 0, res
         fs = subprocess.run(["stat", "-f", "-c", "%T", str(root)], capture_output=True,
                             text=True, check=False).stdout.strip()
