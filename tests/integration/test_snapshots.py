@@ -262,3 +262,31 @@ def test_cove_snapshot_cli(daemon: Coved) -> None:
     assert "Traceback" not in err and "snapshot name" in err.lower(), err
     assert "Snapshots:" not in cove("info", name).stdout.decode()
     daemon.api.remove(name)
+
+
+def test_coved_expires_and_schedules(daemon: Coved) -> None:
+    import time
+
+    daemon.stop()
+    daemon.env = {"COVE_SNAPSHOT_TICK": "0.5"}
+    daemon.start()
+    api, name = daemon.api, new_name("sched")
+    api.launch(name, config={"snapshots.schedule": "@startup",
+                             "snapshots.pattern": "boot%d"})
+    soon = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 2))
+    api.run("POST", f"/1.0/instances/{name}/snapshots", {"name": "brief", "expires_at": soon})
+    api.run("POST", f"/1.0/instances/{name}/snapshots", {"name": "kept"})
+    path = f"/1.0/instances/{name}/snapshots"
+    wait_until(lambda: api.sync("GET", path) == [f"{path}/kept"], 15,
+               what="the expired snapshot deleted by coved")
+    assert len(_snap_dirs(daemon, name)) == 1
+    # @startup: taken when coved starts (the instance is running)
+    daemon.stop()
+    daemon.start()
+    wait_until(lambda: f"{path}/boot0" in api.sync("GET", path), 15,
+               what="the @startup snapshot")
+    daemon.stop()
+    daemon.env = {}
+    daemon.start()
+    api.remove(name)
+    assert_no_leaks(daemon.root, [name])

@@ -58,6 +58,7 @@ from cove.engine._reconcile import Reconciler
 from cove.engine._resources import Resources
 from cove.engine._rootfs import Rootfs
 from cove.engine._runs import Paths, RunTable
+from cove.engine._snapshot_schedule import SnapshotScheduler
 from cove.engine._snapshots import Snapshots
 from cove.engine._storage import Storage
 from cove.engine._trust import Trust
@@ -130,6 +131,8 @@ class Engine:
         self.snapshots = Snapshots(store=self.store, paths=paths, runs=runs, runtime=runtime,
                                    instances=self.instances, operations=self.operations,
                                    events=self.events, clock=clock)
+        self._snapshot_schedule = SnapshotScheduler(self.store, self.snapshots,
+                                                    self.instances.expanded_config, clock)
         self.console = Console(store=self.store, runtime=runtime, paths=paths)
         self.trust = Trust(self.root, self.store, self.events, clock)
         self.metrics = Metrics(store=self.store, runs=runs, paths=paths,
@@ -152,6 +155,7 @@ class Engine:
         self.snapshots.sweep()  # before autostart: a half-done restore is finished
         self._reconciler.run()
         self._nics.resume(self._runs.running())  # forwarders adopted, restarted or stopped
+        self._snapshot_schedule.start()  # after autostart: @startup sees them running
 
     def server_environment(self) -> dict[str, Any]:
         """The ``environment`` part of ``GET /1.0``."""
@@ -188,6 +192,7 @@ class Engine:
         if self._closed:
             return
         self._closed = True
+        self._snapshot_schedule.close()
         self.instances.close()
         self.networks.close()  # bridges and dnsmasqs go when nothing runs
         self.store.close()
