@@ -290,3 +290,27 @@ def test_coved_expires_and_schedules(daemon: Coved) -> None:
     daemon.start()
     api.remove(name)
     assert_no_leaks(daemon.root, [name])
+
+
+def test_snapshots_in_a_project(daemon: Coved) -> None:
+    api = daemon.api
+    proj = "covetestsp"
+    api.sync("POST", "/1.0/projects", {"name": proj, "config": {
+        "features.images": "false", "features.profiles": "false"}})
+    name = new_name("psnap")
+    try:
+        api.run("POST", f"/1.0/instances?project={proj}", {
+            "name": name, "source": {"type": "image", "alias": "busybox"}})
+        op = api.run("POST", f"/1.0/instances/{name}/snapshots?project={proj}", {"name": "s"})
+        assert op["resources"]["instances_snapshots"] == [
+            f"/1.0/instances/{name}/snapshots/s?project={proj}"]
+        assert api.sync("GET", f"/1.0/instances/{name}/snapshots?project={proj}") == [
+            f"/1.0/instances/{name}/snapshots/s?project={proj}"]
+        # not visible from the default project
+        assert api.request("GET", f"/1.0/instances/{name}/snapshots").status == 404
+        api.run("PUT", f"/1.0/instances/{name}?project={proj}", {"restore": "s"})
+        assert _snap_dirs(daemon, f"{proj}_{name}")
+        api.run("DELETE", f"/1.0/instances/{name}?project={proj}")
+        assert not (daemon.root / "instances" / f"{proj}_{name}").exists()
+    finally:
+        api.request("DELETE", f"/1.0/projects/{proj}")
