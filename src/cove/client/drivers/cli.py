@@ -328,6 +328,13 @@ def _volumes(d: CliDriver, pool: str) -> list[Any]:
 
 
 # How each step is said to the command (see the module notes).
+def _snapshots(d: CliDriver, name: str) -> list[Any]:
+    """The instance's snapshots; NotFound when there is no such instance."""
+    found = d._or_missing(wsnap.snapshots(name), lambda: d.find_instance(name) is None,
+                          f"Instance {name}")
+    return list(found) if isinstance(found, list) else []
+
+
 _PERFORM: dict[type, Callable[[CliDriver, Any], Any]] = {
     s.GetInstance: lambda d, st: d.find_instance(st.name),
     s.GetState: _state,
@@ -393,8 +400,8 @@ _PERFORM: dict[type, Callable[[CliDriver, Any], Any]] = {
     ss.RenameVolume: lambda d, st: _change(d, wstor.rename_volume(st.pool, st.name,
                                                                   st.new_name)),
     ss.DeleteVolume: lambda d, st: _change(d, wstor.delete_volume(st.pool, st.name)),
-    sn.ListSnapshots: lambda d, st: d._list(wsnap.snapshots(st.name)),
-    sn.GetSnapshot: lambda d, st: next((x for x in d._list(wsnap.snapshots(st.name))
+    sn.ListSnapshots: lambda d, st: _snapshots(d, st.name),
+    sn.GetSnapshot: lambda d, st: next((x for x in _snapshots(d, st.name)
                                         if x.get("name") == st.snapshot), None),
     sn.CreateSnapshot: lambda d, st: _change(d, wsnap.create_snapshot(st.name, st.snapshot)),
     sn.RenameSnapshot: lambda d, st: _change(d, wsnap.rename_snapshot(st.name, st.snapshot,
