@@ -314,3 +314,16 @@ def test_snapshots_in_a_project(daemon: Coved) -> None:
         assert not (daemon.root / "instances" / f"{proj}_{name}").exists()
     finally:
         api.request("DELETE", f"/1.0/projects/{proj}")
+
+
+def test_restore_keeps_a_running_ephemeral_instance(daemon: Coved) -> None:
+    api, name = daemon.api, new_name("eph")
+    api.launch(name, ephemeral=True)
+    api.sh(name, "echo a > /e")
+    api.run("POST", f"/1.0/instances/{name}/snapshots", {"name": "s"})
+    api.sh(name, "echo b > /e")
+    api.run("PUT", f"/1.0/instances/{name}", {"restore": "s"})
+    assert api.status(name) == "Running"
+    assert api.sh(name, "cat /e") == b"a\n"
+    api.remove(name)
+    assert_no_leaks(daemon.root, [name])

@@ -314,22 +314,28 @@ class Snapshots:
             snap = self._store.snapshots.get(key, snapshot)
             inst = self._store.get_instance(key)
             was_running = inst.status is not Status.STOPPED
-            if was_running:
-                op.progress("Stopping instance")
-                self._instances.stop_now(key, 0, True)  # LXD: Stop, not Shutdown
-            op.progress("Restoring the upper layer")
-            self._swap_upper(key, snap)
-            inst = self._store.get_instance(key)
-            volatile = {k: v for k, v in inst.config.items() if k.startswith("volatile.")}
-            inst.config = {**{k: v for k, v in snap.config.items()
-                              if not k.startswith("volatile.")}, **volatile}
-            inst.devices = dict(snap.devices)
-            inst.profiles = list(snap.profiles)
-            self._store.update_instance(inst)
-            self._lifecycle("instance-restored", key, snapshot)
-            if was_running:
-                op.progress("Starting instance")
-                self._instances.start_now(key)
+            # an ephemeral instance is kept across this stop, as by a restart
+            # (LXD clears its ephemeral flag for the restore)
+            self._runs.restarting.add(key)
+            try:
+                if was_running:
+                    op.progress("Stopping instance")
+                    self._instances.stop_now(key, 0, True)  # LXD: Stop, not Shutdown
+                op.progress("Restoring the upper layer")
+                self._swap_upper(key, snap)
+                inst = self._store.get_instance(key)
+                volatile = {k: v for k, v in inst.config.items() if k.startswith("volatile.")}
+                inst.config = {**{k: v for k, v in snap.config.items()
+                                  if not k.startswith("volatile.")}, **volatile}
+                inst.devices = dict(snap.devices)
+                inst.profiles = list(snap.profiles)
+                self._store.update_instance(inst)
+                self._lifecycle("instance-restored", key, snapshot)
+                if was_running:
+                    op.progress("Starting instance")
+                    self._instances.start_now(key)
+            finally:
+                self._runs.restarting.discard(key)
 
         return self._run(key, work, "Restoring snapshot", snapshot)
 
