@@ -37,9 +37,11 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -100,6 +102,30 @@ def _tree_size(root: Path) -> int:
                 seen.add((st.st_dev, st.st_ino))
                 total += st.st_blocks * 512
     return total
+
+
+@contextmanager
+def _progress(op: Operation, dst: Path, total: int, every: float = 1.0) -> Iterator[None]:
+    """Report how much of ``total`` bytes is in ``dst`` every ``every``
+    seconds while the body runs (LXD's ``metadata.progress``)."""
+    done = threading.Event()
+
+    def report() -> None:
+        while not done.wait(every):
+            try:
+                n = _tree_size(dst)
+            except OSError:
+                continue
+            pct = min(99, n * 100 // total) if total else 0
+            op.progress("Copying the upper layer", pct, f"{n} of {total} bytes")
+
+    thread = threading.Thread(target=report, name="cove-snapshot-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
 
 
 def copy_tree(src: Path, dst: Path) -> None:
@@ -208,13 +234,16 @@ class Snapshots:
         sid = uuid.uuid4().hex
         tmp = sdir / f"{_TMP}{sid}"
         tmp.mkdir(mode=0o700)
+        upper = self._paths.instance_dir(key) / "upper"
+        total = _tree_size(upper)  # before the freeze: only for the progress
         op.progress("Copying the upper layer", 0)
         try:
             freeze = inst.status is Status.RUNNING and self._runs.pid(key) > 0
             if freeze:
                 self._runtime.pause(key)
             try:
-                copy_tree(self._paths.instance_dir(key) / "upper", tmp / "upper")
+                with _progress(op, tmp / "upper", total):
+                    copy_tree(upper, tmp / "upper")
             finally:
                 if freeze:
                     self._runtime.resume(key)
