@@ -3,7 +3,7 @@
 A schedule is what ``cove.model.config.parse_schedule`` accepts: cron
 expressions of five fields (minute, hour, day of month, month, day of week;
 ``*``, ``N``, ``A-B``, ``*/S``, ``A-B/S`` and comma lists) or aliases. As
-LXD does (``snapshots_schedule_aliases``), ``@hourly``, ``@daily``... run at
+LXD does (``snapshot_schedule_aliases``), ``@hourly``, ``@daily``... run at
 a minute (and hour) fixed per instance from a hash of its name, so many
 instances do not all snapshot at once. ``@startup`` is due when coved
 starts, ``@never`` never.
