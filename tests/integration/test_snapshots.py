@@ -277,9 +277,9 @@ def test_coved_expires_and_schedules(daemon: Coved) -> None:
     api.run("POST", f"/1.0/instances/{name}/snapshots", {"name": "brief", "expires_at": soon})
     api.run("POST", f"/1.0/instances/{name}/snapshots", {"name": "kept"})
     path = f"/1.0/instances/{name}/snapshots"
-    wait_until(lambda: api.sync("GET", path) == [f"{path}/kept"], 15,
-               what="the expired snapshot deleted by coved")
-    assert len(_snap_dirs(daemon, name)) == 1
+    wait_until(lambda: api.sync("GET", path) == [f"{path}/kept"]
+               and len(_snap_dirs(daemon, name)) == 1, 15,
+               what="the expired snapshot deleted by coved, row and files")
     # @startup: taken when coved starts (the instance is running)
     daemon.stop()
     daemon.start()
