@@ -26,6 +26,9 @@ Design notes:
   so a killed coved leaves a whole snapshot or none. A restore copies the
   snapshot into ``.restore-new``, moves ``upper`` to ``.restore-old`` and
   the new one to ``upper``; ``sweep`` finishes or undoes a half-done swap.
+  The instance's config is written after the swap: a kill between the two
+  leaves the snapshot's files with the config the instance had (restoring
+  again finishes it); files and config are not one atomic change.
 * Restore of a running instance kills it (LXD's ``Stop``, not ``Shutdown``),
   restores, and starts it again,
   as LXD does. The instance's ``volatile.*`` keys are kept (its MAC and
