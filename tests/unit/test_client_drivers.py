@@ -601,4 +601,5 @@ def test_importing_cove_client_loads_no_driver() -> None:
     assert out.strip() == str(sorted(["cove.client._exec", "cove.client._http", "cove.client._json",
                                       "cove.client._pump", "cove.client._rest",
                                       "cove.client._url", "cove.client._wire",
+                                      "cove.client._wire_snapshots",
                                       "cove.client._wire_storage"]))

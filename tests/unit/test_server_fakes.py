@@ -52,7 +52,7 @@ from cove.engine._storage import Storage
 from cove.model.config import resources_from_config, validate_config
 from cove.model.errors import BadRequest, Conflict, NotFound
 from cove.model.projects import instance_key, instance_url
-from cove.model.records import Alias, Image, Instance, Lease, Network
+from cove.model.records import Alias, Image, Instance, Lease, Network, Snapshot
 from cove.model.states import Status
 from cove.network.model import validate_network_config, validate_network_name
 from cove.server import make_app
@@ -724,6 +724,79 @@ class FakeMetrics:
         return out.render()
 
 
+class FakeSnapshots:
+    """``SnapshotsAPI`` in memory: ``by_key`` maps (instance key, name) to
+    the record; ``restored`` records each restore asked for."""
+
+    def __init__(self, operations: Operations, instances: FakeInstances) -> None:
+        self.by_key: dict[tuple[str, str], Snapshot] = {}
+        self.restored: list[tuple[str, str]] = []
+        self._operations = operations
+        self._instances = instances
+
+    def all(self, name: str, *, project: str = "default") -> list[Snapshot]:
+        key = self._instances.get(name, project=project).name
+        return [s for (k, _), s in sorted(self.by_key.items()) if k == key]
+
+    def get(self, name: str, snapshot: str, *, project: str = "default") -> Snapshot:
+        key = self._instances.get(name, project=project).name
+        try:
+            return self.by_key[(key, snapshot)]
+        except KeyError:
+            raise NotFound(f"Snapshot not found: {snapshot}") from None
+
+    def _op(self, key: str, fn: Callable[[Operation], Any]) -> Operation:
+        return self._operations.run(fn, description="Snapshot",
+                                    resources={"instances": [instance_url(key)]},
+                                    lock=f"instance:{key}")
+
+    def create(self, name: str, snapshot: str | None = None, *, project: str = "default",
+               stateful: bool = False, expires_at: float | None = None,
+               description: str = "") -> Operation:
+        from cove.model.names import validate_snapshot_name
+
+        inst = self._instances.get(name, project=project)
+        snap = validate_snapshot_name(snapshot or f"snap{len(self.all(name, project=project))}")
+        if (inst.name, snap) in self.by_key:
+            raise Conflict(f"Snapshot {snap!r} already exists")
+        record = Snapshot(instance=inst.name, name=snap, dir="d" + snap,
+                          created_at=1700000001.0, expires_at=expires_at or 0.0,
+                          config=dict(inst.config), profiles=list(inst.profiles), size=4096)
+
+        def work(op: Operation) -> Snapshot:
+            self.by_key[(inst.name, snap)] = record
+            return record
+        return self._op(inst.name, work)
+
+    def update(self, name: str, snapshot: str, *, project: str = "default",
+               description: str | None = None, expires_at: float | None = None) -> Snapshot:
+        snap = self.get(name, snapshot, project=project)
+        if expires_at is not None:
+            snap.expires_at = expires_at
+        return snap
+
+    def rename(self, name: str, snapshot: str, new_name: str, *,
+               project: str = "default") -> Operation:
+        snap = self.get(name, snapshot, project=project)
+
+        def work(op: Operation) -> None:
+            del self.by_key[(snap.instance, snapshot)]
+            snap.name = new_name
+            self.by_key[(snap.instance, new_name)] = snap
+        return self._op(snap.instance, work)
+
+    def delete(self, name: str, snapshot: str, *, project: str = "default") -> Operation:
+        snap = self.get(name, snapshot, project=project)
+        return self._op(snap.instance,
+                        lambda op: self.by_key.pop((snap.instance, snapshot)) and None)
+
+    def restore(self, name: str, snapshot: str, *, project: str = "default",
+                stateful: bool = False) -> Operation:
+        snap = self.get(name, snapshot.rsplit("/", 1)[-1], project=project)
+        return self._op(snap.instance,
+                        lambda op: self.restored.append((snap.instance, snap.name)))
+
+
 class FakeResources:
     """``ResourcesAPI``: a fixed two-CPU host."""
 
@@ -752,6 +825,7 @@ class FakeEngine:
         self.trust = Trust(root, self.store, self.events, time.time)
         self.metrics = FakeMetrics(self.instances)
         self.resources = FakeResources()
+        self.snapshots = FakeSnapshots(self.operations, self.instances)
         self.projects = Projects(self.store, self.operations, self.events)
         self.profiles.bind_projects(self.projects.profiles_project)
         self.projects.bind(self.profiles)

@@ -144,8 +144,9 @@ def test_get_full_and_etag_guarded_put(fake: FakeEngine) -> None:
         # engine validation errors come back as 400
         resp = await client.patch("/1.0/instances/c1", json={"config": {"bad.key": "1"}})
         assert resp.status == 400
+        # issue 10: a restore is no longer refused; an unknown snapshot is a 404
         resp = await client.put("/1.0/instances/c1", json={"restore": "snap0"})
-        assert resp.status == 400 and "not supported" in (await resp.json())["error"]
+        assert resp.status == 404 and "Snapshot not found" in (await resp.json())["error"]
     run_app(fake, body)
 
 

@@ -76,6 +76,14 @@ if TYPE_CHECKING:
     from cove.api._operations import ErrorResponse, Event, Operation
     from cove.api._profiles import ProfilePost, ProfilePut, ProfilesPost
     from cove.api._projects import Project, ProjectPost, ProjectPut, ProjectsPost, ProjectState
+    from cove.api._snapshots import (
+        InstanceSnapshot,
+        InstanceSnapshotPost,
+        InstanceSnapshotPut,
+        InstanceSnapshotsPost,
+        parse_time,
+        snapshot,
+    )
     from cove.api._storage import (
         ResourcesStoragePool,
         StoragePool,
@@ -105,6 +113,10 @@ __all__ = [
     "InstanceExecPost",
     "InstancePost",
     "InstancePut",
+    "InstanceSnapshot",
+    "InstanceSnapshotPost",
+    "InstanceSnapshotPut",
+    "InstanceSnapshotsPost",
     "InstanceSource",
     "InstanceState",
     "InstanceStatePut",
@@ -150,10 +162,12 @@ __all__ = [
     "network_lease_object",
     "network_object",
     "parse_metrics",
+    "parse_time",
     "profile",
     "profile_object",
     "render_families",
     "rfc3339",
+    "snapshot",
     "storage_volume",
     "sync_envelope",
 ]
@@ -180,6 +194,8 @@ _MODULES = {
     "_operations": ("ErrorResponse", "Event", "Operation"),
     "_profiles": ("ProfilePost", "ProfilePut", "ProfilesPost"),
     "_projects": ("Project", "ProjectPost", "ProjectPut", "ProjectState", "ProjectsPost"),
+    "_snapshots": ("InstanceSnapshot", "InstanceSnapshotPost", "InstanceSnapshotPut",
+                   "InstanceSnapshotsPost", "parse_time", "snapshot"),
     "_storage": ("ResourcesStoragePool", "StoragePool", "StorageVolume", "StorageVolumePost",
                  "StorageVolumePut", "StorageVolumesPost", "storage_volume"),
 }

@@ -87,6 +87,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "metrics": ("metrics",),
     "project": ("project",),
     "storage": ("storage",),
+    "snapshot": ("snapshot",),
 }
 
 VALUED = ("--root", "--project")  # global options that take the next word

@@ -297,7 +297,15 @@ def cmd_info(ctx: Context, args: argparse.Namespace) -> int:
         state = client.instance_state(args.name)
     except NotFound:
         state = {}
-    ctx.out.write(info_text(inst, state))
+    from cove.cli.snapshot import snapshot_lines
+
+    text = info_text(inst, state)
+    try:
+        snaps = client.snapshots(args.name)
+    except NotFound:  # a server without snapshots
+        snaps = []
+    lines = snapshot_lines(snaps)
+    ctx.out.write(text + ("\n".join(lines) + "\n" if lines else ""))
     return 0
 
 

@@ -28,6 +28,7 @@ import os
 from cove import api
 from cove.client import _json  # json's loads/dumps without importing json (and re)
 from cove.client import _wire as wire
+from cove.client import _wire_snapshots as wsnap
 from cove.client import _wire_storage as wstor
 from cove.client._exec import ExecResult
 from cove.client._http import HttpTransport, Response, UnixTransport, parse_envelope
@@ -581,6 +582,25 @@ class Client:
     def delete_volume(self, pool: str, name: str) -> None:
         """Refused (BadRequest) while an instance uses it."""
         wire.metadata(self.send(wstor.delete_volume(pool, name)))
+
+    # -- snapshots ---------------------------------------------------------------------
+    def snapshots(self, name: str) -> list[dict[str, Any]]:
+        """The instance's snapshots, as LXD's ``InstanceSnapshot`` objects."""
+        return self._get_list(wsnap.snapshots(name, 1).path)
+
+    def create_snapshot(self, name: str, snap: str = "") -> Operation:
+        """``snap`` "": named by the server (``snapshots.pattern``)."""
+        return self._send_op(wsnap.create_snapshot(name, snap))
+
+    def rename_snapshot(self, name: str, snap: str, new_name: str) -> Operation:
+        return self._send_op(wsnap.rename_snapshot(name, snap, new_name))
+
+    def delete_snapshot(self, name: str, snap: str) -> Operation:
+        return self._send_op(wsnap.delete_snapshot(name, snap))
+
+    def restore_snapshot(self, name: str, snap: str) -> Operation:
+        """A running instance is stopped and started again around it."""
+        return self._send_op(wsnap.restore_snapshot(name, snap))
 
     # -- images ----------------------------------------------------------------------
     def images(self) -> list[dict[str, Any]]:

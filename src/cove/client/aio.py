@@ -37,6 +37,7 @@ from cove.client._rest import default_socket_path
 from cove.client.drivers import _host as host
 from cove.client.drivers import _profiles as profile_flows
 from cove.client.drivers import _resources as resources
+from cove.client.drivers import _snapshot_flows as snapshot_flows
 from cove.client.drivers import _storage_flows as storage
 from cove.client.drivers._rest_steps import Upload, perform, wait
 from cove.client.drivers._steps import HashFile
@@ -297,6 +298,25 @@ class AsyncRestDriver:
 
     async def delete_profile(self, name: str) -> None:
         await self._run(profile_flows.delete_profile(name))
+    # -- snapshots (as ``Driver``'s) -----------------------------------------------------------
+    async def snapshots(self, name: str) -> list[api.InstanceSnapshot]:
+        return await self._run(snapshot_flows.snapshots(name))
+
+    async def snapshot(self, name: str, snap: str) -> api.InstanceSnapshot:
+        return await self._run(snapshot_flows.snapshot(name, snap))
+
+    async def create_snapshot(self, name: str, snap: str) -> api.InstanceSnapshot:
+        return await self._run(snapshot_flows.create_snapshot(name, snap))
+
+    async def restore_snapshot(self, name: str, snap: str) -> None:
+        await self._run(snapshot_flows.restore_snapshot(name, snap))
+
+    async def rename_snapshot(self, name: str, snap: str, new_name: str) -> None:
+        await self._run(snapshot_flows.rename_snapshot(name, snap, new_name))
+
+    async def delete_snapshot(self, name: str, snap: str) -> None:
+        await self._run(snapshot_flows.delete_snapshot(name, snap))
+
     # -- storage -------------------------------------------------------------------------------
     async def storage_pools(self) -> list[api.StoragePool]:
         return await self._run(storage.storage_pools())

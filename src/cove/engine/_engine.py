@@ -9,6 +9,7 @@ small ``Protocol``s of ``cove.engine.ports`` where a fake is useful):
 * ``images`` — images and aliases;
 * ``networks`` — networks, with a registry of network types, and
   ``profiles`` — profiles and the expansion of an instance's config and devices;
+* ``snapshots`` — instance snapshots (``_snapshots``);
 * ``storage`` — the default pool, custom volumes, disk devices' mounts;
 * ``trust`` — the server's certificate and config, trusted clients;
 * ``metrics`` and ``resources`` — ``/1.0/metrics`` and ``/1.0/resources``;
@@ -25,7 +26,8 @@ Layout of a root::
     cove.db                 state (SQLite, WAL)
     images/<fp>/rootfs      image layers (read-only lower dirs)
     instances/<name>/       upper/, work/, rootfs/ (overlay mount), config.json,
-                            console.log (conmon's k8s-file log), logs/ (exec outputs)
+                            console.log (conmon's k8s-file log), logs/ (exec outputs),
+                            snapshots/<id>/upper (``_snapshots``)
     run/                    runtime state (runc/, exits/, pids/); may vanish
     tmp/                    uploads in flight
     storage/custom/<vol>/   custom storage volumes (``_storage``)
@@ -56,6 +58,8 @@ from cove.engine._reconcile import Reconciler
 from cove.engine._resources import Resources
 from cove.engine._rootfs import Rootfs
 from cove.engine._runs import Paths, RunTable
+from cove.engine._snapshot_schedule import SnapshotScheduler
+from cove.engine._snapshots import Snapshots
 from cove.engine._storage import Storage
 from cove.engine._trust import Trust
 from cove.engine.events import EventBus
@@ -124,6 +128,11 @@ class Engine:
         self.storage.bind_projects(self.projects.volumes_project)
         self.access = Access(store=self.store, runtime=runtime, paths=paths, rootfs=rootfs,
                              operations=self.operations, profiles=self.profiles)
+        self.snapshots = Snapshots(store=self.store, paths=paths, runs=runs, runtime=runtime,
+                                   instances=self.instances, operations=self.operations,
+                                   events=self.events, clock=clock)
+        self._snapshot_schedule = SnapshotScheduler(self.store, self.snapshots,
+                                                    self.instances.expanded_config, clock)
         self.console = Console(store=self.store, runtime=runtime, paths=paths)
         self.trust = Trust(self.root, self.store, self.events, clock)
         self.metrics = Metrics(store=self.store, runs=runs, paths=paths,
@@ -143,8 +152,10 @@ class Engine:
         """Reconcile the host with the database and autostart (see
         ``_reconcile``). Call once, before serving."""
         self.storage.sweep()  # first: an autostarted instance may mount a volume
+        self.snapshots.sweep()  # before autostart: a half-done restore is finished
         self._reconciler.run()
         self._nics.resume(self._runs.running())  # forwarders adopted, restarted or stopped
+        self._snapshot_schedule.start()  # after autostart: @startup sees them running
 
     def server_environment(self) -> dict[str, Any]:
         """The ``environment`` part of ``GET /1.0``."""
@@ -181,6 +192,7 @@ class Engine:
         if self._closed:
             return
         self._closed = True
+        self._snapshot_schedule.close()
         self.instances.close()
         self.networks.close()  # bridges and dnsmasqs go when nothing runs
         self.store.close()

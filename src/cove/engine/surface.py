@@ -23,7 +23,7 @@ from cove.engine.types import ConsoleSession, ExecSession, FileInfo
 from cove.model.disks import Volume
 from cove.model.profiles import Profile
 from cove.model.projects import Project
-from cove.model.records import Alias, Image, Instance, Lease, Network
+from cove.model.records import Alias, Image, Instance, Lease, Network, Snapshot
 from cove.model.trust import Certificate
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "ProfilesAPI",
     "ProjectsAPI",
     "ResourcesAPI",
+    "SnapshotsAPI",
     "StorageAPI",
     "TrustAPI",
 ]
@@ -439,6 +440,45 @@ class StorageAPI(Protocol):
         ...
 
 
+class SnapshotsAPI(Protocol):
+    """What the server and the local driver call on ``engine.snapshots``."""
+
+    def all(self, name: str, *, project: str = "default") -> list[Snapshot]:
+        """The instance's snapshots, oldest first. Raises: NotFound."""
+        ...
+
+    def get(self, name: str, snapshot: str, *, project: str = "default") -> Snapshot:
+        """Raises: NotFound (the instance or the snapshot)."""
+        ...
+
+    def create(self, name: str, snapshot: str | None = None, *, project: str = "default",
+               stateful: bool = False, expires_at: float | None = None,
+               description: str = "") -> Operation:
+        """Take one (``snapshot`` None: ``snapshots.pattern``). Not idempotent.
+        Raises: BadRequest, NotFound, Conflict."""
+        ...
+
+    def update(self, name: str, snapshot: str, *, project: str = "default",
+               description: str | None = None, expires_at: float | None = None) -> Snapshot:
+        """Its description and expiry. Idempotent. Raises: NotFound."""
+        ...
+
+    def rename(self, name: str, snapshot: str, new_name: str, *,
+               project: str = "default") -> Operation:
+        """Raises: BadRequest, NotFound, Conflict."""
+        ...
+
+    def delete(self, name: str, snapshot: str, *, project: str = "default") -> Operation:
+        """Not idempotent. Raises: NotFound, Conflict (busy)."""
+        ...
+
+    def restore(self, name: str, snapshot: str, *, project: str = "default",
+                stateful: bool = False) -> Operation:
+        """Back to the snapshot (a running instance is stopped and started
+        again). Raises: BadRequest, NotFound, Conflict."""
+        ...
+
+
 class TrustAPI(Protocol):
     """What the server and the local driver call on ``engine.trust``."""
 
@@ -526,6 +566,8 @@ class EngineAPI(Protocol):
     def profiles(self) -> ProfilesAPI: ...
     @property
     def storage(self) -> StorageAPI: ...
+    @property
+    def snapshots(self) -> SnapshotsAPI: ...
     @property
     def trust(self) -> TrustAPI: ...
     @property

@@ -25,7 +25,9 @@ __all__ = [
     "parse_cpu_priority",
     "parse_disk_priority",
     "parse_enforce",
+    "parse_expiry",
     "parse_memory",
+    "parse_schedule",
     "parse_signal",
     "parse_size",
     "resources_from_config",
@@ -242,7 +244,62 @@ def _bool(value: str) -> bool:
     return truthy(value)
 
 
+_EXPIRY = re.compile(r"^(\d+)([MHdwmy])$")
+_EXPIRY_UNIT = {"M": 60, "H": 3600, "d": 86400, "w": 7 * 86400, "m": 30 * 86400,
+                "y": 365 * 86400}
+
+
+def parse_expiry(value: str, now: float = 0.0, field: str = "snapshots.expiry") -> float:
+    """LXD's snapshot expiry (``1M 2H 3d 4w 5m 6y``: minutes, hours, days,
+    weeks, months, years, summed) as a time from ``now``; 0 for an empty
+    value (never expires).
+
+    Raises: BadRequest naming ``field``.
+    """
+    total = 0
+    for part in value.split():
+        m = _EXPIRY.match(part)
+        if m is None:
+            raise BadRequest(f"Invalid value for {field!r}: {value!r} "
+                             "(use e.g. '1M 2H 3d 4w 5m 6y')")
+        total += int(m.group(1)) * _EXPIRY_UNIT[m.group(2)]
+    return now + total if total else 0.0
+
+
+_SCHEDULE_ALIASES = ("@hourly", "@daily", "@midnight", "@weekly", "@monthly", "@annually",
+                     "@yearly", "@startup", "@never")
+_CRON_FIELD = re.compile(r"^(\*|\d+(-\d+)?)(/\d+)?(,(\*|\d+(-\d+)?)(/\d+)?)*$")
+
+
+def parse_schedule(value: str) -> list[str]:
+    """LXD's ``snapshots.schedule``: comma-separated cron expressions (five
+    fields) or aliases (``@hourly``...). Returns the expressions.
+
+    Raises: BadRequest naming the key.
+    """
+    out = []
+    for expr in (e.strip() for e in value.split(",") if e.strip()):
+        fields = expr.split()
+        if expr in _SCHEDULE_ALIASES or (
+                len(fields) == 5 and all(_CRON_FIELD.match(f) for f in fields)):
+            out.append(expr)
+            continue
+        raise BadRequest(f"Invalid value for 'snapshots.schedule': {expr!r} "
+                         "(a cron expression of five fields or @hourly, @daily...)")
+    return out
+
+
+def _pattern(value: str) -> str:
+    if "/" in value:
+        raise BadRequest(f"Invalid value for 'snapshots.pattern': {value!r} (no '/')")
+    return value
+
+
 _VALIDATORS: dict[str, Callable[[str], object]] = {
+    "snapshots.expiry": parse_expiry,
+    "snapshots.schedule": parse_schedule,
+    "snapshots.schedule.stopped": _bool,
+    "snapshots.pattern": _pattern,
     "limits.memory": parse_memory,
     "limits.cpu": parse_cpu,
     "limits.cpu.allowance": parse_allowance,

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from cove.model.states import Status
 
-__all__ = ["Alias", "Image", "Instance"]
+__all__ = ["Alias", "Image", "Instance", "Snapshot"]
 
 
 @dataclass
@@ -32,6 +32,28 @@ class Instance:
     expanded_devices: dict[str, dict[str, str]] | None = field(default=None, compare=False)
     # profile config overlaid by ``config``, filled in by the engine (not stored)
     expanded_config: dict[str, str] | None = field(default=None, compare=False)
+
+
+@dataclass
+class Snapshot:
+    """One snapshot of an instance as stored: the instance's settings when
+    it was taken, and ``dir``, the directory under the instance's
+    ``snapshots/`` that holds its copy of the upper layer (an id, not the
+    name, so a rename is one row update)."""
+
+    instance: str  # the instance's key
+    name: str
+    dir: str
+    created_at: float = 0.0
+    expires_at: float = 0.0  # 0: never
+    description: str = ""
+    config: dict[str, str] = field(default_factory=dict)
+    devices: dict[str, dict[str, str]] = field(default_factory=dict)
+    profiles: list[str] = field(default_factory=list)
+    ephemeral: bool = False
+    architecture: str = "x86_64"
+    image: str = ""
+    size: int = 0  # bytes of the copied upper layer, measured when taken
 
 
 @dataclass

@@ -33,6 +33,7 @@ from cove.server import (
     routes_profiles,
     routes_projects,
     routes_server,
+    routes_snapshots,
     routes_state,
     routes_storage,
     routes_trust,
@@ -173,7 +174,7 @@ def make_app(engine: EngineAPI, *, executor: ThreadPoolExecutor | None = None) -
     for module in (routes_server, routes_operations, routes_events, routes_images,
                    routes_instances, routes_state, routes_exec, routes_files, routes_logs,
                    routes_networks, routes_profiles, routes_projects, routes_storage,
-                   routes_trust, routes_metrics, routes_console):
+                   routes_trust, routes_metrics, routes_console, routes_snapshots):
         module.add_routes(app)
 
     app.on_shutdown.append(_close_websockets)

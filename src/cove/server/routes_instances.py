@@ -3,12 +3,15 @@ get, update, rename, delete."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from cove import api
 from cove.engine import Operation
-from cove.model.errors import BadRequest, PreconditionFailed
+from cove.model.errors import PreconditionFailed
 from cove.model.projects import instance_key, instance_url, split_key
+from cove.model.records import Instance
 from cove.server import render
 from cove.server.routes_common import (
     all_projects,
@@ -42,13 +45,22 @@ async def _list(request: web.Request) -> web.Response:
         for inst in instances:
             state = await call(request, engine.instances.state, split_key(inst.name)[1],
                                project=inst.project)
-            objs.append(render.instance_full(inst, state))
+            obj = render.instance_full(inst, state)
+            obj["snapshots"] = await _snapshots(request, inst)
+            objs.append(obj)
     objs = render.filter_objects(objs, request.query.get("filter", ""))
     if level == 0:
         base = instances_base(request)
         return render.sync([instance_url(instance_key(o["project"], o["name"]), base=base)
                             for o in objs])
     return render.sync(objs)
+
+
+async def _snapshots(request: web.Request, inst: Instance) -> list[dict[str, Any]]:
+    """``InstanceFull.snapshots`` (``lxc info`` lists them from it)."""
+    snaps = await call(request, engine_of(request).snapshots.all, split_key(inst.name)[1],
+                       project=inst.project)
+    return [api.snapshot(s, inst) for s in snaps]
 
 
 async def _create(request: web.Request) -> web.Response:
@@ -69,6 +81,7 @@ async def _get(request: web.Request) -> web.Response:
     if recursion(request) > 0:
         state = await call(request, engine.instances.state, name, project=project)
         obj = render.instance_full(inst, state)
+        obj["snapshots"] = await _snapshots(request, inst)
     return render.sync(obj, headers=headers)
 
 
@@ -105,7 +118,10 @@ async def _put(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     put = api.InstancePut.parse(await json_body(request))
     if put.restore:
-        raise BadRequest("Restoring a snapshot is not supported yet")
+        # LXD: a restore ignores the other fields of the body
+        op = await call(request, engine_of(request).snapshots.restore, name, put.restore,
+                        project=project, stateful=bool(put.stateful))
+        return render.async_op(op)
     await _check_etag(request, name, project)
     await _update(request, name, put, project=project, patch=False)
     return render.async_op(_update_op(request, name, project))

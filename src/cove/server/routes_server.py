@@ -69,6 +69,11 @@ API_EXTENSIONS: list[str] = [
     "storage",                         # /1.0/storage-pools: default (dir), custom volumes
     "storage_api_volume_rename",       # POST .../volumes/custom/NAME {"name": ...}
     "console",                         # GET/DELETE/POST .../console (log, attach)
+    "snapshot_expiry",                 # expires_at, snapshots.expiry (coved deletes them)
+    "snapshot_expiry_creation",        # expires_at in POST .../snapshots
+    "snapshot_scheduling",             # snapshots.schedule, .stopped, .pattern (coved runs them)
+    "snapshot_schedule_aliases",       # @hourly, @daily...
+    "snapshot_disk_usage",             # a snapshot's size
 ]
 
 

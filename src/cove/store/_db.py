@@ -24,6 +24,7 @@ from cove.model.trust import Certificate
 from cove.store._conn import Database
 from cove.store._profiles import ProfileRows
 from cove.store._projects import ProjectRows
+from cove.store._snapshots import SnapshotRows
 from cove.store._volumes import VolumeRows
 
 _SCHEMA = """
@@ -125,6 +126,7 @@ class Store:
         self.profiles = ProfileRows(self.db)
         self.projects = ProjectRows(self.db)
         self.volumes = VolumeRows(self.db)
+        self.snapshots = SnapshotRows(self.db)
 
     def close(self) -> None:
         self.db.close()
@@ -200,6 +202,9 @@ class Store:
                     raise NotFound(f"Instance not found: {split_key(old)[1]}")
                 db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
                            (_RENAME + new, old))
+                # its snapshots' files live in its directory and move with it
+                db.execute("UPDATE instance_snapshots SET instance=? WHERE instance=?",
+                           (new, old))
         except sqlite3.IntegrityError:
             raise Conflict(f"Instance already exists: {split_key(new)[1]}") from None
 
@@ -216,6 +221,7 @@ class Store:
     def delete_instance(self, name: str) -> None:
         with self.db.tx() as db:
             db.execute("DELETE FROM instances WHERE name=?", (name,))
+            db.execute("DELETE FROM instance_snapshots WHERE instance=?", (name,))
 
     def instances_using_image(self, fingerprint: str) -> list[str]:
         rows = self.db.read("SELECT name FROM instances WHERE image=?", (fingerprint,))

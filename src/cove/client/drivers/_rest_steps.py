@@ -18,10 +18,12 @@ from urllib.parse import urlencode
 
 from cove import api
 from cove.client import _wire as wire
+from cove.client import _wire_snapshots as wsnap
 from cove.client import _wire_storage as wstor
 from cove.client._http import Response
 from cove.client._rest import Operation
 from cove.client.drivers import _steps as s
+from cove.client.drivers import _steps_snapshots as sn
 from cove.client.drivers import _steps_storage as ss
 from cove.client.drivers._steps import Progress, ProgressCallback, RunCommand, Step
 from cove.model.errors import InternalError, NotFound
@@ -226,6 +228,13 @@ _PERFORM: dict[type, _Perform] = {
         st.pool, st.name, config=st.config, description=st.description, patch=st.patch)),
     ss.RenameVolume: lambda st: _sync(wstor.rename_volume(st.pool, st.name, st.new_name)),
     ss.DeleteVolume: lambda st: _sync(wstor.delete_volume(st.pool, st.name)),
+    sn.ListSnapshots: lambda st: _list(wsnap.snapshots(st.name), "snapshots"),
+    sn.GetSnapshot: lambda st: _get_or_none(wsnap.snapshot(st.name, st.snapshot), "snapshot"),
+    sn.CreateSnapshot: lambda st: _op(wsnap.create_snapshot(st.name, st.snapshot)),
+    sn.RenameSnapshot: lambda st: _op(wsnap.rename_snapshot(st.name, st.snapshot,
+                                                             st.new_name)),
+    sn.DeleteSnapshot: lambda st: _op(wsnap.delete_snapshot(st.name, st.snapshot)),
+    sn.RestoreSnapshot: lambda st: _op(wsnap.restore_snapshot(st.name, st.snapshot)),
 }
 
 

@@ -16,6 +16,7 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from cove.client.drivers._steps_snapshots import SnapshotStep
 from cove.client.drivers._steps_storage import StorageStep
 
 if TYPE_CHECKING:
@@ -439,5 +440,5 @@ Step = (GetInstance | GetState | ListImages | Create | Update | Action | Delete 
         | CancelOperation | ListCertificates | GetCertificate | AddCertificate
         | DeleteCertificate | ListProfiles | GetProfile | CreateProfile | UpdateProfile
         | RenameProfile | DeleteProfile
-        | GetResources | GetMetrics | StorageStep)
+        | GetResources | GetMetrics | StorageStep | SnapshotStep)
 Flow = Generator[Step, Any, T]

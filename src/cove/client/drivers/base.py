@@ -36,6 +36,7 @@ from cove.client._flow import drive
 from cove.client.drivers import _host as host
 from cove.client.drivers import _profiles as profile_flows
 from cove.client.drivers import _resources as resources
+from cove.client.drivers import _snapshot_flows as snapshot_flows
 from cove.client.drivers import _storage_flows as storage
 from cove.client.drivers._flows import (
     PUT_FIELDS,
@@ -471,6 +472,35 @@ class Driver(ABC):
             BadRequest: an instance uses it.  Forbidden: it is ``default``.
         """
         self._run(profile_flows.delete_profile(name))
+    # -- snapshots ----------------------------------------------------------------------
+    def snapshots(self, name: str) -> list[api.InstanceSnapshot]:
+        """The instance's snapshots, oldest first. Raises: NotFound."""
+        return self._run(snapshot_flows.snapshots(name))
+
+    def snapshot(self, name: str, snap: str) -> api.InstanceSnapshot:
+        """Raises: NotFound (the instance or the snapshot)."""
+        return self._run(snapshot_flows.snapshot(name, snap))
+
+    def create_snapshot(self, name: str, snap: str) -> api.InstanceSnapshot:
+        """Take snapshot ``snap`` unless it exists (then it is left as it is).
+
+        Raises: NotFound (the instance), BadRequest (a bad name).
+        """
+        return self._run(snapshot_flows.create_snapshot(name, snap))
+
+    def restore_snapshot(self, name: str, snap: str) -> None:
+        """Put the instance back to ``snap`` (a running one is stopped and
+        started again). Not idempotent. Raises: NotFound."""
+        self._run(snapshot_flows.restore_snapshot(name, snap))
+
+    def rename_snapshot(self, name: str, snap: str, new_name: str) -> None:
+        """``snap`` gone and ``new_name`` there: nothing. Raises: NotFound."""
+        self._run(snapshot_flows.rename_snapshot(name, snap, new_name))
+
+    def delete_snapshot(self, name: str, snap: str) -> None:
+        """Gone already: nothing. Raises: NotFound (the instance)."""
+        self._run(snapshot_flows.delete_snapshot(name, snap))
+
     # -- storage ------------------------------------------------------------------------
     def storage_pools(self) -> list[api.StoragePool]:
         """Every storage pool (cove has one, ``default``)."""

@@ -43,10 +43,12 @@ from urllib.parse import quote
 
 from cove import api
 from cove.client import _wire as wire
+from cove.client import _wire_snapshots as wsnap
 from cove.client import _wire_storage as wstor
 from cove.client._exec import CommandNotFound, ExecResult
 from cove.client._http import with_project
 from cove.client.drivers import _steps as s
+from cove.client.drivers import _steps_snapshots as sn
 from cove.client.drivers import _steps_storage as ss
 from cove.client.drivers.base import Action, Create, Driver, Progress, Step
 from cove.client.transports.base import Transport
@@ -326,6 +328,13 @@ def _volumes(d: CliDriver, pool: str) -> list[Any]:
 
 
 # How each step is said to the command (see the module notes).
+def _snapshots(d: CliDriver, name: str) -> list[Any]:
+    """The instance's snapshots; NotFound when there is no such instance."""
+    found = d._or_missing(wsnap.snapshots(name), lambda: d.find_instance(name) is None,
+                          f"Instance {name}")
+    return list(found) if isinstance(found, list) else []
+
+
 _PERFORM: dict[type, Callable[[CliDriver, Any], Any]] = {
     s.GetInstance: lambda d, st: d.find_instance(st.name),
     s.GetState: _state,
@@ -391,4 +400,12 @@ _PERFORM: dict[type, Callable[[CliDriver, Any], Any]] = {
     ss.RenameVolume: lambda d, st: _change(d, wstor.rename_volume(st.pool, st.name,
                                                                   st.new_name)),
     ss.DeleteVolume: lambda d, st: _change(d, wstor.delete_volume(st.pool, st.name)),
+    sn.ListSnapshots: lambda d, st: _snapshots(d, st.name),
+    sn.GetSnapshot: lambda d, st: next((x for x in _snapshots(d, st.name)
+                                        if x.get("name") == st.snapshot), None),
+    sn.CreateSnapshot: lambda d, st: _change(d, wsnap.create_snapshot(st.name, st.snapshot)),
+    sn.RenameSnapshot: lambda d, st: _change(d, wsnap.rename_snapshot(st.name, st.snapshot,
+                                                                      st.new_name)),
+    sn.DeleteSnapshot: lambda d, st: _change(d, wsnap.delete_snapshot(st.name, st.snapshot)),
+    sn.RestoreSnapshot: lambda d, st: _change(d, wsnap.restore_snapshot(st.name, st.snapshot)),
 }

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from cove import api
 from cove.client.drivers import _steps as s
+from cove.client.drivers import _steps_snapshots as sn
 from cove.client.drivers import _steps_storage as ss
 from cove.client.drivers._resources import check_event_types
 from cove.client.drivers.base import EventDriver, EventStream, Progress, Step
@@ -180,6 +181,11 @@ class LocalDriver(EventDriver):
         return api.StoragePool.from_wire(
             {**storage.pool(name), "used_by": storage.pool_used_by(name)}).to_wire()
 
+    def _snapshots(self, name: str) -> list[dict[str, Any]]:
+        inst = self.engine.instances.get(name, project=self.project)
+        return [api.snapshot(s, inst)
+                for s in self.engine.snapshots.all(name, project=self.project)]
+
     def _volume(self, pool: str, name: str) -> dict[str, Any]:
         storage = self.engine.storage
         return api.storage_volume(storage.volume(pool, name),
@@ -294,4 +300,15 @@ _PERFORM: dict[type, Callable[[LocalDriver, Any], Any]] = {
     ss.RenameVolume: lambda d, st: d.engine.storage.rename_volume(st.pool, st.name,
                                                                   st.new_name),
     ss.DeleteVolume: lambda d, st: d.engine.storage.delete_volume(st.pool, st.name),
+    sn.ListSnapshots: lambda d, st: d._snapshots(st.name),
+    sn.GetSnapshot: lambda d, st: next((x for x in d._snapshots(st.name)
+                                        if x.get("name") == st.snapshot), None),
+    sn.CreateSnapshot: lambda d, st: d._wait(d.engine.snapshots.create(
+        st.name, st.snapshot, project=d.project)),
+    sn.RenameSnapshot: lambda d, st: d._wait(d.engine.snapshots.rename(
+        st.name, st.snapshot, st.new_name, project=d.project)),
+    sn.DeleteSnapshot: lambda d, st: d._wait(d.engine.snapshots.delete(
+        st.name, st.snapshot, project=d.project)),
+    sn.RestoreSnapshot: lambda d, st: d._wait(d.engine.snapshots.restore(
+        st.name, st.snapshot, project=d.project)),
 }
