@@ -7,17 +7,14 @@ has no console and says so."""
 
 from __future__ import annotations
 
-import fcntl
 import os
-import select
 import shutil
-import struct
 import subprocess
 import sys
-import termios
 import time
 from collections.abc import Iterator
 
+import covetest
 import pytest
 from covetest import Api, Coved, mkroot, new_name, wait_until
 
@@ -28,41 +25,8 @@ pytestmark = pytest.mark.skipif(LXC is None, reason="lxc (Debian package lxd-cli
 INITTAB = b"::sysinit:/bin/true\n::respawn:-/bin/sh\n::shutdown:/bin/true\n"
 
 
-class Term:
+class Term(covetest.Term):
     """``lxc ARGS`` on the slave side of a pty we hold the master of."""
-
-    def __init__(self, argv: list[str], env: dict[str, str], rows: int, cols: int) -> None:
-        self.master, slave = os.openpty()
-        self.resize(rows, cols, fd=slave)
-        self.p = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env,
-                                  start_new_session=True,
-                                  preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))  # noqa: PLW1509
-        os.close(slave)
-        self.out = b""
-
-    def resize(self, rows: int, cols: int, fd: int | None = None) -> None:
-        fcntl.ioctl(self.master if fd is None else fd, termios.TIOCSWINSZ,
-                    struct.pack("HHHH", rows, cols, 0, 0))
-
-    def send(self, data: bytes) -> None:
-        os.write(self.master, data)
-
-    def expect(self, needle: bytes, timeout: float = 15) -> bytes:
-        deadline = time.monotonic() + timeout
-        while needle not in self.out:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"{needle!r} not seen; got {self.out[-500:]!r}")
-            r, _, _ = select.select([self.master], [], [], left)
-            if r:
-                try:
-                    chunk = os.read(self.master, 65536)
-                except OSError:
-                    chunk = b""
-                if not chunk:
-                    raise AssertionError(f"EOF before {needle!r}; got {self.out[-500:]!r}")
-                self.out += chunk
-        return self.out
 
     def detach(self) -> int:
         """Ctrl+a, then q: lxc looks at one key per read."""

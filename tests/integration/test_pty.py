@@ -4,81 +4,14 @@ through a real pty, as a user's terminal would."""
 
 from __future__ import annotations
 
-import fcntl
 import os
-import select
 import shutil
-import struct
 import subprocess
 import sys
-import termios
 import time
 
 import pytest
-from covetest import Api, Coved, mkroot, new_name
-
-
-class Term:
-    """A program on the slave side of a pty we hold the master of."""
-
-    def __init__(self, argv: list[str], env: dict[str, str], rows: int = 24,
-                 cols: int = 80) -> None:
-        self.master, slave = os.openpty()
-        self.resize(rows, cols, fd=slave)
-        self.p = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env,
-                                  start_new_session=True,
-                                  # the pty must be the controlling terminal for SIGWINCH
-                                  preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))  # noqa: PLW1509
-        os.close(slave)
-        self.out = b""
-
-    def resize(self, rows: int, cols: int, fd: int | None = None) -> None:
-        # The kernel sends SIGWINCH to the terminal's foreground process group.
-        fcntl.ioctl(self.master if fd is None else fd, termios.TIOCSWINSZ,
-                    struct.pack("HHHH", rows, cols, 0, 0))
-
-    def send(self, data: bytes) -> None:
-        os.write(self.master, data)
-
-    def expect(self, needle: bytes, timeout: float = 15) -> bytes:
-        deadline = time.monotonic() + timeout
-        while needle not in self.out:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"{needle!r} not seen; got {self.out[-500:]!r}")
-            r, _, _ = select.select([self.master], [], [], left)
-            if r:
-                try:
-                    chunk = os.read(self.master, 65536)
-                except OSError:  # EIO: the other side is all closed
-                    chunk = b""
-                if not chunk:
-                    raise AssertionError(f"EOF before {needle!r}; got {self.out[-500:]!r}")
-                self.out += chunk
-        return self.out
-
-    def drain(self) -> None:
-        while True:
-            r, _, _ = select.select([self.master], [], [], 0.5)
-            if not r:
-                return
-            try:
-                if not os.read(self.master, 65536):
-                    return
-            except OSError:
-                return
-
-    def close(self) -> int:
-        try:
-            code = self.p.wait(15)
-        except subprocess.TimeoutExpired:
-            self.p.kill()
-            self.p.wait(5)
-            raise
-        finally:
-            self.drain()
-            os.close(self.master)
-        return code
+from covetest import Api, Coved, Term, mkroot, new_name
 
 
 def _shell_session(term: Term) -> None:
