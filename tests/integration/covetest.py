@@ -566,6 +566,21 @@ class Coved:
         self.stop()
         self.start()
 
+    def arm(self, point: str) -> None:
+        """Restart with the failpoint ``point`` armed: coved SIGKILLs itself there
+        (``cove.engine._failpoints``)."""
+        self.stop()
+        self.env = {"COVE_FAILPOINTS": point}
+        self.start()
+
+    def revive(self) -> None:
+        """coved died at its failpoint: start it again, unarmed."""
+        assert self.proc is not None
+        wait_until(lambda: self.proc is not None and self.proc.poll() is not None, 10,
+                   what="coved died")
+        self.env = {}
+        self.start()
+
     def log_tail(self, n: int = 30) -> str:
         try:
             return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])

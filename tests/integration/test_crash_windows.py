@@ -11,21 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from covetest import Coved, assert_no_leaks, new_name, wait_until
-
-
-def _die_at(d: Coved, point: str) -> None:
-    d.stop()
-    d.env = {"COVE_FAILPOINTS": point}
-    d.start()
-
-
-def _revive(d: Coved) -> None:
-    """coved died at the failpoint: start it again, unarmed."""
-    assert d.proc is not None
-    wait_until(lambda: d.proc is not None and d.proc.poll() is not None, 10, what="coved died")
-    d.env = {}
-    d.start()
+from covetest import Coved, assert_no_leaks, new_name
 
 
 def _dirs(d: Coved) -> list[str]:
@@ -44,10 +30,10 @@ def test_rename_killed_half_way(daemon: Coved, point: str) -> None:
     old, new = new_name("ren"), new_name("ren")
     daemon.api.create(old)
     daemon.api.file_put(old, "/keep", b"data that must survive\n")
-    _die_at(daemon, point)
+    daemon.arm(point)
     with contextlib.suppress(OSError):  # coved may die before it answers
         daemon.api.request("POST", f"/1.0/instances/{old}", {"name": new})
-    _revive(daemon)
+    daemon.revive()
     # the row had moved before the kill, so the rename completes
     assert daemon.api.names() == [new]
     assert _dirs(daemon) == [new]
@@ -63,11 +49,11 @@ def test_delete_killed_half_way(daemon: Coved, point: str) -> None:
     name = new_name("del")
     daemon.api.launch(name)
     daemon.api.run("PUT", f"/1.0/instances/{name}/state", {"action": "stop", "force": True})
-    _die_at(daemon, point)
+    daemon.arm(point)
     with contextlib.suppress(OSError):  # coved may die before it answers
         r = daemon.api.request("DELETE", f"/1.0/instances/{name}")
         assert r.status == 202, r.body[:300]
-    _revive(daemon)
+    daemon.revive()
     names = daemon.api.names()
     if point == "delete.after-row":
         assert names == [] and _dirs(daemon) == []  # the sweep took the files
@@ -82,11 +68,11 @@ def test_delete_killed_half_way(daemon: Coved, point: str) -> None:
 @pytest.mark.parametrize("point", ["create.after-dir", "create.after-row"])
 def test_create_killed_half_way(daemon: Coved, point: str) -> None:
     name = new_name("new")
-    _die_at(daemon, point)
+    daemon.arm(point)
     with contextlib.suppress(OSError):
         daemon.api.request("POST", "/1.0/instances", {
             "name": name, "source": {"type": "image", "alias": "busybox"}})
-    _revive(daemon)
+    daemon.revive()
     if point == "create.after-dir":  # the old state: nothing
         assert daemon.api.names() == [] and _dirs(daemon) == []
     else:  # the new state: a whole, stopped instance that starts
@@ -99,11 +85,11 @@ def test_create_killed_half_way(daemon: Coved, point: str) -> None:
 
 def test_image_import_killed_before_it_is_recorded(daemon: Coved, busybox_plain_tar: Path) -> None:
     before = sorted(os.listdir(daemon.root / "images"))
-    _die_at(daemon, "image-import.after-layers")
+    daemon.arm("image-import.after-layers")
     with contextlib.suppress(OSError):
         daemon.api.request("POST", "/1.0/images", busybox_plain_tar.read_bytes(),
                            headers={"Content-Type": "application/octet-stream"})
-    _revive(daemon)
+    daemon.revive()
     assert sorted(os.listdir(daemon.root / "images")) == before
     assert len(daemon.api.sync("GET", "/1.0/images")) == 1  # the fixture's busybox only
     assert os.listdir(daemon.root / "tmp") == []

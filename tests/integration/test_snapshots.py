@@ -182,17 +182,6 @@ def test_lxc_snapshot_restore_info(daemon: Coved) -> None:
     daemon.api.remove(name)
 
 
-def _die_at(d: Coved, point: str) -> None:
-    d.stop()
-    d.env = {"COVE_FAILPOINTS": point}
-    d.start()
-
-
-def _revive(d: Coved) -> None:
-    assert d.proc is not None
-    wait_until(lambda: d.proc is not None and d.proc.poll() is not None, 10, what="coved died")
-    d.env = {}
-    d.start()
 
 
 @pytest.mark.parametrize("point", ["snapshot.after-copy", "snapshot.after-rename",
@@ -204,7 +193,7 @@ def test_snapshot_killed_half_way(daemon: Coved, point: str) -> None:
     if point in ("snapshot-delete.after-row", "restore.after-old"):
         api.run("POST", f"/1.0/instances/{name}/snapshots", {"name": "s"})
         api.file_put(name, "/v", b"second\n")
-    _die_at(daemon, point)
+    daemon.arm(point)
     with contextlib.suppress(OSError):  # coved may die before it answers
         if point.startswith("snapshot."):
             api.request("POST", f"/1.0/instances/{name}/snapshots", {"name": "s"})
@@ -212,7 +201,7 @@ def test_snapshot_killed_half_way(daemon: Coved, point: str) -> None:
             api.request("DELETE", f"/1.0/instances/{name}/snapshots/s")
         else:
             api.request("PUT", f"/1.0/instances/{name}", {"restore": "s"})
-    _revive(daemon)
+    daemon.revive()
     snaps = api.sync("GET", f"/1.0/instances/{name}/snapshots")
     dirs = _snap_dirs(daemon, name)
     # whole or nothing: one directory per row, no temporary ones
