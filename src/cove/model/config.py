@@ -14,6 +14,7 @@ import signal
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from cove.model.app_keys import APP_VALIDATORS
 from cove.model.errors import BadRequest
 
 __all__ = [
@@ -315,6 +316,7 @@ _VALIDATORS: dict[str, Callable[[str], object]] = {
     "cove.uid": _id,
     "cove.gid": _id,
     "cove.halt": parse_signal,
+    **APP_VALIDATORS,
 }
 _FREE_PREFIXES = ("environment.", "user.", "volatile.", "image.")
 # Keys LXD clients send that have no effect here but must not be refused.
