@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from cove.cli import render
+from cove.cli._progress import wait
 from cove.cli.context import Context, UsageError, parse_kv
 from cove.model.errors import CoveError, NotFound
 
@@ -71,10 +72,10 @@ def _create(ctx: Context, args: argparse.Namespace, start: bool) -> int:
     # One operation for launch: cove makes and starts the instance together and
     # undoes both if the start fails, so a failed launch leaves nothing behind.
     ctx.info(f"{'Launching' if start else 'Creating'} {name}")
-    client.create_instance(name, image_source(args.image), config=config,
-                           devices=devices or None, ephemeral=args.ephemeral,
-                           profiles=[] if args.no_profiles else args.profile or None,
-                           start=start).wait()
+    wait(ctx, client.create_instance(name, image_source(args.image), config=config,
+                                     devices=devices or None, ephemeral=args.ephemeral,
+                                     profiles=[] if args.no_profiles else args.profile or None,
+                                     start=start))
     return 0
 
 

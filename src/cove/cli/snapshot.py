@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 
 from cove.cli import render
+from cove.cli._progress import wait
 from cove.cli.context import Context
 
 TYPE_CHECKING = False
@@ -45,8 +46,7 @@ def snapshot_lines(snaps: list[dict[str, Any]]) -> list[str]:
 
 
 def cmd_create(ctx: Context, args: argparse.Namespace) -> int:
-    op = ctx.client().create_snapshot(args.name, args.snap or "")
-    op.wait()
+    op = wait(ctx, ctx.client().create_snapshot(args.name, args.snap or ""), "Snapshotting")
     made = (op.resources.get("instances_snapshots") or [""])[0].rsplit("/", 1)[-1]
     ctx.info(f"Snapshot {made or args.snap} of {args.name} taken")
     return 0
@@ -59,7 +59,7 @@ def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_restore(ctx: Context, args: argparse.Namespace) -> int:
-    ctx.client().restore_snapshot(args.name, args.snap).wait()
+    wait(ctx, ctx.client().restore_snapshot(args.name, args.snap), "Restoring")
     return 0
 
 

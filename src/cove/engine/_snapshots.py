@@ -246,6 +246,7 @@ class Snapshots:
                 self._runtime.pause(key)
             try:
                 with _progress(op, tmp / "upper", total):
+                    failpoint("snapshot.copy")
                     copy_tree(upper, tmp / "upper")
             finally:
                 if freeze:
