@@ -185,14 +185,18 @@ def test_lxc_snapshot_restore_info(daemon: Coved) -> None:
 
 
 @pytest.mark.parametrize("point", ["snapshot.after-copy", "snapshot.after-rename",
-                                   "snapshot-delete.after-row", "restore.after-old"])
+                                   "snapshot-delete.after-row", "restore.after-old",
+                                   "restore.after-swap"])
 def test_snapshot_killed_half_way(daemon: Coved, point: str) -> None:
     api, name = daemon.api, new_name("snapk")
     api.create(name)
     api.file_put(name, "/v", b"first\n")
-    if point in ("snapshot-delete.after-row", "restore.after-old"):
+    mark = {"config": {"user.mark": "snap"}}
+    api.sync("PATCH", f"/1.0/instances/{name}", mark)
+    if point.startswith(("snapshot-delete", "restore")):
         api.run("POST", f"/1.0/instances/{name}/snapshots", {"name": "s"})
         api.file_put(name, "/v", b"second\n")
+        api.sync("PATCH", f"/1.0/instances/{name}", {"config": {"user.mark": "later"}})
     daemon.arm(point)
     with contextlib.suppress(OSError):  # coved may die before it answers
         if point.startswith("snapshot."):
@@ -210,8 +214,10 @@ def test_snapshot_killed_half_way(daemon: Coved, point: str) -> None:
     assert sorted(os.listdir(inst_dir)) == sorted(
         e for e in ["upper", "work", "rootfs", "snapshots", "logs", "config.json",
                     "console.log"] if (inst_dir / e).exists())
-    if point == "restore.after-old":  # the restore was finished at startup
+    if point.startswith("restore"):  # the restore was finished at startup: files and config
         assert _read(daemon, name, "/v") == b"first\n"
+        config = api.sync("GET", f"/1.0/instances/{name}")["config"]
+        assert config["user.mark"] == "snap"
     elif point == "snapshot-delete.after-row":
         assert snaps == [] and _read(daemon, name, "/v") == b"second\n"
     else:

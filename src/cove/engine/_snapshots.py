@@ -26,9 +26,12 @@ Design notes:
   so a killed coved leaves a whole snapshot or none. A restore copies the
   snapshot into ``.restore-new``, moves ``upper`` to ``.restore-old`` and
   the new one to ``upper``; ``sweep`` finishes or undoes a half-done swap.
-  The instance's config is written after the swap: a kill between the two
-  leaves the snapshot's files with the config the instance had (restoring
-  again finishes it); files and config are not one atomic change.
+  Files and config are one change: an intent file (``.restore-intent``,
+  the snapshot's name, then ``swapped`` once the files are in place) is
+  written before the copy and removed after the config; ``sweep`` finds it
+  and either discards the unswapped copy (old files, old config) or
+  finishes the swap and writes the snapshot's config (new files, new
+  config).
 * Restore of a running instance kills it (LXD's ``Stop``, not ``Shutdown``),
   restores, and starts it again,
   as LXD does. The instance's ``volatile.*`` keys are kept (its MAC and
@@ -68,7 +71,7 @@ __all__ = ["SnapshotTarget", "Snapshots"]
 log = logging.getLogger("cove.engine")
 
 _TMP = ".tmp-"
-_NEW, _OLD = ".restore-new", ".restore-old"
+_NEW, _OLD, _INTENT = ".restore-new", ".restore-old", ".restore-intent"
 class SnapshotTarget(Protocol):
     """What snapshots need of the instances service."""
 
@@ -129,6 +132,13 @@ def _progress(op: Operation, dst: Path, total: int, every: float = 1.0) -> Itera
     finally:
         done.set()
         thread.join()
+
+
+def _write_intent(path: Path, snapshot: str, phase: str) -> None:
+    """Write the restore intent whole (a temp file renamed over it)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(f"{snapshot}\n{phase}")
+    os.rename(tmp, path)
 
 
 def copy_tree(src: Path, dst: Path) -> None:
@@ -355,14 +365,13 @@ class Snapshots:
                     op.progress("Stopping instance")
                     self._instances.stop_now(key, 0, True)  # LXD: Stop, not Shutdown
                 op.progress("Restoring the upper layer")
-                self._swap_upper(key, snap)
-                inst = self._store.get_instance(key)
-                volatile = {k: v for k, v in inst.config.items() if k.startswith("volatile.")}
-                inst.config = {**{k: v for k, v in snap.config.items()
-                                  if not k.startswith("volatile.")}, **volatile}
-                inst.devices = dict(snap.devices)
-                inst.profiles = list(snap.profiles)
-                self._store.update_instance(inst)
+                intent = self._paths.instance_dir(key) / _INTENT
+                _write_intent(intent, snap.name, "copying")
+                self._swap_upper(key, snap, intent)
+                _write_intent(intent, snap.name, "swapped")
+                failpoint("restore.after-swap")
+                self._apply_config(key, snap)
+                intent.unlink()
                 self._lifecycle("instance-restored", key, snapshot)
                 if was_running:
                     op.progress("Starting instance")
@@ -372,12 +381,24 @@ class Snapshots:
 
         return self._run(key, work, "Restoring snapshot", snapshot)
 
-    def _swap_upper(self, key: str, snap: Snapshot) -> None:
+    def _apply_config(self, key: str, snap: Snapshot) -> None:
+        """The snapshot's config, devices and profiles onto the instance (its
+        own ``volatile.*`` kept). Idempotent."""
+        inst = self._store.get_instance(key)
+        volatile = {k: v for k, v in inst.config.items() if k.startswith("volatile.")}
+        inst.config = {**{k: v for k, v in snap.config.items()
+                          if not k.startswith("volatile.")}, **volatile}
+        inst.devices = dict(snap.devices)
+        inst.profiles = list(snap.profiles)
+        self._store.update_instance(inst)
+
+    def _swap_upper(self, key: str, snap: Snapshot, intent: Path) -> None:
         d = self._paths.instance_dir(key)
         new, old = d / _NEW, d / _OLD
         for leftover in (new, old):
             shutil.rmtree(leftover, ignore_errors=True)
         copy_tree(self._dir(key) / snap.dir / "upper", new)
+        _write_intent(intent, snap.name, "swapping")  # the copy is whole from here
         with self._runs.mutex(key):
             if self._runs.mount_refs.get(key, 0):
                 shutil.rmtree(new, ignore_errors=True)
@@ -400,7 +421,7 @@ class Snapshots:
             d = self._paths.instance_dir(inst.name)
             if not d.is_dir():
                 continue
-            self._sweep_restore(d)
+            self._sweep_intent(inst.name, d)
             sdir = d / "snapshots"
             if not sdir.is_dir():
                 continue
@@ -410,8 +431,33 @@ class Snapshots:
                     log.info("removing leftover snapshot files %s", entry)
                     shutil.rmtree(entry, ignore_errors=True)
 
+    def _sweep_intent(self, key: str, d: Path) -> None:
+        """Finish or undo a restore a killed coved left (module note)."""
+        intent = d / _INTENT
+        try:
+            snapshot, _, phase = intent.read_text().partition("\n")
+        except FileNotFoundError:
+            snapshot, phase = "", ""
+        if phase == "copying":  # the copy may be part made; upper was not moved
+            shutil.rmtree(d / _NEW, ignore_errors=True)
+        swapped = self._sweep_restore(d)
+        if snapshot and (phase == "swapped" or phase == "swapping" and swapped):
+            try:
+                snap = self._store.snapshots.get(key, snapshot)
+            except NotFound:
+                log.warning("restore of %s from the deleted snapshot %s left as it was",
+                            key, snapshot)
+            else:
+                log.info("finishing the interrupted restore of %s from %s", key, snapshot)
+                self._apply_config(key, snap)
+        intent.unlink(missing_ok=True)
+        intent.with_name(_INTENT + ".tmp").unlink(missing_ok=True)
+
     @staticmethod
-    def _sweep_restore(d: Path) -> None:
+    def _sweep_restore(d: Path) -> bool:
+        """Finish a half-done swap of ``upper``, remove the rest; True when
+        the snapshot's copy is in place (the swap was done or finished
+        here), False when it was never moved in."""
         upper, new, old = d / "upper", d / _NEW, d / _OLD
         if not upper.exists():
             # killed between the two renames: the new copy is whole (it was
@@ -422,6 +468,8 @@ class Snapshots:
                 os.rename(src, upper)
                 shutil.rmtree(d / "work", ignore_errors=True)
                 (d / "work").mkdir(mode=0o700)
+        done = not new.exists()
         for leftover in (new, old):
             if leftover.exists():
                 shutil.rmtree(leftover, ignore_errors=True)
+        return done
