@@ -143,3 +143,18 @@ def test_instance_locks_go_when_nobody_holds_them() -> None:
     w.join(5)
     assert order == ["first", "second"]  # the waiter got the same lock, after the holder
     assert runs.mutexes() == 0
+
+
+def test_progress_as_lxd_reports_it() -> None:
+    """``metadata.progress`` and one ``<stage>_progress`` line (what ``lxc`` prints)."""
+    ops = Operations()
+
+    def work(op: Operation) -> None:
+        op.progress("Copying files", 10, "1 of 10 bytes")
+        op.progress("Starting instance")
+
+    op = ops.run(work, description="x")
+    op.wait(5)
+    assert op.metadata["progress"] == {"stage": "Starting instance"}
+    assert op.metadata["starting_instance_progress"] == "Starting instance"
+    assert not any(k == "copying_files_progress" for k in op.metadata)

@@ -116,19 +116,26 @@ class Operation:
 
     # -- progress from the worker ---------------------------------------------
     def update(self, **metadata: Any) -> None:
-        """Merge ``metadata`` (progress, fds, return code) and tell listeners."""
-        self.metadata.update(metadata)
+        """Merge ``metadata`` (progress, fds, return code) and tell listeners.
+        Copy on write: a reader serialising the old dict never sees it change."""
+        self.metadata = {**self.metadata, **metadata}
         self.updated_at = time.time()
         self._notify()
 
     def progress(self, stage: str, percent: int | None = None, text: str = "") -> None:
-        """Report progress the way LXD does (``metadata.progress``)."""
+        """Report progress the way LXD does: ``metadata.progress`` (stage,
+        percent; cove adds ``text``) and one ``<action>_progress`` line,
+        which is what ``lxc`` prints (``Copying the upper layer: 42%``)."""
         prog: dict[str, str] = {"stage": stage}
         if percent is not None:
             prog["percent"] = str(percent)
         if text:
             prog["text"] = text
-        self.update(progress=prog)
+        action = "_".join(stage.lower().split()) + "_progress"
+        shown = f"{stage}: {percent}%" if percent is not None else stage
+        # LXD keeps one such line: the current stage's
+        self.metadata = {k: v for k, v in self.metadata.items() if not k.endswith("_progress")}
+        self.update(progress=prog, **{action: shown})
 
     def cancel(self) -> None:
         """Ask the operation to stop: its cancel hooks run (in the caller's
