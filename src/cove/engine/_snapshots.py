@@ -362,6 +362,8 @@ class Snapshots:
                 inst.devices = dict(snap.devices)
                 inst.profiles = list(snap.profiles)
                 self._store.update_instance(inst)
+                if snap.image != inst.image:  # taken before a rebuild: its files need it
+                    self._store.set_instance_image(key, snap.image)
                 self._lifecycle("instance-restored", key, snapshot)
                 if was_running:
                     op.progress("Starting instance")
