@@ -275,3 +275,39 @@ def test_rebuild_killed_half_way(daemon: Coved) -> None:
     api.run("PUT", f"/1.0/instances/{name}/state", {"action": "start"})
     api.remove(name)
     assert_no_leaks(daemon.root, [name])
+
+
+def test_cove_cli_copy_move_rebuild(daemon: Coved) -> None:
+    import sys
+
+    def cove(*args: str, ok: bool = True) -> subprocess.CompletedProcess[bytes]:
+        p = subprocess.run([sys.executable, "-m", "cove.cli.main", *args],
+                           env=daemon.cli_env(), capture_output=True, timeout=120,
+                           stdin=subprocess.DEVNULL, check=False)
+        assert (p.returncode == 0) == ok, (args, p.returncode, p.stderr)
+        return p
+
+    api = daemon.api
+    src, dst, moved = new_name("clis"), new_name("clid"), new_name("clim")
+    api.create(src, config={"user.a": "1"})
+    api.file_put(src, "/v", b"cli\n")
+    api.run("POST", f"/1.0/instances/{src}/snapshots", {"name": "s0"})
+    cove("copy", src, dst, "--instance-only", "-c", "user.b=2", "--no-profiles")
+    api.made.append(dst)
+    got = api.instance(dst)
+    assert got["config"]["user.a"] == "1" and got["config"]["user.b"] == "2"
+    assert got["profiles"] == []
+    assert api.sync("GET", f"/1.0/instances/{dst}/snapshots") == []
+    assert b"--instance-only" in cove("copy", f"{src}/s0", "x", "--instance-only",
+                                      ok=False).stderr
+    cove("move", dst, moved)
+    api.made.append(moved)
+    assert _read(daemon, moved, "/v") == b"cli\n"
+    cove("rebuild", moved, "busybox")
+    assert _read(daemon, moved, "/v") is None and _read(daemon, moved, "/bin/busybox")
+    cove("rebuild", moved, "--empty")
+    assert _read(daemon, moved, "/bin/busybox") is None
+    assert b"not found" in cove("copy", "covetest-none", "y", ok=False).stderr.lower()
+    for n in (src, moved):
+        api.remove(n)
+    assert_no_leaks(daemon.root, [src, dst, moved])
