@@ -18,25 +18,30 @@ __all__ = ["copy_instance", "copy_post", "rebuild_instance", "rebuild_source"]
 
 def copy_post(source: str, name: str, *, instance_only: bool = False,
               profiles: list[str] | None = None,
-              config: Mapping[str, str] | None = None) -> api.InstancesPost:
+              config: Mapping[str, str] | None = None,
+              devices: Mapping[str, Mapping[str, str]] | None = None,
+              description: str = "") -> api.InstancesPost:
     """A copy of ``source`` (an instance, or ``INSTANCE/SNAPSHOT``) named
-    ``name``: the body ``lxc copy`` sends for a copy on one server, but the
-    source's settings are left to the server to carry (LXD merges the
-    source's config and devices under the request's, and takes its profiles
-    when ``profiles`` is None). ``container_only`` is sent beside
+    ``name``: the body ``lxc copy`` sends for a copy on one server (it sends
+    the source's own config, devices, profiles and description; LXD 5.0
+    merges the source's config and devices under the request's, later LXDs
+    take the request's only). ``container_only`` is sent beside
     ``instance_only``, as LXD's client does for older servers."""
     source_obj = api.InstanceSource(type="copy", source=source, instance_only=instance_only,
                                     container_only=instance_only)
     return api.InstancesPost(name=name, source=source_obj, profiles=profiles,
-                             config=dict(config or {}))
+                             config=dict(config or {}), devices=devices or {},
+                             description=description)
 
 
 def copy_instance(source: str, name: str, *, instance_only: bool = False,
                   profiles: list[str] | None = None,
-                  config: Mapping[str, str] | None = None) -> Request:
+                  config: Mapping[str, str] | None = None,
+                  devices: Mapping[str, Mapping[str, str]] | None = None,
+                  description: str = "") -> Request:
     """``copy_post``'s request."""
     post = copy_post(source, name, instance_only=instance_only, profiles=profiles,
-                     config=config)
+                     config=config, devices=devices, description=description)
     return Request("POST", "/1.0/instances", post.to_wire())
 
 

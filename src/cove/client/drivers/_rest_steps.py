@@ -237,9 +237,8 @@ _PERFORM: dict[type, _Perform] = {
                                                              st.new_name)),
     sn.DeleteSnapshot: lambda st: _op(wsnap.delete_snapshot(st.name, st.snapshot)),
     sn.RestoreSnapshot: lambda st: _op(wsnap.restore_snapshot(st.name, st.snapshot)),
-    cp.CopyInstance: lambda st: _op(wcopy.copy_instance(
-        st.source, st.name, instance_only=st.instance_only,
-        profiles=None if st.profiles is None else list(st.profiles), config=dict(st.config))),
+    cp.CopyInstance: lambda st: _op(wcopy.copy_instance(st.source, st.name,
+                                                        **st.post_args())),
     cp.RebuildInstance: lambda st: _op(wcopy.rebuild_instance(st.name, st.image)),
 }
 

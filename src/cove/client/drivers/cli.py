@@ -410,8 +410,7 @@ _PERFORM: dict[type, Callable[[CliDriver, Any], Any]] = {
                                                                       st.new_name)),
     sn.DeleteSnapshot: lambda d, st: _change(d, wsnap.delete_snapshot(st.name, st.snapshot)),
     sn.RestoreSnapshot: lambda d, st: _change(d, wsnap.restore_snapshot(st.name, st.snapshot)),
-    cp.CopyInstance: lambda d, st: _change(d, wcopy.copy_instance(
-        st.source, st.name, instance_only=st.instance_only,
-        profiles=None if st.profiles is None else list(st.profiles), config=dict(st.config))),
+    cp.CopyInstance: lambda d, st: _change(d, wcopy.copy_instance(st.source, st.name,
+                                                                  **st.post_args())),
     cp.RebuildInstance: lambda d, st: _change(d, wcopy.rebuild_instance(st.name, st.image)),
 }

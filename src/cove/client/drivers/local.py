@@ -313,10 +313,8 @@ _PERFORM: dict[type, Callable[[LocalDriver, Any], Any]] = {
         st.name, st.snapshot, project=d.project)),
     sn.RestoreSnapshot: lambda d, st: d._wait(d.engine.snapshots.restore(
         st.name, st.snapshot, project=d.project)),
-    cp.CopyInstance: lambda d, st: d._wait(d.engine.copies.copy(wcopy.copy_post(
-        st.source, st.name, instance_only=st.instance_only,
-        profiles=None if st.profiles is None else list(st.profiles), config=dict(st.config)),
-        project=d.project)),
+    cp.CopyInstance: lambda d, st: d._wait(d.engine.copies.copy(
+        wcopy.copy_post(st.source, st.name, **st.post_args()), project=d.project)),
     cp.RebuildInstance: lambda d, st: d._wait(d.engine.copies.rebuild(
         st.name, wcopy.rebuild_source(st.image), project=d.project)),
 }
