@@ -48,6 +48,7 @@ def test_rest_copy_of_a_running_instance(daemon: Coved) -> None:
     op = api.run("POST", "/1.0/instances", _copy(src, dst))
     api.made.append(dst)
     assert f"/1.0/instances/{dst}" in op["resources"]["instances"]
+    assert op["metadata"]["progress"] == {"stage": "Copying the upper layer", "percent": "100"}
     assert api.status(src) == "Running"  # thawed after the copy
     got = api.instance(dst)
     assert got["status"] == "Stopped" and got["profiles"] == ["default"]

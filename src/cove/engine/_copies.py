@@ -329,7 +329,8 @@ class Copies:
                     self._images.collect(old_image)
                 except Exception:
                     log.exception("collecting the layers of image %s", old_image[:12])
-            self._events.lifecycle("instance-rebuilt", instance_url(key),
+            # LXD sends no event of its own for a rebuild; its config changed
+            self._events.lifecycle("instance-updated", instance_url(key),
                                    project=split_key(key)[0])
 
         return self._operations.run(
