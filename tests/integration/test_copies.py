@@ -261,18 +261,24 @@ def test_copy_killed_half_way(daemon: Coved, point: str) -> None:
     assert_no_leaks(daemon.root, [src, dst])
 
 
-def test_rebuild_killed_half_way(daemon: Coved) -> None:
+@pytest.mark.parametrize("point", ["rebuild.after-intent", "rebuild.after-old",
+                                   "rebuild.after-swap"])
+def test_rebuild_killed_half_way(daemon: Coved, point: str) -> None:
     api, name = daemon.api, new_name("rebk")
-    api.create(name, config={"cove.cmd": "sleep 1000"})
+    api.create(name, config={"cove.cmd": "sleep 1000", "user.k": "v"})
     api.file_put(name, "/v", b"old\n")
-    daemon.arm("rebuild.after-old")
+    daemon.arm(point)
     with contextlib.suppress(OSError):
-        api.request("POST", f"/1.0/instances/{name}/rebuild",
-                    {"source": {"type": "image", "alias": "busybox"}})
+        api.request("POST", f"/1.0/instances/{name}/rebuild", {"source": {"type": "none"}})
     daemon.revive()
+    # the intent was recorded first: the next coved does the rebuild again, whole
     d = daemon.root / "instances" / name
     assert sorted(p for p in os.listdir(d) if p.startswith(".")) == []
-    assert _read(daemon, name, "/v") is None  # the swap was finished
+    got = api.instance(name)
+    assert "volatile.base_image" not in got["config"] and got["config"]["user.k"] == "v"
+    assert _read(daemon, name, "/v") is None and _read(daemon, name, "/bin/busybox") is None
+    api.run("POST", f"/1.0/instances/{name}/rebuild",
+            {"source": {"type": "image", "alias": "busybox"}})
     api.run("PUT", f"/1.0/instances/{name}/state", {"action": "start"})
     api.remove(name)
     assert_no_leaks(daemon.root, [name])

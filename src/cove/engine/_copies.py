@@ -29,15 +29,17 @@ Design notes:
   empty upper layer on another image (or on none: an empty root
   filesystem) and that image's ``image.*`` keys and ``volatile.base_image``;
   name, config, devices, profiles and snapshots stay (a snapshot keeps the
-  image it was taken on, and a restore takes it back). The swap of upper
-  layers is the restore's (``.restore-new``/``.restore-old``, finished by
-  ``Snapshots.sweep``); the row is updated after it, so a kill between the
-  two leaves an empty upper layer on the old image, and a second rebuild
-  finishes it.
+  image it was taken on, and a restore takes it back). A rebuild is
+  idempotent once its target is known, so it is crash-only: the intent
+  (image and config) is recorded in the store first, then the upper layers
+  are swapped (the restore's ``.restore-new``/``.restore-old``), then the
+  row is updated and the intent dropped. At startup ``sweep`` does again
+  every rebuild whose intent is still recorded.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -70,6 +72,7 @@ log = logging.getLogger("cove.engine")
 _TMP = ".copy-"
 _NEW, _OLD = ".restore-new", ".restore-old"  # the restore's names: its sweep finishes a swap
 _STAGE = "Copying the upper layer"
+_INTENT = "pending-rebuild:"  # meta keys: a rebuild recorded, maybe not done
 
 
 class CopyTarget(Protocol):
@@ -307,10 +310,8 @@ class Copies:
             inst = self._store.get_instance(key)
             if inst.status is not Status.STOPPED:
                 raise BadRequest("Instance must be stopped to be rebuilt")
-            old_image = inst.image
             if fingerprint:
                 self._images.rootfs(fingerprint)  # the layers exist (unpacked)
-            self._swap_empty_upper(key)
             config = {k: v for k, v in inst.config.items()
                       if not k.startswith("image.") and k != "volatile.base_image"
                       and not k.startswith("volatile.last_state.")}
@@ -319,16 +320,12 @@ class Copies:
                 config.update({f"image.{k}": v for k, v in img.properties.items()})
             if fingerprint:
                 config["volatile.base_image"] = fingerprint
-            inst.config = config
-            self._store.update_instance(inst)
-            self._store.set_instance_image(key, fingerprint)
+            self._store.set_meta(_INTENT + key,
+                                 json.dumps({"image": fingerprint, "config": config}))
+            failpoint("rebuild.after-intent")
+            self._finish_rebuild(key, fingerprint, config)
             if fingerprint:
                 self._images.mark_used(fingerprint)
-            if old_image and old_image != fingerprint:
-                try:
-                    self._images.collect(old_image)
-                except Exception:
-                    log.exception("collecting the layers of image %s", old_image[:12])
             # LXD sends no event of its own for a rebuild; its config changed
             self._events.lifecycle("instance-updated", instance_url(key),
                                    project=split_key(key)[0])
@@ -336,6 +333,37 @@ class Copies:
         return self._operations.run(
             work, description="Rebuilding instance", project=split_key(key)[0],
             resources={"instances": [instance_url(key)]}, lock=f"instance:{key}")
+
+    def _finish_rebuild(self, key: str, fingerprint: str, config: dict[str, str]) -> None:
+        """The recorded rebuild of ``key``: a fresh empty upper layer, the
+        row, the intent dropped. Idempotent."""
+        inst = self._store.get_instance(key)
+        old_image = inst.image
+        self._swap_empty_upper(key)
+        failpoint("rebuild.after-swap")
+        inst.config = config
+        self._store.update_instance(inst)
+        self._store.set_instance_image(key, fingerprint)
+        self._store.delete_meta(_INTENT + key)
+        if old_image and old_image != fingerprint:
+            try:
+                self._images.collect(old_image)
+            except Exception:
+                log.exception("collecting the layers of image %s", old_image[:12])
+
+    def sweep(self) -> None:
+        """At startup, before anything starts: do again the rebuilds a
+        killed coved left recorded (see module note). Idempotent."""
+        for key, raw in self._store.meta_with_prefix(_INTENT).items():
+            try:
+                intent = json.loads(raw)
+                log.info("finishing the interrupted rebuild of %s", key)
+                self._finish_rebuild(key, str(intent["image"]), dict(intent["config"]))
+            except NotFound:  # the instance went: nothing to finish
+                self._store.delete_meta(_INTENT + key)
+            except (ValueError, KeyError, TypeError):
+                log.exception("dropping an unreadable rebuild intent of %s", key)
+                self._store.delete_meta(_INTENT + key)
 
     def _swap_empty_upper(self, key: str) -> None:
         d = self._paths.instance_dir(key)

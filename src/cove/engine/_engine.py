@@ -159,6 +159,7 @@ class Engine:
         ``_reconcile``). Call once, before serving."""
         self.storage.sweep()  # first: an autostarted instance may mount a volume
         self.snapshots.sweep()  # before autostart: a half-done restore is finished
+        self.copies.sweep()  # and a half-done rebuild done again
         self._reconciler.run()
         self._nics.resume(self._runs.running())  # forwarders adopted, restarted or stopped
         self._snapshot_schedule.start()  # after autostart: @startup sees them running

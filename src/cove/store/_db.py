@@ -140,6 +140,18 @@ class Store:
         with self.db.tx() as db:
             db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
 
+    def delete_meta(self, key: str) -> None:
+        """Idempotent."""
+        with self.db.tx() as db:
+            db.execute("DELETE FROM meta WHERE key=?", (key,))
+
+    def meta_with_prefix(self, prefix: str) -> dict[str, str]:
+        """The meta rows whose key starts with ``prefix`` (intents recorded
+        before a multi-step change), keyed by the rest of the key."""
+        rows = self.db.read("SELECT key, value FROM meta WHERE substr(key, 1, ?) = ?",
+                            (len(prefix), prefix))
+        return {str(k)[len(prefix):]: str(v) for k, v in rows}
+
     # -- instances --------------------------------------------------------
     def list_instances(self, project: str | None = None) -> list[Instance]:
         """Every instance (of ``project`` when given), by key."""
