@@ -88,10 +88,12 @@ def test_rest_copy_of_a_snapshot_and_instance_only(daemon: Coved) -> None:
     assert got["profiles"] == [] and got["config"]["user.extra"] == "1"
     assert _read(daemon, one, "/v") == b"in snapshot\n"
     assert api.sync("GET", f"/1.0/instances/{one}/snapshots") == []
-    api.run("POST", "/1.0/instances", _copy(src, two, instance_only=True))
+    api.run("POST", "/1.0/instances", {**_copy(src, two, instance_only=True), "start": True,
+                                       "config": {"cove.cmd": "sleep 1000"}})
     api.made.append(two)
     assert api.sync("GET", f"/1.0/instances/{two}/snapshots") == []
-    assert _read(daemon, two, "/v") == b"later\n"
+    assert api.status(two) == "Running"
+    assert api.sh(two, "cat /v") == b"later\n"
     for n in (one, two, src):
         api.remove(n)
     assert_no_leaks(daemon.root, [src, one, two])
