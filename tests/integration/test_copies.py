@@ -107,6 +107,7 @@ def test_copy_refused_as_lxd_refuses(daemon: Coved) -> None:
         (_copy("covetest-nothere", "x"), 404),
         (_copy(f"{src}/nosnap", "x"), 404),
         (_copy(src, "bad_name"), 400),
+        (_copy("covetest-nothere", "bad_name"), 404),  # the source is looked up first, as LXD
         (_copy(src, src), 409),
         (_copy(src, "x", project="nothere"), 404),
         ({**_copy(src, "x"), "profiles": ["nothere"]}, 404),

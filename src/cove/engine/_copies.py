@@ -181,8 +181,8 @@ class Copies:
             NotFound: the source, a project or a profile does not exist.
             Conflict: the name is taken, or the source or target is busy.
         """
+        src = self._source(req.source, project)  # first, as LXD: a missing source is a 404
         key = self._key(validate_instance_name(req.name), project)
-        src = self._source(req.source, project)
         if self._store.has_instance(key):
             raise Conflict(f"Instance {req.name!r} already exists")
         config = cfg.validate_config({**_carried(src.config), **(req.config or {})})
