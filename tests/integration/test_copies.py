@@ -231,6 +231,13 @@ def test_lxc_copy_move(daemon: Coved, lxc: Callable[..., str]) -> None:
     lxc("copy", f"covetest-r:{src}/s0", f"covetest-r:{fromsnap}")
     api.made.append(fromsnap)
     assert _read(daemon, fromsnap, "/v") == b"first\n"
+    only = new_name("lxo")
+    lxc("copy", f"covetest-r:{src}", f"covetest-r:{only}", "--instance-only",
+        "-c", "user.k=w")  # lxc asks for container_only_migration first
+    api.made.append(only)
+    assert api.sync("GET", f"/1.0/instances/{only}/snapshots") == []
+    assert api.instance(only)["config"]["user.k"] == "w"
+    api.remove(only)
     lxc("move", f"covetest-r:{dst}", f"covetest-r:{moved}")
     api.made.append(moved)
     assert sorted(api.names()) == sorted([src, fromsnap, moved])
