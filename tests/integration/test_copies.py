@@ -328,3 +328,41 @@ def test_cove_cli_copy_move_rebuild(daemon: Coved) -> None:
     for n in (src, moved):
         api.remove(n)
     assert_no_leaks(daemon.root, [src, dst, moved])
+
+
+def test_copy_on_a_full_disk_leaves_nothing(make_coved: Callable[..., Coved],
+                                            busybox_tar: Path) -> None:
+    d = make_coved("copyfull", start=False)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m,mode=0700", "covetest-cpfull",
+                    str(d.root)], check=True)
+    try:
+        d.start()
+        d.api.import_image(busybox_tar, "busybox")
+        src, dst = new_name("big"), new_name("nocopy")
+        d.api.create(src)
+        d.api.file_put(src, "/big", os.urandom(16 << 20))
+        filler = d.root / "covetest-filler"
+        with filler.open("wb") as f:  # all but 4 MiB taken
+            free = os.statvfs(d.root).f_bavail * os.statvfs(d.root).f_frsize
+            f.truncate(max(0, free - (4 << 20)))
+            f.seek(0)
+            with contextlib.suppress(OSError):
+                while f.tell() < free - (4 << 20):
+                    f.write(b"\0" * (1 << 20))
+        r = d.api.request("POST", "/1.0/instances", _copy(src, dst))
+        assert r.status == 202, r.body[:300]
+        op = d.api.request("GET", r.headers["location"] + "/wait?timeout=60").json
+        # refused before a byte is copied: the 507 of a full disk, in words a client reads
+        assert op["metadata"]["status"] == "Failure", op
+        assert op["metadata"]["err"].startswith(
+            "No space left on the device holding the cove root"), op
+        assert d.api.names() == [src] and _dirs(d) == [src]  # no half copy, no temp dir
+        filler.unlink()
+        d.api.run("POST", "/1.0/instances", _copy(src, dst))
+        d.api.made.append(dst)
+        assert len(_read(d, dst, "/big") or b"") == 16 << 20
+        for n in (dst, src):
+            d.api.remove(n)
+    finally:
+        d.stop()
+        subprocess.run(["umount", "-l", str(d.root)], check=False)

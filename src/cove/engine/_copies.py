@@ -57,7 +57,7 @@ from cove.engine.events import EventBus
 from cove.engine.operations import Operation, Operations
 from cove.engine.ports import ImageSource, ProfileSource, ProjectSource
 from cove.model import config as cfg
-from cove.model.errors import BadRequest, Conflict, NotFound
+from cove.model.errors import BadRequest, Conflict, NoSpace, NotFound
 from cove.model.names import validate_instance_name
 from cove.model.projects import DEFAULT, instance_key, instance_url, split_key
 from cove.model.records import Instance, Snapshot
@@ -233,6 +233,7 @@ class Copies:
             undo.callback(shutil.rmtree, tmp, True)
             (tmp / "work").mkdir(mode=0o700)
             (tmp / "rootfs").mkdir(mode=0o755)
+            self._check_room(src, root, with_snapshots)
             if with_snapshots:
                 snaps = self._copy_snapshots(op, src.key, inst.name, tmp / "snapshots")
             self._copy_upper(op, src, tmp / "upper")
@@ -251,6 +252,20 @@ class Copies:
         op.progress(_STAGE, 100)
         self._events.lifecycle("instance-created", instance_url(inst.name),
                                project=split_key(inst.name)[0])
+
+    def _check_room(self, src: _Source, root: Path, with_snapshots: bool) -> None:
+        """Refuse a copy that cannot fit before copying a byte (``cp`` says
+        why it failed in words only). Raises: NoSpace."""
+        d = self._paths.instance_dir(src.key)
+        trees = [d / "snapshots" / src.snap.dir / "upper" if src.snap else d / "upper"]
+        if with_snapshots:
+            trees += [d / "snapshots" / s.dir / "upper"
+                      for s in self._store.snapshots.all(src.key)]
+        need = sum(_tree_size(t) for t in trees if t.is_dir())
+        st = os.statvfs(root)
+        if need > st.f_bavail * st.f_frsize:
+            raise NoSpace(f"No space left on the device holding the cove root: the copy "
+                          f"needs {need} bytes, {st.f_bavail * st.f_frsize} are free")
 
     def _copy_upper(self, op: Operation, src: _Source, dst: Path) -> None:
         d = self._paths.instance_dir(src.key)
