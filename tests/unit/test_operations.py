@@ -55,6 +55,28 @@ def test_lock_conflict_names_the_operation_in_flight() -> None:
     ops.run(lambda op: None, description="again", lock="instance:web").wait(5)
 
 
+def test_several_locks_all_or_none() -> None:
+    """A copy holds its source's lock and its target's: when one is taken,
+    it holds neither, and when it runs, both are taken until it ends."""
+    ops = Operations()
+    gate = threading.Event()
+    busy = ops.run(lambda op: gate.wait(5), description="Starting instance",
+                   lock="instance:src")
+    with pytest.raises(Conflict, match="Starting instance"):
+        ops.run(lambda op: None, description="Creating instance",
+                lock=("instance:dst", "instance:src"))
+    assert ops.holder("instance:dst") is None  # the first one was let go
+    gate.set()
+    busy.wait(5)
+    gate.clear()
+    copy = ops.run(lambda op: gate.wait(5), description="Creating instance",
+                   lock=("instance:dst", "instance:src"))
+    assert ops.holder("instance:dst") is copy and ops.holder("instance:src") is copy
+    gate.set()
+    copy.wait(5)
+    assert ops.holder("instance:dst") is None and ops.holder("instance:src") is None
+
+
 def test_lock_waits_when_asked() -> None:
     ops = Operations()
     order: list[str] = []

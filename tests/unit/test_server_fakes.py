@@ -29,7 +29,7 @@ from typing import Any, BinaryIO, cast
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from cove.api import InstanceExecPost, InstancesPost
+from cove.api import InstanceExecPost, InstanceSource, InstancesPost
 from cove.engine import (
     EventBus,
     FileInfo,
@@ -724,6 +724,51 @@ class FakeMetrics:
         return out.render()
 
 
+class FakeCopies:
+    """``CopiesAPI`` in memory, over ``FakeInstances``' table: a copy takes
+    the source's config (no ``volatile.*``) and profiles; ``rebuilt`` records
+    each rebuild asked for (name, image ref or "")."""
+
+    def __init__(self, operations: Operations, instances: FakeInstances) -> None:
+        self.rebuilt: list[tuple[str, str]] = []
+        self._operations = operations
+        self._instances = instances
+
+    def copy(self, req: InstancesPost, *, project: str = "default") -> Operation:
+        if not req.source.source:
+            raise BadRequest("Must specify a source instance")
+        src = self._instances.get(req.source.source.split("/")[0],
+                                  project=req.source.project or project)
+        key = instance_key(project, req.name)
+        if key in self._instances.by_name:
+            raise Conflict(f"Instance {req.name} already exists")
+        config = {k: v for k, v in src.config.items() if not k.startswith("volatile.")}
+        config.update(req.config)
+
+        def make(op: Operation) -> None:
+            self._instances.by_name[key] = Instance(
+                name=key, image=src.image, config=config,
+                devices={**src.devices, **req.devices},
+                profiles=src.profiles if req.profiles is None else req.profiles,
+                description=req.description, project=project)
+        return self._operations.run(make, description="Creating instance",
+                                    resources={"instances": [instance_url(key)]},
+                                    lock=f"instance:{key}", project=project)
+
+    def rebuild(self, name: str, source: InstanceSource, *,
+                project: str = "default") -> Operation:
+        inst = self._instances.get(name, project=project)
+        if inst.status is not Status.STOPPED:
+            raise BadRequest("Instance must be stopped to be rebuilt")
+        ref = "" if source.type == "none" else source.image_ref()
+
+        def work(op: Operation) -> None:
+            self.rebuilt.append((inst.name, ref))
+        return self._operations.run(work, description="Rebuilding instance",
+                                    resources={"instances": [instance_url(inst.name)]},
+                                    lock=f"instance:{inst.name}", project=project)
+
+
 class FakeSnapshots:
     """``SnapshotsAPI`` in memory: ``by_key`` maps (instance key, name) to
     the record; ``restored`` records each restore asked for."""
@@ -826,6 +871,7 @@ class FakeEngine:
         self.metrics = FakeMetrics(self.instances)
         self.resources = FakeResources()
         self.snapshots = FakeSnapshots(self.operations, self.instances)
+        self.copies = FakeCopies(self.operations, self.instances)
         self.projects = Projects(self.store, self.operations, self.events)
         self.profiles.bind_projects(self.projects.profiles_project)
         self.projects.bind(self.profiles)

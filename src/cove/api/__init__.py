@@ -15,6 +15,7 @@ model records (``instance(inst)``, ``image(img)``...), which need the records
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from cove.api._console import InstanceConsolePost
+    from cove.api._copies import InstanceRebuildPost
     from cove.api._envelope import async_envelope, error_envelope, sync_envelope
     from cove.api._filter import filter_objects
     from cove.api._images import (
@@ -113,6 +114,7 @@ __all__ = [
     "InstanceExecPost",
     "InstancePost",
     "InstancePut",
+    "InstanceRebuildPost",
     "InstanceSnapshot",
     "InstanceSnapshotPost",
     "InstanceSnapshotPut",
@@ -177,6 +179,7 @@ __all__ = [
 # ``_instances``, never for ``_objects``, which imports the model records).
 _MODULES = {
     "_console": ("InstanceConsolePost",),
+    "_copies": ("InstanceRebuildPost",),
     "_envelope": ("async_envelope", "error_envelope", "sync_envelope"),
     "_filter": ("filter_objects",),
     "_images": ("Image", "ImageAlias", "ImageAliasesEntry", "ImageAliasesEntryPost",

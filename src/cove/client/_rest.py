@@ -250,6 +250,7 @@ class Client:
 
     def _send_op(self, req: wire.Request) -> Operation:
         return self._op(req.method, req.path, req.body, req.headers or None)
+    send_op = _send_op  # a request built beside this module (``_wire_copies``), as an op
 
     # -- server -----------------------------------------------------------------
     def server(self) -> dict[str, Any]:

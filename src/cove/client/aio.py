@@ -34,6 +34,7 @@ from cove.client._exec import CommandNotFound, ExecResult
 from cove.client._flow import adrive
 from cove.client._http import ConnectionFailed, Response, parse_envelope, with_project
 from cove.client._rest import default_socket_path
+from cove.client.drivers import _copy_flows as copy_flows
 from cove.client.drivers import _host as host
 from cove.client.drivers import _profiles as profile_flows
 from cove.client.drivers import _resources as resources
@@ -316,6 +317,16 @@ class AsyncRestDriver:
 
     async def delete_snapshot(self, name: str, snap: str) -> None:
         await self._run(snapshot_flows.delete_snapshot(name, snap))
+
+    # -- copies and rebuilds (as ``Driver``'s) ------------------------------------------------
+    async def copy(self, source: str, name: str, *, instance_only: bool = False,
+                   profiles: list[str] | None = None,
+                   config: Mapping[str, str] | None = None) -> api.Instance:
+        return await self._run(copy_flows.copy_instance(
+            source, name, instance_only=instance_only, profiles=profiles, config=config))
+
+    async def rebuild(self, name: str, image: str = "") -> None:
+        await self._run(copy_flows.rebuild_instance(name, image))
 
     # -- storage -------------------------------------------------------------------------------
     async def storage_pools(self) -> list[api.StoragePool]:

@@ -10,6 +10,7 @@ small ``Protocol``s of ``cove.engine.ports`` where a fake is useful):
 * ``networks`` — networks, with a registry of network types, and
   ``profiles`` — profiles and the expansion of an instance's config and devices;
 * ``snapshots`` — instance snapshots (``_snapshots``);
+* ``copies`` — copies of instances and snapshots, rebuilds (``_copies``);
 * ``storage`` — the default pool, custom volumes, disk devices' mounts;
 * ``trust`` — the server's certificate and config, trusted clients;
 * ``metrics`` and ``resources`` — ``/1.0/metrics`` and ``/1.0/resources``;
@@ -45,6 +46,7 @@ from typing import Any
 from cove import __version__
 from cove.engine._access import Access
 from cove.engine._console import Console
+from cove.engine._copies import Copies
 from cove.engine._images import Images
 from cove.engine._instances import Instances
 from cove.engine._metrics import Metrics
@@ -131,6 +133,10 @@ class Engine:
         self.snapshots = Snapshots(store=self.store, paths=paths, runs=runs, runtime=runtime,
                                    instances=self.instances, operations=self.operations,
                                    events=self.events, clock=clock)
+        self.copies = Copies(store=self.store, paths=paths, runs=runs, runtime=runtime,
+                             instances=self.instances, images=self.images,
+                             profiles=self.profiles, operations=self.operations,
+                             events=self.events, clock=clock, projects=self.projects)
         self._snapshot_schedule = SnapshotScheduler(self.store, self.snapshots,
                                                     self.instances.expanded_config, clock)
         self.console = Console(store=self.store, runtime=runtime, paths=paths)
@@ -153,6 +159,7 @@ class Engine:
         ``_reconcile``). Call once, before serving."""
         self.storage.sweep()  # first: an autostarted instance may mount a volume
         self.snapshots.sweep()  # before autostart: a half-done restore is finished
+        self.copies.sweep()  # and a half-done rebuild done again
         self._reconciler.run()
         self._nics.resume(self._runs.running())  # forwarders adopted, restarted or stopped
         self._snapshot_schedule.start()  # after autostart: @startup sees them running

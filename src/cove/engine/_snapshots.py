@@ -391,6 +391,8 @@ class Snapshots:
         inst.devices = dict(snap.devices)
         inst.profiles = list(snap.profiles)
         self._store.update_instance(inst)
+        if snap.image != inst.image:  # taken before a rebuild: its files need it
+            self._store.set_instance_image(key, snap.image)
 
     def _swap_upper(self, key: str, snap: Snapshot, intent: Path) -> None:
         d = self._paths.instance_dir(key)

@@ -218,13 +218,14 @@ class Operations:
             return self._locks.get(key)
 
     def run(self, fn: Callable[[Operation], Any], *, description: str,
-            resources: dict[str, list[str]] | None = None, lock: str | None = None,
-            wait_for_lock: float = 0.0, cls: str = "task", may_cancel: bool = False,
+            resources: dict[str, list[str]] | None = None,
+            lock: str | tuple[str, ...] | None = None, wait_for_lock: float = 0.0, cls: str = "task", may_cancel: bool = False,
             background: bool = True, project: str = "default") -> Operation:
         """Create an operation that runs ``fn(op)`` and return it.
 
-        ``lock`` names a key (``instance:NAME``) held for the operation's life.
-        If another operation holds it, raise Conflict naming that operation,
+        ``lock`` names a key (``instance:NAME``), or several (a copy holds its
+        source's and its target's), held for the operation's life.
+        If another operation holds one, raise Conflict naming that operation,
         unless ``wait_for_lock`` > 0, in which case wait that long for it.
         With ``background=False`` the work runs in the calling thread.
 
@@ -235,8 +236,14 @@ class Operations:
         op.project = project
         if self._on_change is not None:
             op.add_listener(self._on_change)
-        if lock is not None:
-            self._acquire(lock, op, wait_for_lock)
+        keys = (lock,) if isinstance(lock, str) else tuple(lock or ())
+        for i, key in enumerate(keys):
+            try:
+                self._acquire(key, op, wait_for_lock)
+            except BaseException:
+                for held in keys[:i]:
+                    self._release(held, op)
+                raise
         with self._cond:
             self._reap()
             self._ops[op.id] = op
@@ -255,8 +262,8 @@ class Operations:
             finally:
                 # before the waiters wake: whoever waited for this operation may
                 # act on the instance at once without meeting its lock
-                if lock is not None:
-                    self._release(lock, op)
+                for key in keys:
+                    self._release(key, op)
             if op.cancelled:  # what failed after a cancel failed because of it
                 op._finish(OperationStatus.CANCELLED)
             elif error is not None:

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
-from cove.api import InstanceExecPost, InstancesPost
+from cove.api import InstanceExecPost, InstanceSource, InstancesPost
 from cove.engine._exec_out import Reader
 from cove.engine.events import EventBus
 from cove.engine.operations import Operation, Operations
@@ -29,6 +29,7 @@ from cove.model.trust import Certificate
 __all__ = [
     "AccessAPI",
     "ConsoleAPI",
+    "CopiesAPI",
     "EngineAPI",
     "ImagesAPI",
     "InstancesAPI",
@@ -479,6 +480,22 @@ class SnapshotsAPI(Protocol):
         ...
 
 
+class CopiesAPI(Protocol):
+    """What the server and the local driver call on ``engine.copies``."""
+
+    def copy(self, req: InstancesPost, *, project: str = "default") -> Operation:
+        """A new instance from ``req.source.source`` (an instance or
+        ``INSTANCE/SNAPSHOT``). Not idempotent. Raises: BadRequest,
+        NotFound, Conflict."""
+        ...
+
+    def rebuild(self, name: str, source: InstanceSource, *,
+                project: str = "default") -> Operation:
+        """A stopped instance's new, empty upper layer on another image (or
+        none). Not idempotent. Raises: BadRequest, NotFound, Conflict."""
+        ...
+
+
 class TrustAPI(Protocol):
     """What the server and the local driver call on ``engine.trust``."""
 
@@ -568,6 +585,8 @@ class EngineAPI(Protocol):
     def storage(self) -> StorageAPI: ...
     @property
     def snapshots(self) -> SnapshotsAPI: ...
+    @property
+    def copies(self) -> CopiesAPI: ...
     @property
     def trust(self) -> TrustAPI: ...
     @property

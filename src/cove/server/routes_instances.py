@@ -66,6 +66,9 @@ async def _snapshots(request: web.Request, inst: Instance) -> list[dict[str, Any
 async def _create(request: web.Request) -> web.Response:
     project = await check_project(request)
     req = api.InstancesPost.parse(await json_body(request))
+    if req.source.type == "copy":  # routes_copies' engine service
+        op = await call(request, engine_of(request).copies.copy, req, project=project)
+        return render.async_op(op)
     req.source.image_ref()  # what cove cannot create from is refused before the engine looks
     op = await call(request, engine_of(request).instances.create, req, project=project)
     return render.async_op(op)

@@ -74,6 +74,9 @@ API_EXTENSIONS: list[str] = [
     "snapshot_scheduling",             # snapshots.schedule, .stopped, .pattern (coved runs them)
     "snapshot_schedule_aliases",       # @hourly, @daily...
     "snapshot_disk_usage",             # a snapshot's size
+    "container_copy_project",          # a copy's source.project (another project's instance)
+    "container_only_migration",        # a copy's source.instance_only (no snapshots)
+    "instances_rebuild",               # POST /1.0/instances/NAME/rebuild
 ]
 
 

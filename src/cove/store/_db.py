@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from cove.model.errors import Conflict, NotFound
 from cove.model.projects import split_alias, split_key
-from cove.model.records import Alias, Image, Instance, Lease, Network
+from cove.model.records import Alias, Image, Instance, Lease, Network, Snapshot
 from cove.model.states import Status
 from cove.model.trust import Certificate
 from cove.store._conn import Database
@@ -140,6 +140,18 @@ class Store:
         with self.db.tx() as db:
             db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
 
+    def delete_meta(self, key: str) -> None:
+        """Idempotent."""
+        with self.db.tx() as db:
+            db.execute("DELETE FROM meta WHERE key=?", (key,))
+
+    def meta_with_prefix(self, prefix: str) -> dict[str, str]:
+        """The meta rows whose key starts with ``prefix`` (intents recorded
+        before a multi-step change), keyed by the rest of the key."""
+        rows = self.db.read("SELECT key, value FROM meta WHERE substr(key, 1, ?) = ?",
+                            (len(prefix), prefix))
+        return {str(k)[len(prefix):]: str(v) for k, v in rows}
+
     # -- instances --------------------------------------------------------
     def list_instances(self, project: str | None = None) -> list[Instance]:
         """Every instance (of ``project`` when given), by key."""
@@ -161,9 +173,15 @@ class Store:
         return self.db.read(
             "SELECT 1 FROM instances WHERE name=?", (name,)).fetchone() is not None
 
-    def add_instance(self, inst: Instance) -> Instance:
+    def add_instance(self, inst: Instance, snapshots: Sequence[Snapshot] = ()) -> Instance:
+        """Add the row, and ``snapshots`` (a copy's) in the same transaction.
+
+        Raises: Conflict (the name is taken).
+        """
         try:
             with self.db.tx() as db:
+                for snap in snapshots:
+                    self.snapshots.insert(db, snap)
                 cur = db.execute(
                     "INSERT INTO instances(name, image, config, devices, profiles, description,"
                     " ephemeral, status, architecture, created_at, last_used_at, last_exit_code,"
@@ -223,8 +241,20 @@ class Store:
             db.execute("DELETE FROM instances WHERE name=?", (name,))
             db.execute("DELETE FROM instance_snapshots WHERE instance=?", (name,))
 
+    def set_instance_image(self, name: str, fingerprint: str) -> None:
+        """The image an instance's upper layer lies on (a rebuild, a
+        restore of a snapshot taken before one). Raises: NotFound."""
+        with self.db.tx() as db:
+            cur = db.execute("UPDATE instances SET image=? WHERE name=?", (fingerprint, name))
+            if cur.rowcount == 0:
+                raise NotFound(f"Instance not found: {split_key(name)[1]}")
+
     def instances_using_image(self, fingerprint: str) -> list[str]:
-        rows = self.db.read("SELECT name FROM instances WHERE image=?", (fingerprint,))
+        """The instances on the image's layers, or with a snapshot on them
+        (a snapshot taken before a rebuild still needs its old image)."""
+        rows = self.db.read("SELECT name FROM instances WHERE image=? UNION "
+                            "SELECT instance FROM instance_snapshots WHERE image=?",
+                            (fingerprint, fingerprint))
         return [r[0] for r in rows]
 
     # -- images -----------------------------------------------------------

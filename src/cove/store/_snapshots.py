@@ -82,14 +82,19 @@ class SnapshotRows:
         """Raises: Conflict when the name is taken."""
         try:
             with self.db.tx() as db:
-                db.execute(
-                    f"INSERT INTO instance_snapshots ({_COLS}) "
-                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (s.instance, s.name, s.dir, s.created_at, s.expires_at, s.description,
-                     json.dumps(s.config), json.dumps(s.devices), json.dumps(s.profiles),
-                     int(s.ephemeral), s.architecture, s.image, s.size))
+                self.insert(db, s)
         except sqlite3.IntegrityError:
             raise Conflict(f"Snapshot {s.name!r} already exists") from None
+
+    @staticmethod
+    def insert(db: sqlite3.Connection, s: Snapshot) -> None:
+        """The row, inside the caller's transaction (a copy adds an
+        instance and its snapshots at once). Raises: sqlite3.IntegrityError."""
+        db.execute(
+            f"INSERT INTO instance_snapshots ({_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (s.instance, s.name, s.dir, s.created_at, s.expires_at, s.description,
+             json.dumps(s.config), json.dumps(s.devices), json.dumps(s.profiles),
+             int(s.ephemeral), s.architecture, s.image, s.size))
 
     def update(self, s: Snapshot) -> None:
         """Its description and expiry (the writable fields). Raises: NotFound."""

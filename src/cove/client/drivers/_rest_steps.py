@@ -18,11 +18,13 @@ from urllib.parse import urlencode
 
 from cove import api
 from cove.client import _wire as wire
+from cove.client import _wire_copies as wcopy
 from cove.client import _wire_snapshots as wsnap
 from cove.client import _wire_storage as wstor
 from cove.client._http import Response
 from cove.client._rest import Operation
 from cove.client.drivers import _steps as s
+from cove.client.drivers import _steps_copies as cp
 from cove.client.drivers import _steps_snapshots as sn
 from cove.client.drivers import _steps_storage as ss
 from cove.client.drivers._steps import Progress, ProgressCallback, RunCommand, Step
@@ -235,6 +237,9 @@ _PERFORM: dict[type, _Perform] = {
                                                              st.new_name)),
     sn.DeleteSnapshot: lambda st: _op(wsnap.delete_snapshot(st.name, st.snapshot)),
     sn.RestoreSnapshot: lambda st: _op(wsnap.restore_snapshot(st.name, st.snapshot)),
+    cp.CopyInstance: lambda st: _op(wcopy.copy_instance(st.source, st.name,
+                                                        **st.post_args())),
+    cp.RebuildInstance: lambda st: _op(wcopy.rebuild_instance(st.name, st.image)),
 }
 
 

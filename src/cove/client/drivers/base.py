@@ -33,6 +33,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from cove.client._flow import drive
+from cove.client.drivers import _copy_flows as copy_flows
 from cove.client.drivers import _host as host
 from cove.client.drivers import _profiles as profile_flows
 from cove.client.drivers import _resources as resources
@@ -500,6 +501,31 @@ class Driver(ABC):
     def delete_snapshot(self, name: str, snap: str) -> None:
         """Gone already: nothing. Raises: NotFound (the instance)."""
         self._run(snapshot_flows.delete_snapshot(name, snap))
+
+    # -- copies and rebuilds ---------------------------------------------------------
+    def copy(self, source: str, name: str, *, instance_only: bool = False,
+             profiles: list[str] | None = None,
+             config: Mapping[str, str] | None = None) -> api.Instance:
+        """Copy ``source`` (an instance, or ``INSTANCE/SNAPSHOT``) to a new
+        stopped instance ``name``, with the source's snapshots unless
+        ``instance_only``; ``profiles`` None keeps the source's, ``config``
+        is laid over the source's.
+
+        Convergent: an instance ``name`` that exists is left as it is.
+
+        Raises: NotFound (the source), BadRequest (a bad name or key).
+        """
+        return self._run(copy_flows.copy_instance(source, name, instance_only=instance_only,
+                                                  profiles=profiles, config=config))
+
+    def rebuild(self, name: str, image: str = "") -> None:
+        """Give the stopped instance ``name`` a new root filesystem from
+        ``image`` (alias or fingerprint; "": an empty one); its config,
+        devices and snapshots stay. Not idempotent.
+
+        Raises: NotFound, BadRequest (it runs: stop it first).
+        """
+        self._run(copy_flows.rebuild_instance(name, image))
 
     # -- storage ------------------------------------------------------------------------
     def storage_pools(self) -> list[api.StoragePool]:

@@ -43,11 +43,13 @@ from urllib.parse import quote
 
 from cove import api
 from cove.client import _wire as wire
+from cove.client import _wire_copies as wcopy
 from cove.client import _wire_snapshots as wsnap
 from cove.client import _wire_storage as wstor
 from cove.client._exec import CommandNotFound, ExecResult
 from cove.client._http import with_project
 from cove.client.drivers import _steps as s
+from cove.client.drivers import _steps_copies as cp
 from cove.client.drivers import _steps_snapshots as sn
 from cove.client.drivers import _steps_storage as ss
 from cove.client.drivers.base import Action, Create, Driver, Progress, Step
@@ -408,4 +410,7 @@ _PERFORM: dict[type, Callable[[CliDriver, Any], Any]] = {
                                                                       st.new_name)),
     sn.DeleteSnapshot: lambda d, st: _change(d, wsnap.delete_snapshot(st.name, st.snapshot)),
     sn.RestoreSnapshot: lambda d, st: _change(d, wsnap.restore_snapshot(st.name, st.snapshot)),
+    cp.CopyInstance: lambda d, st: _change(d, wcopy.copy_instance(st.source, st.name,
+                                                                  **st.post_args())),
+    cp.RebuildInstance: lambda d, st: _change(d, wcopy.rebuild_instance(st.name, st.image)),
 }

@@ -26,7 +26,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from cove import api
+from cove.client import _wire_copies as wcopy
 from cove.client.drivers import _steps as s
+from cove.client.drivers import _steps_copies as cp
 from cove.client.drivers import _steps_snapshots as sn
 from cove.client.drivers import _steps_storage as ss
 from cove.client.drivers._resources import check_event_types
@@ -311,4 +313,8 @@ _PERFORM: dict[type, Callable[[LocalDriver, Any], Any]] = {
         st.name, st.snapshot, project=d.project)),
     sn.RestoreSnapshot: lambda d, st: d._wait(d.engine.snapshots.restore(
         st.name, st.snapshot, project=d.project)),
+    cp.CopyInstance: lambda d, st: d._wait(d.engine.copies.copy(
+        wcopy.copy_post(st.source, st.name, **st.post_args()), project=d.project)),
+    cp.RebuildInstance: lambda d, st: d._wait(d.engine.copies.rebuild(
+        st.name, wcopy.rebuild_source(st.image), project=d.project)),
 }
