@@ -17,9 +17,8 @@ INITTAB = b"""\
 
 def build_app_image(busybox_tar: Path, out: Path) -> Path:
     """``busybox_tar`` (a unified tarball) with the app's inittab."""
-    src = tarfile.open(busybox_tar, "r:gz")
     buf = io.BytesIO()
-    with src, tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as dst:
+    with tarfile.open(busybox_tar, "r:gz") as src, tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as dst:
         for member in src.getmembers():
             if member.name == "rootfs/etc/inittab":
                 member.size = len(INITTAB)
