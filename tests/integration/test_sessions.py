@@ -359,8 +359,16 @@ def test_guard_holds_across_processes(m: SessionManager, sessd: Coved) -> None:
     finally:
         os.killpg(a.pid, signal.SIGKILL)
         a.wait(10)
+    assert m.sweep_stale() == []  # its lease still runs
     time.sleep(max(0.0, 4.5 - (time.monotonic() - t0)))
-    s = m.start("ann", "app", "nb", base_urlpath="/u/")  # the dead starter's lease ran out
+    assert m.sweep_stale() == [session_name(REALM, "ann", "nb")]  # the dead one's
+    assert _all_instances(sessd) == []
+    a = _starter(sessd, "ann", "block", lease=1)  # dies again, and this time
+    assert a.stdout is not None and json.loads(a.stdout.readline()) == {"blocked": True}
+    os.killpg(a.pid, signal.SIGKILL)
+    a.wait(10)
+    time.sleep(1.5)
+    s = m.start("ann", "app", "nb", base_urlpath="/u/")  # a start takes over at once
     assert "app" in _get(s, "/index.html")
     m.stop_and_remove(s)
 

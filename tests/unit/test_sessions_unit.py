@@ -213,7 +213,10 @@ def test_a_start_in_flight_is_refused_until_its_lease_ends() -> None:
     assert err.value.operation == f"start {s.name}"
     assert all(x.startswith("GET") for x in lxd.log), lxd.log  # nothing touched
     assert m.find() == []  # in flight: no session yet
+    assert m.sweep_stale() == []  # in flight: left alone
     cfg[LABEL + "lease"] = str(time.time() - 1)  # its starter died
+    assert m.sweep_stale() == [s.name] and lxd.instances == {}
+    assert m.sweep_stale() == []
     t = m.start("ann", "app", "nb", base_urlpath="/u/")
     assert t.url_id != s.url_id and m.find() == [t]
 

@@ -63,6 +63,7 @@ __all__ = [
     "scoped",
     "start",
     "stop_and_remove",
+    "sweep_stale",
 ]
 
 T = TypeVar("T")
@@ -329,6 +330,29 @@ def stop_and_remove(realm: Realm, name: str) -> SessionFlow[None]:
                         f"{'realm ' + repr(owner) if owner else 'no session realm'}, "
                         f"not {realm.name!r}")
     yield from _remove(name, None)
+
+
+def sweep_stale(realm: Realm) -> SessionFlow[list[str]]:
+    """Remove the realm's starts whose lease ran out (their starter died);
+    the names removed. Starts in flight are left alone."""
+    yield from resolve(realm)
+    clause = f"config.{LABEL}realm eq {realm.name} and config.{LABEL}state eq starting"
+    path = "/1.0/instances?recursion=1&filter=" + quote(clause, safe="")
+    removed = []
+    for obj in wire.as_list((yield wire.Request("GET", path)), "instances"):
+        lab = _labels(obj) if isinstance(obj, dict) else {}
+        if lab.get("realm") != realm.name or lab.get("state") != "starting":
+            continue
+        try:
+            _guard(str(obj["name"]), obj)
+        except OperationInProgress:
+            continue
+        try:
+            yield from _remove(str(obj["name"]), lab.get("token"))
+        except OperationInProgress:
+            continue  # taken over meanwhile by a new start
+        removed.append(str(obj["name"]))
+    return removed
 
 
 # -- starting --------------------------------------------------------------------------------------

@@ -147,6 +147,12 @@ class SessionManager(_Common):
         """The image ``name`` (alias or fingerprint) names, or None."""
         return self._run(flows.image(self.realm, name))
 
+    def sweep_stale(self) -> list[str]:
+        """Remove the instances of starts whose starter died (their lease ran
+        out; a new start of the same user and app would remove them too);
+        returns their names. Idempotent."""
+        return self._run(flows.sweep_stale(self.realm))
+
 
 class AsyncSessionManager(_Common):
     """``SessionManager`` for asyncio over an ``AsyncRestDriver``: the same
@@ -193,3 +199,7 @@ class AsyncSessionManager(_Common):
     async def image(self, name: str) -> api.Image | None:
         """See ``SessionManager.image``."""
         return await self._run(flows.image(self.realm, name))
+
+    async def sweep_stale(self) -> list[str]:
+        """See ``SessionManager.sweep_stale``."""
+        return await self._run(flows.sweep_stale(self.realm))
