@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import datetime
 import errno
+import math
 import secrets
 import socket
 import time
@@ -448,7 +449,7 @@ def start(realm: Realm, req: StartRequest, exists: Callable[[str], bool]) -> Ses
               "user-hash": digest(req.user), "app-hash": digest(req.app_id),
               "url-id": url_id, "urlpath": urlpath, "image": req.image,
               "ip": realm.host_address, "port": str(port), "state": "starting",
-              "token": token, "since": _iso(now), "lease": f"{now + realm.lease:.0f}"}
+              "token": token, "since": _iso(now), "lease": str(math.ceil(now + realm.lease))}
     config.update({f"environment.{k}": v for k, v in env.items()})
     config.update({LABEL + k: v for k, v in labels.items()})
     devices[PORT_DEVICE] = _proxy(realm, port)
