@@ -442,3 +442,25 @@ def test_cli(m: SessionManager, sessd: Coved) -> None:
     assert m.find() == []
     r = cove("session", "stop", s.name, "--realm", REALM)
     assert r.returncode == 0, r.stderr  # gone already: nothing to do
+
+
+def test_concurrent_removes_all_succeed(m: SessionManager, sessd: Coved) -> None:
+    """stop_and_remove is idempotent under concurrency too: four at once, no error."""
+    import threading
+
+    s = m.start("ann", "app", "nb", base_urlpath="/u/")
+    errors: list[BaseException] = []
+
+    def remove() -> None:
+        try:
+            SessionManager(RestDriver(str(sessd.socket)), realm=REALM).stop_and_remove(s)
+        except BaseException as e:  # noqa: BLE001 - collected, asserted below
+            errors.append(e)
+
+    threads = [threading.Thread(target=remove) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert errors == []
+    assert m.find() == [] and _all_instances(sessd) == []

@@ -55,6 +55,7 @@ from cove.sessions._names import (
 __all__ = [
     "MultipleResultsFound",
     "OperationInProgress",
+    "Pause",
     "Realm",
     "Session",
     "SessionFlow",
@@ -68,9 +69,22 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-SessionFlow = Generator[wire.Request, Response, T]
+
+
+class Pause:
+    """A flow asks its runner to wait ``seconds`` (sync: sleep; asyncio:
+    ``asyncio.sleep``) and sends back None."""
+
+    __slots__ = ("seconds",)
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+
+SessionFlow = Generator["wire.Request | Pause", Response, T]
 
 _PORT_TRIES = 5
+_REMOVE_WAIT = 60.0  # seconds a remove waits out others busy with the instance
 
 
 class OperationInProgress(Conflict):
@@ -160,7 +174,7 @@ def scoped(flow: SessionFlow[T], realm: Realm) -> SessionFlow[T]:
             req = flow.throw(error) if error is not None else flow.send(resp)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
-        if realm.project is not None:
+        if realm.project is not None and isinstance(req, wire.Request):
             req = wire.Request(req.method, with_project(req.path, realm.project), req.body,
                                req.headers)
         try:
@@ -285,32 +299,33 @@ def find_one(realm: Realm, *, user: str | None = None, app_id: str | None = None
 def _remove(name: str, token: str | None) -> SessionFlow[None]:
     """Stop (force) and delete ``name``; gone is done. With ``token``: only
     while the instance still carries that token (else another start owns it
-    now: ``OperationInProgress``)."""
-    for _ in range(3):
+    now: ``OperationInProgress``). Another remover (or start) busy with the
+    instance meanwhile is waited out, up to ``_REMOVE_WAIT`` seconds."""
+    deadline = time.monotonic() + _REMOVE_WAIT
+    while True:
         obj = yield from _get(name)
         if obj is None:
             return
         if token is not None and _labels(obj).get("token") != token:
             raise OperationInProgress(f"Session {name} was replaced by another start "
                                       "meanwhile", f"start {name}")
-        if str(obj.get("status")) not in ("Stopped", "Error"):
-            resp = yield wire.change_state(name, "stop", force=True)
-            if resp.status != 404:
-                try:
-                    yield from wait(wire.operation_of(resp))
-                except (BadRequest, Conflict):
-                    continue  # stopped (or busy) meanwhile: look again
-        resp = yield wire.delete_instance(name)
-        if resp.status == 404:
-            return
         try:
+            if str(obj.get("status")) not in ("Stopped", "Error"):
+                resp = yield wire.change_state(name, "stop", force=True)
+                if resp.status != 404:
+                    yield from wait(wire.operation_of(resp))
+            resp = yield wire.delete_instance(name)
+            if resp.status == 404:
+                return
             yield from wait(wire.operation_of(resp))
+            return
         except NotFound:
             return
         except (BadRequest, Conflict):
-            continue  # started again meanwhile (a restart policy): once more
-        return
-    raise Conflict(f"Session {name} could not be removed: it keeps changing")
+            # stopped, started or locked by someone else meanwhile: look again
+            if time.monotonic() > deadline:
+                raise
+        yield Pause(0.2)
 
 
 def stop_and_remove(realm: Realm, name: str) -> SessionFlow[None]:
