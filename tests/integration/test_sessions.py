@@ -464,3 +464,37 @@ def test_concurrent_removes_all_succeed(m: SessionManager, sessd: Coved) -> None
         t.join(120)
     assert errors == []
     assert m.find() == [] and _all_instances(sessd) == []
+
+
+def test_many_users_at_once(m: SessionManager, sessd: Coved) -> None:
+    """Twelve users start at the same moment: twelve sessions on twelve
+    distinct ports, each answering; then all removed at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    users = [f"user{i}@example.org" for i in range(12)]
+
+    def start(u: str) -> Session:
+        return SessionManager(RestDriver(str(sessd.socket)), realm=REALM).start(
+            u, "app", "nb", base_urlpath=f"/user/{u}/")
+
+    with ThreadPoolExecutor(len(users)) as pool:
+        made = list(pool.map(start, users))
+    assert len({s.port for s in made}) == len(users)
+    for s in made:
+        assert _env(s)["JPY_USER"] == s.user
+    assert sorted(s.name for s in m.find(app_id="nb")) == sorted(s.name for s in made)
+    with ThreadPoolExecutor(len(users)) as pool:
+        list(pool.map(m.stop_and_remove, made))
+    assert m.find() == []
+
+
+def test_a_stopped_session_is_still_found_as_stopped(m: SessionManager, sessd: Coved) -> None:
+    """Its app exited (the container stopped): find() still lists it, with
+    the status a poller needs, until it is removed."""
+    s = m.start("ann", "app", "nb", base_urlpath="/u/")
+    sessd.api.run("PUT", f"/1.0/instances/{s.name}/state?project={s.project}",
+                  {"action": "stop", "force": True})
+    (found,) = m.find(user="ann")
+    assert found.status == "Stopped" and found.url_id == s.url_id
+    m.stop_and_remove(found)
+    assert m.find() == []
