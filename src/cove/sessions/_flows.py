@@ -20,6 +20,15 @@ Design notes:
   whose lease ran out was left by a starter that died, and is removed like
   any old session. Removing checks the token it saw, so a starter never
   removes the instance another starter has just made.
+  Why so, and not a lock table in coved: it needs nothing LXD lacks (the
+  conformance suite holds LXD to it), it cannot outlive the instance it
+  guards, and a dead starter's lock expires on its own. The lease is the
+  starter's clock: hosts that share a realm need clocks closer than the
+  lease (120 s by default); ``sweep_stale`` removes what dead starters left.
+* The app port is published by a proxy device on a port the kernel of the
+  caller's machine says is free (``bind(0)``); two starts that pick the same
+  one (or a program that takes it meanwhile) meet at the instance's start,
+  which fails for one of them: it picks another and starts again.
 """
 
 from __future__ import annotations
