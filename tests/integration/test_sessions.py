@@ -498,3 +498,26 @@ def test_a_stopped_session_is_still_found_as_stopped(m: SessionManager, sessd: C
     assert found.status == "Stopped" and found.url_id == s.url_id
     m.stop_and_remove(found)
     assert m.find() == []
+
+
+def test_coved_restarted_while_a_start_is_in_flight(m: SessionManager, sessd: Coved) -> None:
+    """coved goes down while a starter hangs between create and start: the
+    guard is in the instance, so after the restart it still holds, and a
+    start after the lease takes over; nothing is lost or left."""
+    a = _starter(sessd, "ann", "block", lease=6)
+    try:
+        assert a.stdout is not None and json.loads(a.stdout.readline()) == {"blocked": True}
+        t0 = time.monotonic()
+        sessd.kill()
+        sessd.start()
+        fresh = SessionManager(RestDriver(str(sessd.socket)), realm=REALM)
+        with pytest.raises(OperationInProgress):
+            fresh.start("ann", "app", "nb", base_urlpath="/u/")
+    finally:
+        os.killpg(a.pid, signal.SIGKILL)
+        a.wait(10)
+    time.sleep(max(0.0, 7.2 - (time.monotonic() - t0)))
+    s = fresh.start("ann", "app", "nb", base_urlpath="/u/")
+    assert "app" in _get(s, "/index.html")
+    assert _all_instances(sessd) == [(REALM, s.name)]
+    fresh.stop_and_remove(s)
