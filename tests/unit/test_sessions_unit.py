@@ -193,6 +193,20 @@ def test_start_makes_the_realm_and_labels() -> None:
     assert obj["status"] == "Running"
 
 
+def test_reads_do_not_make_the_realm() -> None:
+    lxd = FakeLxd()
+    m = _manager(lxd)
+    assert m.find() == [] and m.find_one(user="ann") is None and m.sweep_stale() == []
+    m.stop_and_remove("s-ann-nb-0123456789ab")
+    assert m.image("app") is not None and m.image("nope") is None
+    with pytest.raises(NotFound):
+        m.start("ann", "nope", "nb", base_urlpath="/u/")
+    assert lxd.projects == {"default"}
+    assert not any(x.startswith("POST") for x in lxd.log)
+    s = m.start("ann", "app", "nb", base_urlpath="/u/")  # a start makes it
+    assert lxd.projects == {"default", "portal"} and m.find() == [s]
+
+
 def test_without_projects_the_realm_is_labels() -> None:
     lxd = FakeLxd(projects=False)
     s = _manager(lxd).start("ann", "app", "nb", base_urlpath="/u/")

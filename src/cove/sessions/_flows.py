@@ -166,6 +166,7 @@ class Realm:
     use_project: bool = True
     project: str | None = None
     resolved: bool = False
+    has_projects: bool | None = None  # the host's answer, once asked
     # a host port for the app: picked, and asked whether it is taken
     pick_port: Callable[[str], int] = field(default=_pick_port)
     port_taken: Callable[[str, int], bool] = field(default=_port_taken)
@@ -210,27 +211,33 @@ def _iso(t: float) -> str:
     return datetime.datetime.fromtimestamp(t, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def resolve(realm: Realm) -> SessionFlow[None]:
-    """Find (or make) the realm's project; once per manager."""
+def resolve(realm: Realm, *, create: bool = True) -> SessionFlow[bool]:
+    """Find the realm's project, and make it when ``create`` (a start); once
+    per manager. False: it is not there (and was not made), so the realm
+    has nothing yet: reads answer empty rather than make it."""
     if realm.resolved:
-        return
-    info = wire.as_dict((yield wire.Request("GET", "/1.0?project=default")), "server")
-    project = None
-    if realm.use_project and "projects" in (info.get("api_extensions") or []):
-        project = realm.name
-        resp = yield wire.Request("GET", f"/1.0/projects/{wire.q(project)}?project=default")
-        if resp.status == 404:
-            # images and profiles of the default project serve every realm
-            body = {"name": project, "description": "cove app sessions",
-                    "config": {"features.images": "false", "features.profiles": "false",
-                               "features.storage.volumes": "false"}}
-            resp = yield wire.Request("POST", "/1.0/projects?project=default", body)
-            if resp.status != 409:  # made meanwhile by another manager: fine
-                wire.metadata(resp)
-        else:
+        return True
+    if realm.has_projects is None:
+        info = wire.as_dict((yield wire.Request("GET", "/1.0?project=default")), "server")
+        realm.has_projects = "projects" in (info.get("api_extensions") or [])
+    if not (realm.use_project and realm.has_projects):
+        realm.project, realm.resolved = None, True
+        return True
+    resp = yield wire.Request("GET", f"/1.0/projects/{wire.q(realm.name)}?project=default")
+    if resp.status == 404:
+        if not create:
+            return False
+        # images and profiles of the default project serve every realm
+        body = {"name": realm.name, "description": "cove app sessions",
+                "config": {"features.images": "false", "features.profiles": "false",
+                           "features.storage.volumes": "false"}}
+        resp = yield wire.Request("POST", "/1.0/projects?project=default", body)
+        if resp.status != 409:  # made meanwhile by another manager: fine
             wire.metadata(resp)
-    realm.project = project
-    realm.resolved = True
+    else:
+        wire.metadata(resp)
+    realm.project, realm.resolved = realm.name, True
+    return True
 
 
 # -- images -----------------------------------------------------------------------------------
@@ -239,12 +246,14 @@ def image(realm: Realm, name: str) -> SessionFlow[api.Image | None]:
     """The image an alias or a fingerprint (or a unique prefix) names, or None."""
     if not isinstance(name, str) or not name or "/" in name or "\0" in name:
         return None
-    yield from resolve(realm)
-    resp = yield wire.alias(name)
+    there = yield from resolve(realm, create=False)
+    # a realm not made yet will share the default project's images
+    scope = "" if there else "?project=default"
+    resp = yield wire.Request("GET", wire.alias(name).path + scope)
     fingerprint = name
     if resp.status != 404:
         fingerprint = str(wire.as_dict(resp, "alias").get("target") or "")
-    resp = yield wire.image(fingerprint)
+    resp = yield wire.Request("GET", wire.image(fingerprint).path + scope)
     if resp.status in (400, 404):
         return None
     return api.Image.from_wire(wire.as_dict(resp, "image"))
@@ -280,7 +289,8 @@ def find(realm: Realm, *, user: str | None = None, app_id: str | None = None,
         if not isinstance(url_id, str) or not url_id.isalnum() or not url_id.isascii():
             return []  # no session has it (ours are hex)
         clauses.append(f"config.{LABEL}url-id eq {url_id}")
-    yield from resolve(realm)
+    if not (yield from resolve(realm, create=False)):
+        return []
     path = "/1.0/instances?recursion=1&filter=" + quote(" and ".join(clauses), safe="")
     objs = wire.as_list((yield wire.Request("GET", path)), "instances")
     found = []
@@ -345,7 +355,8 @@ def stop_and_remove(realm: Realm, name: str) -> SessionFlow[None]:
         Forbidden: the instance is not a session of this realm (untouched).
     """
     validate_instance_name(name)
-    yield from resolve(realm)
+    if not (yield from resolve(realm, create=False)):
+        return
     obj = yield from _get(name)
     if obj is None:
         return
@@ -360,7 +371,8 @@ def stop_and_remove(realm: Realm, name: str) -> SessionFlow[None]:
 def sweep_stale(realm: Realm) -> SessionFlow[list[str]]:
     """Remove the realm's starts whose lease ran out (their starter died);
     the names removed. Starts in flight are left alone."""
-    yield from resolve(realm)
+    if not (yield from resolve(realm, create=False)):
+        return []
     clause = f"config.{LABEL}realm eq {realm.name} and config.{LABEL}state eq starting"
     path = "/1.0/instances?recursion=1&filter=" + quote(clause, safe="")
     removed = []
@@ -454,11 +466,11 @@ def _check(req: StartRequest, exists: Callable[[str], bool]) -> tuple[
 def start(realm: Realm, req: StartRequest, exists: Callable[[str], bool]) -> SessionFlow[Session]:
     """Start a fresh session of (user, app); see ``SessionManager.start``."""
     devices, skipped, config = _check(req, exists)
-    yield from resolve(realm)
     name = session_name(realm.name, req.user, req.app_id)
     img = yield from image(realm, req.image)
     if img is None:
         raise NotFound(f"No image {req.image!r}")
+    yield from resolve(realm)
     old = yield from _get(name)
     if old is not None:
         _guard(name, old)
