@@ -207,6 +207,21 @@ def test_reads_do_not_make_the_realm() -> None:
     assert lxd.projects == {"default", "portal"} and m.find() == [s]
 
 
+def test_a_realm_made_meanwhile_by_another_manager_is_fine() -> None:
+    lxd = FakeLxd()
+    real = lxd._project
+
+    def lost_the_race(method: str, path: str, body: dict[str, Any]) -> Response:
+        if method == "POST":
+            lxd.projects.add(body["name"])  # the other manager was first
+            return _err(500, "Failed creating project: already exists")
+        return real(method, path, body)
+
+    lxd._project = lost_the_race  # type: ignore[method-assign]
+    s = _manager(lxd).start("ann", "app", "nb", base_urlpath="/u/")
+    assert s.project == "portal"
+
+
 def test_without_projects_the_realm_is_labels() -> None:
     lxd = FakeLxd(projects=False)
     s = _manager(lxd).start("ann", "app", "nb", base_urlpath="/u/")

@@ -231,9 +231,14 @@ def resolve(realm: Realm, *, create: bool = True) -> SessionFlow[bool]:
         body = {"name": realm.name, "description": "cove app sessions",
                 "config": {"features.images": "false", "features.profiles": "false",
                            "features.storage.volumes": "false"}}
-        resp = yield wire.Request("POST", "/1.0/projects?project=default", body)
-        if resp.status != 409:  # made meanwhile by another manager: fine
-            wire.metadata(resp)
+        made = yield wire.Request("POST", "/1.0/projects?project=default", body)
+        if made.status >= 400:
+            # made meanwhile by another manager (whatever status the host
+            # gives a duplicate): fine when it is there now
+            resp = yield wire.Request("GET", f"/1.0/projects/{wire.q(realm.name)}"
+                                             "?project=default")
+            if resp.status >= 400:
+                wire.metadata(made)
     else:
         wire.metadata(resp)
     realm.project, realm.resolved = realm.name, True
