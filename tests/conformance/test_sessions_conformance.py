@@ -159,3 +159,33 @@ def test_async_sessions(sessions: SessionManager, rest_endpoint: Any) -> None:
             assert await am.find() == []
 
     asyncio.run(go())
+
+
+def test_two_starts_at_once(sessions: SessionManager) -> None:
+    """Two managers start the same user's app at the same moment: the host's
+    create of the one name decides; one session results, and each start
+    either made it or was told the other is in flight."""
+    import threading
+
+    m = sessions
+    m.start("covetest-warm", IMAGE, "nb", base_urlpath="/u/")  # the realm exists
+    barrier = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def go() -> None:
+        other = SessionManager(m.driver, realm=REALM)
+        barrier.wait()
+        try:
+            outcomes.append(other.start("ann", IMAGE, "nb", base_urlpath="/u/").url_id)
+        except OperationInProgress:
+            outcomes.append("in progress")
+
+    threads = [threading.Thread(target=go) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert len(outcomes) == 2
+    (s,) = m.find(user="ann")
+    assert s.url_id in outcomes
+    assert "app" in _get(s, "/index.html")
