@@ -191,6 +191,8 @@ def test_start_makes_the_realm_and_labels() -> None:
     assert obj["devices"]["session-port"] == {
         "type": "proxy", "listen": f"tcp:127.0.0.1:{s.port}", "connect": "tcp:127.0.0.1:8888"}
     assert obj["status"] == "Running"
+    assert json.loads(json.dumps(s.to_dict()))["port"] == s.port
+    assert cove.sessions.Session(**{**s.to_dict(), "skipped_volumes": ()}) == s
 
 
 def test_reads_do_not_make_the_realm() -> None:

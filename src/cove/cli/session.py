@@ -43,13 +43,6 @@ def _volumes(specs: list[str]) -> dict[str, dict[str, str]]:
     return out
 
 
-def _as_dict(s: Session) -> dict[str, Any]:
-    return {"name": s.name, "user": s.user, "app_id": s.app_id, "url_id": s.url_id,
-            "urlpath": s.urlpath, "ip": s.ip, "port": s.port, "image": s.image,
-            "realm": s.realm, "project": s.project, "status": s.status,
-            "skipped_volumes": list(s.skipped_volumes)}
-
-
 def session_rows(sessions: list[Session]) -> list[list[str]]:
     return [[s.name, s.user, s.app_id, s.urlpath, f"{s.ip}:{s.port}", s.image, s.status]
             for s in sessions]
@@ -64,7 +57,7 @@ def cmd_start(ctx: Context, args: argparse.Namespace) -> int:
     for path in s.skipped_volumes:
         ctx.err.write(f"Warning: {path} does not exist: not mounted\n")
     if args.format == "json":
-        ctx.out.write(render.json_text(_as_dict(s)))
+        ctx.out.write(render.json_text(s.to_dict()))
     else:
         ctx.info(f"Session {s.name} started: http://{s.ip}:{s.port} ({s.urlpath})")
     return 0
@@ -73,7 +66,7 @@ def cmd_start(ctx: Context, args: argparse.Namespace) -> int:
 def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
     found = _manager(ctx, args).find(user=args.user, app_id=args.app, url_id=args.url_id)
     ctx.out.write(render.render(args.format, LIST_HEADERS, session_rows(found),
-                                [_as_dict(s) for s in found]))
+                                [s.to_dict() for s in found]))
     return 0
 
 

@@ -132,6 +132,14 @@ class Session:
     status: str = "Running"
     skipped_volumes: tuple[str, ...] = ()
 
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as JSON-able data (a spawner's saved state, ``-f json``)."""
+        return {"name": self.name, "user": self.user, "app_id": self.app_id,
+                "url_id": self.url_id, "urlpath": self.urlpath, "ip": self.ip,
+                "port": self.port, "image": self.image, "realm": self.realm,
+                "project": self.project, "status": self.status,
+                "skipped_volumes": list(self.skipped_volumes)}
+
 
 def _pick_port(host: str) -> int:
     """A port the kernel says is free on ``host`` now (a clash later, with a
