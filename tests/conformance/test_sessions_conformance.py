@@ -189,3 +189,37 @@ def test_two_starts_at_once(sessions: SessionManager) -> None:
     (s,) = m.find(user="ann")
     assert s.url_id in outcomes
     assert "app" in _get(s, "/index.html")
+
+
+def test_sessions_over_https(cove_host: Any, busybox_tar: Path, workdir: Path) -> None:
+    """The same over coved's HTTPS endpoint with a trusted client certificate
+    (a hub on another machine), sync and asyncio."""
+    driver = RestDriver(cove_host.https, verify=cove_host.server_crt,
+                        client_cert=cove_host.client_crt, client_key=cove_host.client_key)
+    tar = workdir / "sessapp.tar.gz"
+    if not tar.exists():
+        _build_app_image(busybox_tar, tar)
+    image = driver.import_image(tar, aliases=[IMAGE])
+    m = SessionManager(driver, realm=REALM)
+    try:
+        s = m.start("ann", IMAGE, "nb", base_urlpath="/u/")
+        assert "app" in _get(s, "/index.html")
+
+        async def go() -> None:
+            async with AsyncRestDriver(cove_host.https, verify=cove_host.server_crt,
+                                       client_cert=cove_host.client_crt,
+                                       client_key=cove_host.client_key) as adriver:
+                am = AsyncSessionManager(adriver, realm=REALM)
+                assert await am.find_one(user="ann") == s
+                await am.stop_and_remove(s)
+
+        asyncio.run(go())
+        assert m.find() == []
+    finally:
+        for left in m.find():
+            m.stop_and_remove(left)
+        with contextlib.suppress(Exception):
+            driver.client.send(_req("DELETE", f"/1.0/projects/{REALM}"))
+        with contextlib.suppress(Exception):
+            driver.delete_image(image.fingerprint)
+        driver.close()
