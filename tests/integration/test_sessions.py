@@ -442,6 +442,17 @@ def test_cli(m: SessionManager, sessd: Coved) -> None:
     assert m.find() == []
     r = cove("session", "stop", s.name, "--realm", REALM)
     assert r.returncode == 0, r.stderr  # gone already: nothing to do
+    r = cove("session", "sweep", "--realm", REALM)
+    assert r.returncode == 0 and r.stdout == "", (r.stdout, r.stderr)
+    a = _starter(sessd, "ann", "block", lease=1)  # a starter dies mid-start
+    assert a.stdout is not None and json.loads(a.stdout.readline()) == {"blocked": True}
+    os.killpg(a.pid, signal.SIGKILL)
+    a.wait(10)
+    time.sleep(2.2)
+    r = cove("session", "sweep", "--realm", REALM)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == f"Stale start {session_name(REALM, 'ann', 'nb')} removed\n"
+    assert _all_instances(sessd) == []
 
 
 def test_concurrent_removes_all_succeed(m: SessionManager, sessd: Coved) -> None:

@@ -86,6 +86,12 @@ def cmd_stop(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(ctx: Context, args: argparse.Namespace) -> int:
+    for name in _manager(ctx, args).sweep_stale():
+        ctx.info(f"Stale start {name} removed")
+    return 0
+
+
 def _realm_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--realm", default="cove",
                    help="the realm (a project, made on first use; default: cove)")
@@ -102,7 +108,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                     "project made on first use), its app port published on a free port "
                     "of the host, found again by labels. A second start of the same user "
                     "and app replaces the first; one while another is in flight fails.",
-        epilog="commands:\n  start, list, stop\n\n"
+        epilog="commands:\n  start, list, stop, sweep\n\n"
                "examples:\n"
                "  cove session start ann@example.org jupyter notebook --base-urlpath /user/ann/\n"
                "  cove session list --user ann@example.org\n"
@@ -157,3 +163,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--app")
     _realm_args(p)
     p.set_defaults(func=cmd_stop)
+
+    p = ssub.add_parser("sweep", parents=[common], help="Remove starts whose starter died",
+                        description="Remove the instances of session starts whose starter "
+                                    "died before the start finished (their lease ran out). "
+                                    "Starts in flight are left alone.",
+                        epilog="examples:\n  cove session sweep --realm portal",
+                        formatter_class=_RAW)
+    _realm_args(p)
+    p.set_defaults(func=cmd_sweep)
