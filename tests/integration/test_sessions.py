@@ -373,6 +373,19 @@ def test_guard_holds_across_processes(m: SessionManager, sessd: Coved) -> None:
     m.stop_and_remove(s)
 
 
+def test_a_stop_cuts_a_start_in_flight_short(m: SessionManager, sessd: Coved) -> None:
+    a = _starter(sessd, "ann", "block")
+    try:
+        assert a.stdout is not None and json.loads(a.stdout.readline()) == {"blocked": True}
+        m.stop_and_remove(session_name(REALM, "ann", "nb"))
+        assert _all_instances(sessd) == []
+    finally:
+        os.killpg(a.pid, signal.SIGKILL)
+        a.wait(10)
+    s = m.start("ann", "app", "nb", base_urlpath="/u/")  # no lease left to wait out
+    m.stop_and_remove(s)
+
+
 def test_two_processes_start_at_once(m: SessionManager, sessd: Coved) -> None:
     """Two processes start the same user's app at the same moment: one
     session results; each start either made it or was told the other is in

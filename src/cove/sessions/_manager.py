@@ -130,7 +130,9 @@ class SessionManager(_Common):
                                  limits, profiles, config), self._do)
 
     def stop_and_remove(self, session: Session | str) -> None:
-        """Stop and delete a session (or the instance named so). Idempotent.
+        """Stop and delete a session (or the instance named so). Idempotent,
+        also when others remove it at the same time. A start of it in flight
+        is cut short (that start fails, as a hub's cancelled spawn should).
 
         Raises:
             Forbidden: it is no session of this realm (nothing is touched).
