@@ -269,6 +269,26 @@ def test_losing_the_create_is_operation_in_progress() -> None:
     assert len(lxd.instances) == 1  # theirs, untouched
 
 
+def test_a_start_whose_instance_was_replaced_meanwhile_fails_and_leaves_it() -> None:
+    lxd = FakeLxd()
+    m = _manager(lxd)
+    real = lxd._instance
+
+    def replaced_during_start(method: str, path: str, project: str,
+                              body: dict[str, Any]) -> Response:
+        got = real(method, path, project, body)
+        if body.get("action") == "start":  # removed, and made again by another start
+            lxd.instances[(project, path.split("/")[3])]["config"][LABEL + "token"] = "theirs"
+        return got
+
+    lxd._instance = replaced_during_start  # type: ignore[method-assign]
+    with pytest.raises(OperationInProgress, match="replaced"):
+        m.start("ann", "app", "nb", base_urlpath="/u/")
+    (obj,) = lxd.instances.values()
+    assert obj["config"][LABEL + "token"] == "theirs"  # theirs: untouched
+    assert obj["config"][LABEL + "state"] == "starting"
+
+
 def test_a_failed_start_removes_its_instance() -> None:
     lxd = FakeLxd()
     lxd.fail_start = True

@@ -521,6 +521,11 @@ def start(realm: Realm, req: StartRequest, exists: Callable[[str], bool]) -> Ses
         raise
     try:
         port = yield from _start_on_a_port(realm, name, port)
+        mine = yield from _get(name)
+        if mine is None or _labels(mine).get("token") != token:
+            # stopped (and maybe started again by another) while we started
+            raise OperationInProgress(f"Session {name} was removed or replaced while "
+                                      "this start ran", f"start {name}")
         yield from _op(wire.Request("PATCH", f"/1.0/instances/{wire.q(name)}", {
             "config": {f"{LABEL}state": "running"}}))
     except CoveError:
