@@ -289,6 +289,25 @@ def test_a_start_whose_instance_was_replaced_meanwhile_fails_and_leaves_it() -> 
     assert obj["config"][LABEL + "state"] == "starting"
 
 
+def test_a_create_refused_as_busy_is_operation_in_progress() -> None:
+    """coved answers 409 naming the other create's operation before that
+    instance can be read: in flight, not a failure."""
+    lxd = FakeLxd()
+    real = lxd._instances
+
+    def busy(method: str, project: str, body: dict[str, Any],
+             query: dict[str, str]) -> Response:
+        if method == "POST":
+            return _err(409, "x is busy: operation 42 (Creating instance) is in flight")
+        return real(method, project, body, query)
+
+    lxd._instances = busy  # type: ignore[method-assign]
+    with pytest.raises(OperationInProgress, match="operation 42") as err:
+        _manager(lxd).start("ann", "app", "nb", base_urlpath="/u/")
+    assert err.value.operation == f"start {session_name('portal', 'ann', 'nb')}"
+    assert lxd.instances == {}
+
+
 def test_a_failed_start_removes_its_instance() -> None:
     lxd = FakeLxd()
     lxd.fail_start = True

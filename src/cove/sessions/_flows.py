@@ -509,12 +509,16 @@ def start(realm: Realm, req: StartRequest, exists: Callable[[str], bool]) -> Ses
         profiles=list(req.profiles) if req.profiles is not None else None)
     try:
         yield from _op(wire.create_instance(post))
-    except CoveError:
+    except CoveError as e:
         # the name is the lock: a create that lost it finds another's start
         now_there = yield from _get(name)
         if now_there is not None and _labels(now_there).get("token") != token:
             _guard(name, now_there)
             raise OperationInProgress(f"Session {name} was made by another start meanwhile",
+                                      f"start {name}") from None
+        if now_there is None and isinstance(e, Conflict):
+            # the other create is still running (coved names its operation)
+            raise OperationInProgress(f"Session {name} is being made by another start: {e}",
                                       f"start {name}") from None
         if now_there is not None:
             yield from _remove(name, token)
