@@ -89,6 +89,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "storage": ("storage",),
     "snapshot": ("snapshot",),
     "copy": ("copy", "cp", "move", "mv", "rebuild"),
+    "session": ("session",),
 }
 
 VALUED = ("--root", "--project")  # global options that take the next word
