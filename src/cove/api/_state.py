@@ -21,10 +21,14 @@ class InstanceState(Wire):
     """``GET /1.0/instances/NAME/state`` (LXD ``InstanceState``).
 
     ``cpu``, ``memory``, ``disk`` and ``network`` are LXD's nested objects as
-    plain JSON (``network`` is None while the instance is stopped).
+    plain JSON (``network`` is None while the instance is stopped). ``cove``
+    is cove's own (absent from LXD and when empty): the app-stack state of
+    an instance with ``cove.ready`` or ``cove.health``, ``{"ready": bool,
+    "health": {"status", "failing_streak", "output", "checked_at"}}``.
     """
 
     __slots__ = (
+        "cove",
         "cpu",
         "disk",
         "memory",
@@ -38,7 +42,8 @@ class InstanceState(Wire):
     def __init__(self, *, status: str = "", status_code: int = 0, pid: int = 0,
                  processes: int = 0, cpu: Mapping[str, Any] | None = None,
                  memory: Mapping[str, Any] | None = None, disk: Mapping[str, Any] | None = None,
-                 network: Mapping[str, Any] | None = None) -> None:
+                 network: Mapping[str, Any] | None = None,
+                 cove: Mapping[str, Any] | None = None) -> None:
         self.status = status
         self.status_code = status_code
         self.pid = pid
@@ -49,6 +54,7 @@ class InstanceState(Wire):
             if memory is None else dict(memory))
         self.disk: dict[str, Any] = {} if disk is None else dict(disk)
         self.network = None if network is None else dict(network)
+        self.cove: dict[str, Any] = {} if cove is None else dict(cove)
 
     @classmethod
     def from_wire(cls, data: Mapping[str, Any]) -> Self:
@@ -57,10 +63,14 @@ class InstanceState(Wire):
                    pid=t_int(data, "pid"), processes=t_int(data, "processes"),
                    cpu=t_dict(data, "cpu"), memory=t_dict(data, "memory"),
                    disk=t_dict(data, "disk"),
-                   network=dict(network) if isinstance(network, dict) else None)
+                   network=dict(network) if isinstance(network, dict) else None,
+                   cove=t_dict(data, "cove"))
 
     def to_wire(self) -> dict[str, Any]:
-        return {"status": self.status, "status_code": self.status_code, "pid": self.pid,
+        out = {"status": self.status, "status_code": self.status_code, "pid": self.pid,
                 "processes": self.processes, "cpu": dict(self.cpu), "memory": dict(self.memory),
                 "disk": dict(self.disk),
                 "network": None if self.network is None else dict(self.network)}
+        if self.cove:
+            out["cove"] = dict(self.cove)
+        return out

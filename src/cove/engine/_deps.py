@@ -140,6 +140,9 @@ class AppStack:
         graph[name] = graph_of({name: config})[name]
         cycle = find_cycle(graph)
         if cycle:
+            if name in cycle[:-1]:  # named from the instance being changed
+                i = cycle.index(name)
+                cycle = [*cycle[i:-1], *cycle[:i], name]
             raise BadRequest("Invalid cove.depends: dependency cycle "
                              + " -> ".join(_plain(k) for k in cycle))
 
