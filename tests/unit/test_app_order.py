@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cove.model.app_keys import Dependency
-from cove.model.app_order import (closure, dependents, find_cycle, graph_of, levels,
-                                  stop_levels)
+from cove.model.app_order import closure, dependents, find_cycle, graph_of, levels, stop_levels
 from cove.model.errors import BadRequest
 
 

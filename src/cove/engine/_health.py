@@ -131,6 +131,7 @@ class Health:
         with self._cond:
             self._gen[key] = self._gen.get(key, 0) + 1
             self._states.pop(key, None)
+            self._cond.notify_all()  # a waiter learns it is no longer checked
 
     def get(self, key: str) -> HealthState | None:
         with self._cond:
