@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -233,3 +234,40 @@ def test_coved_killed_between_dependencies_and_dependent(daemon: Coved) -> None:
     assert api.status(db) == "Running"
     remove_top_down(api, top, db)
     assert_no_leaks(daemon.root)
+
+
+def test_start_once_with_another_command_and_exec_waits_for_a_start(
+        coved: Coved, api: Api) -> None:
+    db, top = new_name("db"), new_name("top")
+    api.create(db, config={"cove.cmd": SLOW_READY, "cove.ready": READY_PROBE})
+    api.create(top, config={"cove.cmd": STARTED, "cove.depends": db})
+    try:
+        # the CLI: cove start NAME -- CMD, dependencies first as usual
+        p = subprocess.run([sys.executable, "-m", "cove.cli.main", "start", top, "--",
+                            "sh", "-c", "echo once > /tmp/once; exec sleep 1000"],
+                           env=coved.cli_env(), capture_output=True, timeout=120, check=False)
+        assert p.returncode == 0, p.stderr
+        assert api.status(db) == "Running"
+        assert api.sh(top, "cat /tmp/once") == b"once\n"
+        assert b"sleep 1000" in api.sh(top, "cat /proc/1/cmdline")
+        # the next start runs its own command again
+        api.sh(top, "rm -f /tmp/t0")
+        api.action(top, "restart", timeout=0)
+        wait_until(lambda: api.exec(top, ["test", "-f", "/tmp/t0"])[0] == 0, 10,
+                   what="its own command")
+        r = api.request("PUT", f"/1.0/instances/{top}/state",
+                        {"action": "stop", "command": ["true"]})
+        assert r.status == 400 and "command" in r.error
+
+        # an exec into an instance that is starting waits for the start
+        api.action(top, "stop", timeout=0)
+        api.action(db, "stop", timeout=0)
+        r = api.request("PUT", f"/1.0/instances/{top}/state", {"action": "start"})
+        assert r.status == 202
+        time.sleep(0.3)  # db is still getting ready: top is starting
+        code, out, _ = api.exec(top, ["cat", "/tmp/t0"])
+        assert code == 0 and out
+        api.wait(r)
+    finally:
+        remove_top_down(api, top, db)
+        api.made.clear()

@@ -119,3 +119,22 @@ def test_cli_health_cell_and_info() -> None:
     text = info_text({"name": "db"}, STATE)
     assert "Health: unhealthy (failing streak 3)" in text
     assert "Last Health Output: refused" in text and "Ready: yes" in text
+
+
+def test_refresh_follows_a_config_change() -> None:
+    conf: dict[str, str] = {}
+    prober = FakeProber(True)
+    health = Health(config_of=lambda key: conf, prober=prober,  # type: ignore[arg-type]
+                    events=EventBus(), on_unhealthy=lambda key: None)
+    try:
+        health.track("db")
+        assert health.get("db") is None  # no probe, not checked
+        conf.update(CONF)
+        health.refresh("db")
+        _until(lambda: health.get("db") is not None
+               and health.get("db").status == "healthy")  # type: ignore[union-attr]
+        conf.clear()
+        health.refresh("db")
+        assert health.get("db") is None
+    finally:
+        health.close()

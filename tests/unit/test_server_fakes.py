@@ -805,6 +805,19 @@ class FakeResources:
                 "memory": {"nodes": [], "used": 1, "total": 2}}
 
 
+class FakeApps:
+    """``AppsAPI``: a start with another command, recorded in ``once``."""
+
+    def __init__(self, instances: FakeInstances) -> None:
+        self.instances = instances
+        self.once: list[tuple[str, list[str]]] = []
+
+    def start_once(self, name: str, command: list[str], *, project: str = "default",
+                   wait_for_lock: float = 0) -> Operation:
+        self.once.append((name, list(command)))
+        return self.instances.change_state(name, "start", project=project)
+
+
 class FakeEngine:
     """The fake services composed as ``Engine`` composes the real ones, plus
     the real ``Trust`` (on a store in ``root``), ``Operations`` and
@@ -826,6 +839,7 @@ class FakeEngine:
         self.metrics = FakeMetrics(self.instances)
         self.resources = FakeResources()
         self.snapshots = FakeSnapshots(self.operations, self.instances)
+        self.apps = FakeApps(self.instances)
         self.projects = Projects(self.store, self.operations, self.events)
         self.profiles.bind_projects(self.projects.profiles_project)
         self.projects.bind(self.profiles)

@@ -408,16 +408,20 @@ class InstanceStatePut(Wire):
     """``PUT /1.0/instances/NAME/state``: start, stop, restart, freeze, unfreeze.
 
     ``timeout`` is seconds a clean stop may take, -1 for no limit.
+    ``command`` (cove's, not LXD's; sent only when set): with ``start``, run
+    this command instead of the instance's own, this once (``cove start
+    NAME -- CMD``).
     """
 
-    __slots__ = ("action", "force", "stateful", "timeout")
+    __slots__ = ("action", "command", "force", "stateful", "timeout")
 
     def __init__(self, *, action: str = "", timeout: float = -1, force: bool = False,
-                 stateful: bool = False) -> None:
+                 stateful: bool = False, command: list[str] | None = None) -> None:
         self.action = action
         self.timeout = timeout
         self.force = force
         self.stateful = stateful
+        self.command = command
 
     @classmethod
     def parse(cls, body: object) -> Self:
@@ -437,17 +441,24 @@ class InstanceStatePut(Wire):
         if timeout > MAX_SECONDS:
             raise BadRequest(f"Field 'timeout' is too large: at most {MAX_SECONDS} seconds, "
                              "or -1 for no limit")
+        command = opt_str_list(body, "command")
+        if command is not None and (action != "start" or not command):
+            raise BadRequest("Field 'command' is a non-empty list, and only with action start")
         return cls(action=action, timeout=int(timeout) if float(timeout).is_integer() else timeout,
-                   force=opt_bool(body, "force"))
+                   force=opt_bool(body, "force"), command=command)
 
     @classmethod
     def from_wire(cls, data: Mapping[str, Any]) -> Self:
         return cls(action=t_str(data, "action"), timeout=t_int(data, "timeout", -1),
-                   force=t_bool(data, "force"), stateful=t_bool(data, "stateful"))
+                   force=t_bool(data, "force"), stateful=t_bool(data, "stateful"),
+                   command=t_str_list(data, "command") or None)
 
     def to_wire(self) -> dict[str, Any]:
-        return {"action": self.action, "timeout": self.timeout, "force": self.force,
-                "stateful": self.stateful}
+        out = {"action": self.action, "timeout": self.timeout, "force": self.force,
+               "stateful": self.stateful}
+        if self.command:
+            out["command"] = list(self.command)
+        return out
 
 
 # A terminal's size is an unsigned short (struct winsize).

@@ -122,6 +122,12 @@ def cmd_state(ctx: Context, args: argparse.Namespace) -> int:
         raise UsageError(f"give instance names or --all (see 'cove {args.command} --help')")
     force = bool(getattr(args, "force", False))
     timeout = int(getattr(args, "timeout", -1))
+    command = getattr(args, "after", None)
+    if command is not None:  # cove start NAME -- CMD...: this once with CMD
+        if args.command != "start" or len(names) != 1 or args.all or not command:
+            raise UsageError("cove start NAME -- COMMAND...: one instance and a command")
+        client.change_state(names[0], "start", command=command).wait()
+        return 0
     started: list[tuple[str, Operation]] = []
     errors: list[tuple[str, CoveError]] = []
     # Ask for every change first, then wait: the instances change in parallel.

@@ -333,11 +333,11 @@ class Client:
         return self._send_op(wire.delete_instance(name))
 
     def change_state(self, name: str, action: str, *, timeout: int = -1, force: bool = False,
-                     stateful: bool = False) -> Operation:
-        """``PUT /1.0/instances/NAME/state``; action is start, stop, restart,
-        freeze or unfreeze. ``timeout`` -1 waits as long as it takes."""
+                     stateful: bool = False, command: list[str] | None = None) -> Operation:
+        """``PUT /1.0/instances/NAME/state``: start, stop, restart, freeze, unfreeze;
+        ``timeout`` -1: no limit; ``command``: start once with it (cove's)."""
         return self._send_op(wire.change_state(name, action, timeout=timeout, force=force,
-                                               stateful=stateful))
+                                               stateful=stateful, command=command))
 
     # -- exec ---------------------------------------------------------------------
     def exec_start(self, name: str, command: list[str], *,

@@ -154,9 +154,10 @@ def delete_instance(name: str) -> Request:
 
 
 def change_state(name: str, action: str, *, timeout: int = -1, force: bool = False,
-                 stateful: bool = False) -> Request:
+                 stateful: bool = False, command: list[str] | None = None) -> Request:
+    """``command``: cove's start once with another command."""
     body = api.InstanceStatePut(action=action, timeout=timeout, force=force,
-                                stateful=stateful).to_wire()
+                                stateful=stateful, command=command).to_wire()
     return Request("PUT", f"/1.0/instances/{q(name)}/state", body)
 
 

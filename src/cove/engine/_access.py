@@ -40,7 +40,10 @@ from cove.runtime.spec import DEFAULT_PATH
 from cove.storage.safefs import RootFS
 from cove.store import Store
 
-__all__ = ["Access", "FinishedExec", "parse_k8s_log"]
+__all__ = ["EXEC_SETTLE", "Access", "FinishedExec", "parse_k8s_log"]
+
+
+EXEC_SETTLE = 120.0
 
 
 class FinishedExec:
@@ -125,6 +128,7 @@ class Access:
             BadRequest: the instance is not running, or the user/group/command is bad.
         """
         name = instance_key(project, name)
+        self._settle(name)
         inst = self._store.get_instance(name)
         if inst.status is Status.STOPPED:
             raise BadRequest("Instance is not running")
@@ -155,6 +159,14 @@ class Access:
         return self._runtime.exec(name, ExecSpec(
             args=list(req.command), env=env, cwd=cwd, uid=entry.uid, gid=gid,
             tty=req.interactive, width=req.width or 80, height=req.height or 24))
+
+    def _settle(self, name: str) -> None:
+        """An exec into an instance that is starting, stopping or restarting
+        waits for that to end (SPOC does), rather than failing on a state
+        about to change; at most ``EXEC_SETTLE`` seconds."""
+        holder = self._operations.holder(f"instance:{name}")
+        if holder is not None:
+            holder.wait(EXEC_SETTLE)
 
     def exec_detached(self, name: str, req: InstanceExecPost, *, project: str = DEFAULT, record: bool) -> Operation:
         """Run ``req.command`` with no websockets, as an operation whose

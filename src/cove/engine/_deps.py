@@ -31,6 +31,7 @@ listens to the lifecycle events to drive both.
 from __future__ import annotations
 
 import logging
+import shlex
 import threading
 import time
 from collections.abc import Callable
@@ -41,7 +42,7 @@ from cove.engine._health import Health
 from cove.engine._probes import Prober
 from cove.engine._restart import Restarter
 from cove.engine.events import EventBus, Subscription
-from cove.engine.operations import Operations
+from cove.engine.operations import Operation, Operations
 from cove.engine.ports import StackInstances
 from cove.model.app_keys import Dependency, parse_depends, parse_duration, parse_probe
 from cove.model.app_order import dependents, find_cycle, graph_of
@@ -77,6 +78,7 @@ class AppStack:
         self._lock = threading.Lock()
         self._ready: dict[str, float] = {}  # key -> the start (last_used_at) found ready
         self._ready_locks: dict[str, threading.Lock] = {}
+        self._once: dict[str, list[str]] = {}  # key -> the command of its next start
         self.health = Health(config_of=self.config_of, prober=prober, events=events,
                              on_unhealthy=self._on_unhealthy)
         self.restarter = Restarter(store=store, instances=instances, operations=operations,
@@ -121,6 +123,44 @@ class AppStack:
         if health is not None:
             out["health"] = health.to_dict()
         return {"cove": out}
+
+    # -- a start with another command ---------------------------------------------
+    def start_once(self, name: str, command: list[str], *, project: str = "default",
+                   wait_for_lock: float = 0) -> Operation:
+        """Start ``name`` (its dependencies first, as any start) running
+        ``command`` instead of its own, this once; the next start runs its
+        own again. Not idempotent.
+
+        Raises: as ``change_state`` (BadRequest, NotFound, Conflict), and
+        BadRequest for an empty command.
+        """
+        if not command or not all(isinstance(c, str) for c in command):
+            raise BadRequest("command must be a non-empty list of strings")
+        key = instance_key(project, name)
+        with self._lock:
+            self._once[key] = list(command)
+        try:
+            op = self._instances.change_state(name, "start", project=project,
+                                              wait_for_lock=wait_for_lock)
+        except BaseException:
+            with self._lock:
+                self._once.pop(key, None)
+            raise
+        op.add_listener(lambda o: self._drop_once(key, command) if o.done else None)
+        return op
+
+    def _drop_once(self, key: str, command: list[str]) -> None:
+        """The start ended: a command it did not use is not kept for the next."""
+        with self._lock:
+            if self._once.get(key) == command:
+                del self._once[key]
+
+    def run_config(self, name: str, config: dict[str, str]) -> dict[str, str]:
+        """``config`` with ``cove.cmd`` replaced by a command given for this
+        start only (``start_once``), which is then used up."""
+        with self._lock:
+            command = self._once.pop(name, None)
+        return config if command is None else {**config, "cove.cmd": shlex.join(command)}
 
     # -- the hooks -------------------------------------------------------------
     def check_config(self, name: str, config: dict[str, str]) -> None:
@@ -371,6 +411,8 @@ class AppStack:
             self.restarter.on_exit(key, code if isinstance(code, int) else None)
         elif action == "instance-restarted":
             self._cascade_later(key)
+        elif action == "instance-updated" and self._status(key) is Status.RUNNING:
+            self.health.refresh(key)  # cove.health set or removed while it runs
         elif action in ("instance-deleted", "instance-renamed"):
             self.health.forget(key)
             self.restarter.forget(key)

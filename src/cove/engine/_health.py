@@ -126,6 +126,19 @@ class Health:
             first = hc.start_interval if hc.start_period > 0 else hc.interval
             self._push(self._now() + min(first, hc.interval), key, gen)
 
+    def refresh(self, key: str) -> None:
+        """``key``'s config changed while it runs: start checking it if it
+        got a probe, stop if it lost it; a changed probe or interval takes
+        effect at the next check. Idempotent."""
+        conf = self._config_of(key)
+        has = conf is not None and health_config(conf) is not None
+        with self._cond:
+            tracked = key in self._states
+        if has and not tracked:
+            self.track(key)
+        elif tracked and not has:
+            self.forget(key)
+
     def forget(self, key: str) -> None:
         """``key`` stopped or went: no more checks, no state. Idempotent."""
         with self._cond:

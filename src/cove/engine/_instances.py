@@ -350,6 +350,7 @@ class Instances:
                   mounts: tuple[dict[str, Any], ...] = ()) -> dict[str, Any]:
         image_cmd, image_env = self._images.run_config(inst.image)  # also of a deleted image
         conf = self._profiles.expanded_config(inst)  # profiles' keys take effect too
+        conf = self.hooks.run_config(inst.name, conf)  # ``cove start NAME -- CMD``
         args = cfg.command_from_config(conf, image_cmd or ["/sbin/init"])
         # A system container (the image's /sbin/init) gets a console pty, as
         # every LXD container has /dev/console; an application (cove.cmd,

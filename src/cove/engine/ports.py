@@ -240,6 +240,11 @@ class LifecycleHooks(Protocol):
         """Extra keys of ``name``'s LXD state (``{"cove": {...}}``), or {}."""
         ...
 
+    def run_config(self, name: str, config: dict[str, str]) -> dict[str, str]:
+        """The expanded config ``name`` starts with now (a command given
+        for this start only replaces ``cove.cmd``)."""
+        ...
+
 
 class _NoHooks:
     def check_config(self, name: str, config: dict[str, str]) -> None:
@@ -256,6 +261,9 @@ class _NoHooks:
 
     def state(self, name: str) -> dict[str, Any]:
         return {}
+
+    def run_config(self, name: str, config: dict[str, str]) -> dict[str, str]:
+        return config
 
 
 NO_HOOKS: LifecycleHooks = _NoHooks()

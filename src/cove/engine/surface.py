@@ -28,6 +28,7 @@ from cove.model.trust import Certificate
 
 __all__ = [
     "AccessAPI",
+    "AppsAPI",
     "ConsoleAPI",
     "EngineAPI",
     "ImagesAPI",
@@ -547,6 +548,16 @@ class ResourcesAPI(Protocol):
         ...
 
 
+class AppsAPI(Protocol):
+    """The app-stack keys (``engine._deps``): what a client can ask of them."""
+
+    def start_once(self, name: str, command: list[str], *, project: str = "default",
+                   wait_for_lock: float = 0) -> Operation:
+        """Start ``name`` (dependencies first) running ``command`` instead of
+        its own, this once. Raises: BadRequest, NotFound, Conflict."""
+        ...
+
+
 class EngineAPI(Protocol):
     """A cove root's services, as ``Engine`` composes them."""
 
@@ -576,6 +587,8 @@ class EngineAPI(Protocol):
     def resources(self) -> ResourcesAPI: ...
     @property
     def projects(self) -> ProjectsAPI: ...
+    @property
+    def apps(self) -> AppsAPI: ...
     @property
     def operations(self) -> Operations: ...
     @property
