@@ -374,6 +374,9 @@ class FakeAccess:
         self._instances = instances
 
     # -- exec ------------------------------------------------------------------
+    def settle(self, name: str, *, project: str = "default") -> None:
+        pass
+
     def exec(self, name: str, req: InstanceExecPost, *,
              project: str = "default") -> FakeExecSession:
         name = instance_key(project, name)

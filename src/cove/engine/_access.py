@@ -128,7 +128,7 @@ class Access:
             BadRequest: the instance is not running, or the user/group/command is bad.
         """
         name = instance_key(project, name)
-        self._settle(name)
+        self.settle(name)
         inst = self._store.get_instance(name)
         if inst.status is Status.STOPPED:
             raise BadRequest("Instance is not running")
@@ -160,11 +160,11 @@ class Access:
             args=list(req.command), env=env, cwd=cwd, uid=entry.uid, gid=gid,
             tty=req.interactive, width=req.width or 80, height=req.height or 24))
 
-    def _settle(self, name: str) -> None:
+    def settle(self, name: str, *, project: str = DEFAULT) -> None:
         """An exec into an instance that is starting, stopping or restarting
         waits for that to end (SPOC does), rather than failing on a state
-        about to change; at most ``EXEC_SETTLE`` seconds."""
-        holder = self._operations.holder(f"instance:{name}")
+        about to change; at most ``EXEC_SETTLE`` seconds. Never raises."""
+        holder = self._operations.holder(f"instance:{instance_key(project, name)}")
         if holder is not None:
             holder.wait(EXEC_SETTLE)
 

@@ -109,6 +109,10 @@ class AccessAPI(Protocol):
         """Start ``req.command`` in the running instance ``name``; the caller owns the session (and must ``close()`` it)."""
         ...
 
+    def settle(self, name: str, *, project: str = "default") -> None:
+        """Wait (a bounded time) for a start, stop or restart of ``name`` in flight to end."""
+        ...
+
     def exec_detached(self, name: str, req: InstanceExecPost, *, project: str = "default",
                       record: bool) -> Operation:
         """Run ``req.command`` with no websockets, as an operation whose metadata gets ``return`` (and ``output``, the log paths, when ``record``). Not idempotent."""
