@@ -83,6 +83,7 @@ class AppStack:
                              on_unhealthy=self._on_unhealthy)
         self.restarter = Restarter(store=store, instances=instances, operations=operations,
                                    config_of=self.config_of, after_restart=self._cascade_later)
+        self._drain_lock = threading.Lock()  # events handled one at a time, in order
         self._sub: Subscription = events.subscribe({"lifecycle"}, notify=self._drain)
         self._events = events
 
@@ -384,11 +385,12 @@ class AppStack:
 
     # -- events: health, restarts, intents -----------------------------------------
     def _drain(self) -> None:
-        for event in self._sub.drain():
-            try:
-                self._on_event(event)
-            except Exception:
-                log.exception("app-stack handling of %s", event.get("metadata"))
+        with self._drain_lock:
+            for event in self._sub.drain():
+                try:
+                    self._on_event(event)
+                except Exception:
+                    log.exception("app-stack handling of %s", event.get("metadata"))
 
     def _on_event(self, event: dict[str, Any]) -> None:
         meta = event.get("metadata") or {}
