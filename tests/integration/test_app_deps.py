@@ -271,3 +271,30 @@ def test_start_once_with_another_command_and_exec_waits_for_a_start(
     finally:
         remove_top_down(api, top, db)
         api.made.clear()
+
+
+def test_exec_into_a_stopped_instance(coved: Coved, api: Api) -> None:
+    name = new_name("stopped")
+    api.create(name, config={"cove.cmd": "sleep 1000", "environment.GREETING": "hi"})
+    api.file_put(name, "/root/note", b"on its rootfs\n")
+    r = api.request("POST", f"/1.0/instances/{name}/exec",
+                    {"command": ["true"], "record-output": True})
+    assert r.status == 400  # not without asking for it
+    body = {"command": ["sh", "-c", "cat /root/note; echo $GREETING; cat /proc/1/cmdline; "
+                        "echo made > /root/made; exit 3"],
+            "record-output": True, "wait-for-websocket": False, "stopped": True}
+    op = api.wait(api.request("POST", f"/1.0/instances/{name}/exec", body))
+    assert op["status"] == "Success" and op["metadata"]["return"] == 3, op
+    out = api.request("GET", op["metadata"]["output"]["1"]).body
+    assert out.startswith(b"on its rootfs\nhi\nsh\x00-c\x00"), out
+    assert api.status(name) == "Stopped"
+    assert api.file_get(name, "/root/made").body == b"made\n"
+    # the CLI, websockets and all; then the instance starts as usual
+    p = subprocess.run([sys.executable, "-m", "cove.cli.main", "exec", "--stopped", name, "--",
+                        "cat", "/root/made"], env=coved.cli_env(), capture_output=True,
+                       timeout=60, check=False)
+    assert (p.returncode, p.stdout) == (0, b"made\n"), p.stderr
+    assert not [m for m in runc_ids(coved.root) if m.endswith(".exec")]
+    api.action(name, "start")
+    r = api.request("POST", f"/1.0/instances/{name}/exec", body)
+    assert r.status == 400 or api.wait(r)["status"] == "Failure"

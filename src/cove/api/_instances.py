@@ -533,6 +533,7 @@ class InstanceExecPost(Wire):
         "height",
         "interactive",
         "record_output",
+        "stopped",
         "user",
         "wait_for_websocket",
         "width",
@@ -542,8 +543,12 @@ class InstanceExecPost(Wire):
                  environment: Mapping[str, str] | None = None,
                  wait_for_websocket: bool = False, interactive: bool = False, width: int = 0,
                  height: int = 0, record_output: bool = False, user: int | str | None = None,
-                 group: int | str | None = None, cwd: str | None = None) -> None:
+                 group: int | str | None = None, cwd: str | None = None,
+                 stopped: bool = False) -> None:
         self.command: list[str] = list(command or [])
+        # cove's (sent only when set): run in a temporary container on the
+        # rootfs and config of the stopped instance, without its init
+        self.stopped = stopped
         self.environment: dict[str, str] = dict(environment or {})
         self.wait_for_websocket = wait_for_websocket
         self.interactive = interactive
@@ -579,7 +584,7 @@ class InstanceExecPost(Wire):
                    record_output=opt_bool(body, "record-output"),
                    width=max(width, 0), height=max(height, 0),
                    user=_id_or_name(body, "user"), group=_id_or_name(body, "group"),
-                   cwd=cwd)
+                   cwd=cwd, stopped=opt_bool(body, "stopped"))
 
     @classmethod
     def from_wire(cls, data: Mapping[str, Any]) -> Self:
@@ -596,7 +601,8 @@ class InstanceExecPost(Wire):
                    wait_for_websocket=t_bool(data, "wait-for-websocket"),
                    interactive=t_bool(data, "interactive"), width=t_int(data, "width"),
                    height=t_int(data, "height"), record_output=t_bool(data, "record-output"),
-                   user=ident("user"), group=ident("group"), cwd=t_str(data, "cwd") or None)
+                   user=ident("user"), group=ident("group"), cwd=t_str(data, "cwd") or None,
+                   stopped=t_bool(data, "stopped"))
 
     def to_wire(self) -> dict[str, Any]:
         """The body; a size, user, group or cwd not given is left out."""
@@ -616,6 +622,8 @@ class InstanceExecPost(Wire):
                 out[key] = value
         if self.cwd:
             out["cwd"] = self.cwd
+        if self.stopped:
+            out["stopped"] = True
         return out
 
 

@@ -343,7 +343,7 @@ class Client:
     def exec_start(self, name: str, command: list[str], *,
                    environment: dict[str, str] | None = None,
                    user: int | str | None = None, group: int | str | None = None,
-                   cwd: str | None = None, interactive: bool = False,
+                   cwd: str | None = None, interactive: bool = False, stopped: bool = False,
                    width: int | None = None, height: int | None = None) -> ExecSession:
         """Start ``command`` and connect its websockets; run it with ``.run()``.
 
@@ -359,7 +359,7 @@ class Client:
                                     "a uid/gid (or use a cove server)")
         op = self._send_op(wire.exec_command(
             name, command, environment=environment, user=user, group=group, cwd=cwd,
-            interactive=interactive, width=width, height=height))
+            interactive=interactive, width=width, height=height, stopped=stopped))
         fds = op.metadata.get("fds") or {}
         names = ["control", "0"] if interactive else ["control", "0", "1", "2"]
         missing = [n for n in names if n not in fds]

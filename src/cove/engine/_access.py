@@ -25,6 +25,7 @@ from cove.engine._exec_out import (
     parse_k8s_log,
     run_detached,
 )
+from cove.engine._exec_stopped import StoppedExec
 from cove.engine._rootfs import Rootfs
 from cove.engine._runs import Paths
 from cove.engine.operations import Operation, Operations
@@ -110,7 +111,9 @@ class Access:
     """Exec, files and logs of the instances of one root. Thread-safe."""
 
     def __init__(self, *, store: Store, runtime: Runc, paths: Paths, rootfs: Rootfs,
-                 operations: Operations, profiles: ProfileSource) -> None:
+                 operations: Operations, profiles: ProfileSource,
+                 stopped: StoppedExec | None = None) -> None:
+        self._stopped = stopped  # exec into a stopped instance (``_exec_stopped``)
         self._profiles = profiles  # exec reads the expanded config (profiles' keys too)
         self._store = store
         self._runtime = runtime
@@ -127,6 +130,8 @@ class Access:
             NotFound: no such instance.
             BadRequest: the instance is not running, or the user/group/command is bad.
         """
+        if req.stopped and self._stopped is not None:
+            return self._stopped.exec(name, req, project=project)
         name = instance_key(project, name)
         self.settle(name)
         inst = self._store.get_instance(name)

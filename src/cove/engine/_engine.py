@@ -47,6 +47,7 @@ from cove import __version__
 from cove.engine._access import Access
 from cove.engine._console import Console
 from cove.engine._deps import AppStack
+from cove.engine._exec_stopped import StoppedExec
 from cove.engine._images import Images
 from cove.engine._instances import Instances
 from cove.engine._metrics import Metrics
@@ -129,8 +130,12 @@ class Engine:
         self.profiles.bind_projects(self.projects.profiles_project)
         self.projects.bind(self.profiles)
         self.storage.bind_projects(self.projects.volumes_project)
+        stopped_exec = StoppedExec(store=self.store, runtime=runtime, paths=paths,
+                                   rootfs=rootfs, operations=self.operations,
+                                   spec_for=self.instances.spec_for)
         self.access = Access(store=self.store, runtime=runtime, paths=paths, rootfs=rootfs,
-                             operations=self.operations, profiles=self.profiles)
+                             operations=self.operations, profiles=self.profiles,
+                             stopped=stopped_exec)
         # the app-stack keys (cove.depends, cove.ready, cove.health, cove.restart)
         self.apps = AppStack(store=self.store, instances=self.instances,
                              operations=self.operations, events=self.events, clock=clock,

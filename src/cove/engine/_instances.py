@@ -370,6 +370,8 @@ class Instances:
             mounts=mounts, terminal=terminal,
         ))
 
+    spec_for = _spec_for  # the spec a start would use (``_exec_stopped``)
+
     def start_now(self, name: str) -> None:
         """Start ``name`` in the caller's operation (it holds the lock)."""
         self.hooks.before_start(name)  # what it depends on, started and ready

@@ -437,7 +437,7 @@ async def _post(request: web.Request) -> web.Response:
     inst = await call(request, engine.instances.get, plain, project=project)
     if inst.status is Status.FROZEN:
         raise BadRequest("Instance is frozen")
-    if inst.status is not Status.RUNNING:
+    if inst.status is not Status.RUNNING and not req.stopped:  # stopped: cove's
         raise BadRequest("Instance is not running")
     resources = {"instances": [instance_url(name)]}
     if req.wait_for_websocket:
