@@ -280,8 +280,8 @@ def test_exec_into_a_stopped_instance(coved: Coved, api: Api) -> None:
     r = api.request("POST", f"/1.0/instances/{name}/exec",
                     {"command": ["true"], "record-output": True})
     assert r.status == 400  # not without asking for it
-    body = {"command": ["sh", "-c", "cat /root/note; echo $GREETING; cat /proc/1/cmdline; "
-                        "echo made > /root/made; exit 3"],
+    script = "cat /root/note; echo $GREETING; cat /proc/1/cmdline; echo made > /root/made; exit 3"
+    body = {"command": ["sh", "-c", script],
             "record-output": True, "wait-for-websocket": False, "stopped": True}
     op = api.wait(api.request("POST", f"/1.0/instances/{name}/exec", body))
     assert op["status"] == "Success" and op["metadata"]["return"] == 3, op

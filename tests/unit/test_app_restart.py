@@ -76,7 +76,7 @@ def _settle(insts: FakeInstances, n: int, timeout: float = 3.0) -> None:
 
 
 def test_on_failure_restarts_a_failure_not_a_clean_exit(setup: Any) -> None:
-    restarter, insts, add, crash, after, _ = setup
+    _, insts, add, crash, after, _ = setup
     add({"cove.restart": "on-failure"})
     crash(0)
     _settle(insts, 0)
@@ -104,7 +104,7 @@ def test_no_policy_and_a_clients_stop_are_left_alone(setup: Any) -> None:
 
 
 def test_on_failure_max_and_the_cap_per_minute(setup: Any) -> None:
-    restarter, insts, add, crash, _, store = setup
+    _, insts, add, crash, _, store = setup
     add({"cove.restart": "on-failure:2"})
     for n in (1, 2, 2):
         crash(1)
@@ -120,7 +120,7 @@ def test_on_failure_max_and_the_cap_per_minute(setup: Any) -> None:
 
 
 def test_an_operation_in_flight_owns_the_exit(setup: Any) -> None:
-    restarter, insts, add, crash, _, _ = setup
+    _, insts, add, crash, _, _ = setup
     add({"cove.restart": "always"})
     release = threading.Event()
     op = insts.operations.run(lambda op: release.wait(), description="stop",
