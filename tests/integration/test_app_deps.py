@@ -298,3 +298,28 @@ def test_exec_into_a_stopped_instance(coved: Coved, api: Api) -> None:
     api.action(name, "start")
     r = api.request("POST", f"/1.0/instances/{name}/exec", body)
     assert r.status == 400 or api.wait(r)["status"] == "Failure"
+
+
+@pytest.mark.skipif(shutil.which("lxc") is None, reason="lxc (Debian package lxd-client) missing")
+def test_lxc_start_and_stop_honour_dependencies(daemon: Coved, tmp_path: Path) -> None:
+    api = daemon.api
+    db, top = new_name("db"), new_name("top")
+    api.create(db, config={"cove.cmd": SLOW_READY, "cove.ready": READY_PROBE})
+    api.create(top, config={"cove.cmd": STARTED, "cove.depends": db})
+    home = tmp_path / "covetest-lxchome"
+    (home / "lxdconf").mkdir(parents=True)
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home),
+           "LXD_CONF": str(home / "lxdconf"), "LANG": "C.UTF-8"}
+
+    def lxc(*args: str) -> None:
+        p = subprocess.run([str(shutil.which("lxc")), *args], env=env, capture_output=True,
+                           stdin=subprocess.DEVNULL, timeout=120, check=False)
+        assert p.returncode == 0, p.stderr
+
+    lxc("remote", "add", "covetest-r", f"unix://{daemon.socket}")
+    lxc("start", f"covetest-r:{top}")
+    assert api.status(db) == "Running"
+    assert uptime(api, top, "/tmp/t0") >= uptime(api, db, "/tmp/ready")
+    lxc("stop", "--force", f"covetest-r:{db}")
+    assert api.status(top) == "Stopped" and api.status(db) == "Stopped"
+    remove_top_down(api, top, db)
