@@ -58,7 +58,7 @@ log = logging.getLogger("cove.engine")
 
 DEFAULT_READY_TIMEOUT = 30.0
 _POLL = 0.1  # how often a waiter looks at a dependency's state
-_PROBE_EVERY = 0.25  # how often a readiness probe is tried until it passes
+_PROBE_EVERY = 0.1  # how often a readiness probe is tried until it passes
 
 
 def _plain(key: str) -> str:
