@@ -212,12 +212,15 @@ def test_reboot_autostart_honours_the_order(daemon: Coved) -> None:
                            "boot.autostart": "true"})
     api.create(top, config={"cove.cmd": STARTED, "cove.depends": db,
                             "boot.autostart": "true"})
+    always = new_name("always")  # no boot.autostart: its restart policy brings it back
+    api.create(always, config={"cove.cmd": "sleep 1000", "cove.restart": "always"})
     api.action(top, "start")
     _reboot(daemon)
     daemon.start(timeout=60)
     assert api.status(db) == "Running" and api.status(top) == "Running"
     assert uptime(api, top, "/tmp/t0") >= uptime(api, db, "/tmp/ready")
-    remove_top_down(api, top, db)
+    assert api.status(always) == "Running"
+    remove_top_down(api, top, db, always)
     assert_no_leaks(daemon.root)
 
 

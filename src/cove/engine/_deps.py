@@ -457,9 +457,10 @@ class AppStack:
     # -- startup -----------------------------------------------------------------
     def resume(self) -> None:
         """At coved's start, after the reconciler: check the health of what
-        runs, finish the ordered starts a killed coved left, and start the
-        dependencies of running instances that a crash left stopped. Logs
-        what it cannot do; never raises."""
+        runs, finish the ordered starts a killed coved left, start what has
+        ``cove.restart=always``, and start the dependencies of running
+        instances that a crash left stopped. Logs what it cannot do; never
+        raises."""
         running = [i for i in self._instances.all(project=None)
                    if i.status in (Status.RUNNING, Status.FROZEN)]
         for inst in running:
@@ -476,6 +477,16 @@ class AppStack:
             except CoveError as e:
                 log.warning("cannot finish the ordered start of %s: %s", key, e)
             self._store.app_intents.remove(key)
+        for inst in self._instances.all(project=None):
+            # cove.restart=always: started whenever coved starts (Docker's)
+            if inst.status is Status.STOPPED and (inst.expanded_config or {}).get(
+                    "cove.restart") == "always":
+                project, plain = split_key(inst.name)
+                try:
+                    self._instances.change_state(plain, "start", project=project,
+                                                 wait_for_lock=60).wait()
+                except CoveError as e:
+                    log.warning("cannot start %s (cove.restart=always): %s", inst.name, e)
         for inst in running:
             for dep in self._deps_of(inst.name):
                 if dep.condition != "completed" and self._status(dep.name) is Status.STOPPED:
