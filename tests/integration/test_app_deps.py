@@ -326,3 +326,33 @@ def test_lxc_start_and_stop_honour_dependencies(daemon: Coved, tmp_path: Path) -
     lxc("stop", "--force", f"covetest-r:{db}")
     assert api.status(top) == "Stopped" and api.status(db) == "Stopped"
     remove_top_down(api, top, db)
+
+
+def test_healthy_and_completed_conditions(api: Api) -> None:
+    db, job, bad, top = new_name("db"), new_name("job"), new_name("bad"), new_name("top")
+    api.create(db, config={"cove.cmd": SLOW_READY, "cove.health": READY_PROBE,
+                           "cove.health.interval": "300ms"})
+    api.create(job, config={"cove.cmd": "sh -c 'sleep 1; cat /proc/uptime > /tmp/done'"})
+    api.create(bad, config={"cove.cmd": "sh -c 'echo failing; exit 3'"})
+    api.create(top, config={"cove.cmd": STARTED,
+                            "cove.depends": f"{db}:healthy,{job}:completed"})
+    try:
+        api.action(top, "start")
+        assert api.state(db)["cove"]["health"]["status"] == "healthy"
+        assert api.status(job) == "Stopped"
+        assert api.instance(job)["config"]["volatile.last_state.exit_code"] == "0"
+        t0 = uptime(api, top, "/tmp/t0")
+        assert t0 >= uptime(api, db, "/tmp/ready")
+        # a one-shot that ran to exit 0 counts as completed: not run again
+        api.action(top, "stop", timeout=0)
+        api.action(top, "start")
+        assert uptime(api, top, "/tmp/t0") > t0
+        # one that fails fails its dependent's start
+        api.action(top, "stop", timeout=0)
+        api.sync("PATCH", f"/1.0/instances/{top}", {"config": {"cove.depends": f"{bad}:completed"}})
+        op = api.wait(api.request("PUT", f"/1.0/instances/{top}/state", {"action": "start"}))
+        assert op["status"] == "Failure" and bad in op["err"] and "exit status 3" in op["err"]
+        assert api.status(top) == "Stopped"
+    finally:
+        remove_top_down(api, top, bad, job, db)
+        api.made.clear()
