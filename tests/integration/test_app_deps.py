@@ -356,3 +356,21 @@ def test_healthy_and_completed_conditions(api: Api) -> None:
     finally:
         remove_top_down(api, top, bad, job, db)
         api.made.clear()
+
+
+def test_a_dependency_that_died_while_coved_was_down_is_started_again(daemon: Coved) -> None:
+    api = daemon.api
+    db, top = new_name("db"), new_name("top")
+    api.create(db, config={"cove.cmd": "sleep 1000"})
+    api.create(top, config={"cove.cmd": "sleep 1000", "cove.depends": f"{db}:started"})
+    api.action(top, "start")
+    pid = api.state(db)["pid"]
+    daemon.kill()
+    os.kill(pid, signal.SIGKILL)  # db dies while no coved watches
+    wait_until(lambda: not os.path.exists(f"/proc/{pid}"), what="db's end")
+    daemon.start()
+    # top kept running; its dependency is not left behind it
+    wait_until(lambda: api.status(db) == "Running", 30, what="db started again")
+    assert api.status(top) == "Running" and api.state(db)["pid"] != pid
+    remove_top_down(api, top, db)
+    assert_no_leaks(daemon.root)
