@@ -330,8 +330,11 @@ def test_lxc_start_and_stop_honour_dependencies(daemon: Coved, tmp_path: Path) -
 
 def test_healthy_and_completed_conditions(api: Api) -> None:
     db, job, bad, top = new_name("db"), new_name("job"), new_name("bad"), new_name("top")
+    # failures in the start period do not count (else it is unhealthy, and the
+    # dependent's start fails at once, as Compose's service_healthy)
     api.create(db, config={"cove.cmd": SLOW_READY, "cove.health": READY_PROBE,
-                           "cove.health.interval": "300ms"})
+                           "cove.health.interval": "300ms", "cove.health.start_period": "20s",
+                           "cove.health.start_interval": "200ms"})
     api.create(job, config={"cove.cmd": "sh -c 'sleep 1; cat /proc/uptime > /tmp/done'"})
     api.create(bad, config={"cove.cmd": "sh -c 'echo failing; exit 3'"})
     api.create(top, config={"cove.cmd": STARTED,
