@@ -138,3 +138,19 @@ def test_refresh_follows_a_config_change() -> None:
         assert health.get("db") is None
     finally:
         health.close()
+
+
+def test_a_paused_instance_is_not_probed() -> None:
+    prober = FakeProber(False)
+    paused = {"db"}
+    health = Health(config_of=lambda key: dict(CONF), prober=prober,  # type: ignore[arg-type]
+                    events=EventBus(), on_unhealthy=lambda key: None,
+                    paused=lambda key: key in paused)
+    try:
+        health.track("db")
+        time.sleep(0.5)
+        assert prober.calls == [] and health.get("db").status == "starting"  # type: ignore[union-attr]
+        paused.clear()
+        _until(lambda: len(prober.calls) > 0)
+    finally:
+        health.close()

@@ -80,7 +80,8 @@ class AppStack:
         self._ready_locks: dict[str, threading.Lock] = {}
         self._once: dict[str, list[str]] = {}  # key -> the command of its next start
         self.health = Health(config_of=self.config_of, prober=prober, events=events,
-                             on_unhealthy=self._on_unhealthy)
+                             on_unhealthy=self._on_unhealthy,
+                             paused=lambda key: self._status(key) is Status.FROZEN)
         self.restarter = Restarter(store=store, instances=instances, operations=operations,
                                    config_of=self.config_of, after_restart=self._cascade_later)
         self._drain_lock = threading.Lock()  # events handled one at a time, in order

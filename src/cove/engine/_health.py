@@ -95,8 +95,10 @@ class Health:
 
     def __init__(self, *, config_of: Callable[[str], dict[str, str] | None], prober: Prober,
                  events: EventBus, on_unhealthy: Callable[[str], None],
+                 paused: Callable[[str], bool] = lambda key: False,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._config_of = config_of  # key -> expanded config, None once it is gone
+        self._paused = paused  # a frozen instance is not checked (nor restarted)
         self._prober = prober
         self._events = events
         self._on_unhealthy = on_unhealthy
@@ -200,6 +202,11 @@ class Health:
         hc = health_config(conf) if conf is not None else None
         if hc is None:
             self.forget(key)
+            return
+        if self._paused(key):
+            with self._cond:
+                if self._gen.get(key) == gen:
+                    self._push(self._now() + hc.interval, key, gen)
             return
         try:
             result = self._prober.run(key, hc.probe, hc.timeout)
