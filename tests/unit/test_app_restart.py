@@ -12,6 +12,7 @@ import pytest
 
 from cove.engine._restart import Restarter
 from cove.engine.operations import Operation, Operations
+from cove.model.errors import BadRequest
 from cove.model.records import Instance
 from cove.model.states import Status
 from cove.store import Store
@@ -141,3 +142,21 @@ def test_unhealthy_is_restarted_under_a_policy(setup: Any) -> None:
     restarter.on_unhealthy("db")
     _settle(insts, 1)
     assert insts.actions == [("db", "restart")]
+
+
+def test_a_failed_restart_is_tried_again_within_the_cap(setup: Any) -> None:
+    _, insts, add, crash, _, store = setup
+    add({"cove.restart": "always", "cove.restart.max_per_minute": "3"})
+
+    def failing(name: str, action: str, **kw: Any) -> Operation:
+        insts.actions.append((name, action))
+
+        def work(op: Operation) -> None:
+            raise BadRequest("dependency not ready")
+        return insts.operations.run(work, description=action)
+
+    insts.change_state = failing
+    crash(1)
+    _settle(insts, 3, timeout=5)
+    assert insts.actions == [("db", "start")] * 3  # then capped
+    assert store.get_instance("db").status is Status.STOPPED

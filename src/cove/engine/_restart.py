@@ -149,6 +149,8 @@ class Restarter:
             op.raise_for_error()
         except CoveError as e:
             log.warning("restart of %s by policy failed: %s", key, e)
+            if action == "start":  # tried again, with the back-off, within the cap
+                self._consider(key, None, "failed to start", "start")
             return
         finally:
             with self._lock:
