@@ -377,3 +377,18 @@ def test_a_dependency_that_died_while_coved_was_down_is_started_again(daemon: Co
     assert api.status(top) == "Running" and api.state(db)["pid"] != pid
     remove_top_down(api, top, db)
     assert_no_leaks(daemon.root)
+
+
+def test_a_renamed_dependency_is_followed(api: Api) -> None:
+    db, top = new_name("db"), new_name("top")
+    api.create(db, config={"cove.cmd": "sleep 1000"})
+    api.create(top, config={"cove.cmd": "sleep 1000", "cove.depends": f"{db}:started:restart"})
+    moved = new_name("moved")
+    try:
+        api.run("POST", f"/1.0/instances/{db}", {"name": moved})
+        assert api.instance(top)["config"]["cove.depends"] == f"{moved}:started:restart"
+        api.action(top, "start")
+        assert api.status(moved) == "Running"
+    finally:
+        remove_top_down(api, top, moved)
+        api.made.clear()
