@@ -84,7 +84,8 @@ class AppStack:
                              paused=lambda key: self._status(key) is Status.FROZEN)
         self.restarter = Restarter(store=store, instances=instances, operations=operations,
                                    config_of=self.config_of, after_restart=self._cascade_later)
-        self._drain_lock = threading.Lock()  # events handled one at a time, in order
+        # events handled one at a time, in order (reentrant: handling one may publish one)
+        self._drain_lock = threading.RLock()
         self._sub: Subscription = events.subscribe({"lifecycle"}, notify=self._drain)
         self._events = events
 
@@ -416,10 +417,33 @@ class AppStack:
             self._cascade_later(key)
         elif action == "instance-updated" and self._status(key) is Status.RUNNING:
             self.health.refresh(key)  # cove.health set or removed while it runs
-        elif action in ("instance-deleted", "instance-renamed"):
+        elif action == "instance-deleted":
             self.health.forget(key)
             self.restarter.forget(key)
             self._store.app_intents.remove(key)
+        elif action == "instance-renamed":
+            old = str((meta.get("context") or {}).get("old_name") or "")
+            if old:
+                self._follow_rename(event.get("project") or "default", old, name)
+
+    def _follow_rename(self, project: str, old: str, new: str) -> None:
+        """``old`` was renamed ``new``: the instances' own ``cove.depends``
+        that named it name ``new`` (a profile's value is the profile's)."""
+        old_key = instance_key(project, old)
+        self.health.forget(old_key)
+        self.restarter.forget(old_key)
+        for inst in self._store.list_instances(project):
+            try:
+                deps = parse_depends(inst.config.get("cove.depends") or "")
+            except BadRequest:
+                continue
+            if any(d.name == old for d in deps):
+                inst.config["cove.depends"] = ",".join(
+                    str(Dependency(new, d.condition, d.restart) if d.name == old else d)
+                    for d in deps)
+                self._store.update_instance(inst)
+                self._events.lifecycle("instance-updated", instance_url(inst.name),
+                                       project=project)
 
     def _on_unhealthy(self, key: str) -> None:
         self.restarter.on_unhealthy(key)
