@@ -374,6 +374,9 @@ class FakeAccess:
         self._instances = instances
 
     # -- exec ------------------------------------------------------------------
+    def settle(self, name: str, *, project: str = "default") -> None:
+        pass
+
     def exec(self, name: str, req: InstanceExecPost, *,
              project: str = "default") -> FakeExecSession:
         name = instance_key(project, name)
@@ -850,6 +853,19 @@ class FakeResources:
                 "memory": {"nodes": [], "used": 1, "total": 2}}
 
 
+class FakeApps:
+    """``AppsAPI``: a start with another command, recorded in ``once``."""
+
+    def __init__(self, instances: FakeInstances) -> None:
+        self.instances = instances
+        self.once: list[tuple[str, list[str]]] = []
+
+    def start_once(self, name: str, command: list[str], *, project: str = "default",
+                   wait_for_lock: float = 0) -> Operation:
+        self.once.append((name, list(command)))
+        return self.instances.change_state(name, "start", project=project)
+
+
 class FakeEngine:
     """The fake services composed as ``Engine`` composes the real ones, plus
     the real ``Trust`` (on a store in ``root``), ``Operations`` and
@@ -872,6 +888,7 @@ class FakeEngine:
         self.resources = FakeResources()
         self.snapshots = FakeSnapshots(self.operations, self.instances)
         self.copies = FakeCopies(self.operations, self.instances)
+        self.apps = FakeApps(self.instances)
         self.projects = Projects(self.store, self.operations, self.events)
         self.profiles.bind_projects(self.projects.profiles_project)
         self.projects.bind(self.profiles)

@@ -31,13 +31,13 @@ from cove.api._fields import (
     require_object,
     t_bool,
     t_devices,
-    t_dict,
     t_int,
     t_list,
     t_str,
     t_str_list,
     t_str_map,
 )
+from cove.api._state import InstanceState
 from cove.model.errors import BadRequest
 
 TYPE_CHECKING = False
@@ -408,16 +408,20 @@ class InstanceStatePut(Wire):
     """``PUT /1.0/instances/NAME/state``: start, stop, restart, freeze, unfreeze.
 
     ``timeout`` is seconds a clean stop may take, -1 for no limit.
+    ``command`` (cove's, not LXD's; sent only when set): with ``start``, run
+    this command instead of the instance's own, this once (``cove start
+    NAME -- CMD``).
     """
 
-    __slots__ = ("action", "force", "stateful", "timeout")
+    __slots__ = ("action", "command", "force", "stateful", "timeout")
 
     def __init__(self, *, action: str = "", timeout: float = -1, force: bool = False,
-                 stateful: bool = False) -> None:
+                 stateful: bool = False, command: list[str] | None = None) -> None:
         self.action = action
         self.timeout = timeout
         self.force = force
         self.stateful = stateful
+        self.command = command
 
     @classmethod
     def parse(cls, body: object) -> Self:
@@ -437,17 +441,24 @@ class InstanceStatePut(Wire):
         if timeout > MAX_SECONDS:
             raise BadRequest(f"Field 'timeout' is too large: at most {MAX_SECONDS} seconds, "
                              "or -1 for no limit")
+        command = opt_str_list(body, "command")
+        if command is not None and (action != "start" or not command):
+            raise BadRequest("Field 'command' is a non-empty list, and only with action start")
         return cls(action=action, timeout=int(timeout) if float(timeout).is_integer() else timeout,
-                   force=opt_bool(body, "force"))
+                   force=opt_bool(body, "force"), command=command)
 
     @classmethod
     def from_wire(cls, data: Mapping[str, Any]) -> Self:
         return cls(action=t_str(data, "action"), timeout=t_int(data, "timeout", -1),
-                   force=t_bool(data, "force"), stateful=t_bool(data, "stateful"))
+                   force=t_bool(data, "force"), stateful=t_bool(data, "stateful"),
+                   command=t_str_list(data, "command") or None)
 
     def to_wire(self) -> dict[str, Any]:
-        return {"action": self.action, "timeout": self.timeout, "force": self.force,
-                "stateful": self.stateful}
+        out = {"action": self.action, "timeout": self.timeout, "force": self.force,
+               "stateful": self.stateful}
+        if self.command:
+            out["command"] = list(self.command)
+        return out
 
 
 # A terminal's size is an unsigned short (struct winsize).
@@ -522,6 +533,7 @@ class InstanceExecPost(Wire):
         "height",
         "interactive",
         "record_output",
+        "stopped",
         "user",
         "wait_for_websocket",
         "width",
@@ -531,8 +543,12 @@ class InstanceExecPost(Wire):
                  environment: Mapping[str, str] | None = None,
                  wait_for_websocket: bool = False, interactive: bool = False, width: int = 0,
                  height: int = 0, record_output: bool = False, user: int | str | None = None,
-                 group: int | str | None = None, cwd: str | None = None) -> None:
+                 group: int | str | None = None, cwd: str | None = None,
+                 stopped: bool = False) -> None:
         self.command: list[str] = list(command or [])
+        # cove's (sent only when set): run in a temporary container on the
+        # rootfs and config of the stopped instance, without its init
+        self.stopped = stopped
         self.environment: dict[str, str] = dict(environment or {})
         self.wait_for_websocket = wait_for_websocket
         self.interactive = interactive
@@ -568,7 +584,7 @@ class InstanceExecPost(Wire):
                    record_output=opt_bool(body, "record-output"),
                    width=max(width, 0), height=max(height, 0),
                    user=_id_or_name(body, "user"), group=_id_or_name(body, "group"),
-                   cwd=cwd)
+                   cwd=cwd, stopped=opt_bool(body, "stopped"))
 
     @classmethod
     def from_wire(cls, data: Mapping[str, Any]) -> Self:
@@ -585,7 +601,8 @@ class InstanceExecPost(Wire):
                    wait_for_websocket=t_bool(data, "wait-for-websocket"),
                    interactive=t_bool(data, "interactive"), width=t_int(data, "width"),
                    height=t_int(data, "height"), record_output=t_bool(data, "record-output"),
-                   user=ident("user"), group=ident("group"), cwd=t_str(data, "cwd") or None)
+                   user=ident("user"), group=ident("group"), cwd=t_str(data, "cwd") or None,
+                   stopped=t_bool(data, "stopped"))
 
     def to_wire(self) -> dict[str, Any]:
         """The body; a size, user, group or cwd not given is left out."""
@@ -605,59 +622,12 @@ class InstanceExecPost(Wire):
                 out[key] = value
         if self.cwd:
             out["cwd"] = self.cwd
+        if self.stopped:
+            out["stopped"] = True
         return out
 
 
 # -- reports ---------------------------------------------------------------------------
-
-class InstanceState(Wire):
-    """``GET /1.0/instances/NAME/state`` (LXD ``InstanceState``).
-
-    ``cpu``, ``memory``, ``disk`` and ``network`` are LXD's nested objects as
-    plain JSON (``network`` is None while the instance is stopped).
-    """
-
-    __slots__ = (
-        "cpu",
-        "disk",
-        "memory",
-        "network",
-        "pid",
-        "processes",
-        "status",
-        "status_code",
-    )
-
-    def __init__(self, *, status: str = "", status_code: int = 0, pid: int = 0,
-                 processes: int = 0, cpu: Mapping[str, Any] | None = None,
-                 memory: Mapping[str, Any] | None = None, disk: Mapping[str, Any] | None = None,
-                 network: Mapping[str, Any] | None = None) -> None:
-        self.status = status
-        self.status_code = status_code
-        self.pid = pid
-        self.processes = processes
-        self.cpu: dict[str, Any] = {"usage": 0} if cpu is None else dict(cpu)
-        self.memory: dict[str, Any] = (
-            {"usage": 0, "usage_peak": 0, "swap_usage": 0, "swap_usage_peak": 0}
-            if memory is None else dict(memory))
-        self.disk: dict[str, Any] = {} if disk is None else dict(disk)
-        self.network = None if network is None else dict(network)
-
-    @classmethod
-    def from_wire(cls, data: Mapping[str, Any]) -> Self:
-        network = data.get("network")
-        return cls(status=t_str(data, "status"), status_code=t_int(data, "status_code"),
-                   pid=t_int(data, "pid"), processes=t_int(data, "processes"),
-                   cpu=t_dict(data, "cpu"), memory=t_dict(data, "memory"),
-                   disk=t_dict(data, "disk"),
-                   network=dict(network) if isinstance(network, dict) else None)
-
-    def to_wire(self) -> dict[str, Any]:
-        return {"status": self.status, "status_code": self.status_code, "pid": self.pid,
-                "processes": self.processes, "cpu": dict(self.cpu), "memory": dict(self.memory),
-                "disk": dict(self.disk),
-                "network": None if self.network is None else dict(self.network)}
-
 
 class Instance(Wire):
     """An instance as ``GET /1.0/instances/NAME`` reports it (LXD ``Instance``).

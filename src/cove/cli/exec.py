@@ -69,9 +69,12 @@ def cmd_exec(ctx: Context, args: argparse.Namespace) -> int:
     if args.tty and args.no_tty:
         raise UsageError("-t and -T contradict each other")
     env = parse_kv(args.env, "KEY=VALUE for --env")
+    stopped = bool(getattr(args, "stopped", False))
+    if args.tty and stopped:
+        raise UsageError("--stopped runs without a terminal: drop -t")
     if args.tty:
         interactive = True
-    elif args.no_tty:
+    elif args.no_tty or stopped:
         interactive = False
     else:
         interactive = _isatty(sys.stdin) and _isatty(sys.stdout) and not args.no_stdin
@@ -82,7 +85,7 @@ def cmd_exec(ctx: Context, args: argparse.Namespace) -> int:
     client = ctx.client()
     session = client.exec_start(args.name, command, environment=env,
                                 user=user_or_id(args.user), group=user_or_id(args.group),
-                                cwd=args.cwd, interactive=interactive,
+                                cwd=args.cwd, interactive=interactive, stopped=stopped,
                                 width=width, height=height)
     out = ctx.binary_out()
     err = _binary(ctx.err)
@@ -191,4 +194,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("-t", "--tty", action="store_true", help="force a pty (interactive)")
     p.add_argument("-T", "--no-tty", action="store_true", help="never use a pty")
     p.add_argument("-n", "--no-stdin", action="store_true", help="do not read stdin")
+    p.add_argument("--stopped", action="store_true",
+                   help="run in a temporary container on the stopped instance's rootfs "
+                        "and config, without its init")
     p.set_defaults(func=cmd_exec)

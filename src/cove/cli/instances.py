@@ -123,6 +123,12 @@ def cmd_state(ctx: Context, args: argparse.Namespace) -> int:
         raise UsageError(f"give instance names or --all (see 'cove {args.command} --help')")
     force = bool(getattr(args, "force", False))
     timeout = int(getattr(args, "timeout", -1))
+    command = getattr(args, "after", None)
+    if command is not None:  # cove start NAME -- CMD...: this once with CMD
+        if args.command != "start" or len(names) != 1 or args.all or not command:
+            raise UsageError("cove start NAME -- COMMAND...: one instance and a command")
+        client.change_state(names[0], "start", command=command).wait()
+        return 0
     started: list[tuple[str, Operation]] = []
     errors: list[tuple[str, CoveError]] = []
     # Ask for every change first, then wait: the instances change in parallel.
@@ -183,13 +189,33 @@ def instance_rows(insts: list[dict[str, Any]]) -> list[list[str]]:
              _type(i), render.timestamp(i.get("created_at"))] for i in insts]
 
 
+def health_cell(state: dict[str, Any] | None) -> str:
+    """The HEALTH cell: cove's app-stack state (``state.cove``): ``healthy``,
+    ``unhealthy (N)`` with its failing streak, ``starting``, or ``ready``
+    for an instance with only a readiness probe; empty without either."""
+    cove = (state or {}).get("cove") or {}
+    health = cove.get("health") or {}
+    status = str(health.get("status") or "")
+    if status == "unhealthy":
+        return f"unhealthy ({health.get('failing_streak', 0)})"
+    if status:
+        return status
+    return "ready" if cove.get("ready") else ""
+
+
 def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
     insts = [i for i in ctx.client().instances(2) if isinstance(i, dict)]
     if args.filters:
         insts = [i for i in insts if any(str(i.get("name", "")).startswith(f)
                                          for f in args.filters)]
     insts.sort(key=lambda i: str(i.get("name", "")))
-    ctx.out.write(render.render(args.format, LIST_HEADERS, instance_rows(insts), insts))
+    headers: tuple[str, ...] = LIST_HEADERS
+    rows = instance_rows(insts)
+    health = [health_cell(i.get("state")) for i in insts]
+    if any(health):  # the column only where an app stack is
+        headers = (*LIST_HEADERS[:2], "HEALTH", *LIST_HEADERS[2:])
+        rows = [[*r[:2], h, *r[2:]] for r, h in zip(rows, health, strict=True)]
+    ctx.out.write(render.render(args.format, headers, rows, insts))
     return 0
 
 
@@ -234,6 +260,15 @@ def info_text(inst: dict[str, Any], state: dict[str, Any]) -> str:
     exit_code = config.get("volatile.last_state.exit_code", inst.get("last_exit_code"))
     if exit_code not in (None, ""):
         lines.append(f"Last Exit Code: {exit_code}")
+    cove = state.get("cove") or {}
+    if cove.get("health"):
+        h = cove["health"]
+        lines.append(f"Health: {h.get('status', '')} (failing streak "
+                     f"{h.get('failing_streak', 0)})")
+        if h.get("output"):
+            lines.append("Last Health Output: " + str(h["output"]).strip().replace("\n", "\n  "))
+    if "ready" in cove:
+        lines.append(f"Ready: {'yes' if cove['ready'] else 'no'}")
     res = _resources(state)
     if res:
         lines += ["", "Resources:"] + res

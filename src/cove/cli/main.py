@@ -38,9 +38,10 @@ def build_parser(argv: list[str] | None = None) -> Parser:
 
 
 def _split_after_dashes(argv: list[str]) -> tuple[list[str], list[str] | None]:
-    """For ``exec``, cut argv at the first ``--``: the rest is the command.
+    """For ``exec`` and ``start``, cut argv at the first ``--``: the rest is
+    the command.
 
-    Only when the command word before ``--`` is ``exec``, so a ``--`` given
+    Only when the command word before ``--`` is one of those, so a ``--`` given
     to another command keeps argparse's meaning.
     """
     if "--" not in argv:
@@ -55,7 +56,7 @@ def _split_after_dashes(argv: list[str]) -> tuple[list[str], list[str] | None]:
         if token.startswith("-"):
             i += 1
             continue
-        if token == "exec":
+        if token in ("exec", "start"):  # start NAME -- CMD: once with CMD
             return argv[:cut], argv[cut + 1:]
         break
     return argv, None

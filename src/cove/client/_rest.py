@@ -334,17 +334,17 @@ class Client:
         return self._send_op(wire.delete_instance(name))
 
     def change_state(self, name: str, action: str, *, timeout: int = -1, force: bool = False,
-                     stateful: bool = False) -> Operation:
-        """``PUT /1.0/instances/NAME/state``; action is start, stop, restart,
-        freeze or unfreeze. ``timeout`` -1 waits as long as it takes."""
+                     stateful: bool = False, command: list[str] | None = None) -> Operation:
+        """``PUT /1.0/instances/NAME/state``: start, stop, restart, freeze, unfreeze;
+        ``timeout`` -1: no limit; ``command``: start once with it (cove's)."""
         return self._send_op(wire.change_state(name, action, timeout=timeout, force=force,
-                                               stateful=stateful))
+                                               stateful=stateful, command=command))
 
     # -- exec ---------------------------------------------------------------------
     def exec_start(self, name: str, command: list[str], *,
                    environment: dict[str, str] | None = None,
                    user: int | str | None = None, group: int | str | None = None,
-                   cwd: str | None = None, interactive: bool = False,
+                   cwd: str | None = None, interactive: bool = False, stopped: bool = False,
                    width: int | None = None, height: int | None = None) -> ExecSession:
         """Start ``command`` and connect its websockets; run it with ``.run()``.
 
@@ -360,7 +360,7 @@ class Client:
                                     "a uid/gid (or use a cove server)")
         op = self._send_op(wire.exec_command(
             name, command, environment=environment, user=user, group=group, cwd=cwd,
-            interactive=interactive, width=width, height=height))
+            interactive=interactive, width=width, height=height, stopped=stopped))
         fds = op.metadata.get("fds") or {}
         names = ["control", "0"] if interactive else ["control", "0", "1", "2"]
         missing = [n for n in names if n not in fds]

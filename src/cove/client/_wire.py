@@ -154,9 +154,10 @@ def delete_instance(name: str) -> Request:
 
 
 def change_state(name: str, action: str, *, timeout: int = -1, force: bool = False,
-                 stateful: bool = False) -> Request:
+                 stateful: bool = False, command: list[str] | None = None) -> Request:
+    """``command``: cove's start once with another command."""
     body = api.InstanceStatePut(action=action, timeout=timeout, force=force,
-                                stateful=stateful).to_wire()
+                                stateful=stateful, command=command).to_wire()
     return Request("PUT", f"/1.0/instances/{q(name)}/state", body)
 
 
@@ -164,14 +165,15 @@ def exec_command(name: str, command: list[str], *, environment: dict[str, str] |
                  user: int | str | None = None, group: int | str | None = None,
                  cwd: str | None = None, interactive: bool = False,
                  width: int | None = None, height: int | None = None,
-                 websockets: bool = True) -> Request:
+                 websockets: bool = True, stopped: bool = False) -> Request:
     """``POST .../exec``: with ``websockets`` the answer carries the fd
     secrets; without, the output is recorded and only the exit code matters.
     A size of None (or 0) is left to the server (80x24)."""
     post = api.InstanceExecPost(command=command, environment=environment,
                                 wait_for_websocket=websockets, interactive=interactive,
                                 record_output=not websockets, width=width or 0,
-                                height=height or 0, user=user, group=group, cwd=cwd)
+                                height=height or 0, user=user, group=group, cwd=cwd,
+                                stopped=stopped)
     return Request("POST", f"/1.0/instances/{q(name)}/exec", post.to_wire())
 
 

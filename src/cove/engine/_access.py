@@ -25,6 +25,7 @@ from cove.engine._exec_out import (
     parse_k8s_log,
     run_detached,
 )
+from cove.engine._exec_stopped import StoppedExec
 from cove.engine._rootfs import Rootfs
 from cove.engine._runs import Paths
 from cove.engine.operations import Operation, Operations
@@ -40,7 +41,10 @@ from cove.runtime.spec import DEFAULT_PATH
 from cove.storage.safefs import RootFS
 from cove.store import Store
 
-__all__ = ["Access", "FinishedExec", "parse_k8s_log"]
+__all__ = ["EXEC_SETTLE", "Access", "FinishedExec", "parse_k8s_log"]
+
+
+EXEC_SETTLE = 120.0
 
 
 class FinishedExec:
@@ -107,7 +111,9 @@ class Access:
     """Exec, files and logs of the instances of one root. Thread-safe."""
 
     def __init__(self, *, store: Store, runtime: Runc, paths: Paths, rootfs: Rootfs,
-                 operations: Operations, profiles: ProfileSource) -> None:
+                 operations: Operations, profiles: ProfileSource,
+                 stopped: StoppedExec | None = None) -> None:
+        self._stopped = stopped  # exec into a stopped instance (``_exec_stopped``)
         self._profiles = profiles  # exec reads the expanded config (profiles' keys too)
         self._store = store
         self._runtime = runtime
@@ -124,7 +130,10 @@ class Access:
             NotFound: no such instance.
             BadRequest: the instance is not running, or the user/group/command is bad.
         """
+        if req.stopped and self._stopped is not None:
+            return self._stopped.exec(name, req, project=project)
         name = instance_key(project, name)
+        self.settle(name)
         inst = self._store.get_instance(name)
         if inst.status is Status.STOPPED:
             raise BadRequest("Instance is not running")
@@ -155,6 +164,14 @@ class Access:
         return self._runtime.exec(name, ExecSpec(
             args=list(req.command), env=env, cwd=cwd, uid=entry.uid, gid=gid,
             tty=req.interactive, width=req.width or 80, height=req.height or 24))
+
+    def settle(self, name: str, *, project: str = DEFAULT) -> None:
+        """An exec into an instance that is starting, stopping or restarting
+        waits for that to end (SPOC does), rather than failing on a state
+        about to change; at most ``EXEC_SETTLE`` seconds. Never raises."""
+        holder = self._operations.holder(f"instance:{instance_key(project, name)}")
+        if holder is not None:
+            holder.wait(EXEC_SETTLE)
 
     def exec_detached(self, name: str, req: InstanceExecPost, *, project: str = DEFAULT, record: bool) -> Operation:
         """Run ``req.command`` with no websockets, as an operation whose

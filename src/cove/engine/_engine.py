@@ -11,6 +11,7 @@ small ``Protocol``s of ``cove.engine.ports`` where a fake is useful):
   ``profiles`` — profiles and the expansion of an instance's config and devices;
 * ``snapshots`` — instance snapshots (``_snapshots``);
 * ``copies`` — copies of instances and snapshots, rebuilds (``_copies``);
+* ``apps`` — the app-stack keys: dependencies, readiness, health, restarts (``_deps``);
 * ``storage`` — the default pool, custom volumes, disk devices' mounts;
 * ``trust`` — the server's certificate and config, trusted clients;
 * ``metrics`` and ``resources`` — ``/1.0/metrics`` and ``/1.0/resources``;
@@ -47,12 +48,15 @@ from cove import __version__
 from cove.engine._access import Access
 from cove.engine._console import Console
 from cove.engine._copies import Copies
+from cove.engine._deps import AppStack
+from cove.engine._exec_stopped import StoppedExec
 from cove.engine._images import Images
 from cove.engine._instances import Instances
 from cove.engine._metrics import Metrics
 from cove.engine._net_base import NetContext
 from cove.engine._networks import Networks
 from cove.engine._nics import InstanceNetworks
+from cove.engine._probes import Prober
 from cove.engine._profiles import DefaultNetwork, Profiles
 from cove.engine._projects import Projects
 from cove.engine._proxies import Forwarders
@@ -68,7 +72,7 @@ from cove.engine.events import EventBus
 from cove.engine.operations import Operations
 from cove.host import proc
 from cove.model.config import parse_size
-from cove.model.errors import BadRequest
+from cove.model.errors import BadRequest, NotFound
 from cove.model.trust import MAX_UNPACK_KEY
 from cove.network import NetworkHost
 from cove.runtime import RUNTIMES, Runc
@@ -128,8 +132,17 @@ class Engine:
         self.profiles.bind_projects(self.projects.profiles_project)
         self.projects.bind(self.profiles)
         self.storage.bind_projects(self.projects.volumes_project)
+        stopped_exec = StoppedExec(store=self.store, runtime=runtime, paths=paths,
+                                   rootfs=rootfs, operations=self.operations,
+                                   spec_for=self.instances.spec_for)
         self.access = Access(store=self.store, runtime=runtime, paths=paths, rootfs=rootfs,
-                             operations=self.operations, profiles=self.profiles)
+                             operations=self.operations, profiles=self.profiles,
+                             stopped=stopped_exec)
+        # the app-stack keys (cove.depends, cove.ready, cove.health, cove.restart)
+        self.apps = AppStack(store=self.store, instances=self.instances,
+                             operations=self.operations, events=self.events, clock=clock,
+                             prober=Prober(self.access, self._network_state))
+        self.instances.hooks = self.apps
         self.snapshots = Snapshots(store=self.store, paths=paths, runs=runs, runtime=runtime,
                                    instances=self.instances, operations=self.operations,
                                    events=self.events, clock=clock)
@@ -149,6 +162,14 @@ class Engine:
                                       images=self.images, networks=self.networks)
         self._closed = False
 
+    def _network_state(self, key: str) -> dict[str, Any] | None:
+        """LXD's ``state.network`` of the running instance keyed ``key``."""
+        try:
+            inst = self.store.get_instance(key)
+        except NotFound:
+            return None
+        return self._nics.state(inst) if key in self._runs.pids else None
+
     def _max_unpack(self) -> int | None:
         """The server setting ``cove.images.max_size`` in bytes, None unset."""
         value = self.trust.server_config().get(MAX_UNPACK_KEY)
@@ -163,6 +184,7 @@ class Engine:
         self._reconciler.run()
         self._nics.resume(self._runs.running())  # forwarders adopted, restarted or stopped
         self._snapshot_schedule.start()  # after autostart: @startup sees them running
+        self.apps.resume()  # health checks; ordered starts a killed coved left
 
     def server_environment(self) -> dict[str, Any]:
         """The ``environment`` part of ``GET /1.0``."""
@@ -200,6 +222,7 @@ class Engine:
             return
         self._closed = True
         self._snapshot_schedule.close()
+        self.apps.close()
         self.instances.close()
         self.networks.close()  # bridges and dnsmasqs go when nothing runs
         self.store.close()

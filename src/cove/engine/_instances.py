@@ -32,7 +32,15 @@ from cove.engine._runs import Paths, RunTable
 from cove.engine._watch import ExitWatcher
 from cove.engine.events import EventBus
 from cove.engine.operations import Operation, Operations
-from cove.engine.ports import DiskPort, ImageSource, NetworkPort, ProfileSource, ProjectSource
+from cove.engine.ports import (
+    NO_HOOKS,
+    DiskPort,
+    ImageSource,
+    LifecycleHooks,
+    NetworkPort,
+    ProfileSource,
+    ProjectSource,
+)
 from cove.model import config as cfg
 from cove.model.disks import disk_from_device
 from cove.model.errors import BadRequest, Conflict, InternalError, NotFound, Timeout
@@ -104,6 +112,7 @@ class Instances:
         self._projects = projects
         self._limits = limits or HostLimits()
         self._watcher = ExitWatcher(self._on_exit)
+        self.hooks: LifecycleHooks = NO_HOOKS  # the app-stack keys (``_deps``)
 
     def close(self) -> None:
         """Stop watching exits (containers keep running). Idempotent."""
@@ -178,6 +187,7 @@ class Instances:
             },
             "disk": {},
             "network": self._net.state(inst) if pid else None,
+            **self.hooks.state(name),
         }
 
     # -- create ---------------------------------------------------------------
@@ -201,6 +211,7 @@ class Instances:
         profiles = req.profiles_or_default  # [] (--no-profiles): no profile, no NIC
         self._profiles.check(profiles, project)
         cfg.resources_from_config(self._profiles.expand_config(profiles, config, project))
+        self.hooks.check_config(name, self._profiles.expand_config(profiles, config, project))
         expanded = self._profiles.expand(profiles, devices, project)
         self._net.check_expanded(name, expanded)
         self._disks.check_disks(expanded, project=project)
@@ -272,6 +283,7 @@ class Instances:
             if action == "start":
                 self.start_now(name)
             elif action == "stop":
+                self.hooks.before_stop(name, timeout, force)  # its dependents first
                 self.stop_now(name, timeout, force)
             elif action == "restart":
                 self._runs.restarting.add(name)
@@ -338,6 +350,7 @@ class Instances:
                   mounts: tuple[dict[str, Any], ...] = ()) -> dict[str, Any]:
         image_cmd, image_env = self._images.run_config(inst.image)  # also of a deleted image
         conf = self._profiles.expanded_config(inst)  # profiles' keys take effect too
+        conf = self.hooks.run_config(inst.name, conf)  # ``cove start NAME -- CMD``
         args = cfg.command_from_config(conf, image_cmd or ["/sbin/init"])
         # A system container (the image's /sbin/init) gets a console pty, as
         # every LXD container has /dev/console; an application (cove.cmd,
@@ -357,8 +370,11 @@ class Instances:
             mounts=mounts, terminal=terminal,
         ))
 
+    spec_for = _spec_for  # the spec a start would use (``_exec_stopped``)
+
     def start_now(self, name: str) -> None:
         """Start ``name`` in the caller's operation (it holds the lock)."""
+        self.hooks.before_start(name)  # what it depends on, started and ready
         inst = self._store.get_instance(name)
         d = self._paths.instance_dir(name)
         with ExitStack() as undo:
@@ -556,6 +572,7 @@ class Instances:
         change); nothing is changed."""
         cfg.validate_config(config)
         cfg.resources_from_config(config)
+        self.hooks.check_config(inst.name, config)
         self._limits.check(config, self._profiles.expanded_config(inst))
         if devices == self._profiles.expanded_devices(inst):
             return  # the devices it has were checked when they were set
@@ -670,6 +687,7 @@ class Instances:
         if not self._busy(name, wait_for_lock) and inst.status is not Status.STOPPED \
                 and not force:
             raise BadRequest("Instance is running")
+        self.hooks.before_delete(name, force)
 
         def work(op: Operation) -> None:
             current = self._store.get_instance(name)

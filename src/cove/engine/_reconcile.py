@@ -78,7 +78,9 @@ class Reconciler:
         for name in lost:
             was = known.get(name)
             if was is not None and truthy(
-                    self._instances.expanded_config(was).get("boot.autostart")):
+                    self._instances.expanded_config(was).get("boot.autostart")) \
+                    and self._store.get_instance(name).status is Status.STOPPED:
+                # (not when an autostarted dependent started it first: cove.depends)
                 log.info("autostarting %s", name)
                 try:
                     project, plain = split_key(name)  # ``name`` is the instance's key

@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from cove.engine._net_base import NetPlan
+from cove.engine.operations import Operation
 from cove.model.records import Image, Instance
 
-__all__ = ["DeviceSource", "DiskPort", "ImageSource", "NetworkPort", "ProfileSource",
-           "ProfileUsers", "ProjectProfiles", "ProjectSource"]
+__all__ = ["NO_HOOKS", "DeviceSource", "DiskPort", "ImageSource", "LifecycleHooks",
+           "NetworkPort", "ProfileSource", "ProfileUsers", "ProjectProfiles", "ProjectSource", "StackInstances"]
 
 
 class ImageSource(Protocol):
@@ -209,4 +210,79 @@ class DeviceSource(Protocol):
 
     def expanded_devices(self, inst: Instance) -> dict[str, dict[str, str]]:
         """Profile devices overlaid by the instance's own."""
+        ...
+
+
+class LifecycleHooks(Protocol):
+    """What the instances service asks of the app-stack service (``_deps``)
+    at the points of an instance's life where ``cove.*`` keys act. Every
+    ``name`` is an instance key."""
+
+    def check_config(self, name: str, config: dict[str, str]) -> None:
+        """Raises BadRequest if ``name`` cannot have this expanded config
+        (an unknown dependency, a cycle). Nothing is changed."""
+        ...
+
+    def before_start(self, name: str) -> None:
+        """Start what ``name`` depends on and wait for each condition.
+        Raises: BadRequest, Timeout (naming the dependency and its probe)."""
+        ...
+
+    def before_stop(self, name: str, timeout: float, force: bool) -> None:
+        """A stop asked for by a client: stop ``name``'s dependents first."""
+        ...
+
+    def before_delete(self, name: str, force: bool) -> None:
+        """Raises BadRequest if others depend on ``name`` and not ``force``."""
+        ...
+
+    def state(self, name: str) -> dict[str, Any]:
+        """Extra keys of ``name``'s LXD state (``{"cove": {...}}``), or {}."""
+        ...
+
+    def run_config(self, name: str, config: dict[str, str]) -> dict[str, str]:
+        """The expanded config ``name`` starts with now (a command given
+        for this start only replaces ``cove.cmd``)."""
+        ...
+
+
+class _NoHooks:
+    def check_config(self, name: str, config: dict[str, str]) -> None:
+        pass
+
+    def before_start(self, name: str) -> None:
+        pass
+
+    def before_stop(self, name: str, timeout: float, force: bool) -> None:
+        pass
+
+    def before_delete(self, name: str, force: bool) -> None:
+        pass
+
+    def state(self, name: str) -> dict[str, Any]:
+        return {}
+
+    def run_config(self, name: str, config: dict[str, str]) -> dict[str, str]:
+        return config
+
+
+NO_HOOKS: LifecycleHooks = _NoHooks()
+
+
+class StackInstances(Protocol):
+    """What the app-stack service needs of the instances service."""
+
+    def all(self, *, project: str | None = "default") -> list[Instance]:
+        """Every instance of ``project`` (None: all), expanded, ``name`` the key."""
+        ...
+
+    def change_state(self, name: str, action: str, *, project: str = "default",
+                     timeout: float = -1, force: bool = False,
+                     wait_for_lock: float = 0) -> Operation:
+        """Start, stop, restart ... as an operation. Raises: BadRequest,
+        NotFound, Conflict."""
+        ...
+
+    def expanded_config(self, inst: Instance) -> dict[str, str]:
+        """The config ``inst`` runs with."""
         ...

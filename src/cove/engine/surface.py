@@ -28,6 +28,7 @@ from cove.model.trust import Certificate
 
 __all__ = [
     "AccessAPI",
+    "AppsAPI",
     "ConsoleAPI",
     "CopiesAPI",
     "EngineAPI",
@@ -107,6 +108,10 @@ class AccessAPI(Protocol):
 
     def exec(self, name: str, req: InstanceExecPost, *, project: str = "default") -> ExecSession:
         """Start ``req.command`` in the running instance ``name``; the caller owns the session (and must ``close()`` it)."""
+        ...
+
+    def settle(self, name: str, *, project: str = "default") -> None:
+        """Wait (a bounded time) for a start, stop or restart of ``name`` in flight to end."""
         ...
 
     def exec_detached(self, name: str, req: InstanceExecPost, *, project: str = "default",
@@ -564,6 +569,16 @@ class ResourcesAPI(Protocol):
         ...
 
 
+class AppsAPI(Protocol):
+    """The app-stack keys (``engine._deps``): what a client can ask of them."""
+
+    def start_once(self, name: str, command: list[str], *, project: str = "default",
+                   wait_for_lock: float = 0) -> Operation:
+        """Start ``name`` (dependencies first) running ``command`` instead of
+        its own, this once. Raises: BadRequest, NotFound, Conflict."""
+        ...
+
+
 class EngineAPI(Protocol):
     """A cove root's services, as ``Engine`` composes them."""
 
@@ -595,6 +610,8 @@ class EngineAPI(Protocol):
     def resources(self) -> ResourcesAPI: ...
     @property
     def projects(self) -> ProjectsAPI: ...
+    @property
+    def apps(self) -> AppsAPI: ...
     @property
     def operations(self) -> Operations: ...
     @property

@@ -17,7 +17,8 @@ the Compose loader that writes them. The syntax:
 - durations (``cove.ready.timeout``, ``cove.health.interval`` ...): Go's
   and Compose's ``1m30s``, ``500ms``, ``2h``, or a bare number of seconds.
 - ``cove.restart``: ``no``, ``on-failure[:MAX]``, ``unless-stopped``,
-  ``always`` (Docker's and Compose's names).
+  ``always`` (Docker's and Compose's names); ``cove.restart.max_per_minute``
+  caps restarts by policy in any minute (default 10, as Incus).
 """
 
 from __future__ import annotations
@@ -206,4 +207,6 @@ APP_VALIDATORS: dict[str, Callable[[str], object]] = {
     "cove.health.start_period": _duration("cove.health.start_period"),
     "cove.health.start_interval": _duration("cove.health.start_interval"),
     "cove.restart": parse_restart,
+    # a cap on restarts by policy in any 60 s (Incus' boot.autorestart: 10)
+    "cove.restart.max_per_minute": _count("cove.restart.max_per_minute"),
 }

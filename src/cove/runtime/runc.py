@@ -283,6 +283,17 @@ class Runc:
     def start(self, cid: str) -> None:
         self._runc("start", cid)
 
+    def run_once(self, cid: str, bundle: Path) -> ExecProcess:
+        """``runc run`` the bundle's process in the foreground with pipes for
+        its stdio (no monitor: it ends with its command); its exit code is
+        ``wait()``'s. The caller deletes ``cid`` once it ended. Raises:
+        InternalError (runc is missing)."""
+        p = proc.spawn([self.runc_path(), "--root", str(self.runc_root), "run", "--bundle",
+                        str(bundle), cid], env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       start_new_session=True)
+        return ExecProcess(p, None, winch=False)
+
     def state(self, cid: str) -> RuntimeState | None:
         """The runtime's view, from runc's own state file (no subprocess).
 

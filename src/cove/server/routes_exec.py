@@ -433,10 +433,11 @@ async def _post(request: web.Request) -> web.Response:
     engine = engine_of(request)
     req = api.InstanceExecPost.parse(await json_body(request))
     project, plain = split_key(name)
+    await call(request, engine.access.settle, plain, project=project)  # starting: wait
     inst = await call(request, engine.instances.get, plain, project=project)
     if inst.status is Status.FROZEN:
         raise BadRequest("Instance is frozen")
-    if inst.status is not Status.RUNNING:
+    if inst.status is not Status.RUNNING and not req.stopped:  # stopped: cove's
         raise BadRequest("Instance is not running")
     resources = {"instances": [instance_url(name)]}
     if req.wait_for_websocket:

@@ -29,6 +29,10 @@ async def _get(request: web.Request) -> web.Response:
 async def _put(request: web.Request) -> web.Response:
     project = await check_project(request)
     put = api.InstanceStatePut.parse(await json_body(request))
+    if put.command:  # cove's: start once with another command
+        op = await call(request, engine_of(request).apps.start_once, request.match_info["name"],
+                        put.command, project=project, wait_for_lock=wait_for_lock(request))
+        return render.async_op(op)
     op = await call(request, engine_of(request).instances.change_state, request.match_info["name"],
                     put.action, project=project, timeout=put.timeout, force=put.force,
                     wait_for_lock=wait_for_lock(request))

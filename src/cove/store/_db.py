@@ -21,6 +21,7 @@ from cove.model.projects import split_alias, split_key
 from cove.model.records import Alias, Image, Instance, Lease, Network, Snapshot
 from cove.model.states import Status
 from cove.model.trust import Certificate
+from cove.store._app import AppIntentRows
 from cove.store._conn import Database
 from cove.store._profiles import ProfileRows
 from cove.store._projects import ProjectRows
@@ -127,6 +128,7 @@ class Store:
         self.projects = ProjectRows(self.db)
         self.volumes = VolumeRows(self.db)
         self.snapshots = SnapshotRows(self.db)
+        self.app_intents = AppIntentRows(self.db)
 
     def close(self) -> None:
         self.db.close()

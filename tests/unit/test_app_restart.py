@@ -1,0 +1,162 @@
+"""The restart policy (``engine._restart``) against a fake instances
+service that records the actions it is asked for."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cove.engine._restart import Restarter
+from cove.engine.operations import Operation, Operations
+from cove.model.errors import BadRequest
+from cove.model.records import Instance
+from cove.model.states import Status
+from cove.store import Store
+
+
+class FakeInstances:
+    """``StackInstances``: each action is recorded and sets the row's status."""
+
+    def __init__(self, store: Store, operations: Operations) -> None:
+        self.store = store
+        self.operations = operations
+        self.actions: list[tuple[str, str]] = []
+
+    def all(self, *, project: str | None = "default") -> list[Instance]:
+        return self.store.list_instances(project)
+
+    def change_state(self, name: str, action: str, *, project: str = "default",
+                     timeout: float = -1, force: bool = False,
+                     wait_for_lock: float = 0) -> Operation:
+        self.actions.append((name, action))
+
+        def work(op: Operation) -> None:
+            inst = self.store.get_instance(name)
+            inst.status = Status.RUNNING
+            self.store.update_instance(inst)
+        return self.operations.run(work, description=action, lock=f"instance:{name}")
+
+    def expanded_config(self, inst: Instance) -> dict[str, str]:
+        return dict(inst.config)
+
+
+@pytest.fixture
+def setup(tmp_path: Path):  # type: ignore[no-untyped-def]
+    store = Store(tmp_path / "cove.db")
+    ops = Operations()
+    insts = FakeInstances(store, ops)
+    after: list[str] = []
+    restarter = Restarter(store=store, instances=insts, operations=ops,
+                          config_of=lambda key: dict(store.get_instance(key).config),
+                          after_restart=after.append)
+
+    def add(config: dict[str, str]) -> None:
+        store.add_instance(Instance(name="db", image="f" * 64, config=config,
+                                    status=Status.STOPPED, last_used_at=time.time()))
+
+    def crash(code: int | None = 1) -> None:
+        inst = store.get_instance("db")
+        inst.status = Status.STOPPED
+        store.update_instance(inst)
+        restarter.on_exit("db", code)
+
+    yield restarter, insts, add, crash, after, store
+    restarter.close()
+    store.close()
+
+
+def _settle(insts: FakeInstances, n: int, timeout: float = 3.0) -> None:
+    deadline = time.monotonic() + timeout
+    while len(insts.actions) < n and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.3)  # and no more than that
+
+
+def test_on_failure_restarts_a_failure_not_a_clean_exit(setup: Any) -> None:
+    _, insts, add, crash, after, _ = setup
+    add({"cove.restart": "on-failure"})
+    crash(0)
+    _settle(insts, 0)
+    assert insts.actions == []
+    crash(137)
+    _settle(insts, 1)
+    assert insts.actions == [("db", "start")]
+    _settle(insts, 1)
+    assert after == ["db"]  # its :restart dependents' turn
+
+
+def test_no_policy_and_a_clients_stop_are_left_alone(setup: Any) -> None:
+    restarter, insts, add, crash, _, store = setup
+    add({"cove.restart": "always"})
+    restarter.expect_stop("db")
+    crash(143)
+    _settle(insts, 0)
+    assert insts.actions == []
+    inst = store.get_instance("db")
+    inst.config = {"cove.restart": "no"}
+    store.update_instance(inst)
+    crash(1)
+    _settle(insts, 0)
+    assert insts.actions == []
+
+
+def test_on_failure_max_and_the_cap_per_minute(setup: Any) -> None:
+    _, insts, add, crash, _, store = setup
+    add({"cove.restart": "on-failure:2"})
+    for n in (1, 2, 2):
+        crash(1)
+        _settle(insts, n)
+    assert len(insts.actions) == 2  # MAX reached
+    inst = store.get_instance("db")
+    inst.config = {"cove.restart": "always", "cove.restart.max_per_minute": "3"}
+    store.update_instance(inst)
+    for n in (3, 3):
+        crash(0)
+        _settle(insts, n)
+    assert len(insts.actions) == 3  # 3 in the last minute: capped
+
+
+def test_an_operation_in_flight_owns_the_exit(setup: Any) -> None:
+    _, insts, add, crash, _, _ = setup
+    add({"cove.restart": "always"})
+    release = threading.Event()
+    op = insts.operations.run(lambda op: release.wait(), description="stop",
+                              lock="instance:db")
+    crash(143)
+    release.set()
+    op.wait()
+    _settle(insts, 0)
+    assert insts.actions == []
+
+
+def test_unhealthy_is_restarted_under_a_policy(setup: Any) -> None:
+    restarter, insts, add, _, _, store = setup
+    add({"cove.restart": "unless-stopped"})
+    inst = store.get_instance("db")
+    inst.status = Status.RUNNING
+    store.update_instance(inst)
+    restarter.on_unhealthy("db")
+    _settle(insts, 1)
+    assert insts.actions == [("db", "restart")]
+
+
+def test_a_failed_restart_is_tried_again_within_the_cap(setup: Any) -> None:
+    _, insts, add, crash, _, store = setup
+    add({"cove.restart": "always", "cove.restart.max_per_minute": "3"})
+
+    def failing(name: str, action: str, **kw: Any) -> Operation:
+        insts.actions.append((name, action))
+
+        def work(op: Operation) -> None:
+            raise BadRequest("dependency not ready")
+        return insts.operations.run(work, description=action)
+
+    insts.change_state = failing
+    crash(1)
+    _settle(insts, 3, timeout=5)
+    assert insts.actions == [("db", "start")] * 3  # then capped
+    assert store.get_instance("db").status is Status.STOPPED
