@@ -14,7 +14,7 @@ from pathlib import Path
 
 from cove.engine._runs import Paths, RunTable
 from cove.engine.ports import ImageSource
-from cove.model.errors import InternalError
+from cove.model.errors import InternalError, NotFound
 from cove.storage import overlay
 from cove.store import Store
 
@@ -41,10 +41,12 @@ class Rootfs:
             refs = self._runs.mount_refs.get(name, 0)
             if refs == 0 and not overlay.is_mounted(target):
                 inst = self._store.get_instance(name)
-                lower = self._images.rootfs(inst.image)
-                if not lower.is_dir():
-                    raise InternalError(f"Image {inst.image[:12]} of {name} is missing")
-                overlay.mount_overlay([lower], d / "upper", d / "work", target)
+                try:
+                    lowers = self._images.lowers(inst.image)
+                except NotFound:
+                    raise InternalError(f"Image {inst.image[:12]} of {name} is missing") \
+                        from None
+                overlay.mount_overlay(lowers, d / "upper", d / "work", target)
             self._runs.mount_refs[name] = refs + 1
             return target
 
