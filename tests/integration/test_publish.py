@@ -1,0 +1,156 @@
+"""Publish an instance (or a snapshot) as a layered image and export images,
+against a real coved: LXD's REST calls, pylxd unchanged, the layers shared
+and never copied, whiteouts kept, the export flattened and byte-stable, and
+coved killed in the middle of a publish."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tarfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from covetest import Coved, assert_no_leaks, new_name
+
+
+@pytest.fixture
+def daemon(make_coved: Callable[..., Coved], busybox_tar: Path) -> Coved:
+    d = make_coved("pub")
+    d.api.import_image(busybox_tar, "busybox")
+    return d
+
+
+def _publish(d: Coved, name: str, **body: object) -> str:
+    req = {"source": {"type": "instance", "name": name}, **body}
+    op = d.api.run("POST", "/1.0/images", req, timeout=120)
+    return str(op["metadata"]["fingerprint"])
+
+
+def _export(d: Coved, fp: str) -> tuple[bytes, dict[str, str]]:
+    r = d.api.request("GET", f"/1.0/images/{fp}/export", timeout=120)
+    assert r.status == 200, r.body[:300]
+    return r.body, r.headers
+
+
+def _chain(d: Coved, fp: str) -> list[str]:
+    doc = json.loads((d.root / "images" / fp / "layers.json").read_text())
+    return list(doc["layers"])
+
+
+def _members(blob: bytes) -> dict[str, tarfile.TarInfo]:
+    with tarfile.open(fileobj=io.BytesIO(blob)) as tf:
+        return {m.name: m for m in tf.getmembers()}
+
+
+def test_publish_layers_launch_and_export(daemon: Coved) -> None:
+    api, name = daemon.api, new_name("pub")
+    base = api.sync("GET", "/1.0/images/aliases/busybox")["target"]
+    api.launch(name)
+    # a file added, one deleted from the image (a whiteout), a directory
+    # replaced whole (opaque), and a symlink pointing out of the rootfs
+    api.sh(name, "echo layered > /added; rm /bin/true; rm -rf /etc; mkdir /etc; "
+                 "echo only > /etc/only; ln -s /../../../../etc/shadow /escape")
+    fp = _publish(daemon, name, aliases=[{"name": "pubimg", "description": ""}],
+                  properties={"description": "mine"})
+    assert api.status(name) == "Running"  # thawed after the copy
+    img = api.sync("GET", f"/1.0/images/{fp}")
+    assert img["properties"]["description"] == "mine"
+    assert [a["name"] for a in img["aliases"]] == ["pubimg"]
+    # the parent's layer is shared, not copied: the chain names it
+    chain = _chain(daemon, fp)
+    assert chain[0] == base and len(chain) == 2
+    assert (daemon.root / "images" / "layers" / chain[1]).is_dir()
+    assert not (daemon.root / "images" / fp / "rootfs").exists()
+    # a launch from it is the overlay of both layers
+    child = new_name("pub")
+    api.launch(child, image="pubimg")
+    out = api.sh(child, "cat /added; test -e /bin/true || echo gone; cat /etc/only; "
+                        "test -e /etc/group || echo nogroup; readlink /escape")
+    assert out == b"layered\ngone\nonly\nnogroup\n/../../../../etc/shadow\n"
+    # the export is the flattened tarball whose SHA-256 is the fingerprint
+    blob, headers = _export(daemon, fp)
+    assert hashlib.sha256(blob).hexdigest() == fp
+    assert headers["content-disposition"] == f"inline;filename={fp}.tar"
+    assert int(headers["content-length"]) == len(blob) == img["size"]
+    members = _members(blob)
+    assert "metadata.yaml" in members and "rootfs/added" in members
+    assert "rootfs/bin/true" not in members  # the whiteout applied
+    assert "rootfs/etc/only" in members and "rootfs/etc/group" not in members
+    assert members["rootfs/escape"].issym()
+    assert not any(m.ischr() or m.isblk() for m in members.values())
+    # byte-stable: a second export is the same bytes
+    assert _export(daemon, fp)[0] == blob
+    # deleting the parent image keeps its layer for the published one
+    api.run("DELETE", f"/1.0/images/{base}")
+    api.remove(child)
+    assert (daemon.root / "images" / base / "rootfs").is_dir()
+    api.action(name, "stop", force=True)
+    api.action(name, "start")
+    api.remove(name)
+    assert (daemon.root / "images" / base / "rootfs").is_dir()  # still the pubimg's
+    api.run("DELETE", f"/1.0/images/{fp}")
+    assert not (daemon.root / "images" / fp).exists()
+    assert not (daemon.root / "images" / base).exists()
+    assert os.listdir(daemon.root / "images" / "layers") == []
+    assert_no_leaks(daemon.root, [name, child])
+
+
+def test_imported_image_exports_its_own_bytes(daemon: Coved, busybox_tar: Path) -> None:
+    fp = daemon.api.sync("GET", "/1.0/images/aliases/busybox")["target"]
+    blob, headers = _export(daemon, fp)
+    assert blob == busybox_tar.read_bytes()
+    assert hashlib.sha256(blob).hexdigest() == fp
+    assert headers["content-disposition"].startswith(f"inline;filename={fp}.tar")
+
+
+def test_publish_snapshot_and_bad_requests(daemon: Coved) -> None:
+    api, name = daemon.api, new_name("pub")
+    api.launch(name)
+    api.sh(name, "echo one > /v")
+    api.run("POST", f"/1.0/instances/{name}/snapshots", {"name": "s0"})
+    api.sh(name, "echo two > /v")
+    op = api.run("POST", "/1.0/images",
+                 {"source": {"type": "snapshot", "name": f"{name}/s0"}})
+    fp = op["metadata"]["fingerprint"]
+    child = new_name("pub")
+    api.launch(child, image=fp)
+    assert api.sh(child, "cat /v") == b"one\n"
+    for body, word in [
+        ({"source": {"type": "snapshot", "name": name}}, "snapshot"),
+        ({"source": {"type": "instance", "name": f"{name}/s0"}}, "snapshot"),
+        ({"source": {"type": "instance", "name": ""}}, "source.name"),
+        ({"source": {"type": "instance", "name": name}, "aliases": "x"}, "aliases"),
+        ({"source": {"type": "instance", "name": name}, "properties": []}, "properties"),
+    ]:
+        r = api.request("POST", "/1.0/images", body)
+        assert r.status == 400 and word in r.error, (body, r.status, r.body)
+    r = api.request("POST", "/1.0/images", {"source": {"type": "instance", "name": "nope"}})
+    assert r.status == 404
+    api.remove(child)
+    api.remove(name)
+    assert_no_leaks(daemon.root, [name, child])
+
+
+@pytest.mark.parametrize("point", ["publish.after-copy", "publish.after-layer",
+                                   "publish.after-image"])
+def test_killed_during_publish_leaves_nothing(daemon: Coved, point: str) -> None:
+    api, name = daemon.api, new_name("pub")
+    api.create(name)
+    images_before = api.sync("GET", "/1.0/images")
+    daemon.arm(point)
+    api.request("POST", "/1.0/images", {"source": {"type": "instance", "name": name}})
+    daemon.revive()
+    assert api.sync("GET", "/1.0/images") == images_before
+    store = daemon.root / "images"
+    assert os.listdir(store / "layers") == []
+    assert not [n for n in os.listdir(store) if n.startswith(".tmp-")]
+    assert len([n for n in os.listdir(store) if len(n) == 64]) == 1
+    api.launch(new_name("pub"))  # the store works on
+    assert api.status(name) == "Stopped"
+    for n in list(api.made):
+        api.remove(n)
+    assert_no_leaks(daemon.root)
