@@ -36,6 +36,7 @@ from cove.client._http import ConnectionFailed, Response, parse_envelope, with_p
 from cove.client._rest import default_socket_path
 from cove.client.drivers import _host as host
 from cove.client.drivers import _profiles as profile_flows
+from cove.client.drivers import _publish_flows as publish_flows
 from cove.client.drivers import _resources as resources
 from cove.client.drivers import _snapshot_flows as snapshot_flows
 from cove.client.drivers import _storage_flows as storage
@@ -298,6 +299,16 @@ class AsyncRestDriver:
 
     async def delete_profile(self, name: str) -> None:
         await self._run(profile_flows.delete_profile(name))
+    # -- publish and export (as ``Driver``'s) ----------------------------------------------------
+    async def publish(self, source: str, *, aliases: Sequence[str] = (),
+                      properties: Mapping[str, str] | None = None,
+                      public: bool = False) -> api.Image:
+        return await self._run(publish_flows.publish(source, aliases=aliases,
+                                                     properties=properties, public=public))
+
+    async def export_image(self, ref: str, directory: str | os.PathLike[str]) -> list[str]:
+        return await self._run(publish_flows.export_image(ref, directory))
+
     # -- snapshots (as ``Driver``'s) -----------------------------------------------------------
     async def snapshots(self, name: str) -> list[api.InstanceSnapshot]:
         return await self._run(snapshot_flows.snapshots(name))

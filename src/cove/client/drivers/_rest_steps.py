@@ -18,11 +18,13 @@ from urllib.parse import urlencode
 
 from cove import api
 from cove.client import _wire as wire
+from cove.client import _wire_publish as wpub
 from cove.client import _wire_snapshots as wsnap
 from cove.client import _wire_storage as wstor
 from cove.client._http import Response
 from cove.client._rest import Operation
 from cove.client.drivers import _steps as s
+from cove.client.drivers import _steps_publish as sp
 from cove.client.drivers import _steps_snapshots as sn
 from cove.client.drivers import _steps_storage as ss
 from cove.client.drivers._steps import Progress, ProgressCallback, RunCommand, Step
@@ -161,6 +163,29 @@ def _import(step: s.ImportImage) -> HttpFlow[None]:
         yield from _op(req, step.progress)
 
 
+def _publish(step: sp.PublishImage) -> HttpFlow[str]:
+    op = yield from wait(wire.operation_of((yield wpub.publish(
+        step.source, step.aliases, step.properties, step.public))))
+    md = op.get("metadata") or {}
+    fp = md.get("fingerprint") if isinstance(md, dict) else None
+    if not fp:
+        raise InternalError("publish: the operation named no fingerprint")
+    return str(fp)
+
+
+def _export(step: sp.ExportImage) -> HttpFlow[list[str]]:
+    # the whole answer is read before it is written (the flows see whole
+    # responses); the server streams it
+    files = wpub.export_files((yield wpub.export_image(step.fingerprint)), step.fingerprint)
+    written = []
+    for name, data in files:
+        path = os.path.join(step.directory, name)
+        with open(path, "wb") as f:
+            f.write(data)
+        written.append(path)
+    return written
+
+
 def _wait_op(step: s.WaitOperation) -> HttpFlow[dict[str, Any]]:
     return wire.as_dict((yield wire.wait_operation(step.id, step.timeout)), "operation wait")
 
@@ -235,6 +260,8 @@ _PERFORM: dict[type, _Perform] = {
                                                              st.new_name)),
     sn.DeleteSnapshot: lambda st: _op(wsnap.delete_snapshot(st.name, st.snapshot)),
     sn.RestoreSnapshot: lambda st: _op(wsnap.restore_snapshot(st.name, st.snapshot)),
+    sp.PublishImage: _publish,
+    sp.ExportImage: _export,
 }
 
 
