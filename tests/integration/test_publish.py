@@ -9,12 +9,17 @@ import hashlib
 import io
 import json
 import os
+import shutil
+import subprocess
+import sys
 import tarfile
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 
+import pylxd
 import pytest
-from covetest import Coved, assert_no_leaks, new_name
+from covetest import Coved, assert_no_leaks, mkroot, new_name
 
 
 @pytest.fixture
@@ -154,3 +159,91 @@ def test_killed_during_publish_leaves_nothing(daemon: Coved, point: str) -> None
     for n in list(api.made):
         api.remove(n)
     assert_no_leaks(daemon.root)
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_pylxd_lxc_and_cove_cli(daemon: Coved, busybox_tar: Path, tmp_path: Path) -> None:
+    api, name = daemon.api, new_name("pub")
+    api.launch(name)
+    api.sh(name, "echo clients > /c")
+    # pylxd: instance.publish(wait=True) and image.export()
+    client = pylxd.Client(endpoint="http+unix://" + urllib.parse.quote(str(daemon.socket),
+                                                                      safe=""))
+    image = client.instances.get(name).publish(wait=True)
+    blob = image.export().read()
+    assert hashlib.sha256(blob).hexdigest() == image.fingerprint
+    # cove publish / cove image export
+    env = daemon.cli_env()
+
+    def cove(*args: str) -> str:
+        p = subprocess.run([sys.executable, "-m", "cove.cli.main", *args], env=env,
+                           capture_output=True, text=True, timeout=120, check=False)
+        assert p.returncode == 0, (args, p.stderr)
+        return p.stdout
+
+    out = cove("publish", name, "description=from the cli", "--alias", "covetest-clipub")
+    fp = out.strip().rsplit(" ", 1)[-1]
+    img = api.sync("GET", f"/1.0/images/{fp}")
+    assert img["properties"]["description"] == "from the cli"
+    assert img["aliases"][0]["name"] == "covetest-clipub"
+    cove("image", "export", "covetest-clipub", str(tmp_path))
+    assert _sha(tmp_path / f"{fp}.tar") == fp
+    # a split import exports split, as two files whose hash is the fingerprint
+    meta, rootfs = tmp_path / "meta.tar", tmp_path / "rootfs.tar"
+    with tarfile.open(busybox_tar) as src, tarfile.open(meta, "w") as m, \
+            tarfile.open(rootfs, "w") as r:
+        for member in src.getmembers():
+            f = src.extractfile(member) if member.isreg() else None
+            if member.name == "metadata.yaml":
+                m.addfile(member, f)
+            elif member.name.startswith("rootfs/"):
+                member.name = member.name[len("rootfs/"):]
+                r.addfile(member, f)
+    split_fp = hashlib.sha256(meta.read_bytes() + rootfs.read_bytes()).hexdigest()
+    body = (b"--B\r\nContent-Disposition: form-data; name=\"metadata\"; filename=\"m.tar\""
+            b"\r\n\r\n" + meta.read_bytes() + b"\r\n--B\r\nContent-Disposition: form-data; "
+            b"name=\"rootfs\"; filename=\"r.tar\"\r\n\r\n" + rootfs.read_bytes() +
+            b"\r\n--B--\r\n")
+    op = api.run("POST", "/1.0/images", body,
+                 headers={"Content-Type": "multipart/form-data; boundary=B"})
+    assert op["metadata"]["fingerprint"] == split_fp
+    out_dir = tmp_path / "split"
+    out_dir.mkdir()
+    cove("image", "export", split_fp[:12], str(out_dir))
+    names = sorted(os.listdir(out_dir))
+    assert names == [f"{split_fp}.tar", f"meta-{split_fp}.tar"]
+    assert (out_dir / f"meta-{split_fp}.tar").read_bytes() == meta.read_bytes()
+    assert (out_dir / f"{split_fp}.tar").read_bytes() == rootfs.read_bytes()
+    # lxc publish / lxc image export (lxc checks the hash of what it gets)
+    lxc = shutil.which("lxc")
+    if lxc is not None:
+        home = mkroot("lxchome")
+        (home / "conf").mkdir()
+        lenv = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home),
+                "LXD_CONF": str(home / "conf"), "LANG": "C.UTF-8"}
+
+        def run(*args: str) -> str:
+            p = subprocess.run([lxc, *args], env=lenv, capture_output=True, text=True,
+                               timeout=120, check=False)
+            assert p.returncode == 0, (args, p.stderr)
+            return p.stdout
+
+        try:
+            run("remote", "add", "covetest-r", f"unix://{daemon.socket}")
+            api.action(name, "stop", force=True)
+            out = run("publish", f"covetest-r:{name}", "covetest-r:", "--alias", "covetest-lxcpub")
+            lfp = out.strip().rsplit(" ", 1)[-1]
+            (tmp_path / "lxc").mkdir()
+            run("image", "export", "covetest-r:covetest-lxcpub", str(tmp_path / "lxc") + "/")
+            assert _sha(tmp_path / "lxc" / f"{lfp}.tar") == lfp
+            lxc_split = tmp_path / "lxcsplit"
+            lxc_split.mkdir()
+            run("image", "export", f"covetest-r:{split_fp}", str(lxc_split) + "/")
+            assert sorted(os.listdir(lxc_split)) == names
+        finally:
+            shutil.rmtree(home, ignore_errors=True)
+    api.remove(name)
+    assert_no_leaks(daemon.root, [name])
