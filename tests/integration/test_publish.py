@@ -247,3 +247,82 @@ def test_pylxd_lxc_and_cove_cli(daemon: Coved, busybox_tar: Path, tmp_path: Path
             shutil.rmtree(home, ignore_errors=True)
     api.remove(name)
     assert_no_leaks(daemon.root, [name])
+
+
+def test_hostile_upper_layer(daemon: Coved) -> None:
+    """What a container (or anyone with its files) left in its upper layer:
+    device nodes, a socket, a huge sparse file, symlinks pointing out,
+    overlay xattrs of its own mount. None reaches the host or the image."""
+    import socket as sk
+    import stat
+    import time
+
+    api, name = daemon.api, new_name("pub")
+    api.create(name)
+    upper = daemon.root / "instances" / name / "upper"
+    os.mknod(upper / "sda", 0o600 | stat.S_IFBLK, os.makedev(8, 0))
+    os.mknod(upper / "mem", 0o600 | stat.S_IFCHR, os.makedev(1, 1))
+    s = sk.socket(sk.AF_UNIX)
+    s.bind(str(upper / "sock"))
+    s.close()
+    with open(upper / "sparse", "wb") as f:
+        f.truncate(64 << 30)  # 64 GiB of nothing
+        f.seek(1 << 30)
+        f.write(b"data")
+    os.symlink("/etc/shadow", upper / "shadow")
+    os.mkdir(upper / "moved")
+    os.setxattr(upper / "moved", "trusted.overlay.redirect", b"/etc")
+    started = time.monotonic()
+    fp = _publish(daemon, name)
+    layer = daemon.root / "images" / "layers" / _chain(daemon, fp)[-1]
+    names = set(os.listdir(layer))
+    assert {"sda", "mem", "sock"}.isdisjoint(names) and {"sparse", "shadow"} <= names
+    assert os.lstat(layer / "sparse").st_blocks * 512 < (64 << 20)  # still sparse
+    assert os.readlink(layer / "shadow") == "/etc/shadow"
+    assert "trusted.overlay.redirect" not in os.listxattr(layer / "moved")
+    blob, _ = _export(daemon, fp)
+    assert time.monotonic() - started < 120 and len(blob) < (64 << 20)
+    members = _members(blob)
+    assert members["rootfs/shadow"].issym() and members["rootfs/shadow"].linkname == "/etc/shadow"
+    assert members["rootfs/sparse"].size == 64 << 30  # a sparse member, holes not sent
+    assert not any(m.isblk() or m.ischr() for m in members.values())
+    api.run("DELETE", f"/1.0/images/{fp}")
+    api.remove(name)
+    assert_no_leaks(daemon.root, [name])
+
+
+def test_coved_killed_during_export(daemon: Coved) -> None:
+    import socket as sk
+
+    from covetest import mounts_under, wait_until
+
+    api, name = daemon.api, new_name("pub")
+    api.create(name)
+    with open(daemon.root / "instances" / name / "upper" / "big", "wb") as f:
+        f.write(os.urandom(1 << 20) * 64)  # more than the socket buffers hold
+    fp = _publish(daemon, name)
+    conn = sk.socket(sk.AF_UNIX)
+    conn.connect(str(daemon.socket))
+    conn.sendall(f"GET /1.0/images/{fp}/export HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    assert conn.recv(4096)  # the stream started: tar runs, the layers are mounted
+    store = daemon.root / "images"
+    assert [n for n in os.listdir(store) if n.startswith(".tmp-export")]
+    daemon.kill()
+    conn.close()
+    daemon.start()
+    assert not [n for n in os.listdir(store) if n.startswith(".tmp-")]
+    assert not [m for m in mounts_under(daemon.root) if "/images/" in m]
+    wait_until(lambda: not [p for p in os.listdir("/proc") if p.isdigit() and _is_tar_of(p, store)],
+               10, what="the export's tar gone")
+    blob, _ = _export(daemon, fp)  # and it exports whole afterwards
+    assert hashlib.sha256(blob).hexdigest() == fp
+    api.remove(name)
+    assert_no_leaks(daemon.root, [name])
+
+
+def _is_tar_of(pid: str, store: Path) -> bool:
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return bool(argv) and argv[0].endswith(b"tar") and any(str(store).encode() in a for a in argv)
