@@ -130,6 +130,8 @@ def write_export(chunks: Iterable[bytes], headers: dict[str, str], fingerprint: 
                         ended = True
                         break
                     if end < 0:
+                        if len(buf) > 1 << 16:
+                            raise InternalError("image export: no multipart part headers")
                         break
                     path = os.path.join(directory,
                                         _part_name(buf[at + len(delim):end], fingerprint))
@@ -150,10 +152,14 @@ def write_export(chunks: Iterable[bytes], headers: dict[str, str], fingerprint: 
                 buf = buf[at:]
             if ended:
                 break
+        if not ended:
+            raise InternalError("image export: the multipart answer ended early")
+    except BaseException:
+        for done in written:  # all the files or none
+            os.unlink(done)
+        raise
     finally:
         if out is not None:
             out.close()
             os.unlink(path + ".part")
-    if not ended:
-        raise InternalError("image export: the multipart answer ended early")
     return written
