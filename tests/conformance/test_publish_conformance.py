@@ -55,6 +55,8 @@ def test_publish_and_export(host: Host, tmp_path: Path) -> None:
         for n in (child, inst):
             with contextlib.suppress(CoveError):
                 d.delete_container(n)
+        with contextlib.suppress(CoveError):  # also when the publish failed half-way
+            made.append(d.alias(alias).target)
         for fp in made:
             d.delete_image(fp)
 
