@@ -93,3 +93,33 @@ def test_cove_export_imports_into_lxd(request: pytest.FixtureRequest, tmp_path: 
             cove.delete_image(fp)
         cove.close()
         lxd.close()
+
+
+def test_async_publish_and_export(rest_endpoint: tuple[str, dict[str, object]],
+                                  tmp_path: Path) -> None:
+    import asyncio
+
+    from lxdhost import IMAGE
+
+    from cove.client.aio import AsyncRestDriver
+
+    endpoint, options = rest_endpoint
+    inst = f"covetest-apub-{tmp_path.name[-6:].replace('_', 'x').lower()}"
+
+    async def main() -> None:
+        async with AsyncRestDriver(endpoint, **options) as d:  # type: ignore[arg-type]
+            fp = ""
+            try:
+                await d.create_container(inst, alias=IMAGE, autostart=False)
+                img = await d.publish(inst, properties={"covetest": "async"})
+                fp = img.fingerprint
+                assert img.properties.get("covetest") == "async"
+                (path,) = await d.export_image(fp, tmp_path)
+                assert _sha256(path) == fp
+            finally:
+                with contextlib.suppress(CoveError):
+                    await d.delete_container(inst)
+                if fp:
+                    await d.delete_image(fp)
+
+    asyncio.run(main())
