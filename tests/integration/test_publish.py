@@ -326,3 +326,38 @@ def _is_tar_of(pid: str, store: Path) -> bool:
     except OSError:
         return False
     return bool(argv) and argv[0].endswith(b"tar") and any(str(store).encode() in a for a in argv)
+
+
+def test_publish_in_a_project(daemon: Coved, busybox_tar: Path) -> None:
+    """A project with its own images (features.images): the published image
+    is that project's, not the default project's, and exports from there."""
+    api = daemon.api
+    project = "covetest-p" + new_name()[-6:]
+    q = f"?project={project}"
+    api.sync("POST", "/1.0/projects", {"name": project, "config": {"features.images": "true",
+                                                                   "features.profiles": "false"}})
+    op = api.run("POST", f"/1.0/images{q}", busybox_tar.read_bytes(),
+                 headers={"Content-Type": "application/octet-stream"})
+    base = op["metadata"]["fingerprint"]
+    name = new_name("pub")
+    api.run("POST", f"/1.0/instances{q}", {"name": name,
+                                           "source": {"type": "image", "fingerprint": base}})
+    op = api.run("POST", f"/1.0/images{q}", {"source": {"type": "instance", "name": name},
+                                             "aliases": [{"name": "projimg"}]})
+    fp = op["metadata"]["fingerprint"]
+    assert api.request("GET", f"/1.0/images/{fp}").status == 404  # not the default's
+    assert api.sync("GET", f"/1.0/images/aliases/projimg{q}")["target"] == fp
+    r = api.request("GET", f"/1.0/images/{fp}/export{q}")
+    assert r.status == 200 and hashlib.sha256(r.body).hexdigest() == fp
+    r = api.request("POST", "/1.0/images", {"source": {"type": "instance", "name": name}})
+    assert r.status == 404  # the instance is the project's
+    api.run("DELETE", f"/1.0/instances/{name}{q}")
+    api.run("DELETE", f"/1.0/images/{fp}{q}")
+    api.run("DELETE", f"/1.0/images/{base}{q}")
+    api.sync("DELETE", f"/1.0/projects/{project}")
+    assert not [n for n in os.listdir(daemon.root / "images") if len(n) == 64 and n != _bb(daemon)]
+    assert_no_leaks(daemon.root)
+
+
+def _bb(d: Coved) -> str:
+    return str(d.api.sync("GET", "/1.0/images/aliases/busybox")["target"])
