@@ -89,6 +89,20 @@ def _part_name(head: bytes, fingerprint: str) -> str:
     return safe_filename(params.get("filename", ""), default)
 
 
+def _write_unified(chunks: Iterable[bytes], headers: dict[str, str], fingerprint: str,
+                   directory: str) -> str:
+    cd = _params("x;" + headers.get("content-disposition", "").partition(";")[2])
+    path = os.path.join(directory, safe_filename(cd.get("filename", ""), fingerprint))
+    try:
+        with open(path + ".part", "wb") as f:
+            f.writelines(chunks)
+    except BaseException:
+        os.unlink(path + ".part")
+        raise
+    os.replace(path + ".part", path)
+    return path
+
+
 def write_export(chunks: Iterable[bytes], headers: dict[str, str], fingerprint: str,
                  directory: str) -> list[str]:
     """Stream an export answer (``headers`` lower-case) into files in
@@ -101,16 +115,7 @@ def write_export(chunks: Iterable[bytes], headers: dict[str, str], fingerprint: 
     ctype = headers.get("content-type", "")
     written: list[str] = []
     if not ctype.startswith("multipart/"):
-        cd = _params("x;" + headers.get("content-disposition", "").partition(";")[2])
-        path = os.path.join(directory, safe_filename(cd.get("filename", ""), fingerprint))
-        try:
-            with open(path + ".part", "wb") as f:
-                f.writelines(chunks)
-        except BaseException:
-            os.unlink(path + ".part")
-            raise
-        os.replace(path + ".part", path)
-        return [path]
+        return [_write_unified(chunks, headers, fingerprint, directory)]
     boundary = _params(ctype).get("boundary", "")
     if not boundary:
         raise InternalError("image export: a multipart answer without a boundary")

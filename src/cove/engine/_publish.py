@@ -169,6 +169,7 @@ class Publisher:
                 if freeze:
                     self._runtime.resume(key)
             sanitize_upper(tmp / "layer")
+            op.progress("Copying the upper layer", 40)
             failpoint("publish.after-copy")
             metadata = self._metadata(parent, arch or host_architecture(), props)
             (tmp / "metadata.yaml").write_bytes(metadata)
@@ -177,7 +178,7 @@ class Publisher:
                 copy_tree(templates, tmp / "templates")
             op.progress("Hashing the image", 50)
             lowers = [tmp / "layer", *(self._layers.path(i) for i in reversed(chain))]
-            fingerprint, size = self._hash(tmp, lowers, metadata)
+            fingerprint, size = self._hash(op, tmp, lowers, metadata)
             with self._layers.lock:  # no sweep between the layer and its chain
                 layer = self._layers.add(tmp / "layer")
                 try:
@@ -197,6 +198,7 @@ class Publisher:
                     created_at=now, uploaded_at=now)
         cmd, env = self._images.run_config(parent)
         img.cmd, img.env = cmd, env
+        op.progress("Hashing the image", 100, f"{size} bytes")
         try:
             return self._images.add_made(op, img, aliases, project=project)
         except Conflict:
@@ -224,7 +226,10 @@ class Publisher:
         doc.pop("expiry_date", None)
         return bytes(yaml.safe_dump(doc, default_flow_style=False, sort_keys=True).encode())
 
-    def _hash(self, image_dir: Path, lowers: list[Path], metadata: bytes) -> tuple[str, int]:
+    def _hash(self, op: Operation, image_dir: Path, lowers: list[Path],
+              metadata: bytes) -> tuple[str, int]:
+        """The SHA-256 and length of the image's flattened tarball, read
+        once as tar writes it (progress: bytes so far, every 64 MiB)."""
         stream = flatten(self._layers.mkdtemp("export"), lowers, metadata,
                          _creation(metadata), _dir_or_none(image_dir / "templates"))
         h = hashlib.sha256()
@@ -233,6 +238,8 @@ class Publisher:
             while chunk := stream.read(_CHUNK):
                 h.update(chunk)
                 size += len(chunk)
+                if size % (64 << 20) < len(chunk):
+                    op.progress("Hashing the image", 50, f"{size} bytes")
         finally:
             stream.close()
         return h.hexdigest(), size
