@@ -40,8 +40,10 @@ from cove.client.drivers import _publish_flows as publish_flows
 from cove.client.drivers import _resources as resources
 from cove.client.drivers import _snapshot_flows as snapshot_flows
 from cove.client.drivers import _storage_flows as storage
+from cove.client.drivers._export_stream import export_async
 from cove.client.drivers._rest_steps import Upload, perform, wait
 from cove.client.drivers._steps import HashFile
+from cove.client.drivers._steps_publish import ExportImage
 from cove.client.drivers.base import Flow, ProgressCallback, Sleep, Step, flows, sha256_of
 from cove.client.transports import _trees as trees
 from cove.client.transports.base import (
@@ -155,6 +157,8 @@ class AsyncRestDriver:
             return None
         if isinstance(step, HashFile):
             return await asyncio.to_thread(sha256_of, step.path)
+        if isinstance(step, ExportImage):  # streamed, not a whole answer
+            return await export_async(self, step)
         return await adrive(perform(step), self.send)
 
     async def _run(self, flow: Flow[T]) -> T:

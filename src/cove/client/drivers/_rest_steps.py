@@ -174,8 +174,8 @@ def _publish(step: sp.PublishImage) -> HttpFlow[str]:
 
 
 def _export(step: sp.ExportImage) -> HttpFlow[list[str]]:
-    # the whole answer is read before it is written (the flows see whole
-    # responses); the server streams it
+    # the whole-answer form; RestDriver and AsyncRestDriver stream instead
+    # (drivers._export_stream)
     files = wpub.export_files((yield wpub.export_image(step.fingerprint)), step.fingerprint)
     written = []
     for name, data in files:
