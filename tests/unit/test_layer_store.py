@@ -9,6 +9,7 @@ import json
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -139,3 +140,45 @@ def test_export_files_whole() -> None:
                                            (b"hsqs", ".squashfs"), (b"ustar", ".tar")])
 def test_compression_ext(head: bytes, ext: str) -> None:
     assert compression_ext(head) == ext
+
+
+def _publisher(root: Path) -> Any:
+    from types import SimpleNamespace
+
+    from cove.engine._publish import Publisher
+    from cove.engine._runs import Paths
+
+    images = SimpleNamespace(layers=SimpleNamespace(layers=LayerStore(root / "images")))
+    return Publisher(store=None, paths=Paths(root), runs=None, runtime=None,  # type: ignore[arg-type]
+                     instances=None, images=images, operations=None)  # type: ignore[arg-type]
+
+
+def test_publish_refuses_too_deep_or_too_long_chains(tmp_path: Path) -> None:
+    root = tmp_path / "r"
+    store = LayerStore(root / "images")
+    _legacy(root / "images", A)
+    pub = _publisher(root)
+    pub._check_depth(A)  # one layer: fine
+    work = store.mkdtemp("x")
+    ids = [A]
+    for _ in range(MAX_LAYERS - 1):
+        (work / "l").mkdir()
+        ids.append(store.add(work / "l"))
+    store.write_chain(work, ids)
+    os.rename(work, root / "images" / B)
+    with pytest.raises(BadRequest, match="at most"):
+        pub._check_depth(B)  # a 33rd layer
+    deep = tmp_path / ("d" * 200) / ("e" * 200) / ("f" * 200)
+    _legacy(deep / "images", A)
+    deep_store = LayerStore(deep / "images")
+    work = deep_store.mkdtemp("x")
+    ids = [A]
+    for _ in range(4):
+        (work / "l").mkdir()
+        ids.append(deep_store.add(work / "l"))
+    deep_store.write_chain(work, ids)
+    os.rename(work, deep / "images" / B)
+    with pytest.raises(BadRequest, match="one overlay mount"):
+        _publisher(deep)._check_depth(B)  # 6 paths of ~700 bytes: past one page
+    with pytest.raises(BadRequest, match="not in the store"):
+        pub._check_depth(C)

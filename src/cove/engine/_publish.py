@@ -64,6 +64,7 @@ log = logging.getLogger("cove.engine")
 
 SOURCE_TYPES = ("instance", "container", "virtual-machine", "snapshot")
 _CHUNK = 1 << 20
+_MOUNT_DATA = 4095  # mount(2) copies one page of options
 
 
 class Publisher:
@@ -136,6 +137,7 @@ class Publisher:
     def _check_depth(self, parent: str) -> None:
         try:
             depth = len(self._layers.chain(parent))
+            lowers = [str(p) for p in self._layers.lowers(parent)]
         except NotFound:
             raise BadRequest(f"The image {parent[:12]} of the instance is not in the store") \
                 from None
@@ -143,6 +145,13 @@ class Publisher:
             raise BadRequest(f"An image has at most {MAX_LAYERS} layers and this one would "
                              f"have {depth + 1}: export it and import the tarball to "
                              "flatten it")
+        # the mount options of an instance of it must fit in one page: its
+        # layers (the new one as long as any) and its upper and work dirs
+        longest = max(len(p) for p in [*lowers, str(self._layers.dir / ("0" * 64))])
+        inst = len(str(self._paths.instance_dir("x" * 64 + "_" + "x" * 64)))
+        if sum(len(p) + 1 for p in lowers) + longest + 2 * (inst + 6) + 40 > _MOUNT_DATA:
+            raise BadRequest("The layers of this image would not fit in one overlay mount "
+                             "(paths too long): export it and import the tarball to flatten it")
 
     def _publish(self, op: Operation, key: str, snap: str, aliases: list[str],
                  props: dict[str, str], public: bool, filename: str,
