@@ -3,7 +3,11 @@
 Layout: ``<root>/<fingerprint>/rootfs/`` (the unpacked root filesystem, used
 as an overlay lower layer), ``<root>/<fingerprint>/metadata.yaml`` (LXD's
 image metadata, kept as imported) and, when the image has them,
-``<root>/<fingerprint>/templates/``. ``<root>`` itself is mode 0700: image
+``<root>/<fingerprint>/templates/``, and the file(s) it was imported from
+(``source``, or ``source.meta`` + ``source.rootfs``; exported as they are,
+their hash being the fingerprint, at the cost of keeping them). A published
+image has ``layers.json`` instead of ``rootfs/`` (``storage.layers``).
+``<root>`` itself is mode 0700: image
 trees hold setuid binaries owned by root, and a host user who could reach
 them could run them.
 

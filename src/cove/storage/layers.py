@@ -32,8 +32,17 @@ Overlayfs limits: layers become ``lowerdir=`` entries of one mount, whose
 option string the kernel copies from one page (4095 bytes) and whose depth
 it caps at 500. Each entry costs its path (about 90 bytes under
 ``/var/lib/cove/images/layers/``), so :data:`MAX_LAYERS` is 32, well under
-both; a publish that would go past it is refused with a 400 before
-anything is copied (flatten by export and import to go on).
+both at the default root; a publish that would go past it, or whose paths
+(a long ``--root``) would not fit in the page, is refused with a 400 before
+anything is copied (flatten by export and import to go on). The
+``/proc/self/fd/N`` or new-mount-API (``lowerdir+``) ways around the page
+are not needed at this depth.
+
+For issue 13 (OCI images): a registry layer is unpacked once into
+``layers/<diff_id>`` (its ``.wh.`` files and ``.wh..wh..opq`` turned into
+overlay whiteouts and opaque directories as it is extracted), and an OCI
+image is a directory with a ``layers.json`` naming them bottom first; the
+sharing, the sweep and the mounts here need no change.
 
 Whiteouts: a layer made from an overlay upper directory keeps overlay's own
 whiteouts (0/0 character devices) and opaque directories
