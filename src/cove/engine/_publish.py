@@ -29,7 +29,8 @@ Design notes:
   directory no row names: startup's ``Images.sweep`` removes each. The
   source instance is only read (and thawed in a ``finally``; a coved
   killed while it is frozen leaves it frozen, as a kill during a snapshot
-  does, and ``cove start``/``lxc start`` thaws it).
+  does: the next coved's reconciler finds runc's container paused and
+  records it ``Frozen``, and ``cove resume`` or ``lxc start`` thaws it).
 """
 
 from __future__ import annotations
