@@ -365,3 +365,19 @@ def test_publish_in_a_project(daemon: Coved, busybox_tar: Path) -> None:
 
 def _bb(d: Coved) -> str:
     return str(d.api.sync("GET", "/1.0/images/aliases/busybox")["target"])
+
+
+def test_killed_while_the_source_is_frozen(daemon: Coved) -> None:
+    api, name = daemon.api, new_name("pub")
+    api.launch(name)
+    daemon.arm("publish.while-frozen")
+    api.request("POST", "/1.0/images", {"source": {"type": "instance", "name": name}})
+    daemon.revive()
+    assert api.status(name) == "Frozen"  # runc's paused container, adopted as it is
+    api.action(name, "unfreeze")
+    assert api.sh(name, "echo alive") == b"alive\n"
+    store = daemon.root / "images"
+    assert not [n for n in os.listdir(store) if n.startswith(".tmp-")]
+    assert len(api.sync("GET", "/1.0/images")) == 1
+    api.remove(name)
+    assert_no_leaks(daemon.root, [name])

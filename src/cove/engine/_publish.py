@@ -174,6 +174,7 @@ class Publisher:
             if freeze:
                 self._runtime.pause(key)
             try:
+                failpoint("publish.while-frozen")
                 copy_tree(upper, tmp / "layer")
             finally:
                 if freeze:
