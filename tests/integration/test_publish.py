@@ -184,11 +184,12 @@ def test_pylxd_lxc_and_cove_cli(daemon: Coved, busybox_tar: Path, tmp_path: Path
         assert p.returncode == 0, (args, p.stderr)
         return p.stdout
 
-    out = cove("publish", name, "description=from the cli", "--alias", "covetest-clipub")
+    out = cove("publish", name, "--alias", "covetest-clipub", "description=from the cli",
+               "--alias", "covetest-clipub2")
     fp = out.strip().rsplit(" ", 1)[-1]
     img = api.sync("GET", f"/1.0/images/{fp}")
     assert img["properties"]["description"] == "from the cli"
-    assert img["aliases"][0]["name"] == "covetest-clipub"
+    assert sorted(a["name"] for a in img["aliases"]) == ["covetest-clipub", "covetest-clipub2"]
     cove("image", "export", "covetest-clipub", str(tmp_path))
     assert _sha(tmp_path / f"{fp}.tar") == fp
     # a split import exports split, as two files whose hash is the fingerprint

@@ -25,14 +25,27 @@ __all__ = ["cmd_export", "register"]
 _RAW = argparse.RawDescriptionHelpFormatter
 
 
-def _properties(pairs: list[str]) -> dict[str, str]:
-    out = {}
-    for pair in pairs:
-        key, eq, value = pair.partition("=")
-        if not eq or not key:
-            raise BadRequest(f"Bad property {pair!r}: use KEY=VALUE")
-        out[key] = value
-    return out
+def _rest(args: argparse.Namespace) -> tuple[list[str], bool, dict[str, str]]:
+    """Aliases, public and properties from the options and from the words
+    after the name, in any order (``lxc publish`` takes them so)."""
+    aliases, public, props = list(args.alias or []), bool(args.public), {}
+    words = list(args.rest)
+    while words:
+        word = words.pop(0)
+        if word == "--public":
+            public = True
+        elif word == "--alias":
+            if not words:
+                raise BadRequest("--alias needs a name")
+            aliases.append(words.pop(0))
+        elif word.startswith("--alias="):
+            aliases.append(word.partition("=")[2])
+        else:
+            key, eq, value = word.partition("=")
+            if not eq or not key or key.startswith("-"):
+                raise BadRequest(f"Bad property {word!r}: use KEY=VALUE")
+            props[key] = value
+    return aliases, public, props
 
 
 def cmd_publish(ctx: Context, args: argparse.Namespace) -> int:
@@ -40,9 +53,9 @@ def cmd_publish(ctx: Context, args: argparse.Namespace) -> int:
     from cove.client._rest import Operation
     from cove.client._wire import operation_of
 
+    aliases, public, props = _rest(args)
     client = ctx.client()
-    req = wpub.publish(args.source, args.alias or [], _properties(args.properties),
-                       args.public)
+    req = wpub.publish(args.source, aliases, props, public)
     ctx.info(f"Publishing {args.source}")
     op = Operation.from_dict(operation_of(client.send(req)), client).wait()
     fp = str(op.metadata.get("fingerprint") or "")
@@ -84,8 +97,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                               "  cove publish web description='my web server'",
                        formatter_class=_RAW)
     p.add_argument("source", metavar="NAME[/SNAPSHOT]")
-    p.add_argument("properties", metavar="KEY=VALUE", nargs="*",
-                   help="image properties (over the parent image's)")
     p.add_argument("--alias", action="append", metavar="ALIAS", help="name it (repeatable)")
     p.add_argument("--public", action="store_true", help="make it public")
+    p.add_argument("rest", metavar="KEY=VALUE", nargs=argparse.REMAINDER,
+                   help="image properties (over the parent image's); the options may "
+                        "come among them")
     p.set_defaults(func=cmd_publish)
