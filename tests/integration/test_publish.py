@@ -382,3 +382,32 @@ def test_killed_while_the_source_is_frozen(daemon: Coved) -> None:
     assert len(api.sync("GET", "/1.0/images")) == 1
     api.remove(name)
     assert_no_leaks(daemon.root, [name])
+
+
+def test_three_layers_whiteout_then_recreate(daemon: Coved) -> None:
+    """A file deleted in the second layer (a whiteout over the image's) and
+    made again in the third: each image sees its own view, the export of
+    each is flattened from its own chain, and the layers are shared."""
+    api = daemon.api
+    one, two, three = new_name("pub"), new_name("pub"), new_name("pub")
+    api.launch(one)
+    api.sh(one, "rm /etc/group; rm -rf /usr; echo 1 > /gen")
+    fp1 = _publish(daemon, one)
+    api.launch(two, image=fp1)
+    api.sh(two, "echo again > /etc/group; mkdir /usr; echo 2 > /gen")
+    fp2 = _publish(daemon, two)
+    assert _chain(daemon, fp2)[:2] == _chain(daemon, fp1)  # shared, not copied
+    api.launch(three, image=fp2)
+    assert api.sh(three, "cat /etc/group /gen; ls -A /usr | wc -l") == b"again\n2\n0\n"
+    m1 = _members(_export(daemon, fp1)[0])
+    m2 = _members(_export(daemon, fp2)[0])
+    assert "rootfs/etc/group" not in m1 and "rootfs/usr" not in m1
+    assert "rootfs/etc/group" in m2 and m2["rootfs/usr"].isdir()
+    assert not [n for n in m2 if n.startswith("rootfs/usr/")]  # opaque over the image's
+    for n in (three, two, one):
+        api.remove(n)
+    api.run("DELETE", f"/1.0/images/{fp1}")  # fp2 still stands on fp1's layer
+    assert (daemon.root / "images" / "layers" / _chain(daemon, fp2)[1]).is_dir()
+    api.run("DELETE", f"/1.0/images/{fp2}")
+    assert os.listdir(daemon.root / "images" / "layers") == []
+    assert_no_leaks(daemon.root, [one, two, three])
