@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import io
 import json
 import os
 import shutil
@@ -57,6 +58,7 @@ from cove.model.states import Status
 from cove.network.model import validate_network_config, validate_network_name
 from cove.server import make_app
 from cove.server.listen import bind_unix
+from cove.storage.export import ExportPart
 from cove.store import Store
 
 __all__ = ["FakeAccess", "FakeEngine", "FakeExecSession", "FakeFile", "FakeImages",
@@ -770,6 +772,35 @@ class FakeCopies:
         return self._operations.run(work, description="Rebuilding instance",
                                     resources={"instances": [instance_url(inst.name)]},
                                     lock=f"instance:{inst.name}", project=project)
+class FakePublisher:
+    """``PublisherAPI`` in memory: ``published`` records each publish asked
+    for (its operation's fingerprint is ``PUBLISHED``); ``exports`` maps a
+    fingerprint to its parts as ``(name, filename, bytes)``."""
+
+    PUBLISHED = "cd" * 32
+
+    def __init__(self, operations: Operations, images: FakeImages) -> None:
+        self.published: list[dict[str, Any]] = []
+        self.exports: dict[str, list[tuple[str, str, bytes]]] = {}
+        self._operations = operations
+        self._images = images
+
+    def publish(self, source_type: str, name: str, *, aliases: list[str] | None = None,
+                properties: dict[str, str] | None = None, public: bool = False,
+                filename: str = "", project: str = "default") -> Operation:
+        self.published.append({"type": source_type, "name": name, "aliases": aliases,
+                               "properties": properties, "public": public,
+                               "project": project})
+
+        def work(op: Operation) -> None:
+            op.update(fingerprint=self.PUBLISHED, size=1)
+
+        return self._operations.run(work, description="Publishing image")
+
+    def export(self, fingerprint: str, *, project: str = "default") -> list[ExportPart]:
+        img = self._images.get(fingerprint, project=project)
+        return [ExportPart(n, f, len(b), functools.partial(io.BytesIO, b))
+                for n, f, b in self.exports.get(img.fingerprint, [])]
 
 
 class FakeSnapshots:
@@ -889,6 +920,7 @@ class FakeEngine:
         self.snapshots = FakeSnapshots(self.operations, self.instances)
         self.copies = FakeCopies(self.operations, self.instances)
         self.apps = FakeApps(self.instances)
+        self.publisher = FakePublisher(self.operations, self.images)
         self.projects = Projects(self.store, self.operations, self.events)
         self.profiles.bind_projects(self.projects.profiles_project)
         self.projects.bind(self.profiles)

@@ -40,8 +40,6 @@ def test_list_and_get_image_object(fake: FakeEngine) -> None:
         assert img["size"] == 1234 and img["properties"] == {"os": "busybox"}
         assert "update_source" not in img
         assert (await client.get("/1.0/images/ffff")).status == 404
-        resp = await client.get(f"/1.0/images/{FP}/export")
-        assert resp.status == 404 and "export" in (await resp.json())["error"]
     run_app(fake, body)
 
 
@@ -98,9 +96,6 @@ def test_upload_refusals(fake: FakeEngine) -> None:
         resp = await client.post("/1.0/images", json={
             "source": {"type": "url", "url": "https://example.com/img"}})
         assert resp.status == 400 and "not supported" in (await resp.json())["error"]
-        resp = await client.post("/1.0/images", json={"source": {"type": "instance",
-                                                                 "name": "c1"}})
-        assert resp.status == 400 and "Publishing" in (await resp.json())["error"]
         resp = await client.post("/1.0/images", data=b"refuse")  # the engine says no
         assert resp.status == 400 and "tarball" in (await resp.json())["error"]
         assert list((fake.root / "tmp").iterdir()) == []
@@ -178,4 +173,52 @@ def test_malformed_multipart_is_a_400(fake: FakeEngine, ctype: str, data: bytes,
         tmp = fake.root / "tmp"
         assert not tmp.exists() or list(tmp.iterdir()) == []
         assert fake.images.imported == []
+    run_app(fake, body)
+
+
+def test_export_unified_and_split(fake: FakeEngine) -> None:
+    fake.images.add(FP, "busybox")
+    fake.publisher.exports[FP] = [("", f"{FP}.tar.xz", b"unified bytes")]
+
+    async def body(client: Client) -> None:
+        resp = await client.get(f"/1.0/images/{FP[:12]}/export")
+        assert resp.status == 200 and await resp.read() == b"unified bytes"
+        assert resp.headers["Content-Disposition"] == f"inline;filename={FP}.tar.xz"
+        assert resp.headers["Content-Type"] == "application/octet-stream"
+        assert resp.headers["Content-Length"] == "13"
+        fake.publisher.exports[FP] = [("metadata", f"meta-{FP}.tar", b"META"),
+                                      ("rootfs", f"{FP}.tar", b"ROOT\r\n")]
+        resp = await client.get(f"/1.0/images/{FP}/export")
+        assert resp.status == 200
+        assert resp.content_type == "multipart/form-data"
+        reader = aiohttp.MultipartReader.from_response(resp)
+        got = []
+        while (part := await reader.next()) is not None:
+            assert isinstance(part, aiohttp.BodyPartReader)
+            got.append((part.name, part.filename, bytes(await part.read())))
+        assert got == [("metadata", f"meta-{FP}.tar", b"META"),
+                       ("rootfs", f"{FP}.tar", b"ROOT\r\n")]
+        assert (await client.get("/1.0/images/ffff/export")).status == 404
+    run_app(fake, body)
+
+
+def test_publish_request(fake: FakeEngine) -> None:
+    async def body(client: Client) -> None:
+        resp = await client.post("/1.0/images", json={
+            "source": {"type": "container", "name": "c1"}, "public": True,
+            "aliases": [{"name": "a1", "description": "x"}], "properties": {"k": "v"},
+            "compression_algorithm": "gzip"})
+        assert resp.status == 202
+        op = await (await client.get((await resp.json())["operation"] + "/wait")).json()
+        assert op["metadata"]["metadata"]["fingerprint"] == fake.publisher.PUBLISHED
+        assert fake.publisher.published == [{"type": "container", "name": "c1",
+                                             "aliases": ["a1"], "properties": {"k": "v"},
+                                             "public": True, "project": "default"}]
+        for bad, field in [({"source": {"type": "instance"}}, "source.name"),
+                           ({"source": {"type": "instance", "name": "c"}, "aliases": [3]},
+                            "aliases[0].name"),
+                           ({"source": {"type": "instance", "name": "c"}, "public": "y"},
+                            "public")]:
+            resp = await client.post("/1.0/images", json=bad)
+            assert resp.status == 400 and field in (await resp.json())["error"], bad
     run_app(fake, body)

@@ -77,6 +77,7 @@ if TYPE_CHECKING:
     from cove.api._operations import ErrorResponse, Event, Operation
     from cove.api._profiles import ProfilePost, ProfilePut, ProfilesPost
     from cove.api._projects import Project, ProjectPost, ProjectPut, ProjectsPost, ProjectState
+    from cove.api._publish import PUBLISH_SOURCES, ImagesPostPublish
     from cove.api._snapshots import (
         InstanceSnapshot,
         InstanceSnapshotPost,
@@ -97,6 +98,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "METRIC_FAMILIES",
+    "PUBLISH_SOURCES",
     "ZERO_TIME",
     "Certificate",
     "CertificatesPost",
@@ -109,6 +111,7 @@ __all__ = [
     "ImageAliasesEntryPut",
     "ImageAliasesPost",
     "ImagePut",
+    "ImagesPostPublish",
     "Instance",
     "InstanceConsolePost",
     "InstanceExecPost",
@@ -196,6 +199,7 @@ _MODULES = {
                  "profile_object", "rfc3339"),
     "_operations": ("ErrorResponse", "Event", "Operation"),
     "_profiles": ("ProfilePost", "ProfilePut", "ProfilesPost"),
+    "_publish": ("PUBLISH_SOURCES", "ImagesPostPublish"),
     "_projects": ("Project", "ProjectPost", "ProjectPut", "ProjectState", "ProjectsPost"),
     "_snapshots": ("InstanceSnapshot", "InstanceSnapshotPost", "InstanceSnapshotPut",
                    "InstanceSnapshotsPost", "parse_time", "snapshot"),

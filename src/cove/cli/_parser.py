@@ -90,6 +90,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "snapshot": ("snapshot",),
     "copy": ("copy", "cp", "move", "mv", "rebuild"),
     "session": ("session",),
+    "publish": ("publish",),
 }
 
 VALUED = ("--root", "--project")  # global options that take the next word

@@ -1,4 +1,4 @@
-"""``cove image import|list|delete|alias``: the image store."""
+"""``cove image import|list|delete|export|alias``: the image store."""
 
 from __future__ import annotations
 
@@ -181,11 +181,16 @@ def cmd_alias_rename(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(ctx: Context, args: argparse.Namespace) -> int:
+    from cove.cli.publish import cmd_export
+    return cmd_export(ctx, args)
+
+
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     group = sub.add_parser("image", parents=[common], help="Manage images",
                            description="Import, list and delete images, and name them "
                                        "with aliases.",
-                           epilog="commands:\n  import, list, delete, alias\n\n"
+                           epilog="commands:\n  import, list, delete, export, alias\n\n"
                                   "Run 'cove image COMMAND --help' for examples.",
                            formatter_class=_RAW)
     group.set_defaults(help_parser=group)
@@ -221,6 +226,17 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                         formatter_class=_RAW)
     p.add_argument("refs", metavar="IMAGE", nargs="+")
     p.set_defaults(func=cmd_delete)
+
+    p = isub.add_parser("export", parents=[common], help="Export an image to files",
+                        description="Write an image as LXD's image file(s) into DIR (default: "
+                                    "here): the file it was imported from, or a tarball of its "
+                                    "layers flattened; two files for a split image.",
+                        epilog="examples:\n  cove image export busybox\n"
+                               "  cove image export 3f2a9c81d0e4 /tmp",
+                        formatter_class=_RAW)
+    p.add_argument("image", metavar="IMAGE")
+    p.add_argument("dir", metavar="DIR", nargs="?")
+    p.set_defaults(func=_export)
 
     alias = isub.add_parser("alias", parents=[common], help="Manage image aliases",
                             description="Create, delete, list and rename image aliases.",

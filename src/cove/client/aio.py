@@ -37,11 +37,14 @@ from cove.client._rest import default_socket_path
 from cove.client.drivers import _copy_flows as copy_flows
 from cove.client.drivers import _host as host
 from cove.client.drivers import _profiles as profile_flows
+from cove.client.drivers import _publish_flows as publish_flows
 from cove.client.drivers import _resources as resources
 from cove.client.drivers import _snapshot_flows as snapshot_flows
 from cove.client.drivers import _storage_flows as storage
+from cove.client.drivers._export_stream import export_async
 from cove.client.drivers._rest_steps import Upload, perform, wait
 from cove.client.drivers._steps import HashFile
+from cove.client.drivers._steps_publish import ExportImage
 from cove.client.drivers.base import Flow, ProgressCallback, Sleep, Step, flows, sha256_of
 from cove.client.transports import _trees as trees
 from cove.client.transports.base import (
@@ -155,6 +158,8 @@ class AsyncRestDriver:
             return None
         if isinstance(step, HashFile):
             return await asyncio.to_thread(sha256_of, step.path)
+        if isinstance(step, ExportImage):  # streamed, not a whole answer
+            return await export_async(self, step)
         return await adrive(perform(step), self.send)
 
     async def _run(self, flow: Flow[T]) -> T:
@@ -299,6 +304,16 @@ class AsyncRestDriver:
 
     async def delete_profile(self, name: str) -> None:
         await self._run(profile_flows.delete_profile(name))
+    # -- publish and export (as ``Driver``'s) ----------------------------------------------------
+    async def publish(self, source: str, *, aliases: Sequence[str] = (),
+                      properties: Mapping[str, str] | None = None,
+                      public: bool = False) -> api.Image:
+        return await self._run(publish_flows.publish(source, aliases=aliases,
+                                                     properties=properties, public=public))
+
+    async def export_image(self, ref: str, directory: str | os.PathLike[str]) -> list[str]:
+        return await self._run(publish_flows.export_image(ref, directory))
+
     # -- snapshots (as ``Driver``'s) -----------------------------------------------------------
     async def snapshots(self, name: str) -> list[api.InstanceSnapshot]:
         return await self._run(snapshot_flows.snapshots(name))

@@ -60,6 +60,7 @@ from cove.engine._probes import Prober
 from cove.engine._profiles import DefaultNetwork, Profiles
 from cove.engine._projects import Projects
 from cove.engine._proxies import Forwarders
+from cove.engine._publish import Publisher
 from cove.engine._reconcile import Reconciler
 from cove.engine._resources import Resources
 from cove.engine._rootfs import Rootfs
@@ -150,6 +151,9 @@ class Engine:
                              instances=self.instances, images=self.images,
                              profiles=self.profiles, operations=self.operations,
                              events=self.events, clock=clock, projects=self.projects)
+        self.publisher = Publisher(store=self.store, paths=paths, runs=runs, runtime=runtime,
+                                   instances=self.instances, images=self.images,
+                                   operations=self.operations, clock=clock)
         self._snapshot_schedule = SnapshotScheduler(self.store, self.snapshots,
                                                     self.instances.expanded_config, clock)
         self.console = Console(store=self.store, runtime=runtime, paths=paths)

@@ -73,6 +73,10 @@ class Images:
         return Budget(limit, lambda: op.cancelled, MAX_UNPACK_KEY)
 
     # -- projects -----------------------------------------------------------------------
+    def owner(self, project: str) -> str:
+        """Whose images ``project`` uses. Raises: NotFound (no such project)."""
+        return self._owner(project)
+
     def _owner(self, project: str) -> str:
         """Whose images ``project`` uses. Raises: NotFound (no such project)."""
         if project == DEFAULT or self._image_project is None:
@@ -137,8 +141,16 @@ class Images:
                 from None
 
     def rootfs(self, fingerprint: str) -> Path:
-        """The unpacked root filesystem of an image (a lower layer)."""
+        """The topmost layer of an image (proves all its layers are there).
+
+        Raises: NotFound."""
         return self.layers.rootfs(fingerprint)
+
+    def lowers(self, fingerprint: str) -> list[Path]:
+        """The image's layers, topmost first (an instance's overlay lower dirs).
+
+        Raises: NotFound (the image or a layer is missing)."""
+        return self.layers.lowers(fingerprint)
 
     def users(self, fingerprint: str) -> list[str]:
         """Names of the instances made from the image."""
@@ -165,11 +177,7 @@ class Images:
             NotFound: no such project.
         """
         owner = self._owner(project)
-        names = [validate_alias_name(a) for a in aliases or []]
-        for a in names:
-            with contextlib.suppress(NotFound):
-                self._store.get_alias(alias_key(owner, a))
-                raise Conflict(f"Alias already exists: {a}")
+        names = self.free_aliases(aliases, project=project)
 
         def work(op: Operation) -> Image:
             try:
@@ -184,6 +192,8 @@ class Images:
                 else:
                     got = self.layers.import_file(path, filename=filename, progress=progress,
                                                   budget=budget, reuse=True)
+                # its fingerprint is the hash of these bytes: an export sends them
+                self.layers.keep_source(got.fingerprint, path, meta_path)
             finally:
                 Path(path).unlink(missing_ok=True)
                 if meta_path is not None:
@@ -216,6 +226,43 @@ class Images:
         return self._operations.run(work, description="Importing image",
                                     resources={"images": []}, project=owner,
                                     may_cancel=True)
+
+    def free_aliases(self, aliases: list[str] | None, *, project: str = DEFAULT) -> list[str]:
+        """The alias names checked: valid, and none taken in ``project``.
+
+        Raises:
+            BadRequest: a bad name.  Conflict: an alias exists already.
+            NotFound: no such project.
+        """
+        owner = self._owner(project)
+        names = [validate_alias_name(a) for a in aliases or []]
+        for a in names:
+            with contextlib.suppress(NotFound):
+                self._store.get_alias(alias_key(owner, a))
+                raise Conflict(f"Alias already exists: {a}")
+        return names
+
+    def add_made(self, op: Operation, img: Image, aliases: list[str], *,
+                 project: str = DEFAULT) -> Image:
+        """Record an image whose layers are in the store already (a
+        published one) for ``project``, with ``aliases``; the end of its
+        operation (metadata ``fingerprint`` and ``size``, lifecycle event).
+        On failure nothing of the row stays and its layers are collected.
+
+        Raises:
+            Conflict: the fingerprint or an alias exists.
+        """
+        owner = self._owner(project)
+        self._store.add_image(img)  # a Conflict here: the layers are the other's
+        try:
+            if owner != DEFAULT:
+                self._store.projects.add_image_project(img.fingerprint, owner)
+                self._store.projects.drop_image_project(img.fingerprint, DEFAULT)
+            return self._share(op, img, owner, aliases)
+        except BaseException:
+            self._store.delete_image(img.fingerprint)  # its aliases with it
+            self.collect(img.fingerprint, row_gone=True)
+            raise
 
     def _share(self, op: Operation, img: Image, owner: str, names: list[str]) -> Image:
         """``owner`` holds ``img`` (stored now, or already for another project)
@@ -310,11 +357,17 @@ class Images:
             return False
         if (not row_gone and self.find(fingerprint) is not None) or self.users(fingerprint):
             return False
+        if self.layers.shared(fingerprint):  # a published image stands on its rootfs
+            return False
         try:
+            chain = self.layers.layers.chain(fingerprint)
             self.layers.delete(fingerprint)
         except NotFound:
             return False
         log.info("removed the layers of image %s (no image, no instance)", fingerprint[:12])
+        self.layers.sweep_layers()
+        for below in chain[:-1]:  # parents kept only for this one may go now
+            self.collect(below)
         return True
 
     def sweep(self) -> None:
@@ -323,10 +376,10 @@ class Images:
         kept for instances whose last one went while coved was down)."""
         self.layers.cleanup_temp()
         recorded = {img.fingerprint for img in self._store.list_images()}
-        for fp in self.layers.fingerprints():
-            if fp not in recorded and not self.users(fp):
-                log.info("removing unreferenced image layers %s", fp[:12])
-                self.layers.delete(fp)
+        for fp in self.layers.fingerprints():  # the tops of chains first: sorted is
+            if fp not in recorded and not self.users(fp):  # no order, so collect
+                self.collect(fp, row_gone=True)  # retries the parents it frees
+        self.layers.sweep_layers()
 
     # -- aliases ------------------------------------------------------------------------
     def _alias_key(self, name: str, project: str) -> str:

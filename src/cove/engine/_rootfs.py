@@ -14,7 +14,7 @@ from pathlib import Path
 
 from cove.engine._runs import Paths, RunTable
 from cove.engine.ports import ImageSource
-from cove.model.errors import InternalError
+from cove.model.errors import InternalError, NotFound
 from cove.storage import overlay
 from cove.store import Store
 
@@ -42,13 +42,16 @@ class Rootfs:
             if refs == 0 and not overlay.is_mounted(target):
                 inst = self._store.get_instance(name)
                 if inst.image:
-                    lower = self._images.rootfs(inst.image)
-                    if not lower.is_dir():
-                        raise InternalError(f"Image {inst.image[:12]} of {name} is missing")
+                    try:
+                        lowers = self._images.lowers(inst.image)
+                    except NotFound:
+                        raise InternalError(f"Image {inst.image[:12]} of {name} is missing") \
+                            from None
                 else:  # rebuilt empty (LXD's source type none): its upper is all it has
                     lower = d / "empty"
                     lower.mkdir(mode=0o755, exist_ok=True)
-                overlay.mount_overlay([lower], d / "upper", d / "work", target)
+                    lowers = [lower]
+                overlay.mount_overlay(lowers, d / "upper", d / "work", target)
             self._runs.mount_refs[name] = refs + 1
             return target
 

@@ -36,6 +36,10 @@ class ImageSource(Protocol):
         """The image's unpacked root filesystem (a lower layer)."""
         ...
 
+    def lowers(self, fingerprint: str) -> list[Path]:
+        """The image's layers, topmost first. Raises NotFound."""
+        ...
+
     def run_config(self, fingerprint: str) -> tuple[list[str], dict[str, str]]:
         """The image's command and environment, kept after the image is deleted."""
         ...

@@ -25,6 +25,7 @@ from cove.model.profiles import Profile
 from cove.model.projects import Project
 from cove.model.records import Alias, Image, Instance, Lease, Network, Snapshot
 from cove.model.trust import Certificate
+from cove.storage.export import ExportPart
 
 __all__ = [
     "AccessAPI",
@@ -38,6 +39,7 @@ __all__ = [
     "NetworksAPI",
     "ProfilesAPI",
     "ProjectsAPI",
+    "PublisherAPI",
     "ResourcesAPI",
     "SnapshotsAPI",
     "StorageAPI",
@@ -446,6 +448,20 @@ class StorageAPI(Protocol):
         ...
 
 
+class PublisherAPI(Protocol):
+    """Publishing instances as images and exporting images (``engine.publisher``)."""
+
+    def publish(self, source_type: str, name: str, *, aliases: list[str] | None = None,
+                properties: dict[str, str] | None = None, public: bool = False,
+                filename: str = "", project: str = "default") -> Operation:
+        """An image of an instance or ``INSTANCE/SNAP``; metadata ``fingerprint``, ``size``."""
+        ...
+
+    def export(self, fingerprint: str, *, project: str = "default") -> list[ExportPart]:
+        """The files ``GET /1.0/images/FP/export`` sends (one, or two when split)."""
+        ...
+
+
 class SnapshotsAPI(Protocol):
     """What the server and the local driver call on ``engine.snapshots``."""
 
@@ -602,6 +618,8 @@ class EngineAPI(Protocol):
     def snapshots(self) -> SnapshotsAPI: ...
     @property
     def copies(self) -> CopiesAPI: ...
+    @property
+    def publisher(self) -> PublisherAPI: ...
     @property
     def trust(self) -> TrustAPI: ...
     @property

@@ -17,8 +17,8 @@ from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from cove import api
-from cove.model.errors import BadRequest, NotFound
-from cove.server import render
+from cove.model.errors import BadRequest
+from cove.server import render, routes_publish
 from cove.server.routes_common import (
     call,
     check_project,
@@ -104,10 +104,10 @@ async def _create(request: web.Request) -> web.Response:
     ctype = request.content_type
     if ctype == "application/json":
         body = await json_body(request)
+        if api.ImagesPostPublish.is_publish(body):
+            return await routes_publish.publish(request, body, project)
         source = body.get("source")
         stype = source.get("type", "") if isinstance(source, dict) else ""
-        if stype in ("instance", "container", "snapshot"):
-            raise BadRequest("Publishing an instance as an image is not supported yet")
         raise BadRequest(f"Importing images from a source of type {stype or 'none'!r} "
                          "(remote servers, URLs) is not supported yet: upload the image "
                          "tarball as the request body instead")
@@ -160,10 +160,6 @@ async def _delete(request: web.Request) -> web.Response:
     op = await call(request, engine_of(request).images.delete, request.match_info["fingerprint"],
                     project=project)
     return render.async_op(op)
-
-
-async def _export(request: web.Request) -> web.Response:
-    raise NotFound("Image export is not supported yet")
 
 
 # -- aliases ---------------------------------------------------------------------
@@ -246,4 +242,4 @@ def add_routes(app: web.Application) -> None:
     r.add_put("/1.0/images/{fingerprint}", _put)
     r.add_patch("/1.0/images/{fingerprint}", _patch)
     r.add_delete("/1.0/images/{fingerprint}", _delete)
-    r.add_get("/1.0/images/{fingerprint}/export", _export)
+    r.add_get("/1.0/images/{fingerprint}/export", routes_publish.export)

@@ -3,7 +3,11 @@
 Layout: ``<root>/<fingerprint>/rootfs/`` (the unpacked root filesystem, used
 as an overlay lower layer), ``<root>/<fingerprint>/metadata.yaml`` (LXD's
 image metadata, kept as imported) and, when the image has them,
-``<root>/<fingerprint>/templates/``. ``<root>`` itself is mode 0700: image
+``<root>/<fingerprint>/templates/``, and the file(s) it was imported from
+(``source``, or ``source.meta`` + ``source.rootfs``; exported as they are,
+their hash being the fingerprint, at the cost of keeping them). A published
+image has ``layers.json`` instead of ``rootfs/`` (``storage.layers``).
+``<root>`` itself is mode 0700: image
 trees hold setuid binaries owned by root, and a host user who could reach
 them could run them.
 
@@ -64,6 +68,7 @@ import yaml
 
 from cove.host.syscalls import RENAME_NOREPLACE, renameat2
 from cove.model.errors import BadRequest, Conflict, CoveError, InternalError, NotFound
+from cove.storage import overlay
 from cove.storage._extract import (
     Budget,
     Extractor,
@@ -72,6 +77,8 @@ from cove.storage._extract import (
     ProgressMeter,
     lstat_type,
 )
+from cove.storage.export import SOURCE, SOURCE_META, SOURCE_ROOTFS, ExportPart, file_part
+from cove.storage.layers import LayerStore
 from cove.storage.safefs import RootFS
 
 __all__ = [
@@ -197,6 +204,7 @@ class ImageStore:
             self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
             raise InternalError(f"cannot create image store {root}: {exc.strerror}") from None
+        self.layers = LayerStore(self.root)
 
     # -- queries ----------------------------------------------------------
 
@@ -211,24 +219,86 @@ class ImageStore:
         return self.root / self._check(fingerprint)
 
     def exists(self, fingerprint: str) -> bool:
-        """Whether the image is unpacked here."""
-        return (self.path(fingerprint) / "rootfs").is_dir()
+        """Whether the image's layers are here (a ``rootfs/`` or a chain)."""
+        d = self.path(fingerprint)
+        return (d / "rootfs").is_dir() or (d / "layers.json").is_file()
 
     def rootfs(self, fingerprint: str) -> Path:
-        """The image's root filesystem directory (an overlay lower layer).
+        """The image's topmost layer (its only one unless it was published),
+        which also proves that its layers are all there.
 
         Raises:
-            NotFound: the image is not in the store.
+            NotFound: the image, or one of its layers, is not in the store.
         """
-        path = self.path(fingerprint) / "rootfs"
-        if not path.is_dir():
-            raise NotFound(f"image {fingerprint} is not in the store")
-        return path
+        return self.lowers(fingerprint)[0]
+
+    def lowers(self, fingerprint: str) -> list[Path]:
+        """The image's layer directories, topmost first (overlay's ``lowerdir`` order).
+
+        Raises:
+            NotFound: the image, or one of its layers, is not in the store.
+        """
+        self._check(fingerprint)
+        return self.layers.lowers(fingerprint)
 
     def fingerprints(self) -> list[str]:
         """Fingerprints of every image in the store, sorted."""
-        return sorted(name for name in os.listdir(self.root)
-                      if _FINGERPRINT.fullmatch(name) and (self.root / name / "rootfs").is_dir())
+        return self.layers.images()
+
+    def shared(self, fingerprint: str) -> bool:
+        """Whether the image's own ``rootfs/`` is a layer of another image
+        (one published from an instance of it): its directory must stay."""
+        return self._check(fingerprint) in self.layers.referenced(besides=fingerprint)
+
+    def sweep_layers(self) -> list[str]:
+        """Remove the published layers that no image lists any more. Idempotent."""
+        return self.layers.sweep_layers(self._remove)
+
+    # -- the files an export sends ----------------------------------------
+
+    def keep_source(self, fingerprint: str, path: Path, meta_path: Path | None) -> bool:
+        """Keep the file(s) the image was imported from (its fingerprint is
+        their hash), moved beside its layers, for an exact export. Files
+        already kept stay (the same bytes). True if moved; never raises
+        (an image without them is flattened on export instead)."""
+        d = self.path(fingerprint)
+        moves = [(path, SOURCE)] if meta_path is None else \
+            [(meta_path, SOURCE_META), (path, SOURCE_ROOTFS)]
+        if (d / moves[0][1]).exists():
+            return False
+        try:
+            for src, name in reversed(moves):  # the part that marks it kept, last
+                os.chmod(src, 0o600)
+                os.rename(src, d / name)
+        except OSError as exc:
+            log.warning("not keeping the source of image %s: %s", fingerprint[:12], exc)
+            return False
+        return True
+
+    def source_parts(self, fingerprint: str) -> list[ExportPart] | None:
+        """The kept source as export parts (one: unified; two: split), or None."""
+        d = self.path(fingerprint)
+        try:
+            if (d / SOURCE).is_file():
+                return [file_part(d / SOURCE, "", "", fingerprint)]
+            if (d / SOURCE_META).is_file() and (d / SOURCE_ROOTFS).is_file():
+                return [file_part(d / SOURCE_META, "metadata", "meta-", fingerprint),
+                        file_part(d / SOURCE_ROOTFS, "rootfs", "", fingerprint)]
+        except OSError as exc:
+            log.warning("image %s: cannot read its source: %s", fingerprint[:12], exc)
+        return None
+
+    def metadata(self, fingerprint: str) -> bytes | None:
+        """The image's ``metadata.yaml`` as kept, or None."""
+        try:
+            return (self.path(fingerprint) / "metadata.yaml").read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def templates(self, fingerprint: str) -> Path | None:
+        """The image's ``templates/`` directory, or None."""
+        t = self.path(fingerprint) / "templates"
+        return t if t.is_dir() and not t.is_symlink() else None
 
     def save_run_config(self, fingerprint: str, cmd: list[str], env: dict[str, str]) -> None:
         """Keep the image's command and environment beside its layers
@@ -284,6 +354,8 @@ class ImageStore:
         for name in os.listdir(self.root):
             if name.startswith(_TMP_PREFIX):
                 log.info("removing leftover %s from the image store", name)
+                for point in overlay.mounts_under(self.root / name):  # an export's
+                    overlay.umount(point)
                 self._remove(name)
                 count += 1
         return count
@@ -506,6 +578,20 @@ class ImageStore:
         _rename_at(raw, "rootfs", tmp, "rootfs")
         self._remove(f"{tmp.name}/raw")
         return doc
+
+    def commit(self, tmp: Path, fingerprint: str) -> None:
+        """Move a finished image directory (made under the store, e.g. by
+        ``layers.mkdtemp``) into place as ``fingerprint``, atomically.
+
+        Raises:
+            ImageExists: a directory of that fingerprint is there already.
+        """
+        self._commit(self._check_tmp(tmp), self._check(fingerprint))
+
+    def _check_tmp(self, tmp: Path) -> Path:
+        if Path(tmp).parent != self.root or not Path(tmp).name.startswith(_TMP_PREFIX):
+            raise InternalError(f"{tmp} is not a temporary directory of the image store")
+        return Path(tmp)
 
     def _commit(self, tmp: Path, fingerprint: str, *, reuse: bool = False) -> None:
         os.chmod(tmp, 0o755)

@@ -15,10 +15,11 @@ import os
 import re
 from pathlib import Path
 
-from cove.host.syscalls import MNT_DETACH, UMOUNT_NOFOLLOW, mount, umount2
+from cove.host.syscalls import MNT_DETACH, MS_RDONLY, UMOUNT_NOFOLLOW, mount, umount2
 from cove.model.errors import BadRequest, Conflict, InternalError
 
-__all__ = ["is_mounted", "mount_overlay", "mounts_under", "umount"]
+__all__ = ["is_mounted", "lower_option", "mount_overlay", "mount_read_only", "mounts_under",
+           "umount"]
 
 _MOUNTINFO = "/proc/self/mountinfo"
 # mount(2) copies at most one page of option data.
@@ -67,6 +68,36 @@ def mount_overlay(lower: list[Path], upper: Path, work: Path, target: Path) -> N
         raise Conflict(f"{target} is already mounted")
     try:
         mount("overlay", target, "overlay", 0, data)
+    except OSError as exc:
+        raise InternalError(f"cannot mount overlay on {target}: "
+                            f"{exc.strerror} (errno {exc.errno})") from None
+
+
+def lower_option(lower: list[Path]) -> str:
+    """The ``lowerdir=`` option for ``lower`` (topmost first).
+
+    Raises:
+        BadRequest: a path overlayfs cannot express.
+    """
+    return "lowerdir=" + ":".join(_option_path(p) for p in lower)
+
+
+def mount_read_only(lower: list[Path], target: Path) -> None:
+    """Mount the layers ``lower`` (topmost first, at least two) read-only at
+    ``target`` with no upper layer: the merged view, whiteouts applied by
+    the kernel. ``target`` must exist.
+
+    Raises:
+        BadRequest: fewer than two layers, or options past one page.
+        InternalError: the kernel refused the mount.
+    """
+    if len(lower) < 2:
+        raise BadRequest("a read-only overlay needs at least two lower layers")
+    data = lower_option(lower)
+    if len(data.encode()) > _MAX_DATA:
+        raise BadRequest(f"overlay options too long ({len(lower)} layers)")
+    try:
+        mount("overlay", target, "overlay", MS_RDONLY, data)
     except OSError as exc:
         raise InternalError(f"cannot mount overlay on {target}: "
                             f"{exc.strerror} (errno {exc.errno})") from None

@@ -19,12 +19,14 @@ from urllib.parse import urlencode
 from cove import api
 from cove.client import _wire as wire
 from cove.client import _wire_copies as wcopy
+from cove.client import _wire_publish as wpub
 from cove.client import _wire_snapshots as wsnap
 from cove.client import _wire_storage as wstor
 from cove.client._http import Response
 from cove.client._rest import Operation
 from cove.client.drivers import _steps as s
 from cove.client.drivers import _steps_copies as cp
+from cove.client.drivers import _steps_publish as sp
 from cove.client.drivers import _steps_snapshots as sn
 from cove.client.drivers import _steps_storage as ss
 from cove.client.drivers._steps import Progress, ProgressCallback, RunCommand, Step
@@ -163,6 +165,29 @@ def _import(step: s.ImportImage) -> HttpFlow[None]:
         yield from _op(req, step.progress)
 
 
+def _publish(step: sp.PublishImage) -> HttpFlow[str]:
+    op = yield from wait(wire.operation_of((yield wpub.publish(
+        step.source, step.aliases, step.properties, step.public))))
+    md = op.get("metadata") or {}
+    fp = md.get("fingerprint") if isinstance(md, dict) else None
+    if not fp:
+        raise InternalError("publish: the operation named no fingerprint")
+    return str(fp)
+
+
+def _export(step: sp.ExportImage) -> HttpFlow[list[str]]:
+    # the whole-answer form; RestDriver and AsyncRestDriver stream instead
+    # (drivers._export_stream)
+    files = wpub.export_files((yield wpub.export_image(step.fingerprint)), step.fingerprint)
+    written = []
+    for name, data in files:
+        path = os.path.join(step.directory, name)
+        with open(path, "wb") as f:
+            f.write(data)
+        written.append(path)
+    return written
+
+
 def _wait_op(step: s.WaitOperation) -> HttpFlow[dict[str, Any]]:
     return wire.as_dict((yield wire.wait_operation(step.id, step.timeout)), "operation wait")
 
@@ -240,6 +265,8 @@ _PERFORM: dict[type, _Perform] = {
     cp.CopyInstance: lambda st: _op(wcopy.copy_instance(st.source, st.name,
                                                         **st.post_args())),
     cp.RebuildInstance: lambda st: _op(wcopy.rebuild_instance(st.name, st.image)),
+    sp.PublishImage: _publish,
+    sp.ExportImage: _export,
 }
 
 

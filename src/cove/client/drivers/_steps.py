@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from cove.client.drivers._steps_copies import CopyStep
+from cove.client.drivers._steps_publish import PublishStep
 from cove.client.drivers._steps_snapshots import SnapshotStep
 from cove.client.drivers._steps_storage import StorageStep
 
@@ -441,5 +442,5 @@ Step = (GetInstance | GetState | ListImages | Create | Update | Action | Delete 
         | CancelOperation | ListCertificates | GetCertificate | AddCertificate
         | DeleteCertificate | ListProfiles | GetProfile | CreateProfile | UpdateProfile
         | RenameProfile | DeleteProfile
-        | GetResources | GetMetrics | StorageStep | SnapshotStep | CopyStep)
+        | GetResources | GetMetrics | StorageStep | SnapshotStep | CopyStep | PublishStep)
 Flow = Generator[Step, Any, T]

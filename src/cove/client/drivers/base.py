@@ -36,6 +36,7 @@ from cove.client._flow import drive
 from cove.client.drivers import _copy_flows as copy_flows
 from cove.client.drivers import _host as host
 from cove.client.drivers import _profiles as profile_flows
+from cove.client.drivers import _publish_flows as publish_flows
 from cove.client.drivers import _resources as resources
 from cove.client.drivers import _snapshot_flows as snapshot_flows
 from cove.client.drivers import _storage_flows as storage
@@ -473,6 +474,32 @@ class Driver(ABC):
             BadRequest: an instance uses it.  Forbidden: it is ``default``.
         """
         self._run(profile_flows.delete_profile(name))
+    # -- publish and export ---------------------------------------------------------------
+    def publish(self, source: str, *, aliases: Sequence[str] = (),
+                properties: Mapping[str, str] | None = None,
+                public: bool = False) -> api.Image:
+        """Publish instance ``source`` (or snapshot ``NAME/SNAP``) as an
+        image named ``aliases``; returns the image. Not convergent: each
+        call makes a new image.
+
+        Raises:
+            NotFound: no such instance or snapshot.
+            BadRequest: a bad name.  Conflict: an alias exists already
+                (checked before publishing).
+        """
+        return self._run(publish_flows.publish(source, aliases=aliases,
+                                               properties=properties, public=public))
+
+    def export_image(self, ref: str, directory: str | os.PathLike[str]) -> list[str]:
+        """Write image ``ref`` (alias or fingerprint) as LXD's image
+        file(s) into the local ``directory``; returns their paths (one for a
+        unified image, ``meta-FP...`` and ``FP...`` for a split one).
+
+        Raises:
+            NotFound: no such image or local directory.
+        """
+        return self._run(publish_flows.export_image(ref, directory))
+
     # -- snapshots ----------------------------------------------------------------------
     def snapshots(self, name: str) -> list[api.InstanceSnapshot]:
         """The instance's snapshots, oldest first. Raises: NotFound."""

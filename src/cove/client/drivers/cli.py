@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import posixpath
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -44,12 +45,14 @@ from urllib.parse import quote
 from cove import api
 from cove.client import _wire as wire
 from cove.client import _wire_copies as wcopy
+from cove.client import _wire_publish as wpub
 from cove.client import _wire_snapshots as wsnap
 from cove.client import _wire_storage as wstor
 from cove.client._exec import CommandNotFound, ExecResult
 from cove.client._http import with_project
 from cove.client.drivers import _steps as s
 from cove.client.drivers import _steps_copies as cp
+from cove.client.drivers import _steps_publish as sp
 from cove.client.drivers import _steps_snapshots as sn
 from cove.client.drivers import _steps_storage as ss
 from cove.client.drivers.base import Action, Create, Driver, Progress, Step
@@ -257,6 +260,21 @@ class CliDriver(Driver):
         if step.progress:
             step.progress(Progress("upload", 100))
 
+    def _export(self, step: sp.ExportImage) -> list[str]:
+        """``image export FP DIR/`` (staged where the command runs, as an
+        import is); the files it wrote, copied back."""
+        local = Path(step.directory)
+        fp = step.fingerprint
+        mine = (fp, f"meta-{fp}")
+        with self.staged(local) as (there, outer):
+            self.run("image", "export", self.target(fp), there.rstrip("/") + "/")
+            if outer is not None:
+                names = outer.execute(["ls", "-1", "--", there]).check().text.split()
+                for name in names:
+                    if name.startswith(mine):
+                        outer.download_file(posixpath.join(there, name), local / name)
+        return sorted(str(local / n) for n in os.listdir(local) if n.startswith(mine))
+
     def _wait_operation(self, step: s.WaitOperation) -> Any:
         return self._or_missing(
             wire.wait_operation(step.id, step.timeout),
@@ -289,6 +307,17 @@ class CliDriver(Driver):
 
     def transport_for(self, name: str) -> CliTransport:
         return CliTransport(self, validate_instance_name(name))
+
+
+def _publish(d: CliDriver, st: sp.PublishImage) -> str:
+    md = d.send(wpub.publish(st.source, st.aliases, st.properties, st.public), wait=True)
+    # lxc query --wait prints the operation, cove query its metadata
+    if isinstance(md, dict) and isinstance(md.get("metadata"), dict):
+        md = md["metadata"]
+    fp = md.get("fingerprint") if isinstance(md, dict) else None
+    if not fp:
+        raise InternalError(f"{d.command[0]} query: the publish named no fingerprint")
+    return str(fp)
 
 
 def _change(d: CliDriver, req: wire.Request) -> object:
@@ -413,4 +442,6 @@ _PERFORM: dict[type, Callable[[CliDriver, Any], Any]] = {
     cp.CopyInstance: lambda d, st: _change(d, wcopy.copy_instance(st.source, st.name,
                                                                   **st.post_args())),
     cp.RebuildInstance: lambda d, st: _change(d, wcopy.rebuild_instance(st.name, st.image)),
+    sp.PublishImage: _publish,
+    sp.ExportImage: CliDriver._export,
 }

@@ -27,8 +27,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from cove import api
 from cove.client import _wire_copies as wcopy
+from cove.client._wire_publish import safe_filename
 from cove.client.drivers import _steps as s
 from cove.client.drivers import _steps_copies as cp
+from cove.client.drivers import _steps_publish as sp
 from cove.client.drivers import _steps_snapshots as sn
 from cove.client.drivers import _steps_storage as ss
 from cove.client.drivers._resources import check_event_types
@@ -226,6 +228,30 @@ class LocalEventStream(EventStream):
             self._sub.cond.notify_all()
 
 
+def _publish(d: LocalDriver, st: sp.PublishImage) -> str:
+    op = d.engine.publisher.publish("snapshot" if "/" in st.source else "instance", st.source,
+                                    aliases=list(st.aliases), properties=dict(st.properties),
+                                    public=st.public, project=d.project)
+    d._wait(op)
+    return str(op.metadata["fingerprint"])
+
+
+def _export(d: LocalDriver, st: sp.ExportImage) -> list[str]:
+    """Each part streamed into its file (a flattened one straight from tar)."""
+    written = []
+    for part in d.engine.publisher.export(st.fingerprint, project=d.project):
+        path = os.path.join(st.directory, safe_filename(part.filename, st.fingerprint))
+        reader = part.open()
+        try:
+            with open(path, "wb") as f:
+                while chunk := reader.read(1 << 20):
+                    f.write(chunk)
+        finally:
+            reader.close()
+        written.append(path)
+    return written
+
+
 # What each step is for the engine: the call coved's handler makes, rendered
 # with the same ``cove.api`` renderers (see the module notes).
 _PERFORM: dict[type, Callable[[LocalDriver, Any], Any]] = {
@@ -317,4 +343,6 @@ _PERFORM: dict[type, Callable[[LocalDriver, Any], Any]] = {
         wcopy.copy_post(st.source, st.name, **st.post_args()), project=d.project)),
     cp.RebuildInstance: lambda d, st: d._wait(d.engine.copies.rebuild(
         st.name, wcopy.rebuild_source(st.image), project=d.project)),
+    sp.PublishImage: _publish,
+    sp.ExportImage: _export,
 }

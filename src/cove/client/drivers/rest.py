@@ -14,8 +14,10 @@ from cove.client._endpoint import http_transport
 from cove.client._flow import drive
 from cove.client._http import with_project
 from cove.client._rest import Client, default_socket_path
+from cove.client.drivers._export_stream import export_sync
 from cove.client.drivers._resources import check_event_types
 from cove.client.drivers._rest_steps import perform
+from cove.client.drivers._steps_publish import ExportImage
 from cove.client.drivers.base import EventDriver, EventStream, Step
 from cove.client.transports.rest import RestTransport
 from cove.model.errors import Timeout
@@ -47,6 +49,8 @@ class RestDriver(EventDriver):
         return f"RestDriver({self.endpoint!r})"
 
     def _do(self, step: Step) -> Any:
+        if isinstance(step, ExportImage):  # streamed, not a whole answer
+            return export_sync(self.client, step)
         return drive(perform(step), self.client.send)
 
     def server_info(self) -> dict[str, Any]:
