@@ -167,11 +167,13 @@ def _members(stack: str) -> Flow[list[dict[str, Any]]]:
     return stacks_of(list((yield ListInstances()))).get(stack, [])
 
 
-def _check_host(plan: StackPlan) -> Flow[dict[str, dict[str, Any]]]:
+def _check_host(plan: StackPlan, images: dict[str, bool]) -> Flow[dict[str, dict[str, Any]]]:
     """Everything on the host that must hold before anything is made; the
-    instances of the stack now, by name."""
+    instances of the stack now, by name. ``images`` is filled: each image
+    of the plan, True when it is an alias (else a fingerprint)."""
     for image in dict.fromkeys(s.image for s in plan.services):
-        if (yield GetAlias(image)) is None and (yield GetImage(image)) is None:
+        images[image] = (yield GetAlias(image)) is not None
+        if not images[image] and (yield GetImage(image)) is None:
             users = ", ".join(s.name for s in plan.services if s.image == image)
             raise NotFound(f"Image {image!r} not found (service {users}): import it first "
                            "(cove image import FILE --alias NAME)")
@@ -243,9 +245,10 @@ def _user_config(s: Service) -> StackFlow[dict[str, str]]:
     return out
 
 
-def _create(s: Service) -> StackFlow[None]:
+def _create(s: Service, alias: bool) -> StackFlow[None]:
     yield from flows.create_container(
-        s.instance, alias=None, fingerprint=None, properties=None, server=None, protocol=None,
+        s.instance, alias=s.image if alias else None, fingerprint=None if alias else s.image,
+        properties=None, server=None, protocol=None,
         profiles=None, config=s.config, devices=s.devices, autostart=False, progress=None)
     if s.user or s.group:
         try:
@@ -256,7 +259,7 @@ def _create(s: Service) -> StackFlow[None]:
         yield from flows.update(s.instance, config=extra, devices=None, profiles=None)
 
 
-def _replace(inst: Mapping[str, Any], s: Service) -> StackFlow[None]:
+def _replace(inst: Mapping[str, Any], s: Service, alias: bool) -> StackFlow[None]:
     """Make the stopped ``inst`` what ``s`` says: a new instance for a new
     image, else its config and devices replaced in place (its files are
     kept, as a volume would keep them, and no dependent's ``cove.depends``
@@ -264,7 +267,7 @@ def _replace(inst: Mapping[str, Any], s: Service) -> StackFlow[None]:
     old_config: Mapping[str, str] = inst.get("config") or {}
     if old_config.get("user.cove.image") != s.image:
         yield from flows.delete(s.instance)
-        yield from _create(s)
+        yield from _create(s, alias)
         return
     config: dict[str, str | None] = {
         k: None for k in old_config
@@ -288,7 +291,8 @@ def up(plan: StackPlan, report: Callable[[StackChange], None] | None = None,
         NotFound: a missing image or external network/volume (nothing made).
         BadRequest: an instance of the stack's name that is not the stack's.
     """
-    existing = yield from _check_host(plan)
+    images: dict[str, bool] = {}
+    existing = yield from _check_host(plan, images)
     described = f"cove stack {plan.name}"
     for net in plan.networks:
         if not net.external:
@@ -313,12 +317,13 @@ def up(plan: StackPlan, report: Callable[[StackChange], None] | None = None,
         if report:
             report(change)
     for inst in _reverse_order(changed):
-        yield from _replace(inst, wanted[str(inst["name"])])
+        s = wanted[str(inst["name"])]
+        yield from _replace(inst, s, images[s.image])
     changed_names = {str(i["name"]) for i in changed}
     for s in plan.services:
         action = "recreated" if s.instance in changed_names else "unchanged"
         if s.instance not in existing:
-            yield from _create(s)
+            yield from _create(s, images[s.image])
             action = "created"
         yield from flows.start(s.instance)
         change = StackChange(s.name, s.instance, action)
@@ -355,6 +360,14 @@ def down(stack: str, *, volumes: bool = False) -> Flow[list[str]]:
                     yield DeleteVolume(DEFAULT_POOL, vol)
                 except NotFound:
                     pass
+    return [str(i["name"]) for i in members]
+
+
+def stop(stack: str) -> Flow[list[str]]:
+    """Stop the stack's instances, dependents first; returns their names."""
+    members = yield from _members(stack)
+    for inst in _reverse_order(members):
+        yield from _halt(inst)
     return [str(i["name"]) for i in members]
 
 
@@ -426,6 +439,11 @@ class Stack:
         result: list[api.Instance] = self._run(ps(self.name))
         return result
 
+    def stop(self) -> list[str]:
+        """Stop every instance of the stack (dependents first); keep them."""
+        result: list[str] = self._run(stop(self.name))
+        return result
+
 
 class AsyncStack:
     """``Stack`` for ``AsyncRestDriver``: the same calls, as coroutines."""
@@ -464,4 +482,8 @@ class AsyncStack:
 
     async def ps(self) -> list[api.Instance]:
         result: list[api.Instance] = await self._run(ps(self.name))
+        return result
+
+    async def stop(self) -> list[str]:
+        result: list[str] = await self._run(stop(self.name))
         return result
