@@ -164,7 +164,7 @@ def test_async_stack(stack: str, coved: Coved, api: Api) -> None:
     from cove.client.aio import AsyncRestDriver
 
     doc = {"name": stack, "services": {"one": {"image": "busybox", "command": "sleep 1000",
-                                               "stop_signal": "KILL"}}}
+                                               "stop_signal": "KILL", "user": "app"}}}
 
     async def main() -> None:
         async with AsyncRestDriver(str(coved.socket)) as d:
@@ -172,6 +172,10 @@ def test_async_stack(stack: str, coved: Coved, api: Api) -> None:
             changes = await s.up()
             assert [(c.service, c.action) for c in changes] == [("one", "created")]
             assert [i.name for i in await s.ps()] == [f"{stack}-one"]
+            # a user name, resolved in the image's own /etc/passwd
+            assert api.instance(f"{stack}-one")["config"]["cove.uid"] == "1000"
+            code, out, _ = api.exec(f"{stack}-one", ["grep", "^Uid:", "/proc/1/status"])
+            assert code == 0 and out.split()[1] == b"1000", out
             assert (await d.stacks())[stack] == {"running": 1}
             assert await s.down() == [f"{stack}-one"]
 
