@@ -195,8 +195,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_ps)
     p = sub.add_parser("stack", parents=[common], help="Stacks on the host",
                        description="cove stack list: every stack and its instances' states.",
+                       epilog="examples:\n  cove stack list\n  cove stack ls --format json",
                        formatter_class=_RAW)
     ssub = p.add_subparsers(dest="stack_command", metavar="COMMAND", required=True)
-    q = ssub.add_parser("list", aliases=["ls"], parents=[common], help="List the stacks")
+    q = ssub.add_parser("list", aliases=["ls"], parents=[common], help="List the stacks",
+                        description="Every stack (instances labelled user.cove.stack), with "
+                                    "the count of its instances in each state.",
+                        epilog="examples:\n  cove stack list", formatter_class=_RAW)
     _format(q)
     q.set_defaults(func=cmd_stack_list)
