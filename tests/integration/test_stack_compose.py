@@ -22,6 +22,7 @@ services:
   db:
     image: busybox
     command: ["sh", "-c", "mkdir -p /www && echo hello-from-db > /www/index.html && httpd -f -p 80 -h /www"]
+    hostname: store
     volumes:
       - data:/data
   web:
@@ -89,6 +90,8 @@ def test_up_edit_up_down(stack: str, coved: Coved, api: Api, tmp_path: Path) -> 
     net = api.sync("GET", f"/1.0/networks/{stack}")
     assert net["description"] == f"cove stack {stack}"
     assert _fetch(api, f"{stack}-web", "http://db/") == b"hello-from-db\n"
+    assert _fetch(api, f"{stack}-web", "http://store/") == b"hello-from-db\n"
+    assert api.exec(f"{stack}-db", ["hostname"])[1] == b"store\n"
     assert api.sync("GET", f"/1.0/storage-pools/default/volumes/custom/{stack}-data")
 
     ps = json.loads(_cli(coved, tmp_path, "ps", "--format", "json").stdout)

@@ -224,8 +224,8 @@ def test_dotenv() -> None:
     ("name: s\nservices:\n  a:\n    image: busybox\n    privileged: true\n",
      "services.a.privileged (line 5): not supported"),
     ("name: s\nsecrets: {}\nservices:\n  a: {image: busybox}\n", "secrets (line 2)"),
-    ("name: s\nservices:\n  a:\n    image: busybox\n    healthcheck:\n      test: 'true'\n"
-     "      interval: soon\n", "services.a.healthcheck.interval (line 7): Invalid"),
+    (("name: s\nservices:\n  a:\n    image: busybox\n    healthcheck:\n      test: 'true'\n"
+     "      interval: soon\n"), "services.a.healthcheck.interval (line 7): Invalid"),
     ("name: s\nservices:\n  a:\n    image: busybox\n    stop_grace_period: 1y\n",
      "services.a.stop_grace_period (line 5)"),
     ("name: s\nservices:\n  a:\n    image: busybox\n    restart: sometimes\n",
@@ -234,11 +234,11 @@ def test_dotenv() -> None:
      "services.a.stop_signal (line 5)"),
     ("name: s\nservices:\n  a:\n    image: busybox\n    depends_on: [b]\n",
      "services.a.depends_on (line 5): 'b' is not a service"),
-    ("name: s\nservices:\n  a:\n    image: busybox\n    depends_on:\n      b:\n"
-     "        condition: service_ready\n  b: {image: busybox}\n",
+    (("name: s\nservices:\n  a:\n    image: busybox\n    depends_on:\n      b:\n"
+     "        condition: service_ready\n  b: {image: busybox}\n"),
      "services.a.depends_on.b.condition (line 7)"),
-    ("name: s\nservices:\n  a:\n    image: busybox\n    depends_on:\n      b:\n"
-     "        condition: service_healthy\n  b: {image: busybox}\n",
+    (("name: s\nservices:\n  a:\n    image: busybox\n    depends_on:\n      b:\n"
+     "        condition: service_healthy\n  b: {image: busybox}\n"),
      "'b' has no healthcheck"),
     ("name: s\nservices:\n  a:\n    image: busybox\n    ports: ['80']\n",
      "services.a.ports[0] (line 5): '80' has no host port"),
@@ -248,12 +248,12 @@ def test_dotenv() -> None:
      "anonymous volumes are not supported"),
     ("name: s\nservices:\n  a:\n    image: busybox\n    volumes: ['v:/data']\n",
      "services.a.volumes[0] (line 5): the volume 'v' is not declared"),
-    ("name: s\nservices:\n  a:\n    image: busybox\n    volumes: ['v:data']\n"
-     "volumes: {v: {}}\n", "is not an absolute path"),
+    (("name: s\nservices:\n  a:\n    image: busybox\n    volumes: ['v:data']\n"
+     "volumes: {v: {}}\n"), "is not an absolute path"),
     ("name: s\nservices:\n  a:\n    image: busybox\n    networks: [back]\n",
      "'back' is not declared"),
-    ("name: s\nservices:\n  a:\n    image: busybox\n    networks:\n      default:\n"
-     "        aliases: [x]\n", "services.a.networks.default.aliases (line 7)"),
+    (("name: s\nservices:\n  a:\n    image: busybox\n    networks:\n      default:\n"
+     "        aliases: [x]\n"), "services.a.networks.default.aliases (line 7)"),
     ("name: s\nservices:\n  a:\n    command: x\n", "services.a (line 3): no image"),
     ("name: s\nservices:\n  Bad_Name: {image: busybox}\n", "services.Bad_Name (line 3)"),
     ("name: s\nservices:\n  a:\n    image: busybox\n    working_dir: srv\n",

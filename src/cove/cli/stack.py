@@ -52,14 +52,23 @@ def _stack(ctx: Context, args: argparse.Namespace, *, need_file: bool) -> Stack:
 
 
 def cmd_up(ctx: Context, args: argparse.Namespace) -> int:
-    from cove.client.stack import StackChange
+    """Through the asyncio driver: the services of one dependency level are
+    created and started at once (the sync drivers do them in turn)."""
+    import asyncio
+
+    from cove.client.aio import AsyncRestDriver
+    from cove.client.stack import AsyncStack, StackChange
 
     stack = _stack(ctx, args, need_file=True)
 
     def report(change: StackChange) -> None:
         ctx.info(f"{change.instance}: {change.action}")
 
-    stack.up(report)
+    async def up() -> None:
+        async with AsyncRestDriver(ctx.socket_path, project=ctx.project) as driver:
+            await AsyncStack(driver, stack.plan).up(report)
+
+    asyncio.run(up())
     if args.detach:
         return 0
     return _attach(ctx, stack)

@@ -24,6 +24,7 @@ Design notes:
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Awaitable, Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass
@@ -65,8 +66,8 @@ if TYPE_CHECKING:
         async def _do(self, step: Step) -> Any: ...
         def transport_for(self, name: str) -> Any: ...
 
-__all__ = ["COMPOSE_FILES", "AsyncStack", "ReadFile", "Stack", "StackChange", "find_file",
-           "load", "stacks_of"]
+__all__ = ["COMPOSE_FILES", "AsyncStack", "ReadFile", "Stack", "StackChange", "Together",
+           "find_file", "load", "stacks_of"]
 
 #: The files ``cove up`` looks for without ``-f``, in Compose's order.
 COMPOSE_FILES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
@@ -84,6 +85,15 @@ class ReadFile:
 
 
 @dataclass(frozen=True)
+class Together:
+    """A stack step: run these flows (one level of the stack: none depends on
+    another) and answer their results in order; the asyncio runner runs them
+    at once (a failure is raised once all ended), the sync one in turn."""
+
+    flows: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
 class StackChange:
     """What ``up`` did to one service: ``created``, ``recreated``,
     ``unchanged`` or ``removed``."""
@@ -94,7 +104,7 @@ class StackChange:
 
 
 #: A stack flow: driver steps and ``ReadFile``.
-StackFlow = Generator[Step | ReadFile, Any, T]
+StackFlow = Generator["Step | ReadFile | Together", Any, T]
 
 
 # -- files ----------------------------------------------------------------------------------
@@ -320,16 +330,22 @@ def up(plan: StackPlan, report: Callable[[StackChange], None] | None = None,
         s = wanted[str(inst["name"])]
         yield from _replace(inst, s, images[s.image])
     changed_names = {str(i["name"]) for i in changed}
-    for s in plan.services:
+
+    def bring_up(s: Service) -> StackFlow[StackChange]:
         action = "recreated" if s.instance in changed_names else "unchanged"
         if s.instance not in existing:
             yield from _create(s, images[s.image])
             action = "created"
         yield from flows.start(s.instance)
         change = StackChange(s.name, s.instance, action)
-        changes.append(change)
         if report:
             report(change)
+        return change
+
+    by_name = {s.name: s for s in plan.services}
+    for level in plan.levels:
+        done = yield Together(tuple(bring_up(by_name[n]) for n in level))
+        changes += done
     return [c for c in changes if c.action != "removed"] + \
         [c for c in changes if c.action == "removed"]
 
@@ -394,25 +410,38 @@ def names() -> Flow[dict[str, dict[str, int]]]:
 
 # -- the runners ----------------------------------------------------------------------------
 
+#: What a stack is made from: a Compose file's path, a Compose document, a
+#: plan already loaded, or nothing (a stack known by its name only).
+Source = str | os.PathLike[str] | Mapping[str, Any] | StackPlan | None
+
+
+def _plan(source: Source, name: str | None, env: Mapping[str, str] | None) -> StackPlan | None:
+    if source is None or isinstance(source, StackPlan):
+        return source
+    return load(source, name=name, env=env)
+
+
 class Stack:
     """A stack on a ``Driver``: ``Stack(driver, "compose.yaml").up()``,
     ``Stack(driver, name="demo").down()``. ``source`` is a Compose file's
-    path or a dict; without one only ``down`` and ``ps`` (by ``name``) work.
+    path, a dict or a ``StackPlan``; without one only ``down``, ``ps`` and
+    ``stop`` (by ``name``) work.
 
     Raises (at construction): BadRequest for a faulty file, before anything
     is sent to the host.
     """
 
-    def __init__(self, driver: Driver, source: str | os.PathLike[str] | Mapping[str, Any]
-                 | None = None, *, name: str | None = None,
+    def __init__(self, driver: Driver, source: Source = None, *, name: str | None = None,
                  env: Mapping[str, str] | None = None) -> None:
         self.driver = driver
-        self.plan = load(source, name=name, env=env) if source is not None else None
+        self.plan = _plan(source, name, env)
         if self.plan is None and not name:
             raise BadRequest("A stack needs a Compose file or a name")
         self.name = self.plan.name if self.plan is not None else str(name)
 
-    def _do(self, step: Step | ReadFile) -> Any:
+    def _do(self, step: Step | ReadFile | Together) -> Any:
+        if isinstance(step, Together):
+            return [drive(f, self._do) for f in step.flows]
         if isinstance(step, ReadFile):
             try:
                 return self.driver.transport_for(step.name).read_file(step.path)
@@ -448,16 +477,23 @@ class Stack:
 class AsyncStack:
     """``Stack`` for ``AsyncRestDriver``: the same calls, as coroutines."""
 
-    def __init__(self, driver: AsyncRestDriver, source: str | os.PathLike[str]
-                 | Mapping[str, Any] | None = None, *, name: str | None = None,
+    def __init__(self, driver: AsyncRestDriver, source: Source = None, *,
+                 name: str | None = None,
                  env: Mapping[str, str] | None = None) -> None:
         self.driver = driver
-        self.plan = load(source, name=name, env=env) if source is not None else None
+        self.plan = _plan(source, name, env)
         if self.plan is None and not name:
             raise BadRequest("A stack needs a Compose file or a name")
         self.name = self.plan.name if self.plan is not None else str(name)
 
-    async def _do(self, step: Step | ReadFile) -> Any:
+    async def _do(self, step: Step | ReadFile | Together) -> Any:
+        if isinstance(step, Together):
+            results = await asyncio.gather(*(adrive(f, self._do) for f in step.flows),
+                                           return_exceptions=True)
+            for r in results:
+                if isinstance(r, BaseException):
+                    raise r
+            return results
         if isinstance(step, ReadFile):
             try:
                 return await self.driver.transport_for(step.name).read_file(step.path)
