@@ -184,3 +184,29 @@ def test_async_stack(stack: str, coved: Coved, api: Api) -> None:
 
     asyncio.run(main())
     assert api.request("GET", f"/1.0/instances/{stack}-one").status == 404
+
+
+def test_up_without_d_follows_and_ctrl_c_stops(stack: str, coved: Coved, api: Api,
+                                               tmp_path: Path) -> None:
+    import signal
+
+    (tmp_path / "compose.yaml").write_text(
+        f"name: {stack}\nservices:\n  talk:\n    image: busybox\n"
+        "    command: [sh, -c, 'while true; do echo covetest-said; sleep 0.2; done']\n"
+        "    stop_signal: SIGKILL\n")
+    p = subprocess.Popen([sys.executable, "-m", "cove.cli.main", "up"], env=coved.cli_env(),
+                         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert p.stdout is not None
+        seen = b""
+        deadline = time.monotonic() + 60
+        while b"covetest-said" not in seen and time.monotonic() < deadline:
+            seen += p.stdout.readline()
+        assert f"{stack}-talk | covetest-said".encode() in seen, seen
+        p.send_signal(signal.SIGINT)
+        assert p.wait(60) == 130, p.stderr.read() if p.stderr else b""
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert api.status(f"{stack}-talk") == "Stopped"
