@@ -210,3 +210,35 @@ def test_up_without_d_follows_and_ctrl_c_stops(stack: str, coved: Coved, api: Ap
             p.kill()
             p.wait()
     assert api.status(f"{stack}-talk") == "Stopped"
+
+
+def test_a_stack_in_a_project_resolves_bare_service_names(stack: str, coved: Coved, api: Api,
+                                                         tmp_path: Path) -> None:
+    project = f"covetest-{rand(5)}"
+    api.sync("POST", "/1.0/projects", {"name": project, "config": {
+        "features.images": "false", "features.profiles": "false"}})
+    doc = {"name": stack, "services": {
+        "srv": {"image": "busybox", "stop_signal": "KILL",
+                "command": ["sh", "-c", ("mkdir /w && echo in-project > /w/index.html && "
+                                        "httpd -f -p 80 -h /w")]},
+        "cli": {"image": "busybox", "command": "sleep 1000", "stop_signal": "KILL",
+                "depends_on": ["srv"]}}}
+    driver = RestDriver(str(coved.socket), project=project)
+    try:
+        driver.stack(doc).up()
+        inside = Api(str(coved.socket))
+        deadline = time.monotonic() + 20
+        while True:
+            r = inside.request("POST", f"/1.0/instances/{stack}-cli/exec?project={project}",
+                               {"command": ["wget", "-q", "-O", "-", "http://srv/"],
+                                "wait-for-websocket": False, "record-output": True,
+                                "interactive": False})
+            op = inside.wait(r, 30)
+            if op["metadata"]["return"] == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        assert op["metadata"]["return"] == 0, op
+    finally:
+        driver.stack(name=stack).down()
+        api.request("DELETE", f"/1.0/projects/{project}")
+    assert api.request("GET", f"/1.0/projects/{project}").status == 404

@@ -405,8 +405,10 @@ def host_listeners() -> list[tuple[str, IPv4Address, int]]:
 
 
 def _aliases(inst: Instance) -> list[str]:
-    """The instance's ``cove.dns.aliases`` as DNS names (``web``, or
-    ``web.dev`` in project ``dev``, as ``dns_name`` makes its own name)."""
+    """The instance's ``cove.dns.aliases`` as DNS names: each as given (a
+    network alias, as Docker's: a stack's services find each other by the
+    bare name in any project) and, in project ``dev``, also ``web.dev`` (as
+    ``dns_name`` qualifies the instance's own name)."""
     project = dns_name(inst.name)[len(split_key(inst.name)[1]):]
-    return [a.strip() + project for a in inst.config.get("cove.dns.aliases", "").split(",")
-            if a.strip()]
+    names = [a.strip() for a in inst.config.get("cove.dns.aliases", "").split(",") if a.strip()]
+    return names + [n + project for n in names if project]
