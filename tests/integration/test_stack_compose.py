@@ -116,8 +116,8 @@ def test_up_edit_up_down(stack: str, coved: Coved, api: Api, tmp_path: Path) -> 
                        capture_output=True, timeout=180, check=False)
     assert p.returncode == 0, p.stderr
     out = p.stdout.decode().splitlines()
-    assert out == [f"{stack}-worker: removed", f"{stack}-db: unchanged",
-                   f"{stack}-web: recreated"], out
+    assert out == [f"{stack}-db: unchanged", f"{stack}-web: recreated",
+                   f"{stack}-worker: removed"], out
     assert api.request("GET", f"/1.0/instances/{stack}-worker").status == 404
     web = api.instance(f"{stack}-web")
     assert web["config"]["environment.GREETING"] == "hello" and web["status"] == "Running"

@@ -67,14 +67,23 @@ class FakeHost:
             return dict(inst) if inst else None
         return self.change(step)
 
+    def check_depends(self, name: str, config: dict[str, Any]) -> None:
+        """As coved holds cove.depends (issue 11): an unknown name is refused
+        when the key is set, and an instance others depend on is not deleted."""
+        for dep in filter(None, str(config.get("cove.depends") or "").split(",")):
+            if dep.split(":")[0] not in self.instances:
+                raise BadRequest(f"{name}: cove.depends names unknown {dep}")
+
     def change(self, step: Any) -> Any:
         if isinstance(step, s.Create):
+            self.check_depends(step.name, dict(step.post.config))
             self.log.append(f"create {step.name}")
             self.instances[step.name] = {"name": step.name, "status": "Stopped",
                                          "config": dict(step.post.config),
                                          "devices": dict(step.post.devices)}
             return None
         if isinstance(step, s.Update):
+            self.check_depends(step.name, step.body.get("config") or {})
             self.log.append(f"update {step.name}")
             if step.patch:
                 self.instances[step.name]["config"].update(step.body.get("config") or {})
@@ -87,6 +96,10 @@ class FakeHost:
                 else "Stopped"
             return None
         if isinstance(step, s.Delete):
+            users = [n for n, i in self.instances.items()
+                     if step.name in str(i["config"].get("cove.depends") or "")]
+            if users:
+                raise BadRequest(f"{step.name} is needed by {users}")
             self.log.append(f"delete {step.name}")
             del self.instances[step.name]
             return None
@@ -202,3 +215,21 @@ def test_the_async_runner_starts_a_level_at_once() -> None:
     assert asyncio.run(main()) == ["s0", "s1", "s2", "s3", "top"]
     assert host.most_running_starts == 4
     assert host.log.index("start p-s3") < host.log.index("create p-top")
+
+
+def test_an_edit_keeps_every_dependency_there_while_it_is_named() -> None:
+    """web moves from cache to a new queue: queue is made before web names
+    it, cache is deleted only after web stopped naming it."""
+    host = FakeHost()
+    Stack(FakeDriver(host), DOC).up()  # type: ignore[arg-type]
+    host.log.clear()
+    edited = {**DOC, "services": {
+        "db": DOC["services"]["db"], "queue": {"image": "busybox"},
+        "web": {**DOC["services"]["web"], "depends_on": ["db", "queue"]}}}
+    changes = Stack(FakeDriver(host), edited).up()  # type: ignore[arg-type]
+    assert [(c.service, c.action) for c in changes] == [
+        ("db", "unchanged"), ("queue", "created"), ("web", "recreated"), ("cache", "removed")]
+    assert host.log.index("create app-queue") < host.log.index("update app-web") < \
+        host.log.index("delete app-cache")
+    assert host.instances["app-web"]["config"]["cove.depends"] == \
+        "app-db:started,app-queue:started"

@@ -316,24 +316,20 @@ def up(plan: StackPlan, report: Callable[[StackChange], None] | None = None,
     gone = [i for n, i in existing.items() if n not in wanted]
     changed = [i for n, i in existing.items() if n in wanted and
                (i.get("config") or {}).get("user.cove.hash") != wanted[n].digest]
-    changes: list[StackChange] = []
+    # Stop what goes or changes, dependents first; then per level (each
+    # service's dependencies exist and run before its config names them):
+    # replace or create, start; last delete what went, once nothing that
+    # stays depends on it any more.
     for inst in _reverse_order(gone + changed):
         yield from _halt(inst)
-    for inst in gone:
-        yield from flows.delete(str(inst["name"]))
-        change = StackChange(inst["config"].get("user.cove.service", ""), str(inst["name"]),
-                             "removed")
-        changes.append(change)
-        if report:
-            report(change)
-    for inst in _reverse_order(changed):
-        s = wanted[str(inst["name"])]
-        yield from _replace(inst, s, images[s.image])
-    changed_names = {str(i["name"]) for i in changed}
+    changed_by_name = {str(i["name"]): i for i in changed}
 
     def bring_up(s: Service) -> StackFlow[StackChange]:
-        action = "recreated" if s.instance in changed_names else "unchanged"
-        if s.instance not in existing:
+        action = "unchanged"
+        if s.instance in changed_by_name:
+            yield from _replace(changed_by_name[s.instance], s, images[s.image])
+            action = "recreated"
+        elif s.instance not in existing:
             yield from _create(s, images[s.image])
             action = "created"
         yield from flows.start(s.instance)
@@ -343,11 +339,17 @@ def up(plan: StackPlan, report: Callable[[StackChange], None] | None = None,
         return change
 
     by_name = {s.name: s for s in plan.services}
+    changes: list[StackChange] = []
     for level in plan.levels:
-        done = yield Together(tuple(bring_up(by_name[n]) for n in level))
-        changes += done
-    return [c for c in changes if c.action != "removed"] + \
-        [c for c in changes if c.action == "removed"]
+        changes += yield Together(tuple(bring_up(by_name[n]) for n in level))
+    for inst in _reverse_order(gone):
+        yield from flows.delete(str(inst["name"]))
+        change = StackChange(inst["config"].get("user.cove.service", ""), str(inst["name"]),
+                             "removed")
+        changes.append(change)
+        if report:
+            report(change)
+    return changes
 
 
 def down(stack: str, *, volumes: bool = False) -> Flow[list[str]]:
