@@ -8,7 +8,13 @@ from typing import Any
 
 import pytest
 
-from cove.model.compose import StackPlan, normalize_stack_name, plan_stack, solve_levels
+from cove.model.compose import (
+    StackPlan,
+    bridge_name,
+    normalize_stack_name,
+    plan_stack,
+    solve_levels,
+)
 from cove.model.compose_text import interpolate, load_yaml, parse_dotenv
 from cove.model.config import validate_config
 from cove.model.errors import BadRequest
@@ -180,8 +186,12 @@ def test_names_come_from_p_env_file_then_folder() -> None:
     doc2, _ = load_yaml("services: {a: {image: busybox}}\n")
     assert plan_stack(doc2, name=None, base_dir="/x/My.Project").name == "my-project"
     assert normalize_stack_name("a_b.c") == "a-b-c"
-    with pytest.raises(BadRequest, match="at most 15"):
-        normalize_stack_name("a" * 16)
+    with pytest.raises(BadRequest, match="at most 40"):
+        normalize_stack_name("a" * 41)
+    long = plan_stack(doc2, name="a-rather-long-project-name")
+    assert long.service("a").instance == "a-rather-long-project-name-a"
+    assert long.networks[0].name == bridge_name("a-rather-long-project-name")
+    assert len(long.networks[0].name) == 15 and long.networks[0].name.startswith("a-rather-l")
     with pytest.raises(BadRequest, match="starting with a letter"):
         normalize_stack_name("_")
 

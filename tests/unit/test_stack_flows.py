@@ -233,3 +233,27 @@ def test_an_edit_keeps_every_dependency_there_while_it_is_named() -> None:
         host.log.index("delete app-cache")
     assert host.instances["app-web"]["config"]["cove.depends"] == \
         "app-db:started,app-queue:started"
+
+
+def test_load_reads_the_file_dotenv_and_env_files(tmp_path: Any, monkeypatch: Any) -> None:
+    from cove.client.stack import find_file, load
+
+    (tmp_path / "docker-compose.yml").write_text(
+        "services:\n  a:\n    image: ${IMG}\n    env_file: conf/a.env\n"
+        "    environment: {WHO: $WHO}\n")
+    (tmp_path / ".env").write_text("IMG=busybox\nWHO=dotenv\n")
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "a.env").write_text("FROM_FILE=${IMG}\n")
+    monkeypatch.chdir(tmp_path)
+    assert find_file() == "./docker-compose.yml"
+    plan = load(env={"WHO": "shell"})  # the shell's variables win over .env
+    assert plan.name == tmp_path.name.lower().replace("_", "-")
+    a = plan.service("a")
+    assert a.image == "busybox"
+    assert a.config["environment.WHO"] == "shell"
+    assert a.config["environment.FROM_FILE"] == "busybox"
+    with pytest.raises(BadRequest, match="no such file"):
+        load(tmp_path / "nope.yaml")
+    (tmp_path / "docker-compose.yml").unlink()
+    with pytest.raises(NotFound, match="No Compose file"):
+        find_file()

@@ -45,7 +45,7 @@ from cove.client.drivers._steps import (
     Step,
 )
 from cove.client.drivers._steps_storage import DeleteVolume, GetVolume
-from cove.model.compose import Service, StackPlan, plan_stack, solve_levels
+from cove.model.compose import Service, StackPlan, bridge_name, plan_stack, solve_levels
 from cove.model.compose_text import load_yaml, parse_dotenv
 from cove.model.disks import DEFAULT_POOL
 from cove.model.errors import BadRequest, CoveError, NotFound, Timeout
@@ -362,7 +362,7 @@ def down(stack: str, *, volumes: bool = False) -> Flow[list[str]]:
     for inst in _reverse_order(members):
         yield from flows.delete(str(inst["name"]))
     described = f"cove stack {stack}"
-    nets = {stack} | _recorded(members, "user.cove.networks")
+    nets = {bridge_name(stack)} | _recorded(members, "user.cove.networks")
     for net in sorted(nets):
         found = yield GetNetwork(net)
         if found is not None and found.get("description") == described:

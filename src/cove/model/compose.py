@@ -12,7 +12,8 @@ Design notes:
 * Names: the stack ``S`` (``-p``, else ``COMPOSE_PROJECT_NAME``, else the
   file's ``name:``, else its folder, normalised as Compose does) gives the
   instances ``S-SERVICE``, the default network ``S`` (a bridge: services
-  reach each other by service name through ``cove.dns.aliases``), declared
+  reach each other by service name through ``cove.dns.aliases``; a name
+  over 15 characters, a bridge's limit, is shortened with a hash), declared
   networks ``S-NET`` and volumes ``S-VOL`` (``external: true`` ones keep
   their own name and are never made or removed).
 * Each instance carries ``user.cove.stack``, ``user.cove.service`` and
@@ -57,6 +58,7 @@ __all__ = [
     "Service",
     "StackPlan",
     "Volume",
+    "bridge_name",
     "normalize_stack_name",
     "plan_stack",
     "solve_levels",
@@ -131,10 +133,18 @@ def normalize_stack_name(raw: str) -> str:
     if not name or not name[0].isalpha():
         raise BadRequest(f"Invalid stack name {raw!r}: use letters, digits and '-', starting "
                          "with a letter (set it with -p NAME)")
-    if len(name) > 15:
-        raise BadRequest(f"Invalid stack name {raw!r}: at most 15 characters (it names the "
-                         "stack's network bridge)")
+    if len(name) > 40:
+        raise BadRequest(f"Invalid stack name {raw!r}: at most 40 characters (set a shorter "
+                         "one with -p NAME)")
     return name
+
+
+def bridge_name(name: str) -> str:
+    """``name`` as a network name (it names a bridge: 15 characters at most):
+    itself when it fits, else its start and a short hash of the whole."""
+    if len(name) <= 15:
+        return name
+    return name[:10].rstrip("-.") + "-" + hashlib.sha256(name.encode()).hexdigest()[:4]
 
 
 def solve_levels(deps: Mapping[str, Sequence[str]]) -> list[list[str]]:
@@ -280,7 +290,7 @@ def _no_files(path: str) -> str:
 
 
 def _networks(ctx: _Ctx, value: Any) -> dict[str, Network]:
-    out = {"default": Network(ctx.stack)}
+    out = {"default": Network(bridge_name(ctx.stack))}
     if not isinstance(value, dict):
         raise ctx.fail(("networks",), "expected a mapping")
     for key, spec in value.items():
@@ -290,7 +300,8 @@ def _networks(ctx: _Ctx, value: Any) -> dict[str, Network]:
             raise ctx.fail((*path, "driver"), "cove makes bridge networks only")
         external = s.get("external") is True
         name = ctx.text(s["name"], (*path, "name")) if s.get("name") else \
-            key if external else (ctx.stack if key == "default" else f"{ctx.stack}-{key}")
+            key if external else bridge_name(ctx.stack if key == "default"
+                                             else f"{ctx.stack}-{key}")
         if not _IFNAME.match(name):
             raise ctx.fail(path, f"the network name {name!r} is not 1 to 15 letters, digits, "
                                  "'_', '.' or '-' (it names a bridge; shorten the stack or "
