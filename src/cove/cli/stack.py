@@ -34,18 +34,19 @@ _PS_HEADERS = ("NAME", "SERVICE", "IMAGE", "STATUS")
 
 def _stack(ctx: Context, args: argparse.Namespace, *, need_file: bool) -> Stack:
     """The stack the command line names (a file's, or only a name)."""
-    from cove.client.stack import COMPOSE_FILES, Stack, find_file
+    from cove.client.drivers.rest import RestDriver
+    from cove.client.stack import COMPOSE_FILES, Stack, find_file, load
     from cove.model.compose import normalize_stack_name
 
-    ctx.client()  # coved answers (started here if it is not running)
-    from cove.client.drivers.rest import RestDriver
-
-    driver = RestDriver(ctx.socket_path, project=ctx.project)
+    # the file first: a bad one is refused before coved is even asked
     path = args.file
     if path is None and (need_file or any(os.path.isfile(f) for f in COMPOSE_FILES)):
         path = find_file()
-    if path is not None:
-        return Stack(driver, path, name=args.project_name)
+    plan = load(path, name=args.project_name) if path is not None else None
+    ctx.client()  # coved answers (started here if it is not running)
+    driver = RestDriver(ctx.socket_path, project=ctx.project)
+    if plan is not None:
+        return Stack(driver, plan)
     name = args.project_name or os.environ.get("COMPOSE_PROJECT_NAME") or \
         os.path.basename(os.getcwd())
     return Stack(driver, name=normalize_stack_name(name))
@@ -102,9 +103,9 @@ def _attach(ctx: Context, stack: Stack) -> int:
 
     ctx.info(f"Attaching to {', '.join(members)} (Ctrl-C stops the stack)")
     threads = [threading.Thread(target=follow, args=(n,), daemon=True) for n in members]
-    for t in threads:
-        t.start()
-    try:
+    try:  # from the first thread on: a Ctrl-C as soon as output shows stops the stack
+        for t in threads:
+            t.start()
         while any(t.is_alive() for t in threads):
             for t in threads:
                 t.join(0.2)

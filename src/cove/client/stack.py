@@ -103,7 +103,7 @@ class StackChange:
     action: str
 
 
-#: A stack flow: driver steps and ``ReadFile``.
+#: A stack flow: driver steps, ``ReadFile`` and ``Together``.
 StackFlow = Generator["Step | ReadFile | Together", Any, T]
 
 
