@@ -326,3 +326,14 @@ def test_a_user_name_is_left_to_resolve_in_the_image() -> None:
     a = p.service("a")
     assert (a.user, a.group) == ("app", "staff")
     assert "cove.uid" not in a.config
+
+
+def test_yaml_scalars_as_compose_reads_them() -> None:
+    """YAML 1.2 as Compose's parser: no base-60 ports, ``no`` is a string."""
+    p = plan("name: s\nservices:\n  a:\n    image: busybox\n    restart: no\n"
+             "    ports: [5432:22]\n    environment: {A: yes, B: on, C: true, D: 012}\n")
+    a = p.service("a")
+    assert a.config["cove.restart"] == "no"
+    assert a.devices["proxy-tcp-5432"]["connect"] == "tcp:0.0.0.0:22"
+    assert (a.config["environment.A"], a.config["environment.B"], a.config["environment.C"],
+            a.config["environment.D"]) == ("yes", "on", "true", "012")

@@ -46,7 +46,7 @@ def load_yaml(text: str, source: str = "compose file") -> tuple[Any, Lines]:
     """
     import yaml
 
-    loader = yaml.SafeLoader(text)
+    loader = _loader_class()(text)
     try:
         node = loader.get_single_node()
     except yaml.YAMLError as e:
@@ -60,6 +60,37 @@ def load_yaml(text: str, source: str = "compose file") -> tuple[Any, Lines]:
     if node is None:
         return None, lines
     return _plain(node, (), lines, loader), lines
+
+
+_LOADER: Any = None
+
+
+def _loader_class() -> Any:
+    """PyYAML's SafeLoader with YAML 1.2's scalars, as Compose (Go's yaml.v3)
+    reads them: ``no``/``yes``/``on``/``off`` stay strings (``restart: no``)
+    and ``5432:22`` is no base-60 number (``ports: [5432:22]``)."""
+    global _LOADER  # noqa: PLW0603 - built once, on the first file read
+    if _LOADER is None:
+        import yaml
+
+        bool_tag, int_tag, float_tag = (f"tag:yaml.org,2002:{t}" for t in ("bool", "int",
+                                                                          "float"))
+
+        class Loader(yaml.SafeLoader):  # type: ignore[misc]  # (no stubs for PyYAML)
+            pass
+
+        Loader.yaml_implicit_resolvers = {
+            k: [(tag, rx) for tag, rx in v if tag not in (bool_tag, int_tag, float_tag)]
+            for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+        Loader.add_implicit_resolver(bool_tag, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                                     list("tTfF"))
+        Loader.add_implicit_resolver(int_tag, re.compile(
+            r"^(?:[-+]?(?:0|[1-9][0-9]*)|0o[0-7]+|0x[0-9a-fA-F]+)$"), list("-+0123456789"))
+        Loader.add_implicit_resolver(float_tag, re.compile(
+            r"^(?:[-+]?(?:\.[0-9]+|[0-9]+\.[0-9]*(?:[eE][-+]?[0-9]+)?|[0-9]+[eE][-+]?[0-9]+)"
+            r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"), list("-+0123456789."))
+        _LOADER = Loader
+    return _LOADER
 
 
 def _plain(node: Any, path: Path, lines: Lines, loader: Any) -> Any:
