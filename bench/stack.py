@@ -92,6 +92,15 @@ def run(argv: list[str], *, check: bool = False,
     return p
 
 
+def _unmount_under(folder: Path) -> None:
+    """What podman or coved left mounted under ``folder``, deepest first."""
+    prefix = str(folder) + "/"
+    with open("/proc/self/mounts") as f:
+        mounts = [line.split()[1] for line in f if line.split()[1].startswith(prefix)]
+    for m in sorted(mounts, key=len, reverse=True):
+        run(["umount", "-l", m])
+
+
 def bench_cove(work: Path, unified: Path, rounds: int) -> dict[str, Any]:
     root = Path(tempfile.mkdtemp(prefix="covetest-stackbench-"))
     env = dict(os.environ, COVE_DIR=str(root), COVE_NO_AUTOSTART="1",
@@ -135,7 +144,7 @@ def bench_cove(work: Path, unified: Path, rounds: int) -> dict[str, Any]:
             coved.kill()
             coved.wait()
         log.close()
-        run(["umount", "-R", "-l", str(root)])
+        _unmount_under(root)
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -206,7 +215,7 @@ def bench_podman(work: Path, plain: Path, rounds: int) -> dict[str, Any]:
     finally:
         run([*podman, "rm", "-af", "-t", "0"])
         run([*podman, "rmi", "-af"])
-        run(["umount", "-R", "-l", str(store)])
+        _unmount_under(store)
 
 
 def main() -> int:
