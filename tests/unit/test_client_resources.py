@@ -629,7 +629,9 @@ def test_every_driver_has_the_same_surface() -> None:
             ours, base = getattr(cls, name), getattr(EventDriver, name)
             assert list(inspect.signature(ours).parameters) == \
                 list(inspect.signature(base).parameters), (cls.__name__, name)
-            if cls is AsyncRestDriver and name not in ("close", "transport_for", "events"):
+            # stack() only builds a Stack (its calls are the coroutines)
+            if cls is AsyncRestDriver and name not in ("close", "transport_for", "events",
+                                                       "stack"):
                 assert inspect.iscoroutinefunction(ours), name
 
 

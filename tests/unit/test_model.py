@@ -33,6 +33,7 @@ def test_validate_config_accepts_known_and_free_keys() -> None:
         "environment.FOO": "bar", "user.note": "x", "boot.autostart": True,
         "cove.cmd": "/bin/sh -c 'sleep 3; exit 5'", "cove.halt": "SIGINT",
         "cove.uid": "1000", "volatile.base_image": "abc",
+        "cove.hostname": "front", "cove.dns.aliases": "web, www",
     })
     assert got["limits.processes"] == "100"
     assert got["boot.autostart"] == "true"
@@ -46,6 +47,8 @@ def test_validate_config_accepts_known_and_free_keys() -> None:
     ("boot.autostart", "maybe"), ("nope.key", "1"), ("environment.", "x"),
     ("cove.uid", "4294967294"), ("cove.gid", "2147483648"), ("environment.X", "a\0b"),
     ("environment.A=B", "x"), ("user.note\0", "x"), ("cove.cmd", "sh -c 'a\0'"),
+    ("cove.hostname", "not_a_label"), ("cove.hostname", "-x"), ("cove.dns.aliases", "db,a b"),
+    ("cove.dns.aliases", "web.example"),
 ])
 def test_validate_config_rejects(key: str, value: str) -> None:
     with pytest.raises(BadRequest) as e:

@@ -90,6 +90,9 @@ def test_container_files() -> None:
     assert resolv == "nameserver 10.17.3.1\nnameserver 10.99.0.1\nsearch cove lab\n" \
                      "options ndots:1\n"
     assert dns.hosts_entry([IPv4Address("10.17.3.2")], "db", "cove") == "10.17.3.2 db.cove db\n"
+    # cove.dns.aliases: more names of the same address (a stack's service name)
+    assert dns.hosts_entry([IPv4Address("10.17.3.2")], "app-db", "cove", ["db", "store", "db"]) \
+        == "10.17.3.2 app-db.cove app-db db.cove db store.cove store\n"
 
 
 def test_ports_on_all_and_one_address_of_one_protocol_sort() -> None:

@@ -91,6 +91,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "copy": ("copy", "cp", "move", "mv", "rebuild"),
     "session": ("session",),
     "publish": ("publish",),
+    "stack": ("up", "down", "ps", "stack"),
 }
 
 VALUED = ("--root", "--project")  # global options that take the next word

@@ -348,6 +348,22 @@ def cmd_info(ctx: Context, args: argparse.Namespace) -> int:
 # -- logs --------------------------------------------------------------------------
 
 def cmd_logs(ctx: Context, args: argparse.Namespace) -> int:
+    from cove.cli.stack import service_instance  # NAME may be a service of a stack
+    from cove.model.errors import NotFound
+
+    if args.stack:
+        args.name = service_instance(ctx, args.name, args.stack)
+    try:
+        return _logs(ctx, args)
+    except NotFound:
+        other = None if args.stack else service_instance(ctx, args.name, None)
+        if other is None:
+            raise
+        args.name = other
+        return _logs(ctx, args)
+
+
+def _logs(ctx: Context, args: argparse.Namespace) -> int:
     client = ctx.client()
     out = ctx.binary_out()
     if not args.follow:
@@ -476,4 +492,6 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                        formatter_class=raw)
     p.add_argument("name", metavar="NAME")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new output")
+    p.add_argument("--stack", metavar="STACK",
+                   help="NAME is a service of this stack (default: of the Compose file here)")
     p.set_defaults(func=cmd_logs)

@@ -61,6 +61,8 @@ from cove.model.passwd import PasswdEntry, parse_passwd, resolve_user
 if TYPE_CHECKING:
     from typing import Self
 
+    from cove.client.stack import AsyncStack
+
 __all__ = ["AsyncEventStream", "AsyncRestDriver", "AsyncTransport"]
 
 T = TypeVar("T")
@@ -409,6 +411,18 @@ class AsyncRestDriver:
 
     async def metrics(self, project: str | None = None) -> str:
         return await self._run(host.metrics(project))
+
+    # -- stacks (as ``Driver``'s) --------------------------------------------------------------
+    def stack(self, source: str | os.PathLike[str] | Mapping[str, Any] | None = None, *,
+              name: str | None = None, env: Mapping[str, str] | None = None) -> AsyncStack:
+        from cove.client.stack import AsyncStack
+
+        return AsyncStack(self, source, name=name, env=env)
+
+    async def stacks(self) -> dict[str, dict[str, int]]:
+        from cove.client.stack import names
+
+        return await self._run(names())
 
     # -- events ---------------------------------------------------------------------------------
     def events(self, types: Sequence[str] = ("lifecycle", "operation")) -> AsyncEventStream:

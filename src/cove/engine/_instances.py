@@ -360,8 +360,8 @@ class Instances:
         env = dict(image_env)
         env.update(cfg.environment_from_config(conf))
         return build_spec(SpecInput(
-            hostname=split_key(inst.name)[1], args=args, rootfs=str(rootfs),
-            cgroups_path=self._paths.cgroups_path(inst.name), env=env,
+            hostname=conf.get("cove.hostname") or split_key(inst.name)[1], args=args,
+            rootfs=str(rootfs), cgroups_path=self._paths.cgroups_path(inst.name), env=env,
             cwd=conf.get("cove.cwd") or "/",
             uid=int(conf.get("cove.uid") or 0),
             gid=int(conf.get("cove.gid") or conf.get("cove.uid") or 0),

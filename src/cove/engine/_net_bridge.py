@@ -24,7 +24,7 @@ from typing import Any
 
 from cove.engine._net_base import COUNTERS, NetPlan, NetworkType, short_list
 from cove.model.errors import BadRequest, Conflict, CoveError, InternalError, NotFound
-from cove.model.projects import dns_name
+from cove.model.projects import dns_name, split_key
 from cove.model.records import Instance, Network
 from cove.network import dns, nft
 from cove.network._host import NetSpec, spec_of
@@ -226,7 +226,8 @@ class BridgeType(NetworkType):
         plan.addresses += addrs
         if addrs:
             plan.dns.append((spec.name, f"{inst.name}.{nic.device}",
-                             dns.hosts_entry(addrs, dns_name(inst.name), spec.domain)))
+                             dns.hosts_entry(addrs, dns_name(inst.name), spec.domain,
+                                             _aliases(inst))))
         plan.servers += [i.ip for i in (spec.ipv4, spec.ipv6) if i is not None]
         plan.domains.append(spec.domain)
 
@@ -401,3 +402,13 @@ def host_listeners() -> list[tuple[str, IPv4Address, int]]:
             addr = IPv4Address(int.from_bytes(bytes.fromhex(hexaddr), "little"))
             out.append((proto, addr, int(hexport, 16)))
     return out
+
+
+def _aliases(inst: Instance) -> list[str]:
+    """The instance's ``cove.dns.aliases`` as DNS names: each as given (a
+    network alias, as Docker's: a stack's services find each other by the
+    bare name in any project) and, in project ``dev``, also ``web.dev`` (as
+    ``dns_name`` qualifies the instance's own name)."""
+    project = dns_name(inst.name)[len(split_key(inst.name)[1]):]
+    names = [a.strip() for a in inst.config.get("cove.dns.aliases", "").split(",") if a.strip()]
+    return names + [n + project for n in names if project]

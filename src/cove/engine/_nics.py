@@ -148,6 +148,7 @@ class InstanceNetworks:
         hosts, resolv = d / "hosts", d / "resolv.conf"
         # its own name, and its FQDN as the network's DNS has it (web.PROJECT.domain)
         host, _, sub = dns_name(inst.name).partition(".")
+        host = self._profiles.expanded_config(inst).get("cove.hostname") or host
         domain = f"{sub}.{plan.domain}" if sub and plan.domain else plan.domain
         hosts.write_text(dns.container_hosts(host, domain, plan.addresses))
         if plan.bridged:

@@ -239,6 +239,25 @@ def _cwd(value: str) -> str:
     return value
 
 
+_DNS_LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+
+
+def _hostname(value: str) -> str:
+    if not _DNS_LABEL.match(value):
+        raise BadRequest(f"Invalid cove.hostname {value!r}: a DNS label (letters, digits, '-')")
+    return value
+
+
+def _aliases(value: str) -> list[str]:
+    """``cove.dns.aliases``: more names of the instance in its networks' DNS."""
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    for n in names:
+        if not _DNS_LABEL.match(n):
+            raise BadRequest(f"Invalid cove.dns.aliases entry {n!r}: a DNS label "
+                             "(letters, digits, '-')")
+    return names
+
+
 def _bool(value: str) -> bool:
     if value.strip().lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off", ""):
         raise BadRequest(f"Invalid boolean {value!r}: use true or false")
@@ -316,6 +335,8 @@ _VALIDATORS: dict[str, Callable[[str], object]] = {
     "cove.uid": _id,
     "cove.gid": _id,
     "cove.halt": parse_signal,
+    "cove.hostname": _hostname,
+    "cove.dns.aliases": _aliases,
     **APP_VALIDATORS,
 }
 _FREE_PREFIXES = ("environment.", "user.", "volatile.", "image.")

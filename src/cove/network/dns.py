@@ -60,9 +60,12 @@ def dnsmasq_conf(c: DnsmasqConfig) -> str:
 
 
 def hosts_entry(addresses: Iterable[IPv4Address | IPv6Address], name: str,
-                domain: str) -> str:
-    """One instance's line(s) in the network's hosts dir."""
-    return "".join(f"{a} {name}.{domain} {name}\n" for a in addresses)
+                domain: str, aliases: Iterable[str] = ()) -> str:
+    """One instance's line(s) in the network's hosts dir; ``aliases`` are
+    more names of the same addresses (``cove.dns.aliases``: a stack's
+    service name)."""
+    names = " ".join(f"{n}.{domain} {n}" for n in dict.fromkeys([name, *aliases]))
+    return "".join(f"{a} {names}\n" for a in addresses)
 
 
 def container_hosts(name: str, domain: str,

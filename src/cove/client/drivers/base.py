@@ -70,6 +70,7 @@ if TYPE_CHECKING:
     from typing import Self
 
     from cove import api
+    from cove.client.stack import Stack
     from cove.client.transports.base import Transport
 
 __all__ = [
@@ -702,6 +703,22 @@ class Driver(ABC):
         """LXD's metrics of the running instances and the daemon, Prometheus
         text (``cove.api.parse_metrics`` reads it); ``project``: its instances only."""
         return self._run(host.metrics(project))
+
+    # -- stacks (Compose files; see ``cove.client.stack``) --------------------------
+    def stack(self, source: str | os.PathLike[str] | Mapping[str, Any] | None = None, *,
+              name: str | None = None, env: Mapping[str, str] | None = None) -> Stack:
+        """A stack on this host from a Compose file's path or a dict (checked
+        at once: BadRequest names the key and line), or by ``name`` alone
+        (for ``down`` and ``ps``). Nothing is sent until ``up``/``down``/``ps``."""
+        from cove.client.stack import Stack
+
+        return Stack(self, source, name=name, env=env)
+
+    def stacks(self) -> dict[str, dict[str, int]]:
+        """Every stack on the host: its instances counted by status."""
+        from cove.client.stack import names
+
+        return self._run(names())
 
     def __enter__(self) -> Self:
         return self
