@@ -41,9 +41,13 @@ class Rootfs:
             refs = self._runs.mount_refs.get(name, 0)
             if refs == 0 and not overlay.is_mounted(target):
                 inst = self._store.get_instance(name)
-                lower = self._images.rootfs(inst.image)
-                if not lower.is_dir():
-                    raise InternalError(f"Image {inst.image[:12]} of {name} is missing")
+                if inst.image:
+                    lower = self._images.rootfs(inst.image)
+                    if not lower.is_dir():
+                        raise InternalError(f"Image {inst.image[:12]} of {name} is missing")
+                else:  # imported from a backup: its upper layer is all of it
+                    lower = d / "empty"
+                    lower.mkdir(mode=0o755, exist_ok=True)
                 overlay.mount_overlay([lower], d / "upper", d / "work", target)
             self._runs.mount_refs[name] = refs + 1
             return target

@@ -24,6 +24,7 @@ from cove.model.trust import Certificate
 from cove.store._conn import Database
 from cove.store._profiles import ProfileRows
 from cove.store._projects import ProjectRows
+from cove.store._backups import BackupRows
 from cove.store._snapshots import SnapshotRows
 from cove.store._volumes import VolumeRows
 
@@ -127,6 +128,7 @@ class Store:
         self.projects = ProjectRows(self.db)
         self.volumes = VolumeRows(self.db)
         self.snapshots = SnapshotRows(self.db)
+        self.backups = BackupRows(self.db)
 
     def close(self) -> None:
         self.db.close()
@@ -205,6 +207,8 @@ class Store:
                 # its snapshots' files live in its directory and move with it
                 db.execute("UPDATE instance_snapshots SET instance=? WHERE instance=?",
                            (new, old))
+                db.execute("UPDATE instance_backups SET instance=? WHERE instance=?",
+                           (new, old))
         except sqlite3.IntegrityError:
             raise Conflict(f"Instance already exists: {split_key(new)[1]}") from None
 
@@ -222,6 +226,7 @@ class Store:
         with self.db.tx() as db:
             db.execute("DELETE FROM instances WHERE name=?", (name,))
             db.execute("DELETE FROM instance_snapshots WHERE instance=?", (name,))
+            db.execute("DELETE FROM instance_backups WHERE instance=?", (name,))
 
     def instances_using_image(self, fingerprint: str) -> list[str]:
         rows = self.db.read("SELECT name FROM instances WHERE image=?", (fingerprint,))

@@ -1,0 +1,622 @@
+"""Instance backups: LXD's ``/1.0/instances/NAME/backups`` and importing a
+backup tarball as a new instance (``POST /1.0/instances`` with the tarball
+as the body).
+
+Design notes:
+
+* What a backup is. A tarball in LXD's layout (``_backup_archive``) with the
+  instance's FLATTENED root filesystem (its image's layers and its upper
+  layer merged) and each snapshot's, so it stands alone and imports into
+  LXD as one made by LXD does. It is kept under ``instances/KEY/backups/ID``
+  (renaming or deleting the instance carries it along) and named by a row
+  of ``store._backups``.
+* How it is made. The upper layer is copied as a snapshot copies it
+  (``_snapshots.copy_tree``, the cgroup frozen while a running instance is
+  copied); each tree to archive is then an overlay mounted read-only in
+  spirit (nothing writes to it) under ``instances/KEY/.backup-ID/backup/``:
+  the copy, or a snapshot's upper, over the image's rootfs. ``tar`` walks
+  that staging tree, crossing the mounts. The result is written as
+  ``backups/.tmp-ID``, renamed to ``backups/ID``, and only then is the row
+  added. Optimized storage is ignored, as LXD's ``dir`` driver does
+  (``optimized_storage`` is then false in the object).
+* How an imported instance is stored. It has no image: its whole root
+  filesystem becomes its upper layer, over an empty lower layer
+  (``Rootfs``: an instance whose ``image`` is ""). Why: a backup from LXD
+  names an image cove may not have, and layers cannot be recovered from a
+  flattened tree; a private image made for one instance would show in
+  ``image list`` and need its own collection rules. Snapshots keep working
+  (each holds its whole tree as its upper). The cost: nothing is shared
+  with an image on disk.
+* Hostile input. The tarball is unpacked through ``BackupExtractor`` into
+  ``tmp/backup-import-ID`` (nothing outside it is written), with the same
+  ``Budget`` as an image (the server setting ``cove.images.max_size``, else
+  90% of the free space): a bomb is refused when its declared sizes pass
+  the cap. Names (index.yaml's, X-LXD-name, snapshots) are checked as LXD
+  does before anything is made; a bad member is a 400 naming it.
+* Crash safety. Leftovers of a killed coved are removed at startup
+  (``sweep``): staging trees (their mounts first), ``.tmp-*`` tarballs and
+  files no row names; an import is moved into ``instances/KEY`` in one
+  rename and its rows are added between ``begin_import`` and
+  ``end_import``, so an import found pending is removed whole. So the next
+  coved has the backup or import whole or not at all, and the source
+  instance was never written.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any, BinaryIO, Protocol
+from urllib.parse import quote
+
+from cove.engine._backup_archive import (
+    BackupExtractor,
+    compression_of,
+    make_tarball,
+    read_index,
+    write_yaml,
+)
+from cove.engine._failpoints import failpoint
+from cove.engine._runs import Paths, RunTable
+from cove.engine._snapshots import Freezer, copy_tree
+from cove.engine.events import EventBus
+from cove.engine.operations import Operation, Operations
+from cove.model.config import validate_config
+from cove.model.errors import BadRequest, Conflict, CoveError, InternalError, NotFound
+from cove.model.names import validate_instance_name, validate_snapshot_name
+from cove.model.profiles import Profile
+from cove.model.projects import instance_key, instance_url, split_key
+from cove.model.records import Backup, Instance, Snapshot
+from cove.model.states import Status
+from cove.storage import overlay
+from cove.storage._extract import Budget, HashingReader
+from cove.store import Store
+
+__all__ = ["BackupImages", "BackupTarget", "Backups"]
+
+log = logging.getLogger("cove.engine")
+
+_TMP = ".tmp-"
+_STAGE = ".backup-"
+_IMPORT = "backup-import-"
+#: cove's one storage pool (what index.yaml and the root disk name)
+POOL = "default"
+
+
+class BackupTarget(Protocol):
+    """What backups need of the instances service."""
+
+    def get(self, name: str, *, project: str = "default") -> Instance:
+        """The instance (its ``name`` is its key), expanded. Raises NotFound."""
+        ...
+
+
+class BackupImages(Protocol):
+    """What backups need of the images service."""
+
+    def rootfs(self, fingerprint: str) -> Path: ...
+
+    def budget(self, op: Operation) -> Budget: ...
+
+
+class ProfileCheck(Protocol):
+    def check(self, profiles: list[str], project: str = "default") -> None: ...
+
+
+def _backup_url(key: str, backup: str) -> str:
+    return instance_url(key, f"/backups/{quote(backup, safe='')}")
+
+
+def _validate_backup_name(name: str) -> str:
+    if "/" in name:
+        raise BadRequest("Backup names may not contain slashes")
+    return validate_snapshot_name(name)
+
+
+class _Sink:
+    def update(self, data: bytes) -> None:
+        pass
+
+
+class Backups:
+    """The backups of one root's instances. Thread-safe: every change runs
+    as an operation holding the instance's lock (``instance:KEY``)."""
+
+    def __init__(self, *, store: Store, paths: Paths, runs: RunTable, runtime: Freezer,
+                 instances: BackupTarget, images: BackupImages, profiles: ProfileCheck,
+                 validate_devices: Callable[[Any], dict[str, dict[str, str]]],
+                 operations: Operations, events: EventBus,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._store = store
+        self._paths = paths
+        self._runs = runs
+        self._runtime = runtime
+        self._instances = instances
+        self._images = images
+        self._profiles = profiles
+        self._validate_devices = validate_devices
+        self._operations = operations
+        self._events = events
+        self._now = clock
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- reads ----------------------------------------------------------------
+    def all(self, name: str, *, project: str = "default") -> list[Backup]:
+        """The instance's backups, oldest first. Raises: NotFound."""
+        key = self._instances.get(name, project=project).name
+        return self._store.backups.all(key)
+
+    def get(self, name: str, backup: str, *, project: str = "default") -> Backup:
+        """Raises: NotFound (the instance or the backup)."""
+        key = self._instances.get(name, project=project).name
+        return self._store.backups.get(key, backup)
+
+    def open(self, name: str, backup: str, *, project: str = "default") -> BinaryIO:
+        """The backup's tarball, open for reading (the caller closes it; a
+        delete meanwhile does not cut the stream short).
+
+        Raises: NotFound.
+        """
+        b = self.get(name, backup, project=project)
+        try:
+            return open(self._dir(b.instance) / b.file, "rb")
+        except FileNotFoundError:
+            raise NotFound(f"Backup not found: {backup}") from None
+
+    def _dir(self, key: str) -> Path:
+        return self._paths.instance_dir(key) / "backups"
+
+    def _run(self, key: str, work: Callable[[Operation], Any], description: str,
+             resources: dict[str, list[str]]) -> Operation:
+        return self._operations.run(work, description=description,
+                                    resources={"instances": [instance_url(key)], **resources},
+                                    lock=f"instance:{key}", project=split_key(key)[0])
+
+    def _lifecycle(self, action: str, key: str, backup: str, **context: Any) -> None:
+        self._events.lifecycle(action, _backup_url(key, backup), project=split_key(key)[0],
+                               **context)
+
+    # -- create ---------------------------------------------------------------
+    def create(self, name: str, backup: str = "", *, project: str = "default",
+               expires_at: float = 0.0, instance_only: bool = False,
+               optimized_storage: bool = False, compression: str = "") -> Operation:
+        """Make a backup, as an operation. Not idempotent. ``backup`` "":
+        the next free ``backup%d``. ``optimized_storage`` is ignored (the
+        ``dir`` driver's behaviour).
+
+        Raises:
+            BadRequest: a bad name or compression algorithm.
+            NotFound: no such instance.  Conflict: the name is taken, or busy.
+        """
+        inst = self._instances.get(name, project=project)
+        key = inst.name
+        compression = compression_of(compression)
+        if not backup:
+            taken = {b.name for b in self._store.backups.all(key)}
+            i = 0
+            while f"backup{i}" in taken:
+                i += 1
+            backup = f"backup{i}"
+        _validate_backup_name(backup)
+        self._check_free(key, backup)
+        final = backup
+
+        def work(op: Operation) -> Backup:
+            self._check_free(key, final)
+            return self._take(op, self._store.get_instance(key), final, expires_at,
+                              instance_only, compression)
+
+        # LXD 5.0 names the backup /1.0/backups/NAME here (lxc takes its base name)
+        return self._run(key, work, "Backing up instance", {
+            "backups": [f"/1.0/backups/{quote(backup, safe='')}"]})
+
+    def _check_free(self, key: str, backup: str) -> None:
+        if any(b.name == backup for b in self._store.backups.all(key)):
+            raise Conflict(f"Backup {backup!r} already exists")
+
+    def _take(self, op: Operation, inst: Instance, backup: str, expires_at: float,
+              instance_only: bool, compression: str) -> Backup:
+        key = inst.name
+        bdir = self._dir(key)
+        bdir.mkdir(mode=0o700, exist_ok=True)
+        bid = uuid.uuid4().hex
+        stage = self._paths.instance_dir(key) / f"{_STAGE}{bid}"
+        tmp = bdir / f"{_TMP}{bid}"
+        snaps = [] if instance_only else self._store.snapshots.all(key)
+        try:
+            stage.mkdir(mode=0o700)
+            op.progress("Copying the upper layer", 0)
+            self._copy_upper(inst, stage / "upper")
+            failpoint("backup.after-copy")
+            with self._staged(stage, inst, snaps) as members:
+                op.progress("Writing the backup", 10)
+                make_tarball(stage, members, tmp, compression)
+            failpoint("backup.after-tar")
+            size = tmp.stat().st_size
+            os.rename(tmp, bdir / bid)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        finally:
+            self._remove_stage(stage)
+        failpoint("backup.after-rename")  # a file no row names: the sweep's
+        record = Backup(instance=key, name=backup, file=bid, created_at=float(int(self._now())),
+                        expires_at=expires_at, instance_only=instance_only,
+                        compression=compression, size=size)
+        try:
+            self._store.backups.add(record)
+        except BaseException:
+            (bdir / bid).unlink(missing_ok=True)
+            raise
+        op.progress("Writing the backup", 100)
+        self._lifecycle("instance-backup-created", key, backup)
+        return record
+
+    def _copy_upper(self, inst: Instance, dst: Path) -> None:
+        key = inst.name
+        freeze = inst.status is Status.RUNNING and self._runs.pid(key) > 0
+        if freeze:
+            self._runtime.pause(key)
+        try:
+            copy_tree(self._paths.instance_dir(key) / "upper", dst)
+        finally:
+            if freeze:
+                self._runtime.resume(key)
+
+    def _lower(self, inst: Instance, stage: Path) -> list[Path]:
+        if not inst.image:
+            return []
+        lower = self._images.rootfs(inst.image)
+        if not lower.is_dir():
+            raise InternalError(f"Image {inst.image[:12]} of {inst.name} is missing")
+        return [lower]
+
+    @contextmanager
+    def _staged(self, stage: Path, inst: Instance, snaps: list[Snapshot]) -> Iterator[list[str]]:
+        """The staging tree under ``stage/backup`` with each root filesystem
+        mounted; yields the members to tar, in LXD's order."""
+        lower = self._lower(inst, stage)
+        root = stage / "backup"
+        docs = self._documents(inst, snaps)
+        members = ["backup/index.yaml"]
+        with ExitStack() as mounts:
+            for i, snap in enumerate(snaps):
+                sdir = root / "snapshots" / snap.name
+                sdir.mkdir(parents=True, mode=0o700)
+                write_yaml(sdir / "backup.yaml", docs["snapshot"][snap.name])
+                write_yaml(sdir / "metadata.yaml", docs["metadata"])
+                src = self._paths.instance_dir(inst.name) / "snapshots" / snap.dir / "upper"
+                self._mount(mounts, [src, *lower], stage / f"o{i}", sdir / "rootfs")
+                members.append(f"backup/snapshots/{snap.name}")
+            cdir = root / "container"
+            cdir.mkdir(parents=True, mode=0o700)
+            write_yaml(cdir / "backup.yaml", docs["config"])
+            write_yaml(cdir / "metadata.yaml", docs["metadata"])
+            write_yaml(root / "index.yaml", docs["index"])
+            self._mount(mounts, [stage / "upper", *lower], stage / "oc", cdir / "rootfs")
+            members.append("backup/container")
+            yield members
+
+    @staticmethod
+    def _mount(mounts: ExitStack, lower: list[Path], scratch: Path, target: Path) -> None:
+        # an overlay needs two lower layers without an upper; a scratch upper
+        # (nothing writes to it) is simpler and works with one
+        overlay.mount_overlay(lower, scratch / "u", scratch / "w", target)
+        mounts.callback(overlay.umount, target)
+
+    def _documents(self, inst: Instance, snaps: list[Snapshot]) -> dict[str, Any]:
+        from cove import api  # the renderers need the records (see cove.api)
+
+        project, plain = split_key(inst.name)
+        full = self._instances.get(plain, project=project)
+        container = api.instance(full)
+        snapshots = {s.name: api.snapshot(s, full) for s in snaps}
+        for s in snapshots.values():
+            s.pop("name", None)  # LXD keeps the short name; set below
+        snap_docs = [{**snapshots[s.name], "name": s.name} for s in snaps]
+        profiles = [api.profile(p, []) for p in (self._profile(n, project)
+                                                  for n in full.profiles) if p is not None]
+        pool = {"config": {}, "description": "", "name": POOL, "driver": "dir",
+                "used_by": [], "status": "Created", "locations": ["none"]}
+        config: dict[str, Any] = {"container": container}
+        if snap_docs:
+            config["snapshots"] = snap_docs
+        config.update(pool=pool, profiles=profiles, volume={
+            "config": {}, "description": "", "name": plain,
+            "type": "container", "used_by": [], "location": "none",
+            "content_type": "filesystem", "project": project})
+        index: dict[str, Any] = {"name": plain, "backend": "dir",
+                                 "pool": POOL}
+        if snaps:
+            index["snapshots"] = [s.name for s in snaps]
+        index.update(optimized=False, optimized_header=False, type="container",
+                     config=config)
+        props = {k[len("image."):]: v for k, v in inst.config.items()
+                 if k.startswith("image.")}
+        metadata = {"architecture": inst.architecture, "creation_date": int(inst.created_at),
+                    "properties": props, "templates": {}}
+        per_snapshot = {s["name"]: {"container": {**s, "project": project},
+                                    "pool": pool} for s in snap_docs}
+        return {"index": index, "config": config, "metadata": metadata,
+                "snapshot": per_snapshot}
+
+    def _profile(self, name: str, project: str) -> Profile | None:
+        for owner in (project, "default"):
+            try:
+                return self._store.profiles.get(name, owner)
+            except NotFound:
+                continue
+        return None
+
+    def _remove_stage(self, stage: Path) -> None:
+        for mnt in sorted(overlay.mounts_under(str(stage)), key=len, reverse=True):
+            overlay.umount(mnt)
+        shutil.rmtree(stage, ignore_errors=True)
+
+    # -- rename, delete -------------------------------------------------------
+    def rename(self, name: str, backup: str, new_name: str, *,
+               project: str = "default") -> Operation:
+        """Rename, as an operation (one row update). Raises: BadRequest,
+        NotFound, Conflict (taken, or busy)."""
+        _validate_backup_name(new_name)
+        key = self.get(name, backup, project=project).instance
+        self._check_free(key, new_name)
+
+        def work(op: Operation) -> None:
+            self._store.backups.rename(key, backup, new_name)
+            self._lifecycle("instance-backup-renamed", key, new_name, old_name=backup)
+
+        return self._run(key, work, "Renaming instance backup",
+                         {"backups": [_backup_url(key, backup)]})
+
+    def delete(self, name: str, backup: str, *, project: str = "default") -> Operation:
+        """Delete, as an operation. Not idempotent (NotFound when gone)."""
+        key = self.get(name, backup, project=project).instance
+
+        def work(op: Operation) -> None:
+            self.delete_now(self._store.backups.get(key, backup))
+
+        return self._run(key, work, "Deleting instance backup",
+                         {"backups": [_backup_url(key, backup)]})
+
+    def delete_now(self, b: Backup) -> None:
+        """The row, then the file. Idempotent."""
+        self._store.backups.delete(b.instance, b.name)
+        (self._dir(b.instance) / b.file).unlink(missing_ok=True)
+        self._lifecycle("instance-backup-deleted", b.instance, b.name)
+
+    def prune_expired(self) -> int:
+        """Delete every backup past its ``expires_at``; how many. Never raises
+        for one that went meanwhile or an instance that is busy (it is
+        tried again next time)."""
+        now = self._now()
+        n = 0
+        for b in self._store.backups.all():
+            if not b.expires_at or b.expires_at > now:
+                continue
+            try:
+                project, name = split_key(b.instance)
+                self.delete(name, b.name, project=project).wait()
+                n += 1
+            except CoveError as exc:
+                log.debug("expired backup %s/%s not removed yet: %s", b.instance, b.name, exc)
+        return n
+
+    def start(self, every: float = 60.0) -> None:
+        """Remove expired backups every ``every`` seconds, in a thread, until ``close``."""
+        def loop() -> None:
+            while not self._stop.wait(every):
+                try:
+                    self.prune_expired()
+                except Exception:  # keep the thread: the next round may succeed
+                    log.exception("pruning expired backups failed")
+
+        self._thread = threading.Thread(target=loop, name="cove-backup-expiry", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    # -- import ---------------------------------------------------------------
+    def import_file(self, path: Path, *, name: str = "", pool: str = "",
+                    project: str = "default") -> Operation:
+        """Make an instance from the backup tarball at ``path`` (taken over:
+        it is removed when the import ends, either way), as an operation.
+        ``name`` "" and ``pool`` "": index.yaml's name, cove's pool.
+
+        Raises (before anything is made):
+            BadRequest: not a backup, a bad name, a pool other than cove's.
+            Conflict: the instance exists.
+        """
+        try:
+            index = read_index(path)
+            key = self._import_key(index, name, project)
+            if pool and pool != POOL:
+                raise NotFound(f"Storage pool not found: {pool}")
+            snapshots = index.get("snapshots") or []
+            if not isinstance(snapshots, list):
+                raise BadRequest("backup/index.yaml: 'snapshots' must be a list")
+            for s in snapshots:
+                validate_snapshot_name(s)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+
+        def work(op: Operation) -> Instance:
+            try:
+                return self._import(op, path, key, project, [str(s) for s in snapshots])
+            finally:
+                path.unlink(missing_ok=True)
+
+        return self._operations.run(work, description="Restoring backup",
+                                    resources={"instances": [instance_url(key)]},
+                                    lock=f"instance:{key}", project=project)
+
+    def _import_key(self, index: dict[str, Any], name: str, project: str) -> str:
+        if index.get("type", "container") != "container":
+            raise BadRequest("Only container backups can be imported: cove runs containers")
+        plain = name or index.get("name")
+        if not isinstance(plain, str):
+            raise BadRequest("backup/index.yaml: 'name' must be a string")
+        validate_instance_name(plain)
+        key = instance_key(project, plain)
+        if self._store.has_instance(key):
+            raise Conflict(f"Instance {plain!r} already exists")
+        return key
+
+    def _import(self, op: Operation, path: Path, key: str, project: str,
+                snapshots: list[str]) -> Instance:
+        stage = self._paths.root / "tmp" / f"{_IMPORT}{uuid.uuid4().hex}"
+        stage.mkdir(mode=0o700)
+        try:
+            op.progress("Unpacking the backup", 0)
+            allowed = set(snapshots)
+
+            def check_snapshot(s: str) -> None:
+                validate_snapshot_name(s)
+                if s not in allowed:
+                    raise BadRequest(f"snapshot {s!r} is not listed in backup/index.yaml")
+
+            extractor = BackupExtractor(stage, self._images.budget(op), check_snapshot)
+            try:
+                with open(path, "rb") as f:
+                    head = f.read(8)
+                    f.seek(0)
+                    extractor.run(HashingReader(f, _Sink(), None), head, "backup")
+                failpoint("backup-import.after-unpack")
+                inst, snaps = self._records(extractor, key, project, snapshots)
+            finally:
+                extractor.close()
+            missing = [s for s in snapshots if s not in extractor.snapshots]
+            if missing:
+                raise BadRequest(f"snapshot {missing[0]!r} is listed in backup/index.yaml "
+                                 "but its rootfs is not in the archive")
+            return self._commit(op, stage, inst, snaps)
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+
+    def _records(self, ex: BackupExtractor, key: str, project: str,
+                 snapshots: list[str]) -> tuple[Instance, list[Snapshot]]:
+        index = ex.read_meta("index.yaml") or {}
+        conf = index.get("config") or ex.read_meta("container", "backup.yaml")
+        if not isinstance(conf, dict) or not isinstance(conf.get("container"), dict):
+            raise BadRequest("backup: no instance config (backup/index.yaml 'config' or "
+                             "backup/container/backup.yaml)")
+        c = conf["container"]
+        inst = Instance(name=key, image="", project=project, status=Status.STOPPED,
+                        created_at=self._now(), **self._settings(c, project, "container"))
+        snap_confs = {s.get("name"): s for s in conf.get("snapshots") or []
+                      if isinstance(s, dict)}
+        snaps = []
+        for i, s in enumerate(snapshots):
+            sc = snap_confs.get(s) or ((ex.read_meta("snapshots", s, "backup.yaml") or {})
+                                       .get("container")) or {}
+            settings = self._settings(sc, project, f"snapshot {s}") if sc else {}
+            settings.pop("description", None)
+            snaps.append(Snapshot(instance=key, name=s, dir=uuid.uuid4().hex,
+                                  created_at=inst.created_at - len(snapshots) + i,
+                                  **settings))
+        return inst, snaps
+
+    def _settings(self, c: dict[str, Any], project: str, what: str) -> dict[str, Any]:
+        """Config, devices, profiles... of a backup.yaml object, checked."""
+        raw = c.get("devices") or {}
+        if isinstance(raw, dict):
+            # LXD moves the root disk to the pool it restores into
+            raw = {k: ({**v, "pool": POOL} if isinstance(v, dict) and v.get("type") == "disk"
+                       and v.get("path") == "/" and "pool" in v else v)
+                   for k, v in raw.items()}
+        try:
+            config = validate_config(c.get("config") or {})
+            devices = self._validate_devices(raw)
+        except BadRequest as exc:
+            raise BadRequest(f"backup ({what}): {exc.message}") from None
+        profiles = c.get("profiles")
+        if profiles is None:
+            profiles = ["default"]
+        if not isinstance(profiles, list) or not all(isinstance(p, str) for p in profiles):
+            raise BadRequest(f"backup ({what}): 'profiles' must be a list of names")
+        self._profiles.check(profiles, project)
+        arch = c.get("architecture") or "x86_64"
+        return {"config": config, "devices": devices, "profiles": list(profiles),
+                "ephemeral": bool(c.get("ephemeral")), "architecture": str(arch),
+                "description": str(c.get("description") or "")}
+
+    def _commit(self, op: Operation, stage: Path, inst: Instance,
+                snaps: list[Snapshot]) -> Instance:
+        """Move the unpacked trees into place as the instance (see module note)."""
+        key = inst.name
+        new = stage / "instance"
+        new.mkdir(mode=0o700)
+        os.rename(stage / "upper", new / "upper")
+        os.chmod(new / "upper", 0o755)
+        for sub, mode in (("work", 0o700), ("rootfs", 0o755), ("snapshots", 0o700)):
+            (new / sub).mkdir(mode=mode)
+        for s in snaps:
+            (new / "snapshots" / s.dir).mkdir(mode=0o700)
+            os.rename(stage / "snapshots" / s.name, new / "snapshots" / s.dir / "upper")
+        if self._store.has_instance(key):
+            raise Conflict(f"Instance {split_key(key)[1]!r} already exists")
+        d = self._paths.instance_dir(key)
+        if d.exists():  # left by a crash; no row owns it
+            shutil.rmtree(d)
+        op.progress("Creating the instance", 90)
+        os.rename(new, d)
+        self._store.backups.begin_import(key)
+        failpoint("backup-import.after-begin")
+        try:
+            self._store.add_instance(inst)
+            for s in snaps:
+                self._store.snapshots.add(s)
+            failpoint("backup-import.after-rows")
+        except BaseException:
+            self._undo_import(key)
+            raise
+        self._store.backups.end_import(key)
+        self._events.lifecycle("instance-created", instance_url(key),
+                               project=split_key(key)[0])
+        return inst
+
+    def _undo_import(self, key: str) -> None:
+        self._store.delete_instance(key)
+        shutil.rmtree(self._paths.instance_dir(key), ignore_errors=True)
+        self._store.backups.end_import(key)
+
+    # -- startup --------------------------------------------------------------
+    def sweep(self) -> None:
+        """Remove what a killed coved left (see module note). At startup,
+        before anything starts. Idempotent."""
+        for key in self._store.backups.pending_imports():
+            log.info("removing the half-made import of %s", key)
+            for s in self._store.snapshots.all(key):
+                self._store.snapshots.delete(s.instance, s.name)
+            self._undo_import(key)
+        for inst in self._store.list_instances():
+            d = self._paths.instance_dir(inst.name)
+            if not d.is_dir():
+                continue
+            for entry in d.iterdir():
+                if entry.name.startswith(_STAGE):
+                    log.info("removing leftover backup staging %s", entry)
+                    self._remove_stage(entry)
+            bdir = d / "backups"
+            if not bdir.is_dir():
+                continue
+            owned = {b.file for b in self._store.backups.all(inst.name)}
+            for entry in bdir.iterdir():
+                if entry.name not in owned:
+                    log.info("removing leftover backup file %s", entry)
+                    if entry.is_dir():
+                        shutil.rmtree(entry, ignore_errors=True)
+                    else:
+                        entry.unlink(missing_ok=True)
