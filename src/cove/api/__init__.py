@@ -14,6 +14,12 @@ model records (``instance(inst)``, ``image(img)``...), which need the records
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from cove.api._backups import (
+        InstanceBackup,
+        InstanceBackupPost,
+        InstanceBackupsPost,
+        backup,
+    )
     from cove.api._console import InstanceConsolePost
     from cove.api._envelope import async_envelope, error_envelope, sync_envelope
     from cove.api._filter import filter_objects
@@ -109,6 +115,9 @@ __all__ = [
     "ImageAliasesPost",
     "ImagePut",
     "Instance",
+    "InstanceBackup",
+    "InstanceBackupPost",
+    "InstanceBackupsPost",
     "InstanceConsolePost",
     "InstanceExecPost",
     "InstancePost",
@@ -146,6 +155,7 @@ __all__ = [
     "alias",
     "alias_object",
     "async_envelope",
+    "backup",
     "certificate",
     "certificate_object",
     "error_envelope",
@@ -176,6 +186,7 @@ __all__ = [
 # used, so a caller pays only for what it touches (the CLI's create pays for
 # ``_instances``, never for ``_objects``, which imports the model records).
 _MODULES = {
+    "_backups": ("InstanceBackup", "InstanceBackupPost", "InstanceBackupsPost", "backup"),
     "_console": ("InstanceConsolePost",),
     "_envelope": ("async_envelope", "error_envelope", "sync_envelope"),
     "_filter": ("filter_objects",),

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import tarfile
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import Any, cast
 
 import yaml
 
@@ -104,7 +104,7 @@ def read_index(path: Path) -> dict[str, Any]:
             f.seek(0)
             reader = HashingReader(f, _Sink(), None)
             with decompressed(reader, head) as stream, \
-                    tarfile.open(fileobj=cast(IO[bytes], stream), mode="r:") as tar:
+                    tarfile.open(fileobj=cast(Any, stream), mode="r:") as tar:
                 for _ in range(_INDEX_WITHIN):
                     m = tar.next()
                     if m is None:

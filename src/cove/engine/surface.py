@@ -23,11 +23,12 @@ from cove.engine.types import ConsoleSession, ExecSession, FileInfo
 from cove.model.disks import Volume
 from cove.model.profiles import Profile
 from cove.model.projects import Project
-from cove.model.records import Alias, Image, Instance, Lease, Network, Snapshot
+from cove.model.records import Alias, Backup, Image, Instance, Lease, Network, Snapshot
 from cove.model.trust import Certificate
 
 __all__ = [
     "AccessAPI",
+    "BackupsAPI",
     "ConsoleAPI",
     "EngineAPI",
     "ImagesAPI",
@@ -479,6 +480,44 @@ class SnapshotsAPI(Protocol):
         ...
 
 
+class BackupsAPI(Protocol):
+    """What the server and the local driver call on ``engine.backups``."""
+
+    def all(self, name: str, *, project: str = "default") -> list[Backup]:
+        """The instance's backups, oldest first. Raises: NotFound."""
+        ...
+
+    def get(self, name: str, backup: str, *, project: str = "default") -> Backup:
+        """Raises: NotFound (the instance or the backup)."""
+        ...
+
+    def open(self, name: str, backup: str, *, project: str = "default") -> BinaryIO:
+        """The tarball, open for reading (the caller closes it). Raises: NotFound."""
+        ...
+
+    def create(self, name: str, backup: str = "", *, project: str = "default",
+               expires_at: float = 0.0, instance_only: bool = False,
+               optimized_storage: bool = False, compression: str = "") -> Operation:
+        """Make one (``backup`` "": ``backupN``). Not idempotent.
+        Raises: BadRequest, NotFound, Conflict."""
+        ...
+
+    def rename(self, name: str, backup: str, new_name: str, *,
+               project: str = "default") -> Operation:
+        """Raises: BadRequest, NotFound, Conflict."""
+        ...
+
+    def delete(self, name: str, backup: str, *, project: str = "default") -> Operation:
+        """Not idempotent. Raises: NotFound, Conflict (busy)."""
+        ...
+
+    def import_file(self, path: Path, *, name: str = "", pool: str = "",
+                    project: str = "default") -> Operation:
+        """A new instance from the backup tarball at ``path`` (taken over).
+        Raises: BadRequest, NotFound (pool), Conflict (the name is taken)."""
+        ...
+
+
 class TrustAPI(Protocol):
     """What the server and the local driver call on ``engine.trust``."""
 
@@ -568,6 +607,8 @@ class EngineAPI(Protocol):
     def storage(self) -> StorageAPI: ...
     @property
     def snapshots(self) -> SnapshotsAPI: ...
+    @property
+    def backups(self) -> BackupsAPI: ...
     @property
     def trust(self) -> TrustAPI: ...
     @property

@@ -50,7 +50,7 @@ def _row(r: sqlite3.Row | tuple[object, ...]) -> Backup:
     return Backup(instance=str(r[0]), name=str(r[1]), file=str(r[2]),
                   created_at=float(r[3]), expires_at=float(r[4]),  # type: ignore[arg-type]
                   instance_only=bool(r[5]), optimized_storage=bool(r[6]),
-                  compression=str(r[7]), size=int(r[8]))  # type: ignore[call-overload]
+                  compression=str(r[7]), size=int(r[8]))  # type: ignore[arg-type]
 
 
 class BackupRows:
