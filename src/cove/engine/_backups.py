@@ -120,6 +120,18 @@ def _validate_backup_name(name: str) -> str:
     return validate_snapshot_name(name)
 
 
+def _with_root_disk(obj: dict[str, Any]) -> dict[str, Any]:
+    """``obj`` with the root disk LXD needs in ``expanded_devices`` (its import
+    moves that device to the pool it restores into, and fails without one):
+    a cove instance lives in the ``default`` pool whether or not a profile
+    says so."""
+    devices = obj.get("expanded_devices") or {}
+    if not any(d.get("type") == "disk" and d.get("path") == "/" for d in devices.values()):
+        name = "root" if "root" not in devices else "root-cove"
+        obj["expanded_devices"] = {**devices, name: {"path": "/", "pool": POOL, "type": "disk"}}
+    return obj
+
+
 class _Sink:
     def update(self, data: bytes) -> None:
         pass
@@ -317,8 +329,8 @@ class Backups:
 
         project, plain = split_key(inst.name)
         full = self._instances.get(plain, project=project)
-        container = api.instance(full)
-        snapshots = {s.name: api.snapshot(s, full) for s in snaps}
+        container = _with_root_disk(api.instance(full))
+        snapshots = {s.name: _with_root_disk(api.snapshot(s, full)) for s in snaps}
         for s in snapshots.values():
             s.pop("name", None)  # LXD keeps the short name; set below
         snap_docs = [{**snapshots[s.name], "name": s.name} for s in snaps]
