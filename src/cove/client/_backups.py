@@ -7,9 +7,8 @@ time: the CLI imports it.
 
 from __future__ import annotations
 
-from cove import api
+from cove.client import _wire_backups as wb
 from cove.client._http import parse_envelope
-from cove.client._wire import q
 from cove.model.errors import InternalError
 
 TYPE_CHECKING = False
@@ -23,36 +22,29 @@ __all__ = ["backup", "backups", "create_backup", "delete_backup", "download_back
            "export_instance", "import_backup", "rename_backup"]
 
 
-def _base(name: str) -> str:
-    return f"/1.0/instances/{q(name)}/backups"
-
-
 def backups(client: Client, name: str) -> list[dict[str, Any]]:
     """The instance's ``InstanceBackup`` objects. Raises: NotFound."""
-    return client._get_list(_base(name) + "?recursion=1")
+    return client._get_list(wb.backups(name).path)
 
 
 def backup(client: Client, name: str, backup: str) -> dict[str, Any]:
     """Raises: NotFound."""
-    return client._get_dict(f"{_base(name)}/{q(backup)}")
+    return client._get_dict(wb.backup(name, backup).path)
 
 
 def create_backup(client: Client, name: str, backup: str = "", *, instance_only: bool = False,
                   compression: str = "", expires_at: float = 0.0) -> Operation:
     """Start making one (``backup`` "": the server names it ``backupN``)."""
-    body = api.InstanceBackupsPost(name=backup, expires_at=expires_at,
-                                   instance_only=instance_only,
-                                   compression_algorithm=compression).to_wire()
-    return client._op("POST", _base(name), body)
+    return client._send_op(wb.create_backup(name, backup, instance_only=instance_only,
+                                            compression=compression, expires_at=expires_at))
 
 
 def rename_backup(client: Client, name: str, backup: str, new_name: str) -> Operation:
-    return client._op("POST", f"{_base(name)}/{q(backup)}",
-                      api.InstanceBackupPost(name=new_name).to_wire())
+    return client._send_op(wb.rename_backup(name, backup, new_name))
 
 
 def delete_backup(client: Client, name: str, backup: str) -> Operation:
-    return client._op("DELETE", f"{_base(name)}/{q(backup)}")
+    return client._send_op(wb.delete_backup(name, backup))
 
 
 def download_backup(client: Client, name: str, backup: str, out: BinaryIO,
@@ -61,7 +53,7 @@ def download_backup(client: Client, name: str, backup: str, out: BinaryIO,
 
     Raises: NotFound (and the server's other errors), ConnectionFailed.
     """
-    resp = client.transport.stream("GET", f"{_base(name)}/{q(backup)}/export")
+    resp = client.transport.stream("GET", wb.export_backup(name, backup).path)
     with resp:
         if resp.status >= 400:
             from cove.client._http import Response
@@ -99,16 +91,11 @@ def import_backup(client: Client, source: str | BinaryIO, name: str = "", pool: 
                   progress: Callable[[int, int | None], None] | None = None) -> Operation:
     """``lxc import``: upload a backup tarball (a path or a binary file) as a
     new instance (``name`` "": the backup's own); returns the operation."""
-    headers = {"Content-Type": "application/octet-stream"}
-    if name:
-        headers["X-LXD-name"] = name
-    if pool:
-        headers["X-LXD-pool"] = pool
     own = isinstance(source, str)
     f: BinaryIO = open(source, "rb") if isinstance(source, str) else source  # noqa: SIM115
     try:
-        return client._op("POST", "/1.0/instances", f, headers,
-                          progress=progress)
+        req = wb.import_backup(f, name=name, pool=pool)
+        return client._op(req.method, req.path, req.body, req.headers, progress=progress)
     finally:
         if own:
             f.close()

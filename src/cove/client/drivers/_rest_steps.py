@@ -18,11 +18,13 @@ from urllib.parse import urlencode
 
 from cove import api
 from cove.client import _wire as wire
+from cove.client import _wire_backups as wb
 from cove.client import _wire_snapshots as wsnap
 from cove.client import _wire_storage as wstor
 from cove.client._http import Response
 from cove.client._rest import Operation
 from cove.client.drivers import _steps as s
+from cove.client.drivers import _steps_backups as sb
 from cove.client.drivers import _steps_snapshots as sn
 from cove.client.drivers import _steps_storage as ss
 from cove.client.drivers._steps import Progress, ProgressCallback, RunCommand, Step
@@ -161,6 +163,31 @@ def _import(step: s.ImportImage) -> HttpFlow[None]:
         yield from _op(req, step.progress)
 
 
+def _export(step: sb.ExportInstance) -> HttpFlow[None]:
+    """``lxc export``: make, download (whole, then written), delete."""
+    op = yield from wait(wire.operation_of(
+        (yield wb.create_backup(step.name, instance_only=step.instance_only))))
+    made = str((op.get("resources") or {}).get("backups", [""])[0]).rsplit("/", 1)[-1]
+    if not made:
+        raise InternalError("the server named no backup")
+    try:
+        resp = yield wb.export_backup(step.name, made)
+        if resp.status >= 400:
+            wire.metadata(resp)  # raises the host's error
+        tmp = step.path + ".part"
+        with open(tmp, "wb") as f:
+            f.write(resp.body)
+        os.replace(tmp, step.path)
+    finally:
+        yield from _op(wb.delete_backup(step.name, made))
+
+
+def _import_backup(step: sb.ImportInstance) -> HttpFlow[None]:
+    with open(step.path, "rb") as f:
+        body = Upload(f, os.fstat(f.fileno()).st_size, None)
+        yield from _op(wb.import_backup(body, name=step.name, size=body.size))
+
+
 def _wait_op(step: s.WaitOperation) -> HttpFlow[dict[str, Any]]:
     return wire.as_dict((yield wire.wait_operation(step.id, step.timeout)), "operation wait")
 
@@ -235,6 +262,13 @@ _PERFORM: dict[type, _Perform] = {
                                                              st.new_name)),
     sn.DeleteSnapshot: lambda st: _op(wsnap.delete_snapshot(st.name, st.snapshot)),
     sn.RestoreSnapshot: lambda st: _op(wsnap.restore_snapshot(st.name, st.snapshot)),
+    sb.ListBackups: lambda st: _list(wb.backups(st.name), "backups"),
+    sb.GetBackup: lambda st: _get_or_none(wb.backup(st.name, st.backup), "backup"),
+    sb.CreateBackup: lambda st: _op(wb.create_backup(st.name, st.backup,
+                                                     instance_only=st.instance_only)),
+    sb.DeleteBackup: lambda st: _op(wb.delete_backup(st.name, st.backup)),
+    sb.ExportInstance: _export,
+    sb.ImportInstance: _import_backup,
 }
 
 

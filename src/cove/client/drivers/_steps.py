@@ -16,6 +16,7 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from cove.client.drivers._steps_backups import BackupStep
 from cove.client.drivers._steps_snapshots import SnapshotStep
 from cove.client.drivers._steps_storage import StorageStep
 
@@ -440,5 +441,5 @@ Step = (GetInstance | GetState | ListImages | Create | Update | Action | Delete 
         | CancelOperation | ListCertificates | GetCertificate | AddCertificate
         | DeleteCertificate | ListProfiles | GetProfile | CreateProfile | UpdateProfile
         | RenameProfile | DeleteProfile
-        | GetResources | GetMetrics | StorageStep | SnapshotStep)
+        | GetResources | GetMetrics | StorageStep | SnapshotStep | BackupStep)
 Flow = Generator[Step, Any, T]

@@ -33,6 +33,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from cove.client._flow import drive
+from cove.client.drivers import _backup_flows as backup_flows
 from cove.client.drivers import _host as host
 from cove.client.drivers import _profiles as profile_flows
 from cove.client.drivers import _resources as resources
@@ -500,6 +501,36 @@ class Driver(ABC):
     def delete_snapshot(self, name: str, snap: str) -> None:
         """Gone already: nothing. Raises: NotFound (the instance)."""
         self._run(snapshot_flows.delete_snapshot(name, snap))
+
+    # -- backups ------------------------------------------------------------------------
+    def backups(self, name: str) -> list[api.InstanceBackup]:
+        """The instance's backups kept on the host. Raises: NotFound."""
+        return self._run(backup_flows.backups(name))
+
+    def backup(self, name: str, backup: str) -> api.InstanceBackup:
+        """Raises: NotFound (the instance or the backup)."""
+        return self._run(backup_flows.backup(name, backup))
+
+    def create_backup(self, name: str, backup: str, *,
+                      instance_only: bool = False) -> api.InstanceBackup:
+        """Make backup ``backup`` unless it exists (then it is left as it is).
+        Raises: NotFound (the instance), BadRequest (a bad name)."""
+        return self._run(backup_flows.create_backup(name, backup, instance_only=instance_only))
+
+    def delete_backup(self, name: str, backup: str) -> None:
+        """Gone already: nothing. Raises: NotFound (the instance)."""
+        self._run(backup_flows.delete_backup(name, backup))
+
+    def export_instance(self, name: str, path: str, *, instance_only: bool = False) -> None:
+        """``lxc export``: the instance (and its snapshots) as LXD's backup
+        tarball at ``path``, a file here. Not idempotent (a new backup each
+        time). Raises: NotFound."""
+        self._run(backup_flows.export_instance(name, path, instance_only=instance_only))
+
+    def import_instance(self, path: str, name: str) -> None:
+        """``lxc import``: a new instance ``name`` from the backup tarball at
+        ``path``. Raises: Conflict (the name is taken), BadRequest (not a backup)."""
+        self._run(backup_flows.import_instance(path, name))
 
     # -- storage ------------------------------------------------------------------------
     def storage_pools(self) -> list[api.StoragePool]:

@@ -43,11 +43,13 @@ from urllib.parse import quote
 
 from cove import api
 from cove.client import _wire as wire
+from cove.client import _wire_backups as wb
 from cove.client import _wire_snapshots as wsnap
 from cove.client import _wire_storage as wstor
 from cove.client._exec import CommandNotFound, ExecResult
 from cove.client._http import with_project
 from cove.client.drivers import _steps as s
+from cove.client.drivers import _steps_backups as sb
 from cove.client.drivers import _steps_snapshots as sn
 from cove.client.drivers import _steps_storage as ss
 from cove.client.drivers.base import Action, Create, Driver, Progress, Step
@@ -255,6 +257,27 @@ class CliDriver(Driver):
         if step.progress:
             step.progress(Progress("upload", 100))
 
+    def _export(self, step: sb.ExportInstance) -> None:
+        """``lxc export`` (or ``cove export``) into a staging file, then here."""
+        local = Path(step.path)
+        with self.staged(local) as (there, outer):
+            dst = there if outer is None else posixpath.join(there, local.name)
+            self.run("export", self.target(step.name), dst,
+                     *(["--instance-only"] if step.instance_only else []))
+            if outer is not None:
+                outer.download_file(dst, local)
+
+    def _import_backup(self, step: sb.ImportInstance) -> None:
+        local = Path(step.path)
+        with self.staged(local) as (there, outer):
+            src = there
+            if outer is not None:
+                src = posixpath.join(there, local.name)
+                outer.upload_file(local, src)
+            cove = posixpath.basename(self.command[0]) == "cove"
+            self.run("import", *([] if cove or not self.remote else [f"{self.remote}:"]),
+                     src, step.name)
+
     def _wait_operation(self, step: s.WaitOperation) -> Any:
         return self._or_missing(
             wire.wait_operation(step.id, step.timeout),
@@ -335,6 +358,13 @@ def _snapshots(d: CliDriver, name: str) -> list[Any]:
     return list(found) if isinstance(found, list) else []
 
 
+def _backups(d: CliDriver, name: str) -> list[Any]:
+    """The instance's backups; NotFound when there is no such instance."""
+    found = d._or_missing(wb.backups(name), lambda: d.find_instance(name) is None,
+                          f"Instance {name}")
+    return list(found) if isinstance(found, list) else []
+
+
 _PERFORM: dict[type, Callable[[CliDriver, Any], Any]] = {
     s.GetInstance: lambda d, st: d.find_instance(st.name),
     s.GetState: _state,
@@ -408,4 +438,12 @@ _PERFORM: dict[type, Callable[[CliDriver, Any], Any]] = {
                                                                       st.new_name)),
     sn.DeleteSnapshot: lambda d, st: _change(d, wsnap.delete_snapshot(st.name, st.snapshot)),
     sn.RestoreSnapshot: lambda d, st: _change(d, wsnap.restore_snapshot(st.name, st.snapshot)),
+    sb.ListBackups: lambda d, st: _backups(d, st.name),
+    sb.GetBackup: lambda d, st: next((x for x in _backups(d, st.name)
+                                      if x.get("name") == st.backup), None),
+    sb.CreateBackup: lambda d, st: _change(d, wb.create_backup(
+        st.name, st.backup, instance_only=st.instance_only)),
+    sb.DeleteBackup: lambda d, st: _change(d, wb.delete_backup(st.name, st.backup)),
+    sb.ExportInstance: CliDriver._export,
+    sb.ImportInstance: CliDriver._import_backup,
 }
