@@ -423,13 +423,17 @@ class Backups:
         return n
 
     def start(self, every: float = 60.0) -> None:
-        """Remove expired backups every ``every`` seconds, in a thread, until ``close``."""
+        """Remove expired backups now and every ``every`` seconds after, in a
+        thread, until ``close`` (LXD's hourly task, more often: a backup
+        made to expire in minutes should not outlive that by an hour)."""
         def loop() -> None:
-            while not self._stop.wait(every):
+            while True:
                 try:
                     self.prune_expired()
                 except Exception:  # keep the thread: the next round may succeed
                     log.exception("pruning expired backups failed")
+                if self._stop.wait(every):
+                    return
 
         self._thread = threading.Thread(target=loop, name="cove-backup-expiry", daemon=True)
         self._thread.start()
