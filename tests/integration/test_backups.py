@@ -386,3 +386,34 @@ def test_lxc_export_import(make_coved, busybox_tar: Path) -> None:  # type: igno
     finally:
         shutil.rmtree(home, ignore_errors=True)
     d.api.remove(name)
+
+
+@pytest.mark.parametrize("point", ["backup-apply.after-old"])
+def test_increment_apply_killed(make_coved, busybox_tar: Path, point: str) -> None:  # type: ignore[no-untyped-def]
+    """Killed between the swap's renames: the next coved finishes the swap
+    (the snapshot sweep), and applying the same increment again completes
+    the chain (its id), changing no file."""
+    d = make_coved("bkapply")
+    d.api.import_image(busybox_tar, "busybox")
+    name, copy = new_name("bka"), new_name("bka")
+    d.api.create(name)
+    d.api.run("POST", f"/1.0/instances/{name}/backups", {"name": "b0"})
+    base = _export(d.api, name, "b0")
+    d.api.file_put(name, "/root/covetest-new", b"increment\n")
+    d.api.run("POST", f"/1.0/instances/{name}/backups", {"name": "b1", "cove_since": "b0"})
+    incr = _export(d.api, name, "b1")
+    assert d.api.wait(_import(d.api, base, copy))["status"] == "Success"
+    d.arm(point)
+    _import(d.api, incr, copy)
+    d.revive()
+    idir = d.root / "instances" / copy
+    assert (idir / "upper").is_dir()
+    assert not (idir / ".restore-new").exists() and not (idir / ".restore-old").exists()
+    assert d.api.file_get(copy, "/root/covetest-new").body == b"increment\n"
+    op = d.api.wait(_import(d.api, incr, copy))
+    assert op["status"] == "Success", op
+    assert d.api.file_get(copy, "/root/covetest-new").body == b"increment\n"
+    assert not list((d.root / "tmp").iterdir())
+    d.api.remove(copy)
+    d.api.remove(name)
+    assert_no_leaks(d.root, [name, copy])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import tarfile
+from pathlib import Path
 
 from covetest import Api, Coved, mkroot, new_name
 
@@ -62,3 +63,65 @@ def test_cli_export_import_backup(api: Api, coved: Coved) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
+
+
+def _names(path: Path, prefix: str = "backup/container/rootfs/") -> set[str]:
+    with tarfile.open(path) as tar:
+        return {n[len(prefix):] for n in tar.getnames() if n.startswith(prefix)}
+
+
+def test_incremental_chain(api: Api, coved: Coved) -> None:
+    import yaml
+
+    name, copy = new_name("incr"), new_name("incr")
+    api.create(name)
+    api.made.append(copy)
+    api.file_put(name, "/root/a", b"a1\n")
+    api.file_put(name, "/root/b", b"b\n")
+    work = mkroot("incr")
+    try:
+        _cove(coved, "export", name, str(work / "base.tar.gz"), "--keep", "b0")
+        assert api.sync("GET", f"/1.0/instances/{name}/backups") == [
+            f"/1.0/instances/{name}/backups/b0"]
+        api.file_put(name, "/root/a", b"a2, changed\n")
+        api.file_put(name, "/root/new", b"new\n")
+        assert api.request("DELETE", f"/1.0/instances/{name}/files?path=/root/b").status == 200
+        assert api.request("DELETE",
+                           f"/1.0/instances/{name}/files?path=/etc/inittab").status == 200
+        _cove(coved, "export", name, str(work / "i1.tar.gz"), "--since", "b0", "--keep", "b1")
+        got = _names(work / "i1.tar.gz")
+        assert {"root/a", "root/new"} <= got and "bin/busybox" not in got, got
+        with tarfile.open(work / "i1.tar.gz") as tar:
+            f = tar.extractfile("backup/index.yaml")
+            assert f is not None
+            index = yaml.safe_load(f.read())
+        assert set(index["cove_deleted"]) == {"root/b", "etc/inittab"}
+        assert index["cove_since"] and index["cove_backup_id"] != index["cove_since"]
+        assert (work / "i1.tar.gz").stat().st_size * 10 < (work / "base.tar.gz").stat().st_size
+        assert api.request("DELETE", f"/1.0/instances/{name}/files?path=/root/new").status == 200
+        _cove(coved, "export", name, str(work / "i2.tar.gz"), "--since", "b1")
+
+        _cove(coved, "import", str(work / "base.tar.gz"), copy)
+        p = _cove(coved, "import", str(work / "i2.tar.gz"), copy, check=False)  # out of order
+        assert p.returncode == 1 and "in order" in p.stderr.decode(), p.stderr
+        _cove(coved, "import", str(work / "i1.tar.gz"), copy)
+        assert api.file_get(copy, "/root/a").body == b"a2, changed\n"
+        assert api.file_get(copy, "/root/new").body == b"new\n"
+        assert api.file_get(copy, "/root/b").status == 404
+        _cove(coved, "import", str(work / "i2.tar.gz"), copy)
+        assert api.file_get(copy, "/root/new").status == 404
+        # the whole trees agree: a full export of each
+        _cove(coved, "export", name, str(work / "full-src.tar.gz"))
+        _cove(coved, "export", copy, str(work / "full-copy.tar.gz"))
+        assert _names(work / "full-src.tar.gz") == _names(work / "full-copy.tar.gz")
+        assert "etc/inittab" not in _names(work / "full-copy.tar.gz")
+        api.action(copy, "start")
+        assert api.exec(copy, ["cat", "/root/a"])[1] == b"a2, changed\n"
+        api.action(copy, "stop", force=True)
+        # a running target, and an instance not imported, are refused
+        p = _cove(coved, "import", str(work / "i1.tar.gz"), name, check=False)
+        assert p.returncode == 1 and "not imported from a backup" in p.stderr.decode()
+    finally:
+        import shutil
+
+        shutil.rmtree(work, ignore_errors=True)

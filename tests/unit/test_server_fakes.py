@@ -759,7 +759,8 @@ class FakeBackups:
 
     def create(self, name: str, backup: str = "", *, project: str = "default",
                expires_at: float = 0.0, instance_only: bool = False,
-               optimized_storage: bool = False, compression: str = "") -> Operation:
+               optimized_storage: bool = False, compression: str = "",
+               since: str = "") -> Operation:
         inst = self._instances.get(name, project=project)
         backup = backup or f"backup{len(self.all(name, project=project))}"
         if "/" in backup:

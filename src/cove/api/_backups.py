@@ -24,13 +24,17 @@ __all__ = ["InstanceBackup", "InstanceBackupPost", "InstanceBackupsPost", "backu
 class InstanceBackupsPost(Wire):
     """``POST /1.0/instances/NAME/backups``. ``name`` "": the server picks
     ``backupN``; ``expires_at`` 0: never; ``container_only`` is the older
-    name of ``instance_only``; ``compression_algorithm`` "": gzip."""
+    name of ``instance_only``; ``compression_algorithm`` "": gzip;
+    ``cove_since`` (cove's own, extension ``cove_backup_incremental``): only
+    what changed since that kept backup."""
 
-    __slots__ = ("compression_algorithm", "expires_at", "instance_only", "name",
+    __slots__ = ("compression_algorithm", "cove_since", "expires_at", "instance_only", "name",
                  "optimized_storage")
 
     def __init__(self, *, name: str = "", expires_at: float = 0.0, instance_only: bool = False,
-                 optimized_storage: bool = False, compression_algorithm: str = "") -> None:
+                 optimized_storage: bool = False, compression_algorithm: str = "",
+                 cove_since: str = "") -> None:
+        self.cove_since = cove_since
         self.name = name
         self.expires_at = expires_at
         self.instance_only = instance_only
@@ -46,13 +50,17 @@ class InstanceBackupsPost(Wire):
                    instance_only=opt_bool(body, "instance_only")
                    or opt_bool(body, "container_only"),
                    optimized_storage=opt_bool(body, "optimized_storage"),
-                   compression_algorithm=opt_str(body, "compression_algorithm"))
+                   compression_algorithm=opt_str(body, "compression_algorithm"),
+                   cove_since=opt_str(body, "cove_since"))
 
     def to_wire(self) -> dict[str, Any]:
-        return {"name": self.name, "expires_at": _rfc3339(self.expires_at),
-                "instance_only": self.instance_only, "container_only": self.instance_only,
-                "optimized_storage": self.optimized_storage,
-                "compression_algorithm": self.compression_algorithm}
+        out = {"name": self.name, "expires_at": _rfc3339(self.expires_at),
+               "instance_only": self.instance_only, "container_only": self.instance_only,
+               "optimized_storage": self.optimized_storage,
+               "compression_algorithm": self.compression_algorithm}
+        if self.cove_since:
+            out["cove_since"] = self.cove_since
+        return out
 
 
 class InstanceBackupPost(Wire):

@@ -5,7 +5,11 @@ The same calls as ``lxc export`` and ``lxc import``: a backup is LXD's
 tarball (``backup/index.yaml``, the instance's whole root filesystem and
 each snapshot's), so one made by cove imports into LXD and one made by LXD
 imports into cove. ``cove export`` makes a backup on the server, downloads
-it and deletes it; ``cove backup`` manages backups kept on the server.
+it and deletes it (``--keep NAME``: keeps it); ``cove backup`` manages
+backups kept on the server. ``--since B`` (cove's own) exports only what
+changed since the kept backup B; importing it into the instance restored
+from B brings that instance up to date (a chain: base, then each increment
+in order).
 An imported instance is stopped; it has no image (its whole root
 filesystem is its own).
 """
@@ -49,6 +53,7 @@ def cmd_export(ctx: Context, args: argparse.Namespace) -> int:
             n = _backups.export_instance(client, args.name, out,
                                          instance_only=args.instance_only,
                                          compression=args.compression or "",
+                                         since=args.since or "", keep=args.keep or "",
                                          progress=progress)
         os.replace(tmp, target)  # a whole file or none under the name asked for
     except BaseException:
@@ -115,7 +120,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                        description=__doc__, formatter_class=_RAW,
                        epilog="examples:\n  cove export c1                 (backup.tar.gz)\n"
                               "  cove export c1 c1.tar.gz --instance-only\n"
-                              "  cove export c1 c1.tar --compression none")
+                              "  cove export c1 c1.tar --compression none\n"
+                              "  cove export c1 base.tar.gz --keep b0\n"
+                              "  cove export c1 incr1.tar.gz --since b0 --keep b1\n"
+                              "  (restore: cove import base.tar.gz c2; cove import incr1.tar.gz c2)")
     p.add_argument("name")
     p.add_argument("file", nargs="?", help="where to write it (default: backup.tar.gz)")
     p.add_argument("--instance-only", action="store_true",
@@ -124,6 +132,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                    help="the tarball's compression (default: gzip)")
     p.add_argument("--optimized-storage", action="store_true",
                    help="accepted for lxc's sake; cove's storage has no optimized format")
+    p.add_argument("--keep", metavar="BACKUP",
+                   help="keep the backup on the server under this name (a base for --since)")
+    p.add_argument("--since", metavar="BACKUP",
+                   help="only what changed since that kept backup (cove's own; no "
+                        "snapshots); import the base, then each increment in order")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("import", parents=[common], help="Make an instance from a backup tarball",

@@ -33,10 +33,12 @@ def backup(client: Client, name: str, backup: str) -> dict[str, Any]:
 
 
 def create_backup(client: Client, name: str, backup: str = "", *, instance_only: bool = False,
-                  compression: str = "", expires_at: float = 0.0) -> Operation:
-    """Start making one (``backup`` "": the server names it ``backupN``)."""
+                  compression: str = "", expires_at: float = 0.0, since: str = "") -> Operation:
+    """Start making one (``backup`` "": the server names it ``backupN``;
+    ``since``: only what changed since that kept backup, cove only)."""
     return client._send_op(wb.create_backup(name, backup, instance_only=instance_only,
-                                            compression=compression, expires_at=expires_at))
+                                            compression=compression, expires_at=expires_at,
+                                            since=since))
 
 
 def rename_backup(client: Client, name: str, backup: str, new_name: str) -> Operation:
@@ -72,19 +74,22 @@ def download_backup(client: Client, name: str, backup: str, out: BinaryIO,
 
 
 def export_instance(client: Client, name: str, out: BinaryIO, *, instance_only: bool = False,
-                    compression: str = "",
+                    compression: str = "", since: str = "", keep: str = "",
                     progress: Callable[[int, int | None], None] | None = None) -> int:
     """``lxc export``: make a backup, download it into ``out``, delete it
-    (also on failure). The bytes written."""
-    op = create_backup(client, name, instance_only=instance_only, compression=compression)
+    (also on failure) unless ``keep`` names it (then it stays on the server,
+    a base for a later ``since``). The bytes written."""
+    op = create_backup(client, name, keep, instance_only=instance_only,
+                       compression=compression, since=since)
     op.wait()
-    made = (op.resources.get("backups") or [""])[0].rsplit("/", 1)[-1]
+    made = keep or (op.resources.get("backups") or [""])[0].rsplit("/", 1)[-1]
     if not made:
         raise InternalError("the server named no backup")
     try:
         return download_backup(client, name, made, out, progress)
     finally:
-        delete_backup(client, name, made).wait()
+        if not keep:
+            delete_backup(client, name, made).wait()
 
 
 def import_backup(client: Client, source: str | BinaryIO, name: str = "", pool: str = "",

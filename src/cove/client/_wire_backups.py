@@ -30,11 +30,12 @@ def backup(name: str, backup: str) -> Request:
 
 
 def create_backup(name: str, backup: str = "", *, instance_only: bool = False,
-                  compression: str = "", expires_at: float = 0.0) -> Request:
-    """``backup`` "": the server names it (``backupN``)."""
+                  compression: str = "", expires_at: float = 0.0, since: str = "") -> Request:
+    """``backup`` "": the server names it (``backupN``); ``since``: an
+    increment over that kept backup (cove only)."""
     return Request("POST", _base(name), api.InstanceBackupsPost(
         name=backup, expires_at=expires_at, instance_only=instance_only,
-        compression_algorithm=compression).to_wire())
+        compression_algorithm=compression, cove_since=since).to_wire())
 
 
 def rename_backup(name: str, backup: str, new_name: str) -> Request:

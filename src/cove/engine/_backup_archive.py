@@ -65,10 +65,13 @@ def write_yaml(path: Path, doc: Any) -> None:
     path.write_text(yaml.safe_dump(doc, sort_keys=False, default_flow_style=False))
 
 
-def make_tarball(stage: Path, members: list[str], out: Path, compression: str) -> None:
-    """Tar ``members`` (paths under ``stage``, in order) into ``out``.
-    Mount points under ``stage`` are crossed (the root filesystems are
-    overlays mounted there); symlinks are stored, never followed.
+def make_tarball(stage: Path, members: list[str], out: Path, compression: str,
+                 listing: Path | None = None) -> None:
+    """Tar ``members`` (paths under ``stage``, in order) into ``out``; or,
+    with ``listing``, the NUL-separated paths it names, each without its
+    contents. Mount points under ``stage`` are crossed (the root
+    filesystems are overlays mounted there); symlinks are stored, never
+    followed.
 
     Raises: InternalError when tar fails.
     """
@@ -77,6 +80,8 @@ def make_tarball(stage: Path, members: list[str], out: Path, compression: str) -
             "-C", str(stage), "-cf", str(out)]
     if prog:
         argv += ["--use-compress-program", prog]
+    if listing is not None:
+        argv += ["--no-recursion", "--null", "-T", str(listing)]
     proc.run([*argv, "--", *members], timeout=None)
 
 
@@ -136,15 +141,18 @@ class BackupExtractor(Extractor):
     """Unpacks a backup tarball into ``stage`` (see module note):
     ``stage/meta/backup/...`` the YAML files, ``stage/upper`` the container's
     root filesystem, ``stage/snapshots/SNAP`` each snapshot's (SNAP checked
-    with ``check_snapshot`` before its tree is made). Call ``close``."""
+    with ``check_snapshot`` before its tree is made); ``upper`` given: the
+    container's tree goes there instead (an increment onto a copy). Call ``close``."""
 
     kind = "backup"
 
-    def __init__(self, stage: Path, budget: Budget, check_snapshot: Any) -> None:
-        for sub in ("meta", "upper", "snapshots"):
+    def __init__(self, stage: Path, budget: Budget, check_snapshot: Any,
+                 upper: Path | None = None) -> None:
+        for sub in ("meta", "snapshots") if upper else ("meta", "upper", "snapshots"):
             (stage / sub).mkdir(mode=0o755 if sub == "upper" else 0o700)
         super().__init__(RootFS(stage / "meta"), route_rootfs=False, budget=budget)
         self._stage = stage
+        self._upper = upper or stage / "upper"
         self._check_snapshot = check_snapshot
         self._trees: dict[str, RootFS] = {}
         self.snapshots: list[str] = []  # in the order they came
@@ -160,7 +168,7 @@ class BackupExtractor(Extractor):
         fs = self._trees.get(key)
         if fs is None:
             if key == "":
-                path = self._stage / "upper"
+                path = self._upper
             else:
                 self._check_snapshot(key)
                 path = self._stage / "snapshots" / key

@@ -44,6 +44,7 @@ Design notes:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -63,6 +64,16 @@ from cove.engine._backup_archive import (
     read_index,
     write_yaml,
 )
+from cove.engine._backup_incremental import (
+    BACKUP_ID_KEY,
+    MANIFEST,
+    Manifest,
+    changes,
+    check_deleted,
+    load_manifest,
+    manifest_of,
+    save_manifest,
+)
 from cove.engine._failpoints import failpoint
 from cove.engine._runs import Paths, RunTable
 from cove.engine._snapshots import Freezer, copy_tree
@@ -77,6 +88,7 @@ from cove.model.records import Backup, Instance, Snapshot
 from cove.model.states import Status
 from cove.storage import overlay
 from cove.storage._extract import Budget, HashingReader
+from cove.storage.safefs import RootFS
 from cove.store import Store
 
 __all__ = ["BackupImages", "BackupTarget", "Backups"]
@@ -120,11 +132,15 @@ def _validate_backup_name(name: str) -> str:
     return validate_snapshot_name(name)
 
 
-def _with_root_disk(obj: dict[str, Any]) -> dict[str, Any]:
+def _for_lxd(obj: dict[str, Any]) -> dict[str, Any]:
     """``obj`` with the root disk LXD needs in ``expanded_devices`` (its import
     moves that device to the pool it restores into, and fails without one):
     a cove instance lives in the ``default`` pool whether or not a profile
-    says so."""
+    says so. Without cove's ``volatile.cove.*`` keys (LXD refuses a volatile
+    key it does not know; the chain's id is in index.yaml)."""
+    for k in ("config", "expanded_config"):
+        if isinstance(obj.get(k), dict):
+            obj[k] = {n: v for n, v in obj[k].items() if not n.startswith("volatile.cove.")}
     devices = obj.get("expanded_devices") or {}
     if not any(d.get("type") == "disk" and d.get("path") == "/" for d in devices.values()):
         name = "root" if "root" not in devices else "root-cove"
@@ -135,6 +151,10 @@ def _with_root_disk(obj: dict[str, Any]) -> dict[str, Any]:
 class _Sink:
     def update(self, data: bytes) -> None:
         pass
+
+
+def _no_snapshots(name: str) -> None:
+    raise BadRequest(f"snapshot {name!r}: an increment holds no snapshots")
 
 
 class Backups:
@@ -199,18 +219,26 @@ class Backups:
     # -- create ---------------------------------------------------------------
     def create(self, name: str, backup: str = "", *, project: str = "default",
                expires_at: float = 0.0, instance_only: bool = False,
-               optimized_storage: bool = False, compression: str = "") -> Operation:
+               optimized_storage: bool = False, compression: str = "",
+               since: str = "") -> Operation:
         """Make a backup, as an operation. Not idempotent. ``backup`` "":
         the next free ``backup%d``. ``optimized_storage`` is ignored (the
-        ``dir`` driver's behaviour).
+        ``dir`` driver's behaviour). ``since`` (cove's own): only what
+        changed since that kept backup (``_backup_incremental``), no snapshots.
 
         Raises:
-            BadRequest: a bad name or compression algorithm.
-            NotFound: no such instance.  Conflict: the name is taken, or busy.
+            BadRequest: a bad name or compression algorithm; ``since`` has no manifest.
+            NotFound: no such instance, or no backup ``since``.
+            Conflict: the name is taken, or busy.
         """
         inst = self._instances.get(name, project=project)
         key = inst.name
         compression = compression_of(compression)
+        if since:
+            base = self._store.backups.get(key, since)
+            if not (self._dir(key) / (base.file + MANIFEST)).is_file():
+                raise BadRequest(f"Field 'since': backup {since!r} has no manifest of its "
+                                 "files (made by an older cove); make a full backup first")
         if not backup:
             taken = {b.name for b in self._store.backups.all(key)}
             i = 0
@@ -223,8 +251,9 @@ class Backups:
 
         def work(op: Operation) -> Backup:
             self._check_free(key, final)
+            base_file = self._store.backups.get(key, since).file if since else ""
             return self._take(op, self._store.get_instance(key), final, expires_at,
-                              instance_only, compression)
+                              instance_only or bool(since), compression, base_file)
 
         # LXD 5.0 names the backup /1.0/backups/NAME here (lxc takes its base name)
         return self._run(key, work, "Backing up instance", {
@@ -235,7 +264,7 @@ class Backups:
             raise Conflict(f"Backup {backup!r} already exists")
 
     def _take(self, op: Operation, inst: Instance, backup: str, expires_at: float,
-              instance_only: bool, compression: str) -> Backup:
+              instance_only: bool, compression: str, base_file: str = "") -> Backup:
         key = inst.name
         bdir = self._dir(key)
         bdir.mkdir(mode=0o700, exist_ok=True)
@@ -248,14 +277,18 @@ class Backups:
             op.progress("Copying the upper layer", 0)
             self._copy_upper(inst, stage / "upper")
             failpoint("backup.after-copy")
-            with self._staged(stage, inst, snaps) as members:
+            base = (base_file, load_manifest(bdir / (base_file + MANIFEST))) if base_file \
+                else None
+            with self._staged(stage, inst, snaps, bid, base) as (members, listing):
                 op.progress("Writing the backup", 10)
-                make_tarball(stage, members, tmp, compression)
+                make_tarball(stage, members, tmp, compression, listing)
             failpoint("backup.after-tar")
             size = tmp.stat().st_size
+            os.rename(stage / "manifest", bdir / (bid + MANIFEST))
             os.rename(tmp, bdir / bid)
         except BaseException:
             tmp.unlink(missing_ok=True)
+            (bdir / (bid + MANIFEST)).unlink(missing_ok=True)
             raise
         finally:
             self._remove_stage(stage)
@@ -292,12 +325,17 @@ class Backups:
         return [lower]
 
     @contextmanager
-    def _staged(self, stage: Path, inst: Instance, snaps: list[Snapshot]) -> Iterator[list[str]]:
+    def _staged(self, stage: Path, inst: Instance, snaps: list[Snapshot], bid: str,
+                base: tuple[str, Manifest] | None
+                ) -> Iterator[tuple[list[str], Path | None]]:
         """The staging tree under ``stage/backup`` with each root filesystem
-        mounted; yields the members to tar, in LXD's order."""
+        mounted, and ``stage/manifest``; yields the members to tar, in LXD's
+        order, and for an increment over ``base`` the file listing them
+        (then tar does not recurse)."""
         lower = self._lower(inst, stage)
         root = stage / "backup"
         docs = self._documents(inst, snaps)
+        docs["index"]["cove_backup_id"] = bid
         members = ["backup/index.yaml"]
         with ExitStack() as mounts:
             for i, snap in enumerate(snaps):
@@ -312,10 +350,24 @@ class Backups:
             cdir.mkdir(parents=True, mode=0o700)
             write_yaml(cdir / "backup.yaml", docs["config"])
             write_yaml(cdir / "metadata.yaml", docs["metadata"])
-            write_yaml(root / "index.yaml", docs["index"])
             self._mount(mounts, [stage / "upper", *lower], stage / "oc", cdir / "rootfs")
-            members.append("backup/container")
-            yield members
+            now = manifest_of(cdir / "rootfs")
+            save_manifest(stage / "manifest", now)
+            listing = None
+            if base is None:
+                members.append("backup/container")
+            else:
+                changed, gone = changes(base[1], now)
+                docs["index"].update(cove_since=base[0], cove_deleted=gone)
+                members += ["backup/container", "backup/container/backup.yaml",
+                            "backup/container/metadata.yaml", "backup/container/rootfs"]
+                listing = stage / "listing"
+                listing.write_bytes(b"".join(
+                    os.fsencode(m) + b"\0" for m in
+                    (*members, *(f"backup/container/rootfs/{p}" for p in changed))))
+                members = []
+            write_yaml(root / "index.yaml", docs["index"])
+            yield members, listing
 
     @staticmethod
     def _mount(mounts: ExitStack, lower: list[Path], scratch: Path, target: Path) -> None:
@@ -329,8 +381,8 @@ class Backups:
 
         project, plain = split_key(inst.name)
         full = self._instances.get(plain, project=project)
-        container = _with_root_disk(api.instance(full))
-        snapshots = {s.name: _with_root_disk(api.snapshot(s, full)) for s in snaps}
+        container = _for_lxd(api.instance(full))
+        snapshots = {s.name: _for_lxd(api.snapshot(s, full)) for s in snaps}
         for s in snapshots.values():
             s.pop("name", None)  # LXD keeps the short name; set below
         snap_docs = [{**snapshots[s.name], "name": s.name} for s in snaps]
@@ -403,6 +455,7 @@ class Backups:
         """The row, then the file. Idempotent."""
         self._store.backups.delete(b.instance, b.name)
         (self._dir(b.instance) / b.file).unlink(missing_ok=True)
+        (self._dir(b.instance) / (b.file + MANIFEST)).unlink(missing_ok=True)
         self._lifecycle("instance-backup-deleted", b.instance, b.name)
 
     def prune_expired(self) -> int:
@@ -456,6 +509,8 @@ class Backups:
         """
         try:
             index = read_index(path)
+            if index.get("cove_since"):
+                return self._apply_increment(path, index, name, project)
             key = self._import_key(index, name, project)
             if pool and pool != POOL:
                 raise NotFound(f"Storage pool not found: {pool}")
@@ -477,6 +532,86 @@ class Backups:
         return self._operations.run(work, description="Restoring backup",
                                     resources={"instances": [instance_url(key)]},
                                     lock=f"instance:{key}", project=project)
+
+    def _apply_increment(self, path: Path, index: dict[str, Any], name: str,
+                         project: str) -> Operation:
+        """An increment (``_backup_incremental``) onto the instance imported
+        from its base, as an operation. Raises (before anything changes):
+        NotFound (no instance), BadRequest (not imported, running, out of order)."""
+        plain = validate_instance_name(name or index.get("name"))
+        key = instance_key(project, plain)
+        inst = self._store.get_instance(key)
+        if inst.image:
+            raise BadRequest(f"Instance {plain!r} was not imported from a backup: an "
+                             "increment applies only onto the chain it follows")
+        if inst.status is not Status.STOPPED:
+            raise BadRequest(f"Instance {plain!r} is running: stop it to apply an increment")
+        since, have = str(index["cove_since"]), inst.config.get(BACKUP_ID_KEY, "")
+        if have != since:
+            raise BadRequest(f"This increment follows backup {since[:12]}; instance {plain!r} "
+                             f"is at {have[:12] or 'no backup'}: apply the chain in order")
+        deleted = check_deleted(index.get("cove_deleted"))
+
+        def work(op: Operation) -> Instance:
+            try:
+                return self._apply(op, path, key, deleted)
+            finally:
+                path.unlink(missing_ok=True)
+
+        return self._operations.run(work, description="Restoring backup",
+                                    resources={"instances": [instance_url(key)]},
+                                    lock=f"instance:{key}", project=project)
+
+    def _apply(self, op: Operation, path: Path, key: str, deleted: list[str]) -> Instance:
+        d = self._paths.instance_dir(key)
+        new, old = d / ".restore-new", d / ".restore-old"  # the snapshot sweep's names
+        stage = self._paths.root / "tmp" / f"{_IMPORT}{uuid.uuid4().hex}"
+        for leftover in (new, old):
+            shutil.rmtree(leftover, ignore_errors=True)
+        try:
+            op.progress("Copying the upper layer", 0)
+            copy_tree(d / "upper", new)
+            stage.mkdir(mode=0o700)
+            ex = BackupExtractor(stage, self._images.budget(op), _no_snapshots, upper=new)
+            try:
+                with open(path, "rb") as f:
+                    head = f.read(8)
+                    f.seek(0)
+                    ex.run(HashingReader(f, _Sink(), None), head, "backup")
+                index = ex.read_meta("index.yaml") or {}
+                conf = index.get("config") or ex.read_meta("container", "backup.yaml") or {}
+            finally:
+                ex.close()
+            with RootFS(new) as fs:
+                for p in deleted:
+                    with contextlib.suppress(NotFound):
+                        fs.remove("/" + p, recursive=True)
+            inst = self._store.get_instance(key)
+            c = conf.get("container") if isinstance(conf, dict) else None
+            settings = self._settings(c, inst.project, "container") if isinstance(c, dict) \
+                else {}
+            with self._runs.mutex(key):
+                if self._runs.mount_refs.get(key, 0):
+                    raise Conflict("The instance's files are in use; try again")
+                overlay.umount(d / "rootfs")
+                os.rename(d / "upper", old)
+                failpoint("backup-apply.after-old")
+                os.rename(new, d / "upper")
+                shutil.rmtree(d / "work", ignore_errors=True)
+                (d / "work").mkdir(mode=0o700)
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+            shutil.rmtree(new, ignore_errors=True)
+            shutil.rmtree(old, ignore_errors=True)
+        volatile = {k: v for k, v in inst.config.items() if k.startswith("volatile.")}
+        inst.config = {**{k: v for k, v in settings.get("config", inst.config).items()
+                          if not k.startswith("volatile.")}, **volatile,
+                       BACKUP_ID_KEY: str(index.get("cove_backup_id") or "")}
+        inst.devices = settings.get("devices", inst.devices)
+        inst.profiles = settings.get("profiles", inst.profiles)
+        self._store.update_instance(inst)
+        self._events.lifecycle("instance-updated", instance_url(key), project=inst.project)
+        return inst
 
     def _import_key(self, index: dict[str, Any], name: str, project: str) -> str:
         if index.get("type", "container") != "container":
@@ -531,6 +666,7 @@ class Backups:
         c = conf["container"]
         inst = Instance(name=key, image="", project=project, status=Status.STOPPED,
                         created_at=self._now(), **self._settings(c, project, "container"))
+        inst.config[BACKUP_ID_KEY] = str(index.get("cove_backup_id") or "")
         snap_confs = {s.get("name"): s for s in conf.get("snapshots") or []
                       if isinstance(s, dict)}
         snaps = []
@@ -630,7 +766,7 @@ class Backups:
                 continue
             owned = {b.file for b in self._store.backups.all(inst.name)}
             for entry in bdir.iterdir():
-                if entry.name not in owned:
+                if entry.name.removesuffix(MANIFEST) not in owned:
                     log.info("removing leftover backup file %s", entry)
                     if entry.is_dir():
                         shutil.rmtree(entry, ignore_errors=True)

@@ -497,8 +497,9 @@ class BackupsAPI(Protocol):
 
     def create(self, name: str, backup: str = "", *, project: str = "default",
                expires_at: float = 0.0, instance_only: bool = False,
-               optimized_storage: bool = False, compression: str = "") -> Operation:
-        """Make one (``backup`` "": ``backupN``). Not idempotent.
+               optimized_storage: bool = False, compression: str = "",
+               since: str = "") -> Operation:
+        """Make one (``backup`` "": ``backupN``; ``since``: an increment). Not idempotent.
         Raises: BadRequest, NotFound, Conflict."""
         ...
 

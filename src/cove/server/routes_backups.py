@@ -53,7 +53,7 @@ async def _create(request: web.Request) -> web.Response:
     op = await call(request, engine_of(request).backups.create, request.match_info["name"],
                     req.name, project=project, expires_at=req.expires_at,
                     instance_only=req.instance_only, optimized_storage=req.optimized_storage,
-                    compression=req.compression_algorithm)
+                    compression=req.compression_algorithm, since=req.cove_since)
     return render.async_op(op)
 
 

@@ -78,6 +78,7 @@ API_EXTENSIONS: list[str] = [
     "backup_compression_algorithm",    # compression_algorithm: none, gzip, bzip2, xz
     "container_backup_override_pool",  # import with X-LXD-pool
     "backup_override_name",            # import with X-LXD-name
+    "cove_backup_incremental",         # cove_since: a backup of what changed; applied on import
     "snapshot_disk_usage",             # a snapshot's size
 ]
 
