@@ -147,3 +147,28 @@ def test_compression_and_wire_classes() -> None:
     obj = api.InstanceBackup(name="b", created_at=1700000000.0, instance_only=True)
     assert api.InstanceBackup.from_wire(obj.to_wire()) == obj
     assert obj.to_wire()["expires_at"] == "0001-01-01T00:00:00Z"
+
+
+def test_increment_changes_and_deleted_paths(tmp_path: Path) -> None:
+    from cove.engine._backup_incremental import changes, check_deleted, manifest_of
+
+    root = tmp_path / "r"
+    (root / "d/sub").mkdir(parents=True)
+    (root / "d/sub/f").write_text("x")
+    (root / "keep").write_text("k")
+    (root / "edit").write_text("1")
+    (root / "link").symlink_to("keep")
+    before = manifest_of(root)
+    (root / "edit").write_text("22")
+    (root / "d/sub/f").unlink()
+    (root / "d/sub").rmdir()
+    (root / "link").unlink()
+    (root / "link").symlink_to("edit")
+    (root / "new").write_text("n")
+    changed, gone = changes(before, manifest_of(root))
+    assert changed == ["edit", "link", "new"]
+    assert gone == ["d/sub"]  # the topmost only
+    assert check_deleted(["a/b", "c"]) == ["a/b", "c"]
+    for bad in (["../x"], ["/etc"], ["a//b"], [""], "a", [1]):
+        with pytest.raises(BadRequest):
+            check_deleted(bad)
