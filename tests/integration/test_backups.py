@@ -417,3 +417,36 @@ def test_increment_apply_killed(make_coved, busybox_tar: Path, point: str) -> No
     d.api.remove(copy)
     d.api.remove(name)
     assert_no_leaks(d.root, [name, copy])
+
+
+def test_backup_in_a_project_and_its_limits(api: Api, coved) -> None:  # type: ignore[no-untyped-def]
+    project = "covetest-bkp" + new_name()[-6:]
+    api.sync("POST", "/1.0/projects", {"name": project, "config": {
+        "limits.instances": "1", "features.images": "false", "features.profiles": "false"}})
+    name, other = new_name("bkp"), new_name("bkp")
+    q = f"?project={project}"
+    try:
+        api.run("POST", f"/1.0/instances{q}", {"name": name,
+                                               "source": {"type": "image", "alias": "busybox"}})
+        api.run("POST", f"/1.0/instances/{name}/backups{q}", {"name": "b"})
+        r = api.request("GET", f"/1.0/instances/{name}/backups/b/export{q}")
+        assert r.status == 200
+        assert api.request("GET", f"/1.0/instances/{name}/backups/b").status == 404
+        # the project holds one instance already: the import is refused, nothing left
+        op = api.wait(api.request("POST", f"/1.0/instances{q}", r.body, headers={
+            "Content-Type": "application/octet-stream", "X-LXD-name": other}))
+        assert op["status"] == "Failure" and "maximum number of instances" in op["err"], op
+        assert api.request("GET", f"/1.0/instances/{other}{q}").status == 404
+        assert not (coved.root / "instances" / f"{project}_{other}").exists()
+        api.sync("PATCH", f"/1.0/projects/{project}", {"config": {"limits.instances": "2"}})
+        op = api.wait(api.request("POST", f"/1.0/instances{q}", r.body, headers={
+            "Content-Type": "application/octet-stream", "X-LXD-name": other}))
+        assert op["status"] == "Success", op
+        assert api.sync("GET", f"/1.0/instances/{other}{q}")["project"] == project
+        assert (coved.root / "instances" / f"{project}_{other}" / "upper" / "bin").is_dir()
+    finally:
+        for n in (name, other):
+            r = api.request("DELETE", f"/1.0/instances/{n}{q}")
+            if r.status == 202:
+                api.wait(r)
+        api.request("DELETE", f"/1.0/projects/{project}")

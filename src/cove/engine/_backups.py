@@ -122,6 +122,15 @@ class ProfileCheck(Protocol):
     def check(self, profiles: list[str], project: str = "default") -> None: ...
 
 
+class ProjectLimits(Protocol):
+    """The projects service: its ``limits.*`` for a new instance."""
+
+    lock: Any
+
+    def check_instance(self, project: str, config: dict[str, str], *,
+                       replacing: str | None = None) -> None: ...
+
+
 def _backup_url(key: str, backup: str) -> str:
     return instance_url(key, f"/backups/{quote(backup, safe='')}")
 
@@ -165,7 +174,9 @@ class Backups:
                  instances: BackupTarget, images: BackupImages, profiles: ProfileCheck,
                  validate_devices: Callable[[Any], dict[str, dict[str, str]]],
                  operations: Operations, events: EventBus,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 projects: ProjectLimits | None = None) -> None:
+        self._projects = projects
         self._store = store
         self._paths = paths
         self._runs = runs
@@ -727,7 +738,10 @@ class Backups:
         self._store.backups.begin_import(key)
         failpoint("backup-import.after-begin")
         try:
-            self._store.add_instance(inst)
+            with self._projects.lock if self._projects else contextlib.nullcontext():
+                if self._projects is not None:  # limits.instances, limits.memory...
+                    self._projects.check_instance(inst.project, inst.config)
+                self._store.add_instance(inst)
             for s in snaps:
                 self._store.snapshots.add(s)
             failpoint("backup-import.after-rows")

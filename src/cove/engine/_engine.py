@@ -139,7 +139,8 @@ class Engine:
                                instances=self.instances, images=self.images,
                                profiles=self.profiles,
                                validate_devices=self.instances.validate_devices,
-                               operations=self.operations, events=self.events, clock=clock)
+                               operations=self.operations, events=self.events, clock=clock,
+                               projects=self.projects)
         self._snapshot_schedule = SnapshotScheduler(self.store, self.snapshots,
                                                     self.instances.expanded_config, clock)
         self.console = Console(store=self.store, runtime=runtime, paths=paths)
