@@ -172,3 +172,11 @@ def test_increment_changes_and_deleted_paths(tmp_path: Path) -> None:
     for bad in (["../x"], ["/etc"], ["a//b"], [""], "a", [1]):
         with pytest.raises(BadRequest):
             check_deleted(bad)
+
+
+def test_an_optimized_backup_is_refused_before_anything(tmp_path: Path) -> None:
+    from cove.engine._backups import Backups
+
+    index = yaml.safe_load(_index(optimized=True, backend="zfs"))
+    with pytest.raises(BadRequest, match="optimized"):
+        Backups._import_key(object.__new__(Backups), index, "", "default")

@@ -627,6 +627,10 @@ class Backups:
     def _import_key(self, index: dict[str, Any], name: str, project: str) -> str:
         if index.get("type", "container") != "container":
             raise BadRequest("Only container backups can be imported: cove runs containers")
+        if index.get("optimized"):
+            raise BadRequest(f"An optimized backup (made with --optimized-storage on a "
+                             f"{index.get('backend') or 'storage'} pool) holds that driver's "
+                             "own format; cove imports the plain (dir) one")
         plain = name or index.get("name")
         if not isinstance(plain, str):
             raise BadRequest("backup/index.yaml: 'name' must be a string")
