@@ -175,8 +175,8 @@ def test_increment_changes_and_deleted_paths(tmp_path: Path) -> None:
 
 
 def test_an_optimized_backup_is_refused_before_anything(tmp_path: Path) -> None:
-    from cove.engine._backups import Backups
+    from cove.engine._backup_import import BackupImports
 
     index = yaml.safe_load(_index(optimized=True, backend="zfs"))
     with pytest.raises(BadRequest, match="optimized"):
-        Backups._import_key(object.__new__(Backups), index, "", "default")
+        BackupImports._import_key(object.__new__(BackupImports), index, "", "default")

@@ -37,9 +37,11 @@ from cove.model.errors import BadRequest
 from cove.storage._extract import _TAR_ERRORS, Budget, Extractor, HashingReader, decompressed
 from cove.storage.safefs import RootFS
 
-__all__ = ["COMPRESSIONS", "BackupExtractor", "compression_of", "make_tarball",
+__all__ = ["COMPRESSIONS", "POOL", "BackupExtractor", "compression_of", "make_tarball",
            "read_index", "write_yaml"]
 
+#: cove's one storage pool (what index.yaml and the root disk name)
+POOL = "default"
 #: compression_algorithm -> the program tar pipes through ("" for none).
 COMPRESSIONS = {"none": "", "gzip": "gzip", "bzip2": "bzip2", "xz": "xz"}
 #: the most a YAML file of a backup may hold (LXD's are a few KiB)
