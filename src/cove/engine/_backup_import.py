@@ -21,6 +21,7 @@ from cove.engine._backup_archive import POOL, BackupExtractor, read_index
 from cove.engine._backup_incremental import BACKUP_ID_KEY, check_deleted
 from cove.engine._failpoints import failpoint
 from cove.engine._runs import Paths, RunTable
+from cove.engine._snapshots import _tree_size as tree_size
 from cove.engine._snapshots import copy_tree
 from cove.engine.events import EventBus
 from cove.engine.operations import Operation, Operations
@@ -323,6 +324,8 @@ class BackupImports:
         if d.exists():  # left by a crash; no row owns it
             shutil.rmtree(d)
         op.progress("Creating the instance", 90)
+        for s in snaps:  # what ``lxc info`` shows, as for a snapshot taken here
+            s.size = tree_size(new / "snapshots" / s.dir / "upper")
         os.rename(new, d)
         self._store.backups.begin_import(key)
         failpoint("backup-import.after-begin")
