@@ -87,7 +87,8 @@ async def _export(request: web.Request) -> web.StreamResponse:
     loop = asyncio.get_running_loop()
     pool = request.app[EXECUTOR]
     try:
-        size = os.fstat(f.fileno()).st_size
+        size = f.seek(0, os.SEEK_END)
+        f.seek(0)
         resp = web.StreamResponse(headers={"Content-Length": str(size),
                                            "Content-Disposition": "inline;filename=backup"})
         resp.content_type = "application/octet-stream"
