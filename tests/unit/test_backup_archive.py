@@ -88,6 +88,8 @@ def test_a_good_backup_unpacks_into_its_trees(tmp_path: Path) -> None:
     ([(f"{R}/../../../x", b"x", tarfile.REGTYPE)], "'..'"),
     ([(f"{R}/h", f"{R}/../../../../etc/passwd", tarfile.LNKTYPE)], "'..'"),
     ([(f"{R}/h", "/etc/passwd", tarfile.LNKTYPE)], "etc/passwd"),
+    ([("backup/snapshots/s1/rootfs/x", b"x", tarfile.REGTYPE),
+      (f"{R}/h", "backup/snapshots/s1/rootfs/x", tarfile.LNKTYPE)], "another tree"),
     ([("backup/other/x", b"x", tarfile.REGTYPE)], "backup/other/x"),
     ([("backup/snapshots/zz/rootfs/x", b"x", tarfile.REGTYPE)], "zz"),
     ([("backup/index.yaml", "/etc/passwd", tarfile.SYMTYPE)], "file or directory"),
@@ -106,7 +108,7 @@ def test_hostile_members_are_refused_by_name(tmp_path: Path, members: list[tuple
         return
     with pytest.raises(BadRequest) as e:
         read_index(t)
-        _unpack(tmp_path, t)
+        _unpack(tmp_path, t, ("s1",))
     assert needle in e.value.message
 
 

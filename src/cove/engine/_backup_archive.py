@@ -198,9 +198,17 @@ class BackupExtractor(Extractor):
 
     def _member(self, tar: tarfile.TarFile, m: tarfile.TarInfo) -> None:
         parts = _parts(m.name)
-        if m.islnk():
-            _parts(m.linkname)
         view, _ = self._view(parts, m.isdir())
+        if m.islnk():
+            try:
+                target = self._view(_parts(m.linkname), False)[0]
+            except BadRequest as exc:
+                raise BadRequest(f"backup member {m.name!r}: a hard link to "
+                                 f"{m.linkname!r}: {exc.message}") from None
+            if target is not view:
+                # one inode in two trees: a write in the instance would change its snapshot
+                raise BadRequest(f"backup member {m.name!r}: a hard link to {m.linkname!r}, "
+                                 "in another tree")
         if view is self.raw and not (m.isdir() or m.isreg()):
             raise BadRequest(f"backup member {m.name!r}: must be a file or directory")
         if view is self.raw and m.isreg() and m.size > MAX_YAML:
