@@ -78,6 +78,9 @@ def test_incremental_chain(api: Api, coved: Coved) -> None:
     api.made.append(copy)
     api.file_put(name, "/root/a", b"a1\n")
     api.file_put(name, "/root/b", b"b\n")
+    api.request("POST", f"/1.0/instances/{name}/files?path=/root/d",
+                headers={"X-LXD-type": "directory"})
+    api.file_put(name, "/root/d/f", b"in a dir\n")
     work = mkroot("incr")
     try:
         _cove(coved, "export", name, str(work / "base.tar.gz"), "--keep", "b0")
@@ -88,6 +91,10 @@ def test_incremental_chain(api: Api, coved: Coved) -> None:
         assert api.request("DELETE", f"/1.0/instances/{name}/files?path=/root/b").status == 200
         assert api.request("DELETE",
                            f"/1.0/instances/{name}/files?path=/etc/inittab").status == 200
+        assert api.request("DELETE", f"/1.0/instances/{name}/files?path=/root/d/f").status \
+            == 200
+        assert api.request("DELETE", f"/1.0/instances/{name}/files?path=/root/d").status == 200
+        api.file_put(name, "/root/d", b"now a file\n")  # a directory that became a file
         _cove(coved, "export", name, str(work / "i1.tar.gz"), "--since", "b0", "--keep", "b1")
         got = _names(work / "i1.tar.gz")
         assert {"root/a", "root/new"} <= got and "bin/busybox" not in got, got
@@ -95,7 +102,7 @@ def test_incremental_chain(api: Api, coved: Coved) -> None:
             f = tar.extractfile("backup/index.yaml")
             assert f is not None
             index = yaml.safe_load(f.read())
-        assert set(index["cove_deleted"]) == {"root/b", "etc/inittab"}
+        assert set(index["cove_deleted"]) == {"root/b", "etc/inittab", "root/d/f"}
         assert index["cove_since"] and index["cove_backup_id"] != index["cove_since"]
         assert (work / "i1.tar.gz").stat().st_size * 10 < (work / "base.tar.gz").stat().st_size
         assert api.request("DELETE", f"/1.0/instances/{name}/files?path=/root/new").status == 200
@@ -108,6 +115,7 @@ def test_incremental_chain(api: Api, coved: Coved) -> None:
         assert api.file_get(copy, "/root/a").body == b"a2, changed\n"
         assert api.file_get(copy, "/root/new").body == b"new\n"
         assert api.file_get(copy, "/root/b").status == 404
+        assert api.file_get(copy, "/root/d").body == b"now a file\n"
         _cove(coved, "import", str(work / "i2.tar.gz"), copy)
         assert api.file_get(copy, "/root/new").status == 404
         # the whole trees agree: a full export of each

@@ -168,6 +168,12 @@ class BackupImports:
         try:
             op.progress("Copying the upper layer", 0)
             copy_tree(d / "upper", new)
+            # deletions first: a directory that became a file is then empty
+            # when the file replaces it
+            with RootFS(new) as fs:
+                for p in deleted:
+                    with contextlib.suppress(NotFound):
+                        fs.remove("/" + p, recursive=True)
             stage.mkdir(mode=0o700)
             ex = BackupExtractor(stage, self._images.budget(op), _no_snapshots, upper=new)
             try:
@@ -179,10 +185,6 @@ class BackupImports:
                 conf = index.get("config") or ex.read_meta("container", "backup.yaml") or {}
             finally:
                 ex.close()
-            with RootFS(new) as fs:
-                for p in deleted:
-                    with contextlib.suppress(NotFound):
-                        fs.remove("/" + p, recursive=True)
             inst = self._store.get_instance(key)
             c = conf.get("container") if isinstance(conf, dict) else None
             settings = self._settings(c, inst.project, "container") if isinstance(c, dict) \
