@@ -21,10 +21,10 @@ from cove.model.projects import split_alias, split_key
 from cove.model.records import Alias, Image, Instance, Lease, Network
 from cove.model.states import Status
 from cove.model.trust import Certificate
+from cove.store._backups import BackupRows
 from cove.store._conn import Database
 from cove.store._profiles import ProfileRows
 from cove.store._projects import ProjectRows
-from cove.store._backups import BackupRows
 from cove.store._snapshots import SnapshotRows
 from cove.store._volumes import VolumeRows
 
