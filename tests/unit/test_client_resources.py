@@ -643,8 +643,8 @@ def test_every_driver_performs_every_step() -> None:
     from cove.client.drivers import cli, local
 
     steps = set(typing.get_args(s.Step)) - {s.Sleep, s.HashFile}
-    assert len(steps) == 59  # 34, profiles (6), resources, metrics, storage (7), snapshots (6),
-    # copies (2), publish and export (2)
+    assert len(steps) == 65  # 34, profiles (6), resources, metrics, storage (7), snapshots (6),
+    # copies (2), publish and export (2), backups (6)
     for table in (_rest_steps._PERFORM, cli._PERFORM, local._PERFORM):
         assert set(table) == steps
 

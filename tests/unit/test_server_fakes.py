@@ -53,7 +53,7 @@ from cove.engine._storage import Storage
 from cove.model.config import resources_from_config, validate_config
 from cove.model.errors import BadRequest, Conflict, NotFound
 from cove.model.projects import instance_key, instance_url
-from cove.model.records import Alias, Image, Instance, Lease, Network, Snapshot
+from cove.model.records import Alias, Backup, Image, Instance, Lease, Network, Snapshot
 from cove.model.states import Status
 from cove.network.model import validate_network_config, validate_network_name
 from cove.server import make_app
@@ -801,6 +801,81 @@ class FakePublisher:
         img = self._images.get(fingerprint, project=project)
         return [ExportPart(n, f, len(b), functools.partial(io.BytesIO, b))
                 for n, f, b in self.exports.get(img.fingerprint, [])]
+class FakeBackups:
+    """``BackupsAPI`` in memory: ``by_key`` maps (instance key, name) to the
+    record and ``data`` to its tarball's bytes; ``imported`` records each import."""
+
+    def __init__(self, operations: Operations, instances: FakeInstances) -> None:
+        self.by_key: dict[tuple[str, str], Backup] = {}
+        self.data: dict[tuple[str, str], bytes] = {}
+        self.imported: list[tuple[bytes, str, str, str]] = []
+        self._operations = operations
+        self._instances = instances
+
+    def all(self, name: str, *, project: str = "default") -> list[Backup]:
+        key = self._instances.get(name, project=project).name
+        return [b for (k, _), b in sorted(self.by_key.items()) if k == key]
+
+    def get(self, name: str, backup: str, *, project: str = "default") -> Backup:
+        key = self._instances.get(name, project=project).name
+        try:
+            return self.by_key[(key, backup)]
+        except KeyError:
+            raise NotFound(f"Backup not found: {backup}") from None
+
+    def open(self, name: str, backup: str, *, project: str = "default") -> BinaryIO:
+        import io
+
+        b = self.get(name, backup, project=project)
+        return io.BytesIO(self.data.get((b.instance, b.name), b""))
+
+    def _op(self, key: str, fn: Callable[[Operation], Any]) -> Operation:
+        return self._operations.run(fn, description="Backup",
+                                    resources={"instances": [instance_url(key)]},
+                                    lock=f"instance:{key}")
+
+    def create(self, name: str, backup: str = "", *, project: str = "default",
+               expires_at: float = 0.0, instance_only: bool = False,
+               optimized_storage: bool = False, compression: str = "",
+               since: str = "") -> Operation:
+        inst = self._instances.get(name, project=project)
+        backup = backup or f"backup{len(self.all(name, project=project))}"
+        if "/" in backup:
+            raise BadRequest("Backup names may not contain slashes")
+        if (inst.name, backup) in self.by_key:
+            raise Conflict(f"Backup {backup!r} already exists")
+        record = Backup(instance=inst.name, name=backup, file="f" + backup,
+                        created_at=1700000001.0, expires_at=expires_at,
+                        instance_only=instance_only, compression=compression or "gzip")
+
+        def work(op: Operation) -> Backup:
+            self.by_key[(inst.name, backup)] = record
+            self.data[(inst.name, backup)] = b"tarball of " + inst.name.encode()
+            return record
+        return self._op(inst.name, work)
+
+    def rename(self, name: str, backup: str, new_name: str, *,
+               project: str = "default") -> Operation:
+        b = self.get(name, backup, project=project)
+
+        def work(op: Operation) -> None:
+            del self.by_key[(b.instance, backup)]
+            b.name = new_name
+            self.by_key[(b.instance, new_name)] = b
+        return self._op(b.instance, work)
+
+    def delete(self, name: str, backup: str, *, project: str = "default") -> Operation:
+        b = self.get(name, backup, project=project)
+        return self._op(b.instance, lambda op: self.by_key.pop((b.instance, backup)))
+
+    def import_file(self, path: Path, *, name: str = "", pool: str = "",
+                    project: str = "default") -> Operation:
+        data = path.read_bytes()
+        path.unlink()
+        if not data.startswith(b"\x1f\x8b"):
+            raise BadRequest("not a valid backup archive")
+        self.imported.append((data, name, pool, project))
+        return self._op(instance_key(project, name or "imported"), lambda op: None)
 
 
 class FakeSnapshots:
@@ -921,6 +996,7 @@ class FakeEngine:
         self.copies = FakeCopies(self.operations, self.instances)
         self.apps = FakeApps(self.instances)
         self.publisher = FakePublisher(self.operations, self.images)
+        self.backups = FakeBackups(self.operations, self.instances)
         self.projects = Projects(self.store, self.operations, self.events)
         self.profiles.bind_projects(self.projects.profiles_project)
         self.projects.bind(self.profiles)

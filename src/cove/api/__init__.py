@@ -14,6 +14,12 @@ model records (``instance(inst)``, ``image(img)``...), which need the records
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from cove.api._backups import (
+        InstanceBackup,
+        InstanceBackupPost,
+        InstanceBackupsPost,
+        backup,
+    )
     from cove.api._console import InstanceConsolePost
     from cove.api._copies import InstanceRebuildPost
     from cove.api._envelope import async_envelope, error_envelope, sync_envelope
@@ -113,6 +119,9 @@ __all__ = [
     "ImagePut",
     "ImagesPostPublish",
     "Instance",
+    "InstanceBackup",
+    "InstanceBackupPost",
+    "InstanceBackupsPost",
     "InstanceConsolePost",
     "InstanceExecPost",
     "InstancePost",
@@ -151,6 +160,7 @@ __all__ = [
     "alias",
     "alias_object",
     "async_envelope",
+    "backup",
     "certificate",
     "certificate_object",
     "error_envelope",
@@ -181,6 +191,7 @@ __all__ = [
 # used, so a caller pays only for what it touches (the CLI's create pays for
 # ``_instances``, never for ``_objects``, which imports the model records).
 _MODULES = {
+    "_backups": ("InstanceBackup", "InstanceBackupPost", "InstanceBackupsPost", "backup"),
     "_console": ("InstanceConsolePost",),
     "_copies": ("InstanceRebuildPost",),
     "_envelope": ("async_envelope", "error_envelope", "sync_envelope"),

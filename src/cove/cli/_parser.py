@@ -92,6 +92,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "session": ("session",),
     "publish": ("publish",),
     "stack": ("up", "down", "ps", "stack"),
+    "backup": ("export", "import", "backup"),
 }
 
 VALUED = ("--root", "--project")  # global options that take the next word

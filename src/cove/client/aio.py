@@ -34,6 +34,7 @@ from cove.client._exec import CommandNotFound, ExecResult
 from cove.client._flow import adrive
 from cove.client._http import ConnectionFailed, Response, parse_envelope, with_project
 from cove.client._rest import default_socket_path
+from cove.client.drivers import _backup_flows as backup_flows
 from cove.client.drivers import _copy_flows as copy_flows
 from cove.client.drivers import _host as host
 from cove.client.drivers import _profiles as profile_flows
@@ -344,6 +345,26 @@ class AsyncRestDriver:
 
     async def rebuild(self, name: str, image: str = "") -> None:
         await self._run(copy_flows.rebuild_instance(name, image))
+    # -- backups (as ``Driver``'s) ---------------------------------------------------------------
+    async def backups(self, name: str) -> list[api.InstanceBackup]:
+        return await self._run(backup_flows.backups(name))
+
+    async def backup(self, name: str, backup: str) -> api.InstanceBackup:
+        return await self._run(backup_flows.backup(name, backup))
+
+    async def create_backup(self, name: str, backup: str, *,
+                            instance_only: bool = False) -> api.InstanceBackup:
+        return await self._run(backup_flows.create_backup(name, backup,
+                                                          instance_only=instance_only))
+
+    async def delete_backup(self, name: str, backup: str) -> None:
+        await self._run(backup_flows.delete_backup(name, backup))
+
+    async def export_instance(self, name: str, path: str, *, instance_only: bool = False) -> None:
+        await self._run(backup_flows.export_instance(name, path, instance_only=instance_only))
+
+    async def import_instance(self, path: str, name: str) -> None:
+        await self._run(backup_flows.import_instance(path, name))
 
     # -- storage -------------------------------------------------------------------------------
     async def storage_pools(self) -> list[api.StoragePool]:

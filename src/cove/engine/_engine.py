@@ -12,6 +12,7 @@ small ``Protocol``s of ``cove.engine.ports`` where a fake is useful):
 * ``snapshots`` — instance snapshots (``_snapshots``);
 * ``copies`` — copies of instances and snapshots, rebuilds (``_copies``);
 * ``apps`` — the app-stack keys: dependencies, readiness, health, restarts (``_deps``);
+* ``backups`` — instance backups and importing them (``_backups``);
 * ``storage`` — the default pool, custom volumes, disk devices' mounts;
 * ``trust`` — the server's certificate and config, trusted clients;
 * ``metrics`` and ``resources`` — ``/1.0/metrics`` and ``/1.0/resources``;
@@ -29,7 +30,9 @@ Layout of a root::
     images/<fp>/rootfs      image layers (read-only lower dirs)
     instances/<name>/       upper/, work/, rootfs/ (overlay mount), config.json,
                             console.log (conmon's k8s-file log), logs/ (exec outputs),
-                            snapshots/<id>/upper (``_snapshots``)
+                            snapshots/<id>/upper (``_snapshots``), backups/<id>
+                            (tarballs, ``_backups``), empty/ (the lower layer of an
+                            instance imported from a backup)
     run/                    runtime state (runc/, exits/, pids/); may vanish
     tmp/                    uploads in flight
     storage/custom/<vol>/   custom storage volumes (``_storage``)
@@ -46,6 +49,7 @@ from typing import Any
 
 from cove import __version__
 from cove.engine._access import Access
+from cove.engine._backups import Backups
 from cove.engine._console import Console
 from cove.engine._copies import Copies
 from cove.engine._deps import AppStack
@@ -154,6 +158,12 @@ class Engine:
         self.publisher = Publisher(store=self.store, paths=paths, runs=runs, runtime=runtime,
                                    instances=self.instances, images=self.images,
                                    operations=self.operations, clock=clock)
+        self.backups = Backups(store=self.store, paths=paths, runs=runs, runtime=runtime,
+                               instances=self.instances, images=self.images,
+                               profiles=self.profiles,
+                               validate_devices=self.instances.validate_devices,
+                               operations=self.operations, events=self.events, clock=clock,
+                               projects=self.projects)
         self._snapshot_schedule = SnapshotScheduler(self.store, self.snapshots,
                                                     self.instances.expanded_config, clock)
         self.console = Console(store=self.store, runtime=runtime, paths=paths)
@@ -189,6 +199,11 @@ class Engine:
         self._nics.resume(self._runs.running())  # forwarders adopted, restarted or stopped
         self._snapshot_schedule.start()  # after autostart: @startup sees them running
         self.apps.resume()  # health checks; ordered starts a killed coved left
+        self.backups.sweep()  # before the reconciler: staging mounts go first
+        self._reconciler.run()
+        self._nics.resume(self._runs.running())  # forwarders adopted, restarted or stopped
+        self._snapshot_schedule.start()  # after autostart: @startup sees them running
+        self.backups.start()  # expired backups are removed (LXD's backups expiry task)
 
     def server_environment(self) -> dict[str, Any]:
         """The ``environment`` part of ``GET /1.0``."""
@@ -227,6 +242,7 @@ class Engine:
         self._closed = True
         self._snapshot_schedule.close()
         self.apps.close()
+        self.backups.close()
         self.instances.close()
         self.networks.close()  # bridges and dnsmasqs go when nothing runs
         self.store.close()

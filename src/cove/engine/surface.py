@@ -23,13 +23,14 @@ from cove.engine.types import ConsoleSession, ExecSession, FileInfo
 from cove.model.disks import Volume
 from cove.model.profiles import Profile
 from cove.model.projects import Project
-from cove.model.records import Alias, Image, Instance, Lease, Network, Snapshot
+from cove.model.records import Alias, Backup, Image, Instance, Lease, Network, Snapshot
 from cove.model.trust import Certificate
 from cove.storage.export import ExportPart
 
 __all__ = [
     "AccessAPI",
     "AppsAPI",
+    "BackupsAPI",
     "ConsoleAPI",
     "CopiesAPI",
     "EngineAPI",
@@ -514,6 +515,42 @@ class CopiesAPI(Protocol):
                 project: str = "default") -> Operation:
         """A stopped instance's new, empty upper layer on another image (or
         none). Not idempotent. Raises: BadRequest, NotFound, Conflict."""
+class BackupsAPI(Protocol):
+    """What the server and the local driver call on ``engine.backups``."""
+
+    def all(self, name: str, *, project: str = "default") -> list[Backup]:
+        """The instance's backups, oldest first. Raises: NotFound."""
+        ...
+
+    def get(self, name: str, backup: str, *, project: str = "default") -> Backup:
+        """Raises: NotFound (the instance or the backup)."""
+        ...
+
+    def open(self, name: str, backup: str, *, project: str = "default") -> BinaryIO:
+        """The tarball, open for reading (the caller closes it). Raises: NotFound."""
+        ...
+
+    def create(self, name: str, backup: str = "", *, project: str = "default",
+               expires_at: float = 0.0, instance_only: bool = False,
+               optimized_storage: bool = False, compression: str = "",
+               since: str = "") -> Operation:
+        """Make one (``backup`` "": ``backupN``; ``since``: an increment). Not idempotent.
+        Raises: BadRequest, NotFound, Conflict."""
+        ...
+
+    def rename(self, name: str, backup: str, new_name: str, *,
+               project: str = "default") -> Operation:
+        """Raises: BadRequest, NotFound, Conflict."""
+        ...
+
+    def delete(self, name: str, backup: str, *, project: str = "default") -> Operation:
+        """Not idempotent. Raises: NotFound, Conflict (busy)."""
+        ...
+
+    def import_file(self, path: Path, *, name: str = "", pool: str = "",
+                    project: str = "default") -> Operation:
+        """A new instance from the backup tarball at ``path`` (taken over).
+        Raises: BadRequest, NotFound (pool), Conflict (the name is taken)."""
         ...
 
 
@@ -620,6 +657,8 @@ class EngineAPI(Protocol):
     def copies(self) -> CopiesAPI: ...
     @property
     def publisher(self) -> PublisherAPI: ...
+    @property
+    def backups(self) -> BackupsAPI: ...
     @property
     def trust(self) -> TrustAPI: ...
     @property

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from cove.model.states import Status
 
-__all__ = ["Alias", "Image", "Instance", "Snapshot"]
+__all__ = ["Alias", "Backup", "Image", "Instance", "Snapshot"]
 
 
 @dataclass
@@ -54,6 +54,23 @@ class Snapshot:
     architecture: str = "x86_64"
     image: str = ""
     size: int = 0  # bytes of the copied upper layer, measured when taken
+
+
+@dataclass
+class Backup:
+    """One backup of an instance as stored: a finished tarball in LXD's
+    layout under the instance's ``backups/`` named ``file`` (an id, so a
+    rename is one row update)."""
+
+    instance: str  # the instance's key
+    name: str
+    file: str
+    created_at: float = 0.0
+    expires_at: float = 0.0  # 0: never
+    instance_only: bool = False
+    optimized_storage: bool = False
+    compression: str = "gzip"
+    size: int = 0  # bytes of the tarball
 
 
 @dataclass

@@ -20,6 +20,7 @@ from cove.engine.surface import EngineAPI
 from cove.model.errors import CoveError, as_cove_error
 from cove.server import (
     render,
+    routes_backups,
     routes_console,
     routes_copies,
     routes_events,
@@ -175,7 +176,8 @@ def make_app(engine: EngineAPI, *, executor: ThreadPoolExecutor | None = None) -
     for module in (routes_server, routes_operations, routes_events, routes_images,
                    routes_instances, routes_state, routes_exec, routes_files, routes_logs,
                    routes_networks, routes_profiles, routes_projects, routes_storage,
-                   routes_trust, routes_metrics, routes_console, routes_snapshots, routes_copies):
+                   routes_trust, routes_metrics, routes_console, routes_snapshots, routes_copies,
+                   routes_backups):
         module.add_routes(app)
 
     app.on_shutdown.append(_close_websockets)

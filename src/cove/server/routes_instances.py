@@ -12,7 +12,7 @@ from cove.engine import Operation
 from cove.model.errors import PreconditionFailed
 from cove.model.projects import instance_key, instance_url, split_key
 from cove.model.records import Instance
-from cove.server import render
+from cove.server import render, routes_backups
 from cove.server.routes_common import (
     all_projects,
     call,
@@ -64,6 +64,8 @@ async def _snapshots(request: web.Request, inst: Instance) -> list[dict[str, Any
 
 
 async def _create(request: web.Request) -> web.Response:
+    if request.content_type == "application/octet-stream":  # a backup tarball: lxc import
+        return await routes_backups.import_backup(request)
     project = await check_project(request)
     req = api.InstancesPost.parse(await json_body(request))
     if req.source.type == "copy":  # routes_copies' engine service

@@ -73,6 +73,12 @@ API_EXTENSIONS: list[str] = [
     "snapshot_expiry_creation",        # expires_at in POST .../snapshots
     "snapshot_scheduling",             # snapshots.schedule, .stopped, .pattern (coved runs them)
     "snapshot_schedule_aliases",       # @hourly, @daily...
+    "container_backup",                # /1.0/instances/NAME/backups, import (routes_backups)
+    "backup_compression",              # backups compressed (gzip by default)
+    "backup_compression_algorithm",    # compression_algorithm: none, gzip, bzip2, xz
+    "container_backup_override_pool",  # import with X-LXD-pool
+    "backup_override_name",            # import with X-LXD-name
+    "cove_backup_incremental",         # cove_since: a backup of what changed; applied on import
     "snapshot_disk_usage",             # a snapshot's size
     "container_copy_project",          # a copy's source.project (another project's instance)
     "container_only_migration",        # a copy's source.instance_only (no snapshots)

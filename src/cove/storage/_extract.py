@@ -226,6 +226,8 @@ class Extractor:
     the image's root filesystem, as they will in the container).
     """
 
+    kind = "image"  # what errors call the archive
+
     def __init__(self, raw: RootFS, *, route_rootfs: bool, budget: Budget | None = None) -> None:
         self.raw = raw
         self.route_rootfs = route_rootfs
@@ -264,7 +266,7 @@ class Extractor:
                     tar.members.clear()  # type: ignore[attr-defined]  # not in typeshed
                     self._member(tar, member)
         except _TAR_ERRORS as exc:
-            raise BadRequest(f"{label}: not a valid image archive: {exc}") from None
+            raise BadRequest(f"{label}: not a valid {self.kind} archive: {exc}") from None
         # Directory mtimes last and deepest first: creating entries inside a
         # directory changes its mtime.
         for view, path, mtime in reversed(self._dir_times):
@@ -309,11 +311,11 @@ class Extractor:
             else:
                 log.debug("skipping %s in image (tar type %r)", m.name, m.type)
         except InternalError as exc:
-            raise InternalError(f"image member {m.name!r}: {exc.message}") from None
+            raise InternalError(f"{self.kind} member {m.name!r}: {exc.message}") from None
         except CoveError as exc:
             # A missing link target or a file where a directory should be is
             # a broken archive, not a missing resource: 400, naming the member.
-            raise BadRequest(f"image member {m.name!r}: {exc.message}") from None
+            raise BadRequest(f"{self.kind} member {m.name!r}: {exc.message}") from None
 
     def _directory(self, view: RootFS, vparts: list[str], m: tarfile.TarInfo) -> None:
         path = _path(vparts)

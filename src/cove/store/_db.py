@@ -22,6 +22,7 @@ from cove.model.records import Alias, Image, Instance, Lease, Network, Snapshot
 from cove.model.states import Status
 from cove.model.trust import Certificate
 from cove.store._app import AppIntentRows
+from cove.store._backups import BackupRows
 from cove.store._conn import Database
 from cove.store._profiles import ProfileRows
 from cove.store._projects import ProjectRows
@@ -129,6 +130,7 @@ class Store:
         self.volumes = VolumeRows(self.db)
         self.snapshots = SnapshotRows(self.db)
         self.app_intents = AppIntentRows(self.db)
+        self.backups = BackupRows(self.db)
 
     def close(self) -> None:
         self.db.close()
@@ -225,6 +227,8 @@ class Store:
                 # its snapshots' files live in its directory and move with it
                 db.execute("UPDATE instance_snapshots SET instance=? WHERE instance=?",
                            (new, old))
+                db.execute("UPDATE instance_backups SET instance=? WHERE instance=?",
+                           (new, old))
         except sqlite3.IntegrityError:
             raise Conflict(f"Instance already exists: {split_key(new)[1]}") from None
 
@@ -242,6 +246,7 @@ class Store:
         with self.db.tx() as db:
             db.execute("DELETE FROM instances WHERE name=?", (name,))
             db.execute("DELETE FROM instance_snapshots WHERE instance=?", (name,))
+            db.execute("DELETE FROM instance_backups WHERE instance=?", (name,))
 
     def set_instance_image(self, name: str, fingerprint: str) -> None:
         """The image an instance's upper layer lies on (a rebuild, a

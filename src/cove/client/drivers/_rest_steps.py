@@ -18,6 +18,7 @@ from urllib.parse import urlencode
 
 from cove import api
 from cove.client import _wire as wire
+from cove.client import _wire_backups as wb
 from cove.client import _wire_copies as wcopy
 from cove.client import _wire_publish as wpub
 from cove.client import _wire_snapshots as wsnap
@@ -25,6 +26,7 @@ from cove.client import _wire_storage as wstor
 from cove.client._http import Response
 from cove.client._rest import Operation
 from cove.client.drivers import _steps as s
+from cove.client.drivers import _steps_backups as sb
 from cove.client.drivers import _steps_copies as cp
 from cove.client.drivers import _steps_publish as sp
 from cove.client.drivers import _steps_snapshots as sn
@@ -175,7 +177,7 @@ def _publish(step: sp.PublishImage) -> HttpFlow[str]:
     return str(fp)
 
 
-def _export(step: sp.ExportImage) -> HttpFlow[list[str]]:
+def _export_image(step: sp.ExportImage) -> HttpFlow[list[str]]:
     # the whole-answer form; RestDriver and AsyncRestDriver stream instead
     # (drivers._export_stream)
     files = wpub.export_files((yield wpub.export_image(step.fingerprint)), step.fingerprint)
@@ -186,6 +188,29 @@ def _export(step: sp.ExportImage) -> HttpFlow[list[str]]:
             f.write(data)
         written.append(path)
     return written
+def _export_instance(step: sb.ExportInstance) -> HttpFlow[None]:
+    """``lxc export``: make, download (whole, then written), delete."""
+    op = yield from wait(wire.operation_of(
+        (yield wb.create_backup(step.name, instance_only=step.instance_only))))
+    made = str((op.get("resources") or {}).get("backups", [""])[0]).rsplit("/", 1)[-1]
+    if not made:
+        raise InternalError("the server named no backup")
+    try:
+        resp = yield wb.export_backup(step.name, made)
+        if resp.status >= 400:
+            wire.metadata(resp)  # raises the host's error
+        tmp = step.path + ".part"
+        with open(tmp, "wb") as f:
+            f.write(resp.body)
+        os.replace(tmp, step.path)
+    finally:
+        yield from _op(wb.delete_backup(step.name, made))
+
+
+def _import_backup(step: sb.ImportInstance) -> HttpFlow[None]:
+    with open(step.path, "rb") as f:
+        body = Upload(f, os.fstat(f.fileno()).st_size, None)
+        yield from _op(wb.import_backup(body, name=step.name, size=body.size))
 
 
 def _wait_op(step: s.WaitOperation) -> HttpFlow[dict[str, Any]]:
@@ -266,7 +291,14 @@ _PERFORM: dict[type, _Perform] = {
                                                         **st.post_args())),
     cp.RebuildInstance: lambda st: _op(wcopy.rebuild_instance(st.name, st.image)),
     sp.PublishImage: _publish,
-    sp.ExportImage: _export,
+    sp.ExportImage: _export_image,
+    sb.ListBackups: lambda st: _list(wb.backups(st.name), "backups"),
+    sb.GetBackup: lambda st: _get_or_none(wb.backup(st.name, st.backup), "backup"),
+    sb.CreateBackup: lambda st: _op(wb.create_backup(st.name, st.backup,
+                                                     instance_only=st.instance_only)),
+    sb.DeleteBackup: lambda st: _op(wb.delete_backup(st.name, st.backup)),
+    sb.ExportInstance: _export_instance,
+    sb.ImportInstance: _import_backup,
 }
 
 

@@ -16,6 +16,7 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from cove.client.drivers._steps_backups import BackupStep
 from cove.client.drivers._steps_copies import CopyStep
 from cove.client.drivers._steps_publish import PublishStep
 from cove.client.drivers._steps_snapshots import SnapshotStep
@@ -442,5 +443,6 @@ Step = (GetInstance | GetState | ListImages | Create | Update | Action | Delete 
         | CancelOperation | ListCertificates | GetCertificate | AddCertificate
         | DeleteCertificate | ListProfiles | GetProfile | CreateProfile | UpdateProfile
         | RenameProfile | DeleteProfile
-        | GetResources | GetMetrics | StorageStep | SnapshotStep | CopyStep | PublishStep)
+        | GetResources | GetMetrics | StorageStep | SnapshotStep | CopyStep | PublishStep
+        | BackupStep)
 Flow = Generator[Step, Any, T]

@@ -29,10 +29,11 @@ import hashlib
 import os
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from cove.client._flow import drive
+from cove.client.drivers import _backup_flows as backup_flows
 from cove.client.drivers import _copy_flows as copy_flows
 from cove.client.drivers import _host as host
 from cove.client.drivers import _profiles as profile_flows
@@ -40,6 +41,7 @@ from cove.client.drivers import _publish_flows as publish_flows
 from cove.client.drivers import _resources as resources
 from cove.client.drivers import _snapshot_flows as snapshot_flows
 from cove.client.drivers import _storage_flows as storage
+from cove.client.drivers._event_stream import EventStream
 from cove.client.drivers._flows import (
     PUT_FIELDS,
     WAIT_TARGETS,
@@ -554,6 +556,35 @@ class Driver(ABC):
         Raises: NotFound, BadRequest (it runs: stop it first).
         """
         self._run(copy_flows.rebuild_instance(name, image))
+    # -- backups ------------------------------------------------------------------------
+    def backups(self, name: str) -> list[api.InstanceBackup]:
+        """The instance's backups kept on the host. Raises: NotFound."""
+        return self._run(backup_flows.backups(name))
+
+    def backup(self, name: str, backup: str) -> api.InstanceBackup:
+        """Raises: NotFound (the instance or the backup)."""
+        return self._run(backup_flows.backup(name, backup))
+
+    def create_backup(self, name: str, backup: str, *,
+                      instance_only: bool = False) -> api.InstanceBackup:
+        """Make backup ``backup`` unless it exists (then it is left as it is).
+        Raises: NotFound (the instance), BadRequest (a bad name)."""
+        return self._run(backup_flows.create_backup(name, backup, instance_only=instance_only))
+
+    def delete_backup(self, name: str, backup: str) -> None:
+        """Gone already: nothing. Raises: NotFound (the instance)."""
+        self._run(backup_flows.delete_backup(name, backup))
+
+    def export_instance(self, name: str, path: str, *, instance_only: bool = False) -> None:
+        """``lxc export``: the instance (and its snapshots) as LXD's backup
+        tarball at ``path``, a file here. Not idempotent (a new backup each
+        time). Raises: NotFound."""
+        self._run(backup_flows.export_instance(name, path, instance_only=instance_only))
+
+    def import_instance(self, path: str, name: str) -> None:
+        """``lxc import``: a new instance ``name`` from the backup tarball at
+        ``path``. Raises: Conflict (the name is taken), BadRequest (not a backup)."""
+        self._run(backup_flows.import_instance(path, name))
 
     # -- storage ------------------------------------------------------------------------
     def storage_pools(self) -> list[api.StoragePool]:
@@ -719,40 +750,6 @@ class Driver(ABC):
         from cove.client.stack import names
 
         return self._run(names())
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class EventStream(ABC):
-    """An open subscription to a host's events: iterate it (each item an
-    ``api.Event``, in the order the host sent them) and close it, or use it
-    as a context manager. Iteration ends when the host ends the stream."""
-
-    @abstractmethod
-    def get(self, timeout: float | None = None) -> api.Event | None:
-        """The next event, waiting up to ``timeout`` seconds (None: no limit);
-        None when the stream has ended.
-
-        Raises:
-            Timeout: no event came within ``timeout``.
-        """
-
-    @abstractmethod
-    def close(self) -> None:
-        """End the subscription (idempotent)."""
-
-    def __iter__(self) -> Iterator[api.Event]:
-        return self
-
-    def __next__(self) -> api.Event:
-        event = self.get()
-        if event is None:
-            raise StopIteration
-        return event
 
     def __enter__(self) -> Self:
         return self

@@ -44,6 +44,7 @@ from urllib.parse import quote
 
 from cove import api
 from cove.client import _wire as wire
+from cove.client import _wire_backups as wb
 from cove.client import _wire_copies as wcopy
 from cove.client import _wire_publish as wpub
 from cove.client import _wire_snapshots as wsnap
@@ -51,6 +52,7 @@ from cove.client import _wire_storage as wstor
 from cove.client._exec import CommandNotFound, ExecResult
 from cove.client._http import with_project
 from cove.client.drivers import _steps as s
+from cove.client.drivers import _steps_backups as sb
 from cove.client.drivers import _steps_copies as cp
 from cove.client.drivers import _steps_publish as sp
 from cove.client.drivers import _steps_snapshots as sn
@@ -260,7 +262,7 @@ class CliDriver(Driver):
         if step.progress:
             step.progress(Progress("upload", 100))
 
-    def _export(self, step: sp.ExportImage) -> list[str]:
+    def _export_image(self, step: sp.ExportImage) -> list[str]:
         """``image export FP DIR/`` (staged where the command runs, as an
         import is); the files it wrote, copied back."""
         local = Path(step.directory)
@@ -274,6 +276,26 @@ class CliDriver(Driver):
                     if name.startswith(mine):
                         outer.download_file(posixpath.join(there, name), local / name)
         return sorted(str(local / n) for n in os.listdir(local) if n.startswith(mine))
+    def _export_instance(self, step: sb.ExportInstance) -> None:
+        """``lxc export`` (or ``cove export``) into a staging file, then here."""
+        local = Path(step.path)
+        with self.staged(local) as (there, outer):
+            dst = there if outer is None else posixpath.join(there, local.name)
+            self.run("export", self.target(step.name), dst,
+                     *(["--instance-only"] if step.instance_only else []))
+            if outer is not None:
+                outer.download_file(dst, local)
+
+    def _import_backup(self, step: sb.ImportInstance) -> None:
+        local = Path(step.path)
+        with self.staged(local) as (there, outer):
+            src = there
+            if outer is not None:
+                src = posixpath.join(there, local.name)
+                outer.upload_file(local, src)
+            cove = posixpath.basename(self.command[0]) == "cove"
+            self.run("import", *([] if cove or not self.remote else [f"{self.remote}:"]),
+                     src, step.name)
 
     def _wait_operation(self, step: s.WaitOperation) -> Any:
         return self._or_missing(
@@ -366,6 +388,13 @@ def _snapshots(d: CliDriver, name: str) -> list[Any]:
     return list(found) if isinstance(found, list) else []
 
 
+def _backups(d: CliDriver, name: str) -> list[Any]:
+    """The instance's backups; NotFound when there is no such instance."""
+    found = d._or_missing(wb.backups(name), lambda: d.find_instance(name) is None,
+                          f"Instance {name}")
+    return list(found) if isinstance(found, list) else []
+
+
 _PERFORM: dict[type, Callable[[CliDriver, Any], Any]] = {
     s.GetInstance: lambda d, st: d.find_instance(st.name),
     s.GetState: _state,
@@ -443,5 +472,13 @@ _PERFORM: dict[type, Callable[[CliDriver, Any], Any]] = {
                                                                   **st.post_args())),
     cp.RebuildInstance: lambda d, st: _change(d, wcopy.rebuild_instance(st.name, st.image)),
     sp.PublishImage: _publish,
-    sp.ExportImage: CliDriver._export,
+    sp.ExportImage: CliDriver._export_image,
+    sb.ListBackups: lambda d, st: _backups(d, st.name),
+    sb.GetBackup: lambda d, st: next((x for x in _backups(d, st.name)
+                                      if x.get("name") == st.backup), None),
+    sb.CreateBackup: lambda d, st: _change(d, wb.create_backup(
+        st.name, st.backup, instance_only=st.instance_only)),
+    sb.DeleteBackup: lambda d, st: _change(d, wb.delete_backup(st.name, st.backup)),
+    sb.ExportInstance: CliDriver._export_instance,
+    sb.ImportInstance: CliDriver._import_backup,
 }

@@ -29,6 +29,7 @@ from cove import api
 from cove.client import _wire_copies as wcopy
 from cove.client._wire_publish import safe_filename
 from cove.client.drivers import _steps as s
+from cove.client.drivers import _steps_backups as sb
 from cove.client.drivers import _steps_copies as cp
 from cove.client.drivers import _steps_publish as sp
 from cove.client.drivers import _steps_snapshots as sn
@@ -190,6 +191,27 @@ class LocalDriver(EventDriver):
         return [api.snapshot(s, inst)
                 for s in self.engine.snapshots.all(name, project=self.project)]
 
+    def _export(self, step: sb.ExportInstance) -> None:
+        op = self.engine.backups.create(step.name, project=self.project,
+                                        instance_only=step.instance_only)
+        self._wait(op)
+        made = str(op.resources["backups"][0]).rsplit("/", 1)[-1]
+        try:
+            tmp = step.path + ".part"
+            with self.engine.backups.open(step.name, made, project=self.project) as src, \
+                    open(tmp, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+            os.replace(tmp, step.path)
+        finally:
+            self._wait(self.engine.backups.delete(step.name, made, project=self.project))
+
+    def _import_backup(self, step: sb.ImportInstance) -> None:
+        # the engine takes its file over: hand it a copy in the root's tmp/
+        spool = self.engine.root / "tmp" / f"backup-{os.getpid()}-{id(step)}"
+        shutil.copyfile(step.path, spool)
+        self._wait(self.engine.backups.import_file(spool, name=step.name,
+                                                   project=self.project))
+
     def _volume(self, pool: str, name: str) -> dict[str, Any]:
         storage = self.engine.storage
         return api.storage_volume(storage.volume(pool, name),
@@ -236,7 +258,7 @@ def _publish(d: LocalDriver, st: sp.PublishImage) -> str:
     return str(op.metadata["fingerprint"])
 
 
-def _export(d: LocalDriver, st: sp.ExportImage) -> list[str]:
+def _export_image(d: LocalDriver, st: sp.ExportImage) -> list[str]:
     """Each part streamed into its file (a flattened one straight from tar)."""
     written = []
     for part in d.engine.publisher.export(st.fingerprint, project=d.project):
@@ -344,5 +366,15 @@ _PERFORM: dict[type, Callable[[LocalDriver, Any], Any]] = {
     cp.RebuildInstance: lambda d, st: d._wait(d.engine.copies.rebuild(
         st.name, wcopy.rebuild_source(st.image), project=d.project)),
     sp.PublishImage: _publish,
-    sp.ExportImage: _export,
+    sp.ExportImage: _export_image,
+    sb.ListBackups: lambda d, st: [api.backup(b) for b in d.engine.backups.all(
+        st.name, project=d.project)],
+    sb.GetBackup: lambda d, st: _or_none(lambda: api.backup(d.engine.backups.get(
+        st.name, st.backup, project=d.project))),
+    sb.CreateBackup: lambda d, st: d._wait(d.engine.backups.create(
+        st.name, st.backup, project=d.project, instance_only=st.instance_only)),
+    sb.DeleteBackup: lambda d, st: d._wait(d.engine.backups.delete(
+        st.name, st.backup, project=d.project)),
+    sb.ExportInstance: lambda d, st: d._export(st),
+    sb.ImportInstance: lambda d, st: d._import_backup(st),
 }
