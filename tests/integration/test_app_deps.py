@@ -214,13 +214,20 @@ def test_reboot_autostart_honours_the_order(daemon: Coved) -> None:
                             "boot.autostart": "true"})
     always = new_name("always")  # no boot.autostart: its restart policy brings it back
     api.create(always, config={"cove.cmd": "sleep 1000", "cove.restart": "always"})
+    # unless-stopped: back when it ran at the reboot, not when a client stopped it
+    kept, stopped = new_name("unless"), new_name("unless")
+    for name in (kept, stopped):
+        api.create(name, config={"cove.cmd": "sleep 1000", "cove.restart": "unless-stopped"})
+        api.action(name, "start")
+    api.action(stopped, "stop", force=True)
     api.action(top, "start")
     _reboot(daemon)
     daemon.start(timeout=60)
     assert api.status(db) == "Running" and api.status(top) == "Running"
     assert uptime(api, top, "/tmp/t0") >= uptime(api, db, "/tmp/ready")
     assert api.status(always) == "Running"
-    remove_top_down(api, top, db, always)
+    assert api.status(kept) == "Running" and api.status(stopped) == "Stopped"
+    remove_top_down(api, top, db, always, kept, stopped)
     assert_no_leaks(daemon.root)
 
 

@@ -77,8 +77,11 @@ class Reconciler:
         self._networks.startup()  # networks up, leaked NICs/leases/rules gone, before autostart
         for name in lost:
             was = known.get(name)
-            if was is not None and truthy(
-                    self._instances.expanded_config(was).get("boot.autostart")) \
+            conf = self._instances.expanded_config(was) if was is not None else {}
+            # running when the host lost it: boot.autostart, or Docker's
+            # unless-stopped (no client stopped it); ``always`` is the apps'
+            if (truthy(conf.get("boot.autostart"))
+                    or conf.get("cove.restart") == "unless-stopped") \
                     and self._store.get_instance(name).status is Status.STOPPED:
                 # (not when an autostarted dependent started it first: cove.depends)
                 log.info("autostarting %s", name)
