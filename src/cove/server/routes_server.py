@@ -74,6 +74,7 @@ API_EXTENSIONS: list[str] = [
     "snapshot_scheduling",             # snapshots.schedule, .stopped, .pattern (coved runs them)
     "snapshot_schedule_aliases",       # @hourly, @daily...
     "snapshot_disk_usage",             # a snapshot's size
+    "instances_state_selective_recursion",  # recursion=2;fields=state.network (cove list)
 ]
 
 
