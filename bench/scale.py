@@ -23,7 +23,8 @@ other, up to each N of ``--n``; at each step, with N running:
 * ``exec``: ``true`` through the API and through ``cove exec``;
 * ``memory``: host ``MemAvailable`` and ``Slab`` deltas from before the first
   launch, per container (includes conmon, the container's init, its cgroups,
-  overlay, veth, and coved's own growth);
+  overlay, veth, and coved's own growth; anything else the host starts
+  meanwhile counts too, so it means something on a quiet machine only);
 * ``coved``: its RSS, threads, fds, and its CPU when nothing is asked of it
   (``--idle`` seconds of utime + stime);
 * ``host``: the number of mounts in the host's mount table.
@@ -188,8 +189,10 @@ def step(cove: Cove, n: int, res: dict[str, Any], args: argparse.Namespace,
     idle = res.get("idle_median") or 0.0
     out: dict[str, Any] = {"n": n, "launched": len(lat)}
     if lat:
-        out["launch"] = {"median": statistics.median(lat), "p95": round(p95(lat), 2),
-                         "last50_median": statistics.median(lat[-50:]), "samples": lat}
+        out["launch"] = {"median": round(statistics.median(lat), 2),
+                         "p95": round(p95(lat), 2),
+                         "last50_median": round(statistics.median(lat[-50:]), 2),
+                         "samples": lat}
     pid = cove.cli.coved_pid()
     # Parallel launches: independent names on independent connections.
     if args.parallel:
@@ -322,7 +325,14 @@ def main(argv: list[str] | None = None) -> int:
     def save() -> None:
         out_file.write_text(json.dumps(res, indent=1))
 
-    base_mem = meminfo()
+    # The memory baseline is the host's before the first launch on this root,
+    # kept in the root so that a run continued with --root measures from it.
+    base_file = root / "scale-baseline.json"
+    if base_file.exists():
+        base_mem = json.loads(base_file.read_text())
+    else:
+        base_mem = meminfo()
+        base_file.write_text(json.dumps(base_mem))
     cove = Cove(root, tag, args.nic)
     kept = False
     try:
