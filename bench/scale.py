@@ -91,6 +91,10 @@ def p95(xs: list[float]) -> float:
     return statistics.quantiles(xs, n=20)[-1]
 
 
+def med(xs: Any) -> float:
+    return round(statistics.median(xs), 2)
+
+
 def timed(fn: Any, *args: Any) -> float:
     t = time.perf_counter()
     fn(*args)
@@ -203,28 +207,28 @@ def step(cove: Cove, n: int, res: dict[str, Any], args: argparse.Namespace,
         wall = time.perf_counter() - t
         out["parallel"] = {"count": len(par), "threads": args.threads,
                            "rate_per_s": round(len(par) / wall, 1),
-                           "median": statistics.median(par), "slowest": max(par),
+                           "median": med(par), "slowest": max(par),
                            "slowest_over_idle": round(max(par) / idle, 2) if idle else None,
                            "median_over_idle": round(statistics.median(par) / idle, 2)
                            if idle else None}
         cove.delete(names)
     # Listing.
-    out["list_cli"] = statistics.median(timed(cove.cli.do_list, "") for _ in range(args.reps))
-    out["list_api_r2"] = statistics.median(
+    out["list_cli"] = med(timed(cove.cli.do_list, "") for _ in range(args.reps))
+    out["list_api_r2"] = med(
         timed(cove.client.raw, "GET", "/1.0/instances?recursion=2") for _ in range(args.reps))
-    out["list_api_r1"] = statistics.median(
+    out["list_api_r1"] = med(
         timed(cove.client.raw, "GET", "/1.0/instances?recursion=1") for _ in range(args.reps))
     if "instances_state_selective_recursion" in (cove.client.server().get("api_extensions")
                                                  or []):
-        out["list_api_fields"] = statistics.median(
+        out["list_api_fields"] = med(
             timed(cove.client.raw, "GET",
                   "/1.0/instances?recursion=2%3Bfields%3Dstate.network")
             for _ in range(args.reps))
     # Exec.
     target = cove.names()[0]
-    out["exec_api"] = statistics.median(
+    out["exec_api"] = med(
         timed(cove.client.exec, target, ["true"]) for _ in range(args.reps))
-    out["exec_cli"] = statistics.median(
+    out["exec_cli"] = med(
         timed(cove.cli.do_exec, target) for _ in range(args.reps))
     # Memory, per container, from before the first launch.
     mem = meminfo()
@@ -256,9 +260,9 @@ def podman_run(art: Any, work: Path, tag: str, ns: list[int], reps: int) -> dict
                 lat.append(timed(pm.do_launch, pm.name(count)))
                 count += 1
             out["steps"].append({
-                "n": n, "launch_median": statistics.median(lat) if lat else None,
+                "n": n, "launch_median": med(lat) if lat else None,
                 "launch_p95": round(p95(lat), 2) if lat else None,
-                "list": statistics.median(timed(pm.do_list, "") for _ in range(reps))})
+                "list": med(timed(pm.do_list, "") for _ in range(reps))})
             log(f"podman at {n}: {out['steps'][-1]}")
         t = time.perf_counter()
         pm.delete_many([pm.name(i) for i in range(count)])
