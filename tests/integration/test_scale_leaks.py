@@ -96,6 +96,13 @@ def _round(d: Coved, before: dict[str, Any]) -> None:
         addrs = [a["address"] for a in state["network"].get("eth0", {}).get("addresses", [])
                  if a["family"] == "inet"]
         assert (len(addrs) == 1) is (n in with_nic), n
+    for n in sorted(with_nic)[:5]:  # the list's batched NIC state is the one-by-one state
+        one = d.api.state(n)["network"]["eth0"]
+        listed = full[n]["state"]["network"]["eth0"]
+        assert listed["state"] == one["state"] == "up", n
+        assert {k: listed[k] for k in ("host_name", "hwaddr", "mtu", "addresses")} == \
+            {k: one[k] for k in ("host_name", "hwaddr", "mtu", "addresses")}, n
+        assert all(listed["counters"][k] <= one["counters"][k] for k in one["counters"]), n
     only_net = _listed(d, "recursion=2%3Bfields%3Dstate.network")
     for n in names:  # the same interfaces and addresses (counters move)
         got, want = only_net[n]["state"]["network"], full[n]["state"]["network"]
