@@ -27,7 +27,8 @@ other, up to each N of ``--n``; at each step, with N running:
   meanwhile counts too, so it means something on a quiet machine only);
 * ``coved``: its RSS, threads, fds, and its CPU when nothing is asked of it
   (``--idle`` seconds of utime + stime);
-* ``host``: the number of mounts in the host's mount table.
+* ``host``: the number of mounts in the host's mount table (anything else
+  on the host that mounts counts too).
 
 Then ``teardown``: every instance deleted (``cove delete --force`` in batches
 of 25, as users do), instances a second. ``--podman N`` runs podman to N the
@@ -53,6 +54,7 @@ import importlib.util
 import json
 import os
 import secrets
+import shutil
 import statistics
 import subprocess
 import sys
@@ -360,7 +362,9 @@ def main(argv: list[str] | None = None) -> int:
             cove.delete(names)
             res["teardown_per_s"] = round(len(names) / (time.perf_counter() - t), 1)
             save()
-        if args.podman:
+        if args.podman and not shutil.which("podman"):
+            log("podman is not installed: its rows are skipped (bench/run.py --install)")
+        elif args.podman:
             steps = sorted({n for n in ns if n < args.podman} | {args.podman})
             res["podman"] = podman_run(art, work, tag, steps, args.reps)
             save()
