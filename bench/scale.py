@@ -157,10 +157,14 @@ class Cove:
         return c
 
     def start(self, art: Any) -> None:
-        if self.cli.alive():
-            self.cli.started = True
+        if not self.cli.alive() and not (self.root / "cove.db").exists():
+            self.cli.setup(art)  # a new root: coved starts, the image goes in
             return
-        self.cli.setup(art)
+        if not self.cli.alive():  # a kept root whose coved went: start it again
+            env = dict(self.cli.env)
+            env.pop("COVE_NO_AUTOSTART")
+            R.run([self.cli.cli, "list", "-f", "csv"], env=env)
+        self.cli.started = True
 
     def names(self) -> list[str]:
         return [i["name"] for i in self.client.instances(1) if isinstance(i, dict)]
