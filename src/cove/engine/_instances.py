@@ -110,6 +110,7 @@ class Instances:
     def close(self) -> None:
         """Stop watching exits (containers keep running). Idempotent."""
         self._watcher.close()
+        self._states.close()
 
     def watch(self, name: str, pid: int) -> None:
         """Call ``finalize`` when ``pid``, the init of ``name``, ends."""
@@ -441,6 +442,7 @@ class Instances:
                 self._rootfs.unmount(name)
             else:
                 overlay.umount(self._paths.instance_dir(name) / "rootfs")
+            self._states.forget(name)
             remove_empty(self._paths.cgroups_path(name))
             try:
                 inst = self._store.get_instance(name)

@@ -9,7 +9,8 @@ network part of all of them in one pass (one lease query, one read of
 ``/proc/net/dev`` for every veth's counters) and only if wanted (LXD's
 ``recursion=2;fields=...``, ``instances_state_selective_recursion``); the
 cgroup counters still file by file (cgroup v1 has no file that holds its
-children's counters).
+children's counters), but from files kept open while the instance runs
+(``runtime.cgroup_counters``: a re-read, not a path walk, each time).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from cove.engine._runs import Paths, RunTable
 from cove.engine.ports import NetworkPort
 from cove.model.records import Instance
 from cove.model.states import Status
-from cove.runtime.cgroups import read_stats
+from cove.runtime.cgroup_counters import CounterFiles
 
 __all__ = ["InstanceStates"]
 
@@ -32,6 +33,15 @@ class InstanceStates:
         self._runs = runs
         self._paths = paths
         self._net = network
+        self._counters = CounterFiles()
+
+    def forget(self, key: str) -> None:
+        """The instance keyed ``key`` stopped: close its counter files."""
+        self._counters.forget(self._paths.cgroups_path(key))
+
+    def close(self) -> None:
+        """Close every counter file held. Idempotent."""
+        self._counters.close()
 
     def state(self, inst: Instance, *, network: bool = True) -> dict[str, Any]:
         """The state of ``inst`` (a row as read; its ``name`` is the key).
@@ -53,7 +63,7 @@ class InstanceStates:
 
     def _render(self, inst: Instance, pid: int,
                 network: dict[str, Any] | None) -> dict[str, Any]:
-        stats = read_stats(self._paths.cgroups_path(inst.name)) if pid else None
+        stats = self._counters.read(self._paths.cgroups_path(inst.name), pid) if pid else None
         return {
             "status": inst.status.value,
             "status_code": inst.status.code,
