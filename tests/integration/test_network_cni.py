@@ -173,6 +173,12 @@ def test_cni_network_end_to_end(cnid: tuple[Coved, CniSetup]) -> None:
             assert op["status"] == "Success", op
         ea, eb = _eth0(api, a), _eth0(api, b)
         peers += [ea["host_name"], eb["host_name"]]
+        # the list's state (every instance in one pass) says the same of them
+        listed = {i["name"]: i["state"]["network"]["eth0"]
+                  for i in api.sync("GET", "/1.0/instances?recursion=2") if i["name"] in (a, b)}
+        for name, one in ((a, ea), (b, eb)):
+            assert {k: v for k, v in listed[name].items() if k != "counters"} == \
+                {k: v for k, v in one.items() if k != "counters"}, name
         assert sorted(os.listdir(f"/sys/class/net/{setup.bridge}/brif")) == sorted(peers)
         ip_a, ip_b = ea["addresses"][0]["address"], eb["addresses"][0]["address"]
         assert ipaddress.IPv4Address(ip_a) in setup.subnet

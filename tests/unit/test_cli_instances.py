@@ -88,7 +88,9 @@ def test_list_table(cli, fake: FakeLXD) -> None:
     code, out, err = cli("list")
     assert (code, err) == (0, "")
     assert out == TABLE
-    assert fake.find("GET", "/1.0/instances")[0].query == {"recursion": "2"}
+    # only the state part the columns need (LXD's instances_state_selective_recursion)
+    assert fake.find("GET", "/1.0/instances")[0].query == {"recursion": "2",
+                                                            "fields": "state.network"}
 
 
 def test_list_csv_json_compact_yaml(cli) -> None:
@@ -123,9 +125,26 @@ def test_table_multiline_cells() -> None:
     ("2024-05-01T10:20:30", "2024/05/01 10:20 UTC"),
     ("0001-01-01T00:00:00Z", ""), ("1970-01-01T00:00:00Z", ""), ("", ""), (None, ""), (0, ""),
     (1714558830, "2024/05/01 10:20 UTC"), ("garbage", "garbage"),
+    ("2024-05-01T10:20:30+00:00", "2024/05/01 10:20 UTC"),
+    ("2024-05-01t10:20:30.5z", "2024/05/01 10:20 UTC"),
+    ("1970-01-01T00:00:00.000Z", ""), ("0001-01-01T00:00:00+00:00", ""),
+    ("2024-13-01T10:20:30Z", "2024-13-01T10:20:30Z"),  # not a time: shown as sent
 ])
 def test_timestamps(value: object, shown: str) -> None:
     assert render.timestamp(value) == shown
+
+
+def test_utc_timestamps_fast_path_agrees_with_datetime() -> None:
+    """The character-level path for UTC times says what datetime says."""
+    import random
+    from datetime import UTC, datetime
+
+    rnd = random.Random(14)
+    for _ in range(500):
+        t = datetime.fromtimestamp(rnd.uniform(86400, 4e9), UTC)
+        frac = rnd.choice(["", ".5", ".123456", ".123456789"])
+        text = t.strftime("%Y-%m-%dT%H:%M:%S") + frac + rnd.choice(["Z", "+00:00"])
+        assert render._utc_minutes(text) == t.strftime("%Y/%m/%d %H:%M UTC"), text
 
 
 def test_sizes() -> None:

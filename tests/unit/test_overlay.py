@@ -103,3 +103,30 @@ def test_bad_arguments(tmp_path: Path) -> None:
     with pytest.raises(BadRequest, match="must not contain"):
         mount_overlay([odd], tmp_path / "u", tmp_path / "w", target)
     assert not is_mounted(target)
+
+
+def test_is_mounted_from_statx_agrees_with_mountinfo(tmp_path: Path) -> None:
+    """is_mounted asks statx (no mount table read, whatever N); it must say
+    what mountinfo says, for a mount, a plain directory under it, a bind
+    mount of the same filesystem (st_dev cannot tell that one) and a path
+    that is not there."""
+    from cove.host.syscalls import MS_BIND, is_mount_root, mount
+
+    assert is_mount_root("/proc") is True  # this kernel has STATX_ATTR_MOUNT_ROOT
+    lower = layer(tmp_path, "covetest-lower", {"x": "x"})
+    target = tmp_path / "covetest-rootfs"
+    bound = tmp_path / "covetest-bind"
+    bound.mkdir()
+    mount_overlay([lower], tmp_path / "u", tmp_path / "w", target)
+    try:
+        mount(str(lower), str(bound), None, MS_BIND, None)
+        try:
+            for path, want in ((target, True), (bound, True), (target / "x", False),
+                               (lower, False), (tmp_path / "covetest-none", False)):
+                assert is_mounted(path) is want, path
+                assert (str(path) in mounts_under(tmp_path)) is want, path
+        finally:
+            umount(bound)
+    finally:
+        umount(target)
+    assert not is_mounted(target) and not is_mounted(bound)

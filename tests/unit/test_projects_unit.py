@@ -188,6 +188,26 @@ def test_instance_count_limits(store: Store) -> None:
         projects.check_instance("dev", {})
 
 
+def test_a_project_without_limits_reads_no_instance_rows(store: Store,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every create asks check_instance (under the projects lock): with no
+    limit to count against it must not read the project's N rows."""
+    projects = _projects(store)
+    projects.create("dev", config={"limits.processes": "100"})
+    reads: list[str | None] = []
+    real = store.list_instances
+
+    def counted(project: str | None = None) -> list[Instance]:
+        reads.append(project)
+        return real(project)
+    monkeypatch.setattr(store, "list_instances", counted)
+    projects.check_instance("default", {})
+    assert reads == []
+    with pytest.raises(BadRequest, match="limits.processes"):
+        projects.check_instance("dev", {})
+    assert reads == ["dev"]
+
+
 def test_aggregate_limits_need_every_instance_to_set_them(store: Store) -> None:
     projects = _projects(store)
     projects.create("dev", config={"limits.memory": "1GiB", "limits.cpu": "2"})

@@ -52,7 +52,7 @@ from cove.engine._runs import Paths
 from cove.engine._storage import Storage
 from cove.model.config import resources_from_config, validate_config
 from cove.model.errors import BadRequest, Conflict, NotFound
-from cove.model.projects import instance_key, instance_url
+from cove.model.projects import instance_key, instance_url, split_key
 from cove.model.records import Alias, Backup, Image, Instance, Lease, Network, Snapshot
 from cove.model.states import Status
 from cove.network.model import validate_network_config, validate_network_name
@@ -256,6 +256,7 @@ class FakeInstances:
     def __init__(self, operations: Operations, images: FakeImages) -> None:
         self.by_name: dict[str, Instance] = {}
         self.op_delay = 0.0
+        self.states_asked: list[bool] = []  # ``network`` of each states() call
         self._operations = operations
         self._images = images
 
@@ -291,6 +292,11 @@ class FakeInstances:
                 "pid": 42 if inst.status is Status.RUNNING else 0, "processes": 1,
                 "memory": {"usage": 1, "usage_peak": 2, "swap_usage": 0, "swap_usage_peak": 0},
                 "cpu": {"usage": 5}, "disk": {}, "network": None}
+
+    def states(self, insts: list[Instance], *,
+               network: bool = True) -> dict[str, dict[str, Any]]:
+        self.states_asked.append(network)
+        return {i.name: self.state(split_key(i.name)[1], project=i.project) for i in insts}
 
     def create(self, req: InstancesPost, *, project: str = "default",
                wait_for_lock: float = 0) -> Operation:
@@ -891,6 +897,9 @@ class FakeSnapshots:
     def all(self, name: str, *, project: str = "default") -> list[Snapshot]:
         key = self._instances.get(name, project=project).name
         return [s for (k, _), s in sorted(self.by_key.items()) if k == key]
+
+    def by_instance(self, keys: list[str]) -> dict[str, list[Snapshot]]:
+        return {k: [s for (i, _), s in sorted(self.by_key.items()) if i == k] for k in keys}
 
     def get(self, name: str, snapshot: str, *, project: str = "default") -> Snapshot:
         key = self._instances.get(name, project=project).name

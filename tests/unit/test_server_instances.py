@@ -48,6 +48,36 @@ def test_list_recursion_levels_and_containers_alias(fake: FakeEngine) -> None:
     run_app(fake, body)
 
 
+def test_list_selective_recursion_fields_as_lxd(fake: FakeEngine) -> None:
+    """LXD's instances_state_selective_recursion: ``recursion=2;fields=`` (wins
+    over ``?fields=``), the network part asked of the engine only if listed;
+    one states() call for the whole list; an unknown field is a 400 naming it."""
+    fake.add("c1")
+    fake.add("c2", Status.STOPPED)
+
+    async def body(client: Client) -> None:
+        doc = await (await client.get("/1.0")).json()
+        assert "instances_state_selective_recursion" in doc["metadata"]["api_extensions"]
+        for query, asked in (
+                ("recursion=2", True),
+                ("recursion=2%3Bfields%3Dstate.network", True),
+                ("recursion=2;fields=state.disk,state.network", True),
+                ("recursion=2;fields=", False),
+                ("recursion=2&fields=state.disk", False),
+                ("recursion=2&fields=state.network", True),
+                ("recursion=2;fields=state.disk&fields=state.network", False)):
+            fake.instances.states_asked.clear()
+            doc = await (await client.get(f"/1.0/instances?{query}")).json()
+            assert [o["name"] for o in doc["metadata"]] == ["c1", "c2"], query
+            assert fake.instances.states_asked == [asked], query
+        for query in ("recursion=2;fields=state.cpu", "recursion=1&fields=bogus",
+                      "recursion=2&fields="):
+            resp = await client.get(f"/1.0/instances?{query}")
+            assert resp.status == 400, query
+            assert "Invalid state field" in (await resp.json())["error"], query
+    run_app(fake, body)
+
+
 def test_create_answers_an_operation_that_can_be_waited_on(fake: FakeEngine) -> None:
     fake.instances.op_delay = 0.2
 

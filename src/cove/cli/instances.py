@@ -204,7 +204,9 @@ def health_cell(state: dict[str, Any] | None) -> str:
 
 
 def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
-    insts = [i for i in ctx.client().instances(2) if isinstance(i, dict)]
+    # Only the state part the columns show (the IPv4 addresses): no disk usage.
+    insts = [i for i in ctx.client().instances(2, fields=["state.network"])
+             if isinstance(i, dict)]
     if args.filters:
         insts = [i for i in insts if any(str(i.get("name", "")).startswith(f)
                                          for f in args.filters)]

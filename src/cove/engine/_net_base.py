@@ -137,6 +137,13 @@ class NetworkType(ABC):
                    ) -> dict[str, Any]:
         """LXD's ``state.network`` entries of the instance's NICs of this type."""
 
+    def nic_states_of(self, insts: list[Instance],
+                      devices: dict[str, dict[str, dict[str, str]]]
+                      ) -> dict[str, dict[str, Any]]:
+        """``nic_states`` of many running instances (``devices`` by key), by
+        key; a type that reads shared tables overrides it to read them once."""
+        return {i.name: self.nic_states(i, devices[i.name]) for i in insts}
+
     def sweep(self, running: set[str]) -> None:
         """At startup: release what instances no longer running left."""
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+from collections.abc import Callable
 from contextlib import ExitStack
 from ipaddress import IPv4Address, IPv4Interface, IPv6Interface
 from pathlib import Path
@@ -25,7 +26,7 @@ from typing import Any
 from cove.engine._net_base import COUNTERS, NetPlan, NetworkType, short_list
 from cove.model.errors import BadRequest, Conflict, CoveError, InternalError, NotFound
 from cove.model.projects import dns_name, split_key
-from cove.model.records import Instance, Network
+from cove.model.records import Instance, Lease, Network
 from cove.network import dns, nft
 from cove.network._host import NetSpec, spec_of
 from cove.network.model import (
@@ -288,9 +289,28 @@ class BridgeType(NetworkType):
                    ) -> dict[str, Any]:
         from cove.network._netlink import Netlink
 
+        return self._nic_states(devices, self.ctx.store.list_leases(instance=inst.name),
+                                Netlink.counters)
+
+    def nic_states_of(self, insts: list[Instance],
+                      devices: dict[str, dict[str, dict[str, str]]]
+                      ) -> dict[str, dict[str, Any]]:
+        """One lease query and one read of every link's counters for all."""
+        from cove.network._netlink import Netlink
+
+        leases: dict[str, list[Lease]] = {i.name: [] for i in insts}
+        for lease in self.ctx.store.list_leases():
+            if lease.instance in leases:
+                leases[lease.instance].append(lease)
+        table = Netlink.all_counters()
+        return {i.name: self._nic_states(devices[i.name], leases[i.name], table.get)
+                for i in insts}
+
+    def _nic_states(self, devices: dict[str, dict[str, str]], leases: list[Lease],
+                    counters_of: Callable[[str], dict[str, int] | None]) -> dict[str, Any]:
         out: dict[str, Any] = {}
         host = self.ctx.host
-        for lease in self.ctx.store.list_leases(instance=inst.name):
+        for lease in leases:
             spec = host.spec(lease.network)
             dev = devices.get(lease.device, {})
             ifname = dev.get("name") or lease.device
@@ -302,7 +322,7 @@ class BridgeType(NetworkType):
             if lease.address6 and spec and spec.ipv6:
                 addrs.append({"family": "inet6", "address": lease.address6,
                               "netmask": str(spec.ipv6.network.prefixlen), "scope": "global"})
-            counters = Netlink.counters(host_name)
+            counters = counters_of(host_name)
             out[ifname] = {
                 "addresses": addrs,
                 "counters": counters or dict.fromkeys(COUNTERS, 0),

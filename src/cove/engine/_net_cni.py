@@ -116,6 +116,14 @@ class CniType(NetworkType):
                 except Exception:
                     log.exception("releasing CNI attachments of %s failed", name)
 
+    def nic_states_of(self, insts: list[Instance],
+                      devices: dict[str, dict[str, dict[str, str]]]
+                      ) -> dict[str, dict[str, Any]]:
+        """Only the instances with CNI state are looked at (one listing)."""
+        have = self.ctx.host.cni.with_state()
+        return {i.name: self.nic_states(i, devices[i.name]) if i.name in have else {}
+                for i in insts}
+
     def nic_states(self, inst: Instance, devices: dict[str, dict[str, str]]
                    ) -> dict[str, Any]:
         from cove.network._netlink import Netlink

@@ -217,6 +217,16 @@ class InstanceNetworks:
                 log.exception("proxy devices of %s could not be read", name)
         self._forwarders.resume(wanted)
 
+    def states(self, insts: list[Instance]) -> dict[str, dict[str, Any]]:
+        """``state`` of many running instances, by key: each network type is
+        asked once for all of them (a listing)."""
+        devices = {i.name: self._profiles.expanded_devices(i) for i in insts}
+        out: dict[str, dict[str, Any]] = {i.name: {"lo": _loopback()} for i in insts}
+        for kind in reversed(self._networks.types.values()):  # cni first, then bridges
+            for key, nics in kind.nic_states_of(insts, devices).items():
+                out[key].update(nics)
+        return out
+
     def state(self, inst: Instance) -> dict[str, Any]:
         """LXD's ``state.network`` of a running instance."""
         out: dict[str, Any] = {"lo": _loopback()}

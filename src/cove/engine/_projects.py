@@ -43,6 +43,10 @@ def _url(name: str) -> str:
     return f"/1.0/projects/{name}"
 
 
+# the project limits check_instance counts instances against
+_INSTANCE_LIMITS = ("instances", "containers", "memory", "cpu", "processes")
+
+
 def _limit(project: Project, key: str) -> int | None:
     raw = project.config.get(f"limits.{key}", "")
     if not raw:
@@ -191,6 +195,10 @@ class Projects:
                 aggregate limit the instance does not set (LXD's words).
         """
         proj = self._rows.get(project)
+        if not any(_limit(proj, k) is not None for k in _INSTANCE_LIMITS):
+            # Nothing to count: reading every row of the project (under the
+            # lock every create takes) would make each launch cost O(N).
+            return
         others = [i for i in self._store.list_instances(project) if i.name != replacing]
         _, plain = split_key(replacing or "")
         if replacing is None:

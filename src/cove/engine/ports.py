@@ -149,6 +149,10 @@ class NetworkPort(Protocol):
         """LXD's ``state.network`` of a running instance."""
         ...
 
+    def states(self, insts: list[Instance]) -> dict[str, dict[str, Any]]:
+        """``state`` of many running instances, by key, in one pass."""
+        ...
+
 
 class ProjectSource(Protocol):
     """What the instances service needs of projects (``engine._projects``)."""

@@ -63,6 +63,11 @@ class InstancesAPI(Protocol):
         """LXD's ``InstanceState``: status, pid, counters, network. Raises: NotFound."""
         ...
 
+    def states(self, insts: list[Instance], *,
+               network: bool = True) -> dict[str, dict[str, Any]]:
+        """The states of rows ``all`` returned, by key, in one call; ``network`` False leaves it null (LXD's ``recursion=2;fields=``)."""
+        ...
+
     def create(self, req: InstancesPost, *, project: str = "default",
                wait_for_lock: float = 0) -> Operation:
         """Make an instance (and start it if ``req.start``), as an operation. Not idempotent."""
@@ -468,6 +473,10 @@ class SnapshotsAPI(Protocol):
 
     def all(self, name: str, *, project: str = "default") -> list[Snapshot]:
         """The instance's snapshots, oldest first. Raises: NotFound."""
+        ...
+
+    def by_instance(self, keys: list[str]) -> dict[str, list[Snapshot]]:
+        """The snapshots of the instances keyed ``keys``, oldest first, in one read."""
         ...
 
     def get(self, name: str, snapshot: str, *, project: str = "default") -> Snapshot:

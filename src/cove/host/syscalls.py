@@ -18,6 +18,7 @@ import ctypes
 import errno
 import os
 import platform
+import struct
 from typing import NoReturn
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "RESOLVE_NO_SYMLINKS",
     "RESOLVE_NO_XDEV",
     "UMOUNT_NOFOLLOW",
+    "is_mount_root",
     "mount",
     "openat2",
     "renameat2",
@@ -104,6 +106,20 @@ _renameat2 = _libc.renameat2
 _renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
                        ctypes.c_uint]
 _renameat2.restype = ctypes.c_int
+
+
+# statx (glibc 2.28): STATX_ATTR_MOUNT_ROOT (Linux 5.8) says whether a path is
+# the root of a mount without reading the mount table, which grows with every
+# running instance (one overlay each).
+_statx = getattr(_libc, "statx", None)
+if _statx is not None:
+    _statx.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_uint,
+                       ctypes.c_char_p]
+    _statx.restype = ctypes.c_int
+_AT_FDCWD = -100
+_AT_SYMLINK_NOFOLLOW = 0x100
+_STATX_ATTR_MOUNT_ROOT = 0x2000
+_STATX_SIZE = 256  # struct statx; stx_attributes at 8, stx_attributes_mask at 56
 
 
 class _OpenHow(ctypes.Structure):
@@ -177,6 +193,26 @@ def umount2(target: str | bytes | os.PathLike[str], flags: int = 0) -> None:
     while _umount2(_enc(target), flags) != 0:
         if ctypes.get_errno() != errno.EINTR:
             _raise_errno(target)
+
+
+def is_mount_root(path: str | bytes | os.PathLike[str]) -> bool | None:
+    """Whether ``path`` (a final symlink not followed) is the root of a mount
+    in this process's mount namespace, from ``statx``; None when the kernel or
+    libc cannot tell (the caller reads the mount table instead).
+
+    Raises:
+        OSError: the path cannot be looked up (ENOENT, EACCES, ...).
+    """
+    if _statx is None:
+        return None
+    buf = ctypes.create_string_buffer(_STATX_SIZE)
+    if _statx(_AT_FDCWD, _enc(path), _AT_SYMLINK_NOFOLLOW, 0, buf) != 0:
+        _raise_errno(path)
+    attributes, = struct.unpack_from("=Q", buf, 8)
+    supported, = struct.unpack_from("=Q", buf, 56)
+    if not supported & _STATX_ATTR_MOUNT_ROOT:
+        return None
+    return bool(attributes & _STATX_ATTR_MOUNT_ROOT)
 
 
 def renameat2(olddirfd: int, oldpath: str | bytes | os.PathLike[str], newdirfd: int,

@@ -126,6 +126,14 @@ class Cni:
         self.check_plugins(conf, what)
         return conf
 
+    def with_state(self) -> set[str]:
+        """The instances that have a directory here (attachments or a pinned
+        namespace): one listing for a list of N instances, not N."""
+        try:
+            return set(os.listdir(self.dir))
+        except OSError:
+            return set()
+
     # -- the pinned namespace --------------------------------------------------------------
     def _idir(self, instance: str) -> Path:
         return self.dir / instance

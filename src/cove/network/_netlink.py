@@ -43,7 +43,7 @@ from typing import Any
 
 from cove.model.errors import Conflict, CoveError, InternalError
 
-__all__ = ["LinkExists", "Netlink", "NicSetup", "br_netfilter_active"]
+__all__ = ["LinkExists", "Netlink", "NicSetup", "br_netfilter_active", "parse_net_dev"]
 
 _CLONE_NEWNET = 0x40000000
 _IFA_F_NODAD = 0x02
@@ -90,6 +90,24 @@ def br_netfilter_active() -> bool:
         return Path("/proc/sys/net/bridge/bridge-nf-call-iptables").read_text().strip() == "1"
     except OSError:
         return False
+
+
+def parse_net_dev(text: str) -> dict[str, dict[str, int]]:
+    """``/proc/net/dev`` as ``Netlink.counters`` gives one link's: by name,
+    the host end's counters reversed (what a container behind a veth sees).
+    Lines that do not parse are skipped."""
+    out = {}
+    for line in text.splitlines()[2:]:
+        name, sep, rest = line.partition(":")
+        v = rest.split()
+        if not sep or len(v) < 10:
+            continue
+        try:  # receive: bytes packets and 6 more, then transmit: bytes packets ...
+            out[name.strip()] = {"bytes_received": int(v[8]), "bytes_sent": int(v[0]),
+                                 "packets_received": int(v[9]), "packets_sent": int(v[1])}
+        except ValueError:
+            continue
+    return out
 
 
 def _sysctl(path: str, value: str) -> None:
@@ -538,6 +556,18 @@ class Netlink:
             except (OSError, ValueError):
                 return None
         return out
+
+    @staticmethod
+    def all_counters() -> dict[str, dict[str, int]]:
+        """``counters`` of every link in coved's namespace, by name, from one
+        read of ``/proc/net/dev`` (the kernel's same counters as sysfs): a
+        listing of N instances reads it once instead of 4N sysfs files.
+        Empty if it cannot be read."""
+        try:
+            with open("/proc/net/dev", "rb") as f:
+                return parse_net_dev(f.read().decode("ascii", "replace"))
+        except OSError:
+            return {}
 
     @staticmethod
     def link_state(host_name: str) -> str:

@@ -36,6 +36,7 @@ __all__ = [
     "EXECUTOR",
     "OPEN_WEBSOCKETS",
     "OP_WAITERS",
+    "STATE_FIELDS",
     "WEBSOCKETS",
     "WebsocketEndpoint",
     "all_projects",
@@ -48,6 +49,7 @@ __all__ = [
     "json_body",
     "op_done",
     "recursion",
+    "recursion_fields",
     "spool",
     "wait_for_lock",
 ]
@@ -200,6 +202,31 @@ async def json_body(request: web.Request, *, required: bool = True) -> dict[str,
 
 
 # -- query parameters ------------------------------------------------------------
+
+STATE_FIELDS = frozenset({"state.disk", "state.network"})
+
+
+def recursion_fields(request: web.Request) -> frozenset[str]:
+    """The optional parts of a listing's states to send: LXD's selective
+    recursion (``instances_state_selective_recursion``), ``recursion=2;fields=a,b``
+    (wins) or ``?fields=`` (each value one field); neither: all of them.
+
+    Raises:
+        BadRequest: a field LXD does not know (LXD's message).
+    """
+    fields: list[str] | None = request.query.getall("fields", None)
+    _, sep, after = request.query.get("recursion", "").partition(";")
+    if sep and after.startswith("fields="):
+        value = after[len("fields="):]
+        fields = value.split(",") if value else []
+    if fields is None:
+        return STATE_FIELDS
+    for f in fields:
+        if f not in STATE_FIELDS:
+            raise BadRequest(f"Invalid state field: {json.dumps(f)} "
+                             "(valid fields: state.disk, state.network)")
+    return frozenset(fields)
+
 
 def recursion(request: web.Request) -> int:
     """``?recursion=N`` (0, 1 or 2; LXD's ``2;fields=...`` form is read as 2)."""

@@ -83,6 +83,7 @@ API_EXTENSIONS: list[str] = [
     "container_copy_project",          # a copy's source.project (another project's instance)
     "container_only_migration",        # a copy's source.instance_only (no snapshots)
     "instances_rebuild",               # POST /1.0/instances/NAME/rebuild
+    "instances_state_selective_recursion",  # recursion=2;fields=state.network (cove list)
 ]
 
 

@@ -15,7 +15,14 @@ import os
 import re
 from pathlib import Path
 
-from cove.host.syscalls import MNT_DETACH, MS_RDONLY, UMOUNT_NOFOLLOW, mount, umount2
+from cove.host.syscalls import (
+    MNT_DETACH,
+    MS_RDONLY,
+    UMOUNT_NOFOLLOW,
+    is_mount_root,
+    mount,
+    umount2,
+)
 from cove.model.errors import BadRequest, Conflict, InternalError
 
 __all__ = ["is_mounted", "lower_option", "mount_overlay", "mount_read_only", "mounts_under",
@@ -149,12 +156,22 @@ def _canonical(path: Path | str) -> str:
 
 
 def is_mounted(target: Path | str) -> bool:
-    """Whether something is mounted exactly at ``target`` (per mountinfo).
+    """Whether something is mounted exactly at ``target``: statx's mount-root
+    attribute where the kernel has it (one lookup, however many instances
+    run: every start asks), else mountinfo. A missing ``target`` is not.
 
     Raises:
         InternalError: mountinfo cannot be read.
     """
     want = _canonical(target)
+    try:
+        root = is_mount_root(want)
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            return False
+        root = None
+    if root is not None:
+        return root
     return want in _mount_points()
 
 
