@@ -1,0 +1,200 @@
+"""CoveSpawner end to end: a real JupyterHub (PyPI) with its real
+configurable-http-proxy (npm), coved, and real containers.
+
+The quick test serves HTTP from busybox's httpd and, from inside the
+container, calls the hub's API with the token the hub gave it (through the
+spawner's proxy device back to the hub on loopback). The slow one runs the
+real ``jupyterhub-singleuser`` from a Debian image built once and cached
+(``scripts/mkjupyter.py``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from covetest import REPO, Api, Coved, assert_no_leaks, new_name, rand, wait_until
+from jhub import Hub, ensure_chp, ensure_jupyterhub
+
+# httpd serves /www; a loop in the background asks the hub's API who the
+# server's token belongs to and leaves the answer beside the index page.
+_BUSYBOX_APP = r"""
+d=/www/user/$JUPYTERHUB_USER; mkdir -p $d
+echo "hello $JUPYTERHUB_USER" > $d/index.html
+( for i in $(seq 100); do
+    wget -q -O $d/hub.json --header "Authorization: token $JUPYTERHUB_API_TOKEN" \
+      "$JUPYTERHUB_API_URL/user" && break; sleep 0.2; done ) &
+exec httpd -f -p 8888 -h /www
+"""
+
+
+@pytest.fixture(scope="module")
+def chp() -> Path:
+    ensure_jupyterhub()
+    return ensure_chp()
+
+
+def _instances(api: Api, project: str) -> list[dict[str, Any]]:
+    resp = api.request("GET", f"/1.0/instances?recursion=1&project={project}")
+    if resp.status == 404:
+        return []
+    return list(resp.metadata)
+
+
+def _drop_realm(api: Api, realm: str) -> None:
+    """Remove what the realm left (the test then checks it was nothing)."""
+    for inst in _instances(api, realm):
+        api.run("PUT", f"/1.0/instances/{inst['name']}/state?project={realm}",
+                {"action": "stop", "force": True})
+        api.run("DELETE", f"/1.0/instances/{inst['name']}?project={realm}")
+    api.request("DELETE", f"/1.0/projects/{realm}")
+    for prof in api.sync("GET", "/1.0/profiles"):
+        name = prof.rsplit("/", 1)[-1]
+        if name.startswith("jupyterhub-"):
+            api.request("DELETE", f"/1.0/profiles/{name}")
+
+
+@pytest.fixture
+def hub_factory(coved: Coved, chp: Path) -> Iterator[Any]:
+    hubs: list[Hub] = []
+    realms: list[str] = []
+
+    def make(config: str, realm: str) -> Hub:
+        realms.append(realm)
+        hub = Hub(chp, f"c.CoveSpawner.endpoint = {str(coved.socket)!r}\n"
+                       f"c.CoveSpawner.realm = {realm!r}\n" + config, tag="hub")
+        hubs.append(hub)
+        return hub
+
+    yield make
+    for hub in hubs:
+        hub.close()
+    for realm in realms:
+        _drop_realm(coved.api, realm)
+
+
+def test_busybox_spawn_proxy_restart_stop(coved: Coved, hub_factory: Any) -> None:
+    realm = new_name("hub")
+    user = f"ann-{rand()}@example.org"  # a login cove must escape for a name
+    hub = hub_factory(f"c.CoveSpawner.image = 'busybox'\n"
+                      f"c.CoveSpawner.cmd = ['/bin/sh', '-c', {_BUSYBOX_APP!r}]\n", realm)
+    hub.start()
+    quser = urllib.parse.quote(user, safe="@~")  # JupyterHub's url_escape_path
+
+    # a user logs in with the dummy authenticator and asks for a server
+    opener = hub.login(user)
+    with opener.open(f"{hub.url}/hub/spawn", timeout=120) as r:
+        r.read()
+    server = hub.wait_server(user)
+    assert server["url"] == f"/user/{quser}/"
+
+    # one container in the realm's project, labelled as the user's session
+    insts = _instances(coved.api, realm)
+    assert len(insts) == 1 and insts[0]["status"] == "Running"
+    assert insts[0]["config"]["user.cove.session.user"] == user
+    name = insts[0]["name"]
+
+    # through configurable-http-proxy to httpd in the container
+    code, body = hub.get(f"/user/{quser}/")
+    assert (code, body.decode().strip()) == (200, f"hello {user}")
+    # the container reached the hub's API with the token the hub gave it
+    def hub_answer() -> Any:
+        code, body = hub.get(f"/user/{quser}/hub.json")
+        return json.loads(body) if code == 200 and body else None
+    who = wait_until(hub_answer, timeout=30, what="the container's call to the hub API")
+    assert who["name"] == user
+
+    # the hub restarts (its proxy too) and finds the server again
+    hub.restart()
+    server = hub.wait_server(user, timeout=60)
+    assert [i["name"] for i in _instances(coved.api, realm)] == [name]
+    code, body = hub.get(f"/user/{quser}/")
+    assert (code, body.decode().strip()) == (200, f"hello {user}")
+
+    # stop removes the container
+    code, _ = hub.api("DELETE", f"/users/{quser}/server")
+    assert code in (202, 204)
+    hub.wait_stopped(user)
+    assert _instances(coved.api, realm) == []
+    assert_no_leaks(coved.root, [f"{realm}_{name}"])
+
+
+def test_unknown_image_fails_cleanly(coved: Coved, hub_factory: Any) -> None:
+    realm = new_name("hub")
+    hub = hub_factory("c.CoveSpawner.image = 'covetest-no-such-image'\n", realm)
+    hub.start()
+    code, model = hub.api("POST", "/users/bob/server") if hub.api("POST", "/users/bob")[0] in (
+        201, 409) else (None, None)
+    assert code in (202, 500, 400), model
+    def gone() -> bool:
+        c, m = hub.api("GET", "/users/bob")
+        return c == 200 and not m.get("servers") and not m.get("pending")
+    wait_until(gone, timeout=60, what="the failed spawn to end")
+    assert "No image" in hub.tail(200)
+    assert _instances(coved.api, realm) == []
+
+
+# -- the real jupyterhub-singleuser ---------------------------------------------------------
+
+def _load_mkjupyter():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location("mkjupyter", REPO / "scripts" / "mkjupyter.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def jupyter_image(coved: Coved, chp: Path) -> str:
+    version = ensure_jupyterhub()
+    try:
+        tar = _load_mkjupyter().build_jupyter_image(version)
+    except RuntimeError as e:
+        pytest.skip(f"the jupyter test image could not be built here: {e}")
+    alias = "covetest-jupyter"
+    if coved.api.request("GET", f"/1.0/images/aliases/{alias}").status != 200:
+        spool = coved.root / "tmp-jupyter.tar.gz"
+        shutil.copyfile(tar, spool)
+        try:
+            coved.api.import_image(spool, alias)
+        finally:
+            spool.unlink(missing_ok=True)
+    return alias
+
+
+@pytest.mark.timeout(900)
+def test_real_singleuser(coved: Coved, hub_factory: Any, jupyter_image: str) -> None:
+    realm = new_name("hub")
+    user = "jo"
+    hub = hub_factory(f"c.CoveSpawner.image = {jupyter_image!r}\n"
+                      "c.CoveSpawner.extra_config = {'cove.uid': '1000', 'cove.gid': '1000', "
+                      "'cove.cwd': '/home/jovyan'}\n"
+                      "c.Spawner.environment = {'HOME': '/home/jovyan'}\n", realm)
+    hub.start()
+    opener = hub.login(user)
+    with opener.open(f"{hub.url}/hub/spawn", timeout=120) as r:
+        r.read()
+    hub.wait_server(user, timeout=300)
+
+    # the server's own API, through the proxy, authorised by the hub
+    code, body = hub.get(f"/user/{user}/api/status")
+    assert code == 200, body[:500]
+    assert "started" in json.loads(body)
+    # the server checked that token with the hub: it reaches the hub API
+    code, body = hub.get(f"/user/{user}/api/status", token=False)
+    assert code in (302, 403), body[:300]
+
+    hub.restart()
+    hub.wait_server(user, timeout=60)
+    code, body = hub.get(f"/user/{user}/api/status")
+    assert code == 200, body[:500]
+
+    code, _ = hub.api("DELETE", f"/users/{user}/server")
+    hub.wait_stopped(user, timeout=120)
+    assert _instances(coved.api, realm) == []
