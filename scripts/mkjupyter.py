@@ -39,7 +39,7 @@ __all__ = ["build_jupyter_image", "cache_dir", "main"]
 
 SUITE = "bookworm"
 MIRROR = os.environ.get("COVE_DEBIAN_MIRROR", "http://deb.debian.org/debian")
-_INCLUDE = "python3,python3-venv,ca-certificates"
+_INCLUDE = "python3,python3-venv,ca-certificates,passwd"
 RECIPE = 1  # bump to rebuild when the build changes in a way the key does not see
 _CHROOT_SCRIPT = (
     "python3 -m venv /opt/jupyter; "

@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
+import time
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -83,7 +84,8 @@ def test_busybox_spawn_proxy_restart_stop(coved: Coved, hub_factory: Any) -> Non
     realm = new_name("hub")
     user = f"ann-{rand()}@example.org"  # a login cove must escape for a name
     hub = hub_factory(f"c.CoveSpawner.image = 'busybox'\n"
-                      f"c.CoveSpawner.cmd = ['/bin/sh', '-c', {_BUSYBOX_APP!r}]\n", realm)
+                      f"c.CoveSpawner.cmd = ['/bin/sh', '-c', {_BUSYBOX_APP!r}]\n"
+                      "c.Spawner.poll_interval = 1\n", realm)
     hub.start()
     quser = urllib.parse.quote(user, safe="@~")  # JupyterHub's url_escape_path
 
@@ -114,6 +116,14 @@ def test_busybox_spawn_proxy_restart_stop(coved: Coved, hub_factory: Any) -> Non
     hub.restart()
     server = hub.wait_server(user, timeout=60)
     assert [i["name"] for i in _instances(coved.api, realm)] == [name]
+    code, body = hub.get(f"/user/{quser}/")
+    assert (code, body.decode().strip()) == (200, f"hello {user}")
+
+    # coved restarts under the hub, which polls every second: the server
+    # keeps running, the hub keeps it, the published port still answers
+    coved.restart()
+    time.sleep(3)
+    assert hub.api("GET", f"/users/{quser}")[1]["servers"][""]["ready"]
     code, body = hub.get(f"/user/{quser}/")
     assert (code, body.decode().strip()) == (200, f"hello {user}")
 
