@@ -96,7 +96,7 @@ def _chroot(root: Path, script: str, timeout: float) -> None:
     """Run ``script`` (sh) chrooted in ``root`` with /proc mounted, inside a
     private mount namespace."""
     inner = (f"mount -t proc proc {root}/proc && "
-             f"exec chroot {root} /usr/bin/env -i PATH=/usr/local/bin:/usr/bin:/bin "
+             f"exec chroot {root} /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "
              f"HOME=/root PIP_CERT=/etc/cove-build-ca.crt PIP_DISABLE_PIP_VERSION_CHECK=1 "
              f"/bin/sh -ec '{script}'")
     _run(["unshare", "--mount", "--propagation", "private", "--fork", "sh", "-ec", inner],
