@@ -50,8 +50,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO / "tests" / "integration"), str(REPO / "src")]
 
-from covetest import Coved, destroy_root, mkroot  # noqa: E402
-from jhub import Hub, ensure_chp  # noqa: E402
+from covetest import Coved, destroy_root, mkroot
+from jhub import Hub, ensure_chp
 
 APP = r"""
 d=/www/user/$JUPYTERHUB_USER; mkdir -p $d; echo "hello $JUPYTERHUB_USER" > $d/index.html
