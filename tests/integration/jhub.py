@@ -192,6 +192,13 @@ c.Spawner.http_timeout = 120
         except OSError:
             pass
 
+    def kill(self) -> None:
+        """SIGKILL the hub (no clean-up of its own), then its proxy."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+        self._kill_proxy()
+
     def restart(self) -> None:
         self.stop()
         self.start()

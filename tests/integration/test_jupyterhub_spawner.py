@@ -135,6 +135,43 @@ def test_busybox_spawn_proxy_restart_stop(coved: Coved, hub_factory: Any) -> Non
     assert_no_leaks(coved.root, [f"{realm}_{name}"])
 
 
+def test_hub_killed_mid_spawn_next_spawn_replaces_the_orphan(coved: Coved,
+                                                           hub_factory: Any) -> None:
+    realm = new_name("hub")
+    # the server answers only after 6 s: the hub dies while it waits
+    hub = hub_factory(f"c.CoveSpawner.image = 'busybox'\n"
+                      f"c.CoveSpawner.cmd = ['/bin/sh', '-c', {'sleep 6; ' + _BUSYBOX_APP!r}]\n"
+                      # the API answers 202 at once instead of waiting up to 10 s
+                      "c.JupyterHub.tornado_settings = {'slow_spawn_timeout': 0}\n"
+                      "c.CoveSpawner.spawn_lease = 10\n", realm)
+    hub.start()
+    assert hub.api("POST", "/users/bob")[0] == 201
+    assert hub.api("POST", "/users/bob/server")[0] == 202
+    first = wait_until(lambda: _instances(coved.api, realm), timeout=30,
+                       what="the container of the spawn in flight")
+    killed = time.monotonic()
+    hub.kill()
+    hub.start()
+    # the restarted hub knows no server of bob's (its state was never saved)
+    code, model = hub.api("GET", "/users/bob")
+    assert code == 200 and not model["servers"]
+    # once the dead spawn's lease ran out (coved held it: a spawn before then
+    # fails with OperationInProgress), a new spawn replaces the orphan: one
+    # container, a fresh session
+    time.sleep(max(0.0, 11 - (time.monotonic() - killed)))
+    assert hub.api("POST", "/users/bob/server")[0] in (201, 202)
+    hub.wait_server("bob", timeout=60)
+    now = _instances(coved.api, realm)
+    assert len(now) == 1
+    label = "user.cove.session.url-id"
+    assert now[0]["config"][label] != first[0]["config"][label]
+    code, body = hub.get("/user/bob/")
+    assert (code, body.decode().strip()) == (200, "hello bob")
+    hub.api("DELETE", "/users/bob/server")
+    hub.wait_stopped("bob")
+    assert _instances(coved.api, realm) == []
+
+
 def test_unknown_image_fails_cleanly(coved: Coved, hub_factory: Any) -> None:
     realm = new_name("hub")
     hub = hub_factory("c.CoveSpawner.image = 'covetest-no-such-image'\n", realm)

@@ -116,6 +116,11 @@ class CoveSpawner(Spawner):  # type: ignore[misc]  # jupyterhub has no type hint
                        help="proxy: reach the hub through a proxy device in each container "
                             "(the hub may listen on loopback); direct: use the hub's URL.")
     stop_timeout = Float(10.0, config=True, help="Seconds a stop waits before killing.")
+    spawn_lease = Float(
+        120.0, config=True,
+        help="Seconds a spawn in flight holds its server against other spawns (coved keeps "
+             "the guard, so it holds across hubs); a hub that died mid-spawn blocks a new "
+             "spawn of that server until it runs out.")
 
     @default("ip")
     def _default_ip(self) -> str:
@@ -162,12 +167,13 @@ class CoveSpawner(Spawner):  # type: ignore[misc]  # jupyterhub has no type hint
     def manager(self) -> AsyncSessionManager:
         # shared, so the realm's project is looked up once per hub, not per call
         drv = self.driver()
-        key = (id(drv), self.realm, self.app_port, self.host_address, self.use_project)
+        key = (id(drv), self.realm, self.app_port, self.host_address, self.use_project,
+               self.spawn_lease)
         mgr = _managers.get(key)
         if mgr is None:
             mgr = _managers[key] = AsyncSessionManager(
                 drv, realm=self.realm, app_port=self.app_port, host_address=self.host_address,
-                use_project=self.use_project)
+                lease=self.spawn_lease, use_project=self.use_project)
         return mgr
 
     def hub_profile(self) -> tuple[str, dict[str, str]]:
