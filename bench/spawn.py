@@ -242,15 +242,27 @@ class DockerSide:
 
 # -- one round ----------------------------------------------------------------------------
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kw: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
 def _reachable(hub: Hub, user: str, deadline: float) -> bool:
+    """Until the proxy serves the app at /user/NAME/. Redirects are not
+    followed: before its route exists the hub answers (302 to its own
+    pending page), and following that from N threads at once would load
+    the hub's one event loop more than the spawns themselves."""
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(f"{hub.url}/user/{user}/", timeout=10) as r:
+            with _OPENER.open(f"{hub.url}/user/{user}/", timeout=10) as r:
                 if r.status == 200 and b"hello" in r.read():
                     return True
         except (OSError, urllib.error.HTTPError):
             pass
-        time.sleep(0.1)
+        time.sleep(0.25)
     return False
 
 
