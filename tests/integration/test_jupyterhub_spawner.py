@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from covetest import REPO, Api, Coved, assert_no_leaks, new_name, rand, wait_until
-from jhub import Hub, ensure_chp, ensure_jupyterhub
+from covetest import REPO, Api, Coved, assert_no_leaks, mkroot, new_name, rand, wait_until
+from jhub import Hub, ensure_chp, ensure_jupyterhub, free_port
 
 # httpd serves /www; a loop in the background asks the hub's API who the
 # server's token belongs to and leaves the answer beside the index page.
@@ -51,8 +51,9 @@ def _instances(api: Api, project: str) -> list[dict[str, Any]]:
 def _drop_realm(api: Api, realm: str) -> None:
     """Remove what the realm left (the test then checks it was nothing)."""
     for inst in _instances(api, realm):
-        api.run("PUT", f"/1.0/instances/{inst['name']}/state?project={realm}",
-                {"action": "stop", "force": True})
+        if inst["status"] != "Stopped":
+            api.run("PUT", f"/1.0/instances/{inst['name']}/state?project={realm}",
+                    {"action": "stop", "force": True})
         api.run("DELETE", f"/1.0/instances/{inst['name']}?project={realm}")
     api.request("DELETE", f"/1.0/projects/{realm}")
     for prof in api.sync("GET", "/1.0/profiles"):
@@ -170,6 +171,57 @@ def test_hub_killed_mid_spawn_next_spawn_replaces_the_orphan(coved: Coved,
     hub.api("DELETE", "/users/bob/server")
     hub.wait_stopped("bob")
     assert _instances(coved.api, realm) == []
+
+
+def test_over_https_with_a_client_certificate(make_coved: Any, busybox_tar: Path,
+                                              chp: Path) -> None:
+    from cove.host.certs import generate_certificate
+
+    d = make_coved("hubtls")
+    d.api.import_image(busybox_tar, "busybox")
+    port = free_port()
+    d.api.sync("PATCH", "/1.0", {"config": {"core.https_address": f"127.0.0.1:{port}"}})
+    certs = mkroot("hubcerts")
+    realm = new_name("hub")
+    hub = None
+    try:
+        crt, key = certs / "hub.crt", certs / "hub.key"
+        generate_certificate(crt, key, server=False, common_name="covetest-hub")
+        d.api.sync("POST", "/1.0/certificates", {"type": "client", "name": "covetest-hub",
+                                                  "certificate": crt.read_text()})
+        hub = Hub(chp, f"c.CoveSpawner.endpoint = 'https://127.0.0.1:{port}'\n"
+                       f"c.CoveSpawner.tls_verify = {str(d.root / 'server.crt')!r}\n"
+                       f"c.CoveSpawner.client_cert = {str(crt)!r}\n"
+                       f"c.CoveSpawner.client_key = {str(key)!r}\n"
+                       f"c.CoveSpawner.realm = {realm!r}\n"
+                       "c.CoveSpawner.image = 'busybox'\n"
+                       f"c.CoveSpawner.cmd = ['/bin/sh', '-c', {_BUSYBOX_APP!r}]\n"
+                       # remove-on-stop off: stop keeps the container, stopped
+                       "c.CoveSpawner.remove = False\n", tag="hubtls")
+        hub.start()
+        assert hub.api("POST", "/users/cy")[0] == 201
+        assert hub.api("POST", "/users/cy/server")[0] in (201, 202)
+        hub.wait_server("cy")
+        code, body = hub.get("/user/cy/")
+        assert (code, body.decode().strip()) == (200, "hello cy")
+        hub.api("DELETE", "/users/cy/server")
+        hub.wait_stopped("cy")
+        insts = _instances(d.api, realm)
+        assert [i["status"] for i in insts] == ["Stopped"]
+        # the next spawn replaces the stopped container with a fresh one
+        assert hub.api("POST", "/users/cy/server")[0] in (201, 202)
+        hub.wait_server("cy")
+        again = _instances(d.api, realm)
+        assert [i["status"] for i in again] == ["Running"]
+        label = "user.cove.session.url-id"
+        assert again[0]["config"][label] != insts[0]["config"][label]
+        hub.api("DELETE", "/users/cy/server")
+        hub.wait_stopped("cy")
+    finally:
+        if hub is not None:
+            hub.close()
+        _drop_realm(d.api, realm)
+        shutil.rmtree(certs, ignore_errors=True)
 
 
 def test_unknown_image_fails_cleanly(coved: Coved, hub_factory: Any) -> None:
