@@ -132,11 +132,11 @@ class CoveSide:
     def pid(self) -> int:
         return self.coved.proc.pid if self.coved.proc else 0
 
-    def owned_memory(self, realm: str) -> int:
-        """The containers' cgroups (all of this coved's) + conmon and
-        forwarder processes (RSS)."""
+    def owned_memory(self, realm: str) -> tuple[int, int]:
+        """(the containers' cgroups (all of this coved's), the RSS of their
+        conmon and proxy-forwarder processes)."""
         root = self.coved.root
-        return cgroup_mem(cgroup_parent(root)) + sum(
+        return cgroup_mem(cgroup_parent(root)), sum(
             rss(p) for p in conmon_pids(root) + forwarder_pids(root))
 
     def config(self, realm: str) -> str:
@@ -195,15 +195,15 @@ class DockerSide:
     def pid(self) -> int:
         return self.proc.pid
 
-    def owned_memory(self, realm: str) -> int:
-        """The containers' cgroups + their conmon processes (RSS)."""
+    def owned_memory(self, realm: str) -> tuple[int, int]:
+        """(the containers' cgroups, the RSS of their conmon processes)."""
         p = benchrun.run([*self.base, "ps", "-q", "--no-trunc", "--filter", f"name={realm}"],
                          check=False)
-        total = 0
+        groups = helpers = 0
         for cid in p.stdout.split():
-            total += cgroup_mem(f"libpod_parent/libpod-{cid}")
-            total += sum(rss(pid) for pid in pids_with(cid.encode(), b"conmon"))
-        return total
+            groups += cgroup_mem(f"libpod_parent/libpod-{cid}")
+            helpers += sum(rss(pid) for pid in pids_with(cid.encode(), b"conmon"))
+        return groups, helpers
 
     def config(self, realm: str) -> str:
         return ("c.JupyterHub.spawner_class = 'docker'\n"
@@ -304,7 +304,10 @@ def one_round(side: Any, chp: Path, n: int, timeout: float) -> dict[str, Any]:
         out["all_up_s"] = time.monotonic() - t_all
         time.sleep(1)
         out["host_mem_drop_per_user_mib"] = (mem0 - mem_available()) / n / 2**20
-        out["mem_per_user_mib"] = side.owned_memory(realm) / n / 2**20
+        groups, helpers = side.owned_memory(realm)
+        out["mem_per_user_mib"] = (groups + helpers) / n / 2**20
+        out["container_mem_per_user_mib"] = groups / n / 2**20
+        out["helper_rss_per_user_mib"] = helpers / n / 2**20
         out["daemon_rss_mib"] = rss(side.pid()) / 2**20
         # the hub still sees every server ready (none lost after the spawn)
         lost = [u for u in times
@@ -341,7 +344,9 @@ def summary(r: dict[str, Any]) -> str:
     return (f"{r['spawner']:6} N={r['users']:<4} median {med:6.2f}s  p95 {p95:6.2f}s  "
             f"all up {r.get('all_up_s', float('nan')):6.2f}s  "
             f"stop all {r.get('all_stopped_s', float('nan')):6.2f}s  "
-            f"mem/user {r.get('mem_per_user_mib', float('nan')):6.1f} MiB  "
+            f"mem/user {r.get('mem_per_user_mib', float('nan')):6.1f} MiB "
+            f"(containers {r.get('container_mem_per_user_mib', float('nan')):5.1f} + helpers "
+            f"{r.get('helper_rss_per_user_mib', float('nan')):5.1f})  "
             f"daemon RSS {r.get('daemon_rss_mib', float('nan')):6.1f} MiB  "
             f"failures {len(r.get('failures', []))}")
 
