@@ -213,7 +213,8 @@ class CoveSpawner(Spawner):  # type: ignore[misc]  # jupyterhub has no type hint
             for key in ("JUPYTERHUB_API_URL", "JUPYTERHUB_ACTIVITY_URL"):
                 if key in env:
                     u = urlparse(env[key])
-                    env[key] = urlunparse(u._replace(scheme="http", netloc=f"127.0.0.1:{port}"))
+                    # the device forwards bytes: the scheme (TLS or not) stays
+                    env[key] = urlunparse(u._replace(netloc=f"127.0.0.1:{port}"))
         return env
 
     def _fill(self, path: str) -> str:
