@@ -318,15 +318,25 @@ def one_round(side: Any, chp: Path, n: int, timeout: float) -> dict[str, Any]:
         out["failures"] = failures
 
         t_stop = time.monotonic()
-        stoppers = [threading.Thread(target=hub.api, args=("DELETE", f"/users/{u}/server"))
-                    for u in users]
+        stop_failures: list[str] = []
+
+        def stop(user: str) -> None:
+            try:
+                code, body = hub.api("DELETE", f"/users/{user}/server", timeout=timeout)
+                if code not in (202, 204):
+                    raise AssertionError(f"stop request {code} {body}")
+                hub.wait_stopped(user, timeout=timeout)
+            except (OSError, AssertionError) as e:
+                with lock:
+                    stop_failures.append(f"{user}: {str(e).splitlines()[0][:200]}")
+
+        stoppers = [threading.Thread(target=stop, args=(u,)) for u in users]
         for t in stoppers:
             t.start()
         for t in stoppers:
             t.join()
-        for u in users:
-            hub.wait_stopped(u, timeout=timeout)
         out["all_stopped_s"] = time.monotonic() - t_stop
+        out["stop_failures"] = stop_failures
     finally:
         if out.get("failures") or "spawn_s" not in out:
             out["hub_log"] = hub.tail(60)
@@ -348,7 +358,7 @@ def summary(r: dict[str, Any]) -> str:
             f"(containers {r.get('container_mem_per_user_mib', float('nan')):5.1f} + helpers "
             f"{r.get('helper_rss_per_user_mib', float('nan')):5.1f})  "
             f"daemon RSS {r.get('daemon_rss_mib', float('nan')):6.1f} MiB  "
-            f"failures {len(r.get('failures', []))}")
+            f"failures {len(r.get('failures', []))} (stop: {len(r.get('stop_failures', []))})")
 
 
 def main(argv: list[str] | None = None) -> int:
