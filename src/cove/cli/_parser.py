@@ -88,6 +88,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "project": ("project",),
     "storage": ("storage",),
     "snapshot": ("snapshot",),
+    "session": ("session",),
 }
 
 VALUED = ("--root", "--project")  # global options that take the next word

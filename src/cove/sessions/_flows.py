@@ -20,12 +20,22 @@ Design notes:
   whose lease ran out was left by a starter that died, and is removed like
   any old session. Removing checks the token it saw, so a starter never
   removes the instance another starter has just made.
+  Why so, and not a lock table in coved: it needs nothing LXD lacks (the
+  conformance suite holds LXD to it), it cannot outlive the instance it
+  guards, and a dead starter's lock expires on its own. The lease is the
+  starter's clock: hosts that share a realm need clocks closer than the
+  lease (120 s by default); ``sweep_stale`` removes what dead starters left.
+* The app port is published by a proxy device on a port the kernel of the
+  caller's machine says is free (``bind(0)``); two starts that pick the same
+  one (or a program that takes it meanwhile) meet at the instance's start,
+  which fails for one of them: it picks another and starts again.
 """
 
 from __future__ import annotations
 
 import datetime
 import errno
+import math
 import secrets
 import socket
 import time
@@ -54,6 +64,7 @@ from cove.sessions._names import (
 __all__ = [
     "MultipleResultsFound",
     "OperationInProgress",
+    "Pause",
     "Realm",
     "Session",
     "SessionFlow",
@@ -63,12 +74,26 @@ __all__ = [
     "scoped",
     "start",
     "stop_and_remove",
+    "sweep_stale",
 ]
 
 T = TypeVar("T")
-SessionFlow = Generator[wire.Request, Response, T]
+
+
+class Pause:
+    """A flow asks its runner to wait ``seconds`` (sync: sleep; asyncio:
+    ``asyncio.sleep``) and sends back None."""
+
+    __slots__ = ("seconds",)
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+
+SessionFlow = Generator["wire.Request | Pause", Response, T]
 
 _PORT_TRIES = 5
+_REMOVE_WAIT = 60.0  # seconds a remove waits out others busy with the instance
 
 
 class OperationInProgress(Conflict):
@@ -107,6 +132,14 @@ class Session:
     status: str = "Running"
     skipped_volumes: tuple[str, ...] = ()
 
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as JSON-able data (a spawner's saved state, ``-f json``)."""
+        return {"name": self.name, "user": self.user, "app_id": self.app_id,
+                "url_id": self.url_id, "urlpath": self.urlpath, "ip": self.ip,
+                "port": self.port, "image": self.image, "realm": self.realm,
+                "project": self.project, "status": self.status,
+                "skipped_volumes": list(self.skipped_volumes)}
+
 
 def _pick_port(host: str) -> int:
     """A port the kernel says is free on ``host`` now (a clash later, with a
@@ -141,6 +174,7 @@ class Realm:
     use_project: bool = True
     project: str | None = None
     resolved: bool = False
+    has_projects: bool | None = None  # the host's answer, once asked
     # a host port for the app: picked, and asked whether it is taken
     pick_port: Callable[[str], int] = field(default=_pick_port)
     port_taken: Callable[[str, int], bool] = field(default=_port_taken)
@@ -158,7 +192,7 @@ def scoped(flow: SessionFlow[T], realm: Realm) -> SessionFlow[T]:
             req = flow.throw(error) if error is not None else flow.send(resp)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
-        if realm.project is not None:
+        if realm.project is not None and isinstance(req, wire.Request):
             req = wire.Request(req.method, with_project(req.path, realm.project), req.body,
                                req.headers)
         try:
@@ -185,27 +219,38 @@ def _iso(t: float) -> str:
     return datetime.datetime.fromtimestamp(t, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def resolve(realm: Realm) -> SessionFlow[None]:
-    """Find (or make) the realm's project; once per manager."""
+def resolve(realm: Realm, *, create: bool = True) -> SessionFlow[bool]:
+    """Find the realm's project, and make it when ``create`` (a start); once
+    per manager. False: it is not there (and was not made), so the realm
+    has nothing yet: reads answer empty rather than make it."""
     if realm.resolved:
-        return
-    info = wire.as_dict((yield wire.Request("GET", "/1.0?project=default")), "server")
-    project = None
-    if realm.use_project and "projects" in (info.get("api_extensions") or []):
-        project = realm.name
-        resp = yield wire.Request("GET", f"/1.0/projects/{wire.q(project)}?project=default")
-        if resp.status == 404:
-            # images and profiles of the default project serve every realm
-            body = {"name": project, "description": "cove app sessions",
-                    "config": {"features.images": "false", "features.profiles": "false",
-                               "features.storage.volumes": "false"}}
-            resp = yield wire.Request("POST", "/1.0/projects?project=default", body)
-            if resp.status != 409:  # made meanwhile by another manager: fine
-                wire.metadata(resp)
-        else:
-            wire.metadata(resp)
-    realm.project = project
-    realm.resolved = True
+        return True
+    if realm.has_projects is None:
+        info = wire.as_dict((yield wire.Request("GET", "/1.0?project=default")), "server")
+        realm.has_projects = "projects" in (info.get("api_extensions") or [])
+    if not (realm.use_project and realm.has_projects):
+        realm.project, realm.resolved = None, True
+        return True
+    resp = yield wire.Request("GET", f"/1.0/projects/{wire.q(realm.name)}?project=default")
+    if resp.status == 404:
+        if not create:
+            return False
+        # images and profiles of the default project serve every realm
+        body = {"name": realm.name, "description": "cove app sessions",
+                "config": {"features.images": "false", "features.profiles": "false",
+                           "features.storage.volumes": "false"}}
+        made = yield wire.Request("POST", "/1.0/projects?project=default", body)
+        if made.status >= 400:
+            # made meanwhile by another manager (whatever status the host
+            # gives a duplicate): fine when it is there now
+            resp = yield wire.Request("GET", f"/1.0/projects/{wire.q(realm.name)}"
+                                             "?project=default")
+            if resp.status >= 400:
+                wire.metadata(made)
+    else:
+        wire.metadata(resp)
+    realm.project, realm.resolved = realm.name, True
+    return True
 
 
 # -- images -----------------------------------------------------------------------------------
@@ -214,12 +259,14 @@ def image(realm: Realm, name: str) -> SessionFlow[api.Image | None]:
     """The image an alias or a fingerprint (or a unique prefix) names, or None."""
     if not isinstance(name, str) or not name or "/" in name or "\0" in name:
         return None
-    yield from resolve(realm)
-    resp = yield wire.alias(name)
+    there = yield from resolve(realm, create=False)
+    # a realm not made yet will share the default project's images
+    scope = "" if there else "?project=default"
+    resp = yield wire.Request("GET", wire.alias(name).path + scope)
     fingerprint = name
     if resp.status != 404:
         fingerprint = str(wire.as_dict(resp, "alias").get("target") or "")
-    resp = yield wire.image(fingerprint)
+    resp = yield wire.Request("GET", wire.image(fingerprint).path + scope)
     if resp.status in (400, 404):
         return None
     return api.Image.from_wire(wire.as_dict(resp, "image"))
@@ -255,7 +302,8 @@ def find(realm: Realm, *, user: str | None = None, app_id: str | None = None,
         if not isinstance(url_id, str) or not url_id.isalnum() or not url_id.isascii():
             return []  # no session has it (ours are hex)
         clauses.append(f"config.{LABEL}url-id eq {url_id}")
-    yield from resolve(realm)
+    if not (yield from resolve(realm, create=False)):
+        return []
     path = "/1.0/instances?recursion=1&filter=" + quote(" and ".join(clauses), safe="")
     objs = wire.as_list((yield wire.Request("GET", path)), "instances")
     found = []
@@ -283,32 +331,33 @@ def find_one(realm: Realm, *, user: str | None = None, app_id: str | None = None
 def _remove(name: str, token: str | None) -> SessionFlow[None]:
     """Stop (force) and delete ``name``; gone is done. With ``token``: only
     while the instance still carries that token (else another start owns it
-    now: ``OperationInProgress``)."""
-    for _ in range(3):
+    now: ``OperationInProgress``). Another remover (or start) busy with the
+    instance meanwhile is waited out, up to ``_REMOVE_WAIT`` seconds."""
+    deadline = time.monotonic() + _REMOVE_WAIT
+    while True:
         obj = yield from _get(name)
         if obj is None:
             return
         if token is not None and _labels(obj).get("token") != token:
             raise OperationInProgress(f"Session {name} was replaced by another start "
                                       "meanwhile", f"start {name}")
-        if str(obj.get("status")) not in ("Stopped", "Error"):
-            resp = yield wire.change_state(name, "stop", force=True)
-            if resp.status != 404:
-                try:
-                    yield from wait(wire.operation_of(resp))
-                except (BadRequest, Conflict):
-                    continue  # stopped (or busy) meanwhile: look again
-        resp = yield wire.delete_instance(name)
-        if resp.status == 404:
-            return
         try:
+            if str(obj.get("status")) not in ("Stopped", "Error"):
+                resp = yield wire.change_state(name, "stop", force=True)
+                if resp.status != 404:
+                    yield from wait(wire.operation_of(resp))
+            resp = yield wire.delete_instance(name)
+            if resp.status == 404:
+                return
             yield from wait(wire.operation_of(resp))
+            return
         except NotFound:
             return
         except (BadRequest, Conflict):
-            continue  # started again meanwhile (a restart policy): once more
-        return
-    raise Conflict(f"Session {name} could not be removed: it keeps changing")
+            # stopped, started or locked by someone else meanwhile: look again
+            if time.monotonic() > deadline:
+                raise
+        yield Pause(0.2)
 
 
 def stop_and_remove(realm: Realm, name: str) -> SessionFlow[None]:
@@ -319,7 +368,8 @@ def stop_and_remove(realm: Realm, name: str) -> SessionFlow[None]:
         Forbidden: the instance is not a session of this realm (untouched).
     """
     validate_instance_name(name)
-    yield from resolve(realm)
+    if not (yield from resolve(realm, create=False)):
+        return
     obj = yield from _get(name)
     if obj is None:
         return
@@ -329,6 +379,30 @@ def stop_and_remove(realm: Realm, name: str) -> SessionFlow[None]:
                         f"{'realm ' + repr(owner) if owner else 'no session realm'}, "
                         f"not {realm.name!r}")
     yield from _remove(name, None)
+
+
+def sweep_stale(realm: Realm) -> SessionFlow[list[str]]:
+    """Remove the realm's starts whose lease ran out (their starter died);
+    the names removed. Starts in flight are left alone."""
+    if not (yield from resolve(realm, create=False)):
+        return []
+    clause = f"config.{LABEL}realm eq {realm.name} and config.{LABEL}state eq starting"
+    path = "/1.0/instances?recursion=1&filter=" + quote(clause, safe="")
+    removed = []
+    for obj in wire.as_list((yield wire.Request("GET", path)), "instances"):
+        lab = _labels(obj) if isinstance(obj, dict) else {}
+        if lab.get("realm") != realm.name or lab.get("state") != "starting":
+            continue
+        try:
+            _guard(str(obj["name"]), obj)
+        except OperationInProgress:
+            continue
+        try:
+            yield from _remove(str(obj["name"]), lab.get("token"))
+        except OperationInProgress:
+            continue  # taken over meanwhile by a new start
+        removed.append(str(obj["name"]))
+    return removed
 
 
 # -- starting --------------------------------------------------------------------------------------
@@ -405,11 +479,11 @@ def _check(req: StartRequest, exists: Callable[[str], bool]) -> tuple[
 def start(realm: Realm, req: StartRequest, exists: Callable[[str], bool]) -> SessionFlow[Session]:
     """Start a fresh session of (user, app); see ``SessionManager.start``."""
     devices, skipped, config = _check(req, exists)
-    yield from resolve(realm)
     name = session_name(realm.name, req.user, req.app_id)
     img = yield from image(realm, req.image)
     if img is None:
         raise NotFound(f"No image {req.image!r}")
+    yield from resolve(realm)
     old = yield from _get(name)
     if old is not None:
         _guard(name, old)
@@ -424,7 +498,7 @@ def start(realm: Realm, req: StartRequest, exists: Callable[[str], bool]) -> Ses
               "user-hash": digest(req.user), "app-hash": digest(req.app_id),
               "url-id": url_id, "urlpath": urlpath, "image": req.image,
               "ip": realm.host_address, "port": str(port), "state": "starting",
-              "token": token, "since": _iso(now), "lease": f"{now + realm.lease:.0f}"}
+              "token": token, "since": _iso(now), "lease": str(math.ceil(now + realm.lease))}
     config.update({f"environment.{k}": v for k, v in env.items()})
     config.update({LABEL + k: v for k, v in labels.items()})
     devices[PORT_DEVICE] = _proxy(realm, port)
@@ -435,18 +509,27 @@ def start(realm: Realm, req: StartRequest, exists: Callable[[str], bool]) -> Ses
         profiles=list(req.profiles) if req.profiles is not None else None)
     try:
         yield from _op(wire.create_instance(post))
-    except CoveError:
+    except CoveError as e:
         # the name is the lock: a create that lost it finds another's start
         now_there = yield from _get(name)
         if now_there is not None and _labels(now_there).get("token") != token:
             _guard(name, now_there)
             raise OperationInProgress(f"Session {name} was made by another start meanwhile",
                                       f"start {name}") from None
+        if now_there is None and isinstance(e, Conflict):
+            # the other create is still running (coved names its operation)
+            raise OperationInProgress(f"Session {name} is being made by another start: {e}",
+                                      f"start {name}") from None
         if now_there is not None:
             yield from _remove(name, token)
         raise
     try:
         port = yield from _start_on_a_port(realm, name, port)
+        mine = yield from _get(name)
+        if mine is None or _labels(mine).get("token") != token:
+            # stopped (and maybe started again by another) while we started
+            raise OperationInProgress(f"Session {name} was removed or replaced while "
+                                      "this start ran", f"start {name}")
         yield from _op(wire.Request("PATCH", f"/1.0/instances/{wire.q(name)}", {
             "config": {f"{LABEL}state": "running"}}))
     except CoveError:

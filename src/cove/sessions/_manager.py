@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -92,8 +94,14 @@ class SessionManager(_Common):
         self.driver = driver
         self.realm = _realm(realm, app_port, host_address, lease, use_project)
 
+    def _do(self, what: Request | flows.Pause) -> Response | None:
+        if isinstance(what, flows.Pause):
+            time.sleep(what.seconds)
+            return None
+        return self._send(what)
+
     def _run(self, flow: flows.SessionFlow[T]) -> T:
-        return drive(flows.scoped(flow, self.realm), self._send)
+        return drive(flows.scoped(flow, self.realm), self._do)
 
     def start(self, user: str, image: str, app_id: str, *, base_urlpath: str,
               volumes: Volumes | None = None, environment: Mapping[str, Any] | None = None,
@@ -119,10 +127,12 @@ class SessionManager(_Common):
             BadRequest: bad arguments (a volume path with ``..``...).
         """
         return drive(self._start(user, image, app_id, base_urlpath, volumes, environment,
-                                 limits, profiles, config), self._send)
+                                 limits, profiles, config), self._do)
 
     def stop_and_remove(self, session: Session | str) -> None:
-        """Stop and delete a session (or the instance named so). Idempotent.
+        """Stop and delete a session (or the instance named so). Idempotent,
+        also when others remove it at the same time. A start of it in flight
+        is cut short (that start fails, as a hub's cancelled spawn should).
 
         Raises:
             Forbidden: it is no session of this realm (nothing is touched).
@@ -147,6 +157,12 @@ class SessionManager(_Common):
         """The image ``name`` (alias or fingerprint) names, or None."""
         return self._run(flows.image(self.realm, name))
 
+    def sweep_stale(self) -> list[str]:
+        """Remove the instances of starts whose starter died (their lease ran
+        out; a new start of the same user and app would remove them too);
+        returns their names. Idempotent."""
+        return self._run(flows.sweep_stale(self.realm))
+
 
 class AsyncSessionManager(_Common):
     """``SessionManager`` for asyncio over an ``AsyncRestDriver``: the same
@@ -161,8 +177,14 @@ class AsyncSessionManager(_Common):
         self.driver = driver
         self.realm = _realm(realm, app_port, host_address, lease, use_project)
 
+    async def _do(self, what: Request | flows.Pause) -> Response | None:
+        if isinstance(what, flows.Pause):
+            await asyncio.sleep(what.seconds)
+            return None
+        return await self.driver.send(what)  # type: ignore[no-any-return]
+
     async def _run(self, flow: flows.SessionFlow[T]) -> T:
-        return await adrive(flows.scoped(flow, self.realm), self.driver.send)
+        return await adrive(flows.scoped(flow, self.realm), self._do)
 
     async def start(self, user: str, image: str, app_id: str, *, base_urlpath: str,
                     volumes: Volumes | None = None,
@@ -173,7 +195,7 @@ class AsyncSessionManager(_Common):
         """See ``SessionManager.start``."""
         return await adrive(self._start(user, image, app_id, base_urlpath, volumes,
                                         environment, limits, profiles, config),
-                            self.driver.send)
+                            self._do)
 
     async def stop_and_remove(self, session: Session | str) -> None:
         """See ``SessionManager.stop_and_remove``."""
@@ -193,3 +215,7 @@ class AsyncSessionManager(_Common):
     async def image(self, name: str) -> api.Image | None:
         """See ``SessionManager.image``."""
         return await self._run(flows.image(self.realm, name))
+
+    async def sweep_stale(self) -> list[str]:
+        """See ``SessionManager.sweep_stale``."""
+        return await self._run(flows.sweep_stale(self.realm))
