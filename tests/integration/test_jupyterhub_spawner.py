@@ -218,10 +218,10 @@ def test_over_https_with_a_client_certificate(make_coved: Any, busybox_tar: Path
         hub.api("DELETE", "/users/cy/server")
         hub.wait_stopped("cy")
     finally:
+        shutil.rmtree(certs, ignore_errors=True)
         if hub is not None:
             hub.close()
         _drop_realm(d.api, realm)
-        shutil.rmtree(certs, ignore_errors=True)
 
 
 def test_unknown_image_fails_cleanly(coved: Coved, hub_factory: Any) -> None:
