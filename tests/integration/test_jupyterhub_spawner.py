@@ -28,6 +28,7 @@ from jhub import Hub, ensure_chp, ensure_jupyterhub, free_port
 _BUSYBOX_APP = r"""
 d=/www/user/$JUPYTERHUB_USER; mkdir -p $d
 echo "hello $JUPYTERHUB_USER" > $d/index.html
+[ -f /srv/data/note.txt ] && cp /srv/data/note.txt $d/note.txt
 ( for i in $(seq 100); do
     wget -q -O $d/hub.json --header "Authorization: token $JUPYTERHUB_API_TOKEN" \
       "$JUPYTERHUB_API_URL/user" && break; sleep 0.2; done ) &
@@ -197,13 +198,24 @@ def test_over_https_with_a_client_certificate(make_coved: Any, busybox_tar: Path
                        "c.CoveSpawner.image = 'busybox'\n"
                        f"c.CoveSpawner.cmd = ['/bin/sh', '-c', {_BUSYBOX_APP!r}]\n"
                        # remove-on-stop off: stop keeps the container, stopped
-                       "c.CoveSpawner.remove = False\n", tag="hubtls")
+                       "c.CoveSpawner.remove = False\n"
+                       "c.CoveSpawner.limits = {'memory': '256MiB'}\n"
+                       "c.CoveSpawner.volumes = {"
+                       f"{str(certs / 'home' / '{username}')!r}: "
+                       "{'bind': '/srv/data', 'mode': 'ro'}}\n", tag="hubtls")
+        (certs / "home" / "cy").mkdir(parents=True)
+        (certs / "home" / "cy" / "note.txt").write_text("cy's own volume\n")
         hub.start()
         assert hub.api("POST", "/users/cy")[0] == 201
         assert hub.api("POST", "/users/cy/server")[0] in (201, 202)
         hub.wait_server("cy")
         code, body = hub.get("/user/cy/")
         assert (code, body.decode().strip()) == (200, "hello cy")
+        # {username} filled in the volume's host path; the limit set
+        code, body = hub.get("/user/cy/note.txt")
+        assert (code, body) == (200, b"cy's own volume\n")
+        (inst,) = _instances(d.api, realm)
+        assert inst["config"]["limits.memory"] == "256MiB"
         hub.api("DELETE", "/users/cy/server")
         hub.wait_stopped("cy")
         insts = _instances(d.api, realm)
