@@ -63,6 +63,11 @@ def test_hub_profile_connects_to_the_hub_and_listens_inside() -> None:
     assert other != name and dev6["connect"] == "tcp:[::1]:8123"
 
 
+def test_a_hub_port_equal_to_the_app_port_is_refused() -> None:
+    with pytest.raises(ValueError, match="app_port"):
+        _spawner("http://127.0.0.1:8888/hub/api").hub_profile()
+
+
 def test_env_points_the_server_at_the_proxied_hub() -> None:
     s = _spawner("http://10.0.0.5:8081/hub/api")
     s.api_token = "t"

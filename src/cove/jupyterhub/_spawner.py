@@ -177,8 +177,17 @@ class CoveSpawner(Spawner):  # type: ignore[misc]  # jupyterhub has no type hint
         return mgr
 
     def hub_profile(self) -> tuple[str, dict[str, str]]:
-        """The per-hub profile's name and its proxy device."""
+        """The per-hub profile's name and its proxy device.
+
+        Raises:
+            ValueError: the hub's API port is the app's port, which the
+                device would take inside the container.
+        """
         host, port = _hub_target(self.hub.api_url)
+        if port == self.app_port:
+            raise ValueError(f"the hub's API port {port} is CoveSpawner.app_port: the "
+                             "container cannot listen on both (change one, or hub_connect="
+                             "'direct')")
         tag = hashlib.sha256(f"{host}:{port}".encode()).hexdigest()[:10]
         connect = f"tcp:[{host}]:{port}" if ":" in host else f"tcp:{host}:{port}"
         return f"jupyterhub-{tag}", {"type": "proxy", "bind": "instance",
