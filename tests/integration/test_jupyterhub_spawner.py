@@ -236,6 +236,24 @@ def test_over_https_with_a_client_certificate(make_coved: Any, busybox_tar: Path
         _drop_realm(d.api, realm)
 
 
+def test_spawn_timed_out_leaves_nothing(coved: Coved, hub_factory: Any) -> None:
+    realm = new_name("hub")
+    # the hub gives up after 1 s: half-way through the start or while it waits
+    hub = hub_factory(f"c.CoveSpawner.image = 'busybox'\n"
+                      f"c.CoveSpawner.cmd = ['/bin/sh', '-c', {'sleep 60; ' + _BUSYBOX_APP!r}]\n"
+                      "c.CoveSpawner.start_timeout = 1\n", realm)
+    hub.start()
+    assert hub.api("POST", "/users/dee")[0] == 201
+    hub.api("POST", "/users/dee/server")
+    def gone() -> bool:
+        c, m = hub.api("GET", "/users/dee")
+        return c == 200 and not m.get("servers") and not m.get("pending")
+    wait_until(gone, timeout=60, what="the timed-out spawn to end")
+    wait_until(lambda: _instances(coved.api, realm) == [], timeout=30,
+               what="the container of the timed-out spawn to go")
+    assert "Error stopping" not in hub.tail(400) and "Failed to stop" not in hub.tail(400)
+
+
 def test_unknown_image_fails_cleanly(coved: Coved, hub_factory: Any) -> None:
     realm = new_name("hub")
     hub = hub_factory("c.CoveSpawner.image = 'covetest-no-such-image'\n", realm)

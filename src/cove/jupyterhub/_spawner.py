@@ -45,7 +45,7 @@ from traitlets import Bool, Dict, Enum, Float, Int, List, Unicode, Union, defaul
 from cove.client._http import ConnectionFailed
 from cove.client.aio import AsyncRestDriver
 from cove.model.errors import Conflict, CoveError
-from cove.sessions import AsyncSessionManager, Session
+from cove.sessions import AsyncSessionManager, Session, session_name
 
 __all__ = ["CoveSpawner"]
 
@@ -268,10 +268,19 @@ class CoveSpawner(Spawner):  # type: ignore[misc]  # jupyterhub has no type hint
         config.update({str(k): str(v) for k, v in self.extra_config.items()})
         mgr = self.manager()
         base = self.server.base_url if self.server else "/"
-        session = await mgr.start(
-            self.user.name, self.image, self.app_id, base_urlpath=base,
-            volumes=self.session_volumes(), environment=self.get_env(),
-            limits=self.session_limits(), profiles=profiles, config=config)
+        try:
+            session = await mgr.start(
+                self.user.name, self.image, self.app_id, base_urlpath=base,
+                volumes=self.session_volumes(), environment=self.get_env(),
+                limits=self.session_limits(), profiles=profiles, config=config)
+        except asyncio.CancelledError:
+            # the hub's start_timeout cut the start short half-way: what it
+            # made goes (a failure of its own is cleaned by the session
+            # manager; a start refused as in flight elsewhere is not ours)
+            name = session_name(self.realm, self.user.name, self.app_id)
+            self.log.warning("cove: the start of %s was cut short; removing it", name)
+            await asyncio.shield(mgr.stop_and_remove(name))
+            raise
         self.instance_name = session.name
         for path in session.skipped_volumes:
             self.log.warning("cove: volume %s does not exist on the host: not mounted", path)
