@@ -102,6 +102,13 @@ def test_busybox_spawn_proxy_restart_stop(coved: Coved, hub_factory: Any) -> Non
     insts = _instances(coved.api, realm)
     assert len(insts) == 1 and insts[0]["status"] == "Running"
     assert insts[0]["config"]["user.cove.session.user"] == user
+    # the configured profiles, then the hub's (its proxy device back to the hub)
+    profiles = insts[0]["profiles"]
+    assert profiles[0] == "default" and profiles[1].startswith("jupyterhub-")
+    hub_dev = coved.api.sync("GET", f"/1.0/profiles/{profiles[1]}")["devices"]
+    assert hub_dev["jupyterhub-api"] == {
+        "type": "proxy", "bind": "instance", "listen": f"tcp:127.0.0.1:{hub.hub_port}",
+        "connect": f"tcp:127.0.0.1:{hub.hub_port}"}
     name = insts[0]["name"]
 
     # through configurable-http-proxy to httpd in the container
