@@ -125,6 +125,9 @@ def test_busybox_spawn_proxy_restart_stop(coved: Coved, hub_factory: Any) -> Non
     hub.restart()
     server = hub.wait_server(user, timeout=60)
     assert [i["name"] for i in _instances(coved.api, realm)] == [name]
+    # CoveSpawner.get_url read the address from the labels: the saved one
+    assert "had invalid url" not in hub.tail(300)
+    assert "cannot read" not in hub.tail(300)
     code, body = hub.get(f"/user/{quser}/")
     assert (code, body.decode().strip()) == (200, f"hello {user}")
 

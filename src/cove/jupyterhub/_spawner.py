@@ -341,6 +341,24 @@ class CoveSpawner(Spawner):  # type: ignore[misc]  # jupyterhub has no type hint
             return 0
         return None
 
+    async def get_url(self) -> str:
+        """The URL where the container's server is published now, from its
+        session labels (a restarted hub checks the one it saved against
+        this); the hub's own when cove cannot say."""
+        url: str = self.server.url
+        if not self.instance_name:
+            return url
+        try:
+            found = await self.manager().find(user=self.user.name, app_id=self.app_id)
+        except CoveError as e:
+            self.log.warning("cove: cannot read %s's address: %s", self.instance_name, e)
+            return url
+        for s in found:
+            if s.name == self.instance_name:
+                host = f"[{s.ip}]" if ":" in s.ip else s.ip
+                return f"{self.server.proto}://{host}:{s.port}{self.server.base_url}"
+        return url
+
     async def stop(self, now: bool = False) -> None:
         """Stop the server's container and remove it (``remove=False``: keep it,
         stopped). Idempotent: a container already gone is success."""
