@@ -366,8 +366,18 @@ def test_find_and_image() -> None:
 
 
 def test_not_a_rest_driver() -> None:
-    with pytest.raises(BadRequest, match="REST"):
-        SessionManager(object())
+    from cove.client import RestDriver
+    from cove.client.aio import AsyncRestDriver
+    from cove.client.drivers.cli import CliDriver
+    from cove.client.transports.local import LocalTransport
+    from cove.sessions import AsyncSessionManager
+
+    for wrong in (object(), CliDriver(LocalTransport(), "lxc"), AsyncRestDriver("/nowhere")):
+        with pytest.raises(BadRequest, match="REST"):
+            SessionManager(wrong)
+    for wrong in (object(), RestDriver("/nowhere"), FakeLxd()):
+        with pytest.raises(BadRequest, match="REST"):
+            AsyncSessionManager(wrong)
     with pytest.raises(BadRequest, match="realm"):
         SessionManager(FakeLxd(), realm="")
     with pytest.raises(BadRequest, match="app_port"):

@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from cove.client._flow import adrive, drive
+from cove.client.drivers.base import Driver
 from cove.model.errors import BadRequest
 from cove.sessions import _flows as flows
 from cove.sessions._flows import Realm, Session, StartRequest
@@ -85,11 +87,15 @@ class SessionManager(_Common):
     def __init__(self, driver: Any, realm: str = "cove", app_port: int = 8888,
                  host_address: str = "127.0.0.1", *, lease: float = 120.0,
                  use_project: bool = True) -> None:
-        client = getattr(driver, "client", driver)
+        # a RestDriver's client; else anything that sends one request and
+        # gives the whole response (a Client); the CLI and in-process
+        # drivers do not (they have no HTTP answer to give)
+        client = getattr(driver, "client", None if isinstance(driver, Driver) else driver)
         send = getattr(client, "send", None)
-        if send is None:
-            raise BadRequest(f"{driver!r} is no REST driver: SessionManager needs a "
-                             "RestDriver (or a Client) to reach the host's API")
+        if send is None or inspect.iscoroutinefunction(send):
+            raise BadRequest(f"{driver!r} is no blocking REST driver: SessionManager needs "
+                             "a RestDriver (or a Client); AsyncSessionManager takes an "
+                             "AsyncRestDriver")
         self._send: Callable[[Request], Response] = send
         self.driver = driver
         self.realm = _realm(realm, app_port, host_address, lease, use_project)
@@ -171,7 +177,7 @@ class AsyncSessionManager(_Common):
     def __init__(self, driver: Any, realm: str = "cove", app_port: int = 8888,
                  host_address: str = "127.0.0.1", *, lease: float = 120.0,
                  use_project: bool = True) -> None:
-        if not callable(getattr(driver, "send", None)):
+        if not inspect.iscoroutinefunction(getattr(driver, "send", None)):
             raise BadRequest(f"{driver!r} is no asyncio REST driver: AsyncSessionManager "
                              "needs an AsyncRestDriver")
         self.driver = driver
