@@ -259,6 +259,7 @@ c.Spawner.http_timeout = 120
         if not any(c.name.startswith("jupyterhub-session-id") or c.name == "jupyterhub-hub-login"
                    for c in jar):
             raise AssertionError(f"login of {user!r} set no hub cookie:\n{self.tail()}")
+        opener.cookiejar = jar  # type: ignore[attr-defined]
         return opener
 
     def wait_server(self, user: str, timeout: float = 180) -> dict[str, Any]:

@@ -14,7 +14,9 @@ import importlib.util
 import json
 import shutil
 import time
+import urllib.error
 import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -328,6 +330,22 @@ def test_real_singleuser(coved: Coved, hub_factory: Any, jupyter_image: str) -> 
     # the server checked that token with the hub: it reaches the hub API
     code, body = hub.get(f"/user/{user}/api/status", token=False)
     assert code in (302, 403), body[:300]
+    # the browser's way: the logged-in user's hub cookie, then OAuth with the
+    # hub, whose code the server exchanges at the hub's API from inside the
+    # container. A page behind login (a file that is not there: 404 once in)
+    # starts the dance; then the server's own cookie opens its API.
+    try:
+        with opener.open(f"{hub.url}/user/{user}/files/covetest-none", timeout=60) as r:
+            r.read()
+    except urllib.error.HTTPError as e:
+        assert e.code == 404, e
+    jar = opener.cookiejar  # type: ignore[attr-defined]
+    assert any(c.name == f"jupyterhub-user-{user}" for c in jar)
+    xsrf = next((c.value for c in jar if c.name == "_xsrf" and c.path.startswith("/user/")), "")
+    req = urllib.request.Request(f"{hub.url}/user/{user}/api/status",
+                                 headers={"X-XSRFToken": xsrf})
+    with opener.open(req, timeout=60) as r:
+        assert r.status == 200 and "started" in json.loads(r.read())
 
     hub.restart()
     hub.wait_server(user, timeout=60)
