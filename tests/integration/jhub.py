@@ -198,6 +198,30 @@ c.Spawner.http_timeout = 120
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
         self._kill_proxy()
+        self._forget_dead_proxy()
+
+    def _forget_dead_proxy(self, timeout: float = 10) -> None:
+        """Wait for the killed hub's proxy to die. Orphaned by the hub, it is
+        reaped by the machine's init, and where init reaps nothing (some
+        sandboxes) it stays a zombie, which a restarted hub takes for a
+        proxy still running ("Failed to stop proxy"): its pid file is
+        removed then, as a reaped proxy's would be stale anyway."""
+        pid_file = self.dir / "proxy.pid"
+        try:
+            pid = int(pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with open(f"/proc/{pid}/stat", "rb") as f:
+                    state = f.read().rsplit(b")", 1)[1].split()[0]
+            except (OSError, IndexError):
+                return  # gone and reaped
+            if state in (b"Z", b"X"):
+                pid_file.unlink(missing_ok=True)
+                return
+            time.sleep(0.1)
 
     def restart(self) -> None:
         self.stop()
