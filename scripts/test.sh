@@ -25,9 +25,10 @@ echo "test: .venv/bin/mypy --strict src/cove (and the server's typed test fakes)
 # MYPYPATH: without it mypy would read every cove import of the tests as Any.
 MYPYPATH=src .venv/bin/mypy --strict tests/unit/test_server_fakes.py
 
-echo "test: .venv/bin/pytest -q -p no:cacheprovider ${targets[*]} $*"
+# --durations: the slowest tests named at the end, to keep the suite's time in view
+echo "test: .venv/bin/pytest -q -p no:cacheprovider --durations=25 ${targets[*]} $*"
 set +e
-.venv/bin/pytest -q -p no:cacheprovider "${targets[@]}" "$@"
+.venv/bin/pytest -q -p no:cacheprovider --durations=25 "${targets[@]}" "$@"
 rc=$?
 set -e
 echo "test: pytest exited with $rc"
