@@ -172,7 +172,7 @@ def test_instance_delete_and_rename_carry_rows(env) -> None:  # type: ignore[no-
 def test_copy_progress_reported(tmp_path: Path) -> None:
     import time
 
-    from cove.engine._snapshots import _progress
+    from cove.engine._snapshots import copy_progress
     from cove.engine.operations import Operation
 
     op = Operation("task", "Snapshotting instance", {}, False)
@@ -180,7 +180,7 @@ def test_copy_progress_reported(tmp_path: Path) -> None:
     dst.mkdir()
     seen: list[str] = []
     op.add_listener(lambda o: seen.append(str(o.metadata.get("progress", {}).get("percent"))))
-    with _progress(op, dst, 8192, every=0.02):
+    with copy_progress(op, dst, 8192, every=0.02):
         (dst / "half").write_bytes(b"x" * 4096)
         fd = os.open(dst / "half", os.O_RDONLY)
         os.fsync(fd)

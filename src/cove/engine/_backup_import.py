@@ -21,8 +21,7 @@ from cove.engine._backup_archive import POOL, BackupExtractor, read_index
 from cove.engine._backup_incremental import BACKUP_ID_KEY, check_deleted
 from cove.engine._failpoints import failpoint
 from cove.engine._runs import Paths, RunTable
-from cove.engine._snapshots import _tree_size as tree_size
-from cove.engine._snapshots import copy_tree
+from cove.engine._snapshots import copy_tree, tree_size
 from cove.engine.events import EventBus
 from cove.engine.operations import Operation, Operations
 from cove.model.config import validate_config

@@ -52,7 +52,7 @@ from typing import Any, Protocol
 from cove.api import InstanceSource, InstancesPost
 from cove.engine._failpoints import failpoint
 from cove.engine._runs import Paths, RunTable
-from cove.engine._snapshots import Freezer, _progress, _tree_size, copy_tree
+from cove.engine._snapshots import Freezer, copy_progress, copy_tree, swap_upper, tree_size
 from cove.engine.events import EventBus
 from cove.engine.operations import Operation, Operations
 from cove.engine.ports import ImageSource, ProfileSource, ProjectSource
@@ -62,7 +62,6 @@ from cove.model.names import validate_instance_name
 from cove.model.projects import DEFAULT, instance_key, instance_url, split_key
 from cove.model.records import Instance, Snapshot
 from cove.model.states import Status
-from cove.storage import overlay
 from cove.store import Store
 
 __all__ = ["Copies", "CopyTarget"]
@@ -261,7 +260,7 @@ class Copies:
         if with_snapshots:
             trees += [d / "snapshots" / s.dir / "upper"
                       for s in self._store.snapshots.all(src.key)]
-        need = sum(_tree_size(t) for t in trees if t.is_dir())
+        need = sum(tree_size(t) for t in trees if t.is_dir())
         st = os.statvfs(root)
         if need > st.f_bavail * st.f_frsize:
             raise NoSpace(f"No space left on the device holding the cove root: the copy "
@@ -270,14 +269,14 @@ class Copies:
     def _copy_upper(self, op: Operation, src: _Source, dst: Path) -> None:
         d = self._paths.instance_dir(src.key)
         upper = d / "snapshots" / src.snap.dir / "upper" if src.snap else d / "upper"
-        total = _tree_size(upper)  # before any freeze: only for the progress
+        total = tree_size(upper)  # before any freeze: only for the progress
         op.progress(_STAGE, 0, f"0 of {total} bytes")
         freeze = src.snap is None and src.inst.status is Status.RUNNING \
             and self._runs.pid(src.key) > 0
         if freeze:  # a frozen source stays as it is; a running one is frozen for the copy
             self._runtime.pause(src.key)
         try:
-            with _progress(op, dst, total):
+            with copy_progress(op, dst, total):
                 copy_tree(upper, dst)
         finally:
             if freeze:
@@ -386,14 +385,4 @@ class Copies:
         for leftover in (new, old):
             shutil.rmtree(leftover, ignore_errors=True)
         new.mkdir(mode=0o755)
-        with self._runs.mutex(key):
-            if self._runs.mount_refs.get(key, 0):
-                shutil.rmtree(new, ignore_errors=True)
-                raise Conflict("The instance's files are in use; try again")
-            overlay.umount(d / "rootfs")
-            os.rename(d / "upper", old)
-            failpoint("rebuild.after-old")
-            os.rename(new, d / "upper")
-            shutil.rmtree(d / "work", ignore_errors=True)  # overlayfs' work dir is the old upper's
-            (d / "work").mkdir(mode=0o700)
-        shutil.rmtree(old, ignore_errors=True)
+        swap_upper(self._paths, self._runs, key, new, "rebuild.after-old")

@@ -66,7 +66,8 @@ from cove.model.states import Status
 from cove.storage import overlay
 from cove.store import Store
 
-__all__ = ["SnapshotTarget", "Snapshots"]
+__all__ = ["Freezer", "SnapshotTarget", "Snapshots", "copy_progress", "copy_tree", "swap_upper",
+           "tree_size"]
 
 log = logging.getLogger("cove.engine")
 
@@ -97,7 +98,7 @@ def _snapshot_url(key: str, snapshot: str) -> str:
     return instance_url(key, f"/snapshots/{quote(snapshot, safe='')}")
 
 
-def _tree_size(root: Path) -> int:
+def tree_size(root: Path) -> int:
     """Bytes the tree uses on disk (each inode once)."""
     seen: set[tuple[int, int]] = set()
     total = 0
@@ -111,7 +112,7 @@ def _tree_size(root: Path) -> int:
 
 
 @contextmanager
-def _progress(op: Operation, dst: Path, total: int, every: float = 1.0) -> Iterator[None]:
+def copy_progress(op: Operation, dst: Path, total: int, every: float = 1.0) -> Iterator[None]:
     """Report how much of ``total`` bytes is in ``dst`` every ``every``
     seconds while the body runs (LXD's ``metadata.progress``)."""
     done = threading.Event()
@@ -119,7 +120,7 @@ def _progress(op: Operation, dst: Path, total: int, every: float = 1.0) -> Itera
     def report() -> None:
         while not done.wait(every):
             try:
-                n = _tree_size(dst)
+                n = tree_size(dst)
             except OSError:
                 continue
             pct = min(99, n * 100 // total) if total else 0
@@ -139,6 +140,31 @@ def _write_intent(path: Path, snapshot: str, phase: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(f"{snapshot}\n{phase}")
     os.rename(tmp, path)
+
+
+def swap_upper(paths: Paths, runs: RunTable, key: str, new: Path, point: str) -> None:
+    """Put the whole directory ``new`` (``instances/KEY/.restore-new``) in
+    place of the instance's upper layer: unmount the rootfs, move ``upper``
+    to ``.restore-old``, ``new`` to ``upper``, renew overlayfs' work dir,
+    remove the old. A kill between the two renames is finished by the
+    startup sweep (``Snapshots.sweep``). Caller holds the instance's lock.
+
+    Raises: Conflict (the rootfs is mounted for someone: ``new`` removed).
+    """
+    d = paths.instance_dir(key)
+    old = d / _OLD
+    with runs.mutex(key):
+        if runs.mount_refs.get(key, 0):
+            shutil.rmtree(new, ignore_errors=True)
+            raise Conflict("The instance's files are in use; try again")
+        overlay.umount(d / "rootfs")
+        os.rename(d / "upper", old)
+        failpoint(point)
+        os.rename(new, d / "upper")
+        # overlayfs' work dir belongs to the upper it was used with
+        shutil.rmtree(d / "work", ignore_errors=True)
+        (d / "work").mkdir(mode=0o700)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def copy_tree(src: Path, dst: Path) -> None:
@@ -257,21 +283,21 @@ class Snapshots:
         tmp = sdir / f"{_TMP}{sid}"
         tmp.mkdir(mode=0o700)
         upper = self._paths.instance_dir(key) / "upper"
-        total = _tree_size(upper)  # before the freeze: only for the progress
+        total = tree_size(upper)  # before the freeze: only for the progress
         op.progress("Copying the upper layer", 0)
         try:
             freeze = inst.status is Status.RUNNING and self._runs.pid(key) > 0
             if freeze:
                 self._runtime.pause(key)
             try:
-                with _progress(op, tmp / "upper", total):
+                with copy_progress(op, tmp / "upper", total):
                     failpoint("snapshot.copy")
                     copy_tree(upper, tmp / "upper")
             finally:
                 if freeze:
                     self._runtime.resume(key)
             failpoint("snapshot.after-copy")
-            size = _tree_size(tmp / "upper")
+            size = tree_size(tmp / "upper")
             os.rename(tmp, sdir / sid)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -410,18 +436,7 @@ class Snapshots:
             shutil.rmtree(leftover, ignore_errors=True)
         copy_tree(self._dir(key) / snap.dir / "upper", new)
         _write_intent(intent, snap.name, "swapping")  # the copy is whole from here
-        with self._runs.mutex(key):
-            if self._runs.mount_refs.get(key, 0):
-                shutil.rmtree(new, ignore_errors=True)
-                raise Conflict("The instance's files are in use; try again")
-            overlay.umount(d / "rootfs")
-            os.rename(d / "upper", old)
-            failpoint("restore.after-old")
-            os.rename(new, d / "upper")
-            # overlayfs' work dir belongs to the upper it was used with
-            shutil.rmtree(d / "work", ignore_errors=True)
-            (d / "work").mkdir(mode=0o700)
-        shutil.rmtree(old, ignore_errors=True)
+        swap_upper(self._paths, self._runs, key, new, "restore.after-old")
 
     # -- startup --------------------------------------------------------------
     def sweep(self) -> None:
