@@ -157,7 +157,10 @@ then:
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("remote", help="named image servers: OCI registries, LXD servers",
-                       description=__doc__, formatter_class=_RAW)
+                       description="Name image servers (OCI registries, LXD image servers, other "
+                                   "LXD or cove hosts); their images are then REMOTE:IMAGE for "
+                                   "launch, init and image pull. coved fetches them itself.",
+                       epilog=_ADD_EPILOG, formatter_class=_RAW)
     cmds = p.add_subparsers(title="commands", metavar="COMMAND", required=True)
 
     a = cmds.add_parser("add", parents=[common], help="add a remote",
@@ -182,15 +185,24 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                    help="pin the server's certificate when the system does not trust it")
     a.set_defaults(func=cmd_add)
 
-    ls = cmds.add_parser("list", aliases=["ls"], parents=[common], help="list remotes")
+    ls = cmds.add_parser("list", aliases=["ls"], parents=[common], help="list remotes",
+                         description="The remotes this user has, and local (this coved).",
+                         epilog="examples:\n  cove remote list\n  cove remote list -f json",
+                         formatter_class=_RAW)
     ls.add_argument("--format", "-f", choices=render.FORMATS, default="table")
     ls.set_defaults(func=cmd_list)
 
-    rm = cmds.add_parser("remove", aliases=["rm"], parents=[common], help="forget remotes")
+    rm = cmds.add_parser("remove", aliases=["rm"], parents=[common], help="forget remotes",
+                         description="Forget remotes and their pinned certificates (images "
+                                     "pulled from them stay).",
+                         epilog="examples:\n  cove remote remove hub", formatter_class=_RAW)
     rm.add_argument("names", nargs="+", metavar="NAME")
     rm.set_defaults(func=cmd_remove)
 
-    rn = cmds.add_parser("rename", parents=[common], help="rename a remote")
+    rn = cmds.add_parser("rename", parents=[common], help="rename a remote",
+                         description="Give a remote another name (its certificate follows).",
+                         epilog="examples:\n  cove remote rename hub registry",
+                         formatter_class=_RAW)
     rn.add_argument("old", metavar="OLD")
     rn.add_argument("new", metavar="NEW")
     rn.set_defaults(func=cmd_rename)
