@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.parse
+from collections.abc import Iterator
 from pathlib import Path
 
 import pylxd
@@ -49,6 +50,17 @@ def _cli(d: Coved, *args: str, check: bool = True) -> subprocess.CompletedProces
 
 def _layers(d: Coved) -> set[str]:
     return set(os.listdir(d.root / "images" / "layers"))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _own_images(coved: Coved) -> Iterator[None]:
+    """The images this module imports are deleted after it, from the shared coved."""
+    api = Api(str(coved.socket))
+    before = {i["fingerprint"] for i in api.sync("GET", "/1.0/images?recursion=1")}
+    yield
+    for img in api.sync("GET", "/1.0/images?recursion=1"):
+        if img["fingerprint"] not in before:
+            api.run("DELETE", f"/1.0/images/{img['fingerprint']}")
 
 
 @pytest.fixture(scope="module")
@@ -127,6 +139,14 @@ def test_shared_base_and_arch_index(coved: Coved, api: Api, workdir: Path, base:
     # importing it again is no error and stores nothing
     _cli(coved, "image", "import", str(lay.path), "--ref", "covetest-multi")
     assert len(_layers(coved) - before) == 1
+    # the base goes with the last image that lists it, not before
+    base_id = json.loads((coved.root / "images" / fp / "layers.json").read_text())["layers"][0]
+    api.remove(name)
+    api.run("DELETE", f"/1.0/images/{fp}")
+    assert base_id in _layers(coved) and len(_layers(coved) - before) == 0
+    assert not (coved.root / "images" / fp).exists()
+    api.run("DELETE", f"/1.0/images/{first}")
+    assert base_id not in _layers(coved)  # test_oci_image_runs_as_docker's instance is gone
 
 
 def test_pylxd_launches_oci_alias(coved: Coved, api: Api, app_layout: Path) -> None:
