@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pylxd
 import pytest
-from covetest import Api, Coved, new_name, wait_until
+from covetest import Api, Coved, mkroot, new_name, wait_until
 from ocilayout import LayoutBuilder, busybox_layer, other_goarch, tar_of
 
 # the app traps its stop signal (USR1) and leaves a mark; PID 1 ignores an
@@ -149,7 +150,7 @@ def test_shared_base_and_arch_index(coved: Coved, api: Api, workdir: Path, base:
     assert base_id not in _layers(coved)  # test_oci_image_runs_as_docker's instance is gone
 
 
-def test_pylxd_launches_oci_alias(coved: Coved, api: Api, app_layout: Path) -> None:
+def test_pylxd_and_lxc_launch_oci_alias(coved: Coved, api: Api, app_layout: Path) -> None:
     alias = new_name("ocipy")
     _cli(coved, "image", "import", str(app_layout), "--alias", alias)
     client = pylxd.Client(endpoint="http+unix://" + urllib.parse.quote(str(coved.socket),
@@ -162,6 +163,23 @@ def test_pylxd_launches_oci_alias(coved: Coved, api: Api, app_layout: Path) -> N
     res = inst.execute(["cat", "/app/hello"])
     assert (res.exit_code, res.stdout) == (0, "hi\n")
     assert inst.config["cove.halt"] == "10"
+    lxc = shutil.which("lxc")
+    if lxc is None:
+        return
+    home = mkroot("ocilxc")
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home),
+           "LXD_CONF": str(home), "LANG": "C.UTF-8"}
+    try:
+        def run(*args: str) -> str:
+            return subprocess.run([lxc, *args], env=env, capture_output=True, text=True,
+                                  timeout=60, check=True, stdin=subprocess.DEVNULL).stdout
+        run("remote", "add", "covetest-oci", f"unix://{coved.socket}")
+        other = new_name("ocilxc")
+        api.made.append(other)
+        run("launch", f"covetest-oci:{alias}", f"covetest-oci:{other}")
+        assert run("exec", f"covetest-oci:{other}", "--", "cat", "/app/hello") == "hi\n"
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def test_hostile_layer_leaves_nothing(coved: Coved, api: Api, workdir: Path,
