@@ -33,6 +33,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+from cove.engine._failpoints import failpoint
 from cove.engine._images import Images
 from cove.engine.operations import Operation, Operations
 from cove.model.projects import DEFAULT
@@ -153,6 +154,7 @@ class OciImages:
                     filename=source_label, public=public,
                     created_at=_created(image.config) or now, uploaded_at=now,
                     cmd=cmd, env=env)
+        failpoint("oci-import.after-dir")  # an image directory no row names: the sweep's
         self._images.add_made(op, img, names, project=owner)
         return fp
 
@@ -204,6 +206,7 @@ class OciImages:
                     ls.add_as(tree, lid)  # False: stored meanwhile; ours is dropped
                 for lid in chain:
                     ls.path(lid)  # every layer there (NotFound: swept before we held it)
+                failpoint("oci-import.after-layers")  # layers no chain lists: the sweep's
                 try:
                     store.commit(tmp, image.fingerprint)
                 except ImageExists:  # kept for instances of a deleted image: adopted
