@@ -193,3 +193,20 @@ def test_layout_blobs_are_checked(tmp_path: Path) -> None:
 def test_not_a_layout(tmp_path: Path) -> None:
     with pytest.raises(BadRequest, match="oci-layout"):
         Layout(tmp_path)
+
+
+def test_zstd_image_tarball_imports(tmp_path: Path) -> None:
+    """zstd is no longer refused for image tarballs either (LXD takes it)."""
+    from cove.storage.images import ImageStore
+
+    raw = tar_of([("d", "etc", None), ("f", "etc/hostname", b"z\n"), ("f", "big", bytes(70000)),
+                  ("f", "after", b"a")])
+    (tmp_path / "img.tar.zst").write_bytes(zstandard.ZstdCompressor().compress(raw))
+    store = ImageStore(tmp_path / "store")
+    got = store.import_file(tmp_path / "img.tar.zst")
+    root = store.rootfs(got.fingerprint)
+    assert (root / "etc" / "hostname").read_bytes() == b"z\n"
+    assert (root / "after").read_bytes() == b"a"
+    (tmp_path / "bad.tar.zst").write_bytes(b"\x28\xb5\x2f\xfd" + b"\x00" * 64)
+    with pytest.raises(BadRequest, match="not a valid image archive"):
+        store.import_file(tmp_path / "bad.tar.zst")
