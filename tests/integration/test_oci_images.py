@@ -20,6 +20,8 @@ import pytest
 from covetest import Api, Coved, mkroot, new_name, wait_until
 from ocilayout import LayoutBuilder, busybox_layer, other_goarch, tar_of
 
+from cove.client._oci import pack_layout
+
 # the app traps its stop signal (USR1) and leaves a mark; PID 1 ignores an
 # untrapped SIGTERM, so only the mapped StopSignal stops it quickly
 APP = ("{ pwd; echo \"$COVETEST_GREETING\"; } > /tmp/app; trap 'echo stopped-by-usr1 > /tmp/mark; exit 0' USR1; "
@@ -127,11 +129,19 @@ def test_shared_base_and_arch_index(coved: Coved, api: Api, workdir: Path, base:
     lay.write()
     p = _cli(coved, "image", "import", str(lay.path), check=False)
     assert p.returncode != 0 and "--ref" in p.stderr
-    alias = new_name("oci2")
-    out = _cli(coved, "image", "import", str(lay.path), "--ref", "covetest-multi",
-               "--alias", alias).stdout
-    fp = out.strip().rsplit(" ", 1)[-1]
+    # through the API, to see the operation's progress: one new layer of two
+    with pack_layout(str(lay.path)) as body:
+        r = api.request("POST", "/1.0/images", body.read(),
+                        headers={"Content-Type": "application/octet-stream",
+                                 "X-Cove-Image-Format": "oci-layout",
+                                 "X-Cove-OCI-Ref": "covetest-multi"})
+    op = api.wait(r)
+    assert op["status"] == "Success", op
+    fp = op["metadata"]["fingerprint"]
     assert fp == mine["digest"][7:] and fp != first
+    assert op["metadata"]["progress"]["text"].startswith("layer 1 of 1 new (2 in the image), ")
+    alias = new_name("oci2")
+    _cli(coved, "image", "alias", "create", alias, fp)
     assert len(_layers(coved) - before) == 1  # the base layer was not stored again
     name = new_name("oci2")
     api.made.append(name)

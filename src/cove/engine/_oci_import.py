@@ -164,14 +164,19 @@ class OciImages:
         store = self._images.layers
         ls = store.layers
         todo = [(i, d) for i, d in enumerate(image.layers) if not ls.has(image.diff_ids[i])]
-        meter = ProgressMeter(sum(d.size for _, d in todo),
-                              lambda pct: op.progress("Unpacking layers", pct,
-                                                      f"{len(todo)} new of "
-                                                      f"{len(image.layers)} layers"))
+        at = [0]  # the layer being unpacked, for the progress text
+
+        def progress(pct: int) -> None:
+            op.progress("Unpacking layers", pct,
+                        f"layer {at[0]} of {len(todo)} new ({len(image.layers)} in the image), "
+                        f"{meter.done} of {meter.total} bytes")
+
+        meter = ProgressMeter(sum(d.size for _, d in todo), progress)
         budget: Budget = self._images.budget(op)
         trees: list[tuple[Path, str]] = []
         try:
             for n, (i, d) in enumerate(todo, 1):
+                at[0] = n
                 tree = ls.mkdtemp("layer")
                 tree.chmod(0o755)  # a layer's root is the container's / unless it says
                 trees.append((tree, image.diff_ids[i]))
