@@ -27,6 +27,7 @@ from cove.api import InstancesPost
 from cove.engine._devices import validate_devices
 from cove.engine._failpoints import failpoint
 from cove.engine._limits import HostLimits
+from cove.engine._net_base import NetPlan
 from cove.engine._profiles import project_of
 from cove.engine._rootfs import Rootfs
 from cove.engine._runs import Paths, RunTable
@@ -339,7 +340,16 @@ class Instances:
             mounts=mounts, terminal=terminal,
         ))
 
-    spec_for = _spec_for  # the spec a start would use (``_exec_stopped``)
+    def run_spec(self, inst: Instance, rootfs: Path,
+                 undo: ExitStack) -> tuple[dict[str, Any], NetPlan]:
+        """The spec a start of ``inst`` runs on its mounted ``rootfs``: its
+        disks' mounts and its network plan (leases, /etc/hosts, resolv.conf;
+        undone on ``undo``). Also ``_exec_stopped``'s. Raises BadRequest,
+        NotFound (a disk or NIC the host cannot give)."""
+        disks = self._disks.mounts(self._profiles.expanded_devices(inst), rootfs,
+                                   project=project_of(inst))
+        net = self._net.prepare(inst, undo)  # leases, /etc/hosts, resolv.conf
+        return self._spec_for(inst, rootfs, (*net.mounts, *disks)), net
 
     def start_now(self, name: str) -> None:
         """Start ``name`` in the caller's operation (it holds the lock)."""
@@ -349,10 +359,7 @@ class Instances:
         with ExitStack() as undo:
             rootfs = self._rootfs.mount(name)
             undo.callback(self._rootfs.unmount, name)
-            disks = self._disks.mounts(self._profiles.expanded_devices(inst), rootfs,
-                                       project=project_of(inst))
-            net = self._net.prepare(inst, undo)  # leases, /etc/hosts, resolv.conf
-            spec = self._spec_for(inst, rootfs, (*net.mounts, *disks))
+            spec, net = self.run_spec(inst, rootfs, undo)
             tmp = d / "config.json.tmp"
             tmp.write_text(json.dumps(spec))
             os.replace(tmp, d / "config.json")
