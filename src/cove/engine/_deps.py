@@ -81,7 +81,8 @@ class AppStack:
         self._once: dict[str, list[str]] = {}  # key -> the command of its next start
         self.health = Health(config_of=self.config_of, prober=prober, events=events,
                              on_unhealthy=self._on_unhealthy,
-                             paused=lambda key: self._status(key) is Status.FROZEN)
+                             paused=lambda key: self._status(key) is Status.FROZEN,
+                             rows=store.app_health)
         self.restarter = Restarter(store=store, instances=instances, operations=operations,
                                    config_of=self.config_of, after_restart=self._cascade_later)
         # events handled one at a time, in order (reentrant: handling one may publish one)
@@ -488,8 +489,7 @@ class AppStack:
         raises."""
         running = [i for i in self._instances.all(project=None)
                    if i.status in (Status.RUNNING, Status.FROZEN)]
-        for inst in running:
-            self.health.track(inst.name)
+        self.health.resume([i.name for i in running])  # from their persisted states
         for key in self._store.app_intents.all():
             project, plain = split_key(key)
             try:
