@@ -7,11 +7,7 @@ utime+stime, and with its reaped children: the probe helpers) is read from
 ``/proc/PID/stat`` over ``--window`` seconds twice: first with no health
 check, then with ``cove.health`` set on every instance (``--probe``,
 default the command ``true`` run in the container through the exec
-machinery, every ``--interval``), then again once every instance is
-healthy (the steady state). Over each window it also reports whether
-coved wrote its database (``cove.db`` and its WAL changed): health state is
-persisted only when it changes, so the steady window must show none.
-Everything made is removed at the end.
+machinery, every ``--interval``). Everything made is removed at the end.
 
     sudo .venv/bin/python bench/health.py [--count 100] [--interval 10s] [--window 60]
 """
@@ -47,26 +43,11 @@ def _cpu(pid: int) -> tuple[float, float]:
     return (utime + stime) / TICK, (utime + stime + cutime + cstime) / TICK
 
 
-def _db_stamp(root: Path) -> tuple[tuple[int, int], ...]:
-    """(mtime, size) of the database files: unchanged means nothing was written."""
-    out = []
-    for name in ("cove.db", "cove.db-wal"):
-        try:
-            st = (root / name).stat()
-            out.append((st.st_mtime_ns, st.st_size))
-        except OSError:
-            out.append((0, 0))
-    return tuple(out)
-
-
-def _measure(pid: int, window: float, root: Path) -> tuple[float, float, bool]:
-    """CPU % (own, with children) over ``window``, and whether the database changed."""
-    d0 = _db_stamp(root)
+def _measure(pid: int, window: float) -> tuple[float, float]:
     t0, (a0, b0) = time.monotonic(), _cpu(pid)
     time.sleep(window)
     t1, (a1, b1) = time.monotonic(), _cpu(pid)
-    return (100 * (a1 - a0) / (t1 - t0), 100 * (b1 - b0) / (t1 - t0),
-            _db_stamp(root) != d0)
+    return 100 * (a1 - a0) / (t1 - t0), 100 * (b1 - b0) / (t1 - t0)
 
 
 def main() -> int:
@@ -104,33 +85,20 @@ def main() -> int:
             list(pool.map(launch, names))
         print(f"{len(made)} instances running after {time.monotonic() - t:.0f}s")
         time.sleep(5)
-        base = _measure(coved.pid, args.window, root)
+        base = _measure(coved.pid, args.window)
         for name in names:
             c.raw("PATCH", f"/1.0/instances/{name}", {"config": {
                 "cove.health": args.probe, "cove.health.interval": args.interval}})
         time.sleep(2)
-        checked = _measure(coved.pid, args.window, root)
-
-        def healthy() -> int:
-            return sum(1 for n in names
-                       if (c.raw("GET", f"/1.0/instances/{n}/state").json()["metadata"]
-                           .get("cove", {}).get("health", {}).get("status")) == "healthy")
-
-        deadline = time.monotonic() + 120
-        while healthy() < len(names) and time.monotonic() < deadline:
-            time.sleep(1)
-        steady = _measure(coved.pid, args.window, root)
-        n_healthy = healthy()
+        checked = _measure(coved.pid, args.window)
+        healthy = sum(1 for n in names
+                      if (c.raw("GET", f"/1.0/instances/{n}/state").json()["metadata"]
+                          .get("cove", {}).get("health", {}).get("status")) == "healthy")
         print(f"coved CPU over {args.window:.0f}s, {args.count} instances "
               f"(own / with reaped probe helpers):")
-        def db(m: tuple[float, float, bool]) -> str:
-            return "database written" if m[2] else "no database write"
-
-        print(f"  no health checks:           {base[0]:5.1f}% / {base[1]:5.1f}%   {db(base)}")
+        print(f"  no health checks:           {base[0]:5.1f}% / {base[1]:5.1f}%")
         print(f"  cove.health={args.probe!r} every {args.interval}: "
-              f"{checked[0]:5.1f}% / {checked[1]:5.1f}%   {db(checked)} (first checks)")
-        print(f"  the same, all healthy:      {steady[0]:5.1f}% / {steady[1]:5.1f}%   "
-              f"{db(steady)} ({n_healthy} healthy)")
+              f"{checked[0]:5.1f}% / {checked[1]:5.1f}%   ({healthy} healthy)")
     finally:
         with ThreadPoolExecutor(4) as pool:
             list(pool.map(lambda n: c.raw("PUT", f"/1.0/instances/{n}/state?wait=60",
