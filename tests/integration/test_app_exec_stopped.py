@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +112,10 @@ def test_stopped_exec_gets_nics_disks_and_own_users(coved: Coved, api: Api,
     assert (code, out) == (0, b"1234\n2345\n/home/u\n")
     code, out = _run(api, name, "id -u; id -g", **{"user-name": "covetestu", "group-name": "covetestg"})
     assert (code, out) == (0, b"1234\n3456\n")
+    p = subprocess.run([sys.executable, "-m", "cove.cli.main", "exec", "--stopped", "--user",
+                        "covetestu", name, "--", "id", "-u"], env=coved.cli_env(),
+                       capture_output=True, timeout=60, check=False)
+    assert (p.returncode, p.stdout) == (0, b"1234\n"), p.stderr
     r = _exec_stopped(api, name, ["true"], **{"user-name": "covetest-nobody"})
     assert r.status == 400 and "covetest-nobody" in r.error, r.body
     # a passwd that points out of the container is read inside it: the host's
