@@ -136,8 +136,7 @@ class StoppedExec:
         """
         key = instance_key(project, name)
         inst = self._store.get_instance(key)
-        if inst.status is not Status.STOPPED:
-            raise BadRequest("Instance is running: exec into it without 'stopped'")
+        _check_stopped(inst)
         if req.interactive:
             raise BadRequest("A stopped instance's exec has no terminal: use it non-interactive")
         ended = threading.Event()
@@ -153,8 +152,7 @@ class StoppedExec:
 
     def _start(self, key: str, req: InstanceExecPost, ended: threading.Event) -> _Session:
         inst = self._store.get_instance(key)
-        if inst.status is not Status.STOPPED:
-            raise BadRequest("Instance is running: exec into it without 'stopped'")
+        _check_stopped(inst)
         cid = f"{key}.exec"
         bundle = self._paths.instance_dir(key) / BUNDLE
         undo = ExitStack()  # the rootfs, then the network (leases, veths, names, ports)
@@ -227,6 +225,13 @@ class StoppedExec:
             ok = True
         finally:
             _write_fifo(bundle / "hook.ok", b"ok\n" if ok else b"no\n", deadline)
+
+
+def _check_stopped(inst: Instance) -> None:
+    """Raises BadRequest in LXD's words ("Instance is running") unless stopped."""
+    if inst.status is not Status.STOPPED:
+        raise BadRequest(f"Instance is {inst.status.value.lower()}: exec into it "
+                         "without 'stopped'")
 
 
 def _set_process(process: dict[str, Any], req: InstanceExecPost, rootfs: Path) -> None:
