@@ -143,6 +143,10 @@ def test_stopped_exec_gets_nics_disks_and_own_users(coved: Coved, api: Api,
 def test_stopped_exec_killed_or_coved_killed_leaves_nothing(coved: Coved, api: Api) -> None:
     name = new_name("xk")
     api.create(name, config={"cove.cmd": "sleep 1000"})
+    port = 32000 + os.getpid() % 1000  # published while the exec runs, as by a start
+    api.sync("PATCH", f"/1.0/instances/{name}", {"devices": {"p": {
+        "type": "proxy", "listen": f"tcp:127.0.0.1:{port}", "connect": "tcp:0.0.0.0:80",
+        "nat": "true"}}})
     before = _host(coved)
     argv = [b"sleep", str(900000 + os.getpid() % 1000).encode()]
 
@@ -153,6 +157,8 @@ def test_stopped_exec_killed_or_coved_killed_leaves_nothing(coved: Coved, api: A
     during = _host(coved)
     assert len(during["links"]) == len(before["links"]) + 1 and len(during["leases"]) \
         == len(before["leases"]) + 1, (before, during)
+    assert during["elements"] != before["elements"] and len(during["hosts"]) \
+        == len(before["hosts"]) + 1, (before, during)  # its port and its DNS name
     os.kill(pid, signal.SIGKILL)
     op = api.wait(r)
     assert op["metadata"]["return"] == 137, op
