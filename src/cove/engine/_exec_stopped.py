@@ -181,7 +181,7 @@ class StoppedExec:
             undo.callback(self._rootfs.unmount, key)
             spec, plan = self._specs.run_spec(inst, rootfs, undo)
             _set_process(spec["process"], req, rootfs)
-            attach = bool(plan.nics or plan.forwards or plan.ports)
+            attach = bool(plan.nics or plan.cni or plan.forwards or plan.ports)
             if attach:
                 for fifo in ("hook.state", "hook.ok"):
                     os.mkfifo(bundle / fifo, 0o600)
