@@ -10,11 +10,13 @@ leases, runc state, mounts, cgroups), not through cove's bookkeeping.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -173,6 +175,16 @@ def test_stopped_exec_killed_or_coved_killed_leaves_nothing(coved: Coved, api: A
     coved.start()
     wait_until(lambda: _pid_of(b"\0".join(argv) + b"\0") is None, 10, what="the command gone")
     _settled(coved, name, before)
+
+    # coved killed while runc's hook waits for the NICs: the next coved
+    # answers the hook, and runc ends the half-made container at once
+    coved.arm("exec-stopped.hooked")
+    with contextlib.suppress(OSError):  # coved dies under the request
+        _exec_stopped(api, name, [a.decode() for a in argv])
+    coved.revive()
+    t = time.monotonic()
+    _settled(coved, name, before)
+    assert time.monotonic() - t < 10  # not runc's minute of hook timeout
     api.action(name, "start")  # the instance is whole
     assert api.status(name) == "Running"
     api.action(name, "stop", force=True)

@@ -19,9 +19,10 @@ so the instance cannot be started under it. Closing the session (the
 command ended, was killed, or the client went) deletes the container
 (its namespace takes the veths with it), releases the leases, DNS names
 and published ports, unmounts the rootfs and removes the bundle. A coved
-killed meanwhile leaves a runc container no row owns, leases of an
-instance that does not run, a mount no run holds and the bundle: the
-reconciler removes each at the next start.
+killed meanwhile leaves a runc container no row owns (perhaps with its
+hook still waiting: ``release_hook`` answers it), leases of an instance
+that does not run, a mount no run holds and the bundle: the reconciler
+removes each at the next start.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from typing import Any, Protocol
 
 from cove.api import InstanceExecPost
 from cove.engine._exec_user import resolve_ids
+from cove.engine._failpoints import failpoint
 from cove.engine._net_base import NetPlan
 from cove.engine._rootfs import Rootfs
 from cove.engine._runs import Paths
@@ -54,7 +56,7 @@ from cove.runtime.runc import ExecProcess, Runc
 from cove.storage.safefs import RootFS
 from cove.store import Store
 
-__all__ = ["BUNDLE", "StoppedExec"]
+__all__ = ["BUNDLE", "StoppedExec", "release_hook"]
 
 log = logging.getLogger("cove.engine")
 
@@ -221,6 +223,7 @@ class StoppedExec:
             return  # runc failed before the hook: its stderr says why
         ok = False
         try:
+            failpoint("exec-stopped.hooked")  # the hook waits on coved's word
             self._net.attach(key, int(json.loads(state)["pid"]), plan, undo)
             ok = True
         finally:
@@ -281,6 +284,14 @@ def _read_fifo(path: Path, process: ExecProcess, deadline: float) -> bytes | Non
         os.close(fd)
 
 
+def release_hook(bundle: Path) -> None:
+    """Tell a hook that a killed coved left waiting in ``bundle`` "no", so
+    that runc ends that container now rather than at the hook's timeout (a
+    minute with a process and a cgroup). For the reconciler, before it
+    deletes the container. Never raises."""
+    _write_fifo(bundle / "hook.ok", b"no\n", time.monotonic())  # one try: a waiter or none
+
+
 def _write_fifo(path: Path, data: bytes, deadline: float) -> None:
     """Write ``data`` to the reader of the FIFO ``path`` once it opened it;
     gives up silently at ``deadline`` (the hook was killed: runc fails)."""
@@ -294,6 +305,8 @@ def _write_fifo(path: Path, data: bytes, deadline: float) -> None:
             continue
         try:
             os.write(fd, data)
+        except OSError:
+            pass  # the reader went (killed at runc's timeout): runc fails the run
         finally:
             os.close(fd)
         return

@@ -23,6 +23,7 @@ import shutil
 import threading
 
 from cove.engine._exec_stopped import BUNDLE as EXEC_BUNDLE
+from cove.engine._exec_stopped import release_hook
 from cove.engine._images import Images
 from cove.engine._instances import Instances
 from cove.engine._networks import Networks
@@ -72,6 +73,8 @@ class Reconciler:
         known = {i.name: i for i in self._store.list_instances()}
         for cid in self._runtime.list_ids():
             if cid not in known:
+                if cid.endswith(".exec"):  # a stopped exec: its hook may still wait
+                    release_hook(self._paths.instance_dir(cid[:-5]) / EXEC_BUNDLE)
                 log.info("removing runtime state of unknown container %s", cid)
                 self._runtime.delete(cid, force=True)
         lost = self._adopt(known, rebooted)
