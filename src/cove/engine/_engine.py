@@ -141,7 +141,7 @@ class Engine:
         self.storage.bind_projects(self.projects.volumes_project)
         stopped_exec = StoppedExec(store=self.store, runtime=runtime, paths=paths,
                                    rootfs=rootfs, operations=self.operations,
-                                   spec_for=self.instances.spec_for)
+                                   specs=self.instances, network=self._nics)
         self.access = Access(store=self.store, runtime=runtime, paths=paths, rootfs=rootfs,
                              operations=self.operations, profiles=self.profiles,
                              stopped=stopped_exec)
