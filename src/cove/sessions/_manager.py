@@ -1,5 +1,6 @@
 """``SessionManager`` and ``AsyncSessionManager``: the flows of
-``sessions._flows`` driven over a REST driver, blocking or as coroutines."""
+``sessions._flows`` driven over any sync driver (REST, CLI, in-process) or,
+as coroutines, over an ``AsyncRestDriver``."""
 
 from __future__ import annotations
 
@@ -12,10 +13,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from cove.client._flow import adrive, drive
 from cove.client.drivers.base import Driver
+from cove.client.drivers.cli import CliDriver
+from cove.client.drivers.local import LocalDriver
 from cove.model.errors import BadRequest
 from cove.sessions import _flows as flows
+from cove.sessions import _perform_host, _perform_rest
 from cove.sessions._flows import Realm, Session, StartRequest
 from cove.sessions._names import check_realm
+from cove.sessions._steps import Pause, SessionStep
 
 if TYPE_CHECKING:
     from cove import api
@@ -73,7 +78,9 @@ class SessionManager(_Common):
     """App sessions of one realm on a cove (or LXD) host: one container per
     (user, app), found by labels, reached on a published host port.
 
-    ``driver`` is a ``RestDriver`` (or a ``cove.client.Client``). ``realm``
+    ``driver`` is any sync driver: a ``RestDriver`` (or a
+    ``cove.client.Client``) on coved, LXD or Incus, a ``CliDriver`` driving
+    ``lxc`` or ``cove``, or a ``LocalDriver``. ``realm``
     names the realm (letters, digits, ``-``): its project when the host has
     projects (made on first use; ``use_project=False``: the driver's project,
     told apart by labels). ``app_port`` is the app's port in the container,
@@ -87,24 +94,30 @@ class SessionManager(_Common):
     def __init__(self, driver: Any, realm: str = "cove", app_port: int = 8888,
                  host_address: str = "127.0.0.1", *, lease: float = 120.0,
                  use_project: bool = True) -> None:
-        # a RestDriver's client; else anything that sends one request and
-        # gives the whole response (a Client); the CLI and in-process
-        # drivers do not (they have no HTTP answer to give)
-        client = getattr(driver, "client", None if isinstance(driver, Driver) else driver)
-        send = getattr(client, "send", None)
-        if send is None or inspect.iscoroutinefunction(send):
-            raise BadRequest(f"{driver!r} is no blocking REST driver: SessionManager needs "
-                             "a RestDriver (or a Client); AsyncSessionManager takes an "
-                             "AsyncRestDriver")
-        self._send: Callable[[Request], Response] = send
+        self._perform: Callable[[SessionStep], Any]
+        if isinstance(driver, CliDriver):
+            self._perform = lambda step: _perform_host.perform_cli(driver, step)
+        elif isinstance(driver, LocalDriver):
+            self._perform = lambda step: _perform_host.perform_local(driver, step)
+        else:
+            # a RestDriver's client, or anything that sends one request and
+            # gives the whole response (a Client)
+            client = getattr(driver, "client", None if isinstance(driver, Driver) else driver)
+            send = getattr(client, "send", None)
+            if send is None or inspect.iscoroutinefunction(send):
+                raise BadRequest(f"{driver!r} is no sync cove driver: SessionManager takes a "
+                                 "RestDriver (or a Client), a CliDriver or a LocalDriver; "
+                                 "AsyncSessionManager takes an AsyncRestDriver")
+            self._send: Callable[[Request], Response] = send
+            self._perform = lambda step: drive(_perform_rest.perform(step), self._send)
         self.driver = driver
         self.realm = _realm(realm, app_port, host_address, lease, use_project)
 
-    def _do(self, what: Request | flows.Pause) -> Response | None:
-        if isinstance(what, flows.Pause):
+    def _do(self, what: SessionStep | Pause) -> Any:
+        if isinstance(what, Pause):
             time.sleep(what.seconds)
             return None
-        return self._send(what)
+        return self._perform(what)
 
     def _run(self, flow: flows.SessionFlow[T]) -> T:
         return drive(flows.scoped(flow, self.realm), self._do)
@@ -183,11 +196,11 @@ class AsyncSessionManager(_Common):
         self.driver = driver
         self.realm = _realm(realm, app_port, host_address, lease, use_project)
 
-    async def _do(self, what: Request | flows.Pause) -> Response | None:
-        if isinstance(what, flows.Pause):
+    async def _do(self, what: SessionStep | Pause) -> Any:
+        if isinstance(what, Pause):
             await asyncio.sleep(what.seconds)
             return None
-        return await self.driver.send(what)  # type: ignore[no-any-return]
+        return await adrive(_perform_rest.perform(what), self.driver.send)
 
     async def _run(self, flow: flows.SessionFlow[T]) -> T:
         return await adrive(flows.scoped(flow, self.realm), self._do)
