@@ -146,6 +146,7 @@ def pids_with(needle: bytes, name: bytes) -> list[int]:
 
 class CoveSide:
     name = "cove"
+    publish = "proxy"  # the server's port: a forwarder process per user
 
     def __init__(self, work: Path, art: Any) -> None:
         self.coved = Coved(mkroot("bench-coved"), work)
@@ -167,6 +168,7 @@ class CoveSide:
                 f"c.CoveSpawner.endpoint = {str(self.coved.socket)!r}\n"
                 f"c.CoveSpawner.realm = {realm!r}\n"
                 f"c.CoveSpawner.image = 'busybox'\n"
+                f"c.CoveSpawner.publish = {self.publish!r}\n"
                 f"c.CoveSpawner.cmd = ['/bin/sh', '-c', {APP!r}]\n")
 
     def after_hub(self, realm: str) -> list[str]:
@@ -189,6 +191,14 @@ class CoveSide:
         except AssertionError as e:
             log(str(e))
         return destroy_root(self.coved.root)
+
+
+class CoveNatSide(CoveSide):
+    """CoveSpawner with ``publish = "nat"``: the server's port by NAT rules,
+    no forwarder process (the one left per user is the way back to the hub)."""
+
+    name = "cove-nat"
+    publish = "nat"
 
 
 class DockerSide:
@@ -394,7 +404,7 @@ def summary(r: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--users", default="1,10,50", help="comma-separated counts")
-    ap.add_argument("--only", default="cove,docker")
+    ap.add_argument("--only", default="cove,cove-nat,docker")
     ap.add_argument("--timeout", type=float, default=300)
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
@@ -408,7 +418,8 @@ def main(argv: list[str] | None = None) -> int:
     results: list[dict[str, Any]] = []
     problems: list[str] = []
     try:
-        for key, cls in (("cove", CoveSide), ("docker", DockerSide)):
+        for key, cls in (("cove", CoveSide), ("cove-nat", CoveNatSide),
+                         ("docker", DockerSide)):
             if key in args.only.split(","):
                 log(f"setting up {key}")
                 sides.append(cls(work, art))

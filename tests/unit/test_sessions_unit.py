@@ -385,3 +385,7 @@ def test_drivers_taken_and_refused() -> None:
         SessionManager(FakeLxd(), realm="")
     with pytest.raises(BadRequest, match="app_port"):
         SessionManager(FakeLxd(), app_port=0)
+    with pytest.raises(BadRequest, match="publish"):
+        SessionManager(FakeLxd(), publish="dnat")
+    with pytest.raises(BadRequest, match="IPv4 only"):
+        SessionManager(FakeLxd(), host_address="::1", publish="nat")

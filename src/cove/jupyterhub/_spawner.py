@@ -170,6 +170,11 @@ class CoveSpawner(Spawner):  # type: ignore[misc]  # jupyterhub has no type hint
     app_port = Int(8888, config=True, help="The server's port inside the container.")
     host_address = Unicode("127.0.0.1", config=True,
                            help="Host address the server's port is published on.")
+    publish = Enum(["proxy", "nat"], default_value="proxy", config=True,
+                   help="How the server's port is published: proxy, a forwarder process "
+                        "per server (LXD's proxy device); nat, NAT rules and no process "
+                        "(the proxy device's nat=true: the containers need a NIC on a "
+                        "bridge network, and on LXD a static address).")
     hub_connect = Enum(["proxy", "direct"], default_value="proxy", config=True,
                        help="proxy: reach the hub through a proxy device in each container "
                             "(the hub may listen on loopback); direct: use the hub's URL.")
@@ -231,12 +236,12 @@ class CoveSpawner(Spawner):  # type: ignore[misc]  # jupyterhub has no type hint
         # shared, so the realm's project is looked up once per hub, not per call
         drv = self.driver()
         key = (id(drv), self.realm, self.app_port, self.host_address, self.use_project,
-               self.spawn_lease)
+               self.spawn_lease, self.publish)
         mgr = _managers.get(key)
         if mgr is None:
             mgr = _managers[key] = AsyncSessionManager(
                 drv, realm=self.realm, app_port=self.app_port, host_address=self.host_address,
-                lease=self.spawn_lease, use_project=self.use_project)
+                lease=self.spawn_lease, use_project=self.use_project, publish=self.publish)
         return mgr
 
     def hub_profile(self) -> tuple[str, dict[str, str]]:

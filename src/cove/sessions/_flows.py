@@ -29,7 +29,9 @@ Design notes:
 * The app port is published by a proxy device on a port the kernel of the
   caller's machine says is free (``bind(0)``); two starts that pick the same
   one (or a program that takes it meanwhile) meet at the instance's start,
-  which fails for one of them: it picks another and starts again.
+  which fails for one of them: it picks another and starts again. The
+  device is a forwarder process (LXD's forkproxy), or with ``nat`` NAT
+  rules and no process (the app listens on the instance's address then).
 """
 
 from __future__ import annotations
@@ -161,6 +163,7 @@ class Realm:
     host_address: str = "127.0.0.1"
     lease: float = 120.0
     use_project: bool = True
+    nat: bool = False  # the app port published by NAT rules, not a forwarder
     project: str | None = None
     resolved: bool = False
     has_projects: bool | None = None  # the host's answer, once asked
@@ -395,6 +398,10 @@ def _guard(name: str, obj: dict[str, Any]) -> None:
 
 def _proxy(realm: Realm, port: int) -> dict[str, str]:
     host = f"[{realm.host_address}]" if ":" in realm.host_address else realm.host_address
+    if realm.nat:
+        # 0.0.0.0: the instance's own address (LXD's rule for NAT)
+        return {"type": "proxy", "nat": "true", "listen": f"tcp:{host}:{port}",
+                "connect": f"tcp:0.0.0.0:{realm.app_port}"}
     return {"type": "proxy", "listen": f"tcp:{host}:{port}",
             "connect": f"tcp:127.0.0.1:{realm.app_port}"}
 
@@ -406,8 +413,12 @@ def _start_on_a_port(realm: Realm, name: str, port: int) -> SessionFlow[int]:
         try:
             yield st.ChangeState(name, "start")
             return port
-        except CoveError:
-            if attempt + 1 == _PORT_TRIES or not realm.port_taken(realm.host_address, port):
+        except CoveError as e:
+            # a NAT-published port binds nothing: the host's Conflict says it
+            # is another instance's (or a listener's)
+            clash = realm.port_taken(realm.host_address, port) or (
+                realm.nat and isinstance(e, Conflict))
+            if attempt + 1 == _PORT_TRIES or not clash:
                 raise
         port = realm.pick_port(realm.host_address)
         yield st.PatchInstance(name, {"devices": {PORT_DEVICE: _proxy(realm, port)},

@@ -34,15 +34,19 @@ Volumes = Mapping[str, Mapping[str, str]]
 
 
 def _realm(realm: str, app_port: int, host_address: str, lease: float,
-           use_project: bool) -> Realm:
+           use_project: bool, publish: str) -> Realm:
     if not isinstance(app_port, int) or not 0 < app_port < 65536:
         raise BadRequest(f"Bad app_port {app_port!r}: a TCP port (1-65535)")
     if not isinstance(host_address, str) or not host_address:
         raise BadRequest(f"Bad host_address {host_address!r}")
     if not isinstance(lease, (int, float)) or lease <= 0:
         raise BadRequest(f"Bad lease {lease!r}: seconds, more than 0")
+    if publish not in ("proxy", "nat"):
+        raise BadRequest(f"Bad publish {publish!r}: 'proxy' or 'nat'")
+    if publish == "nat" and ":" in host_address:
+        raise BadRequest(f"Bad host_address {host_address!r}: publish='nat' is IPv4 only")
     return Realm(name=check_realm(realm), app_port=app_port, host_address=host_address,
-                 lease=float(lease), use_project=use_project)
+                 lease=float(lease), use_project=use_project, nat=publish == "nat")
 
 
 def _name_of(session: Session | str) -> str:
@@ -84,7 +88,12 @@ class SessionManager(_Common):
     names the realm (letters, digits, ``-``): its project when the host has
     projects (made on first use; ``use_project=False``: the driver's project,
     told apart by labels). ``app_port`` is the app's port in the container,
-    published on a free port of ``host_address``. ``lease``: seconds a start
+    published on a free port of ``host_address``: by a forwarder process
+    (``publish="proxy"``, LXD's proxy device: the app may listen on the
+    container's loopback), or by NAT rules (``publish="nat"``, the proxy
+    device's ``nat=true``: no process, but the app must listen on the
+    container's NIC address, the instance needs a NIC on a bridge network,
+    and LXD needs that NIC's address static). ``lease``: seconds a start
     may take before another start may take over its (realm, user, app).
 
     Every method raises ``cove.model.errors`` classes (``BadRequest`` for bad
@@ -93,7 +102,7 @@ class SessionManager(_Common):
 
     def __init__(self, driver: Any, realm: str = "cove", app_port: int = 8888,
                  host_address: str = "127.0.0.1", *, lease: float = 120.0,
-                 use_project: bool = True) -> None:
+                 use_project: bool = True, publish: str = "proxy") -> None:
         self._perform: Callable[[SessionStep], Any]
         if isinstance(driver, CliDriver):
             self._perform = lambda step: _perform_host.perform_cli(driver, step)
@@ -111,7 +120,7 @@ class SessionManager(_Common):
             self._send: Callable[[Request], Response] = send
             self._perform = lambda step: drive(_perform_rest.perform(step), self._send)
         self.driver = driver
-        self.realm = _realm(realm, app_port, host_address, lease, use_project)
+        self.realm = _realm(realm, app_port, host_address, lease, use_project, publish)
 
     def _do(self, what: SessionStep | Pause) -> Any:
         if isinstance(what, Pause):
@@ -189,12 +198,12 @@ class AsyncSessionManager(_Common):
 
     def __init__(self, driver: Any, realm: str = "cove", app_port: int = 8888,
                  host_address: str = "127.0.0.1", *, lease: float = 120.0,
-                 use_project: bool = True) -> None:
+                 use_project: bool = True, publish: str = "proxy") -> None:
         if not inspect.iscoroutinefunction(getattr(driver, "send", None)):
             raise BadRequest(f"{driver!r} is no asyncio REST driver: AsyncSessionManager "
                              "needs an AsyncRestDriver")
         self.driver = driver
-        self.realm = _realm(realm, app_port, host_address, lease, use_project)
+        self.realm = _realm(realm, app_port, host_address, lease, use_project, publish)
 
     async def _do(self, what: SessionStep | Pause) -> Any:
         if isinstance(what, Pause):
