@@ -102,6 +102,12 @@ def test_named_servers_are_separate_apps(server: str, app: str) -> None:
     assert s.app_id == app
 
 
-def test_poll_without_a_container_is_stopped() -> None:
-    assert asyncio.run(_spawner().poll()) == 0
-    asyncio.run(_spawner().stop())  # nothing to stop: no call, no error
+def test_without_a_state_the_server_is_looked_up_by_name(tmp_path: Any) -> None:
+    from cove.client._http import ConnectionFailed
+
+    sp = _spawner(endpoint=str(tmp_path / "no.socket"))
+    # no state and no cove to ask: not running (a hub then stops nothing)
+    assert asyncio.run(sp.poll()) == 0
+    # stop without a state removes the server's session by its name: it asks
+    with pytest.raises(ConnectionFailed):
+        asyncio.run(sp.stop())
