@@ -13,7 +13,10 @@ from the server in the container. After all are up: **memory**, the drop
 of the host's MemAvailable against before the spawns (per user), and the
 RSS of the daemon (coved / podman service), and the memory each back end
 owns per user: its containers' cgroups (memory.usage_in_bytes) plus their
-conmon (and for cove the proxy forwarder) processes' RSS; the host figure
+conmon (and for cove the proxy forwarder) processes, by PSS (each shared
+page counted once over the processes sharing it; their RSS, which counts
+the interpreter's and libc's shared pages in every process, is kept
+beside it), each kind per user on its own; the host figure
 is kept in the samples but is noise when anything else runs. Then all are stopped (``DELETE
 .../server``) and the stop-to-gone time is taken. A failure is a spawn
 request not accepted, a server that never answered within ``--timeout``,
@@ -95,6 +98,26 @@ def rss(pid: int) -> int:
     return 0
 
 
+def pss(pid: int) -> int:
+    """The process's proportional set size (``smaps_rollup``), bytes."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def helpers(kinds: dict[str, list[int]]) -> dict[str, int]:
+    """PSS of each kind of helper process, and the RSS and PSS of all."""
+    out = {f"{kind}_pss": sum(pss(p) for p in pids) for kind, pids in kinds.items()}
+    every = [p for pids in kinds.values() for p in pids]
+    out["helpers_rss"] = sum(rss(p) for p in every)
+    out["helpers_pss"] = sum(pss(p) for p in every)
+    return out
+
+
 def cgroup_mem(rel: str) -> int:
     """Memory charged to cgroup ``rel`` (v1 memory controller or v2)."""
     for path in (Path("/sys/fs/cgroup/memory") / rel / "memory.usage_in_bytes",
@@ -123,6 +146,7 @@ def pids_with(needle: bytes, name: bytes) -> list[int]:
 
 class CoveSide:
     name = "cove"
+    publish = "proxy"  # the server's port: a forwarder process per user
 
     def __init__(self, work: Path, art: Any) -> None:
         self.coved = Coved(mkroot("bench-coved"), work)
@@ -132,18 +156,19 @@ class CoveSide:
     def pid(self) -> int:
         return self.coved.proc.pid if self.coved.proc else 0
 
-    def owned_memory(self, realm: str) -> tuple[int, int]:
-        """(the containers' cgroups (all of this coved's), the RSS of their
-        conmon and proxy-forwarder processes)."""
+    def owned_memory(self, realm: str) -> dict[str, int]:
+        """The containers' cgroups (all of this coved's), and the memory of
+        their conmon and proxy-forwarder processes (``helpers``)."""
         root = self.coved.root
-        return cgroup_mem(cgroup_parent(root)), sum(
-            rss(p) for p in conmon_pids(root) + forwarder_pids(root))
+        return {"cgroups": cgroup_mem(cgroup_parent(root)),
+                **helpers({"conmon": conmon_pids(root), "forwarder": forwarder_pids(root)})}
 
     def config(self, realm: str) -> str:
         return (f"c.JupyterHub.spawner_class = 'cove'\n"
                 f"c.CoveSpawner.endpoint = {str(self.coved.socket)!r}\n"
                 f"c.CoveSpawner.realm = {realm!r}\n"
                 f"c.CoveSpawner.image = 'busybox'\n"
+                f"c.CoveSpawner.publish = {self.publish!r}\n"
                 f"c.CoveSpawner.cmd = ['/bin/sh', '-c', {APP!r}]\n")
 
     def after_hub(self, realm: str) -> list[str]:
@@ -166,6 +191,14 @@ class CoveSide:
         except AssertionError as e:
             log(str(e))
         return destroy_root(self.coved.root)
+
+
+class CoveNatSide(CoveSide):
+    """CoveSpawner with ``publish = "nat"``: the server's port by NAT rules,
+    no forwarder process (the one left per user is the way back to the hub)."""
+
+    name = "cove-nat"
+    publish = "nat"
 
 
 class DockerSide:
@@ -195,15 +228,15 @@ class DockerSide:
     def pid(self) -> int:
         return self.proc.pid
 
-    def owned_memory(self, realm: str) -> tuple[int, int]:
-        """(the containers' cgroups, the RSS of their conmon processes)."""
+    def owned_memory(self, realm: str) -> dict[str, int]:
+        """The containers' cgroups, and the memory of their conmon processes."""
         p = benchrun.run([*self.base, "ps", "-q", "--no-trunc", "--filter", f"name={realm}"],
                          check=False)
-        groups = helpers = 0
+        groups, conmons = 0, []
         for cid in p.stdout.split():
             groups += cgroup_mem(f"libpod_parent/libpod-{cid}")
-            helpers += sum(rss(pid) for pid in pids_with(cid.encode(), b"conmon"))
-        return groups, helpers
+            conmons += pids_with(cid.encode(), b"conmon")
+        return {"cgroups": groups, **helpers({"conmon": conmons})}
 
     def config(self, realm: str) -> str:
         return ("c.JupyterHub.spawner_class = 'docker'\n"
@@ -304,10 +337,14 @@ def one_round(side: Any, chp: Path, n: int, timeout: float) -> dict[str, Any]:
         out["all_up_s"] = time.monotonic() - t_all
         time.sleep(1)
         out["host_mem_drop_per_user_mib"] = (mem0 - mem_available()) / n / 2**20
-        groups, helpers = side.owned_memory(realm)
-        out["mem_per_user_mib"] = (groups + helpers) / n / 2**20
-        out["container_mem_per_user_mib"] = groups / n / 2**20
-        out["helper_rss_per_user_mib"] = helpers / n / 2**20
+        owned = side.owned_memory(realm)
+        out["mem_per_user_mib"] = (owned["cgroups"] + owned["helpers_pss"]) / n / 2**20
+        out["container_mem_per_user_mib"] = owned["cgroups"] / n / 2**20
+        out["helper_pss_per_user_mib"] = owned["helpers_pss"] / n / 2**20
+        out["helper_rss_per_user_mib"] = owned["helpers_rss"] / n / 2**20
+        for kind in ("conmon", "forwarder"):
+            if f"{kind}_pss" in owned:
+                out[f"{kind}_pss_per_user_mib"] = owned[f"{kind}_pss"] / n / 2**20
         out["daemon_rss_mib"] = rss(side.pid()) / 2**20
         # the hub still sees every server ready (none lost after the spawn)
         lost = [u for u in times
@@ -356,6 +393,9 @@ def summary(r: dict[str, Any]) -> str:
             f"stop all {r.get('all_stopped_s', float('nan')):6.2f}s  "
             f"mem/user {r.get('mem_per_user_mib', float('nan')):6.1f} MiB "
             f"(containers {r.get('container_mem_per_user_mib', float('nan')):5.1f} + helpers "
+            f"{r.get('helper_pss_per_user_mib', float('nan')):5.1f} PSS: forwarders "
+            f"{r.get('forwarder_pss_per_user_mib', 0.0):4.1f}, conmon "
+            f"{r.get('conmon_pss_per_user_mib', float('nan')):4.1f}; helpers' RSS "
             f"{r.get('helper_rss_per_user_mib', float('nan')):5.1f})  "
             f"daemon RSS {r.get('daemon_rss_mib', float('nan')):6.1f} MiB  "
             f"failures {len(r.get('failures', []))} (stop: {len(r.get('stop_failures', []))})")
@@ -364,7 +404,7 @@ def summary(r: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--users", default="1,10,50", help="comma-separated counts")
-    ap.add_argument("--only", default="cove,docker")
+    ap.add_argument("--only", default="cove,cove-nat,docker")
     ap.add_argument("--timeout", type=float, default=300)
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
@@ -378,7 +418,8 @@ def main(argv: list[str] | None = None) -> int:
     results: list[dict[str, Any]] = []
     problems: list[str] = []
     try:
-        for key, cls in (("cove", CoveSide), ("docker", DockerSide)):
+        for key, cls in (("cove", CoveSide), ("cove-nat", CoveNatSide),
+                         ("docker", DockerSide)):
             if key in args.only.split(","):
                 log(f"setting up {key}")
                 sides.append(cls(work, art))

@@ -226,3 +226,41 @@ def test_sessions_over_https(cove_host: Any, busybox_tar: Path, workdir: Path) -
         with contextlib.suppress(Exception):
             driver.delete_image(image.fingerprint)
         driver.close()
+
+
+def test_published_by_nat(cove_host: Any, busybox_tar: Path, workdir: Path) -> None:
+    """``publish="nat"``: the app port by NAT rules (the proxy device's
+    ``nat=true``), so no forwarder process runs for the session."""
+    driver = RestDriver(str(cove_host.coved.socket))
+    tar = workdir / "sessapp.tar.gz"
+    if not tar.exists():
+        _build_app_image(busybox_tar, tar)
+    image = driver.import_image(tar, aliases=[IMAGE])
+    m = SessionManager(driver, realm=REALM, publish="nat")
+    try:
+        s = m.start("ann", IMAGE, "nb", base_urlpath="/u/")
+        assert "app" in _get(s, "/index.html")
+        dev = driver.client.send(_req("GET", f"/1.0/instances/{s.name}?project={REALM}")
+                                 ).json()["metadata"]["devices"]["session-port"]
+        assert dev["nat"] == "true" and dev["connect"] == "tcp:0.0.0.0:8888"
+        tag = f":{REALM}_{s.name}:session-port".encode()
+        forwarders = [p for p in Path("/proc").iterdir() if p.name.isdigit()
+                      and tag in _cmdline(p)]
+        assert forwarders == []
+        m.stop_and_remove(s)
+        assert m.find() == []
+    finally:
+        for left in m.find():
+            m.stop_and_remove(left)
+        with contextlib.suppress(Exception):
+            driver.client.send(_req("DELETE", f"/1.0/projects/{REALM}"))
+        with contextlib.suppress(Exception):
+            driver.delete_image(image.fingerprint)
+        driver.close()
+
+
+def _cmdline(p: Path) -> bytes:
+    try:
+        return (p / "cmdline").read_bytes()
+    except OSError:
+        return b""

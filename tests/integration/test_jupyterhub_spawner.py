@@ -90,6 +90,14 @@ def test_busybox_spawn_proxy_restart_stop(coved: Coved, hub_factory: Any) -> Non
     hub = hub_factory(f"c.CoveSpawner.image = 'busybox'\n"
                       f"c.CoveSpawner.cmd = ['/bin/sh', '-c', {_BUSYBOX_APP!r}]\n"
                       "c.Spawner.poll_interval = 1\n", realm)
+    # hub profiles of CoveSpawner (marked so): one whose hub went away long
+    # ago and one another live hub made sure of now; and one of someone else
+    mark = "user.cove.jupyterhub.seen"
+    others = {"covetest-gonehub": {mark: "1000"},
+              "covetest-livehub": {mark: str(int(time.time()))},
+              "covetest-notahub": {"user.note": "mine"}}
+    for pname, pconfig in others.items():
+        coved.api.sync("POST", "/1.0/profiles", {"name": pname, "config": pconfig})
     hub.start()
     quser = urllib.parse.quote(user, safe="@~")  # JupyterHub's url_escape_path
 
@@ -141,16 +149,24 @@ def test_busybox_spawn_proxy_restart_stop(coved: Coved, hub_factory: Any) -> Non
     code, body = hub.get(f"/user/{quser}/")
     assert (code, body.decode().strip()) == (200, f"hello {user}")
 
-    # stop removes the container
+    # the first spawn swept the orphan hub profile, and only it
+    left = {p.rsplit("/", 1)[-1] for p in coved.api.sync("GET", "/1.0/profiles")}
+    assert left >= {"covetest-livehub", "covetest-notahub", profiles[1]}
+    assert "covetest-gonehub" not in left
+
+    # stop removes the container, and the hub's profile with its last server
     code, _ = hub.api("DELETE", f"/users/{quser}/server")
     assert code in (202, 204)
     hub.wait_stopped(user)
     assert _instances(coved.api, realm) == []
+    assert coved.api.request("GET", f"/1.0/profiles/{profiles[1]}").status == 404
+    for pname in ("covetest-livehub", "covetest-notahub"):
+        coved.api.sync("DELETE", f"/1.0/profiles/{pname}")
     assert_no_leaks(coved.root, [f"{realm}_{name}"])
 
 
-def test_hub_killed_mid_spawn_next_spawn_replaces_the_orphan(coved: Coved,
-                                                           hub_factory: Any) -> None:
+def test_hub_killed_mid_spawn_restarted_hub_adopts_the_orphan(coved: Coved,
+                                                            hub_factory: Any) -> None:
     realm = new_name("hub")
     # the server answers only after 6 s: the hub dies while it waits
     hub = hub_factory(f"c.CoveSpawner.image = 'busybox'\n"
@@ -161,26 +177,25 @@ def test_hub_killed_mid_spawn_next_spawn_replaces_the_orphan(coved: Coved,
     hub.start()
     assert hub.api("POST", "/users/bob")[0] == 201
     assert hub.api("POST", "/users/bob/server")[0] == 202
-    first = wait_until(lambda: _instances(coved.api, realm), timeout=30,
-                       what="the container of the spawn in flight")
-    killed = time.monotonic()
+    first = wait_until(lambda: [i for i in _instances(coved.api, realm)
+                                if i["config"].get("user.cove.session.state") == "running"],
+                       timeout=30, what="the container of the spawn in flight, running")
     hub.kill()
     hub.start()
-    # the restarted hub knows no server of bob's (its state was never saved)
-    code, model = hub.api("GET", "/users/bob")
-    assert code == 200 and not model["servers"]
-    # once the dead spawn's lease ran out (coved held it: a spawn before then
-    # fails with OperationInProgress), a new spawn replaces the orphan: one
-    # container, a fresh session
-    time.sleep(max(0.0, 11 - (time.monotonic() - killed)))
-    assert hub.api("POST", "/users/bob/server")[0] in (201, 202)
-    hub.wait_server("bob", timeout=60)
+    # the restarted hub polled bob's server (recorded, no state saved): the
+    # spawner found the session by its labels, the hub its address, and it
+    # kept the server once it answered: the same container, not a new one
+    try:
+        hub.wait_server("bob", timeout=60)
+    except AssertionError as e:
+        raise AssertionError(f"{e}\n{hub.tail(60)}") from None
+    assert "adopting it" in hub.tail(300)
     now = _instances(coved.api, realm)
-    assert len(now) == 1
     label = "user.cove.session.url-id"
-    assert now[0]["config"][label] != first[0]["config"][label]
+    assert [i["config"][label] for i in now] == [first[0]["config"][label]]
     code, body = hub.get("/user/bob/")
     assert (code, body.decode().strip()) == (200, "hello bob")
+    # and the hub's stop of it removes it
     hub.api("DELETE", "/users/bob/server")
     hub.wait_stopped("bob")
     assert _instances(coved.api, realm) == []

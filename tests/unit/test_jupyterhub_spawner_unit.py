@@ -102,6 +102,85 @@ def test_named_servers_are_separate_apps(server: str, app: str) -> None:
     assert s.app_id == app
 
 
-def test_poll_without_a_container_is_stopped() -> None:
-    assert asyncio.run(_spawner().poll()) == 0
-    asyncio.run(_spawner().stop())  # nothing to stop: no call, no error
+def test_without_a_state_the_server_is_looked_up_by_name(tmp_path: Any) -> None:
+    from cove.client._http import ConnectionFailed
+
+    sp = _spawner(endpoint=str(tmp_path / "no.socket"))
+    # no state and no cove to ask: not running (a hub then stops nothing)
+    assert asyncio.run(sp.poll()) == 0
+    # stop without a state removes the server's session by its name: it asks
+    with pytest.raises(ConnectionFailed):
+        asyncio.run(sp.stop())
+
+
+class _Profiles:
+    """A host's profiles, as much of ``AsyncRestDriver`` as the hub profile uses."""
+
+    def __init__(self, profiles: dict[str, dict[str, Any]]) -> None:
+        self.profiles_ = profiles
+        self.deleted: list[str] = []
+
+    async def profiles(self) -> list[Any]:
+        from cove import api
+
+        return [api.Profile(name=n, config=p.get("config"), used_by=p.get("used_by"))
+                for n, p in self.profiles_.items()]
+
+    async def delete_profile(self, name: str) -> None:
+        from cove.model.errors import BadRequest
+
+        if self.profiles_.get(name, {}).get("used_by"):
+            raise BadRequest("Profile is currently in use")
+        self.profiles_.pop(name, None)
+        self.deleted.append(name)
+
+    async def create_profile(self, name: str, **kw: Any) -> None:
+        self.profiles_.setdefault(name, {"config": dict(kw.get("config") or {})})
+
+    async def update_profile(self, name: str, **kw: Any) -> None:
+        self.profiles_[name]["config"] = dict(kw.get("config") or {})
+
+
+def test_orphan_hub_profiles_are_swept_and_no_other() -> None:
+    import time
+
+    from cove.jupyterhub._spawner import sweep_hub_profiles
+
+    mark, now = "user.cove.jupyterhub.seen", time.time()
+    host = _Profiles({
+        "jupyterhub-gone": {"config": {mark: str(now - 1000)}},
+        "jupyterhub-live": {"config": {mark: str(now - 10)}},  # another hub, seen lately
+        "jupyterhub-used": {"config": {mark: str(now - 1000)}, "used_by": ["/1.0/i/x"]},
+        "jupyterhub-mine": {"config": {mark: str(now - 1000)}},
+        "jupyterhub-user": {"config": {"user.x": "1"}},  # not CoveSpawner's
+        "default": {"config": {}},
+    })
+    gone = asyncio.run(sweep_hub_profiles(host, 100, keep="jupyterhub-mine"))  # type: ignore[arg-type]
+    assert gone == ["jupyterhub-gone"]
+    assert asyncio.run(sweep_hub_profiles(host, 100, keep="jupyterhub-mine")) == []  # type: ignore[arg-type]
+
+
+def test_the_hub_profile_goes_with_the_last_user(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cove.jupyterhub import _spawner as mod
+
+    sp = _spawner(endpoint="/nowhere/unit.socket")
+    name, _ = sp.hub_profile()
+    host = _Profiles({})
+    monkeypatch.setattr(sp, "driver", lambda project=None: host)
+    monkeypatch.setattr(mod, "_profiles_made", {})
+    assert asyncio.run(sp.ensure_hub_profile()) == name
+    assert float(host.profiles_[name]["config"]["user.cove.jupyterhub.seen"]) > 0
+    # a spawn of this process in flight keeps it
+    monkeypatch.setitem(mod._profile_users, (sp.endpoint, name), 1)
+    asyncio.run(sp.release_hub_profile())
+    assert name in host.profiles_
+    monkeypatch.delitem(mod._profile_users, (sp.endpoint, name))
+    # an instance using it (another process's server) keeps it: no error
+    host.profiles_[name]["used_by"] = ["/1.0/instances/x"]
+    asyncio.run(sp.release_hub_profile())
+    assert name in host.profiles_
+    # the last one gone: so is the profile, and the next spawn makes it again
+    host.profiles_[name]["used_by"] = []
+    asyncio.run(sp.release_hub_profile())
+    assert name not in host.profiles_ and host.deleted == [name]
+    assert asyncio.run(sp.ensure_hub_profile()) == name and name in host.profiles_

@@ -365,15 +365,18 @@ def test_find_and_image() -> None:
     assert m.find(user="ann", app_id="nb") == [s] and m.find(user="bob") == []
 
 
-def test_not_a_rest_driver() -> None:
+def test_drivers_taken_and_refused() -> None:
     from cove.client import RestDriver
     from cove.client.aio import AsyncRestDriver
     from cove.client.drivers.cli import CliDriver
     from cove.client.transports.local import LocalTransport
     from cove.sessions import AsyncSessionManager
 
-    for wrong in (object(), CliDriver(LocalTransport(), "lxc"), AsyncRestDriver("/nowhere")):
-        with pytest.raises(BadRequest, match="REST"):
+    # every sync driver is taken (nothing is sent before the first call)
+    for right in (CliDriver(LocalTransport(), "lxc"), RestDriver("/nowhere"), FakeLxd()):
+        SessionManager(right)
+    for wrong in (object(), AsyncRestDriver("/nowhere")):
+        with pytest.raises(BadRequest, match="RestDriver.*CliDriver.*LocalDriver"):
             SessionManager(wrong)
     for wrong in (object(), RestDriver("/nowhere"), FakeLxd()):
         with pytest.raises(BadRequest, match="REST"):
@@ -382,3 +385,7 @@ def test_not_a_rest_driver() -> None:
         SessionManager(FakeLxd(), realm="")
     with pytest.raises(BadRequest, match="app_port"):
         SessionManager(FakeLxd(), app_port=0)
+    with pytest.raises(BadRequest, match="publish"):
+        SessionManager(FakeLxd(), publish="dnat")
+    with pytest.raises(BadRequest, match="IPv4 only"):
+        SessionManager(FakeLxd(), host_address="::1", publish="nat")

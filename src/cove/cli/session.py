@@ -29,7 +29,8 @@ def _manager(ctx: Context, args: argparse.Namespace) -> SessionManager:
     from cove.sessions import SessionManager
 
     return SessionManager(ctx.client(), realm=args.realm, app_port=args.app_port,
-                          host_address=args.host_address)
+                          host_address=args.host_address,
+                          publish=getattr(args, "publish", "proxy"))
 
 
 def _volumes(specs: list[str]) -> dict[str, dict[str, str]]:
@@ -136,6 +137,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                    help="a limits.* key (the prefix may be left out)")
     p.add_argument("-p", "--profile", action="append", default=[])
     p.add_argument("-f", "--format", choices=("text", "json"), default="text")
+    p.add_argument("--publish", choices=("proxy", "nat"), default="proxy",
+                   help="publish the app port by a forwarder process (proxy, the default) "
+                        "or by NAT rules (nat: no process; the app listens on the "
+                        "instance's address)")
     _realm_args(p)
     p.set_defaults(func=cmd_start)
 

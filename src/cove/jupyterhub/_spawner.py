@@ -20,12 +20,35 @@ Design notes:
   No bridge, route or firewall rule is needed, the hub may stay on
   loopback, and LXD has the same device. ``hub_connect="direct"`` leaves
   the URL alone (a hub on an address the containers route to).
+* The hub's profile goes with the hub's last server: ``stop`` deletes it
+  when no spawn of this process is using it and no instance is (the host
+  refuses to delete a profile in use, so another hub process's servers
+  keep it). The profile carries ``user.cove.jupyterhub.seen``, the last
+  time a hub made sure of it; a hub makes sure again when its own check
+  is older than half of ``hub_profile_ttl``. So orphans (a hub killed, or
+  moved to another port) are swept once per hub process: a CoveSpawner
+  profile that no instance uses and that no hub has seen for
+  ``hub_profile_ttl`` is deleted, which never breaks a live hub (it made
+  sure of its profile within the last half of that time, and will again
+  before its next spawn). Sweeping is idempotent.
 * The app listens on ``0.0.0.0:app_port`` inside; the hub (and its proxy)
   reach it on the published ``host_address:port`` that ``start`` returns.
 * State is the session's instance name and realm. A hub restarted with
   ``cleanup_servers = False`` loads it and ``poll`` finds the container by
   its labels; a coved that cannot be reached makes ``poll`` say "running"
   (a hub must not drop servers because cove restarted).
+* A hub killed after its spawn made the container but before it saved the
+  state (it records the server before it starts it, the state after) left
+  a container it has no name of. Restarted, it polls that server. As
+  DockerSpawner finds its container by name, not by a saved id, ``poll``
+  finds the server's running session by its labels and adopts it; the hub
+  then reads its address (``get_url``, from the labels) and waits for it
+  to answer: it keeps a server that answers, and stops one that does not
+  (JupyterHub calls ``stop`` only for a server ``poll`` says runs). A
+  start the dead hub left half-way (``state=starting``) is no server: its
+  lease runs out and ``cove session sweep`` (or the next spawn) removes
+  it. ``stop`` removes the server's session by its name, a function of
+  (realm, user, server), with or without a state.
 * One ``AsyncRestDriver`` per endpoint (and project) is shared by all
   spawners of the hub process: one connection pool, not one per user.
 """
@@ -34,6 +57,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 import shlex
 import time
 from typing import Any
@@ -44,16 +68,50 @@ from traitlets import Bool, Dict, Enum, Float, Int, List, Unicode, Union, defaul
 
 from cove.client._http import ConnectionFailed
 from cove.client.aio import AsyncRestDriver
-from cove.model.errors import Conflict, CoveError
+from cove.model.errors import CoveError
 from cove.sessions import AsyncSessionManager, Session, session_name
 
 __all__ = ["CoveSpawner"]
 
 _HUB_DEVICE = "jupyterhub-api"
+_SEEN = "user.cove.jupyterhub.seen"  # the mark of CoveSpawner's hub profiles
 _drivers: dict[tuple[Any, ...], AsyncRestDriver] = {}
 _managers: dict[tuple[Any, ...], AsyncSessionManager] = {}
-_profiles_made: set[tuple[Any, ...]] = set()
+_profiles_made: dict[tuple[Any, ...], float] = {}  # -> when it was last made sure of
+_profile_users: dict[tuple[str, str], int] = {}  # (endpoint, name) -> spawns using it now
+_swept: set[str] = set()  # endpoints whose orphan profiles this process swept
 _profile_lock: asyncio.Lock | None = None
+
+
+def _lock() -> asyncio.Lock:
+    global _profile_lock  # noqa: PLW0603 - one lock per hub process
+    if _profile_lock is None:
+        _profile_lock = asyncio.Lock()
+    return _profile_lock
+
+
+async def sweep_hub_profiles(driver: AsyncRestDriver, ttl: float,
+                             keep: str | None = None) -> list[str]:
+    """Delete CoveSpawner's hub profiles (those marked ``user.cove.jupyterhub.seen``)
+    that no instance uses and no hub made sure of for ``ttl`` seconds; never
+    ``keep`` nor a profile without the mark. Idempotent; returns the names
+    deleted (a profile taken into use meanwhile is refused by the host, and
+    kept)."""
+    deleted = []
+    now = time.time()
+    for prof in await driver.profiles():
+        try:
+            seen = float(prof.config.get(_SEEN, ""))
+        except ValueError:
+            continue
+        if prof.name == keep or prof.used_by or seen > now - ttl:
+            continue
+        try:
+            await driver.delete_profile(prof.name)
+        except CoveError:
+            continue
+        deleted.append(prof.name)
+    return deleted
 
 
 def _hub_target(api_url: str) -> tuple[str, int]:
@@ -112,10 +170,20 @@ class CoveSpawner(Spawner):  # type: ignore[misc]  # jupyterhub has no type hint
     app_port = Int(8888, config=True, help="The server's port inside the container.")
     host_address = Unicode("127.0.0.1", config=True,
                            help="Host address the server's port is published on.")
+    publish = Enum(["proxy", "nat"], default_value="proxy", config=True,
+                   help="How the server's port is published: proxy, a forwarder process "
+                        "per server (LXD's proxy device); nat, NAT rules and no process "
+                        "(the proxy device's nat=true: the containers need a NIC on a "
+                        "bridge network, and on LXD a static address).")
     hub_connect = Enum(["proxy", "direct"], default_value="proxy", config=True,
                        help="proxy: reach the hub through a proxy device in each container "
                             "(the hub may listen on loopback); direct: use the hub's URL.")
     stop_timeout = Float(10.0, config=True, help="Seconds a stop waits before killing.")
+    hub_profile_ttl = Float(
+        24 * 3600.0, config=True,
+        help="Seconds after which an unused hub profile no hub has made sure of is an "
+             "orphan (a hub that went away): the first spawn of a hub process deletes "
+             "those; a live hub makes sure of its own every half of this.")
     spawn_lease = Float(
         120.0, config=True,
         help="Seconds a spawn in flight holds its server against other spawns (coved keeps "
@@ -168,12 +236,12 @@ class CoveSpawner(Spawner):  # type: ignore[misc]  # jupyterhub has no type hint
         # shared, so the realm's project is looked up once per hub, not per call
         drv = self.driver()
         key = (id(drv), self.realm, self.app_port, self.host_address, self.use_project,
-               self.spawn_lease)
+               self.spawn_lease, self.publish)
         mgr = _managers.get(key)
         if mgr is None:
             mgr = _managers[key] = AsyncSessionManager(
                 drv, realm=self.realm, app_port=self.app_port, host_address=self.host_address,
-                lease=self.spawn_lease, use_project=self.use_project)
+                lease=self.spawn_lease, use_project=self.use_project, publish=self.publish)
         return mgr
 
     def hub_profile(self) -> tuple[str, dict[str, str]]:
@@ -193,27 +261,57 @@ class CoveSpawner(Spawner):  # type: ignore[misc]  # jupyterhub has no type hint
         return f"jupyterhub-{tag}", {"type": "proxy", "bind": "instance",
                                      "listen": f"tcp:127.0.0.1:{port}", "connect": connect}
 
-    async def ensure_hub_profile(self) -> str:
-        """Create (or correct) the hub's profile once per process; its name."""
-        global _profile_lock  # noqa: PLW0603 - one lock per hub process
+    def _profile_key(self) -> tuple[Any, ...]:
         name, device = self.hub_profile()
-        key = (self.endpoint, name, tuple(sorted(device.items())))
-        if key in _profiles_made:
+        return (self.endpoint, name, tuple(sorted(device.items())))
+
+    async def ensure_hub_profile(self) -> str:
+        """Create (or correct) the hub's profile, and mark it seen, when this
+        process has not within half of ``hub_profile_ttl``; its name. The
+        first call of a process sweeps orphan hub profiles first."""
+        name, device = self.hub_profile()
+        key = self._profile_key()
+        if time.monotonic() - _profiles_made.get(key, -math.inf) < self.hub_profile_ttl / 2:
             return name
-        if _profile_lock is None:
-            _profile_lock = asyncio.Lock()
-        async with _profile_lock:
-            if key not in _profiles_made:
-                drv = self.driver()
-                desc = f"JupyterHub API at {device['connect']} (CoveSpawner)"
+        async with _lock():
+            if time.monotonic() - _profiles_made.get(key, -math.inf) < self.hub_profile_ttl / 2:
+                return name
+            drv = self.driver()
+            if self.endpoint not in _swept:
+                _swept.add(self.endpoint)
                 try:
-                    await drv.create_profile(name, devices={_HUB_DEVICE: device},
-                                             description=desc)
-                except Conflict:
-                    await drv.update_profile(name, devices={_HUB_DEVICE: device},
-                                             description=desc)
-                _profiles_made.add(key)
+                    for gone in await sweep_hub_profiles(drv, self.hub_profile_ttl, keep=name):
+                        self.log.info("cove: removed orphan hub profile %s", gone)
+                except CoveError as e:
+                    self.log.warning("cove: sweeping orphan hub profiles: %s", e)
+            desc = f"JupyterHub API at {device['connect']} (CoveSpawner)"
+            seen = {_SEEN: str(int(time.time()))}
+            await drv.create_profile(name, devices={_HUB_DEVICE: device}, config=seen,
+                                     description=desc)
+            # made by another process, or before: correct it and mark it seen
+            await drv.update_profile(name, devices={_HUB_DEVICE: device}, config=seen,
+                                     description=desc)
+            _profiles_made[key] = time.monotonic()
         return name
+
+    async def release_hub_profile(self) -> None:
+        """Delete the hub's profile when no spawn of this process uses it and
+        no instance does (the host refuses one in use: kept). Idempotent."""
+        try:
+            name, _ = self.hub_profile()
+        except ValueError:  # a hub this spawner never could use: no profile
+            return
+        if _profile_users.get((self.endpoint, name)):
+            return
+        async with _lock():
+            if _profile_users.get((self.endpoint, name)):
+                return
+            # a spawn from now on makes it again (it waits for this lock)
+            _profiles_made.pop(self._profile_key(), None)
+            try:
+                await self.driver().delete_profile(name)
+            except CoveError as e:  # in use by an instance: it stays
+                self.log.debug("cove: hub profile %s kept: %s", name, e)
 
     def get_env(self) -> dict[str, str]:
         env: dict[str, str] = super().get_env()
@@ -261,9 +359,19 @@ class CoveSpawner(Spawner):  # type: ignore[misc]  # jupyterhub has no type hint
         ``OperationInProgress``: the same server is being spawned
         elsewhere) or ``TimeoutError``; a failed start leaves nothing.
         """
-        profiles = list(self.profiles)
-        if self.hub_connect == "proxy":
-            profiles.append(await self.ensure_hub_profile())
+        if self.hub_connect != "proxy":
+            return await self._start(list(self.profiles))
+        users = (self.endpoint, self.hub_profile()[0])
+        # counted before anything waits, so a stop in between keeps the profile
+        _profile_users[users] = _profile_users.get(users, 0) + 1
+        try:
+            return await self._start([*self.profiles, await self.ensure_hub_profile()])
+        finally:
+            _profile_users[users] -= 1
+            if not _profile_users[users]:
+                del _profile_users[users]
+
+    async def _start(self, profiles: list[str]) -> tuple[str, int]:
         config = {"cove.cmd": shlex.join([*self.cmd, *self.get_args()])}
         config.update({str(k): str(v) for k, v in self.extra_config.items()})
         mgr = self.manager()
@@ -327,18 +435,25 @@ class CoveSpawner(Spawner):  # type: ignore[misc]  # jupyterhub has no type hint
 
     async def poll(self) -> int | None:
         """None while the server's container runs, 0 when it is gone or stopped.
-        A cove host that cannot be reached counts as running (logged)."""
-        if not self.instance_name:
-            return 0
+
+        Without a saved state (a hub killed before it saved it), the
+        server's running session is found by its labels and adopted
+        (DockerSpawner's lookup by name). A cove host that cannot be reached
+        counts as running when there is a state (logged)."""
+        name = self.instance_name or session_name(self.realm, self.user.name, self.app_id)
         try:
             found = await self.manager().find(user=self.user.name, app_id=self.app_id)
         except ConnectionFailed as e:
             self.log.warning("cove: cannot reach %s to poll %s: %s", self.endpoint or "coved",
-                             self.instance_name, e)
-            return None
-        mine = [s for s in found if s.name == self.instance_name]
-        if not mine or mine[0].status != "Running":
+                             name, e)
+            return None if self.instance_name else 0
+        mine = [s for s in found if s.name == name and s.status == "Running"]
+        if not mine:
             return 0
+        if not self.instance_name:
+            self.log.warning("cove: %s runs %s, of which the hub saved no state: adopting it",
+                             self._log_name, name)
+            self.instance_name = name
         return None
 
     async def get_url(self) -> str:
@@ -361,13 +476,15 @@ class CoveSpawner(Spawner):  # type: ignore[misc]  # jupyterhub has no type hint
 
     async def stop(self, now: bool = False) -> None:
         """Stop the server's container and remove it (``remove=False``: keep it,
-        stopped). Idempotent: a container already gone is success."""
-        name = self.instance_name
-        if not name:
-            return
+        stopped), then the hub's profile when it was the last user of it.
+        Without a saved state, the server's session by its name. Idempotent:
+        a container already gone is success."""
+        name = self.instance_name or session_name(self.realm, self.user.name, self.app_id)
         mgr = self.manager()
         if self.remove:
             await mgr.stop_and_remove(name)
+            if self.hub_connect == "proxy":
+                await self.release_hub_profile()
             return
         found = await mgr.find(user=self.user.name, app_id=self.app_id)
         if any(s.name == name and s.status == "Running" for s in found):

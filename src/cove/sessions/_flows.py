@@ -2,15 +2,16 @@
 
 Design notes:
 
-* Each public call is a generator that yields ``cove.client._wire.Request``
-  objects and is sent each ``Response`` (the shape of
-  ``drivers._rest_steps``): ``SessionManager`` drives it over a
-  ``RestDriver``'s client, ``AsyncSessionManager`` over an
-  ``AsyncRestDriver``. No algorithm exists twice.
+* Each public call is a generator that yields the steps of
+  ``sessions._steps`` and is sent each answer: ``SessionManager`` performs
+  them with any sync driver (as API requests over a ``RestDriver``'s
+  client, as ``lxc``/``cove`` commands over a ``CliDriver``, as engine
+  calls over a ``LocalDriver``), ``AsyncSessionManager`` as requests over
+  an ``AsyncRestDriver``. No algorithm exists twice.
 * The realm is an LXD project (made on first use, sharing the default
   project's images and profiles) when the host has projects, else the
-  driver's own project with the ``realm`` label alone; ``scoped`` adds
-  ``?project=`` to every request of a flow once the realm is known.
+  driver's own project with the ``realm`` label alone; ``scoped`` puts
+  every step of a flow in the realm's project once it is known.
 * The in-flight guard is held by the server, so it holds across processes
   and hosts: the instance name is a function of (realm, user, app), so the
   create itself is the lock (a second create of the name fails), and until
@@ -28,7 +29,9 @@ Design notes:
 * The app port is published by a proxy device on a port the kernel of the
   caller's machine says is free (``bind(0)``); two starts that pick the same
   one (or a program that takes it meanwhile) meet at the instance's start,
-  which fails for one of them: it picks another and starts again.
+  which fails for one of them: it picks another and starts again. The
+  device is a forwarder process (LXD's forkproxy), or with ``nat`` NAT
+  rules and no process (the app listens on the instance's address then).
 """
 
 from __future__ import annotations
@@ -42,14 +45,11 @@ import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
-from urllib.parse import quote
 
 from cove import api
-from cove.client import _wire as wire
-from cove.client._http import Response, with_project
-from cove.client.drivers._rest_steps import wait
 from cove.model.errors import BadRequest, Conflict, CoveError, Forbidden, NotFound
 from cove.model.names import validate_instance_name
+from cove.sessions import _steps as st
 from cove.sessions._names import (
     LABEL,
     PORT_DEVICE,
@@ -60,6 +60,7 @@ from cove.sessions._names import (
     session_env,
     session_name,
 )
+from cove.sessions._steps import Pause, in_project
 
 __all__ = [
     "MultipleResultsFound",
@@ -80,17 +81,7 @@ __all__ = [
 T = TypeVar("T")
 
 
-class Pause:
-    """A flow asks its runner to wait ``seconds`` (sync: sleep; asyncio:
-    ``asyncio.sleep``) and sends back None."""
-
-    __slots__ = ("seconds",)
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-
-
-SessionFlow = Generator["wire.Request | Pause", Response, T]
+SessionFlow = Generator["st.SessionStep | Pause", Any, T]
 
 _PORT_TRIES = 5
 _REMOVE_WAIT = 60.0  # seconds a remove waits out others busy with the instance
@@ -172,6 +163,7 @@ class Realm:
     host_address: str = "127.0.0.1"
     lease: float = 120.0
     use_project: bool = True
+    nat: bool = False  # the app port published by NAT rules, not a forwarder
     project: str | None = None
     resolved: bool = False
     has_projects: bool | None = None  # the host's answer, once asked
@@ -183,8 +175,8 @@ class Realm:
 # -- plumbing -------------------------------------------------------------------------------
 
 def scoped(flow: SessionFlow[T], realm: Realm) -> SessionFlow[T]:
-    """``flow`` with ``?project=`` of the realm's project on each request
-    (requests that name their project keep it)."""
+    """``flow`` with each step in the realm's project (steps that name
+    their project keep it)."""
     resp: Any = None
     error: BaseException | None = None
     while True:
@@ -192,9 +184,7 @@ def scoped(flow: SessionFlow[T], realm: Realm) -> SessionFlow[T]:
             req = flow.throw(error) if error is not None else flow.send(resp)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
-        if realm.project is not None and isinstance(req, wire.Request):
-            req = wire.Request(req.method, with_project(req.path, realm.project), req.body,
-                               req.headers)
+        req = in_project(req, realm.project)
         try:
             resp, error = (yield req), None
         except CoveError as e:  # the drivers throw a step's failure in
@@ -202,12 +192,8 @@ def scoped(flow: SessionFlow[T], realm: Realm) -> SessionFlow[T]:
 
 
 def _get(name: str) -> SessionFlow[dict[str, Any] | None]:
-    resp = yield wire.instance(name)
-    return None if resp.status == 404 else wire.as_dict(resp, f"instance {name}")
-
-
-def _op(req: wire.Request) -> SessionFlow[dict[str, Any]]:
-    return (yield from wait(wire.operation_of((yield req))))
+    obj = yield st.GetInstance(name)
+    return obj if isinstance(obj, dict) else None
 
 
 def _labels(obj: dict[str, Any]) -> dict[str, str]:
@@ -226,29 +212,24 @@ def resolve(realm: Realm, *, create: bool = True) -> SessionFlow[bool]:
     if realm.resolved:
         return True
     if realm.has_projects is None:
-        info = wire.as_dict((yield wire.Request("GET", "/1.0?project=default")), "server")
-        realm.has_projects = "projects" in (info.get("api_extensions") or [])
+        realm.has_projects = bool((yield st.HasProjects(project="default")))
     if not (realm.use_project and realm.has_projects):
         realm.project, realm.resolved = None, True
         return True
-    resp = yield wire.Request("GET", f"/1.0/projects/{wire.q(realm.name)}?project=default")
-    if resp.status == 404:
+    if (yield st.GetProject(realm.name, project="default")) is None:
         if not create:
             return False
         # images and profiles of the default project serve every realm
         body = {"name": realm.name, "description": "cove app sessions",
                 "config": {"features.images": "false", "features.profiles": "false",
                            "features.storage.volumes": "false"}}
-        made = yield wire.Request("POST", "/1.0/projects?project=default", body)
-        if made.status >= 400:
-            # made meanwhile by another manager (whatever status the host
+        try:
+            yield st.CreateProject(body, project="default")
+        except CoveError:
+            # made meanwhile by another manager (whatever error the host
             # gives a duplicate): fine when it is there now
-            resp = yield wire.Request("GET", f"/1.0/projects/{wire.q(realm.name)}"
-                                             "?project=default")
-            if resp.status >= 400:
-                wire.metadata(made)
-    else:
-        wire.metadata(resp)
+            if (yield st.GetProject(realm.name, project="default")) is None:
+                raise
     realm.project, realm.resolved = realm.name, True
     return True
 
@@ -261,15 +242,13 @@ def image(realm: Realm, name: str) -> SessionFlow[api.Image | None]:
         return None
     there = yield from resolve(realm, create=False)
     # a realm not made yet will share the default project's images
-    scope = "" if there else "?project=default"
-    resp = yield wire.Request("GET", wire.alias(name).path + scope)
-    fingerprint = name
-    if resp.status != 404:
-        fingerprint = str(wire.as_dict(resp, "alias").get("target") or "")
-    resp = yield wire.Request("GET", wire.image(fingerprint).path + scope)
-    if resp.status in (400, 404):
+    scope = None if there else "default"
+    alias = yield st.GetAlias(name, project=scope)
+    fingerprint = name if not isinstance(alias, dict) else str(alias.get("target") or "")
+    if not fingerprint:
         return None
-    return api.Image.from_wire(wire.as_dict(resp, "image"))
+    found = yield st.GetImage(fingerprint, project=scope)
+    return api.Image.from_wire(found) if isinstance(found, dict) else None
 
 
 # -- finding -----------------------------------------------------------------------------------
@@ -304,8 +283,7 @@ def find(realm: Realm, *, user: str | None = None, app_id: str | None = None,
         clauses.append(f"config.{LABEL}url-id eq {url_id}")
     if not (yield from resolve(realm, create=False)):
         return []
-    path = "/1.0/instances?recursion=1&filter=" + quote(" and ".join(clauses), safe="")
-    objs = wire.as_list((yield wire.Request("GET", path)), "instances")
+    objs = yield st.ListInstances(" and ".join(clauses))
     found = []
     for obj in objs:
         s = _session_of(obj, realm) if isinstance(obj, dict) else None
@@ -343,13 +321,8 @@ def _remove(name: str, token: str | None) -> SessionFlow[None]:
                                       "meanwhile", f"start {name}")
         try:
             if str(obj.get("status")) not in ("Stopped", "Error"):
-                resp = yield wire.change_state(name, "stop", force=True)
-                if resp.status != 404:
-                    yield from wait(wire.operation_of(resp))
-            resp = yield wire.delete_instance(name)
-            if resp.status == 404:
-                return
-            yield from wait(wire.operation_of(resp))
+                yield st.ChangeState(name, "stop", force=True)
+            yield st.DeleteInstance(name)
             return
         except NotFound:
             return
@@ -387,9 +360,8 @@ def sweep_stale(realm: Realm) -> SessionFlow[list[str]]:
     if not (yield from resolve(realm, create=False)):
         return []
     clause = f"config.{LABEL}realm eq {realm.name} and config.{LABEL}state eq starting"
-    path = "/1.0/instances?recursion=1&filter=" + quote(clause, safe="")
     removed = []
-    for obj in wire.as_list((yield wire.Request("GET", path)), "instances"):
+    for obj in (yield st.ListInstances(clause)):
         lab = _labels(obj) if isinstance(obj, dict) else {}
         if lab.get("realm") != realm.name or lab.get("state") != "starting":
             continue
@@ -426,6 +398,10 @@ def _guard(name: str, obj: dict[str, Any]) -> None:
 
 def _proxy(realm: Realm, port: int) -> dict[str, str]:
     host = f"[{realm.host_address}]" if ":" in realm.host_address else realm.host_address
+    if realm.nat:
+        # 0.0.0.0: the instance's own address (LXD's rule for NAT)
+        return {"type": "proxy", "nat": "true", "listen": f"tcp:{host}:{port}",
+                "connect": f"tcp:0.0.0.0:{realm.app_port}"}
     return {"type": "proxy", "listen": f"tcp:{host}:{port}",
             "connect": f"tcp:127.0.0.1:{realm.app_port}"}
 
@@ -435,15 +411,18 @@ def _start_on_a_port(realm: Realm, name: str, port: int) -> SessionFlow[int]:
     program got it first), publish another and try again. Returns the port."""
     for attempt in range(_PORT_TRIES):
         try:
-            yield from _op(wire.change_state(name, "start"))
+            yield st.ChangeState(name, "start")
             return port
-        except CoveError:
-            if attempt + 1 == _PORT_TRIES or not realm.port_taken(realm.host_address, port):
+        except CoveError as e:
+            # a NAT-published port binds nothing: the host's Conflict says it
+            # is another instance's (or a listener's)
+            clash = realm.port_taken(realm.host_address, port) or (
+                realm.nat and isinstance(e, Conflict))
+            if attempt + 1 == _PORT_TRIES or not clash:
                 raise
         port = realm.pick_port(realm.host_address)
-        yield from _op(wire.Request("PATCH", f"/1.0/instances/{wire.q(name)}", {
-            "devices": {PORT_DEVICE: _proxy(realm, port)},
-            "config": {f"{LABEL}port": str(port)}}))
+        yield st.PatchInstance(name, {"devices": {PORT_DEVICE: _proxy(realm, port)},
+                                      "config": {f"{LABEL}port": str(port)}})
     raise AssertionError("unreachable")
 
 
@@ -508,7 +487,7 @@ def start(realm: Realm, req: StartRequest, exists: Callable[[str], bool]) -> Ses
         config=config, devices=devices,
         profiles=list(req.profiles) if req.profiles is not None else None)
     try:
-        yield from _op(wire.create_instance(post))
+        yield st.CreateInstance(post)
     except CoveError as e:
         # the name is the lock: a create that lost it finds another's start
         now_there = yield from _get(name)
@@ -530,8 +509,7 @@ def start(realm: Realm, req: StartRequest, exists: Callable[[str], bool]) -> Ses
             # stopped (and maybe started again by another) while we started
             raise OperationInProgress(f"Session {name} was removed or replaced while "
                                       "this start ran", f"start {name}")
-        yield from _op(wire.Request("PATCH", f"/1.0/instances/{wire.q(name)}", {
-            "config": {f"{LABEL}state": "running"}}))
+        yield st.PatchInstance(name, {"config": {f"{LABEL}state": "running"}})
     except CoveError:
         yield from _remove(name, token)  # a failed start leaves nothing
         raise

@@ -1,5 +1,6 @@
 """``SessionManager`` and ``AsyncSessionManager``: the flows of
-``sessions._flows`` driven over a REST driver, blocking or as coroutines."""
+``sessions._flows`` driven over any sync driver (REST, CLI, in-process) or,
+as coroutines, over an ``AsyncRestDriver``."""
 
 from __future__ import annotations
 
@@ -12,10 +13,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from cove.client._flow import adrive, drive
 from cove.client.drivers.base import Driver
+from cove.client.drivers.cli import CliDriver
+from cove.client.drivers.local import LocalDriver
 from cove.model.errors import BadRequest
 from cove.sessions import _flows as flows
+from cove.sessions import _perform_host, _perform_rest
 from cove.sessions._flows import Realm, Session, StartRequest
 from cove.sessions._names import check_realm
+from cove.sessions._steps import Pause, SessionStep
 
 if TYPE_CHECKING:
     from cove import api
@@ -29,15 +34,19 @@ Volumes = Mapping[str, Mapping[str, str]]
 
 
 def _realm(realm: str, app_port: int, host_address: str, lease: float,
-           use_project: bool) -> Realm:
+           use_project: bool, publish: str) -> Realm:
     if not isinstance(app_port, int) or not 0 < app_port < 65536:
         raise BadRequest(f"Bad app_port {app_port!r}: a TCP port (1-65535)")
     if not isinstance(host_address, str) or not host_address:
         raise BadRequest(f"Bad host_address {host_address!r}")
     if not isinstance(lease, (int, float)) or lease <= 0:
         raise BadRequest(f"Bad lease {lease!r}: seconds, more than 0")
+    if publish not in ("proxy", "nat"):
+        raise BadRequest(f"Bad publish {publish!r}: 'proxy' or 'nat'")
+    if publish == "nat" and ":" in host_address:
+        raise BadRequest(f"Bad host_address {host_address!r}: publish='nat' is IPv4 only")
     return Realm(name=check_realm(realm), app_port=app_port, host_address=host_address,
-                 lease=float(lease), use_project=use_project)
+                 lease=float(lease), use_project=use_project, nat=publish == "nat")
 
 
 def _name_of(session: Session | str) -> str:
@@ -73,11 +82,18 @@ class SessionManager(_Common):
     """App sessions of one realm on a cove (or LXD) host: one container per
     (user, app), found by labels, reached on a published host port.
 
-    ``driver`` is a ``RestDriver`` (or a ``cove.client.Client``). ``realm``
+    ``driver`` is any sync driver: a ``RestDriver`` (or a
+    ``cove.client.Client``) on coved, LXD or Incus, a ``CliDriver`` driving
+    ``lxc`` or ``cove``, or a ``LocalDriver``. ``realm``
     names the realm (letters, digits, ``-``): its project when the host has
     projects (made on first use; ``use_project=False``: the driver's project,
     told apart by labels). ``app_port`` is the app's port in the container,
-    published on a free port of ``host_address``. ``lease``: seconds a start
+    published on a free port of ``host_address``: by a forwarder process
+    (``publish="proxy"``, LXD's proxy device: the app may listen on the
+    container's loopback), or by NAT rules (``publish="nat"``, the proxy
+    device's ``nat=true``: no process, but the app must listen on the
+    container's NIC address, the instance needs a NIC on a bridge network,
+    and LXD needs that NIC's address static). ``lease``: seconds a start
     may take before another start may take over its (realm, user, app).
 
     Every method raises ``cove.model.errors`` classes (``BadRequest`` for bad
@@ -86,25 +102,31 @@ class SessionManager(_Common):
 
     def __init__(self, driver: Any, realm: str = "cove", app_port: int = 8888,
                  host_address: str = "127.0.0.1", *, lease: float = 120.0,
-                 use_project: bool = True) -> None:
-        # a RestDriver's client; else anything that sends one request and
-        # gives the whole response (a Client); the CLI and in-process
-        # drivers do not (they have no HTTP answer to give)
-        client = getattr(driver, "client", None if isinstance(driver, Driver) else driver)
-        send = getattr(client, "send", None)
-        if send is None or inspect.iscoroutinefunction(send):
-            raise BadRequest(f"{driver!r} is no blocking REST driver: SessionManager needs "
-                             "a RestDriver (or a Client); AsyncSessionManager takes an "
-                             "AsyncRestDriver")
-        self._send: Callable[[Request], Response] = send
+                 use_project: bool = True, publish: str = "proxy") -> None:
+        self._perform: Callable[[SessionStep], Any]
+        if isinstance(driver, CliDriver):
+            self._perform = lambda step: _perform_host.perform_cli(driver, step)
+        elif isinstance(driver, LocalDriver):
+            self._perform = lambda step: _perform_host.perform_local(driver, step)
+        else:
+            # a RestDriver's client, or anything that sends one request and
+            # gives the whole response (a Client)
+            client = getattr(driver, "client", None if isinstance(driver, Driver) else driver)
+            send = getattr(client, "send", None)
+            if send is None or inspect.iscoroutinefunction(send):
+                raise BadRequest(f"{driver!r} is no sync cove driver: SessionManager takes a "
+                                 "RestDriver (or a Client), a CliDriver or a LocalDriver; "
+                                 "AsyncSessionManager takes an AsyncRestDriver")
+            self._send: Callable[[Request], Response] = send
+            self._perform = lambda step: drive(_perform_rest.perform(step), self._send)
         self.driver = driver
-        self.realm = _realm(realm, app_port, host_address, lease, use_project)
+        self.realm = _realm(realm, app_port, host_address, lease, use_project, publish)
 
-    def _do(self, what: Request | flows.Pause) -> Response | None:
-        if isinstance(what, flows.Pause):
+    def _do(self, what: SessionStep | Pause) -> Any:
+        if isinstance(what, Pause):
             time.sleep(what.seconds)
             return None
-        return self._send(what)
+        return self._perform(what)
 
     def _run(self, flow: flows.SessionFlow[T]) -> T:
         return drive(flows.scoped(flow, self.realm), self._do)
@@ -176,18 +198,18 @@ class AsyncSessionManager(_Common):
 
     def __init__(self, driver: Any, realm: str = "cove", app_port: int = 8888,
                  host_address: str = "127.0.0.1", *, lease: float = 120.0,
-                 use_project: bool = True) -> None:
+                 use_project: bool = True, publish: str = "proxy") -> None:
         if not inspect.iscoroutinefunction(getattr(driver, "send", None)):
             raise BadRequest(f"{driver!r} is no asyncio REST driver: AsyncSessionManager "
                              "needs an AsyncRestDriver")
         self.driver = driver
-        self.realm = _realm(realm, app_port, host_address, lease, use_project)
+        self.realm = _realm(realm, app_port, host_address, lease, use_project, publish)
 
-    async def _do(self, what: Request | flows.Pause) -> Response | None:
-        if isinstance(what, flows.Pause):
+    async def _do(self, what: SessionStep | Pause) -> Any:
+        if isinstance(what, Pause):
             await asyncio.sleep(what.seconds)
             return None
-        return await self.driver.send(what)  # type: ignore[no-any-return]
+        return await adrive(_perform_rest.perform(what), self.driver.send)
 
     async def _run(self, flow: flows.SessionFlow[T]) -> T:
         return await adrive(flows.scoped(flow, self.realm), self._do)
