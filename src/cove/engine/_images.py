@@ -86,11 +86,15 @@ class Images:
     def _held(self, img: Image, owner: str) -> bool:
         return owner in self._store.projects.image_projects(img.fingerprint)
 
-    @staticmethod
-    def _shown(img: Image, owner: str) -> Image:
-        """``img`` with the aliases ``owner`` has for it, by their names."""
+    def _shown(self, img: Image, owner: str) -> Image:
+        """``img`` with the aliases ``owner`` has for it, by their names, and
+        where it was pulled from (``store.image_sources``)."""
         img.aliases = [Alias(split_alias(a.name)[1], a.target, a.description)
                        for a in img.aliases if split_alias(a.name)[0] == owner]
+        src = self._store.image_sources.get(img.fingerprint)
+        if src is not None:
+            img.cached, img.auto_update = src.cached, src.auto_update
+            img.update_source = src.update_source()
         return img
 
     # -- reads --------------------------------------------------------------------------

@@ -34,6 +34,7 @@ __all__ = [
     "ConsoleAPI",
     "CopiesAPI",
     "EngineAPI",
+    "ImagePullsAPI",
     "ImagesAPI",
     "InstancesAPI",
     "MetricsAPI",
@@ -454,6 +455,22 @@ class StorageAPI(Protocol):
         ...
 
 
+class ImagePullsAPI(Protocol):
+    """Images from simplestreams and LXD image servers (``engine.image_pulls``)."""
+
+    def pull(self, src: InstanceSource, *, aliases: list[str] | None = None,
+             public: bool = False, auto_update: bool = False,
+             project: str = "default") -> Operation:
+        """``POST /1.0/images`` from a remote server; the result the Image.
+        Raises: BadRequest (the source), Conflict (an alias), NotFound (project)."""
+        ...
+
+    def create_instance(self, req: InstancesPost, *, project: str = "default") -> Operation:
+        """``POST /1.0/instances`` with a remote image: pulled (cached), then made.
+        Raises: BadRequest (name, source), NotFound (project)."""
+        ...
+
+
 class PublisherAPI(Protocol):
     """Publishing instances as images and exporting images (``engine.publisher``)."""
 
@@ -666,6 +683,8 @@ class EngineAPI(Protocol):
     def copies(self) -> CopiesAPI: ...
     @property
     def publisher(self) -> PublisherAPI: ...
+    @property
+    def image_pulls(self) -> ImagePullsAPI: ...
     @property
     def backups(self) -> BackupsAPI: ...
     @property
