@@ -807,6 +807,29 @@ class FakePublisher:
         img = self._images.get(fingerprint, project=project)
         return [ExportPart(n, f, len(b), functools.partial(io.BytesIO, b))
                 for n, f, b in self.exports.get(img.fingerprint, [])]
+
+
+class FakeImagePulls:
+    """``ImagePullsAPI`` in memory: ``pulls`` records each pull or remote
+    create asked for (the source's wire form); the operations succeed."""
+
+    def __init__(self, operations: Operations) -> None:
+        self.pulls: list[dict[str, Any]] = []
+        self._operations = operations
+
+    def pull(self, src: InstanceSource, *, aliases: list[str] | None = None,
+             public: bool = False, auto_update: bool = False,
+             project: str = "default") -> Operation:
+        self.pulls.append({"source": src.to_wire(), "aliases": aliases, "public": public,
+                           "auto_update": auto_update, "project": project})
+        return self._operations.run(lambda op: None, description="Downloading image")
+
+    def create_instance(self, req: InstancesPost, *, project: str = "default") -> Operation:
+        self.pulls.append({"source": req.source.to_wire(), "name": req.name,
+                           "project": project})
+        return self._operations.run(lambda op: None, description="Creating instance")
+
+
 class FakeBackups:
     """``BackupsAPI`` in memory: ``by_key`` maps (instance key, name) to the
     record and ``data`` to its tarball's bytes; ``imported`` records each import."""
@@ -1006,6 +1029,7 @@ class FakeEngine:
         self.apps = FakeApps(self.instances)
         self.publisher = FakePublisher(self.operations, self.images)
         self.backups = FakeBackups(self.operations, self.instances)
+        self.image_pulls = FakeImagePulls(self.operations)
         self.projects = Projects(self.store, self.operations, self.events)
         self.profiles.bind_projects(self.projects.profiles_project)
         self.projects.bind(self.profiles)

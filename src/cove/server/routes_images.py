@@ -18,7 +18,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from cove import api
 from cove.model.errors import BadRequest
-from cove.server import render, routes_publish
+from cove.server import render, routes_image_pull, routes_publish
 from cove.server.routes_common import (
     call,
     check_project,
@@ -106,6 +106,9 @@ async def _create(request: web.Request) -> web.Response:
         body = await json_body(request)
         if api.ImagesPostPublish.is_publish(body):
             return await routes_publish.publish(request, body, project)
+        pulled = await routes_image_pull.pull_image(request, body, project)
+        if pulled is not None:
+            return pulled
         source = body.get("source")
         stype = source.get("type", "") if isinstance(source, dict) else ""
         raise BadRequest(f"Importing images from a source of type {stype or 'none'!r} "
