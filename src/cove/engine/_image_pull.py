@@ -63,7 +63,7 @@ def check_source(src: InstanceSource) -> str:
     protocol = src.protocol or "lxd"  # LXD's default
     if protocol not in PROTOCOLS:
         raise BadRequest(f"Invalid source protocol {src.protocol!r}: cove pulls from "
-                         f"{' and '.join(PROTOCOLS)} image servers here")
+                         f"{' and '.join(PROTOCOLS)} image servers")
     if src.mode not in ("", "pull"):
         raise BadRequest(f"Invalid source mode {src.mode!r}: cove pulls images ('pull')")
     if not src.fingerprint and not src.alias:
@@ -118,6 +118,7 @@ class ImagePulls:
                              auto_update=auto_update)
             for name in names:
                 self._images.add_alias(name, img.fingerprint, project=project)
+            op.update(fingerprint=img.fingerprint, size=img.size)  # what LXD's pull reports
             return self._images.get(img.fingerprint, project=project)
 
         return self._operations.run(work, description="Downloading image",

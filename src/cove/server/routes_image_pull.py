@@ -5,7 +5,7 @@
 ``aliases`` [{name, description}], ``public``, ``auto_update``) and
 ``InstancesPost`` with ``source {type: image, server, protocol, alias |
 fingerprint, certificate, secret, mode}``. The OCI protocol is not handled
-here (``is_remote`` says no to it).
+here (``is_remote`` leaves it to its own dispatch).
 """
 
 from __future__ import annotations
@@ -21,12 +21,10 @@ from cove.server.routes_common import call, engine_of
 
 __all__ = ["create_instance", "is_remote", "pull_image"]
 
-_PROTOCOLS = ("", "lxd", "simplestreams")
-
-
 def is_remote(source: api.InstanceSource) -> bool:
-    """An image source on a simplestreams or LXD server (this module's)."""
-    return source.type == "image" and bool(source.server) and source.protocol in _PROTOCOLS
+    """An image source on a server, but an OCI registry's: this module's (an
+    unknown protocol too, which ``image_pulls`` refuses naming the field)."""
+    return source.type == "image" and bool(source.server) and source.protocol != "oci"
 
 
 def _aliases(body: dict[str, Any]) -> list[str]:
