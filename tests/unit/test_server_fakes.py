@@ -46,6 +46,7 @@ from cove.engine._exec_out import (
     file_reader,
     run_detached,
 )
+from cove.engine._image_pull import check_source
 from cove.engine._profiles import DefaultNetwork, Profiles
 from cove.engine._projects import Projects
 from cove.engine._runs import Paths
@@ -811,7 +812,8 @@ class FakePublisher:
 
 class FakeImagePulls:
     """``ImagePullsAPI`` in memory: ``pulls`` records each pull or remote
-    create asked for (the source's wire form); the operations succeed."""
+    create asked for (the source's wire form) once the real ``check_source``
+    passed it; the operations succeed."""
 
     def __init__(self, operations: Operations) -> None:
         self.pulls: list[dict[str, Any]] = []
@@ -820,11 +822,13 @@ class FakeImagePulls:
     def pull(self, src: InstanceSource, *, aliases: list[str] | None = None,
              public: bool = False, auto_update: bool = False,
              project: str = "default") -> Operation:
+        check_source(src)  # the real checks: they are pure
         self.pulls.append({"source": src.to_wire(), "aliases": aliases, "public": public,
                            "auto_update": auto_update, "project": project})
         return self._operations.run(lambda op: None, description="Downloading image")
 
     def create_instance(self, req: InstancesPost, *, project: str = "default") -> Operation:
+        check_source(req.source)
         self.pulls.append({"source": req.source.to_wire(), "name": req.name,
                            "project": project})
         return self._operations.run(lambda op: None, description="Creating instance")
