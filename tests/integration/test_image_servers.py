@@ -9,9 +9,11 @@ runs every half second) and one HTTPS server with a tree per case.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -196,4 +198,41 @@ def test_lxc_launch_from_simplestreams(ssd: Coved, ss: Streams) -> None:
         assert img["update_source"]["protocol"] == "simplestreams"
     finally:
         ssd.api.remove(name)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def test_cove_cli_copy_and_launch_from_a_remote(ssd: Coved, ss: Streams) -> None:
+    """``cove remote add`` (certificate accepted), ``cove image copy REMOTE:IMAGE``
+    and ``cove launch REMOTE:IMAGE NAME``."""
+    home = mkroot("sscli")
+    env = {**ssd.cli_env(), "XDG_CONFIG_HOME": str(home), "HOME": str(home)}
+
+    def cove(*args: str) -> subprocess.CompletedProcess[str]:
+        p = subprocess.run([sys.executable, "-m", "cove.cli.main", *args], env=env, text=True,
+                           capture_output=True, timeout=120, stdin=subprocess.DEVNULL,
+                           check=False)
+        assert p.returncode == 0, (args, p.stderr)
+        assert "Traceback" not in p.stderr
+        return p
+
+    name = new_name("sscli")
+    fp = ss.fps["good"]
+    try:
+        cove("remote", "add", "covetest-ss", f"{ss.url}/good", "--protocol", "simplestreams",
+             "--accept-certificate")
+        out = cove("image", "copy", "covetest-ss:busybox/1.36", "local:", "--alias", "ssbox3",
+                   "--auto-update").stdout
+        assert fp in out
+        img = ssd.api.sync("GET", f"/1.0/images/{fp}")
+        assert img["auto_update"] is True and img["cached"] is False
+        assert [a["name"] for a in img["aliases"]] == ["ssbox3"]
+        ssd.api.run("DELETE", f"/1.0/images/{fp}")
+        ssd.api.made.append(name)
+        cove("launch", "covetest-ss:busybox", name, "-c", "cove.cmd=sleep 1000")
+        assert ssd.api.status(name) == "Running"
+        assert _images(ssd)[fp]["cached"] is True
+    finally:
+        ssd.api.remove(name)
+        with contextlib.suppress(AssertionError):
+            ssd.api.run("DELETE", f"/1.0/images/{fp}")
         shutil.rmtree(home, ignore_errors=True)

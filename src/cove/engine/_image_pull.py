@@ -196,6 +196,10 @@ class ImagePulls:
                 inner = self._images.import_file(rootfs, meta_path=meta, filename=filename,
                                                  public=public, project=project)
                 op.on_cancel(inner.cancel)
+                # the unpacking's progress shown on this operation too
+                inner.add_listener(lambda o: op.update(**{
+                    k: v for k, v in o.metadata.items()
+                    if k == "progress" or k.endswith("_progress")}))
                 inner.wait()
                 inner.raise_for_error()
                 img: Image = inner.result
