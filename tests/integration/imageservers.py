@@ -16,7 +16,6 @@ import http.server
 import io
 import json
 import lzma
-import shutil
 import ssl
 import tarfile
 import threading
@@ -42,7 +41,8 @@ def split_image(unified: Path) -> tuple[bytes, bytes]:
                 rt.addfile(m, data)
             else:
                 mt.addfile(m, data)
-    return lzma.compress(meta.getvalue()), lzma.compress(root.getvalue())
+    # preset 0: fast to make (a test's "newer build" recompresses at another)
+    return lzma.compress(meta.getvalue(), preset=0), lzma.compress(root.getvalue(), preset=0)
 
 
 def _item(path: str, data: bytes, ftype: str, **extra: Any) -> dict[str, Any]:
@@ -109,9 +109,10 @@ class HttpsServer:
         self.httpd.server_close()
 
 
-def build_streams(top: Path, unified: Path, arch: str) -> dict[str, str]:
-    """The good tree and the hostile ones under ``top``; fingerprints by tree."""
-    meta, root = split_image(unified)
+def build_streams(top: Path, parts: tuple[bytes, bytes], arch: str) -> dict[str, str]:
+    """The good tree and the hostile ones under ``top`` from the split image
+    ``parts``; fingerprints by tree."""
+    meta, root = parts
     fps = {"good": write_tree(top / "good", meta, root, arch)}
     # a rootfs whose bytes are not the ones the index hashes
     fps["badsha"] = write_tree(top / "badsha", meta, root, arch,
@@ -124,5 +125,4 @@ def build_streams(top: Path, unified: Path, arch: str) -> dict[str, str]:
     fps["short"] = write_tree(top / "short", meta, root, arch, root_item={"size": 1000})
     # a declared size past the server's cove.images.max_size: refused unfetched
     fps["huge"] = write_tree(top / "huge", meta, root, arch, root_item={"size": 1 << 39})
-    shutil.rmtree(top / "unused", ignore_errors=True)
     return fps

@@ -10,6 +10,7 @@ runs every half second) and one HTTPS server with a tree per case.
 from __future__ import annotations
 
 import contextlib
+import lzma
 import os
 import shutil
 import subprocess
@@ -21,12 +22,14 @@ from typing import Any
 
 import pytest
 from covetest import Coved, assert_no_leaks, mkroot, new_name, wait_until
-from imageservers import ARCH, HttpsServer, build_streams
+from imageservers import ARCH, HttpsServer, build_streams, split_image, write_tree
 
 
 class Streams:
-    def __init__(self, server: HttpsServer, fps: dict[str, str]) -> None:
+    def __init__(self, server: HttpsServer, fps: dict[str, str], www: Path, arch: str,
+                 parts: tuple[bytes, bytes]) -> None:
         self.url, self.cert, self.fps = server.url, server.cert, fps
+        self.www, self.arch, self.parts = www, arch, parts
 
     def source(self, tree: str, **kw: Any) -> dict[str, Any]:
         """LXD's ``source`` of a pull from ``tree`` (as ``lxc launch`` sends it)."""
@@ -38,11 +41,12 @@ class Streams:
 def ss(workdir: Path, busybox_tar: Path) -> Iterator[Streams]:
     top = mkroot("streams")
     arch = ARCH.get(os.uname().machine, os.uname().machine)
-    fps = build_streams(top / "www", busybox_tar, arch)
+    parts = split_image(busybox_tar)
+    fps = build_streams(top / "www", parts, arch)
     (top / "certs").mkdir()
     server = HttpsServer(top / "www", top / "certs")
     try:
-        yield Streams(server, fps)
+        yield Streams(server, fps, top / "www", arch, parts)
     finally:
         server.close()
         shutil.rmtree(top, ignore_errors=True)
@@ -236,3 +240,38 @@ def test_cove_cli_copy_and_launch_from_a_remote(ssd: Coved, ss: Streams) -> None
         with contextlib.suppress(AssertionError):
             ssd.api.run("DELETE", f"/1.0/images/{fp}")
         shutil.rmtree(home, ignore_errors=True)
+
+
+def test_auto_update_refreshes_from_the_source(ssd: Coved, ss: Streams,
+                                               busybox_tar: Path) -> None:
+    """An ``auto_update`` image is replaced by the newer build its alias names
+    on the server (its aliases moved, the old one deleted), once
+    ``images.auto_update_interval`` passed; PUT can turn it off and on."""
+    api = ssd.api
+    meta, root = ss.parts
+    tree = ss.www / "upd"
+    fp1 = write_tree(tree, meta, root, ss.arch, serial="20260101_0000")
+    src = ss.source("upd", alias="busybox")
+    api.run("POST", "/1.0/images", {"source": src, "aliases": [{"name": "updbox"}],
+                                    "auto_update": True}, timeout=120)
+    api.sync("PATCH", f"/1.0/images/{fp1}", {"auto_update": False})
+    assert api.sync("GET", f"/1.0/images/{fp1}")["auto_update"] is False
+    api.sync("PATCH", f"/1.0/images/{fp1}", {"auto_update": True})
+    # a newer build: the same files compressed otherwise, so another fingerprint
+    fp2 = write_tree(tree, meta, lzma.compress(lzma.decompress(root), preset=1), ss.arch,
+                     serial="20260201_0000")
+    assert fp2 != fp1
+    api.sync("PATCH", "/1.0", {"config": {"images.auto_update_interval": "0.0002"}})
+    try:
+        wait_until(lambda: set(_images(ssd)) >= {fp2} and fp1 not in _images(ssd), 30, 0.25,
+                   what="the image refreshed")
+    finally:
+        api.sync("PATCH", "/1.0", {"config": {"images.auto_update_interval": ""}})
+    img = api.sync("GET", f"/1.0/images/{fp2}")
+    assert [a["name"] for a in img["aliases"]] == ["updbox"] and img["auto_update"] is True
+    api.run("DELETE", f"/1.0/images/{fp2}")
+    up = api.import_image(busybox_tar, "covetest-up")  # uploaded: no source to update from
+    r = api.request("PATCH", f"/1.0/images/{up}", {"auto_update": True})
+    api.run("DELETE", f"/1.0/images/{up}")
+    assert r.status == 400 and "needs a source" in r.error, r.body
+

@@ -569,8 +569,10 @@ class FakeImages:
 
     def update(self, fingerprint: str, *, properties: dict[str, str] | None = None,
                public: bool | None = None, patch: bool = True,
-               project: str = "default") -> None:
+               project: str = "default", auto_update: bool | None = None) -> None:
         img = self.get(fingerprint)
+        if auto_update:
+            raise BadRequest("Image auto-update needs a source")
         if patch and properties is not None:
             properties = {**img.properties, **properties}
         if not patch and properties is None:

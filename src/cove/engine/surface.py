@@ -225,8 +225,11 @@ class ImagesAPI(Protocol):
         public: bool | None = None,
         patch: bool = True,
         project: str = "default",
+        auto_update: bool | None = None,
     ) -> None:
-        """Merge (``patch``) or replace an image's properties and public flag. Idempotent."""
+        """Merge (``patch``) or replace an image's properties, public and
+        auto_update flags. Idempotent. Raises: BadRequest (auto-update of an
+        image with no source), NotFound."""
         ...
 
     def delete(self, fingerprint: str, *, project: str = "default") -> Operation:

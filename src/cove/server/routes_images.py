@@ -149,7 +149,8 @@ async def _update(request: web.Request, *, patch: bool) -> web.Response:
     engine = engine_of(request)
     put = api.ImagePut.parse(await json_body(request))
     await call(request, engine.images.update, request.match_info["fingerprint"],
-               properties=put.properties, public=put.public, patch=patch, project=project)
+               properties=put.properties, public=put.public, patch=patch, project=project,
+               auto_update=put.auto_update)
     return render.sync({})
 
 
