@@ -4,7 +4,9 @@ path checks of a remote index, the capped copy and LXD's multipart export."""
 from __future__ import annotations
 
 import hashlib
+import http.server
 import io
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,7 @@ import pytest
 
 from cove.model.errors import BadRequest, NotFound
 from cove.storage import lxd_remote, simplestreams
-from cove.storage.remote_fetch import RemoteError, copy_capped, safe_join
+from cove.storage.remote_fetch import Fetcher, RemoteError, copy_capped, safe_join
 
 H = [hashlib.sha256(bytes([i])).hexdigest() for i in range(10)]
 
@@ -166,3 +168,44 @@ def test_lxd_multipart_cap(tmp_path: Path) -> None:
     with pytest.raises(RemoteError, match="larger than"):
         lxd_remote._Multipart(io.BytesIO(body), b"b0undary", 1000, None).save(
             tmp_path, [], hashlib.sha256())
+
+
+class _Redirects(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        where = {"/away": "http://192.0.2.1/x", "/here": "/data", "/scheme": "https://127.0.0.1/x"}
+        if self.path in where:
+            self.send_response(302)
+            self.send_header("Location", where[self.path])
+            self.end_headers()
+            return
+        body = b'{"ok": true}' if self.path == "/data" else b"{}"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_redirects_only_to_the_same_server() -> None:
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Redirects)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        f = Fetcher(f"http://127.0.0.1:{httpd.server_address[1]}")
+        assert f.get_json("/here") == {"ok": True}
+        for path in ("/away", "/scheme"):
+            with pytest.raises(RemoteError, match="another server"):
+                f.get_json(path)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_plain_http_only_on_loopback_and_certificates_checked() -> None:
+    with pytest.raises(BadRequest, match="loopback only"):
+        Fetcher("http://192.0.2.1/")
+    with pytest.raises(BadRequest, match="Invalid image server"):
+        Fetcher("file:///etc")
+    with pytest.raises(BadRequest):
+        Fetcher("https://127.0.0.1/", certificate="not a certificate")
