@@ -95,7 +95,8 @@ class ImagePulls:
         self._config = server_config
         self._client_cert = client_cert
         self._create = create
-        self._lock = threading.Lock()  # one pull of a fingerprint at a time
+        self._lock = threading.Lock()  # guards _pulling
+        self._pulling: dict[str, threading.Lock] = {}  # one pull of a fingerprint at a time
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -171,6 +172,8 @@ class ImagePulls:
                                         secret=src.secret)
             fp, size = remote.fingerprint, remote.size
         with self._lock:
+            lock = self._pulling.setdefault(fp, threading.Lock())
+        with lock:  # a second launch of the same image waits, then finds it here
             here = self._here(fp, project)
             if here is not None:
                 if cached:
