@@ -275,3 +275,22 @@ def test_auto_update_refreshes_from_the_source(ssd: Coved, ss: Streams,
     api.run("DELETE", f"/1.0/images/{up}")
     assert r.status == 400 and "needs a source" in r.error, r.body
 
+
+
+def test_pylxd_creates_from_a_simplestreams_source(ssd: Coved, ss: Streams) -> None:
+    """pylxd (and Ansible's ``mode: pull``) pass LXD's source through as is."""
+    import urllib.parse
+
+    import pylxd
+
+    client = pylxd.Client(endpoint="http+unix://" + urllib.parse.quote(str(ssd.socket), safe=""))
+    name = new_name("sspy")
+    ssd.api.made.append(name)
+    try:
+        inst = client.instances.create({
+            "name": name, "config": {"cove.cmd": "sleep 1000"},
+            "source": ss.source("good", alias="busybox")}, wait=True)
+        inst.start(wait=True)
+        assert inst.execute(["echo", "pylxd"]).stdout == "pylxd\n"
+    finally:
+        ssd.api.remove(name)

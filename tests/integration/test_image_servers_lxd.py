@@ -170,6 +170,8 @@ def test_cove_and_lxd_serve_images_to_each_other(make_coved: Any, busybox_tar: P
         from cove.model.trust import cert_der, fingerprint
 
         trusted_fp = fingerprint(cert_der(cove_cert))
+        # the alias given as the fingerprint, as pylxd sends it (LXD tries it as an alias)
+        src = {**src, "alias": "", "fingerprint": alias}
         op = d.api.run("POST", "/1.0/images", {"source": src}, timeout=180)
         assert op["metadata"]["fingerprint"] == fp
     finally:

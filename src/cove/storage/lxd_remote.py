@@ -62,6 +62,17 @@ def resolve(fetcher: Fetcher, *, alias: str = "", fingerprint: str = "",
         RemoteError: the server failed or answered nonsense.
     """
     base = fetcher.base_path
+    if fingerprint and not alias:
+        # LXD's ImageDownload tries the fingerprint as an alias first
+        # (pylxd sends an alias as the fingerprint)
+        try:
+            doc = fetcher.get_json(f"{base}/1.0/images/aliases/{quote(fingerprint, safe='')}")
+            meta = _metadata(doc, f"alias {fingerprint!r}")
+            target = meta.get("target") if isinstance(meta, dict) else None
+            if isinstance(target, str) and _HEX.fullmatch(target):
+                fingerprint = target
+        except (RemoteError, NotFound):
+            pass
     if not fingerprint:
         try:
             doc = fetcher.get_json(f"{base}/1.0/images/aliases/{quote(alias, safe='')}")
