@@ -294,3 +294,28 @@ def test_pylxd_creates_from_a_simplestreams_source(ssd: Coved, ss: Streams) -> N
         assert inst.execute(["echo", "pylxd"]).stdout == "pylxd\n"
     finally:
         ssd.api.remove(name)
+
+
+def test_pull_into_a_project_with_its_own_images(ssd: Coved, ss: Streams) -> None:
+    """``features.images``: the pulled image is the project's, not default's."""
+    api = ssd.api
+    project = new_name("ssp")
+    fp = ss.fps["good"]
+    api.sync("POST", "/1.0/projects", {"name": project, "config": {
+        "features.images": "true", "features.profiles": "false"}})
+    name = new_name("ssp")
+    q = f"?project={project}"
+    try:
+        op = api.run("POST", f"/1.0/instances{q}", {
+            "name": name, "source": ss.source("good", alias="busybox"),
+            "config": {"cove.cmd": "sleep 1000"}}, timeout=120)
+        assert op["resources"]["instances"] == [f"/1.0/instances/{name}{q}"]
+        assert fp in {i["fingerprint"] for i in api.sync("GET", f"/1.0/images{q}&recursion=1")}
+        assert fp not in _images(ssd)
+    finally:
+        with contextlib.suppress(AssertionError):
+            api.wait(api.request("DELETE", f"/1.0/instances/{name}{q}"))
+        with contextlib.suppress(AssertionError):
+            api.wait(api.request("DELETE", f"/1.0/images/{fp}{q}"))
+        assert api.request("DELETE", f"/1.0/projects/{project}").status == 200
+    assert_no_leaks(ssd.root, [f"{project}_{name}"])

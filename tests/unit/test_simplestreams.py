@@ -126,6 +126,9 @@ def test_copy_capped_size_limit_and_digest() -> None:
         copy_capped(io.BytesIO(data), io.BytesIO(), path="p", server="s", size=None, limit=100)
     with pytest.raises(RemoteError, match="more than"):
         copy_capped(io.BytesIO(b""), io.BytesIO(), path="p", server="s", size=1 << 40, limit=100)
+    with pytest.raises(RemoteError, match="cancelled"):  # an operation cancelled mid-way
+        copy_capped(io.BytesIO(data), io.BytesIO(), path="p", server="s", size=5000,
+                    limit=10000, cancelled=lambda: True)
 
 
 def _multipart(parts: list[tuple[str, bytes]], boundary: bytes = b"b0undary") -> bytes:

@@ -36,7 +36,7 @@ from cove.engine._images import Images
 from cove.engine.operations import Operation, Operations
 from cove.model.errors import BadRequest, CoveError, NotFound
 from cove.model.names import validate_instance_name
-from cove.model.projects import DEFAULT
+from cove.model.projects import DEFAULT, instance_key, instance_url
 from cove.model.records import Image
 from cove.storage import lxd_remote, simplestreams
 from cove.storage.images import host_architecture
@@ -147,7 +147,7 @@ class ImagePulls:
             inner.raise_for_error()
             return inner.result
 
-        url = f"/1.0/instances/{req.name}"
+        url = instance_url(instance_key(project, req.name))
         return self._operations.run(work, description="Creating instance",
                                     resources={"instances": [url]}, project=project,
                                     may_cancel=True)
