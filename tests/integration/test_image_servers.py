@@ -75,6 +75,7 @@ def test_pull_launch_and_cache_expiry(ssd: Coved, ss: Streams) -> None:
     op = api.run("POST", "/1.0/images", {"source": ss.source("good", alias="busybox"),
                                          "aliases": [{"name": "ssbox"}]}, timeout=120)
     assert op["metadata"]["fingerprint"] == fp
+    assert op["metadata"]["progress"]["stage"] in ("Download", "Unpacking image"), op
     img = api.sync("GET", f"/1.0/images/{fp}")
     assert img["cached"] is False
     assert img["update_source"]["server"] == f"{ss.url}/good"
