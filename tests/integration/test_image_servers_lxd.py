@@ -1,7 +1,8 @@
 """cove and the real LXD as image servers for each other (issue 13).
 
-- cove for LXD: ``lxc image copy COVE:alias LXD:`` — the real LXD daemon
-  pulls from coved over HTTPS without trust (a public image), and with the
+- cove for LXD: ``lxc image copy COVE:alias LXD:`` and ``lxc launch
+  COVE:alias LXD:NAME`` — the real LXD daemon pulls from coved over HTTPS
+  without trust (a public image), and with the
   one-time secret ``lxc`` asks coved for (a private one); an untrusted GET of
   the private image without it is a 404.
 - LXD for cove: coved pulls (``protocol: lxd``) from the real LXD over
@@ -12,7 +13,8 @@ The image is the busybox one with a random marker file, so its fingerprint
 is this test's alone (the conformance suite keeps plain busybox in the same
 LXD). The real LXD gets ``core.https_address`` on a free loopback port for
 the test (put back empty after, only if it was empty), a ``covetest-*``
-trusted certificate and ``covetest-*`` images and aliases, all removed.
+trusted certificate, a ``covetest-*`` dir pool and instance (no profile),
+``covetest-*`` images and aliases, all removed.
 """
 
 from __future__ import annotations
@@ -122,11 +124,25 @@ def test_cove_and_lxd_serve_images_to_each_other(make_coved: Any, busybox_tar: P
     lxd_addr = lxc("config", "get", "covetest-lxd:", "core.https_address").stdout.strip()
     lxd_port = _free_port()
     trusted_fp = ""
+    pool, inst = new_name("pool"), new_name("inst")
+    made_pool = made_inst = False
     try:
         # -- cove for LXD: a public image, the LXD daemon untrusted ----------------------
         d.api.sync("PATCH", f"/1.0/images/{fp}", {"public": True})
         lxc("image", "copy", f"covetest-cove:{alias}", "covetest-lxd:", "--alias", alias)
         assert fp in _lxd_images(lxc)
+        lxc("image", "delete", f"covetest-lxd:{fp}")
+        # lxc launch cove:IMAGE on the real LXD (a pool of the test's own, no profile)
+        lxc("storage", "create", f"covetest-lxd:{pool}", "dir")
+        made_pool = True
+        lxc("launch", f"covetest-cove:{alias}", f"covetest-lxd:{inst}", "--no-profiles",
+            "-s", pool)
+        made_inst = True
+        state = json.loads(lxc("list", "covetest-lxd:", inst, "--format", "json").stdout)
+        assert [(i["name"], i["status"]) for i in state] == [(inst, "Running")], state
+        assert _lxd_images(lxc)[fp]["cached"] is True
+        lxc("delete", "--force", f"covetest-lxd:{inst}")
+        made_inst = False
         lxc("image", "delete", f"covetest-lxd:{fp}")
 
         # -- a private one: lxc asks coved for a secret, LXD pulls with it ---------------
@@ -175,6 +191,10 @@ def test_cove_and_lxd_serve_images_to_each_other(make_coved: Any, busybox_tar: P
         op = d.api.run("POST", "/1.0/images", {"source": src}, timeout=180)
         assert op["metadata"]["fingerprint"] == fp
     finally:
+        if made_inst:
+            lxc("delete", "--force", f"covetest-lxd:{inst}", check=False)
+        if made_pool:
+            lxc("storage", "delete", f"covetest-lxd:{pool}", check=False)
         if trusted_fp:
             lxc("config", "trust", "remove", f"covetest-lxd:{trusted_fp}", check=False)
         if not lxd_addr:
