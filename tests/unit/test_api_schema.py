@@ -193,7 +193,7 @@ SOURCE = {"type": "image", "alias": "busybox"}
      "Fields 'user' and 'user-name' exclude each other"),
     (api.InstanceExecPost, {"command": ["a"], "environment": {"A": None}},
      "Field 'environment': the value of 'A' must be a string, not null"),
-    (api.ImagePut, {"auto_update": True}, "Image auto-update is not supported"),
+    (api.ImagePut, {"auto_update": "yes"}, "Field 'auto_update' must be a boolean"),
     (api.ImagePut, {"public": "yes"}, "Field 'public' must be a boolean, not a string"),
     (api.ImageAliasesPost, {"target": "x"}, "Field 'name' is required"),
     (api.ImageAliasesPost, {"name": "x"}, "Field 'target' (an image fingerprint) is required"),

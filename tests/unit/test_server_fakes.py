@@ -46,6 +46,7 @@ from cove.engine._exec_out import (
     file_reader,
     run_detached,
 )
+from cove.engine._image_pull import check_source
 from cove.engine._profiles import DefaultNetwork, Profiles
 from cove.engine._projects import Projects
 from cove.engine._runs import Paths
@@ -568,8 +569,10 @@ class FakeImages:
 
     def update(self, fingerprint: str, *, properties: dict[str, str] | None = None,
                public: bool | None = None, patch: bool = True,
-               project: str = "default") -> None:
+               project: str = "default", auto_update: bool | None = None) -> None:
         img = self.get(fingerprint)
+        if auto_update:
+            raise BadRequest("Image auto-update needs a source")
         if patch and properties is not None:
             properties = {**img.properties, **properties}
         if not patch and properties is None:
@@ -828,6 +831,32 @@ class FakePublisher:
         img = self._images.get(fingerprint, project=project)
         return [ExportPart(n, f, len(b), functools.partial(io.BytesIO, b))
                 for n, f, b in self.exports.get(img.fingerprint, [])]
+
+
+class FakeImagePulls:
+    """``ImagePullsAPI`` in memory: ``pulls`` records each pull or remote
+    create asked for (the source's wire form) once the real ``check_source``
+    passed it; the operations succeed."""
+
+    def __init__(self, operations: Operations) -> None:
+        self.pulls: list[dict[str, Any]] = []
+        self._operations = operations
+
+    def pull(self, src: InstanceSource, *, aliases: list[str] | None = None,
+             public: bool = False, auto_update: bool = False,
+             project: str = "default") -> Operation:
+        check_source(src)  # the real checks: they are pure
+        self.pulls.append({"source": src.to_wire(), "aliases": aliases, "public": public,
+                           "auto_update": auto_update, "project": project})
+        return self._operations.run(lambda op: None, description="Downloading image")
+
+    def create_instance(self, req: InstancesPost, *, project: str = "default") -> Operation:
+        check_source(req.source)
+        self.pulls.append({"source": req.source.to_wire(), "name": req.name,
+                           "project": project})
+        return self._operations.run(lambda op: None, description="Creating instance")
+
+
 class FakeBackups:
     """``BackupsAPI`` in memory: ``by_key`` maps (instance key, name) to the
     record and ``data`` to its tarball's bytes; ``imported`` records each import."""
@@ -1028,6 +1057,7 @@ class FakeEngine:
         self.publisher = FakePublisher(self.operations, self.images)
         self.oci = FakeOci(self.operations)
         self.backups = FakeBackups(self.operations, self.instances)
+        self.image_pulls = FakeImagePulls(self.operations)
         self.projects = Projects(self.store, self.operations, self.events)
         self.profiles.bind_projects(self.projects.profiles_project)
         self.projects.bind(self.profiles)

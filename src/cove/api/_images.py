@@ -65,15 +65,12 @@ class ImagePut(Wire):
     @classmethod
     def parse(cls, body: object) -> Self:
         """Raises:
-            BadRequest: auto-update asked for (cove images have no source to
-                update from), or a field of the wrong type.
+            BadRequest: a field of the wrong type.
         """
         body = require_object(body)
         properties = opt_str_map(body, "properties")
         public = opt_bool(body, "public") if "public" in body else None
-        if opt_bool(body, "auto_update"):
-            raise BadRequest("Image auto-update is not supported: cove images have no source")
-        return cls(auto_update=False if "auto_update" in body else None,
+        return cls(auto_update=opt_bool(body, "auto_update") if "auto_update" in body else None,
                    properties=properties, public=public,
                    expires_at=opt_str(body, "expires_at") if "expires_at" in body else None,
                    profiles=opt_str_list(body, "profiles"))

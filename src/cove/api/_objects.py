@@ -89,10 +89,11 @@ def image_object(img: records.Image) -> Image:
         architecture=img.architecture, type="container", public=img.public,
         properties=img.properties,
         aliases=[ImageAlias(name=a.name, description=a.description) for a in img.aliases],
-        auto_update=False, cached=False, profiles=["default"], project="default",
+        auto_update=img.auto_update, cached=img.cached, profiles=["default"],
+        project="default",
         created_at=rfc3339(img.created_at), uploaded_at=rfc3339(img.uploaded_at),
         last_used_at=rfc3339(img.last_used_at) if img.last_used_at else ZERO_TIME,
-        expires_at=ZERO_TIME)
+        expires_at=ZERO_TIME, update_source=img.update_source)
 
 
 def image(img: records.Image) -> dict[str, Any]:

@@ -145,7 +145,8 @@ def check_name(name: str) -> None:
 
 
 def check_addr(addr: str, protocol: str, insecure: bool) -> None:
-    """https always; plain http only to a loopback OCI registry with --insecure.
+    """https always (with a path for a simplestreams tree); plain http only to a
+    loopback OCI registry with --insecure.
 
     Raises:
         UsageError: any other URL.
@@ -153,8 +154,11 @@ def check_addr(addr: str, protocol: str, insecure: bool) -> None:
     from urllib.parse import urlsplit
 
     parts = urlsplit(addr)
-    if not parts.hostname or parts.path not in ("", "/") or parts.query:
-        raise UsageError(f"invalid URL {addr!r}: want https://HOST[:PORT]")
+    # a simplestreams tree may live under a path (lxc takes one too)
+    path_ok = parts.path in ("", "/") or protocol == "simplestreams"
+    if not parts.hostname or not path_ok or parts.query or parts.fragment:
+        raise UsageError(f"invalid URL {addr!r}: want https://HOST[:PORT]"
+                         + ("[/PATH]" if protocol == "simplestreams" else ""))
     try:
         parts.port  # noqa: B018 - a bad port raises here
     except ValueError:

@@ -222,7 +222,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     group = sub.add_parser("image", parents=[common], help="Manage images",
                            description="Import, list and delete images, and name them "
                                        "with aliases.",
-                           epilog="commands:\n  import, list, delete, export, alias\n\n"
+                           epilog="commands:\n  import, copy, list, delete, export, alias\n\n"
                                   "Run 'cove image COMMAND --help' for examples.",
                            formatter_class=_RAW)
     group.set_defaults(help_parser=group)
@@ -264,6 +264,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                         formatter_class=_RAW)
     p.add_argument("refs", metavar="IMAGE", nargs="+")
     p.set_defaults(func=cmd_delete)
+
+    from cove.cli import image_copy
+    image_copy.register(isub, common)  # cove image copy REMOTE:IMAGE local:
 
     p = isub.add_parser("export", parents=[common], help="Export an image to files",
                         description="Write an image as LXD's image file(s) into DIR (default: "

@@ -54,6 +54,7 @@ from cove.engine._console import Console
 from cove.engine._copies import Copies
 from cove.engine._deps import AppStack
 from cove.engine._exec_stopped import StoppedExec
+from cove.engine._image_pull import ImagePulls
 from cove.engine._images import Images
 from cove.engine._instances import Instances
 from cove.engine._metrics import Metrics
@@ -170,6 +171,11 @@ class Engine:
                                                     self.instances.expanded_config, clock)
         self.console = Console(store=self.store, runtime=runtime, paths=paths)
         self.trust = Trust(self.root, self.store, self.events, clock)
+        self.image_pulls = ImagePulls(self.store, self.images, self.operations,
+                                      tmp=self.root / "tmp", clock=clock,
+                                      server_config=self.trust.server_config,
+                                      client_cert=self._client_cert,
+                                      create=self.instances.create)
         self.metrics = Metrics(store=self.store, runs=runs, paths=paths,
                                operations=self.operations, clock=clock)
         self.resources = Resources()
@@ -185,6 +191,12 @@ class Engine:
         except NotFound:
             return None
         return self._nics.state(inst) if key in self._runs.pids else None
+
+    def _client_cert(self) -> tuple[Path, Path]:
+        """What coved presents to another LXD it pulls from: its server
+        certificate (made at first use), as LXD does."""
+        self.trust.server_certificate()
+        return self.trust.server_cert_paths
 
     def _max_unpack(self) -> int | None:
         """The server setting ``cove.images.max_size`` in bytes, None unset."""
@@ -203,6 +215,7 @@ class Engine:
         self._snapshot_schedule.start()  # after autostart: @startup sees them running
         self.apps.resume()  # health checks; ordered starts a killed coved left
         self.backups.start()  # expired backups are removed (LXD's backups expiry task)
+        self.image_pulls.start()  # cached images expire, auto-update ones refresh
 
     def server_environment(self) -> dict[str, Any]:
         """The ``environment`` part of ``GET /1.0``."""
@@ -242,6 +255,7 @@ class Engine:
         self._snapshot_schedule.close()
         self.apps.close()
         self.backups.close()
+        self.image_pulls.close()
         self.instances.close()
         self.networks.close()  # bridges and dnsmasqs go when nothing runs
         self.store.close()

@@ -87,11 +87,15 @@ class Images:
     def _held(self, img: Image, owner: str) -> bool:
         return owner in self._store.projects.image_projects(img.fingerprint)
 
-    @staticmethod
-    def _shown(img: Image, owner: str) -> Image:
-        """``img`` with the aliases ``owner`` has for it, by their names."""
+    def _shown(self, img: Image, owner: str) -> Image:
+        """``img`` with the aliases ``owner`` has for it, by their names, and
+        where it was pulled from (``store.image_sources``)."""
         img.aliases = [Alias(split_alias(a.name)[1], a.target, a.description)
                        for a in img.aliases if split_alias(a.name)[0] == owner]
+        src = self._store.image_sources.get(img.fingerprint)
+        if src is not None:
+            img.cached, img.auto_update = src.cached, src.auto_update
+            img.update_source = src.update_source()
         return img
 
     # -- reads --------------------------------------------------------------------------
@@ -296,13 +300,14 @@ class Images:
 
     def update(self, fingerprint: str, *, properties: dict[str, str] | None = None,
                public: bool | None = None, patch: bool = True,
-               project: str = DEFAULT) -> None:
+               project: str = DEFAULT, auto_update: bool | None = None) -> None:
         """Merge (``patch``: the given properties over the current ones) or
         replace (PUT: absent properties become none) an image's writable
         fields. Idempotent.
 
         Raises:
-            NotFound: no such image.  BadRequest: properties is not an object.
+            NotFound: no such image.  BadRequest: properties is not an object;
+                auto-update asked of an image that was not pulled (no source).
         """
         img = self.get(fingerprint, project=project)
         if properties is not None and not isinstance(properties, dict):
@@ -315,7 +320,12 @@ class Images:
             img.properties = {str(k): str(v) for k, v in properties.items()}
         if public is not None:
             img.public = bool(public)
+        if auto_update and img.update_source is None:
+            raise BadRequest("Image auto-update needs a source: this image was not "
+                             "pulled from an image server")
         self._store.update_image(img)
+        if auto_update is not None:
+            self._store.image_sources.set_flags(img.fingerprint, auto_update=auto_update)
 
     def delete(self, fingerprint: str, *, project: str = DEFAULT) -> Operation:
         """Remove an image from ``project`` (an operation). When no project

@@ -34,6 +34,7 @@ __all__ = [
     "ConsoleAPI",
     "CopiesAPI",
     "EngineAPI",
+    "ImagePullsAPI",
     "ImagesAPI",
     "InstancesAPI",
     "MetricsAPI",
@@ -224,8 +225,11 @@ class ImagesAPI(Protocol):
         public: bool | None = None,
         patch: bool = True,
         project: str = "default",
+        auto_update: bool | None = None,
     ) -> None:
-        """Merge (``patch``) or replace an image's properties and public flag. Idempotent."""
+        """Merge (``patch``) or replace an image's properties, public and
+        auto_update flags. Idempotent. Raises: BadRequest (auto-update of an
+        image with no source), NotFound."""
         ...
 
     def delete(self, fingerprint: str, *, project: str = "default") -> Operation:
@@ -451,6 +455,22 @@ class StorageAPI(Protocol):
     def delete_volume(self, pool: str, name: str, *, type: str = "custom",
                       project: str = "default") -> None:
         """Not idempotent. Raises: NotFound, BadRequest (in use)."""
+        ...
+
+
+class ImagePullsAPI(Protocol):
+    """Images from simplestreams and LXD image servers (``engine.image_pulls``)."""
+
+    def pull(self, src: InstanceSource, *, aliases: list[str] | None = None,
+             public: bool = False, auto_update: bool = False,
+             project: str = "default") -> Operation:
+        """``POST /1.0/images`` from a remote server; the result the Image.
+        Raises: BadRequest (the source), Conflict (an alias), NotFound (project)."""
+        ...
+
+    def create_instance(self, req: InstancesPost, *, project: str = "default") -> Operation:
+        """``POST /1.0/instances`` with a remote image: pulled (cached), then made.
+        Raises: BadRequest (name, source), NotFound (project)."""
         ...
 
 
@@ -682,6 +702,8 @@ class EngineAPI(Protocol):
     def copies(self) -> CopiesAPI: ...
     @property
     def publisher(self) -> PublisherAPI: ...
+    @property
+    def image_pulls(self) -> ImagePullsAPI: ...
     @property
     def oci(self) -> OciImagesAPI: ...
     @property

@@ -95,6 +95,11 @@ class Image:
     # cove's own, not on the LXD wire: the init command and env from an OCI image.
     cmd: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+    # a pulled image's origin (LXD's cached, auto_update, update_source), from
+    # ``store.image_sources``; an uploaded or published one has none.
+    cached: bool = False
+    auto_update: bool = False
+    update_source: dict[str, str] | None = None
 
 
 @dataclass

@@ -39,7 +39,12 @@ CERT_TYPES = ("client", "metrics")
 
 #: The server config keys cove knows (LXD's names, and cove's own).
 SERVER_CONFIG_KEYS = ("core.https_address", "core.metrics_address",
-                      "core.metrics_authentication", "cove.images.max_size")
+                      "core.metrics_authentication", "cove.images.max_size",
+                      "images.auto_update_cached", "images.auto_update_interval",
+                      "images.remote_cache_expiry")
+#: LXD's image-cache keys that take a number (days, hours): LXD's integers,
+#: and cove takes a decimal too (a test's expiry in seconds).
+_NUMBER_KEYS = ("images.auto_update_interval", "images.remote_cache_expiry")
 #: The most one archive (image, backup, layer) may unpack to; unset, 90% of
 #: the free space of the root's filesystem when the unpacking starts.
 MAX_UNPACK_KEY = "cove.images.max_size"
@@ -161,6 +166,16 @@ def metrics_authentication(config: dict[str, str]) -> bool:
     return _BOOLS.get(config.get("core.metrics_authentication", "true").lower(), True)
 
 
+def _check_number(key: str, value: str) -> None:
+    """Raises: BadRequest (not a non-negative number)."""
+    try:
+        ok = float(value) >= 0 and value.strip().lower() not in ("inf", "nan", "infinity")
+    except ValueError:
+        ok = False
+    if not ok:
+        raise BadRequest(f"Invalid value for {key}: {value!r} is not a non-negative number")
+
+
 def validate_server_config(config: object) -> dict[str, str]:
     """Check the server's config; return it with string values.
 
@@ -183,6 +198,10 @@ def validate_server_config(config: object) -> dict[str, str]:
             raise BadRequest(f"Invalid value for {key}: {value!r} is not a boolean")
         elif key == MAX_UNPACK_KEY and value:
             parse_size(value, key)
+        elif key == "images.auto_update_cached" and value.lower() not in _BOOLS and value:
+            raise BadRequest(f"Invalid value for {key}: {value!r} is not a boolean")
+        elif key in _NUMBER_KEYS and value:
+            _check_number(key, value)
         if value != "":
             out[key] = value
     return out

@@ -17,8 +17,8 @@ from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from cove import api
-from cove.model.errors import BadRequest
-from cove.server import render, routes_publish
+from cove.model.errors import BadRequest, NotFound
+from cove.server import render, routes_image_public, routes_image_pull, routes_publish
 from cove.server.routes_common import (
     call,
     check_project,
@@ -44,6 +44,8 @@ OCI_REF_HEADER = "X-Cove-OCI-Ref"
 async def _list(request: web.Request) -> web.Response:
     project = await check_project(request)
     images = await call(request, engine_of(request).images.all, project=project)
+    if not routes_image_public.trusted(request):  # LXD: the public ones only
+        images = [i for i in images if i.public]
     objs = render.filter_objects([render.image(i) for i in images],
                                  request.query.get("filter", ""))
     if recursion(request) == 0:
@@ -112,6 +114,9 @@ async def _create(request: web.Request) -> web.Response:
         body = await json_body(request)
         if api.ImagesPostPublish.is_publish(body):
             return await routes_publish.publish(request, body, project)
+        pulled = await routes_image_pull.pull_image(request, body, project)
+        if pulled is not None:
+            return pulled
         source = body.get("source")
         stype = source.get("type", "") if isinstance(source, dict) else ""
         raise BadRequest(f"Importing images from a source of type {stype or 'none'!r} "
@@ -150,6 +155,7 @@ async def _get(request: web.Request) -> web.Response:
     project = await check_project(request)
     img = await call(request, engine_of(request).images.get, request.match_info["fingerprint"],
                      project=project)
+    routes_image_public.check_visible(request, img)
     return render.sync(render.image(img))
 
 
@@ -158,7 +164,8 @@ async def _update(request: web.Request, *, patch: bool) -> web.Response:
     engine = engine_of(request)
     put = api.ImagePut.parse(await json_body(request))
     await call(request, engine.images.update, request.match_info["fingerprint"],
-               properties=put.properties, public=put.public, patch=patch, project=project)
+               properties=put.properties, public=put.public, patch=patch, project=project,
+               auto_update=put.auto_update)
     return render.sync({})
 
 
@@ -199,6 +206,10 @@ async def _alias_get(request: web.Request) -> web.Response:
     project = await check_project(request)
     a = await call(request, engine_of(request).images.get_alias, request.match_info["name"],
                    project=project)
+    if not routes_image_public.trusted(request):  # LXD: an alias of a public image only
+        img = await call(request, engine_of(request).images.get, a.target, project=project)
+        if not img.public:
+            raise NotFound("Image alias not found")
     return render.sync(render.alias(a))
 
 
@@ -258,3 +269,4 @@ def add_routes(app: web.Application) -> None:
     r.add_patch("/1.0/images/{fingerprint}", _patch)
     r.add_delete("/1.0/images/{fingerprint}", _delete)
     r.add_get("/1.0/images/{fingerprint}/export", routes_publish.export)
+    routes_image_public.add_routes(app)  # POST /1.0/images/FP/secret

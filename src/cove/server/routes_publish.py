@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from cove import api
-from cove.server import render
+from cove.server import render, routes_image_public
 from cove.server.routes_common import call, check_project, engine_of
 from cove.storage.export import ExportPart, Reader
 
@@ -50,8 +50,11 @@ async def _pump(part: ExportPart, resp: web.StreamResponse) -> None:
 
 async def export(request: web.Request) -> web.StreamResponse:
     project = await check_project(request)
-    parts = await call(request, engine_of(request).publisher.export,
-                       request.match_info["fingerprint"], project=project)
+    img = await call(request, engine_of(request).images.get, request.match_info["fingerprint"],
+                     project=project)
+    routes_image_public.check_visible(request, img, consume=True)  # public, or a secret
+    parts = await call(request, engine_of(request).publisher.export, img.fingerprint,
+                       project=project)
     if len(parts) == 1:
         part = parts[0]
         resp = web.StreamResponse(headers={

@@ -30,6 +30,9 @@ METRICS = web.AppKey("cove.metrics", HttpsListener)  # the core.metrics_address 
 TRUSTED = web.RequestKey("cove.trusted", bool)
 
 _PUBLIC = re.compile(r"^/(1\.0/?)?$")
+# images an untrusted client may ask for; the handlers show it the public
+# ones, or one a secret opens (routes_image_public)
+_PUBLIC_IMAGES = re.compile(r"^/1\.0/images(/[0-9a-fA-F]{1,64}(/export)?|/aliases/[^/]+)?/?$")
 _WEBSOCKET = re.compile(r"^/1\.0/operations/[^/]+/websocket$")
 _METRICS = "/1.0/metrics"
 
@@ -51,7 +54,8 @@ async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     if trusted:
         return await handler(request)
     path = request.path
-    if request.method == "GET" and (_PUBLIC.match(path) or _WEBSOCKET.match(path)):
+    if request.method == "GET" and (_PUBLIC.match(path) or _WEBSOCKET.match(path)
+                                    or _PUBLIC_IMAGES.match(path)):
         return await handler(request)
     if request.method == "GET" and path == _METRICS and not trust.metrics_authentication(
             await call(request, engine_of(request).trust.server_config)):

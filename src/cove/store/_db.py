@@ -24,6 +24,7 @@ from cove.model.trust import Certificate
 from cove.store._app import AppHealthRows, AppIntentRows
 from cove.store._backups import BackupRows
 from cove.store._conn import Database
+from cove.store._image_sources import ImageSourceRows
 from cove.store._profiles import ProfileRows
 from cove.store._projects import ProjectRows
 from cove.store._snapshots import SnapshotRows
@@ -132,6 +133,7 @@ class Store:
         self.app_intents = AppIntentRows(self.db)
         self.app_health = AppHealthRows(self.db)
         self.backups = BackupRows(self.db)
+        self.image_sources = ImageSourceRows(self.db)
 
     def close(self) -> None:
         self.db.close()
