@@ -31,7 +31,6 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -45,7 +44,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "bench"))
 
-from metrics import mkbusybox, wait_socket
+from _coved import cpu_seconds, private_coved, timed
+from metrics import mkbusybox
 
 from cove.client import Client, _backups
 from cove.model.errors import CoveError, InternalError, NotFound
@@ -53,12 +53,6 @@ from cove.model.errors import CoveError, InternalError, NotFound
 LXD_SOCKET = "/var/lib/lxd/unix.socket"
 NAME = "covetest-bench-bk"
 COPY = "covetest-bench-bkc"
-
-
-def _timed(fn: Callable[[], object]) -> float:
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
 
 
 def _fill(run: Callable[[str], None], mib: int) -> None:
@@ -73,14 +67,6 @@ def _delete(c: Client, name: str) -> None:
         c.delete_instance(name).wait(120)
 
 
-def _cpu(pid: int) -> float:
-    """CPU seconds of the daemon ``pid`` and of its children it has reaped
-    (tar, gzip, cp): what one export or import costs, whatever else the
-    loaded machine runs meanwhile."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
-
-
 def _rounds(c: Client, runs: int, work: Path, pid: int, pool: str = ""
             ) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {"export": [], "import": [], "size": [],
@@ -88,52 +74,31 @@ def _rounds(c: Client, runs: int, work: Path, pid: int, pool: str = ""
     for _ in range(runs):
         f = work / "bench-backup.tar.gz"
         with open(f, "wb") as fh:
-            cpu = _cpu(pid)
-            out["export"].append(_timed(lambda fh=fh: _backups.export_instance(c, NAME, fh)))
-            out["export_cpu"].append(_cpu(pid) - cpu)
+            cpu = cpu_seconds(pid)
+            out["export"].append(timed(lambda fh=fh: _backups.export_instance(c, NAME, fh)))
+            out["export_cpu"].append(cpu_seconds(pid) - cpu)
         out["size"].append(f.stat().st_size)
-        cpu = _cpu(pid)
-        out["import"].append(_timed(lambda f=f: _backups.import_backup(
+        cpu = cpu_seconds(pid)
+        out["import"].append(timed(lambda f=f: _backups.import_backup(
             c, str(f), COPY, pool).wait(600)))
-        out["import_cpu"].append(_cpu(pid) - cpu)
+        out["import_cpu"].append(cpu_seconds(pid) - cpu)
         _delete(c, COPY)
         f.unlink()
     return out
 
 
 def _cove(args: argparse.Namespace) -> dict[str, list[float]]:
-    root = Path(tempfile.mkdtemp(prefix="covebench-bk-"))
-    log = open(root / "bench-coved.log", "wb")  # noqa: SIM115 - closed below
-    coved = subprocess.Popen([sys.executable, "-m", "cove.server.main", "--root", str(root)],
-                             stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                             start_new_session=True)
-    sock = root / "unix.socket"
-    c = Client(str(sock))
-    try:
-        wait_socket(sock)
-        tar = mkbusybox(root / "busybox.tar.gz")
-        c.import_image(str(tar), aliases=["busybox"])
-        tar.unlink()
-        r = c.raw("POST", "/1.0/instances", {
-            "name": NAME, "source": {"type": "image", "alias": "busybox"},
-            "config": {"cove.cmd": "sleep 1000000"}, "devices": {"eth0": {"type": "none"}},
-            "start": True})
-        c.wait_operation(r.json()["operation"].rsplit("/", 1)[-1], 120)
+    with private_coved("bk") as coved:
+        coved.launch(NAME)
 
         def run(script: str) -> None:
-            res = c.exec(NAME, ["sh", "-c", script])
+            res = coved.client.exec(NAME, ["sh", "-c", script])
             assert res.exit_code == 0, res
         _fill(run, args.mib)
-        return _rounds(c, args.runs, root, coved.pid)
-    finally:
-        for name in (COPY, NAME):
-            with contextlib.suppress(Exception):
-                _delete(c, name)
-        c.close()
-        os.kill(coved.pid, signal.SIGTERM)
-        coved.wait(60)
-        log.close()
-        shutil.rmtree(root, ignore_errors=True)
+        try:
+            return _rounds(coved.client, args.runs, coved.root, coved.pid)
+        finally:
+            coved.remove(COPY)
 
 
 def _lxc(*args: str) -> None:

@@ -18,12 +18,8 @@ removed at the end.
 from __future__ import annotations
 
 import argparse
-import shutil
-import signal
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -31,9 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "bench"))
 
-from metrics import mkbusybox, wait_socket
-
-from cove.client import Client
+from _coved import private_coved
 
 
 def main() -> int:
@@ -42,15 +36,7 @@ def main() -> int:
     ap.add_argument("--delay", type=float, default=1.0)
     ap.add_argument("--tcp", action="store_true", help="a tcp: probe instead of a command")
     args = ap.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="covetest-bench-ready-"))
-    log = open(root / "bench-coved.log", "wb")  # noqa: SIM115 - closed below
-    coved = subprocess.Popen([sys.executable, "-m", "cove.server.main", "--root", str(root)],
-                             stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                             start_new_session=True)
-    sock = root / "unix.socket"
-    c = Client(str(sock))
     db, top = "covetest-bench-db", "covetest-bench-top"
-    made: list[str] = []
     mark = "cat /proc/uptime > /tmp/ready"
     if args.tcp:
         db_cmd = f"sh -c 'rm -f /tmp/ready; sleep {args.delay}; {mark}; while true; do nc -l -p 7000 </dev/null; done'"
@@ -58,19 +44,11 @@ def main() -> int:
     else:
         db_cmd = f"sh -c 'rm -f /tmp/ready; sleep {args.delay}; {mark}; exec sleep 100000'"
         probe = "test -f /tmp/ready"
-    try:
-        wait_socket(sock)
-        tar = mkbusybox(root / "busybox.tar.gz")
-        c.import_image(str(tar), aliases=["busybox"])
-        tar.unlink()
-        for name, config in ((db, {"cove.cmd": db_cmd, "cove.ready": probe}),
-                             (top, {"cove.cmd": "sh -c 'cat /proc/uptime > /tmp/t0; "
-                                               "exec sleep 100000'", "cove.depends": db})):
-            r = c.raw("POST", "/1.0/instances", {
-                "name": name, "source": {"type": "image", "alias": "busybox"},
-                "config": config})
-            c.wait_operation(r.json()["operation"].rsplit("/", 1)[-1], 120)
-            made.append(name)
+    with private_coved("ready") as coved:
+        c = coved.client
+        coved.launch(db, {"cove.cmd": db_cmd, "cove.ready": probe}, start=False, nic=True)
+        coved.launch(top, {"cove.cmd": "sh -c 'cat /proc/uptime > /tmp/t0; exec sleep 100000'",
+                           "cove.depends": db}, start=False, nic=True)
         latency, whole = [], []
         for _ in range(args.runs):
             t = time.perf_counter()
@@ -84,18 +62,6 @@ def main() -> int:
         print(f"  readiness latency (ready -> dependent's command runs): median "
               f"{statistics.median(latency) * 1000:.0f} ms, worst {max(latency) * 1000:.0f} ms")
         print(f"  whole ordered start: median {statistics.median(whole):.2f}s")
-    finally:
-        for name in reversed(made):
-            c.raw("PUT", f"/1.0/instances/{name}/state?wait=60",
-                  {"action": "stop", "force": True})
-            c.raw("DELETE", f"/1.0/instances/{name}?wait=60")
-        coved.send_signal(signal.SIGTERM)
-        try:
-            coved.wait(30)
-        except subprocess.TimeoutExpired:
-            coved.kill()
-        log.close()
-        shutil.rmtree(root, ignore_errors=True)
     return 0
 
 

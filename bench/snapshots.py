@@ -19,30 +19,16 @@ here yet: with LXD installed, compare by hand with
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
-import shutil
-import signal
 import statistics
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "bench"))
 
-from metrics import mkbusybox, wait_socket
-
-from cove.client import Client
-
-
-def _timed(fn: object) -> float:
-    t = time.perf_counter()
-    fn()  # type: ignore[operator]
-    return time.perf_counter() - t
+from _coved import private_coved, timed
 
 
 def main() -> int:
@@ -50,56 +36,26 @@ def main() -> int:
     ap.add_argument("--mib", type=int, default=100)
     ap.add_argument("--runs", type=int, default=5)
     args = ap.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="covebench-snap-"))
-    log = open(root / "bench-coved.log", "wb")  # noqa: SIM115 - closed below
-    coved = subprocess.Popen([sys.executable, "-m", "cove.server.main", "--root", str(root)],
-                             stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                             start_new_session=True)
-    sock = root / "unix.socket"
-    c = Client(str(sock))
     name = "covebench-snap"
-    made = False
-    try:
-        wait_socket(sock)
-        tar = mkbusybox(root / "busybox.tar.gz")
-        c.import_image(str(tar), aliases=["busybox"])
-        tar.unlink()
-        r = c.raw("POST", "/1.0/instances", {
-            "name": name, "source": {"type": "image", "alias": "busybox"},
-            "config": {"cove.cmd": "sleep 1000000"}, "devices": {"eth0": {"type": "none"}},
-            "start": True})
-        c.wait_operation(r.json()["operation"].rsplit("/", 1)[-1], 120)
-        made = True
+    with private_coved("snap") as coved:
+        c = coved.client
+        coved.launch(name)
         script = (f"mkdir /data; i=0; while [ $i -lt {args.mib} ]; do "
                   "head -c 1048576 /dev/urandom > /data/f$i; i=$((i+1)); done; sync")
         res = c.exec(name, ["sh", "-c", script])
         assert res.exit_code == 0, res
-        fs = subprocess.run(["stat", "-f", "-c", "%T", str(root)], capture_output=True,
+        fs = subprocess.run(["stat", "-f", "-c", "%T", str(coved.root)], capture_output=True,
                             text=True, check=False).stdout.strip()
         snap, restore, delete = [], [], []
         for i in range(args.runs):
-            snap.append(_timed(lambda i=i: c.create_snapshot(name, f"s{i}").wait()))
-            restore.append(_timed(lambda i=i: c.restore_snapshot(name, f"s{i}").wait()))
-            delete.append(_timed(lambda i=i: c.delete_snapshot(name, f"s{i}").wait()))
+            snap.append(timed(lambda i=i: c.create_snapshot(name, f"s{i}").wait()))
+            restore.append(timed(lambda i=i: c.restore_snapshot(name, f"s{i}").wait()))
+            delete.append(timed(lambda i=i: c.delete_snapshot(name, f"s{i}").wait()))
         print(f"root on {fs}, upper layer {args.mib} MiB, {args.runs} runs (median):")
         for what, xs in (("snapshot (running, frozen for the copy)", snap),
                          ("restore (stop, swap, start)", restore),
                          ("delete snapshot", delete)):
             print(f"  {what:42s} {statistics.median(xs) * 1e3:9.1f} ms")
-    finally:
-        if made:
-            for method, path, body in (
-                    ("PUT", f"/1.0/instances/{name}/state", {"action": "stop", "force": True}),
-                    ("DELETE", f"/1.0/instances/{name}", None)):
-                r = c.raw(method, path, body)
-                if r.status == 202:
-                    with contextlib.suppress(Exception):
-                        c.wait_operation(r.json()["operation"].rsplit("/", 1)[-1], 60)
-        c.close()
-        os.kill(coved.pid, signal.SIGTERM)
-        coved.wait(60)
-        log.close()
-        shutil.rmtree(root, ignore_errors=True)
     return 0
 
 

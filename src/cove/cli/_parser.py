@@ -93,6 +93,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "publish": ("publish",),
     "stack": ("up", "down", "ps", "stack"),
     "backup": ("export", "import", "backup"),
+    "remote": ("remote",),
 }
 
 VALUED = ("--root", "--project")  # global options that take the next word

@@ -18,8 +18,8 @@ if TYPE_CHECKING:
 
     from cove.client import Client
 
-__all__ = ["Context", "UsageError", "current_project", "default_root", "parse_kv",
-           "save_project", "split_target"]
+__all__ = ["Context", "UsageError", "config_dir", "current_project", "default_root",
+           "parse_kv", "read_config", "save_project", "split_target", "write_config"]
 
 
 class UsageError(Exception):
@@ -30,12 +30,18 @@ def default_root() -> str:
     return os.environ.get("COVE_DIR") or "/var/lib/cove"
 
 
-def _config_path() -> str:
+def config_dir() -> str:
+    """The CLI's own config directory: ``$XDG_CONFIG_HOME/cove`` (``~/.config/cove``)."""
     base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    return os.path.join(base, "cove", "config.json")
+    return os.path.join(base, "cove")
 
 
-def _read_config() -> dict[str, Any]:
+def _config_path() -> str:
+    return os.path.join(config_dir(), "config.json")
+
+
+def read_config() -> dict[str, Any]:
+    """The CLI's config (``config.json``); ``{}`` when missing or unreadable."""
     try:
         with open(_config_path(), encoding="utf-8") as f:
             from cove.client._json import loads  # json's, without importing json
@@ -52,26 +58,32 @@ def current_project(root: str) -> str:
     env = os.environ.get("COVE_PROJECT")
     if env:
         return env
-    projects = _read_config().get("projects")
+    projects = read_config().get("projects")
     value = projects.get(os.path.abspath(root)) if isinstance(projects, dict) else None
     return value if isinstance(value, str) and value else "default"
 
 
 def save_project(root: str, project: str) -> None:
-    """Record ``project`` as the current one of ``root`` (``cove project switch``),
-    in ``$XDG_CONFIG_HOME/cove/config.json`` (written whole, then renamed)."""
-    import json
-
-    data = _read_config()
+    """Record ``project`` as the current one of ``root`` (``cove project switch``)."""
+    data = read_config()
     projects = data.get("projects")
     if not isinstance(projects, dict):
         projects = {}
     projects[os.path.abspath(root)] = project
     data["projects"] = projects
+    write_config(data)
+
+
+def write_config(data: dict[str, Any]) -> None:
+    """Write the CLI's config whole, then rename it into place (mode 0600: it
+    names auth files and remotes)."""
+    import json
+
     path = _config_path()
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
     tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
         json.dump(data, f, indent=2, sort_keys=True)
         f.write("\n")
     os.replace(tmp, path)

@@ -32,9 +32,14 @@ def _new_name() -> str:
 
 
 def image_source(image: str) -> dict[str, str]:
-    """``{"type": "image", ...}``: a hex string of 12+ characters is taken as a
-    fingerprint (or its prefix), anything else as an alias."""
-    text = image.split(":", 1)[1] if image.startswith("local:") else image
+    """``{"type": "image", ...}``: ``REMOTE:REF`` names an image on a remote
+    (``cove remote``: coved fetches it); a hex string of 12+ characters is
+    taken as a fingerprint (or its prefix), anything else as an alias."""
+    from cove.cli._remotes import split_image_ref
+
+    remote, text = split_image_ref(image)
+    if remote is not None:
+        return remote.source(text)
     if len(text) >= 12 and all(c in "0123456789abcdef" for c in text):
         return {"type": "image", "fingerprint": text}
     return {"type": "image", "alias": text}
