@@ -778,6 +778,27 @@ class FakeCopies:
         return self._operations.run(work, description="Rebuilding instance",
                                     resources={"instances": [instance_url(inst.name)]},
                                     lock=f"instance:{inst.name}", project=project)
+class FakeOci:
+    """``OciImagesAPI`` in memory: ``archives`` records each upload's ref."""
+
+    def __init__(self, operations: Operations) -> None:
+        self.archives: list[str | None] = []
+        self._operations = operations
+
+    def import_archive(self, path: Path, ref: str | None = None, *, public: bool = False,
+                       aliases: list[str] | None = None, filename: str = "",
+                       project: str = "default") -> Operation:
+        self.archives.append(ref)
+        path.unlink(missing_ok=True)
+        return self._operations.run(lambda op: None, description="Importing image",
+                                    resources={"images": []}, project=project)
+
+    def import_oci_layout(self, layout: Path, ref: str | None, *, op: Operation,
+                          project: str = "default", aliases: list[str] | None = None,
+                          source_label: str = "", public: bool = False) -> str:
+        raise NotFound("no layouts in the fake")
+
+
 class FakePublisher:
     """``PublisherAPI`` in memory: ``published`` records each publish asked
     for (its operation's fingerprint is ``PUBLISHED``); ``exports`` maps a
@@ -1005,6 +1026,7 @@ class FakeEngine:
         self.copies = FakeCopies(self.operations, self.instances)
         self.apps = FakeApps(self.instances)
         self.publisher = FakePublisher(self.operations, self.images)
+        self.oci = FakeOci(self.operations)
         self.backups = FakeBackups(self.operations, self.instances)
         self.projects = Projects(self.store, self.operations, self.events)
         self.profiles.bind_projects(self.projects.profiles_project)

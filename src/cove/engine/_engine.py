@@ -60,6 +60,7 @@ from cove.engine._metrics import Metrics
 from cove.engine._net_base import NetContext
 from cove.engine._networks import Networks
 from cove.engine._nics import InstanceNetworks
+from cove.engine._oci_import import OciImages
 from cove.engine._probes import Prober
 from cove.engine._profiles import DefaultNetwork, Profiles
 from cove.engine._projects import Projects
@@ -115,6 +116,7 @@ class Engine:
         self.images = Images(self.store, ImageStore(self.root / "images"), self.operations,
                              self.events, clock, max_unpack=self._max_unpack,
                              image_project=self.projects.images_project)
+        self.oci = OciImages(self.images, self.operations, clock)  # OCI layouts, registries
         default_network = DefaultNetwork(self.store)
         self.profiles = Profiles(self.store, default_network, self.events)
         self.networks = Networks(

@@ -34,12 +34,13 @@ from pathlib import Path
 from cove.engine._failpoints import failpoint
 from cove.engine.events import EventBus
 from cove.engine.operations import Operation, Operations
-from cove.model.errors import BadRequest, Conflict, NotFound
+from cove.model.errors import BadRequest, Conflict, CoveError, NotFound
 from cove.model.names import validate_alias_name
 from cove.model.projects import DEFAULT, alias_key, split_alias
 from cove.model.records import Alias, Image
 from cove.model.trust import MAX_UNPACK_KEY
 from cove.storage.images import Budget, ImageStore
+from cove.storage.oci_layout import instance_keys
 from cove.store import Store
 
 __all__ = ["Images"]
@@ -263,6 +264,22 @@ class Images:
             self._store.delete_image(img.fingerprint)  # its aliases with it
             self.collect(img.fingerprint, row_gone=True)
             raise
+
+    def hold(self, op: Operation, img: Image, aliases: list[str], *,
+             project: str = DEFAULT) -> Image:
+        """``project`` holds the stored ``img`` (again) with ``aliases`` (checked
+        free by :meth:`free_aliases`): an import of an image that is here
+        already. Idempotent but for the aliases."""
+        return self._share(op, img, self._owner(project), aliases)
+
+    def instance_keys(self, fingerprint: str) -> dict[str, str]:
+        """The config keys an instance of the image starts with (an OCI
+        image's ``WorkingDir``, ``User``, ``StopSignal``, ``Healthcheck``);
+        {} for other images. Never raises."""
+        try:
+            return instance_keys(self.layers.path(fingerprint))
+        except CoveError:
+            return {}
 
     def _share(self, op: Operation, img: Image, owner: str, names: list[str]) -> Image:
         """``owner`` holds ``img`` (stored now, or already for another project)

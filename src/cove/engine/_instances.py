@@ -216,6 +216,7 @@ class Instances:
                 raise Conflict(f"Instance {req.name!r} already exists")
             now = self._now()
             full = {f"image.{k}": v for k, v in image.properties.items()}
+            full.update(self._images.instance_keys(image.fingerprint))  # an OCI image's
             full.update(config)
             full["volatile.base_image"] = image.fingerprint
             inst = Instance(name=name, image=image.fingerprint, config=full, devices=devices,

@@ -48,6 +48,10 @@ class ImageSource(Protocol):
         """An instance was made from it: set its ``last_used_at``. Never raises."""
         ...
 
+    def instance_keys(self, fingerprint: str) -> dict[str, str]:
+        """Config keys a new instance of the image starts with (an OCI image's). Never raises."""
+        ...
+
     def collect(self, fingerprint: str) -> bool:
         """Drop its layers if no image and no instance refers to them. Idempotent."""
         ...

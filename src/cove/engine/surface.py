@@ -641,6 +641,22 @@ class AppsAPI(Protocol):
         ...
 
 
+class OciImagesAPI(Protocol):
+    """What the server, the local driver and the registry client call on ``engine.oci``."""
+
+    def import_archive(self, path: Path, ref: str | None = None, *, public: bool = False,
+                       aliases: list[str] | None = None, filename: str = "",
+                       project: str = "default") -> Operation:
+        """Import an OCI layout sent as a tar archive (consumed); the result is the Image."""
+        ...
+
+    def import_oci_layout(self, layout: Path, ref: str | None, *, op: Operation,
+                          project: str = "default", aliases: list[str] | None = None,
+                          source_label: str = "", public: bool = False) -> str:
+        """Import the image ``ref`` of a layout directory in ``op``; its fingerprint."""
+        ...
+
+
 class EngineAPI(Protocol):
     """A cove root's services, as ``Engine`` composes them."""
 
@@ -666,6 +682,8 @@ class EngineAPI(Protocol):
     def copies(self) -> CopiesAPI: ...
     @property
     def publisher(self) -> PublisherAPI: ...
+    @property
+    def oci(self) -> OciImagesAPI: ...
     @property
     def backups(self) -> BackupsAPI: ...
     @property

@@ -368,6 +368,11 @@ class ImageStore:
             except NotFound:
                 pass
 
+    def discard(self, tmp: Path) -> None:
+        """Remove a ``.tmp-`` directory of the store (a failed import's);
+        never raises (``cleanup_temp`` retries at the next start)."""
+        self._discard(self._check_tmp(tmp))
+
     def _discard(self, tmp: Path) -> None:
         # Cleanup after a failed import must not hide why it failed.
         try:

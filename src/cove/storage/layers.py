@@ -55,6 +55,7 @@ layer is hostile input written by the container.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -196,6 +197,32 @@ class LayerStore:
         except OSError as exc:
             raise InternalError(f"cannot store layer: {exc.strerror}") from None
         return layer_id
+
+    def has(self, layer_id: str) -> bool:
+        """Whether ``layers/<layer_id>`` is stored (an OCI layer by its diff_id)."""
+        return (self.dir / _check(layer_id)).is_dir()
+
+    def add_as(self, tree: Path, layer_id: str) -> bool:
+        """Move the finished layer ``tree`` into the store under the content
+        id ``layer_id`` (an OCI layer's diff_id: the same bytes make the same
+        tree). Idempotent: when that id is stored already, ``tree`` is left
+        where it is for the caller to remove, and False is returned. Call
+        with :attr:`lock` held until the chain naming it is in place.
+
+        Raises:
+            BadRequest: not a layer id.  InternalError: the rename failed.
+        """
+        _check(layer_id)
+        try:
+            self.dir.mkdir(mode=0o700, exist_ok=True)
+            renameat2(-100, str(tree), -100, str(self.dir / layer_id), RENAME_NOREPLACE)
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            if exc.errno == errno.ENOTEMPTY:
+                return False
+            raise InternalError(f"cannot store layer: {exc.strerror}") from None
+        return True
 
     @staticmethod
     def write_chain(image_dir: Path, ids: list[str]) -> None:

@@ -621,6 +621,22 @@ class RootFS:
         self.set_attrs(path, uid=uid if uid is not None else 0,
                        gid=gid if gid is not None else 0, mode=mode)
 
+    def whiteout(self, path: str) -> None:
+        """Create an overlay whiteout (a 0/0 character device, owner 0:0) at
+        ``path``; its parent is resolved inside the root like every write.
+
+        Raises:
+            Conflict: ``path`` exists. NotFound: its parent is missing.
+        """
+        parts = split_path(path)
+        pfd, name = self._parent(parts)
+        try:
+            os.mknod(name, st.S_IFCHR | 0o600, os.makedev(0, 0), dir_fd=pfd)
+        except OSError as exc:
+            raise error(exc, parts) from None
+        finally:
+            close_fd(pfd)
+
     def set_attrs(self, path: str, *, uid: int | None = None, gid: int | None = None,
                   mode: int | None = None, mtime: float | None = None) -> None:
         """Change owner, permission bits and/or mtime without following a final symlink.
