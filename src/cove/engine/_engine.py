@@ -67,6 +67,7 @@ from cove.engine._projects import Projects
 from cove.engine._proxies import Forwarders
 from cove.engine._publish import Publisher
 from cove.engine._reconcile import Reconciler
+from cove.engine._registry_pull import RegistryPulls
 from cove.engine._resources import Resources
 from cove.engine._rootfs import Rootfs
 from cove.engine._runs import Paths, RunTable
@@ -157,6 +158,9 @@ class Engine:
                              instances=self.instances, images=self.images,
                              profiles=self.profiles, operations=self.operations,
                              events=self.events, clock=clock, projects=self.projects)
+        self.registry_pulls = RegistryPulls(self.images, self.oci, self.operations,
+                                            root=self.root, tmp=self.root / "tmp",
+                                            create=self.instances.create)
         self.publisher = Publisher(store=self.store, paths=paths, runs=runs, runtime=runtime,
                                    instances=self.instances, images=self.images,
                                    operations=self.operations, clock=clock)

@@ -419,12 +419,16 @@ class Registry:
         return fetched
 
     def pull(self, ref: Reference, layout_dir: Path, *, name: str = "",
-             progress: Progress | None = None) -> PulledImage:
+             progress: Progress | None = None,
+             have_layer: Callable[[str], bool] | None = None) -> PulledImage:
         """Pull ``ref`` into the OCI layout at ``layout_dir`` and tag it there
         as ``name`` (default ``HOST/REPO:TAG``).
 
         Idempotent and resumable: blobs already in the layout are not
-        fetched again, a partial one goes on from where it stopped.
+        fetched again, a partial one goes on from where it stopped. A layer
+        whose uncompressed digest (the config's ``rootfs.diff_ids``, hex)
+        ``have_layer`` says is stored already is not fetched at all: the
+        caller keeps unpacked layers, not their blobs.
 
         Raises:
             NotFound, RegistryAuthError, RegistryError: see :meth:`resolve`;
@@ -459,10 +463,19 @@ class Registry:
                     progress("Download", pct, f"{what}: {got >> 20}/{total >> 20} MiB")
             return report
 
-        fetched = 0
-        for i, blob in enumerate([config, *layers]):
-            fetched += self._fetch_blob(ref.repository, blob, layout, reporter(i, blob))
+        fetched = self._fetch_blob(ref.repository, config, layout, reporter(0, config))
         config_data = _parse_json(layout.blob(config.digest).read_bytes(), "image config")
+        rootfs = config_data.get("rootfs")
+        diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
+        if not isinstance(diff_ids, list) or len(diff_ids) != len(layers):
+            diff_ids = [None] * len(layers)  # the importer refuses it; fetch all meanwhile
+        for i, blob in enumerate(layers, 1):
+            diff = diff_ids[i - 1]
+            if (have_layer is not None and isinstance(diff, str) and diff.startswith("sha256:")
+                    and have_layer(diff[7:])):
+                reporter(i, blob)(blob.size)
+                continue
+            fetched += self._fetch_blob(ref.repository, blob, layout, reporter(i, blob))
         layout.put_bytes(desc.digest, data)
         name = name or f"{self.origin.netloc}/{ref.repository}:{ref.tag or ref.digest}"
         layout.tag(name, desc)

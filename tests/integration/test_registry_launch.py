@@ -1,0 +1,169 @@
+"""Images from a real OCI registry through coved: ``POST /1.0/images``
+with ``source {type: image, mode: pull, protocol: oci, ...}``, ``POST
+/1.0/instances`` with an OCI source (raw REST and pylxd), the image cached
+by its manifest digest (a second launch downloads nothing), a second image
+on the same base fetching only its new layer, an image pushed back to the
+registry and pulled again; hostile registries (a fake one) refused with
+nothing left behind."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import sys
+import urllib.parse
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from covetest import Api, Coved, mkroot
+from ociregistry import PASSWORD, USER, LayoutBuilder, RealRegistry, busybox_files
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
+from fakeregistry import Registry as FakeRegistry
+from fakeregistry import Server, digest, layer, make_image
+
+SECRET = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+
+
+@pytest.fixture(scope="module")
+def registry() -> Iterator[tuple[RealRegistry, dict[str, str]]]:
+    d = mkroot("registry")
+    reg = RealRegistry(d / "registry")
+    b = LayoutBuilder(d / "layout")
+    base = b.layer(busybox_files())
+    conf = b.layer({"etc/app.conf": b"from-layer-2\n"})
+    top = b.layer({"srv": None, "srv/hello": b"zstd top\n"}, zstd=True)
+    b.tag(b.image([base, conf, top], cmd=["/bin/sh", "-c", "sleep 1000"]), "app")
+    b.tag(b.image([base, conf, b.layer({"srv": None, "srv/other": b"2\n"})],
+                  cmd=["/bin/sh", "-c", "sleep 1000"]), "other")
+    reg.skopeo_push(b.root, "app", "covetest/app:1", all_=False)
+    reg.skopeo_push(b.root, "other", "covetest/other:1", all_=False)
+    yield reg, {"base": base[0]["digest"], "conf": conf[0]["digest"]}
+    reg.close()
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def _source(reg: RealRegistry, alias: str) -> dict[str, str]:
+    return {"type": "image", "protocol": "oci", "server": reg.url, "alias": alias,
+            "certificate": reg.ca.read_text(), "secret": SECRET}
+
+
+def _blobs(root: Path) -> set[str]:
+    d = root / "registry" / "blobs" / "sha256"
+    return {f"sha256:{p.name}" for p in d.iterdir()} if d.exists() else set()
+
+
+def test_pull_launch_cache_share_push(registry: tuple[RealRegistry, dict[str, str]],
+                                      make_coved: Callable[..., Coved]) -> None:
+    reg, dig = registry
+    d = make_coved("oci")
+    api = Api(str(d.socket))
+    ext = api.sync("GET", "/1.0")["api_extensions"]
+    assert "instance_oci" in ext
+
+    # pull as an image, with an alias (LXD's mode: pull)
+    op = api.run("POST", "/1.0/images", {
+        "source": {**_source(reg, "covetest/app:1"), "mode": "pull"},
+        "aliases": [{"name": "app"}]}, timeout=120)
+    fp = op["metadata"]["fingerprint"]
+    img = api.sync("GET", f"/1.0/images/{fp}")
+    assert [a["name"] for a in img["aliases"]] == ["app"]
+    assert img["filename"].endswith("covetest/app:1")
+    assert not _blobs(d.root) & {dig["base"], dig["conf"]}  # unpacked, then dropped
+
+    # launch from the registry: found here by manifest digest, nothing downloaded
+    api.made.append("covetest-oci1")
+    op = api.run("POST", "/1.0/instances", {
+        "name": "covetest-oci1", "source": _source(reg, "covetest/app:1"), "start": True},
+        timeout=120)
+    assert not any(k in op["metadata"] for k in ("download_progress",
+                                                  "unpacking_layers_progress")), op
+    code, out, _ = api.exec("covetest-oci1", ["/bin/busybox", "cat", "/etc/app.conf", "/srv/hello"])
+    assert (code, out) == (0, b"from-layer-2\nzstd top\n")
+    assert len(api.sync("GET", "/1.0/images")) == 1
+
+    # a second image on the same base: only its own layer (and config) travel
+    op = api.run("POST", "/1.0/images", {"source": _source(reg, "covetest/other:1")},
+                 timeout=120)
+    assert op["metadata"]["progress"]["text"] == "1 new of 3 layers"
+    assert 0 < op["metadata"]["fetched_bytes"] < 2000, op["metadata"]  # config + one layer
+
+    # pylxd, as Ansible's mode: pull would, with the OCI source
+    import pylxd
+    client = pylxd.Client(endpoint="http+unix://" + urllib.parse.quote(str(d.socket), safe=""))
+    api.made.append("covetest-oci2")
+    inst = client.instances.create({"name": "covetest-oci2",
+                                    "source": _source(reg, "covetest/other:1")}, wait=True)
+    inst.start(wait=True)
+    code, out, _ = api.exec("covetest-oci2", ["/bin/busybox", "cat", "/srv/other"])
+    assert (code, out) == (0, b"2\n")
+
+    # push the first image back to another repository, then pull that
+    op = api.run("POST", f"/1.0/images/{fp}/push", {
+        "target": {"server": reg.url, "alias": "covetest/pushed:1",
+                   "certificate": reg.ca.read_text(), "secret": SECRET}}, timeout=120)
+    raw = reg.skopeo("inspect", "--raw", "--creds", f"{USER}:{PASSWORD}", "--cert-dir",
+                     str(reg.cert_dir), f"docker://{reg.host}/covetest/pushed:1")
+    assert len(json.loads(raw)["layers"]) == 3
+    op = api.run("POST", "/1.0/images", {"source": _source(reg, "covetest/pushed:1"),
+                                         "aliases": [{"name": "pushed"}]}, timeout=120)
+    api.made.append("covetest-oci3")
+    api.run("POST", "/1.0/instances", {"name": "covetest-oci3", "start": True,
+                                       "source": {"type": "image", "alias": "pushed"}},
+            timeout=120)
+    code, out, _ = api.exec("covetest-oci3", ["/bin/busybox", "cat", "/srv/hello"])
+    assert (code, out) == (0, b"zstd top\n")
+    for name in api.made:
+        api.remove(name)
+
+
+def test_bad_sources_and_hostile_registries(make_coved: Callable[..., Coved]) -> None:
+    """Bad sources: a 400 naming the field before anything is made. Hostile
+    registries (a fake): the pull fails and nothing is kept."""
+    d = make_coved("ocibad")
+    api = Api(str(d.socket))
+    cases = [({"type": "image", "protocol": "oci", "alias": "a:1"}, "source.server"),
+             ({"type": "image", "protocol": "oci", "server": "https://127.0.0.1:1"},
+              "source.alias"),
+             ({"type": "image", "protocol": "oci", "server": "https://127.0.0.1:1",
+               "alias": "Bad:ref"}, "source.alias"),
+             ({"type": "image", "protocol": "oci", "server": "http://192.0.2.1",
+               "alias": "a:1"}, "loopback"),
+             ({"type": "image", "protocol": "oci", "server": "https://127.0.0.1:1",
+               "alias": "a:1", "secret": "not base64!"}, "source.secret")]
+    for src, word in cases:
+        r = api.request("POST", "/1.0/instances", {"name": "covetest-x", "source": src})
+        assert r.status == 400 and word in r.json["error"], (src, r.body)
+        r = api.request("POST", "/1.0/images", {"source": src})
+        assert r.status == 400 and word in r.json["error"], (src, r.body)
+    assert api.sync("GET", "/1.0/instances") == []
+
+    for hostile in ("digest", "oversize", "redirect"):
+        fake = FakeRegistry()
+        big = layer({"bin/x": b"y" * 5000})
+        fake.add("evil", "1", make_image([big]))
+        srv = Server(fake)
+        try:
+            if hostile == "digest":
+                fake.wrong_digest_header = True
+                word = "does not match its digest"
+            elif hostile == "oversize":
+                fake.extra_bytes[digest(big)] = b"\0" * (4 << 20)
+                word = "larger than"
+            else:
+                fake.redirect_blobs = f"http://127.0.0.2:{fake.port}/v2/evil"
+                word = "only https targets"
+            src = {"type": "image", "protocol": "oci", "server": srv.url, "alias": "evil:1"}
+            op = api.wait(api.request("POST", "/1.0/images", {"source": src}), 60)
+            assert op["status"] == "Failure" and word in op["err"], (hostile, op)
+        finally:
+            srv.close()
+        assert api.sync("GET", "/1.0/images") == []
+        assert digest(big) not in _blobs(d.root)
+        ingest = d.root / "registry" / "ingest"
+        assert not ingest.exists() or not list(ingest.iterdir())
+        layers = d.root / "images" / "layers"
+        assert not layers.exists() or not [p for p in layers.iterdir()
+                                           if not p.name.startswith(".")]
