@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import shutil
+import subprocess
 import sys
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -115,6 +116,29 @@ def test_pull_launch_cache_share_push(registry: tuple[RealRegistry, dict[str, st
             timeout=120)
     code, out, _ = api.exec("covetest-oci3", ["/bin/busybox", "cat", "/srv/hello"])
     assert (code, out) == (0, b"zstd top\n")
+
+    # the CLI: a remote with the accepted certificate and an auth file
+    env = {**d.cli_env(), "XDG_CONFIG_HOME": str(d.root / "xdg")}
+    auth = d.root / "auth.json"
+    auth.write_text(json.dumps({"auths": {reg.host: {"auth": SECRET}}}))
+
+    def cove(*args: str) -> str:
+        p = subprocess.run([sys.executable, "-m", "cove.cli.main", *args], env=env,
+                           capture_output=True, text=True, timeout=120,
+                           stdin=subprocess.DEVNULL, check=False)
+        assert p.returncode == 0 and "Traceback" not in p.stderr, (args, p.stderr)
+        return p.stdout
+
+    cove("remote", "add", "hub", reg.url, "--protocol=oci", "--auth-file", str(auth),
+         "--accept-certificate")
+    assert "Image pulled with fingerprint: " + fp in cove("image", "pull", "hub:covetest/app:1",
+                                                          "--alias", "cli-app")
+    api.made.append("covetest-oci4")
+    cove("launch", "hub:covetest/app:1", "covetest-oci4")
+    assert api.instance("covetest-oci4")["status"] == "Running"
+    assert "Image pushed with digest: sha256:" in cove("image", "push", "cli-app",
+                                                       "hub:covetest/clipush:1")
+    assert "cli-app" in cove("image", "list")
     for name in api.made:
         api.remove(name)
 

@@ -5,7 +5,9 @@ Design notes (what a hostile or sloppy registry cannot make cove do):
 
 * **TLS**: ``https`` is verified against the system CAs, or only against
   ``ca_file`` when one is given (a private CA, or the registry's own
-  self-signed certificate pinned: a self-signed certificate is its own CA).
+  certificate pinned: ``cove remote add --accept-certificate`` keeps the
+  leaf, which is then a trust anchor by itself, self-signed or not). The
+  host name is checked in every case.
   Plain ``http`` is allowed only with ``insecure=True`` *and* a loopback
   host (``127.0.0.0/8``, ``::1``, ``localhost``): a test or a local
   registry, never a network path where the traffic can be read or changed.
@@ -225,6 +227,8 @@ class Origin:
                 ctx = self._contexts[own] = ssl.create_default_context(cafile=cafile)
             except (OSError, ssl.SSLError) as e:
                 raise BadRequest(f"Cannot load the CA file {cafile!r}: {e}") from None
+            if cafile:  # a pinned server certificate is a trust anchor though a CA signed it
+                ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
         return ctx
 
     def _connect(self, scheme: str, host: str, port: int) -> http.client.HTTPConnection:
