@@ -9,10 +9,12 @@ nothing left behind."""
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import shutil
 import subprocess
 import sys
+import tarfile
 import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -191,3 +193,38 @@ def test_bad_sources_and_hostile_registries(make_coved: Callable[..., Coved]) ->
         layers = d.root / "images" / "layers"
         assert not layers.exists() or not [p for p in layers.iterdir()
                                            if not p.name.startswith(".")]
+    _bomb_is_capped(d, api)
+
+
+def _bomb_is_capped(d: Coved, api: Api) -> None:
+    """A 20 GiB layer of zeros (20 MiB of gzip members) stops at the unpack
+    cap (``cove.images.max_size``; by default 90% of the free space)."""
+    api.sync("PATCH", "/1.0", {"config": {"cove.images.max_size": "100MiB"}})
+    head = tarfile.TarInfo("zero")
+    head.size = 20 << 30
+    one = gzip.compress(b"\0" * (64 << 20), compresslevel=9)
+    blob = gzip.compress(head.tobuf(format=tarfile.GNU_FORMAT)) + one * 320
+    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {},
+                         "rootfs": {"type": "layers",
+                                    "diff_ids": ["sha256:" + "0" * 64]}}).encode()
+    manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": digest(config), "size": len(config)},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                    "digest": digest(blob), "size": len(blob)}]}).encode()
+    fake = FakeRegistry()
+    fake.blobs = {digest(config): config, digest(blob): blob}
+    fake.manifests["bomb:1"] = ("application/vnd.oci.image.manifest.v1+json", manifest)
+    srv = Server(fake)
+    try:
+        src = {"type": "image", "protocol": "oci", "server": srv.url, "alias": "bomb:1"}
+        op = api.wait(api.request("POST", "/1.0/images", {"source": src}), 120)
+    finally:
+        srv.close()
+    assert op["status"] == "Failure" and "cove.images.max_size" in op["err"], op
+    assert api.sync("GET", "/1.0/images") == []
+    assert digest(blob) not in _blobs(d.root)
+    layers = d.root / "images" / "layers"
+    assert not layers.exists() or not [p for p in layers.iterdir()
+                                       if not p.name.startswith(".")]

@@ -269,7 +269,11 @@ class RegistryPulls:
             log.info("image %s from %s: %d bytes fetched", fp[:12], src.alias,
                      pulled.fetched_bytes)
             op.update(fetched_bytes=pulled.fetched_bytes)  # cove's: what travelled
-            fp = self._import(op, pulled.manifest, src, project, aliases, public)
+            try:
+                fp = self._import(op, pulled.manifest, src, project, aliases, public)
+            except BadRequest:  # refused content (a bomb, a hostile layer): not kept
+                self._drop_layer_blobs(pulled.layers)
+                raise
             self._drop_layer_blobs(pulled.layers)
         if self._record is not None:
             self._record(fp, src, cached)
