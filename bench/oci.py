@@ -13,16 +13,18 @@ but the top one). Measured, each from an empty store:
   ``bench/run.py``: ``--root`` in a temporary directory), which also
   unpacks every layer.
 
-With ``--launch`` (needs ``import_oci_layout``): ``cove launch hub:A``
-cold (pull + import + start) and warm, against ``podman pull`` + ``podman
-run`` cold and warm.
+* **launch**: ``cove launch hub:A`` cold (an empty store: pull + unpack +
+  start), warm (the image here: one manifest request + start) and B after
+  A, against ``podman pull`` + ``podman run -d`` the same way (warm: ``run``
+  only). No NIC on either side.
 
-Usage: ``.venv/bin/python bench/oci.py [--mib 16] [--rounds 3]``
+Usage: ``.venv/bin/python bench/oci.py [--mib 16] [--rounds 3] [--no-launch]``
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import os
 import random
 import shutil
@@ -34,9 +36,11 @@ import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "integration"))
+sys.path.insert(0, str(REPO / "bench"))
 
 from ociregistry import PASSWORD, USER, LayoutBuilder, RealRegistry, busybox_files
 
@@ -57,8 +61,8 @@ def build(work: Path, mib: int) -> LayoutBuilder:
     l2 = b.layer({"data2": _data(mib, 2)})
     l3 = b.layer({"data3": _data(mib, 3)})
     l4 = b.layer({"data4": _data(mib // 4 or 1, 4)})
-    b.tag(b.image([base, l1, l2, l3], cmd=["/bin/sh", "-c", "sleep 1000"]), "a")
-    b.tag(b.image([base, l1, l2, l4], cmd=["/bin/sh", "-c", "sleep 1000"]), "b")
+    b.tag(b.image([base, l1, l2, l3], cmd=["/bin/busybox", "sleep", "100000"]), "a")
+    b.tag(b.image([base, l1, l2, l4], cmd=["/bin/busybox", "sleep", "100000"]), "b")
     return b
 
 
@@ -72,10 +76,50 @@ def timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - t
 
 
+def _launches(reg: RealRegistry, podman: list[str], pcreds: list[str], a_ref: str,
+              b_ref: str, rounds: int, record: Callable[[str, float], None]) -> None:
+    """cove launch hub:A cold (empty store: pull + unpack + start), warm
+    (image here: one manifest request + start) and B after A (one new
+    layer); podman pull + run the same, with podman's private storage."""
+    from _coved import private_coved
+
+    secret = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+
+    def launch(coved: Any, name: str, repo: str) -> None:
+        body = {"name": name, "start": True, "devices": {"eth0": {"type": "none"}},
+                "source": {"type": "image", "protocol": "oci", "server": reg.url,
+                           "alias": repo, "certificate": reg.ca.read_text(),
+                           "secret": secret}}
+        coved.made.append(name)  # removed on the way out, even if the launch fails
+        r = coved.client.raw("POST", "/1.0/instances", body)
+        coved.client.wait_operation(r.json()["operation"].rsplit("/", 1)[-1], 300)
+
+    flags = ["--network", "none", "--runtime", "runc", "--systemd=false",  # as bench/run.py
+             "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1000:1000"]
+    for i in range(rounds):
+        with private_coved(f"oci{i}") as coved:
+            record("cove launch A cold", timed(partial(launch, coved, "cb-a1", "bench/a:1")))
+            record("cove launch A warm", timed(partial(launch, coved, "cb-a2", "bench/a:1")))
+            record("cove launch B (after A)",
+                   timed(partial(launch, coved, "cb-b1", "bench/b:1")))
+        subprocess.run([*podman, "rm", "-af", "-t", "0"], capture_output=True, check=False)
+        subprocess.run([*podman, "rmi", "-af"], capture_output=True, check=False)
+        for key, ref, name in (("A cold", a_ref, "pb-a1"), ("A warm", a_ref, "pb-a2"),
+                               ("B (after A)", b_ref, "pb-b1")):
+            t = time.perf_counter()
+            if "warm" not in key:
+                _run([*podman, "pull", *pcreds, ref])
+            _run([*podman, "run", "-d", "--name", name, *flags, ref])
+            record(f"podman pull+run {key}", time.perf_counter() - t)
+        subprocess.run([*podman, "rm", "-af", "-t", "0"], capture_output=True, check=False)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--mib", type=int, default=16, help="size of each data layer (MiB)")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--no-launch", dest="launch", action="store_false",
+                    help="pulls only (no cove launch / podman run)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="covebench-oci-"))
     reg = RealRegistry(work / "registry")
@@ -115,6 +159,8 @@ def main() -> None:
                 record("podman pull A", timed(partial(_run, [*podman, "pull", *pcreds, a_ref])))
                 record("podman pull B (after A)",
                        timed(partial(_run, [*podman, "pull", *pcreds, b_ref])))
+        if args.launch:
+            _launches(reg, podman, pcreds, a_ref, b_ref, args.rounds, record)
         size = sum(f.stat().st_size for f in (work / "cove-out" / "blobs" / "sha256").iterdir())
         print(f"images: A = busybox + 3 x {args.mib} MiB layers, B = A with another top "
               f"layer; store after A+B {size / 2**20:.1f} MiB; {args.rounds} rounds, "
