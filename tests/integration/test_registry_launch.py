@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -193,7 +194,34 @@ def test_bad_sources_and_hostile_registries(make_coved: Callable[..., Coved]) ->
         layers = d.root / "images" / "layers"
         assert not layers.exists() or not [p for p in layers.iterdir()
                                            if not p.name.startswith(".")]
+    _cut_pull_resumes(api, d)
     _bomb_is_capped(d, api)
+
+
+def _cut_pull_resumes(api: Api, d: Coved) -> None:
+    """A pull whose connection drops half-way fails; the next one fetches
+    only the rest (``Range``) and the finished blobs not at all."""
+    fake = FakeRegistry()
+    first, second = layer({"a": b"1"}), layer({"b": os.urandom(300_000)})
+    fake.add("cut", "1", make_image([first, second]))
+    fake.cut_after[digest(second)] = 100_000
+    srv = Server(fake)
+    try:
+        src = {"type": "image", "protocol": "oci", "server": srv.url, "alias": "cut:1"}
+        op = api.wait(api.request("POST", "/1.0/images", {"source": src}), 60)
+        assert op["status"] == "Failure" and "stopped at" in op["err"], op
+        partial = d.root / "registry" / "ingest" / digest(second).replace(":", "-")
+        assert partial.stat().st_size == 100_000
+        fake.requests.clear()
+        op = api.wait(api.request("POST", "/1.0/images", {"source": src,
+                                                          "aliases": [{"name": "cut"}]}), 60)
+    finally:
+        srv.close()
+    assert op["status"] == "Success", op
+    assert op["metadata"]["fetched_bytes"] == len(second) - 100_000
+    gets = [(p, rng) for m, p, rng in fake.requests if m == "GET" and "/blobs/" in p]
+    assert gets == [(f"/v2/cut/blobs/{digest(second)}", "bytes=100000-")], gets
+    api.run("DELETE", f"/1.0/images/{op['metadata']['fingerprint']}")
 
 
 def _bomb_is_capped(d: Coved, api: Api) -> None:
