@@ -256,3 +256,27 @@ def _bomb_is_capped(d: Coved, api: Api) -> None:
     layers = d.root / "images" / "layers"
     assert not layers.exists() or not [p for p in layers.iterdir()
                                        if not p.name.startswith(".")]
+
+
+def test_local_driver_creates_from_a_registry() -> None:
+    """The in-process driver takes an OCI source as coved does (a plain-http
+    registry on loopback: the insecure case)."""
+    from covetest import destroy_root
+
+    from cove.client.drivers.local import LocalDriver
+
+    fake = FakeRegistry()
+    fake.add("loc", "1", make_image([layer({"etc/hello": b"local\n"})]))
+    srv = Server(fake)
+    root = mkroot("ocilocal")
+    driver = LocalDriver(root)
+    try:
+        driver.create_container("covetest-ocil", alias="loc:1", server=srv.url,
+                                protocol="oci", autostart=False)
+        assert driver.container_status("covetest-ocil") == "stopped"
+        assert [len(i.aliases) for i in driver.images()] == [0]
+        driver.delete_container("covetest-ocil")
+    finally:
+        driver.close()
+        srv.close()
+        assert destroy_root(root) == []
