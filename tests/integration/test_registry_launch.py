@@ -32,9 +32,9 @@ SECRET = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
 
 
 @pytest.fixture(scope="module")
-def registry() -> Iterator[tuple[RealRegistry, dict[str, str]]]:
+def registry(oci_registry: RealRegistry) -> Iterator[tuple[RealRegistry, dict[str, str]]]:
     d = mkroot("registry")
-    reg = RealRegistry(d / "registry")
+    reg = oci_registry
     b = LayoutBuilder(d / "layout")
     base = b.layer(busybox_files())
     conf = b.layer({"etc/app.conf": b"from-layer-2\n"})
@@ -42,10 +42,9 @@ def registry() -> Iterator[tuple[RealRegistry, dict[str, str]]]:
     b.tag(b.image([base, conf, top], cmd=["/bin/sh", "-c", "sleep 1000"]), "app")
     b.tag(b.image([base, conf, b.layer({"srv": None, "srv/other": b"2\n"})],
                   cmd=["/bin/sh", "-c", "sleep 1000"]), "other")
-    reg.skopeo_push(b.root, "app", "covetest/app:1", all_=False)
-    reg.skopeo_push(b.root, "other", "covetest/other:1", all_=False)
+    reg.skopeo_push(b.root, "app", "covetest/launch-app:1", all_=False)
+    reg.skopeo_push(b.root, "other", "covetest/launch-other:1", all_=False)
     yield reg, {"base": base[0]["digest"], "conf": conf[0]["digest"]}
-    reg.close()
     shutil.rmtree(d, ignore_errors=True)
 
 
@@ -69,18 +68,19 @@ def test_pull_launch_cache_share_push(registry: tuple[RealRegistry, dict[str, st
 
     # pull as an image, with an alias (LXD's mode: pull)
     op = api.run("POST", "/1.0/images", {
-        "source": {**_source(reg, "covetest/app:1"), "mode": "pull"},
+        "source": {**_source(reg, "covetest/launch-app:1"), "mode": "pull"},
         "aliases": [{"name": "app"}]}, timeout=120)
     fp = op["metadata"]["fingerprint"]
     img = api.sync("GET", f"/1.0/images/{fp}")
     assert [a["name"] for a in img["aliases"]] == ["app"]
-    assert img["filename"].endswith("covetest/app:1")
+    assert img["filename"].endswith("covetest/launch-app:1")
     assert not _blobs(d.root) & {dig["base"], dig["conf"]}  # unpacked, then dropped
 
     # launch from the registry: found here by manifest digest, nothing downloaded
     api.made.append("covetest-oci1")
     op = api.run("POST", "/1.0/instances", {
-        "name": "covetest-oci1", "source": _source(reg, "covetest/app:1"), "start": True},
+        "name": "covetest-oci1", "source": _source(reg, "covetest/launch-app:1"),
+        "start": True},
         timeout=120)
     assert not any(k in op["metadata"] for k in ("download_progress",
                                                   "unpacking_layers_progress")), op
@@ -89,7 +89,7 @@ def test_pull_launch_cache_share_push(registry: tuple[RealRegistry, dict[str, st
     assert len(api.sync("GET", "/1.0/images")) == 1
 
     # a second image on the same base: only its own layer (and config) travel
-    op = api.run("POST", "/1.0/images", {"source": _source(reg, "covetest/other:1")},
+    op = api.run("POST", "/1.0/images", {"source": _source(reg, "covetest/launch-other:1")},
                  timeout=120)
     assert op["metadata"]["progress"]["text"] == "1 new of 3 layers"
     assert 0 < op["metadata"]["fetched_bytes"] < 2000, op["metadata"]  # config + one layer
@@ -99,19 +99,20 @@ def test_pull_launch_cache_share_push(registry: tuple[RealRegistry, dict[str, st
     client = pylxd.Client(endpoint="http+unix://" + urllib.parse.quote(str(d.socket), safe=""))
     api.made.append("covetest-oci2")
     inst = client.instances.create({"name": "covetest-oci2",
-                                    "source": _source(reg, "covetest/other:1")}, wait=True)
+                                    "source": _source(reg, "covetest/launch-other:1")},
+                                   wait=True)
     inst.start(wait=True)
     code, out, _ = api.exec("covetest-oci2", ["/bin/busybox", "cat", "/srv/other"])
     assert (code, out) == (0, b"2\n")
 
     # push the first image back to another repository, then pull that
     op = api.run("POST", f"/1.0/images/{fp}/push", {
-        "target": {"server": reg.url, "alias": "covetest/pushed:1",
+        "target": {"server": reg.url, "alias": "covetest/launch-pushed:1",
                    "certificate": reg.ca.read_text(), "secret": SECRET}}, timeout=120)
     raw = reg.skopeo("inspect", "--raw", "--creds", f"{USER}:{PASSWORD}", "--cert-dir",
-                     str(reg.cert_dir), f"docker://{reg.host}/covetest/pushed:1")
+                     str(reg.cert_dir), f"docker://{reg.host}/covetest/launch-pushed:1")
     assert len(json.loads(raw)["layers"]) == 3
-    op = api.run("POST", "/1.0/images", {"source": _source(reg, "covetest/pushed:1"),
+    op = api.run("POST", "/1.0/images", {"source": _source(reg, "covetest/launch-pushed:1"),
                                          "aliases": [{"name": "pushed"}]}, timeout=120)
     api.made.append("covetest-oci3")
     api.run("POST", "/1.0/instances", {"name": "covetest-oci3", "start": True,
@@ -134,13 +135,13 @@ def test_pull_launch_cache_share_push(registry: tuple[RealRegistry, dict[str, st
 
     cove("remote", "add", "hub", reg.url, "--protocol=oci", "--auth-file", str(auth),
          "--accept-certificate")
-    assert "Image pulled with fingerprint: " + fp in cove("image", "pull", "hub:covetest/app:1",
-                                                          "--alias", "cli-app")
+    out = cove("image", "pull", "hub:covetest/launch-app:1", "--alias", "cli-app")
+    assert "Image pulled with fingerprint: " + fp in out
     api.made.append("covetest-oci4")
-    cove("launch", "hub:covetest/app:1", "covetest-oci4")
+    cove("launch", "hub:covetest/launch-app:1", "covetest-oci4")
     assert api.instance("covetest-oci4")["status"] == "Running"
     assert "Image pushed with digest: sha256:" in cove("image", "push", "cli-app",
-                                                       "hub:covetest/clipush:1")
+                                                       "hub:covetest/launch-clipush:1")
     assert "cli-app" in cove("image", "list")
     for name in api.made:
         api.remove(name)

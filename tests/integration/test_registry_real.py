@@ -36,10 +36,10 @@ ALIEN = "arm64" if host_platform()[0] != "arm64" else "amd64"
 
 
 @pytest.fixture(scope="module")
-def world() -> Iterator[tuple[RealRegistry, dict[str, str]]]:
+def world(oci_registry: RealRegistry) -> Iterator[tuple[RealRegistry, dict[str, str]]]:
     """The registry, and the digests of what was pushed to it (by name)."""
     d = mkroot("registry")
-    reg = RealRegistry(d / "registry")
+    reg = oci_registry
     arch = host_platform()[0]
     b = LayoutBuilder(d / "layout")
     base = b.layer(busybox_files())
@@ -58,7 +58,6 @@ def world() -> Iterator[tuple[RealRegistry, dict[str, str]]]:
     digests = {"mine": mine["digest"], "theirs": theirs["digest"], "base": base[0]["digest"],
                "top": top[0]["digest"], "second": second["digest"]}
     yield reg, digests
-    reg.close()
     shutil.rmtree(d, ignore_errors=True)
 
 

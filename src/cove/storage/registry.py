@@ -326,7 +326,8 @@ class Registry:
             want = ref
         else:
             header = resp.headers.get("Docker-Content-Digest", "")
-            want = header if _DIGEST_RE.fullmatch(header) else f"sha256:{hashlib.sha256(data).hexdigest()}"
+            own = f"sha256:{hashlib.sha256(data).hexdigest()}"
+            want = header if _DIGEST_RE.fullmatch(header) else own  # no header: trust by tag
         hasher = _hasher(want)
         hasher.update(data)
         got = f"{want.split(':')[0]}:{hasher.hexdigest()}"
