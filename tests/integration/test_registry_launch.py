@@ -40,7 +40,9 @@ def registry(oci_registry: RealRegistry) -> Iterator[tuple[RealRegistry, dict[st
     conf = b.layer({"etc/app.conf": b"from-layer-2\n"})
     top = b.layer({"srv": None, "srv/hello": b"zstd top\n"}, zstd=True)
     b.tag(b.image([base, conf, top], cmd=["/bin/sh", "-c", "sleep 1000"]), "app")
-    b.tag(b.image([base, conf, b.layer({"srv": None, "srv/other": b"2\n"})],
+    # its own top layer also deletes a file of the shared one (an OCI whiteout)
+    b.tag(b.image([base, conf, b.layer({"srv": None, "srv/other": b"2\n", "etc": None,
+                                        "etc/.wh.app.conf": b""})],
                   cmd=["/bin/sh", "-c", "sleep 1000"]), "other")
     reg.skopeo_push(b.root, "app", "covetest/launch-app:1", all_=False)
     reg.skopeo_push(b.root, "other", "covetest/launch-other:1", all_=False)
@@ -104,6 +106,10 @@ def test_pull_launch_cache_share_push(registry: tuple[RealRegistry, dict[str, st
     inst.start(wait=True)
     code, out, _ = api.exec("covetest-oci2", ["/bin/busybox", "cat", "/srv/other"])
     assert (code, out) == (0, b"2\n")
+    code, _, _ = api.exec("covetest-oci2", ["/bin/busybox", "test", "-e", "/etc/app.conf"])
+    assert code == 1  # whited out by its top layer; covetest-oci1 still has it
+    code, _, _ = api.exec("covetest-oci1", ["/bin/busybox", "test", "-e", "/etc/app.conf"])
+    assert code == 0
 
     # push the first image back to another repository, then pull that
     op = api.run("POST", f"/1.0/images/{fp}/push", {
