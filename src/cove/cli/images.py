@@ -74,7 +74,39 @@ def _tar_directory(path: str) -> BinaryIO:
     return out
 
 
+def _import_oci(ctx: Context, args: argparse.Namespace) -> int:
+    """``cove image import DIR`` of an OCI image layout: packed, uploaded,
+    unpacked by coved with a progress bar (layers, bytes)."""
+    from cove.cli._progress import wait
+    from cove.client._oci import pack_layout, upload_layout
+
+    client = ctx.client()
+    body = pack_layout(args.file)
+    progress = Progress(ctx.err, "Uploading image") \
+        if not ctx.quiet and ctx.err.isatty() else None
+    try:
+        op = upload_layout(client, body, ref=args.ref, public=args.public,
+                           filename=os.path.basename(os.path.normpath(args.file)),
+                           progress=progress)
+    finally:
+        if progress is not None:
+            progress.done()
+        body.close()
+    op = wait(ctx, op, "Unpacking layers")  # raises what the import failed with
+    fp = str(op.metadata.get("fingerprint") or "")
+    for alias in args.alias or []:
+        client.create_alias(alias, fp)
+    ctx.out.write(f"Image imported with fingerprint: {fp}\n")
+    return 0
+
+
 def cmd_import(ctx: Context, args: argparse.Namespace) -> int:
+    from cove.client._oci import is_oci_layout
+
+    if is_oci_layout(args.file):
+        return _import_oci(ctx, args)
+    if args.ref:
+        raise CoveError("--ref is for an OCI image layout directory")
     client = ctx.client()
     progress = None
     if not ctx.quiet and ctx.err.isatty():
@@ -199,12 +231,18 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
     p = isub.add_parser("import", parents=[common], help="Import an image tarball",
                         description="Upload an image tarball (a root filesystem, or LXD's "
-                                    "unified image format) and name it.",
+                                    "unified image format), a root filesystem directory, "
+                                    "or a directory holding an OCI image layout (its "
+                                    "layers stored once each), and name it.",
                         epilog="examples:\n"
                                "  cove image import busybox.tar.gz --alias busybox\n"
-                               "  cove image import rootfs.tar --alias app --alias app/1.2",
+                               "  cove image import rootfs.tar --alias app --alias app/1.2\n"
+                               "  cove image import ./alpine-oci --ref 3.20 --alias alpine",
                         formatter_class=_RAW)
     p.add_argument("file", metavar="FILE")
+    p.add_argument("--ref", metavar="REF",
+                   help="the image of an OCI layout to import (its ref.name annotation "
+                        "or manifest digest); needed when the layout holds several")
     p.add_argument("--alias", action="append", metavar="ALIAS", help="name it (repeatable)")
     p.add_argument("--public", action="store_true", help="make it public")
     p.set_defaults(func=cmd_import)

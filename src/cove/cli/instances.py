@@ -259,6 +259,8 @@ def info_text(inst: dict[str, Any], state: dict[str, Any]) -> str:
     image = config.get("image.description") or config.get("volatile.base_image", "")
     if image:
         lines.append(f"Image: {image}")
+    if config.get("image.exposed_ports"):  # an OCI image's ExposedPorts
+        lines.append(f"Exposed Ports: {config['image.exposed_ports']}")
     pid = state.get("pid") or 0
     if pid:
         lines.append(f"PID: {pid}")

@@ -33,6 +33,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+from cove.engine._failpoints import failpoint
 from cove.engine._images import Images
 from cove.engine.operations import Operation, Operations
 from cove.model.projects import DEFAULT
@@ -153,6 +154,7 @@ class OciImages:
                     filename=source_label, public=public,
                     created_at=_created(image.config) or now, uploaded_at=now,
                     cmd=cmd, env=env)
+        failpoint("oci-import.after-dir")  # an image directory no row names: the sweep's
         self._images.add_made(op, img, names, project=owner)
         return fp
 
@@ -162,14 +164,19 @@ class OciImages:
         store = self._images.layers
         ls = store.layers
         todo = [(i, d) for i, d in enumerate(image.layers) if not ls.has(image.diff_ids[i])]
-        meter = ProgressMeter(sum(d.size for _, d in todo),
-                              lambda pct: op.progress("Unpacking layers", pct,
-                                                      f"{len(todo)} new of "
-                                                      f"{len(image.layers)} layers"))
+        at = [0]  # the layer being unpacked, for the progress text
+
+        def progress(pct: int) -> None:
+            op.progress("Unpacking layers", pct,
+                        f"layer {at[0]} of {len(todo)} new ({len(image.layers)} in the image), "
+                        f"{meter.done} of {meter.total} bytes")
+
+        meter = ProgressMeter(sum(d.size for _, d in todo), progress)
         budget: Budget = self._images.budget(op)
         trees: list[tuple[Path, str]] = []
         try:
             for n, (i, d) in enumerate(todo, 1):
+                at[0] = n
                 tree = ls.mkdtemp("layer")
                 tree.chmod(0o755)  # a layer's root is the container's / unless it says
                 trees.append((tree, image.diff_ids[i]))
@@ -204,6 +211,7 @@ class OciImages:
                     ls.add_as(tree, lid)  # False: stored meanwhile; ours is dropped
                 for lid in chain:
                     ls.path(lid)  # every layer there (NotFound: swept before we held it)
+                failpoint("oci-import.after-layers")  # layers no chain lists: the sweep's
                 try:
                     store.commit(tmp, image.fingerprint)
                 except ImageExists:  # kept for instances of a deleted image: adopted

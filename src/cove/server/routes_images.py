@@ -35,6 +35,12 @@ _TRUE = ("1", "true", "yes", "on")
 
 # -- images ----------------------------------------------------------------------
 
+# cove's upload of an OCI image layout (a tar of the directory), and the
+# image of it to import (``--ref``); LXD has no such upload.
+OCI_FORMAT_HEADER = "X-Cove-Image-Format"
+OCI_REF_HEADER = "X-Cove-OCI-Ref"
+
+
 async def _list(request: web.Request) -> web.Response:
     project = await check_project(request)
     images = await call(request, engine_of(request).images.all, project=project)
@@ -122,6 +128,15 @@ async def _create(request: web.Request) -> web.Response:
     else:
         filename = request.headers.get("X-LXD-filename", "")
         path = await spool(request, request.content.read, "image-")
+    if request.headers.get(OCI_FORMAT_HEADER, "") == "oci-layout":  # cove's: an OCI layout's tar
+        try:
+            op = await call(request, engine.oci.import_archive, path,
+                            request.headers.get(OCI_REF_HEADER) or None, public=public,
+                            filename=filename, project=project)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        return render.async_op(op)
     try:
         op = await call(request, engine.images.import_file, path, filename=filename, public=public,
                         meta_path=meta, properties=properties, project=project)
