@@ -127,6 +127,27 @@ def test_pull_launch_cache_share_push(registry: tuple[RealRegistry, dict[str, st
     code, out, _ = api.exec("covetest-oci3", ["/bin/busybox", "cat", "/srv/hello"])
     assert (code, out) == (0, b"zstd top\n")
 
+    # a published instance (its upper layer: a new file, a whiteout) pushed and pulled back
+    api.exec("covetest-oci1", ["/bin/busybox", "sh", "-c",
+                               "echo mine > /srv/mine && /bin/busybox rm /etc/app.conf"])
+    op = api.run("POST", "/1.0/images", {"source": {"type": "instance",
+                                                    "name": "covetest-oci1"}}, timeout=120)
+    published = op["metadata"]["fingerprint"]
+    api.run("POST", f"/1.0/images/{published}/push", {
+        "target": {"server": reg.url, "alias": "covetest/launch-published:1",
+                   "certificate": reg.ca.read_text(), "secret": SECRET}}, timeout=120)
+    raw = reg.skopeo("inspect", "--raw", "--creds", f"{USER}:{PASSWORD}", "--cert-dir",
+                     str(reg.cert_dir), f"docker://{reg.host}/covetest/launch-published:1")
+    assert len(json.loads(raw)["layers"]) == 4  # the image's three and the upper layer
+    api.made.append("covetest-oci5")
+    api.run("POST", "/1.0/instances", {
+        "name": "covetest-oci5", "source": _source(reg, "covetest/launch-published:1"),
+        "start": True}, timeout=120)
+    code, out, _ = api.exec("covetest-oci5", ["/bin/busybox", "cat", "/srv/mine", "/srv/hello"])
+    assert (code, out) == (0, b"mine\nzstd top\n")
+    code, _, _ = api.exec("covetest-oci5", ["/bin/busybox", "test", "-e", "/etc/app.conf"])
+    assert code == 1  # the upper layer's whiteout went as .wh.app.conf and came back
+
     # the CLI: a remote with the accepted certificate and an auth file
     env = {**d.cli_env(), "XDG_CONFIG_HOME": str(d.root / "xdg")}
     auth = d.root / "auth.json"
