@@ -75,7 +75,8 @@ def test_pull_launch_cache_share_push(registry: tuple[RealRegistry, dict[str, st
     fp = op["metadata"]["fingerprint"]
     img = api.sync("GET", f"/1.0/images/{fp}")
     assert [a["name"] for a in img["aliases"]] == ["app"]
-    assert img["filename"].endswith("covetest/launch-app:1")
+    assert img["filename"] == f"{reg.url}/covetest/launch-app:1"
+    assert img["properties"]["description"] == f"{reg.host}/covetest/launch-app:1"
     assert not _blobs(d.root) & {dig["base"], dig["conf"]}  # unpacked, then dropped
 
     # launch from the registry: found here by manifest digest, nothing downloaded
@@ -169,7 +170,8 @@ def test_pull_launch_cache_share_push(registry: tuple[RealRegistry, dict[str, st
     assert api.instance("covetest-oci4")["status"] == "Running"
     assert "Image pushed with digest: sha256:" in cove("image", "push", "cli-app",
                                                        "hub:covetest/launch-clipush:1")
-    assert "cli-app" in cove("image", "list")
+    listing = cove("image", "list")  # where each came from, as its description
+    assert "cli-app" in listing and f"{reg.host}/covetest/launch-app:1" in listing
     for name in api.made:
         api.remove(name)
 
