@@ -14,7 +14,7 @@ import pytest
 from fakeregistry import Registry as FakeRegistry
 from fakeregistry import Server, digest, layer, make_image, make_index
 
-from cove.model.errors import BadRequest, NotFound
+from cove.model.errors import BadRequest, InternalError, NotFound
 from cove.storage.registry import (
     Descriptor,
     Reference,
@@ -259,3 +259,23 @@ def test_push_sends_only_missing_blobs(fake: tuple[FakeRegistry, Server], tmp_pa
     assert reg.uploads == {}
     with pytest.raises(BadRequest):
         client.push(tmp_path, Descriptor("x", "sha256:" + "1" * 64, 1), Reference.parse("a:1"))
+
+
+def test_cancelled_pull_keeps_what_came(fake: tuple[FakeRegistry, Server],
+                                        tmp_path: Path) -> None:
+    reg, srv = fake
+    big = layer({"b": os.urandom(3 << 20)})
+    reg.add("c", "1", make_image([big]))
+    asked: list[int] = []
+
+    def cancelled() -> bool:
+        asked.append(1)
+        return len(asked) > 2  # the config's one chunk, the layer's first, then stop
+
+    with pytest.raises(InternalError, match="cancelled"):
+        _client(srv).pull(Reference.parse("c:1"), tmp_path, cancelled=cancelled)
+    part = tmp_path / "ingest" / digest(big).replace(":", "-")
+    assert part.stat().st_size == 1 << 20
+    reg.requests.clear()
+    _client(srv).pull(Reference.parse("c:1"), tmp_path)
+    assert _blob_gets(reg, digest(big)) == [f"bytes={1 << 20}-"]

@@ -265,7 +265,7 @@ class RegistryPulls:
             # not here, or another project's: only what is not stored travels
             store = self._images.layers.layers
             pulled = registry.pull(ref, self._layout, progress=op.progress,
-                                   have_layer=store.has)
+                                   have_layer=store.has, cancelled=lambda: op.cancelled)
             log.info("image %s from %s: %d bytes fetched", fp[:12], src.alias,
                      pulled.fetched_bytes)
             op.update(fetched_bytes=pulled.fetched_bytes)  # cove's: what travelled

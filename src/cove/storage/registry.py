@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cove.model.errors import BadRequest, NotFound
+from cove.model.errors import BadRequest, InternalError, NotFound
 from cove.storage._registry_http import (
     Credentials,
     Origin,
@@ -364,7 +364,8 @@ class Registry:
     # -- blobs ---------------------------------------------------------------------------
 
     def _fetch_blob(self, repo: str, desc: Descriptor, layout: Layout,
-                    report: Callable[[int], None]) -> int:
+                    report: Callable[[int], None],
+                    cancelled: Callable[[], bool] | None = None) -> int:
         """Download ``desc`` into ``layout`` (resumed from ``ingest/``);
         returns the bytes fetched now. Idempotent."""
         if layout.has(desc):
@@ -396,6 +397,8 @@ class Registry:
                 out.truncate()
                 left = desc.size - have
                 while left > 0:
+                    if cancelled is not None and cancelled():  # what came is kept
+                        raise InternalError("Operation cancelled")
                     chunk = resp.read(min(CHUNK, left))
                     if not chunk:
                         raise RegistryError(f"The download of {desc.digest} stopped at "
@@ -421,7 +424,8 @@ class Registry:
 
     def pull(self, ref: Reference, layout_dir: Path, *, name: str = "",
              progress: Progress | None = None,
-             have_layer: Callable[[str], bool] | None = None) -> PulledImage:
+             have_layer: Callable[[str], bool] | None = None,
+             cancelled: Callable[[], bool] | None = None) -> PulledImage:
         """Pull ``ref`` into the OCI layout at ``layout_dir`` and tag it there
         as ``name`` (default ``HOST/REPO:TAG``).
 
@@ -429,7 +433,9 @@ class Registry:
         fetched again, a partial one goes on from where it stopped. A layer
         whose uncompressed digest (the config's ``rootfs.diff_ids``, hex)
         ``have_layer`` says is stored already is not fetched at all: the
-        caller keeps unpacked layers, not their blobs.
+        caller keeps unpacked layers, not their blobs. ``cancelled`` is
+        asked between chunks (InternalError "Operation cancelled"; what came
+        is kept for the next pull).
 
         Raises:
             NotFound, RegistryAuthError, RegistryError: see :meth:`resolve`;
@@ -464,7 +470,8 @@ class Registry:
                     progress("Download", pct, f"{what}: {got >> 20}/{total >> 20} MiB")
             return report
 
-        fetched = self._fetch_blob(ref.repository, config, layout, reporter(0, config))
+        fetched = self._fetch_blob(ref.repository, config, layout, reporter(0, config),
+                                   cancelled)
         config_data = _parse_json(layout.blob(config.digest).read_bytes(), "image config")
         rootfs = config_data.get("rootfs")
         diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
@@ -476,7 +483,8 @@ class Registry:
                     and have_layer(diff[7:])):
                 reporter(i, blob)(blob.size)
                 continue
-            fetched += self._fetch_blob(ref.repository, blob, layout, reporter(i, blob))
+            fetched += self._fetch_blob(ref.repository, blob, layout, reporter(i, blob),
+                                        cancelled)
         layout.put_bytes(desc.digest, data)
         name = name or f"{self.origin.netloc}/{ref.repository}:{ref.tag or ref.digest}"
         layout.tag(name, desc)
