@@ -337,15 +337,21 @@ def test_lxc_start_and_stop_honour_dependencies(daemon: Coved, tmp_path: Path) -
 
 def test_healthy_and_completed_conditions(api: Api) -> None:
     db, job, bad, top = new_name("db"), new_name("job"), new_name("bad"), new_name("top")
+    twin = new_name("twin")
     # failures in the start period do not count (else it is unhealthy, and the
     # dependent's start fails at once, as Compose's service_healthy)
     api.create(db, config={"cove.cmd": SLOW_READY, "cove.health": READY_PROBE,
                            "cove.health.interval": "300ms", "cove.health.start_period": "20s",
                            "cove.health.start_interval": "200ms"})
-    api.create(job, config={"cove.cmd": "sh -c 'sleep 1; cat /proc/uptime > /tmp/done'"})
+    api.create(job, config={"cove.cmd": "sh -c 'sleep 1; cat /proc/uptime >> /tmp/done'"})
     api.create(bad, config={"cove.cmd": "sh -c 'echo failing; exit 3'"})
     api.create(top, config={"cove.cmd": STARTED,
                             "cove.depends": f"{db}:healthy,{job}:completed"})
+    api.create(twin, config={"cove.cmd": STARTED, "cove.depends": f"{job}:completed"})
+
+    def runs() -> int:
+        return api.file_get(job, "/tmp/done").body.count(b"\n")
+
     try:
         api.action(top, "start")
         assert api.state(db)["cove"]["health"]["status"] == "healthy"
@@ -353,10 +359,18 @@ def test_healthy_and_completed_conditions(api: Api) -> None:
         assert api.instance(job)["config"]["volatile.last_state.exit_code"] == "0"
         t0 = uptime(api, top, "/tmp/t0")
         assert t0 >= uptime(api, db, "/tmp/ready")
-        # a one-shot that ran to exit 0 counts as completed: not run again
+        assert runs() == 1
+        # Compose's service_completed_successfully as `up` runs it: the
+        # one-shot runs again for the next start of a dependent that ran
+        # since (its old exit 0 does not count), and dependents started
+        # together share one run (twin never ran: it takes top's)
         api.action(top, "stop", timeout=0)
-        api.action(top, "start")
+        started = [api.request("PUT", f"/1.0/instances/{n}/state", {"action": "start"})
+                   for n in (top, twin)]
+        assert all(api.wait(r)["status"] == "Success" for r in started)
+        assert runs() == 2
         assert uptime(api, top, "/tmp/t0") > t0
+        api.action(twin, "stop", timeout=0)
         # one that fails fails its dependent's start
         api.action(top, "stop", timeout=0)
         api.sync("PATCH", f"/1.0/instances/{top}", {"config": {"cove.depends": f"{bad}:completed"}})
@@ -364,7 +378,7 @@ def test_healthy_and_completed_conditions(api: Api) -> None:
         assert op["status"] == "Failure" and bad in op["err"] and "exit status 3" in op["err"]
         assert api.status(top) == "Stopped"
     finally:
-        remove_top_down(api, top, bad, job, db)
+        remove_top_down(api, twin, top, bad, job, db)
         api.made.clear()
 
 

@@ -201,6 +201,15 @@ def test_cni_network_end_to_end(cnid: tuple[Coved, CniSetup]) -> None:
         # stopped and started again: released, attached again
         api.action(b, "stop", force=True, timeout=0)
         wait_until(lambda: setup.reservations() == [ip_a], 5, what="b's reservation released")
+        # exec --stopped (issue 11): its cni NIC too, DEL'd when the command ends
+        op = api.wait(api.request("POST", f"/1.0/instances/{b}/exec", {
+            "command": ["ip", "-4", "-o", "addr", "show", "eth0"], "stopped": True,
+            "wait-for-websocket": False, "record-output": True}))
+        assert op["status"] == "Success" and op["metadata"]["return"] == 0, op
+        shown = api.request("GET", op["metadata"]["output"]["1"]).body.decode()
+        assert ipaddress.IPv4Address(shown.split(" inet ")[1].split("/")[0]) in setup.subnet
+        wait_until(lambda: setup.reservations() == [ip_a], 5, what="the exec's NIC DEL'd")
+        assert not (d.root / "run" / "cni" / b).exists()
         api.action(b, "start")
         assert _eth0(api, b)["addresses"]
         peers.append(_eth0(api, b)["host_name"])

@@ -154,3 +154,60 @@ def test_a_paused_instance_is_not_probed() -> None:
         _until(lambda: len(prober.calls) > 0)
     finally:
         health.close()
+
+
+class FakeRows:
+    """``store.app_health`` in memory, counting its writes."""
+
+    def __init__(self, rows: dict[str, tuple[str, int, str, float]] | None = None) -> None:
+        self.rows = dict(rows or {})
+        self.writes = 0
+
+    def put(self, instance: str, status: str, failing_streak: int, output: str,
+            checked_at: float) -> None:
+        self.writes += 1
+        self.rows[instance] = (status, failing_streak, output, checked_at)
+
+    def remove(self, instance: str) -> None:
+        self.writes += 1
+        self.rows.pop(instance, None)
+
+    def all(self) -> dict[str, tuple[str, int, str, float]]:
+        return dict(self.rows)
+
+
+def test_state_is_persisted_on_change_only_and_resumed() -> None:
+    rows = FakeRows({"gone": ("healthy", 0, "old", 1.0)})
+    prober = FakeProber(True, True, True, True, True, True, False, True)
+    health = Health(config_of=lambda key: dict(CONF), prober=prober,  # type: ignore[arg-type]
+                    events=EventBus(), on_unhealthy=lambda key: None, rows=rows)
+    try:
+        health.track("web")
+        _until(lambda: len(prober.calls) >= 6)
+        # starting -> healthy is one write; five more passing probes are none
+        assert rows.rows["web"][:3] == ("healthy", 0, "fine") and rows.writes == 1
+        _until(lambda: len(prober.calls) >= 8)
+        _until(lambda: rows.writes == 3)  # the failure (streak 1), then healthy again
+        assert rows.rows["web"][:2] == ("healthy", 0)
+    finally:
+        health.close()
+    rows.rows["web"] = ("unhealthy", 4, "no /ok", 2.0)
+    # a new coved: what still runs shows its last state until its next probe
+    slow = dict(CONF, **{"cove.health.interval": "1h"})
+    health = Health(config_of=lambda key: slow, prober=FakeProber(True),  # type: ignore[arg-type]
+                    events=EventBus(), on_unhealthy=lambda key: None, rows=rows)
+    try:
+        health.resume(["web"])
+        st = health.get("web")
+        assert st is not None and st.to_dict() == {
+            "status": "unhealthy", "failing_streak": 4, "output": "no /ok", "checked_at": 2.0}
+        assert "gone" not in rows.rows  # it did not run: its state went
+        health.track("web")  # a new start: starting again, the old state gone
+        assert health.get("web").status == "starting"  # type: ignore[union-attr]
+        assert "web" not in rows.rows
+        health.forget("web")
+        writes = rows.writes
+        health.forget("web")
+        assert rows.writes == writes  # nothing saved: no write
+    finally:
+        health.close()

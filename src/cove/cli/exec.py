@@ -36,7 +36,8 @@ examples:
   cove exec c1 --user nobody -- id            user and group: names or numbers
   echo hello | cove exec c1 -- cat            stdin is copied in
   cove exec -T c1 -- sh -c 'exit 3'; echo $?  prints 3: cove exits with the command's code
-  cove exec -n c1 -- sleep 10                 no stdin"""
+  cove exec -n c1 -- sleep 10                 no stdin
+  cove exec --stopped c1 -- ls /etc           on a stopped instance, without its init"""
 
 
 def user_or_id(value: str | None) -> int | str | None:
@@ -196,5 +197,5 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("-n", "--no-stdin", action="store_true", help="do not read stdin")
     p.add_argument("--stopped", action="store_true",
                    help="run in a temporary container on the stopped instance's rootfs "
-                        "and config, without its init")
+                        "and config (its disks, NICs and users), without its init")
     p.set_defaults(func=cmd_exec)

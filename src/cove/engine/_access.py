@@ -26,6 +26,7 @@ from cove.engine._exec_out import (
     run_detached,
 )
 from cove.engine._exec_stopped import StoppedExec
+from cove.engine._exec_user import resolve_ids
 from cove.engine._rootfs import Rootfs
 from cove.engine._runs import Paths
 from cove.engine.operations import Operation, Operations
@@ -33,7 +34,6 @@ from cove.engine.ports import ProfileSource
 from cove.engine.types import ExecSession, FileInfo
 from cove.model import config as cfg
 from cove.model.errors import BadRequest, CoveError, NotFound
-from cove.model.passwd import parse_group, parse_passwd, resolve_group, resolve_user
 from cove.model.projects import DEFAULT, instance_key, instance_url, split_key
 from cove.model.states import Status
 from cove.runtime.runc import ExecSpec, Runc
@@ -81,15 +81,6 @@ class FinishedExec:
                 with contextlib.suppress(OSError):
                     os.close(fd)
         self.stdout_fd = self.stderr_fd = None
-
-
-def _read_text(fs: RootFS, path: str) -> str:
-    try:
-        fd = fs.open_read(path)
-    except CoveError:
-        return ""
-    with os.fdopen(fd, "rb") as f:
-        return f.read(4 * 2**20).decode(errors="replace")
 
 
 def _find_executable(fs: RootFS, cmd: str, path_var: str) -> bool:
@@ -142,11 +133,7 @@ class Access:
         if not req.command or not all(isinstance(c, str) for c in req.command):
             raise BadRequest("command must be a non-empty list of strings")
         with RootFS(self._paths.instance_dir(name) / "rootfs") as fs:
-            user = req.user if req.user not in (None, "") else 0
-            entry = resolve_user(user, parse_passwd(_read_text(fs, "/etc/passwd")))
-            gid = entry.gid
-            if req.group not in (None, ""):
-                gid = resolve_group(req.group, parse_group(_read_text(fs, "/etc/group")))
+            entry, gid = resolve_ids(fs, req.user, req.group)
             env = {"HOME": entry.home, "USER": entry.name, "LANG": "C.UTF-8"}
             if req.interactive:
                 env["TERM"] = "xterm"

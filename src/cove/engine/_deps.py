@@ -11,8 +11,8 @@ a restart by policy) goes through the same order:
   until its condition holds: ``started`` (running), ``ready`` (its
   ``cove.ready`` probe passed once since it started, within its
   ``cove.ready.timeout``, default 30 s), ``healthy`` (its health check
-  passed), ``completed`` (it ran to exit 0; a dependency already stopped
-  with exit 0 counts). Independent dependencies are handled in parallel.
+  passed), ``completed`` (it ran to exit 0 for this run of the dependent:
+  see below). Independent dependencies are handled in parallel.
   A failure fails the start naming the dependency, its probe and the
   probe's last output; the instance itself is then not started.
 * ``before_stop`` (a stop a client asked for): the running dependents are
@@ -20,6 +20,16 @@ a restart by policy) goes through the same order:
 * ``before_delete``: refused while others depend on it, unless forced.
 * ``check_config``: an unknown name or a cycle is refused when the key is
   set (on the instance or through a profile), never found at start.
+
+``completed`` follows Compose's ``service_completed_successfully`` as
+``docker compose up`` runs it: the one-shot is started again for each
+start of its dependent (compose#10985: the dependency container starts at
+each invocation), not taken as done because it once exited 0. A run counts
+if it exited 0 and began since the dependent last started: dependents
+started together (or after the stack's ``up`` started the one-shot in its
+own level) share one run, and a dependent that never ran takes a run that
+already completed. One start at a time per one-shot, so two dependents never
+start it twice.
 
 The intent of an ordered start is recorded (``store.app_intents``) before
 the first dependency is touched and dropped once the instance runs; a
@@ -81,7 +91,8 @@ class AppStack:
         self._once: dict[str, list[str]] = {}  # key -> the command of its next start
         self.health = Health(config_of=self.config_of, prober=prober, events=events,
                              on_unhealthy=self._on_unhealthy,
-                             paused=lambda key: self._status(key) is Status.FROZEN)
+                             paused=lambda key: self._status(key) is Status.FROZEN,
+                             rows=store.app_health)
         self.restarter = Restarter(store=store, instances=instances, operations=operations,
                                    config_of=self.config_of, after_restart=self._cascade_later)
         # events handled one at a time, in order (reentrant: handling one may publish one)
@@ -201,12 +212,14 @@ class AppStack:
         deps = self._deps_of(name)
         if not deps:
             return
+        me = self._get(name)
+        since = (me.last_used_at or 0.0) if me is not None else 0.0  # its last start
         self._store.app_intents.add(name, "start", self._now())
         errors: list[CoveError] = []
 
         def one(dep: Dependency) -> None:
             try:
-                self._satisfy(name, dep)
+                self._satisfy(name, dep, since)
             except CoveError as e:
                 errors.append(e)
             except Exception as e:  # a bug must fail the start, not hang it
@@ -281,7 +294,7 @@ class AppStack:
         except NotFound:
             return None
 
-    def _satisfy(self, owner: str, dep: Dependency) -> None:
+    def _satisfy(self, owner: str, dep: Dependency, since: float) -> None:
         inst = self._get(dep.name)
         if inst is None:
             raise BadRequest(f"{_plain(owner)} depends on {_plain(dep.name)!r}, "
@@ -290,10 +303,7 @@ class AppStack:
         timeout = _ready_timeout(conf)
         deadline = time.monotonic() + timeout
         if dep.condition == "completed":
-            if inst.status is Status.STOPPED and inst.last_exit_code == 0:
-                return
-            if inst.status is Status.STOPPED:
-                self._start(owner, dep.name)
+            self._run_once_for(owner, dep.name, since)
             self._wait_completed(owner, dep.name, deadline, timeout)
             return
         if inst.status is Status.STOPPED:
@@ -302,6 +312,21 @@ class AppStack:
             self.wait_ready(dep.name, conf, deadline, timeout, owner=owner)
         elif dep.condition == "healthy":
             self._wait_healthy(owner, dep.name, conf, deadline, timeout)
+
+    def _run_once_for(self, owner: str, key: str, since: float) -> None:
+        """Start the one-shot ``key`` for this start of ``owner`` unless it
+        runs now, or exited 0 from a run begun at or after ``since`` (the
+        owner's last start; see the module note). Raises as ``_start``."""
+        with self._lock:
+            lock = self._ready_locks.setdefault(f"completed:{key}", threading.Lock())
+        with lock:  # dependents started together share one run
+            inst = self._get(key)
+            if inst is None or inst.status is not Status.STOPPED:
+                return  # gone (the wait says so) or running: its run counts
+            began = inst.last_used_at or 0.0
+            if inst.last_exit_code == 0 and began and began >= since:
+                return
+            self._start(owner, key)
 
     def _start(self, owner: str, key: str) -> None:
         project, plain = split_key(key)
@@ -488,8 +513,7 @@ class AppStack:
         raises."""
         running = [i for i in self._instances.all(project=None)
                    if i.status in (Status.RUNNING, Status.FROZEN)]
-        for inst in running:
-            self.health.track(inst.name)
+        self.health.resume([i.name for i in running])  # from their persisted states
         for key in self._store.app_intents.all():
             project, plain = split_key(key)
             try:
@@ -518,7 +542,7 @@ class AppStack:
                     log.info("%s runs but its dependency %s does not: starting it",
                              inst.name, dep.name)
                     try:
-                        self._satisfy(inst.name, dep)
+                        self._satisfy(inst.name, dep, inst.last_used_at or 0.0)
                     except CoveError as e:
                         log.warning("%s", e)
 

@@ -8,8 +8,11 @@ Docker's: ``starting`` until the first pass (failures in
 ``cove.health.start_period`` do not count), ``healthy``, ``unhealthy`` once
 ``cove.health.retries`` checks failed in a row. Each change is a lifecycle
 event ``instance-health-changed``; ``on_unhealthy`` is told (the restart
-policy's business). The state lives in memory: a new coved starts again at
-``starting`` for what still runs.
+policy's business). The state lives in memory and, when it changes (its
+status or failing streak; never per passing probe, so a healthy stack
+costs no disk write), in the store (``store.app_health``): a new coved
+shows what still runs as it last was, output included, until its next
+probe (``resume``). A new start begins at ``starting`` again.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Protocol
 
 from cove.engine._probes import Prober, ProbeResult
 from cove.engine.events import EventBus
@@ -29,11 +32,22 @@ from cove.model.app_keys import Probe, parse_duration, parse_probe
 from cove.model.errors import BadRequest
 from cove.model.projects import instance_url, split_key
 
-__all__ = ["Health", "HealthConfig", "HealthState", "health_config"]
+__all__ = ["Health", "HealthConfig", "HealthRows", "HealthState", "health_config"]
 
 log = logging.getLogger("cove.engine")
 
 _WORKERS = 4
+
+
+class HealthRows(Protocol):
+    """Where the last states are kept (``store.app_health``)."""
+
+    def put(self, instance: str, status: str, failing_streak: int, output: str,
+            checked_at: float) -> None: ...
+
+    def remove(self, instance: str) -> None: ...
+
+    def all(self) -> dict[str, tuple[str, int, str, float]]: ...
 
 
 class HealthConfig:
@@ -96,7 +110,10 @@ class Health:
     def __init__(self, *, config_of: Callable[[str], dict[str, str] | None], prober: Prober,
                  events: EventBus, on_unhealthy: Callable[[str], None],
                  paused: Callable[[str], bool] = lambda key: False,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 rows: HealthRows | None = None) -> None:
+        self._rows = rows  # the persisted states (None: memory only)
+        self._saved: dict[str, tuple[str, int, str, float]] = rows.all() if rows else {}
         self._config_of = config_of  # key -> expanded config, None once it is gone
         self._paused = paused  # a frozen instance is not checked (nor restarted)
         self._prober = prober
@@ -113,18 +130,25 @@ class Health:
         self._thread = threading.Thread(target=self._loop, name="health", daemon=True)
         self._thread.start()
 
-    def track(self, key: str) -> None:
+    def track(self, key: str, *, resume: bool = False) -> None:
         """``key`` (re)started: check it from now on if it has a probe
-        (``starting`` again). Idempotent per start."""
+        (``starting`` again). ``resume``: it ran before this coved started;
+        its persisted state, if any, stands until the next probe.
+        Idempotent per start."""
         conf = self._config_of(key)
         hc = health_config(conf) if conf is not None else None
         with self._cond:
             gen = self._gen.get(key, 0) + 1
             self._gen[key] = gen
+            saved = self._saved.get(key) if resume else None
+            if hc is None or saved is None:
+                self._unsave(key)  # a new run (or no check): no old state shows
             if hc is None:
                 self._states.pop(key, None)
                 return
-            self._states[key] = HealthState(self._now())
+            st = self._states[key] = HealthState(self._now())
+            if saved is not None:
+                st.status, st.failing_streak, st.output, st.checked_at = saved
             first = hc.start_interval if hc.start_period > 0 else hc.interval
             self._push(self._now() + min(first, hc.interval), key, gen)
 
@@ -146,7 +170,37 @@ class Health:
         with self._cond:
             self._gen[key] = self._gen.get(key, 0) + 1
             self._states.pop(key, None)
+            self._unsave(key)
             self._cond.notify_all()  # a waiter learns it is no longer checked
+
+    def resume(self, running: list[str]) -> None:
+        """At coved's start: check the ``running`` instances again, each
+        from its persisted state; drop the states of the others (stopped or
+        gone while no coved ran). Idempotent."""
+        for key in running:
+            self.track(key, resume=True)
+        with self._cond:
+            for key in [k for k in self._saved if k not in running]:
+                self._unsave(key)
+
+    def _unsave(self, key: str) -> None:
+        """Drop ``key``'s persisted state, if it has one (caller holds the lock)."""
+        if self._saved.pop(key, None) is not None and self._rows is not None:
+            try:
+                self._rows.remove(key)
+            except Exception:
+                log.exception("forgetting the health of %s", key)
+
+    def _save(self, key: str, st: HealthState) -> None:
+        """Persist ``key``'s changed state (caller holds the lock: writes
+        of one key stay in order with ``forget``)."""
+        row = (st.status, st.failing_streak, st.output, st.checked_at)
+        self._saved[key] = row
+        if self._rows is not None:
+            try:
+                self._rows.put(key, *row)
+            except Exception:
+                log.exception("recording the health of %s", key)
 
     def get(self, key: str) -> HealthState | None:
         with self._cond:
@@ -223,7 +277,7 @@ class Health:
                 return
             now = self._now()
             in_start = now - st.started < hc.start_period
-            old = st.status
+            old, old_streak = st.status, st.failing_streak
             st.checked_at = time.time()
             st.output = result.output
             if result.ok:
@@ -235,6 +289,8 @@ class Health:
                     st.status = "unhealthy"
             changed = st.status != old
             unhealthy = changed and st.status == "unhealthy"
+            if changed or st.failing_streak != old_streak:
+                self._save(key, st)  # not per passing probe: only on a change
             snapshot = st.to_dict()
             self._push(now + (hc.start_interval if in_start and st.status == "starting"
                               else hc.interval), key, gen)

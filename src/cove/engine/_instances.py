@@ -24,8 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from cove.api import InstancesPost
+from cove.engine._devices import validate_devices
 from cove.engine._failpoints import failpoint
 from cove.engine._limits import HostLimits
+from cove.engine._net_base import NetPlan
 from cove.engine._profiles import project_of
 from cove.engine._rootfs import Rootfs
 from cove.engine._runs import Paths, RunTable
@@ -43,13 +45,11 @@ from cove.engine.ports import (
     ProjectSource,
 )
 from cove.model import config as cfg
-from cove.model.disks import disk_from_device
 from cove.model.errors import BadRequest, Conflict, InternalError, NotFound, Timeout
 from cove.model.names import validate_instance_name
 from cove.model.projects import DEFAULT, instance_key, instance_url, split_key
 from cove.model.records import Instance
 from cove.model.states import Status
-from cove.network.model import nic_from_device, proxy_from_device
 from cove.runtime.cgroups import is_v2, remove_empty
 from cove.runtime.runc import Runc
 from cove.runtime.spec import SpecInput, build_spec, process_env
@@ -64,30 +64,6 @@ DEFAULT_STOP_TIMEOUT = 10.0
 POWER_KEY = "volatile.last_state.power"
 _LAST_STATE = "volatile.last_state."
 _ACTIONS = ("start", "stop", "restart", "freeze", "unfreeze")
-_KNOWN_DEVICE_TYPES = {"none", "disk", "nic", "proxy"}
-
-
-def _validate_devices(devices: Any) -> dict[str, dict[str, str]]:
-    if devices is None:
-        return {}
-    if not isinstance(devices, dict):
-        raise BadRequest("devices must be an object of device name to device config")
-    out: dict[str, dict[str, str]] = {}
-    for name, dev in devices.items():
-        if not isinstance(dev, dict) or not isinstance(dev.get("type"), str):
-            raise BadRequest(f"Device {name!r} needs a 'type'")
-        if dev["type"] not in _KNOWN_DEVICE_TYPES:
-            raise BadRequest(f"Device {name!r}: type {dev['type']!r} is not supported")
-        out[str(name)] = {str(k): str(v) for k, v in dev.items()}
-        if dev["type"] == "disk":
-            disk_from_device(str(name), out[str(name)])
-        elif dev["type"] == "nic":
-            nic_from_device(str(name), out[str(name)])
-        elif dev["type"] == "proxy":
-            proxy_from_device(str(name), out[str(name)])
-    return out
-
-
 class Instances:
     """The instances of one root. Thread-safe."""
 
@@ -198,7 +174,7 @@ class Instances:
         name = self._key(validate_instance_name(req.name), project)
         config = cfg.validate_config(req.config or {})
         self._limits.check(config)
-        devices = _validate_devices(req.devices)
+        devices = validate_devices(req.devices)
         image = self._images.resolve(req.source.image_ref(), project=project)
         if self._store.has_instance(name):
             raise Conflict(f"Instance {req.name!r} already exists")
@@ -365,7 +341,16 @@ class Instances:
             mounts=mounts, terminal=terminal,
         ))
 
-    spec_for = _spec_for  # the spec a start would use (``_exec_stopped``)
+    def run_spec(self, inst: Instance, rootfs: Path,
+                 undo: ExitStack) -> tuple[dict[str, Any], NetPlan]:
+        """The spec a start of ``inst`` runs on its mounted ``rootfs``: its
+        disks' mounts and its network plan (leases, /etc/hosts, resolv.conf;
+        undone on ``undo``). Also ``_exec_stopped``'s. Raises BadRequest,
+        NotFound (a disk or NIC the host cannot give)."""
+        disks = self._disks.mounts(self._profiles.expanded_devices(inst), rootfs,
+                                   project=project_of(inst))
+        net = self._net.prepare(inst, undo)  # leases, /etc/hosts, resolv.conf
+        return self._spec_for(inst, rootfs, (*net.mounts, *disks)), net
 
     def start_now(self, name: str) -> None:
         """Start ``name`` in the caller's operation (it holds the lock)."""
@@ -375,10 +360,7 @@ class Instances:
         with ExitStack() as undo:
             rootfs = self._rootfs.mount(name)
             undo.callback(self._rootfs.unmount, name)
-            disks = self._disks.mounts(self._profiles.expanded_devices(inst), rootfs,
-                                       project=project_of(inst))
-            net = self._net.prepare(inst, undo)  # leases, /etc/hosts, resolv.conf
-            spec = self._spec_for(inst, rootfs, (*net.mounts, *disks))
+            spec, net = self.run_spec(inst, rootfs, undo)
             tmp = d / "config.json.tmp"
             tmp.write_text(json.dumps(spec))
             os.replace(tmp, d / "config.json")
@@ -528,7 +510,7 @@ class Instances:
                                if k.startswith(_LAST_STATE)})
             self._check_limits(project, new_config, replacing=name)
         if devices is not None:
-            devs = _validate_devices(devices)
+            devs = validate_devices(devices)
             new_devices = {**inst.devices, **devs} if patch else devs
         new_profiles = inst.profiles
         if profiles is not None:
@@ -559,7 +541,7 @@ class Instances:
     @staticmethod
     def validate_devices(devices: Any) -> dict[str, dict[str, str]]:
         """The shape check of a devices object. Raises: BadRequest."""
-        return _validate_devices(devices)
+        return validate_devices(devices)
 
     def check_expansion(self, inst: Instance, config: dict[str, str],
                         devices: dict[str, dict[str, str]]) -> None:

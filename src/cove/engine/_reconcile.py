@@ -10,7 +10,8 @@ database is the truth about what should exist. In order:
    sessions the previous coved left in it are killed (their clients went
    with that coved);
 3. overlay mounts and instance directories nothing owns are removed, and
-   so are upload temp files and empty cgroups;
+   so are upload temp files, stopped execs' bundles and empty cgroups (the
+   leases such an exec held go in the networks' sweep);
 4. if the host lost the containers (a reboot: new boot id, or runtime state
    gone), instances with ``boot.autostart`` are started again.
 """
@@ -21,6 +22,8 @@ import logging
 import shutil
 import threading
 
+from cove.engine._exec_stopped import BUNDLE as EXEC_BUNDLE
+from cove.engine._exec_stopped import release_hook
 from cove.engine._images import Images
 from cove.engine._instances import Instances
 from cove.engine._networks import Networks
@@ -70,6 +73,8 @@ class Reconciler:
         known = {i.name: i for i in self._store.list_instances()}
         for cid in self._runtime.list_ids():
             if cid not in known:
+                if cid.endswith(".exec"):  # a stopped exec: its hook may still wait
+                    release_hook(self._paths.instance_dir(cid[:-5]) / EXEC_BUNDLE)
                 log.info("removing runtime state of unknown container %s", cid)
                 self._runtime.delete(cid, force=True)
         lost = self._adopt(known, rebooted)
@@ -132,6 +137,8 @@ class Reconciler:
             if d.name not in known and d.is_dir():
                 log.info("removing directory of unknown instance %s", d.name)
                 self._instances.remove_dir(d.name)
+            elif (d / EXEC_BUNDLE).is_dir():  # a stopped exec the previous coved left
+                shutil.rmtree(d / EXEC_BUNDLE, ignore_errors=True)
         for f in (self._paths.root / "tmp").iterdir():
             if f.is_dir():
                 shutil.rmtree(f, ignore_errors=True)

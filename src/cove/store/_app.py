@@ -1,4 +1,5 @@
-"""The app-stack intents: starts in dependency order that coved has begun.
+"""The app-stack intents (starts in dependency order that coved has begun)
+and the last health states (``AppHealthRows``, below).
 
 Design note: a start that first brings up what an instance depends on is a
 multi-step change across instances; its intent is recorded here before the
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from cove.store._conn import Database
 
-__all__ = ["AppIntentRows"]
+__all__ = ["AppHealthRows", "AppIntentRows"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS app_intents (
@@ -44,3 +45,43 @@ class AppIntentRows:
         """Instance key -> action, oldest first."""
         return {str(r[0]): str(r[1]) for r in self.db.read(
             "SELECT instance, action FROM app_intents ORDER BY created_at, instance")}
+
+
+_HEALTH_SCHEMA = """
+CREATE TABLE IF NOT EXISTS app_health (
+    instance TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    failing_streak INTEGER NOT NULL,
+    output TEXT NOT NULL,
+    checked_at REAL NOT NULL
+);
+"""
+
+
+class AppHealthRows:
+    """The ``app_health`` table: the last health state of each running
+    instance with a health check (instance keys), so that a new coved shows
+    it until its next probe. Written only when the state changes, never per
+    passing probe. Every method is one transaction."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        db.script(_HEALTH_SCHEMA)
+
+    def put(self, instance: str, status: str, failing_streak: int, output: str,
+            checked_at: float) -> None:
+        """Record (or replace) the state of ``instance``. Idempotent."""
+        with self.db.tx() as db:
+            db.execute("INSERT OR REPLACE INTO app_health (instance, status, failing_streak, "
+                       "output, checked_at) VALUES (?, ?, ?, ?, ?)",
+                       (instance, status, failing_streak, output, checked_at))
+
+    def remove(self, instance: str) -> None:
+        """Idempotent."""
+        with self.db.tx() as db:
+            db.execute("DELETE FROM app_health WHERE instance = ?", (instance,))
+
+    def all(self) -> dict[str, tuple[str, int, str, float]]:
+        """Instance key -> (status, failing_streak, output, checked_at)."""
+        return {str(r[0]): (str(r[1]), int(r[2]), str(r[3]), float(r[4])) for r in self.db.read(
+            "SELECT instance, status, failing_streak, output, checked_at FROM app_health")}
