@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from fakeregistry import Server, digest, layer, make_image, make_index
 from cove.model.errors import BadRequest, InternalError, NotFound
 from cove.storage.registry import (
     Descriptor,
+    Layout,
     Reference,
     Registry,
     RegistryAuthError,
@@ -279,3 +281,30 @@ def test_cancelled_pull_keeps_what_came(fake: tuple[FakeRegistry, Server],
     reg.requests.clear()
     _client(srv).pull(Reference.parse("c:1"), tmp_path)
     assert _blob_gets(reg, digest(big)) == [f"bytes={1 << 20}-"]
+
+
+def test_prune_forgets_gone_images_and_old_leftovers(fake: tuple[FakeRegistry, Server],
+                                                      tmp_path: Path) -> None:
+    reg, srv = fake
+    base = layer({"base": b"1"})
+    a, b = make_image([base]), make_image([base, layer({"b": b"2"})], cmd="/bin/b")
+    reg.add("a", "1", a)
+    reg.add("b", "1", b)
+    client = _client(srv)
+    pa = client.pull(Reference.parse("a:1"), tmp_path)
+    pb = client.pull(Reference.parse("b:1"), tmp_path)
+    (tmp_path / "ingest" / "sha256-partial").write_bytes(b"x")
+    layout = Layout(tmp_path)
+    keep_a = {pa.manifest.digest}
+    # young leftovers stay (a pull may resume them); b is forgotten
+    layout.prune(lambda d: d in keep_a, max_age=3600)
+    assert layout.lookup(pa.name) == pa.manifest and layout.lookup(pb.name) is None
+    assert layout.has(pa.manifest) and layout.has(pa.config)
+    assert not layout.has(pb.manifest) and not layout.has(pb.config)
+    assert layout.has(pb.layers[1]) and (tmp_path / "ingest" / "sha256-partial").exists()
+    # old ones go; a's manifest and config stay
+    gone = layout.prune(lambda d: d in keep_a, max_age=3600, now=time.time() + 7200)
+    assert "sha256-partial" in gone
+    assert not layout.has(pb.layers[1]) and not layout.has(pa.layers[0])
+    assert layout.has(pa.manifest) and layout.has(pa.config)
+    assert layout.prune(lambda d: d in keep_a, max_age=3600, now=time.time() + 7200) == []

@@ -207,6 +207,7 @@ class Engine:
         self._snapshot_schedule.start()  # after autostart: @startup sees them running
         self.apps.resume()  # health checks; ordered starts a killed coved left
         self.backups.start()  # expired backups are removed (LXD's backups expiry task)
+        self.registry_pulls.sweep()  # images gone, pulls never finished
 
     def server_environment(self) -> dict[str, Any]:
         """The ``environment`` part of ``GET /1.0``."""

@@ -49,7 +49,7 @@ from cove.api import InstanceSource, InstancesPost
 from cove.engine._images import Images
 from cove.engine._oci_import import OciImages
 from cove.engine.operations import Operation, Operations
-from cove.model.errors import BadRequest, NotFound
+from cove.model.errors import BadRequest, CoveError, NotFound
 from cove.model.names import validate_instance_name
 from cove.model.projects import DEFAULT
 from cove.model.records import Image
@@ -61,6 +61,7 @@ log = logging.getLogger("cove.engine")
 
 PROTOCOL = "oci"
 AUTH_FILE = "registry-auth.json"
+SWEEP_AGE = 3 * 86400.0  # an unfinished pull's blobs wait this long for a retry
 
 
 def is_oci(src: InstanceSource) -> bool:
@@ -220,6 +221,28 @@ class RegistryPulls:
         return self._operations.run(work, description="Pushing image",
                                     resources={"images": [f"/1.0/images/{img.fingerprint}"]},
                                     project=project, may_cancel=True)
+
+    def sweep(self, max_age: float = SWEEP_AGE) -> list[str]:
+        """Startup: the download directory forgets the images that are gone
+        from the store, and drops what an unfinished pull left once it is
+        ``max_age`` seconds old (``Layout.prune``). Never raises."""
+        layout = Layout(self._layout)
+        store = self._images.layers
+
+        def stored(digest: str) -> bool:
+            try:
+                return store.exists(digest.split(":", 1)[-1])
+            except CoveError:  # not a fingerprint cove would have made
+                return False
+
+        try:
+            gone = layout.prune(stored, max_age=max_age)
+        except (OSError, ValueError) as e:
+            log.warning("the registry download directory was not swept: %s", e)
+            return []
+        if gone:
+            log.info("registry download directory: removed %d files", len(gone))
+        return gone
 
     # -- in an operation -------------------------------------------------------------------
     @contextlib.contextmanager

@@ -245,6 +245,56 @@ class Layout:
             index["manifests"] = keep
             self._write_index(index)
 
+    def prune(self, keep: Callable[[str], bool], *, max_age: float,
+              now: float | None = None) -> list[str]:
+        """Forget the images ``keep`` (given a manifest digest) says are gone:
+        their index entries, manifest and config blobs (unless a kept image
+        shares them). Every other blob (layers: the engine deletes them
+        after their import, so what is left is of a pull that never
+        finished) and ``ingest/`` partials are removed once older than
+        ``max_age`` seconds: until then a pull may still resume them. What
+        was removed, by name. Never raises for one file; idempotent."""
+        if not (self.root / "index.json").exists():
+            return []
+        now = time.time() if now is None else now
+        gone: list[str] = []
+        with self._locked():
+            index = json.loads((self.root / "index.json").read_text())
+            entries = index.get("manifests", [])
+            kept = [m for m in entries if keep(str(m.get("digest", "")))]
+            if len(kept) != len(entries):
+                index["manifests"] = kept
+                self._write_index(index)
+            wanted: set[str] = set()
+            for m in kept:
+                wanted.add(str(m.get("digest", "")))
+                with contextlib.suppress(OSError, ValueError, AttributeError, RegistryError):
+                    doc = json.loads(self.blob(str(m["digest"])).read_bytes())
+                    wanted.add(Descriptor.parse(doc.get("config"), "config").digest)
+            named = {str(m.get("digest", "")) for m in entries} - wanted
+            for d in named:  # a forgotten image's manifest and its config
+                with contextlib.suppress(OSError, ValueError, AttributeError, RegistryError):
+                    doc = json.loads(self.blob(d).read_bytes())
+                    cfg = Descriptor.parse(doc.get("config"), "config").digest
+                    if cfg not in wanted:
+                        self.blob(cfg).unlink(missing_ok=True)
+                        gone.append(cfg)
+                with contextlib.suppress(OSError):
+                    self.blob(d).unlink(missing_ok=True)
+                    gone.append(d)
+            stale: list[Path] = []
+            with contextlib.suppress(OSError):
+                stale += [p for p in (self.root / "blobs" / "sha256").iterdir()
+                          if f"sha256:{p.name}" not in wanted]
+            with contextlib.suppress(OSError):
+                stale += list((self.root / "ingest").iterdir())
+            for p in stale:
+                with contextlib.suppress(OSError):
+                    if now - p.stat().st_mtime > max_age:
+                        p.unlink()
+                        gone.append(p.name)
+        return gone
+
     def lookup(self, name: str) -> Descriptor | None:
         """The manifest ``name`` points at, if any."""
         try:
