@@ -18,6 +18,7 @@ import shutil
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -124,6 +125,17 @@ class CovedPool:
         for d in list(self.daemons):
             out += self.teardown(d)
         return out
+
+
+@pytest.fixture(scope="session")
+def oci_registry(workdir: Path) -> Iterator[Any]:
+    """One real OCI registry (TLS, htpasswd) for the session's registry tests
+    (``ociregistry.RealRegistry``); each module pushes its own repositories."""
+    from ociregistry import RealRegistry
+
+    reg = RealRegistry(workdir / "oci-registry")
+    yield reg
+    reg.close()
 
 
 @pytest.fixture(scope="session")

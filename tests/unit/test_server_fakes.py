@@ -802,6 +802,38 @@ class FakeOci:
         raise NotFound("no layouts in the fake")
 
 
+class FakeRegistryPulls:
+    """``RegistryPullsAPI`` in memory: ``pulls``, ``creates`` and ``pushes``
+    record what was asked (a pull's result fingerprint is ``PULLED``)."""
+
+    PULLED = "ab" * 32
+
+    def __init__(self, operations: Operations) -> None:
+        self.pulls: list[tuple[dict[str, Any], list[str] | None, bool, str]] = []
+        self.creates: list[tuple[str, dict[str, Any], str]] = []
+        self.pushes: list[tuple[str, dict[str, Any], str]] = []
+        self._operations = operations
+
+    def pull(self, src: InstanceSource, *, aliases: list[str] | None = None,
+             public: bool = False, project: str = "default") -> Operation:
+        self.pulls.append((src.to_wire(), aliases, public, project))
+
+        def work(op: Operation) -> None:
+            op.update(fingerprint=self.PULLED, size=1)
+        return self._operations.run(work, description="Downloading image", project=project)
+
+    def create_instance(self, req: InstancesPost, *, project: str = "default") -> Operation:
+        self.creates.append((req.name, req.source.to_wire(), project))
+        return self._operations.run(lambda op: None, description="Creating instance",
+                                    project=project)
+
+    def push(self, fingerprint: str, dest: InstanceSource, *,
+             project: str = "default") -> Operation:
+        self.pushes.append((fingerprint, dest.to_wire(), project))
+        return self._operations.run(lambda op: None, description="Pushing image",
+                                    project=project)
+
+
 class FakePublisher:
     """``PublisherAPI`` in memory: ``published`` records each publish asked
     for (its operation's fingerprint is ``PUBLISHED``); ``exports`` maps a
@@ -1056,6 +1088,7 @@ class FakeEngine:
         self.apps = FakeApps(self.instances)
         self.publisher = FakePublisher(self.operations, self.images)
         self.oci = FakeOci(self.operations)
+        self.registry_pulls = FakeRegistryPulls(self.operations)
         self.backups = FakeBackups(self.operations, self.instances)
         self.image_pulls = FakeImagePulls(self.operations)
         self.projects = Projects(self.store, self.operations, self.events)

@@ -97,6 +97,10 @@ class Remote:
         cert = self.certificate()
         if cert:
             src["certificate"] = cert
+        creds = self.credentials() if self.protocol == "oci" else None
+        if creds:  # coved pulls: the registry's credentials go with the request
+            import base64
+            src["secret"] = base64.b64encode(f"{creds[0]}:{creds[1]}".encode()).decode()
         return src
 
 

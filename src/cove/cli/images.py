@@ -222,7 +222,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     group = sub.add_parser("image", parents=[common], help="Manage images",
                            description="Import, list and delete images, and name them "
                                        "with aliases.",
-                           epilog="commands:\n  import, copy, list, delete, export, alias\n\n"
+                           epilog="commands:\n  import, copy, pull, push, list, delete, export, "
+                                  "alias\n\n"
                                   "Run 'cove image COMMAND --help' for examples.",
                            formatter_class=_RAW)
     group.set_defaults(help_parser=group)
@@ -317,3 +318,6 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("old", metavar="OLD")
     p.add_argument("new", metavar="NEW")
     p.set_defaults(func=cmd_alias_rename)
+
+    from cove.cli import image_registry  # pull, push: OCI registries
+    image_registry.register(isub, common)

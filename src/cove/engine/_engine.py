@@ -68,6 +68,7 @@ from cove.engine._projects import Projects
 from cove.engine._proxies import Forwarders
 from cove.engine._publish import Publisher
 from cove.engine._reconcile import Reconciler
+from cove.engine._registry_pull import RegistryPulls
 from cove.engine._resources import Resources
 from cove.engine._rootfs import Rootfs
 from cove.engine._runs import Paths, RunTable
@@ -176,6 +177,10 @@ class Engine:
                                       server_config=self.trust.server_config,
                                       client_cert=self._client_cert,
                                       create=self.instances.create)
+        self.registry_pulls = RegistryPulls(self.images, self.oci, self.operations,
+                                            root=self.root, tmp=self.root / "tmp",
+                                            create=self.instances.create,
+                                            record_source=self.image_pulls.record)
         self.metrics = Metrics(store=self.store, runs=runs, paths=paths,
                                operations=self.operations, clock=clock)
         self.resources = Resources()
@@ -216,6 +221,7 @@ class Engine:
         self.apps.resume()  # health checks; ordered starts a killed coved left
         self.backups.start()  # expired backups are removed (LXD's backups expiry task)
         self.image_pulls.start()  # cached images expire, auto-update ones refresh
+        self.registry_pulls.sweep()  # images gone, pulls never finished
 
     def server_environment(self) -> dict[str, Any]:
         """The ``environment`` part of ``GET /1.0``."""

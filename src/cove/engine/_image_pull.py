@@ -218,6 +218,14 @@ class ImagePulls:
                 self._images.mark_used(fp)
             return self._images.get(fp, project=project)
 
+    def record(self, fingerprint: str, src: InstanceSource, cached: bool) -> None:
+        """Remember where an image pulled by another service (an OCI registry's)
+        came from, for LXD's ``update_source`` and ``cached`` and the cache
+        expiry; never auto-updated. Credentials (``secret``) are not kept."""
+        self._store.image_sources.put(ImageSource(
+            fingerprint, src.server, src.protocol, src.alias or src.fingerprint,
+            src.certificate, cached, False, self._now()))
+
     def _here(self, fp: str, project: str) -> Image | None:
         with contextlib.suppress(NotFound):
             return self._images.get(fp, project=project)

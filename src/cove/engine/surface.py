@@ -677,6 +677,24 @@ class OciImagesAPI(Protocol):
         ...
 
 
+class RegistryPullsAPI(Protocol):
+    """OCI registries (``source.protocol: oci``): pulls, launches, pushes."""
+
+    def pull(self, src: InstanceSource, *, aliases: list[str] | None = None,
+             public: bool = False, project: str = "default") -> Operation:
+        """``POST /1.0/images`` from a registry; the result is the Image."""
+        ...
+
+    def create_instance(self, req: InstancesPost, *, project: str = "default") -> Operation:
+        """``POST /1.0/instances`` whose image is on a registry."""
+        ...
+
+    def push(self, fingerprint: str, dest: InstanceSource, *,
+             project: str = "default") -> Operation:
+        """Push an image to ``dest``'s registry and tag; the result is the manifest digest."""
+        ...
+
+
 class EngineAPI(Protocol):
     """A cove root's services, as ``Engine`` composes them."""
 
@@ -706,6 +724,8 @@ class EngineAPI(Protocol):
     def image_pulls(self) -> ImagePullsAPI: ...
     @property
     def oci(self) -> OciImagesAPI: ...
+    @property
+    def registry_pulls(self) -> RegistryPullsAPI: ...
     @property
     def backups(self) -> BackupsAPI: ...
     @property

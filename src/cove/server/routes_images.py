@@ -18,7 +18,13 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from cove import api
 from cove.model.errors import BadRequest, NotFound
-from cove.server import render, routes_image_public, routes_image_pull, routes_publish
+from cove.server import (
+    render,
+    routes_image_public,
+    routes_image_pull,
+    routes_publish,
+    routes_registry_pull,
+)
 from cove.server.routes_common import (
     call,
     check_project,
@@ -114,8 +120,11 @@ async def _create(request: web.Request) -> web.Response:
         body = await json_body(request)
         if api.ImagesPostPublish.is_publish(body):
             return await routes_publish.publish(request, body, project)
+        pulled = await routes_registry_pull.pull_image(request, body, project)
+        if pulled is not None:  # source protocol oci: a registry
+            return pulled
         pulled = await routes_image_pull.pull_image(request, body, project)
-        if pulled is not None:
+        if pulled is not None:  # simplestreams or another LXD
             return pulled
         source = body.get("source")
         stype = source.get("type", "") if isinstance(source, dict) else ""
@@ -270,3 +279,4 @@ def add_routes(app: web.Application) -> None:
     r.add_delete("/1.0/images/{fingerprint}", _delete)
     r.add_get("/1.0/images/{fingerprint}/export", routes_publish.export)
     routes_image_public.add_routes(app)  # POST /1.0/images/FP/secret
+    routes_registry_pull.add_routes(app)  # POST /1.0/images/FP/push

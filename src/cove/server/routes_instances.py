@@ -12,7 +12,7 @@ from cove.engine import Operation
 from cove.model.errors import PreconditionFailed
 from cove.model.projects import instance_key, instance_url, split_key
 from cove.model.records import Instance
-from cove.server import render, routes_backups, routes_image_pull
+from cove.server import render, routes_backups, routes_image_pull, routes_registry_pull
 from cove.server.routes_common import (
     all_projects,
     call,
@@ -78,6 +78,8 @@ async def _create(request: web.Request) -> web.Response:
     if req.source.type == "copy":  # routes_copies' engine service
         op = await call(request, engine_of(request).copies.copy, req, project=project)
         return render.async_op(op)
+    if routes_registry_pull.is_oci(req.source):  # an image on an OCI registry
+        return await routes_registry_pull.create_instance(request, req, project)
     if routes_image_pull.is_remote(req.source):  # simplestreams or another LXD
         return await routes_image_pull.create_instance(request, req, project)
     req.source.image_ref()  # what cove cannot create from is refused before the engine looks

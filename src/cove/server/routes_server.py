@@ -84,6 +84,8 @@ API_EXTENSIONS: list[str] = [
     "container_only_migration",        # a copy's source.instance_only (no snapshots)
     "instances_rebuild",               # POST /1.0/instances/NAME/rebuild
     "instances_state_selective_recursion",  # recursion=2;fields=state.network (cove list)
+    "instance_oci",                    # source protocol oci: images pulled from OCI registries
+    "cove_image_push",                 # POST /1.0/images/FP/push to an OCI registry
 ]
 
 

@@ -140,7 +140,13 @@ class LocalDriver(EventDriver):
         return _PERFORM[type(step)](self, step)
 
     def _create(self, step: s.Create) -> None:
-        step.post.source.image_ref()  # refused before the engine looks, as coved does
+        src = step.post.source
+        if src.type == "image" and src.protocol == "oci":  # an OCI registry's, as coved
+            self._wait(self.engine.registry_pulls.create_instance(step.post,
+                                                                  project=self.project),
+                       step.progress)
+            return
+        src.image_ref()  # refused before the engine looks, as coved does
         self._wait(self.engine.instances.create(step.post, project=self.project), step.progress)
 
     def _update(self, step: s.Update) -> None:
