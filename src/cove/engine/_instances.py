@@ -25,7 +25,7 @@ from typing import Any
 
 from cove.api import InstancesPost
 from cove.engine._failpoints import failpoint
-from cove.engine._limits import HostLimits
+from cove.engine._limits import HostLimits, unset_to_unlimited
 from cove.engine._profiles import project_of
 from cove.engine._rootfs import Rootfs
 from cove.engine._runs import Paths, RunTable
@@ -50,7 +50,7 @@ from cove.model.projects import DEFAULT, instance_key, instance_url, split_key
 from cove.model.records import Instance
 from cove.model.states import Status
 from cove.network.model import nic_from_device, proxy_from_device
-from cove.runtime.cgroups import is_v2, remove_empty
+from cove.runtime.cgroups import remove_empty
 from cove.runtime.runc import Runc
 from cove.runtime.spec import SpecInput, build_spec, process_env
 from cove.storage import overlay
@@ -592,7 +592,7 @@ class Instances:
             return
         new_res = cfg.resources_from_config(config)
         if new_res != cfg.resources_from_config(old[0]):
-            self._runtime.update(inst.name, _unset_to_unlimited(new_res))
+            self._runtime.update(inst.name, unset_to_unlimited(new_res))
         self._limits.apply(self._paths.cgroups_path(inst.name), config, old[0])
         if cfg.environment_from_config(config) != cfg.environment_from_config(old[0]):
             self._refresh_exec_env(inst, config)
@@ -761,19 +761,3 @@ class Instances:
                 os.rename(src, dst)
             self._store.finish_rename(new)
 
-
-def _unset_to_unlimited(r: cfg.Resources) -> cfg.Resources:
-    """For ``runc update``: a removed limit must be lifted, not left as is."""
-    return cfg.Resources(
-        memory=r.memory if r.memory is not None else -1,
-        # lifting a soft limit: -1 on v1 (unlimited, the default); on v2 runc
-        # would write memory.low=max (protect everything) and skips 0, so it
-        # is left out and HostLimits writes memory.low=0 itself
-        memory_reservation=r.memory_reservation if r.memory_reservation is not None
-        else (None if is_v2() else -1),
-        memory_swap=r.memory_swap if r.memory_swap is not None else -1,
-        cpu_quota=r.cpu_quota if r.cpu_quota is not None else -1,
-        cpu_period=r.cpu_period or 100_000,
-        cpus=r.cpus,
-        pids=r.pids if r.pids is not None else -1,
-    )
