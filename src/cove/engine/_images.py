@@ -34,7 +34,7 @@ from pathlib import Path
 from cove.engine._failpoints import failpoint
 from cove.engine.events import EventBus
 from cove.engine.operations import Operation, Operations
-from cove.model.errors import BadRequest, Conflict, NotFound
+from cove.model.errors import BadRequest, Conflict, CoveError, NotFound
 from cove.model.names import validate_alias_name
 from cove.model.projects import DEFAULT, alias_key, split_alias
 from cove.model.records import Alias, Image
@@ -339,6 +339,16 @@ class Images:
             return list(img.cmd), dict(img.env)
         kept = self.layers.run_config(fingerprint) if fingerprint else None
         return kept if kept is not None else ([], {})
+
+    def template_files(self, fingerprint: str) -> tuple[bytes | None, Path | None]:
+        """The image's ``metadata.yaml`` and ``templates/`` directory as
+        stored beside its layers (each None if absent; kept after the row
+        is deleted, as long as instances use the layers), for the image
+        templates (``_templates``). Never raises."""
+        try:
+            return self.layers.metadata(fingerprint), self.layers.templates(fingerprint)
+        except (CoveError, OSError):
+            return None, None
 
     def mark_used(self, fingerprint: str) -> None:
         """Set ``last_used_at`` (an instance was made from it), as LXD. Never raises

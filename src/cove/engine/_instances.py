@@ -30,6 +30,7 @@ from cove.engine._profiles import project_of
 from cove.engine._rootfs import Rootfs
 from cove.engine._runs import Paths, RunTable
 from cove.engine._states import InstanceStates
+from cove.engine._templates import apply_at_start, defer
 from cove.engine._watch import ExitWatcher
 from cove.engine.events import EventBus
 from cove.engine.operations import Operation, Operations
@@ -218,6 +219,7 @@ class Instances:
             full = {f"image.{k}": v for k, v in image.properties.items()}
             full.update(config)
             full["volatile.base_image"] = image.fingerprint
+            full.setdefault("volatile.apply_template", "create")  # templates at first start
             inst = Instance(name=name, image=image.fingerprint, config=full, devices=devices,
                             profiles=profiles, description=req.description or "",
                             ephemeral=bool(req.ephemeral), status=Status.STOPPED,
@@ -374,6 +376,7 @@ class Instances:
         with ExitStack() as undo:
             rootfs = self._rootfs.mount(name)
             undo.callback(self._rootfs.unmount, name)
+            apply_at_start(self._store, self._images, self._profiles, inst, rootfs)
             disks = self._disks.mounts(self._profiles.expanded_devices(inst), rootfs,
                                        project=project_of(inst))
             net = self._net.prepare(inst, undo)  # leases, /etc/hosts, resolv.conf
@@ -664,6 +667,7 @@ class Instances:
                 raise
             failpoint("rename.after-dir")
             self._store.finish_rename(new_name)
+            defer(self._store, new_name, "rename")  # the image's templates at next start
             self._lifecycle("instance-renamed", new_name, old_name=split_key(name)[1])
 
         return self._run(name, work, "Renaming instance")
