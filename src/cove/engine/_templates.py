@@ -36,6 +36,7 @@ Design notes:
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 from typing import Any, Protocol
@@ -64,6 +65,7 @@ log = logging.getLogger("cove.engine")
 
 _TEMPLATE_LIMIT = 1 << 20  # LXD reads a template whole; so do we, up to this
 _METADATA_LIMIT = 1 << 20
+_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: ~6x faster
 
 
 class TemplateFiles(Protocol):
@@ -134,13 +136,18 @@ def _rules(images: TemplateFiles, inst: Instance) -> list[tuple[TemplateRule, Pa
         return []
     if len(metadata) > _METADATA_LIMIT:
         raise BadRequest("The image's metadata.yaml is too large")
+    return [(rule, templates) for rule in _parsed(metadata)]
+
+
+@functools.lru_cache(maxsize=32)
+def _parsed(metadata: bytes) -> tuple[TemplateRule, ...]:
+    """The rules of a metadata.yaml (cached: every start of every instance
+    of an image reads the same bytes)."""
     try:
-        doc = yaml.safe_load(metadata)
+        doc = yaml.load(metadata, Loader=_LOADER)  # a safe loader (libyaml or Python)
     except yaml.YAMLError as exc:
         raise BadRequest(f"Failed reading the image's metadata.yaml: {exc}") from None
-    if not isinstance(doc, dict):
-        return []
-    return [(rule, templates) for rule in parse_rules(doc)]
+    return tuple(parse_rules(doc)) if isinstance(doc, dict) else ()
 
 
 def _apply(rootfs: Path, rules: list[tuple[TemplateRule, Path | None]], trigger: str,
