@@ -9,6 +9,7 @@ root; and pylxd launching such an image."""
 from __future__ import annotations
 
 import io
+import json
 import tarfile
 import urllib.parse
 from collections.abc import Iterator
@@ -18,62 +19,17 @@ import pylxd
 import pytest
 import yaml
 from covetest import Api, Coved, new_name, rand
+from templated_image import RULES, TEMPLATES, templated_image
 
 KEY = "volatile.apply_template"
-RULES = {
-    "/etc/hostname": {"when": ["create", "copy", "rename"], "create_only": False,
-                      "template": "hostname.tpl", "properties": {}},
-    "/etc/hosts": {"when": ["create", "copy"], "create_only": False,
-                   "template": "hosts.tpl", "properties": {}},
-    "/etc/motd": {"when": ["create"], "create_only": True, "template": "motd.tpl",
-                  "properties": {"greeting": "hello"}},
-    "/etc/group": {"when": ["create"], "create_only": True, "template": "motd.tpl"},
-    "/var/lib/covetest/copied": {"when": ["copy"], "template": "copied.tpl"},
-    "/var/lib/covetest/started": {"when": ["start"], "template": "started.tpl"},
-}
-TEMPLATES = {
-    "hostname.tpl": "{{ container.name }}\n",
-    "hosts.tpl": "127.0.1.1\t{{ container.name }}\n127.0.0.1\tlocalhost\n"
-                 "::1\t\tlocalhost ip6-localhost ip6-loopback\n",
-    "motd.tpl": "welcome to {{ instance.name }}, {{ properties.greeting }}\n",
-    "copied.tpl": "copied to {{ instance.name }} ({{ trigger }})\n",
-    "started.tpl": '{{ trigger }} {{ config_get("user.foo", "_unset_") }}\n',
-}
-
-
-def _image(busybox_tar: Path, out: Path, rules: dict[str, object],
-           templates: dict[str, str], symlinks: dict[str, str] | None = None) -> Path:
-    """The busybox image with ``rules`` in its metadata.yaml, ``templates``
-    in templates/ and ``symlinks`` (rootfs path -> target) added."""
-    with tarfile.open(busybox_tar) as src, tarfile.open(out, "w:gz") as dst:
-        meta = {}
-        for m in src.getmembers():
-            if m.name == "metadata.yaml":
-                meta = yaml.safe_load(src.extractfile(m).read())  # type: ignore[union-attr]
-                continue
-            dst.addfile(m, src.extractfile(m) if m.isreg() else None)
-        meta["templates"] = rules
-        files = {"metadata.yaml": yaml.safe_dump(meta).encode(),
-                 **{f"templates/{n}": t.encode() for n, t in templates.items()}}
-        d = tarfile.TarInfo("templates")
-        d.type, d.mode = tarfile.DIRTYPE, 0o755
-        dst.addfile(d)
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size, info.mode = len(data), 0o644
-            dst.addfile(info, io.BytesIO(data))
-        for path, target in (symlinks or {}).items():
-            info = tarfile.TarInfo(f"rootfs{path}")
-            info.type, info.linkname = tarfile.SYMTYPE, target
-            dst.addfile(info)
-    return out
 
 
 @pytest.fixture(scope="module")
 def image(coved: Coved, busybox_tar: Path, tmp_path_factory: pytest.TempPathFactory
           ) -> Iterator[str]:
     alias = f"covetest-tpl-{rand()}"
-    tar = _image(busybox_tar, tmp_path_factory.mktemp("tpl") / "tpl.tar.gz", RULES, TEMPLATES)
+    tar = templated_image(busybox_tar, tmp_path_factory.mktemp("tpl") / "tpl.tar.gz",
+                          RULES, TEMPLATES)
     fp = coved.api.import_image(tar, alias)
     yield alias
     coved.api.request("DELETE", f"/1.0/images/{fp}?wait=60", timeout=90)
@@ -148,7 +104,7 @@ def test_launch_restart_copy_rename_publish(api: Api, image: str) -> None:
             names = set(tf.getnames())
             meta = yaml.safe_load(tf.extractfile("metadata.yaml").read())  # type: ignore[union-attr]
         assert {"templates/hostname.tpl", "templates/started.tpl"} <= names
-        assert meta["templates"] == yaml.safe_load(yaml.safe_dump(RULES))
+        assert meta["templates"] == json.loads(json.dumps(RULES))
         api.made.append(c4)
         api.run("POST", "/1.0/instances", {"name": c4, "source": {"type": "image",
                                                                   "fingerprint": fp},
@@ -164,7 +120,7 @@ def test_launch_restart_copy_rename_publish(api: Api, image: str) -> None:
 def test_symlinked_target_fails_the_start_and_writes_nothing(
         coved: Coved, api: Api, busybox_tar: Path, tmp_path: Path) -> None:
     host_file = tmp_path / "host-owned"
-    tar = _image(busybox_tar, tmp_path / "evil.tar.gz",
+    tar = templated_image(busybox_tar, tmp_path / "evil.tar.gz",
                  {"/etc/evil": {"when": ["create"], "template": "hostname.tpl"}},
                  {"hostname.tpl": "{{ instance.name }}\n"},
                  symlinks={"/etc/evil": str(host_file)})
