@@ -51,7 +51,8 @@ def test_image_templates(rest_endpoint: tuple[str, dict[str, Any]], busybox_tar:
         assert (f.mode & 0o7777, f.uid, f.gid) == (0o644, 0, 0)
         _ok(c.update_instance(c1, {"config": {"user.foo": "bar\n"}}, patch=True))
         _ok(c.change_state(c1, "stop", force=True))
-        _ok(c.create_instance(c2, {"type": "copy", "source": c1}))
+        _ok(c.create_instance(c2, {"type": "copy", "source": c1},  # LXD 5.0 wants them
+                              profiles=c.instance(c1)["profiles"]))
         assert c.instance(c2)["config"][KEY] == "copy"
         _ok(c.change_state(c2, "start"))
         assert _file(c, c2, "/etc/hostname") == f"{c2}\n"
