@@ -4,10 +4,12 @@ hosts, a ``create_only`` one, a ``when: copy`` one, a property, a ``start``
 one), then launch, restart, copy, rename and publish, checking the files
 (through the API and inside the container) and ``volatile.apply_template``
 as LXD records it; an image whose template target is a symlink out of the
-root; and pylxd launching such an image."""
+root; pylxd launching such an image; and coved killed between rendering
+and clearing the pending trigger."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import tarfile
@@ -156,3 +158,20 @@ def test_pylxd_launches_a_templated_image(coved: Coved, api: Api, image: str) ->
     res = inst.execute(["cat", "/etc/motd"])
     assert res.stdout == f"welcome to {name}, hello\n"
     inst.stop(wait=True, force=True)
+
+
+def test_killed_after_rendering_renders_again(coved: Coved, api: Api, image: str) -> None:
+    # the shared coved, restarted armed and revived (the api fixture copes)
+    name = new_name("tplcrash")
+    api.create(name, image=image, config={"cove.cmd": "sleep 1000"})
+    coved.arm("templates.after-apply")
+    with contextlib.suppress(OSError):  # coved dies before it answers, or after
+        api.request("PUT", f"/1.0/instances/{name}/state", {"action": "start"})
+    coved.revive()
+    assert api.status(name) == "Stopped"
+    assert _config(api, name)[KEY] == "create"  # rendered, but still pending
+    assert _file(api, name, "/etc/hostname") == f"{name}\n"
+    api.file_put(name, "/etc/hostname", b"edited\n")
+    api.action(name, "start")
+    assert _file(api, name, "/etc/hostname") == f"{name}\n"  # rendered again, once
+    assert KEY not in _config(api, name)

@@ -653,6 +653,7 @@ class Instances:
             if self._store.get_instance(name).status is not Status.STOPPED:
                 raise BadRequest("Renaming of running instance not allowed")
             overlay.umount(self._paths.instance_dir(name) / "rootfs")
+            defer(self._store, name, "rename")  # templates at next start (a failed rename: harmless)
             # The row first, with the intent recorded in the same transaction:
             # a crash before the directory moves is completed at the next start
             # (complete_renames), never swept as an unknown directory.
@@ -667,7 +668,6 @@ class Instances:
                 raise
             failpoint("rename.after-dir")
             self._store.finish_rename(new_name)
-            defer(self._store, new_name, "rename")  # the image's templates at next start
             self._lifecycle("instance-renamed", new_name, old_name=split_key(name)[1])
 
         return self._run(name, work, "Renaming instance")

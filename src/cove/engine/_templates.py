@@ -8,7 +8,9 @@ Design notes:
   the root filesystem mounted and before the container exists, renders
   that trigger's templates, clears the key, then renders the ``start``
   templates (:func:`apply_at_start`). Rendering is idempotent, so a coved
-  killed before the key is cleared renders the same files again.
+  killed before the key is cleared renders the same files again; a rename
+  records its trigger before it moves anything, so a rename that fails
+  leaves at most a re-render of the same files.
 * What: the rules and the templates come from the instance's image (its
   ``metadata.yaml`` and ``templates/`` in the image store, kept as long as
   an instance uses the layers, also after the image is deleted); an
@@ -43,6 +45,7 @@ from typing import Any, Protocol
 
 import yaml
 
+from cove.engine._failpoints import failpoint
 from cove.model.errors import BadRequest, CoveError, NotFound
 from cove.model.pongo import function, render
 from cove.model.projects import split_key
@@ -120,6 +123,7 @@ def apply_at_start(store: Store, images: TemplateFiles, profiles: TemplateProfil
         devices = profiles.expanded_devices(inst)
         if pending:
             _apply(rootfs, rules, pending, inst, config, devices)
+    failpoint("templates.after-apply")  # rendered, still pending: rendered again
     if pending:
         row = store.get_instance(inst.name)
         row.config.pop(TRIGGER_KEY, None)
