@@ -49,6 +49,23 @@ IMAGE_TEMPLATES = [
      '        control: auto\n{% else %}{{ config_get("user.network-config", "") }}{% endif %}\n'),
      ("version: 1\nconfig:\n  - type: physical\n    name: eth0\n    subnets:\n"
      "      - type: dhcp\n        control: auto\n\n")),
+    # distrobuilder's cloud-init generator (user-data, vendor-data, network-config)
+    (('{%- if config_get("cloud-init.user-data", properties.default) == properties.default -%}\n'
+     '{{ config_get("user.user-data", properties.default) }}\n{%- else -%}\n'
+     '{{- config_get("cloud-init.user-data", properties.default) }}\n{%- endif %}\n'),
+     "#cloud-config\npackages: [vim]\n"),
+    (('{%- if config_get("cloud-init.vendor-data", properties.default) == properties.default -%}\n'
+     '{{ config_get("user.vendor-data", properties.default) }}\n{%- else -%}\n'
+     '{{- config_get("cloud-init.vendor-data", properties.default) }}\n{%- endif %}\n'),
+     "#cloud-config\n{}\n\n"),  # the ctx's default ends in a newline
+    (('{%- if config_get("cloud-init.network-config", "") == "" -%}\n'
+     '{%- if config_get("user.network-config", "") == "" -%}\nversion: 1\nconfig:\n'
+     '  - type: physical\n    name: {% if instance.type == "virtual-machine" %}enp5s0'
+     '{% else %}eth0{% endif %}\n    subnets:\n      - type: dhcp\n        control: auto\n'
+     '{%- else -%}\n{{- config_get("user.network-config", "") -}}\n{%- endif -%}\n'
+     '{%- else -%}\n{{- config_get("cloud-init.network-config", "") -}}\n{%- endif %}\n'),
+     ("version: 1\nconfig:\n  - type: physical\n    name: eth0\n    subnets:\n"
+     "      - type: dhcp\n        control: auto\n")),
     # LXD's own test image (test/deps/import-busybox --template)
     (('name: {{ container.name }}\narchitecture: {{ container.architecture }}\n'
      'privileged: {{ container.privileged }}\nephemeral: {{ container.ephemeral }}\n'
