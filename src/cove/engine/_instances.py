@@ -764,4 +764,3 @@ class Instances:
                 log.info("completing the rename of %s to %s", old, new)
                 os.rename(src, dst)
             self._store.finish_rename(new)
-
