@@ -143,7 +143,7 @@ def _rules(images: TemplateFiles, inst: Instance) -> list[tuple[TemplateRule, Pa
     return [(rule, templates) for rule in _parsed(metadata)]
 
 
-@functools.lru_cache(maxsize=32)
+@functools.lru_cache(maxsize=16)  # metadata.yaml is at most 1 MiB
 def _parsed(metadata: bytes) -> tuple[TemplateRule, ...]:
     """The rules of a metadata.yaml (cached: every start of every instance
     of an image reads the same bytes)."""
