@@ -231,3 +231,15 @@ def test_parse_rules_sorts_and_keeps_unknown_triggers() -> None:
     assert [(r.path, r.target, r.when) for r in rules] == \
         [("/b", "/b", ("boot",)), ("a", "/a", ("create",))]
     assert rules[1].properties == {"n": "1", "t": "true"}
+
+
+def test_context_of_an_instance_of_a_project(env: Env) -> None:
+    env.set_image({"/etc/hostname": {"when": ["create"], "template": "ctx.tpl"}},
+                  {"ctx.tpl": "{{ instance.name }} {{ container.architecture }} "
+                              "{{ instance.ephemeral }} {{ instance.type }} {{ trigger }}"})
+    env.store.add_instance(Instance(name="dev_web", image="f" * 64, ephemeral=True,
+                                    architecture="aarch64", project="dev",
+                                    config={TRIGGER_KEY: "create"}))
+    env.start("dev_web")
+    # the plain name (LXD's d.name), not cove's key
+    assert env.read("/etc/hostname") == "web aarch64 true container create"
