@@ -16,7 +16,9 @@ Design notes:
   own (cove derives a MAC from the instance's name, and leases are made at
   start); ``volatile.last_state.*`` is not carried. The request's
   ``description`` and ``ephemeral`` are the copy's (``lxc copy`` sends the
-  source's).
+  source's). Its image's ``copy`` templates are applied at its first start
+  (``volatile.apply_template: copy``, as LXD; ``_templates``), a rebuild's
+  ``create`` ones.
 * Consistency. A running source's upper layer is copied with its cgroup
   frozen, as a snapshot is; the operation holds the source's lock and the
   target's, so no stop, restore or delete of the source overlaps it.
@@ -62,6 +64,7 @@ from cove.model.names import validate_instance_name
 from cove.model.projects import DEFAULT, instance_key, instance_url, split_key
 from cove.model.records import Instance, Snapshot
 from cove.model.states import Status
+from cove.model.templates import TRIGGER_KEY
 from cove.store import Store
 
 __all__ = ["Copies", "CopyTarget"]
@@ -185,6 +188,7 @@ class Copies:
         if self._store.has_instance(key):
             raise Conflict(f"Instance {req.name!r} already exists")
         config = cfg.validate_config({**_carried(src.config), **(req.config or {})})
+        config.setdefault(TRIGGER_KEY, "copy")  # the image's templates, at its first start
         devices = {**src.devices, **self._instances.validate_devices(req.devices)}
         profiles = src.profiles if req.profiles is None else list(req.profiles)
         self._profiles.check(profiles, project)
@@ -334,6 +338,7 @@ class Copies:
                 config.update({f"image.{k}": v for k, v in img.properties.items()})
             if fingerprint:
                 config["volatile.base_image"] = fingerprint
+            config.setdefault(TRIGGER_KEY, "create")  # made anew, as LXD: at next start
             self._store.set_meta(_INTENT + key,
                                  json.dumps({"image": fingerprint, "config": config}))
             failpoint("rebuild.after-intent")

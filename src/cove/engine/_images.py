@@ -367,6 +367,16 @@ class Images:
         kept = self.layers.run_config(fingerprint) if fingerprint else None
         return kept if kept is not None else ([], {})
 
+    def template_files(self, fingerprint: str) -> tuple[bytes | None, Path | None]:
+        """The image's ``metadata.yaml`` and ``templates/`` directory as
+        stored beside its layers (each None if absent; kept after the row
+        is deleted, as long as instances use the layers), for the image
+        templates (``_templates``). Never raises."""
+        try:
+            return self.layers.metadata(fingerprint), self.layers.templates(fingerprint)
+        except (CoveError, OSError):
+            return None, None
+
     def mark_used(self, fingerprint: str) -> None:
         """Set ``last_used_at`` (an instance was made from it), as LXD. Never raises
         for an image that went meanwhile."""

@@ -26,12 +26,13 @@ from typing import Any
 from cove.api import InstancesPost
 from cove.engine._devices import validate_devices
 from cove.engine._failpoints import failpoint
-from cove.engine._limits import HostLimits
+from cove.engine._limits import HostLimits, unset_to_unlimited
 from cove.engine._net_base import NetPlan
 from cove.engine._profiles import project_of
 from cove.engine._rootfs import Rootfs
 from cove.engine._runs import Paths, RunTable
 from cove.engine._states import InstanceStates
+from cove.engine._templates import apply_at_start, defer
 from cove.engine._watch import ExitWatcher
 from cove.engine.events import EventBus
 from cove.engine.operations import Operation, Operations
@@ -50,7 +51,7 @@ from cove.model.names import validate_instance_name
 from cove.model.projects import DEFAULT, instance_key, instance_url, split_key
 from cove.model.records import Instance
 from cove.model.states import Status
-from cove.runtime.cgroups import is_v2, remove_empty
+from cove.runtime.cgroups import remove_empty
 from cove.runtime.runc import Runc
 from cove.runtime.spec import SpecInput, build_spec, process_env
 from cove.storage import overlay
@@ -195,6 +196,7 @@ class Instances:
             full.update(self._images.instance_keys(image.fingerprint))  # an OCI image's
             full.update(config)
             full["volatile.base_image"] = image.fingerprint
+            full.setdefault("volatile.apply_template", "create")  # templates at first start
             inst = Instance(name=name, image=image.fingerprint, config=full, devices=devices,
                             profiles=profiles, description=req.description or "",
                             ephemeral=bool(req.ephemeral), status=Status.STOPPED,
@@ -360,6 +362,7 @@ class Instances:
         with ExitStack() as undo:
             rootfs = self._rootfs.mount(name)
             undo.callback(self._rootfs.unmount, name)
+            apply_at_start(self._store, self._images, self._profiles, inst, rootfs)
             spec, net = self.run_spec(inst, rootfs, undo)
             tmp = d / "config.json.tmp"
             tmp.write_text(json.dumps(spec))
@@ -575,7 +578,7 @@ class Instances:
             return
         new_res = cfg.resources_from_config(config)
         if new_res != cfg.resources_from_config(old[0]):
-            self._runtime.update(inst.name, _unset_to_unlimited(new_res))
+            self._runtime.update(inst.name, unset_to_unlimited(new_res))
         self._limits.apply(self._paths.cgroups_path(inst.name), config, old[0])
         if cfg.environment_from_config(config) != cfg.environment_from_config(old[0]):
             self._refresh_exec_env(inst, config)
@@ -633,6 +636,7 @@ class Instances:
             if self._store.get_instance(name).status is not Status.STOPPED:
                 raise BadRequest("Renaming of running instance not allowed")
             overlay.umount(self._paths.instance_dir(name) / "rootfs")
+            defer(self._store, name, "rename")  # templates at next start (a failed rename: harmless)
             # The row first, with the intent recorded in the same transaction:
             # a crash before the directory moves is completed at the next start
             # (complete_renames), never swept as an unknown directory.
@@ -743,20 +747,3 @@ class Instances:
                 log.info("completing the rename of %s to %s", old, new)
                 os.rename(src, dst)
             self._store.finish_rename(new)
-
-
-def _unset_to_unlimited(r: cfg.Resources) -> cfg.Resources:
-    """For ``runc update``: a removed limit must be lifted, not left as is."""
-    return cfg.Resources(
-        memory=r.memory if r.memory is not None else -1,
-        # lifting a soft limit: -1 on v1 (unlimited, the default); on v2 runc
-        # would write memory.low=max (protect everything) and skips 0, so it
-        # is left out and HostLimits writes memory.low=0 itself
-        memory_reservation=r.memory_reservation if r.memory_reservation is not None
-        else (None if is_v2() else -1),
-        memory_swap=r.memory_swap if r.memory_swap is not None else -1,
-        cpu_quota=r.cpu_quota if r.cpu_quota is not None else -1,
-        cpu_period=r.cpu_period or 100_000,
-        cpus=r.cpus,
-        pids=r.pids if r.pids is not None else -1,
-    )

@@ -27,7 +27,7 @@ from cove.model import config as cfg
 from cove.model.errors import BadRequest, InternalError
 from cove.runtime import cgroups
 
-__all__ = ["HostLimits"]
+__all__ = ["HostLimits", "unset_to_unlimited"]
 
 _CPU_WEIGHT = {False: ("cpu", "cpu.shares", 1024), True: ("cpu", "cpu.weight", 100)}
 _DISK_FILES = {False: ("blkio.weight", "blkio.bfq.weight"), True: ("io.weight", "io.bfq.weight")}
@@ -125,7 +125,7 @@ class HostLimits:
                 cgroups.write_value("blkio", rel, self._disk_file, str(weight))
             if self._v2 and old is not None and old.get("limits.memory") \
                     and not new.get("limits.memory"):
-                # the soft limit went with limits.memory (see _unset_to_unlimited)
+                # the soft limit went with limits.memory (see unset_to_unlimited)
                 cgroups.write_value("memory", rel, "memory.low", "0")
             swap = new.get("limits.memory.swap", "")
             # when off, always: a runc update of the memory limit rewrites swap
@@ -143,3 +143,20 @@ class HostLimits:
             # v1: memsw (through runc) caps swap when there is a memory
             # limit; swappiness 0 keeps the kernel from swapping in any case
             cgroups.write_value("memory", rel, "memory.swappiness", "0" if off else "60")
+
+
+def unset_to_unlimited(r: cfg.Resources) -> cfg.Resources:
+    """For ``runc update``: a removed limit must be lifted, not left as is."""
+    return cfg.Resources(
+        memory=r.memory if r.memory is not None else -1,
+        # lifting a soft limit: -1 on v1 (unlimited, the default); on v2 runc
+        # would write memory.low=max (protect everything) and skips 0, so it
+        # is left out and HostLimits writes memory.low=0 itself
+        memory_reservation=r.memory_reservation if r.memory_reservation is not None
+        else (None if cgroups.is_v2() else -1),
+        memory_swap=r.memory_swap if r.memory_swap is not None else -1,
+        cpu_quota=r.cpu_quota if r.cpu_quota is not None else -1,
+        cpu_period=r.cpu_period or 100_000,
+        cpus=r.cpus,
+        pids=r.pids if r.pids is not None else -1,
+    )

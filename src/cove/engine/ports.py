@@ -56,6 +56,11 @@ class ImageSource(Protocol):
         """Drop its layers if no image and no instance refers to them. Idempotent."""
         ...
 
+    def template_files(self, fingerprint: str) -> tuple[bytes | None, Path | None]:
+        """The image's ``metadata.yaml`` and ``templates/`` (each None if
+        absent), kept while instances use its layers. Never raises."""
+        ...
+
 
 class ProfileSource(Protocol):
     """What the instances service needs of profiles."""
