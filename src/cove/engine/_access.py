@@ -141,7 +141,7 @@ class Access:
             raise BadRequest("Instance is frozen")
         if not req.command or not all(isinstance(c, str) for c in req.command):
             raise BadRequest("command must be a non-empty list of strings")
-        with RootFS(self._paths.instance_dir(name) / "rootfs") as fs:
+        with self._rootfs.held(name) as root, RootFS(root) as fs:
             user = req.user if req.user not in (None, "") else 0
             entry = resolve_user(user, parse_passwd(_read_text(fs, "/etc/passwd")))
             gid = entry.gid

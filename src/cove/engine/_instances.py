@@ -372,20 +372,21 @@ class Instances:
         inst = self._store.get_instance(name)
         d = self._paths.instance_dir(name)
         with ExitStack() as undo:
-            rootfs = self._rootfs.mount(name)
-            undo.callback(self._rootfs.unmount, name)
-            disks = self._disks.mounts(self._profiles.expanded_devices(inst), rootfs,
-                                       project=project_of(inst))
             net = self._net.prepare(inst, undo)  # leases, /etc/hosts, resolv.conf
-            spec = self._spec_for(inst, rootfs, (*net.mounts, *disks))
-            tmp = d / "config.json.tmp"
-            tmp.write_text(json.dumps(spec))
-            os.replace(tmp, d / "config.json")
+            spec = self._spec_for(inst, d / "rootfs", net.mounts)
             log = d / "console.log"
             with contextlib.suppress(FileNotFoundError):
                 log.unlink()
-            pid = self._runtime.create(name, d, log,
-                                       terminal=bool(spec["process"]["terminal"]))
+
+            def create(rootfs: Path) -> int:  # in its own mount namespace (_rootfs)
+                spec["mounts"] += self._disks.mounts(self._profiles.expanded_devices(inst),
+                                                     rootfs, project=project_of(inst))
+                (d / "config.json.tmp").write_text(json.dumps(spec))
+                os.replace(d / "config.json.tmp", d / "config.json")
+                return self._runtime.create(name, d, log, terminal=bool(
+                    spec["process"]["terminal"]))
+            undo.callback(self._rootfs.released, name)
+            pid = self._rootfs.create_in(name, create)
             undo.callback(self._runtime.delete, name, True)
             self._limits.apply(self._paths.cgroups_path(name),
                                self._profiles.expanded_config(inst))
@@ -457,11 +458,7 @@ class Instances:
                 self._net.release(name)  # ports, names, leases (the veths went with the netns)
             except Exception:
                 log.exception("releasing the network of %s", name)
-            if had:
-                self._runs.mount_refs[name] = max(1, self._runs.mount_refs.get(name, 1))
-                self._rootfs.unmount(name)
-            else:
-                overlay.umount(self._paths.instance_dir(name) / "rootfs")
+            self._rootfs.released(name)  # the overlay went with its namespaces
             self._states.forget(name)
             remove_empty(self._paths.cgroups_path(name))
             try:
@@ -599,7 +596,7 @@ class Instances:
         if devices == old[1]:
             return
         pid = self._runs.pids.get(inst.name)
-        rootfs = self._paths.instance_dir(inst.name) / "rootfs"
+        rootfs = Path(f"/proc/{pid}/root")  # its rootfs is in its namespace only
         if pid:
             self._disks.apply_disks(pid, rootfs, old[1], devices, project=project_of(inst))
         try:

@@ -101,7 +101,7 @@ class Reconciler:
                 with self._runs.mutex(name):
                     self._runs.pids[name] = state.pid
                     self._runs.stopped[name] = threading.Event()
-                    self._runs.mount_refs[name] = 1
+                    self._runs.root_pids[name] = state.pid  # its rootfs is in its namespace
                 want = Status.FROZEN if state.status == "paused" else Status.RUNNING
                 if inst.status is not want:
                     self._instances.set_status(name, want)
