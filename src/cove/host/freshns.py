@@ -102,8 +102,8 @@ def _on_thread(fn: Callable[[], T]) -> T:
 class BaseNamespace:
     """The small mount namespace cove's containers are created from.
 
-    ``detach_under``: mounts at or below this path are taken out of the
-    base (cove's instances directory). Thread-safe; the base is made on first
+    ``detach_under``: mounts inside its subdirectories are taken out of the
+    base (cove's instances directory: their rootfs overlays). Thread-safe; the base is made on first
     use.
     """
 
@@ -115,7 +115,10 @@ class BaseNamespace:
     def _make(self) -> int:
         _check(_unshare(_CLONE_NEWNS), "unshare(CLONE_NEWNS)")  # implies CLONE_FS
         mount(None, "/", None, MS_REC | MS_SLAVE, None)
-        inside = [p for p in _own_mount_points() if (p + "/").startswith(self._under)]
+        # cove's overlays and staging mounts, inside an instance's directory;
+        # not the directories themselves, should the admin have mounted one
+        inside = [p for p in _own_mount_points()
+                  if p.startswith(self._under) and "/" in p[len(self._under):].strip("/")]
         for point in sorted(inside, key=lambda p: -p.count("/")):
             try:
                 umount2(point, MNT_DETACH)
