@@ -19,6 +19,7 @@ from covetest import destroy_root, leaks, mkroot, mounts_under, new_name
 
 from cove.api import InstanceExecPost, InstanceSource, InstancesPost
 from cove.engine import Engine
+from cove.model.errors import Conflict
 
 N = 4
 
@@ -165,6 +166,18 @@ def test_stopped_rootfs_mounted_only_while_used(engine: Engine) -> None:
     assert mounts_under(root) == []
     with rootfs.held(name) as path:  # running now: its init's root
         assert str(path).startswith("/proc/")
+    # a pid is only its init's while that process lives: another start time
+    # (the pid reused after an exit not yet seen) is refused, not followed
+    runs = engine._runs  # the run table has no public handle
+    pid, start = runs.root_pids[name]
+    assert start is not None
+    runs.root_pids[name] = (pid, start + 1)
+    try:
+        with pytest.raises(Conflict, match="stopped meanwhile"):
+            engine.access.file_get(name, "/root/held")
+    finally:
+        runs.root_pids[name] = (pid, start)
+    assert _read(engine, name, "/root/held") == b"held\n"
     engine.instances.delete(name, force=True).wait(60)
     assert leaks(root, [name]) == []
 

@@ -28,9 +28,10 @@ from pathlib import Path
 
 from cove.engine._runs import Paths, RunTable
 from cove.engine.ports import ImageSource
-from cove.host import mountns
+from cove.host import mountns, proc
 from cove.host.freshns import BaseNamespace
 from cove.model.errors import Conflict, InternalError, NotFound
+from cove.model.projects import split_key
 from cove.storage import overlay
 from cove.store import Store
 
@@ -93,13 +94,8 @@ class Rootfs:
             finally:
                 if tree >= 0:
                     os.close(tree)
-            self._runs.root_pids[name] = pid
+            self._runs.root_pids[name] = (pid, proc.start_time(pid))
             return pid
-
-    def adopt(self, name: str, pid: int) -> None:
-        """A running container found at startup: its files are at ``pid``'s root."""
-        with self._runs.mutex(name):
-            self._runs.root_pids[name] = pid
 
     def released(self, name: str) -> None:
         """The container of ``name`` is gone (idempotent). A mount in coved's
@@ -142,15 +138,22 @@ class Rootfs:
     @contextmanager
     def held(self, name: str) -> Iterator[Path]:
         """The instance's root filesystem for the duration: a running one's
-        through ``/proc/PID/root`` of its init (open it at once: the path is
-        only as good as the pid), a stopped one's mounted here. Raises: as
-        ``mount``, but never Conflict."""
+        that of its init (``/proc/PID/root``, opened and then checked to be
+        the init's still: a pid is reused once its process is gone), a
+        stopped one's mounted here.
+
+        Raises: as ``mount``; Conflict when the container ended meanwhile.
+        """
         with self._runs.mutex(name):
-            pid = self._runs.root_pids.get(name)
-            if pid is None:
+            init = self._runs.root_pids.get(name)
+            if init is None:
                 path = self.mount(name)
-        if pid is not None:
-            yield Path(f"/proc/{pid}/root")
+        if init is not None:
+            fd = _open_root(name, *init)
+            try:
+                yield Path(f"/proc/self/fd/{fd}")
+            finally:
+                os.close(fd)
             return
         try:
             yield path
@@ -161,3 +164,19 @@ class Rootfs:
         """Let go of the base namespace (running containers keep theirs)."""
         with contextlib.suppress(OSError):
             self._base.close()
+
+
+def _open_root(name: str, pid: int, start: int | None) -> int:
+    """An fd of the root of ``name``'s init ``pid`` started at ``start``.
+    Raises: Conflict (it is gone: the instance stopped meanwhile)."""
+    try:
+        fd = os.open(f"/proc/{pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        fd = -1
+    # checked after the open: the same start time now means the same
+    # process then, so the fd is of its root and not a reused pid's
+    if fd >= 0 and start is not None and proc.start_time(pid) == start:
+        return fd
+    if fd >= 0:
+        os.close(fd)
+    raise Conflict(f"Instance {split_key(name)[1]} stopped meanwhile; try again")

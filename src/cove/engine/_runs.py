@@ -56,7 +56,8 @@ class RunTable:
         self.pids: dict[str, int] = {}  # name -> init pid
         self.stopped: dict[str, threading.Event] = {}  # set when the run ends
         self.mount_refs: dict[str, int] = {}  # users of a stopped one's mounted rootfs
-        self.root_pids: dict[str, int] = {}  # a created one's: whose /proc/PID/root it is
+        # a created one's init (pid, start time): its /proc/PID/root is the rootfs
+        self.root_pids: dict[str, tuple[int, int | None]] = {}
         self.restarting: set[str] = set()  # ephemeral ones kept across a stop
         # name -> [its lock, how many hold it or wait for it]: an entry goes
         # when nobody does, so names that come and go (every launch makes
