@@ -294,8 +294,10 @@ def test_namespaces(box: Box, mode: str) -> None:
     lines = out.splitlines()
     assert int(lines[0]) < 1000
     assert lines[1] == box.name  # uts
-    rootfs = box.engine.root / "instances" / box.name / "rootfs"
-    assert lines[2] == (rootfs / "etc/hostname").read_text().strip()  # mount
+    info = box.engine.access.file_get(box.name, "/etc/hostname")  # its rootfs, not the host's
+    assert info.fd is not None
+    with open(info.fd, encoding="utf-8") as f:
+        assert lines[2] == f.read().strip()  # mount
     assert lines[3] == marker
     pids = {int(line.split()[0]) for line in lines[5:]}
     assert 1 in pids and int(lines[0]) in pids

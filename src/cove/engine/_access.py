@@ -132,7 +132,7 @@ class Access:
             raise BadRequest("Instance is frozen")
         if not req.command or not all(isinstance(c, str) for c in req.command):
             raise BadRequest("command must be a non-empty list of strings")
-        with RootFS(self._paths.instance_dir(name) / "rootfs") as fs:
+        with self._rootfs.held(name) as root, RootFS(root) as fs:
             entry, gid = resolve_ids(fs, req.user, req.group)
             env = {"HOME": entry.home, "USER": entry.name, "LANG": "C.UTF-8"}
             if req.interactive:

@@ -125,7 +125,7 @@ class Engine:
             NetContext(store=self.store, host=NetworkHost(self.root), paths=paths,
                        clock=clock),
             self.events, default_network, self.profiles, runs.running)
-        rootfs = Rootfs(paths, runs, self.store, self.images)
+        self._rootfs = rootfs = Rootfs(paths, runs, self.store, self.images)
         self.storage = Storage(self.root, self.store, self.profiles, self.events, clock)
         self._runs = runs
         self._nics = InstanceNetworks(self.networks, self.profiles,
@@ -264,4 +264,5 @@ class Engine:
         self.image_pulls.close()
         self.instances.close()
         self.networks.close()  # bridges and dnsmasqs go when nothing runs
+        self._rootfs.close()
         self.store.close()

@@ -345,10 +345,11 @@ class Instances:
 
     def run_spec(self, inst: Instance, rootfs: Path,
                  undo: ExitStack) -> tuple[dict[str, Any], NetPlan]:
-        """The spec a start of ``inst`` runs on its mounted ``rootfs``: its
-        disks' mounts and its network plan (leases, /etc/hosts, resolv.conf;
-        undone on ``undo``). Also ``_exec_stopped``'s. Raises BadRequest,
-        NotFound (a disk or NIC the host cannot give)."""
+        """What a start gives ``inst``, for a run on a ``rootfs`` mounted in
+        coved's namespace (``_exec_stopped``; a start mounts its disks in the
+        container's own namespace instead): its disks' mounts and its
+        network plan (leases, /etc/hosts, resolv.conf; undone on ``undo``).
+        Raises BadRequest, NotFound (a disk or NIC the host cannot give)."""
         disks = self._disks.mounts(self._profiles.expanded_devices(inst), rootfs,
                                    project=project_of(inst))
         net = self._net.prepare(inst, undo)  # leases, /etc/hosts, resolv.conf
@@ -360,18 +361,22 @@ class Instances:
         inst = self._store.get_instance(name)
         d = self._paths.instance_dir(name)
         with ExitStack() as undo:
-            rootfs = self._rootfs.mount(name)
-            undo.callback(self._rootfs.unmount, name)
-            apply_at_start(self._store, self._images, self._profiles, inst, rootfs)
-            spec, net = self.run_spec(inst, rootfs, undo)
-            tmp = d / "config.json.tmp"
-            tmp.write_text(json.dumps(spec))
-            os.replace(tmp, d / "config.json")
+            net = self._net.prepare(inst, undo)  # leases, /etc/hosts, resolv.conf
+            spec = self._spec_for(inst, d / "rootfs", net.mounts)
             log = d / "console.log"
             with contextlib.suppress(FileNotFoundError):
                 log.unlink()
-            pid = self._runtime.create(name, d, log,
-                                       terminal=bool(spec["process"]["terminal"]))
+
+            def create(rootfs: Path) -> int:  # in its own mount namespace (_rootfs)
+                apply_at_start(self._store, self._images, self._profiles, inst, rootfs)
+                spec["mounts"] += self._disks.mounts(self._profiles.expanded_devices(inst),
+                                                     rootfs, project=project_of(inst))
+                (d / "config.json.tmp").write_text(json.dumps(spec))
+                os.replace(d / "config.json.tmp", d / "config.json")
+                return self._runtime.create(name, d, log, terminal=bool(
+                    spec["process"]["terminal"]))
+            undo.callback(self._rootfs.released, name)
+            pid = self._rootfs.create_in(name, create)
             undo.callback(self._runtime.delete, name, True)
             self._limits.apply(self._paths.cgroups_path(name),
                                self._profiles.expanded_config(inst))
@@ -443,11 +448,7 @@ class Instances:
                 self._net.release(name)  # ports, names, leases (the veths went with the netns)
             except Exception:
                 log.exception("releasing the network of %s", name)
-            if had:
-                self._runs.mount_refs[name] = max(1, self._runs.mount_refs.get(name, 1))
-                self._rootfs.unmount(name)
-            else:
-                overlay.umount(self._paths.instance_dir(name) / "rootfs")
+            self._rootfs.released(name)  # the overlay went with its namespaces
             self._states.forget(name)
             remove_empty(self._paths.cgroups_path(name))
             try:
@@ -585,7 +586,7 @@ class Instances:
         if devices == old[1]:
             return
         pid = self._runs.pids.get(inst.name)
-        rootfs = self._paths.instance_dir(inst.name) / "rootfs"
+        rootfs = Path(f"/proc/{pid}/root")  # its rootfs is in its namespace only
         if pid:
             self._disks.apply_disks(pid, rootfs, old[1], devices, project=project_of(inst))
         try:

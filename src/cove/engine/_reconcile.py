@@ -28,6 +28,7 @@ from cove.engine._images import Images
 from cove.engine._instances import Instances
 from cove.engine._networks import Networks
 from cove.engine._runs import Paths, RunTable
+from cove.host.proc import start_time
 from cove.model.config import truthy
 from cove.model.projects import split_key
 from cove.model.records import Instance
@@ -106,7 +107,7 @@ class Reconciler:
                 with self._runs.mutex(name):
                     self._runs.pids[name] = state.pid
                     self._runs.stopped[name] = threading.Event()
-                    self._runs.mount_refs[name] = 1
+                    self._runs.root_pids[name] = (state.pid, start_time(state.pid))
                 want = Status.FROZEN if state.status == "paused" else Status.RUNNING
                 if inst.status is not want:
                     self._instances.set_status(name, want)

@@ -1,20 +1,37 @@
 """An instance's root filesystem: its image's layers under its own upper
 layer, mounted with overlayfs while anyone uses it.
 
-Design note: the mount is refcounted. A running instance holds one
-reference for its whole run; file access to a stopped instance takes one
-for the duration of the call. The first user mounts, the last unmounts.
+Design note: a running instance's overlay is mounted only in its own mount
+namespaces, never in coved's (``create_in``, on ``host.freshns``): a fresh
+namespace cloned from a small base one, where conmon and runc run and the
+container pivots into it. So a new container's namespace copies a table that
+does not grow with the number running, and the mount goes with the
+container (nothing to unmount, after a crash neither). Everything that
+reaches a running instance's files goes through ``/proc/PID/root`` of its
+init (``held``), which openat2 ``RESOLVE_IN_ROOT`` resolves from.
+
+A stopped instance's overlay is mounted in coved's namespace while someone
+uses it (a file access, a stopped exec), refcounted: the first user mounts,
+the last unmounts. One overlay per upper layer at a time: a start while a
+stopped user holds the mount puts a copy of that very mount (``open_tree``)
+in the new namespace instead of mounting a second overlay, and a user that
+comes while the instance runs gets ``/proc/PID/root``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+import os
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from cove.engine._runs import Paths, RunTable
 from cove.engine.ports import ImageSource
-from cove.model.errors import InternalError, NotFound
+from cove.host import mountns, proc
+from cove.host.freshns import BaseNamespace
+from cove.model.errors import Conflict, InternalError, NotFound
+from cove.model.projects import split_key
 from cove.storage import overlay
 from cove.store import Store
 
@@ -28,30 +45,83 @@ class Rootfs:
         self._runs = runs
         self._store = store
         self._images = images
+        self._base = BaseNamespace(str(paths.root / "instances"))
+
+    def _lowers(self, name: str) -> list[Path]:
+        inst = self._store.get_instance(name)
+        if inst.image:
+            try:
+                return self._images.lowers(inst.image)
+            except NotFound:
+                raise InternalError(f"Image {inst.image[:12]} of {name} is missing") from None
+        lower = self._paths.instance_dir(name) / "empty"  # rebuilt empty (LXD's type none)
+        lower.mkdir(mode=0o755, exist_ok=True)
+        return [lower]
+
+    def create_in(self, name: str, create: Callable[[Path], int]) -> int:
+        """Call ``create(rootfs)`` in a fresh mount namespace where the
+        instance's overlay is mounted at ``rootfs`` (its usual path); it
+        returns the init pid of the container it made, from then on the
+        way to the files (``held``) until ``released``. The caller holds the
+        instance's operation lock.
+
+        Raises:
+            NotFound: no such instance.  InternalError: its image is gone, or
+                the mount failed.  Whatever ``create`` raises (nothing stays
+                mounted then).
+        """
+        d = self._paths.instance_dir(name)
+        target = d / "rootfs"
+        with self._runs.mutex(name):
+            tree = -1
+            if self._runs.mount_refs.get(name, 0):  # a stopped user holds it: share it
+                tree = mountns.clone_tree(str(target))
+            try:
+                lowers = [] if tree >= 0 else self._lowers(name)
+
+                def inside() -> int:
+                    if tree >= 0:
+                        mountns.attach_tree(tree, str(target))
+                    else:
+                        overlay.mount_overlay(lowers, d / "upper", d / "work", target)
+                    return create(target)
+
+                try:
+                    pid = self._base.run(inside)
+                except OSError as e:
+                    raise InternalError(f"cannot make the mount namespace of {name}: "
+                                        f"{e.strerror}") from None
+            finally:
+                if tree >= 0:
+                    os.close(tree)
+            self._runs.root_pids[name] = (pid, proc.start_time(pid))
+            return pid
+
+    def released(self, name: str) -> None:
+        """The container of ``name`` is gone (idempotent). A mount in coved's
+        own namespace that no user holds goes too (one left by a cove that
+        mounted running instances there)."""
+        with self._runs.mutex(name):
+            self._runs.root_pids.pop(name, None)
+            if not self._runs.mount_refs.get(name, 0):
+                overlay.umount(self._paths.instance_dir(name) / "rootfs")
 
     def mount(self, name: str) -> Path:
-        """Mount (first user) or count one more user; returns the mount point.
+        """Mount a stopped instance's rootfs in coved's namespace (first user)
+        or count one more user; returns the mount point.
 
         Raises:
             NotFound: no such instance.  InternalError: its image is gone.
+            Conflict: it runs (use ``held``).
         """
         with self._runs.mutex(name):
+            if name in self._runs.root_pids:
+                raise Conflict(f"Instance {name} is running")
             d = self._paths.instance_dir(name)
             target = d / "rootfs"
             refs = self._runs.mount_refs.get(name, 0)
             if refs == 0 and not overlay.is_mounted(target):
-                inst = self._store.get_instance(name)
-                if inst.image:
-                    try:
-                        lowers = self._images.lowers(inst.image)
-                    except NotFound:
-                        raise InternalError(f"Image {inst.image[:12]} of {name} is missing") \
-                            from None
-                else:  # rebuilt empty (LXD's source type none): its upper is all it has
-                    lower = d / "empty"
-                    lower.mkdir(mode=0o755, exist_ok=True)
-                    lowers = [lower]
-                overlay.mount_overlay(lowers, d / "upper", d / "work", target)
+                overlay.mount_overlay(self._lowers(name), d / "upper", d / "work", target)
             self._runs.mount_refs[name] = refs + 1
             return target
 
@@ -67,9 +137,46 @@ class Rootfs:
 
     @contextmanager
     def held(self, name: str) -> Iterator[Path]:
-        """The instance's root filesystem, mounted for the duration."""
-        path = self.mount(name)
+        """The instance's root filesystem for the duration: a running one's
+        that of its init (``/proc/PID/root``, opened and then checked to be
+        the init's still: a pid is reused once its process is gone), a
+        stopped one's mounted here.
+
+        Raises: as ``mount``; Conflict when the container ended meanwhile.
+        """
+        with self._runs.mutex(name):
+            init = self._runs.root_pids.get(name)
+            if init is None:
+                path = self.mount(name)
+        if init is not None:
+            fd = _open_root(name, *init)
+            try:
+                yield Path(f"/proc/self/fd/{fd}")
+            finally:
+                os.close(fd)
+            return
         try:
             yield path
         finally:
             self.unmount(name)
+
+    def close(self) -> None:
+        """Let go of the base namespace (running containers keep theirs)."""
+        with contextlib.suppress(OSError):
+            self._base.close()
+
+
+def _open_root(name: str, pid: int, start: int | None) -> int:
+    """An fd of the root of ``name``'s init ``pid`` started at ``start``.
+    Raises: Conflict (it is gone: the instance stopped meanwhile)."""
+    try:
+        fd = os.open(f"/proc/{pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        fd = -1
+    # checked after the open: the same start time now means the same
+    # process then, so the fd is of its root and not a reused pid's
+    if fd >= 0 and start is not None and proc.start_time(pid) == start:
+        return fd
+    if fd >= 0:
+        os.close(fd)
+    raise Conflict(f"Instance {split_key(name)[1]} stopped meanwhile; try again")

@@ -48,14 +48,16 @@ class Paths:
 class RunTable:
     """Running instances by name. Thread-safe.
 
-    ``pid``, ``stopped`` and ``mount_refs`` are read and written by their
+    ``pid``, ``stopped``, ``mount_refs`` and ``root_pids`` are read and written by their
     owners under ``mutex(name)``.
     """
 
     def __init__(self) -> None:
         self.pids: dict[str, int] = {}  # name -> init pid
         self.stopped: dict[str, threading.Event] = {}  # set when the run ends
-        self.mount_refs: dict[str, int] = {}  # users of the mounted rootfs
+        self.mount_refs: dict[str, int] = {}  # users of a stopped one's mounted rootfs
+        # a created one's init (pid, start time): its /proc/PID/root is the rootfs
+        self.root_pids: dict[str, tuple[int, int | None]] = {}
         self.restarting: set[str] = set()  # ephemeral ones kept across a stop
         # name -> [its lock, how many hold it or wait for it]: an entry goes
         # when nobody does, so names that come and go (every launch makes

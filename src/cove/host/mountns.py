@@ -12,6 +12,10 @@ if the container swapped any component for a symlink since, the open fails
 module run as a program, the tree's fd passed down), because a threaded
 process can neither ``setns`` into a mount namespace nor fork safely. Each
 call is one helper (~30 ms); errors come back as its exit status (the errno).
+(A thread can, once it unshared its fs_struct: ``freshns`` does that for
+containers' creates, and uses ``clone_tree``/``attach_tree`` from here; a
+helper process stays the way into a *running* container, whose namespace
+must never hold one of coved's threads.)
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from cove.host.syscalls import (
     umount2,
 )
 
-__all__ = ["bind_into", "unmount_in"]
+__all__ = ["attach_tree", "bind_into", "clone_tree", "unmount_in"]
 
 _SYS_OPEN_TREE = 428
 _SYS_MOVE_MOUNT = 429
@@ -79,6 +83,27 @@ def _clone_tree(source: str, *, readonly: bool, recursive: bool) -> int:
         os.close(fd)
         raise
     return fd
+
+
+def clone_tree(source: str) -> int:
+    """A detached copy of the mount at ``source`` (a path of cove's own, in
+    the caller's namespace), private; the caller closes the fd. Raises: OSError."""
+    return _clone_tree(source, readonly=False, recursive=False)
+
+
+def attach_tree(tree: int, target: str) -> None:
+    """Attach a ``clone_tree`` copy at ``target`` in the calling thread's
+    namespace (``BaseNamespace.run``); no symlink may be on the path.
+    Raises: OSError."""
+    where = openat2(-100, target, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC,
+                    resolve=RESOLVE_NO_MAGICLINKS)  # cove's own path: trusted
+    try:
+        _check(_syscall(ctypes.c_long(_SYS_MOVE_MOUNT), ctypes.c_int(tree), ctypes.c_char_p(b""),
+                        ctypes.c_int(where), ctypes.c_char_p(b""),
+                        ctypes.c_uint(_MOVE_MOUNT_F_EMPTY_PATH | _MOVE_MOUNT_T_EMPTY_PATH)),
+               target)
+    finally:
+        os.close(where)
 
 
 def _in_namespace(pid: int, *args: str, pass_fds: tuple[int, ...] = ()) -> None:

@@ -117,6 +117,18 @@ def processes() -> Iterator[tuple[int, bytes, list[bytes]]]:
         yield int(entry), stat, argv
 
 
+def start_time(pid: int) -> int | None:
+    """When ``pid`` started (clock ticks after boot, as runc records it);
+    None once it is gone or a zombie. With the pid it names one process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(b")") + 2:].split()
+    return None if fields[0] == b"Z" else int(fields[19])
+
+
 def argv_of(pid: int) -> list[bytes]:
     """The command line of ``pid`` ([] once it is gone)."""
     try:

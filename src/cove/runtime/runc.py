@@ -340,6 +340,13 @@ class Runc:
             (self.pids / f"{cid}{suffix}").unlink(missing_ok=True)
         if monitor is not None:
             proc.reap(monitor)
+            # Not our child (a coved restarted since): wait for it all the
+            # same, briefly, as its mount namespace holds the container's
+            # rootfs (``host.freshns``) until it exits.
+            deadline = time.monotonic() + 1.0
+            while os.path.exists(f"/proc/{monitor}") and not _is_zombie(monitor) \
+                    and time.monotonic() < deadline:
+                time.sleep(0.005)
 
     def pause(self, cid: str) -> None:
         self._runc("pause", cid)
@@ -522,6 +529,15 @@ def _alive(pid: int, start: int) -> bool:
     if fields[0] == b"Z":
         return False
     return start == 0 or int(fields[19]) == start
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return True  # gone
+    return stat[stat.rindex(b")") + 2:].startswith(b"Z")
 
 
 def _is_created(pid: int) -> bool:

@@ -1,0 +1,160 @@
+"""Fresh mount namespaces cloned from a small base one, for container creates.
+
+Design note: a container's mount namespace is a copy of the one runc
+creates it from. If that were coved's (the host's) and every running
+instance's rootfs overlay were mounted there, each new container would copy
+a table that grows with the number running, and runc would then detach all
+of it again (docs/performance.md, "Rootfs mounts"). So the overlay of a
+running instance is never mounted in coved's namespace: ``BaseNamespace.run``
+runs a function on a new thread that first enters a *fresh* mount namespace,
+a copy of the base one; the function mounts the rootfs there and starts
+conmon (and so runc) from that thread, whose children inherit the thread's
+namespace. The overlay then exists only in that namespace (held by conmon)
+and in the container's own copy of it, and goes away with them: nothing to
+unmount when the container ends, nothing left by a killed coved.
+
+How a thread of a threaded process gets a namespace of its own: mount
+namespaces and the root/cwd (``fs_struct``) are per task, and ``setns`` into
+a mount namespace is refused only while the fs_struct is shared, so the
+thread first unshares it (``CLONE_FS``), as Go programs do on a locked OS
+thread. The thread exits when the function returns, so nothing else ever runs
+in the namespace; coved's other threads never leave the host's.
+
+The base namespace is made once per coved: a copy of the host's at that
+moment, made a slave of it (mounts the host makes later, say a disk device's
+source, still show up in new containers), with cove's own mounts under the
+instances directory detached (a stopped instance's rootfs that was mounted
+for a file access then). It is pinned by an fd coved holds, so it goes with
+coved; a restarted coved makes another.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+from cove.host.syscalls import MNT_DETACH, MS_REC, MS_SLAVE, mount, umount2
+
+__all__ = ["BaseNamespace"]
+
+T = TypeVar("T")
+
+_CLONE_FS = 0x00000200
+_CLONE_NEWNS = 0x00020000
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_unshare = _libc.unshare
+_unshare.argtypes = [ctypes.c_int]
+_unshare.restype = ctypes.c_int
+_setns = _libc.setns
+_setns.argtypes = [ctypes.c_int, ctypes.c_int]
+_setns.restype = ctypes.c_int
+
+
+def _check(ret: int, what: str) -> None:
+    if ret != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), what)
+
+
+def _unescape(field: str) -> str:
+    # mountinfo escapes space, tab, newline and backslash as \ooo.
+    out, i = [], 0
+    while i < len(field):
+        if field[i] == "\\" and i + 4 <= len(field) and field[i + 1:i + 4].isdigit():
+            out.append(chr(int(field[i + 1:i + 4], 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
+def _own_mount_points() -> list[str]:
+    """Mount points of the calling *thread's* namespace (``/proc/self`` is the
+    main thread's)."""
+    with open("/proc/thread-self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
+        return [_unescape(line.split(" ", 5)[4]) for line in f if line.strip()]
+
+
+def _on_thread(fn: Callable[[], T]) -> T:
+    """Run ``fn`` on a new thread, to its end; return or raise what it did."""
+    result: list[T] = []
+    error: list[BaseException] = []
+
+    def body() -> None:
+        try:
+            result.append(fn())
+        except BaseException as e:  # noqa: BLE001 - raised again in the caller's thread
+            error.append(e)
+
+    t = threading.Thread(target=body, name="cove-freshns", daemon=True)
+    t.start()
+    t.join()
+    if error:
+        raise error[0]
+    return result[0]
+
+
+class BaseNamespace:
+    """The small mount namespace cove's containers are created from.
+
+    ``detach_under``: mounts inside its subdirectories are taken out of the
+    base (cove's instances directory: their rootfs overlays). Thread-safe; the base is made on first
+    use.
+    """
+
+    def __init__(self, detach_under: str) -> None:
+        self._under = os.path.realpath(detach_under).rstrip("/") + "/"
+        self._fd = -1
+        self._lock = threading.Lock()
+
+    def _make(self) -> int:
+        _check(_unshare(_CLONE_NEWNS), "unshare(CLONE_NEWNS)")  # implies CLONE_FS
+        mount(None, "/", None, MS_REC | MS_SLAVE, None)
+        # cove's overlays and staging mounts, inside an instance's directory;
+        # not the directories themselves, should the admin have mounted one
+        inside = [p for p in _own_mount_points()
+                  if p.startswith(self._under) and "/" in p[len(self._under):].strip("/")]
+        for point in sorted(inside, key=lambda p: -p.count("/")):
+            try:
+                umount2(point, MNT_DETACH)
+            except OSError:
+                pass  # under another one detached already
+        return os.open("/proc/thread-self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+
+    def _base(self) -> int:
+        with self._lock:
+            if self._fd < 0:
+                self._fd = _on_thread(self._make)
+            return self._fd
+
+    def run(self, fn: Callable[[], T]) -> T:
+        """Call ``fn`` on a new thread in a fresh mount namespace cloned from
+        the base; what it mounts is seen only there and by the processes it
+        starts, and goes when the last of them ends. Returns what ``fn``
+        returns.
+
+        Raises:
+            OSError: the namespace could not be made (no CAP_SYS_ADMIN).
+            Whatever ``fn`` raises.
+        """
+        base = self._base()
+
+        def entered() -> T:
+            _check(_unshare(_CLONE_FS), "unshare(CLONE_FS)")
+            _check(_setns(base, _CLONE_NEWNS), "setns(base)")  # also sets root and cwd
+            _check(_unshare(_CLONE_NEWNS), "unshare(CLONE_NEWNS)")
+            return fn()
+
+        return _on_thread(entered)
+
+    def close(self) -> None:
+        """Let go of the base (idempotent); a later ``run`` makes a new one."""
+        with self._lock:
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
