@@ -46,6 +46,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from cove.api import InstanceSource, InstancesPost
+from cove.engine._failpoints import failpoint
 from cove.engine._images import Images
 from cove.engine._oci_import import OciImages
 from cove.engine.operations import Operation, Operations
@@ -322,6 +323,7 @@ class RegistryPulls:
             log.info("image %s from %s: %d bytes fetched", fp[:12], src.alias,
                      pulled.fetched_bytes)
             op.update(fetched_bytes=pulled.fetched_bytes)  # cove's: what travelled
+            failpoint("registry-pull.pulled")  # tagged in the layout, no image row yet
             try:
                 fp = self._import(op, pulled.manifest, src, project, aliases, public)
             except BadRequest:  # refused content (a bomb, a hostile layer): not kept
