@@ -179,3 +179,23 @@ def test_sweep_drops_old_partials_only(tmp_path: Path) -> None:
     assert sorted(remote_resume.sweep(dl, max_age=50)) == sorted([old.name, junk.name])
     assert young.exists()
     assert remote_resume.sweep(tmp_path / "missing", max_age=1) == []
+
+
+def test_lxd_unified_export_resumes(srv: _Server, tmp_path: Path) -> None:
+    """An LXD server's unified tarball: its fingerprint is its sha256, so it
+    resumes as a simplestreams item does."""
+    from cove.storage import lxd_remote
+
+    img = lxd_remote.LxdImage(SHA, {})
+    dl = tmp_path / "dl"
+    srv.mode = "cut"
+    with pytest.raises(RemoteError):
+        lxd_remote.download(Fetcher(srv.url), img, tmp_path, limit=1 << 30, downloads=dl)
+    assert remote_resume.partial_path(dl, SHA).stat().st_size == srv.cut_at
+    assert not (tmp_path / "image.tar").exists()
+    srv.mode, srv.sent = "range", 0
+    f = Fetcher(srv.url)
+    rootfs, meta = lxd_remote.download(f, img, tmp_path, limit=1 << 30, downloads=dl)
+    assert meta is None and rootfs.read_bytes() == DATA
+    assert srv.sent == f.fetched == len(DATA) - srv.cut_at
+    assert list(dl.iterdir()) == []

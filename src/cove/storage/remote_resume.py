@@ -110,7 +110,8 @@ class Partial:
         if self.usable and self.have and self.size in (None, self.have):
             if self._hasher.hexdigest() == self.sha256:
                 return True
-            self.have, self._hasher = 0, hashlib.sha256()
+            if self.size is not None:  # all its bytes, the wrong ones: from the start
+                self.have, self._hasher = 0, hashlib.sha256()
         return False
 
     def headers(self) -> dict[str, str] | None:
@@ -145,13 +146,19 @@ class Partial:
             self._refuse()
             raise RemoteRefused(f"{path} from {fetcher.server}: the server answered another "
                                 f"range than bytes {have}- (refused)")
+        size = self.size
+        length = resp.getheader("Content-Length") or ""
+        if size is None and length.isdigit():
+            # the whole file's size from the body's: a connection cut short is
+            # then a stop worth resuming (http.client reads a short body as EOF)
+            size = have + int(length)
         os.ftruncate(self._fd, have)
         os.lseek(self._fd, have, os.SEEK_SET)
         try:
             with open(self._fd, "wb", closefd=False) as out:
                 try:
                     got = copy_capped(resp, out, path=path, server=fetcher.server,
-                                      size=self.size, limit=limit, progress=progress,
+                                      size=size, limit=limit, progress=progress,
                                       cancelled=fetcher.cancelled, start=have,
                                       hasher=self._hasher)
                 finally:
