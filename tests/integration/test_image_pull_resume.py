@@ -179,3 +179,17 @@ def test_registry_dir_forgets_a_deleted_image_after_a_pull(make_coved: Callable[
         assert not {p.name for p in blobs.iterdir()} and indexed() == []
     finally:
         srv.close()
+
+
+def test_export_answers_a_range(coved: Coved, busybox_tar: Path) -> None:
+    """A unified export resumes as LXD's does (``Range: bytes=N-`` → 206), so
+    a cove pulling from cove goes on where it stopped."""
+    data = busybox_tar.read_bytes()
+    fp = hashlib.sha256(data).hexdigest()
+    url = f"/1.0/images/{fp}/export"
+    r = coved.api.request("GET", url, headers={"Range": "bytes=1000-"})
+    assert r.status == 206 and r.body == data[1000:], (r.status, len(r.body))
+    assert r.headers["content-range"] == f"bytes 1000-{len(data) - 1}/{len(data)}"
+    assert coved.api.request("GET", url, headers={"Range": f"bytes={len(data)}-"}).status == 416
+    r = coved.api.request("GET", url, headers={"Range": "bytes=0-10"})  # another form: all
+    assert r.status == 200 and r.body == data
