@@ -86,18 +86,56 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+class _RangeHandler(_Handler):
+    """Files with ``Range: bytes=N-`` (a 206), as LXD's and most web servers
+    answer; what was sent is counted per path (``sent``) and every Range
+    asked for kept (``ranges``), so a test sees what a resume fetched."""
+
+    sent: dict[str, int]
+    ranges: list[tuple[str, str]]
+
+    def do_GET(self) -> None:
+        path = self.translate_path(self.path)
+        rng = self.headers.get("Range", "")
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError:
+            self.send_error(404)
+            return
+        self.ranges.append((self.path, rng))
+        start = int(rng[len("bytes="):].rstrip("-")) if rng.startswith("bytes=") else 0
+        if start >= len(data) > 0:
+            self.send_response(416)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.send_response(206 if start else 200)
+        if start:
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        self.send_header("Content-Length", str(len(data) - start))
+        self.end_headers()
+        self.wfile.write(data[start:])
+        self.sent[self.path] = self.sent.get(self.path, 0) + len(data) - start
+
+
 class HttpsServer:
     """A static HTTPS server of ``root`` on 127.0.0.1 (a thread); ``url`` and
     ``cert`` (PEM) for the tests. ``close`` stops it."""
 
-    def __init__(self, root: Path, certdir: Path) -> None:
+    def __init__(self, root: Path, certdir: Path, *, ranges: bool = False) -> None:
+        """``ranges``: answer ``Range`` and count what is sent (``sent``, ``ranges``)."""
         from cove.host.certs import generate_certificate
 
         crt, key = certdir / "ss.crt", certdir / "ss.key"
         self.cert = generate_certificate(crt, key, server=True)
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(str(crt), str(key))
-        handler = lambda *a, **kw: _Handler(*a, directory=str(root), **kw)
+        self.sent: dict[str, int] = {}
+        self.ranges: list[tuple[str, str]] = []
+        cls = type("Handler", (_RangeHandler,), {"sent": self.sent, "ranges": self.ranges}) \
+            if ranges else _Handler
+        handler = lambda *a, **kw: cls(*a, directory=str(root), **kw)
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
         self.url = f"https://127.0.0.1:{self.httpd.server_address[1]}"

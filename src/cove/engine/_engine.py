@@ -35,6 +35,7 @@ Layout of a root::
                             instance imported from a backup)
     run/                    runtime state (runc/, exits/, pids/); may vanish
     tmp/                    uploads in flight
+    downloads/              partial downloads from image servers, resumed (``_image_pull``)
     storage/custom/<vol>/   custom storage volumes (``_storage``)
 """
 
@@ -220,6 +221,7 @@ class Engine:
         self._snapshot_schedule.start()  # after autostart: @startup sees them running
         self.apps.resume()  # health checks; ordered starts a killed coved left
         self.backups.start()  # expired backups are removed (LXD's backups expiry task)
+        self.image_pulls.sweep()  # partial downloads nobody resumed
         self.image_pulls.start()  # cached images expire, auto-update ones refresh
         self.registry_pulls.sweep()  # images gone, pulls never finished
 

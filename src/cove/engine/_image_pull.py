@@ -18,6 +18,17 @@ itself; default true) and ``images.auto_update_interval`` (hours, default
 again and, when it names a new image, pulls it, moves the old one's aliases
 to it and deletes the old one (LXD's ``autoUpdateImage``). One thread does
 both every ``COVE_IMAGE_TICK`` seconds (60).
+
+An interrupted pull resumes: each file whose sha256 the server announces (a
+simplestreams item; an LXD server's unified tarball, hashed by its
+fingerprint) is downloaded into ``<root>/downloads`` and kept there when the
+pull stops (the connection, a cancel, coved killed), then continued with
+``Range`` by the next pull of it and verified whole before it is imported
+(``cove.storage.remote_resume``; a server that ignores ``Range`` sends it
+again). Nothing else of a killed pull stays: the import is the images
+service's (its leftovers swept at start), ``tmp/pull-*`` is swept with
+``tmp``, and partial files nobody resumed go after ``SWEEP_AGE``.
+The operation's ``fetched_bytes`` says what travelled this time.
 """
 
 from __future__ import annotations
@@ -32,13 +43,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cove.api import InstanceSource, InstancesPost
+from cove.engine._failpoints import failpoint
 from cove.engine._images import Images
 from cove.engine.operations import Operation, Operations
 from cove.model.errors import BadRequest, CoveError, NotFound
 from cove.model.names import validate_instance_name
 from cove.model.projects import DEFAULT, instance_key, instance_url
 from cove.model.records import Image
-from cove.storage import lxd_remote, simplestreams
+from cove.storage import lxd_remote, remote_resume, simplestreams
 from cove.storage.images import host_architecture
 from cove.storage.remote_fetch import Fetcher, safe_join
 from cove.store import Store
@@ -53,6 +65,7 @@ EXPIRY_KEY = "images.remote_cache_expiry"
 AUTO_CACHED_KEY = "images.auto_update_cached"
 INTERVAL_KEY = "images.auto_update_interval"
 _DAY = 86400.0
+SWEEP_AGE = 3 * _DAY  # a partial download waits this long for a retry (as registry pulls)
 
 
 def check_source(src: InstanceSource) -> str:
@@ -86,8 +99,11 @@ class ImagePulls:
                  tmp: Path, clock: Callable[[], float],
                  server_config: Callable[[], dict[str, str]],
                  client_cert: Callable[[], tuple[Path, Path]],
-                 create: Callable[..., Operation]) -> None:
+                 create: Callable[..., Operation],
+                 downloads: Path | None = None) -> None:
+        """``downloads``: where partial downloads are kept (default: beside ``tmp``)."""
         self._store = store
+        self._downloads = downloads if downloads is not None else tmp.parent / "downloads"
         self._images = images
         self._operations = operations
         self._tmp = tmp
@@ -189,13 +205,18 @@ class ImagePulls:
                     pct = min(100, done * 100 // size) if size else None
                     op.progress("Download", pct, text=f"{done // 1024} KiB")
 
-                if protocol == "simplestreams":
-                    rootfs, meta = self._download_stream(fetcher, ss, tmpdir, limit, progress)
-                    filename = ss.filename
-                else:
-                    rootfs, meta = lxd_remote.download(fetcher, remote, tmpdir, limit=limit,
-                                                       secret=src.secret, progress=progress)
-                    filename = str(remote.info.get("filename") or "")
+                try:
+                    if protocol == "simplestreams":
+                        rootfs, meta = self._download_stream(fetcher, ss, tmpdir, limit,
+                                                             progress)
+                        filename = ss.filename
+                    else:
+                        rootfs, meta = lxd_remote.download(
+                            fetcher, remote, tmpdir, limit=limit, secret=src.secret,
+                            progress=progress, downloads=self._downloads)
+                        filename = str(remote.info.get("filename") or "")
+                finally:
+                    op.update(fetched_bytes=fetcher.fetched)  # cove's: what travelled
                 inner = self._images.import_file(rootfs, meta_path=meta, filename=filename,
                                                  public=public, project=project)
                 op.on_cancel(inner.cancel)
@@ -241,9 +262,8 @@ class ImagePulls:
             images += simplestreams.parse_products(fetcher.get_json(safe_join(base, path)))
         return simplestreams.find_image(images, ref, host_architecture())
 
-    @staticmethod
-    def _download_stream(fetcher: Fetcher, ss: simplestreams.StreamImage, tmpdir: Path,
-                         limit: int, progress: Callable[[int], None]
+    def _download_stream(self, fetcher: Fetcher, ss: simplestreams.StreamImage,
+                         tmpdir: Path, limit: int, progress: Callable[[int], None]
                          ) -> tuple[Path, Path | None]:
         got: dict[str, Path] = {}
         done = 0
@@ -251,16 +271,27 @@ class ImagePulls:
             dest = tmpdir / f"image-{f.kind}"
             base = done
 
-            def step(n: int, base: int = base) -> None:
+            def step(n: int, base: int = base, size: int = f.size) -> None:
                 progress(base + n)
+                if n < size:  # a crash test's kill, with part of a file on disk
+                    failpoint("image-pull.partial")
 
-            fetcher.download(safe_join(fetcher.base_path, f.path), dest, sha256=f.sha256,
-                             size=f.size, limit=limit, progress=step)
+            remote_resume.download(fetcher, safe_join(fetcher.base_path, f.path), dest,
+                                   downloads=self._downloads, sha256=f.sha256, size=f.size,
+                                   limit=limit, progress=step)
             done += f.size
             got[f.kind] = dest
         if "combined" in got:
             return got["combined"], None
         return got["root"], got["meta"]
+
+    def sweep(self, max_age: float = SWEEP_AGE) -> list[str]:
+        """Startup: partial downloads nobody resumed for ``max_age`` seconds
+        go (``remote_resume.sweep``). Never raises."""
+        gone = remote_resume.sweep(self._downloads, max_age=max_age)
+        if gone:
+            log.info("image downloads: removed %d unfinished files", len(gone))
+        return gone
 
     # -- the cache ---------------------------------------------------------------------
     def _auto_cached(self) -> bool:

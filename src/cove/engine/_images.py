@@ -62,6 +62,12 @@ class Images:
         self._now = clock
         self._max_unpack = max_unpack
         self._image_project = image_project
+        self._gone: list[Callable[[str], None]] = []
+
+    def on_layers_gone(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(fingerprint)`` after ``collect`` removed an image's
+        layers (in the remover's thread; it must not raise or block long)."""
+        self._gone.append(listener)
 
     def budget(self, op: Operation) -> Budget:
         """What an archive unpacked for ``op`` may write: the server setting
@@ -403,6 +409,11 @@ class Images:
             return False
         log.info("removed the layers of image %s (no image, no instance)", fingerprint[:12])
         self.layers.sweep_layers()
+        for listener in self._gone:  # e.g. the registry download directory forgets it
+            try:
+                listener(fingerprint)
+            except Exception:  # the layers are gone either way; a listener's own sweep retries
+                log.exception("after removing image %s", fingerprint[:12])
         for below in chain[:-1]:  # parents kept only for this one may go now
             self.collect(below)
         return True

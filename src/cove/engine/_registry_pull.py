@@ -46,6 +46,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from cove.api import InstanceSource, InstancesPost
+from cove.engine._failpoints import failpoint
 from cove.engine._images import Images
 from cove.engine._oci_import import OciImages
 from cove.engine.operations import Operation, Operations
@@ -143,7 +144,9 @@ class RegistryPulls:
         self._tmp = tmp
         self._create = create
         self._record = record_source
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one pull at a time; sweeps wait for it
+        self._sweep_due = False  # an image went while a pull held the lock
+        images.on_layers_gone(self._image_gone)
 
     # -- the public calls ------------------------------------------------------------------
     def pull(self, src: InstanceSource, *, aliases: list[str] | None = None,
@@ -244,6 +247,34 @@ class RegistryPulls:
             log.info("registry download directory: removed %d files", len(gone))
         return gone
 
+    def _image_gone(self, fingerprint: str) -> None:
+        """An image's layers were removed: the download directory forgets
+        its manifest and config now (``Layout.prune``; blobs another image
+        needs stay). A pull in flight holds ``_lock`` from its manifest to
+        its image row, so the sweep never sees a half-made image: then it
+        runs when that pull ends (``_pulling``). Never raises or blocks."""
+        del fingerprint  # the store decides what stays
+        if not self._lock.acquire(blocking=False):
+            self._sweep_due = True
+            return
+        try:
+            self._sweep_due = False
+            self.sweep()
+        finally:
+            self._lock.release()
+
+    @contextlib.contextmanager
+    def _pulling(self) -> Iterator[None]:
+        """Hold the pull lock; a sweep an image deletion asked for meanwhile
+        runs before it is released."""
+        with self._lock:
+            try:
+                yield
+            finally:
+                if self._sweep_due:
+                    self._sweep_due = False
+                    self.sweep()
+
     # -- in an operation -------------------------------------------------------------------
     @contextlib.contextmanager
     def _session(self, op: Operation, src: InstanceSource) -> Iterator[Registry]:
@@ -275,7 +306,7 @@ class RegistryPulls:
         """
         ref = check_oci_source(src)
         op.progress("Resolving image", None, src.alias)
-        with self._session(op, src) as registry, self._lock:
+        with self._session(op, src) as registry, self._pulling():
             manifest, _, _ = registry.resolve(ref)
             fp = manifest.digest.split(":", 1)[1]
             here = self._here(fp, project)
@@ -292,6 +323,7 @@ class RegistryPulls:
             log.info("image %s from %s: %d bytes fetched", fp[:12], src.alias,
                      pulled.fetched_bytes)
             op.update(fetched_bytes=pulled.fetched_bytes)  # cove's: what travelled
+            failpoint("registry-pull.pulled")  # tagged in the layout, no image row yet
             try:
                 fp = self._import(op, pulled.manifest, src, project, aliases, public)
             except BadRequest:  # refused content (a bomb, a hostile layer): not kept

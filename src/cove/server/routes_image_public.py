@@ -26,19 +26,41 @@ import threading
 from aiohttp import web
 
 from cove.engine.operations import Operation
-from cove.model.errors import NotFound
+from cove.model.errors import BadRequest, Forbidden, NotFound
+from cove.model.projects import DEFAULT
 from cove.model.records import Image
 from cove.server import render
 from cove.server.routes_common import call, check_project, engine_of
 from cove.server.routes_trust import TRUSTED
 
-__all__ = ["add_routes", "check_visible", "trusted", "visible"]
+__all__ = ["add_routes", "check_list_project", "check_visible", "trusted", "visible"]
 
 SECRET_LIFETIME = 3600.0
 
 
 def trusted(request: web.Request) -> bool:
     return bool(request.get(TRUSTED, True))
+
+
+def check_list_project(request: web.Request) -> None:
+    """LXD's ``imagesGetAccessHandler`` for ``GET /1.0/images``: an untrusted
+    caller lists the public images of the default project only. Another
+    ``?project=`` is LXD's generic 404 (whether the project exists is not
+    told), ``?all-projects=true`` a 403; both together a 400 for anyone
+    (``request.ProjectParams``).
+
+    Raises: BadRequest, Forbidden, NotFound."""
+    project = request.query.get("project", "")
+    every = request.query.get("all-projects", "").lower() in ("1", "true", "yes", "on")
+    if every and project:
+        raise BadRequest("Cannot specify a project when requesting all projects")
+    if trusted(request):
+        return
+    if every:
+        raise Forbidden("Untrusted callers may only access public images in the default "
+                        "project")
+    if (project or DEFAULT) != DEFAULT:
+        raise NotFound("Not Found")
 
 
 def _secret_op(request: web.Request, fingerprint: str) -> Operation | None:

@@ -48,6 +48,7 @@ OCI_REF_HEADER = "X-Cove-OCI-Ref"
 
 
 async def _list(request: web.Request) -> web.Response:
+    routes_image_public.check_list_project(request)  # before the project is looked up
     project = await check_project(request)
     images = await call(request, engine_of(request).images.all, project=project)
     if not routes_image_public.trusted(request):  # LXD: the public ones only

@@ -6,13 +6,20 @@ tar writes from the flattened layers), never built in memory: one part as
 LXD sends a unified image (``Content-Disposition: inline;filename=FP.EXT``),
 two as ``multipart/form-data`` (parts ``metadata`` and ``rootfs``) for an
 image imported split, as LXD's ``imageExportFiles``.
+
+A unified export of a kept file answers ``Range: bytes=N-`` with a ``206``
+(as LXD's ``http.ServeContent`` does), so a pull cut off half-way goes on
+from where it stopped (``storage/remote_resume``); other ranges, a
+flattened stream and the multipart form are sent whole (a ``200``, which
+a client reads from the start).
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 from aiohttp import web
 
@@ -35,9 +42,28 @@ async def publish(request: web.Request, body: dict[str, Any], project: str) -> w
     return render.async_op(op)
 
 
-async def _pump(part: ExportPart, resp: web.StreamResponse) -> None:
+_RANGE = re.compile(r"bytes=(\d{1,19})-")
+
+
+def _range_start(request: web.Request, part: ExportPart, reader: Reader) -> int:
+    """Where a ``Range: bytes=N-`` asks the body of ``part`` to start (0: all
+    of it). Raises HTTPRequestRangeNotSatisfiable past its end."""
+    m = _RANGE.fullmatch(request.headers.get("Range", "").strip())
+    seekable = getattr(reader, "seekable", None)
+    if m is None or part.size is None or seekable is None or not seekable():
+        return 0
+    start = int(m.group(1))
+    if start >= part.size:
+        raise web.HTTPRequestRangeNotSatisfiable(
+            headers={"Content-Range": f"bytes */{part.size}"})
+    return start
+
+
+async def _pump(part: ExportPart, resp: web.StreamResponse,
+                reader: Reader | None = None) -> None:
     loop = asyncio.get_running_loop()
-    reader: Reader = await loop.run_in_executor(None, part.open)
+    if reader is None:
+        reader = await loop.run_in_executor(None, part.open)
     try:
         while True:
             chunk = await loop.run_in_executor(None, reader.read, _CHUNK)
@@ -57,13 +83,25 @@ async def export(request: web.Request) -> web.StreamResponse:
                        project=project)
     if len(parts) == 1:
         part = parts[0]
-        resp = web.StreamResponse(headers={
+        loop = asyncio.get_running_loop()
+        reader: Reader = await loop.run_in_executor(None, part.open)
+        try:
+            start = _range_start(request, part, reader)
+            if start:
+                await loop.run_in_executor(None, cast(BinaryIO, reader).seek, start)
+        except BaseException:
+            await loop.run_in_executor(None, reader.close)
+            raise
+        resp = web.StreamResponse(status=206 if start else 200, headers={
             "Content-Type": "application/octet-stream",
-            "Content-Disposition": f"inline;filename={part.filename}"})
+            "Content-Disposition": f"inline;filename={part.filename}",
+            "Accept-Ranges": "bytes" if part.size is not None else "none"})
         if part.size is not None:
-            resp.content_length = part.size
+            resp.content_length = part.size - start
+        if start and part.size is not None:  # start is 0 without a size
+            resp.headers["Content-Range"] = f"bytes {start}-{part.size - 1}/{part.size}"
         await resp.prepare(request)
-        await _pump(part, resp)
+        await _pump(part, resp, reader)
         await resp.write_eof()
         return resp
     boundary = secrets.token_hex(30)

@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from cove.model.errors import NotFound
+from cove.storage import remote_resume
 from cove.storage.remote_fetch import Fetcher, RemoteError, copy_capped
 
 __all__ = ["LxdImage", "download", "resolve"]
@@ -98,18 +99,40 @@ def resolve(fetcher: Fetcher, *, alias: str = "", fingerprint: str = "",
 
 
 def download(fetcher: Fetcher, image: LxdImage, tmpdir: Path, *, limit: int,
-             secret: str = "", progress: Callable[[int], None] | None = None
-             ) -> tuple[Path, Path | None]:
+             secret: str = "", progress: Callable[[int], None] | None = None,
+             downloads: Path | None = None) -> tuple[Path, Path | None]:
     """Fetch the image's files into ``tmpdir``: (rootfs or unified tarball,
     metadata tarball or None). The files are the caller's; on failure none stays.
+    With ``downloads``, a unified tarball (one file, its sha256 the
+    fingerprint; LXD serves it with Range) is resumable there
+    (``remote_resume``); a split image comes whole each time.
 
     Raises: RemoteError (a digest that is not the fingerprint, a malformed
     multipart body, past ``limit``, the server failed)."""
+    if downloads is None:
+        return _download(fetcher, image, tmpdir, limit, secret, progress, None)
+    with remote_resume.Partial(downloads, image.fingerprint, None) as part:
+        return _download(fetcher, image, tmpdir, limit, secret, progress, part)
+
+
+def _download(fetcher: Fetcher, image: LxdImage, tmpdir: Path, limit: int, secret: str,
+              progress: Callable[[int], None] | None, part: remote_resume.Partial | None
+              ) -> tuple[Path, Path | None]:
     path = f"{fetcher.base_path}/1.0/images/{image.fingerprint}/export"
-    conn, resp = fetcher.open(path, query=_query(secret))
+    if part is not None and part.complete():
+        part.finish(tmpdir / "image.tar")
+        return tmpdir / "image.tar", None
+    conn, resp = fetcher.open(path, query=_query(secret),
+                              headers=part.headers() if part is not None else None)
     made: list[Path] = []
     try:
         ctype = resp.getheader("Content-Type", "")
+        if part is not None and part.usable and not ctype.startswith("multipart/form-data"):
+            part.receive(fetcher, resp, path, limit=limit, progress=progress)
+            part.finish(tmpdir / "image.tar")
+            return tmpdir / "image.tar", None
+        if part is not None:
+            part.discard()  # split, or kept by another pull: not resumed
         h = hashlib.sha256()
         if ctype.startswith("multipart/form-data"):
             m = re.search(r'boundary="?([^";]+)"?', ctype)

@@ -33,7 +33,7 @@ from urllib.parse import quote, urlsplit
 from cove.model.errors import BadRequest
 from cove.model.trust import cert_der
 
-__all__ = ["MAX_JSON", "Fetcher", "RemoteError", "safe_join"]
+__all__ = ["MAX_JSON", "Fetcher", "RemoteError", "RemoteRefused", "safe_join"]
 
 MAX_JSON = 64 << 20  # an index or products document; images: releases the whole catalogue
 _CHUNK = 1 << 20
@@ -44,6 +44,11 @@ _MAX_REDIRECTS = 3
 class RemoteError(BadRequest):
     """The remote server failed or sent something cove refuses (a 400: the
     source named in the request is at fault, not cove)."""
+
+
+class RemoteRefused(RemoteError):
+    """The bytes themselves are refused (past their size or the cap, a digest
+    that differs): a partial download of them is worth nothing."""
 
 
 def safe_join(base_path: str, rel: str) -> str:
@@ -96,6 +101,8 @@ class Fetcher:
         self._pin = cert_der(certificate) if certificate else None
         self._client_cert = client_cert
         self._cancelled = cancelled
+        self.cancelled = cancelled
+        self.fetched = 0  # bytes resumable downloads fetched (``remote_resume``)
         self.server = f"{parts.scheme}://{parts.netloc}{self.base_path}"
 
     # -- connection -------------------------------------------------------------------
@@ -129,19 +136,22 @@ class Fetcher:
                                   "pinned certificate")
         return conn
 
-    def open(self, path: str, *, query: str = "") -> tuple[http.client.HTTPConnection,
-                                                            http.client.HTTPResponse]:
+    def open(self, path: str, *, query: str = "", headers: dict[str, str] | None = None
+             ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
         """GET an absolute ``path`` on the server (same-origin redirects
-        followed). The caller closes the connection.
+        followed), with ``headers`` added. The caller closes the connection.
 
-        Raises: RemoteError (unreachable, a status other than 200, a redirect elsewhere).
+        Raises: RemoteError (unreachable, a status other than 200 — or 206
+        and 416 when ``headers`` ask for a ``Range`` —, a redirect elsewhere).
         """
+        ok = (200, 206, 416) if headers and "Range" in headers else (200,)
         target = quote(path, safe="/:@!$&'()*+,;=-._~") + (f"?{query}" if query else "")
         for _ in range(_MAX_REDIRECTS + 1):
             conn = self._connect()
             try:
                 conn.request("GET", target, headers={"User-Agent": "cove",
-                                                     "Accept-Encoding": "identity"})
+                                                     "Accept-Encoding": "identity",
+                                                     **(headers or {})})
                 resp = conn.getresponse()
             except (OSError, http.client.HTTPException) as e:
                 conn.close()
@@ -157,7 +167,7 @@ class Fetcher:
                                       f"another server ({loc!r}): refused")
                 target = dest.path + (f"?{dest.query}" if dest.query else "")
                 continue
-            if resp.status != 200:
+            if resp.status not in ok:
                 body = resp.read(4096)
                 conn.close()
                 raise RemoteError(f"Cannot fetch {path} from {self.server}: "
@@ -206,7 +216,7 @@ class Fetcher:
             conn.close()
         if sha256 and got != sha256.lower():
             dest.unlink(missing_ok=True)
-            raise RemoteError(f"{path} from {self.server} does not match its sha256 "
+            raise RemoteRefused(f"{path} from {self.server} does not match its sha256 "
                               f"(expected {sha256}, got {got})")
         return got
 
@@ -214,16 +224,19 @@ class Fetcher:
 def copy_capped(src: BinaryIO | http.client.HTTPResponse, out: BinaryIO, *, path: str,
                 server: str, size: int | None, limit: int,
                 progress: Callable[[int], None] | None = None,
-                cancelled: Callable[[], bool] = lambda: False) -> str:
+                cancelled: Callable[[], bool] = lambda: False,
+                start: int = 0, hasher: Any = None) -> str:
     """Copy ``src`` to ``out`` with the caps of ``Fetcher.download``; the sha256.
+    ``start`` bytes are there already (a resumed download), hashed in ``hasher``.
 
-    Raises: RemoteError (past ``size`` or ``limit``, short of ``size``, cancelled)."""
+    Raises: RemoteRefused (past ``size`` or ``limit``), RemoteError (short
+    of ``size``, the connection failed, cancelled)."""
     cap = limit if size is None else min(size, limit)
     if size is not None and size > limit:
-        raise RemoteError(f"{path} from {server} is {size} bytes, more than the "
-                          f"{limit} cove may unpack: refused")
-    h = hashlib.sha256()
-    done = 0
+        raise RemoteRefused(f"{path} from {server} is {size} bytes, more than the "
+                            f"{limit} cove may unpack: refused")
+    h = hasher if hasher is not None else hashlib.sha256()
+    done = start
     while True:
         if cancelled():
             raise RemoteError("The download was cancelled")
@@ -237,9 +250,10 @@ def copy_capped(src: BinaryIO | http.client.HTTPResponse, out: BinaryIO, *, path
         if done > cap:
             what = "its declared size" if size is not None and cap == size else \
                 f"the {limit} bytes cove may unpack"
-            raise RemoteError(f"{path} from {server} is larger than {what}: refused")
+            raise RemoteRefused(f"{path} from {server} is larger than {what}: refused")
         h.update(chunk)
         out.write(chunk)
+        out.flush()  # what the progress reports is on disk: a resume starts past it
         if progress is not None:
             progress(done)
     if size is not None and done != size:
