@@ -60,8 +60,8 @@ class _Server:
                 self.end_headers()
                 if outer.mode == "cut":
                     body = body[:outer.cut_at]
+                outer.sent += len(body)  # before the write: the client may be done first
                 self.wfile.write(body)
-                outer.sent += len(body)
                 if outer.mode == "cut":
                     self.close_connection = True
 
