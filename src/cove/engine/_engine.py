@@ -195,14 +195,11 @@ class Engine:
         self.storage.sweep()  # first: an autostarted instance may mount a volume
         self.snapshots.sweep()  # before autostart: a half-done restore is finished
         self.copies.sweep()  # and a half-done rebuild done again
-        self._reconciler.run()
-        self._nics.resume(self._runs.running())  # forwarders adopted, restarted or stopped
-        self._snapshot_schedule.start()  # after autostart: @startup sees them running
-        self.apps.resume()  # health checks; ordered starts a killed coved left
         self.backups.sweep()  # before the reconciler: staging mounts go first
         self._reconciler.run()
         self._nics.resume(self._runs.running())  # forwarders adopted, restarted or stopped
         self._snapshot_schedule.start()  # after autostart: @startup sees them running
+        self.apps.resume()  # health checks; ordered starts a killed coved left
         self.backups.start()  # expired backups are removed (LXD's backups expiry task)
 
     def server_environment(self) -> dict[str, Any]:
