@@ -157,7 +157,7 @@ def test_hub_killed_mid_spawn_next_spawn_replaces_the_orphan(coved: Coved,
                       f"c.CoveSpawner.cmd = ['/bin/sh', '-c', {'sleep 6; ' + _BUSYBOX_APP!r}]\n"
                       # the API answers 202 at once instead of waiting up to 10 s
                       "c.JupyterHub.tornado_settings = {'slow_spawn_timeout': 0}\n"
-                      "c.CoveSpawner.spawn_lease = 10\n", realm)
+                      "c.CoveSpawner.spawn_lease = 5\n", realm)
     hub.start()
     assert hub.api("POST", "/users/bob")[0] == 201
     assert hub.api("POST", "/users/bob/server")[0] == 202
@@ -172,7 +172,7 @@ def test_hub_killed_mid_spawn_next_spawn_replaces_the_orphan(coved: Coved,
     # once the dead spawn's lease ran out (coved held it: a spawn before then
     # fails with OperationInProgress), a new spawn replaces the orphan: one
     # container, a fresh session
-    time.sleep(max(0.0, 11 - (time.monotonic() - killed)))
+    time.sleep(max(0.0, 6 - (time.monotonic() - killed)))
     assert hub.api("POST", "/users/bob/server")[0] in (201, 202)
     hub.wait_server("bob", timeout=60)
     now = _instances(coved.api, realm)
