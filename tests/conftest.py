@@ -15,6 +15,13 @@ from collections import Counter
 
 import pytest
 
+# Every coved the tests start inherits this environment (and the in-process
+# engines read it): metrics are cached for 0.5 s instead of LXD's 8 s, so a
+# test that scrapes for the container it just started waits that long at
+# most, not 8 s per driver. The caching itself is unit-tested with its own
+# clock (test_metrics_resources.py).
+os.environ.setdefault("COVE_METRICS_CACHE", "0.5")
+
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     tools = ", ".join(f"{t}={'yes' if shutil.which(t) else 'no'}"

@@ -171,7 +171,7 @@ def test_backup_expiry_removed_by_coved(api: Api, coved) -> None:  # type: ignor
         left = api.sync("GET", f"/1.0/instances/{name}/backups")
         if left == [f"/1.0/instances/{name}/backups/kept"]:
             break
-        time.sleep(1)
+        time.sleep(0.1)
     assert left == [f"/1.0/instances/{name}/backups/kept"]
 
 

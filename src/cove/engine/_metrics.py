@@ -11,7 +11,10 @@ the daemon's own (``lxd_operations_total``, ``lxd_uptime_seconds``,
 ``lxd_warnings_total``) are never cached. The per-instance read is
 ``runtime.cgroup_metrics`` (each file once, no subprocess); what is common
 to every instance (the partition table, the filesystem under the root) is
-read once a scrape.
+read once a scrape. ``COVE_METRICS_CACHE`` (seconds, in coved's
+environment) changes the 8 s, as ``COVE_SNAPSHOT_TICK`` does the scheduler's
+tick: the test suites set it to 0.5 so a container they just started shows up
+without waiting out LXD's figure once per driver.
 """
 
 from __future__ import annotations
@@ -157,14 +160,16 @@ class Metrics:
     """Builds the metrics text (see module note). Thread-safe."""
 
     def __init__(self, *, store: Store, runs: RunTable, paths: Paths, operations: Operations,
-                 clock: Callable[[], float] = time.time, cache_seconds: float = 8.0) -> None:
+                 clock: Callable[[], float] = time.time,
+                 cache_seconds: float | None = None) -> None:
         self._store = store
         self._runs = runs
         self._paths = paths
         self._operations = operations
         self._clock = clock
         self._started = clock()
-        self.cache_seconds = cache_seconds
+        self.cache_seconds = cache_seconds if cache_seconds is not None else float(
+            os.environ.get("COVE_METRICS_CACHE", "8") or 8)
         self._built: tuple[float, dict[str, MetricSet]] | None = None
         self._lines: dict[str, dict[str, str]] = {}  # rendered, of the build _lines_of
         self._lines_of: dict[str, MetricSet] | None = None

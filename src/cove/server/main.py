@@ -188,5 +188,17 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _exit(code: int) -> None:
+    """Exit with ``code`` once ``main`` returned, skipping the interpreter's
+    teardown: by then coved has closed all it owns (engine, socket, lock;
+    the threads left are daemons or idle pool workers), and garbage-collecting
+    every loaded module took 0.3-1.4 s of each stop on a loaded host, which a
+    restart (``cove`` autostarts coved this way) and every test paid."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    _exit(main())
