@@ -299,12 +299,17 @@ def _reachable(hub: Hub, user: str, deadline: float) -> bool:
     return False
 
 
-def one_round(side: Any, chp: Path, n: int, timeout: float) -> dict[str, Any]:
+def one_round(side: Any, chp: Path, n: int, timeout: float,
+              hub_timeouts: tuple[int, int] = (600, 600)) -> dict[str, Any]:
     realm = f"covebench-{side.name}{n}-{os.getpid()}"
+    start_timeout, http_timeout = hub_timeouts
     hub = Hub(chp, side.config(realm) + "c.JupyterHub.concurrent_spawn_limit = 0\n"
-              "c.Spawner.start_timeout = 600\nc.Spawner.http_timeout = 600\n", tag="bench-hub")
+              f"c.Spawner.start_timeout = {start_timeout}\n"
+              f"c.Spawner.http_timeout = {http_timeout}\n", tag="bench-hub")
     users = [f"u{i:04d}" for i in range(n)]
-    out: dict[str, Any] = {"spawner": side.name, "users": n}
+    # the machine's load as the round begins: the numbers mean little without it
+    out: dict[str, Any] = {"spawner": side.name, "users": n, "loadavg": os.getloadavg(),
+                           "hub_timeouts_s": [start_timeout, http_timeout]}
     try:
         hub.start()
         code, _ = hub.api("POST", "/users", {"usernames": users})
@@ -388,7 +393,8 @@ def summary(r: dict[str, Any]) -> str:
     s = r.get("spawn_s") or []
     med = statistics.median(s) if s else float("nan")
     p95 = s[min(len(s) - 1, int(len(s) * 0.95))] if s else float("nan")
-    return (f"{r['spawner']:6} N={r['users']:<4} median {med:6.2f}s  p95 {p95:6.2f}s  "
+    load = r.get("loadavg") or (float("nan"),)
+    return (f"{r['spawner']:6} N={r['users']:<4} load {load[0]:4.1f}  median {med:6.2f}s  p95 {p95:6.2f}s  "
             f"all up {r.get('all_up_s', float('nan')):6.2f}s  "
             f"stop all {r.get('all_stopped_s', float('nan')):6.2f}s  "
             f"mem/user {r.get('mem_per_user_mib', float('nan')):6.1f} MiB "
@@ -406,7 +412,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--users", default="1,10,50", help="comma-separated counts")
     ap.add_argument("--only", default="cove,cove-nat,docker")
     ap.add_argument("--timeout", type=float, default=300)
+    # "60,30" is JupyterHub's own Spawner.start_timeout / http_timeout: a spawn
+    # the hub gives up on then counts as a failure, as a stock hub would see it
+    ap.add_argument("--hub-timeouts", default="600,600",
+                    help="the hub's Spawner.start_timeout,http_timeout in seconds")
     args = ap.parse_args(argv)
+    start_t, http_t = (int(x) for x in args.hub_timeouts.split(","))
     if os.geteuid() != 0:
         print("bench/spawn.py needs root", file=sys.stderr)
         return 2
@@ -426,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
         for n in counts:
             for side in sides:  # alternate, so load from elsewhere hits both alike
                 log(f"{side.name}: {n} users at once")
-                r = one_round(side, chp, n, args.timeout)
+                r = one_round(side, chp, n, args.timeout, (start_t, http_t))
                 results.append(r)
                 print(summary(r), flush=True)
                 for f in r.get("failures", [])[:5]:

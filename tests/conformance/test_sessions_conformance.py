@@ -204,7 +204,31 @@ def test_sessions_over_https(cove_host: Any, busybox_tar: Path, workdir: Path) -
         _build_app_image(busybox_tar, tar)
     image = driver.import_image(tar, aliases=[IMAGE])
     m = SessionManager(driver, realm=REALM)
+    local = RestDriver(str(cove_host.coved.socket))
     try:
+        # the guard holds across hosts: a starter on the host's own socket
+        # dies between its create and its start; the start from "another
+        # machine" (HTTPS) is refused at once, naming that start
+        dying = SessionManager(local, realm=REALM, lease=60)
+        send = dying._send
+
+        class Hang(Exception):
+            pass
+
+        def hang_at_start(req: Any) -> Any:
+            if req.method == "PUT" and "/state" in req.path and \
+                    req.body.get("action") == "start":
+                raise Hang
+            return send(req)
+
+        dying._send = hang_at_start
+        with pytest.raises(Hang):
+            dying.start("ann", IMAGE, "nb", base_urlpath="/u/")
+        with pytest.raises(OperationInProgress, match="lease until") as err:
+            m.start("ann", IMAGE, "nb", base_urlpath="/u/")
+        assert err.value.operation.startswith("start s-ann-nb-")
+        m.stop_and_remove(err.value.operation.split()[1])  # cut the dead start short
+
         s = m.start("ann", IMAGE, "nb", base_urlpath="/u/")
         assert "app" in _get(s, "/index.html")
 
@@ -226,6 +250,7 @@ def test_sessions_over_https(cove_host: Any, busybox_tar: Path, workdir: Path) -
         with contextlib.suppress(Exception):
             driver.delete_image(image.fingerprint)
         driver.close()
+        local.close()
 
 
 def test_published_by_nat(cove_host: Any, busybox_tar: Path, workdir: Path) -> None:

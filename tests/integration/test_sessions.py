@@ -182,15 +182,32 @@ def test_names_escape_without_collisions(m: SessionManager, sessd: Coved) -> Non
 
 
 def test_realms_are_isolated(m: SessionManager, sessd: Coved) -> None:
-    other = SessionManager(RestDriver(str(sessd.socket)), realm="covetest-sess2")
-    s = m.start("ann", "app", "nb", base_urlpath="/u/")
-    t = other.start("ann", "app", "nb", base_urlpath="/u/")
-    assert s.project != t.project and s.port != t.port
-    assert m.find() == [s] and other.find() == [t]
-    other.stop_and_remove(s.name)  # not in its realm: nothing there to remove
-    assert m.find() == [s]
-    m.stop_and_remove(s)
-    other.stop_and_remove(t)
+    # the other realm publishes on another host address than the default:
+    # that of a bridge this test makes (no instance is put on it)
+    net = "covetest-sessbr"
+    sessd.api.sync("POST", "/1.0/networks", {"name": net,
+                                             "config": {"ipv4.address": "192.168.243.1/30"}})
+    try:
+        other = SessionManager(RestDriver(str(sessd.socket)), realm="covetest-sess2",
+                               host_address="192.168.243.1")
+        s = m.start("ann", "app", "nb", base_urlpath="/u/")
+        t = other.start("ann", "app", "nb", base_urlpath="/u/")
+        assert s.project != t.project and s.port != t.port
+        assert (s.ip, t.ip) == ("127.0.0.1", "192.168.243.1")
+        assert "app" in _get(t, "/index.html")
+        with socket.socket() as c, pytest.raises(OSError):
+            c.settimeout(3)
+            c.connect(("127.0.0.1", t.port))  # published on the bridge's address only
+        assert m.find() == [s] and other.find() == [t]
+        other.stop_and_remove(s.name)  # not in its realm: nothing there to remove
+        assert m.find() == [s]
+        m.stop_and_remove(s)
+        other.stop_and_remove(t)
+    finally:
+        for left in other.find():
+            other.stop_and_remove(left)
+        r = sessd.api.request("DELETE", f"/1.0/networks/{net}")
+        assert r.status == 200, r.body
 
 
 def test_label_realms_refuse_each_other(sessd: Coved) -> None:
