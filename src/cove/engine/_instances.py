@@ -362,7 +362,7 @@ class Instances:
         with ExitStack() as undo:
             rootfs = self._rootfs.mount(name)
             undo.callback(self._rootfs.unmount, name)
-            apply_at_start(self._store, self._images, self._profiles, inst, rootfs)
+            apply_at_start(self._store, self._images, self._profiles, inst, rootfs, d)
             spec, net = self.run_spec(inst, rootfs, undo)
             tmp = d / "config.json.tmp"
             tmp.write_text(json.dumps(spec))

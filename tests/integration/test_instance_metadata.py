@@ -1,0 +1,140 @@
+"""An instance's own metadata.yaml and templates (LXD's
+``/1.0/instances/NAME/metadata`` and ``.../metadata/templates?path=``),
+driven with ``lxc config metadata`` / ``lxc config template`` against the
+shared coved: read from the image, edited per instance (the image and its
+other instances untouched), rendered at the next start from the
+instance's copy, carried by a copy; hostile template names and rules
+refused with nothing written."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from covetest import Api, Coved, mkroot, new_name, rand
+from templated_image import RULES, TEMPLATES, templated_image
+
+LXC = shutil.which("lxc")
+pytestmark = pytest.mark.skipif(LXC is None, reason="lxc is not installed")
+
+
+@pytest.fixture(scope="module")
+def image(coved: Coved, busybox_tar: Path, tmp_path_factory: pytest.TempPathFactory
+          ) -> Iterator[str]:
+    alias = f"covetest-meta-{rand()}"
+    tar = templated_image(busybox_tar, tmp_path_factory.mktemp("meta") / "meta.tar.gz",
+                          RULES, TEMPLATES)
+    fp = coved.api.import_image(tar, alias)
+    yield alias
+    coved.api.request("DELETE", f"/1.0/images/{fp}?wait=60", timeout=90)
+
+
+@pytest.fixture
+def lxc(coved: Coved) -> Iterator[Callable[..., str]]:
+    home = mkroot("metahome")
+    (home / "lxdconf").mkdir()
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home),
+           "LXD_CONF": str(home / "lxdconf"), "LANG": "C.UTF-8"}
+
+    def run(*args: str, input: str = "") -> str:
+        p = subprocess.run([str(LXC), *args], env=env, input=input.encode(),
+                           capture_output=True, timeout=60, check=False)
+        assert p.returncode == 0, f"lxc {' '.join(args)}: {p.stderr.decode(errors='replace')}"
+        return p.stdout.decode()
+
+    run("remote", "add", "cv", f"unix://{coved.socket}")
+    try:
+        yield run
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def _file(api: Api, name: str, path: str) -> str:
+    r = api.file_get(name, path)
+    assert r.status == 200, f"{path}: HTTP {r.status} {r.body[:200]!r}"
+    return r.body.decode()
+
+
+def test_metadata_and_templates_per_instance(coved: Coved, api: Api, image: str,
+                                            lxc: Callable[..., str]) -> None:
+    c1, c2, other = new_name("meta"), new_name("meta"), new_name("meta")
+    api.create(c1, image=image, config={"cove.cmd": "sleep 1000"})
+    api.create(other, image=image, config={"cove.cmd": "sleep 1000"})
+    base = f"/1.0/instances/{c1}/metadata"
+
+    # read: the image's, as LXD's ImageMetadata (every template field)
+    meta = api.sync("GET", base)
+    assert set(meta) == {"architecture", "creation_date", "expiry_date", "properties",
+                         "templates"}
+    assert meta["templates"]["/etc/motd"] == {"when": ["create"], "create_only": True,
+                                              "template": "motd.tpl",
+                                              "properties": {"greeting": "hello"}}
+    assert set(meta["templates"]) == set(RULES)
+    assert yaml.safe_load(lxc("config", "metadata", "show", f"cv:{c1}"))["templates"] \
+        == meta["templates"]
+    listed = lxc("config", "template", "list", f"cv:{c1}", "--format", "csv").split()
+    assert listed == sorted(TEMPLATES)
+    assert lxc("config", "template", "show", f"cv:{c1}", "hostname.tpl") \
+        == TEMPLATES["hostname.tpl"]
+
+    # edited: a template changed, one added with its rule, one deleted
+    lxc("config", "template", "edit", f"cv:{c1}", "hostname.tpl",
+        input="edited-{{ instance.name }}\n")
+    lxc("config", "template", "create", f"cv:{c1}", "extra.tpl")
+    lxc("config", "template", "edit", f"cv:{c1}", "extra.tpl", input="extra {{ trigger }}\n")
+    lxc("config", "template", "delete", f"cv:{c1}", "copied.tpl")
+    rules = dict(meta["templates"])
+    rules["/etc/covetest-extra"] = {"when": ["create"], "template": "extra.tpl"}
+    del rules["/var/lib/covetest/copied"]
+    lxc("config", "metadata", "edit", f"cv:{c1}",
+        input=yaml.safe_dump({**meta, "templates": rules}))
+    assert set(api.sync("GET", base)["templates"]) == set(rules)
+    assert "copied.tpl" not in api.sync("GET", base + "/templates")
+
+    # hostile names and rules: refused, nothing written
+    before = api.sync("GET", base)
+    for path in ("../escape", "a/b", "..", "", "x\\y"):
+        r = api.request("POST", f"{base}/templates?path={path}", b"x")
+        assert r.status == 400, (path, r.status)
+        assert api.request("DELETE", f"{base}/templates?path={path}").status == 400
+    assert api.request("GET", f"{base}/templates?path=../metadata.yaml").status == 400
+    bad = {**before, "templates": {"/etc/x": {"when": ["create"], "template": "../../x"}}}
+    r = api.request("PUT", base, bad)
+    assert r.status == 400 and "'..' in the path" in r.error
+    r = api.request("PUT", base, {**before, "templates": {"/../etc/x": {"template": "a"}}})
+    assert r.status == 400
+    assert api.request("PUT", base, {"creation_date": "x"}).status == 400
+    assert api.sync("GET", base) == before
+    assert api.request("DELETE", f"{base}/templates?path=nothere.tpl").status == 404
+    assert api.request("GET", f"{base}/templates?path=nothere.tpl").status == 404
+    d = coved.root / "instances" / c1
+    assert not (d.parent / "escape").exists() and not (d / "escape").exists()
+
+    # the first start renders the instance's copy; the image and its other
+    # instance are untouched
+    api.action(c1, "start")
+    assert _file(api, c1, "/etc/hostname") == f"edited-{c1}\n"
+    assert _file(api, c1, "/etc/covetest-extra") == "extra create\n"
+    api.action(c1, "stop", force=True)
+    assert api.sync("GET", f"/1.0/instances/{other}/metadata/templates") == sorted(TEMPLATES)
+    api.action(other, "start")
+    assert _file(api, other, "/etc/hostname") == f"{other}\n"
+    api.action(other, "stop", force=True)
+
+    # a copy carries them
+    api.made.append(c2)
+    api.run("POST", "/1.0/instances", {"name": c2, "source": {"type": "copy", "source": c1}})
+    assert api.sync("GET", f"/1.0/instances/{c2}/metadata")["templates"] == \
+        api.sync("GET", base)["templates"]
+    assert lxc("config", "template", "show", f"cv:{c2}", "hostname.tpl") \
+        == "edited-{{ instance.name }}\n"
+    api.action(c2, "start")
+    assert _file(api, c2, "/etc/hostname") == f"edited-{c2}\n"
+    api.action(c2, "stop", force=True)
+    for n in (c1, c2, other):
+        api.remove(n)
