@@ -8,9 +8,11 @@ refused with nothing written."""
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import subprocess
+import tarfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -138,3 +140,41 @@ def test_metadata_and_templates_per_instance(coved: Coved, api: Api, image: str,
     api.action(c2, "stop", force=True)
     for n in (c1, c2, other):
         api.remove(n)
+
+
+def _member(data: bytes, name: str) -> bytes:
+    with tarfile.open(fileobj=io.BytesIO(data)) as tf:
+        f = tf.extractfile(name)
+        assert f is not None, name
+        return f.read()
+
+
+def test_backup_carries_metadata_and_templates(api: Api, image: str,
+                                               lxc: Callable[..., str]) -> None:
+    name, imported = new_name("metabk"), new_name("metabk")
+    api.create(name, image=image, config={"cove.cmd": "sleep 1000"})
+    lxc("config", "template", "edit", f"cv:{name}", "started.tpl",
+        input="edited start {{ instance.name }}\n")
+    rules = api.sync("GET", f"/1.0/instances/{name}/metadata")["templates"]
+    api.run("POST", f"/1.0/instances/{name}/backups", {"name": "b0"}, timeout=120)
+    r = api.request("GET", f"/1.0/instances/{name}/backups/b0/export", timeout=120)
+    assert r.status == 200
+    # LXD's layout: the instance's metadata.yaml and its templates/ beside rootfs/
+    assert yaml.safe_load(_member(r.body, "backup/container/metadata.yaml"))["templates"] \
+        == rules
+    assert _member(r.body, "backup/container/templates/started.tpl") \
+        == b"edited start {{ instance.name }}\n"
+    assert _member(r.body, "backup/container/templates/hostname.tpl") \
+        == TEMPLATES["hostname.tpl"].encode()
+
+    # imported (no image): its templates are the backup's, rendered at start
+    api.made.append(imported)
+    op = api.wait(api.request("POST", "/1.0/instances", r.body, headers={
+        "Content-Type": "application/octet-stream", "X-LXD-name": imported}), timeout=120)
+    assert op["status"] == "Success", op
+    assert api.sync("GET", f"/1.0/instances/{imported}/metadata")["templates"] == rules
+    api.action(imported, "start")
+    assert _file(api, imported, "/var/lib/covetest/started") == f"edited start {imported}\n"
+    api.action(imported, "stop", force=True)
+    api.remove(imported)
+    api.remove(name)

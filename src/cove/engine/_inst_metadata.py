@@ -32,20 +32,20 @@ import os
 import shutil
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
 from cove.engine._runs import Paths
 from cove.engine.events import EventBus
-from cove.engine.ports import ImageSource
 from cove.model.errors import BadRequest, NotFound
 from cove.model.projects import DEFAULT, instance_key, instance_url
 from cove.model.records import Instance
 from cove.model.templates import metadata_wire
 from cove.store import Store
 
-__all__ = ["InstanceMetadata", "copy_own", "drop_own", "own_files"]
+__all__ = ["InstanceMetadata", "TemplateSource", "copy_own", "drop_own", "effective_files",
+           "effective_templates", "own_files", "restore_own", "stage_templates"]
 
 _METADATA = "metadata.yaml"
 _TEMPLATES = "templates"
@@ -63,6 +63,84 @@ def own_files(d: Path) -> tuple[bytes | None, Path | None] | None:
         return None
     templates = d / _TEMPLATES
     return data, templates if templates.is_dir() and not templates.is_symlink() else None
+
+
+class TemplateSource(Protocol):
+    """Where an image's metadata.yaml and templates/ are (the images service)."""
+
+    def template_files(self, fingerprint: str) -> tuple[bytes | None, Path | None]:
+        """The image's metadata.yaml and templates directory, each None if absent."""
+        ...
+
+
+def effective_files(d: Path, images: TemplateSource,
+                    inst: Instance) -> tuple[bytes | None, Path | None]:
+    """The metadata.yaml and templates/ that apply to ``inst`` (directory
+    ``d``): its own, else its image's (each None if absent)."""
+    own = own_files(d)
+    if own is not None:
+        return own
+    return images.template_files(inst.image) if inst.image else (None, None)
+
+
+def effective_templates(d: Path, images: TemplateSource,
+                        inst: Instance) -> dict[str, Any] | None:
+    """The ``templates:`` of ``inst``'s effective metadata.yaml as LXD's
+    wire form; None without any, or when it does not parse (a backup of
+    such an instance still goes on)."""
+    data, _ = effective_files(d, images, inst)
+    if data is None or len(data) > _LIMIT:
+        return None
+    try:
+        templates = metadata_wire(yaml.load(data, Loader=_LOADER))["templates"]
+    except (yaml.YAMLError, BadRequest):
+        return None
+    return templates if isinstance(templates, dict) else None
+
+
+def stage_templates(d: Path, images: TemplateSource, inst: Instance, dst: Path) -> list[str]:
+    """Copy ``inst``'s effective templates/ (regular files and directories;
+    symlinks left out) to ``dst``; the copied paths relative to ``dst``'s
+    parent, parents first (what an increment's tar listing names). [] and
+    nothing made when it has none."""
+    _, templates = effective_files(d, images, inst)
+    if templates is None:
+        return []
+    out = [dst.name]
+    dst.mkdir(mode=0o700)
+    for dirpath, dirnames, filenames in os.walk(templates):
+        rel = Path(dirpath).relative_to(templates)
+        for n in sorted(dirnames):
+            if not (Path(dirpath) / n).is_symlink():
+                (dst / rel / n).mkdir(mode=0o700)
+                out.append(str(Path(dst.name) / rel / n))
+        dirnames[:] = [n for n in dirnames if (dst / rel / n).is_dir()]
+        for n in sorted(filenames):
+            src = Path(dirpath) / n
+            if src.is_file() and not src.is_symlink():
+                shutil.copyfile(src, dst / rel / n, follow_symlinks=False)
+                out.append(str(Path(dst.name) / rel / n))
+    return out
+
+
+def restore_own(unpacked: Path, d: Path) -> None:
+    """Give instance directory ``d`` the metadata.yaml and templates/ of a
+    backup's unpacked ``backup/container`` (hostile: only regular files and
+    directories are taken; the rules are checked when a start renders
+    them). Nothing when the backup has neither a templates/ directory nor
+    a ``templates`` key in its metadata.yaml."""
+    meta, templates = unpacked / _METADATA, unpacked / _TEMPLATES
+    data = b""
+    if meta.is_file() and not meta.is_symlink():
+        data = meta.read_bytes()[:_LIMIT + 1]
+    has_templates = templates.is_dir() and not templates.is_symlink()
+    if not has_templates and b"templates" not in data:
+        return
+    if has_templates:
+        shutil.copytree(templates, d / _TEMPLATES, symlinks=True,
+                        ignore=lambda p, names: [n for n in names
+                                                 if (Path(p) / n).is_symlink()])
+    _write_atomic(d / _METADATA, data or b"{}\n")
 
 
 def copy_own(src: Path, dst: Path) -> None:
@@ -113,7 +191,7 @@ def _check_name(name: str) -> str:
 class InstanceMetadata:
     """Instances' metadata and templates. Thread-safe."""
 
-    def __init__(self, *, store: Store, paths: Paths, images: ImageSource,
+    def __init__(self, *, store: Store, paths: Paths, images: TemplateSource,
                  events: EventBus) -> None:
         self._store = store
         self._paths = paths
@@ -125,10 +203,7 @@ class InstanceMetadata:
     def template_files(self, inst: Instance) -> tuple[bytes | None, Path | None]:
         """The metadata.yaml and templates/ that apply to ``inst``: its own,
         else its image's (each None if absent). Never raises."""
-        own = own_files(self._paths.instance_dir(inst.name))
-        if own is not None:
-            return own
-        return self._images.template_files(inst.image) if inst.image else (None, None)
+        return effective_files(self._paths.instance_dir(inst.name), self._images, inst)
 
     # -- the API ----------------------------------------------------------------
     def _inst(self, name: str, project: str) -> Instance:
