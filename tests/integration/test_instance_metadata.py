@@ -178,3 +178,31 @@ def test_backup_carries_metadata_and_templates(api: Api, image: str,
     api.action(imported, "stop", force=True)
     api.remove(imported)
     api.remove(name)
+
+
+def test_hosts_template_seen_with_a_nic(api: Api, image: str) -> None:
+    # LXD mounts no /etc/hosts: the image's template is what the instance
+    # sees; cove's bind-mounted file (for a NIC) keeps it and adds its address
+    net = f"covetest{rand(6)}"
+    api.sync("POST", "/1.0/networks", {"name": net, "config": {}})
+    name, plain = new_name("metanet"), new_name("metanet")
+    try:
+        for n, img in ((name, image), (plain, "busybox")):
+            api.made.append(n)
+            op = api.run("POST", "/1.0/instances", {
+                "name": n, "source": {"type": "image", "alias": img},
+                "config": {"cove.cmd": "sleep 1000"}, "start": True,
+                "devices": {"eth0": {"type": "nic", "network": net}}})
+            assert op["status"] == "Success", op
+        ip = api.state(name)["network"]["eth0"]["addresses"][0]["address"]
+        seen = api.exec(name, ["cat", "/etc/hosts"])[1].decode()
+        rendered = TEMPLATES["hosts.tpl"].replace("{{ container.name }}", name)
+        assert seen.startswith(rendered), seen
+        assert f"{ip}\t" in seen and seen.rstrip().endswith(name), seen
+        # an image without a hosts template: cove's own file, as before
+        seen = api.exec(plain, ["cat", "/etc/hosts"])[1].decode()
+        assert seen.startswith("127.0.0.1\tlocalhost\n") and "127.0.1.1" not in seen, seen
+        for n in (name, plain):
+            api.remove(n)
+    finally:
+        api.request("DELETE", f"/1.0/networks/{net}")

@@ -23,11 +23,13 @@ from cove.engine._net_bridge import check_host_ports, port_rules
 from cove.engine._networks import Networks
 from cove.engine._profiles import Profiles
 from cove.engine._proxies import Forwarders
-from cove.model.errors import BadRequest, Conflict, NotFound
+from cove.engine._templates import HOSTS_MARK
+from cove.model.errors import BadRequest, Conflict, CoveError, NotFound
 from cove.model.projects import display_name, dns_name
 from cove.model.records import Instance
 from cove.network import dns
 from cove.network.model import Nic, Proxy, nic_from_device, proxy_from_device
+from cove.storage.safefs import RootFS
 
 __all__ = ["InstanceNetworks"]
 
@@ -150,7 +152,9 @@ class InstanceNetworks:
         host, _, sub = dns_name(inst.name).partition(".")
         host = self._profiles.expanded_config(inst).get("cove.hostname") or host
         domain = f"{sub}.{plan.domain}" if sub and plan.domain else plan.domain
-        hosts.write_text(dns.container_hosts(host, domain, plan.addresses))
+        base = _templated_hosts(d) if (d / HOSTS_MARK).exists() else None
+        hosts.write_text(dns.container_hosts(host, domain, plan.addresses) if base is None
+                         else dns.hosts_on_base(base, host, domain, plan.addresses))
         if plan.bridged:
             resolv.write_text(dns.container_resolv(plan.servers, plan.domains))
         else:  # no cove bridge: the host's resolvers until a CNI result names others
@@ -234,3 +238,16 @@ class InstanceNetworks:
         for kind in reversed(self._networks.types.values()):  # cni first, then bridges
             out.update(kind.nic_states(inst, devices))
         return out
+
+
+def _templated_hosts(d: Path) -> str | None:
+    """The ``/etc/hosts`` the image's template rendered into the mounted
+    root filesystem of instance directory ``d`` (read inside that root:
+    the container may have made it a symlink); None when there is none
+    to read (cove's own file is used then)."""
+    try:
+        with RootFS(d / "rootfs") as root:
+            data = root.read_bytes("/etc/hosts", 64 << 10)
+    except (CoveError, OSError):
+        return None
+    return data.decode("utf-8", "replace")

@@ -33,8 +33,10 @@ Design notes:
   opened, so a template that does not render leaves the file as it was.
 * cove bind-mounts its own ``/etc/hosts`` over an instance with a NIC
   (``_nics``: its address and FQDN); a template for ``/etc/hosts`` is
-  rendered into the root filesystem underneath, as LXD would, and is what
-  the instance sees without a NIC.
+  rendered into the root filesystem underneath, as LXD would, and when
+  the instance's rules have one (:func:`mark_hosts`), cove's file is that
+  rendered file with cove's lines for the instance's addresses appended,
+  so the instance sees its image's hosts file as under LXD.
 """
 
 from __future__ import annotations
@@ -64,10 +66,13 @@ from cove.storage.images import host_architecture
 from cove.storage.safefs import RootFS
 from cove.store import Store
 
-__all__ = ["TemplateFiles", "TemplateProfiles", "apply_at_start", "defer"]
+__all__ = ["HOSTS_MARK", "TemplateFiles", "TemplateProfiles", "apply_at_start", "defer",
+           "mark_hosts"]
 
 log = logging.getLogger("cove.engine")
 
+#: in an instance's directory: its templates write /etc/hosts (see mark_hosts)
+HOSTS_MARK = "hosts.templated"
 _TEMPLATE_LIMIT = 1 << 20  # LXD reads a template whole; so do we, up to this
 _METADATA_LIMIT = 1 << 20
 _LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: ~6x faster
@@ -107,6 +112,18 @@ def defer(store: Store, key: str, trigger: str) -> None:
     store.update_instance(inst)
 
 
+def mark_hosts(instance_dir: Path, templated: bool) -> None:
+    """Record whether the instance's templates write ``/etc/hosts``: a start
+    then bases the ``/etc/hosts`` cove bind-mounts for a NIC on the root
+    filesystem's (``_nics``), so the instance sees what its image's
+    template wrote, as under LXD (which mounts no /etc/hosts). Idempotent."""
+    mark = instance_dir / HOSTS_MARK
+    if templated:
+        mark.touch(mode=0o600)
+    else:
+        mark.unlink(missing_ok=True)
+
+
 def apply_at_start(store: Store, images: TemplateFiles, profiles: TemplateProfiles,
                    inst: Instance, rootfs: Path, instance_dir: Path | None = None) -> None:
     """Render the pending trigger's templates then the ``start`` ones into
@@ -122,6 +139,8 @@ def apply_at_start(store: Store, images: TemplateFiles, profiles: TemplateProfil
     """
     pending = inst.config.get(TRIGGER_KEY, "")
     rules = _rules(images, inst, instance_dir)
+    if instance_dir is not None:  # what _nics bases a NIC's /etc/hosts on
+        mark_hosts(instance_dir, any(r.target == "/etc/hosts" for r, _ in rules))
     if rules:
         config = profiles.expanded_config(inst)
         devices = profiles.expanded_devices(inst)
