@@ -138,6 +138,22 @@ def test_metadata_and_templates_per_instance(coved: Coved, api: Api, image: str,
     api.action(c2, "start")
     assert _file(api, c2, "/etc/hostname") == f"edited-{c2}\n"
     api.action(c2, "stop", force=True)
+
+    # published: the image has the instance's metadata and templates (as LXD's)
+    op = api.run("POST", "/1.0/images", {"source": {"type": "instance", "name": c1}},
+                 timeout=120)
+    fp = op["metadata"]["fingerprint"]
+    try:
+        c3 = new_name("meta")
+        api.made.append(c3)
+        api.run("POST", "/1.0/instances", {"name": c3, "source": {"type": "image",
+                                                                  "fingerprint": fp}})
+        assert set(api.sync("GET", f"/1.0/instances/{c3}/metadata")["templates"]) == set(rules)
+        assert api.request("GET", f"/1.0/instances/{c3}/metadata/templates?path=hostname.tpl"
+                           ).body == b"edited-{{ instance.name }}\n"
+        api.remove(c3)
+    finally:
+        api.request("DELETE", f"/1.0/images/{fp}?wait=60", timeout=90)
     for n in (c1, c2, other):
         api.remove(n)
 
