@@ -137,9 +137,7 @@ def restore_own(unpacked: Path, d: Path) -> None:
     if not has_templates and b"templates" not in data:
         return
     if has_templates:
-        shutil.copytree(templates, d / _TEMPLATES, symlinks=True,
-                        ignore=lambda p, names: [n for n in names
-                                                 if (Path(p) / n).is_symlink()])
+        _copy_templates(templates, d / _TEMPLATES)
     _write_atomic(d / _METADATA, data or b"{}\n")
 
 
@@ -150,7 +148,7 @@ def copy_own(src: Path, dst: Path) -> None:
     if own is None:
         return
     if own[1] is not None:
-        shutil.copytree(own[1], dst / _TEMPLATES, symlinks=True)
+        _copy_templates(own[1], dst / _TEMPLATES)
     _write_atomic(dst / _METADATA, own[0] or b"")
 
 
@@ -162,12 +160,21 @@ def drop_own(d: Path) -> None:
     shutil.rmtree(d / _TEMPLATES, ignore_errors=True)
 
 
+def _copy_templates(src: Path, dst: Path) -> None:
+    """Copy a templates/ tree without its symlinks (an image's or a
+    backup's may hold some; a template that is one is refused anyway)."""
+    shutil.copytree(src, dst, symlinks=True,
+                    ignore=lambda p, names: [n for n in names if (Path(p) / n).is_symlink()])
+
+
 def _nofollow(path: str, flags: int) -> int:
     return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC)
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()  # a leftover (or a planted symlink): never written through
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
                  0o600)
     with os.fdopen(fd, "wb") as f:
@@ -328,7 +335,7 @@ class InstanceMetadata:
         data, templates = (self._images.template_files(inst.image) if inst.image
                            else (None, None))
         if templates is not None:
-            shutil.copytree(templates, d / _TEMPLATES, symlinks=True)
+            _copy_templates(templates, d / _TEMPLATES)
         _write_atomic(d / _METADATA, data if data is not None else b"{}\n")
         return d
 
