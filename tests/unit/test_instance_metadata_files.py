@@ -60,7 +60,7 @@ def test_metadata_wire_shape_and_refusals() -> None:
                                  "properties": None, "templates": None}
     assert metadata_wire(META)["templates"] == {"/etc/hostname": {
         "when": ["create"], "create_only": False, "template": "hostname.tpl",
-        "properties": {}}}
+        "properties": None}}
     for bad in ([], {"creation_date": "x"}, {"architecture": 1},
                 {"templates": {"/x": {"template": "../y"}}},
                 {"templates": {"/../x": {"template": "y"}}}, {"templates": []}):

@@ -198,8 +198,11 @@ def metadata_wire(doc: object) -> dict[str, Any]:
         "properties": None if props is None else _strings(props, "metadata: 'properties'"),
         "templates": None}
     rules = parse_rules(doc)
-    if doc.get("templates") is not None:
-        out["templates"] = {r.path: {"when": list(r.when), "create_only": r.create_only,
-                                     "template": r.template, "properties": dict(r.properties)}
-                            for r in rules}
+    raw = doc.get("templates")
+    if isinstance(raw, Mapping):  # absent lists and maps stay null, as Go's decoder leaves them
+        out["templates"] = {r.path: {
+            "when": list(r.when) if raw[r.path].get("when") is not None else None,
+            "create_only": r.create_only, "template": r.template,
+            "properties": (dict(r.properties) if raw[r.path].get("properties") is not None
+                           else None)} for r in rules}
     return out
