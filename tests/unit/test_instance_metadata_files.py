@@ -82,8 +82,10 @@ def test_copy_on_first_write(svc: tuple[InstanceMetadata, _Images, Path]) -> Non
         meta.template_delete("web", "hostname.tpl")
     meta.put("web", {**META, "properties": {"os": "edited"}})
     assert meta.get("web")["properties"] == {"os": "edited"}
-    assert effective_templates(d, images, Instance(name="web", image=FP)) \
-        == metadata_wire(META)["templates"]
+    # written back as LXD's encoder writes it: a null map reads back empty
+    assert effective_templates(d, images, Instance(name="web", image=FP)) == {
+        "/etc/hostname": {"when": ["create"], "create_only": False,
+                          "template": "hostname.tpl", "properties": {}}}
 
 
 def test_hostile_names_write_nothing(svc: tuple[InstanceMetadata, _Images, Path],

@@ -195,6 +195,15 @@ def _check_name(name: str) -> str:
     return name
 
 
+def _as_go_writes(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` as LXD's YAML encoder writes it: a null map as ``{}`` and a
+    null list as ``[]`` (so they read back empty, not null, as from LXD)."""
+    templates = {path: {**rule, "when": rule["when"] or [],
+                        "properties": rule["properties"] or {}}
+                 for path, rule in (doc["templates"] or {}).items()}
+    return {**doc, "properties": doc["properties"] or {}, "templates": templates}
+
+
 class InstanceMetadata:
     """Instances' metadata and templates. Thread-safe."""
 
@@ -246,7 +255,8 @@ class InstanceMetadata:
         """
         doc = metadata_wire(body)
         inst = self._inst(name, project)
-        data = yaml.safe_dump(doc, default_flow_style=False, sort_keys=True).encode()
+        data = yaml.safe_dump(_as_go_writes(doc), default_flow_style=False,
+                              sort_keys=True).encode()
         with self._lock:
             d = self._own(inst)
             _write_atomic(d / _METADATA, data)
