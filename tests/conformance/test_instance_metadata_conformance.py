@@ -69,6 +69,12 @@ def test_instance_metadata_and_templates(rest_endpoint: tuple[str, dict[str, Any
         assert _json(c, "GET", base)[1]["templates"] == {
             k: {**v, "properties": v["properties"] or {}} for k, v in rules.items()}
 
+        # PATCH: the body's fields over the current ones, maps gaining entries
+        assert _json(c, "PATCH", base, {"properties": {"covetest": "yes"}})[0] == 200
+        props = _json(c, "GET", base)[1]["properties"]
+        assert props["covetest"] == "yes" and set(meta["properties"] or {}) <= set(props)
+        assert set(_json(c, "GET", base)[1]["templates"]) == set(rules)
+
         _ok(c.change_state(name, "start"))
         assert c.file_get(name, "/etc/hostname").content == f"edited-{name}\n".encode()
         assert c.file_get(name, "/etc/covetest-extra").content == b"extra create\n"

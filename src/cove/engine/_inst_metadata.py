@@ -59,7 +59,7 @@ def own_files(d: Path) -> tuple[bytes | None, Path | None] | None:
     try:
         with open(d / _METADATA, "rb", opener=_nofollow) as f:
             data = f.read(_LIMIT + 1)
-    except FileNotFoundError:
+    except OSError:  # none (or not a file cove wrote: a symlink is not followed)
         return None
     templates = d / _TEMPLATES
     return data, templates if templates.is_dir() and not templates.is_symlink() else None

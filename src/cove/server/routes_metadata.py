@@ -35,8 +35,10 @@ async def _put(request: web.Request, *, patch: bool) -> web.Response:
         current = await call(request, engine.metadata.get, name, project=project)
         if wanted and render.etag(current) != wanted:
             raise PreconditionFailed("ETag doesn't match: the metadata changed since it was read")
-        if patch:
-            body = {**current, **body}
+        if patch:  # as Go's decoder onto the current struct: maps gain entries
+            body = {**current, **body, **{
+                k: {**current[k], **body[k]} for k in ("properties", "templates")
+                if isinstance(current.get(k), dict) and isinstance(body.get(k), dict)}}
     await call(request, engine.metadata.put, name, body, project=project)
     return render.sync({})
 
