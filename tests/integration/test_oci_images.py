@@ -220,3 +220,38 @@ def test_import_killed_leaves_nothing_after_restart(make_coved,  # type: ignore[
         assert os.listdir(d.root / "tmp") == [], point
     _cli(d, "image", "import", str(app_layout))  # and the import works after it
     assert len(os.listdir(d.root / "images" / "layers")) == 3
+
+
+def test_published_oci_instance_keeps_the_config(coved: Coved, api: Api,
+                                                 app_layout: Path) -> None:
+    # issue 13: the published image carries the OCI config (oci.json), so an
+    # instance of it starts as the first did (workdir, user, stop signal, health)
+    alias = new_name("ocipub")
+    fp = _cli(coved, "image", "import", str(app_layout), "--alias", alias
+              ).stdout.strip().rsplit(" ", 1)[-1]
+    src, dst = new_name("ocipub"), new_name("ocipub")
+    api.made += [src, dst]
+    api.run("POST", "/1.0/instances", {"name": src, "source": {"type": "image",
+                                                               "fingerprint": fp}})
+    api.file_put(src, "/app/published", b"yes\n")
+    op = api.run("POST", "/1.0/images", {"source": {"type": "instance", "name": src}},
+                 timeout=120)
+    pub = op["metadata"]["fingerprint"]
+    keys = ("cove.cwd", "cove.uid", "cove.halt", "cove.health")
+    want = {k: api.instance(src)["config"][k] for k in keys}
+    api.run("POST", "/1.0/instances", {"name": dst, "source": {"type": "image",
+                                                               "fingerprint": pub}})
+    assert {k: api.instance(dst)["config"].get(k) for k in keys} == want
+    api.action(dst, "start")
+    assert api.sh(dst, "tr '\\0' ' ' < /proc/1/cmdline").decode() == f"/bin/sh -c {APP} "
+    wait_until(lambda: api.exec(dst, ["cat", "/tmp/app"])[1] == b"/app\nhello from oci\n",
+               10, what="the app to start in its workdir, with its env")
+    assert api.sh(dst, "cat /app/published; grep -E '^Uid:' /proc/1/status").split()[:2] \
+        == [b"yes", b"Uid:"]
+    assert api.sh(dst, "grep -E '^Uid:' /proc/1/status").split()[1] == b"65534"
+    t0 = time.monotonic()
+    api.action(dst, "stop", timeout=30)
+    assert time.monotonic() - t0 < 15  # the StopSignal, not the timeout's kill
+    for n in (dst, src):
+        api.remove(n)
+    api.run("DELETE", f"/1.0/images/{pub}")

@@ -781,6 +781,45 @@ class FakeCopies:
         return self._operations.run(work, description="Rebuilding instance",
                                     resources={"instances": [instance_url(inst.name)]},
                                     lock=f"instance:{inst.name}", project=project)
+class FakeInstanceMetadata:
+    """``InstanceMetadataAPI`` in memory: one metadata dict and template files
+    per instance (a name the fake instances lack is NotFound)."""
+
+    def __init__(self, instances: FakeInstances) -> None:
+        self._instances = instances
+        self.meta: dict[str, dict[str, Any]] = {}
+        self.files: dict[str, dict[str, bytes]] = {}
+
+    def _known(self, name: str, project: str) -> str:
+        self._instances.get(name, project=project)  # NotFound as the real one
+        return name
+
+    def get(self, name: str, *, project: str = "default") -> dict[str, Any]:
+        return dict(self.meta.get(self._known(name, project), {"templates": {}}))
+
+    def put(self, name: str, body: object, *, project: str = "default") -> None:
+        if not isinstance(body, dict):
+            raise BadRequest("metadata must be an object")
+        self.meta[self._known(name, project)] = dict(body)
+
+    def template_names(self, name: str, *, project: str = "default") -> list[str]:
+        return sorted(self.files.get(self._known(name, project), {}))
+
+    def template_get(self, name: str, path: str, *, project: str = "default") -> bytes:
+        try:
+            return self.files[self._known(name, project)][path]
+        except KeyError:
+            raise NotFound("Template not found") from None
+
+    def template_put(self, name: str, path: str, data: bytes, *,
+                     project: str = "default") -> None:
+        self.files.setdefault(self._known(name, project), {})[path] = data
+
+    def template_delete(self, name: str, path: str, *, project: str = "default") -> None:
+        if self.files.get(self._known(name, project), {}).pop(path, None) is None:
+            raise NotFound("Template not found")
+
+
 class FakeOci:
     """``OciImagesAPI`` in memory: ``archives`` records each upload's ref."""
 
@@ -1088,6 +1127,7 @@ class FakeEngine:
         self.apps = FakeApps(self.instances)
         self.publisher = FakePublisher(self.operations, self.images)
         self.oci = FakeOci(self.operations)
+        self.metadata = FakeInstanceMetadata(self.instances)
         self.registry_pulls = FakeRegistryPulls(self.operations)
         self.backups = FakeBackups(self.operations, self.instances)
         self.image_pulls = FakeImagePulls(self.operations)

@@ -8,7 +8,8 @@ Layout (LXD 5.0's ``dir`` driver, checked against a real ``lxc export``)::
     backup/snapshots/SNAP/metadata.yaml
     backup/snapshots/SNAP/rootfs/...   the snapshot's whole root filesystem
     backup/container/backup.yaml       container, snapshots, pool, profiles, volume...
-    backup/container/metadata.yaml
+    backup/container/metadata.yaml     the instance's own (its templates: rules)
+    backup/container/templates/...     the instance's template files
     backup/container/rootfs/...        the instance's whole root filesystem
 
 Both root filesystems are flattened (image layers and upper layer merged),
@@ -187,6 +188,8 @@ class BackupExtractor(Extractor):
             return self._tree(parts[2]), parts[4:]
         known_dirs = (["backup"], ["backup", "container"], ["backup", "snapshots"])
         if is_dir and (parts in known_dirs or (len(parts) == 3 and parts[1] == "snapshots")):
+            return self.raw, parts
+        if parts[:3] == ["backup", "container", "templates"]:  # the instance's templates
             return self.raw, parts
         if not is_dir and (parts == ["backup", "index.yaml"]
                            or (parts[:2] == ["backup", "container"] and len(parts) == 3

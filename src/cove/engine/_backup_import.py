@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from cove.engine._backup_archive import POOL, BackupExtractor, read_index
 from cove.engine._backup_incremental import BACKUP_ID_KEY, check_deleted
 from cove.engine._failpoints import failpoint
+from cove.engine._inst_metadata import restore_own
 from cove.engine._runs import Paths, RunTable
 from cove.engine._snapshots import copy_tree, tree_size
 from cove.engine.events import EventBus
@@ -48,6 +49,8 @@ class BackupImages(Protocol):
     def rootfs(self, fingerprint: str) -> Path: ...
 
     def budget(self, op: Operation) -> Budget: ...
+
+    def template_files(self, fingerprint: str) -> tuple[bytes | None, Path | None]: ...
 
 
 class ProfileCheck(Protocol):
@@ -316,6 +319,7 @@ class BackupImports:
         os.chmod(new / "upper", 0o755)
         for sub, mode in (("work", 0o700), ("rootfs", 0o755), ("snapshots", 0o700)):
             (new / sub).mkdir(mode=mode)
+        restore_own(stage / "meta" / "backup" / "container", new)  # metadata.yaml, templates/
         for s in snaps:
             (new / "snapshots" / s.dir).mkdir(mode=0o700)
             os.rename(stage / "snapshots" / s.name, new / "snapshots" / s.dir / "upper")

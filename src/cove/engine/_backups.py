@@ -72,6 +72,7 @@ from cove.engine._backup_incremental import (
     save_manifest,
 )
 from cove.engine._failpoints import failpoint
+from cove.engine._inst_metadata import effective_templates, stage_templates
 from cove.engine._runs import Paths, RunTable
 from cove.engine._snapshots import Freezer, copy_tree
 from cove.engine.events import EventBus
@@ -323,6 +324,8 @@ class Backups:
             cdir.mkdir(parents=True, mode=0o700)
             write_yaml(cdir / "backup.yaml", docs["config"])
             write_yaml(cdir / "metadata.yaml", docs["metadata"])
+            tpl = stage_templates(self._paths.instance_dir(inst.name), self._images, inst,
+                                  cdir / "templates")  # LXD's backup/container/templates/
             self._mount(mounts, [stage / "upper", *lower], stage / "oc", cdir / "rootfs")
             now = manifest_of(cdir / "rootfs")
             save_manifest(stage / "manifest", now)
@@ -333,7 +336,8 @@ class Backups:
                 changed, gone = changes(base[1], now)
                 docs["index"].update(cove_since=base[0], cove_deleted=gone)
                 members += ["backup/container", "backup/container/backup.yaml",
-                            "backup/container/metadata.yaml", "backup/container/rootfs"]
+                            "backup/container/metadata.yaml",
+                            *(f"backup/container/{t}" for t in tpl), "backup/container/rootfs"]
                 listing = stage / "listing"
                 listing.write_bytes(b"".join(
                     os.fsencode(m) + b"\0" for m in
@@ -379,7 +383,9 @@ class Backups:
         props = {k[len("image."):]: v for k, v in inst.config.items()
                  if k.startswith("image.")}
         metadata = {"architecture": inst.architecture, "creation_date": int(inst.created_at),
-                    "properties": props, "templates": {}}
+                    "properties": props,
+                    "templates": effective_templates(self._paths.instance_dir(inst.name),
+                                                     self._images, inst) or {}}
         per_snapshot = {s["name"]: {"container": {**s, "project": project},
                                     "pool": pool} for s in snap_docs}
         return {"index": index, "config": config, "metadata": metadata,

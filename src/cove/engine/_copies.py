@@ -53,6 +53,7 @@ from typing import Any, Protocol
 
 from cove.api import InstanceSource, InstancesPost
 from cove.engine._failpoints import failpoint
+from cove.engine._inst_metadata import copy_own, drop_own
 from cove.engine._runs import Paths, RunTable
 from cove.engine._snapshots import Freezer, copy_progress, copy_tree, swap_upper, tree_size
 from cove.engine.events import EventBus
@@ -240,6 +241,7 @@ class Copies:
             if with_snapshots:
                 snaps = self._copy_snapshots(op, src.key, inst.name, tmp / "snapshots")
             self._copy_upper(op, src, tmp / "upper")
+            copy_own(self._paths.instance_dir(src.key), tmp)  # its metadata and templates
             failpoint("copy.after-files")
             if final.exists():  # left by a crash; no row owns it
                 shutil.rmtree(final)
@@ -359,6 +361,7 @@ class Copies:
         inst = self._store.get_instance(key)
         old_image = inst.image
         self._swap_empty_upper(key)
+        drop_own(self._paths.instance_dir(key))  # the new image's metadata, as LXD
         failpoint("rebuild.after-swap")
         inst.config = config
         self._store.update_instance(inst)

@@ -57,6 +57,7 @@ from cove.engine._deps import AppStack
 from cove.engine._exec_stopped import StoppedExec
 from cove.engine._image_pull import ImagePulls
 from cove.engine._images import Images
+from cove.engine._inst_metadata import InstanceMetadata
 from cove.engine._instances import Instances
 from cove.engine._metrics import Metrics
 from cove.engine._net_base import NetContext
@@ -139,6 +140,8 @@ class Engine:
             nofile=resource.getrlimit(resource.RLIMIT_NOFILE)[1], projects=self.projects,
             disks=self.storage)
         self.profiles.bind(self.instances)
+        self.metadata = InstanceMetadata(store=self.store, paths=paths, images=self.images,
+                                         events=self.events)
         self.profiles.bind_projects(self.projects.profiles_project)
         self.projects.bind(self.profiles)
         self.storage.bind_projects(self.projects.volumes_project)

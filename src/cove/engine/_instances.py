@@ -353,6 +353,7 @@ class Instances:
         disks = self._disks.mounts(self._profiles.expanded_devices(inst), rootfs,
                                    project=project_of(inst))
         net = self._net.prepare(inst, undo)  # leases, /etc/hosts, resolv.conf
+        self._net.rebase_hosts(inst, net, rootfs)
         return self._spec_for(inst, rootfs, (*net.mounts, *disks)), net
 
     def start_now(self, name: str) -> None:
@@ -368,7 +369,8 @@ class Instances:
                 log.unlink()
 
             def create(rootfs: Path) -> int:  # in its own mount namespace (_rootfs)
-                apply_at_start(self._store, self._images, self._profiles, inst, rootfs)
+                apply_at_start(self._store, self._images, self._profiles, inst, rootfs, d)
+                self._net.rebase_hosts(inst, net, rootfs)  # on what a template wrote
                 spec["mounts"] += self._disks.mounts(self._profiles.expanded_devices(inst),
                                                      rootfs, project=project_of(inst))
                 (d / "config.json.tmp").write_text(json.dumps(spec))

@@ -23,11 +23,13 @@ from cove.engine._net_bridge import check_host_ports, port_rules
 from cove.engine._networks import Networks
 from cove.engine._profiles import Profiles
 from cove.engine._proxies import Forwarders
-from cove.model.errors import BadRequest, Conflict, NotFound
+from cove.engine._templates import HOSTS_MARK
+from cove.model.errors import BadRequest, Conflict, CoveError, NotFound
 from cove.model.projects import display_name, dns_name
 from cove.model.records import Instance
 from cove.network import dns
 from cove.network.model import Nic, Proxy, nic_from_device, proxy_from_device
+from cove.storage.safefs import RootFS
 
 __all__ = ["InstanceNetworks"]
 
@@ -146,11 +148,7 @@ class InstanceNetworks:
         plan.ports = port_rules(proxies, [a for a in plan.addresses if a.version == 4])
         d = self._ctx.paths.instance_dir(inst.name)
         hosts, resolv = d / "hosts", d / "resolv.conf"
-        # its own name, and its FQDN as the network's DNS has it (web.PROJECT.domain)
-        host, _, sub = dns_name(inst.name).partition(".")
-        host = self._profiles.expanded_config(inst).get("cove.hostname") or host
-        domain = f"{sub}.{plan.domain}" if sub and plan.domain else plan.domain
-        hosts.write_text(dns.container_hosts(host, domain, plan.addresses))
+        self._write_hosts(inst, plan, None)
         if plan.bridged:
             resolv.write_text(dns.container_resolv(plan.servers, plan.domains))
         else:  # no cove bridge: the host's resolvers until a CNI result names others
@@ -164,6 +162,25 @@ class InstanceNetworks:
              "options": ["rbind", "rprivate"]}
             for dst, src in (("/etc/hosts", hosts), ("/etc/resolv.conf", resolv)))
         return plan
+
+    def rebase_hosts(self, inst: Instance, plan: NetPlan, rootfs: Path) -> None:
+        """When the instance's templates write ``/etc/hosts`` (``_templates``'
+        mark), base the ``/etc/hosts`` cove bind-mounts for its NICs on the
+        one rendered into ``rootfs`` (the mounted root, read inside it), so it
+        sees what its image's template wrote, as under LXD (which mounts no
+        /etc/hosts). Called once the start's templates are applied; nothing
+        to do without NICs or the mark."""
+        if plan.mounts and (self._ctx.paths.instance_dir(inst.name) / HOSTS_MARK).exists():
+            self._write_hosts(inst, plan, _templated_hosts(rootfs))
+
+    def _write_hosts(self, inst: Instance, plan: NetPlan, base: str | None) -> None:
+        # its own name, and its FQDN as the network's DNS has it (web.PROJECT.domain)
+        host, _, sub = dns_name(inst.name).partition(".")
+        host = self._profiles.expanded_config(inst).get("cove.hostname") or host
+        domain = f"{sub}.{plan.domain}" if sub and plan.domain else plan.domain
+        hosts = self._ctx.paths.instance_dir(inst.name) / "hosts"
+        hosts.write_text(dns.container_hosts(host, domain, plan.addresses) if base is None
+                         else dns.hosts_on_base(base, host, domain, plan.addresses))
 
     def attach(self, name: str, pid: int, plan: NetPlan, undo: ExitStack) -> None:
         """Attach the planned NICs inside ``pid``'s namespace, type by type."""
@@ -234,3 +251,15 @@ class InstanceNetworks:
         for kind in reversed(self._networks.types.values()):  # cni first, then bridges
             out.update(kind.nic_states(inst, devices))
         return out
+
+
+def _templated_hosts(rootfs: Path) -> str | None:
+    """The ``/etc/hosts`` the image's template rendered into the mounted
+    ``rootfs`` (read inside that root: the container may have made it a
+    symlink); None when there is none to read (cove's own file is used then)."""
+    try:
+        with RootFS(rootfs) as root:
+            data = root.read_bytes("/etc/hosts", 64 << 10)
+    except (CoveError, OSError):
+        return None
+    return data.decode("utf-8", "replace")

@@ -10,10 +10,15 @@ Design notes:
   --reflink=auto``), which keeps overlay's whiteouts and opaque
   directories; the copy is then cleaned of what a container may plant
   (``sanitize_upper``). A launch from it mounts all its layers.
-* Metadata: the parent's ``metadata.yaml`` (its templates too) with
-  ``architecture`` the instance's, ``creation_date`` now, and the request's
-  ``properties`` over the parent's (LXD replaces them when given; cove
-  merges, so ``os``/``release`` carry over unless overridden).
+* Metadata: the instance's own ``metadata.yaml`` and templates when it
+  has them (edited through ``/1.0/instances/NAME/metadata``,
+  ``_inst_metadata``), else the parent's, with ``architecture`` the
+  instance's, ``creation_date`` now, and the request's ``properties`` over
+  the parent's (LXD replaces them when given; cove merges, so
+  ``os``/``release`` carry over unless overridden). An OCI parent's
+  ``oci.json`` (``cove.cwd``, ``cove.uid``, ``cove.halt``, ``cove.health*``)
+  is carried as it is, as its command and environment are on the row, so
+  an instance of the published image starts as the instance did.
 * Fingerprint: the SHA-256 of the image's export, the unified tarball
   with the layers flattened (``storage.export``), as LXD's is the SHA-256 of
   the file it writes; so ``lxc image export`` (which checks it) works and
@@ -47,6 +52,7 @@ import yaml
 
 from cove.engine._failpoints import failpoint
 from cove.engine._images import Images
+from cove.engine._inst_metadata import own_files
 from cove.engine._runs import Paths, RunTable
 from cove.engine._snapshots import Freezer, SnapshotTarget, copy_tree
 from cove.engine.operations import Operation, Operations
@@ -57,6 +63,7 @@ from cove.model.states import Status
 from cove.storage.export import ExportPart, FlatStream, flatten
 from cove.storage.images import host_architecture
 from cove.storage.layers import MAX_LAYERS, LayerStore, sanitize_upper
+from cove.storage.oci_layout import OCI_KEYS_FILE
 from cove.store import Store
 
 __all__ = ["SOURCE_TYPES", "Publisher"]
@@ -165,6 +172,8 @@ class Publisher:
         else:
             upper = self._paths.instance_dir(key) / "upper"
             parent, arch = inst.image, inst.architecture
+        # the instance's own metadata and templates (its edits), as LXD publishes them
+        own = None if snap else own_files(self._paths.instance_dir(key))
         self._check_depth(parent)
         chain = self._chain(parent)
         tmp = self._layers.mkdtemp("publish")
@@ -182,11 +191,18 @@ class Publisher:
             sanitize_upper(tmp / "layer")
             op.progress("Copying the upper layer", 40)
             failpoint("publish.after-copy")
-            metadata = self._metadata(parent, arch or host_architecture(), props)
+            metadata = self._metadata(parent, arch or host_architecture(), props,
+                                      own[0] if own else None)
             (tmp / "metadata.yaml").write_bytes(metadata)
-            templates = self._images.layers.templates(parent) if parent else None
+            templates = own[1] if own else \
+                self._images.layers.templates(parent) if parent else None
             if templates is not None:
                 copy_tree(templates, tmp / "templates")
+            oci = self._images.layers.path(parent) / OCI_KEYS_FILE if parent else None
+            if oci is not None and oci.is_file() and not oci.is_symlink():
+                # an OCI image's cove.cwd, cove.uid, cove.halt, cove.health*: an
+                # instance of the published image starts as one of its parent
+                shutil.copyfile(oci, tmp / OCI_KEYS_FILE)
             op.progress("Hashing the image", 50)
             lowers = [tmp / "layer", *(self._layers.path(i) for i in reversed(chain))]
             fingerprint, size = self._hash(op, tmp, lowers, metadata)
@@ -219,9 +235,11 @@ class Publisher:
         """The parent image's layers; none for an instance rebuilt empty."""
         return self._layers.chain(parent) if parent else []
 
-    def _metadata(self, parent: str, arch: str, props: dict[str, str]) -> bytes:
+    def _metadata(self, parent: str, arch: str, props: dict[str, str],
+                  own: bytes | None = None) -> bytes:
         doc: dict[str, Any] = {}
-        raw = self._images.layers.metadata(parent) if parent else None
+        raw = own if own is not None else \
+            self._images.layers.metadata(parent) if parent else None
         if raw is not None:
             try:
                 loaded = yaml.safe_load(raw)

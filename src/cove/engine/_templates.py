@@ -11,11 +11,12 @@ Design notes:
   killed before the key is cleared renders the same files again; a rename
   records its trigger before it moves anything, so a rename that fails
   leaves at most a re-render of the same files.
-* What: the rules and the templates come from the instance's image (its
-  ``metadata.yaml`` and ``templates/`` in the image store, kept as long as
-  an instance uses the layers, also after the image is deleted); an
-  instance without an image (rebuilt empty, imported from a backup) has
-  none. See ``cove.model.templates`` for the rules, ``cove.model.pongo``
+* What: the rules and the templates are the instance's own once it has
+  a copy (``_inst_metadata``: made on its first edit through
+  ``/1.0/instances/NAME/metadata``, or by a backup import), else its
+  image's (its ``metadata.yaml`` and ``templates/`` in the image store,
+  kept as long as an instance uses the layers, also after the image is
+  deleted); an instance with neither has none. See ``cove.model.templates`` for the rules, ``cove.model.pongo``
   for the renderer.
 * Files as LXD writes them: an existing target is truncated and rewritten
   in place (its owner, mode and hardlinks stay); a missing one is created
@@ -32,8 +33,10 @@ Design notes:
   opened, so a template that does not render leaves the file as it was.
 * cove bind-mounts its own ``/etc/hosts`` over an instance with a NIC
   (``_nics``: its address and FQDN); a template for ``/etc/hosts`` is
-  rendered into the root filesystem underneath, as LXD would, and is what
-  the instance sees without a NIC.
+  rendered into the root filesystem underneath, as LXD would, and when
+  the instance's rules have one (:func:`mark_hosts`), cove's file is that
+  rendered file with cove's lines for the instance's addresses appended,
+  so the instance sees its image's hosts file as under LXD.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from typing import Any, Protocol
 import yaml
 
 from cove.engine._failpoints import failpoint
+from cove.engine._inst_metadata import own_files
 from cove.model.errors import BadRequest, CoveError, NotFound
 from cove.model.pongo import function, render
 from cove.model.projects import split_key
@@ -62,10 +66,13 @@ from cove.storage.images import host_architecture
 from cove.storage.safefs import RootFS
 from cove.store import Store
 
-__all__ = ["TemplateFiles", "TemplateProfiles", "apply_at_start", "defer"]
+__all__ = ["HOSTS_MARK", "TemplateFiles", "TemplateProfiles", "apply_at_start", "defer",
+           "mark_hosts"]
 
 log = logging.getLogger("cove.engine")
 
+#: in an instance's directory: its templates write /etc/hosts (see mark_hosts)
+HOSTS_MARK = "hosts.templated"
 _TEMPLATE_LIMIT = 1 << 20  # LXD reads a template whole; so do we, up to this
 _METADATA_LIMIT = 1 << 20
 _LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: ~6x faster
@@ -105,11 +112,25 @@ def defer(store: Store, key: str, trigger: str) -> None:
     store.update_instance(inst)
 
 
+def mark_hosts(instance_dir: Path, templated: bool) -> None:
+    """Record whether the instance's templates write ``/etc/hosts``: a start
+    then bases the ``/etc/hosts`` cove bind-mounts for a NIC on the root
+    filesystem's (``_nics``), so the instance sees what its image's
+    template wrote, as under LXD (which mounts no /etc/hosts). Idempotent."""
+    mark = instance_dir / HOSTS_MARK
+    if templated:
+        mark.touch(mode=0o600)
+    else:
+        mark.unlink(missing_ok=True)
+
+
 def apply_at_start(store: Store, images: TemplateFiles, profiles: TemplateProfiles,
-                   inst: Instance, rootfs: Path) -> None:
+                   inst: Instance, rootfs: Path, instance_dir: Path | None = None) -> None:
     """Render the pending trigger's templates then the ``start`` ones into
     ``rootfs`` (the instance's mounted root), clearing the pending key in
-    between. Called by a start, which holds the instance's lock.
+    between. The rules and templates are ``instance_dir``'s own when it has
+    them (``_inst_metadata``), else the image's. Called by a start, which
+    holds the instance's lock.
 
     Raises:
         BadRequest: a malformed rule or metadata, a template that does not
@@ -117,7 +138,9 @@ def apply_at_start(store: Store, images: TemplateFiles, profiles: TemplateProfil
             names the rule. What was written before it stays (as in LXD).
     """
     pending = inst.config.get(TRIGGER_KEY, "")
-    rules = _rules(images, inst)
+    rules = _rules(images, inst, instance_dir)
+    if instance_dir is not None:  # what _nics bases a NIC's /etc/hosts on
+        mark_hosts(instance_dir, any(r.target == "/etc/hosts" for r, _ in rules))
     if rules:
         config = profiles.expanded_config(inst)
         devices = profiles.expanded_devices(inst)
@@ -133,13 +156,19 @@ def apply_at_start(store: Store, images: TemplateFiles, profiles: TemplateProfil
         _apply(rootfs, rules, "start", inst, config, devices)
 
 
-def _rules(images: TemplateFiles, inst: Instance) -> list[tuple[TemplateRule, Path | None]]:
-    """The image's rules, each with its templates directory; [] without any."""
-    metadata, templates = images.template_files(inst.image) if inst.image else (None, None)
+def _rules(images: TemplateFiles, inst: Instance,
+           instance_dir: Path | None) -> list[tuple[TemplateRule, Path | None]]:
+    """The instance's own rules or else its image's, each with its
+    templates directory; [] without any."""
+    own = own_files(instance_dir) if instance_dir is not None else None
+    if own is not None:
+        metadata, templates = own
+    else:
+        metadata, templates = images.template_files(inst.image) if inst.image else (None, None)
     if metadata is None or b"templates" not in metadata:  # most images: no YAML to parse
         return []
     if len(metadata) > _METADATA_LIMIT:
-        raise BadRequest("The image's metadata.yaml is too large")
+        raise BadRequest("The instance's metadata.yaml is too large")
     return [(rule, templates) for rule in _parsed(metadata)]
 
 

@@ -142,6 +142,10 @@ class NetworkPort(Protocol):
         """Lease and write files before the container exists (undo registered)."""
         ...
 
+    def rebase_hosts(self, inst: Instance, plan: NetPlan, rootfs: Path) -> None:
+        """Base the bind-mounted /etc/hosts on the templated one in ``rootfs``."""
+        ...
+
     def attach(self, name: str, pid: int, plan: NetPlan, undo: ExitStack) -> None:
         """Attach the planned NICs inside ``pid``'s namespace (undo registered)."""
         ...

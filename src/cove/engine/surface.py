@@ -651,6 +651,35 @@ class ResourcesAPI(Protocol):
         ...
 
 
+class InstanceMetadataAPI(Protocol):
+    """An instance's metadata.yaml and templates (``engine._inst_metadata``)."""
+
+    def get(self, name: str, *, project: str = "default") -> dict[str, Any]:
+        """LXD's ``ImageMetadata`` of the instance. Raises: NotFound, BadRequest."""
+        ...
+
+    def put(self, name: str, body: object, *, project: str = "default") -> None:
+        """Replace it. Raises: NotFound, BadRequest (nothing written)."""
+        ...
+
+    def template_names(self, name: str, *, project: str = "default") -> list[str]:
+        """The files of its templates/. Raises: NotFound."""
+        ...
+
+    def template_get(self, name: str, path: str, *, project: str = "default") -> bytes:
+        """One template file. Raises: BadRequest (a bad name), NotFound."""
+        ...
+
+    def template_put(self, name: str, path: str, data: bytes, *,
+                     project: str = "default") -> None:
+        """Create or replace one. Raises: BadRequest, NotFound."""
+        ...
+
+    def template_delete(self, name: str, path: str, *, project: str = "default") -> None:
+        """Remove one. Raises: BadRequest, NotFound."""
+        ...
+
+
 class AppsAPI(Protocol):
     """The app-stack keys (``engine._deps``): what a client can ask of them."""
 
@@ -738,6 +767,8 @@ class EngineAPI(Protocol):
     def projects(self) -> ProjectsAPI: ...
     @property
     def apps(self) -> AppsAPI: ...
+    @property
+    def metadata(self) -> InstanceMetadataAPI: ...
     @property
     def operations(self) -> Operations: ...
     @property

@@ -35,8 +35,8 @@ from typing import Any
 
 from cove.model.errors import BadRequest
 
-__all__ = ["TRIGGERS", "TRIGGER_KEY", "TemplateRule", "config_get", "context", "parse_rules",
-           "template_parts"]
+__all__ = ["TRIGGERS", "TRIGGER_KEY", "TemplateRule", "config_get", "context", "metadata_wire",
+           "parse_rules", "template_parts"]
 
 TRIGGER_KEY = "volatile.apply_template"
 TRIGGERS = ("create", "copy", "start", "rename")
@@ -163,3 +163,46 @@ def config_get(config: Mapping[str, str]) -> Any:
         return default if value is None else value.rstrip("\r\n")
 
     return get
+
+
+def _int(value: object, what: str) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BadRequest(f"metadata: '{what}' must be an integer")
+    return value
+
+
+def metadata_wire(doc: object) -> dict[str, Any]:
+    """A ``metadata.yaml`` (parsed) or a ``PUT .../metadata`` body as LXD's
+    ``ImageMetadata`` (every field present, absent maps null, as Go's
+    encoder writes them); the template rules checked as :func:`parse_rules`
+    does, so a hostile path is refused before anything is written.
+
+    Raises:
+        BadRequest: not a mapping, a field of the wrong type, a bad rule
+            (the message names the field or the rule).
+    """
+    if doc is None:
+        doc = {}
+    if not isinstance(doc, Mapping):
+        raise BadRequest("metadata must be an object")
+    arch = doc.get("architecture") or ""
+    if not isinstance(arch, str):
+        raise BadRequest("metadata: 'architecture' must be a string")
+    props = doc.get("properties")
+    out: dict[str, Any] = {
+        "architecture": arch,
+        "creation_date": _int(doc.get("creation_date"), "creation_date"),
+        "expiry_date": _int(doc.get("expiry_date"), "expiry_date"),
+        "properties": None if props is None else _strings(props, "metadata: 'properties'"),
+        "templates": None}
+    rules = parse_rules(doc)
+    raw = doc.get("templates")
+    if isinstance(raw, Mapping):  # absent lists and maps stay null, as Go's decoder leaves them
+        out["templates"] = {r.path: {
+            "when": list(r.when) if raw[r.path].get("when") is not None else None,
+            "create_only": r.create_only, "template": r.template,
+            "properties": (dict(r.properties) if raw[r.path].get("properties") is not None
+                           else None)} for r in rules}
+    return out

@@ -81,6 +81,18 @@ def container_hosts(name: str, domain: str,
     return "\n".join(out) + "\n"
 
 
+def hosts_on_base(base: str, name: str, domain: str,
+                  addresses: Iterable[IPv4Address | IPv6Address]) -> str:
+    """The container's ``/etc/hosts`` when its image's template wrote one
+    (``base``, kept whole): that file, then the instance's own addresses
+    with its FQDN and name (what LXD's DNS would answer)."""
+    names = f"{name}.{domain} {name}" if domain else name
+    own = "".join(f"{a}\t{names}\n" for a in addresses)
+    if base and not base.endswith("\n"):
+        base += "\n"
+    return base + own
+
+
 def container_resolv(nameservers: Iterable[IPv4Address | IPv6Address],
                      domains: Iterable[str]) -> str:
     """The container's ``/etc/resolv.conf``: its networks' dnsmasqs."""

@@ -29,6 +29,7 @@ from cove.server import (
     routes_images,
     routes_instances,
     routes_logs,
+    routes_metadata,
     routes_metrics,
     routes_networks,
     routes_operations,
@@ -177,7 +178,7 @@ def make_app(engine: EngineAPI, *, executor: ThreadPoolExecutor | None = None) -
                    routes_instances, routes_state, routes_exec, routes_files, routes_logs,
                    routes_networks, routes_profiles, routes_projects, routes_storage,
                    routes_trust, routes_metrics, routes_console, routes_snapshots, routes_copies,
-                   routes_backups):
+                   routes_backups, routes_metadata):
         module.add_routes(app)
 
     app.on_shutdown.append(_close_websockets)

@@ -24,6 +24,7 @@ API_EXTENSIONS: list[str] = [
     "etag",                            # ETag on GET /1.0/instances/NAME, If-Match on PUT/PATCH
     "patch",                           # PATCH on instances, images, aliases
     "container_last_used_at",
+    "container_edit_metadata",         # .../metadata and .../metadata/templates?path=
     "entity_description",
     "directory_manipulation",          # POST/GET directories in .../files
     "container_exec_recording",        # exec record-output
