@@ -23,6 +23,8 @@ import pylxd
 import pytest
 from covetest import Api, Coved, assert_no_leaks, conmon_pids, new_name, runc_ids, wait_until
 
+from cove.client import connect
+
 # ready 2 s after it starts: /tmp/ready appears then, with the uptime
 SLOW_READY = "sh -c 'rm -f /tmp/ready; sleep 2; cat /proc/uptime > /tmp/ready; exec sleep 1000'"
 # the uptime it started at
@@ -113,8 +115,17 @@ def test_readiness_timeout_fails_the_start_naming_the_probe(api: Api) -> None:
         api.made.clear()
 
 
-def test_health_states_and_a_hung_probe(api: Api) -> None:
+def _health_cell(coved: Coved, name: str) -> str:
+    """The HEALTH cell of ``name`` in ``cove list`` (CSV: name, state, health, ...)."""
+    p = subprocess.run([sys.executable, "-m", "cove.cli.main", "list", "--format", "csv"],
+                       env=coved.cli_env(), capture_output=True, timeout=60, check=False)
+    assert p.returncode == 0, p.stderr
+    return next(x for x in p.stdout.decode().splitlines() if x.startswith(name + ",")).split(",")[2]
+
+
+def test_health_states_and_a_hung_probe(coved: Coved, api: Api) -> None:
     name = new_name("health")
+    events = connect(str(coved.socket)).events(("lifecycle",))  # /1.0/events, a websocket
     api.launch(name, cmd="sleep 1000", config={
         "cove.health": "test -f /tmp/ok", "cove.health.interval": "300ms",
         "cove.health.retries": "2", "cove.health.timeout": "2s"})
@@ -124,9 +135,21 @@ def test_health_states_and_a_hung_probe(api: Api) -> None:
 
     wait_until(lambda: health().get("status") == "unhealthy", 10, what="unhealthy")
     assert int(health()["failing_streak"]) >= 2  # type: ignore[call-overload]
+    assert _health_cell(coved, name).startswith("unhealthy (")
     api.sh(name, "touch /tmp/ok")
     wait_until(lambda: health().get("status") == "healthy", 10, what="healthy")
     assert health()["failing_streak"] == 0
+    assert _health_cell(coved, name) == "healthy"
+    # each change was an event: starting -> unhealthy -> healthy
+    seen = []
+    with events:
+        while len(seen) < 2:
+            ev = events.get(timeout=10)
+            assert ev is not None
+            if ev.metadata.get("action") == "instance-health-changed" \
+                    and ev.metadata.get("source") == f"/1.0/instances/{name}":
+                seen.append(ev.metadata["context"]["status"])
+    assert seen == ["unhealthy", "healthy"], seen
 
     # a probe that hangs is killed at its timeout, with what it started
     api.sync("PATCH", f"/1.0/instances/{name}", {"config": {
