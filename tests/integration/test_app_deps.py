@@ -163,9 +163,13 @@ def test_health_states_and_a_hung_probe(coved: Coved, api: Api) -> None:
 
 def test_crash_restart_by_policy_and_cascade(api: Api) -> None:
     db, top = new_name("db"), new_name("top")
+    # halted by SIGKILL: a sleep as PID 1 ignores SIGTERM, and each restart
+    # would wait out the 10 s stop timeout
     api.create(db, config={"cove.cmd": "sh -c 'cat /proc/uptime > /tmp/ready; exec sleep 1000'",
-                           "cove.ready": READY_PROBE, "cove.restart": "on-failure"})
-    api.create(top, config={"cove.cmd": STARTED, "cove.depends": f"{db}:ready:restart"})
+                           "cove.ready": READY_PROBE, "cove.restart": "on-failure",
+                           "cove.halt": "SIGKILL"})
+    api.create(top, config={"cove.cmd": STARTED, "cove.depends": f"{db}:ready:restart",
+                            "cove.halt": "SIGKILL"})
     try:
         api.action(top, "start")
         db_pid, top_pid = api.state(db)["pid"], api.state(top)["pid"]
@@ -175,6 +179,23 @@ def test_crash_restart_by_policy_and_cascade(api: Api) -> None:
                    what="its dependent restarted")
         assert api.status(top) == "Running"
         assert uptime(api, top, "/tmp/t0") >= uptime(api, db, "/tmp/ready")
+
+        # unhealthy under the policy: db is restarted, then top once db is ready
+        # again (the probe fails once: it takes the marker away as it fails)
+        api.sync("PATCH", f"/1.0/instances/{db}", {"config": {
+            "cove.health": "sh -c 'test ! -f /tmp/sick || { rm /tmp/sick; exit 1; }'",
+            "cove.health.interval": "200ms", "cove.health.retries": "1"}})
+        wait_until(lambda: api.state(db).get("cove", {}).get("health", {}).get("status")
+                   == "healthy", 10, what="db healthy")
+        db_pid, top_pid = api.state(db)["pid"], api.state(top)["pid"]
+        api.sh(db, "touch /tmp/sick")
+        wait_until(lambda: api.state(db)["pid"] not in (0, db_pid), 15,
+                   what="the unhealthy db restarted")
+        wait_until(lambda: api.state(top)["pid"] not in (0, top_pid), 15,
+                   what="its dependent restarted")
+        assert uptime(api, top, "/tmp/t0") >= uptime(api, db, "/tmp/ready")
+        wait_until(lambda: api.state(db)["cove"]["health"]["status"] == "healthy", 10,
+                   what="db healthy again")
 
         # a client's stop is no failure: no restart
         api.action(top, "stop", timeout=0)
