@@ -327,6 +327,32 @@ def test_start_once_with_another_command_and_exec_waits_for_a_start(
         api.made.clear()
 
 
+def test_exec_into_a_restarting_or_stopping_instance_waits(api: Api) -> None:
+    name = new_name("settle")
+    # SIGTERM is taken slowly: a stop takes about a second
+    api.launch(name, cmd="sh -c 'trap \"sleep 1; exit 0\" TERM; while :; do sleep 0.1; done'")
+
+    def init_start() -> bytes:  # the container init's start time: one per run
+        return api.sh(name, "cat /proc/1/stat").split()[21]
+
+    old = init_start()
+    r = api.request("PUT", f"/1.0/instances/{name}/state", {"action": "restart", "timeout": 30})
+    assert r.status == 202, r.body
+    time.sleep(0.3)  # it is stopping
+    code, out, _ = api.exec(name, ["cat", "/proc/1/stat"])  # waits for the restart
+    assert api.wait(r)["status"] == "Success"
+    assert code == 0 and out.split()[21] == init_start() != old  # ran in the new run
+
+    r = api.request("PUT", f"/1.0/instances/{name}/state", {"action": "stop", "timeout": 30})
+    assert r.status == 202, r.body
+    time.sleep(0.3)
+    x = api.request("POST", f"/1.0/instances/{name}/exec", {
+        "command": ["true"], "wait-for-websocket": False, "record-output": True})
+    # refused once the stop ended, as for any stopped instance (not a half-dead one)
+    assert x.status == 400 and "not running" in x.error, x.body
+    assert api.wait(r)["status"] == "Success" and api.status(name) == "Stopped"
+
+
 def test_exec_into_a_stopped_instance(coved: Coved, api: Api) -> None:
     name = new_name("stopped")
     api.create(name, config={"cove.cmd": "sleep 1000", "environment.GREETING": "hi"})
