@@ -74,6 +74,33 @@ def test_three_tier_start_waits_for_readiness(api: Api, tiers: tuple[str, str, s
     assert r.status == 400 and mid in r.error
 
 
+def test_independent_branches_start_and_stop_in_parallel(api: Api) -> None:
+    # two dependencies each ready 1 s after they start (halted by SIGKILL:
+    # quick), and two dependents that take a second over SIGTERM; each
+    # records in the host's uptime when it started or got the signal
+    a, b, top1, top2 = new_name("pa"), new_name("pb"), new_name("ptop"), new_name("ptop")
+    base = {"cove.cmd": "sh -c 'rm -f /tmp/ready; cat /proc/uptime > /tmp/t0; sleep 1; "
+                        "touch /tmp/ready; exec sleep 1000'",
+            "cove.ready": READY_PROBE, "cove.halt": "SIGKILL"}
+    slow_stop = "sh -c 'trap \"cat /proc/uptime > /tmp/term; sleep 1; exit 0\" TERM; " \
+                "while :; do sleep 0.1; done'"
+    api.create(a, config=base)
+    api.create(b, config=base)
+    api.create(top1, config={"cove.cmd": slow_stop, "cove.depends": f"{a},{b}"})
+    api.create(top2, config={"cove.cmd": slow_stop, "cove.depends": a})
+    try:
+        api.action(top1, "start")  # a and b together: not one after the other's readiness
+        assert abs(uptime(api, a, "/tmp/t0") - uptime(api, b, "/tmp/t0")) < 0.9
+        api.action(top2, "start")
+        api.action(a, "stop")  # its dependents first, together
+        assert [api.status(n) for n in (top1, top2, a)] == ["Stopped"] * 3
+        terms = [float(api.file_get(n, "/tmp/term").body.split()[0]) for n in (top1, top2)]
+        assert abs(terms[0] - terms[1]) < 0.9, terms
+    finally:
+        remove_top_down(api, top1, top2, a, b)
+        api.made.clear()
+
+
 def test_bad_dependencies_are_refused_when_set(api: Api, tiers: tuple[str, str, str]) -> None:
     db, mid, web = tiers
     r = api.request("PATCH", f"/1.0/instances/{db}", {"config": {"cove.depends": web}})
