@@ -55,7 +55,8 @@ def tiers(api: Api) -> Iterator[tuple[str, str, str]]:
     api.made.clear()
 
 
-def test_three_tier_start_waits_for_readiness(api: Api, tiers: tuple[str, str, str]) -> None:
+def test_three_tier_start_waits_for_readiness(coved: Coved, api: Api,
+                                              tiers: tuple[str, str, str]) -> None:
     db, mid, web = tiers
     t = time.monotonic()
     api.action(web, "start")
@@ -69,9 +70,19 @@ def test_three_tier_start_waits_for_readiness(api: Api, tiers: tuple[str, str, s
     api.action(db, "stop", timeout=0)
     assert [api.status(n) for n in tiers] == ["Stopped"] * 3
 
-    # a dependency is not deleted while others name it
+    # a dependency is not deleted while others name it, unless forced
     r = api.request("DELETE", f"/1.0/instances/{db}")
     assert r.status == 400 and mid in r.error
+
+    def cove_delete(*args: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run([sys.executable, "-m", "cove.cli.main", "delete", *args],
+                              env=coved.cli_env(), capture_output=True, timeout=60, check=False)
+    p = cove_delete(db)
+    assert p.returncode != 0 and mid.encode() in p.stderr and b"force" in p.stderr, p
+    assert cove_delete("--force", db).returncode == 0
+    assert db not in api.names()
+    op = api.wait(api.request("PUT", f"/1.0/instances/{mid}/state", {"action": "start"}))
+    assert op["status"] == "Failure" and db in op["err"] and "does not exist" in op["err"], op
 
 
 def test_independent_branches_start_and_stop_in_parallel(api: Api) -> None:
