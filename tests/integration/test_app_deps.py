@@ -199,6 +199,29 @@ def test_health_states_and_a_hung_probe(coved: Coved, api: Api) -> None:
     assert b"sleep 77" not in ps, ps
 
 
+def test_tcp_and_http_probes_reach_the_instance(api: Api) -> None:
+    name = new_name("web")
+    api.launch(name, cmd="sh -c 'mkdir -p /www && httpd -f -p 8080 -h /www'", config={
+        "cove.health": "http:8080/ok", "cove.health.interval": "200ms",
+        "cove.health.retries": "1", "cove.halt": "SIGKILL"})
+
+    def health() -> dict[str, object]:
+        return dict(api.state(name).get("cove", {}).get("health", {}))
+
+    # from the host to the instance's own address: a 404 fails, a 200 passes
+    wait_until(lambda: "HTTP 404" in str(health().get("output")), 10, what="a 404")
+    assert health()["status"] == "unhealthy"
+    api.sh(name, "echo fine > /www/ok")
+    wait_until(lambda: health().get("status") == "healthy", 10, what="healthy over http")
+    assert str(health()["output"]).startswith("HTTP 200"), health()
+    api.sync("PATCH", f"/1.0/instances/{name}", {"config": {"cove.health": "tcp:8081"}})
+    wait_until(lambda: health().get("status") == "unhealthy", 10, what="nothing on 8081")
+    assert "Refused" in str(health()["output"]), health()
+    api.sync("PATCH", f"/1.0/instances/{name}", {"config": {"cove.health": "tcp:8080"}})
+    wait_until(lambda: health().get("status") == "healthy", 10, what="healthy over tcp")
+    assert "connected to" in str(health()["output"]), health()
+
+
 def test_crash_restart_by_policy_and_cascade(api: Api) -> None:
     db, top = new_name("db"), new_name("top")
     # halted by SIGKILL: a sleep as PID 1 ignores SIGTERM, and each restart
