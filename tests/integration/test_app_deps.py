@@ -535,12 +535,15 @@ def test_a_renamed_dependency_is_followed(api: Api) -> None:
     db, top = new_name("db"), new_name("top")
     api.create(db, config={"cove.cmd": "sleep 1000"})
     api.create(top, config={"cove.cmd": "sleep 1000", "cove.depends": f"{db}:started:restart"})
-    moved = new_name("moved")
+    moved, made = new_name("moved"), new_name("made")
     try:
         api.run("POST", f"/1.0/instances/{db}", {"name": moved})
         assert api.instance(top)["config"]["cove.depends"] == f"{moved}:started:restart"
+        # a create with start starts what the new instance depends on first
+        api.create(made, config={"cove.cmd": "sleep 1000", "cove.depends": f"{moved}:started",
+                                 "cove.halt": "SIGKILL"}, start=True)
+        assert api.status(moved) == "Running" and api.status(made) == "Running"
         api.action(top, "start")
-        assert api.status(moved) == "Running"
     finally:
-        remove_top_down(api, top, moved)
+        remove_top_down(api, made, top, moved)
         api.made.clear()
