@@ -166,21 +166,29 @@ def test_the_back_off_doubles_and_starts_again_after_a_long_run(setup: Any) -> N
     _, insts, add, crash, _, store = setup
     add({"cove.restart": "always"})  # it started just now: every run is short
     started: list[float] = []
+    ops: list[Operation] = []
     real = insts.change_state
 
     def timed(name: str, action: str, **kw: Any) -> Operation:
         started.append(time.monotonic())
-        return real(name, action, **kw)
+        op: Operation = real(name, action, **kw)
+        ops.append(op)
+        return op
+
+    def restarted(n: int, since: float) -> None:
+        """The n-th start was asked for and ran (else the next crash
+        would be the in-flight operation's, not a failure)."""
+        while len(ops) < n and time.monotonic() < since + 5:
+            time.sleep(0.005)
+        assert len(ops) == n
+        ops[-1].wait()
 
     insts.change_state = timed
     gaps = []
     for n in range(1, 5):
         t = time.monotonic()
         crash(1)
-        deadline = t + 5
-        while len(started) < n and time.monotonic() < deadline:
-            time.sleep(0.005)
-        assert len(started) == n
+        restarted(n, t)
         gaps.append(started[-1] - t)
     for gap, delay in zip(gaps, (0.1, 0.2, 0.4, 0.8), strict=True):
         assert gap >= delay, gaps  # at least the back-off (more under load)
@@ -191,6 +199,5 @@ def test_the_back_off_doubles_and_starts_again_after_a_long_run(setup: Any) -> N
     store.update_instance(inst)
     t = time.monotonic()
     crash(1)
-    while len(started) < 5 and time.monotonic() < t + 5:
-        time.sleep(0.005)
-    assert len(started) == 5 and started[-1] - t < 1.0, (gaps, started[-1] - t)  # not 1.6 s
+    restarted(5, t)
+    assert started[-1] - t < 1.0, (gaps, started[-1] - t)  # not 1.6 s
