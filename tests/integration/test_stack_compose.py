@@ -51,7 +51,7 @@ volumes:
 """
 _EXTRA = """migrate:
     image: busybox
-    command: [sh, -c, "cat /proc/uptime > /share/migrated"]
+    command: [sh, -c, "cat /proc/uptime > /share/migrated; echo covetest-migrated"]
     volumes: [./share:/share]
   worker:
     image: busybox
@@ -140,8 +140,8 @@ def test_up_edit_up_down(stack: str, coved: Coved, api: Api, tmp_path: Path) -> 
                                              for s in ("db", "migrate", "web", "worker")]
     listed = _cli(coved, tmp_path, "stack", "list").stdout.decode()
     assert stack in listed and "running(3)" in listed
-    logs = _cli(coved, tmp_path, "logs", "db")
-    assert logs.returncode == 0, logs.stderr
+    logs = _cli(coved, tmp_path, "logs", "migrate")  # what the one-shot printed
+    assert logs.returncode == 0 and b"covetest-migrated" in logs.stdout, logs
 
     # up again, unchanged: nothing is touched
     db_pid = api.state(f"{stack}-db")["pid"]
