@@ -23,6 +23,8 @@ import pylxd
 import pytest
 from covetest import Api, Coved, assert_no_leaks, conmon_pids, new_name, runc_ids, wait_until
 
+from cove.client import connect
+
 # ready 2 s after it starts: /tmp/ready appears then, with the uptime
 SLOW_READY = "sh -c 'rm -f /tmp/ready; sleep 2; cat /proc/uptime > /tmp/ready; exec sleep 1000'"
 # the uptime it started at
@@ -53,7 +55,8 @@ def tiers(api: Api) -> Iterator[tuple[str, str, str]]:
     api.made.clear()
 
 
-def test_three_tier_start_waits_for_readiness(api: Api, tiers: tuple[str, str, str]) -> None:
+def test_three_tier_start_waits_for_readiness(coved: Coved, api: Api,
+                                              tiers: tuple[str, str, str]) -> None:
     db, mid, web = tiers
     t = time.monotonic()
     api.action(web, "start")
@@ -67,9 +70,46 @@ def test_three_tier_start_waits_for_readiness(api: Api, tiers: tuple[str, str, s
     api.action(db, "stop", timeout=0)
     assert [api.status(n) for n in tiers] == ["Stopped"] * 3
 
-    # a dependency is not deleted while others name it
+    # a dependency is not deleted while others name it, unless forced
     r = api.request("DELETE", f"/1.0/instances/{db}")
     assert r.status == 400 and mid in r.error
+
+    def cove_delete(*args: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run([sys.executable, "-m", "cove.cli.main", "delete", *args],
+                              env=coved.cli_env(), capture_output=True, timeout=60, check=False)
+    p = cove_delete(db)
+    assert p.returncode != 0 and mid.encode() in p.stderr and b"force" in p.stderr, p
+    assert cove_delete("--force", db).returncode == 0
+    assert db not in api.names()
+    op = api.wait(api.request("PUT", f"/1.0/instances/{mid}/state", {"action": "start"}))
+    assert op["status"] == "Failure" and db in op["err"] and "does not exist" in op["err"], op
+
+
+def test_independent_branches_start_and_stop_in_parallel(api: Api) -> None:
+    # two dependencies each ready 1 s after they start (halted by SIGKILL:
+    # quick), and two dependents that take a second over SIGTERM; each
+    # records in the host's uptime when it started or got the signal
+    a, b, top1, top2 = new_name("pa"), new_name("pb"), new_name("ptop"), new_name("ptop")
+    base = {"cove.cmd": "sh -c 'rm -f /tmp/ready; cat /proc/uptime > /tmp/t0; sleep 1; "
+                        "touch /tmp/ready; exec sleep 1000'",
+            "cove.ready": READY_PROBE, "cove.halt": "SIGKILL"}
+    slow_stop = "sh -c 'trap \"cat /proc/uptime > /tmp/term; sleep 1; exit 0\" TERM; " \
+                "while :; do sleep 0.1; done'"
+    api.create(a, config=base)
+    api.create(b, config=base)
+    api.create(top1, config={"cove.cmd": slow_stop, "cove.depends": f"{a},{b}"})
+    api.create(top2, config={"cove.cmd": slow_stop, "cove.depends": a})
+    try:
+        api.action(top1, "start")  # a and b together: not one after the other's readiness
+        assert abs(uptime(api, a, "/tmp/t0") - uptime(api, b, "/tmp/t0")) < 0.9
+        api.action(top2, "start")
+        api.action(a, "stop")  # its dependents first, together
+        assert [api.status(n) for n in (top1, top2, a)] == ["Stopped"] * 3
+        terms = [float(api.file_get(n, "/tmp/term").body.split()[0]) for n in (top1, top2)]
+        assert abs(terms[0] - terms[1]) < 0.9, terms
+    finally:
+        remove_top_down(api, top1, top2, a, b)
+        api.made.clear()
 
 
 def test_bad_dependencies_are_refused_when_set(api: Api, tiers: tuple[str, str, str]) -> None:
@@ -113,8 +153,17 @@ def test_readiness_timeout_fails_the_start_naming_the_probe(api: Api) -> None:
         api.made.clear()
 
 
-def test_health_states_and_a_hung_probe(api: Api) -> None:
+def _health_cell(coved: Coved, name: str) -> str:
+    """The HEALTH cell of ``name`` in ``cove list`` (CSV: name, state, health, ...)."""
+    p = subprocess.run([sys.executable, "-m", "cove.cli.main", "list", "--format", "csv"],
+                       env=coved.cli_env(), capture_output=True, timeout=60, check=False)
+    assert p.returncode == 0, p.stderr
+    return next(x for x in p.stdout.decode().splitlines() if x.startswith(name + ",")).split(",")[2]
+
+
+def test_health_states_and_a_hung_probe(coved: Coved, api: Api) -> None:
     name = new_name("health")
+    events = connect(str(coved.socket)).events(("lifecycle",))  # /1.0/events, a websocket
     api.launch(name, cmd="sleep 1000", config={
         "cove.health": "test -f /tmp/ok", "cove.health.interval": "300ms",
         "cove.health.retries": "2", "cove.health.timeout": "2s"})
@@ -124,9 +173,21 @@ def test_health_states_and_a_hung_probe(api: Api) -> None:
 
     wait_until(lambda: health().get("status") == "unhealthy", 10, what="unhealthy")
     assert int(health()["failing_streak"]) >= 2  # type: ignore[call-overload]
+    assert _health_cell(coved, name).startswith("unhealthy (")
     api.sh(name, "touch /tmp/ok")
     wait_until(lambda: health().get("status") == "healthy", 10, what="healthy")
     assert health()["failing_streak"] == 0
+    assert _health_cell(coved, name) == "healthy"
+    # each change was an event: starting -> unhealthy -> healthy
+    seen = []
+    with events:
+        while len(seen) < 2:
+            ev = events.get(timeout=10)
+            assert ev is not None
+            if ev.metadata.get("action") == "instance-health-changed" \
+                    and ev.metadata.get("source") == f"/1.0/instances/{name}":
+                seen.append(ev.metadata["context"]["status"])
+    assert seen == ["unhealthy", "healthy"], seen
 
     # a probe that hangs is killed at its timeout, with what it started
     api.sync("PATCH", f"/1.0/instances/{name}", {"config": {
@@ -138,11 +199,38 @@ def test_health_states_and_a_hung_probe(api: Api) -> None:
     assert b"sleep 77" not in ps, ps
 
 
+def test_tcp_and_http_probes_reach_the_instance(api: Api) -> None:
+    name = new_name("web")
+    api.launch(name, cmd="sh -c 'mkdir -p /www && httpd -f -p 8080 -h /www'", config={
+        "cove.health": "http:8080/ok", "cove.health.interval": "200ms",
+        "cove.health.retries": "1", "cove.halt": "SIGKILL"})
+
+    def health() -> dict[str, object]:
+        return dict(api.state(name).get("cove", {}).get("health", {}))
+
+    # from the host to the instance's own address: a 404 fails, a 200 passes
+    wait_until(lambda: "HTTP 404" in str(health().get("output")), 10, what="a 404")
+    assert health()["status"] == "unhealthy"
+    api.sh(name, "echo fine > /www/ok")
+    wait_until(lambda: health().get("status") == "healthy", 10, what="healthy over http")
+    assert str(health()["output"]).startswith("HTTP 200"), health()
+    api.sync("PATCH", f"/1.0/instances/{name}", {"config": {"cove.health": "tcp:8081"}})
+    wait_until(lambda: health().get("status") == "unhealthy", 10, what="nothing on 8081")
+    assert "Refused" in str(health()["output"]), health()
+    api.sync("PATCH", f"/1.0/instances/{name}", {"config": {"cove.health": "tcp:8080"}})
+    wait_until(lambda: health().get("status") == "healthy", 10, what="healthy over tcp")
+    assert "connected to" in str(health()["output"]), health()
+
+
 def test_crash_restart_by_policy_and_cascade(api: Api) -> None:
     db, top = new_name("db"), new_name("top")
+    # halted by SIGKILL: a sleep as PID 1 ignores SIGTERM, and each restart
+    # would wait out the 10 s stop timeout
     api.create(db, config={"cove.cmd": "sh -c 'cat /proc/uptime > /tmp/ready; exec sleep 1000'",
-                           "cove.ready": READY_PROBE, "cove.restart": "on-failure"})
-    api.create(top, config={"cove.cmd": STARTED, "cove.depends": f"{db}:ready:restart"})
+                           "cove.ready": READY_PROBE, "cove.restart": "on-failure",
+                           "cove.halt": "SIGKILL"})
+    api.create(top, config={"cove.cmd": STARTED, "cove.depends": f"{db}:ready:restart",
+                            "cove.halt": "SIGKILL"})
     try:
         api.action(top, "start")
         db_pid, top_pid = api.state(db)["pid"], api.state(top)["pid"]
@@ -152,6 +240,23 @@ def test_crash_restart_by_policy_and_cascade(api: Api) -> None:
                    what="its dependent restarted")
         assert api.status(top) == "Running"
         assert uptime(api, top, "/tmp/t0") >= uptime(api, db, "/tmp/ready")
+
+        # unhealthy under the policy: db is restarted, then top once db is ready
+        # again (the probe fails once: it takes the marker away as it fails)
+        api.sync("PATCH", f"/1.0/instances/{db}", {"config": {
+            "cove.health": "sh -c 'test ! -f /tmp/sick || { rm /tmp/sick; exit 1; }'",
+            "cove.health.interval": "200ms", "cove.health.retries": "1"}})
+        wait_until(lambda: api.state(db).get("cove", {}).get("health", {}).get("status")
+                   == "healthy", 10, what="db healthy")
+        db_pid, top_pid = api.state(db)["pid"], api.state(top)["pid"]
+        api.sh(db, "touch /tmp/sick")
+        wait_until(lambda: api.state(db)["pid"] not in (0, db_pid), 15,
+                   what="the unhealthy db restarted")
+        wait_until(lambda: api.state(top)["pid"] not in (0, top_pid), 15,
+                   what="its dependent restarted")
+        assert uptime(api, top, "/tmp/t0") >= uptime(api, db, "/tmp/ready")
+        wait_until(lambda: api.state(db)["cove"]["health"]["status"] == "healthy", 10,
+                   what="db healthy again")
 
         # a client's stop is no failure: no restart
         api.action(top, "stop", timeout=0)
@@ -283,6 +388,32 @@ def test_start_once_with_another_command_and_exec_waits_for_a_start(
         api.made.clear()
 
 
+def test_exec_into_a_restarting_or_stopping_instance_waits(api: Api) -> None:
+    name = new_name("settle")
+    # SIGTERM is taken slowly: a stop takes about a second
+    api.launch(name, cmd="sh -c 'trap \"sleep 1; exit 0\" TERM; while :; do sleep 0.1; done'")
+
+    def init_start() -> bytes:  # the container init's start time: one per run
+        return api.sh(name, "cat /proc/1/stat").split()[21]
+
+    old = init_start()
+    r = api.request("PUT", f"/1.0/instances/{name}/state", {"action": "restart", "timeout": 30})
+    assert r.status == 202, r.body
+    time.sleep(0.3)  # it is stopping
+    code, out, _ = api.exec(name, ["cat", "/proc/1/stat"])  # waits for the restart
+    assert api.wait(r)["status"] == "Success"
+    assert code == 0 and out.split()[21] == init_start() != old  # ran in the new run
+
+    r = api.request("PUT", f"/1.0/instances/{name}/state", {"action": "stop", "timeout": 30})
+    assert r.status == 202, r.body
+    time.sleep(0.3)
+    x = api.request("POST", f"/1.0/instances/{name}/exec", {
+        "command": ["true"], "wait-for-websocket": False, "record-output": True})
+    # refused once the stop ended, as for any stopped instance (not a half-dead one)
+    assert x.status == 400 and "not running" in x.error, x.body
+    assert api.wait(r)["status"] == "Success" and api.status(name) == "Stopped"
+
+
 def test_exec_into_a_stopped_instance(coved: Coved, api: Api) -> None:
     name = new_name("stopped")
     api.create(name, config={"cove.cmd": "sleep 1000", "environment.GREETING": "hi"})
@@ -404,12 +535,15 @@ def test_a_renamed_dependency_is_followed(api: Api) -> None:
     db, top = new_name("db"), new_name("top")
     api.create(db, config={"cove.cmd": "sleep 1000"})
     api.create(top, config={"cove.cmd": "sleep 1000", "cove.depends": f"{db}:started:restart"})
-    moved = new_name("moved")
+    moved, made = new_name("moved"), new_name("made")
     try:
         api.run("POST", f"/1.0/instances/{db}", {"name": moved})
         assert api.instance(top)["config"]["cove.depends"] == f"{moved}:started:restart"
+        # a create with start starts what the new instance depends on first
+        api.create(made, config={"cove.cmd": "sleep 1000", "cove.depends": f"{moved}:started",
+                                 "cove.halt": "SIGKILL"}, start=True)
+        assert api.status(moved) == "Running" and api.status(made) == "Running"
         api.action(top, "start")
-        assert api.status(moved) == "Running"
     finally:
-        remove_top_down(api, top, moved)
+        remove_top_down(api, made, top, moved)
         api.made.clear()

@@ -1,11 +1,13 @@
 """``cove exec --stopped`` (issue 11): the temporary container has what a
 start gives the instance (its disk devices, its NICs with its own lease, its
-/etc/hosts and resolv.conf) and its own users and groups, read from its
-files, never the host's; nothing of it outlives the command, whether the
-command ends, is killed, or coved dies under it.
+/etc/hosts and resolv.conf, its published ports: NAT and forwarded) and its
+own users and groups, read from its files, never the host's; nothing of it
+outlives the command, whether the command ends, is killed, or coved dies
+under it.
 
 The host is read directly (links, nftables elements, dnsmasq's host files,
-leases, runc state, mounts, cgroups), not through cove's bookkeeping.
+leases, forwarder processes, listening sockets, runc state, mounts,
+cgroups), not through cove's bookkeeping.
 """
 
 from __future__ import annotations
@@ -20,13 +22,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from covetest import Api, Coved, assert_no_leaks, new_name, runc_ids, wait_until
-from nethost import links, root_id
+from covetest import Api, Coved, assert_no_leaks, forwarder_pids, new_name, runc_ids, wait_until
+from nethost import http_get, links, root_id
+
+from cove.engine._net_bridge import host_listeners
 
 
 def _host(d: Coved) -> dict[str, Any]:
     """The root's networking as the host has it (links, nft set and map
-    elements, dnsmasq host files) and the leases coved reports."""
+    elements, dnsmasq host files, forwarder processes) and the leases coved
+    reports."""
     table = subprocess.run(["nft", "-j", "list", "table", "inet", f"cove_{root_id(d.root)}"],
                            capture_output=True, timeout=30, check=False).stdout
     elements = {}
@@ -40,7 +45,13 @@ def _host(d: Coved) -> dict[str, Any]:
     leases = [x for net in d.api.sync("GET", "/1.0/networks")
               for x in d.api.sync("GET", f"{net}/leases")]
     return {"links": links(d.root), "elements": elements, "hosts": hosts,
-            "leases": sorted(x["address"] for x in leases)}
+            "leases": sorted(x["address"] for x in leases),
+            "forwarders": sorted(forwarder_pids(d.root))}
+
+
+def _listening(port: int) -> bool:
+    """A TCP socket of the host's namespace listens on ``port``."""
+    return any(proto == "tcp" and pt == port for proto, _, pt in host_listeners())
 
 
 def _exec_stopped(api: Api, name: str, command: list[str], **extra: Any) -> Any:
@@ -146,14 +157,19 @@ def test_stopped_exec_killed_or_coved_killed_leaves_nothing(coved: Coved, api: A
     name = new_name("xk")
     api.create(name, config={"cove.cmd": "sleep 1000"})
     port = 32000 + os.getpid() % 1000  # published while the exec runs, as by a start
+    fport = port + 1000  # forwarded (nat off: a forwarder process) to its loopback
     api.sync("PATCH", f"/1.0/instances/{name}", {"devices": {"p": {
         "type": "proxy", "listen": f"tcp:127.0.0.1:{port}", "connect": "tcp:0.0.0.0:80",
-        "nat": "true"}}})
+        "nat": "true"}, "f": {"type": "proxy", "listen": f"tcp:127.0.0.1:{fport}",
+                              "connect": "tcp:127.0.0.1:80"}}})
     before = _host(coved)
+    assert not _listening(fport)
     argv = [b"sleep", str(900000 + os.getpid() % 1000).encode()]
+    serve = ("mkdir -p /www && echo covetest-fwd > /www/index.html && "
+             "httpd -p 127.0.0.1:80 -h /www && exec " + b" ".join(argv).decode())
 
     # the command killed from outside: the session ends, its network goes
-    r = _exec_stopped(api, name, [a.decode() for a in argv])
+    r = _exec_stopped(api, name, ["sh", "-c", serve])
     assert r.status == 202, r.body
     pid = wait_until(lambda: _pid_of(b"\0".join(argv) + b"\0"), 20, what="the command")
     during = _host(coved)
@@ -161,10 +177,15 @@ def test_stopped_exec_killed_or_coved_killed_leaves_nothing(coved: Coved, api: A
         == len(before["leases"]) + 1, (before, during)
     assert during["elements"] != before["elements"] and len(during["hosts"]) \
         == len(before["hosts"]) + 1, (before, during)  # its port and its DNS name
+    assert len(during["forwarders"]) == len(before["forwarders"]) + 1 and _listening(fport), \
+        (before, during)
+    # the forwarder reaches the exec's own loopback (in its namespace, not the host's)
+    assert http_get(f"http://127.0.0.1:{fport}/", timeout=5) == b"covetest-fwd\n"
     os.kill(pid, signal.SIGKILL)
     op = api.wait(r)
     assert op["metadata"]["return"] == 137, op
     _settled(coved, name, before)
+    assert not _listening(fport)
     assert api.status(name) == "Stopped"
 
     # coved killed while the command runs: the next coved removes it all
@@ -175,6 +196,7 @@ def test_stopped_exec_killed_or_coved_killed_leaves_nothing(coved: Coved, api: A
     coved.start()
     wait_until(lambda: _pid_of(b"\0".join(argv) + b"\0") is None, 10, what="the command gone")
     _settled(coved, name, before)
+    assert not _listening(fport)
 
     # coved killed while runc's hook waits for the NICs: the next coved
     # answers the hook, and runc ends the half-made container at once

@@ -5,6 +5,7 @@ bad files refused with nothing made."""
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from covetest import Api, Coved, rand
+from nethost import http_get
 
 from cove.client.drivers.rest import RestDriver
 
@@ -21,28 +23,46 @@ name: {stack}
 services:
   db:
     image: busybox
-    command: ["sh", "-c", "mkdir -p /www && echo hello-from-db > /www/index.html && httpd -f -p 80 -h /www"]
+    command: ["sh", "-c", "sleep 1 && mkdir -p /www && echo hello-from-db > /www/index.html && cat /proc/uptime > /share/db && exec httpd -f -p 80 -h /www"]
     hostname: store
+    healthcheck:
+      test: [CMD, wget, -q, -O, /dev/null, "http://127.0.0.1/"]
+      interval: 300ms
+      start_period: 20s
+      start_interval: 200ms
+    ports: ["127.0.0.1:{port}:80"]
+    stop_signal: SIGKILL
     volumes:
       - data:/data
+      - ./share:/share
   web:
     image: busybox
-    command: sleep 1000
-    depends_on: [db]
+    command: [sh, -c, "cat /proc/uptime > /share/web; exec sleep 1000"]
+    depends_on:
+      db:
+        condition: service_healthy
     environment:
       GREETING: ${{GREETING:-hi}}
     stop_signal: SIGKILL
+    volumes: [./share:/share]
   {extra}
 volumes:
   data: {{}}
 """
-_EXTRA = """worker:
+_EXTRA = """migrate:
     image: busybox
-    command: sleep 1000
+    command: [sh, -c, "cat /proc/uptime > /share/migrated; echo covetest-migrated"]
+    volumes: [./share:/share]
+  worker:
+    image: busybox
+    command: [sh, -c, "cat /proc/uptime > /share/worker; exec sleep 1000"]
     stop_signal: SIGKILL
+    volumes: [./share:/share]
     depends_on:
       web:
         condition: service_started
+      migrate:
+        condition: service_completed_successfully
 """
 
 
@@ -53,7 +73,7 @@ def stack(api: Api, coved: Coved) -> Iterator[str]:
     name = f"covetest-{rand(5)}"
     yield name
     RestDriver(str(coved.socket)).stack(name=name).down(volumes=True)
-    for svc in ("db", "web", "worker"):
+    for svc in ("worker", "migrate", "web", "db"):
         api.remove(f"{name}-{svc}")
 
 
@@ -72,19 +92,40 @@ def _fetch(api: Api, name: str, url: str) -> bytes:
         time.sleep(0.3)
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _uptime(path: Path) -> float:
+    return float(path.read_text().split()[0])
+
+
 def test_up_edit_up_down(stack: str, coved: Coved, api: Api, tmp_path: Path) -> None:
     compose = tmp_path / "compose.yaml"
-    compose.write_text(_FILE.format(stack=stack, extra=_EXTRA))
+    port = _free_port()
+    share = tmp_path / "share"  # a bind mount: each service writes when it started
+    share.mkdir()
+    compose.write_text(_FILE.format(stack=stack, extra=_EXTRA, port=port))
     p = _cli(coved, tmp_path, "up", "-d")
     assert p.returncode == 0, p.stderr
-    assert p.stdout.decode().splitlines() == [
-        f"{stack}-db: created", f"{stack}-web: created", f"{stack}-worker: created"]
+    # web only once db's healthcheck passed; worker after the one-shot exited 0
+    assert _uptime(share / "web") >= _uptime(share / "db")
+    assert _uptime(share / "worker") >= _uptime(share / "migrated")
+    assert api.instance(f"{stack}-migrate")["config"]["volatile.last_state.exit_code"] == "0"
+    assert http_get(f"http://127.0.0.1:{port}/") == b"hello-from-db\n"  # ports
+    lines = p.stdout.decode().splitlines()  # a level's services come up together
+    assert sorted(lines[:2]) == [f"{stack}-db: created", f"{stack}-migrate: created"], lines
+    assert lines[2:] == [f"{stack}-web: created", f"{stack}-worker: created"], lines
     for svc in ("db", "web", "worker"):
         inst = api.instance(f"{stack}-{svc}")
         assert inst["status"] == "Running"
         assert inst["config"]["user.cove.stack"] == stack
         assert inst["config"]["user.cove.service"] == svc
-    assert api.instance(f"{stack}-worker")["config"]["cove.depends"] == f"{stack}-web:started"
+    assert api.instance(f"{stack}-worker")["config"]["cove.depends"] == \
+        f"{stack}-web:started,{stack}-migrate:completed"
+    assert api.instance(f"{stack}-web")["config"]["cove.depends"] == f"{stack}-db:healthy"
     assert api.instance(f"{stack}-web")["config"]["environment.GREETING"] == "hi"
     # the stack's own network, and the services' names in its DNS
     net = api.sync("GET", f"/1.0/networks/{stack}")
@@ -95,11 +136,12 @@ def test_up_edit_up_down(stack: str, coved: Coved, api: Api, tmp_path: Path) -> 
     assert api.sync("GET", f"/1.0/storage-pools/default/volumes/custom/{stack}-data")
 
     ps = json.loads(_cli(coved, tmp_path, "ps", "--format", "json").stdout)
-    assert sorted(i["name"] for i in ps) == [f"{stack}-{s}" for s in ("db", "web", "worker")]
+    assert sorted(i["name"] for i in ps) == [f"{stack}-{s}"
+                                             for s in ("db", "migrate", "web", "worker")]
     listed = _cli(coved, tmp_path, "stack", "list").stdout.decode()
     assert stack in listed and "running(3)" in listed
-    logs = _cli(coved, tmp_path, "logs", "db")
-    assert logs.returncode == 0, logs.stderr
+    logs = _cli(coved, tmp_path, "logs", "migrate")  # what the one-shot printed
+    assert logs.returncode == 0 and b"covetest-migrated" in logs.stdout, logs
 
     # up again, unchanged: nothing is touched
     db_pid = api.state(f"{stack}-db")["pid"]
@@ -109,7 +151,7 @@ def test_up_edit_up_down(stack: str, coved: Coved, api: Api, tmp_path: Path) -> 
     assert api.state(f"{stack}-db")["pid"] == db_pid
 
     # edit: web changes, worker goes; db stays as it is
-    compose.write_text(_FILE.format(stack=stack, extra=""))
+    compose.write_text(_FILE.format(stack=stack, extra="", port=port))
     web_pid = api.state(f"{stack}-web")["pid"]
     p = subprocess.run([sys.executable, "-m", "cove.cli.main", "up", "-d"],
                        env={**coved.cli_env(), "GREETING": "hello"}, cwd=tmp_path,
@@ -117,7 +159,7 @@ def test_up_edit_up_down(stack: str, coved: Coved, api: Api, tmp_path: Path) -> 
     assert p.returncode == 0, p.stderr
     out = p.stdout.decode().splitlines()
     assert out == [f"{stack}-db: unchanged", f"{stack}-web: recreated",
-                   f"{stack}-worker: removed"], out
+                   f"{stack}-worker: removed", f"{stack}-migrate: removed"], out
     assert api.request("GET", f"/1.0/instances/{stack}-worker").status == 404
     web = api.instance(f"{stack}-web")
     assert web["config"]["environment.GREETING"] == "hello" and web["status"] == "Running"

@@ -160,3 +160,44 @@ def test_a_failed_restart_is_tried_again_within_the_cap(setup: Any) -> None:
     _settle(insts, 3, timeout=5)
     assert insts.actions == [("db", "start")] * 3  # then capped
     assert store.get_instance("db").status is Status.STOPPED
+
+
+def test_the_back_off_doubles_and_starts_again_after_a_long_run(setup: Any) -> None:
+    _, insts, add, crash, _, store = setup
+    add({"cove.restart": "always"})  # it started just now: every run is short
+    started: list[float] = []
+    ops: list[Operation] = []
+    real = insts.change_state
+
+    def timed(name: str, action: str, **kw: Any) -> Operation:
+        started.append(time.monotonic())
+        op: Operation = real(name, action, **kw)
+        ops.append(op)
+        return op
+
+    def restarted(n: int, since: float) -> None:
+        """The n-th start was asked for and ran (else the next crash
+        would be the in-flight operation's, not a failure)."""
+        while len(ops) < n and time.monotonic() < since + 5:
+            time.sleep(0.005)
+        assert len(ops) == n
+        ops[-1].wait()
+
+    insts.change_state = timed
+    gaps = []
+    for n in range(1, 5):
+        t = time.monotonic()
+        crash(1)
+        restarted(n, t)
+        gaps.append(started[-1] - t)
+    for gap, delay in zip(gaps, (0.1, 0.2, 0.4, 0.8), strict=True):
+        assert gap >= delay, gaps  # at least the back-off (more under load)
+    assert gaps[3] > gaps[0] + 0.5, gaps
+    # a run of 10 s or more starts the back-off again at 0.1 s
+    inst = store.get_instance("db")
+    inst.last_used_at = time.time() - 11
+    store.update_instance(inst)
+    t = time.monotonic()
+    crash(1)
+    restarted(5, t)
+    assert started[-1] - t < 1.0, (gaps, started[-1] - t)  # not 1.6 s

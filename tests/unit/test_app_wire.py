@@ -1,6 +1,7 @@
 """cove's own fields of LXD requests for app stacks: a start with another
 command (``InstanceStatePut.command``) and an exec into a stopped instance
-(``InstanceExecPost.stopped``); both absent from the wire unless set."""
+(``InstanceExecPost.stopped``); both absent from the wire unless set; and
+the forced delete of an instance others depend on (``?force=1``)."""
 
 from __future__ import annotations
 
@@ -34,3 +35,10 @@ def test_start_takes_the_command_after_dashes() -> None:
     assert _split_after_dashes(["start", "web", "--", "sh", "-c", "x"]) == (
         ["start", "web"], ["sh", "-c", "x"])
     assert _split_after_dashes(["stop", "web", "--", "x"]) == (["stop", "web", "--", "x"], None)
+
+
+def test_a_forced_delete_says_so_only_when_asked() -> None:
+    from cove.client import _wire as wire
+
+    assert wire.delete_instance("db").path == "/1.0/instances/db"
+    assert wire.delete_instance("db", force=True).path == "/1.0/instances/db?force=1"

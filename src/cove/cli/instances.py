@@ -156,7 +156,7 @@ def cmd_delete(ctx: Context, args: argparse.Namespace) -> int:
                 status = client.instance(name).get("status")
                 if status in ("Running", "Frozen"):
                     client.change_state(name, "stop", force=True).wait()
-            client.delete_instance(name).wait()
+            client.delete_instance(name, force=args.force).wait()
         except CoveError as e:
             errors.append((name, e))
     return _report(ctx, list(args.names), errors)
@@ -460,7 +460,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                               "        stop them first if running",
                        formatter_class=raw)
     p.add_argument("names", metavar="NAME", nargs="+", help="instance names")
-    p.add_argument("-f", "--force", action="store_true", help="stop running instances first")
+    p.add_argument("-f", "--force", action="store_true",
+                   help="stop running instances first; delete one others name in cove.depends")
     p.set_defaults(func=cmd_delete)
 
     p = sub.add_parser("list", aliases=["ls"], parents=[common], help="List instances",

@@ -330,8 +330,8 @@ class Client:
     def rename_instance(self, name: str, new_name: str) -> Operation:
         return self._send_op(wire.rename_instance(name, new_name))
 
-    def delete_instance(self, name: str) -> Operation:
-        return self._send_op(wire.delete_instance(name))
+    def delete_instance(self, name: str, force: bool = False) -> Operation:
+        return self._send_op(wire.delete_instance(name, force))
 
     def change_state(self, name: str, action: str, *, timeout: int = -1, force: bool = False,
                      stateful: bool = False, command: list[str] | None = None) -> Operation:

@@ -153,8 +153,9 @@ def rename_instance(name: str, new_name: str) -> Request:
                    api.InstancePost(name=new_name).to_wire())
 
 
-def delete_instance(name: str) -> Request:
-    return Request("DELETE", f"/1.0/instances/{q(name)}")
+def delete_instance(name: str, force: bool = False) -> Request:
+    """``force``: cove's ``?force=1`` (a running instance, or one others depend on)."""
+    return Request("DELETE", f"/1.0/instances/{q(name)}" + ("?force=1" if force else ""))
 
 
 def change_state(name: str, action: str, *, timeout: int = -1, force: bool = False,

@@ -34,6 +34,10 @@ start it twice.
 The intent of an ordered start is recorded (``store.app_intents``) before
 the first dependency is touched and dropped once the instance runs; a
 coved killed in between finishes the order at its next start (``resume``).
+A run found ready is kept in the store too (``store.app_ready``, written
+once per run when its probe first passes, dropped at its stop), so the
+state's ``ready`` flag and a dependent started later need no new probe
+after coved restarts while that run lasts.
 Health checks are ``_health``'s, restarts ``_restart``'s; this service
 listens to the lifecycle events to drive both.
 """
@@ -369,8 +373,7 @@ class AppStack:
                 left = deadline - time.monotonic()
                 result = self._prober.run(key, probe, max(0.2, min(left, 5.0)))
                 if result.ok:
-                    with self._lock:
-                        self._ready[key] = marker
+                    self._mark_ready(key, marker)
                     self._events.lifecycle("instance-ready", instance_url(key),
                                            project=split_key(key)[0], probe=str(probe))
                     return
@@ -379,6 +382,31 @@ class AppStack:
                                   f"cove.ready probe {str(probe)!r} failed, last output: "
                                   f"{result.output.strip() or '(none)'}")
                 time.sleep(min(_PROBE_EVERY, max(0.0, deadline - time.monotonic())))
+
+    def _mark_ready(self, key: str, marker: float) -> None:
+        """``key``'s run that began at ``marker`` passed its probe: kept in
+        memory and, once per run, in the store (under the lock, so that a
+        stop's removal cannot overtake the write). Never raises."""
+        with self._lock:
+            if self._ready.get(key) == marker:
+                return
+            self._ready[key] = marker
+            try:
+                self._store.app_ready.put(key, marker)
+            except Exception:
+                log.exception("recording that %s is ready", key)
+
+    def _unready(self, key: str, *, unless: float | None = None) -> None:
+        """``key``'s ready run is over (unless it is the run that began at
+        ``unless``): forgotten, and its row dropped. Idempotent; never raises."""
+        with self._lock:
+            if key not in self._ready or self._ready[key] == unless:
+                return
+            del self._ready[key]
+            try:
+                self._store.app_ready.remove(key)
+            except Exception:
+                log.exception("forgetting that %s is ready", key)
 
     def _wait_healthy(self, owner: str, key: str, conf: dict[str, str], deadline: float,
                       timeout: float) -> None:
@@ -432,10 +460,11 @@ class AppStack:
         if action == "instance-started":
             self._store.app_intents.remove(key)
             self.health.track(key)
+            me = self._get(key)  # a run whose stop went unseen is over too
+            self._unready(key, unless=(me.last_used_at or 0.0) if me is not None else None)
         elif action == "instance-stopped":
             self.health.forget(key)
-            with self._lock:
-                self._ready.pop(key, None)
+            self._unready(key)
             code = (meta.get("context") or {}).get("exit_code")
             self.restarter.on_exit(key, code if isinstance(code, int) else None)
         elif action == "instance-restarted":
@@ -444,6 +473,7 @@ class AppStack:
             self.health.refresh(key)  # cove.health set or removed while it runs
         elif action == "instance-deleted":
             self.health.forget(key)
+            self._unready(key)
             self.restarter.forget(key)
             self._store.app_intents.remove(key)
         elif action == "instance-renamed":
@@ -456,6 +486,7 @@ class AppStack:
         that named it name ``new`` (a profile's value is the profile's)."""
         old_key = instance_key(project, old)
         self.health.forget(old_key)
+        self._unready(old_key)
         self.restarter.forget(old_key)
         for inst in self._store.list_instances(project):
             try:
@@ -505,15 +536,35 @@ class AppStack:
                 log.warning("restart of %s after %s failed: %s", user, key, e)
 
     # -- startup -----------------------------------------------------------------
+    def _resume_ready(self, runs: dict[str, float]) -> None:
+        """The persisted ready runs that still run (key -> start) count
+        again; the other rows go. Never raises."""
+        try:
+            saved = self._store.app_ready.all()
+        except Exception:
+            log.exception("reading the ready instances")
+            return
+        with self._lock:
+            for key, marker in saved.items():
+                if runs.get(key) == marker:
+                    self._ready[key] = marker
+                    continue
+                try:
+                    self._store.app_ready.remove(key)
+                except Exception:
+                    log.exception("forgetting that %s was ready", key)
+
     def resume(self) -> None:
         """At coved's start, after the reconciler: check the health of what
-        runs, finish the ordered starts a killed coved left, start what has
-        ``cove.restart=always``, and start the dependencies of running
-        instances that a crash left stopped. Logs what it cannot do; never
-        raises."""
+        runs, count ready again the runs found ready before (their rows;
+        the rows of runs that ended are dropped), finish the ordered starts
+        a killed coved left, start what has ``cove.restart=always``, and
+        start the dependencies of running instances that a crash left
+        stopped. Logs what it cannot do; never raises."""
         running = [i for i in self._instances.all(project=None)
                    if i.status in (Status.RUNNING, Status.FROZEN)]
         self.health.resume([i.name for i in running])  # from their persisted states
+        self._resume_ready({i.name: i.last_used_at or 0.0 for i in running})
         for key in self._store.app_intents.all():
             project, plain = split_key(key)
             try:

@@ -154,8 +154,11 @@ async def _patch(request: web.Request) -> web.Response:
 
 async def _delete(request: web.Request) -> web.Response:
     project = await check_project(request)
+    # cove extension ?force=1 (LXD has none: `lxc delete --force` stops first, then
+    # deletes): also a running instance, and one that others name in cove.depends
+    force = request.query.get("force", "").strip().lower() in ("1", "true")
     op = await call(request, engine_of(request).instances.delete, request.match_info["name"],
-                    project=project, wait_for_lock=wait_for_lock(request))
+                    project=project, force=force, wait_for_lock=wait_for_lock(request))
     return render.async_op(op)
 
 

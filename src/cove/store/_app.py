@@ -1,5 +1,6 @@
-"""The app-stack intents (starts in dependency order that coved has begun)
-and the last health states (``AppHealthRows``, below).
+"""The app-stack intents (starts in dependency order that coved has begun),
+the last health states (``AppHealthRows``) and the runs found ready
+(``AppReadyRows``), below.
 
 Design note: a start that first brings up what an instance depends on is a
 multi-step change across instances; its intent is recorded here before the
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 from cove.store._conn import Database
 
-__all__ = ["AppHealthRows", "AppIntentRows"]
+__all__ = ["AppHealthRows", "AppIntentRows", "AppReadyRows"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS app_intents (
@@ -85,3 +86,40 @@ class AppHealthRows:
         """Instance key -> (status, failing_streak, output, checked_at)."""
         return {str(r[0]): (str(r[1]), int(r[2]), str(r[3]), float(r[4])) for r in self.db.read(
             "SELECT instance, status, failing_streak, output, checked_at FROM app_health")}
+
+
+_READY_SCHEMA = """
+CREATE TABLE IF NOT EXISTS app_ready (
+    instance TEXT PRIMARY KEY,
+    started_at REAL NOT NULL
+);
+"""
+
+
+class AppReadyRows:
+    """The ``app_ready`` table: the run of each instance whose ``cove.ready``
+    probe passed (instance key -> that run's start, its ``last_used_at``),
+    so that a new coved still counts it ready while that run lasts. Written
+    once per run, when the probe first passes, and dropped at its stop; a
+    row whose run is over is told apart by its start. Every method is one
+    transaction."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        db.script(_READY_SCHEMA)
+
+    def put(self, instance: str, started_at: float) -> None:
+        """Record (or replace) the ready run of ``instance``. Idempotent."""
+        with self.db.tx() as db:
+            db.execute("INSERT OR REPLACE INTO app_ready (instance, started_at) VALUES (?, ?)",
+                       (instance, started_at))
+
+    def remove(self, instance: str) -> None:
+        """Idempotent."""
+        with self.db.tx() as db:
+            db.execute("DELETE FROM app_ready WHERE instance = ?", (instance,))
+
+    def all(self) -> dict[str, float]:
+        """Instance key -> the start of its run found ready."""
+        return {str(r[0]): float(r[1]) for r in self.db.read(
+            "SELECT instance, started_at FROM app_ready")}

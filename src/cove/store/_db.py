@@ -21,7 +21,7 @@ from cove.model.projects import split_alias, split_key
 from cove.model.records import Alias, Image, Instance, Lease, Network, Snapshot
 from cove.model.states import Status
 from cove.model.trust import Certificate
-from cove.store._app import AppHealthRows, AppIntentRows
+from cove.store._app import AppHealthRows, AppIntentRows, AppReadyRows
 from cove.store._backups import BackupRows
 from cove.store._conn import Database
 from cove.store._image_sources import ImageSourceRows
@@ -132,6 +132,7 @@ class Store:
         self.snapshots = SnapshotRows(self.db)
         self.app_intents = AppIntentRows(self.db)
         self.app_health = AppHealthRows(self.db)
+        self.app_ready = AppReadyRows(self.db)
         self.backups = BackupRows(self.db)
         self.image_sources = ImageSourceRows(self.db)
 
