@@ -94,5 +94,7 @@ class ExecSession:
     def close(self) -> None:
         """Close every websocket (safe to call more than once)."""
         self.stopped = True
+        for ws in self.sockets.values():  # every close out first: one round trip for all
+            ws.send_close()
         for ws in self.sockets.values():
             ws.close(timeout=0.2)
