@@ -12,7 +12,11 @@ which is what ``cove`` was before issue 14, so both see the same machine load; i
 ms. ``--lxd`` adds ``lxc exec NAME -- true`` against LXD in the same
 rounds: tests/conformance/lxdhost.py sets an LXD up (started here if none
 runs, stopped again at the end), a ``covetest-clibench`` busybox container
-is launched in it and everything made is removed at the end.
+is launched in it and everything made is removed at the end. That teardown
+removes every ``covetest*`` instance of LXD's default project, so while
+others run the conformance suite against the same LXD, give ``--lxd-instance
+[PROJECT/]NAME`` instead: an instance already running there (in a project of
+its own, say ``covetest-x``), used as it is and left alone.
 """
 
 from __future__ import annotations
@@ -57,7 +61,14 @@ def main() -> int:
     ap.add_argument("--instance", required=True)
     ap.add_argument("--runs", type=int, default=25)
     ap.add_argument("--lxd", action="store_true", help="and lxc exec against LXD")
+    ap.add_argument("--lxd-instance", metavar="[PROJECT/]NAME",
+                    help="lxc exec into this running LXD instance (nothing set up or removed)")
     args = ap.parse_args()
+    if args.lxd_instance:
+        project, _, name = args.lxd_instance.rpartition("/")
+        args.lxd_argv = ["lxc", "exec", *(["--project", project] if project else []), name]
+        return _bench(args, dict(os.environ))
+    args.lxd_argv = ["lxc", "exec", LXD_NAME]
     if not args.lxd:
         return _bench(args, None)
     sys.path.insert(0, str(REPO / "tests" / "conformance"))
@@ -94,7 +105,10 @@ def _bench(args: argparse.Namespace, lxd_env: dict[str, str] | None) -> int:
         trees = {"new": ([COVE], base),
                  "old": ([sys.executable, f.name], dict(base, PYTHONPATH=args.old))}
         samples = _rounds(args, commands, trees, lxd_env, base)
-    print(f"{'command':28} {'tree':4} {'median':>8} {'p90':>8}  (ms, {args.runs} runs)")
+    with open("/proc/loadavg") as f:
+        load = f.read().split()[0]
+    print(f"{'command':28} {'tree':4} {'median':>8} {'p90':>8}  (ms, {args.runs} runs; "
+          f"load {load} at the end)")
     for (label, tree), values in samples.items():
         values.sort()
         p90 = values[min(len(values) - 1, int(len(values) * 0.9))]
@@ -113,7 +127,7 @@ def _rounds(args: argparse.Namespace, commands: dict[str, list[str]],
                 samples.setdefault((label, tree), []).append(_time([*cmd, *argv], env))
         if lxd_env is not None:
             samples.setdefault(("lxc exec NAME -- true", "lxd"), []).append(
-                _time(["lxc", "exec", LXD_NAME, "--", "true"], lxd_env))
+                _time([*args.lxd_argv, "--", "true"], lxd_env))
     return samples
 
 

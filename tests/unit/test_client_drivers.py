@@ -598,8 +598,9 @@ def test_importing_cove_client_loads_no_driver() -> None:
             " 'ssl', 'aiohttp', 'asyncio'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
-    assert out.strip() == str(sorted(["cove.client._exec", "cove.client._http", "cove.client._json",
-                                      "cove.client._pump", "cove.client._rest",
+    assert out.strip() == str(sorted(["cove.client._exec", "cove.client._exec_session",
+                                      "cove.client._http", "cove.client._json",
+                                      "cove.client._rest",
                                       "cove.client._url", "cove.client._wire",
                                       "cove.client._wire_snapshots",
                                       "cove.client._wire_storage"]))

@@ -224,9 +224,9 @@ def __getattr__(name: str) -> object:
     module = _HOME.get(name)
     if module is None:
         raise AttributeError(f"module 'cove.api' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(f"cove.api.{module}"), name)
+    # __import__, not importlib.import_module: importlib (and warnings) cost
+    # the cove command ~0.5 ms for this one call
+    value = getattr(__import__(f"cove.api.{module}", fromlist=[name]), name)
     globals()[name] = value  # once loaded, an ordinary attribute
     return value
 

@@ -11,8 +11,8 @@ command's exit code.
 
 from __future__ import annotations
 
+import _signal  # signal's constants and handlers without the enums signal builds (~2 ms)
 import os
-import signal
 import sys
 
 from cove.cli.context import Context, UsageError, parse_kv
@@ -115,7 +115,7 @@ def _run_streams(session: ExecSession, stdin: Any, out: Any, err: Any) -> ExecRe
     presses = [0]
 
     def forward(signum: int, _frame: Any) -> None:
-        if signum == signal.SIGINT:
+        if signum == _signal.SIGINT:
             presses[0] += 1
             if presses[0] >= 3:
                 raise KeyboardInterrupt
@@ -159,11 +159,11 @@ def _run_interactive(session: ExecSession, out: Any) -> ExecResult:
 def _install(handler: Any, names: tuple[str, ...]) -> list[tuple[int, Any]]:
     saved = []
     for name in names:
-        signum = getattr(signal, name, None)
+        signum = getattr(_signal, name, None)
         if signum is None:
             continue
         try:
-            saved.append((signum, signal.signal(signum, handler)))
+            saved.append((signum, _signal.signal(signum, handler)))
         except (OSError, ValueError):  # not the main thread, or not a real signal
             pass
     return saved
@@ -172,7 +172,7 @@ def _install(handler: Any, names: tuple[str, ...]) -> list[tuple[int, Any]]:
 def _restore(saved: list[tuple[int, Any]]) -> None:
     for signum, old in saved:
         try:
-            signal.signal(signum, old)
+            _signal.signal(signum, old)
         except (OSError, ValueError):
             pass
 

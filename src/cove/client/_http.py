@@ -1,7 +1,7 @@
 """HTTP/1.1 over coved's unix socket, and LXD's response envelope.
 
 Design note: this module is the client's one choke point for HTTP. It uses
-only ``socket`` and a small HTTP/1.1 codec of its own (``_Connection``)
+only ``_socket`` (not ``socket``, whose Python layer builds four enums) and a small HTTP/1.1 codec of its own (``_Connection``)
 because the ``cove`` command imports it on every call and pays for every
 import (see DESIGN.md, "A Python CLI pays for its imports"): ``http.client``
 drags in ``email.parser`` and ``ssl``, ~20 ms on every call for header
@@ -18,10 +18,11 @@ the same exception types the engine raises in-process.
 
 from __future__ import annotations
 
+import _socket
 import errno
+import io
 import os
 import select
-import socket
 from _thread import allocate_lock  # threading.Lock, without threading (cove list needs no thread)
 from abc import ABC, abstractmethod
 
@@ -30,12 +31,14 @@ from cove.model.errors import CoveError, InternalError, error_for_status
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from _socket import socket
     from collections.abc import Callable, Iterator, Mapping
     from typing import Any, BinaryIO, Self
 
 __all__ = [
     "ConnectionFailed",
     "HttpTransport",
+    "PendingResponse",
     "Response",
     "StreamResponse",
     "UnixTransport",
@@ -209,19 +212,33 @@ class _Reply:
         self._done = True
 
 
+class _SocketReader(io.RawIOBase):
+    """``socket.makefile("rb")``'s raw layer, for sockets of ``_socket``
+    (which have no ``makefile``) as well as ``socket``'s and ``ssl``'s."""
+
+    def __init__(self, sock: socket) -> None:
+        self._sock = sock
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        return int(self._sock.recv_into(b))
+
+
 class _Connection:
     """HTTP/1.1 on one socket (unix or TLS), opened on first use by ``opener``."""
 
-    def __init__(self, opener: Callable[[float | None], socket.socket],
+    def __init__(self, opener: Callable[[float | None], socket],
                  timeout: float | None) -> None:
         self._opener = opener
         self.timeout = timeout
-        self.sock: socket.socket | None = None
+        self.sock: socket | None = None
         self._rfile: Any = None
 
     def connect(self) -> None:
         self.sock = self._opener(self.timeout)
-        self._rfile = self.sock.makefile("rb", buffering=_BLOCK)
+        self._rfile = io.BufferedReader(_SocketReader(self.sock), _BLOCK)
 
     def request(self, method: str, path: str, body: Any = None,
                 headers: Mapping[str, str] | None = None) -> None:
@@ -269,9 +286,9 @@ class _Connection:
 
 
 def open_unix_socket(path: str, timeout: float | None = None,
-                     name: str = "coved") -> socket.socket:
+                     name: str = "coved") -> socket:
     """Connect to ``path``; ConnectionFailed names the socket and the reason."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         sock.settimeout(timeout)
         sock.connect(path)
@@ -345,7 +362,7 @@ class HttpTransport(ABC):
         self._lock = allocate_lock()
 
     @abstractmethod
-    def open_socket(self, timeout: float | None = None) -> socket.socket:
+    def open_socket(self, timeout: float | None = None) -> socket:
         """A fresh raw socket to the server (websockets use their own).
 
         Raises:
@@ -416,6 +433,26 @@ class HttpTransport(ABC):
             self._give(conn)
         return result
 
+    def begin(self, method: str, path: str) -> PendingResponse:
+        """Send a bodiless request now and read its answer later: ``fileno()``
+        polls readable when the answer starts, ``finish()`` reads it whole.
+        For waiting on a long poll (``/operations/ID/wait``) in a loop that
+        does other work meanwhile. Raises as ``request`` does.
+        """
+        path = with_project(path, self.project)
+        conn, reused = self._take()
+        while True:
+            try:
+                conn.request(method, path)
+                break
+            except OSError as e:
+                conn.close()
+                if not reused:  # a reused one may have been closed by the server: once more
+                    raise ConnectionFailed(f"{self.name} hung up during {method} {path}: {e}",
+                                           self.endpoint, "closed") from None
+                conn, reused = self._new(), False
+        return PendingResponse(self, conn, method, path)
+
     def stream(self, method: str, path: str,
                headers: Mapping[str, str] | None = None) -> StreamResponse:
         """Send a bodiless request; read its answer as it arrives.
@@ -468,6 +505,44 @@ class HttpTransport(ABC):
                                    self.endpoint, "closed") from None
 
 
+class PendingResponse:
+    """A request sent by ``HttpTransport.begin``, its answer not read yet."""
+
+    def __init__(self, transport: HttpTransport, conn: _Connection, method: str,
+                 path: str) -> None:
+        self._transport = transport
+        self._conn = conn
+        self._method = method
+        self._path = path
+
+    def fileno(self) -> int:
+        assert self._conn.sock is not None
+        return int(self._conn.sock.fileno())
+
+    def finish(self) -> Response:
+        """Read the answer (blocks until it is whole); the connection goes
+        back to the transport for reuse. Raises ConnectionFailed."""
+        conn, method, path = self._conn, self._method, self._path
+        try:
+            resp = conn.getresponse(method)
+            data = resp.read()
+        except (OSError, HTTPError) as e:
+            conn.close()
+            raise ConnectionFailed(f"{self._transport.name} hung up while answering "
+                                   f"{method} {path}: {e}", self._transport.endpoint,
+                                   "closed") from None
+        result = Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, data)
+        if resp.will_close:
+            conn.close()
+        else:
+            self._transport._give(conn)
+        return result
+
+    def close(self) -> None:
+        """Give up on the answer (the connection is dropped, not reused)."""
+        self._conn.close()
+
+
 def with_project(path: str, project: str | None) -> str:
     """``path`` in ``project``: ``?project=`` added to an API path that has
     none (an explicit one, as in ``used_by`` URLs, is kept)."""
@@ -494,7 +569,7 @@ class UnixTransport(HttpTransport):
         self.endpoint = socket_path
         self.name = name
 
-    def open_socket(self, timeout: float | None = None) -> socket.socket:
+    def open_socket(self, timeout: float | None = None) -> socket:
         """A fresh raw socket to the daemon (websockets use their own)."""
         return open_unix_socket(self.endpoint, timeout, self.name)
 

@@ -26,16 +26,15 @@ from __future__ import annotations
 import os
 
 from cove import api
-from cove.client import _json  # json's loads/dumps without importing json (and re)
 from cove.client import _wire as wire
 from cove.client import _wire_snapshots as wsnap
 from cove.client import _wire_storage as wstor
 from cove.client._exec import ExecResult
+from cove.client._exec_session import ExecSession
 from cove.client._http import HttpTransport, Response, UnixTransport, parse_envelope
-from cove.client._pump import pump_out, read_chunks
 from cove.client._url import quote, urlencode
 from cove.client._wire import InstanceFile
-from cove.model.errors import BadRequest, CoveError, InternalError, Timeout, error_for_status
+from cove.model.errors import BadRequest, InternalError, Timeout, error_for_status
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -138,6 +137,10 @@ class Operation:
         for slot in self.__slots__:
             if slot != "_client":
                 setattr(self, slot, getattr(other, slot))
+
+    def update_from(self, wire: dict[str, Any]) -> None:
+        """Take the state of this operation from its wire form (a wait's answer)."""
+        self._update(Operation.from_dict(wire))
 
     @property
     def done(self) -> bool:
@@ -380,7 +383,7 @@ class Client:
             raise
         paths = [self._websocket_path(op.id, str(fds[n])) for n in names]
         sockets = dict(zip(names, WebSocket.connect_many(socks, paths), strict=True))
-        return ExecSession(op, sockets, interactive)
+        return ExecSession(op, sockets, interactive, self.transport)
 
     def exec(self, name: str, command: list[str], *, environment: dict[str, str] | None = None,
              user: int | str | None = None, group: int | str | None = None,
@@ -680,100 +683,3 @@ class Client:
 
     def cancel_operation(self, op_id: str) -> None:
         wire.metadata(self.send(wire.cancel_operation(op_id)))
-
-
-# -- exec sessions ------------------------------------------------------------------
-
-_END = _json.dumps({"command": "end"})
-_SIGPIPE = 13  # the same number on every Linux architecture
-
-
-class ExecSession:
-    """A started command with its websockets connected (see ``Client.exec_start``).
-
-    ``resize()`` and ``signal()`` may be called from any thread (or a signal
-    handler) while ``run()`` is copying data.
-    """
-
-    #: How long to wait for output streams to end after the command has.
-    drain_timeout = 5.0
-
-    def __init__(self, op: Operation, sockets: dict[str, WebSocket], interactive: bool) -> None:
-        self.operation = op
-        self.sockets = sockets
-        self.interactive = interactive
-        import threading  # here: only exec runs threads (cove list imports none)
-
-        self._stop = threading.Event()
-
-    def resize(self, width: int, height: int) -> None:
-        self._control({"command": "window-resize",
-                       "args": {"width": str(width), "height": str(height)}})
-
-    def signal(self, signum: int) -> None:
-        self._control({"command": "signal", "signal": int(signum)})
-
-    def _control(self, msg: dict[str, Any]) -> None:
-        try:
-            self.sockets["control"].send_text(_json.dumps(msg))
-        except (OSError, CoveError):
-            pass  # the command has ended; nothing to tell
-
-    def run(self, stdin: Any = None, stdout: Any = None, stderr: Any = None) -> ExecResult:
-        """Copy stdin in and output out until the command ends; close; return.
-
-        See ``Client.exec`` for what the three arguments may be.
-        """
-        out_buf: list[bytes] | None = [] if stdout is None else None
-        err_buf: list[bytes] | None = [] if stderr is None else None
-        out_ws = self.sockets["0"] if self.interactive else self.sockets["1"]
-        broken = self._broken_pipe
-        import threading
-
-        readers = [threading.Thread(target=pump_out, args=(out_ws, stdout, out_buf, broken),
-                                    daemon=True, name="exec-stdout")]
-        if not self.interactive:
-            readers.append(threading.Thread(target=pump_out,
-                                            args=(self.sockets["2"], stderr, err_buf, broken),
-                                            daemon=True, name="exec-stderr"))
-        writer = threading.Thread(target=self._pump_in, args=(stdin,), daemon=True,
-                                  name="exec-stdin")
-        for t in readers:
-            t.start()
-        writer.start()
-        try:
-            op = self.operation.wait()
-            for t in readers:
-                t.join(self.drain_timeout)
-        finally:
-            self._stop.set()
-            for t, ws in zip(readers, [out_ws, self.sockets.get("2")], strict=False):
-                if t.is_alive() and ws is not None:
-                    ws.abort()  # wakes the reader; the server kept the stream open
-            self.close()
-        code = op.metadata.get("return", 0)
-        return ExecResult(int(code if code is not None else 0),
-                          b"".join(out_buf) if out_buf is not None else b"",
-                          b"".join(err_buf) if err_buf is not None else b"")
-
-    def _broken_pipe(self) -> None:
-        self.signal(_SIGPIPE)
-
-    def _pump_in(self, stdin: Any) -> None:
-        ws = self.sockets["0"]
-        try:
-            for chunk in read_chunks(stdin, self._stop):
-                ws.send_binary(chunk)
-            if self._stop.is_set():
-                return
-            ws.send_text(_END)
-            if not self.interactive:
-                ws.send_close()
-        except (OSError, CoveError):
-            pass  # the command is gone; its stdin with it
-
-    def close(self) -> None:
-        """Close every websocket (safe to call more than once)."""
-        self._stop.set()
-        for ws in self.sockets.values():
-            ws.close(timeout=0.2)

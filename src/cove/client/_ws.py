@@ -2,27 +2,30 @@
 
 Design note: LXD streams exec and console I/O over websockets on the same
 unix socket as the REST API. The CLI's ``exec`` is a hot path, so this is
-written on ``socket``, SHA-1 and ``binascii`` instead of a third-party
-library. It is a client only: frames it sends are masked, frames it reads
-must not be. One thread may ``recv()`` while others send; sends are
-serialised by a lock. Ping frames are answered inside ``recv()`` and never
-returned; a close frame from the peer is answered and returned as
-``(OP_CLOSE, payload)``, as is an abrupt end of the stream (close code 1006).
+written on ``_socket``, SHA-1 and ``binascii`` instead of a third-party
+library (nor ``socket``, ``struct`` or ``threading``: their Python layers
+and the enums under them are most of what ``cove exec`` imports). It is a
+client only: frames it sends are masked, frames it reads must not be. One
+thread may ``recv()`` while others send; sends are serialised by a lock.
+Ping frames are answered inside ``recv()`` and never returned; a close
+frame from the peer is answered and returned as ``(OP_CLOSE, payload)``, as
+is an abrupt end of the stream (close code 1006). ``recv_available()`` is
+``recv()`` for a poll loop: one read, the whole messages it completed.
 """
 
 from __future__ import annotations
 
+import _socket
 import binascii
 import os
-import socket
-import struct
-import threading
+from _thread import allocate_lock
 
 from cove.client import _json  # json's loads/dumps without importing json (and re)
 from cove.model.errors import CoveError, error_for_status
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from _socket import socket
     from typing import Self
 
 __all__ = [
@@ -89,17 +92,17 @@ def encode_frame(opcode: int, payload: bytes, *, fin: bool = True, mask: bool = 
         head.append(bit | n)
     elif n < 1 << 16:
         head.append(bit | 126)
-        head += struct.pack("!H", n)
+        head += n.to_bytes(2, "big")
     else:
         head.append(bit | 127)
-        head += struct.pack("!Q", n)
+        head += n.to_bytes(8, "big")
     if mask:
         key = os.urandom(4)
         return bytes(head) + key + _mask(payload, key)
     return bytes(head) + payload
 
 
-def handshake(sock: socket.socket, path: str, host: str = "localhost",
+def handshake(sock: socket, path: str, host: str = "localhost",
               headers: dict[str, str] | None = None) -> bytes:
     """Upgrade ``sock`` to a websocket at ``path``; return bytes read past the reply.
 
@@ -110,7 +113,7 @@ def handshake(sock: socket.socket, path: str, host: str = "localhost",
     return read_upgrade(sock, path, send_upgrade(sock, path, host, headers))
 
 
-def send_upgrade(sock: socket.socket, path: str, host: str = "localhost",
+def send_upgrade(sock: socket, path: str, host: str = "localhost",
                  headers: dict[str, str] | None = None) -> str:
     """Send the upgrade request for ``path``; return its key for ``read_upgrade``.
 
@@ -130,7 +133,7 @@ def send_upgrade(sock: socket.socket, path: str, host: str = "localhost",
     return key
 
 
-def read_upgrade(sock: socket.socket, path: str, key: str) -> bytes:
+def read_upgrade(sock: socket, path: str, key: str) -> bytes:
     """Read the reply to ``send_upgrade``'s request; return bytes read past it.
 
     Raises: as ``handshake``.
@@ -164,7 +167,7 @@ def read_upgrade(sock: socket.socket, path: str, key: str) -> bytes:
     return rest
 
 
-def _upgrade_error(sock: socket.socket, path: str, status: int, hdrs: dict[str, str],
+def _upgrade_error(sock: socket, path: str, status: int, hdrs: dict[str, str],
                    rest: bytes) -> CoveError:
     length = int(hdrs.get("content-length", "0") or 0)
     sock.settimeout(2.0)
@@ -199,17 +202,19 @@ class WebSocket:
     peer's close code (1005 if it gave none, 1006 if the stream just ended).
     """
 
-    def __init__(self, sock: socket.socket, leftover: bytes = b"") -> None:
+    def __init__(self, sock: socket, leftover: bytes = b"") -> None:
         self.sock = sock
         self._buf = bytearray(leftover)
-        self._send_lock = threading.Lock()
+        self._send_lock = allocate_lock()
+        self._frag_op: int | None = None  # the message being joined from fragments
+        self._frag_parts: list[bytes] = []
         self.close_sent = False
         self.closed = False  # the peer's close (or EOF) has been seen
         self.close_code: int | None = None
         self.close_payload = b""
 
     @classmethod
-    def connect(cls, sock: socket.socket, path: str, host: str = "localhost",
+    def connect(cls, sock: socket, path: str, host: str = "localhost",
                 headers: dict[str, str] | None = None) -> WebSocket:
         """Upgrade ``sock`` at ``path`` and return the websocket (owns ``sock``)."""
         try:
@@ -221,7 +226,7 @@ class WebSocket:
         return cls(sock, rest)
 
     @classmethod
-    def connect_many(cls, socks: list[socket.socket], paths: list[str],
+    def connect_many(cls, socks: list[socket], paths: list[str],
                      host: str = "localhost") -> list[WebSocket]:
         """``connect`` for each socket and path, the requests all sent before
         the first reply is read (one round trip, not one per websocket).
@@ -273,7 +278,7 @@ class WebSocket:
 
     def send_close(self, code: int = 1000, reason: str = "") -> None:
         """Send a close frame unless one was sent already."""
-        payload = struct.pack("!H", code) + reason.encode() if code else b""
+        payload = code.to_bytes(2, "big") + reason.encode() if code else b""
         with self._send_lock:
             if self.close_sent:
                 return
@@ -284,61 +289,61 @@ class WebSocket:
                 pass
 
     # -- receiving ----------------------------------------------------------
-    def _read_exact(self, n: int) -> bytes | None:
-        while len(self._buf) < n:
-            try:
-                chunk = self.sock.recv(max(n - len(self._buf), 65536))
-            except OSError:
-                chunk = b""
-            if not chunk:
-                return None
-            self._buf += chunk
-        data = bytes(self._buf[:n])
-        del self._buf[:n]
-        return data
+    def _fill(self) -> bool:
+        """One read from the socket into the buffer; False at its end (or on
+        an error, a timeout included: the stream is over either way)."""
+        try:
+            chunk = self.sock.recv(65536)
+            pending = getattr(self.sock, "pending", None)  # TLS: decrypted, not yet read
+            while chunk and pending is not None and pending():
+                chunk += self.sock.recv(65536)
+        except OSError:
+            chunk = b""
+        if not chunk:
+            return False
+        self._buf += chunk
+        return True
 
-    def _read_frame(self) -> tuple[bool, int, bytes] | None:
-        head = self._read_exact(2)
-        if head is None:
+    def _take_frame(self) -> tuple[bool, int, bytes] | None:
+        """The first whole frame in the buffer (consumed), or None for too few bytes."""
+        buf = self._buf
+        if len(buf) < 2:
             return None
-        b0, b1 = head
+        b0, b1 = buf[0], buf[1]
         if b0 & 0x70:
             raise WebSocketError("websocket frame uses reserved bits")
         n = b1 & 0x7F
+        pos = 2
         if n == 126:
-            ext = self._read_exact(2)
-            if ext is None:
-                return None
-            n = struct.unpack("!H", ext)[0]
+            pos = 4
         elif n == 127:
-            ext = self._read_exact(8)
-            if ext is None:
-                return None
-            n = struct.unpack("!Q", ext)[0]
+            pos = 10
+        if len(buf) < pos:
+            return None
+        if pos > 2:
+            n = int.from_bytes(buf[2:pos], "big")
         key = b""
         if b1 & 0x80:  # servers must not mask, but tolerate it
-            k = self._read_exact(4)
-            if k is None:
+            if len(buf) < pos + 4:
                 return None
-            key = k
-        payload = self._read_exact(n)
-        if payload is None:
+            key = bytes(buf[pos:pos + 4])
+            pos += 4
+        if len(buf) < pos + n:
             return None
+        payload = bytes(buf[pos:pos + n])
+        del buf[:pos + n]
         if key:
             payload = _mask(payload, key)
         return bool(b0 & 0x80), b0 & 0x0F, payload
 
-    def recv(self) -> tuple[int, bytes]:
-        """Block for the next whole message; see the class docstring."""
-        if self.closed:
-            return OP_CLOSE, self.close_payload
-        message_op: int | None = None
-        parts: list[bytes] = []
+    def _next_message(self) -> tuple[int, bytes] | None:
+        """The next whole message from what is buffered (None: more bytes
+        needed). Pings are answered and pongs dropped here; a close is
+        answered and returned."""
         while True:
-            frame = self._read_frame()
+            frame = self._take_frame()
             if frame is None:
-                self._peer_closed(1006, b"")
-                return OP_CLOSE, b""
+                return None
             fin, op, payload = frame
             if op == OP_PING:
                 try:
@@ -349,23 +354,77 @@ class WebSocket:
             if op == OP_PONG:
                 continue
             if op == OP_CLOSE:
-                code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1005
+                code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
                 self._peer_closed(code, payload)
                 self.send_close(code if code not in (1005, 1006) else 1000)
                 return OP_CLOSE, payload
             if op == OP_CONT:
-                if message_op is None:
+                if self._frag_op is None:
                     raise WebSocketError("websocket continuation without a first frame")
             elif op in (OP_TEXT, OP_BINARY):
-                if message_op is not None:
+                if self._frag_op is not None:
                     raise WebSocketError("websocket message interleaved with a fragment")
-                message_op = op
+                self._frag_op = op
             else:
                 raise WebSocketError(f"websocket opcode {op:#x} is unknown")
-            parts.append(payload)
+            self._frag_parts.append(payload)
             if fin:
+                message_op, parts = self._frag_op, self._frag_parts
+                self._frag_op, self._frag_parts = None, []
                 assert message_op is not None
-                return message_op, b"".join(parts)
+                return message_op, parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def recv(self) -> tuple[int, bytes]:
+        """Block for the next whole message; see the class docstring."""
+        while not self.closed:
+            message = self._next_message()
+            if message is not None:
+                return message
+            if not self._fill():
+                self._peer_closed(1006, b"")
+        return OP_CLOSE, self.close_payload
+
+    def recv_available(self) -> list[tuple[int, bytes]]:
+        """``recv()`` for a poll loop (call it when the socket is readable):
+        one read, then every whole message buffered, up to and including a
+        close. Empty when no message is whole yet; never blocks otherwise."""
+        if self.closed:
+            return [(OP_CLOSE, self.close_payload)]
+        if not self._fill():
+            self._peer_closed(1006, b"")
+            return [(OP_CLOSE, b"")]
+        return self.recv_buffered()
+
+    def recv_buffered(self) -> list[tuple[int, bytes]]:
+        """The whole messages already read (with the upgrade's reply, say),
+        without reading more: a poll loop's first call, since poll cannot
+        see them."""
+        messages = []
+        while not self.closed:
+            message = self._next_message()
+            if message is None:
+                break
+            messages.append(message)
+        return messages
+
+    def send_nowait(self, data: bytes | memoryview) -> int:
+        """Send what the socket takes now of ``data`` (raw bytes, e.g. a
+        frame from ``encode_frame``) without blocking; how many it took."""
+        try:
+            return int(self.sock.send(data, _socket.MSG_DONTWAIT))
+        except BlockingIOError:
+            return 0
+        except ValueError:  # a TLS socket: no flags, so non-blocking for one call
+            pass
+        import ssl  # loaded already: this is a TLS socket
+
+        self.sock.setblocking(False)
+        try:
+            return int(self.sock.send(data))
+        except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+            return 0
+        finally:
+            self.sock.settimeout(None)
 
     def _peer_closed(self, code: int, payload: bytes) -> None:
         self.closed = True
@@ -394,7 +453,7 @@ class WebSocket:
     def abort(self) -> None:
         """Drop the connection without a close handshake."""
         try:
-            self.sock.shutdown(socket.SHUT_RDWR)
+            self.sock.shutdown(_socket.SHUT_RDWR)
         except OSError:
             pass
         self.sock.close()
