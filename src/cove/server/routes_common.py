@@ -40,6 +40,8 @@ __all__ = [
     "WEBSOCKETS",
     "WebsocketEndpoint",
     "all_projects",
+    "body_aliases",
+    "body_flag",
     "call",
     "check_project",
     "engine_of",
@@ -284,3 +286,26 @@ def wait_for_lock(request: web.Request) -> float:
     instance, wait up to that long for it instead of answering 409 at once."""
     raw = request.query.get("wait", "0").strip() or "0"
     return finite_seconds(raw, "wait", high=3600)
+
+
+def body_aliases(body: dict[str, Any]) -> list[str]:
+    """The alias names of an image request's ``aliases`` (LXD's list of
+    ``{"name": ...}``). Raises: BadRequest (not such a list)."""
+    raw = body.get("aliases") or []
+    if not isinstance(raw, list):
+        raise BadRequest("Field 'aliases' must be a list of {\"name\": ...} objects")
+    names = []
+    for a in raw:
+        name = a.get("name") if isinstance(a, dict) else None
+        if not isinstance(name, str) or not name:
+            raise BadRequest("Field 'aliases' must be a list of {\"name\": ...} objects")
+        names.append(name)
+    return names
+
+
+def body_flag(body: dict[str, Any], key: str) -> bool:
+    """A boolean field of a request body (False when absent). Raises: BadRequest."""
+    value = body.get(key, False)
+    if not isinstance(value, bool):
+        raise BadRequest(f"Field {key!r} must be a boolean")
+    return value

@@ -15,37 +15,16 @@ from typing import Any
 from aiohttp import web
 
 from cove import api
-from cove.model.errors import BadRequest
 from cove.server import render
-from cove.server.routes_common import call, engine_of
+from cove.server.routes_common import body_aliases, body_flag, call, engine_of
 
 __all__ = ["create_instance", "is_remote", "pull_image"]
+
 
 def is_remote(source: api.InstanceSource) -> bool:
     """An image source on a server, but an OCI registry's: this module's (an
     unknown protocol too, which ``image_pulls`` refuses naming the field)."""
     return source.type == "image" and bool(source.server) and source.protocol != "oci"
-
-
-def _aliases(body: dict[str, Any]) -> list[str]:
-    """Raises: BadRequest (``aliases`` not a list of {name})."""
-    raw = body.get("aliases") or []
-    if not isinstance(raw, list):
-        raise BadRequest("Field 'aliases' must be a list of {\"name\": ...} objects")
-    names = []
-    for a in raw:
-        name = a.get("name") if isinstance(a, dict) else None
-        if not isinstance(name, str) or not name:
-            raise BadRequest("Field 'aliases' must be a list of {\"name\": ...} objects")
-        names.append(name)
-    return names
-
-
-def _flag(body: dict[str, Any], key: str) -> bool:
-    value = body.get(key, False)
-    if not isinstance(value, bool):
-        raise BadRequest(f"Field {key!r} must be a boolean")
-    return value
 
 
 async def pull_image(request: web.Request, body: dict[str, Any],
@@ -58,8 +37,8 @@ async def pull_image(request: web.Request, body: dict[str, Any],
     if not is_remote(src):
         return None
     op = await call(request, engine_of(request).image_pulls.pull, src,
-                    aliases=_aliases(body), public=_flag(body, "public"),
-                    auto_update=_flag(body, "auto_update"), project=project)
+                    aliases=body_aliases(body), public=body_flag(body, "public"),
+                    auto_update=body_flag(body, "auto_update"), project=project)
     return render.async_op(op)
 
 

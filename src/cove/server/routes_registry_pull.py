@@ -15,7 +15,14 @@ from aiohttp import web
 from cove import api
 from cove.model.errors import BadRequest
 from cove.server import render
-from cove.server.routes_common import call, check_project, engine_of, json_body
+from cove.server.routes_common import (
+    body_aliases,
+    body_flag,
+    call,
+    check_project,
+    engine_of,
+    json_body,
+)
 
 __all__ = ["add_routes", "create_instance", "is_oci", "pull_image"]
 
@@ -23,20 +30,6 @@ __all__ = ["add_routes", "create_instance", "is_oci", "pull_image"]
 def is_oci(source: api.InstanceSource) -> bool:
     """An image source on an OCI registry: this module's."""
     return source.type == "image" and source.protocol == "oci"
-
-
-def _aliases(body: dict[str, Any]) -> list[str]:
-    """Raises: BadRequest (``aliases`` not a list of {name})."""
-    raw = body.get("aliases") or []
-    if not isinstance(raw, list):
-        raise BadRequest("Field 'aliases' must be a list of {\"name\": ...} objects")
-    names = []
-    for a in raw:
-        name = a.get("name") if isinstance(a, dict) else None
-        if not isinstance(name, str) or not name:
-            raise BadRequest("Field 'aliases' must be a list of {\"name\": ...} objects")
-        names.append(name)
-    return names
 
 
 async def pull_image(request: web.Request, body: dict[str, Any],
@@ -48,11 +41,9 @@ async def pull_image(request: web.Request, body: dict[str, Any],
     src = api.InstanceSource.parse(raw)
     if not is_oci(src):
         return None
-    public = body.get("public", False)
-    if not isinstance(public, bool):
-        raise BadRequest("Field 'public' must be a boolean")
+    public = body_flag(body, "public")
     op = await call(request, engine_of(request).registry_pulls.pull, src,
-                    aliases=_aliases(body), public=public, project=project)
+                    aliases=body_aliases(body), public=public, project=project)
     return render.async_op(op)
 
 
