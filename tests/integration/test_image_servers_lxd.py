@@ -29,19 +29,43 @@ import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import tarfile
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from covetest import Coved, mkroot, new_name
 
-LXC = shutil.which("lxc")
-LXD_SOCKET = "/var/lib/lxd/unix.socket"
-pytestmark = pytest.mark.skipif(LXC is None or not os.path.exists(LXD_SOCKET),
-                                reason="the real LXD (its socket) or lxc is missing")
+# The conformance suite's LXD host: installs LXD when missing (apt-get), starts
+# it when it is not running and stops it again at the end if it started it.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "conformance"))
+from lxdhost import SOCKET as LXD_SOCKET
+from lxdhost import LxdHost, LxdUnavailable
+
+
+@pytest.fixture(scope="module")
+def real_lxd(busybox_tar: Path) -> Iterator[str]:
+    """A running LXD (the ``lxc`` path): started here if it was not running."""
+    work = mkroot("sslxdhost")
+    host = LxdHost(work, busybox_tar)
+    try:
+        host.install()
+        host.start()
+    except LxdUnavailable as e:
+        shutil.rmtree(work, ignore_errors=True)
+        pytest.skip(f"the real LXD is unavailable: {e}")
+    lxc = shutil.which("lxc")
+    try:
+        if lxc is None:
+            pytest.skip("lxd is installed but there is no lxc command")
+        yield lxc
+    finally:
+        host.stop()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def _free_port() -> int:
@@ -68,14 +92,15 @@ class Lxc:
     """``lxc`` with a private config: remotes ``covetest-cove`` (coved over
     HTTPS, lxc's client certificate trusted by coved) and ``covetest-lxd``."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, lxc: str) -> None:
+        self.lxc = lxc
         self.conf = home / "lxdconf"
         (self.conf / "servercerts").mkdir(parents=True)
         self.env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home),
                     "LXD_CONF": str(self.conf), "LANG": "C.UTF-8"}
 
     def __call__(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        p = subprocess.run([LXC or "lxc", *args], env=self.env, capture_output=True, text=True,
+        p = subprocess.run([self.lxc, *args], env=self.env, capture_output=True, text=True,
                            timeout=180, stdin=subprocess.DEVNULL, check=False)
         assert not check or p.returncode == 0, (args, p.stdout, p.stderr)
         return p
@@ -107,10 +132,11 @@ def _untrusted_get(url: str, cert: str) -> int:
         return int(e.code)
 
 
-def test_cove_and_lxd_serve_images_to_each_other(make_coved: Any, busybox_tar: Path) -> None:
+def test_cove_and_lxd_serve_images_to_each_other(real_lxd: str, make_coved: Any,
+                                                 busybox_tar: Path) -> None:
     d: Coved = make_coved("sslxd")
     work = mkroot("sslxd")
-    lxc = Lxc(work)
+    lxc = Lxc(work, real_lxd)
     image = _marked_image(busybox_tar, work / "marked.tar.gz")
     alias = new_name("img")
     port = _free_port()
@@ -173,7 +199,7 @@ def test_cove_and_lxd_serve_images_to_each_other(make_coved: Any, busybox_tar: P
         assert img["update_source"]["server"] == lxd_url
         d.api.run("DELETE", f"/1.0/images/{fp}")
 
-        subprocess.run([LXC or "lxc", "image", "edit", f"covetest-lxd:{fp}"], env=lxc.env,
+        subprocess.run([lxc.lxc, "image", "edit", f"covetest-lxd:{fp}"], env=lxc.env,
                        input=json.dumps({"public": False, "auto_update": False,
                                          "properties": {}}),
                        text=True, capture_output=True, check=True, timeout=60)
