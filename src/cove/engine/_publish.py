@@ -302,7 +302,10 @@ class Publisher:
             return kept
         lowers = store.lowers(fp)  # NotFound when the layers are gone
         metadata = store.metadata(fp) or _generated_metadata(img)
-        size = img.size if store.layers.chain(fp) != [fp] else None
+        # a published image's size is its export's (hashed when published);
+        # an OCI import's is its blobs' (so the export is sent without a length)
+        oci_import = (store.path(fp) / "manifest.json").is_file()
+        size = img.size if store.layers.chain(fp) != [fp] and not oci_import else None
 
         oci = export_member(store.path(fp), lambda: self._images.run_config(fp))
 
