@@ -197,6 +197,87 @@ def test_backup_carries_metadata_and_templates(api: Api, image: str,
     api.remove(name)
 
 
+def _tpl(api: Api, name: str, path: str = "hostname.tpl") -> bytes:
+    r = api.request("GET", f"/1.0/instances/{name}/metadata/templates?path={path}")
+    assert r.status == 200, (name, path, r.status)
+    return r.body
+
+
+def _set_tpl(api: Api, name: str, data: bytes, path: str = "hostname.tpl") -> None:
+    r = api.request("POST", f"/1.0/instances/{name}/metadata/templates?path={path}", data)
+    assert r.status == 200, (name, path, r.status, r.body[:200])
+
+
+def test_snapshots_keep_metadata_and_templates(coved: Coved, api: Api, image: str,
+                                               lxc: Callable[..., str]) -> None:
+    # LXD keeps both in the instance's volume: a snapshot holds them, a
+    # restore brings them back, a copy or publish of a snapshot uses its own
+    c1, c2, c3, c4 = (new_name("metasnap") for _ in range(4))
+    image_tpl = TEMPLATES["hostname.tpl"].encode()
+    api.create(c1, image=image, config={"cove.cmd": "sleep 1000"})
+    lxc("snapshot", f"cv:{c1}", "plain")  # no edits yet: the image's apply
+    _set_tpl(api, c1, b"snap1 {{ instance.name }}\n")
+    lxc("snapshot", f"cv:{c1}", "edited")
+    _set_tpl(api, c1, b"later\n")
+    _set_tpl(api, c1, b"x", "later.tpl")
+
+    api.made += [c2, c3]
+    api.run("POST", "/1.0/instances", {"name": c2, "source": {"type": "copy",
+                                                              "source": f"{c1}/edited"}})
+    assert _tpl(api, c2) == b"snap1 {{ instance.name }}\n"
+    assert "later.tpl" not in api.sync("GET", f"/1.0/instances/{c2}/metadata/templates")
+    api.run("POST", "/1.0/instances", {"name": c3, "source": {"type": "copy",
+                                                              "source": f"{c1}/plain"}})
+    assert _tpl(api, c3) == image_tpl
+    op = api.run("POST", "/1.0/images", {"source": {"type": "snapshot",
+                                                    "name": f"{c1}/edited"}}, timeout=120)
+    fp = op["metadata"]["fingerprint"]
+    try:
+        api.made.append(c4)
+        api.run("POST", "/1.0/instances", {"name": c4, "source": {"type": "image",
+                                                                  "fingerprint": fp}})
+        assert _tpl(api, c4) == b"snap1 {{ instance.name }}\n"
+    finally:
+        api.request("DELETE", f"/1.0/images/{fp}?wait=60", timeout=90)
+
+    lxc("restore", f"cv:{c1}", "edited")
+    assert _tpl(api, c1) == b"snap1 {{ instance.name }}\n"
+    assert "later.tpl" not in api.sync("GET", f"/1.0/instances/{c1}/metadata/templates")
+    lxc("restore", f"cv:{c1}", "plain")
+    assert _tpl(api, c1) == image_tpl
+    assert not (coved.root / "instances" / c1 / "metadata.yaml").exists()  # the image's again
+    for n in (c4, c3, c2, c1):
+        api.remove(n)
+
+
+def test_backups_keep_snapshot_templates_and_increments_restore(api: Api, image: str) -> None:
+    name, imported = new_name("metabk"), new_name("metabk")
+    api.create(name, image=image, config={"cove.cmd": "sleep 1000"})
+    _set_tpl(api, name, b"in snapshot\n")
+    api.run("POST", f"/1.0/instances/{name}/snapshots", {"name": "s0"})
+    _set_tpl(api, name, b"in instance\n")
+    api.run("POST", f"/1.0/instances/{name}/backups", {"name": "b0"}, timeout=120)
+    base = api.request("GET", f"/1.0/instances/{name}/backups/b0/export", timeout=120).body
+    # LXD's layout: each snapshot's own metadata.yaml and templates/ beside its rootfs/
+    assert _member(base, "backup/snapshots/s0/templates/hostname.tpl") == b"in snapshot\n"
+    assert _member(base, "backup/container/templates/hostname.tpl") == b"in instance\n"
+    _set_tpl(api, name, b"in increment\n")
+    api.run("POST", f"/1.0/instances/{name}/backups", {"name": "b1", "cove_since": "b0"},
+            timeout=120)
+    incr = api.request("GET", f"/1.0/instances/{name}/backups/b1/export", timeout=120).body
+
+    api.made.append(imported)
+    for body in (base, incr):  # the base, then the increment onto it
+        op = api.wait(api.request("POST", "/1.0/instances", body, headers={
+            "Content-Type": "application/octet-stream", "X-LXD-name": imported}), timeout=120)
+        assert op["status"] == "Success", op
+    assert _tpl(api, imported) == b"in increment\n"
+    api.run("PUT", f"/1.0/instances/{imported}", {"restore": "s0"})
+    assert _tpl(api, imported) == b"in snapshot\n"
+    api.remove(imported)
+    api.remove(name)
+
+
 def test_hosts_template_seen_with_a_nic(api: Api, image: str) -> None:
     # LXD mounts no /etc/hosts: the image's template is what the instance
     # sees; cove's bind-mounted file (for a NIC) keeps it and adds its address

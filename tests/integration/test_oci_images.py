@@ -5,11 +5,14 @@ effect, the image config run as Docker runs it."""
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -252,6 +255,67 @@ def test_published_oci_instance_keeps_the_config(coved: Coved, api: Api,
     t0 = time.monotonic()
     api.action(dst, "stop", timeout=30)
     assert time.monotonic() - t0 < 15  # the StopSignal, not the timeout's kill
+    # its export (with oci.json) is still the bytes its fingerprint is the hash of
+    blob = api.request("GET", f"/1.0/images/{pub}/export", timeout=120).body
+    assert hashlib.sha256(blob).hexdigest() == pub
+    assert json.loads(_member(blob, "oci.json"))["config"]["cove.cwd"] == "/app"
     for n in (dst, src):
         api.remove(n)
     api.run("DELETE", f"/1.0/images/{pub}")
+
+
+def _member(blob: bytes, name: str) -> bytes:
+    with tarfile.open(fileobj=io.BytesIO(blob)) as tf:
+        f = tf.extractfile(name)
+        assert f is not None, name
+        return f.read()
+
+
+def _with_member(blob: bytes, name: str, data: bytes) -> bytes:
+    """The tarball ``blob`` with member ``name``'s content replaced by ``data``."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=io.BytesIO(blob)) as src, \
+            tarfile.open(fileobj=out, mode="w:gz") as dst:
+        for m in src.getmembers():
+            if m.name == name:
+                m.size = len(data)
+                dst.addfile(m, io.BytesIO(data))
+            else:
+                dst.addfile(m, src.extractfile(m) if m.isfile() else None)
+    return out.getvalue()
+
+
+def test_oci_image_export_and_reimport_keep_its_config(coved: Coved, api: Api,
+                                                       app_layout: Path, tmp_path: Path) -> None:
+    # an LXD tarball has no field for an OCI config: the export carries it as
+    # oci.json (LXD ignores it), and a re-import runs the entrypoint again
+    fp = _cli(coved, "image", "import", str(app_layout)).stdout.strip().rsplit(" ", 1)[-1]
+    blob = api.request("GET", f"/1.0/images/{fp}/export", timeout=120).body
+    oci = json.loads(_member(blob, "oci.json"))
+    assert oci["cmd"] == ["/bin/sh", "-c", APP] and oci["config"]["cove.uid"] == "65534"
+    assert oci["env"]["COVETEST_GREETING"] == "hello from oci"
+    (tmp_path / "export.tar").write_bytes(blob)
+    alias = new_name("ocire")
+    again = api.import_image(tmp_path / "export.tar", alias)
+    assert again == hashlib.sha256(blob).hexdigest() != fp
+    name = new_name("ocire")
+    api.made.append(name)
+    api.run("POST", "/1.0/instances", {"name": name, "source": {"type": "image",
+                                                                "alias": alias}})
+    conf = api.instance(name)["config"]
+    assert conf["cove.cwd"] == "/app" and conf["cove.uid"] == "65534"
+    assert conf["cove.halt"] == "10"
+    api.action(name, "start")
+    assert api.sh(name, "tr '\\0' ' ' < /proc/1/cmdline").decode() == f"/bin/sh -c {APP} "
+    wait_until(lambda: api.exec(name, ["cat", "/tmp/app"])[1] == b"/app\nhello from oci\n",
+               10, what="the re-imported app to start in its workdir, with its env")
+    api.remove(name)
+    api.run("DELETE", f"/1.0/images/{again}")
+
+    # hostile: an oci.json that would make its instances privileged is refused by name
+    evil = json.dumps({**oci, "config": {"security.privileged": "true"}}).encode()
+    r = api.request("POST", "/1.0/images", _with_member(blob, "oci.json", evil),
+                    headers={"Content-Type": "application/octet-stream"})
+    op = api.wait(r) if r.status == 202 else {"status": "Failure", "err": r.error}
+    assert op["status"] == "Failure" and "oci.json" in op["err"] \
+        and "security.privileged" in op["err"], op

@@ -73,6 +73,8 @@ def test_a_good_backup_unpacks_into_its_trees(tmp_path: Path) -> None:
         (f"{R}/etc/link", "/etc/x", tarfile.SYMTYPE),
         (f"{R}/etc/hard", f"{R}/etc/x", tarfile.LNKTYPE),
         ("backup/container/backup.yaml", b"container: {}\n", tarfile.REGTYPE),
+        ("backup/snapshots/s1/templates", None, tarfile.DIRTYPE),
+        ("backup/snapshots/s1/templates/hostname.tpl", b"snap tpl", tarfile.REGTYPE),
     ])
     assert read_index(t)["snapshots"] == ["s1"]
     ex = _unpack(tmp_path, t, ("s1",))
@@ -82,6 +84,9 @@ def test_a_good_backup_unpacks_into_its_trees(tmp_path: Path) -> None:
     assert (stage / "snapshots/s1/etc/x").read_bytes() == b"snap"
     assert ex.snapshots == ["s1"]
     assert ex.read_meta("container", "backup.yaml") == {"container": {}}
+    # a snapshot's templates/ (LXD's volume has them) beside its YAML
+    assert (stage / "meta/backup/snapshots/s1/templates/hostname.tpl").read_bytes() \
+        == b"snap tpl"
 
 
 @pytest.mark.parametrize(("members", "needle"), [
@@ -93,6 +98,12 @@ def test_a_good_backup_unpacks_into_its_trees(tmp_path: Path) -> None:
     ([("backup/other/x", b"x", tarfile.REGTYPE)], "backup/other/x"),
     ([("backup/snapshots/zz/rootfs/x", b"x", tarfile.REGTYPE)], "zz"),
     ([("backup/index.yaml", "/etc/passwd", tarfile.SYMTYPE)], "file or directory"),
+    # templates of the container and of a snapshot: no way out, no links, listed snapshots
+    ([("backup/container/templates/../../../x.tpl", b"x", tarfile.REGTYPE)], "'..'"),
+    ([("backup/snapshots/s1/templates/../../../../x", b"x", tarfile.REGTYPE)], "'..'"),
+    ([("backup/snapshots/s1/templates/t.tpl", "/etc/shadow", tarfile.SYMTYPE)],
+     "backup/snapshots/s1/templates/t.tpl"),
+    ([("backup/snapshots/zz/templates/t.tpl", b"x", tarfile.REGTYPE)], "zz"),
     ([(f"{R}/evil", "/", tarfile.SYMTYPE), (f"{R}/evil/backup/index.yaml", b"x",
                                             tarfile.REGTYPE)], None),
 ])

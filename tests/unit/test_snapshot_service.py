@@ -187,3 +187,39 @@ def test_copy_progress_reported(tmp_path: Path) -> None:
         os.close(fd)
         time.sleep(0.2)
     assert "50" in seen, seen
+
+
+def test_snapshot_keeps_metadata_and_templates(env) -> None:  # type: ignore[no-untyped-def]
+    # LXD's snapshot holds the volume's metadata.yaml and templates/: a restore
+    # brings back the instance's own, or (taken without any) its image's
+    svc, store, d, *_ = env
+    svc.create("c1", "plain").wait()  # no own files: the image's apply
+    (d / "templates").mkdir()
+    (d / "templates" / "a.tpl").write_bytes(b"v1")
+    (d / "metadata.yaml").write_bytes(b"templates: {}\n")
+    svc.create("c1", "own").wait()
+    sdir = d / "snapshots" / store.snapshots.get("c1", "own").dir
+    assert (sdir / "templates" / "a.tpl").read_bytes() == b"v1"
+    (d / "templates" / "a.tpl").write_bytes(b"v2")
+    (d / "templates" / "b.tpl").write_bytes(b"new")
+
+    svc.restore("c1", "own").wait()
+    assert sorted(os.listdir(d / "templates")) == ["a.tpl"]
+    assert (d / "templates" / "a.tpl").read_bytes() == b"v1"
+    svc.restore("c1", "plain").wait()
+    assert not (d / "metadata.yaml").exists() and not (d / "templates").exists()
+
+    # killed after the swap: the sweep finishes the files with the config
+    svc.restore("c1", "own").wait()
+    (d / "templates" / "a.tpl").write_bytes(b"half")
+    (d / ".restore-intent").write_text("own\nswapped")
+    svc.sweep()
+    assert (d / "templates" / "a.tpl").read_bytes() == b"v1"
+    assert not (d / ".restore-intent").exists()
+
+    # a snapshot taken before snapshots kept them leaves the instance's own
+    for n in ("metadata.yaml", "metadata.image"):
+        (sdir / n).unlink(missing_ok=True)
+    (d / "templates" / "a.tpl").write_bytes(b"mine")
+    svc.restore("c1", "own").wait()
+    assert (d / "templates" / "a.tpl").read_bytes() == b"mine"

@@ -5,7 +5,8 @@ Layout (LXD 5.0's ``dir`` driver, checked against a real ``lxc export``)::
 
     backup/index.yaml                  name, backend, pool, snapshots, type, config
     backup/snapshots/SNAP/backup.yaml  (first, in the order the snapshots were taken)
-    backup/snapshots/SNAP/metadata.yaml
+    backup/snapshots/SNAP/metadata.yaml  the snapshot's own (its templates: rules)
+    backup/snapshots/SNAP/templates/...  the snapshot's template files
     backup/snapshots/SNAP/rootfs/...   the snapshot's whole root filesystem
     backup/container/backup.yaml       container, snapshots, pool, profiles, volume...
     backup/container/metadata.yaml     the instance's own (its templates: rules)
@@ -190,6 +191,10 @@ class BackupExtractor(Extractor):
         if is_dir and (parts in known_dirs or (len(parts) == 3 and parts[1] == "snapshots")):
             return self.raw, parts
         if parts[:3] == ["backup", "container", "templates"]:  # the instance's templates
+            return self.raw, parts
+        if parts[:2] == ["backup", "snapshots"] and len(parts) >= 4 \
+                and parts[3] == "templates":  # a snapshot's templates
+            self._check_snapshot(parts[2])
             return self.raw, parts
         if not is_dir and (parts == ["backup", "index.yaml"]
                            or (parts[:2] == ["backup", "container"] and len(parts) == 3

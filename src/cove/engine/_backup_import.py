@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from cove.engine._backup_archive import POOL, BackupExtractor, read_index
 from cove.engine._backup_incremental import BACKUP_ID_KEY, check_deleted
 from cove.engine._failpoints import failpoint
-from cove.engine._inst_metadata import restore_own
+from cove.engine._inst_metadata import replace_restored, restore_own
 from cove.engine._runs import Paths, RunTable
 from cove.engine._snapshots import copy_tree, tree_size
 from cove.engine.events import EventBus
@@ -200,6 +200,9 @@ class BackupImports:
                 os.rename(new, d / "upper")
                 shutil.rmtree(d / "work", ignore_errors=True)
                 (d / "work").mkdir(mode=0o700)
+            # its metadata and templates (the increment has them whole); before
+            # the row, so a kill here leaves the increment to apply again
+            replace_restored(stage / "meta" / "backup" / "container", d)
         finally:
             shutil.rmtree(stage, ignore_errors=True)
             shutil.rmtree(new, ignore_errors=True)
@@ -323,6 +326,9 @@ class BackupImports:
         for s in snaps:
             (new / "snapshots" / s.dir).mkdir(mode=0o700)
             os.rename(stage / "snapshots" / s.name, new / "snapshots" / s.dir / "upper")
+            # its own (if only {}): not the instance's, as for a snapshot taken here
+            restore_own(stage / "meta" / "backup" / "snapshots" / s.name,
+                        new / "snapshots" / s.dir, always=True)
         if self._store.has_instance(key):
             raise Conflict(f"Instance {split_key(key)[1]!r} already exists")
         d = self._paths.instance_dir(key)

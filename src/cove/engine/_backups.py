@@ -72,7 +72,7 @@ from cove.engine._backup_incremental import (
     save_manifest,
 )
 from cove.engine._failpoints import failpoint
-from cove.engine._inst_metadata import effective_templates, stage_templates
+from cove.engine._inst_metadata import effective_templates, snapshot_source, stage_templates
 from cove.engine._runs import Paths, RunTable
 from cove.engine._snapshots import Freezer, copy_tree
 from cove.engine.events import EventBus
@@ -311,20 +311,24 @@ class Backups:
         docs = self._documents(inst, snaps)
         docs["index"]["cove_backup_id"] = bid
         members = ["backup/index.yaml"]
+        d = self._paths.instance_dir(inst.name)
         with ExitStack() as mounts:
             for i, snap in enumerate(snaps):
                 sdir = root / "snapshots" / snap.name
                 sdir.mkdir(parents=True, mode=0o700)
                 write_yaml(sdir / "backup.yaml", docs["snapshot"][snap.name])
-                write_yaml(sdir / "metadata.yaml", docs["metadata"])
-                src = self._paths.instance_dir(inst.name) / "snapshots" / snap.dir / "upper"
+                # the snapshot's own metadata.yaml and templates/, as in LXD's volume
+                own = snapshot_source(d, d / "snapshots" / snap.dir)
+                write_yaml(sdir / "metadata.yaml", self._metadata_doc(own, snap))
+                stage_templates(own, self._images, snap, sdir / "templates")
+                src = d / "snapshots" / snap.dir / "upper"
                 self._mount(mounts, [src, *lower], stage / f"o{i}", sdir / "rootfs")
                 members.append(f"backup/snapshots/{snap.name}")
             cdir = root / "container"
             cdir.mkdir(parents=True, mode=0o700)
             write_yaml(cdir / "backup.yaml", docs["config"])
             write_yaml(cdir / "metadata.yaml", docs["metadata"])
-            tpl = stage_templates(self._paths.instance_dir(inst.name), self._images, inst,
+            tpl = stage_templates(d, self._images, inst,
                                   cdir / "templates")  # LXD's backup/container/templates/
             self._mount(mounts, [stage / "upper", *lower], stage / "oc", cdir / "rootfs")
             now = manifest_of(cdir / "rootfs")
@@ -380,16 +384,20 @@ class Backups:
             index["snapshots"] = [s.name for s in snaps]
         index.update(optimized=False, optimized_header=False, type="container",
                      config=config)
-        props = {k[len("image."):]: v for k, v in inst.config.items()
-                 if k.startswith("image.")}
-        metadata = {"architecture": inst.architecture, "creation_date": int(inst.created_at),
-                    "properties": props,
-                    "templates": effective_templates(self._paths.instance_dir(inst.name),
-                                                     self._images, inst) or {}}
+        metadata = self._metadata_doc(self._paths.instance_dir(inst.name), inst)
         per_snapshot = {s["name"]: {"container": {**s, "project": project},
                                     "pool": pool} for s in snap_docs}
         return {"index": index, "config": config, "metadata": metadata,
                 "snapshot": per_snapshot}
+
+    def _metadata_doc(self, d: Path, rec: Instance | Snapshot) -> dict[str, Any]:
+        """The metadata.yaml of an instance (directory ``d``) or snapshot (its
+        ``snapshot_source``) in a backup: its templates' rules."""
+        props = {k[len("image."):]: v for k, v in rec.config.items()
+                 if k.startswith("image.")}
+        return {"architecture": rec.architecture, "creation_date": int(rec.created_at),
+                "properties": props,
+                "templates": effective_templates(d, self._images, rec) or {}}
 
     def _profile(self, name: str, project: str) -> Profile | None:
         for owner in (project, "default"):

@@ -53,7 +53,7 @@ from typing import Any, Protocol
 
 from cove.api import InstanceSource, InstancesPost
 from cove.engine._failpoints import failpoint
-from cove.engine._inst_metadata import copy_own, drop_own
+from cove.engine._inst_metadata import copy_own, copy_snapshot_own, drop_own, snapshot_source
 from cove.engine._runs import Paths, RunTable
 from cove.engine._snapshots import Freezer, copy_progress, copy_tree, swap_upper, tree_size
 from cove.engine.events import EventBus
@@ -241,7 +241,8 @@ class Copies:
             if with_snapshots:
                 snaps = self._copy_snapshots(op, src.key, inst.name, tmp / "snapshots")
             self._copy_upper(op, src, tmp / "upper")
-            copy_own(self._paths.instance_dir(src.key), tmp)  # its metadata and templates
+            d = self._paths.instance_dir(src.key)  # its (or the snapshot's) metadata, templates
+            copy_own(snapshot_source(d, d / "snapshots" / src.snap.dir) if src.snap else d, tmp)
             failpoint("copy.after-files")
             if final.exists():  # left by a crash; no row owns it
                 shutil.rmtree(final)
@@ -299,6 +300,7 @@ class Copies:
             sid = uuid.uuid4().hex
             (sdir / sid).mkdir(mode=0o700)
             copy_tree(origin / snap.dir / "upper", sdir / sid / "upper")
+            copy_snapshot_own(origin / snap.dir, sdir / sid)
             out.append(Snapshot(
                 instance=key, name=snap.name, dir=sid, created_at=snap.created_at,
                 expires_at=snap.expires_at, description=snap.description,

@@ -40,6 +40,7 @@ from cove.model.projects import DEFAULT, alias_key, split_alias
 from cove.model.records import Alias, Image
 from cove.model.trust import MAX_UNPACK_KEY
 from cove.storage.images import Budget, ImageStore
+from cove.storage.oci_keep import kept_run
 from cove.storage.oci_layout import instance_keys
 from cove.store import Store
 
@@ -216,12 +217,15 @@ class Images:
                     raise Conflict(f"image {got.fingerprint} already exists")
                 return self._share(op, held, owner, names)
             now = self._now()
+            # an OCI image exported by cove runs its command again
+            cmd, env = kept_run(self.layers.path(got.fingerprint)) or (list(got.cmd),
+                                                                       dict(got.env))
             props = dict(got.properties)
             props.update(properties or {})
             img = Image(fingerprint=got.fingerprint, size=got.size,
                         architecture=got.architecture, properties=props, filename=filename,
                         public=public, created_at=got.created_at or now, uploaded_at=now,
-                        cmd=list(got.cmd), env=dict(got.env))
+                        cmd=cmd, env=env)
             try:
                 self._store.add_image(img)
             except Conflict:

@@ -15,6 +15,16 @@ Design notes:
 * A copy of an instance takes its own files along (:func:`copy_own`), a
   rebuild drops them (the new image's are used, as LXD re-creates them),
   a rename and a delete move or remove them with the directory.
+* Snapshots. In LXD both files live in the instance's volume beside
+  ``rootfs/``, so a snapshot holds them, a restore brings them back, a
+  copy or a publish of a snapshot uses the snapshot's. cove's snapshot
+  directory (``snapshots/ID/``) gets a copy of the instance's own when it
+  is taken, or, when it has none, the mark ``metadata.image`` (its image's
+  apply, the snapshot's ``image``: nothing is copied, as for the instance);
+  a restore makes the snapshot's the instance's own, or drops the
+  instance's (:func:`replace_own`). A snapshot taken before snapshots kept
+  them has neither: the instance's apply to it (:func:`snapshot_source`),
+  and a restore leaves the instance's.
 * Hostile input: a template name is one file name in ``templates/`` (LXD's
   ``IsFileName``: no ``/``, ``\\`` or ``..``; also no NUL, not empty), opened
   with ``O_NOFOLLOW`` below a directory cove made; a ``PUT`` of metadata
@@ -40,15 +50,30 @@ from cove.engine._runs import Paths
 from cove.engine.events import EventBus
 from cove.model.errors import BadRequest, NotFound
 from cove.model.projects import DEFAULT, instance_key, instance_url
-from cove.model.records import Instance
+from cove.model.records import Instance, Snapshot
 from cove.model.templates import metadata_wire
 from cove.store import Store
 
-__all__ = ["InstanceMetadata", "TemplateSource", "copy_own", "drop_own", "effective_files",
-           "effective_templates", "own_files", "restore_own", "stage_templates"]
+__all__ = [
+    "InstanceMetadata",
+    "TemplateSource",
+    "copy_own",
+    "copy_snapshot_own",
+    "drop_own",
+    "effective_files",
+    "effective_templates",
+    "own_files",
+    "replace_own",
+    "replace_restored",
+    "restore_own",
+    "snapshot_own",
+    "snapshot_source",
+    "stage_templates",
+]
 
 _METADATA = "metadata.yaml"
 _TEMPLATES = "templates"
+_IMAGE_MARK = "metadata.image"  # a snapshot of an instance with no own files
 _LIMIT = 1 << 20  # a template or metadata.yaml: read whole, up to this
 _LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -74,9 +99,10 @@ class TemplateSource(Protocol):
 
 
 def effective_files(d: Path, images: TemplateSource,
-                    inst: Instance) -> tuple[bytes | None, Path | None]:
+                    inst: Instance | Snapshot) -> tuple[bytes | None, Path | None]:
     """The metadata.yaml and templates/ that apply to ``inst`` (directory
-    ``d``): its own, else its image's (each None if absent)."""
+    ``d``; a snapshot's: :func:`snapshot_source`): its own, else its
+    image's (each None if absent)."""
     own = own_files(d)
     if own is not None:
         return own
@@ -84,7 +110,7 @@ def effective_files(d: Path, images: TemplateSource,
 
 
 def effective_templates(d: Path, images: TemplateSource,
-                        inst: Instance) -> dict[str, Any] | None:
+                        inst: Instance | Snapshot) -> dict[str, Any] | None:
     """The ``templates:`` of ``inst``'s effective metadata.yaml as LXD's
     wire form; None without any, or when it does not parse (a backup of
     such an instance still goes on)."""
@@ -98,7 +124,8 @@ def effective_templates(d: Path, images: TemplateSource,
     return templates if isinstance(templates, dict) else None
 
 
-def stage_templates(d: Path, images: TemplateSource, inst: Instance, dst: Path) -> list[str]:
+def stage_templates(d: Path, images: TemplateSource, inst: Instance | Snapshot,
+                    dst: Path) -> list[str]:
     """Copy ``inst``'s effective templates/ (regular files and directories;
     symlinks left out) to ``dst``; the copied paths relative to ``dst``'s
     parent, parents first (what an increment's tar listing names). [] and
@@ -123,18 +150,19 @@ def stage_templates(d: Path, images: TemplateSource, inst: Instance, dst: Path) 
     return out
 
 
-def restore_own(unpacked: Path, d: Path) -> None:
+def restore_own(unpacked: Path, d: Path, *, always: bool = False) -> None:
     """Give instance directory ``d`` the metadata.yaml and templates/ of a
     backup's unpacked ``backup/container`` (hostile: only regular files and
     directories are taken; the rules are checked when a start renders
     them). Nothing when the backup has neither a templates/ directory nor
-    a ``templates`` key in its metadata.yaml."""
+    a ``templates`` key in its metadata.yaml, unless ``always`` (a
+    snapshot's ``backup/snapshots/SNAP``: it has its own, if only ``{}``)."""
     meta, templates = unpacked / _METADATA, unpacked / _TEMPLATES
     data = b""
     if meta.is_file() and not meta.is_symlink():
         data = meta.read_bytes()[:_LIMIT + 1]
     has_templates = templates.is_dir() and not templates.is_symlink()
-    if not has_templates and b"templates" not in data:
+    if not has_templates and b"templates" not in data and not always:
         return
     if has_templates:
         _copy_templates(templates, d / _TEMPLATES)
@@ -150,6 +178,57 @@ def copy_own(src: Path, dst: Path) -> None:
     if own[1] is not None:
         _copy_templates(own[1], dst / _TEMPLATES)
     _write_atomic(dst / _METADATA, own[0] or b"")
+
+
+def replace_restored(unpacked: Path, d: Path) -> None:
+    """Make the metadata and templates of an increment's unpacked
+    ``backup/container`` instance directory ``d``'s (its own dropped
+    first); nothing when the increment has no metadata.yaml. Idempotent."""
+    meta = unpacked / _METADATA
+    if not meta.is_file() or meta.is_symlink():
+        return
+    drop_own(d)
+    restore_own(unpacked, d)
+
+
+def snapshot_source(inst_dir: Path, snap_dir: Path) -> Path:
+    """The directory whose own metadata and templates a snapshot has (none:
+    its image's apply): its own, or its instance's for one taken before
+    snapshots kept them."""
+    meta = snap_dir / _METADATA
+    if (meta.is_file() and not meta.is_symlink()) or (snap_dir / _IMAGE_MARK).is_file():
+        return snap_dir
+    return inst_dir
+
+
+def snapshot_own(d: Path, dst: Path) -> None:
+    """Give snapshot directory ``dst`` (being made) instance directory
+    ``d``'s own metadata and templates, or the mark that it had none."""
+    if own_files(d) is None:
+        (dst / _IMAGE_MARK).touch(mode=0o600)
+    else:
+        copy_own(d, dst)
+
+
+def copy_snapshot_own(src: Path, dst: Path) -> None:
+    """Copy snapshot directory ``src``'s metadata and templates (or its
+    mark) into ``dst`` (a copy's snapshot being made)."""
+    copy_own(src, dst)
+    if (src / _IMAGE_MARK).is_file():
+        (dst / _IMAGE_MARK).touch(mode=0o600)
+
+
+def replace_own(src: Path, d: Path) -> None:
+    """Make snapshot directory ``src``'s metadata and templates instance
+    directory ``d``'s own (a restore), ``d``'s dropped first; with the mark,
+    only dropped (its image's apply again); nothing for a snapshot from
+    before they were kept. Idempotent: a restore a killed coved left runs
+    it again."""
+    if own_files(src) is not None:
+        drop_own(d)
+        copy_own(src, d)
+    elif (src / _IMAGE_MARK).is_file():
+        drop_own(d)
 
 
 def drop_own(d: Path) -> None:

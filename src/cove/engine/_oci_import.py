@@ -6,7 +6,8 @@ manifest digest's hex, as Incus' ``instance_oci`` names its images) holding
 and config blobs as they were (``manifest.json``, ``config.json``) and
 ``oci.json`` (the instance config keys the config means: ``cove.cwd``,
 ``cove.uid``, ``cove.halt``, ``cove.health*``; see
-``storage.oci_layout.run_settings``). Each layer is unpacked once, into
+``storage.oci_layout.run_settings``; with the command and environment, so
+an export carries them: ``storage.oci_keep``). Each layer is unpacked once, into
 ``layers/<diff_id>``, by ``storage.oci_layer`` (hostile input); a layer
 already stored (another image's base) is not read at all. The image row
 carries the command (Entrypoint + Cmd) and environment, as any image's.
@@ -27,7 +28,6 @@ from __future__ import annotations
 
 import calendar
 import hashlib
-import json
 import logging
 import re
 from collections.abc import Callable
@@ -40,6 +40,7 @@ from cove.model.projects import DEFAULT
 from cove.model.records import Image
 from cove.storage._extract import Budget, Extractor, HashingReader, ProgressMeter
 from cove.storage.images import ImageExists, host_architecture
+from cove.storage.oci_keep import write_full
 from cove.storage.oci_layer import extract_layer
 from cove.storage.oci_layout import OCI_KEYS_FILE, Layout, OciImage, run_settings
 from cove.storage.safefs import RootFS
@@ -203,9 +204,10 @@ class OciImages:
             (tmp / "manifest.json").write_bytes(image.manifest_bytes)
             (tmp / "config.json").write_bytes(image.config_bytes)
             new = {lid: tree for tree, lid in trees}
-            _, _, keys, _ = run_settings(image, [new.get(i) or ls.path(i)
-                                                 for i in reversed(chain)])
-            (tmp / OCI_KEYS_FILE).write_text(json.dumps({"config": keys}))
+            cmd, env, keys, _ = run_settings(image, [new.get(i) or ls.path(i)
+                                                     for i in reversed(chain)])
+            # the full form: an export carries it (``storage.oci_keep``)
+            write_full(tmp / OCI_KEYS_FILE, cmd, env, keys)
             with ls.lock:  # no sweep between the layers' renames and the chain's
                 for tree, lid in trees:
                     ls.add_as(tree, lid)  # False: stored meanwhile; ours is dropped

@@ -12,10 +12,11 @@ Design notes:
   (``sanitize_upper``). A launch from it mounts all its layers.
 * Metadata: the instance's own ``metadata.yaml`` and templates when it
   has them (edited through ``/1.0/instances/NAME/metadata``,
-  ``_inst_metadata``), else the parent's, with ``architecture`` the
-  instance's, ``creation_date`` now, and the request's ``properties`` over
-  the parent's (LXD replaces them when given; cove merges, so
-  ``os``/``release`` carry over unless overridden). An OCI parent's
+  ``_inst_metadata``; a snapshot's: those it was taken with), else the
+  parent's, with ``architecture`` the instance's, ``creation_date`` now,
+  and the request's ``properties`` over the parent's (LXD replaces them
+  when given; cove merges, so ``os``/``release`` carry over unless
+  overridden). An OCI parent's
   ``oci.json`` (``cove.cwd``, ``cove.uid``, ``cove.halt``, ``cove.health*``)
   is carried as it is, as its command and environment are on the row, so
   an instance of the published image starts as the instance did.
@@ -52,7 +53,7 @@ import yaml
 
 from cove.engine._failpoints import failpoint
 from cove.engine._images import Images
-from cove.engine._inst_metadata import own_files
+from cove.engine._inst_metadata import own_files, snapshot_source
 from cove.engine._runs import Paths, RunTable
 from cove.engine._snapshots import Freezer, SnapshotTarget, copy_tree
 from cove.engine.operations import Operation, Operations
@@ -63,7 +64,8 @@ from cove.model.states import Status
 from cove.storage.export import ExportPart, FlatStream, flatten
 from cove.storage.images import host_architecture
 from cove.storage.layers import MAX_LAYERS, LayerStore, sanitize_upper
-from cove.storage.oci_layout import OCI_KEYS_FILE
+from cove.storage.oci_keep import export_member, write_full
+from cove.storage.oci_layout import OCI_KEYS_FILE, instance_keys
 from cove.store import Store
 
 __all__ = ["SOURCE_TYPES", "Publisher"]
@@ -165,15 +167,17 @@ class Publisher:
                  props: dict[str, str], public: bool, filename: str,
                  project: str) -> Image:
         inst = self._store.get_instance(key)
+        d = self._paths.instance_dir(key)
         if snap:
             row = self._store.snapshots.get(key, snap)
-            upper = self._paths.instance_dir(key) / "snapshots" / row.dir / "upper"
+            upper = d / "snapshots" / row.dir / "upper"
             parent, arch = row.image, row.architecture
+            d = snapshot_source(d, upper.parent)
         else:
-            upper = self._paths.instance_dir(key) / "upper"
+            upper = d / "upper"
             parent, arch = inst.image, inst.architecture
-        # the instance's own metadata and templates (its edits), as LXD publishes them
-        own = None if snap else own_files(self._paths.instance_dir(key))
+        # the instance's (or snapshot's) own metadata and templates, as LXD publishes them
+        own = own_files(d)
         self._check_depth(parent)
         chain = self._chain(parent)
         tmp = self._layers.mkdtemp("publish")
@@ -201,8 +205,10 @@ class Publisher:
             oci = self._images.layers.path(parent) / OCI_KEYS_FILE if parent else None
             if oci is not None and oci.is_file() and not oci.is_symlink():
                 # an OCI image's cove.cwd, cove.uid, cove.halt, cove.health*: an
-                # instance of the published image starts as one of its parent
-                shutil.copyfile(oci, tmp / OCI_KEYS_FILE)
+                # instance of the published image starts as one of its parent;
+                # with its command and environment, so that an export carries them
+                write_full(tmp / OCI_KEYS_FILE, *self._images.run_config(parent),
+                           instance_keys(oci.parent))
             op.progress("Hashing the image", 50)
             lowers = [tmp / "layer", *(self._layers.path(i) for i in reversed(chain))]
             fingerprint, size = self._hash(op, tmp, lowers, metadata)
@@ -264,7 +270,8 @@ class Publisher:
         """The SHA-256 and length of the image's flattened tarball, read
         once as tar writes it (progress: bytes so far, every 64 MiB)."""
         stream = flatten(self._layers.mkdtemp("export"), lowers, metadata,
-                         _creation(metadata), _dir_or_none(image_dir / "templates"))
+                         _creation(metadata), _dir_or_none(image_dir / "templates"),
+                         export_member(image_dir, lambda: ([], {})))
         h = hashlib.sha256()
         size = 0
         try:
@@ -295,11 +302,16 @@ class Publisher:
             return kept
         lowers = store.lowers(fp)  # NotFound when the layers are gone
         metadata = store.metadata(fp) or _generated_metadata(img)
-        size = img.size if store.layers.chain(fp) != [fp] else None
+        # a published image's size is its export's (hashed when published);
+        # an OCI import's is its blobs' (so the export is sent without a length)
+        oci_import = (store.path(fp) / "manifest.json").is_file()
+        size = img.size if store.layers.chain(fp) != [fp] and not oci_import else None
+
+        oci = export_member(store.path(fp), lambda: self._images.run_config(fp))
 
         def opener() -> FlatStream:
             return flatten(self._layers.mkdtemp("export"), lowers, metadata,
-                           _creation(metadata), store.templates(fp))
+                           _creation(metadata), store.templates(fp), oci)
 
         return [ExportPart("", f"{fp}.tar", size, opener)]
 

@@ -7,7 +7,10 @@ Design notes:
   are shared and never change, so a snapshot is a copy of ``upper/`` only,
   plus the instance's config, devices and profiles at that time (the row in
   ``store._snapshots``). It lives in ``instances/KEY/snapshots/ID/upper``,
-  so renaming or deleting the instance carries its snapshots along.
+  so renaming or deleting the instance carries its snapshots along. Beside
+  ``upper`` are the instance's own metadata.yaml and templates/ at that
+  time, or a mark that it had none (``_inst_metadata.snapshot_own``; in
+  LXD they are in the snapshotted volume), which a restore puts back.
 * How it is copied. ``cp -a --reflink=auto``: on a filesystem that can
   (btrfs, XFS with reflink, bcachefs) each file is cloned (FICLONE), O(1)
   in data; elsewhere (ext4, as on the machines cove is tested on) it is a
@@ -53,6 +56,7 @@ from typing import Any, Protocol
 from urllib.parse import quote
 
 from cove.engine._failpoints import failpoint
+from cove.engine._inst_metadata import replace_own, snapshot_own
 from cove.engine._runs import Paths, RunTable
 from cove.engine.events import EventBus
 from cove.engine.operations import Operation, Operations
@@ -297,6 +301,7 @@ class Snapshots:
                 if freeze:
                     self._runtime.resume(key)
             failpoint("snapshot.after-copy")
+            snapshot_own(self._paths.instance_dir(key), tmp)
             size = tree_size(tmp / "upper")
             os.rename(tmp, sdir / sid)
         except BaseException:
@@ -417,8 +422,10 @@ class Snapshots:
         return self._run(key, work, "Restoring snapshot", snapshot)
 
     def _apply_config(self, key: str, snap: Snapshot) -> None:
-        """The snapshot's config, devices and profiles onto the instance (its
-        own ``volatile.*`` kept). Idempotent."""
+        """The snapshot's metadata and templates, config, devices and
+        profiles onto the instance (its own ``volatile.*`` kept). Idempotent."""
+        d = self._paths.instance_dir(key)
+        replace_own(self._dir(key) / snap.dir, d)
         inst = self._store.get_instance(key)
         volatile = {k: v for k, v in inst.config.items() if k.startswith("volatile.")}
         inst.config = {**{k: v for k, v in snap.config.items()

@@ -150,13 +150,14 @@ def _remove_stage(stage: Path) -> None:
 
 
 def flatten(stage: Path, lowers: list[Path], metadata: bytes, mtime: float,
-            templates: Path | None) -> FlatStream:
+            templates: Path | None, oci: bytes | None = None) -> FlatStream:
     """Start writing the unified tarball of an image made of ``lowers``
     (topmost first) into a :class:`FlatStream`. ``stage`` is a fresh empty
     directory on the store's filesystem, owned by the stream from now on
     (removed by its ``close``, or here on failure). ``metadata`` is the
     ``metadata.yaml`` to send (its mtime ``mtime``), ``templates`` the
-    image's ``templates/`` if it has one.
+    image's ``templates/`` if it has one, ``oci`` an OCI image's
+    ``oci.json`` (``storage.oci_keep``; the same mtime).
 
     Raises:
         BadRequest: too many layers for one mount.
@@ -168,6 +169,11 @@ def flatten(stage: Path, lowers: list[Path], metadata: bytes, mtime: float,
         os.chmod(meta, 0o644)
         os.utime(meta, (mtime, mtime))
         names = ["metadata.yaml"]
+        if oci is not None:
+            (stage / "oci.json").write_bytes(oci)
+            os.chmod(stage / "oci.json", 0o644)
+            os.utime(stage / "oci.json", (mtime, mtime))
+            names.append("oci.json")
         if templates is not None and templates.is_dir():
             proc.run(["cp", "-a", "--no-target-directory", "--", str(templates),
                       str(stage / "templates")])

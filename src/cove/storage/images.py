@@ -68,7 +68,7 @@ import yaml
 
 from cove.host.syscalls import RENAME_NOREPLACE, renameat2
 from cove.model.errors import BadRequest, Conflict, CoveError, InternalError, NotFound
-from cove.storage import overlay
+from cove.storage import oci_keep, overlay
 from cove.storage._extract import (
     Budget,
     Extractor,
@@ -566,6 +566,7 @@ class ImageStore:
         _write_new(tmp / "metadata.yaml", data)
         if lstat_type(src, "/templates") == "directory":
             _rename_at(src, "templates", tmp, "templates")
+        oci_keep.keep(src, tmp)  # an OCI image's run config, exported by cove
         return doc
 
     def _settle(self, tmp: Path, raw: RootFS) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from cove.model.passwd import parse_group, parse_passwd, resolve_group, resolve_
 from cove.storage._extract import lstat_type
 from cove.storage.images import normalize_architecture
 from cove.storage.layers import MAX_LAYERS
+from cove.storage.oci_keep import MEMBER
 from cove.storage.oci_layer import is_whiteout
 from cove.storage.safefs import RootFS
 
@@ -56,7 +57,7 @@ LAYER_TYPES = ("application/vnd.oci.image.layer.v1.tar",
                "application/vnd.oci.image.layer.v1.tar+zstd",
                "application/vnd.docker.image.rootfs.diff.tar.gzip",
                "application/vnd.docker.image.rootfs.diff.tar")
-OCI_KEYS_FILE = "oci.json"  # beside an OCI image's layers.json
+OCI_KEYS_FILE = MEMBER  # beside an OCI image's layers.json (``storage.oci_keep``)
 REF_ANNOTATION = "org.opencontainers.image.ref.name"
 _DIGEST = re.compile(r"sha256:([0-9a-f]{64})")
 _JSON_LIMIT = 4 << 20  # a manifest, index or config; registries cap manifests at 4 MiB
