@@ -326,10 +326,11 @@ class RuncRun:
             self.count += 1
 
     def teardown(self) -> None:
-        for i in range(self.count):
+        # every bundle made, also one whose runc failed
+        for b in sorted((self.work / "b").glob("r*")):
             subprocess.run(["runc", "--root", str(self.runc_root), "delete", "--force",
-                            f"r{i}"], check=False)
-            subprocess.run(["umount", str(self.work / "b" / f"r{i}" / "rootfs")], check=False)
+                            b.name], check=False)
+            subprocess.run(["umount", str(b / "rootfs")], check=False)
         for ctl in os.listdir("/sys/fs/cgroup"):
             p = Path("/sys/fs/cgroup") / ctl / self.marker
             if p.is_dir():
