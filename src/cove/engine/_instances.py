@@ -340,7 +340,7 @@ class Instances:
             gid=int(conf.get("cove.gid") or conf.get("cove.uid") or 0),
             resources=cfg.resources_from_config(conf),
             nofile=(self._nofile, self._nofile),
-            mounts=mounts, terminal=terminal,
+            mounts=mounts, terminal=terminal, masks=self._runtime.masks(),
         ))
 
     def run_spec(self, inst: Instance, rootfs: Path,

@@ -17,8 +17,8 @@ from typing import Any
 
 from cove.model.config import Resources
 
-__all__ = ["DEFAULT_CAPS", "DEFAULT_PATH", "ExecSpec", "SpecInput", "build_spec",
-           "process_env"]
+__all__ = ["DEFAULT_CAPS", "DEFAULT_PATH", "MASKED_PATHS", "ExecSpec", "SpecInput",
+           "build_spec", "process_env"]
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -33,6 +33,7 @@ _MASKED = [
     "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
     "/sys/firmware", "/sys/devices/virtual/powercap",
 ]
+MASKED_PATHS = tuple(_MASKED)
 _READONLY = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
 
 
@@ -69,6 +70,12 @@ class SpecInput:
     netns: str | None = None  # path of a network namespace to join; None = new one
     mounts: tuple[dict[str, Any], ...] = ()
     terminal: bool = False  # a pty as /dev/console and the init's stdio
+    # (an empty read-only host directory, masked directories outside /proc):
+    # those are masked with a read-only bind of it instead of runc's tmpfs
+    # each, a superblock each (docs/performance.md, host memory); runc
+    # refuses binds into /proc, so those stay tmpfs. Only directories that
+    # exist (runc would create a bind's target in the read-only /sys).
+    masks: tuple[str, tuple[str, ...]] | None = None
 
 
 def _resources(r: Resources) -> dict[str, Any]:
@@ -111,6 +118,14 @@ def build_spec(i: SpecInput) -> dict[str, Any]:
         {"type": "cgroup"},
     ]
     namespaces.append({"type": "network", "path": i.netns} if i.netns else {"type": "network"})
+    masked, binds = list(_MASKED), []
+    if i.masks:
+        source, dirs = i.masks
+        for d in dirs:
+            if d in masked and not d.startswith("/proc/"):
+                masked.remove(d)
+                binds.append({"destination": d, "type": "bind", "source": source,
+                              "options": ["bind", "ro", "nosuid", "nodev", "noexec"]})
     return {
         "ociVersion": "1.0.2",
         "process": {
@@ -142,13 +157,14 @@ def build_spec(i: SpecInput) -> dict[str, Any]:
              "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
             {"destination": "/run", "type": "tmpfs", "source": "tmpfs",
              "options": ["nosuid", "nodev", "mode=755"]},
+            *binds,
             *i.mounts,
         ],
         "linux": {
             "cgroupsPath": i.cgroups_path,
             "resources": _resources(i.resources),
             "namespaces": namespaces,
-            "maskedPaths": list(_MASKED),
+            "maskedPaths": masked,
             "readonlyPaths": list(_READONLY),
         },
     }

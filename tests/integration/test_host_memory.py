@@ -1,0 +1,107 @@
+"""What a running container costs the host, the parts cove chose (issue 14,
+docs/performance.md "Host memory per container"): its conmon loads the stub
+libsystemd and none of libsystemd's dependencies, and still monitors (the
+console log, the exit code); the masked directories outside /proc are a
+read-only bind of one empty directory, not a tmpfs (a superblock) each, and
+still show nothing and take no write. One in-process engine on a root of
+its own.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from covetest import destroy_root, leaks, mkroot, new_name
+
+from cove.api import InstanceExecPost, InstanceSource, InstancesPost
+from cove.engine import Engine
+from cove.runtime.spec import MASKED_PATHS
+
+pytestmark = pytest.mark.skipif(not (shutil.which("gcc") and shutil.which("readelf")),
+                                reason="needs gcc and readelf (scripts/setup.sh)")
+
+
+@pytest.fixture(scope="module")
+def engine(busybox_tar: Path) -> Iterator[Engine]:
+    root = mkroot("hostmem")
+    e = Engine(root)
+    try:
+        e.startup()
+        spool = root / "tmp" / "busybox.tar.gz"
+        shutil.copyfile(busybox_tar, spool)
+        op = e.images.import_file(spool, aliases=["busybox"])
+        assert op.wait(60)
+        op.raise_for_error()
+        yield e
+    finally:
+        left: list[str] = []
+        try:
+            for inst in e.instances.all():
+                e.instances.delete(inst.name, force=True).wait(60)
+            e.operations.wait_idle(30)
+            left = leaks(root)
+        finally:
+            e.close()
+            forced = destroy_root(root)
+        assert not left and not forced, (left, forced)
+
+
+def _run(e: Engine, name: str, *cmd: str) -> tuple[int | None, str]:
+    s = e.access.exec(name, InstanceExecPost(command=list(cmd)))
+    try:
+        assert s.stdout_fd is not None
+        out = b""
+        while chunk := os.read(s.stdout_fd, 65536):
+            out += chunk
+        return s.wait(30), out.decode()
+    finally:
+        s.close()
+
+
+def test_conmon_stub_and_bind_masks(engine: Engine) -> None:
+    name = new_name("mem")
+    op = engine.instances.create(InstancesPost(
+        name=name, source=InstanceSource(type="image", alias="busybox"), start=True,
+        config={"cove.cmd": "sh -c 'echo hello-console; exec sleep 1000'"},
+        devices={"eth0": {"type": "none"}}))
+    assert op.wait(60)
+    op.raise_for_error()
+    root = engine.root
+    conmon = int((root / "run" / "pids" / f"{name}.conmon").read_text())
+    maps = Path(f"/proc/{conmon}/maps").read_text()
+    assert f"{root}/run/bin/conmon-libs-" in maps and "libsystemd.so.0" in maps
+    for lib in ("libgcrypt", "liblzma", "libzstd", "liblz4", "libgpg-error"):
+        assert lib not in maps, lib
+    # the monitor still does its work: the output reaches the console log
+    log = root / "instances" / name / "console.log"
+    deadline = time.monotonic() + 10
+    while b"hello-console" not in log.read_bytes() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert b"hello-console" in log.read_bytes()
+
+    pid = engine.runtime.state(name).pid  # type: ignore[union-attr]
+    fstypes = {}
+    with open(f"/proc/{pid}/mountinfo", encoding="utf-8") as f:
+        for line in f:
+            fields = line.split()
+            fstypes[fields[4]] = fields[fields.index("-") + 1]
+    sys_masks = [p for p in MASKED_PATHS if p.startswith("/sys/") and os.path.isdir(p)]
+    assert sys_masks, "nothing to mask on this host: the test proves nothing"
+    for d in sys_masks:
+        assert fstypes[d] != "tmpfs", (d, fstypes[d])
+        code, out = _run(engine, name, "ls", "-A", d)
+        assert code == 0 and out == "", (d, out)
+        code, _ = _run(engine, name, "touch", f"{d}/x")
+        assert code != 0
+    if os.path.isdir("/proc/acpi"):  # runc's tmpfs there, as before
+        assert fstypes["/proc/acpi"] == "tmpfs"
+    assert not any((root / "run" / "empty").iterdir())
+
+    op = engine.instances.change_state(name, "stop", force=True)
+    assert op.wait(60)
+    op.raise_for_error()
