@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "bench"))
 
-from _coved import private_coved
+from _coved import cpu_seconds, private_coved
 
 
 def _free_port() -> int:
@@ -130,9 +130,11 @@ def main() -> int:
                          "--pid", str(coved.pid), "--idle", "--threads", "-f", "raw",
                          "-r", "50", "-o", f"{args.record}-{rnd + 1}.txt"],
                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                cpu = cpu_seconds(coved.pid, children=False)
                 with ThreadPoolExecutor(args.threads) as pool:
                     res = list(pool.map(stop, names))
                 wall = time.monotonic() - t
+                cpu = cpu_seconds(coved.pid, children=False) - cpu
                 done.set()
                 watchdog.join()
                 if spy is not None:
@@ -145,7 +147,8 @@ def main() -> int:
                       f"{args.threads} threads{' (and delete)' if args.delete else ''}: wall {wall:.1f}s, median "
                       f"{statistics.median(times):.2f}s, p95 "
                       f"{times[int(0.95 * (len(times) - 1))]:.2f}s, slowest {times[-1]:.2f}s, "
-                      f"over 20 s: {sum(x > 20 for x in times)}, failed: {len(errs)}", flush=True)
+                      f"over 20 s: {sum(x > 20 for x in times)}, failed: {len(errs)}; coved's own CPU "
+                      f"{cpu:.1f}s ({100 * cpu / wall:.0f}%)", flush=True)
                 for n, e in errs[:5]:
                     print(f"    {n}: {e}", flush=True)
         finally:
