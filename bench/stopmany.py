@@ -47,11 +47,15 @@ def _watch(done: threading.Event, after: float, pid: int, out: Path) -> None:
     n = 0
     while not done.wait(after if n == 0 else 5.0):
         out.mkdir(parents=True, exist_ok=True)
-        spy = shutil.which("py-spy") or "/tmp/stop100-tools/bin/py-spy"
+        spy = shutil.which("py-spy")
         with open(out / f"dump{n}.txt", "w") as f:
             f.write(f"at {time.strftime('%H:%M:%S')}\n")
             f.flush()
-            subprocess.run([spy, "dump", "--pid", str(pid)], stdout=f, stderr=f, check=False)
+            if spy is None:
+                f.write("(no py-spy on PATH: pip install py-spy for coved's threads)\n")
+            else:
+                subprocess.run([spy, "dump", "--pid", str(pid)], stdout=f, stderr=f,
+                               check=False)
             subprocess.run(["ps", "-eo", "pid,ppid,stat,etimes,wchan:32,args", "--sort=pid"],
                            stdout=f, stderr=f, check=False)
         print(f"    (dump {n} in {out})", flush=True)
@@ -126,7 +130,7 @@ def main() -> int:
                 spy = None
                 if args.record:
                     spy = subprocess.Popen(
-                        [shutil.which("py-spy") or "/tmp/stop100-tools/bin/py-spy", "record",
+                        [shutil.which("py-spy") or "py-spy", "record",
                          "--pid", str(coved.pid), "--idle", "--threads", "-f", "raw",
                          "-r", "50", "-o", f"{args.record}-{rnd + 1}.txt"],
                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
