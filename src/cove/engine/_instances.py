@@ -245,7 +245,10 @@ class Instances:
             raise BadRequest(f"Unknown action {action!r}: use one of {', '.join(_ACTIONS)}")
         name = self._key(name, project)
         inst = self._store.get_instance(name)
-        if not self._busy(name, wait_for_lock):
+        # a stop of one waiting for its restart by policy: Docker's stop of a restarting one
+        cancelled = action == "stop" and inst.status is Status.STOPPED and \
+            self.hooks.cancel_restart(name)
+        if not cancelled and not self._busy(name, wait_for_lock):
             check_transition(inst, action)  # else work() checks, once it holds the lock
         desc = {"start": "Starting instance", "stop": "Stopping instance",
                 "restart": "Restarting instance", "freeze": "Freezing instance",
@@ -253,6 +256,8 @@ class Instances:
 
         def work(op: Operation) -> None:
             current = self._store.get_instance(name)
+            if cancelled and current.status is Status.STOPPED:
+                return
             check_transition(current, action)
             if action == "start":
                 self.start_now(name)
