@@ -337,3 +337,17 @@ def test_yaml_scalars_as_compose_reads_them() -> None:
     assert a.devices["proxy-tcp-5432"]["connect"] == "tcp:0.0.0.0:22"
     assert (a.config["environment.A"], a.config["environment.B"], a.config["environment.C"],
             a.config["environment.D"]) == ("yes", "on", "true", "012")
+
+
+def test_only_the_networks_and_volumes_services_use_are_made() -> None:
+    doc, lines = load_yaml(
+        "name: s\nservices:\n  a:\n    image: busybox\n    networks: [front]\n"
+        "    volumes: ['data:/d']\n"
+        "networks:\n  front: {}\n  spare: {}\n  ext: {external: true}\n"
+        "volumes:\n  data: {}\n  spare: {}\n  ext: {external: true}\n")
+    p = plan_stack(doc, name=None, lines=lines)
+    assert [n.name for n in p.networks] == ["s-front"]  # no default, spare or external one
+    assert [v.name for v in p.volumes] == ["s-data"]
+    doc, lines = load_yaml("name: s\nservices:\n  a: {image: busybox}\n"
+                           "networks:\n  ext: {external: true}\n")
+    assert [n.name for n in plan_stack(doc, name=None, lines=lines).networks] == ["s"]

@@ -280,9 +280,15 @@ def plan_stack(doc: Any, *, name: str | None, lines: Lines | None = None,
     levels = solve_levels({n: list(w) for n, w in deps.items()})
     built = {n: _service(ctx, n, raw[n], deps[n], networks, volumes) for n in raw}
     order = [n for level in levels for n in level]
+    # Only what a service uses is made (or checked, when external), as
+    # ``docker compose`` (compose-go drops unused networks and volumes): a
+    # stack whose services all name their networks makes no default one.
+    used = {d.get("network") or d.get("source") for s in built.values()
+            for d in s.devices.values() if d.get("type") == "nic" or d.get("pool")}
     return StackPlan(ctx.stack, tuple(built[n] for n in order),
                      tuple(tuple(level) for level in levels),
-                     tuple(networks.values()), tuple(volumes.values()))
+                     tuple(n for n in networks.values() if n.name in used),
+                     tuple(v for v in volumes.values() if v.name in used))
 
 
 def _no_files(path: str) -> str:
