@@ -392,3 +392,28 @@ def test_coved_killed_under_up(stack: str, coved: Coved, api: Api, tmp_path: Pat
     for net in nets:
         assert api.request("GET", f"/1.0/networks/{net}").status == 404, net
     assert_no_leaks(coved.root, names)
+
+
+def test_command_goes_after_an_oci_entrypoint(stack: str, coved: Coved, api: Api,
+                                              tmp_path: Path, busybox_plain_tar: Path) -> None:
+    from ocilayout import LayoutBuilder, busybox_layer
+
+    lay = LayoutBuilder(tmp_path / "layout")
+    lay.add(lay.image([(busybox_layer(busybox_plain_tar), "gzip")],
+                      {"Entrypoint": ["sleep"], "Cmd": ["1010"]})[0], "covetest-ep")
+    alias = f"covetest-ep-{rand(5)}"
+    p = _cli(coved, tmp_path, "image", "import", str(lay.write()), "--alias", alias)
+    assert p.returncode == 0, p.stderr.decode()
+    try:
+        _up(coved, tmp_path, f"name: {stack}\nx-svc: &svc\n  image: {alias}\n"
+            "  stop_signal: SIGKILL\nservices:\n  default: *svc\n"
+            "  cmd:\n    <<: *svc\n    command: ['1011']\n"
+            "  own:\n    <<: *svc\n    entrypoint: [sleep, '1012']\n")
+        assert _argv(api, f"{stack}-default") == ["sleep", "1010"]
+        assert _argv(api, f"{stack}-cmd") == ["sleep", "1011"]  # after the entrypoint
+        assert _argv(api, f"{stack}-own") == ["sleep", "1012"]  # the image's Cmd dropped
+    finally:
+        RestDriver(str(coved.socket)).stack(name=stack).down()
+        api.request("DELETE", f"/1.0/images/aliases/{alias}")
+        fp = p.stdout.decode().strip().rsplit(" ", 1)[-1]
+        api.run("DELETE", f"/1.0/images/{fp}")
