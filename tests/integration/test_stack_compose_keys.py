@@ -8,6 +8,8 @@ One stack per key group, on the session's shared coved."""
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -113,6 +115,42 @@ def test_restart(stack: str, coved: Coved, api: Api, tmp_path: Path) -> None:
     assert _runs(share / "capped") == 3
     assert _runs(share / "clean") == 1      # on-failure: exit 0 is no failure
     assert _runs(share / "never") == 1      # no (unquoted, YAML 1.2's string)
+
+
+
+_UNSEEN = """\
+name: {stack}
+x-svc: &svc
+  image: busybox
+  stop_signal: SIGKILL
+  command: [sh, -c, "trap 'exit 0' TERM; while :; do sleep 0.1; done"]
+services:
+  unless: {{<<: *svc, restart: unless-stopped}}
+  failed: {{<<: *svc, restart: on-failure}}
+  clean: {{<<: *svc, restart: on-failure}}
+  never: {{<<: *svc, restart: "no"}}
+"""
+
+
+def test_restart_of_exits_no_coved_saw(stack: str, coved: Coved, api: Api,
+                                       tmp_path: Path) -> None:
+    """Inits that ended while coved was down are restarted by policy when it
+    starts, as dockerd does at its start (and so after a host reboot)."""
+    _up(coved, tmp_path, _UNSEEN.format(stack=stack))
+    pids = {s: api.state(f"{stack}-{s}")["pid"] for s in ("unless", "failed", "clean", "never")}
+    coved.kill()
+    for svc, pid in pids.items():
+        os.kill(pid, signal.SIGTERM if svc == "clean" else signal.SIGKILL)  # clean: exit 0
+    for pid in pids.values():
+        wait_until(lambda p=pid: not os.path.exists(f"/proc/{p}"), 10,  # type: ignore[misc]
+                   what=f"pid {pid} gone")
+    coved.start()
+    for svc in ("unless", "failed"):
+        wait_until(lambda s=svc: api.status(f"{stack}-{s}") == "Running", 30,  # type: ignore[misc]
+                   what=f"{svc} restarted")
+        assert api.state(f"{stack}-{svc}")["pid"] != pids[svc]
+    assert api.instance(f"{stack}-clean")["config"]["volatile.last_state.exit_code"] == "0"
+    assert api.status(f"{stack}-clean") == api.status(f"{stack}-never") == "Stopped"
 
 
 # -- env_file -----------------------------------------------------------------------------------
