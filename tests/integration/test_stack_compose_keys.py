@@ -251,6 +251,9 @@ def test_working_dir_entrypoint_command(stack: str, coved: Coved, api: Api,
     for svc, cwd in (("wd", "/tmp"), ("wdnew", "/srv/new/app")):
         code, out, err = api.exec(f"{stack}-{svc}", ["readlink", "/proc/1/cwd"])
         assert (code, out) == (0, f"{cwd}\n".encode()), (svc, err)
+        # and an exec runs there too, as ``docker compose exec``
+        assert api.exec(f"{stack}-{svc}", ["pwd"])[1] == f"{cwd}\n".encode()
+    assert api.exec(f"{stack}-eplist", ["pwd"])[1] == b"/root\n"  # none: LXD's home
     assert _argv(api, f"{stack}-eplist") == ["sleep", "1001"]
     assert _argv(api, f"{stack}-epstr") == ["sleep", "1002"]
     assert _argv(api, f"{stack}-epnone") == ["sleep", "1003"]
