@@ -274,3 +274,17 @@ def test_a_command_alone_goes_after_the_images_entrypoint() -> None:
     cmd = {n.split("-", 1)[1]: i["config"].get("cove.cmd") for n, i in host.instances.items()}
     assert cmd == {"cmd": "/entry.sh --flag postgres -c x=1", "none": "/entry.sh --flag",
                    "own": "/bin/sh -c true", "plain": "sleep 1", "default": None}
+
+
+def test_a_stopped_service_with_a_restart_policy_is_sent_a_stop() -> None:
+    """It may be waiting out its back-off: coved cancels that restart on a stop."""
+    host = FakeHost()
+    doc = {"name": "rs", "services": {"loop": {"image": "busybox", "restart": "always"},
+                                      "plain": {"image": "busybox"}}}
+    Stack(FakeDriver(host), doc).up()  # type: ignore[arg-type]
+    for inst in host.instances.values():
+        inst["status"] = "Stopped"  # both exited
+    host.log.clear()
+    Stack(FakeDriver(host), name="rs").down()  # type: ignore[arg-type]
+    assert host.log[0] == "stop rs-loop", host.log  # and none for the one without
+    assert sorted(host.log[1:]) == ["-network rs", "delete rs-loop", "delete rs-plain"]

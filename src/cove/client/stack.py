@@ -212,15 +212,22 @@ def _check_host(plan: StackPlan, images: dict[str, bool],
 
 
 def _halt(inst: Mapping[str, Any]) -> Flow[None]:
-    """Stop as Compose does: the stop signal, then a kill after the grace period."""
+    """Stop as Compose does: the stop signal, then a kill after the grace
+    period. One with a restart policy is sent a stop even when it reads
+    stopped: it may be waiting out its restart back-off, which coved then
+    cancels (else the restart could come between this stop and what
+    follows: a recreate would find it running with its old command)."""
     name = str(inst["name"])
-    grace = float((inst.get("config") or {}).get("user.cove.stop_timeout") or _STOP_TIMEOUT)
+    config = inst.get("config") or {}
+    grace = float(config.get("user.cove.stop_timeout") or _STOP_TIMEOUT)
     try:
         yield from flows.stop(name, force=False, timeout=grace, retry_interval=None,
                               retry_count=None)
     except Timeout:
         yield from flows.stop(name, force=True, timeout=0, retry_interval=None,
                               retry_count=None)
+    if config.get("cove.restart", "no") != "no":
+        yield from flows._stop_once(name, force=True, timeout=-1)  # "already stopped": done
 
 
 def _reverse_order(members: list[dict[str, Any]]) -> list[dict[str, Any]]:
