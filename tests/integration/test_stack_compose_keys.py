@@ -115,6 +115,14 @@ def test_restart(stack: str, coved: Coved, api: Api, tmp_path: Path) -> None:
     assert _runs(share / "capped") == 3
     assert _runs(share / "clean") == 1      # on-failure: exit 0 is no failure
     assert _runs(share / "never") == 1      # no (unquoted, YAML 1.2's string)
+    # down while they loop again: each stop cancels a restart in its back-off
+    p = _cli(coved, tmp_path, "up", "-d")
+    assert p.returncode == 0, p.stderr.decode()
+    wait_until(lambda: _runs(share / "unless") >= counts["unless"] + 2, 30,
+               what="unless-stopped looping again")
+    p = _cli(coved, tmp_path, "down")
+    assert p.returncode == 0, p.stderr.decode()
+    assert _members(api, stack) == []
 
 
 
