@@ -201,3 +201,20 @@ def test_the_back_off_doubles_and_starts_again_after_a_long_run(setup: Any) -> N
     crash(1)
     restarted(5, t)
     assert started[-1] - t < 1.0, (gaps, started[-1] - t)  # not 1.6 s
+
+
+def test_a_clients_stop_cancels_a_restart_waiting_out_its_back_off(setup: Any) -> None:
+    restarter, insts, add, crash, _, store = setup
+    add({"cove.restart": "always"})
+    assert restarter.cancel("db") is False  # nothing waits: the stop is an ordinary one
+    inst = store.get_instance("db")
+    inst.last_used_at = time.time()  # a short run: the back-off grows
+    store.update_instance(inst)
+    crash(1)
+    assert restarter.cancel("db") is True  # within the 0.1 s back-off
+    _settle(insts, 0)
+    assert insts.actions == []
+    assert restarter.cancel("db") is False
+    crash(1)  # a later exit restarts it again: the policy itself stays
+    _settle(insts, 1)
+    assert insts.actions == [("db", "start")]

@@ -337,3 +337,36 @@ def test_yaml_scalars_as_compose_reads_them() -> None:
     assert a.devices["proxy-tcp-5432"]["connect"] == "tcp:0.0.0.0:22"
     assert (a.config["environment.A"], a.config["environment.B"], a.config["environment.C"],
             a.config["environment.D"]) == ("yes", "on", "true", "012")
+
+
+def test_only_the_networks_and_volumes_services_use_are_made() -> None:
+    doc, lines = load_yaml(
+        "name: s\nservices:\n  a:\n    image: busybox\n    networks: [front]\n"
+        "    volumes: ['data:/d']\n"
+        "networks:\n  front: {}\n  spare: {}\n  ext: {external: true}\n"
+        "volumes:\n  data: {}\n  spare: {}\n  ext: {external: true}\n")
+    p = plan_stack(doc, name=None, lines=lines)
+    assert [n.name for n in p.networks] == ["s-front"]  # no default, spare or external one
+    assert [v.name for v in p.volumes] == ["s-data"]
+    doc, lines = load_yaml("name: s\nservices:\n  a: {image: busybox}\n"
+                           "networks:\n  ext: {external: true}\n")
+    assert [n.name for n in plan_stack(doc, name=None, lines=lines).networks] == ["s"]
+
+
+def test_entrypoint_and_command_as_the_spec() -> None:
+    def svc(body: str) -> Any:
+        doc, lines = load_yaml(f"name: s\nservices:\n  a:\n    image: busybox\n{body}")
+        return plan_stack(doc, name=None, lines=lines).service("a")
+
+    a = svc("    command: \"sleep '5'\"\n")  # a string is split as a shell does, not run by one
+    assert (a.config["cove.cmd"], a.args) == ("sleep 5", ("sleep", "5"))
+    a = svc("    command: []\n")  # the image's command dropped: its entrypoint alone
+    assert "cove.cmd" not in a.config and a.args == ()
+    a = svc("    entrypoint: [sleep]\n    command: ['1']\n")
+    assert (a.config["cove.cmd"], a.args) == ("sleep 1", None)
+    for reset in ("[]", "''"):
+        a = svc(f"    entrypoint: {reset}\n    command: sleep 2\n")
+        assert (a.config["cove.cmd"], a.args) == ("sleep 2", None)
+        with pytest.raises(BadRequest, match=r"services\.a\.entrypoint \(line 5\): an empty "):
+            svc(f"    entrypoint: {reset}\n")
+    assert svc("").args is None and "cove.cmd" not in svc("").config

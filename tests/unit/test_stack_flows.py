@@ -28,16 +28,20 @@ class FakeHost:
         self.instances: dict[str, dict[str, Any]] = {}
         self.networks: dict[str, dict[str, Any]] = {}
         self.volumes: dict[str, dict[str, Any]] = {}
-        self.aliases = {"busybox"}
+        self.aliases = {"busybox": "b" * 64, "oci": "c" * 64}
+        self.images: dict[str, dict[str, Any]] = {
+            "b" * 64: {"properties": {}},
+            "c" * 64: {"properties": {"oci.entrypoint": "/entry.sh --flag"}}}
         self.log: list[str] = []
         self.running = 0
         self.most_running_starts = 0
 
     def do(self, step: Any) -> Any:
         if isinstance(step, s.GetAlias):
-            return {"name": step.name} if step.name in self.aliases else None
+            fp = self.aliases.get(step.name)
+            return {"name": step.name, "target": fp} if fp else None
         if isinstance(step, s.GetImage):
-            return None
+            return self.images.get(step.fingerprint)
         if isinstance(step, s.GetNetwork):
             return self.networks.get(step.name)
         if isinstance(step, s.CreateNetwork):
@@ -257,3 +261,30 @@ def test_load_reads_the_file_dotenv_and_env_files(tmp_path: Any, monkeypatch: An
     (tmp_path / "docker-compose.yml").unlink()
     with pytest.raises(NotFound, match="No Compose file"):
         find_file()
+
+
+def test_a_command_alone_goes_after_the_images_entrypoint() -> None:
+    host = FakeHost()
+    Stack(FakeDriver(host), {"name": "ep", "services": {  # type: ignore[arg-type]
+        "cmd": {"image": "oci", "command": "postgres -c x=1"},
+        "none": {"image": "oci", "command": []},
+        "own": {"image": "oci", "entrypoint": ["/bin/sh", "-c"], "command": "true"},
+        "plain": {"image": "busybox", "command": ["sleep", "1"]},
+        "default": {"image": "oci"}}}).up()
+    cmd = {n.split("-", 1)[1]: i["config"].get("cove.cmd") for n, i in host.instances.items()}
+    assert cmd == {"cmd": "/entry.sh --flag postgres -c x=1", "none": "/entry.sh --flag",
+                   "own": "/bin/sh -c true", "plain": "sleep 1", "default": None}
+
+
+def test_a_stopped_service_with_a_restart_policy_is_sent_a_stop() -> None:
+    """It may be waiting out its back-off: coved cancels that restart on a stop."""
+    host = FakeHost()
+    doc = {"name": "rs", "services": {"loop": {"image": "busybox", "restart": "always"},
+                                      "plain": {"image": "busybox"}}}
+    Stack(FakeDriver(host), doc).up()  # type: ignore[arg-type]
+    for inst in host.instances.values():
+        inst["status"] = "Stopped"  # both exited
+    host.log.clear()
+    Stack(FakeDriver(host), name="rs").down()  # type: ignore[arg-type]
+    assert host.log[0] == "stop rs-loop", host.log  # and none for the one without
+    assert sorted(host.log[1:]) == ["-network rs", "delete rs-loop", "delete rs-plain"]

@@ -25,7 +25,9 @@ Design notes:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
+import shlex
 from collections.abc import Awaitable, Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -177,16 +179,22 @@ def _members(stack: str) -> Flow[list[dict[str, Any]]]:
     return stacks_of(list((yield ListInstances()))).get(stack, [])
 
 
-def _check_host(plan: StackPlan, images: dict[str, bool]) -> Flow[dict[str, dict[str, Any]]]:
+def _check_host(plan: StackPlan, images: dict[str, bool],
+                entrypoints: dict[str, list[str]]) -> Flow[dict[str, dict[str, Any]]]:
     """Everything on the host that must hold before anything is made; the
     instances of the stack now, by name. ``images`` is filled: each image
-    of the plan, True when it is an alias (else a fingerprint)."""
+    of the plan, True when it is an alias (else a fingerprint); and
+    ``entrypoints``: each image's own (an OCI image's, else [])."""
     for image in dict.fromkeys(s.image for s in plan.services):
-        images[image] = (yield GetAlias(image)) is not None
-        if not images[image] and (yield GetImage(image)) is None:
+        alias = yield GetAlias(image)
+        images[image] = alias is not None
+        found = yield GetImage(str(alias.get("target") or image) if alias else image)
+        if found is None:
             users = ", ".join(s.name for s in plan.services if s.image == image)
             raise NotFound(f"Image {image!r} not found (service {users}): import it first "
                            "(cove image import FILE --alias NAME)")
+        entrypoints[image] = shlex.split((found.get("properties") or {}).get(
+            "oci.entrypoint") or "")
     for net in plan.networks:
         if net.external and (yield GetNetwork(net.name)) is None:
             raise NotFound(f"External network {net.name!r} not found")
@@ -204,15 +212,22 @@ def _check_host(plan: StackPlan, images: dict[str, bool]) -> Flow[dict[str, dict
 
 
 def _halt(inst: Mapping[str, Any]) -> Flow[None]:
-    """Stop as Compose does: the stop signal, then a kill after the grace period."""
+    """Stop as Compose does: the stop signal, then a kill after the grace
+    period. One with a restart policy is sent a stop even when it reads
+    stopped: it may be waiting out its restart back-off, which coved then
+    cancels (else the restart could come between this stop and what
+    follows: a recreate would find it running with its old command)."""
     name = str(inst["name"])
-    grace = float((inst.get("config") or {}).get("user.cove.stop_timeout") or _STOP_TIMEOUT)
+    config = inst.get("config") or {}
+    grace = float(config.get("user.cove.stop_timeout") or _STOP_TIMEOUT)
     try:
         yield from flows.stop(name, force=False, timeout=grace, retry_interval=None,
                               retry_count=None)
     except Timeout:
         yield from flows.stop(name, force=True, timeout=0, retry_interval=None,
                               retry_count=None)
+    if config.get("cove.restart", "no") != "no":
+        yield from flows._stop_once(name, force=True, timeout=-1)  # "already stopped": done
 
 
 def _reverse_order(members: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -292,6 +307,15 @@ def _replace(inst: Mapping[str, Any], s: Service, alias: bool) -> StackFlow[None
         yield from flows.update(s.instance, config=extra, devices=None, profiles=None)
 
 
+def _with_entrypoint(s: Service, entrypoint: list[str]) -> Service:
+    """``s`` with a ``command`` given alone put after the image's own
+    entrypoint, as Docker runs it (``command: []``: the entrypoint alone)."""
+    if s.args is None or not entrypoint:
+        return s
+    return dataclasses.replace(s, config={**s.config,
+                                          "cove.cmd": shlex.join([*entrypoint, *s.args])})
+
+
 def up(plan: StackPlan, report: Callable[[StackChange], None] | None = None,
        ) -> StackFlow[list[StackChange]]:
     """Bring the host to ``plan`` (see the module notes). Returns what was
@@ -302,7 +326,8 @@ def up(plan: StackPlan, report: Callable[[StackChange], None] | None = None,
         BadRequest: an instance of the stack's name that is not the stack's.
     """
     images: dict[str, bool] = {}
-    existing = yield from _check_host(plan, images)
+    entrypoints: dict[str, list[str]] = {}
+    existing = yield from _check_host(plan, images, entrypoints)
     described = f"cove stack {plan.name}"
     for net in plan.networks:
         if not net.external:
@@ -325,6 +350,7 @@ def up(plan: StackPlan, report: Callable[[StackChange], None] | None = None,
     changed_by_name = {str(i["name"]): i for i in changed}
 
     def bring_up(s: Service) -> StackFlow[StackChange]:
+        s = _with_entrypoint(s, entrypoints[s.image])
         action = "unchanged"
         if s.instance in changed_by_name:
             yield from _replace(changed_by_name[s.instance], s, images[s.image])

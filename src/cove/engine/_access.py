@@ -142,7 +142,10 @@ class Access:
             conf = self._profiles.expanded_config(inst)  # with its profiles' keys
             env.update(cfg.environment_from_config(conf))
             env.update(req.environment or {})
-            cwd = req.cwd or (entry.home if _is_dir(fs, entry.home) else "/")
+            # the instance's own working dir first (``docker exec`` runs in
+            # the container's WorkingDir), else LXD's: the user's home
+            cwd = req.cwd or conf.get("cove.cwd") or (
+                entry.home if _is_dir(fs, entry.home) else "/")
             if not cwd.startswith("/"):
                 raise BadRequest(f"cwd must be an absolute path: {cwd!r}")
             path_var = env.get("PATH") or conf.get("environment.PATH") or DEFAULT_PATH

@@ -243,6 +243,10 @@ class AppStack:
             raise errors[0]
         failpoint("deps.before-start")  # dependencies up, the instance not yet
 
+    def cancel_restart(self, name: str) -> bool:
+        """See ``ports.LifecycleHooks.cancel_restart``."""
+        return self.restarter.cancel(name)
+
     def before_stop(self, name: str, timeout: float, force: bool) -> None:
         """Stop ``name``'s running dependents first, in parallel.
 

@@ -33,6 +33,7 @@ from cove.engine._rootfs import Rootfs
 from cove.engine._runs import Paths, RunTable
 from cove.engine._states import InstanceStates
 from cove.engine._templates import apply_at_start, defer
+from cove.engine._transitions import check_transition
 from cove.engine._watch import ExitWatcher, wait_killed
 from cove.engine.events import EventBus
 from cove.engine.operations import Operation, Operations
@@ -244,15 +245,20 @@ class Instances:
             raise BadRequest(f"Unknown action {action!r}: use one of {', '.join(_ACTIONS)}")
         name = self._key(name, project)
         inst = self._store.get_instance(name)
-        if not self._busy(name, wait_for_lock):
-            self._check_transition(inst, action)  # else work() checks, once it holds the lock
+        # a stop of one waiting for its restart by policy: Docker's stop of a restarting one
+        cancelled = action == "stop" and inst.status is Status.STOPPED and \
+            self.hooks.cancel_restart(name)
+        if not cancelled and not self._busy(name, wait_for_lock):
+            check_transition(inst, action)  # else work() checks, once it holds the lock
         desc = {"start": "Starting instance", "stop": "Stopping instance",
                 "restart": "Restarting instance", "freeze": "Freezing instance",
                 "unfreeze": "Unfreezing instance"}[action]
 
         def work(op: Operation) -> None:
             current = self._store.get_instance(name)
-            self._check_transition(current, action)
+            if cancelled and current.status is Status.STOPPED:
+                return
+            check_transition(current, action)
             if action == "start":
                 self.start_now(name)
             elif action == "stop":
@@ -296,19 +302,6 @@ class Instances:
             raise Conflict(f"{split_key(name)[1]} is busy: operation {holder.id} "
                            f"({holder.description}) is in flight")
         return True
-
-    @staticmethod
-    def _check_transition(inst: Instance, action: str) -> None:
-        s = inst.status
-        if action == "start" and s is not Status.STOPPED:
-            raise BadRequest("The instance is already running")
-        if action in ("stop",) and s is Status.STOPPED:
-            raise BadRequest("The instance is already stopped")
-        if action == "freeze" and s is not Status.RUNNING:
-            raise BadRequest("The instance is not running" if s is Status.STOPPED
-                             else "The instance is already frozen")
-        if action == "unfreeze" and s is not Status.FROZEN:
-            raise BadRequest("The instance is not frozen")
 
     def set_status(self, name: str, status: Status, **fields: Any) -> Instance:
         """Record a new status (and fields) for ``name``. Raises: NotFound."""

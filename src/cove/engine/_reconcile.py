@@ -13,7 +13,11 @@ database is the truth about what should exist. In order:
    so are upload temp files, stopped execs' bundles and empty cgroups (the
    leases such an exec held go in the networks' sweep);
 4. if the host lost the containers (a reboot: new boot id, or runtime state
-   gone), instances with ``boot.autostart`` are started again.
+   gone), instances with ``boot.autostart`` are started again; and an
+   instance that was running and is found ended (lost, or its init exited
+   while no coved watched) is started again as its restart policy says,
+   as dockerd does at its start: ``unless-stopped``, and ``on-failure``
+   unless it exited 0 (``always`` is the apps service's, ``_deps.resume``).
 """
 
 from __future__ import annotations
@@ -78,17 +82,23 @@ class Reconciler:
                     release_hook(self._paths.instance_dir(cid[:-5]) / EXEC_BUNDLE)
                 log.info("removing runtime state of unknown container %s", cid)
                 self._runtime.delete(cid, force=True)
-        lost = self._adopt(known, rebooted)
+        lost, ended = self._adopt(known, rebooted)
         self._sweep(set(known))
         self._networks.startup()  # networks up, leaked NICs/leases/rules gone, before autostart
-        for name in lost:
+        for name in [*lost, *ended]:
             was = known.get(name)
-            conf = self._instances.expanded_config(was) if was is not None else {}
-            # running when the host lost it: boot.autostart, or Docker's
-            # unless-stopped (no client stopped it); ``always`` is the apps'
-            if (truthy(conf.get("boot.autostart"))
-                    or conf.get("cove.restart") == "unless-stopped") \
-                    and self._store.get_instance(name).status is Status.STOPPED:
+            if was is None:  # an ephemeral one, deleted as it ended
+                continue
+            conf = self._instances.expanded_config(was)
+            now = self._store.get_instance(name)
+            # running when the host lost it: boot.autostart; lost or ended
+            # unseen: Docker's unless-stopped and on-failure (no client
+            # stopped it); ``always`` is the apps'
+            policy = (conf.get("cove.restart") or "").partition(":")[0]
+            if ((name in lost and truthy(conf.get("boot.autostart")))
+                    or policy == "unless-stopped"
+                    or (policy == "on-failure" and now.last_exit_code != 0)) \
+                    and now.status is Status.STOPPED:
                 # (not when an autostarted dependent started it first: cove.depends)
                 log.info("autostarting %s", name)
                 try:
@@ -97,10 +107,13 @@ class Reconciler:
                 except Exception:
                     log.exception("autostart of %s failed", name)
 
-    def _adopt(self, known: dict[str, Instance], rebooted: bool) -> list[str]:
+    def _adopt(self, known: dict[str, Instance],
+               rebooted: bool) -> tuple[list[str], list[str]]:
         """Watch again what still runs, record what ended (dropping ended
-        ephemeral ones from ``known``); return the instances the host lost."""
+        ephemeral ones from ``known``); return the instances the host lost
+        and those whose init ended while no coved watched."""
         lost: list[str] = []
+        ended: list[str] = []
         for name, inst in list(known.items()):
             state = self._runtime.state(name)
             if state is not None and state.status in ("running", "paused"):
@@ -119,13 +132,15 @@ class Reconciler:
                 continue
             if inst.status is not Status.STOPPED and (state is None or rebooted):
                 lost.append(name)
+            elif inst.status is not Status.STOPPED:
+                ended.append(name)
             if state is not None or inst.status is not Status.STOPPED:
                 log.info("instance %s is no longer running; recording it", name)
                 self._instances.finalize(name, None)
                 if inst.ephemeral:
                     self._instances.delete_now(name)
                     known.pop(name, None)
-        return lost
+        return lost, ended
 
     def _sweep(self, known: set[str]) -> None:
         """Mounts, directories, uploads, layers and cgroups nothing owns."""

@@ -9,7 +9,9 @@ policy but ``no``. Restarts wait a back-off that doubles from 0.1 s to
 30 s and starts again once a run lasted 10 s (Docker's), and no more than
 ``cove.restart.max_per_minute`` (default 10) happen in any 60 s (Incus'
 ``boot.autorestart``). A restart is an ordinary start or restart
-operation, so what the instance depends on is started first.
+operation, so what the instance depends on is started first. A client's
+stop of an instance waiting out its back-off cancels the restart (as
+``docker stop`` of a restarting container): ``cancel``.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ class Restarter:
         self._delay: dict[str, float] = {}
         self._recent: dict[str, collections.deque[float]] = {}
         self._by_policy: set[str] = set()
+        self._pending: dict[str, threading.Timer] = {}  # restarts waiting out a back-off
         self._closed = False
 
     def close(self) -> None:
@@ -71,7 +74,19 @@ class Restarter:
             if key not in self._by_policy:
                 self._failures.pop(key, None)
 
+    def cancel(self, key: str) -> bool:
+        """A client stops ``key``: a restart it waits for is not done. True
+        if one was waiting (the stop is then done), else False."""
+        with self._lock:
+            timer = self._pending.pop(key, None)
+        if timer is None:
+            return False
+        timer.cancel()
+        log.info("%s: restart by policy cancelled by a stop", key)
+        return True
+
     def forget(self, key: str) -> None:
+        self.cancel(key)
         with self._lock:
             for d in (self._failures, self._delay, self._recent):
                 d.pop(key, None)
@@ -133,13 +148,15 @@ class Restarter:
         log.info("%s %s: restarting in %.1fs (cove.restart=%s)", key, why, delay, policy.mode)
         timer = threading.Timer(delay, self._restart, args=(key, action))
         timer.daemon = True
+        with self._lock:
+            self._pending[key] = timer
         timer.start()
 
     def _restart(self, key: str, action: str) -> None:
         project, name = split_key(key)
         with self._lock:
-            if self._closed:
-                return
+            if self._closed or self._pending.pop(key, None) is None:
+                return  # cancelled by a stop
             self._by_policy.add(key)
         try:
             if action == "start" and self._store.get_instance(key).status is not Status.STOPPED:

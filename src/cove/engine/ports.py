@@ -257,6 +257,11 @@ class LifecycleHooks(Protocol):
         """Raises BadRequest if others depend on ``name`` and not ``force``."""
         ...
 
+    def cancel_restart(self, name: str) -> bool:
+        """A client stops ``name``, which is stopped: True if it was waiting
+        for a restart by policy, now cancelled (the stop is then done)."""
+        ...
+
     def state(self, name: str) -> dict[str, Any]:
         """Extra keys of ``name``'s LXD state (``{"cove": {...}}``), or {}."""
         ...
@@ -279,6 +284,9 @@ class _NoHooks:
 
     def before_delete(self, name: str, force: bool) -> None:
         pass
+
+    def cancel_restart(self, name: str) -> bool:
+        return False
 
     def state(self, name: str) -> dict[str, Any]:
         return {}

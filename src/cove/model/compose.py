@@ -21,8 +21,10 @@ Design notes:
   config, devices, user): ``cove up`` again recreates exactly the services
   whose hash changed. ``user.cove.networks``/``user.cove.volumes`` record
   what the stack made, so ``cove down`` needs no file.
-* Mapping: ``command``/``entrypoint`` → ``cove.cmd`` (cove images have no
-  separate entrypoint: ``entrypoint`` + ``command`` is the argv);
+* Mapping: ``command``/``entrypoint`` → ``cove.cmd`` (``entrypoint`` +
+  ``command`` is the argv; a ``command`` alone goes after the image's own
+  entrypoint, as Docker: an OCI image's ``oci.entrypoint`` property, put
+  before it by the client, ``Service.args``);
   ``working_dir`` → ``cove.cwd``; a numeric ``user`` → ``cove.uid``/``gid``
   (a name is resolved in the image's ``/etc/passwd`` by the caller);
   ``depends_on`` → ``cove.depends`` (``service_started`` → ``started``,
@@ -105,6 +107,9 @@ class Service:
     user: str = ""    # a user name to resolve in the image ("" when numeric or unset)
     group: str = ""   # likewise a group name
     digest: str = field(default="", compare=False)
+    # ``command`` given without ``entrypoint``: its words, which go after the
+    # image's own entrypoint (``cove.client.stack`` reads it from the image)
+    args: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -280,9 +285,15 @@ def plan_stack(doc: Any, *, name: str | None, lines: Lines | None = None,
     levels = solve_levels({n: list(w) for n, w in deps.items()})
     built = {n: _service(ctx, n, raw[n], deps[n], networks, volumes) for n in raw}
     order = [n for level in levels for n in level]
+    # Only what a service uses is made (or checked, when external), as
+    # ``docker compose`` (compose-go drops unused networks and volumes): a
+    # stack whose services all name their networks makes no default one.
+    used = {d.get("network") or d.get("source") for s in built.values()
+            for d in s.devices.values() if d.get("type") == "nic" or d.get("pool")}
     return StackPlan(ctx.stack, tuple(built[n] for n in order),
                      tuple(tuple(level) for level in levels),
-                     tuple(networks.values()), tuple(volumes.values()))
+                     tuple(n for n in networks.values() if n.name in used),
+                     tuple(v for v in volumes.values() if v.name in used))
 
 
 def _no_files(path: str) -> str:
@@ -373,6 +384,9 @@ def _service(ctx: _Ctx, svc: str, s: dict[str, Any], deps: dict[str, tuple[str, 
         raise ctx.fail(path, "no image (cove does not build images: give 'image')")
     config: dict[str, str] = {"user.cove.stack": ctx.stack, "user.cove.service": svc}
     config.update(_command(ctx, path, s))
+    args = None
+    if s.get("command") is not None and s.get("entrypoint") is None:
+        args = tuple(shlex.split(config["cove.cmd"])) if "cove.cmd" in config else ()
     config.update(_environment(ctx, path, s))
     config.update(_health(ctx, path, s.get("healthcheck")))
     user, group = _user(ctx, path, s, config)
@@ -415,7 +429,7 @@ def _service(ctx: _Ctx, svc: str, s: dict[str, Any], deps: dict[str, tuple[str, 
     except BadRequest as e:
         raise ctx.fail(path, str(e)) from None
     return Service(svc, instance, image, config, devices,
-                   tuple(f"{ctx.stack}-{d}" for d in deps), user, group, digest)
+                   tuple(f"{ctx.stack}-{d}" for d in deps), user, group, digest, args)
 
 
 def _command(ctx: _Ctx, path: Path, s: Mapping[str, Any]) -> dict[str, str]:
@@ -433,6 +447,11 @@ def _command(ctx: _Ctx, path: Path, s: Mapping[str, Any]) -> dict[str, str]:
             if not isinstance(value, list):
                 raise ctx.fail((*path, key), "expected a string or a list of strings")
             words += [ctx.text(v, (*path, key, i)) for i, v in enumerate(value)]
+    if not words and s.get("entrypoint") is not None:
+        # the image's entrypoint is reset and a set entrypoint drops the image's
+        # command (the spec): Docker refuses to create a container that runs nothing
+        raise ctx.fail((*path, "entrypoint"), "an empty entrypoint and no command: nothing "
+                                              "to run (give a command)")
     return {"cove.cmd": shlex.join(words)} if words else {}
 
 

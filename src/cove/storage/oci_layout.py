@@ -334,7 +334,8 @@ def run_settings(image: OciImage, lowers: list[Path]) -> tuple[list[str], dict[s
     with (``cove.cwd``, ``cove.uid``/``cove.gid`` from ``User`` resolved in
     the image's own /etc/passwd and /etc/group, ``cove.halt`` from
     ``StopSignal``, ``cove.health*`` from ``Healthcheck``) and image
-    properties (os, architecture, description, ``exposed_ports``).
+    properties (os, architecture, description, ``exposed_ports``, ``oci.entrypoint``:
+    the Entrypoint alone, shell-quoted).
 
     Raises:
         BadRequest: a ``User`` or ``StopSignal`` that the image cannot have.
@@ -376,6 +377,8 @@ def run_settings(image: OciImage, lowers: list[Path]) -> tuple[list[str], dict[s
     ports = conf.get("ExposedPorts")
     if isinstance(ports, dict) and ports:
         props["exposed_ports"] = " ".join(sorted(str(p) for p in ports))
+    if _strings(conf.get("Entrypoint")):  # what a Compose ``command`` goes after, as Docker
+        props["oci.entrypoint"] = shlex.join(_strings(conf.get("Entrypoint")))
     return cmd, env, keys, props
 
 
