@@ -381,7 +381,7 @@ class Instances:
                 self._runs.stopped[name] = stopped
                 self._runs.pids[name] = pid
             undo.callback(self._forget_running, name)
-            self._runtime.start(name)
+            self._runtime.start(name, pid)
             self._runtime.mark_started(name)
             # LXD's onStart records the power state in the config, where
             # Ansible's lxd inventory plugin reads it (not in state.status).

@@ -33,7 +33,7 @@ from pathlib import Path
 from cove.host import proc
 from cove.model.config import Resources
 from cove.model.errors import InternalError
-from cove.runtime import _conmon_libs, _nsexec, _session
+from cove.runtime import _conmon_libs, _execfifo, _nsexec, _session
 from cove.runtime._session import SessionCgroup
 from cove.runtime.spec import MASKED_PATHS, ExecSpec
 
@@ -301,7 +301,18 @@ class Runc:
                 return cand
         raise InternalError("runc is not installed (run the setup script)")
 
-    def start(self, cid: str) -> None:
+    def start(self, cid: str, pid: int | None = None) -> None:
+        """Let the created container ``cid`` (init ``pid``) run its command.
+
+        With its init pid, through runc's exec fifo in coved (``_execfifo``:
+        the protocol ``runc start`` speaks, without its process); else, or
+        where there is no fifo, ``runc start``.
+
+        Raises:
+            InternalError: init ended or never took the start; runc's start failed.
+        """
+        if pid is not None and _execfifo.start_through_fifo(self.runc_root / cid, pid):
+            return
         self._runc("start", cid)
 
     def run_once(self, cid: str, bundle: Path) -> ExecProcess:
