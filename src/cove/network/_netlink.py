@@ -306,13 +306,13 @@ class Netlink:
         if idx is not None:
             try:
                 with open(f"/sys/class/net/{name}/ifalias") as f:
-                    have_alias = f.read().rstrip("\n")
-            except OSError:
-                have_alias = ""
-            if have_alias != alias:
+                    have_alias: str | None = f.read().rstrip("\n")
+            except OSError:  # gone meanwhile: made below
+                idx = have_alias = None
+            if have_alias is not None and have_alias != alias:
                 raise LinkExists(f"A link named {name!r} already exists on the host and is "
                                  "not this cove's: choose another network name")
-        else:
+        if idx is None:
             try:
                 with rt.Socket() as nl:
                     nl.do(rt.RTM_NEWLINK, rt.NLM_F_CREATE | rt.NLM_F_EXCL,
@@ -338,7 +338,7 @@ class Netlink:
                   + (rt.attr_u32(_IFLA_MTU, mtu) if mtu else b""))
             want = {str(i) for i in (ipv4, ipv6) if i is not None}
             have = {k: v for k, v in self._addresses(nl, idx).items()
-                    if not v[0].is_link_local}
+                    if not k.startswith("fe80")}  # the kernel's own link-local
             # New addresses first, old ones after: when a subnet grows (10.0.0.1/24
             # -> 10.0.0.1/23) the gateway address is never absent for the
             # instances behind it (the same address with another prefix is a
