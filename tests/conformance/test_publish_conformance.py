@@ -32,7 +32,9 @@ def test_publish_and_export(host: Host, tmp_path: Path) -> None:
         d.create_container(inst, alias=host.image, autostart=False)
         d.start_container(inst)
         d.transport_for(inst).execute("echo pub > /root/covetest; rm -f /bin/true").check()
-        d.stop_container(inst)  # LXD publishes stopped instances only
+        # LXD publishes stopped instances only; killed, not halted: busybox's init
+        # takes ~3 s to halt, and the files were written before
+        d.stop_container(inst, force=True)
         img = d.publish(inst, aliases=[alias], properties={"covetest": "yes"})
         made.append(img.fingerprint)
         assert img.properties.get("covetest") == "yes"

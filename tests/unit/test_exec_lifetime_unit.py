@@ -57,7 +57,11 @@ def test_stdout_closed_without_control_kills_it(fake: FakeEngine) -> None:
         ws = {k: await connect(client, url, fds[k]) for k in ("0", "1", "2")}
         await _session_started(fake)
         await ws["1"].close()
-        op = await wait_op(client, url)
+        # and hang up the others when the server closes them, as lxc does (left
+        # open, the server would wait out its 2 s close timeout on each)
+        op, _, err = await asyncio.gather(wait_op(client, url), read_stream(ws["0"]),
+                                          read_stream(ws["2"]))
+        assert err == b""
         assert fake.access.sessions[0].killed
         assert op["metadata"]["return"] == 137
     run_app(fake, body)

@@ -33,7 +33,9 @@ def _age(ops: Operations, seconds: float) -> None:
             op.updated_at -= seconds
 
 
-def test_ended_operations_leave_the_list_after_five_seconds() -> None:
+def test_ended_operations_leave_the_list_after_five_seconds(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("COVE_OPERATIONS_EXPIRY", raising=False)
     ops = Operations()
     ids = _ended(ops, 3)
     assert {o.id for o in ops.all()} == set(ids)
@@ -43,6 +45,22 @@ def test_ended_operations_leave_the_list_after_five_seconds() -> None:
     assert ops.all() == []
     # still answered by id (a slow client's GET .../wait right after the 202)
     assert ops.get(ids[0]).result == 0
+
+
+@pytest.mark.parametrize(("value", "seconds"), [
+    ("2", 2.0), ("0", 0.0), ("0.5", 0.5), ("", 5.0), ("soon", 5.0), ("-1", 5.0), ("inf", 5.0),
+    ("nan", 5.0)])
+def test_the_five_seconds_are_settable_for_tests(monkeypatch: pytest.MonkeyPatch, value: str,
+                                                 seconds: float) -> None:
+    monkeypatch.setenv("COVE_OPERATIONS_EXPIRY", value)
+    ops = Operations()
+    assert ops.listed_after_end == seconds
+    _ended(ops, 2)
+    if seconds > 0.2:
+        _age(ops, seconds - 0.2)
+        assert len(ops.all()) == 2
+    _age(ops, 0.5)
+    assert ops.all() == []
 
 
 def test_running_operations_are_never_pruned() -> None:

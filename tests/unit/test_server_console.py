@@ -75,11 +75,13 @@ def test_attach_type_resize_and_detach(fake: FakeEngine) -> None:
             await asyncio.sleep(0.02)
         assert session.resizes == [(100, 30), (132, 40)]
         await control.close()  # Ctrl+a q
+        # read the server's close as lxc does (the reply acknowledges it; unread,
+        # the server would wait out its 2 s close timeout before the op ends)
+        msg = await asyncio.wait_for(console.receive(), 5)
+        assert msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.CLOSING)
         op = await wait_op(client, url)
         assert op["status"] == "Success"
         assert session.closed
-        msg = await asyncio.wait_for(console.receive(), 5)
-        assert msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.CLOSING)
     run_app(fake, body)
 
 
@@ -104,6 +106,8 @@ def test_console_end_ends_the_operation(fake: FakeEngine) -> None:
         console = await connect(client, url, fds["0"])
         await read_until(console, b"login: ")
         fake.console.sessions[0].end()  # the instance stopped
+        msg = await asyncio.wait_for(console.receive(), 5)  # closed (and acknowledged)
+        assert msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.CLOSING)
         op = await wait_op(client, url)
         assert op["status"] == "Success"
     run_app(fake, body)

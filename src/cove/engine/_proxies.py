@@ -167,9 +167,7 @@ class Forwarders:
         its proxies), stop the others, and start the missing ones. Failures
         are logged (the instance keeps running without that device)."""
         tag = self._tag.encode()
-        found = {pid: a for pid, stat, argv in proc.processes()
-                 if stat[stat.rindex(b")") + 2:][:1] != b"Z"
-                 for a in argv if a.startswith(tag)}
+        found = proc.pids_with_arg(None, tag)
         for fpid, arg in found.items():
             key, name, dev = arg.decode(errors="replace")[len(self._tag):].split(":", 2)
             pid = self._runs.pid(name)

@@ -142,31 +142,77 @@ def _comm(stat: bytes) -> bytes:
     return stat[stat.index(b"(") + 1:stat.rindex(b")")]
 
 
-def reap_zombie_children(comm: bytes) -> None:
-    """Collect our zombie children named ``comm`` (and only those): as a
-    child subreaper coved inherits daemonising helpers and monitors."""
+def _children() -> list[int] | None:
+    """Our children (what each thread of ours has, ``/proc/self/task/*/children``,
+    where a subreaper's inherited orphans are listed too); None when the kernel
+    lacks that file (``CONFIG_PROC_CHILDREN``)."""
     import os
 
     me = os.getpid()
-    for pid, stat, _ in processes():
+    if not os.path.exists(f"/proc/self/task/{me}/children"):
+        return None
+    out: list[int] = []
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/children", "rb") as f:
+                out += [int(x) for x in f.read().split()]
+        except OSError:  # the thread ended meanwhile (its children went to another)
+            continue
+    return out
+
+
+def reap_zombie_children(comm: bytes) -> None:
+    """Collect our zombie children named ``comm`` (and only those): as a
+    child subreaper coved inherits daemonising helpers and monitors. Reads
+    our own children's ``stat`` (every process's only where the kernel does
+    not list children): the host may run thousands of processes."""
+    import os
+
+    me = os.getpid()
+    children = _children()
+    if children is None:
+        found = ((pid, stat) for pid, stat, _ in processes())
+    else:
+        found = ((pid, stat) for pid in children if (stat := _stat(pid)) is not None)
+    for pid, stat in found:
         fields = stat[stat.rindex(b")") + 2:].split()
         if _comm(stat) == comm and fields[0] == b"Z" and int(fields[1]) == me:
             reap(pid, 0)
 
 
-def pids_with_arg(program: bytes, prefix: bytes) -> dict[int, bytes]:
-    """Live processes of ``program`` (argv[0]'s base name) with an argument
-    starting with ``prefix``: pid -> that argument."""
+def _stat(pid: int) -> bytes | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def pids_with_arg(program: bytes | None, prefix: bytes) -> dict[int, bytes]:
+    """Live processes with an argument starting with ``prefix`` (and, unless
+    ``program`` is None, argv[0]'s base name ``program``): pid -> that
+    argument. Reads each process's command line only (a zombie's is empty;
+    the host may run thousands), then the ``stat`` of those that match."""
     import os
 
     out: dict[int, bytes] = {}
-    for pid, stat, argv in processes():
-        if not argv or os.path.basename(argv[0]) != program:
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
             continue
-        if stat[stat.rindex(b")") + 2:].split()[:1] == [b"Z"]:
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except OSError:
+            continue
+        if prefix not in cmdline:
+            continue
+        argv = cmdline.split(b"\0")
+        if program is not None and os.path.basename(argv[0]) != program:
             continue
         for a in argv:
             if a.startswith(prefix):
-                out[pid] = a
+                stat = _stat(int(entry))
+                if stat is not None and stat[stat.rindex(b")") + 2:][:1] != b"Z":
+                    out[int(entry)] = a
                 break
     return out

@@ -2,7 +2,7 @@
 published ports (nftables) and names (dnsmasq).
 
 The pure parts (``model``, ``subnets``, ``nft``, ``dns``) import only the
-standard library; the host drivers (``_netlink`` with pyroute2,
+standard library; the host drivers (``_netlink`` on ``_rtnl``'s messages,
 ``_nftables`` with libnftables, ``_dnsmasq``) are loaded by ``NetworkHost``
 on first use. The names below load on first access, so ``import
 cove.network.model`` (the CLI's ``-p`` parser) pays for nothing else.

@@ -1,16 +1,17 @@
-"""Links, addresses and routes through netlink (pyroute2), host and container side.
+"""Links, addresses and routes through netlink (``_rtnl``), host and container side.
 
 Design note (measured here): one veth into a container's namespace, on the
 bridge and up, is one netlink request (~1.3 ms, most of it the kernel);
-addresses, links and the default route inside take four more (~2.5 ms).
-pyroute2 is imported on first use, so nothing on the CLI's path pays for it.
+addresses, links and the default route inside are one more batch. The
+messages are built by ``_rtnl`` (the standard library's ``struct``): pyroute2,
+used before, cost 0.4-0.9 s of every coved start to import.
 
 The container side needs a netlink socket *in* the container's network
-namespace. pyroute2's own netns support forks a helper process for that,
-which a threaded daemon should not do on its hot path; instead the calling
-thread enters the namespace with ``setns(2)`` just long enough to open the
-socket (a socket stays in the namespace it was made in) and returns at
-once. ``setns`` with ``CLONE_NEWNET`` only moves the calling thread.
+namespace: the calling thread enters the namespace with ``setns(2)`` just
+long enough to open the socket (a socket stays in the namespace it was made
+in) and returns at once. ``setns`` with ``CLONE_NEWNET`` only moves the
+calling thread. Each call opens a socket of its own and closes it, so
+coved's worker threads share nothing.
 
 Ownership: every bridge cove makes carries an ``ifalias`` of
 ``cove:<root id>:<network>``; veths are named ``cv<root id><n>``. Reconcile
@@ -25,8 +26,6 @@ import errno
 import functools
 import os
 import socket
-import struct
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from ipaddress import (
@@ -36,12 +35,14 @@ from ipaddress import (
     IPv6Address,
     IPv6Interface,
     IPv6Network,
+    ip_interface,
     ip_network,
 )
 from pathlib import Path
 from typing import Any
 
-from cove.model.errors import Conflict, CoveError, InternalError
+from cove.model.errors import Conflict, InternalError
+from cove.network import _rtnl as rt
 
 __all__ = ["LinkExists", "Netlink", "NicSetup", "br_netfilter_active", "parse_net_dev"]
 
@@ -49,6 +50,14 @@ _CLONE_NEWNET = 0x40000000
 _IFA_F_NODAD = 0x02
 _BRIDGE_MAX_PORTS = 1023  # the kernel's BR_MAX_PORTS (1,024) less port 0
 _IN6_ADDR_GEN_MODE_NONE = 1  # linux/if_link.h: IN6_ADDR_GEN_MODE_NONE
+# attribute types: linux/if_link.h (IFLA_*, IFLA_INFO_*, VETH_INFO_PEER),
+# linux/if_addr.h (IFA_*), linux/rtnetlink.h (RTA_*)
+_IFLA_ADDRESS, _IFLA_IFNAME, _IFLA_MTU, _IFLA_MASTER = 1, 3, 4, 10
+_IFLA_LINKINFO, _IFLA_IFALIAS, _IFLA_AF_SPEC, _IFLA_NET_NS_FD = 18, 20, 26, 28
+_IFLA_INFO_KIND, _IFLA_INFO_DATA, _VETH_INFO_PEER = 1, 2, 1
+_IFLA_INET6_ADDR_GEN_MODE = 8
+_IFA_ADDRESS, _IFA_LOCAL, _IFA_FLAGS = 1, 2, 8
+_RTA_DST, _RTA_OIF, _RTA_GATEWAY = 1, 4, 5
 
 
 class LinkExists(Conflict):
@@ -125,150 +134,78 @@ def _ipv6_on_host() -> bool:
     return os.path.isdir("/proc/sys/net/ipv6")
 
 
-def _encode(msg: Any, mtype: int, flags: int, seq: int) -> bytes:
-    msg["header"]["type"] = mtype
-    msg["header"]["flags"] = flags
-    msg["header"]["sequence_number"] = seq
-    msg.encode()
-    return bytes(msg.data)
-
-
-def _acks(sock: socket.socket, count: int) -> list[int]:
-    """Read ``count`` netlink acks; the errnos of those that failed."""
-    errs = []
-    while count > 0:
-        data = sock.recv(65536)
-        off = 0
-        while off + 16 <= len(data):
-            length, mtype = struct.unpack_from("=IH", data, off)
-            if mtype == 2:  # NLMSG_ERROR: an ack (0) or an error (-errno)
-                err = struct.unpack_from("=i", data, off + 16)[0]
-                if err:
-                    errs.append(-err)
-                count -= 1
-            off += (length + 3) & ~3
-    return errs
+def _mac(text: str) -> bytes:
+    return bytes(int(x, 16) for x in text.split(":"))
 
 
 def _configure_inside(sock: socket.socket, nic: NicSetup) -> None:
     """Inside the container: lo and the NIC up, its addresses, the default
-    route. One lookup, then one batch of requests (one send, one ack each),
-    encoded with pyroute2's message classes: ~0.5 ms, where a pyroute2
-    ``IPRoute`` on the socket takes ~3 ms for the same."""
-    from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST
-    from pyroute2.netlink.rtnl import RTM_GETLINK, RTM_NEWADDR, RTM_NEWLINK, RTM_NEWROUTE
-    from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
-    from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
-    from pyroute2.netlink.rtnl.rtmsg import rtmsg
+    route. One lookup, then one batch of requests (one send, one ack each)."""
+    nl = rt.Socket(sock)
+    idx = rt.Socket.link_fields(nl.get(rt.RTM_GETLINK, rt.ifinfomsg()
+                                       + rt.attr_str(_IFLA_IFNAME, nic.name)))[0]
 
-    sock.bind((0, 0))
-    get = ifinfmsg()
-    get["attrs"] = [("IFLA_IFNAME", nic.name)]
-    sock.send(_encode(get, RTM_GETLINK, NLM_F_REQUEST, 1))
-    reply = sock.recv(65536)
-    if struct.unpack_from("=H", reply, 4)[0] == 2:
-        err = -struct.unpack_from("=i", reply, 16)[0]
-        raise OSError(err, os.strerror(err))
-    idx = struct.unpack_from("=i", reply, 20)[0]  # nlmsghdr (16) + family, type: the index
-
-    req, new = NLM_F_REQUEST | NLM_F_ACK, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
-    msgs = []
-    lo = ifinfmsg()
-    lo["index"], lo["flags"], lo["change"] = 1, 1, 1  # IFF_UP; lo is 1 in every netns
-    msgs.append(_encode(lo, RTM_NEWLINK, req, 2))
+    create = rt.NLM_F_CREATE | rt.NLM_F_EXCL
+    msgs: list[tuple[int, int, bytes]] = []
+    msgs.append((rt.RTM_NEWLINK, 0, rt.ifinfomsg(1, rt.IFF_UP, rt.IFF_UP)))  # lo is 1 in every netns
     if nic.ipv6 is None and _ipv6_on_host():
         # A network without IPv6: no link-local address on the NIC (addr_gen_mode
         # none, set before it is up), so it sends no DAD, router solicitation or
         # MLD report; the bridge floods those to every port, N^2 on a network of
         # N instances. IPv6 itself stays on (::1, addresses a user adds).
-        off = ifinfmsg()
-        off["index"] = idx
-        off["attrs"] = [("IFLA_AF_SPEC", {"attrs": [
-            ("AF_INET6", {"attrs": [("IFLA_INET6_ADDR_GEN_MODE", _IN6_ADDR_GEN_MODE_NONE)]})]})]
-        msgs.append(_encode(off, RTM_NEWLINK, req, 3 + len(msgs)))
+        spec = rt.attr(_IFLA_AF_SPEC, rt.attr(socket.AF_INET6, rt.attr_u8(
+            _IFLA_INET6_ADDR_GEN_MODE, _IN6_ADDR_GEN_MODE_NONE)))
+        msgs.append((rt.RTM_NEWLINK, 0, rt.ifinfomsg(idx) + spec))
     for iface, fam, flags in ((nic.ipv4, socket.AF_INET, 0),
                               (nic.ipv6, socket.AF_INET6, _IFA_F_NODAD)):
         if iface is None:
             continue
-        a = ifaddrmsg()
-        a["family"], a["prefixlen"], a["index"], a["flags"] = \
-            fam, iface.network.prefixlen, idx, flags
-        a["attrs"] = [("IFA_LOCAL", str(iface.ip)), ("IFA_ADDRESS", str(iface.ip))]
-        msgs.append(_encode(a, RTM_NEWADDR, new, 3 + len(msgs)))
-    up = ifinfmsg()
-    up["index"], up["flags"], up["change"] = idx, 1, 1
-    msgs.append(_encode(up, RTM_NEWLINK, req, 3 + len(msgs)))
+        packed = iface.ip.packed
+        msgs.append((rt.RTM_NEWADDR, create,
+                     rt.ifaddrmsg(fam, iface.network.prefixlen, idx, flags)
+                     + rt.attr(_IFA_LOCAL, packed) + rt.attr(_IFA_ADDRESS, packed)))
+    msgs.append((rt.RTM_NEWLINK, 0, rt.ifinfomsg(idx, rt.IFF_UP, rt.IFF_UP)))
     if nic.default_route:
         for gw, fam in ((nic.gateway4, socket.AF_INET), (nic.gateway6, socket.AF_INET6)):
             if gw is None or (fam == socket.AF_INET and nic.ipv4 is None) or \
                     (fam == socket.AF_INET6 and nic.ipv6 is None):
                 continue
-            r = rtmsg()
             # main table, proto boot, scope universe, unicast
-            r["family"], r["table"], r["proto"], r["scope"], r["type"] = fam, 254, 3, 0, 1
-            r["attrs"] = [("RTA_GATEWAY", str(gw)), ("RTA_OIF", idx)]
-            msgs.append(_encode(r, RTM_NEWROUTE, new, 3 + len(msgs)))
-    sock.send(b"".join(msgs))
-    errs = _acks(sock, len(msgs))
+            msgs.append((rt.RTM_NEWROUTE, create,
+                         rt.rtmsg(fam, table=254, protocol=3, scope=0, rtype=1)
+                         + rt.attr(_RTA_GATEWAY, gw.packed) + rt.attr_u32(_RTA_OIF, idx)))
+    errs = nl.request(*msgs)
     if errs:
         raise OSError(errs[0], os.strerror(errs[0]))
 
 
-def _addresses4(sock: socket.socket) -> list[tuple[int, int, IPv4Address]]:
+def _addresses4(nl: rt.Socket) -> list[tuple[int, int, IPv4Address]]:
     """(ifindex, prefixlen, address) of every IPv4 address in the socket's namespace."""
-    from pyroute2.netlink import NLM_F_DUMP, NLM_F_REQUEST
-    from pyroute2.netlink.rtnl import RTM_GETADDR
-    from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
-
-    req = ifaddrmsg()
-    req["family"] = socket.AF_INET
-    sock.send(_encode(req, RTM_GETADDR, NLM_F_REQUEST | NLM_F_DUMP, 1))
     out: list[tuple[int, int, IPv4Address]] = []
-    while True:
-        data = sock.recv(65536)
-        off = 0
-        while off + 16 <= len(data):
-            length, mtype = struct.unpack_from("=IH", data, off)
-            if mtype in (2, 3):  # NLMSG_ERROR, NLMSG_DONE
-                return out
-            # ifaddrmsg: family, prefixlen, flags, scope (1 byte each), index (u32)
-            family, plen = struct.unpack_from("=BB", data, off + 16)
-            index = struct.unpack_from("=I", data, off + 20)[0]
-            attr = off + 24
-            while family == socket.AF_INET and attr + 4 <= off + length:
-                alen, atype = struct.unpack_from("=HH", data, attr)
-                if alen < 4:
-                    break
-                if atype == 2 and alen >= 8:  # IFA_LOCAL
-                    out.append((index, plen, IPv4Address(data[attr + 4:attr + 8])))
-                attr += (alen + 3) & ~3
-            off += (length + 3) & ~3
-            if length == 0:
-                return out
+    for _, payload in nl.dump(rt.RTM_GETADDR, rt.ifaddrmsg(socket.AF_INET, 0, 0)):
+        family, plen, index, attrs = rt.Socket.addr_fields(payload)
+        local = attrs.get(_IFA_LOCAL)
+        if family == socket.AF_INET and local is not None and len(local) == 4:
+            out.append((index, plen, IPv4Address(local)))
+    return out
 
 
 def _readdress_inside(sock: socket.socket, address: IPv4Address, prefixlen: int) -> bool:
     """Give ``address`` the prefix ``prefixlen`` where it sits: the new one
     is added before the old goes, so the address (and the default route
     through its subnet's gateway) is never missing. True if it changed."""
-    from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_REQUEST
-    from pyroute2.netlink.rtnl import RTM_DELADDR, RTM_NEWADDR
-    from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
-
-    sock.bind((0, 0))
-    found = [(i, p) for i, p, a in _addresses4(sock) if a == address and p != prefixlen]
+    nl = rt.Socket(sock)
+    found = [(i, p) for i, p, a in _addresses4(nl) if a == address and p != prefixlen]
     if not found:
         return False
     index, old = found[0]
-    msgs: list[bytes] = []
-    for mtype, plen, flags in ((RTM_NEWADDR, prefixlen, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE),
-                               (RTM_DELADDR, old, NLM_F_REQUEST | NLM_F_ACK)):
-        a = ifaddrmsg()
-        a["family"], a["prefixlen"], a["index"] = socket.AF_INET, plen, index
-        a["attrs"] = [("IFA_LOCAL", str(address)), ("IFA_ADDRESS", str(address))]
-        msgs.append(_encode(a, mtype, flags, 2 + len(msgs)))
-    sock.send(b"".join(msgs))
-    errs = [e for e in _acks(sock, len(msgs)) if e != errno.EEXIST]
+    msgs: list[tuple[int, int, bytes]] = []
+    for mtype, plen, flags in ((rt.RTM_NEWADDR, prefixlen, rt.NLM_F_CREATE),
+                               (rt.RTM_DELADDR, old, 0)):
+        msgs.append((mtype, flags, rt.ifaddrmsg(socket.AF_INET, plen, index)
+                     + rt.attr(_IFA_LOCAL, address.packed)
+                     + rt.attr(_IFA_ADDRESS, address.packed)))
+    errs = [e for e in nl.request(*msgs) if e != errno.EEXIST]
     if errs:
         raise OSError(errs[0], os.strerror(errs[0]))
     return True
@@ -291,98 +228,64 @@ class NicSetup:
     hairpin: bool = False
 
 
-class _Serialized:
-    """One pyroute2 IPRoute, used from one thread of its own.
-
-    coved runs each operation (and each exit) in a short-lived thread, and
-    pyroute2 0.9 opens a netlink socket and an event loop per calling thread,
-    even on a shared IPRoute; those would be closed only when the garbage
-    collector got to them. So every call is handed to a single worker thread
-    and its result read whole there.
-    """
-
-    def __init__(self) -> None:
-        self._ipr: Any = None
-        self._pool: Any = None
-        self._lock = threading.Lock()
-
-    def _run(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        if self._ipr is None:
-            from pyroute2 import IPRoute
-
-            self._ipr = IPRoute()
-        result = getattr(self._ipr, name)(*args, **kwargs)
-        if result is not None and not isinstance(result, (list, tuple, dict, str)) \
-                and hasattr(result, "__next__"):
-            result = list(result)
-        return result
-
-    def __getattr__(self, name: str) -> Any:
-        def call(*args: Any, **kwargs: Any) -> Any:
-            with self._lock:
-                if self._pool is None:
-                    from concurrent.futures import ThreadPoolExecutor
-
-                    self._pool = ThreadPoolExecutor(1, thread_name_prefix="netlink")
-                pool = self._pool
-            return pool.submit(self._run, name, args, kwargs).result()
-        return call
-
-    def close(self) -> None:
-        with self._lock:
-            pool, self._pool = self._pool, None
-        if pool is None:
-            return
-
-        def close_ipr() -> None:
-            ipr, self._ipr = self._ipr, None
-            if ipr is not None:
-                with contextlib.suppress(Exception):
-                    ipr.close()
-
-        pool.submit(close_ipr).result()
-        pool.shutdown(wait=True)
-
-
-_shared = _Serialized()
+def _ip(payload: bytes) -> IPv4Address | IPv6Address | None:
+    if len(payload) == 4:
+        return IPv4Address(payload)
+    if len(payload) == 16:
+        return IPv6Address(payload)
+    return None
 
 
 class Netlink:
-    """Host-side netlink through one shared pyroute2 socket (``_Serialized``)."""
+    """Host-side netlink: a ``_rtnl.Socket`` of its own for each call."""
 
     def __init__(self) -> None:
         self._bridges: dict[str, int] = {}  # bridge name -> ifindex (checked on use)
 
-    def _ipr(self) -> Any:
-        return _shared
-
     # -- reading the host ---------------------------------------------------------
     def used_networks(self) -> list[IPv4Network | IPv6Network]:
         """Every route destination (all tables) and address subnet on the host."""
-        ipr = self._ipr()
         out: list[IPv4Network | IPv6Network] = []
-        for fam in (socket.AF_INET, socket.AF_INET6):
-            for r in ipr.route("dump", family=fam):
-                dst = r.get_attr("RTA_DST")
-                if dst:
+        with rt.Socket() as nl:
+            for fam in (socket.AF_INET, socket.AF_INET6):
+                for _, payload in nl.dump(rt.RTM_GETROUTE, rt.rtmsg(fam)):
+                    _, dst_len, attrs = rt.Socket.route_fields(payload)
+                    dst = _ip(attrs.get(_RTA_DST, b""))
+                    if dst is not None:
+                        with contextlib.suppress(ValueError):
+                            out.append(ip_network(f"{dst}/{dst_len}", strict=False))
+            for _, payload in nl.dump(rt.RTM_GETADDR, rt.ifaddrmsg(socket.AF_UNSPEC, 0, 0)):
+                _, plen, _, attrs = rt.Socket.addr_fields(payload)
+                addr = _ip(attrs.get(_IFA_ADDRESS, b""))
+                if addr is not None:
                     with contextlib.suppress(ValueError):
-                        out.append(ip_network(f"{dst}/{r['dst_len']}", strict=False))
-        for a in ipr.get_addr():
-            addr = a.get_attr("IFA_ADDRESS")
-            if addr:
-                with contextlib.suppress(ValueError):
-                    out.append(ip_network(f"{addr}/{a['prefixlen']}", strict=False))
+                        out.append(ip_network(f"{addr}/{plen}", strict=False))
         return out
 
     def links(self) -> dict[str, str]:
         """Every link on the host: name -> ifalias ('' when none)."""
-        return {ln.get_attr("IFLA_IFNAME"): ln.get_attr("IFLA_IFALIAS") or ""
-                for ln in self._ipr().get_links()}
+        out = {}
+        with rt.Socket() as nl:
+            for _, payload in nl.dump(rt.RTM_GETLINK, rt.ifinfomsg()):
+                attrs = rt.Socket.link_fields(payload)[1]
+                out[rt.string_of(attrs.get(_IFLA_IFNAME))] = rt.string_of(
+                    attrs.get(_IFLA_IFALIAS))
+        return out
+
+    def _addresses(self, nl: rt.Socket, index: int) -> dict[str, tuple[IPv4Address | IPv6Address, int]]:
+        """The addresses on link ``index`` as 'addr/prefixlen' -> (addr, prefixlen)."""
+        out = {}
+        for _, payload in nl.dump(rt.RTM_GETADDR, rt.ifaddrmsg(socket.AF_UNSPEC, 0, 0)):
+            _, plen, idx, attrs = rt.Socket.addr_fields(payload)
+            addr = _ip(attrs.get(_IFA_ADDRESS, b""))
+            if idx == index and addr is not None:
+                out[f"{addr}/{plen}"] = (addr, plen)
+        return out
 
     @staticmethod
     def index(name: str) -> int | None:
-        """A host link's index, None if there is none (sysfs: pyroute2's
-        ``link_lookup`` dumps every link, which grows with the host)."""
+        """A host link's index, None if there is none (sysfs: a netlink lookup
+        by name would dump every link, which grows with the host)."""
         if not name or "/" in name or name in (".", ".."):
             return None
         try:
@@ -399,18 +302,24 @@ class Netlink:
         Raises:
             LinkExists: a link of that name exists and is not this cove root's.
         """
-        ipr = self._ipr()
         idx = self.index(name)
         if idx is not None:
-            (link,) = ipr.get_links(idx)
-            if (link.get_attr("IFLA_IFALIAS") or "") != alias:
+            try:
+                with open(f"/sys/class/net/{name}/ifalias") as f:
+                    have_alias: str | None = f.read().rstrip("\n")
+            except OSError:  # gone meanwhile: made below
+                idx = have_alias = None
+            if have_alias is not None and have_alias != alias:
                 raise LinkExists(f"A link named {name!r} already exists on the host and is "
                                  "not this cove's: choose another network name")
-        else:
+        if idx is None:
             try:
-                ipr.link("add", ifname=name, kind="bridge")
-            except Exception as e:  # noqa: BLE001 - pyroute2 raises NetlinkError
-                if getattr(e, "code", None) == errno.EEXIST:
+                with rt.Socket() as nl:
+                    nl.do(rt.RTM_NEWLINK, rt.NLM_F_CREATE | rt.NLM_F_EXCL,
+                          rt.ifinfomsg() + rt.attr_str(_IFLA_IFNAME, name)
+                          + rt.attr(_IFLA_LINKINFO, rt.attr_str(_IFLA_INFO_KIND, "bridge")))
+            except rt.NetlinkError as e:
+                if e.code == errno.EEXIST:
                     raise LinkExists(f"A link named {name!r} already exists") from None
                 raise InternalError(f"Cannot create bridge {name}: {e}") from None
             idx = self.index(name)
@@ -423,30 +332,38 @@ class Netlink:
         _sysctl(f"net/ipv6/conf/{name}/accept_ra", "0")
         _sysctl(f"net/ipv6/conf/{name}/disable_ipv6", "0" if ipv6 else "1")
         self._bridges[name] = idx
-        kw: dict[str, Any] = {"ifalias": alias, "state": "up"}
-        if mtu:
-            kw["mtu"] = mtu
-        ipr.link("set", index=idx, **kw)
-        want = {str(i) for i in (ipv4, ipv6) if i is not None}
-        have = {}
-        for a in ipr.get_addr(index=idx):
-            addr = a.get_attr("IFA_ADDRESS")
-            if addr and not addr.startswith("fe80"):
-                have[f"{addr}/{a['prefixlen']}"] = a
-        # New addresses first, old ones after: when a subnet grows (10.0.0.1/24
-        # -> 10.0.0.1/23) the gateway address is never absent for the
-        # instances behind it (the same address with another prefix is a
-        # second primary address, not a clash).
-        for text in want - set(have):
-            addr, plen = text.split("/")
-            # no duplicate address detection: cove hands the addresses out, and
-            # DAD would keep an address unusable for its first second
-            ipr.addr("add", index=idx, address=addr, prefixlen=int(plen),
-                     **({"flags": _IFA_F_NODAD} if ":" in addr else {}))
-        for text in set(have) - want:
-            addr, plen = text.split("/")
-            with contextlib.suppress(Exception):
-                ipr.addr("del", index=idx, address=addr, prefixlen=int(plen))
+        with rt.Socket() as nl:
+            nl.do(rt.RTM_NEWLINK, 0, rt.ifinfomsg(idx, rt.IFF_UP, rt.IFF_UP)
+                  + rt.attr_str(_IFLA_IFALIAS, alias)
+                  + (rt.attr_u32(_IFLA_MTU, mtu) if mtu else b""))
+            want = {str(i) for i in (ipv4, ipv6) if i is not None}
+            have = {k: v for k, v in self._addresses(nl, idx).items()
+                    if not k.startswith("fe80")}  # the kernel's own link-local
+            # New addresses first, old ones after: when a subnet grows (10.0.0.1/24
+            # -> 10.0.0.1/23) the gateway address is never absent for the
+            # instances behind it (the same address with another prefix is a
+            # second primary address, not a clash).
+            for text in want - set(have):
+                iface = ip_interface(text)
+                fam = socket.AF_INET6 if iface.version == 6 else socket.AF_INET
+                packed = iface.ip.packed
+                body = rt.ifaddrmsg(fam, iface.network.prefixlen, idx) \
+                    + rt.attr(_IFA_ADDRESS, packed)
+                if fam == socket.AF_INET:
+                    body += rt.attr(_IFA_LOCAL, packed)
+                else:
+                    # no duplicate address detection: cove hands the addresses
+                    # out, and DAD would keep an address unusable for its first second
+                    body += rt.attr_u32(_IFA_FLAGS, _IFA_F_NODAD)
+                nl.do(rt.RTM_NEWADDR, rt.NLM_F_CREATE | rt.NLM_F_EXCL, body)
+            for text in set(have) - want:
+                addr, plen = have[text]
+                fam = socket.AF_INET6 if addr.version == 6 else socket.AF_INET
+                with contextlib.suppress(OSError):
+                    nl.do(rt.RTM_DELADDR, 0, rt.ifaddrmsg(fam, plen, idx)
+                          + rt.attr(_IFA_ADDRESS, addr.packed)
+                          + (rt.attr(_IFA_LOCAL, addr.packed) if fam == socket.AF_INET
+                             else b""))
 
     def delete_link(self, name: str) -> bool:
         """Remove a link if it exists (idempotent); True if it was there."""
@@ -455,9 +372,10 @@ class Netlink:
         if idx is None:
             return False
         try:
-            self._ipr().link("del", index=idx)
-        except Exception as e:  # noqa: BLE001 - gone meanwhile is fine
-            if getattr(e, "code", None) == errno.ENODEV:
+            with rt.Socket() as nl:
+                nl.do(rt.RTM_DELLINK, 0, rt.ifinfomsg(idx))
+        except rt.NetlinkError as e:
+            if e.code == errno.ENODEV:  # gone meanwhile is fine
                 return False
             raise InternalError(f"Cannot delete link {name}: {e}") from None
         return True
@@ -471,26 +389,29 @@ class Netlink:
             Conflict: the bridge has no port left (1,023 is the kernel's limit).
             InternalError: netlink refused a step (the caller undoes).
         """
-        ipr = self._ipr()
-        br = self._bridge_index(nic.bridge)
-        peer: dict[str, Any] = {"ifname": nic.name, "net_ns_fd": nsfd, "address": nic.hwaddr}
-        extra: dict[str, Any] = {}
-        if nic.mtu:
-            peer["mtu"] = extra["mtu"] = nic.mtu
+        peer = rt.ifinfomsg() + rt.attr_str(_IFLA_IFNAME, nic.name) \
+            + rt.attr_u32(_IFLA_NET_NS_FD, nsfd) + rt.attr(_IFLA_ADDRESS, _mac(nic.hwaddr))
+        mtu = rt.attr_u32(_IFLA_MTU, nic.mtu) if nic.mtu else b""
+        info = rt.attr(_IFLA_LINKINFO, rt.attr_str(_IFLA_INFO_KIND, "veth") + rt.attr(
+            _IFLA_INFO_DATA, rt.attr(_VETH_INFO_PEER, peer + mtu)))
+
+        def add(master: int) -> None:
+            with rt.Socket() as nl:
+                nl.do(rt.RTM_NEWLINK, rt.NLM_F_CREATE | rt.NLM_F_EXCL,
+                      rt.ifinfomsg(0, rt.IFF_UP, rt.IFF_UP)
+                      + rt.attr_str(_IFLA_IFNAME, nic.host_name)
+                      + rt.attr_u32(_IFLA_MASTER, master) + mtu + info)
+
         try:
             try:
-                ipr.link("add", ifname=nic.host_name, kind="veth", master=br, state="up",
-                         peer=peer, **extra)
-            except Exception as e:
-                if getattr(e, "code", None) not in (errno.ENODEV, errno.EINVAL):
+                add(self._bridge_index(nic.bridge))
+            except rt.NetlinkError as e:
+                if e.code not in (errno.ENODEV, errno.EINVAL):
                     raise
-                self._bridges.pop(nic.bridge, None)
-                ipr.link("add", ifname=nic.host_name, kind="veth",
-                         master=self._bridge_index(nic.bridge), state="up", peer=peer, **extra)
-        except CoveError:
-            raise
-        except Exception as e:  # noqa: BLE001 - NetlinkError and friends
-            if getattr(e, "code", None) == errno.EXFULL:  # the bridge has no port number left
+                self._bridges.pop(nic.bridge, None)  # the bridge was remade: look again
+                add(self._bridge_index(nic.bridge))
+        except rt.NetlinkError as e:
+            if e.code == errno.EXFULL:  # the bridge has no port number left
                 raise Conflict(f"Bridge {nic.bridge} is full: a Linux bridge holds at most "
                                f"{_BRIDGE_MAX_PORTS} NICs; put this NIC on another "
                                "network") from None
@@ -578,4 +499,4 @@ class Netlink:
             return "down"
 
     def close(self) -> None:
-        _shared.close()
+        """Nothing to release (each call closed its socket); kept for the host driver."""
