@@ -44,6 +44,7 @@ if TYPE_CHECKING:
         InstanceState,
         InstanceStatePut,
     )
+    from cove.api._list_json import LOOPBACK_STATE, instance_full_json, instance_json
     from cove.api._metrics import (
         METRIC_FAMILIES,
         MetricSet,
@@ -103,6 +104,7 @@ if TYPE_CHECKING:
     )
 
 __all__ = [
+    "LOOPBACK_STATE",
     "METRIC_FAMILIES",
     "PUBLISH_SOURCES",
     "ZERO_TIME",
@@ -171,6 +173,8 @@ __all__ = [
     "image_object",
     "instance",
     "instance_full",
+    "instance_full_json",
+    "instance_json",
     "instance_object",
     "network",
     "network_lease",
@@ -200,6 +204,7 @@ _MODULES = {
                 "ImageAliasesEntryPut", "ImageAliasesPost", "ImagePut"),
     "_instances": ("ZERO_TIME", "Instance", "InstanceExecPost", "InstancePost", "InstancePut",
                    "InstanceSource", "InstanceState", "InstanceStatePut", "InstancesPost"),
+    "_list_json": ("LOOPBACK_STATE", "instance_full_json", "instance_json"),
     "_metrics": ("METRIC_FAMILIES", "MetricSet", "format_value", "parse_metrics",
                  "render_families"),
     "_networks": ("Certificate", "CertificatesPost", "Network", "NetworkLease", "NetworkPut",

@@ -27,6 +27,7 @@ from cove.api import InstancesPost
 from cove.engine._devices import validate_devices
 from cove.engine._failpoints import failpoint
 from cove.engine._limits import HostLimits, unset_to_unlimited
+from cove.engine._listing import InstanceListing
 from cove.engine._net_base import NetPlan
 from cove.engine._profiles import project_of
 from cove.engine._rootfs import Rootfs
@@ -92,6 +93,7 @@ class Instances:
         self._watcher = ExitWatcher(self._on_exit)
         self.hooks: LifecycleHooks = NO_HOOKS  # the app-stack keys (``_deps``)
         self._states = InstanceStates(runs, paths, network)
+        self.listed = InstanceListing(store, profiles, projects).listed  # all(), cached
 
     def close(self) -> None:
         """Stop watching exits (containers keep running). Idempotent."""

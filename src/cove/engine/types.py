@@ -6,7 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["ConsoleSession", "ExecSession", "FileInfo"]
+from cove.model.records import Instance
+
+__all__ = ["ConsoleSession", "ExecSession", "FileInfo", "Listed"]
 
 
 class ExecSession(Protocol):
@@ -64,3 +66,16 @@ class FileInfo:
     fd: int | None = None
     entries: list[str] | None = None
     target: str | None = None
+
+
+class Listed:
+    """One instance of a listing (``instances.listed``): its record, with the
+    expanded fields, shared by every listing until its row or a profile
+    changes (read it, never change it), and ``json``, its LXD ``Instance``
+    as JSON text (``cove.api.instance_json``)."""
+
+    __slots__ = ("inst", "json")
+
+    def __init__(self, inst: Instance, json: str) -> None:
+        self.inst = inst
+        self.json = json

@@ -12,7 +12,7 @@ from cove.engine import Operation
 from cove.model.errors import PreconditionFailed
 from cove.model.projects import instance_key, instance_url, split_key
 from cove.model.records import Instance
-from cove.server import render, routes_backups, routes_image_pull, routes_registry_pull
+from cove.server import listing, render, routes_backups, routes_image_pull, routes_registry_pull
 from cove.server.routes_common import (
     all_projects,
     call,
@@ -41,6 +41,10 @@ async def _list(request: web.Request) -> web.Response:
     # cove reports no disk usage (``disk`` is always {}): only the network part
     # costs anything to leave out.
     network = "state.network" in recursion_fields(request)
+    if not request.query.get("filter", ""):  # see listing's note
+        return render.sync_text(await call(
+            request, listing.instances_text, engine, None if every else project, level,
+            network=network, base=instances_base(request)))
     instances = await call(request, engine.instances.all, project=None if every else project)
     if level < 2:
         objs = [render.instance(i) for i in instances]
