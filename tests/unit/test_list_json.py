@@ -183,3 +183,18 @@ def test_server_listing_is_byte_for_byte_the_old_one(tmp_path: Path) -> None:
             assert new == old, query
             assert json.loads(new)["metadata"], query
     run_app(fake, body)
+
+
+def test_listing_keeps_at_most_its_scopes_also_from_threads(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cove.engine._listing import _SCOPES
+
+    store, _, listing = _listing(tmp_path)
+    for p in range(20):
+        store.add_instance(Instance(name=f"p{p}_a", image="fp", project=f"p{p}"))
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda p: listing.listed(f"p{p % 20}"), range(200)))
+    assert [[x.inst.name for x in g] for g in got[:3]] == [["p0_a"], ["p1_a"], ["p2_a"]]
+    assert len(listing._scopes) == _SCOPES
+    store.close()

@@ -17,6 +17,7 @@ the instances there are, per scope, for at most ``_SCOPES`` scopes.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from cove.api import instance_json
@@ -42,6 +43,7 @@ class InstanceListing:
         self._profiles = profiles
         self._projects = projects
         self._scopes: dict[str | None, dict[_Key, Listed]] = {}
+        self._lock = threading.Lock()  # the scopes' bookkeeping, not the rendering
 
     def listed(self, project: str | None = DEFAULT) -> list[Listed]:
         """What ``Instances.all`` answers, each as ``Listed``: every instance of
@@ -52,16 +54,18 @@ class InstanceListing:
         # Read before the rows: a profile change after this point makes the
         # next listing miss, never serve what this one expanded.
         generation = self._profiles.generation
-        old = self._scopes.get(project, {})
+        with self._lock:
+            old = self._scopes.get(project, {})
         new: dict[_Key, Listed] = {}
         for row in self._store.instance_rows(project):
             key = (row, generation)
             hit = old.get(key)
             new[key] = hit if hit is not None else self._render(row)
-        self._scopes.pop(project, None)
-        while len(self._scopes) >= _SCOPES:
-            del self._scopes[next(iter(self._scopes))]
-        self._scopes[project] = new
+        with self._lock:
+            self._scopes.pop(project, None)
+            while len(self._scopes) >= _SCOPES:
+                del self._scopes[next(iter(self._scopes))]
+            self._scopes[project] = new
         return list(new.values())
 
     def _render(self, row: tuple[Any, ...]) -> Listed:
