@@ -198,3 +198,61 @@ def test_listing_keeps_at_most_its_scopes_also_from_threads(tmp_path: Path) -> N
     assert [[x.inst.name for x in g] for g in got[:3]] == [["p0_a"], ["p1_a"], ["p2_a"]]
     assert len(listing._scopes) == _SCOPES
     store.close()
+
+
+def test_cove_keys_answer_only_those_keys_as_the_whole_objects_have_them(
+        tmp_path: Path) -> None:
+    """cove_instances_keys: each object is the whole one with only the keys
+    asked (state.X of its state), on every path; no state asked of the
+    engine when none is wanted; an unknown key is a 400 naming it."""
+    from cove.server.listing import parse_keys, select
+
+    fake = FakeEngine(root=tmp_path)
+    fake.add_image("ab" * 32, "busybox")
+    fake.add("c1")
+    fake.add("c2", Status.STOPPED)
+    cli = "name,status,type,ephemeral,created_at,state.network,state.cove"
+
+    async def body(client: Client) -> None:
+        doc = await (await client.get("/1.0")).json()
+        assert "cove_instances_keys" in doc["metadata"]["api_extensions"]
+        for level in (1, 2):
+            whole = (await (await client.get(f"/1.0/instances?recursion={level}")).json())
+            for asked in (cli, "name,config,state", "state.pid,snapshots,project", "name"):
+                keys = parse_keys(asked)
+                assert keys is not None
+                want = [select(o, keys) for o in whole["metadata"]]
+                for extra in ("", "&filter=name+ne+nothing"):
+                    fake.instances.states_asked.clear()
+                    got = await (await client.get(
+                        f"/1.0/instances?recursion={level}&cove-keys={asked}{extra}")).json()
+                    assert got["metadata"] == want, (level, asked, extra)
+                    if not extra and (level == 1 or asked == "name"):
+                        assert fake.instances.states_asked == [], (level, asked)
+            assert set(want[0]) <= {"name", "state", "project", "snapshots"}
+        full = (await (await client.get("/1.0/instances?recursion=2")).json())["metadata"]
+        got = (await (await client.get(f"/1.0/instances?recursion=2&cove-keys={cli}"))
+               .json())["metadata"]
+        assert got[0] == {"name": "c1", "status": "Running", "type": "container",
+                          "ephemeral": False, "created_at": full[0]["created_at"],
+                          "state": {"network": full[0]["state"]["network"]}}
+        for bad in ("bogus", "state.bogus", "config.x", "name,status.code"):
+            resp = await client.get(f"/1.0/instances?recursion=2&cove-keys={bad}")
+            assert resp.status == 400, bad
+            assert "Invalid key in cove-keys" in (await resp.json())["error"], bad
+    run_app(fake, body)
+
+
+@pytest.mark.parametrize("obj", [
+    {"name": "a", "state": {"network": {"lo": api.LOOPBACK_STATE}}},
+    {"state": {"status": "Running", "network": {"lo": api.LOOPBACK_STATE, "eth0": {"x": 1}},
+               "cove": {"ready": True}}},
+    {"name": "a", "state": {"network": None}},
+    {"name": "a", "state": None},
+    {"state": {"network": {"eth0": {}, "lo": api.LOOPBACK_STATE}}, "name": "a"},
+    {"name": "a"},
+])
+def test_a_selected_object_is_encoded_as_json_dumps(obj: dict[str, Any]) -> None:
+    from cove.server.listing import _object_json
+
+    assert _object_json(obj) == json.dumps(obj)

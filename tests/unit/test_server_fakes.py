@@ -278,7 +278,8 @@ class FakeInstances:
         return [i for i in self.by_name.values() if project is None or i.project == project]
 
     def listed(self, project: str | None = "default") -> list[Listed]:
-        return [Listed(i, api.instance_json(i)) for i in self.all(project=project)]
+        return [Listed(i, api.instance_json(i), api.instance(i))
+                for i in self.all(project=project)]
 
     def get(self, name: str, *, project: str = "default") -> Instance:
         if "_" in name:  # as Instances._key: no instance's name has "_"
@@ -299,8 +300,8 @@ class FakeInstances:
                 "memory": {"usage": 1, "usage_peak": 2, "swap_usage": 0, "swap_usage_peak": 0},
                 "cpu": {"usage": 5}, "disk": {}, "network": None}
 
-    def states(self, insts: list[Instance], *,
-               network: bool = True) -> dict[str, dict[str, Any]]:
+    def states(self, insts: list[Instance], *, network: bool = True,
+               counters: bool = True) -> dict[str, dict[str, Any]]:
         self.states_asked.append(network)
         return {i.name: self.state(split_key(i.name)[1], project=i.project) for i in insts}
 

@@ -44,7 +44,12 @@ if TYPE_CHECKING:
         InstanceState,
         InstanceStatePut,
     )
-    from cove.api._list_json import LOOPBACK_STATE, instance_full_json, instance_json
+    from cove.api._list_json import (
+        LOOPBACK_STATE,
+        instance_full_json,
+        instance_json,
+        network_json,
+    )
     from cove.api._metrics import (
         METRIC_FAMILIES,
         MetricSet,
@@ -177,6 +182,7 @@ __all__ = [
     "instance_json",
     "instance_object",
     "network",
+    "network_json",
     "network_lease",
     "network_lease_object",
     "network_object",
@@ -204,7 +210,7 @@ _MODULES = {
                 "ImageAliasesEntryPut", "ImageAliasesPost", "ImagePut"),
     "_instances": ("ZERO_TIME", "Instance", "InstanceExecPost", "InstancePost", "InstancePut",
                    "InstanceSource", "InstanceState", "InstanceStatePut", "InstancesPost"),
-    "_list_json": ("LOOPBACK_STATE", "instance_full_json", "instance_json"),
+    "_list_json": ("LOOPBACK_STATE", "instance_full_json", "instance_json", "network_json"),
     "_metrics": ("METRIC_FAMILIES", "MetricSet", "format_value", "parse_metrics",
                  "render_families"),
     "_networks": ("Certificate", "CertificatesPost", "Network", "NetworkLease", "NetworkPut",

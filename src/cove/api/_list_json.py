@@ -22,7 +22,7 @@ from cove.api._objects import instance
 from cove.api._state import InstanceState
 from cove.model import records
 
-__all__ = ["LOOPBACK_STATE", "instance_full_json", "instance_json"]
+__all__ = ["LOOPBACK_STATE", "instance_full_json", "instance_json", "network_json"]
 
 # ``state.network.lo`` of every running container (cove reads no counters of
 # it). A listing's states all hold this one object, encoded once here: never
@@ -57,16 +57,20 @@ def _state_json(state: dict[str, Any] | None) -> str:
     cove = keys == _STATE_KEYS_COVE and state["cove"]
     if keys != _STATE_KEYS and not cove:
         return json.dumps(InstanceState.from_wire(state).to_wire())
-    network = state["network"]
-    if not isinstance(network, dict) or network.get("lo") is not LOOPBACK_STATE \
-            or next(iter(network)) != "lo":
-        return json.dumps(state)
-    # the shared loopback entry first: its text is spliced in, not encoded again
-    others = {k: v for k, v in network.items() if k != "lo"}
-    net = f"{_LOOPBACK_NETWORK}, {json.dumps(others)[1:]}" if others else _LOOPBACK_NETWORK + "}"
+    net = network_json(state["network"])
     head = json.dumps({k: state[k] for k in _HEAD})[:-1]
     return (f'{head}, "network": {net}, "cove": {json.dumps(state["cove"])}}}' if cove
             else f'{head}, "network": {net}}}')
+
+
+def network_json(network: Any) -> str:
+    """``json.dumps(network)`` of a state's ``network``; the shared loopback
+    entry (first, as the engine puts it) is spliced in as text."""
+    if not isinstance(network, dict) or network.get("lo") is not LOOPBACK_STATE \
+            or next(iter(network)) != "lo":
+        return json.dumps(network)
+    others = {k: v for k, v in network.items() if k != "lo"}
+    return f"{_LOOPBACK_NETWORK}, {json.dumps(others)[1:]}" if others else _LOOPBACK_NETWORK + "}"
 
 
 def instance_full_json(instance_text: str, state: dict[str, Any] | None,

@@ -154,11 +154,11 @@ class Instances:
         inst = self._store.get_instance(self._key(name, project))
         return {**self._states.state(inst), **self.hooks.state(inst.name)}
 
-    def states(self, insts: list[Instance], *,
-               network: bool = True) -> dict[str, dict[str, Any]]:
+    def states(self, insts: list[Instance], *, network: bool = True,
+               counters: bool = True) -> dict[str, dict[str, Any]]:
         """The states of rows ``all`` returned, by key, in one call (``_states``),
         each with what the app-stack hooks add (health, readiness)."""
-        out = self._states.states(insts, network=network)
+        out = self._states.states(insts, network=network, counters=counters)
         for key, st in out.items():
             st.update(self.hooks.state(key))
         return out

@@ -17,10 +17,11 @@ the instances there are, per scope, for at most ``_SCOPES`` scopes.
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any
 
-from cove.api import instance_json
+from cove.api import instance
 from cove.engine.ports import ProfileSource, ProjectSource
 from cove.engine.types import Listed
 from cove.model.projects import DEFAULT
@@ -72,4 +73,5 @@ class InstanceListing:
         inst = self._store.instance_of_row(row)
         inst.expanded_devices = self._profiles.expanded_devices(inst)
         inst.expanded_config = self._profiles.expanded_config(inst)
-        return Listed(inst, instance_json(inst))
+        wire = instance(inst)
+        return Listed(inst, json.dumps(wire), wire)

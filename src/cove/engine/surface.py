@@ -65,9 +65,9 @@ class InstancesAPI(Protocol):
         """LXD's ``InstanceState``: status, pid, counters, network. Raises: NotFound."""
         ...
 
-    def states(self, insts: list[Instance], *,
-               network: bool = True) -> dict[str, dict[str, Any]]:
-        """The states of rows ``all`` returned, by key, in one call; ``network`` False leaves it null (LXD's ``recursion=2;fields=``)."""
+    def states(self, insts: list[Instance], *, network: bool = True,
+               counters: bool = True) -> dict[str, dict[str, Any]]:
+        """The states of rows ``all`` returned, by key, in one call; ``network`` False leaves it null (LXD's ``recursion=2;fields=``), ``counters`` False the cgroup counters 0."""
         ...
 
     def create(self, req: InstancesPost, *, project: str = "default",

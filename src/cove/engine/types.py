@@ -4,7 +4,7 @@ takes are the wire classes of ``cove.api`` (``InstancesPost``, ``InstanceExecPos
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from cove.model.records import Instance
 
@@ -71,11 +71,13 @@ class FileInfo:
 class Listed:
     """One instance of a listing (``instances.listed``): its record, with the
     expanded fields, shared by every listing until its row or a profile
-    changes (read it, never change it), and ``json``, its LXD ``Instance``
-    as JSON text (``cove.api.instance_json``)."""
+    changes (read it, never change it), ``wire``, its LXD ``Instance``
+    (``cove.api.instance``; read only too), and ``json``, that as JSON text
+    (``cove.api.instance_json``)."""
 
-    __slots__ = ("inst", "json")
+    __slots__ = ("inst", "json", "wire")
 
-    def __init__(self, inst: Instance, json: str) -> None:
+    def __init__(self, inst: Instance, json: str, wire: dict[str, Any]) -> None:
         self.inst = inst
         self.json = json
+        self.wire = wire
