@@ -89,16 +89,19 @@ def test_list_table(cli, fake: FakeLXD) -> None:
     assert (code, err) == (0, "")
     assert out == TABLE
     # only the state part the columns need (LXD's instances_state_selective_recursion)
-    assert fake.find("GET", "/1.0/instances")[0].query == {"recursion": "2",
-                                                            "fields": "state.network"}
+    # and only their keys (cove's cove_instances_keys: this fake, as LXD, ignores it)
+    assert fake.find("GET", "/1.0/instances")[0].query == {
+        "recursion": "2", "fields": "state.network",
+        "cove-keys": "name,status,type,ephemeral,created_at,state.network,state.cove"}
 
 
-def test_list_csv_json_compact_yaml(cli) -> None:
+def test_list_csv_json_compact_yaml(cli, fake: FakeLXD) -> None:
     code, out, _ = cli("list", "--format", "csv")
     assert code == 0
     assert out == ("db,STOPPED,,CONTAINER (EPHEMERAL),2024/04/30 06:00 UTC\n"
                    "web,RUNNING,10.0.3.5 (eth0),CONTAINER,2024/05/01 10:20 UTC\n")
     code, out, _ = cli("list", "--format", "json")
+    assert "cove-keys" not in fake.find("GET", "/1.0/instances")[-1].query  # whole objects
     assert [i["name"] for i in json.loads(out)] == ["db", "web"]
     assert json.loads(out)[1]["state"]["pid"] == 4242
     code, out, _ = cli("ls", "-f", "compact", "we")

@@ -30,6 +30,7 @@ from typing import Any, BinaryIO, cast
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from cove import api
 from cove.api import InstanceExecPost, InstanceSource, InstancesPost
 from cove.engine import (
     EventBus,
@@ -51,6 +52,7 @@ from cove.engine._profiles import DefaultNetwork, Profiles
 from cove.engine._projects import Projects
 from cove.engine._runs import Paths
 from cove.engine._storage import Storage
+from cove.engine.types import Listed
 from cove.model.config import resources_from_config, validate_config
 from cove.model.errors import BadRequest, Conflict, NotFound
 from cove.model.projects import instance_key, instance_url, split_key
@@ -275,6 +277,10 @@ class FakeInstances:
     def all(self, *, project: str | None = "default") -> list[Instance]:
         return [i for i in self.by_name.values() if project is None or i.project == project]
 
+    def listed(self, project: str | None = "default") -> list[Listed]:
+        return [Listed(i, api.instance_json(i), api.instance(i))
+                for i in self.all(project=project)]
+
     def get(self, name: str, *, project: str = "default") -> Instance:
         if "_" in name:  # as Instances._key: no instance's name has "_"
             raise NotFound(f"Instance not found: {name}")
@@ -294,8 +300,8 @@ class FakeInstances:
                 "memory": {"usage": 1, "usage_peak": 2, "swap_usage": 0, "swap_usage_peak": 0},
                 "cpu": {"usage": 5}, "disk": {}, "network": None}
 
-    def states(self, insts: list[Instance], *,
-               network: bool = True) -> dict[str, dict[str, Any]]:
+    def states(self, insts: list[Instance], *, network: bool = True,
+               counters: bool = True) -> dict[str, dict[str, Any]]:
         self.states_asked.append(network)
         return {i.name: self.state(split_key(i.name)[1], project=i.project) for i in insts}
 

@@ -44,6 +44,12 @@ if TYPE_CHECKING:
         InstanceState,
         InstanceStatePut,
     )
+    from cove.api._list_json import (
+        LOOPBACK_STATE,
+        instance_full_json,
+        instance_json,
+        network_json,
+    )
     from cove.api._metrics import (
         METRIC_FAMILIES,
         MetricSet,
@@ -103,6 +109,7 @@ if TYPE_CHECKING:
     )
 
 __all__ = [
+    "LOOPBACK_STATE",
     "METRIC_FAMILIES",
     "PUBLISH_SOURCES",
     "ZERO_TIME",
@@ -171,8 +178,11 @@ __all__ = [
     "image_object",
     "instance",
     "instance_full",
+    "instance_full_json",
+    "instance_json",
     "instance_object",
     "network",
+    "network_json",
     "network_lease",
     "network_lease_object",
     "network_object",
@@ -200,6 +210,7 @@ _MODULES = {
                 "ImageAliasesEntryPut", "ImageAliasesPost", "ImagePut"),
     "_instances": ("ZERO_TIME", "Instance", "InstanceExecPost", "InstancePost", "InstancePut",
                    "InstanceSource", "InstanceState", "InstanceStatePut", "InstancesPost"),
+    "_list_json": ("LOOPBACK_STATE", "instance_full_json", "instance_json", "network_json"),
     "_metrics": ("METRIC_FAMILIES", "MetricSet", "format_value", "parse_metrics",
                  "render_families"),
     "_networks": ("Certificate", "CertificatesPost", "Network", "NetworkLease", "NetworkPut",

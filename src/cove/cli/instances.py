@@ -208,9 +208,17 @@ def health_cell(state: dict[str, Any] | None) -> str:
     return "ready" if cove.get("ready") else ""
 
 
+# What the table reads of each instance; json and yaml show whole objects.
+LIST_KEYS = ["name", "status", "type", "ephemeral", "created_at", "state.network",
+             "state.cove"]
+
+
 def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
-    # Only the state part the columns show (the IPv4 addresses): no disk usage.
-    insts = [i for i in ctx.client().instances(2, fields=["state.network"])
+    # Only the state part the columns show (the IPv4 addresses): no disk
+    # usage; for a table only its columns' keys (a coved without
+    # cove_instances_keys sends whole objects: read the same way).
+    keys = None if args.format in ("json", "yaml") else LIST_KEYS
+    insts = [i for i in ctx.client().instances(2, fields=["state.network"], keys=keys)
              if isinstance(i, dict)]
     if args.filters:
         insts = [i for i in insts if any(str(i.get("name", "")).startswith(f)

@@ -292,9 +292,11 @@ class Client:
         wire.metadata(self.send(wire.delete_certificate(fingerprint)))
 
     # -- instances ----------------------------------------------------------------
-    def instances(self, recursion: int = 1, fields: list[str] | None = None) -> list[Any]:
-        """``GET /1.0/instances?recursion=N``: URLs (0), objects (1), with state (2)."""
-        return self._get_list(wire.instances(recursion, fields).path)
+    def instances(self, recursion: int = 1, fields: list[str] | None = None,
+                  keys: list[str] | None = None) -> list[Any]:
+        """``GET /1.0/instances?recursion=N``: URLs (0), objects (1), with state
+        (2); ``keys``: only these of each (a server may send more)."""
+        return self._get_list(wire.instances(recursion, fields, keys).path)
 
     def instance(self, name: str) -> dict[str, Any]:
         return self._get_dict(wire.instance(name).path)

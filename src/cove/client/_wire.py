@@ -122,11 +122,17 @@ def update_server(config: dict[str, Any], *, patch: bool = True) -> Request:
     return Request("PATCH" if patch else "PUT", "/1.0", {"config": config})
 
 
-def instances(recursion: int = 1, fields: list[str] | None = None) -> Request:
+def instances(recursion: int = 1, fields: list[str] | None = None,
+              keys: list[str] | None = None) -> Request:
     """``fields``: the state parts a recursion=2 listing needs (LXD's
     ``instances_state_selective_recursion``); sent as ``?fields=``, which a
-    server without it ignores (it sends them all)."""
+    server without it ignores (it sends them all). ``keys``: only these
+    keys of each object (``state.X`` for the state's), cove's
+    ``cove_instances_keys``, which LXD and an older coved ignore (whole
+    objects)."""
     extra = "".join(f"&fields={q(f)}" for f in fields or ())
+    if keys:
+        extra += f"&cove-keys={q(','.join(keys))}"
     return Request("GET", f"/1.0/instances?recursion={int(recursion)}{extra}")
 
 

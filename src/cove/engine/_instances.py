@@ -27,6 +27,7 @@ from cove.api import InstancesPost
 from cove.engine._devices import validate_devices
 from cove.engine._failpoints import failpoint
 from cove.engine._limits import HostLimits, unset_to_unlimited
+from cove.engine._listing import InstanceListing
 from cove.engine._net_base import NetPlan
 from cove.engine._profiles import project_of
 from cove.engine._rootfs import Rootfs
@@ -93,6 +94,7 @@ class Instances:
         self._watcher = ExitWatcher(self._on_exit)
         self.hooks: LifecycleHooks = NO_HOOKS  # the app-stack keys (``_deps``)
         self._states = InstanceStates(runs, paths, network)
+        self.listed = InstanceListing(store, profiles, projects).listed  # all(), cached
 
     def close(self) -> None:
         """Stop watching exits (containers keep running). Idempotent."""
@@ -153,11 +155,11 @@ class Instances:
         inst = self._store.get_instance(self._key(name, project))
         return {**self._states.state(inst), **self.hooks.state(inst.name)}
 
-    def states(self, insts: list[Instance], *,
-               network: bool = True) -> dict[str, dict[str, Any]]:
+    def states(self, insts: list[Instance], *, network: bool = True,
+               counters: bool = True) -> dict[str, dict[str, Any]]:
         """The states of rows ``all`` returned, by key, in one call (``_states``),
         each with what the app-stack hooks add (health, readiness)."""
-        out = self._states.states(insts, network=network)
+        out = self._states.states(insts, network=network, counters=counters)
         for key, st in out.items():
             st.update(self.hooks.state(key))
         return out

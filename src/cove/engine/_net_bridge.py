@@ -304,7 +304,7 @@ class BridgeType(NetworkType):
                 leases[lease.instance].append(lease)
         table = Netlink.all_counters()
         return {i.name: self._nic_states(devices[i.name], leases[i.name], table.get)
-                for i in insts}
+                if leases[i.name] else {} for i in insts}
 
     def _nic_states(self, devices: dict[str, dict[str, str]], leases: list[Lease],
                     counters_of: Callable[[str], dict[str, int] | None]) -> dict[str, Any]:

@@ -13,11 +13,13 @@ checks that span devices.
 
 from __future__ import annotations
 
+import copy
 import logging
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from cove.api import LOOPBACK_STATE
 from cove.engine._net_base import NetPlan, NetworkType
 from cove.engine._net_bridge import check_host_ports, port_rules
 from cove.engine._networks import Networks
@@ -37,13 +39,8 @@ log = logging.getLogger("cove.engine")
 
 
 def _loopback() -> dict[str, Any]:
-    return {
-        "addresses": [
-            {"family": "inet", "address": "127.0.0.1", "netmask": "8", "scope": "local"},
-            {"family": "inet6", "address": "::1", "netmask": "128", "scope": "local"}],
-        "counters": {"bytes_received": 0, "bytes_sent": 0, "packets_received": 0,
-                     "packets_sent": 0},
-        "hwaddr": "", "host_name": "", "mtu": 65536, "state": "up", "type": "loopback"}
+    """LXD's ``lo`` entry, a copy of its own (``states`` shares one)."""
+    return copy.deepcopy(LOOPBACK_STATE)
 
 
 def devices_of(devices: dict[str, dict[str, str]]) -> tuple[list[Nic], list[Proxy]]:
@@ -237,8 +234,11 @@ class InstanceNetworks:
     def states(self, insts: list[Instance]) -> dict[str, dict[str, Any]]:
         """``state`` of many running instances, by key: each network type is
         asked once for all of them (a listing)."""
-        devices = {i.name: self._profiles.expanded_devices(i) for i in insts}
-        out: dict[str, dict[str, Any]] = {i.name: {"lo": _loopback()} for i in insts}
+        # the listing's rows come expanded (``Instances.all``, ``listed``)
+        devices = {i.name: i.expanded_devices if i.expanded_devices is not None
+                   else self._profiles.expanded_devices(i) for i in insts}
+        # one loopback entry for all (not a copy each): the listing encodes it once
+        out: dict[str, dict[str, Any]] = {i.name: {"lo": LOOPBACK_STATE} for i in insts}
         for kind in reversed(self._networks.types.values()):  # cni first, then bridges
             for key, nics in kind.nic_states_of(insts, devices).items():
                 out[key].update(nics)

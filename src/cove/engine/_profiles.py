@@ -92,6 +92,10 @@ class Profiles:
         self._users: ProfileUsers | None = None
         self._owner_of: Callable[[str], str] | None = None
         self._cache = {(p.project, p.name): p for p in self._rows.list()}
+        # Moved on after every change of ``_cache`` (never before it): a cache
+        # of expansions keyed by it (``_listing``) is never stale once a
+        # change returned.
+        self._generation = 0
         self.ensure_default("default")
 
     def bind(self, users: ProfileUsers) -> None:
@@ -131,6 +135,7 @@ class Profiles:
                         if project != "default" else "Default cove profile")
             self._rows.add(p)
             self._cache[(project, p.name)] = p
+            self._generation += 1
 
     def set_default_network(self, name: str | None) -> None:
         """Record the default network and point the default profile's eth0 at
@@ -148,8 +153,15 @@ class Profiles:
             p.devices.update(_default_nic(name))
             self._rows.update(p)
             self._cache[("default", p.name)] = p
+            self._generation += 1
 
     # -- reads -----------------------------------------------------------------------------
+    @property
+    def generation(self) -> int:
+        """A number that moves on after every change of a profile (not of
+        whose profiles a project uses: that is ``owner``'s answer)."""
+        return self._generation
+
     @staticmethod
     def _copy(p: Profile) -> Profile:
         return Profile(name=p.name, description=p.description, config=dict(p.config),
@@ -244,6 +256,7 @@ class Profiles:
         with self._lock:
             self._rows.add(p)  # Conflict with LXD's message when taken
             self._cache[(project, name)] = p
+            self._generation += 1
         self._lifecycle("profile-created", name, project)
         return self._copy(p)
 
@@ -294,6 +307,7 @@ class Profiles:
                 affected.append((inst, before, exp_config, exp_devices))
             self._rows.update(new)
             self._cache[(project, name)] = new
+            self._generation += 1
         failures = []
         for inst, before, exp_config, exp_devices in affected:
             try:
@@ -328,6 +342,7 @@ class Profiles:
             old.name = new_name
             del self._cache[(project, name)]
             self._cache[(project, new_name)] = old
+            self._generation += 1
         self._lifecycle("profile-renamed", new_name, project, old_name=name)
 
     def delete(self, name: str, project: str = "default") -> None:
@@ -347,6 +362,7 @@ class Profiles:
                 raise BadRequest("Profile is currently in use")
             self._rows.delete(name, project)
             self._cache.pop((project, name), None)
+            self._generation += 1
         self._lifecycle("profile-deleted", name, project)
 
     # -- what the projects service needs (``ProjectProfiles``) -------------------------------
@@ -362,6 +378,7 @@ class Profiles:
             for (pr, n) in [k for k in self._cache if k[0] == project]:
                 self._rows.delete(n, pr)
                 del self._cache[(pr, n)]
+            self._generation += 1
 
     def rename_project(self, old: str, new: str) -> None:
         """Move ``old``'s profiles to ``new`` (a project rename). Idempotent."""
@@ -372,6 +389,7 @@ class Profiles:
                 p.project = new
                 self._rows.add(p)
                 self._cache[(new, p.name)] = p
+            self._generation += 1
 
     def _lifecycle(self, action: str, name: str, project: str, **context: Any) -> None:
         if self._events is not None:

@@ -50,20 +50,23 @@ class InstanceStates:
         pid = self._pid(inst)
         return self._render(inst, pid, self._net.state(inst) if pid and network else None)
 
-    def states(self, insts: list[Instance], *,
-               network: bool = True) -> dict[str, dict[str, Any]]:
+    def states(self, insts: list[Instance], *, network: bool = True,
+               counters: bool = True) -> dict[str, dict[str, Any]]:
         """Each instance's state by key, in one call (one worker thread); the
-        network part of all running ones in one pass (``NetworkPort.states``)."""
+        network part of all running ones in one pass (``NetworkPort.states``);
+        ``counters`` False: the cgroup counters are not read (left 0)."""
         pids = {i.name: self._pid(i) for i in insts}
         nets = self._net.states([i for i in insts if pids[i.name]]) if network else {}
-        return {i.name: self._render(i, pids[i.name], nets.get(i.name)) for i in insts}
+        return {i.name: self._render(i, pids[i.name], nets.get(i.name), counters=counters)
+                for i in insts}
 
     def _pid(self, inst: Instance) -> int:
         return self._runs.pids.get(inst.name, 0) if inst.status is not Status.STOPPED else 0
 
-    def _render(self, inst: Instance, pid: int,
-                network: dict[str, Any] | None) -> dict[str, Any]:
-        stats = self._counters.read(self._paths.cgroups_path(inst.name), pid) if pid else None
+    def _render(self, inst: Instance, pid: int, network: dict[str, Any] | None, *,
+                counters: bool = True) -> dict[str, Any]:
+        stats = (self._counters.read(self._paths.cgroups_path(inst.name), pid)
+                 if pid and counters else None)
         return {
             "status": inst.status.value,
             "status_code": inst.status.code,

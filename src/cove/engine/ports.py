@@ -73,6 +73,11 @@ class ProfileSource(Protocol):
         """Raises NotFound for a profile that does not exist."""
         ...
 
+    @property
+    def generation(self) -> int:
+        """Moves on after every change of a profile (what expansions are keyed by)."""
+        ...
+
     def expanded_devices(self, inst: Instance) -> dict[str, dict[str, str]]:
         """Profile devices overlaid by the instance's own."""
         ...

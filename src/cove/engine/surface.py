@@ -19,7 +19,7 @@ from cove.api import InstanceExecPost, InstanceSource, InstancesPost
 from cove.engine._exec_out import Reader
 from cove.engine.events import EventBus
 from cove.engine.operations import Operation, Operations
-from cove.engine.types import ConsoleSession, ExecSession, FileInfo
+from cove.engine.types import ConsoleSession, ExecSession, FileInfo, Listed
 from cove.model.disks import Volume
 from cove.model.profiles import Profile
 from cove.model.projects import Project
@@ -56,6 +56,7 @@ class InstancesAPI(Protocol):
         """Every instance of ``project`` (None: of every project), with its expanded devices; ``name`` is the key, ``project`` says whose."""
         ...
 
+    def listed(self, project: str | None = "default") -> list[Listed]: ...  # all(): _listing
     def get(self, name: str, *, project: str = "default") -> Instance:
         """One instance, with its expanded devices. Raises: NotFound."""
         ...
@@ -64,9 +65,9 @@ class InstancesAPI(Protocol):
         """LXD's ``InstanceState``: status, pid, counters, network. Raises: NotFound."""
         ...
 
-    def states(self, insts: list[Instance], *,
-               network: bool = True) -> dict[str, dict[str, Any]]:
-        """The states of rows ``all`` returned, by key, in one call; ``network`` False leaves it null (LXD's ``recursion=2;fields=``)."""
+    def states(self, insts: list[Instance], *, network: bool = True,
+               counters: bool = True) -> dict[str, dict[str, Any]]:
+        """The states of rows ``all`` returned, by key, in one call; ``network`` False leaves it null (LXD's ``recursion=2;fields=``), ``counters`` False the cgroup counters 0."""
         ...
 
     def create(self, req: InstancesPost, *, project: str = "default",

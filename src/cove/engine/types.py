@@ -4,9 +4,11 @@ takes are the wire classes of ``cove.api`` (``InstancesPost``, ``InstanceExecPos
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
-__all__ = ["ConsoleSession", "ExecSession", "FileInfo"]
+from cove.model.records import Instance
+
+__all__ = ["ConsoleSession", "ExecSession", "FileInfo", "Listed"]
 
 
 class ExecSession(Protocol):
@@ -64,3 +66,18 @@ class FileInfo:
     fd: int | None = None
     entries: list[str] | None = None
     target: str | None = None
+
+
+class Listed:
+    """One instance of a listing (``instances.listed``): its record, with the
+    expanded fields, shared by every listing until its row or a profile
+    changes (read it, never change it), ``wire``, its LXD ``Instance``
+    (``cove.api.instance``; read only too), and ``json``, that as JSON text
+    (``cove.api.instance_json``)."""
+
+    __slots__ = ("inst", "json", "wire")
+
+    def __init__(self, inst: Instance, json: str, wire: dict[str, Any]) -> None:
+        self.inst = inst
+        self.json = json
+        self.wire = wire

@@ -45,6 +45,7 @@ __all__ = [
     "profile",
     "rfc3339",
     "sync",
+    "sync_text",
 ]
 
 
@@ -57,6 +58,17 @@ def sync(metadata: Any, *, status: int = 200, headers: dict[str, str] | None = N
          ) -> web.Response:
     """LXD's synchronous success envelope."""
     return _json(sync_envelope(metadata), status, headers)
+
+
+# the envelope's text up to its ``metadata`` (its last key): ``sync_text`` appends
+_SYNC_HEAD = json.dumps(sync_envelope(None))[:-len("null}")]
+
+
+def sync_text(metadata: str) -> web.Response:
+    """``sync`` of metadata that is JSON text already (a listing's): the same
+    bytes as ``sync`` of what it encodes."""
+    return web.Response(body=f"{_SYNC_HEAD}{metadata}}}".encode(),
+                        content_type="application/json", charset="utf-8")
 
 
 def async_op(op: Operation) -> web.Response:

@@ -12,7 +12,7 @@ from cove.engine import Operation
 from cove.model.errors import PreconditionFailed
 from cove.model.projects import instance_key, instance_url, split_key
 from cove.model.records import Instance
-from cove.server import render, routes_backups, routes_image_pull, routes_registry_pull
+from cove.server import listing, render, routes_backups, routes_image_pull, routes_registry_pull
 from cove.server.routes_common import (
     all_projects,
     call,
@@ -41,6 +41,11 @@ async def _list(request: web.Request) -> web.Response:
     # cove reports no disk usage (``disk`` is always {}): only the network part
     # costs anything to leave out.
     network = "state.network" in recursion_fields(request)
+    keys = listing.parse_keys(request.query.get("cove-keys"))
+    if not request.query.get("filter", ""):  # see listing's note
+        return render.sync_text(await call(
+            request, listing.instances_text, engine, None if every else project, level,
+            network=network, base=instances_base(request), keys=keys))
     instances = await call(request, engine.instances.all, project=None if every else project)
     if level < 2:
         objs = [render.instance(i) for i in instances]
@@ -56,6 +61,8 @@ async def _list(request: web.Request) -> web.Response:
             obj["snapshots"] = [api.snapshot(s, inst) for s in snaps[inst.name]]
             objs.append(obj)
     objs = render.filter_objects(objs, request.query.get("filter", ""))
+    if keys is not None and level > 0:
+        objs = [listing.select(o, keys) for o in objs]
     if level == 0:
         base = instances_base(request)
         return render.sync([instance_url(instance_key(o["project"], o["name"]), base=base)

@@ -37,6 +37,7 @@ API_EXTENSIONS: list[str] = [
     "file_get_symlink",
     "container_full",                  # GET /1.0/instances?recursion=2
     "instance_get_full",               # GET /1.0/instances/NAME?recursion=1
+    "cove_instances_keys",             # GET /1.0/instances?cove-keys=name,state.network
     "instances",                       # /1.0/instances (and /1.0/containers)
     "instance_create_start",           # POST /1.0/instances {"start": true}
     "api_filtering",                   # ?filter= on instance and image lists

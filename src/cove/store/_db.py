@@ -15,6 +15,7 @@ import json
 import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from cove.model.errors import Conflict, NotFound
 from cove.model.projects import split_alias, split_key
@@ -104,7 +105,7 @@ _INSTANCE_COLS = (
 )
 
 
-def _instance(row: sqlite3.Row) -> Instance:
+def _instance(row: Sequence[Any]) -> Instance:
     return Instance(
         id=row[0], name=row[1], image=row[2], config=json.loads(row[3]),
         devices=json.loads(row[4]), profiles=json.loads(row[5]), description=row[6],
@@ -163,12 +164,21 @@ class Store:
     # -- instances --------------------------------------------------------
     def list_instances(self, project: str | None = None) -> list[Instance]:
         """Every instance (of ``project`` when given), by key."""
+        return [_instance(r) for r in self.instance_rows(project)]
+
+    def instance_rows(self, project: str | None = None) -> list[tuple[Any, ...]]:
+        """``list_instances`` as the rows read, for a caller that keeps what it
+        made of each (``instance_of_row``) by the row: an equal row is an
+        equal record."""
         if project is None:
-            rows = self.db.read(f"SELECT {_INSTANCE_COLS} FROM instances ORDER BY name")
-        else:
-            rows = self.db.read(f"SELECT {_INSTANCE_COLS} FROM instances WHERE project=?"
-                                " ORDER BY name", (project,))
-        return [_instance(r) for r in rows]
+            return self.db.read(f"SELECT {_INSTANCE_COLS} FROM instances ORDER BY name")
+        return self.db.read(f"SELECT {_INSTANCE_COLS} FROM instances WHERE project=?"
+                            " ORDER BY name", (project,))
+
+    @staticmethod
+    def instance_of_row(row: tuple[Any, ...]) -> Instance:
+        """The record of a row ``instance_rows`` gave."""
+        return _instance(row)
 
     def get_instance(self, name: str) -> Instance:
         row = self.db.read(

@@ -1,0 +1,84 @@
+"""A listing's instances as JSON text, put together from parts.
+
+Design note: with a thousand instances, building each ``InstanceFull`` as
+wire objects (copies of its config and device maps, twice) and encoding the
+whole list was most of ``GET /1.0/instances?recursion=2``, although all of
+an instance but its state changes only when its row (or a profile) does.
+So the part of an instance its row decides is encoded once, by
+``instance_json``, and kept by whoever knows when the row changed (the
+engine's ``_listing``); a listing encodes only the states and snapshots
+and splices them in (``instance_full_json``). The text is exactly what
+``json.dumps`` of ``instance`` / ``instance_full`` gives (the same keys in
+the same order, the same separators): clients cannot tell the two apart,
+and ``tests/unit/test_list_json.py`` holds them equal.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from cove.api._objects import instance
+from cove.api._state import InstanceState
+from cove.model import records
+
+__all__ = ["LOOPBACK_STATE", "instance_full_json", "instance_json", "network_json"]
+
+# ``state.network.lo`` of every running container (cove reads no counters of
+# it). A listing's states all hold this one object, encoded once here: never
+# change it.
+LOOPBACK_STATE: dict[str, Any] = {
+    "addresses": [
+        {"family": "inet", "address": "127.0.0.1", "netmask": "8", "scope": "local"},
+        {"family": "inet6", "address": "::1", "netmask": "128", "scope": "local"}],
+    "counters": {"bytes_received": 0, "bytes_sent": 0, "packets_received": 0,
+                 "packets_sent": 0},
+    "hwaddr": "", "host_name": "", "mtu": 65536, "state": "up", "type": "loopback"}
+_LOOPBACK_NETWORK = '{"lo": ' + json.dumps(LOOPBACK_STATE)
+
+# The keys of the engine's state dict, in ``InstanceState.to_wire``'s order:
+# a state with exactly these (and a non-empty ``cove``) is already its own
+# wire form and is encoded as it is.
+_HEAD = ("status", "status_code", "pid", "processes", "cpu", "memory", "disk")
+_STATE_KEYS = (*_HEAD, "network")
+_STATE_KEYS_COVE = (*_STATE_KEYS, "cove")
+
+
+def instance_json(inst: records.Instance) -> str:
+    """The LXD ``Instance`` of ``inst`` (with its expanded fields), as JSON
+    text: ``json.dumps(instance(inst))``."""
+    return json.dumps(instance(inst))
+
+
+def _state_json(state: dict[str, Any] | None) -> str:
+    if state is None:
+        return "null"
+    keys = tuple(state)
+    cove = keys == _STATE_KEYS_COVE and state["cove"]
+    if keys != _STATE_KEYS and not cove:
+        return json.dumps(InstanceState.from_wire(state).to_wire())
+    net = network_json(state["network"])
+    head = json.dumps({k: state[k] for k in _HEAD})[:-1]
+    return (f'{head}, "network": {net}, "cove": {json.dumps(state["cove"])}}}' if cove
+            else f'{head}, "network": {net}}}')
+
+
+def network_json(network: Any) -> str:
+    """``json.dumps(network)`` of a state's ``network``; the shared loopback
+    entry (first, as the engine puts it) is spliced in as text."""
+    if not isinstance(network, dict) or network.get("lo") is not LOOPBACK_STATE \
+            or next(iter(network)) != "lo":
+        return json.dumps(network)
+    others = {k: v for k, v in network.items() if k != "lo"}
+    return f"{_LOOPBACK_NETWORK}, {json.dumps(others)[1:]}" if others else _LOOPBACK_NETWORK + "}"
+
+
+def instance_full_json(instance_text: str, state: dict[str, Any] | None,
+                       snapshots: list[dict[str, Any]]) -> str:
+    """The LXD ``InstanceFull`` as JSON text, from ``instance_json``'s text of
+    the instance, its state (the engine's dict, or None) and its snapshots'
+    wire objects: ``json.dumps(instance_full(inst, state))`` with
+    ``snapshots`` set."""
+    snaps = json.dumps(snapshots) if snapshots else "[]"
+    return (f'{instance_text[:-1]}, "state": {_state_json(state)}, "snapshots": {snaps}, '
+            '"backups": []}')
