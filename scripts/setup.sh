@@ -92,12 +92,18 @@ else
     say ".venv up to date"
 fi
 # cove's console script without pip's `import re` (it strips a Windows
-# ".exe" from argv[0]; importing re costs ~6 ms, a fifth of `cove --version`).
+# ".exe" from argv[0]; importing re costs ~6 ms, a fifth of `cove --version`)
+# and without the site module (-S): site reads every .pth file of the venv,
+# and setuptools' distutils-precedence.pth imports its distutils hack, ~5 ms
+# of every command; the two paths site would add (site-packages and this
+# checkout's src, pip's editable .pth) are written in instead.
 # Rewritten after every install, and only when it differs.
-wrapper="#!$VENV/bin/python
-# cove's console script, written by scripts/setup.sh (pip's imports re).
+purelib="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+wrapper="#!$VENV/bin/python -S
+# cove's console script, written by scripts/setup.sh (-S: see there).
 import sys
 
+sys.path += [\"$purelib\", \"$REPO/src\"]
 from cove.cli.main import main
 
 if __name__ == \"__main__\":
