@@ -49,11 +49,14 @@ def test_conmon_loads_the_stub_and_not_libsystemds_dependencies(tmp_path: Path) 
 def test_a_build_others_can_write_is_built_again(tmp_path: Path) -> None:
     assert CONMON
     d = _conmon_libs.build(tmp_path, CONMON)
-    os.chmod(d / "libsystemd.so.0", 0o777)
-    inode = os.stat(d / "libsystemd.so.0").st_ino
+    lib = d / "libsystemd.so.0"
+    os.chmod(lib, 0o777)
+    with open(lib, "ab") as f:  # what someone else could have written into it
+        f.write(b"covetest-tampered")
     assert _conmon_libs.build(tmp_path, CONMON) == d
-    st = os.stat(d / "libsystemd.so.0")
-    assert st.st_ino != inode and not st.st_mode & 0o022
+    # (not the inode: a file made right after the old one went may reuse it)
+    assert not lib.read_bytes().endswith(b"covetest-tampered")
+    assert not os.stat(lib).st_mode & 0o022
 
 
 def test_refused_for_a_program_without_libsystemd(tmp_path: Path,
