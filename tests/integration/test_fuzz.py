@@ -8,7 +8,8 @@ host afterwards.
 
 Bounded for CI: ``COVE_FUZZ_EXAMPLES`` requests (default 800: about 15 s of requests
 on 2 busy cores, plus 2 s of drawing them), each with a 30 s limit, and no new
-request after ``COVE_FUZZ_SECONDS`` (default 120; the count sent is printed). Names the fuzzer can make are ``covetest-fz...`` or invalid.
+request after ``COVE_FUZZ_SECONDS`` (default 120; the count sent is printed).
+Names the fuzzer can make are ``covetest-fz...`` or invalid.
 Server config is left out (``core.https_address`` would open a listener on
 every address).
 """
