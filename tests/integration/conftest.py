@@ -94,8 +94,12 @@ class CovedPool:
         self.daemons: list[Coved] = []
         self.forced: list[str] = []
 
-    def new(self, tag: str = "", *, start: bool = True) -> Coved:
+    def new(self, tag: str = "", *, start: bool = True, failpoints: str = "") -> Coved:
+        """A coved on a fresh root; ``failpoints``: started armed there
+        (``COVE_FAILPOINTS``; ``Coved.arm`` of the same point then keeps it)."""
         d = Coved(mkroot(tag), self.workdir)
+        if failpoints:
+            d.env = {"COVE_FAILPOINTS": failpoints}
         self.daemons.append(d)
         if start:
             d.start()
@@ -153,6 +157,27 @@ def coved(_session_pool: CovedPool, busybox_tar: Path) -> Coved:
     d = _session_pool.new("shared")
     d.api.import_image(busybox_tar, IMAGE_ALIAS)
     return d
+
+
+@pytest.fixture
+def shared_coved(coved: Coved) -> Iterator[Coved]:
+    """The session's coved, for a test that needs isolation by instance name
+    only (no restart, no kill, no look at the whole root): a private coved
+    costs a start, an image import and a teardown. What the test made through
+    ``coved.api`` is removed after it, and the host must keep nothing of it."""
+    if not coved.answers():  # a test restarted or killed it
+        coved.kill()
+        coved.start()
+    before = len(coved.api.made)
+    yield coved
+    if not coved.answers():
+        coved.kill()
+        coved.start()
+    made = coved.api.made[before:]
+    del coved.api.made[before:]
+    for name in made:
+        coved.api.remove(name)
+    assert_no_leaks(coved.root, made)
 
 
 @pytest.fixture

@@ -42,6 +42,13 @@ PREFIX = "covetest"
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
+def point_of(request: Any) -> str:
+    """The failpoint a test is parametrised with (its ``point`` argument), ""
+    if none: its coved can start armed there (see ``Coved.arm``)."""
+    callspec = getattr(request.node, "callspec", None)
+    return str(callspec.params.get("point", "")) if callspec is not None else ""
+
+
 def rand(n: int = 6) -> str:
     return secrets.token_hex(n)[:n]
 
@@ -515,12 +522,14 @@ class Coved:
         self.args: list[str] = []  # more coved options, for the next start
         self.env: dict[str, str] = {}  # more environment (COVE_FAILPOINTS), likewise
         self.api = Api(str(self.socket))
+        self._running_env: dict[str, str] = {}  # what the running process was started with
 
     def start(self, timeout: float = 30) -> Coved:
         assert self.proc is None or self.proc.poll() is not None, "coved already running"
         env = dict(os.environ)
         env["PYTHONPATH"] = str(REPO / "src") + os.pathsep + env.get("PYTHONPATH", "")
         env.update(self.env)
+        self._running_env = dict(self.env)
         with open(self.log, "ab") as logf:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "cove.server.main", "--root", str(self.root),
@@ -568,7 +577,13 @@ class Coved:
 
     def arm(self, point: str) -> None:
         """Restart with the failpoint ``point`` armed: coved SIGKILLs itself there
-        (``cove.engine._failpoints``)."""
+        (``cove.engine._failpoints``). A coved started armed at ``point``
+        already (``make_coved(..., failpoints=point)``) is left as it is: a
+        restart costs seconds, and the steps before the armed one pass no
+        other failpoint (a test that passed it early would see coved die)."""
+        if self.proc is not None and self.proc.poll() is None \
+                and self._running_env == {"COVE_FAILPOINTS": point}:
+            return
         self.stop()
         self.env = {"COVE_FAILPOINTS": point}
         self.start()

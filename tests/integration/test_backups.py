@@ -297,7 +297,7 @@ def test_import_bomb_refused_by_cap(api: Api, coved) -> None:  # type: ignore[no
 @pytest.mark.parametrize("point", ["backup.after-copy", "backup.after-tar",
                                    "backup.after-rename"])
 def test_backup_create_killed(make_coved, busybox_tar: Path, point: str) -> None:  # type: ignore[no-untyped-def]
-    d = make_coved("bkkill")
+    d = make_coved("bkkill", failpoints=point)  # armed: arm() needs no restart
     d.api.import_image(busybox_tar, "busybox")
     name = new_name("bkk")
     d.api.create(name)
@@ -322,7 +322,7 @@ def test_backup_create_killed(make_coved, busybox_tar: Path, point: str) -> None
 @pytest.mark.parametrize("point", ["backup-import.after-unpack", "backup-import.after-begin",
                                    "backup-import.after-rows"])
 def test_backup_import_killed(make_coved, busybox_tar: Path, point: str) -> None:  # type: ignore[no-untyped-def]
-    d = make_coved("bkikill")
+    d = make_coved("bkikill", failpoints=point)  # armed: arm() needs no restart
     d.api.import_image(busybox_tar, "busybox")
     name, copy = new_name("bki"), new_name("bki")
     d.api.create(name)
@@ -393,7 +393,7 @@ def test_increment_apply_killed(make_coved, busybox_tar: Path, point: str) -> No
     """Killed between the swap's renames: the next coved finishes the swap
     (the snapshot sweep), and applying the same increment again completes
     the chain (its id), changing no file."""
-    d = make_coved("bkapply")
+    d = make_coved("bkapply", failpoints=point)  # armed: arm() needs no restart
     d.api.import_image(busybox_tar, "busybox")
     name, copy = new_name("bka"), new_name("bka")
     d.api.create(name)

@@ -13,12 +13,16 @@ from pathlib import Path
 
 import pylxd
 import pytest
-from covetest import Coved, assert_no_leaks, mkroot, new_name
+from covetest import Coved, assert_no_leaks, mkroot, new_name, point_of
 
 
 @pytest.fixture
-def daemon(make_coved: Callable[..., Coved], busybox_tar: Path) -> Coved:
-    d = make_coved("copy")
+def daemon(make_coved: Callable[..., Coved], busybox_tar: Path,
+           request: pytest.FixtureRequest) -> Coved:
+    """A private coved, for the tests that kill it or look at the whole root
+    (the others share the session's: ``shared_coved``), started armed at
+    the test's failpoint parameter, if any (its arm() then needs no restart)."""
+    d = make_coved("copy", failpoints=point_of(request))
     d.api.import_image(busybox_tar, "busybox")
     return d
 
@@ -36,7 +40,8 @@ def _copy(src: str, dst: str, **source: object) -> dict[str, object]:
     return {"name": dst, "source": {"type": "copy", "source": src, **source}}
 
 
-def test_rest_copy_of_a_running_instance(daemon: Coved) -> None:
+def test_rest_copy_of_a_running_instance(shared_coved: Coved) -> None:
+    daemon = shared_coved
     api, src, dst = daemon.api, new_name("src"), new_name("dst")
     api.create(src, config={"user.k": "v", "cove.cmd": "sleep 1000"})
     api.request("PATCH", f"/1.0/instances/{src}",
@@ -74,7 +79,8 @@ def test_rest_copy_of_a_running_instance(daemon: Coved) -> None:
     assert_no_leaks(daemon.root, [src, dst])
 
 
-def test_rest_copy_of_a_snapshot_and_instance_only(daemon: Coved) -> None:
+def test_rest_copy_of_a_snapshot_and_instance_only(shared_coved: Coved) -> None:
+    daemon = shared_coved
     api, src = daemon.api, new_name("src")
     one, two = new_name("fromsnap"), new_name("only")
     api.create(src)
@@ -139,7 +145,8 @@ def test_copy_across_projects(daemon: Coved) -> None:
     api.remove(src)
 
 
-def test_rebuild(daemon: Coved, busybox_tar: Path) -> None:
+def test_rebuild(shared_coved: Coved) -> None:
+    daemon = shared_coved
     api, name = daemon.api, new_name("reb")
     api.create(name, config={"user.k": "v", "cove.cmd": "sleep 1000"})
     api.file_put(name, "/v", b"old\n")
@@ -177,7 +184,8 @@ def test_rebuild(daemon: Coved, busybox_tar: Path) -> None:
     assert_no_leaks(daemon.root, [name])
 
 
-def test_pylxd_copy(daemon: Coved) -> None:
+def test_pylxd_copy(shared_coved: Coved) -> None:
+    daemon = shared_coved
     client = pylxd.Client(endpoint=f"http+unix://{str(daemon.socket).replace('/', '%2F')}")
     src, dst = new_name("pysrc"), new_name("pydst")
     daemon.api.create(src)
@@ -294,7 +302,8 @@ def test_rebuild_killed_half_way(daemon: Coved, point: str) -> None:
     assert_no_leaks(daemon.root, [name])
 
 
-def test_cove_cli_copy_move_rebuild(daemon: Coved) -> None:
+def test_cove_cli_copy_move_rebuild(shared_coved: Coved) -> None:
+    daemon = shared_coved
     import sys
 
     def cove(*args: str, ok: bool = True) -> subprocess.CompletedProcess[bytes]:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from covetest import Coved, assert_no_leaks, new_name
+from covetest import Coved, assert_no_leaks, new_name, point_of
 
 
 def _dirs(d: Coved) -> list[str]:
@@ -19,8 +19,10 @@ def _dirs(d: Coved) -> list[str]:
 
 
 @pytest.fixture
-def daemon(make_coved: Callable[..., Coved], busybox_tar: Path) -> Coved:
-    d = make_coved("crash")
+def daemon(make_coved: Callable[..., Coved], busybox_tar: Path,
+           request: pytest.FixtureRequest) -> Coved:
+    # started armed at the test's point: its arm() then needs no restart
+    d = make_coved("crash", failpoints=point_of(request))
     d.api.import_image(busybox_tar, "busybox")
     return d
 

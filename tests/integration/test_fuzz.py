@@ -6,8 +6,10 @@ bytes, or JSON built from LXD's field names). It fails on any 5xx, any error
 outside LXD's envelope, any request that hangs, and anything left on the
 host afterwards.
 
-Bounded for CI: ``COVE_FUZZ_EXAMPLES`` requests (default 800, under a minute), each with a
-30 s limit. Names the fuzzer can make are ``covetest-fz...`` or invalid.
+Bounded for CI: ``COVE_FUZZ_EXAMPLES`` requests (default 800: about 15 s of requests
+on 2 busy cores, plus 2 s of drawing them), each with a 30 s limit, and no new
+request after ``COVE_FUZZ_SECONDS`` (default 120; the count sent is printed).
+Names the fuzzer can make are ``covetest-fz...`` or invalid.
 Server config is left out (``core.https_address`` would open a listener on
 every address).
 """
@@ -17,18 +19,20 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import time
 import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from covetest import Coved, assert_no_leaks, new_name, rand
+from covetest import Coved, assert_no_leaks, new_name
 
 hypothesis = pytest.importorskip("hypothesis")
 st = pytest.importorskip("hypothesis.strategies")
 
 EXAMPLES = int(os.environ.get("COVE_FUZZ_EXAMPLES", "800"))
+SECONDS = float(os.environ.get("COVE_FUZZ_SECONDS", "120"))
 
 # Endpoints answered with something other than LXD's JSON envelope on success.
 _RAW_OK = ("/files", "/logs/", "/export", "/console", "/metrics", "/openapi.json")
@@ -53,20 +57,20 @@ def _routes(d: Coved) -> list[tuple[str, str]]:
     return sorted(found - _SKIP)
 
 
-def _templates(names: list[str]) -> list[dict[str, Any]]:
-    """Valid bodies of the common calls: mutated, they reach past the first check."""
-    fresh = f"covetest-fz{rand(4)}"
+def _templates(names: list[str], fresh: str, fresh2: str) -> list[dict[str, Any]]:
+    """Valid bodies of the common calls: mutated, they reach past the first check.
+    ``fresh``, ``fresh2``: drawn names no instance has yet."""
     return [
-        {"name": fresh, "source": {"type": "image", "alias": "busybox"}, "config": {},
-         "devices": {}, "profiles": ["default"], "start": False},
+        {"name": f"covetest-fz{fresh}", "source": {"type": "image", "alias": "busybox"},
+         "config": {}, "devices": {}, "profiles": ["default"], "start": False},
         {"command": ["sh", "-c", "echo hi; exit 3"], "environment": {"A": "b"},
          "wait-for-websocket": False, "interactive": False, "record-output": True},
         {"action": "stop", "timeout": 1, "force": True},
         {"action": "start"},
         {"config": {"limits.memory": "64MiB", "user.x": "y"}, "devices": {}},
         {"name": names[0]},
-        {"name": f"covetest-fz{rand(4)}", "target": "f" * 64, "description": ""},
-        {"name": f"covetestfz{rand(4)}", "type": "bridge",
+        {"name": f"covetest-fz{fresh2}", "target": "f" * 64, "description": ""},
+        {"name": f"covetestfz{fresh}", "type": "bridge",
          "config": {"ipv4.address": "none", "ipv6.address": "none"}},
         {"devices": {"p": {"type": "proxy", "listen": "tcp:127.0.0.1:1",
                            "connect": "tcp:127.0.0.1:80"}}},
@@ -74,7 +78,13 @@ def _templates(names: list[str]) -> list[dict[str, Any]]:
     ]
 
 
-def _mutated(names: list[str]) -> Any:
+def _fresh() -> Any:
+    """The random part of a new ``covetest-fz`` name, drawn (so a failing
+    example replays with its names)."""
+    return st.text(alphabet="0123456789abcdef", min_size=4, max_size=4)
+
+
+def _mutated(names: list[str], json_st: Any) -> Any:
     def mutate(pair: tuple[dict[str, Any], list[tuple[str, Any]], list[str]]) -> dict[str, Any]:
         base, sets, drops = pair
         out = dict(base)
@@ -83,9 +93,11 @@ def _mutated(names: list[str]) -> Any:
         for k in drops:
             out.pop(k, None)
         return out
+    count = len(_templates(names, "", ""))
+    template = st.builds(lambda i, a, b: _templates(names, a, b)[i],
+                         st.integers(0, count - 1), _fresh(), _fresh())
     keys = st.sampled_from(_FIELDS)
-    return st.tuples(st.sampled_from(_templates(names)),
-                     st.lists(st.tuples(keys, _json(names)), max_size=2),
+    return st.tuples(template, st.lists(st.tuples(keys, json_st), max_size=2),
                      st.lists(keys, max_size=2)).map(mutate)
 
 
@@ -102,42 +114,62 @@ def _json(names: list[str]) -> Any:
         max_leaves=12)
 
 
-@st.composite  # type: ignore[misc]
-def _requests(draw: Callable[..., Any], routes: list[tuple[str, str]],
-              names: list[str]) -> tuple[str, str, bytes | None, dict[str, str]]:
-    method, template = draw(st.sampled_from(routes))
-    params = {"name": names + [f"covetest-fz{rand(4)}", "..", "a/b", "%00", "x" * 300, ""],
+def _requests(routes: list[tuple[str, str]], names: list[str]) -> Any:
+    """Requests (method, path, body, headers). Every strategy is built here,
+    once: built inside each draw, hypothesis spent most of the test validating
+    them (45 s of 800 examples, under load, against 15 s of requests)."""
+    params = {"name": names + ["..", "a/b", "%00", "x" * 300, ""],
               "fingerprint": ["", "ab", "../../etc", names[-1]], "id": ["x", "..", "0" * 36],
               "file": ["..", "exec_x.stdout", "a" * 300], "ip": ["::1", "x"]}
-    path = template
-    for key in ("name", "fingerprint", "id", "file", "ip"):
-        if "{" + key + "}" in path:
-            real = st.sampled_from(names if key == "name" else params[key][-1:])
-            value = draw(real | real | st.sampled_from(params[key]) | st.text(max_size=20))
-            path = path.replace("{" + key + "}", urllib.parse.quote(value, safe=""))
-    query = draw(st.dictionaries(
+    fresh_name = _fresh().map(lambda s: f"covetest-fz{s}")
+    values: dict[str, Any] = {}
+    for key, choices in params.items():
+        real = st.sampled_from(names if key == "name" else choices[-1:])
+        others = st.sampled_from(choices)
+        if key == "name":
+            others = others | fresh_name
+        values[key] = real | real | others | st.text(max_size=20)
+    queries = st.dictionaries(
         st.sampled_from(["recursion", "project", "wait", "timeout", "filter", "path",
                          "all-projects", "force", "secret", "type"]),
         st.sampled_from(["0", "1", "2", "-1", "nan", "inf", "1e308", "default", "/etc/passwd",
-                         "name eq x", "true", ""]) | st.text(max_size=10), max_size=3))
-    if query:
-        path += "?" + urllib.parse.urlencode(query)
-    headers = draw(st.dictionaries(
+                         "name eq x", "true", ""]) | st.text(max_size=10), max_size=3)
+    header_sets = st.dictionaries(
         st.sampled_from(["X-LXD-uid", "X-LXD-gid", "X-LXD-mode", "X-LXD-type", "X-LXD-write",
                          "X-LXD-filename", "X-LXD-public", "X-LXD-properties", "Content-Type",
                          "If-Match"]),
         st.sampled_from(["0", "-5", "99999999999", "0644", "file", "directory", "symlink",
                          "append", "overwrite", "application/json", "multipart/form-data",
-                         "application/octet-stream", "a=b&c", "\u00e9"]), max_size=3))
-    kind = draw(st.sampled_from(["none", "json", "json", "bytes"]))
-    body: bytes | None = None
-    if kind == "json":
-        body = json.dumps(draw(_mutated(names) | _json(names))).encode()
-        headers.setdefault("Content-Type", "application/json")
-    elif kind == "bytes":
-        body = draw(st.binary(max_size=600))
-    return method, path, body, {k: v.encode("utf-8").decode("latin-1")
-                                for k, v in headers.items()}
+                         "application/octet-stream", "a=b&c", "\u00e9"]), max_size=3)
+    json_st = _json(names)
+    json_bodies = _mutated(names, json_st) | json_st
+    kinds = st.sampled_from(["none", "json", "json", "bytes"])
+    byte_bodies = st.binary(max_size=600)
+    route_st = st.sampled_from(routes)
+
+    @st.composite  # type: ignore[misc]
+    def draw_one(draw: Callable[..., Any]) -> tuple[str, str, bytes | None, dict[str, str]]:
+        method, template = draw(route_st)
+        path = template
+        for key in ("name", "fingerprint", "id", "file", "ip"):
+            if "{" + key + "}" in path:
+                value = draw(values[key])
+                path = path.replace("{" + key + "}", urllib.parse.quote(value, safe=""))
+        query = draw(queries)
+        if query:
+            path += "?" + urllib.parse.urlencode(query)
+        headers = draw(header_sets)
+        kind = draw(kinds)
+        body: bytes | None = None
+        if kind == "json":
+            body = json.dumps(draw(json_bodies)).encode()
+            headers.setdefault("Content-Type", "application/json")
+        elif kind == "bytes":
+            body = draw(byte_bodies)
+        return method, path, body, {k: v.encode("utf-8").decode("latin-1")
+                                    for k, v in headers.items()}
+
+    return draw_one()
 
 
 class _Conn(http.client.HTTPConnection):
@@ -179,28 +211,51 @@ def test_fuzz_the_api(make_coved: Callable[..., Coved], busybox_tar: Path) -> No
     routes = _routes(d)
     assert len(routes) > 40, routes
     seen: dict[int, int] = {}
+    stop_at = time.monotonic() + SECONDS  # the setup above is not in the budget
+    slowest: list[tuple[float, str]] = [(0.0, "")]
+    failed: list[BaseException] = []  # once one failed, the budget is off (shrinking replays)
 
     @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=False,
-              suppress_health_check=list(HealthCheck))
+              print_blob=True, suppress_health_check=list(HealthCheck))
     @given(req=_requests(routes, names))  # type: ignore[misc]
     def one(req: tuple[str, str, bytes | None, dict[str, str]]) -> None:
         method, path, body, headers = req
-        conn = _Conn(str(d.socket))
+        if not failed and time.monotonic() > stop_at:
+            return  # the time budget is spent: the rest are drawn, not sent
+        t0 = time.monotonic()
         try:
-            conn.request(method, path, body=body, headers=headers)
-            r = conn.getresponse()
-            raw = r.read()
-        finally:
-            conn.close()
-        seen[r.status] = seen.get(r.status, 0) + 1
-        _check(method, path, r.status, r.getheader("Content-Type") or "", raw)
+            conn = _Conn(str(d.socket))
+            try:
+                conn.request(method, path, body=body, headers=headers)
+                r = conn.getresponse()
+                raw = r.read()
+            finally:
+                conn.close()
+            seen[r.status] = seen.get(r.status, 0) + 1
+            slowest[0] = max(slowest[0], (time.monotonic() - t0, f"{method} {path[:80]}"))
+            _check(method, path, r.status, r.getheader("Content-Type") or "", raw)
+        except BaseException as e:
+            failed.append(e)
+            raise
 
+    began = time.monotonic()
     one()
-    print(f"fuzz: {sum(seen.values())} requests, statuses {dict(sorted(seen.items()))}")
+    print(f"fuzz: {sum(seen.values())} of {EXAMPLES} requests in {time.monotonic() - began:.1f} s, "
+          f"statuses {dict(sorted(seen.items()))}, slowest {slowest[0][0]:.1f} s: "
+          f"{slowest[0][1]}")
     assert d.answers()
     # what the fuzzer made is named covetest-fz*: remove it all, then nothing may be left
-    for op in d.api.sync("GET", "/1.0/operations?recursion=1").get("running", []) or []:
+    # an image download from a server the fuzzer named, an exec waiting for
+    # websockets that never come: cancel what can be cancelled, then wait
+    # (uncancelled, such a download cost 60 s of some runs)
+    left = d.api.sync("GET", "/1.0/operations?recursion=1").get("running", []) or []
+    for op in left:
+        if op.get("may_cancel"):
+            d.api.request("DELETE", f"/1.0/operations/{op['id']}")
+    for op in left:
         d.api.wait(op["id"], timeout=60)
+    print(f"fuzz: {len(left)} operations left running "
+          f"({sorted({op['description'] for op in left})}), cancelled and waited for")
     for name in d.api.names():
         d.api.remove(name)
     assert_no_leaks(d.root, None)

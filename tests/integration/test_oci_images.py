@@ -209,7 +209,7 @@ def test_hostile_layer_leaves_nothing(coved: Coved, api: Api, workdir: Path,
 
 def test_import_killed_leaves_nothing_after_restart(make_coved,  # type: ignore[no-untyped-def]
                                                     app_layout: Path) -> None:
-    d = make_coved("ocicrash")
+    d = make_coved("ocicrash", failpoints="oci-import.after-layers")  # arm() keeps it running
     # layers no chain lists; "oci-import.after-dir" (an image directory no row
     # names, the sweep's as for tarballs) is left out to keep the suite's time
     for point in ("oci-import.after-layers",):

@@ -14,9 +14,10 @@ from covetest import Coved, Term, new_name
 
 @pytest.fixture
 def slow_snapshots(make_coved: Callable[..., Coved], busybox_tar: Path) -> Coved:
-    d = make_coved("progress")
+    # holds each snapshot's copy open for 2.5 s; started armed, arm() keeps it running
+    d = make_coved("progress", failpoints="snapshot.copy=sleep:2.5")
     d.api.import_image(busybox_tar, "busybox")
-    d.arm("snapshot.copy=sleep:2.5")  # holds each snapshot's copy open for 2.5 s
+    d.arm("snapshot.copy=sleep:2.5")
     return d
 
 

@@ -19,12 +19,14 @@ from pathlib import Path
 
 import pylxd
 import pytest
-from covetest import Coved, assert_no_leaks, mkroot, new_name
+from covetest import Coved, assert_no_leaks, mkroot, new_name, point_of
 
 
 @pytest.fixture
-def daemon(make_coved: Callable[..., Coved], busybox_tar: Path) -> Coved:
-    d = make_coved("pub")
+def daemon(make_coved: Callable[..., Coved], busybox_tar: Path,
+           request: pytest.FixtureRequest) -> Coved:
+    # started armed at the test's failpoint parameter, if any: arm() then needs no restart
+    d = make_coved("pub", failpoints=point_of(request))
     d.api.import_image(busybox_tar, "busybox")
     return d
 

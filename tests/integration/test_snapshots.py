@@ -14,12 +14,16 @@ from pathlib import Path
 
 import pylxd
 import pytest
-from covetest import Coved, assert_no_leaks, mkroot, new_name, wait_until
+from covetest import Coved, assert_no_leaks, mkroot, new_name, point_of, wait_until
 
 
 @pytest.fixture
-def daemon(make_coved: Callable[..., Coved], busybox_tar: Path) -> Coved:
-    d = make_coved("snap")
+def daemon(make_coved: Callable[..., Coved], busybox_tar: Path,
+           request: pytest.FixtureRequest) -> Coved:
+    """A private coved, for the tests that kill or restart it (the others
+    share the session's: ``shared_coved``); started armed at the test's
+    failpoint, if it has one (its arm() then needs no restart)."""
+    d = make_coved("snap", failpoints=point_of(request))
     d.api.import_image(busybox_tar, "busybox")
     return d
 
@@ -34,7 +38,8 @@ def _read(d: Coved, name: str, path: str) -> bytes | None:
     return r.body if r.status == 200 else None
 
 
-def test_rest_snapshot_lifecycle(daemon: Coved) -> None:
+def test_rest_snapshot_lifecycle(shared_coved: Coved) -> None:
+    daemon = shared_coved
     api, name = daemon.api, new_name("snap")
     api.launch(name)
     api.sh(name, "echo before > /data; echo gone > /later-deleted")
@@ -80,7 +85,8 @@ def test_rest_snapshot_lifecycle(daemon: Coved) -> None:
     assert_no_leaks(daemon.root, [name, new])
 
 
-def test_snapshot_bad_input(daemon: Coved) -> None:
+def test_snapshot_bad_input(shared_coved: Coved) -> None:
+    daemon = shared_coved
     api, name = daemon.api, new_name("snap")
     api.create(name)
     for bad in ("a/b", "..", ".", " x", "x\n"):
@@ -113,7 +119,8 @@ def test_snapshot_bad_input(daemon: Coved) -> None:
     assert_no_leaks(daemon.root, [name])
 
 
-def test_snapshot_expiry_from_config(daemon: Coved) -> None:
+def test_snapshot_expiry_from_config(shared_coved: Coved) -> None:
+    daemon = shared_coved
     api, name = daemon.api, new_name("snap")
     api.create(name, config={"snapshots.expiry": "2d", "snapshots.pattern": "auto-%d"})
     api.run("POST", f"/1.0/instances/{name}/snapshots", {})
@@ -122,7 +129,8 @@ def test_snapshot_expiry_from_config(daemon: Coved) -> None:
     api.remove(name)
 
 
-def test_pylxd_snapshots(daemon: Coved) -> None:
+def test_pylxd_snapshots(shared_coved: Coved) -> None:
+    daemon = shared_coved
     client = pylxd.Client(endpoint="http+unix://" + urllib.parse.quote(str(daemon.socket),
                                                                        safe=""))
     name = new_name("pysnap")
@@ -148,7 +156,8 @@ LXC = shutil.which("lxc")
 
 
 @pytest.mark.skipif(LXC is None, reason="lxc (Debian package lxd-client) missing")
-def test_lxc_snapshot_restore_info(daemon: Coved) -> None:
+def test_lxc_snapshot_restore_info(shared_coved: Coved) -> None:
+    daemon = shared_coved
     home = mkroot("lxchome")
     (home / "lxdconf").mkdir()
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home),
@@ -227,7 +236,8 @@ def test_snapshot_killed_half_way(daemon: Coved, point: str) -> None:
     assert_no_leaks(daemon.root, [name])
 
 
-def test_cove_snapshot_cli(daemon: Coved) -> None:
+def test_cove_snapshot_cli(shared_coved: Coved) -> None:
+    daemon = shared_coved
     import json
     import sys
 
@@ -287,7 +297,8 @@ def test_coved_expires_and_schedules(daemon: Coved) -> None:
     assert_no_leaks(daemon.root, [name])
 
 
-def test_snapshots_in_a_project(daemon: Coved) -> None:
+def test_snapshots_in_a_project(shared_coved: Coved) -> None:
+    daemon = shared_coved
     api = daemon.api
     proj = "covetestsp"
     api.sync("POST", "/1.0/projects", {"name": proj, "config": {
@@ -311,7 +322,8 @@ def test_snapshots_in_a_project(daemon: Coved) -> None:
         api.request("DELETE", f"/1.0/projects/{proj}")
 
 
-def test_restore_keeps_a_running_ephemeral_instance(daemon: Coved) -> None:
+def test_restore_keeps_a_running_ephemeral_instance(shared_coved: Coved) -> None:
+    daemon = shared_coved
     api, name = daemon.api, new_name("eph")
     api.launch(name, ephemeral=True)
     api.sh(name, "echo a > /e")
