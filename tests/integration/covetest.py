@@ -316,6 +316,42 @@ def destroy_root(root: Path) -> list[str]:
 
 # -- HTTP over the unix socket -----------------------------------------------------------
 
+def start_engine(root: Path, busybox_tar: Path) -> Any:
+    """An in-process ``cove.engine.Engine`` on ``root``, started, with the
+    busybox image as ``busybox``. The caller ends it with ``close_engine``
+    (also when this raises: the engine is closed and the root destroyed)."""
+    from cove.engine import Engine
+
+    e = Engine(root)
+    try:
+        e.startup()
+        spool = root / "tmp" / "busybox.tar.gz"
+        shutil.copyfile(busybox_tar, spool)
+        op = e.images.import_file(spool, aliases=["busybox"])
+        assert op.wait(60)
+        op.raise_for_error()
+    except BaseException:
+        e.close()
+        destroy_root(root)
+        raise
+    return e
+
+
+def close_engine(e: Any, root: Path) -> None:
+    """Delete what ``e`` (of ``start_engine``) still has, close it, destroy its
+    root; raise AssertionError if anything leaked or had to be forced."""
+    left: list[str] = []
+    try:
+        for inst in e.instances.all():
+            e.instances.delete(inst.name, force=True).wait(60)
+        e.operations.wait_idle(30)
+        left = leaks(root)
+    finally:
+        e.close()
+        forced = destroy_root(root)
+    assert not left and not forced, (left, forced)
+
+
 class _UnixConnection(http.client.HTTPConnection):
     def __init__(self, path: str, timeout: float) -> None:
         super().__init__("localhost", timeout=timeout)

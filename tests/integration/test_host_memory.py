@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from covetest import destroy_root, leaks, mkroot, new_name
+from covetest import close_engine, mkroot, new_name, start_engine
 
 from cove.api import InstanceExecPost, InstanceSource, InstancesPost
 from cove.engine import Engine
@@ -29,26 +29,11 @@ pytestmark = pytest.mark.skipif(not (shutil.which("gcc") and shutil.which("reade
 @pytest.fixture(scope="module")
 def engine(busybox_tar: Path) -> Iterator[Engine]:
     root = mkroot("hostmem")
-    e = Engine(root)
+    e: Engine = start_engine(root, busybox_tar)
     try:
-        e.startup()
-        spool = root / "tmp" / "busybox.tar.gz"
-        shutil.copyfile(busybox_tar, spool)
-        op = e.images.import_file(spool, aliases=["busybox"])
-        assert op.wait(60)
-        op.raise_for_error()
         yield e
     finally:
-        left: list[str] = []
-        try:
-            for inst in e.instances.all():
-                e.instances.delete(inst.name, force=True).wait(60)
-            e.operations.wait_idle(30)
-            left = leaks(root)
-        finally:
-            e.close()
-            forced = destroy_root(root)
-        assert not left and not forced, (left, forced)
+        close_engine(e, root)
 
 
 def _run(e: Engine, name: str, *cmd: str) -> tuple[int | None, str]:

@@ -10,12 +10,11 @@ running containers' files again. One in-process engine on a root of its own.
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from covetest import destroy_root, leaks, mkroot, mounts_under, new_name
+from covetest import close_engine, leaks, mkroot, mounts_under, new_name, start_engine
 
 from cove.api import InstanceExecPost, InstanceSource, InstancesPost
 from cove.engine import Engine
@@ -64,27 +63,11 @@ class Env:
 @pytest.fixture(scope="module")
 def env(busybox_tar: Path) -> Iterator[Env]:
     root = mkroot("rootfsns")
-    box = Env(Engine(root))
+    box = Env(start_engine(root, busybox_tar))
     try:
-        box.engine.startup()
-        spool = root / "tmp" / "busybox.tar.gz"
-        shutil.copyfile(busybox_tar, spool)
-        op = box.engine.images.import_file(spool, aliases=["busybox"])
-        assert op.wait(60)
-        op.raise_for_error()
         yield box
     finally:
-        left: list[str] = []
-        e = box.engine
-        try:
-            for inst in e.instances.all():
-                e.instances.delete(inst.name, force=True).wait(60)
-            e.operations.wait_idle(30)
-            left = leaks(root)
-        finally:
-            e.close()
-            forced = destroy_root(root)
-        assert not left and not forced, (left, forced)
+        close_engine(box.engine, root)  # the module's last engine
 
 
 @pytest.fixture

@@ -8,13 +8,12 @@ root of its own.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from covetest import destroy_root, leaks, mkroot, new_name
+from covetest import close_engine, leaks, mkroot, new_name, start_engine
 
 from cove.api import InstanceSource, InstancesPost
 from cove.engine import Engine
@@ -23,26 +22,11 @@ from cove.engine import Engine
 @pytest.fixture(scope="module")
 def engine(busybox_tar: Path) -> Iterator[Engine]:
     root = mkroot("startfifo")
-    e = Engine(root)
+    e: Engine = start_engine(root, busybox_tar)
     try:
-        e.startup()
-        spool = root / "tmp" / "busybox.tar.gz"
-        shutil.copyfile(busybox_tar, spool)
-        op = e.images.import_file(spool, aliases=["busybox"])
-        assert op.wait(60)
-        op.raise_for_error()
         yield e
     finally:
-        left: list[str] = []
-        try:
-            for inst in e.instances.all():
-                e.instances.delete(inst.name, force=True).wait(60)
-            e.operations.wait_idle(30)
-            left = leaks(root)
-        finally:
-            e.close()
-            forced = destroy_root(root)
-        assert not left and not forced, (left, forced)
+        close_engine(e, root)
 
 
 def _runc(e: Engine, *args: str) -> subprocess.CompletedProcess[str]:
