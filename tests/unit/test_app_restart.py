@@ -218,3 +218,47 @@ def test_a_clients_stop_cancels_a_restart_waiting_out_its_back_off(setup: Any) -
     crash(1)  # a later exit restarts it again: the policy itself stays
     _settle(insts, 1)
     assert insts.actions == [("db", "start")]
+
+
+@pytest.mark.parametrize("stop_first", [True, False], ids=["before-its-work", "during-its-work"])
+def test_a_clients_stop_during_the_restarts_start(setup: Any, stop_first: bool) -> None:
+    """The restart's start is in flight: the stop is no conflict (cancel is
+    True, the caller waits for the operation); a start whose work had not
+    begun gives up and is not tried again, one already starting finishes."""
+    restarter, insts, add, crash, _, store = setup
+    add({"cove.restart": "always"})
+    gate, working = threading.Event(), threading.Event()
+    ops: list[Operation] = []
+
+    def gated(name: str, action: str, **kw: Any) -> Operation:
+        insts.actions.append((name, action))
+
+        def work(op: Operation) -> None:
+            if stop_first:
+                gate.wait(5)
+            restarter.started(name)  # what the start's before_start does
+            working.set()
+            if not stop_first:
+                gate.wait(5)
+            inst = store.get_instance(name)
+            inst.status = Status.RUNNING
+            store.update_instance(inst)
+        ops.append(insts.operations.run(work, description=action, lock=f"instance:{name}"))
+        return ops[-1]
+
+    insts.change_state = gated
+    crash(1)
+    deadline = time.monotonic() + 3
+    while not ops and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert ops, "the restart did not begin"
+    if not stop_first:
+        assert working.wait(3)
+    assert restarter.cancel("db") is True
+    gate.set()
+    ops[0].wait()
+    _settle(insts, 1)
+    assert insts.actions == [("db", "start")]  # not tried again
+    want = Status.STOPPED if stop_first else Status.RUNNING
+    assert store.get_instance("db").status is want
+    assert restarter.cancel("db") is False  # nothing left in flight

@@ -247,9 +247,11 @@ class Instances:
             raise BadRequest(f"Unknown action {action!r}: use one of {', '.join(_ACTIONS)}")
         name = self._key(name, project)
         inst = self._store.get_instance(name)
-        # a stop of one waiting for its restart by policy: Docker's stop of a restarting one
-        cancelled = action == "stop" and inst.status is Status.STOPPED and \
-            self.hooks.cancel_restart(name)
+        # a stop of one waiting for (or in) its restart by policy: Docker's stop of a
+        # restarting one; it waits for that restart's start, if any, and then stops
+        cancelled = action == "stop" and self.hooks.cancel_restart(name)
+        if cancelled:
+            wait_for_lock = max(wait_for_lock, 60)
         if not cancelled and not self._busy(name, wait_for_lock):
             check_transition(inst, action)  # else work() checks, once it holds the lock
         desc = {"start": "Starting instance", "stop": "Stopping instance",

@@ -11,7 +11,10 @@ policy but ``no``. Restarts wait a back-off that doubles from 0.1 s to
 ``boot.autorestart``). A restart is an ordinary start or restart
 operation, so what the instance depends on is started first. A client's
 stop of an instance waiting out its back-off cancels the restart (as
-``docker stop`` of a restarting container): ``cancel``.
+``docker stop`` of a restarting container): ``cancel``. A stop that comes
+while the restart's start is in flight is not refused as busy: it waits
+for that start (as LXD's stop waits for a start in flight) and then stops
+what it started; a start that had not yet begun its work gives up.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from collections.abc import Callable
 from cove.engine.operations import Operations
 from cove.engine.ports import StackInstances
 from cove.model.app_keys import parse_restart
-from cove.model.errors import BadRequest, CoveError, NotFound
+from cove.model.errors import BadRequest, Conflict, CoveError, NotFound
 from cove.model.projects import split_key
 from cove.model.states import Status
 from cove.store import Store
@@ -56,6 +59,7 @@ class Restarter:
         self._recent: dict[str, collections.deque[float]] = {}
         self._by_policy: set[str] = set()
         self._pending: dict[str, threading.Timer] = {}  # restarts waiting out a back-off
+        self._stop_asked: set[str] = set()  # a client stopped it while its restart was in flight
         self._closed = False
 
     def close(self) -> None:
@@ -68,20 +72,34 @@ class Restarter:
             self._expected.add(key)
 
     def started(self, key: str) -> None:
-        """``key`` is starting; a start a client asked for resets the count."""
+        """``key`` is starting (its operation holds it); a start a client
+        asked for resets the count.
+
+        Raises:
+            Conflict: this is a restart by policy and a client stopped
+                ``key`` since it was decided (the start is not made).
+        """
         with self._lock:
             self._expected.discard(key)
+            if key in self._stop_asked:
+                raise Conflict(f"{split_key(key)[1]} was stopped by a client: "
+                               "its restart by policy is cancelled")
             if key not in self._by_policy:
                 self._failures.pop(key, None)
 
     def cancel(self, key: str) -> bool:
-        """A client stops ``key``: a restart it waits for is not done. True
-        if one was waiting (the stop is then done), else False."""
+        """A client stops ``key``: a restart it waits for is not done, one
+        whose start is in flight is either cancelled (its work had not begun)
+        or runs to its end. True if there was one; the stop must then wait
+        for ``key``'s operation, and is done if ``key`` is stopped after it."""
         with self._lock:
             timer = self._pending.pop(key, None)
-        if timer is None:
-            return False
-        timer.cancel()
+            if timer is None:
+                if key not in self._by_policy:
+                    return False
+                self._stop_asked.add(key)
+        if timer is not None:
+            timer.cancel()
         log.info("%s: restart by policy cancelled by a stop", key)
         return True
 
@@ -165,6 +183,10 @@ class Restarter:
             op.wait()
             op.raise_for_error()
         except CoveError as e:
+            with self._lock:
+                stopped = key in self._stop_asked
+            if stopped:
+                return  # a client's stop came first: nothing to try again
             log.warning("restart of %s by policy failed: %s", key, e)
             if action == "start":  # tried again, with the back-off, within the cap
                 self._consider(key, None, "failed to start", "start")
@@ -172,5 +194,6 @@ class Restarter:
         finally:
             with self._lock:
                 self._by_policy.discard(key)
+                self._stop_asked.discard(key)
         if action == "start":  # a restart action's event tells the dependents itself
             self._after(key)

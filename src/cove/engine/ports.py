@@ -263,8 +263,9 @@ class LifecycleHooks(Protocol):
         ...
 
     def cancel_restart(self, name: str) -> bool:
-        """A client stops ``name``, which is stopped: True if it was waiting
-        for a restart by policy, now cancelled (the stop is then done)."""
+        """A client stops ``name``: True if it was waiting for a restart by
+        policy or its restart's start is in flight; the stop
+        then waits for ``name``'s operation and is done if it is stopped."""
         ...
 
     def state(self, name: str) -> dict[str, Any]:
