@@ -236,17 +236,33 @@ def test_up_without_d_follows_and_ctrl_c_stops(stack: str, coved: Coved, api: Ap
         f"name: {stack}\nservices:\n  talk:\n    image: busybox\n"
         "    command: [sh, -c, 'while true; do echo covetest-said; sleep 0.2; done']\n"
         "    stop_signal: SIGKILL\n")
-    p = subprocess.Popen([sys.executable, "-m", "cove.cli.main", "up"], env=coved.cli_env(),
+    # SIGUSR2 dumps every thread's stack to stderr: what it waited on, should it hang
+    run = ("import faulthandler, runpy, signal; "
+           "faulthandler.register(signal.SIGUSR2, all_threads=True); "
+           "runpy.run_module('cove.cli.main', run_name='__main__')")
+    p = subprocess.Popen([sys.executable, "-c", run, "up"], env=coved.cli_env(),
                          cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        assert p.stdout is not None
+        assert p.stdout is not None and p.stderr is not None
         seen = b""
         deadline = time.monotonic() + 60
         while b"covetest-said" not in seen and time.monotonic() < deadline:
             seen += p.stdout.readline()
         assert f"{stack}-talk | covetest-said".encode() in seen, seen
         p.send_signal(signal.SIGINT)
-        assert p.wait(60) == 130, p.stderr.read() if p.stderr else b""
+        sent = time.monotonic()
+        try:
+            code = p.wait(60)
+        except subprocess.TimeoutExpired:
+            p.send_signal(signal.SIGUSR2)
+            time.sleep(1)
+            p.kill()
+            p.wait()
+            raise AssertionError(
+                f"cove up did not end {time.monotonic() - sent:.0f}s after its SIGINT; "
+                f"its stderr (threads at the end):\n{p.stderr.read().decode(errors='replace')}"
+                f"\ncoved's log:\n{coved.log_tail(60)}") from None
+        assert code == 130, p.stderr.read()
     finally:
         if p.poll() is None:
             p.kill()
