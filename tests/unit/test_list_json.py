@@ -61,6 +61,16 @@ STATE: dict[str, Any] = {
         {"family": "inet", "address": "10.0.0.2"}], "mtu": 1500}, "eth1": {}}},
     {**STATE, "network": {"lo": api.LOOPBACK_STATE}, "cove": {"ready": False}},
     {**STATE, "network": {"eth0": {}, "lo": api.LOOPBACK_STATE}},  # not first: encoded
+    # the head formatted without json.dumps only in the engine's exact shape
+    {**STATE, "pid": 0, "processes": 0, "cpu": {"usage": 0}, "status": "Stopped",
+     "status_code": 102, "network": None},
+    {**STATE, "cpu": {"usage": 2**64 - 1}, "memory": {**STATE["memory"], "usage": 2**70}},
+    {**STATE, "status": "Rünning \"x\"\n"},  # escaped as JSON
+    {**STATE, "cpu": {"usage": 1, "user": 2}},
+    {**STATE, "cpu": {}},
+    {**STATE, "memory": {"usage_peak": 2, "usage": 1, "swap_usage": 0, "swap_usage_peak": 0}},
+    {**STATE, "memory": {**STATE["memory"], "total": 3}},
+    {**STATE, "disk": {"root": {"usage": 1}}},
 ])
 def test_full_json_is_the_wire_objects_encoded(state: dict[str, Any] | None) -> None:
     inst = _inst()
@@ -73,6 +83,24 @@ def test_full_json_is_the_wire_objects_encoded(state: dict[str, Any] | None) -> 
         got = api.instance_full_json(api.instance_json(inst), state, with_snaps)
         assert got == json.dumps(expected)
     assert api.instance_json(inst) == json.dumps(api.instance(inst))
+
+
+@pytest.mark.parametrize("state", [
+    STATE,
+    {**STATE, "processes": 1.5},
+    {**STATE, "cpu": {"usage": None}},
+    {**STATE, "status": None},
+    {**STATE, "status_code": Status.RUNNING},  # a str enum
+    {**STATE, "pid": True},  # a bool is no int here
+    {**STATE, "memory": {**STATE["memory"], "swap_usage": 0.0}},
+])
+def test_a_state_head_is_formatted_only_as_json_dumps_encodes_it(
+        state: dict[str, Any]) -> None:
+    """Values the engine never sets (the wire class would change them, and
+    so would the listing before the head was formatted): encoded as before."""
+    from cove.api._list_json import _HEAD, _head_json
+
+    assert _head_json(state) == json.dumps({k: state[k] for k in _HEAD})[:-1]
 
 
 def test_the_shared_loopback_is_the_one_a_single_state_builds() -> None:

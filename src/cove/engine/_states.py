@@ -22,8 +22,13 @@ from cove.engine.ports import NetworkPort
 from cove.model.records import Instance
 from cove.model.states import Status
 from cove.runtime.cgroup_counters import CounterFiles
+from cove.runtime.cgroups import CgroupStats
 
 __all__ = ["InstanceStates"]
+
+# a status's wire value and code (an enum's ``value`` is a slow property,
+# read per instance per listing)
+_STATUS = {s: (s.value, s.code) for s in Status}
 
 class InstanceStates:
     """Renders states from the run table, the cgroups and the network port.
@@ -48,7 +53,8 @@ class InstanceStates:
         ``network`` False leaves it null, as LXD does (``disk`` is always
         empty: cove reports no disk usage)."""
         pid = self._pid(inst)
-        return self._render(inst, pid, self._net.state(inst) if pid and network else None)
+        stats = self._counters.read(self._paths.cgroups_path(inst.name), pid) if pid else None
+        return self._render(inst, pid, self._net.state(inst) if pid and network else None, stats)
 
     def states(self, insts: list[Instance], *, network: bool = True,
                counters: bool = True) -> dict[str, dict[str, Any]]:
@@ -56,20 +62,26 @@ class InstanceStates:
         network part of all running ones in one pass (``NetworkPort.states``);
         ``counters`` False: the cgroup counters are not read (left 0)."""
         pids = {i.name: self._pid(i) for i in insts}
-        nets = self._net.states([i for i in insts if pids[i.name]]) if network else {}
-        return {i.name: self._render(i, pids[i.name], nets.get(i.name), counters=counters)
+        running = [i for i in insts if pids[i.name]]
+        nets = self._net.states(running) if network else {}
+        stats: dict[str, CgroupStats] = {}
+        if counters and running:
+            cgroups_path = self._paths.cgroups_path
+            stats = dict(zip((i.name for i in running), self._counters.read_many(
+                [(cgroups_path(i.name), pids[i.name]) for i in running]), strict=True))
+        return {i.name: self._render(i, pids[i.name], nets.get(i.name), stats.get(i.name))
                 for i in insts}
 
     def _pid(self, inst: Instance) -> int:
         return self._runs.pids.get(inst.name, 0) if inst.status is not Status.STOPPED else 0
 
-    def _render(self, inst: Instance, pid: int, network: dict[str, Any] | None, *,
-                counters: bool = True) -> dict[str, Any]:
-        stats = (self._counters.read(self._paths.cgroups_path(inst.name), pid)
-                 if pid and counters else None)
+    @staticmethod
+    def _render(inst: Instance, pid: int, network: dict[str, Any] | None,
+                stats: CgroupStats | None) -> dict[str, Any]:
+        status, code = _STATUS[inst.status]
         return {
-            "status": inst.status.value,
-            "status_code": inst.status.code,
+            "status": status,
+            "status_code": code,
             "pid": pid,
             "processes": stats.pids if stats else 0,
             "cpu": {"usage": stats.cpu_ns if stats else 0},
