@@ -13,7 +13,8 @@ after the other by version b. Then ``--rounds`` rounds, each version in turn:
 its coved is started on the root (containers keep running across coved
 restarts), two warm-up lists, then ``--reps`` timed requests back to back
 through ``cove.client``'s transport (the body read whole, not decoded, as
-``bench/scale.py`` times it), and coved's CPU (utime + stime) over them.
+``bench/scale.py`` times it), and coved's CPU (utime + stime) over them, and the bench's own (the
+client reading the body).
 Recorded per round and version: wall median and min, coved's CPU per
 request, the body's size and a hash of it (the two versions must send the
 same bytes but for the counters, which are masked for it: the bench
@@ -72,14 +73,16 @@ def _round(c: Client, pid: int, reps: int, path: str) -> dict[str, Any]:
     for _ in range(2):
         body = _body(c, path)
     lat = []
-    cpu0 = _cpu_s(pid)
+    cpu0, mine0 = _cpu_s(pid), time.process_time()
     for _ in range(reps):
         t = time.perf_counter()
         body = _body(c, path)
         lat.append((time.perf_counter() - t) * 1000)
     cpu = (_cpu_s(pid) - cpu0) * 1000 / reps
+    client = (time.process_time() - mine0) * 1000 / reps
     return {"median": round(statistics.median(lat), 2), "min": round(min(lat), 2),
-            "coved_cpu_ms": round(cpu, 1), "bytes": len(body),
+            "coved_cpu_ms": round(cpu, 1),
+            "client_cpu_ms": round(client, 2), "bytes": len(body),
             "shape": _shape(body), "loadavg": os.getloadavg(),
             "samples": [round(x, 2) for x in lat]}
 

@@ -104,8 +104,26 @@ class CounterFiles:
         """``read`` of each (cgroups path, init pid), in order, under one
         taking of the lock (a listing of a thousand took it a thousand
         times). Never raises."""
+        out = []
+        pread = os.pread
+        one_number = not is_v2()  # v2's cpu.stat has lines to parse: as read does
         with self._lock:
-            return [self._read(path, pid) for path, pid in cgroups]
+            for path, pid in cgroups:
+                entry = self._open.get(path)
+                if one_number and entry is not None and entry[0] == pid:
+                    # the common case inline: four numbers from four open files
+                    # (the per-file calls and checks were half the cost of a read)
+                    mem, peak, cpu, pids = entry[1]
+                    try:
+                        out.append(CgroupStats(int(pread(mem, _ONE_NUMBER, 0)),
+                                               int(pread(peak, _ONE_NUMBER, 0)),
+                                               int(pread(cpu, _ONE_NUMBER, 0)),
+                                               int(pread(pids, _ONE_NUMBER, 0))))
+                        continue
+                    except (OSError, ValueError):
+                        pass  # a file not open (-1), a cgroup gone, another text: as read
+                out.append(self._read(path, pid))
+        return out
 
     def _read(self, cgroups_path: str, pid: int) -> CgroupStats:
         """``read`` with the lock held."""
