@@ -284,3 +284,52 @@ def test_a_selected_object_is_encoded_as_json_dumps(obj: dict[str, Any]) -> None
     from cove.server.listing import _object_json
 
     assert _object_json(obj) == json.dumps(obj)
+
+
+def test_listing_reads_no_rows_while_no_table_changed(tmp_path: Path) -> None:
+    """The rows are read again after any change: through the store, of
+    another table, by another connection (``PRAGMA data_version``), of a
+    profile; not while nothing changed."""
+    import sqlite3
+
+    store, profiles, listing = _listing(tmp_path)
+    a = store.add_instance(Instance(name="a", image="fp"))
+    queries = []
+    real = store.instance_rows
+
+    def counted(project: str | None = None) -> Any:
+        queries.append(project)
+        return real(project)
+
+    store.instance_rows = counted  # type: ignore[method-assign]
+    first = listing.listed()
+    assert listing.listed() == first and len(queries) == 1
+    a.description = "changed"
+    store.update_instance(a)
+    assert json.loads(listing.listed()[0].json)["description"] == "changed"
+    assert len(queries) == 2
+    other = sqlite3.connect(tmp_path / "cove.db")
+    with other:
+        other.execute("UPDATE instances SET description='elsewhere' WHERE name='a'")
+    other.close()
+    assert json.loads(listing.listed()[0].json)["description"] == "elsewhere"
+    assert len(queries) == 3
+    profiles.update("default", config={"user.p": "2"}, patch=True)
+    assert json.loads(listing.listed()[0].json)["expanded_config"] == {"user.p": "2"}
+    listing.listed(None)  # another scope: read on its own
+    assert len(queries) == 5
+    assert listing.listed() and listing.listed(None) and len(queries) == 5
+    store.close()
+
+
+def test_a_listing_inside_a_transaction_is_not_kept(tmp_path: Path) -> None:
+    """What a listing reads inside a transaction may be rolled back: the
+    next listing reads the rows again."""
+    store, _, listing = _listing(tmp_path)
+    store.add_instance(Instance(name="a", image="fp"))
+    with pytest.raises(RuntimeError), store.db.tx() as db:
+        db.execute("UPDATE instances SET description='rolled back' WHERE name='a'")
+        assert json.loads(listing.listed()[0].json)["description"] == "rolled back"
+        raise RuntimeError("roll back")
+    assert json.loads(listing.listed()[0].json)["description"] == ""
+    store.close()
