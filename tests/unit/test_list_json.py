@@ -333,3 +333,46 @@ def test_a_listing_inside_a_transaction_is_not_kept(tmp_path: Path) -> None:
         raise RuntimeError("roll back")
     assert json.loads(listing.listed()[0].json)["description"] == ""
     store.close()
+
+
+def test_states_as_text_are_the_states_encoded() -> None:
+    """``InstanceStates.states_json`` formats what ``states`` builds: running
+    (counters, with and without a NIC), stopped, frozen, with an app-stack
+    part (then built and encoded), and without the network part."""
+    from types import SimpleNamespace
+
+    from cove.engine._states import InstanceStates
+    from cove.runtime.cgroups import CgroupStats
+
+    insts = [Instance(name="a", image="fp", status=Status.RUNNING),
+             Instance(name="p_b", image="fp", project="p", status=Status.RUNNING),
+             Instance(name="c", image="fp", status=Status.STOPPED),
+             Instance(name="d", image="fp", status=Status.FROZEN),
+             Instance(name="e", image="fp", status=Status.RUNNING)]
+    nic = {"eth0": {"addresses": [{"family": "inet", "address": "10.0.0.2"}], "mtu": 1500}}
+
+    class Net:
+        def states(self, running: list[Instance]) -> dict[str, dict[str, Any]]:
+            return {i.name: {"lo": api.LOOPBACK_STATE, **(nic if i.name == "a" else {})}
+                    for i in running}
+
+    runs = SimpleNamespace(pids={"a": 10, "p_b": 11, "c": 12, "d": 13, "e": 14})
+    paths = SimpleNamespace(cgroups_path=lambda key: f"/covetest/{key}")
+    states = InstanceStates(runs, paths, Net())  # type: ignore[arg-type]
+    counters = {f"/covetest/{k}": CgroupStats(memory=2**40 + n, memory_peak=2**41, cpu_ns=2**63,
+                                              pids=n) for n, k in enumerate(runs.pids)}
+    states._counters.read_many = (  # type: ignore[method-assign]
+        lambda items: [counters[path] for path, _ in items])
+    app = {"e": {"cove": {"ready": True, "health": {"status": "healthy"}}}}
+    for network in (True, False):
+        want = states.states(insts, network=network)
+        for key, extra in app.items():
+            want[key].update(extra)
+        got = states.states_json(insts, network=network, extra=lambda k: app.get(k, {}))
+        assert got == {k: api.state_json(v) for k, v in want.items()}, network
+        assert got == {k: json.dumps(api.InstanceState.from_wire(v).to_wire())
+                       for k, v in want.items()}, network
+        assert states.states_json(insts, network=network) == {
+            k: api.state_json(v) for k, v in states.states(insts, network=network).items()}
+    assert json.loads(got["a"])["memory"]["usage"] == 2**40
+    states.close()

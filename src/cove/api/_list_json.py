@@ -22,7 +22,8 @@ from cove.api._objects import instance
 from cove.api._state import InstanceState
 from cove.model import records
 
-__all__ = ["LOOPBACK_STATE", "instance_full_json", "instance_json", "network_json"]
+__all__ = ["LOOPBACK_STATE", "instance_full_json", "instance_full_json_of", "instance_json",
+           "network_json", "state_json", "state_json_of"]
 
 # ``state.network.lo`` of every running container (cove reads no counters of
 # it). A listing's states all hold this one object, encoded once here: never
@@ -49,6 +50,26 @@ def instance_json(inst: records.Instance) -> str:
     """The LXD ``Instance`` of ``inst`` (with its expanded fields), as JSON
     text: ``json.dumps(instance(inst))``."""
     return json.dumps(instance(inst))
+
+
+def state_json(state: dict[str, Any] | None) -> str:
+    """``json.dumps`` of a state (the engine's dict, or None) as the listing
+    sends it: ``InstanceState``'s wire form unless it has the engine's keys."""
+    return _state_json(state)
+
+
+def state_json_of(status: str, code: int, pid: int, processes: int, cpu_ns: int, memory: int,
+                  memory_peak: int, network: Any) -> str:
+    """``state_json`` of the dict the engine renders from these values
+    (``engine._states``: no swap, no disk, no ``cove`` part), formatted
+    without building it (ints; ``network``: None or its dict)."""
+    text = _STRINGS.get(status)
+    if text is None:
+        text = json.dumps(status)
+        if len(_STRINGS) < _STRINGS_MAX:
+            _STRINGS[status] = text
+    return (f"{_HEAD_FORMAT % (text, code, pid, processes, cpu_ns, memory, memory_peak, 0, 0)}"
+            f', "network": {network_json(network)}}}')
 
 
 def _state_json(state: dict[str, Any] | None) -> str:
@@ -117,6 +138,12 @@ def instance_full_json(instance_text: str, state: dict[str, Any] | None,
     the instance, its state (the engine's dict, or None) and its snapshots'
     wire objects: ``json.dumps(instance_full(inst, state))`` with
     ``snapshots`` set."""
+    return instance_full_json_of(instance_text, _state_json(state), snapshots)
+
+
+def instance_full_json_of(instance_text: str, state_text: str,
+                          snapshots: list[dict[str, Any]]) -> str:
+    """``instance_full_json`` with the state as ``state_json``'s text."""
     snaps = json.dumps(snapshots) if snapshots else "[]"
-    return (f'{instance_text[:-1]}, "state": {_state_json(state)}, "snapshots": {snaps}, '
+    return (f'{instance_text[:-1]}, "state": {state_text}, "snapshots": {snaps}, '
             '"backups": []}')

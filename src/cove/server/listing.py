@@ -106,11 +106,11 @@ def instances_text(engine: EngineAPI, project: str | None, level: int, *,
     if level == 1:
         return "[" + ", ".join(item.json for item in listed) + "]"
     insts = [item.inst for item in listed]
-    states = engine.instances.states(insts, network=network)
+    states = engine.instances.states_json(insts, network=network)
     snaps = engine.snapshots.by_instance([i.name for i in insts])
     return "[" + ", ".join(
-        api.instance_full_json(item.json, states[item.inst.name],
-                               [api.snapshot(s, item.inst) for s in snaps[item.inst.name]])
+        api.instance_full_json_of(item.json, states[item.inst.name],
+                                  [api.snapshot(s, item.inst) for s in snaps[item.inst.name]])
         for item in listed) + "]"
 
 
