@@ -199,8 +199,11 @@ def test_server_listing_is_byte_for_byte_the_old_one(tmp_path: Path) -> None:
     all takes the old path)."""
     fake = FakeEngine(root=tmp_path)
     fake.add_image("ab" * 32, "busybox")
-    fake.add("c1")
+    c1 = fake.add("c1")
     fake.add("c2", Status.STOPPED)
+    fake.snapshots.by_key[(c1.name, "s0")] = Snapshot(  # one with a snapshot, one without
+        instance=c1.name, name="s0", dir="d", created_at=1.0, config={"k": "v"},
+        profiles=["default"])
 
     async def body(client: Client) -> None:
         for query in ("recursion=0", "recursion=1", "recursion=2",
@@ -210,6 +213,7 @@ def test_server_listing_is_byte_for_byte_the_old_one(tmp_path: Path) -> None:
                 f"/1.0/containers?{query}&filter=name+ne+nothing")).read()
             assert new == old, query
             assert json.loads(new)["metadata"], query
+            assert (b'"name": "s0"' in new) == ("recursion=2" in query), query
     run_app(fake, body)
 
 
@@ -362,7 +366,7 @@ def test_states_as_text_are_the_states_encoded() -> None:
     counters = {f"/covetest/{k}": CgroupStats(memory=2**40 + n, memory_peak=2**41, cpu_ns=2**63,
                                               pids=n) for n, k in enumerate(runs.pids)}
     states._counters.read_many = (  # type: ignore[method-assign]
-        lambda items: [counters[path] for path, _ in items])
+        lambda cgroups: [counters[path] for path, _ in cgroups])
     app = {"e": {"cove": {"ready": True, "health": {"status": "healthy"}}}}
     for network in (True, False):
         want = states.states(insts, network=network)

@@ -108,10 +108,13 @@ def instances_text(engine: EngineAPI, project: str | None, level: int, *,
     insts = [item.inst for item in listed]
     states = engine.instances.states_json(insts, network=network)
     snaps = engine.snapshots.by_instance([i.name for i in insts])
-    return "[" + ", ".join(
-        api.instance_full_json_of(item.json, states[item.inst.name],
-                                  [api.snapshot(s, item.inst) for s in snaps[item.inst.name]])
-        for item in listed) + "]"
+    full, snapshot = api.instance_full_json_of, api.snapshot
+    out = []
+    for inst, item in zip(insts, listed, strict=True):
+        own = snaps[inst.name]  # mostly none: no list of wire objects to make then
+        out.append(full(item.json, states[inst.name],
+                        [snapshot(s, inst) for s in own] if own else []))
+    return f"[{', '.join(out)}]"
 
 
 def _selected(engine: EngineAPI, listed: list[Any], level: int, network: bool,
