@@ -67,3 +67,40 @@ def test_past_its_budget_it_opens_and_closes(cgroup: str) -> None:
     before = _fds()
     assert files.read(cgroup, 1) == read_stats(cgroup)
     assert files.held == 0 and _fds() == before
+
+
+def test_read_many_reads_each_as_read_does_with_a_process_in_one(cgroup: str) -> None:
+    """One cgroup with a sleeping process in it (non-zero counters, which a
+    64-byte read must parse whole), one empty: ``read_many`` answers each in
+    order as ``read_stats`` does, and keeps their files open as ``read``."""
+    import subprocess
+    import sys
+
+    dirs = sorted({os.path.dirname(p) for p in _paths(cgroup)})
+    # waits to be moved in, then uses memory and CPU there (charged to it)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", ("import sys; sys.stdin.readline(); x = bytearray(8 << 20); "
+                                "sum(range(10 ** 6)); print('ok', flush=True); "
+                                "sys.stdin.readline()")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        for d in dirs:
+            with open(os.path.join(d, "cgroup.procs"), "w", encoding="ascii") as f:
+                f.write(str(proc.pid))
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline() == "ok\n"
+        want = read_stats(cgroup)
+        assert want.pids == 1 and want.memory > 0 and want.cpu_ns > 0, want
+        empty = f"{cgroup}-none"  # no such cgroup: zeros, as read_stats
+        files = CounterFiles(budget=100)
+        got = files.read_many([(cgroup, proc.pid), (empty, 1)])
+        assert got == [want, read_stats(empty)]
+        assert files.held == 4
+        assert files.read_many([(cgroup, proc.pid)]) == [read_stats(cgroup)]
+        files.close()
+        assert files.held == 0
+    finally:
+        proc.kill()
+        proc.wait()

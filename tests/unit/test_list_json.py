@@ -61,6 +61,16 @@ STATE: dict[str, Any] = {
         {"family": "inet", "address": "10.0.0.2"}], "mtu": 1500}, "eth1": {}}},
     {**STATE, "network": {"lo": api.LOOPBACK_STATE}, "cove": {"ready": False}},
     {**STATE, "network": {"eth0": {}, "lo": api.LOOPBACK_STATE}},  # not first: encoded
+    # the head formatted without json.dumps only in the engine's exact shape
+    {**STATE, "pid": 0, "processes": 0, "cpu": {"usage": 0}, "status": "Stopped",
+     "status_code": 102, "network": None},
+    {**STATE, "cpu": {"usage": 2**64 - 1}, "memory": {**STATE["memory"], "usage": 2**70}},
+    {**STATE, "status": "Rünning \"x\"\n"},  # escaped as JSON
+    {**STATE, "cpu": {"usage": 1, "user": 2}},
+    {**STATE, "cpu": {}},
+    {**STATE, "memory": {"usage_peak": 2, "usage": 1, "swap_usage": 0, "swap_usage_peak": 0}},
+    {**STATE, "memory": {**STATE["memory"], "total": 3}},
+    {**STATE, "disk": {"root": {"usage": 1}}},
 ])
 def test_full_json_is_the_wire_objects_encoded(state: dict[str, Any] | None) -> None:
     inst = _inst()
@@ -73,6 +83,24 @@ def test_full_json_is_the_wire_objects_encoded(state: dict[str, Any] | None) -> 
         got = api.instance_full_json(api.instance_json(inst), state, with_snaps)
         assert got == json.dumps(expected)
     assert api.instance_json(inst) == json.dumps(api.instance(inst))
+
+
+@pytest.mark.parametrize("state", [
+    STATE,
+    {**STATE, "processes": 1.5},
+    {**STATE, "cpu": {"usage": None}},
+    {**STATE, "status": None},
+    {**STATE, "status_code": Status.RUNNING},  # a str enum
+    {**STATE, "pid": True},  # a bool is no int here
+    {**STATE, "memory": {**STATE["memory"], "swap_usage": 0.0}},
+])
+def test_a_state_head_is_formatted_only_as_json_dumps_encodes_it(
+        state: dict[str, Any]) -> None:
+    """Values the engine never sets (the wire class would change them, and
+    so would the listing before the head was formatted): encoded as before."""
+    from cove.api._list_json import _HEAD, _head_json
+
+    assert _head_json(state) == json.dumps({k: state[k] for k in _HEAD})[:-1]
 
 
 def test_the_shared_loopback_is_the_one_a_single_state_builds() -> None:
@@ -171,8 +199,11 @@ def test_server_listing_is_byte_for_byte_the_old_one(tmp_path: Path) -> None:
     all takes the old path)."""
     fake = FakeEngine(root=tmp_path)
     fake.add_image("ab" * 32, "busybox")
-    fake.add("c1")
+    c1 = fake.add("c1")
     fake.add("c2", Status.STOPPED)
+    fake.snapshots.by_key[(c1.name, "s0")] = Snapshot(  # one with a snapshot, one without
+        instance=c1.name, name="s0", dir="d", created_at=1.0, config={"k": "v"},
+        profiles=["default"])
 
     async def body(client: Client) -> None:
         for query in ("recursion=0", "recursion=1", "recursion=2",
@@ -182,6 +213,7 @@ def test_server_listing_is_byte_for_byte_the_old_one(tmp_path: Path) -> None:
                 f"/1.0/containers?{query}&filter=name+ne+nothing")).read()
             assert new == old, query
             assert json.loads(new)["metadata"], query
+            assert (b'"name": "s0"' in new) == ("recursion=2" in query), query
     run_app(fake, body)
 
 
@@ -256,3 +288,95 @@ def test_a_selected_object_is_encoded_as_json_dumps(obj: dict[str, Any]) -> None
     from cove.server.listing import _object_json
 
     assert _object_json(obj) == json.dumps(obj)
+
+
+def test_listing_reads_no_rows_while_no_table_changed(tmp_path: Path) -> None:
+    """The rows are read again after any change: through the store, of
+    another table, by another connection (``PRAGMA data_version``), of a
+    profile; not while nothing changed."""
+    import sqlite3
+
+    store, profiles, listing = _listing(tmp_path)
+    a = store.add_instance(Instance(name="a", image="fp"))
+    queries = []
+    real = store.instance_rows
+
+    def counted(project: str | None = None) -> Any:
+        queries.append(project)
+        return real(project)
+
+    store.instance_rows = counted  # type: ignore[method-assign]
+    first = listing.listed()
+    assert listing.listed() == first and len(queries) == 1
+    a.description = "changed"
+    store.update_instance(a)
+    assert json.loads(listing.listed()[0].json)["description"] == "changed"
+    assert len(queries) == 2
+    other = sqlite3.connect(tmp_path / "cove.db")
+    with other:
+        other.execute("UPDATE instances SET description='elsewhere' WHERE name='a'")
+    other.close()
+    assert json.loads(listing.listed()[0].json)["description"] == "elsewhere"
+    assert len(queries) == 3
+    profiles.update("default", config={"user.p": "2"}, patch=True)
+    assert json.loads(listing.listed()[0].json)["expanded_config"] == {"user.p": "2"}
+    listing.listed(None)  # another scope: read on its own
+    assert len(queries) == 5
+    assert listing.listed() and listing.listed(None) and len(queries) == 5
+    store.close()
+
+
+def test_a_listing_inside_a_transaction_is_not_kept(tmp_path: Path) -> None:
+    """What a listing reads inside a transaction may be rolled back: the
+    next listing reads the rows again."""
+    store, _, listing = _listing(tmp_path)
+    store.add_instance(Instance(name="a", image="fp"))
+    with pytest.raises(RuntimeError), store.db.tx() as db:
+        db.execute("UPDATE instances SET description='rolled back' WHERE name='a'")
+        assert json.loads(listing.listed()[0].json)["description"] == "rolled back"
+        raise RuntimeError("roll back")
+    assert json.loads(listing.listed()[0].json)["description"] == ""
+    store.close()
+
+
+def test_states_as_text_are_the_states_encoded() -> None:
+    """``InstanceStates.states_json`` formats what ``states`` builds: running
+    (counters, with and without a NIC), stopped, frozen, with an app-stack
+    part (then built and encoded), and without the network part."""
+    from types import SimpleNamespace
+
+    from cove.engine._states import InstanceStates
+    from cove.runtime.cgroups import CgroupStats
+
+    insts = [Instance(name="a", image="fp", status=Status.RUNNING),
+             Instance(name="p_b", image="fp", project="p", status=Status.RUNNING),
+             Instance(name="c", image="fp", status=Status.STOPPED),
+             Instance(name="d", image="fp", status=Status.FROZEN),
+             Instance(name="e", image="fp", status=Status.RUNNING)]
+    nic = {"eth0": {"addresses": [{"family": "inet", "address": "10.0.0.2"}], "mtu": 1500}}
+
+    class Net:
+        def states(self, running: list[Instance]) -> dict[str, dict[str, Any]]:
+            return {i.name: {"lo": api.LOOPBACK_STATE, **(nic if i.name == "a" else {})}
+                    for i in running}
+
+    runs = SimpleNamespace(pids={"a": 10, "p_b": 11, "c": 12, "d": 13, "e": 14})
+    paths = SimpleNamespace(cgroups_path=lambda key: f"/covetest/{key}")
+    states = InstanceStates(runs, paths, Net())  # type: ignore[arg-type]
+    counters = {f"/covetest/{k}": CgroupStats(memory=2**40 + n, memory_peak=2**41, cpu_ns=2**63,
+                                              pids=n) for n, k in enumerate(runs.pids)}
+    states._counters.read_many = (  # type: ignore[method-assign]
+        lambda cgroups: [counters[path] for path, _ in cgroups])
+    app = {"e": {"cove": {"ready": True, "health": {"status": "healthy"}}}}
+    for network in (True, False):
+        want = states.states(insts, network=network)
+        for key, extra in app.items():
+            want[key].update(extra)
+        got = states.states_json(insts, network=network, extra=lambda k: app.get(k, {}))
+        assert got == {k: api.state_json(v) for k, v in want.items()}, network
+        assert got == {k: json.dumps(api.InstanceState.from_wire(v).to_wire())
+                       for k, v in want.items()}, network
+        assert states.states_json(insts, network=network) == {
+            k: api.state_json(v) for k, v in states.states(insts, network=network).items()}
+    assert json.loads(got["a"])["memory"]["usage"] == 2**40
+    states.close()

@@ -305,6 +305,9 @@ class FakeInstances:
         self.states_asked.append(network)
         return {i.name: self.state(split_key(i.name)[1], project=i.project) for i in insts}
 
+    def states_json(self, insts: list[Instance], *, network: bool = True) -> dict[str, str]:
+        return {k: api.state_json(v) for k, v in self.states(insts, network=network).items()}
+
     def create(self, req: InstancesPost, *, project: str = "default",
                wait_for_lock: float = 0) -> Operation:
         key = instance_key(project, req.name)

@@ -47,8 +47,11 @@ if TYPE_CHECKING:
     from cove.api._list_json import (
         LOOPBACK_STATE,
         instance_full_json,
+        instance_full_json_of,
         instance_json,
         network_json,
+        state_json,
+        state_json_of,
     )
     from cove.api._metrics import (
         METRIC_FAMILIES,
@@ -179,6 +182,7 @@ __all__ = [
     "instance",
     "instance_full",
     "instance_full_json",
+    "instance_full_json_of",
     "instance_json",
     "instance_object",
     "network",
@@ -193,6 +197,8 @@ __all__ = [
     "render_families",
     "rfc3339",
     "snapshot",
+    "state_json",
+    "state_json_of",
     "storage_volume",
     "sync_envelope",
 ]
@@ -210,7 +216,8 @@ _MODULES = {
                 "ImageAliasesEntryPut", "ImageAliasesPost", "ImagePut"),
     "_instances": ("ZERO_TIME", "Instance", "InstanceExecPost", "InstancePost", "InstancePut",
                    "InstanceSource", "InstanceState", "InstanceStatePut", "InstancesPost"),
-    "_list_json": ("LOOPBACK_STATE", "instance_full_json", "instance_json", "network_json"),
+    "_list_json": ("LOOPBACK_STATE", "instance_full_json", "instance_full_json_of",
+                   "instance_json", "network_json", "state_json", "state_json_of"),
     "_metrics": ("METRIC_FAMILIES", "MetricSet", "format_value", "parse_metrics",
                  "render_families"),
     "_networks": ("Certificate", "CertificatesPost", "Network", "NetworkLease", "NetworkPut",

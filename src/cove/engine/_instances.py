@@ -94,6 +94,7 @@ class Instances:
         self._watcher = ExitWatcher(self._on_exit)
         self.hooks: LifecycleHooks = NO_HOOKS  # the app-stack keys (``_deps``)
         self._states = InstanceStates(runs, paths, network)
+        self.states_json = lambda insts, network=True: self._states.states_json(insts, network=network, extra=self.hooks.state)  # states() as text
         self.listed = InstanceListing(store, profiles, projects).listed  # all(), cached
 
     def close(self) -> None:

@@ -141,7 +141,8 @@ class NetworkType(ABC):
                       devices: dict[str, dict[str, dict[str, str]]]
                       ) -> dict[str, dict[str, Any]]:
         """``nic_states`` of many running instances (``devices`` by key), by
-        key; a type that reads shared tables overrides it to read them once."""
+        key (one without NICs of this type may be left out); a type that
+        reads shared tables overrides it to read them once."""
         return {i.name: self.nic_states(i, devices[i.name]) for i in insts}
 
     def sweep(self, running: set[str]) -> None:

@@ -295,16 +295,20 @@ class BridgeType(NetworkType):
     def nic_states_of(self, insts: list[Instance],
                       devices: dict[str, dict[str, dict[str, str]]]
                       ) -> dict[str, dict[str, Any]]:
-        """One lease query and one read of every link's counters for all."""
+        """One lease query and one read of every link's counters for all;
+        instances without a lease are left out (and with none, no counters
+        are read)."""
         from cove.network._netlink import Netlink
 
         leases: dict[str, list[Lease]] = {i.name: [] for i in insts}
         for lease in self.ctx.store.list_leases():
             if lease.instance in leases:
                 leases[lease.instance].append(lease)
+        leased = [i.name for i in insts if leases[i.name]]
+        if not leased:
+            return {}
         table = Netlink.all_counters()
-        return {i.name: self._nic_states(devices[i.name], leases[i.name], table.get)
-                if leases[i.name] else {} for i in insts}
+        return {key: self._nic_states(devices[key], leases[key], table.get) for key in leased}
 
     def _nic_states(self, devices: dict[str, dict[str, str]], leases: list[Lease],
                     counters_of: Callable[[str], dict[str, int] | None]) -> dict[str, Any]:

@@ -119,10 +119,10 @@ class CniType(NetworkType):
     def nic_states_of(self, insts: list[Instance],
                       devices: dict[str, dict[str, dict[str, str]]]
                       ) -> dict[str, dict[str, Any]]:
-        """Only the instances with CNI state are looked at (one listing)."""
+        """Only the instances with CNI state are looked at (one listing), the
+        others left out."""
         have = self.ctx.host.cni.with_state()
-        return {i.name: self.nic_states(i, devices[i.name]) if i.name in have else {}
-                for i in insts}
+        return {i.name: self.nic_states(i, devices[i.name]) for i in insts if i.name in have}
 
     def nic_states(self, inst: Instance, devices: dict[str, dict[str, str]]
                    ) -> dict[str, Any]:

@@ -70,6 +70,7 @@ class InstancesAPI(Protocol):
         """The states of rows ``all`` returned, by key, in one call; ``network`` False leaves it null (LXD's ``recursion=2;fields=``), ``counters`` False the cgroup counters 0."""
         ...
 
+    def states_json(self, insts: list[Instance], *, network: bool = True) -> dict[str, str]: ...  # states() as cove.api.state_json text: _states
     def create(self, req: InstancesPost, *, project: str = "default",
                wait_for_lock: float = 0) -> Operation:
         """Make an instance (and start it if ``req.start``), as an operation. Not idempotent."""

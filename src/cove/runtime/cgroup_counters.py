@@ -42,7 +42,23 @@ def _paths(cgroups_path: str) -> tuple[str, str, str, str]:
             os.path.join(CGROUP_ROOT, "pids", rel, "pids.current"))
 
 
+# How much of each file is read: v1's and v2's but ``cpu.stat`` hold one
+# number (a u64 is 20 digits); reading less than 4096 makes a smaller buffer
+# to allocate and shrink per read (a fifth of the read's cost, measured).
+_ONE_NUMBER = 64
+_V1_SIZES = (_ONE_NUMBER,) * _FILES
+_V2_SIZES = (_ONE_NUMBER, _ONE_NUMBER, 4096, _ONE_NUMBER)
+
+
+def _sizes() -> tuple[int, ...]:
+    return _V2_SIZES if is_v2() else _V1_SIZES
+
+
 def _int(text: bytes) -> int:
+    try:
+        return int(text)  # "123\n": int() takes the surrounding whitespace
+    except ValueError:
+        pass
     try:
         return int(text.split()[0]) if text else 0
     except (ValueError, IndexError):
@@ -82,19 +98,48 @@ class CounterFiles:
         """The counters of the cgroup of the container whose init is ``pid``
         (zeros for what cannot be read, as ``read_stats``). Never raises."""
         with self._lock:
-            entry = self._open.get(cgroups_path)
-            if entry is not None and entry[0] != pid:
-                self._drop(cgroups_path)
-                entry = None
-            if entry is None:
-                if self._held + _FILES > self._budget:
-                    return _stats([_read_once(p) for p in _paths(cgroups_path)])
-                entry = self._take(cgroups_path, pid)
-            texts = self._pread(entry[1])
-            if texts is None:  # a cgroup removed and made again: reopen once
-                self._drop(cgroups_path)
-                texts = self._pread(self._take(cgroups_path, pid)[1]) or [b""] * _FILES
-            return _stats(texts)
+            return self._read(cgroups_path, pid)
+
+    def read_many(self, cgroups: list[tuple[str, int]]) -> list[CgroupStats]:
+        """``read`` of each (cgroups path, init pid), in order, under one
+        taking of the lock (a listing of a thousand took it a thousand
+        times). Never raises."""
+        out = []
+        pread = os.pread
+        one_number = not is_v2()  # v2's cpu.stat has lines to parse: as read does
+        with self._lock:
+            for path, pid in cgroups:
+                entry = self._open.get(path)
+                if one_number and entry is not None and entry[0] == pid:
+                    # the common case inline: four numbers from four open files
+                    # (the per-file calls and checks were half the cost of a read)
+                    mem, peak, cpu, pids = entry[1]
+                    try:
+                        out.append(CgroupStats(int(pread(mem, _ONE_NUMBER, 0)),
+                                               int(pread(peak, _ONE_NUMBER, 0)),
+                                               int(pread(cpu, _ONE_NUMBER, 0)),
+                                               int(pread(pids, _ONE_NUMBER, 0))))
+                        continue
+                    except (OSError, ValueError):
+                        pass  # a file not open (-1), a cgroup gone, another text: as read
+                out.append(self._read(path, pid))
+        return out
+
+    def _read(self, cgroups_path: str, pid: int) -> CgroupStats:
+        """``read`` with the lock held."""
+        entry = self._open.get(cgroups_path)
+        if entry is not None and entry[0] != pid:
+            self._drop(cgroups_path)
+            entry = None
+        if entry is None:
+            if self._held + _FILES > self._budget:
+                return _stats([_read_once(p) for p in _paths(cgroups_path)])
+            entry = self._take(cgroups_path, pid)
+        texts = self._pread(entry[1])
+        if texts is None:  # a cgroup removed and made again: reopen once
+            self._drop(cgroups_path)
+            texts = self._pread(self._take(cgroups_path, pid)[1]) or [b""] * _FILES
+        return _stats(texts)
 
     def forget(self, cgroups_path: str) -> None:
         """Close the files of ``cgroups_path`` (its container stopped). Idempotent."""
@@ -137,12 +182,12 @@ class CounterFiles:
     def _pread(fds: list[int]) -> list[bytes] | None:
         """Each file's text; None if a cgroup went away under an open file."""
         out = []
-        for fd in fds:
+        for fd, size in zip(fds, _sizes(), strict=True):
             if fd < 0:
                 out.append(b"")
                 continue
             try:
-                out.append(os.pread(fd, 4096, 0))
+                out.append(os.pread(fd, size, 0))
             except OSError as e:
                 if e.errno == errno.ENODEV:
                     return None

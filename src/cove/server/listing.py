@@ -106,12 +106,15 @@ def instances_text(engine: EngineAPI, project: str | None, level: int, *,
     if level == 1:
         return "[" + ", ".join(item.json for item in listed) + "]"
     insts = [item.inst for item in listed]
-    states = engine.instances.states(insts, network=network)
+    states = engine.instances.states_json(insts, network=network)
     snaps = engine.snapshots.by_instance([i.name for i in insts])
-    return "[" + ", ".join(
-        api.instance_full_json(item.json, states[item.inst.name],
-                               [api.snapshot(s, item.inst) for s in snaps[item.inst.name]])
-        for item in listed) + "]"
+    full, snapshot = api.instance_full_json_of, api.snapshot
+    out = []
+    for inst, item in zip(insts, listed, strict=True):
+        own = snaps[inst.name]  # mostly none: no list of wire objects to make then
+        out.append(full(item.json, states[inst.name],
+                        [snapshot(s, inst) for s in own] if own else []))
+    return f"[{', '.join(out)}]"
 
 
 def _selected(engine: EngineAPI, listed: list[Any], level: int, network: bool,

@@ -50,11 +50,27 @@ class Database:
     def __init__(self, path: Path) -> None:
         _owner_only(path)
         self._lock = threading.RLock()
+        self._unique = 0  # version()'s values inside a transaction: -1, -2, ...
         self._db = sqlite3.connect(path, timeout=30, isolation_level=None,
                                    check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
+
+    def version(self) -> tuple[int, int]:
+        """A value that is new after any change of any table: the rows this
+        connection changed so far (SQLite's ``total_changes``, rolled-back
+        ones too) and ``PRAGMA data_version`` (commits by other
+        connections). Read it before a query to know later whether that
+        query could answer differently now. Inside a transaction (of this
+        thread: the lock is held) it is a value never given before, as what
+        is read there may yet be rolled back."""
+        with self._lock:
+            if self._db.in_transaction:
+                self._unique -= 1
+                return (self._unique, 0)
+            return (self._db.total_changes,
+                    int(self._db.execute("PRAGMA data_version").fetchone()[0]))
 
     def script(self, ddl: str) -> None:
         """Run schema statements (``CREATE ... IF NOT EXISTS``: idempotent).
