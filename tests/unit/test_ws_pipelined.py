@@ -34,10 +34,13 @@ def _server(ends: list[socket.socket], refuse: int | None, seen: list[str]) -> N
             sock.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: %d\r\n\r\n%s"
                          % (len(body), body))
             continue
-        sock.sendall(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                      "Connection: Upgrade\r\nSec-WebSocket-Accept: "
-                      f"{accept_key(req['sec-websocket-key'])}\r\n\r\n").encode()
-                     + encode_frame(OP_TEXT, f"hello {i}".encode(), mask=False))
+        try:
+            sock.sendall(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                          "Connection: Upgrade\r\nSec-WebSocket-Accept: "
+                          f"{accept_key(req['sec-websocket-key'])}\r\n\r\n").encode()
+                         + encode_frame(OP_TEXT, f"hello {i}".encode(), mask=False))
+        except BrokenPipeError:  # a client that saw a refusal may close the others first
+            pass
 
 
 def _pairs(n: int) -> tuple[list[socket.socket], list[socket.socket]]:
