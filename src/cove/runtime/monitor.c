@@ -52,6 +52,12 @@ static int n_runtime_args;
 static long long o_log_size_max = -1;
 static int o_terminal, o_stdin, o_leave_stdin_open, o_no_sync_log;
 
+/* Big buffers are static, not on the stack: a page is only resident once
+ * touched, where a large stack frame is probed whole (stack clash
+ * protection) in every monitor. */
+static char errbuf[STDIO_BUF];
+static char pathbuf[4200], tmpbuf[4200];
+
 static int sync_fd = -1;
 static int log_fd = -1;
 static long long log_written;
@@ -88,7 +94,7 @@ static int write_all(int fd, const void *buf, size_t len) {
 
 /* The sync message, as conmon's write_or_close_sync_fd writes it. */
 static void report(int res, const char *message) {
-    char out[2 * STDIO_BUF];
+    static char out[2 * STDIO_BUF];
     size_t n = 0;
     if (sync_fd < 0)
         return;
@@ -139,8 +145,8 @@ static void fail(const char *fmt, ...) {
 
 /* Write ``data`` to ``path`` whole or not at all (as g_file_set_contents). */
 static int set_contents(const char *path, const char *data) {
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.%d.tmp", path, (int)getpid());
+    char *tmp = tmpbuf;
+    snprintf(tmp, sizeof tmpbuf, "%s.%d.tmp", path, (int)getpid());
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
         return -1;
@@ -173,10 +179,10 @@ static void open_log(void) {
 
 /* A new, empty file in place of the old one (conmon's reopen_k8s_file). */
 static void reopen_log(void) {
-    char tmp[4200];
+    char *tmp = tmpbuf;
     if (!o_log)
         return;
-    snprintf(tmp, sizeof tmp, "%s.tmp", o_log);
+    snprintf(tmp, sizeof tmpbuf, "%s.tmp", o_log);
     if (log_fd >= 0)
         close(log_fd);
     log_written = 0;
@@ -299,7 +305,7 @@ static void to_clients(const char *packet, size_t len) {
 /* One read of the container's output: to the log, then to the clients.
  * Returns the bytes read, 0 at the end, -1 when nothing is there now. */
 static ssize_t read_stdio(int fd, int pipe) {
-    char packet[STDIO_BUF + 1];
+    static char packet[STDIO_BUF + 1];
     ssize_t n;
     do
         n = read(fd, packet + 1, STDIO_BUF);
@@ -317,7 +323,7 @@ static ssize_t read_stdio(int fd, int pipe) {
 /* -- setup ---------------------------------------------------------------- */
 
 static void setup_attach(void) {
-    char path[4200];
+    char *path = pathbuf;
     snprintf(symlink_path, sizeof symlink_path, "%s/%s", o_socket_dir, o_cid);
     if (unlink(symlink_path) < 0 && errno != ENOENT)
         fail("Failed to remove existing symlink for socket directory %s", symlink_path);
@@ -328,7 +334,7 @@ static void setup_attach(void) {
     int dir = open(o_bundle, O_PATH | O_CLOEXEC);
     if (dir < 0)
         fail("failed to open bundle %s: %s", o_bundle, strerror(errno));
-    snprintf(path, sizeof path, "%s/attach", o_bundle);
+    snprintf(path, sizeof pathbuf, "%s/attach", o_bundle);
     attach_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (attach_fd < 0)
         fail("Failed to create attach socket: %s", strerror(errno));
@@ -345,8 +351,8 @@ static void setup_attach(void) {
 }
 
 static void setup_ctl(void) {
-    char path[4200];
-    snprintf(path, sizeof path, "%s/ctl", o_bundle);
+    char *path = pathbuf;
+    snprintf(path, sizeof pathbuf, "%s/ctl", o_bundle);
     if (mkfifo(path, 0660) < 0 && errno == EEXIST) {
         (void)unlink(path);
         if (mkfifo(path, 0660) < 0)
@@ -390,7 +396,7 @@ static void accept_console(int lfd, const char *name) {
     while (conn < 0 && errno == EINTR);
     if (conn < 0)
         return;
-    char data[4096];
+    static char data[4096];
     char ctl[CMSG_SPACE(sizeof(int))];
     struct iovec iov = {data, sizeof data};
     struct msghdr msg;
@@ -720,8 +726,8 @@ int main(int argc, char **argv) {
     }
     (void)fcntl(err_fd, F_SETFL, O_NONBLOCK);
     if (!WIFEXITED(runtime_status) || WEXITSTATUS(runtime_status) != 0) {
-        char buf[STDIO_BUF];
-        ssize_t n = read(err_fd, buf, sizeof buf - 1);
+        char *buf = errbuf;
+        ssize_t n = read(err_fd, buf, sizeof errbuf - 1);
         buf[n > 0 ? n : 0] = '\0';
         say("runtime stderr: %s", buf);
         report(-1, buf);
@@ -736,8 +742,8 @@ int main(int argc, char **argv) {
     if (pfd >= 0)
         close(pfd);
     if (pn <= 0) {
-        char buf[STDIO_BUF];
-        ssize_t n = read(err_fd, buf, sizeof buf - 1);
+        char *buf = errbuf;
+        ssize_t n = read(err_fd, buf, sizeof errbuf - 1);
         buf[n > 0 ? n : 0] = '\0';
         fail("Failed to read pidfile: %s", n > 0 ? buf : strerror(errno));
     }
@@ -866,9 +872,9 @@ int main(int argc, char **argv) {
         close(clients[c]);
     n_clients = 0;
     char status[16];
-    char path[4200];
+    char *path = pathbuf;
     snprintf(status, sizeof status, "%d", exit_status(container_status));
-    snprintf(path, sizeof path, "%s/%s", o_exit_dir, o_cid);
+    snprintf(path, sizeof pathbuf, "%s/%s", o_exit_dir, o_cid);
     if (set_contents(path, status) < 0)
         say("Failed to write %s to exit file: %s", status, strerror(errno));
     cleanup_symlink();
