@@ -138,8 +138,8 @@ static void fail(const char *fmt, ...) {
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     say("%s", msg);
+    cleanup_symlink(); /* before the report: the caller goes on at once */
     report(-1, msg);
-    cleanup_symlink();
     exit(1);
 }
 
@@ -730,8 +730,8 @@ int main(int argc, char **argv) {
         ssize_t n = read(err_fd, buf, sizeof errbuf - 1);
         buf[n > 0 ? n : 0] = '\0';
         say("runtime stderr: %s", buf);
-        report(-1, buf);
         cleanup_symlink();
+        report(-1, buf);
         return 1;
     }
     if (o_terminal && out_fd < 0)
@@ -871,13 +871,15 @@ int main(int argc, char **argv) {
     for (int c = 0; c < n_clients; c++)
         close(clients[c]);
     n_clients = 0;
+    /* the symlink first: once the exit file is there a new monitor of the
+     * same container may make its own */
+    cleanup_symlink();
     char status[16];
     char *path = pathbuf;
     snprintf(status, sizeof status, "%d", exit_status(container_status));
     snprintf(path, sizeof pathbuf, "%s/%s", o_exit_dir, o_cid);
     if (set_contents(path, status) < 0)
         say("Failed to write %s to exit file: %s", status, strerror(errno));
-    cleanup_symlink();
     reap();
     return 0;
 }
