@@ -66,6 +66,7 @@ static int attach_fd = -1, ctl_fd = -1, ctl_dummy = -1;
 static int clients[MAX_CLIENTS];
 static int n_clients;
 static char symlink_path[4096];
+static char csname[64]; /* the console socket, until runc has connected */
 static pid_t create_pid = -1, container_pid = -1;
 static int container_status = -1, container_done;
 
@@ -129,6 +130,9 @@ static void cleanup_symlink(void) {
     if (symlink_path[0])
         (void)unlink(symlink_path);
     symlink_path[0] = '\0';
+    if (csname[0])
+        (void)unlink(csname);
+    csname[0] = '\0';
 }
 
 static void fail(const char *fmt, ...) {
@@ -416,6 +420,7 @@ static void accept_console(int lfd, const char *name) {
     int fd;
     memcpy(&fd, CMSG_DATA(c), sizeof fd);
     (void)unlink(name);
+    csname[0] = '\0';
     struct termios t;
     if (tcgetattr(fd, &t) == 0) {
         t.c_oflag |= ONLCR;
@@ -621,7 +626,6 @@ int main(int argc, char **argv) {
     if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0)
         fail("Failed to set as subreaper");
 
-    char csname[64] = "";
     int cs_fd = -1;
     int fds[2];
     int worker_in = -1, worker_out = -1, worker_err;
@@ -720,10 +724,11 @@ int main(int argc, char **argv) {
         if (p[0].revents & POLLIN)
             on_signal(sfd);
     }
-    if (cs_fd >= 0) {
+    if (cs_fd >= 0)
         close(cs_fd);
+    if (csname[0])
         (void)unlink(csname);
-    }
+    csname[0] = '\0';
     (void)fcntl(err_fd, F_SETFL, O_NONBLOCK);
     if (!WIFEXITED(runtime_status) || WEXITSTATUS(runtime_status) != 0) {
         char *buf = errbuf;
