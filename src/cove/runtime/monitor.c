@@ -585,6 +585,191 @@ static void parse(int argc, char **argv) {
     }
 }
 
+/* Until runc create ends: take the pty it hands over; then report the
+ * container's pid (or runc's error, and exit) on the sync pipe. */
+static void await_runtime(int sfd, int cs_fd) {
+    while (!runtime_done) {
+        struct pollfd p[2] = {{sfd, POLLIN, 0}, {cs_fd, POLLIN, 0}};
+        int np = cs_fd >= 0 ? 2 : 1;
+        if (poll(p, (nfds_t)np, -1) < 0 && errno != EINTR)
+            fail("poll: %s", strerror(errno));
+        if (np == 2 && (p[1].revents & POLLIN)) {
+            accept_console(cs_fd, csname);
+            if (out_fd >= 0) {
+                close(cs_fd);
+                cs_fd = -1;
+            }
+        }
+        if (p[0].revents & POLLIN)
+            on_signal(sfd);
+    }
+    if (cs_fd >= 0)
+        close(cs_fd);
+    if (csname[0])
+        (void)unlink(csname);
+    csname[0] = '\0';
+    (void)fcntl(err_fd, F_SETFL, O_NONBLOCK);
+    if (!WIFEXITED(runtime_status) || WEXITSTATUS(runtime_status) != 0) {
+        char *buf = errbuf;
+        ssize_t n = read(err_fd, buf, sizeof errbuf - 1);
+        buf[n > 0 ? n : 0] = '\0';
+        say("runtime stderr: %s", buf);
+        cleanup_symlink();
+        report(-1, buf);
+        exit(1);
+    }
+    if (o_terminal && out_fd < 0)
+        fail("Runtime did not set up terminal");
+    char pidbuf[32];
+    int pfd = open(o_pidfile, O_RDONLY | O_CLOEXEC);
+    ssize_t pn = pfd >= 0 ? read(pfd, pidbuf, sizeof pidbuf - 1) : -1;
+    if (pfd >= 0)
+        close(pfd);
+    int err = errno;
+    if (pn > 0)
+        pidbuf[pn] = '\0';
+    if (pn <= 0 || atoi(pidbuf) <= 0) {
+        char *buf = errbuf;
+        ssize_t n = read(err_fd, buf, sizeof errbuf - 1);
+        buf[n > 0 ? n : 0] = '\0';
+        fail("Failed to read pidfile: %s", n > 0 ? buf : pn < 0 ? strerror(err) : "no pid");
+    }
+    container_pid = atoi(pidbuf);
+    report(container_pid, NULL);
+    for (int i = 0; i < n_early; i++)
+        if (early_pid[i] == container_pid) {
+            container_status = early_status[i];
+            container_done = 1;
+        }
+}
+
+/* The monitor proper: output to the log and the clients, input from
+ * the clients, commands from the fifo, until the init exits. */
+static void monitor(int sfd) {
+    static char pend[SOCK_BUF];
+    size_t pend_len = 0, pend_off = 0;
+    struct timespec hup_until = {0, 0};
+    while (!container_done) {
+        struct pollfd p[6 + MAX_CLIENTS];
+        int np = 0, i_sig, i_ctl, i_att, i_out = -1, i_err = -1, i_in = -1, i_cl;
+        int timeout = -1;
+        i_sig = np, p[np++] = (struct pollfd){sfd, POLLIN, 0};
+        i_ctl = np, p[np++] = (struct pollfd){ctl_fd, POLLIN, 0};
+        i_att = np, p[np++] = (struct pollfd){attach_fd, POLLIN, 0};
+        if (out_fd >= 0) {
+            struct timespec now;
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            long long left = (hup_until.tv_sec - now.tv_sec) * 1000LL
+                             + (hup_until.tv_nsec - now.tv_nsec) / 1000000;
+            if (left <= 0)
+                i_out = np, p[np++] = (struct pollfd){out_fd, POLLIN, 0};
+            else
+                timeout = (int)left + 1;
+        }
+        if (err_fd >= 0)
+            i_err = np, p[np++] = (struct pollfd){err_fd, POLLIN, 0};
+        if (pend_len > pend_off && in_fd >= 0)
+            i_in = np, p[np++] = (struct pollfd){in_fd, POLLOUT, 0};
+        i_cl = np;
+        if (pend_len == pend_off)
+            for (int c = 0; c < n_clients; c++)
+                p[np++] = (struct pollfd){clients[c], POLLIN, 0};
+        if (poll(p, (nfds_t)np, timeout) < 0) {
+            if (errno == EINTR)
+                continue;
+            fail("poll: %s", strerror(errno));
+        }
+        if (p[i_sig].revents)
+            on_signal(sfd);
+        if (p[i_ctl].revents & POLLIN)
+            read_ctl();
+        if (p[i_att].revents & POLLIN) {
+            int c = accept4(attach_fd, NULL, NULL, SOCK_CLOEXEC);
+            if (c >= 0 && n_clients < MAX_CLIENTS)
+                clients[n_clients++] = c;
+            else if (c >= 0)
+                close(c);
+        }
+        if (i_out >= 0 && p[i_out].revents) {
+            ssize_t n = (p[i_out].revents & POLLIN) ? read_stdio(out_fd, STDOUT_PIPE) : 0;
+            if (n == 0 && o_terminal) {
+                /* no one has the pty's other side open: look again later */
+                clock_gettime(CLOCK_MONOTONIC, &hup_until);
+                hup_until.tv_nsec += 100 * 1000000L;
+                if (hup_until.tv_nsec >= 1000000000L)
+                    hup_until.tv_sec++, hup_until.tv_nsec -= 1000000000L;
+            } else if (n == 0) {
+                close(out_fd);
+                out_fd = -1;
+            }
+        }
+        if (i_err >= 0 && p[i_err].revents) {
+            if (read_stdio(err_fd, STDERR_PIPE) == 0) {
+                close(err_fd);
+                err_fd = -1;
+            }
+        }
+        if (i_in >= 0 && (p[i_in].revents & (POLLOUT | POLLERR | POLLHUP))) {
+            ssize_t n = write(in_fd, pend + pend_off, pend_len - pend_off);
+            if (n > 0)
+                pend_off += (size_t)n;
+            else if (n < 0 && errno != EAGAIN && errno != EINTR)
+                pend_off = pend_len; /* input that cannot go anywhere */
+            if (pend_off == pend_len)
+                pend_off = pend_len = 0;
+        }
+        for (int k = np - 1; k >= i_cl; k--) {
+            if (!p[k].revents)
+                continue;
+            int c;
+            for (c = 0; c < n_clients && clients[c] != p[k].fd; c++)
+                ;
+            if (c == n_clients)
+                continue;
+            ssize_t n = (p[k].revents & POLLIN) ? recv(clients[c], pend, sizeof pend, 0) : 0;
+            if (n < 0 && (errno == EAGAIN || errno == EINTR))
+                continue;
+            if (n <= 0) {
+                drop_client(c);
+                continue;
+            }
+            if (in_fd >= 0) {
+                pend_len = (size_t)n;
+                pend_off = 0;
+                break; /* one client's input at a time */
+            }
+        }
+    }
+
+}
+
+/* The init is gone: what it left in the pipes, then the exit file. */
+static void finish(void) {
+    if (out_fd >= 0) {
+        (void)fcntl(out_fd, F_SETFL, O_NONBLOCK);
+        while (read_stdio(out_fd, STDOUT_PIPE) > 0)
+            ;
+    }
+    if (err_fd >= 0)
+        while (read_stdio(err_fd, STDERR_PIPE) > 0)
+            ;
+    if (!o_no_sync_log && log_fd >= 0)
+        (void)fsync(log_fd);
+    for (int c = 0; c < n_clients; c++)
+        close(clients[c]);
+    n_clients = 0;
+    /* the symlink first: once the exit file is there a new monitor of the
+     * same container may make its own */
+    cleanup_symlink();
+    char status[16];
+    char *path = pathbuf;
+    snprintf(status, sizeof status, "%d", exit_status(container_status));
+    snprintf(path, sizeof pathbuf, "%s/%s", o_exit_dir, o_cid);
+    if (set_contents(path, status) < 0)
+        say("Failed to write %s to exit file: %s", status, strerror(errno));
+    reap();
+}
+
 int main(int argc, char **argv) {
     parse(argc, argv);
     umask(0022);
@@ -708,183 +893,13 @@ int main(int argc, char **argv) {
         close(worker_out);
     close(worker_err);
 
-    /* Until runc create ends: take the pty it hands over. */
-    while (!runtime_done) {
-        struct pollfd p[2] = {{sfd, POLLIN, 0}, {cs_fd, POLLIN, 0}};
-        int np = cs_fd >= 0 ? 2 : 1;
-        if (poll(p, (nfds_t)np, -1) < 0 && errno != EINTR)
-            fail("poll: %s", strerror(errno));
-        if (np == 2 && (p[1].revents & POLLIN)) {
-            accept_console(cs_fd, csname);
-            if (out_fd >= 0) {
-                close(cs_fd);
-                cs_fd = -1;
-            }
-        }
-        if (p[0].revents & POLLIN)
-            on_signal(sfd);
-    }
-    if (cs_fd >= 0)
-        close(cs_fd);
-    if (csname[0])
-        (void)unlink(csname);
-    csname[0] = '\0';
-    (void)fcntl(err_fd, F_SETFL, O_NONBLOCK);
-    if (!WIFEXITED(runtime_status) || WEXITSTATUS(runtime_status) != 0) {
-        char *buf = errbuf;
-        ssize_t n = read(err_fd, buf, sizeof errbuf - 1);
-        buf[n > 0 ? n : 0] = '\0';
-        say("runtime stderr: %s", buf);
-        cleanup_symlink();
-        report(-1, buf);
-        return 1;
-    }
-    if (o_terminal && out_fd < 0)
-        fail("Runtime did not set up terminal");
-    char pidbuf[32];
-    int pfd = open(o_pidfile, O_RDONLY | O_CLOEXEC);
-    ssize_t pn = pfd >= 0 ? read(pfd, pidbuf, sizeof pidbuf - 1) : -1;
-    if (pfd >= 0)
-        close(pfd);
-    if (pn <= 0) {
-        char *buf = errbuf;
-        ssize_t n = read(err_fd, buf, sizeof errbuf - 1);
-        buf[n > 0 ? n : 0] = '\0';
-        fail("Failed to read pidfile: %s", n > 0 ? buf : strerror(errno));
-    }
-    pidbuf[pn] = '\0';
-    container_pid = atoi(pidbuf);
-    report(container_pid, NULL);
-    for (int i = 0; i < n_early; i++)
-        if (early_pid[i] == container_pid) {
-            container_status = early_status[i];
-            container_done = 1;
-        }
+    await_runtime(sfd, cs_fd);
     if (!container_done)
         reap();
     if (out_fd >= 0 && !o_terminal)
         (void)fcntl(out_fd, F_SETFL, O_NONBLOCK);
 
-    /* The monitor proper: output to the log and the clients, input from
-     * the clients, commands from the fifo, until the init exits. */
-    static char pend[SOCK_BUF];
-    size_t pend_len = 0, pend_off = 0;
-    struct timespec hup_until = {0, 0};
-    while (!container_done) {
-        struct pollfd p[6 + MAX_CLIENTS];
-        int np = 0, i_sig, i_ctl, i_att, i_out = -1, i_err = -1, i_in = -1, i_cl;
-        int timeout = -1;
-        i_sig = np, p[np++] = (struct pollfd){sfd, POLLIN, 0};
-        i_ctl = np, p[np++] = (struct pollfd){ctl_fd, POLLIN, 0};
-        i_att = np, p[np++] = (struct pollfd){attach_fd, POLLIN, 0};
-        if (out_fd >= 0) {
-            struct timespec now;
-            clock_gettime(CLOCK_MONOTONIC, &now);
-            long long left = (hup_until.tv_sec - now.tv_sec) * 1000LL
-                             + (hup_until.tv_nsec - now.tv_nsec) / 1000000;
-            if (left <= 0)
-                i_out = np, p[np++] = (struct pollfd){out_fd, POLLIN, 0};
-            else
-                timeout = (int)left + 1;
-        }
-        if (err_fd >= 0)
-            i_err = np, p[np++] = (struct pollfd){err_fd, POLLIN, 0};
-        if (pend_len > pend_off && in_fd >= 0)
-            i_in = np, p[np++] = (struct pollfd){in_fd, POLLOUT, 0};
-        i_cl = np;
-        if (pend_len == pend_off)
-            for (int c = 0; c < n_clients; c++)
-                p[np++] = (struct pollfd){clients[c], POLLIN, 0};
-        if (poll(p, (nfds_t)np, timeout) < 0) {
-            if (errno == EINTR)
-                continue;
-            fail("poll: %s", strerror(errno));
-        }
-        if (p[i_sig].revents)
-            on_signal(sfd);
-        if (p[i_ctl].revents & POLLIN)
-            read_ctl();
-        if (p[i_att].revents & POLLIN) {
-            int c = accept4(attach_fd, NULL, NULL, SOCK_CLOEXEC);
-            if (c >= 0 && n_clients < MAX_CLIENTS)
-                clients[n_clients++] = c;
-            else if (c >= 0)
-                close(c);
-        }
-        if (i_out >= 0 && p[i_out].revents) {
-            ssize_t n = (p[i_out].revents & POLLIN) ? read_stdio(out_fd, STDOUT_PIPE) : 0;
-            if (n == 0 && o_terminal) {
-                /* no one has the pty's other side open: look again later */
-                clock_gettime(CLOCK_MONOTONIC, &hup_until);
-                hup_until.tv_nsec += 100 * 1000000L;
-                if (hup_until.tv_nsec >= 1000000000L)
-                    hup_until.tv_sec++, hup_until.tv_nsec -= 1000000000L;
-            } else if (n == 0) {
-                close(out_fd);
-                out_fd = -1;
-            }
-        }
-        if (i_err >= 0 && p[i_err].revents) {
-            if (read_stdio(err_fd, STDERR_PIPE) == 0) {
-                close(err_fd);
-                err_fd = -1;
-            }
-        }
-        if (i_in >= 0 && (p[i_in].revents & (POLLOUT | POLLERR | POLLHUP))) {
-            ssize_t n = write(in_fd, pend + pend_off, pend_len - pend_off);
-            if (n > 0)
-                pend_off += (size_t)n;
-            else if (n < 0 && errno != EAGAIN && errno != EINTR)
-                pend_off = pend_len; /* input that cannot go anywhere */
-            if (pend_off == pend_len)
-                pend_off = pend_len = 0;
-        }
-        for (int k = np - 1; k >= i_cl; k--) {
-            if (!p[k].revents)
-                continue;
-            int c;
-            for (c = 0; c < n_clients && clients[c] != p[k].fd; c++)
-                ;
-            if (c == n_clients)
-                continue;
-            ssize_t n = (p[k].revents & POLLIN) ? recv(clients[c], pend, sizeof pend, 0) : 0;
-            if (n < 0 && (errno == EAGAIN || errno == EINTR))
-                continue;
-            if (n <= 0) {
-                drop_client(c);
-                continue;
-            }
-            if (in_fd >= 0) {
-                pend_len = (size_t)n;
-                pend_off = 0;
-                break; /* one client's input at a time */
-            }
-        }
-    }
-
-    /* The init is gone: what it left in the pipes, then the exit file. */
-    if (out_fd >= 0) {
-        (void)fcntl(out_fd, F_SETFL, O_NONBLOCK);
-        while (read_stdio(out_fd, STDOUT_PIPE) > 0)
-            ;
-    }
-    if (err_fd >= 0)
-        while (read_stdio(err_fd, STDERR_PIPE) > 0)
-            ;
-    if (!o_no_sync_log && log_fd >= 0)
-        (void)fsync(log_fd);
-    for (int c = 0; c < n_clients; c++)
-        close(clients[c]);
-    n_clients = 0;
-    /* the symlink first: once the exit file is there a new monitor of the
-     * same container may make its own */
-    cleanup_symlink();
-    char status[16];
-    char *path = pathbuf;
-    snprintf(status, sizeof status, "%d", exit_status(container_status));
-    snprintf(path, sizeof pathbuf, "%s/%s", o_exit_dir, o_cid);
-    if (set_contents(path, status) < 0)
-        say("Failed to write %s to exit file: %s", status, strerror(errno));
-    reap();
+    monitor(sfd);
+    finish();
     return 0;
 }
