@@ -653,6 +653,8 @@ static void monitor(int sfd) {
         struct pollfd p[6 + MAX_CLIENTS];
         int np = 0, i_sig, i_ctl, i_att, i_out = -1, i_err = -1, i_in = -1, i_cl;
         int timeout = -1;
+        if (in_fd < 0)
+            pend_len = pend_off = 0; /* the input was closed: nothing waits for it */
         i_sig = np, p[np++] = (struct pollfd){sfd, POLLIN, 0};
         i_ctl = np, p[np++] = (struct pollfd){ctl_fd, POLLIN, 0};
         i_att = np, p[np++] = (struct pollfd){attach_fd, POLLIN, 0};
