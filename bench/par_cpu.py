@@ -31,6 +31,8 @@ channel of each task in those cgroups (what launches wait on off the CPU).
 ``--nice N``: coved (and so conmon and runc) and the bench at niceness N.
 ``--runc``: the floor, ``runc run -d`` of the same rootfs ``--parallel``
 times on ``--threads`` threads, in a cpuacct cgroup of its own likewise.
+``--ab-env A,B``: the paired A/B is of the first tree's coved under two
+environments instead (``COVE_MONITOR=conmon,COVE_MONITOR=cove``).
 
 Results: ``bench/results/par-cpu-<time>.json``; nothing is asserted. Under
 load the CPU figures hold better than the times (CPU is charged to whom it
@@ -99,12 +101,14 @@ def pstat(pid: int) -> tuple[float, float]:
 class Coved:
     """coved of one source tree on the root, in the cpuacct cgroup ``cg``."""
 
-    def __init__(self, root: Path, src: str, cg: Path) -> None:
+    def __init__(self, root: Path, src: str, cg: Path,
+                 env: dict[str, str] | None = None) -> None:
         self.root, self.src, self.cg = root, src, cg
+        self.env = env or {}
         self.p: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Self:
-        env = dict(os.environ, PYTHONPATH=str(Path(self.src).resolve()))
+        env = dict(os.environ, PYTHONPATH=str(Path(self.src).resolve()), **self.env)
         procs = str(self.cg / "cgroup.procs")
 
         def into_cg() -> None:
@@ -389,12 +393,17 @@ def main() -> int:
                    help="niceness of coved and what it starts (e.g. -15: nearer a quiet "
                         "machine's timing on a loaded one; say so with the numbers)")
     p.add_argument("--note", default="")
+    p.add_argument("--ab-env", default="",
+                   help="A/B of the first tree under two environments: K=V,K=V")
     args = p.parse_args()
     if args.nice:
         os.setpriority(os.PRIO_PROCESS, 0, args.nice)
     if os.geteuid() != 0:
         raise SystemExit("bench: needs root")
     srcs = [s for s in args.src.split(",") if s]
+    variants: list[tuple[str, dict[str, str]]] = [(s, {}) for s in srcs]
+    if args.ab_env:
+        variants = [(srcs[0], dict([kv.split("=", 1)])) for kv in args.ab_env.split(",")]
     tag = f"{os.getpid()}"
     root = Path(tempfile.mkdtemp(prefix="covescale-par-", dir="/tmp"))
     work = Path(tempfile.mkdtemp(prefix="covescale-par-art-", dir="/tmp"))
@@ -428,11 +437,12 @@ def main() -> int:
             step: dict[str, Any] = {"n": n, "bursts": []}
             out["steps"].append(step)
             for r in range(args.rounds):
-                for i, src in enumerate(srcs):
-                    with Coved(root, src, cg) as c:
+                for i, (src, env) in enumerate(variants):
+                    with Coved(root, src, cg, env) as c:
                         rec = burst(c, args, seq, f"{'ab'[i]}", cgs,
                                     args.perf and r == 0, args.pyspy and r == 0)
                     rec["round"] = r
+                    rec["env"] = env
                     step["bursts"].append(rec)
                     print(json.dumps({"n": n} | rec), flush=True)
                     res_path.write_text(json.dumps(out, indent=1))

@@ -107,7 +107,8 @@ def forwarder_pids(root: Path) -> list[int]:
 
 
 def conmon_pids(root: Path) -> list[int]:
-    """Live conmon processes whose command line mentions ``root``."""
+    """Live container monitors (conmon or cove-monitor) whose command line
+    mentions ``root``."""
     needle = (str(Path(root).absolute()) + "/").encode()
     pids = []
     for entry in os.listdir("/proc"):
@@ -118,9 +119,13 @@ def conmon_pids(root: Path) -> list[int]:
                 argv = f.read().split(b"\0")
         except OSError:
             continue
-        if argv and os.path.basename(argv[0]) == b"conmon" and any(needle in a for a in argv):
+        if argv and _is_monitor(os.path.basename(argv[0])) and any(needle in a for a in argv):
             pids.append(int(entry))
     return pids
+
+
+def _is_monitor(program: bytes) -> bool:
+    return program == b"conmon" or program.startswith(b"cove-monitor-")
 
 
 def pid_alive(pid: int) -> bool:
@@ -249,6 +254,7 @@ def reap_conmon_zombies() -> None:
     monitors of containers can end up as our zombie children: collect those
     (and only those)."""
     proc.reap_zombie_children(b"conmon")
+    proc.reap_zombie_children(b"cove-monitor")
 
 
 def _kill_pids(pids: Iterable[int]) -> None:

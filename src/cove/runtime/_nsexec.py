@@ -116,14 +116,17 @@ class BuildError(CoveError):
     """The helper could not be built or does not run."""
 
 
-def _digest(cc: str, flags: list[str]) -> str:
-    h = hashlib.sha256(SOURCE.read_bytes())
+def _digest(cc: str, flags: list[str], source: Path = SOURCE) -> str:
+    h = hashlib.sha256(source.read_bytes())
     h.update("\0".join([cc, *flags]).encode())
     return h.hexdigest()[:16]
 
 
-def build(out_dir: Path, *, cc: str = "gcc", strict: bool = False) -> Path:
-    """Compile ``nsexec.c`` into ``out_dir`` unless already there; return its path.
+def build(out_dir: Path, *, cc: str = "gcc", strict: bool = False, source: Path = SOURCE,
+          name: str = "cove-nsexec", version: str = VERSION) -> Path:
+    """Compile ``source`` (``nsexec.c``; cove-monitor's ``monitor.c`` is built
+    the same way) into ``out_dir/<name>-<digest>`` unless already there;
+    return its path. It must answer ``--version`` with ``version``.
 
     Statically linked when the C library allows (half the start-up time),
     dynamically otherwise. The file appears whole or not at all.
@@ -134,35 +137,35 @@ def build(out_dir: Path, *, cc: str = "gcc", strict: bool = False) -> Path:
     """
     flags = CFLAGS + (STRICT_CFLAGS if strict else [])
     out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    target = out_dir / f"cove-nsexec-{_digest(cc, flags)}"
-    if _usable(target):
+    target = out_dir / f"{name}-{_digest(cc, flags, source)}"
+    if _usable(target, name, version):
         return target
-    fd, tmp = tempfile.mkstemp(prefix=".cove-nsexec-", dir=out_dir)
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}-", dir=out_dir)
     os.close(fd)
     try:
         errors = []
         for link in (["-static"], []):
             try:
-                proc.run([cc, *flags, *link, "-o", tmp, str(SOURCE)], timeout=120)
+                proc.run([cc, *flags, *link, "-o", tmp, str(source)], timeout=120)
                 break
             except CoveError as e:
                 errors.append(str(e))
         else:
-            raise BuildError("cannot build cove-nsexec: " + "; ".join(errors))
+            raise BuildError(f"cannot build {name}: " + "; ".join(errors))
         os.chmod(tmp, 0o700)
-        _check_runs(tmp)
+        _check_runs(tmp, name, version)
         os.replace(tmp, target)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-    for old in out_dir.glob("cove-nsexec-*"):  # builds of an older source
+    for old in out_dir.glob(f"{name}-*"):  # builds of an older source
         if old != target:
             with contextlib.suppress(OSError):
                 old.unlink()
     return target
 
 
-def _usable(path: Path) -> bool:
+def _usable(path: Path, name: str = "cove-nsexec", version: str = VERSION) -> bool:
     """An existing build we may run as root: a regular file of ours that no
     one else can write, which answers ``--version`` as expected."""
     try:
@@ -172,19 +175,19 @@ def _usable(path: Path) -> bool:
     if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
         return False
     try:
-        _check_runs(str(path))
+        _check_runs(str(path), name, version)
     except BuildError:
         return False
     return True
 
 
-def _check_runs(path: str) -> None:
+def _check_runs(path: str, name: str = "cove-nsexec", version: str = VERSION) -> None:
     try:
         res = proc.run([path, "--version"], check=False, timeout=10, env={})
     except CoveError as e:
-        raise BuildError(f"cove-nsexec does not run: {e}") from None
-    if res.returncode != 0 or res.stdout.decode(errors="replace").strip() != VERSION:
-        raise BuildError(f"cove-nsexec does not run (exit {res.returncode})")
+        raise BuildError(f"{name} does not run: {e}") from None
+    if res.returncode != 0 or res.stdout.decode(errors="replace").strip() != version:
+        raise BuildError(f"{name} does not run (exit {res.returncode})")
 
 
 class NsExec:

@@ -1,11 +1,14 @@
-"""runc, with conmon as each container's monitor.
+"""runc, with a monitor process per container (cove-monitor or conmon).
 
-Design note: coved never parents a container. ``create`` starts conmon,
-which runs ``runc create``, reports the container's pid on a sync pipe, then
-stays behind as a ~2 MB monitor that holds the container's stdio, writes its
-output to the log and its exit code to ``exits/<id>``. So containers keep
-running while coved restarts or is killed; coved learns of an exit through a
-pidfd (see ``engine.watch``) and reads the code conmon left. ``exec`` runs
+Design note: coved never parents a container. ``create`` starts the
+monitor, which runs ``runc create``, reports the container's pid on a sync
+pipe, then stays behind as a small process that holds the container's
+stdio, writes its output to the log and its exit code to ``exits/<id>``. So
+containers keep running while coved restarts or is killed; coved learns of
+an exit through a pidfd (see ``engine.watch``) and reads the code the
+monitor left. The monitor is cove's own (``_monitor``) where it builds,
+else (or with ``COVE_MONITOR=conmon``) conmon: the same command line, files
+and protocols. ``exec`` runs
 cove's own small helper (``_nsexec``: same effect, a tenth of the time) or,
 when it cannot be had, ``runc exec``, as coved's own child: its stdio is the
 caller's stream. Failures are classified by runc's exit code, never by its
@@ -33,7 +36,7 @@ from pathlib import Path
 from cove.host import proc
 from cove.model.config import Resources
 from cove.model.errors import InternalError
-from cove.runtime import _conmon_libs, _execfifo, _nsexec, _session
+from cove.runtime import _conmon_libs, _execfifo, _monitor, _nsexec, _session
 from cove.runtime._session import SessionCgroup
 from cove.runtime.spec import MASKED_PATHS, ExecSpec
 
@@ -202,6 +205,7 @@ class Runc:
         self.nsexec = _nsexec.NsExec(Path(bin_dir) if bin_dir else self.state_dir / "bin")
         # conmon without libsystemd's dependencies (~150 KiB less per container)
         self.conmon_libs = _conmon_libs.ConmonLibs(self.nsexec.bin_dir, conmon)
+        self.monitor = _monitor.Monitor(self.nsexec.bin_dir)
         self.runc_root = self.state_dir / "runc"
         self.exits = self.state_dir / "exits"
         self.pids = self.state_dir / "pids"
@@ -233,22 +237,24 @@ class Runc:
 
     # -- lifecycle ------------------------------------------------------------
     def create(self, cid: str, bundle: Path, log_path: Path, *, terminal: bool = False) -> int:
-        """Create the container under a conmon monitor; return its init pid.
+        """Create the container under its monitor; return its init pid.
 
-        ``terminal`` (the spec's ``process.terminal``): conmon holds the
-        console pty and lets clients attach to it (see ``_console``).
+        ``terminal`` (the spec's ``process.terminal``): the monitor holds
+        the console pty and lets clients attach to it (see ``_console``).
 
         Raises:
-            InternalError: conmon or runc failed (the message carries runc's reason).
+            InternalError: the monitor or runc failed (the message carries
+                runc's reason).
         """
         self.exit_path(cid).unlink(missing_ok=True)
         pidfile = self.pids / f"{cid}.pid"
         pidfile.unlink(missing_ok=True)
+        monitor = self.monitor.path()  # None: conmon
         r, w = os.pipe()
         env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
-               "_OCI_SYNCPIPE": str(w), **self.conmon_libs.env()}
+               "_OCI_SYNCPIPE": str(w), **({} if monitor else self.conmon_libs.env())}
         args = [
-            self.conmon, "--api-version", "1", "-c", cid, "-u", cid, "-n", cid,
+            monitor or self.conmon, "--api-version", "1", "-c", cid, "-u", cid, "-n", cid,
             "-r", self.runc_path(), "-b", str(bundle), "-p", str(pidfile),
             "--exit-dir", str(self.exits), "-l", f"k8s-file:{log_path}",
             "--log-size-max", str(16 * 2**20),
@@ -263,13 +269,14 @@ class Runc:
             # cwd: conmon writes an ``oom`` file into its working directory
             # when the container is OOM-killed; it belongs to the bundle (and
             # goes with the instance), not to wherever coved was started.
+            # (cove-monitor writes none.)
             p = proc.spawn(args, pass_fds=(w,), env=env, stdin=subprocess.DEVNULL,
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                            start_new_session=True, cwd=str(bundle))
         finally:
             os.close(w)
         try:
-            # conmon's daemon half keeps the pipe open: read one message, not to EOF.
+            # the monitor's daemon half keeps the pipe open: read one message, not to EOF.
             data = b""
             while not data.endswith(b"\n"):
                 chunk = os.read(r, 4096)
@@ -401,7 +408,7 @@ class Runc:
             return None
 
     def wait_exit_code(self, cid: str, timeout: float = 2.0) -> int | None:
-        """Wait briefly for conmon to write the exit file after the init exits."""
+        """Wait briefly for the monitor to write the exit file after the init exits."""
         deadline = time.monotonic() + timeout
         while True:
             code = self.exit_code(cid)
@@ -422,7 +429,7 @@ class Runc:
         return _session.sweep(target.unified) if target.unified else []
 
     def attach_socket(self, cid: str) -> Path:
-        """conmon's attach socket of ``cid`` (its console, when it has one)."""
+        """The monitor's attach socket of ``cid`` (its console, when it has one)."""
         return self.state_dir / "attach" / cid / "attach"
 
     def conmon_pid(self, cid: str) -> int | None:
