@@ -384,7 +384,6 @@ class Instances:
                 self._runs.pids[name] = pid
             undo.callback(self._forget_running, name)
             self._runtime.start(name, pid)
-            self._runtime.mark_started(name)
             # LXD's onStart records the power state in the config, where
             # Ansible's lxd inventory plugin reads it (not in state.status).
             running = self._store.get_instance(name)
