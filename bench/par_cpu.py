@@ -5,10 +5,11 @@ Usage::
 
     sudo .venv/bin/python bench/par_cpu.py [--src src[,/tmp/cove-old/src]] [--n 0,200]
         [--parallel 50 --threads 10] [--rounds 2] [--nic] [--perf] [--pyspy] [--runc]
+        [--tmpdir /var/tmp]
 
 One root (``/tmp/covescale-par-XXXX``), the busybox image, coved started
 from each ``--src`` tree in turn (paired A/B when two are given: the same
-root and the same running containers, alternated per round). coved runs in
+root and the same running containers, alternated, ABBA, per round). coved runs in
 a cpuacct cgroup of its own, so everything it starts (conmon, runc create,
 start and init, ip, nft...) is charged there until runc moves the
 container's processes into the container's cgroup (under the root's parent
@@ -392,6 +393,10 @@ def main() -> int:
     p.add_argument("--nice", type=int, default=0,
                    help="niceness of coved and what it starts (e.g. -15: nearer a quiet "
                         "machine's timing on a loaded one; say so with the numbers)")
+    p.add_argument("--tmpdir", default="/tmp",
+                   help="where the root is made; /tmp's block groups are churned by every "
+                        "suite's roots, and there ext4 spends ~10x the CPU on each new inode "
+                        "(recently deleted inodes are skipped one by one)")
     p.add_argument("--note", default="")
     p.add_argument("--ab-env", default="",
                    help="A/B of the first tree under two environments: K=V,K=V")
@@ -405,7 +410,7 @@ def main() -> int:
     if args.ab_env:
         variants = [(srcs[0], dict([kv.split("=", 1)])) for kv in args.ab_env.split(",")]
     tag = f"{os.getpid()}"
-    root = Path(tempfile.mkdtemp(prefix="covescale-par-", dir="/tmp"))
+    root = Path(tempfile.mkdtemp(prefix="covescale-par-", dir=args.tmpdir))
     work = Path(tempfile.mkdtemp(prefix="covescale-par-art-", dir="/tmp"))
     cg = CPUACCT / f"covepar-{tag}"
     cg.mkdir()
@@ -437,7 +442,10 @@ def main() -> int:
             step: dict[str, Any] = {"n": n, "bursts": []}
             out["steps"].append(step)
             for r in range(args.rounds):
-                for i, (src, env) in enumerate(variants):
+                # ABBA: whichever runs second in a round ran ~1 ms of coved CPU
+                # per launch dearer in both orders (a trend within the run)
+                order = list(enumerate(variants))
+                for i, (src, env) in (order if r % 2 == 0 else order[::-1]):
                     with Coved(root, src, cg, env) as c:
                         rec = burst(c, args, seq, f"{'ab'[i]}", cgs,
                                     args.perf and r == 0, args.pyspy and r == 0)

@@ -79,7 +79,7 @@ from cove.engine._snapshots import Snapshots
 from cove.engine._storage import Storage
 from cove.engine._trust import Trust
 from cove.engine.events import EventBus
-from cove.engine.operations import Operations
+from cove.engine.operations import Operation, Operations
 from cove.host import proc
 from cove.model.config import parse_size
 from cove.model.errors import BadRequest, NotFound
@@ -110,9 +110,7 @@ class Engine:
         self.runtime = runtime
         self.store = Store(self.root / "cove.db")
         self.events = EventBus()
-        self.operations = Operations(
-            on_change=lambda op: self.events.publish("operation", op.to_dict(),
-                                                     project=op.project))
+        self.operations = Operations(on_change=self._operation_event)
         clock = time.time
         self.projects = Projects(self.store, self.operations, self.events)
         paths = Paths(self.root)
@@ -211,6 +209,10 @@ class Engine:
         """The server setting ``cove.images.max_size`` in bytes, None unset."""
         value = self.trust.server_config().get(MAX_UNPACK_KEY)
         return parse_size(value, MAX_UNPACK_KEY) if value else None
+
+    def _operation_event(self, op: Operation) -> None:
+        if self.events.wanted("operation"):  # without a listener, skip building it
+            self.events.publish("operation", op.to_dict(), project=op.project)
 
     def startup(self) -> None:
         """Reconcile the host with the database and autostart (see

@@ -371,9 +371,9 @@ class Images:
         """The image's command and environment (OCI images have them): from
         its row, or from beside its layers once the row is deleted; empty
         when neither is there. Never raises."""
-        img = self.find(fingerprint)
-        if img is not None:
-            return list(img.cmd), dict(img.env)
+        row = self._store.image_run_config(fingerprint) if fingerprint else None
+        if row is not None:
+            return row
         kept = self.layers.run_config(fingerprint) if fingerprint else None
         return kept if kept is not None else ([], {})
 
@@ -390,10 +390,7 @@ class Images:
     def mark_used(self, fingerprint: str) -> None:
         """Set ``last_used_at`` (an instance was made from it), as LXD. Never raises
         for an image that went meanwhile."""
-        img = self.find(fingerprint)
-        if img is not None:
-            img.last_used_at = self._now()
-            self._store.update_image(img)
+        self._store.touch_image(fingerprint, self._now())
 
     def collect(self, fingerprint: str, *, row_gone: bool = False) -> bool:
         """Remove the layers of ``fingerprint`` if no image row and no

@@ -308,9 +308,10 @@ class Instances:
                            f"({holder.description}) is in flight")
         return True
 
-    def set_status(self, name: str, status: Status, **fields: Any) -> Instance:
-        """Record a new status (and fields) for ``name``. Raises: NotFound."""
-        inst = self._store.get_instance(name)
+    def set_status(self, name: str, status: Status, row: Instance | None = None,
+                   **fields: Any) -> Instance:
+        """Record a new status (and fields) for ``name`` (on ``row`` if read). Raises: NotFound."""
+        inst = row if row is not None else self._store.get_instance(name)
         inst.status = status
         for k, v in fields.items():
             setattr(inst, k, v)
@@ -363,8 +364,7 @@ class Instances:
             net = self._net.prepare(inst, undo)  # leases, /etc/hosts, resolv.conf
             spec = self._spec_for(inst, d / "rootfs", net.mounts)
             log = d / "console.log"
-            with contextlib.suppress(FileNotFoundError):
-                log.unlink()
+            log.unlink(missing_ok=True)
 
             def create(rootfs: Path) -> int:  # in its own mount namespace (_rootfs)
                 apply_at_start(self._store, self._images, self._profiles, inst, rootfs, d)
@@ -376,7 +376,7 @@ class Instances:
                 return self._runtime.create(name, d, log, terminal=bool(
                     spec["process"]["terminal"]))
             undo.callback(self._rootfs.released, name)
-            pid = self._rootfs.create_in(name, create)
+            pid = self._rootfs.create_in(name, create, image=inst.image)
             undo.callback(self._runtime.delete, name, True)
             self._limits.apply(self._paths.cgroups_path(name),
                                self._profiles.expanded_config(inst))
@@ -387,13 +387,12 @@ class Instances:
                 self._runs.pids[name] = pid
             undo.callback(self._forget_running, name)
             self._runtime.start(name, pid)
-            self._runtime.mark_started(name)
             # LXD's onStart records the power state in the config, where
             # Ansible's lxd inventory plugin reads it (not in state.status).
             running = self._store.get_instance(name)
             running.config[POWER_KEY] = "RUNNING"
-            self.set_status(name, Status.RUNNING, last_used_at=self._now(),
-                             last_exit_code=None, config=running.config)
+            self.set_status(name, Status.RUNNING, running, last_used_at=self._now(),
+                            last_exit_code=None)
             self.watch(name, pid)
             undo.pop_all()
         self._lifecycle("instance-started", name)

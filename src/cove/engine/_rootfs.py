@@ -47,23 +47,26 @@ class Rootfs:
         self._images = images
         self._base = BaseNamespace(str(paths.root / "instances"))
 
-    def _lowers(self, name: str) -> list[Path]:
-        inst = self._store.get_instance(name)
-        if inst.image:
+    def _lowers(self, name: str, image: str | None = None) -> list[Path]:
+        if image is None:
+            image = self._store.get_instance(name).image
+        if image:
             try:
-                return self._images.lowers(inst.image)
+                return self._images.lowers(image)
             except NotFound:
-                raise InternalError(f"Image {inst.image[:12]} of {name} is missing") from None
+                raise InternalError(f"Image {image[:12]} of {name} is missing") from None
         lower = self._paths.instance_dir(name) / "empty"  # rebuilt empty (LXD's type none)
         lower.mkdir(mode=0o755, exist_ok=True)
         return [lower]
 
-    def create_in(self, name: str, create: Callable[[Path], int]) -> int:
+    def create_in(self, name: str, create: Callable[[Path], int], *,
+                  image: str | None = None) -> int:
         """Call ``create(rootfs)`` in a fresh mount namespace where the
         instance's overlay is mounted at ``rootfs`` (its usual path); it
         returns the init pid of the container it made, from then on the
         way to the files (``held``) until ``released``. The caller holds the
-        instance's operation lock.
+        instance's operation lock; ``image``: the fingerprint its row names
+        ('' for none), if the caller has just read it.
 
         Raises:
             NotFound: no such instance.  InternalError: its image is gone, or
@@ -77,7 +80,7 @@ class Rootfs:
             if self._runs.mount_refs.get(name, 0):  # a stopped user holds it: share it
                 tree = mountns.clone_tree(str(target))
             try:
-                lowers = [] if tree >= 0 else self._lowers(name)
+                lowers = [] if tree >= 0 else self._lowers(name, image)
 
                 def inside() -> int:
                     if tree >= 0:

@@ -76,6 +76,12 @@ class EventBus:
             if sub in self._subs:
                 self._subs.remove(sub)
 
+    def wanted(self, type_: str) -> bool:
+        """Whether a subscriber takes events of ``type_`` now: a publisher may
+        skip building one that nobody would get."""
+        with self._lock:
+            return any(not s.types or type_ in s.types for s in self._subs)
+
     def publish(self, type_: str, metadata: dict[str, Any], *,
                 project: str = "default") -> None:
         """Send an event (of ``project``) to every subscriber of its type. Never raises."""

@@ -353,7 +353,8 @@ class Runc:
             paused = _frozen(st)
         if paused:
             status = "paused"
-        elif not (self.pids / f"{cid}.started").exists() and _is_created(pid):
+        elif (self.runc_root / cid / "exec.fifo").exists() and _is_created(pid):
+            # runc's own test: a start takes the fifo away (``_execfifo``)
             status = "created"
         return RuntimeState(cid, status, pid)
 
@@ -375,7 +376,7 @@ class Runc:
             if res.returncode != 0 and (self.runc_root / cid).exists():
                 raise InternalError(f"runc delete {cid} failed (exit {res.returncode}): "
                                     + res.stderr.decode(errors="replace").strip()[-300:])
-        for suffix in (".pid", ".conmon", ".started"):
+        for suffix in (".pid", ".conmon", ".started"):  # .started: an older coved's mark
             (self.pids / f"{cid}{suffix}").unlink(missing_ok=True)
         if monitor is not None:
             proc.reap(monitor)
@@ -415,9 +416,6 @@ class Runc:
             if code is not None or time.monotonic() >= deadline:
                 return code
             time.sleep(0.005)
-
-    def mark_started(self, cid: str) -> None:
-        (self.pids / f"{cid}.started").touch()
 
     def end_sessions(self, cid: str) -> list[str]:
         """Kill the exec sessions a previous coved left running in ``cid``

@@ -327,6 +327,19 @@ class Store:
                 "UPDATE images SET properties=?, public=?, last_used_at=? WHERE fingerprint=?",
                 (json.dumps(img.properties), int(img.public), img.last_used_at, img.fingerprint))
 
+    def touch_image(self, fingerprint: str, when: float) -> None:
+        """Set the image's ``last_used_at`` (one statement: every launch does
+        it). Nothing for an image that is gone."""
+        with self.db.tx() as db:
+            db.execute("UPDATE images SET last_used_at=? WHERE fingerprint=?", (when, fingerprint))
+
+    def image_run_config(self, fingerprint: str) -> tuple[list[str], dict[str, str]] | None:
+        """The image's command and environment from its row (None: no row),
+        without its aliases and properties: what every start reads."""
+        row = self.db.read("SELECT cmd, env FROM images WHERE fingerprint=?",
+                           (fingerprint,)).fetchone()
+        return None if row is None else (json.loads(row[0]), json.loads(row[1]))
+
     def delete_image(self, fingerprint: str) -> None:
         with self.db.tx() as db:
             db.execute("DELETE FROM aliases WHERE target=?", (fingerprint,))
