@@ -12,16 +12,12 @@ from typing import Any
 from cove.engine._deps import AppStack
 from cove.engine.events import EventBus
 from cove.engine.operations import Operations
-from cove.engine.types import Listed
 from cove.model.records import Instance
 from cove.store import Store
 
 
 class _Instances:
     def all(self, *, project: str | None = "default") -> list[Instance]:
-        return []
-
-    def listed(self, project: str | None = "default") -> list[Listed]:
         return []
 
     def expanded_config(self, inst: Instance) -> dict[str, str]:

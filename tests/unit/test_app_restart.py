@@ -12,7 +12,6 @@ import pytest
 
 from cove.engine._restart import Restarter
 from cove.engine.operations import Operation, Operations
-from cove.engine.types import Listed
 from cove.model.errors import BadRequest
 from cove.model.records import Instance
 from cove.model.states import Status
@@ -29,9 +28,6 @@ class FakeInstances:
 
     def all(self, *, project: str | None = "default") -> list[Instance]:
         return self.store.list_instances(project)
-
-    def listed(self, project: str | None = "default") -> list[Listed]:
-        return [Listed(i, "", {}) for i in self.all(project=project)]
 
     def change_state(self, name: str, action: str, *, project: str = "default",
                      timeout: float = -1, force: bool = False,

@@ -121,12 +121,8 @@ class AppStack:
         return self._instances.expanded_config(inst)
 
     def _graph(self, project: str | None) -> dict[str, list[Dependency]]:
-        # From the listing's records, kept by their rows: every stop and
-        # delete asks for the graph, and expanding a thousand instances'
-        # configs anew each time cost ~24 ms a stop (a convoy when a hundred
-        # stop at once).
-        return graph_of({x.inst.name: x.inst.expanded_config or {}
-                         for x in self._instances.listed(project)})
+        return graph_of({i.name: i.expanded_config or {}
+                         for i in self._instances.all(project=project)})
 
     def _deps_of(self, key: str) -> list[Dependency]:
         conf = self.config_of(key)

@@ -14,7 +14,6 @@ from typing import Any, Protocol
 
 from cove.engine._net_base import NetPlan
 from cove.engine.operations import Operation
-from cove.engine.types import Listed
 from cove.model.records import Image, Instance
 
 __all__ = ["NO_HOOKS", "DeviceSource", "DiskPort", "ImageSource", "LifecycleHooks",
@@ -310,11 +309,6 @@ class StackInstances(Protocol):
 
     def all(self, *, project: str | None = "default") -> list[Instance]:
         """Every instance of ``project`` (None: all), expanded, ``name`` the key."""
-        ...
-
-    def listed(self, project: str | None = "default") -> list[Listed]:
-        """``all()`` from the listing's cache (records kept by their rows: read
-        them, never change them)."""
         ...
 
     def change_state(self, name: str, action: str, *, project: str = "default",
