@@ -35,7 +35,7 @@ from cove.engine._runs import Paths, RunTable
 from cove.engine._states import InstanceStates
 from cove.engine._templates import apply_at_start, defer
 from cove.engine._transitions import check_transition
-from cove.engine._watch import ExitWatcher, wait_killed
+from cove.engine._watch import ExitWatcher
 from cove.engine.events import EventBus
 from cove.engine.operations import Operation, Operations
 from cove.engine.ports import (
@@ -48,7 +48,7 @@ from cove.engine.ports import (
     ProjectSource,
 )
 from cove.model import config as cfg
-from cove.model.errors import BadRequest, Conflict, InternalError, NotFound
+from cove.model.errors import BadRequest, Conflict, InternalError, NotFound, Timeout
 from cove.model.names import validate_instance_name
 from cove.model.projects import DEFAULT, instance_key, instance_url, split_key
 from cove.model.records import Instance
@@ -405,12 +405,12 @@ class Instances:
         """Stop ``name`` in the caller's operation; returns once it ended.
 
         Raises:
-            Timeout: it survived SIGKILL for 30 s (``_watch.wait_killed``).
+            Timeout: it survived SIGKILL for 30 s.
         """
         inst = self._store.get_instance(name)
         with self._runs.mutex(name):
             stopped = self._runs.stopped.get(name)
-            running, pid = name in self._runs.pids, self._runs.pids.get(name)
+            running = name in self._runs.pids
         if not running or stopped is None:
             self.finalize(name, None)
             return
@@ -423,7 +423,9 @@ class Instances:
             wait = DEFAULT_STOP_TIMEOUT if timeout is None or timeout < 0 else float(timeout)
             if stopped.wait(wait):
                 return
-        wait_killed(name, pid, stopped, lambda: self._runtime.kill(name, 9, all_processes=True))
+        self._runtime.kill(name, 9, all_processes=True)
+        if not stopped.wait(30):
+            raise Timeout(f"Instance {name} did not stop after SIGKILL")
 
     def _on_exit(self, name: str, pid: int) -> None:
         """The exit watcher saw the init of ``name`` end."""

@@ -13,9 +13,7 @@ import select
 import threading
 from collections.abc import Callable
 
-from cove.model.errors import Timeout
-
-__all__ = ["ExitWatcher", "wait_killed"]
+__all__ = ["ExitWatcher"]
 
 
 class ExitWatcher:
@@ -72,37 +70,3 @@ class ExitWatcher:
         self._ep.close()
         os.close(self._r)
         os.close(self._w)
-
-
-def wait_killed(name: str, pid: int | None, stopped: threading.Event,
-                kill: Callable[[], None], *, timeout: float = 30.0,
-                record_grace: float = 300.0) -> None:
-    """Call ``kill`` (SIGKILL to every process of ``name``, whose init is
-    ``pid``) and return once ``stopped`` is set (the exit recorded).
-
-    The two waits are told apart: the init surviving SIGKILL for
-    ``timeout`` seconds is one failure; an init that ended while coved is
-    still recording it (a hundred stops at once on a loaded host queue on
-    the store) is not, and gets ``record_grace`` more seconds. Before, both
-    were one 30 s wait and a slow record failed the stop with "did not stop
-    after SIGKILL" (bench/stopmany.py).
-
-    Raises:
-        Timeout: the init survived SIGKILL, or its end was not recorded in time.
-    """
-    fd = None
-    if pid:
-        with contextlib.suppress(OSError):  # gone already: nothing to tell apart
-            fd = os.pidfd_open(pid)
-    try:
-        kill()
-        if stopped.wait(timeout):
-            return
-        if fd is not None and not select.select([fd], [], [], 0)[0]:
-            raise Timeout(f"Instance {name} did not stop after SIGKILL")
-        if not stopped.wait(record_grace):
-            raise Timeout(f"Instance {name} stopped, but coved did not record it "
-                          f"within {timeout + record_grace:g}s")
-    finally:
-        if fd is not None:
-            os.close(fd)
