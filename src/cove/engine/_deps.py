@@ -99,8 +99,7 @@ class AppStack:
                              rows=store.app_health)
         self.restarter = Restarter(store=store, instances=instances, operations=operations,
                                    config_of=self.config_of, after_restart=self._cascade_later)
-        # events handled one at a time, in order, by whichever publisher finds
-        # the lock free (reentrant: handling one may publish one)
+        # events handled one at a time, in order (reentrant: handling one may publish one)
         self._drain_lock = threading.RLock()
         self._sub: Subscription = events.subscribe({"lifecycle"}, notify=self._drain)
         self._events = events
@@ -445,23 +444,12 @@ class AppStack:
 
     # -- events: health, restarts, intents -----------------------------------------
     def _drain(self) -> None:
-        """Handle the queued events, unless another thread is handling them
-        already: that one takes ours too (it looks again after letting go,
-        so none is left behind). A publisher never waits for the events of
-        others: with a hundred instances stopped and deleted at once, every
-        finalize and delete queued behind one lock and each handled all the
-        events before it (bench/stopmany.py)."""
-        while self._drain_lock.acquire(blocking=False):
-            try:
-                for event in self._sub.drain():
-                    try:
-                        self._on_event(event)
-                    except Exception:
-                        log.exception("app-stack handling of %s", event.get("metadata"))
-            finally:
-                self._drain_lock.release()
-            if not self._sub.queue:
-                return
+        with self._drain_lock:
+            for event in self._sub.drain():
+                try:
+                    self._on_event(event)
+                except Exception:
+                    log.exception("app-stack handling of %s", event.get("metadata"))
 
     def _on_event(self, event: dict[str, Any]) -> None:
         meta = event.get("metadata") or {}
