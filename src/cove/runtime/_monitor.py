@@ -24,16 +24,13 @@ that once.
 
 from __future__ import annotations
 
-import logging
 import os
-import threading
 from pathlib import Path
 
 from cove.runtime import _nsexec
 
 __all__ = ["SOURCE", "VERSION", "Monitor", "build"]
 
-log = logging.getLogger("cove.runtime")
 
 SOURCE = Path(__file__).with_name("monitor.c")
 VERSION = "cove-monitor 1"
@@ -60,21 +57,11 @@ class Monitor:
     def __init__(self, bin_dir: Path, cc: str = "gcc") -> None:
         self.bin_dir = Path(bin_dir)
         self.cc = cc
-        self._lock = threading.Lock()
-        self._path: str | None = None
-        self._failed = False
+        self._built = _nsexec.BuiltOnce(
+            lambda: build(self.bin_dir, cc=self.cc),
+            "containers are monitored by conmon (more memory and CPU per container)")
 
     def path(self) -> str | None:
         if os.environ.get("COVE_MONITOR", "cove") == "conmon":
             return None
-        if self._path is not None or self._failed:
-            return self._path
-        with self._lock:
-            if self._path is None and not self._failed:
-                try:
-                    self._path = str(build(self.bin_dir, cc=self.cc))
-                except (_nsexec.BuildError, OSError) as e:
-                    self._failed = True
-                    log.warning("containers are monitored by conmon (more memory and "
-                                "CPU per container): %s", e)
-        return self._path
+        return self._built.path()

@@ -63,6 +63,7 @@ import socket
 import stat
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -74,7 +75,7 @@ if TYPE_CHECKING:
     from cove.runtime.spec import ExecSpec
 
 __all__ = [
-    "CFLAGS", "SOURCE", "STRICT_CFLAGS", "VERSION", "BuildError", "ExecTarget", "NsExec",
+    "CFLAGS", "SOURCE", "STRICT_CFLAGS", "VERSION", "BuildError", "BuiltOnce", "ExecTarget", "NsExec",
     "build", "helper_argv", "load_target", "receive_fd", "unsupported",
 ]
 
@@ -190,6 +191,34 @@ def _check_runs(path: str, name: str = "cove-nsexec", version: str = VERSION) ->
         raise BuildError(f"{name} does not run (exit {res.returncode})")
 
 
+class BuiltOnce:
+    """A program of cove's built by ``make`` on first use, then cached.
+
+    ``path()`` never raises: the program's path, or None when it cannot be
+    had (logged once, after ``instead``: what the caller does without it).
+    Thread-safe.
+    """
+
+    def __init__(self, make: Callable[[], Path], instead: str) -> None:
+        self._make = make
+        self._instead = instead
+        self._lock = threading.Lock()
+        self._path: str | None = None
+        self._failed = False
+
+    def path(self) -> str | None:
+        if self._path is not None or self._failed:
+            return self._path
+        with self._lock:
+            if self._path is None and not self._failed:
+                try:
+                    self._path = str(self._make())
+                except (BuildError, OSError) as e:
+                    self._failed = True
+                    log.warning("%s: %s", self._instead, e)
+        return self._path
+
+
 class NsExec:
     """The helper of one cove root: built on first use, then cached.
 
@@ -200,22 +229,12 @@ class NsExec:
     def __init__(self, bin_dir: Path, cc: str = "gcc") -> None:
         self.bin_dir = Path(bin_dir)
         self.cc = cc
-        self._lock = threading.Lock()
-        self._path: str | None = None
-        self._failed = False
+        self._built = BuiltOnce(lambda: build(self.bin_dir, cc=self.cc),
+                                "exec falls back to runc exec (slower)")
         self._warned: set[str] = set()
 
     def path(self) -> str | None:
-        if self._path is not None or self._failed:
-            return self._path
-        with self._lock:
-            if self._path is None and not self._failed:
-                try:
-                    self._path = str(build(self.bin_dir, cc=self.cc))
-                except (BuildError, OSError) as e:
-                    self._failed = True
-                    log.warning("exec falls back to runc exec (slower): %s", e)
-        return self._path
+        return self._built.path()
 
     def warn_once(self, reason: str) -> None:
         if reason not in self._warned:
