@@ -363,9 +363,12 @@ def runc_floor(art: Any, args: argparse.Namespace, tag: str) -> dict[str, Any]:
     for nm in names:
         subprocess.run(["runc", "--root", str(state), "delete", "--force", nm], check=False)
     shutil.rmtree(work, ignore_errors=True)
-    for d in sorted(cg.glob("*/"), reverse=True):
-        d.rmdir()
-    cg.rmdir()
+    # runc made the group in every v1 hierarchy, not only in cpuacct
+    for group in [cg, *Path("/sys/fs/cgroup").glob(f"*/{cg_name}")]:
+        if group.is_dir() and not group.is_symlink():
+            for d in sorted(group.glob("*/"), reverse=True):
+                d.rmdir()
+            group.rmdir()
     runc_ms = ((me2.children_user + me2.children_system) - (me.children_user + me.children_system))
     return {"count": len(lat), "rate_per_s": round(len(lat) / wall, 1),
             "median_ms": round(statistics.median(lat), 1), "slowest_ms": round(max(lat), 1),
