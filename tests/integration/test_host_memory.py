@@ -5,8 +5,11 @@ own static one, which maps no shared library (or, with
 libsystemd's dependencies), and still monitors (the console log, the exit
 code); the masked directories outside /proc are a
 read-only bind of one empty directory, not a tmpfs (a superblock) each, and
-still show nothing and take no write. One in-process engine on a root of
-its own.
+still show nothing and take no write; /dev, /dev/shm and /run are
+directories of one tmpfs for all containers, fresh at each start and gone
+at the stop, and /sys/fs/cgroup (v1) a read-only skeleton, so a container
+has no filesystem of its own beyond its rootfs, proc, sysfs, devpts and
+mqueue. One in-process engine on a root of its own.
 """
 
 from __future__ import annotations
@@ -90,10 +93,69 @@ def test_conmon_stub_and_bind_masks(engine: Engine) -> None:
         assert code == 0 and out == "", (d, out)
         code, _ = _run(engine, name, "touch", f"{d}/x")
         assert code != 0
-    if os.path.isdir("/proc/acpi"):  # runc's tmpfs there, as before
-        assert fstypes["/proc/acpi"] == "tmpfs"
+    if os.path.isdir("/proc/acpi"):  # read-only now, not a tmpfs
+        assert fstypes["/proc/acpi"] == "proc"
+        code, _ = _run(engine, name, "touch", "/proc/acpi/x")
+        assert code != 0
     assert not any((root / "run" / "empty").iterdir())
 
     op = engine.instances.change_state(name, "stop", force=True)
     assert op.wait(60)
     op.raise_for_error()
+
+
+def _superblocks(pid: int) -> dict[str, str]:
+    """Mount point -> device (major:minor) in ``pid``'s mount namespace."""
+    with open(f"/proc/{pid}/mountinfo", encoding="utf-8") as f:
+        return {line.split()[4]: line.split()[2] for line in f}
+
+
+def _launch(engine: Engine, name: str, **kw: object) -> int:
+    op = engine.instances.create(InstancesPost(
+        name=name, source=InstanceSource(type="image", alias="busybox"), start=True,
+        devices={"eth0": {"type": "none"}}, **kw))  # type: ignore[arg-type]
+    assert op.wait(60)
+    op.raise_for_error()
+    state = engine.runtime.state(name)
+    assert state is not None and state.pid
+    return state.pid
+
+
+def test_no_filesystem_of_its_own_but_the_kernels(engine: Engine) -> None:
+    a, b = new_name("sba"), new_name("sbb")
+    pids = [_launch(engine, a), _launch(engine, b)]
+    try:
+        mine = [_superblocks(p) for p in pids]
+        with open("/proc/self/mountinfo", encoding="utf-8") as f:
+            host = {line.split()[2] for line in f}
+        # /dev, /dev/shm and /run: one tmpfs for both, not the host's either
+        for d in ("/dev/shm", "/run"):
+            assert mine[0][d] == mine[1][d] == mine[0]["/dev"], (d, mine)
+        assert mine[0]["/dev"] not in host
+        # what is each one's own: rootfs, proc, devpts, mqueue, sysfs
+        own = [set(m.values()) - host - set(mine[1 - i].values()) for i, m in enumerate(mine)]
+        assert [len(o) for o in own] == [5, 5], own
+        if engine.runtime.cgroupfs.mounts("/x") is not None:  # a v1 host
+            assert mine[0]["/sys/fs/cgroup"] in host  # the skeleton, on cove's disk
+
+        # a working /dev: runc's nodes, links, a console, /dev/shm for anyone
+        code, out = _run(engine, a, "sh", "-c",
+                         "echo x > /dev/null && head -c 3 /dev/urandom | wc -c && "
+                         "readlink /dev/ptmx && readlink /dev/fd && test -c /dev/console && "
+                         "touch /dev/shm/s /run/r && stat -c %a /dev/shm")
+        assert code == 0 and out.split() == ["3", "pts/ptmx", "/proc/self/fd", "1777"], out
+        code, out = _run(engine, b, "ls", "/dev/shm", "/run")
+        assert code == 0 and "s" not in out.split() and "r" not in out.split(), out
+
+        # fresh at each start, as a tmpfs would be; gone with the container
+        op = engine.instances.change_state(a, "restart", force=True)
+        assert op.wait(60)
+        op.raise_for_error()
+        code, out = _run(engine, a, "ls", "-A", "/dev/shm", "/run")
+        assert code == 0 and out.split() == ["/dev/shm:", "/run:"], out
+        assert engine._rootfs.scratch_names() == sorted([a, b])
+    finally:
+        for n in (a, b):
+            op = engine.instances.change_state(n, "stop", force=True)
+            assert op.wait(60)
+    assert engine._rootfs.scratch_names() == []

@@ -10,6 +10,7 @@ selective recursion (``fields``) leaves the network part out only when asked.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -55,6 +56,18 @@ def _fds(pid: int) -> dict[str, int]:
     return kinds
 
 
+def _scratch(d: Coved) -> list[str]:
+    """The instances with directories on coved's shared tmpfs (/dev, /run;
+    mounted in its base namespace only), read through the fd coved keeps."""
+    assert d.proc is not None
+    want = str(d.root / "run" / "scratch")
+    for fd in os.listdir(f"/proc/{d.proc.pid}/fd"):
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/{d.proc.pid}/fd/{fd}") == want:
+                return sorted(os.listdir(f"/proc/{d.proc.pid}/fd/{fd}"))
+    return []
+
+
 def _host(d: Coved) -> dict[str, Any]:
     """What the root holds on the host, read without cove."""
     # Mounts under the root only: other jobs on the host mount and unmount
@@ -62,7 +75,7 @@ def _host(d: Coved) -> dict[str, Any]:
     return {"mounts": mounts_under(d.root),
             "links": links(d.root), "nft": _nft_elements(d.root),
             "cgroups": cgroup_dirs(d.root), "conmon": len(conmon_pids(d.root)),
-            "runc": runc_ids(d.root)}
+            "runc": runc_ids(d.root), "scratch": _scratch(d)}
 
 
 def _launch(d: Coved, name: str, nic: bool) -> None:
@@ -88,6 +101,7 @@ def _round(d: Coved, before: dict[str, Any]) -> None:
     assert during["mounts"] == before["mounts"]
     assert len(during["links"]) == len(before["links"]) + len(with_nic)
     assert len(during["runc"]) == N and during["conmon"] == N
+    assert during["scratch"] == sorted(names)  # the read above reads something
 
     full = _listed(d, "recursion=2")
     assert set(full) == set(names)

@@ -50,10 +50,52 @@ def test_spec_without_limits_has_only_device_rules() -> None:
 def test_spec_masks_directories_outside_proc_with_a_bind() -> None:
     # a tmpfs per masked directory is a superblock per container (a shrinker
     # in every memory cgroup); a read-only bind of one empty directory is not
-    got = build_spec(_input(masks=("/srv/empty", ("/sys/firmware", "/proc/acpi", "/etc"))))
+    got = build_spec(_input(masks=("/srv/empty", ("/sys/firmware", "/proc/asound", "/etc"))))
     assert "/sys/firmware" not in got["linux"]["maskedPaths"]
-    assert "/proc/acpi" in got["linux"]["maskedPaths"]  # runc allows no bind into /proc
+    assert "/proc/asound" in got["linux"]["maskedPaths"]  # runc allows no bind into /proc
     binds = [m for m in got["mounts"] if m["source"] == "/srv/empty"]
     assert binds == [{"destination": "/sys/firmware", "type": "bind", "source": "/srv/empty",
                       "options": ["bind", "ro", "nosuid", "nodev", "noexec"]}]
     assert build_spec(_input())["linux"]["maskedPaths"] == list(MASKED_PATHS)
+
+
+def _mount(spec: dict[str, Any], destination: str) -> dict[str, Any]:
+    (m,) = [m for m in spec["mounts"] if m["destination"] == destination]
+    return m
+
+
+def test_spec_binds_dev_shm_and_run_from_scratch_directories() -> None:
+    # a tmpfs each is a superblock per container; directories of one shared
+    # tmpfs are not (the caller fills /dev: runc makes no node in a bind)
+    got = build_spec(_input(scratch=("/s/web/dev", "/s/web/shm", "/s/web/run")))
+    assert _mount(got, "/dev") == {"destination": "/dev", "type": "bind",
+                                   "source": "/s/web/dev", "options": ["bind", "nosuid"]}
+    assert _mount(got, "/dev/shm")["options"] == ["bind", "nosuid", "nodev", "noexec"]
+    assert _mount(got, "/run") == {"destination": "/run", "type": "bind",
+                                   "source": "/s/web/run",
+                                   "options": ["bind", "nosuid", "nodev"]}
+    assert not [m for m in got["mounts"] if m["type"] == "tmpfs"]
+    order = [m["destination"] for m in got["mounts"]]
+    assert order.index("/dev") < order.index("/dev/pts") < order.index("/dev/shm")
+    assert _mount(got, "/dev/pts")["type"] == "devpts"
+    # without: runc's tmpfs, as before
+    plain = build_spec(_input())
+    assert {_mount(plain, d)["type"] for d in ("/dev", "/dev/shm", "/run")} == {"tmpfs"}
+
+
+def test_spec_takes_the_given_cgroupfs_mounts() -> None:
+    binds = ({"destination": "/sys/fs/cgroup", "type": "bind", "source": "/skel",
+              "options": ["bind", "ro"]},
+             {"destination": "/sys/fs/cgroup/cpu", "type": "bind",
+              "source": "/sys/fs/cgroup/cpu/cove/web", "options": ["bind", "ro"]})
+    got = build_spec(_input(cgroupfs=binds))
+    assert [m for m in got["mounts"] if m["destination"].startswith("/sys/fs/cgroup")] == \
+        list(binds)
+    assert _mount(build_spec(_input()), "/sys/fs/cgroup")["type"] == "cgroup"
+
+
+def test_spec_returns_fresh_mount_entries() -> None:
+    # callers add to a spec's mounts and options; nothing is shared between two
+    a, b = build_spec(_input()), build_spec(_input())
+    _mount(a, "/dev")["options"].append("ro")
+    assert "ro" not in _mount(b, "/dev")["options"]

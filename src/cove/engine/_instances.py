@@ -318,8 +318,8 @@ class Instances:
         self._store.update_instance(inst)
         return inst
 
-    def _spec_for(self, inst: Instance, rootfs: Path,
-                  mounts: tuple[dict[str, Any], ...] = ()) -> dict[str, Any]:
+    def _spec_for(self, inst: Instance, rootfs: Path, mounts: tuple[dict[str, Any], ...] = (),
+                  scratch: tuple[str, str, str] | None = None) -> dict[str, Any]:
         image_cmd, image_env = self._images.run_config(inst.image)  # also of a deleted image
         conf = self._profiles.expanded_config(inst)  # profiles' keys take effect too
         conf = self.hooks.run_config(inst.name, conf)  # ``cove start NAME -- CMD``
@@ -331,15 +331,17 @@ class Instances:
         terminal = not conf.get("cove.cmd") and not image_cmd
         env = dict(image_env)
         env.update(cfg.environment_from_config(conf))
+        cgroups_path = self._paths.cgroups_path(inst.name)
         return build_spec(SpecInput(
             hostname=conf.get("cove.hostname") or split_key(inst.name)[1], args=args,
-            rootfs=str(rootfs), cgroups_path=self._paths.cgroups_path(inst.name), env=env,
+            rootfs=str(rootfs), cgroups_path=cgroups_path, env=env,
             cwd=conf.get("cove.cwd") or "/",
             uid=int(conf.get("cove.uid") or 0),
             gid=int(conf.get("cove.gid") or conf.get("cove.uid") or 0),
             resources=cfg.resources_from_config(conf),
             nofile=(self._nofile, self._nofile),
-            mounts=mounts, terminal=terminal, masks=self._runtime.masks(),
+            mounts=mounts, terminal=terminal, masks=self._runtime.masks(), scratch=scratch,
+            cgroupfs=self._runtime.cgroupfs.mounts(cgroups_path),
         ))
 
     def run_spec(self, inst: Instance, rootfs: Path,
@@ -362,7 +364,9 @@ class Instances:
         d = self._paths.instance_dir(name)
         with ExitStack() as undo:
             net = self._net.prepare(inst, undo)  # leases, /etc/hosts, resolv.conf
-            spec = self._spec_for(inst, d / "rootfs", net.mounts)
+            undo.callback(self._rootfs.released, name)
+            scratch = self._rootfs.scratch(name)  # its /dev, /dev/shm, /run
+            spec = self._spec_for(inst, d / "rootfs", net.mounts, scratch)
             log = d / "console.log"
             log.unlink(missing_ok=True)
 
@@ -375,7 +379,6 @@ class Instances:
                 os.replace(d / "config.json.tmp", d / "config.json")
                 return self._runtime.create(name, d, log, terminal=bool(
                     spec["process"]["terminal"]))
-            undo.callback(self._rootfs.released, name)
             pid = self._rootfs.create_in(name, create, image=inst.image)
             undo.callback(self._runtime.delete, name, True)
             self._limits.apply(self._paths.cgroups_path(name),

@@ -10,6 +10,11 @@ container (nothing to unmount, after a crash neither). Everything that
 reaches a running instance's files goes through ``/proc/PID/root`` of its
 init (``held``), which openat2 ``RESOLVE_IN_ROOT`` resolves from.
 
+A running instance's /dev, /dev/shm and /run are directories of one tmpfs
+the base namespace holds for all containers (``scratch``), made empty (and
+/dev filled as runc would) at each start and removed when the container
+ends, as a tmpfs of its own would be; a superblock each fewer.
+
 A stopped instance's overlay is mounted in coved's namespace while someone
 uses it (a file access, a stopped exec), refcounted: the first user mounts,
 the last unmounts. One overlay per upper layer at a time: a start while a
@@ -21,7 +26,9 @@ comes while the instance runs gets ``/proc/PID/root``.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,10 +39,13 @@ from cove.host import mountns, proc
 from cove.host.freshns import BaseNamespace
 from cove.model.errors import Conflict, InternalError, NotFound
 from cove.model.projects import split_key
+from cove.runtime import devdir
 from cove.storage import overlay
 from cove.store import Store
 
 __all__ = ["Rootfs"]
+
+log = logging.getLogger(__name__)
 
 
 class Rootfs:
@@ -45,7 +55,8 @@ class Rootfs:
         self._runs = runs
         self._store = store
         self._images = images
-        self._base = BaseNamespace(str(paths.root / "instances"))
+        self._scratch = str(paths.root / "run" / "scratch")
+        self._base = BaseNamespace(str(paths.root / "instances"), scratch=self._scratch)
 
     def _lowers(self, name: str, image: str | None = None) -> list[Path]:
         if image is None:
@@ -100,14 +111,65 @@ class Rootfs:
             self._runs.root_pids[name] = (pid, proc.start_time(pid))
             return pid
 
+    def scratch(self, name: str) -> tuple[str, str, str] | None:
+        """Fresh /dev (filled as runc fills its tmpfs), /dev/shm and /run
+        directories for a start of ``name``, as paths of the namespace
+        ``create_in`` runs in (``SpecInput.scratch``); removed by
+        ``released``. None if the shared tmpfs cannot be had (a tmpfs each
+        then)."""
+        fd = self._base.scratch_fd()
+        if fd < 0:
+            return None
+        with self._runs.mutex(name):
+            self._wipe(fd, name)
+            try:
+                os.mkdir(name, 0o700, dir_fd=fd)
+                top = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                              dir_fd=fd)
+                try:
+                    for sub, mode in (("dev", 0o755), ("shm", 0o1777), ("run", 0o755)):
+                        os.mkdir(sub, dir_fd=top)
+                        os.chmod(sub, mode, dir_fd=top)
+                    dev = os.open("dev", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=top)
+                    try:
+                        devdir.fill(dev)
+                    finally:
+                        os.close(dev)
+                finally:
+                    os.close(top)
+            except OSError as e:
+                log.warning("no /dev, /dev/shm and /run for %s on the shared tmpfs (%s)", name, e)
+                self._wipe(fd, name)
+                return None
+        base = f"{self._scratch}/{name}"
+        return f"{base}/dev", f"{base}/shm", f"{base}/run"
+
+    @staticmethod
+    def _wipe(fd: int, name: str) -> None:
+        # fd-relative and symlink-safe: the container wrote what is in there
+        with contextlib.suppress(FileNotFoundError):
+            shutil.rmtree(name, dir_fd=fd)
+
+    def scratch_names(self) -> list[str]:
+        """Instances with directories on the shared tmpfs (for leak checks)."""
+        fd = self._base.scratch_fd(make=False)
+        return sorted(os.listdir(fd)) if fd >= 0 else []
+
     def released(self, name: str) -> None:
         """The container of ``name`` is gone (idempotent). A mount in coved's
         own namespace that no user holds goes too (one left by a cove that
-        mounted running instances there)."""
+        mounted running instances there), and its directories on the shared
+        tmpfs."""
         with self._runs.mutex(name):
             self._runs.root_pids.pop(name, None)
             if not self._runs.mount_refs.get(name, 0):
                 overlay.umount(self._paths.instance_dir(name) / "rootfs")
+            fd = self._base.scratch_fd(make=False)
+            if fd >= 0:
+                try:
+                    self._wipe(fd, name)
+                except OSError as e:
+                    log.warning("removing the /dev and /run of %s: %s", name, e)
 
     def mount(self, name: str) -> Path:
         """Mount a stopped instance's rootfs in coved's namespace (first user)

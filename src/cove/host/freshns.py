@@ -26,19 +26,30 @@ source, still show up in new containers), with cove's own mounts under the
 instances directory detached (a stopped instance's rootfs that was mounted
 for a file access then). It is pinned by an fd coved holds, so it goes with
 coved; a restarted coved makes another.
+
+The base also holds one tmpfs for all containers (``scratch``): their /dev,
+/dev/shm and /run are directories there, bound in, instead of a tmpfs (a
+superblock, which costs every memory cgroup a shrinker slot) each. It is
+mounted only in the base, so only the fresh namespaces and the containers
+see it; coved reaches it by an fd it keeps (``scratch_fd``). Like the base
+it goes with coved: containers a coved before a restart made keep the old
+one (their binds hold it) until the last of them ends.
 """
 
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import threading
 from collections.abc import Callable
 from typing import TypeVar
 
-from cove.host.syscalls import MNT_DETACH, MS_REC, MS_SLAVE, mount, umount2
+from cove.host.syscalls import MNT_DETACH, MS_NOSUID, MS_REC, MS_SLAVE, mount, umount2
 
 __all__ = ["BaseNamespace"]
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -103,13 +114,16 @@ class BaseNamespace:
     """The small mount namespace cove's containers are created from.
 
     ``detach_under``: mounts inside its subdirectories are taken out of the
-    base (cove's instances directory: their rootfs overlays). Thread-safe; the base is made on first
-    use.
+    base (cove's instances directory: their rootfs overlays). ``scratch``:
+    where the base mounts the containers' shared tmpfs (a directory it makes
+    if need be). Thread-safe; the base is made on first use.
     """
 
-    def __init__(self, detach_under: str) -> None:
+    def __init__(self, detach_under: str, scratch: str | None = None) -> None:
         self._under = os.path.realpath(detach_under).rstrip("/") + "/"
+        self._scratch = scratch
         self._fd = -1
+        self._scratch_fd = -1
         self._lock = threading.Lock()
 
     def _make(self) -> int:
@@ -124,13 +138,36 @@ class BaseNamespace:
                 umount2(point, MNT_DETACH)
             except OSError:
                 pass  # under another one detached already
+        if self._scratch:
+            self._scratch_fd = self._mount_scratch(self._scratch)
         return os.open("/proc/thread-self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+
+    @staticmethod
+    def _mount_scratch(path: str) -> int:
+        try:
+            os.makedirs(path, mode=0o700, exist_ok=True)
+            # nosuid, not nodev: it holds each container's /dev; the size is
+            # tmpfs's default (half the RAM) for all: each file is charged
+            # to the memory cgroup of the container that wrote it
+            mount("tmpfs", path, "tmpfs", MS_NOSUID, "mode=0700")
+            return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as e:
+            log.warning("no shared tmpfs for containers at %s (%s): a tmpfs each", path, e)
+            return -1
 
     def _base(self) -> int:
         with self._lock:
             if self._fd < 0:
                 self._fd = _on_thread(self._make)
             return self._fd
+
+    def scratch_fd(self, make: bool = True) -> int:
+        """An fd of the containers' shared tmpfs (the base is made first if
+        ``make``); -1 if there is none. Valid until ``close``."""
+        if make:
+            self._base()
+        with self._lock:
+            return self._scratch_fd
 
     def run(self, fn: Callable[[], T]) -> T:
         """Call ``fn`` on a new thread in a fresh mount namespace cloned from
@@ -158,3 +195,6 @@ class BaseNamespace:
             if self._fd >= 0:
                 os.close(self._fd)
                 self._fd = -1
+            if self._scratch_fd >= 0:
+                os.close(self._scratch_fd)
+                self._scratch_fd = -1

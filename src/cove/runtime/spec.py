@@ -5,7 +5,18 @@ through ``SpecInput``, so the builder reads nothing and a golden test pins
 its output. The defaults follow what a system container needs from runc:
 its own pid, ipc, uts, mount, network and cgroup namespaces, Docker's
 default capability set, a private /dev, and the kernel's sensitive /proc
-and /sys paths masked or read-only. RLIMIT_NOFILE is set to the host's own
+and /sys paths masked or read-only.
+
+Superblocks: every one a container has costs every memory cgroup on the host
+a shrinker slot (docs/performance.md, "Host memory per container"), so what
+the host can give without a filesystem of the container's own comes as a
+bind: /dev, /dev/shm and /run from directories on one tmpfs cove keeps for
+all containers (``SpecInput.scratch``), /sys/fs/cgroup on a cgroup v1 host
+from a read-only skeleton with the container's own cgroups bound into it
+(``SpecInput.cgroupfs``), masked directories outside /proc from one empty
+directory (``SpecInput.masks``), and /proc/acpi read-only instead of masked
+(runc allows no bind into /proc; what it could hide is a list of ACPI
+devices, and writing to it is what matters). RLIMIT_NOFILE is set to the host's own
 hard limit and never above it: the daemon lacks CAP_SYS_RESOURCE here, and
 asking runc to raise a hard limit fails the start.
 """
@@ -18,7 +29,7 @@ from typing import Any
 from cove.model.config import Resources
 
 __all__ = ["DEFAULT_CAPS", "DEFAULT_PATH", "MASKED_PATHS", "ExecSpec", "SpecInput",
-           "build_spec", "process_env"]
+           "bind_mount", "build_spec", "process_env"]
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -29,12 +40,12 @@ DEFAULT_CAPS = [
 ]
 
 _MASKED = [
-    "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+    "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
     "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
     "/sys/firmware", "/sys/devices/virtual/powercap",
 ]
 MASKED_PATHS = tuple(_MASKED)
-_READONLY = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+_READONLY = ["/proc/acpi", "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
 
 
 @dataclass
@@ -76,6 +87,43 @@ class SpecInput:
     # refuses binds into /proc, so those stay tmpfs. Only directories that
     # exist (runc would create a bind's target in the read-only /sys).
     masks: tuple[str, tuple[str, ...]] | None = None
+    # /dev, /dev/shm and /run: host directories to bind (made and filled
+    # with runc's device nodes by the caller, on a tmpfs shared by all
+    # containers); None = a tmpfs each, made by runc
+    scratch: tuple[str, str, str] | None = None
+    # the mounts that make /sys/fs/cgroup (cgroup v1: a read-only skeleton
+    # and the container's cgroups bound into it); None = runc's, a tmpfs
+    cgroupfs: tuple[dict[str, Any], ...] | None = None
+
+
+_NOSUIDEVEXEC = ("nosuid", "nodev", "noexec")
+_DEV = {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+        "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}
+_PTS = {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+        "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]}
+_SHM = {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+        "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}
+_MQUEUE = {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+           "options": ["nosuid", "noexec", "nodev"]}
+_SYS = {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+        "options": ["nosuid", "noexec", "nodev", "ro"]}
+_CGROUP = {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+           "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}
+_RUN = {"destination": "/run", "type": "tmpfs", "source": "tmpfs",
+        "options": ["nosuid", "nodev", "mode=755"]}
+
+
+def bind_mount(destination: str, source: str, *options: str) -> dict[str, Any]:
+    """An OCI bind mount entry of ``source`` at ``destination``."""
+    return {"destination": destination, "type": "bind", "source": source,
+            "options": ["bind", *options]}
+
+
+_bind = bind_mount
+
+
+def _copy(m: dict[str, Any]) -> dict[str, Any]:
+    return {**m, "options": list(m["options"])} if "options" in m else dict(m)
 
 
 def _resources(r: Resources) -> dict[str, Any]:
@@ -124,8 +172,17 @@ def build_spec(i: SpecInput) -> dict[str, Any]:
         for d in dirs:
             if d in masked and not d.startswith("/proc/"):
                 masked.remove(d)
-                binds.append({"destination": d, "type": "bind", "source": source,
-                              "options": ["bind", "ro", "nosuid", "nodev", "noexec"]})
+                binds.append(_bind(d, source, "ro", *_NOSUIDEVEXEC))
+    if i.scratch:
+        dev, shm, run = i.scratch
+        # a bind at /dev: runc makes no device node, the caller has
+        early = [_bind("/dev", dev, "nosuid"), _PTS, _bind("/dev/shm", shm, *_NOSUIDEVEXEC),
+                 _MQUEUE, _SYS]
+        tail = [_bind("/run", run, "nosuid", "nodev")]
+    else:
+        early = [_DEV, _PTS, _SHM, _MQUEUE, _SYS]
+        tail = [_RUN]
+    cgroupfs = i.cgroupfs if i.cgroupfs is not None else (_CGROUP,)
     return {
         "ociVersion": "1.0.2",
         "process": {
@@ -143,20 +200,7 @@ def build_spec(i: SpecInput) -> dict[str, Any]:
         "hostname": i.hostname,
         "mounts": [
             {"destination": "/proc", "type": "proc", "source": "proc"},
-            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
-             "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
-            {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
-             "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]},
-            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-             "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
-            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
-             "options": ["nosuid", "noexec", "nodev"]},
-            {"destination": "/sys", "type": "sysfs", "source": "sysfs",
-             "options": ["nosuid", "noexec", "nodev", "ro"]},
-            {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
-             "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
-            {"destination": "/run", "type": "tmpfs", "source": "tmpfs",
-             "options": ["nosuid", "nodev", "mode=755"]},
+            *(_copy(m) for m in (*early, *cgroupfs, *tail)),
             *binds,
             *i.mounts,
         ],

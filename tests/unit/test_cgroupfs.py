@@ -1,0 +1,56 @@
+"""/sys/fs/cgroup of a container on a v1 host from one skeleton directory
+(``runtime.cgroupfs``): which host layouts take it, and what it makes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from cove.runtime.cgroupfs import CgroupSkeleton, v1_hierarchies
+
+_HEAD = "22 1 0:20 / /sys rw - sysfs sysfs rw\n"
+
+
+def _line(n: int, point: str, fstype: str, opts: str, root: str = "/") -> str:
+    return f"{n} 22 0:{n} {root} {point} rw,nosuid - {fstype} cgroup {opts}\n"
+
+
+V1 = (_HEAD + _line(30, "/sys/fs/cgroup/cpu,cpuacct", "cgroup", "rw,cpu,cpuacct")
+      + _line(31, "/sys/fs/cgroup/memory", "cgroup", "rw,memory")
+      + _line(32, "/sys/fs/cgroup/systemd", "cgroup", "rw,xattr,name=systemd")
+      + _line(33, "/sys/fs/cgroup/unified", "cgroup2", "rw,nsdelegate"))
+
+
+def test_v1_layouts() -> None:
+    assert v1_hierarchies(V1) == ("cpu,cpuacct", "memory", "systemd")
+    # pure v2: runc mounts cgroup2 itself, no tmpfs to spare
+    assert v1_hierarchies(_HEAD + _line(30, "/sys/fs/cgroup", "cgroup2", "rw")) is None
+    # a controller runc makes no cgroup in: the bind would have no source
+    assert v1_hierarchies(V1 + _line(40, "/sys/fs/cgroup/misc", "cgroup", "rw,misc")) is None
+    assert v1_hierarchies(V1 + _line(40, "/sys/fs/cgroup/x", "cgroup", "rw,name=x")) is None
+    # mounted from a subdirectory (a cgroup namespace) or elsewhere
+    assert v1_hierarchies(_line(30, "/sys/fs/cgroup/memory", "cgroup", "rw,memory",
+                                root="/lxc/a")) is None
+    assert v1_hierarchies(_line(30, "/cg/memory", "cgroup", "rw,memory")) is None
+
+
+def test_skeleton_and_mounts(tmp_path: Path) -> None:
+    sk = CgroupSkeleton(tmp_path, mountinfo=V1)
+    mounts = sk.mounts("/cove-x/web")
+    assert mounts is not None
+    first, *rest = mounts
+    skel = Path(first["source"])
+    assert first["destination"] == "/sys/fs/cgroup" and "ro" in first["options"]
+    assert skel.parent == tmp_path and (skel.stat().st_mode & 0o777) == 0o555
+    assert sorted(os.listdir(skel)) == ["cpu", "cpu,cpuacct", "cpuacct", "memory", "systemd"]
+    assert os.readlink(skel / "cpu") == "cpu,cpuacct" and (skel / "memory").is_dir()
+    assert [(m["destination"], m["source"]) for m in rest] == [
+        ("/sys/fs/cgroup/cpu,cpuacct", "/sys/fs/cgroup/cpu,cpuacct/cove-x/web"),
+        ("/sys/fs/cgroup/memory", "/sys/fs/cgroup/memory/cove-x/web"),
+        ("/sys/fs/cgroup/systemd", "/sys/fs/cgroup/systemd/cove-x/web")]
+    assert all(m["options"] == ["bind", "ro", "nosuid", "nodev", "noexec"] for m in mounts)
+    # made once; a second holder (another coved of the root) uses the same
+    again = CgroupSkeleton(tmp_path, mountinfo=V1).mounts("/a")
+    assert again is not None and again[0]["source"] == str(skel)
+    assert len(list(tmp_path.iterdir())) == 1
+    assert CgroupSkeleton(tmp_path, mountinfo=_HEAD).mounts("/a") is None
