@@ -25,6 +25,10 @@ other, up to each N of ``--n``; at each step, with N running:
   launch, per container (includes conmon, the container's init, its cgroups,
   overlay, veth, and coved's own growth; anything else the host starts
   meanwhile counts too, so it means something on a quiet machine only);
+  ``empty_memcg_kb``: what a new memory cgroup costs this host in the
+  kernel's shrinker units (sized by the most shrinkers the host ever had,
+  so by its history: every container pays it once), and the count of dying
+  memory cgroups (see docs/performance.md, "Host memory per container");
 * ``coved``: its RSS, threads, fds, and its CPU when nothing is asked of it
   (``--idle`` seconds of utime + stime);
 * ``host``: the number of mounts in the host's mount table (anything else
@@ -128,6 +132,47 @@ def cpu_ticks(pid: int) -> int:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def _memcg_dir() -> str:
+    v2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
+    return "/sys/fs/cgroup" if v2 else "/sys/fs/cgroup/memory"
+
+
+def _slab_objects(cache: str) -> int:
+    with open("/proc/slabinfo") as f:
+        for line in f:
+            if line.startswith(cache + " "):
+                return int(line.split()[1])
+    return 0
+
+
+def memcg_cost(count: int = 20) -> dict[str, Any]:
+    """What a new memory cgroup costs this host in the kernel's shrinker
+    units (``kmalloc-1k`` objects: one per 64 shrinker ids up to the highest
+    the host ever had, never lowered before a reboot; docs/performance.md,
+    "Host memory per container"), measured by making ``count`` empty ones;
+    and how many memory cgroups are dying (removed, still held by charges)."""
+    base = _memcg_dir()
+    names = [os.path.join(base, f"covebench-memcg-{secrets.token_hex(3)}-{i}")
+             for i in range(count)]
+    before = _slab_objects("kmalloc-1k")
+    try:
+        for n in names:
+            os.mkdir(n)
+        after = _slab_objects("kmalloc-1k")
+    finally:
+        for n in names:
+            with contextlib.suppress(OSError):
+                os.rmdir(n)
+    live = sum(1 for _ in os.walk(base))
+    total = 0
+    with open("/proc/cgroups") as f:
+        for line in f:
+            if line.startswith("memory\t"):
+                total = int(line.split()[2])
+    return {"empty_memcg_kb": round((after - before) / count, 1),
+            "dying_memcgs": max(total - live, 0) if total else None}
 
 
 def host_mounts() -> int:
@@ -242,7 +287,8 @@ def step(cove: Cove, n: int, res: dict[str, Any], args: argparse.Namespace,
         "mem_available_delta_kb": base_mem["MemAvailable"] - mem["MemAvailable"],
         "slab_delta_kb": mem["Slab"] - base_mem["Slab"],
         "per_container_kb": round((base_mem["MemAvailable"] - mem["MemAvailable"]) / n, 1),
-        "slab_per_container_kb": round((mem["Slab"] - base_mem["Slab"]) / n, 1)}
+        "slab_per_container_kb": round((mem["Slab"] - base_mem["Slab"]) / n, 1),
+        **memcg_cost()}
     if pid:
         out["coved"] = proc(pid)
         hz = os.sysconf("SC_CLK_TCK")
@@ -329,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     res: dict[str, Any] = {
         "args": {k: str(v) for k, v in vars(args).items()}, "root": str(root),
         "machine": {"cpus": os.cpu_count(), "kernel": os.uname().release,
-                    "loadavg": os.getloadavg()},
+                    "loadavg": os.getloadavg(), "memcg": memcg_cost()},
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "steps": []}
 
     def save() -> None:

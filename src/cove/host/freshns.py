@@ -8,10 +8,12 @@ of it again (docs/performance.md, "Rootfs mounts"). So the overlay of a
 running instance is never mounted in coved's namespace: ``BaseNamespace.run``
 runs a function on a new thread that first enters a *fresh* mount namespace,
 a copy of the base one; the function mounts the rootfs there and starts
-conmon (and so runc) from that thread, whose children inherit the thread's
-namespace. The overlay then exists only in that namespace (held by conmon)
-and in the container's own copy of it, and goes away with them: nothing to
+the monitor (and so runc) from that thread, whose children inherit the
+thread's namespace. The overlay then exists only in that namespace and in
+the container's own copy of it, and goes away with them: nothing to
 unmount when the container ends, nothing left by a killed coved.
+cove-monitor leaves the namespace for coved's once runc create is done,
+so from then on only the container's copy holds it (conmon keeps it).
 
 How a thread of a threaded process gets a namespace of its own: mount
 namespaces and the root/cwd (``fs_struct``) are per task, and ``setns`` into

@@ -10,6 +10,12 @@
  * resize, "2 0 0" reopen the log) and the exit file <exit dir>/<cid>
  * holding the init's exit code (128+N for signal N).
  *
+ * cove's own addition: with _COVE_MNTNS=FD (an fd of coved's mount
+ * namespace) it leaves the namespace it was started in once runc create is
+ * done. That one is a fresh copy coved made for the create (host/freshns.py)
+ * with the container's rootfs in it; the container has its own copy by
+ * then, so the monitor need not keep this one (and its mounts) alive.
+ *
  * No glib, no dynamic libraries (built -static when the C library allows):
  * it costs a container a fraction of conmon's memory and start-up time.
  */
@@ -26,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/ioctl.h>
+#include <sched.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -522,6 +529,17 @@ static void on_signal(int sfd) {
     reap();
 }
 
+static int host_ns = -1; /* _COVE_MNTNS */
+
+static void leave_create_ns(void) {
+    if (host_ns < 0)
+        return;
+    if (setns(host_ns, CLONE_NEWNS) < 0)
+        say("leaving the create's mount namespace: %s", strerror(errno));
+    close(host_ns);
+    host_ns = -1;
+}
+
 static int exit_status(int status) {
     if (WIFEXITED(status))
         return WEXITSTATUS(status);
@@ -782,6 +800,9 @@ int main(int argc, char **argv) {
         sync_fd = atoi(sp);
         (void)fcntl(sync_fd, F_SETFD, FD_CLOEXEC);
     }
+    const char *ns = getenv("_COVE_MNTNS");
+    if (ns && atoi(ns) > 2 && fcntl(atoi(ns), F_SETFD, FD_CLOEXEC) == 0)
+        host_ns = atoi(ns);
     open_log();
     int null_r = open("/dev/null", O_RDONLY | O_CLOEXEC);
     int null_w = open("/dev/null", O_WRONLY | O_CLOEXEC);
@@ -896,6 +917,7 @@ int main(int argc, char **argv) {
     close(worker_err);
 
     await_runtime(sfd, cs_fd);
+    leave_create_ns();
     if (!container_done)
         reap();
     if (out_fd >= 0 && !o_terminal)

@@ -190,6 +190,16 @@ def _resources_args(r: Resources) -> list[str]:
     return args
 
 
+def _main_mntns() -> int:
+    """A new fd of coved's own mount namespace (its main thread's: a create
+    runs on a thread in a fresh one); -1 if it cannot be had."""
+    try:
+        return os.open(f"/proc/{os.getpid()}/task/{os.getpid()}/ns/mnt",
+                       os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return -1
+
+
 class Runc:
     """Drives runc (and conmon) for the containers of one cove root.
 
@@ -255,6 +265,11 @@ class Runc:
         r, w = os.pipe()
         env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
                "_OCI_SYNCPIPE": str(w), **({} if monitor else self.conmon_libs.env())}
+        passed = [w]
+        host_ns = _main_mntns() if monitor else -1
+        if host_ns >= 0:  # cove-monitor leaves the create's namespace after it
+            env["_COVE_MNTNS"] = str(host_ns)
+            passed.append(host_ns)
         args = [
             monitor or self.conmon, "--api-version", "1", "-c", cid, "-u", cid, "-n", cid,
             "-r", self.runc_path(), "-b", str(bundle), "-p", str(pidfile),
@@ -272,11 +287,13 @@ class Runc:
             # when the container is OOM-killed; it belongs to the bundle (and
             # goes with the instance), not to wherever coved was started.
             # (cove-monitor writes none.)
-            p = proc.spawn(args, pass_fds=(w,), env=env, stdin=subprocess.DEVNULL,
+            p = proc.spawn(args, pass_fds=tuple(passed), env=env, stdin=subprocess.DEVNULL,
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                            start_new_session=True, cwd=str(bundle))
         finally:
             os.close(w)
+            if host_ns >= 0:
+                os.close(host_ns)
         try:
             # the monitor's daemon half keeps the pipe open: read one message, not to EOF.
             data = b""
