@@ -165,9 +165,13 @@ class BaseNamespace:
 
     def scratch_fd(self, make: bool = True) -> int:
         """An fd of the containers' shared tmpfs (the base is made first if
-        ``make``); -1 if there is none. Valid until ``close``."""
+        ``make``); -1 if there is none (or no base: ``run`` says why). Valid
+        until ``close``."""
         if make:
-            self._base()
+            try:
+                self._base()
+            except OSError:
+                return -1
         with self._lock:
             return self._scratch_fd
 
