@@ -357,6 +357,9 @@ class CoveCLI(Peer):
         cli = REPO / ".venv" / "bin" / "cove"
         self.cli = str(cli) if cli.exists() else (shutil.which("cove") or "cove")
         self.env = dict(os.environ, COVE_DIR=str(root), COVE_NO_AUTOSTART="1")
+        # as installed: the CLI's bytecode cached (pip compiles it), not
+        # compiled again on every run from sources edited since the last one
+        self.env.pop("PYTHONDONTWRITEBYTECODE", None)
         self.started = False
         self.notes: list[str] = []  # cove misbehaviour worked around, for the report
         self.no_nic = False
