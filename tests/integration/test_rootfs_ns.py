@@ -173,13 +173,19 @@ def test_restarted_engine_finds_running_rootfs(env: Env) -> None:
     name = new_name("re")
     _launch(env.engine, name)
     env.engine.access.file_put(name, "/root/before", data=b"1")
+    env.engine.access.file_put(name, "/run/old", data=b"3")  # on the old coved's shared tmpfs
     env.engine.close()  # as a coved that stops while its container runs
     again = env.engine = Engine(root)
     again.startup()
     assert _read(again, name, "/root/before") == b"1"
     again.access.file_put(name, "/root/after", data=b"2")
-    assert _run(again, name, "cat", "/root/before", "/root/after") == "12"
+    assert _run(again, name, "cat", "/root/before", "/root/after", "/run/old") == "123"
+    # restarted by the new coved: /run on its own shared tmpfs, empty
+    assert again.instances.change_state(name, "restart", force=True).wait(60)
+    assert _run(again, name, "ls", "-A", "/run") == ""
+    assert again._rootfs.scratch_names() == [name]  # noqa: SLF001
     again.instances.change_state(name, "stop", force=True).wait(60)
+    assert again._rootfs.scratch_names() == []  # noqa: SLF001
     assert mounts_under(root) == []
     assert _read(again, name, "/root/after") == b"2"
     again.instances.delete(name, force=True).wait(60)
