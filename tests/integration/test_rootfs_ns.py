@@ -183,9 +183,9 @@ def test_restarted_engine_finds_running_rootfs(env: Env) -> None:
     # restarted by the new coved: /run on its own shared tmpfs, empty
     assert again.instances.change_state(name, "restart", force=True).wait(60)
     assert _run(again, name, "ls", "-A", "/run") == ""
-    assert again._rootfs.scratch_names() == [name]  # noqa: SLF001
+    assert again._rootfs.scratch_names() == [name]
     again.instances.change_state(name, "stop", force=True).wait(60)
-    assert again._rootfs.scratch_names() == []  # noqa: SLF001
+    assert again._rootfs.scratch_names() == []
     assert mounts_under(root) == []
     assert _read(again, name, "/root/after") == b"2"
     again.instances.delete(name, force=True).wait(60)

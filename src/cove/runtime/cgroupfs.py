@@ -110,7 +110,10 @@ class CgroupSkeleton:
             tmp.rename(skel)
         except OSError:  # another coved of this root made it meanwhile
             for child in tmp.iterdir():
-                child.rmdir() if child.is_dir() and not child.is_symlink() else child.unlink()
+                if child.is_symlink():
+                    child.unlink()
+                else:
+                    child.rmdir()
             tmp.rmdir()
         return str(skel)
 
