@@ -135,8 +135,13 @@ def test_no_filesystem_of_its_own_but_the_kernels(engine: Engine) -> None:
         # what is each one's own: rootfs, proc, devpts, mqueue, sysfs
         own = [set(m.values()) - host - set(mine[1 - i].values()) for i, m in enumerate(mine)]
         assert [len(o) for o in own] == [5, 5], own
-        if engine.runtime.cgroupfs.mounts("/x") is not None:  # a v1 host
-            assert mine[0]["/sys/fs/cgroup"] in host  # the skeleton, on cove's disk
+        if engine.runtime.cgroupfs.names():  # a v1 host: the skeleton, on the shared
+            # tmpfs, which systemd requires /sys/fs/cgroup to be on v1
+            assert mine[0]["/sys/fs/cgroup"] == mine[0]["/dev"]
+            code, out = _run(engine, a, "stat", "-f", "-c", "%T", "/sys/fs/cgroup")
+            assert (code, out.strip()) == (0, "tmpfs"), out
+            code, out = _run(engine, a, "cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+            assert code == 0 and out.strip().isdigit(), out
 
         # a working /dev: runc's nodes, links, a console, /dev/shm for anyone
         code, out = _run(engine, a, "sh", "-c",

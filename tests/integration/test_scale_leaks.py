@@ -64,7 +64,9 @@ def _scratch(d: Coved) -> list[str]:
     for fd in os.listdir(f"/proc/{d.proc.pid}/fd"):
         with contextlib.suppress(OSError):
             if os.readlink(f"/proc/{d.proc.pid}/fd/{fd}") == want:
-                return sorted(os.listdir(f"/proc/{d.proc.pid}/fd/{fd}"))
+                # an instance's directories; not the /sys/fs/cgroup skeleton (.cgroupfs)
+                return sorted(n for n in os.listdir(f"/proc/{d.proc.pid}/fd/{fd}")
+                              if not n.startswith("."))
     return []
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from cove.runtime.cgroupfs import CgroupSkeleton, v1_hierarchies
+from cove.runtime.cgroupfs import CgroupLayout, make_skeleton, v1_hierarchies
 
 _HEAD = "22 1 0:20 / /sys rw - sysfs sysfs rw\n"
 
@@ -35,22 +35,28 @@ def test_v1_layouts() -> None:
 
 
 def test_skeleton_and_mounts(tmp_path: Path) -> None:
-    sk = CgroupSkeleton(tmp_path, mountinfo=V1)
-    mounts = sk.mounts("/cove-x/web")
-    assert mounts is not None
-    first, *rest = mounts
-    skel = Path(first["source"])
-    assert first["destination"] == "/sys/fs/cgroup" and "ro" in first["options"]
-    assert skel.parent == tmp_path and (skel.stat().st_mode & 0o777) == 0o555
+    names = v1_hierarchies(V1)
+    assert names is not None
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        make_skeleton(fd, ".cgroupfs", names)
+        make_skeleton(fd, ".cgroupfs", names)  # there already: kept
+    finally:
+        os.close(fd)
+    skel = tmp_path / ".cgroupfs"
+    assert os.listdir(tmp_path) == [".cgroupfs"]  # nothing left aside
+    assert (skel.stat().st_mode & 0o777) == 0o555
     assert sorted(os.listdir(skel)) == ["cpu", "cpu,cpuacct", "cpuacct", "memory", "systemd"]
     assert os.readlink(skel / "cpu") == "cpu,cpuacct" and (skel / "memory").is_dir()
+
+    mounts = CgroupLayout(mountinfo=V1).mounts("/s/.cgroupfs", "/cove-x/web")
+    assert mounts is not None
+    first, *rest = mounts
+    assert (first["destination"], first["source"]) == ("/sys/fs/cgroup", "/s/.cgroupfs")
     assert [(m["destination"], m["source"]) for m in rest] == [
         ("/sys/fs/cgroup/cpu,cpuacct", "/sys/fs/cgroup/cpu,cpuacct/cove-x/web"),
         ("/sys/fs/cgroup/memory", "/sys/fs/cgroup/memory/cove-x/web"),
         ("/sys/fs/cgroup/systemd", "/sys/fs/cgroup/systemd/cove-x/web")]
     assert all(m["options"] == ["bind", "ro", "nosuid", "nodev", "noexec"] for m in mounts)
-    # made once; a second holder (another coved of the root) uses the same
-    again = CgroupSkeleton(tmp_path, mountinfo=V1).mounts("/a")
-    assert again is not None and again[0]["source"] == str(skel)
-    assert len(list(tmp_path.iterdir())) == 1
-    assert CgroupSkeleton(tmp_path, mountinfo=_HEAD).mounts("/a") is None
+    assert CgroupLayout(mountinfo=_HEAD).mounts("/s/.cgroupfs", "/a") is None
+    assert CgroupLayout(mountinfo=_HEAD).names() is None

@@ -319,7 +319,8 @@ class Instances:
         return inst
 
     def _spec_for(self, inst: Instance, rootfs: Path, mounts: tuple[dict[str, Any], ...] = (),
-                  scratch: tuple[str, str, str] | None = None) -> dict[str, Any]:
+                  scratch: tuple[str, str, str] | None = None,
+                  skeleton: str | None = None) -> dict[str, Any]:
         image_cmd, image_env = self._images.run_config(inst.image)  # also of a deleted image
         conf = self._profiles.expanded_config(inst)  # profiles' keys take effect too
         conf = self.hooks.run_config(inst.name, conf)  # ``cove start NAME -- CMD``
@@ -341,7 +342,7 @@ class Instances:
             resources=cfg.resources_from_config(conf),
             nofile=(self._nofile, self._nofile),
             mounts=mounts, terminal=terminal, masks=self._runtime.masks(), scratch=scratch,
-            cgroupfs=self._runtime.cgroupfs.mounts(cgroups_path),
+            cgroupfs=self._runtime.cgroupfs.mounts(skeleton, cgroups_path) if skeleton else None,
         ))
 
     def run_spec(self, inst: Instance, rootfs: Path,
@@ -366,7 +367,9 @@ class Instances:
             net = self._net.prepare(inst, undo)  # leases, /etc/hosts, resolv.conf
             undo.callback(self._rootfs.released, name)
             scratch = self._rootfs.scratch(name)  # its /dev, /dev/shm, /run
-            spec = self._spec_for(inst, d / "rootfs", net.mounts, scratch)
+            v1 = self._runtime.cgroupfs.names()  # None: runc's /sys/fs/cgroup
+            skeleton = self._rootfs.cgroup_skeleton(v1) if scratch and v1 else None
+            spec = self._spec_for(inst, d / "rootfs", net.mounts, scratch, skeleton)
             log = d / "console.log"
             log.unlink(missing_ok=True)
 

@@ -39,13 +39,17 @@ from cove.host import mountns, proc
 from cove.host.freshns import BaseNamespace
 from cove.model.errors import Conflict, InternalError, NotFound
 from cove.model.projects import split_key
-from cove.runtime import devdir
+from cove.runtime import cgroupfs, devdir
 from cove.storage import overlay
 from cove.store import Store
 
 __all__ = ["Rootfs"]
 
 log = logging.getLogger(__name__)
+
+# on the shared tmpfs next to the instances' directories (an instance name
+# never starts with a dot)
+_SKELETON = ".cgroupfs"
 
 
 class Rootfs:
@@ -144,6 +148,21 @@ class Rootfs:
         base = f"{self._scratch}/{name}"
         return f"{base}/dev", f"{base}/shm", f"{base}/run"
 
+    def cgroup_skeleton(self, names: tuple[str, ...]) -> str | None:
+        """The read-only /sys/fs/cgroup skeleton for the v1 hierarchies
+        ``names`` on the shared tmpfs (made on first use; a tmpfs, as cgroup
+        v1 users such as systemd require of /sys/fs/cgroup), as a path of
+        the namespace ``create_in`` runs in; None if it cannot be had."""
+        fd = self._base.scratch_fd()
+        if fd < 0:
+            return None
+        try:
+            cgroupfs.make_skeleton(fd, _SKELETON, names)
+        except OSError as e:
+            log.warning("no /sys/fs/cgroup skeleton on the shared tmpfs (%s)", e)
+            return None
+        return f"{self._scratch}/{_SKELETON}"
+
     @staticmethod
     def _wipe(fd: int, name: str) -> None:
         # fd-relative and symlink-safe: the container wrote what is in there
@@ -153,7 +172,7 @@ class Rootfs:
     def scratch_names(self) -> list[str]:
         """Instances with directories on the shared tmpfs (for leak checks)."""
         fd = self._base.scratch_fd(make=False)
-        return sorted(os.listdir(fd)) if fd >= 0 else []
+        return sorted(n for n in os.listdir(fd) if not n.startswith(".")) if fd >= 0 else []
 
     def released(self, name: str) -> None:
         """The container of ``name`` is gone (idempotent). A mount in coved's

@@ -4,11 +4,14 @@ Design note: for a v1 host runc mounts a tmpfs at /sys/fs/cgroup and binds
 the container's cgroup of each hierarchy into it. The tmpfs is a superblock
 per container, and every superblock costs every memory cgroup on the host a
 shrinker slot (docs/performance.md, "Host memory per container"). The same
-view comes from one read-only skeleton directory, made once per layout
-(a directory per hierarchy, a symlink per controller of a combined one, as
-runc makes them), and the same binds, which the spec then lists itself
-(``mounts``). runc has made the container's cgroups by the time it mounts
-(it joins the cgroups before the init sets up its root).
+view comes from one read-only skeleton directory (a directory per
+hierarchy, a symlink per controller of a combined one, as runc makes them)
+on the tmpfs cove shares between containers, and the same binds, which the
+spec then lists itself (``mounts``). It has to be a tmpfs: systemd (and
+other cgroup v1 users) tell v1 from v2 by the filesystem type of
+/sys/fs/cgroup and refuse anything else. runc has made the container's
+cgroups by the time it mounts (it joins the cgroups before the init sets up
+its root).
 
 Only for what runc would do the same way: every v1 hierarchy mounted
 directly under /sys/fs/cgroup from its root, each of controllers runc makes
@@ -22,15 +25,15 @@ None: runc's own mount then.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
+import secrets
+import shutil
 import threading
-from pathlib import Path
 from typing import Any
 
 from cove.runtime.spec import bind_mount
 
-__all__ = ["CgroupSkeleton", "v1_hierarchies"]
+__all__ = ["CgroupLayout", "make_skeleton", "v1_hierarchies"]
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 
@@ -65,66 +68,70 @@ def v1_hierarchies(mountinfo: str) -> tuple[str, ...] | None:
     return tuple(sorted(names)) or None
 
 
-class CgroupSkeleton:
-    """The skeleton directory under ``state_dir`` and the mounts that use it.
-    Thread-safe; reads the host's layout once."""
+def make_skeleton(dir_fd: int, name: str, names: tuple[str, ...]) -> None:
+    """Make the read-only skeleton ``name`` for ``names`` in the directory
+    ``dir_fd`` unless it is there (made aside and renamed into place, so a
+    concurrent maker or a reader never sees half of one).
+    Raises: OSError."""
+    with contextlib.suppress(FileNotFoundError):
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        return
+    tmp = f"{name}.{secrets.token_hex(4)}"
+    os.mkdir(tmp, 0o755, dir_fd=dir_fd)
+    top = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                  dir_fd=dir_fd)
+    try:
+        for n in names:
+            os.mkdir(n, dir_fd=top)
+            os.chmod(n, 0o555, dir_fd=top)
+        for n in names:  # cpu -> cpu,cpuacct, as runc links a combined one
+            for part in n.split(","):
+                if "," in n and part not in names:
+                    os.symlink(n, part, dir_fd=top)
+        os.fchmod(top, 0o555)
+        os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except OSError:
+        with contextlib.suppress(OSError):
+            shutil.rmtree(tmp, dir_fd=dir_fd)
+        with contextlib.suppress(FileNotFoundError):  # another maker's is there
+            os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            return
+        raise
+    finally:
+        os.close(top)
 
-    def __init__(self, state_dir: Path, mountinfo: str | None = None) -> None:
-        self._state_dir = state_dir
+
+class CgroupLayout:
+    """The host's v1 hierarchies (read once) and the mounts that give a
+    container its /sys/fs/cgroup from a skeleton. Thread-safe."""
+
+    def __init__(self, mountinfo: str | None = None) -> None:
         self._mountinfo = mountinfo
         self._lock = threading.Lock()
-        self._made: tuple[str, tuple[str, ...]] | None = None
-        self._tried = False
+        self._names: tuple[str, ...] | None = None
+        self._read = False
 
-    def _layout(self) -> tuple[str, tuple[str, ...]] | None:
+    def names(self) -> tuple[str, ...] | None:
+        """The hierarchies a skeleton needs; None: use runc's own mount."""
         with self._lock:
-            if not self._tried:
-                self._tried = True
+            if not self._read:
                 text = self._mountinfo
                 if text is None:
                     with open("/proc/self/mountinfo", encoding="utf-8",
                               errors="surrogateescape") as f:
                         text = f.read()
-                names = v1_hierarchies(text)
-                if names is not None:
-                    with contextlib.suppress(OSError):
-                        self._made = (self._build(names), names)
-            return self._made
+                self._names = v1_hierarchies(text)
+                self._read = True
+            return self._names
 
-    def _build(self, names: tuple[str, ...]) -> str:
-        digest = hashlib.sha256("\n".join(names).encode()).hexdigest()[:12]
-        skel = self._state_dir / f"cgroupfs-{digest}"
-        if skel.is_dir() and not skel.is_symlink():
-            return str(skel)
-        tmp = self._state_dir / f".cgroupfs-{digest}-{os.getpid()}-{threading.get_ident()}"
-        tmp.mkdir(mode=0o755)
-        dirs = set(names)
-        for name in names:
-            (tmp / name).mkdir(mode=0o555)
-        for name in names:  # cpu -> cpu,cpuacct, as runc links a combined one
-            for part in name.split(","):
-                if "," in name and part not in dirs:
-                    (tmp / part).symlink_to(name)
-        tmp.chmod(0o555)
-        try:
-            tmp.rename(skel)
-        except OSError:  # another coved of this root made it meanwhile
-            for child in tmp.iterdir():
-                if child.is_symlink():
-                    child.unlink()
-                else:
-                    child.rmdir()
-            tmp.rmdir()
-        return str(skel)
-
-    def mounts(self, cgroups_path: str) -> tuple[dict[str, Any], ...] | None:
+    def mounts(self, skeleton: str, cgroups_path: str) -> tuple[dict[str, Any], ...] | None:
         """The spec's mounts for /sys/fs/cgroup of a container whose cgroup
-        is ``cgroups_path`` (absolute, as in the spec); None: runc's own."""
-        layout = self._layout()
-        if layout is None or not cgroups_path.startswith("/"):
+        is ``cgroups_path`` (absolute, as in the spec), from ``skeleton`` (a
+        directory ``make_skeleton`` made); None: runc's own."""
+        names = self.names()
+        if names is None or not cgroups_path.startswith("/"):
             return None
-        skel, names = layout
         rel = cgroups_path.strip("/")
-        return (bind_mount(CGROUP_ROOT, skel, *_OPTIONS),
+        return (bind_mount(CGROUP_ROOT, skeleton, *_OPTIONS),
                 *(bind_mount(f"{CGROUP_ROOT}/{n}", f"{CGROUP_ROOT}/{n}/{rel}", *_OPTIONS)
                   for n in names))

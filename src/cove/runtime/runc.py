@@ -38,7 +38,7 @@ from cove.model.config import Resources
 from cove.model.errors import InternalError
 from cove.runtime import _conmon_libs, _execfifo, _monitor, _nsexec, _session
 from cove.runtime._session import SessionCgroup
-from cove.runtime.cgroupfs import CgroupSkeleton
+from cove.runtime.cgroupfs import CgroupLayout
 from cove.runtime.spec import MASKED_PATHS, ExecSpec
 
 __all__ = ["ExecProcess", "ExecSpec", "Runc", "RuntimeState"]
@@ -223,7 +223,7 @@ class Runc:
         for d in (self.runc_root, self.exits, self.pids, self.state_dir / "attach"):
             d.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._masks: tuple[str, tuple[str, ...]] | None = None
-        self.cgroupfs = CgroupSkeleton(self.state_dir)  # /sys/fs/cgroup without a tmpfs
+        self.cgroupfs = CgroupLayout()  # /sys/fs/cgroup without a tmpfs of its own
 
     def masks(self) -> tuple[str, tuple[str, ...]] | None:
         """For ``SpecInput.masks``: an empty read-only directory (made once,
