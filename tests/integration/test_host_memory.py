@@ -164,3 +164,24 @@ def test_no_filesystem_of_its_own_but_the_kernels(engine: Engine) -> None:
             op = engine.instances.change_state(n, "stop", force=True)
             assert op.wait(60)
     assert engine._rootfs.scratch_names() == []
+
+
+def test_what_a_container_leaves_in_dev_and_run_is_removed_without_following_it(
+        engine: Engine, tmp_path: Path) -> None:
+    # the directories are removed by coved on the host side: a link the
+    # container made there must go as a link, not take the host's files along
+    canary = tmp_path / "canary"
+    canary.mkdir()
+    (canary / "keep").write_text("host file\n")
+    name = new_name("hostile")
+    _launch(engine, name)
+    code, out = _run(engine, name, "sh", "-c",
+                     f"ln -s {canary} /run/to-host && ln -s {canary}/keep /dev/shm/file && "
+                     "mkdir -p /run/deep/er && ln -s / /run/deep/er/root && echo ok")
+    assert (code, out.strip()) == (0, "ok"), out
+    op = engine.instances.change_state(name, "stop", force=True)
+    assert op.wait(60)
+    op.raise_for_error()
+    assert engine._rootfs.scratch_names() == []
+    assert (canary / "keep").read_text() == "host file\n"
+    engine.instances.delete(name).wait(60)
