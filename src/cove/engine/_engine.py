@@ -272,4 +272,5 @@ class Engine:
         self.instances.close()
         self.networks.close()  # bridges and dnsmasqs go when nothing runs
         self._rootfs.close()
+        self.runtime.close()  # retires its shared monitor; containers keep theirs
         self.store.close()

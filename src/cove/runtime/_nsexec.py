@@ -63,7 +63,7 @@ import socket
 import stat
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -117,17 +117,21 @@ class BuildError(CoveError):
     """The helper could not be built or does not run."""
 
 
-def _digest(cc: str, flags: list[str], source: Path = SOURCE) -> str:
-    h = hashlib.sha256(source.read_bytes())
+def _digest(cc: str, flags: list[str], sources: Sequence[Path] = (SOURCE,)) -> str:
+    h = hashlib.sha256()
+    for source in sources:  # every file, named: a change to any is a new build
+        h.update(source.name.encode() + b"\0" + source.read_bytes() + b"\0")
     h.update("\0".join([cc, *flags]).encode())
     return h.hexdigest()[:16]
 
 
-def build(out_dir: Path, *, cc: str = "gcc", strict: bool = False, source: Path = SOURCE,
-          name: str = "cove-nsexec", version: str = VERSION) -> Path:
-    """Compile ``source`` (``nsexec.c``; cove-monitor's ``monitor.c`` is built
-    the same way) into ``out_dir/<name>-<digest>`` unless already there;
-    return its path. It must answer ``--version`` with ``version``.
+def build(out_dir: Path, *, cc: str = "gcc", strict: bool = False,
+          source: Path | Sequence[Path] = SOURCE, name: str = "cove-nsexec",
+          version: str = VERSION) -> Path:
+    """Compile ``source`` (``nsexec.c``; cove-monitor's files are built the
+    same way: its ``.c`` files compiled together, its headers in the digest
+    only) into ``out_dir/<name>-<digest>`` unless already there; return its
+    path. It must answer ``--version`` with ``version``.
 
     Statically linked when the C library allows (half the start-up time),
     dynamically otherwise. The file appears whole or not at all.
@@ -137,8 +141,10 @@ def build(out_dir: Path, *, cc: str = "gcc", strict: bool = False, source: Path 
             does not run.
     """
     flags = CFLAGS + (STRICT_CFLAGS if strict else [])
+    sources = [source] if isinstance(source, Path) else list(source)
+    units = [str(s) for s in sources if s.suffix == ".c"]
     out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    target = out_dir / f"{name}-{_digest(cc, flags, source)}"
+    target = out_dir / f"{name}-{_digest(cc, flags, sources)}"
     if _usable(target, name, version):
         return target
     fd, tmp = tempfile.mkstemp(prefix=f".{name}-", dir=out_dir)
@@ -147,7 +153,7 @@ def build(out_dir: Path, *, cc: str = "gcc", strict: bool = False, source: Path 
         errors = []
         for link in (["-static"], []):
             try:
-                proc.run([cc, *flags, *link, "-o", tmp, str(source)], timeout=120)
+                proc.run([cc, *flags, *link, "-o", tmp, *units], timeout=120)
                 break
             except CoveError as e:
                 errors.append(str(e))

@@ -1,13 +1,14 @@
-"""runc, with a monitor process per container (cove-monitor or conmon).
+"""runc, under a monitor (cove-monitor, one for many containers, or conmon).
 
-Design note: coved never parents a container. ``create`` starts the
-monitor, which runs ``runc create``, reports the container's pid on a sync
-pipe, then stays behind as a small process that holds the container's
-stdio, writes its output to the log and its exit code to ``exits/<id>``. So
+Design note: coved never parents a container. ``create`` hands the
+container to a monitor, which runs ``runc create``, reports the container's
+pid on a sync pipe, then stays behind holding the container's stdio,
+writing its output to the log and its exit code to ``exits/<id>``. So
 containers keep running while coved restarts or is killed; coved learns of
 an exit through a pidfd (see ``engine.watch``) and reads the code the
-monitor left. The monitor is cove's own (``_monitor``) where it builds,
-else (or with ``COVE_MONITOR=conmon``) conmon: the same command line, files
+monitor left. The monitor is cove's own (``_monitor``: one process serves
+up to 32 containers) where it builds, else (or with
+``COVE_MONITOR=conmon``) a conmon per container: the same options, files
 and protocols. ``exec`` runs
 cove's own small helper (``_nsexec``: same effect, a tenth of the time) or,
 when it cannot be had, ``runc exec``, as coved's own child: its stdio is the
@@ -23,6 +24,7 @@ import fcntl
 import json
 import os
 import re
+import select
 import signal as _signal
 import socket
 import struct
@@ -200,6 +202,22 @@ def _main_mntns() -> int:
         return -1
 
 
+def _read_sync(r: int, timeout: float = 60) -> bytes:
+    """The monitor's one message on the sync pipe (it keeps the pipe open, so
+    not to EOF); what came by ``timeout`` seconds if it never ends."""
+    data = b""
+    deadline = time.monotonic() + timeout
+    while not data.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([r], [], [], left)[0]:
+            break
+        chunk = os.read(r, 4096)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
 class Runc:
     """Drives runc (and conmon) for the containers of one cove root.
 
@@ -217,6 +235,7 @@ class Runc:
         # conmon without libsystemd's dependencies (~150 KiB less per container)
         self.conmon_libs = _conmon_libs.ConmonLibs(self.nsexec.bin_dir, conmon)
         self.monitor = _monitor.Monitor(self.nsexec.bin_dir)
+        self.monitors = _monitor.SharedMonitors(self.state_dir)
         self.runc_root = self.state_dir / "runc"
         self.exits = self.state_dir / "exits"
         self.pids = self.state_dir / "pids"
@@ -262,16 +281,8 @@ class Runc:
         pidfile = self.pids / f"{cid}.pid"
         pidfile.unlink(missing_ok=True)
         monitor = self.monitor.path()  # None: conmon
-        r, w = os.pipe()
-        env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
-               "_OCI_SYNCPIPE": str(w), **({} if monitor else self.conmon_libs.env())}
-        passed = [w]
-        host_ns = _main_mntns() if monitor else -1
-        if host_ns >= 0:  # cove-monitor leaves the create's namespace after it
-            env["_COVE_MNTNS"] = str(host_ns)
-            passed.append(host_ns)
-        args = [
-            monitor or self.conmon, "--api-version", "1", "-c", cid, "-u", cid, "-n", cid,
+        options = [
+            "--api-version", "1", "-c", cid, "-u", cid, "-n", cid,
             "-r", self.runc_path(), "-b", str(bundle), "-p", str(pidfile),
             "--exit-dir", str(self.exits), "-l", f"k8s-file:{log_path}",
             "--log-size-max", str(16 * 2**20),
@@ -281,30 +292,11 @@ class Runc:
             "--log-level", "error", "--no-sync-log",
         ]
         if terminal:
-            args += ["-t", "-i", "--leave-stdin-open"]
-        try:
-            # cwd: conmon writes an ``oom`` file into its working directory
-            # when the container is OOM-killed; it belongs to the bundle (and
-            # goes with the instance), not to wherever coved was started.
-            # (cove-monitor writes none.)
-            p = proc.spawn(args, pass_fds=tuple(passed), env=env, stdin=subprocess.DEVNULL,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                           start_new_session=True, cwd=str(bundle))
-        finally:
-            os.close(w)
-            if host_ns >= 0:
-                os.close(host_ns)
-        try:
-            # the monitor's daemon half keeps the pipe open: read one message, not to EOF.
-            data = b""
-            while not data.endswith(b"\n"):
-                chunk = os.read(r, 4096)
-                if not chunk:
-                    break
-                data += chunk
-        finally:
-            os.close(r)
-            _, err = p.communicate(timeout=60)
+            options += ["-t", "-i", "--leave-stdin-open"]
+        if monitor:
+            data, err = self._create_shared(monitor, cid, options)
+        else:
+            data, err = self._create_conmon(options, bundle)
         pid = -1
         message = ""
         for line in data.splitlines():
@@ -317,6 +309,45 @@ class Runc:
             detail = message or err.decode(errors="replace").strip() or "no reason given"
             raise InternalError(f"Failed to create container {cid}: {_human(detail)}")
         return pid
+
+    def _create_shared(self, monitor: str, cid: str,
+                       options: list[str]) -> tuple[bytes, bytes]:
+        """The create through a shared cove-monitor: its sync message."""
+        r, w = os.pipe2(os.O_CLOEXEC)
+        host_ns = _main_mntns()
+        try:
+            try:
+                self.monitors.create(monitor, cid, options, w, host_ns)
+            except OSError as e:
+                return b"", f"no monitor could take the create: {e}".encode()
+            finally:
+                os.close(w)
+                if host_ns >= 0:
+                    os.close(host_ns)
+            return _read_sync(r), b""
+        finally:
+            os.close(r)
+
+    def _create_conmon(self, options: list[str], bundle: Path) -> tuple[bytes, bytes]:
+        """The create under a conmon of its own: its sync message and stderr."""
+        r, w = os.pipe()
+        env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+               "_OCI_SYNCPIPE": str(w), **self.conmon_libs.env()}
+        try:
+            # cwd: conmon writes an ``oom`` file into its working directory
+            # when the container is OOM-killed; it belongs to the bundle (and
+            # goes with the instance), not to wherever coved was started.
+            p = proc.spawn([self.conmon, *options], pass_fds=(w,), env=env,
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, start_new_session=True, cwd=str(bundle))
+        finally:
+            os.close(w)
+        try:
+            data = _read_sync(r)  # conmon's daemon half keeps the pipe open
+        finally:
+            os.close(r)
+            _, err = p.communicate(timeout=60)
+        return data, err
 
     def runc_path(self) -> str:
         if os.sep in self.runc:
@@ -388,24 +419,35 @@ class Runc:
         self._runc(*args, check=False)
 
     def delete(self, cid: str, force: bool = False) -> None:
-        """Remove the container from runc and collect its monitor (idempotent)."""
+        """Remove the container from runc and wait (briefly) until its monitor
+        is done with it: its exit file written, its symlink gone (idempotent)."""
         monitor = self.conmon_pid(cid)
         if (self.runc_root / cid).exists():
             res = self._runc("delete", *(["--force"] if force else []), cid, check=False)
             if res.returncode != 0 and (self.runc_root / cid).exists():
                 raise InternalError(f"runc delete {cid} failed (exit {res.returncode}): "
                                     + res.stderr.decode(errors="replace").strip()[-300:])
-        for suffix in (".pid", ".conmon", ".started"):  # .started: an older coved's mark
+        for suffix in (".pid", ".started"):  # .started: an older coved's mark
             (self.pids / f"{cid}{suffix}").unlink(missing_ok=True)
+        marker = self.pids / f"{cid}.conmon"
         if monitor is not None:
-            proc.reap(monitor)
-            # Not our child (a coved restarted since): wait for it all the
-            # same, briefly, as its mount namespace holds the container's
-            # rootfs (``host.freshns``) until it exits.
+            # A monitor of its own (conmon, an older cove-monitor) is done
+            # when it exits; conmon's mount namespace also holds the rootfs
+            # (``host.freshns``) until then. A shared one removes the pid
+            # file as the last thing it does for the container, and goes on.
+            if not _monitor.is_ours(monitor):
+                proc.reap(monitor)
             deadline = time.monotonic() + 1.0
-            while os.path.exists(f"/proc/{monitor}") and not _is_zombie(monitor) \
-                    and time.monotonic() < deadline:
+            while marker.exists() and os.path.exists(f"/proc/{monitor}") \
+                    and not _is_zombie(monitor) and time.monotonic() < deadline:
                 time.sleep(0.005)
+        marker.unlink(missing_ok=True)
+        self.monitors.forget(cid)
+
+    def close(self) -> None:
+        """Retire this coved's current shared monitor (idempotent): running
+        containers keep theirs."""
+        self.monitors.close()
 
     def pause(self, cid: str) -> None:
         self._runc("pause", cid)
