@@ -124,6 +124,14 @@ def conmon_pids(root: Path) -> list[int]:
     return pids
 
 
+def monitors_of(root: Path, names: Iterable[str]) -> dict[str, int]:
+    """The monitor of each container, by its monitor pid file (``.conmon``):
+    a conmon or older cove-monitor of its own, or a cove-monitor it shares
+    with up to ``COVE_MONITOR_SHARE`` others."""
+    pids = Path(root) / "run" / "pids"
+    return {n: int((pids / f"{n}.conmon").read_text()) for n in names}
+
+
 def _is_monitor(program: bytes) -> bool:
     return program == b"conmon" or program.startswith(b"cove-monitor-")
 

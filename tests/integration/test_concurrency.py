@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Any
 
-from covetest import Api, Coved, Response, conmon_pids, new_name, runc_ids
+from covetest import Api, Coved, Response, conmon_pids, monitors_of, new_name, runc_ids
 
 HOLD = 4  # seconds the stop operation holds the instance
 
@@ -124,7 +124,7 @@ def test_two_simultaneous_starts(api: Api, coved: Coved) -> None:
                 assert r.status == 400 and "running" in r.json["error"].lower(), r.body
         assert api.status(name) == "Running"
         assert runc_ids(coved.root).count(name) == 1
-        assert len([p for p in conmon_pids(coved.root) if _is_conmon_of(p, name)]) == 1
+        assert monitors_of(coved.root, [name])[name] in conmon_pids(coved.root)
 
 
 def test_two_simultaneous_creates_of_one_name(api: Api, coved: Coved) -> None:
@@ -158,12 +158,3 @@ def test_two_simultaneous_creates_of_one_name(api: Api, coved: Coved) -> None:
     assert api.names().count(name) == 1
     assert api.status(name) == "Running"
     assert runc_ids(coved.root).count(name) == 1
-
-
-def _is_conmon_of(pid: int, name: str) -> bool:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            argv = f.read().split(b"\0")
-    except OSError:
-        return False
-    return name.encode() in argv

@@ -20,7 +20,16 @@ from pathlib import Path
 from typing import Any
 
 import pylxd
-from covetest import Coved, cgroup_dirs, conmon_pids, mounts_under, new_name, runc_ids, wait_until
+from covetest import (
+    Coved,
+    cgroup_dirs,
+    conmon_pids,
+    monitors_of,
+    mounts_under,
+    new_name,
+    runc_ids,
+    wait_until,
+)
 from nethost import links, root_id
 
 N = 40  # per round; half with a NIC
@@ -102,7 +111,10 @@ def _round(d: Coved, before: dict[str, Any]) -> None:
     # add nothing to the host's table
     assert during["mounts"] == before["mounts"]
     assert len(during["links"]) == len(before["links"]) + len(with_nic)
-    assert len(during["runc"]) == N and during["conmon"] == N
+    # the monitors that serve them (one per 32 containers; conmon: one each), no others
+    serving = set(monitors_of(d.root, names).values())
+    assert len(during["runc"]) == N and during["conmon"] == len(serving)
+    assert sorted(serving) == sorted(conmon_pids(d.root))
     assert during["scratch"] == sorted(names)  # the read above reads something
 
     full = _listed(d, "recursion=2")

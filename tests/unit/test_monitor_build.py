@@ -16,12 +16,15 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from cove.runtime import _monitor
+from cove.runtime.runc import _read_sync
 
 needs_gcc = pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
 
@@ -29,12 +32,12 @@ needs_gcc = pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
 # (which outlives it: the monitor, a subreaper, inherits it) to --pid-file.
 FAKE_RUNC = """#!/bin/sh
 while [ $# -gt 0 ]; do
-  case "$1" in --pid-file) pf=$2; shift;; esac; shift
+  case "$1" in --pid-file) pf=$2; shift;; --bundle) b=$2; shift;; esac; shift
 done
-if [ -n "$FAKE_FAIL" ]; then
+if [ -e "$b/fail" ]; then
   echo 'time="t" level=error msg="no \\"such\\" thing"' >&2; exit 1
 fi
-sh -c "$FAKE_CMD" </dev/null &
+sh "$b/cmd" </dev/null &
 echo $! > "$pf"
 """
 
@@ -79,42 +82,46 @@ def test_selection_and_fallback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 
 
 class _Run:
-    """The monitor started as ``Runc.create`` starts it, in a scratch tree."""
+    """One container handed to a monitor as ``Runc.create`` hands it, in a
+    scratch tree ``d/<cid>``; ``pool``: the monitors it may share."""
 
     def __init__(self, monitor: Path, d: Path, cmd: str, *, fail: bool = False,
-                 size_max: int = 16 * 2**20) -> None:
+                 size_max: int = 16 * 2**20, cid: str = "c1",
+                 pool: _monitor.SharedMonitors | None = None) -> None:
         self.d = d
+        self.cid = cid
         for sub in ("bundle", "exits", "attach", "pids"):
-            (d / sub).mkdir()
+            (d / sub).mkdir(exist_ok=True)
+        self.bundle = d / "bundle" / cid
+        self.bundle.mkdir()
+        (self.bundle / "cmd").write_text(cmd)
+        if fail:
+            (self.bundle / "fail").touch()
         runc = d / "fake-runc"
-        runc.write_text(FAKE_RUNC)
-        runc.chmod(0o700)
+        if not runc.exists():
+            runc.write_text(FAKE_RUNC)
+            runc.chmod(0o700)
+        self.pool = pool or _monitor.SharedMonitors(d)
         r, w = os.pipe()
-        env = {"PATH": "/usr/bin:/bin", "_OCI_SYNCPIPE": str(w), "FAKE_CMD": cmd,
-               **({"FAKE_FAIL": "1"} if fail else {})}
-        args = [str(monitor), "--api-version", "1", "-c", "c1", "-u", "c1", "-n", "c1",
-                "-r", str(runc), "-b", str(d / "bundle"), "-p", str(d / "pids/c1.pid"),
-                "--exit-dir", str(d / "exits"), "-l", f"k8s-file:{d / 'bundle/console.log'}",
-                "--log-size-max", str(size_max), "--conmon-pidfile", str(d / "pids/c1.conmon"),
-                "--socket-dir-path", str(d / "attach"), "--runtime-arg", "--root=x",
-                "--log-level", "error", "--no-sync-log"]
-        p = subprocess.Popen(args, pass_fds=(w,), env=env, stdin=subprocess.DEVNULL,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                             start_new_session=True)
-        os.close(w)
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = os.read(r, 4096)
-            if not chunk:
-                break
-            data += chunk
-        os.close(r)
-        _, self.stderr = p.communicate(timeout=10)
-        self.first_exit = p.returncode
+        options = ["--api-version", "1", "-c", cid, "-u", cid, "-n", cid,
+                   "-r", str(runc), "-b", str(self.bundle), "-p", str(d / f"pids/{cid}.pid"),
+                   "--exit-dir", str(d / "exits"), "-l", f"k8s-file:{self.bundle}/console.log",
+                   "--log-size-max", str(size_max),
+                   "--conmon-pidfile", str(d / f"pids/{cid}.conmon"),
+                   "--socket-dir-path", str(d / "attach"), "--runtime-arg", "--root=x",
+                   "--log-level", "error", "--no-sync-log"]
+        try:
+            self.monitor_pid = self.pool.create(str(monitor), cid, options, w, -1)
+        finally:
+            os.close(w)
+        try:
+            data = _read_sync(r, 10)
+        finally:
+            os.close(r)
         self.msg = json.loads(data) if data else {}
 
     def exit_code(self, timeout: float = 10) -> str:
-        f = self.d / "exits" / "c1"
+        f = self.d / "exits" / self.cid
         deadline = time.monotonic() + timeout
         while not f.exists() and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -122,24 +129,27 @@ class _Run:
 
     def log_lines(self) -> list[list[str]]:
         return [line.split(" ", 3) for line in
-                (self.d / "bundle/console.log").read_text().splitlines()]
+                (self.bundle / "console.log").read_text().splitlines()]
 
 
 @needs_gcc
 def test_reports_the_pid_logs_and_writes_the_exit_code(monitor: Path, tmp_path: Path) -> None:
     run = _Run(monitor, tmp_path, "echo out1; printf part; sleep 0.1; echo err1 >&2; exit 3")
-    assert run.first_exit == 0
     pid = run.msg["data"]
     assert pid == int((tmp_path / "pids/c1.pid").read_text())
     mon = int((tmp_path / "pids/c1.conmon").read_text())
+    assert mon == run.monitor_pid
     assert Path(f"/proc/{mon}/comm").read_text().strip() == "cove-monitor"
-    assert os.readlink(tmp_path / "attach" / "c1") == str(tmp_path / "bundle")
+    assert os.readlink(tmp_path / "attach" / "c1") == str(run.bundle)
     assert run.exit_code() == "3"
     lines = run.log_lines()
     assert [(s, t, x) for _, s, t, x in lines] == [
         ("stdout", "F", "out1"), ("stdout", "P", "part"), ("stderr", "F", "err1")]
     assert lines[0][0][4] == "-" and lines[0][0][10] == "T"  # RFC 3339, local offset
-    assert not (tmp_path / "attach" / "c1").is_symlink()  # gone with the monitor
+    assert not (tmp_path / "attach" / "c1").is_symlink()  # gone with the container
+    _wait(lambda: not (tmp_path / "pids/c1.conmon").exists())  # its last step
+    run.pool.close()
+    _wait(lambda: not _alive(mon))  # retired and empty: it exits
 
 
 @needs_gcc
@@ -156,19 +166,19 @@ def test_attach_socket_ctl_fifo_and_log_cap(monitor: Path, tmp_path: Path) -> No
         assert packet[0] == 2  # stdout
         got += packet[1:]
     # the cap: 200 bytes hold three lines of ~51; the file started afresh
-    text = (tmp_path / "bundle/console.log").read_text()
+    text = (run.bundle / "console.log").read_text()
     assert "line6" in text and "line1" not in text and len(text) <= 200
-    fd = os.open(tmp_path / "bundle" / "ctl", os.O_WRONLY | os.O_NONBLOCK)
+    fd = os.open(run.bundle / "ctl", os.O_WRONLY | os.O_NONBLOCK)
     os.write(fd, b"2 0 0\n")
     os.close(fd)
     deadline = time.monotonic() + 5
-    while "line6" in (tmp_path / "bundle/console.log").read_text() \
+    while "line6" in (run.bundle / "console.log").read_text() \
             and time.monotonic() < deadline:
         time.sleep(0.01)
     assert run.exit_code() == "0"
     assert [x for *_, x in run.log_lines()] == ["after-reopen"]
     rest = b""
-    while packet := sock.recv(8193):  # to the end: the monitor went
+    while packet := sock.recv(8193):  # to the end: the container went
         rest += packet[1:]
     assert rest == b"after-reopen\n"
     sock.close()
@@ -181,10 +191,75 @@ def test_runtime_failure_is_reported_with_runcs_words(monitor: Path, tmp_path: P
     assert 'msg="no \\"such\\" thing"' in run.msg["message"]
     assert not (tmp_path / "exits" / "c1").exists()
     assert not (tmp_path / "attach" / "c1").is_symlink()
+    assert not (tmp_path / "pids" / "c1.conmon").exists()  # before the answer
+    run.pool.close()
 
 
 @needs_gcc
-def test_refuses_options_it_does_not_implement(monitor: Path) -> None:
-    res = subprocess.run([str(monitor), "--exec", "-c", "x"], capture_output=True,
-                         timeout=10, check=False)
-    assert res.returncode == 1 and b"unknown option --exec" in res.stderr
+def test_refuses_options_it_does_not_implement(monitor: Path, tmp_path: Path) -> None:
+    pool = _monitor.SharedMonitors(tmp_path)
+    r, w = os.pipe()
+    try:
+        pool.create(str(monitor), "x", ["--exec", "-c", "x"], w, -1)
+    finally:
+        os.close(w)
+    assert json.loads(_read_sync(r, 10)) == {"data": -1, "message": "unknown option --exec"}
+    os.close(r)
+    pool.close()
+    res = subprocess.run([str(monitor), "-c", "x"], capture_output=True, timeout=10, check=False)
+    assert res.returncode == 1 and b"usage" in res.stderr
+
+
+def _wait(pred: Callable[[], bool], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_bytes().split(b") ")[1][:1] != b"Z"
+    except OSError:
+        return False
+
+
+@needs_gcc
+def test_containers_share_a_monitor_of_k_then_a_new_one(
+        monitor: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COVE_MONITOR_SHARE", "2")
+    pool = _monitor.SharedMonitors(tmp_path)
+    gate = tmp_path / "gate"
+    wait = f"while [ ! -e {gate} ]; do sleep 0.02; done; "
+    runs = [_Run(monitor, tmp_path, wait + f"echo out{i}; exit {i + 5}", cid=f"c{i}", pool=pool)
+            for i in range(3)]
+    pids = [run.monitor_pid for run in runs]
+    assert pids[0] == pids[1] != pids[2] and all(run.msg["data"] > 0 for run in runs)
+    first = pids[0]
+    gate.touch()
+    assert [run.exit_code() for run in runs] == ["5", "6", "7"]
+    assert [[x for *_, x in run.log_lines()] for run in runs] == [["out0"], ["out1"], ["out2"]]
+    _wait(lambda: not _alive(first))  # retired at its second create, exits when both ended
+    assert _alive(pids[2])  # the current one stays until its last container is deleted
+    pool.forget("c2")
+    _wait(lambda: not _alive(pids[2]))
+
+
+@needs_gcc
+def test_parallel_creates_all_get_their_pid(monitor: Path, tmp_path: Path) -> None:
+    pool = _monitor.SharedMonitors(tmp_path)
+    runs: dict[int, _Run] = {}
+
+    def one(i: int) -> None:
+        runs[i] = _Run(monitor, tmp_path, f"sleep 0.3; exit {i}", cid=f"p{i}", pool=pool)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({run.monitor_pid for run in runs.values()}) == 1
+    assert all(run.msg["data"] > 0 for run in runs.values()), [r.msg for r in runs.values()]
+    assert [runs[i].exit_code() for i in range(10)] == [str(i) for i in range(10)]
+    pool.close()
+    _wait(lambda: not _alive(runs[0].monitor_pid))
