@@ -12,8 +12,10 @@ the monitor (and so runc) from that thread, whose children inherit the
 thread's namespace. The overlay then exists only in that namespace and in
 the container's own copy of it, and goes away with them: nothing to
 unmount when the container ends, nothing left by a killed coved.
-cove-monitor leaves the namespace for coved's once runc create is done,
-so from then on only the container's copy holds it (conmon keeps it).
+cove-monitor (one process for many containers) never enters it: the
+thread hands it an fd of the namespace and only the monitor's short-lived
+``runc create`` child joins it, so from then on only the container's copy
+holds it (conmon, one per container, keeps it).
 
 How a thread of a threaded process gets a namespace of its own: mount
 namespaces and the root/cwd (``fs_struct``) are per task, and ``setns`` into

@@ -243,10 +243,15 @@ static void exec_runtime(struct ctr *c, int ns, int in, int out, int errw) {
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
     sigprocmask(SIG_SETMASK, &old_mask, NULL);
     signal(SIGPIPE, SIG_DFL);
-    if (ns >= 0 && setns(ns, CLONE_NEWNS) < 0)
+    if (ns >= 0 && setns(ns, CLONE_NEWNS) < 0) {
+        dprintf(errw, "cove-monitor: entering the create's mount namespace: %s\n",
+                strerror(errno));
         _exit(126);
-    if (chdir(c->bundle) < 0)
+    }
+    if (chdir(c->bundle) < 0) {
+        dprintf(errw, "cove-monitor: bundle %s: %s\n", c->bundle, strerror(errno));
         _exit(126);
+    }
     if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(errw, 2) < 0)
         _exit(127);
     /* the container's user may reopen /dev/stdout (conmon does the same) */
