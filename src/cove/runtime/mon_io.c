@@ -244,7 +244,8 @@ void to_clients(struct ctr *c, const char *packet, size_t len) {
             n = send(c->clients[i], packet, len, MSG_DONTWAIT | MSG_NOSIGNAL);
         while (n < 0 && errno == EINTR);
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            /* a slow reader gets a second, then is let go (conmon waits forever) */
+            /* a slow reader gets a second, then is let go (conmon waits
+             * forever); the monitor's other containers wait that second, once */
             struct pollfd p = {c->clients[i], POLLOUT, 0};
             if (poll(&p, 1, 1000) == 1)
                 n = send(c->clients[i], packet, len, MSG_DONTWAIT | MSG_NOSIGNAL);
