@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from cove.runtime import _monitor
+from cove.runtime import _monitor, _nsexec
 from cove.runtime.runc import _read_sync
 
 needs_gcc = pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
@@ -263,3 +263,18 @@ def test_parallel_creates_all_get_their_pid(monitor: Path, tmp_path: Path) -> No
     assert [runs[i].exit_code() for i in range(10)] == [str(i) for i in range(10)]
     pool.close()
     _wait(lambda: not _alive(runs[0].monitor_pid))
+
+
+def test_the_build_path_changes_with_any_of_its_files(tmp_path: Path) -> None:
+    files = [tmp_path / p.name for p in _monitor.SOURCES]
+    for src, dst in zip(_monitor.SOURCES, files, strict=True):
+        dst.write_bytes(src.read_bytes())
+    first = _nsexec._digest("gcc", [], files)
+    seen = {first}
+    for f in files:  # the header too: it is compiled into both .c files
+        data = f.read_bytes()
+        f.write_bytes(data + b"\n")
+        seen.add(_nsexec._digest("gcc", [], files))
+        f.write_bytes(data)
+    assert len(seen) == len(files) + 1
+    assert _nsexec._digest("gcc", [], files) == first
