@@ -16,6 +16,11 @@ other, up to each N of ``--n``; at each step, with N running:
 * ``parallel``: ``--parallel`` launches on ``--threads`` threads (one client
   each): launches a second, the slowest and the median over the idle median;
   they are deleted again, so N stays N;
+* ``runc`` (with ``--runc``): the floor in the same run, ``runc run -d`` of
+  the same rootfs ``--parallel`` times on ``--threads`` threads with the N
+  containers running (``bench/par_cpu.py``'s), over raw runc's own idle
+  median (20 sequential ``runc run -d`` before the first launch): what any
+  manager that creates containers with runc starts from on this machine;
 * ``list``: ``cove list`` (the CLI, its own process), ``GET
   /1.0/instances?recursion=2`` and, if coved says it has
   ``instances_state_selective_recursion``, ``recursion=2;fields=state.network``
@@ -71,6 +76,21 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
+
+
+def _load_par_cpu() -> Any:
+    """bench/par_cpu.py as a module: its raw runc floor."""
+    spec = importlib.util.spec_from_file_location("covebench_par", REPO / "bench" / "par_cpu.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def runc_burst(art: Any, count: int, threads: int, tag: str) -> dict[str, Any]:
+    """``count`` raw ``runc run -d`` on ``threads`` threads (deleted again)."""
+    par = _load_par_cpu()
+    return dict(par.runc_floor(art, argparse.Namespace(parallel=count, threads=threads), tag))
 
 
 def _load_run() -> Any:
@@ -187,6 +207,8 @@ class Cove:
         from cove.client import Client
 
         self.root = root
+        self.tag = tag
+        self.art: Any = None  # the run's artifacts, once started
         self.cli = R.CoveCLI(tag, root)
         self.nic = nic
         self.devices = None if nic else {"eth0": {"type": "none"}}
@@ -202,6 +224,7 @@ class Cove:
         return c
 
     def start(self, art: Any) -> None:
+        self.art = art
         if not self.cli.alive() and not (self.root / "cove.db").exists():
             self.cli.setup(art)  # a new root: coved starts, the image goes in
             return
@@ -263,6 +286,14 @@ def step(cove: Cove, n: int, res: dict[str, Any], args: argparse.Namespace,
                            "median_over_idle": round(statistics.median(par) / idle, 2)
                            if idle else None}
         cove.delete(names)
+        if args.runc:
+            floor = runc_burst(cove.art, args.parallel, args.threads, f"{cove.tag}{n}")
+            ridle = res.get("runc_idle_median")
+            floor["slowest_over_runc_idle"] = round(floor["slowest_ms"] / ridle, 2) \
+                if ridle else None
+            floor["cove_rate_over_runc"] = round(
+                out["parallel"]["rate_per_s"] / floor["rate_per_s"], 2)
+            out["runc_parallel"] = floor
     # Listing.
     out["list_cli"] = med(timed(cove.cli.do_list, "") for _ in range(args.reps))
     out["list_api_r2"] = med(
@@ -325,7 +356,8 @@ def podman_run(art: Any, work: Path, tag: str, ns: list[int], reps: int) -> dict
 
 
 def table(res: dict[str, Any]) -> str:
-    rows = [("N", "launch med", "p95", "par/s", "slow/idle", "list CLI", "API r2",
+    rows = [("N", "launch med", "p95", "par/s", "slow/idle", "runc par/s", "runc slow/idle",
+             "list CLI", "API r2",
              "API fields", "exec API", "exec CLI", "MiB/ctr", "RSS MiB", "thr", "fds",
              "idle CPU%", "mounts")]
     for s in res["steps"]:
@@ -335,6 +367,8 @@ def table(res: dict[str, Any]) -> str:
         rows.append(tuple(str(x) for x in (
             s["n"], launch.get("median", "-"), launch.get("p95", "-"),
             par.get("rate_per_s", "-"), par.get("slowest_over_idle", "-"),
+            s.get("runc_parallel", {}).get("rate_per_s", "-"),
+            s.get("runc_parallel", {}).get("slowest_over_runc_idle", "-"),
             s["list_cli"], s["list_api_r2"], s.get("list_api_fields", "-"),
             s["exec_api"], s["exec_cli"],
             round(s["memory"]["per_container_kb"] / 1024, 2),
@@ -358,6 +392,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--podman", type=int, default=0, help="podman to this N (0: not run)")
     p.add_argument("--parallel", type=int, default=50)
     p.add_argument("--threads", type=int, default=10)
+    p.add_argument("--runc", action="store_true",
+                   help="raw runc's parallel launches too, with the N running")
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--idle", type=float, default=5.0, help="seconds of idle CPU sampling")
     p.add_argument("--keep", action="store_true", help="leave coved and its instances")
@@ -394,6 +430,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         art = R.Artifacts(work, tag)
         cove.start(art)
+        if args.runc and "runc_idle_median" not in res:
+            res["runc_idle"] = runc_burst(art, 20, 1, f"{tag}idle")
+            res["runc_idle_median"] = res["runc_idle"]["median_ms"]
+            log(f"raw runc, sequential: {res['runc_idle']}")
         existing = cove.names()
         cove.seq = max((int(x[1:]) for x in existing if x[1:].isdigit()), default=0)
         if existing:

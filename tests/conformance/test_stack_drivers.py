@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -32,7 +33,8 @@ def test_stack_on_every_driver_that_reaches_coved(host: Host) -> None:
         "db": {"image": host.image, "command": "sleep 100000", "stop_signal": "KILL",
                "healthcheck": {"test": ["CMD", "true"], "interval": "1s"}},
         "web": {"image": host.image, "stop_signal": "KILL",
-                "command": "sh -c 'ping -c1 -W2 db > /tmp/ping 2>&1; exec sleep 100000'",
+                "command": "sh -c 'ping -c1 -W2 db > /tmp/p 2>&1; mv /tmp/p /tmp/ping; "
+                           "exec sleep 100000'",
                 "depends_on": {"db": {"condition": "service_healthy"}}}}}
     stack = d.stack(doc)
     try:
@@ -45,7 +47,13 @@ def test_stack_on_every_driver_that_reaches_coved(host: Host) -> None:
         web = d.container(f"{name}-web")
         assert web["config"]["cove.depends"] == f"{name}-db:healthy"
         # web started after db was healthy, on the stack's network: db by name
-        code, out = d._perform(st.RunCommand(f"{name}-web", ("cat", "/tmp/ping")))
+        # (/tmp/ping appears once ping has ended; on a busy host that is after ``up``)
+        deadline = time.monotonic() + 10
+        while True:
+            code, out = d._perform(st.RunCommand(f"{name}-web", ("cat", "/tmp/ping")))
+            if code == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
         assert code == 0 and b"1 packets received" in out, out
         assert all(c.action == "unchanged" for c in stack.up())  # convergent
         assert sorted(stack.down()) == [f"{name}-db", f"{name}-web"]

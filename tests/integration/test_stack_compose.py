@@ -237,7 +237,10 @@ def test_up_without_d_follows_and_ctrl_c_stops(stack: str, coved: Coved, api: Ap
         "    command: [sh, -c, 'while true; do echo covetest-said; sleep 0.2; done']\n"
         "    stop_signal: SIGKILL\n")
     # SIGUSR2 dumps every thread's stack to stderr: what it waited on, should it hang
+    # SIGINT as a terminal's shell leaves it: a suite started from a background
+    # job inherits it ignored, and Python keeps an ignored SIGINT ignored
     run = ("import faulthandler, runpy, signal; "
+           "signal.signal(signal.SIGINT, signal.default_int_handler); "
            "faulthandler.register(signal.SIGUSR2, all_threads=True); "
            "runpy.run_module('cove.cli.main', run_name='__main__')")
     p = subprocess.Popen([sys.executable, "-c", run, "up"], env=coved.cli_env(),
