@@ -78,29 +78,26 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 
-def _load_par_cpu() -> Any:
-    """bench/par_cpu.py as a module: its raw runc floor."""
-    spec = importlib.util.spec_from_file_location("covebench_par", REPO / "bench" / "par_cpu.py")
+def _load(name: str, module: str) -> Any:
+    """bench/<name>.py as a module (``module`` in sys.modules)."""
+    spec = importlib.util.spec_from_file_location(module, REPO / "bench" / f"{name}.py")
     assert spec and spec.loader
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[module] = mod
     spec.loader.exec_module(mod)
     return mod
-
-
-def runc_burst(art: Any, count: int, threads: int, tag: str) -> dict[str, Any]:
-    """``count`` raw ``runc run -d`` on ``threads`` threads (deleted again)."""
-    par = _load_par_cpu()
-    return dict(par.runc_floor(art, argparse.Namespace(parallel=count, threads=threads), tag))
 
 
 def _load_run() -> Any:
     """bench/run.py as a module: its peers, artifacts and untimed helpers."""
-    spec = importlib.util.spec_from_file_location("covebench_run", REPO / "bench" / "run.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["covebench_run"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return _load("run", "covebench_run")
+
+
+def runc_burst(art: Any, count: int, threads: int, tag: str) -> dict[str, Any]:
+    """``count`` raw ``runc run -d`` on ``threads`` threads (deleted again):
+    ``bench/par_cpu.py``'s floor."""
+    par = _load("par_cpu", "covebench_par")
+    return dict(par.runc_floor(art, argparse.Namespace(parallel=count, threads=threads), tag))
 
 
 R = _load_run()
