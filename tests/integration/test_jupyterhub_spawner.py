@@ -173,9 +173,9 @@ def test_busybox_spawn_proxy_restart_stop(coved: Coved, hub_factory: Any) -> Non
 def test_hub_killed_mid_spawn_restarted_hub_adopts_the_orphan(coved: Coved,
                                                             hub_factory: Any) -> None:
     realm = new_name("hub")
-    # the server answers only after 6 s: the hub dies while it waits
+    # the server answers only after 3 s: the hub dies while it waits (at once)
     hub = hub_factory(f"c.CoveSpawner.image = 'busybox'\n"
-                      f"c.CoveSpawner.cmd = ['/bin/sh', '-c', {'sleep 6; ' + _BUSYBOX_APP!r}]\n"
+                      f"c.CoveSpawner.cmd = ['/bin/sh', '-c', {'sleep 3; ' + _BUSYBOX_APP!r}]\n"
                       # the API answers 202 at once instead of waiting up to 10 s
                       "c.JupyterHub.tornado_settings = {'slow_spawn_timeout': 0}\n"
                       "c.CoveSpawner.spawn_lease = 10\n", realm)
