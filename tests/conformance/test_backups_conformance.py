@@ -9,10 +9,13 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from conftest import Host
+from conftest import FEATURE_DRIVERS, Host
 
 from cove import api
 from cove.model.errors import BadRequest, Conflict, CoveError, NotFound
+
+# every driver but cli-lxc: conftest.FEATURE_DRIVERS says why
+pytestmark = pytest.mark.parametrize("host", FEATURE_DRIVERS, indirect=True)
 
 
 def test_backups(host: Host, workdir: Path) -> None:

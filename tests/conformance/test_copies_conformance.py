@@ -7,11 +7,14 @@ left); NotFound for a missing source; a rebuild of a stopped instance (LXD
 from __future__ import annotations
 
 import pytest
-from conftest import Host
+from conftest import FEATURE_DRIVERS, Host
 
 from cove import api
 from cove.client import Client
 from cove.model.errors import BadRequest, NotFound
+
+# every driver but cli-lxc: conftest.FEATURE_DRIVERS says why
+pytestmark = pytest.mark.parametrize("host", FEATURE_DRIVERS, indirect=True)
 
 
 def _lxd_has(extension: str) -> bool:

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from conftest import FEATURE_DRIVERS
 from lxdhost import IMAGE
 
 from cove.api import parse_metrics
@@ -143,6 +144,7 @@ def test_resources_shape(endpoint: str) -> None:
                                       for c in s["cores"])
 
 
+@pytest.mark.parametrize("host", FEATURE_DRIVERS, indirect=True)  # see conftest
 def test_every_driver_reads_resources_and_metrics(host: Any) -> None:
     """``Driver.resources()`` and ``Driver.metrics()``, the same on every
     driver: REST, the asyncio one's flow, ``lxc query`` / ``lxc query --raw``,

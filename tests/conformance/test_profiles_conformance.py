@@ -11,10 +11,13 @@ from __future__ import annotations
 import contextlib
 
 import pytest
-from conftest import Host
+from conftest import FEATURE_DRIVERS, Host
 
 from cove import api
 from cove.model.errors import CoveError, NotFound
+
+# every driver but cli-lxc: conftest.FEATURE_DRIVERS says why
+pytestmark = pytest.mark.parametrize("host", FEATURE_DRIVERS, indirect=True)
 
 
 def _cleanup(host: Host, *names: str) -> None:

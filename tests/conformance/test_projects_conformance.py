@@ -9,10 +9,13 @@ import secrets
 from collections.abc import Iterator
 
 import pytest
-from conftest import CoveHost, Host
+from conftest import FEATURE_DRIVERS, CoveHost, Host
 
 from cove.client import CliDriver, Client, Driver, LocalDriver, LocalTransport, RestDriver
 from cove.model.errors import CoveError, NotFound
+
+# every driver but cli-lxc: conftest.FEATURE_DRIVERS says why
+pytestmark = pytest.mark.parametrize("host", FEATURE_DRIVERS, indirect=True)
 
 # LXD's new project has its own (empty) default profile: no root disk, no NIC,
 # and its own (empty) image store; these use the default project's, so the

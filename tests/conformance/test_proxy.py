@@ -10,9 +10,12 @@ import time
 import urllib.request
 
 import pytest
-from conftest import Host
+from conftest import FEATURE_DRIVERS, Host
 
 from cove.model.errors import CoveError
+
+# every driver but cli-lxc: conftest.FEATURE_DRIVERS says why
+pytestmark = pytest.mark.parametrize("host", FEATURE_DRIVERS, indirect=True)
 
 
 def _free_port() -> int:

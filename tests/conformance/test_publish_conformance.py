@@ -10,7 +10,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
-from conftest import Host, make_driver
+from conftest import FEATURE_DRIVERS, Host, make_driver
 
 from cove.model.errors import Conflict, CoveError, NotFound
 
@@ -23,6 +23,7 @@ def _sha256(path: str) -> str:
     return h.hexdigest()
 
 
+@pytest.mark.parametrize("host", FEATURE_DRIVERS, indirect=True)  # see conftest
 def test_publish_and_export(host: Host, tmp_path: Path) -> None:
     d = host.driver
     inst, child = host.name("pub"), host.name("pubc")

@@ -21,12 +21,15 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Host
+from conftest import FEATURE_DRIVERS, Host
 
 from cove import api
 from cove.client.drivers.base import EventDriver
 from cove.host.certs import generate_certificate
 from cove.model.errors import BadRequest, Conflict, CoveError, NotFound
+
+# every driver but cli-lxc: conftest.FEATURE_DRIVERS says why
+pytestmark = pytest.mark.parametrize("host", FEATURE_DRIVERS, indirect=True)
 
 COVE_API = ("local", "rest-coved", "rest-coved-tls")
 

@@ -19,13 +19,16 @@ import pytest
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from conftest import Host
+from conftest import FEATURE_DRIVERS, Host
 from test_sessions_conformance import _build_app_image
 
 from cove.client import CliDriver, LocalDriver, RestDriver
 from cove.model.errors import NotFound
 from cove.sessions import OperationInProgress, Session, SessionManager, session_name
 from cove.sessions import _steps as st
+
+# every driver but cli-lxc: conftest.FEATURE_DRIVERS says why
+pytestmark = pytest.mark.parametrize("host", FEATURE_DRIVERS, indirect=True)
 
 APP_IMAGE = "covetest-sessdrv"
 

@@ -5,10 +5,13 @@ were), and NotFound for what is missing."""
 from __future__ import annotations
 
 import pytest
-from conftest import Host
+from conftest import FEATURE_DRIVERS, Host
 
 from cove import api
 from cove.model.errors import BadRequest, CoveError, NotFound
+
+# every driver but cli-lxc: conftest.FEATURE_DRIVERS says why
+pytestmark = pytest.mark.parametrize("host", FEATURE_DRIVERS, indirect=True)
 
 
 def test_snapshots(host: Host) -> None:

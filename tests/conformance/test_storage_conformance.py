@@ -7,11 +7,14 @@ from __future__ import annotations
 import secrets
 
 import pytest
-from conftest import Host
+from conftest import FEATURE_DRIVERS, Host
 from lxdhost import POOL
 
 from cove import api
 from cove.model.errors import BadRequest, CoveError, NotFound
+
+# every driver but cli-lxc: conftest.FEATURE_DRIVERS says why
+pytestmark = pytest.mark.parametrize("host", FEATURE_DRIVERS, indirect=True)
 
 
 def _pool(host: Host) -> str:

@@ -139,7 +139,7 @@ def test_registry_dir_forgets_a_deleted_image_after_a_pull(make_coved: Callable[
     (not only at the next start); a pull in flight, tagged in the layout but
     without its image row yet, is not swept from under it."""
     d = make_coved("regsweep", start=False)
-    d.env = {"COVE_FAILPOINTS": "registry-pull.pulled=sleep:3"}
+    d.env = {"COVE_FAILPOINTS": "registry-pull.pulled=sleep:2"}  # each pull: 2 s paused
     d.start()
     fake = FakeRegistry()
     one, two = make_image([layer({"one": b"1"})]), make_image([layer({"two": b"2"})])

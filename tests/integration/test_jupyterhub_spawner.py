@@ -26,7 +26,10 @@ from covetest import REPO, Api, Coved, assert_no_leaks, mkroot, new_name, rand, 
 from jhub import Hub, ensure_chp, ensure_jupyterhub, free_port
 
 # httpd serves /www; a loop in the background asks the hub's API who the
-# server's token belongs to and leaves the answer beside the index page.
+# server's token belongs to and leaves the answer beside the index page. The
+# shell stays PID 1 and ends on SIGTERM: a graceful stop completes at once
+# (an exec-ed httpd as PID 1 ignores SIGTERM, and each stop would wait out
+# the spawner's stop_timeout, 10 s, before the kill).
 _BUSYBOX_APP = r"""
 d=/www/user/$JUPYTERHUB_USER; mkdir -p $d
 echo "hello $JUPYTERHUB_USER" > $d/index.html
@@ -34,7 +37,9 @@ echo "hello $JUPYTERHUB_USER" > $d/index.html
 ( for i in $(seq 100); do
     wget -q -O $d/hub.json --header "Authorization: token $JUPYTERHUB_API_TOKEN" \
       "$JUPYTERHUB_API_URL/user" && break; sleep 0.2; done ) &
-exec httpd -f -p 8888 -h /www
+httpd -f -p 8888 -h /www &
+trap 'kill $!; exit 0' TERM
+wait
 """
 
 
@@ -168,9 +173,9 @@ def test_busybox_spawn_proxy_restart_stop(coved: Coved, hub_factory: Any) -> Non
 def test_hub_killed_mid_spawn_restarted_hub_adopts_the_orphan(coved: Coved,
                                                             hub_factory: Any) -> None:
     realm = new_name("hub")
-    # the server answers only after 6 s: the hub dies while it waits
+    # the server answers only after 3 s: the hub dies while it waits (at once)
     hub = hub_factory(f"c.CoveSpawner.image = 'busybox'\n"
-                      f"c.CoveSpawner.cmd = ['/bin/sh', '-c', {'sleep 6; ' + _BUSYBOX_APP!r}]\n"
+                      f"c.CoveSpawner.cmd = ['/bin/sh', '-c', {'sleep 3; ' + _BUSYBOX_APP!r}]\n"
                       # the API answers 202 at once instead of waiting up to 10 s
                       "c.JupyterHub.tornado_settings = {'slow_spawn_timeout': 0}\n"
                       "c.CoveSpawner.spawn_lease = 10\n", realm)

@@ -269,12 +269,14 @@ def test_cove_snapshot_cli(shared_coved: Coved) -> None:
     daemon.api.remove(name)
 
 
-def test_coved_expires_and_schedules(daemon: Coved) -> None:
+def test_coved_expires_and_schedules(make_coved: Callable[..., Coved],
+                                     busybox_tar: Path) -> None:
     import time
 
-    daemon.stop()
+    daemon = make_coved("snap", start=False)  # started with the fast tick, not restarted
     daemon.env = {"COVE_SNAPSHOT_TICK": "0.5"}
     daemon.start()
+    daemon.api.import_image(busybox_tar, "busybox")
     api, name = daemon.api, new_name("sched")
     api.launch(name, config={"snapshots.schedule": "@startup",
                              "snapshots.pattern": "boot%d"})
@@ -290,9 +292,6 @@ def test_coved_expires_and_schedules(daemon: Coved) -> None:
     daemon.start()
     wait_until(lambda: f"{path}/boot0" in api.sync("GET", path), 15,
                what="the @startup snapshot")
-    daemon.stop()
-    daemon.env = {}
-    daemon.start()
     api.remove(name)
     assert_no_leaks(daemon.root, [name])
 
