@@ -142,17 +142,24 @@ class StoppedExec:
         if req.interactive:
             raise BadRequest("A stopped instance's exec has no terminal: use it non-interactive")
         ended = threading.Event()
-        self._operations.run(
+        held = self._operations.run(
             lambda op: ended.wait(), description="Executing command in stopped instance",
             resources={"instances": [instance_url(key)]}, lock=f"instance:{key}",
             project=split_key(key)[0])
-        try:
-            return self._start(key, req, ended)
-        except BaseException:
+
+        def release() -> None:
+            """Let the instance go; once this returns its lock is free (a
+            client told the exec ended may start the instance at once)."""
             ended.set()
+            held.wait(10)
+
+        try:
+            return self._start(key, req, release)
+        except BaseException:
+            release()
             raise
 
-    def _start(self, key: str, req: InstanceExecPost, ended: threading.Event) -> _Session:
+    def _start(self, key: str, req: InstanceExecPost, release: Callable[[], None]) -> _Session:
         inst = self._store.get_instance(key)
         _check_stopped(inst)
         cid = f"{key}.exec"
@@ -161,6 +168,7 @@ class StoppedExec:
 
         def cleanup() -> None:
             try:
+                failpoint("exec-stopped.cleanup")  # a test holds the teardown open
                 steps: tuple[Callable[[], object], ...] = (
                     lambda: self._runtime.delete(cid, force=True),  # netns, veths with it
                     undo.close,
@@ -172,7 +180,7 @@ class StoppedExec:
                         log.exception("cleaning up the stopped exec of %s", key)
                 shutil.rmtree(bundle, ignore_errors=True)
             finally:
-                ended.set()
+                release()
 
         done = False
         try:

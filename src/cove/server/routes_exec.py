@@ -405,6 +405,10 @@ class ExecBridge:
             self.op.update(**{"return": code})
         await asyncio.gather(*(self._close(s) for s in self._outputs))
         self._error = error
+        # the session's resources go before the operation ends: a stopped
+        # instance's exec holds the instance (its lock, its rootfs) until
+        # then, and a client that waited for the operation may start it next
+        await self._close_session()
         self._finished.set()
         await self._release_all()
 
@@ -414,13 +418,16 @@ class ExecBridge:
         self._finished.set()
         await self._release_all(1011, error.message.encode()[:120])
 
+    async def _close_session(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:  # the pumps are done with its descriptors
+            await self._loop.run_in_executor(self._app[EXECUTOR], session.close)
+
     async def _release_all(self, code: int = 1000, message: bytes = b"") -> None:
         self._input_done.set()  # the pty's watcher (if the pumps never ran) ends too
         if self._watch is not None and self._watch is not asyncio.current_task():
             self._watch.cancel()
-        session, self._session = self._session, None
-        if session is not None:  # the pumps are done with its descriptors
-            await self._loop.run_in_executor(self._app[EXECUTOR], session.close)
+        await self._close_session()
         await asyncio.gather(*(self._close(s, code, message) for s in self._released))
         if self.op is not None:
             self._app[WEBSOCKETS].pop(self.op.id, None)
