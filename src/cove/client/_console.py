@@ -88,7 +88,9 @@ class ConsoleSession:
         ws = self.sockets["0"]
         while not self._stop.is_set():
             try:
-                ready, _, _ = select.select([fd], [], [], 0.1)
+                p = select.poll()  # not select.select: the fd may be above 1024
+                p.register(fd, select.POLLIN)
+                ready = p.poll(100)
             except (OSError, ValueError):
                 return False
             if not ready:

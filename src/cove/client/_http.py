@@ -580,7 +580,9 @@ def _alive(conn: _Connection) -> bool:
     if sock is None:
         return True  # never connected: it will connect on use
     try:
-        readable, _, _ = select.select([sock], [], [], 0)
+        p = select.poll()  # not select.select: a process may hold fds above 1024
+        p.register(sock, select.POLLIN)
+        readable = p.poll(0)
     except (OSError, ValueError):
         return False
     return not readable

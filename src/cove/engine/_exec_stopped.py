@@ -31,7 +31,6 @@ import errno
 import json
 import logging
 import os
-import select
 import shutil
 import threading
 import time
@@ -48,6 +47,7 @@ from cove.engine._rootfs import Rootfs
 from cove.engine._runs import Paths
 from cove.engine.operations import Operations
 from cove.engine.ports import NetworkPort
+from cove.host import proc
 from cove.model.errors import BadRequest, InternalError
 from cove.model.projects import instance_key, instance_url, split_key
 from cove.model.records import Instance
@@ -278,7 +278,7 @@ def _read_fifo(path: Path, process: ExecProcess, deadline: float) -> bytes | Non
         while True:
             if time.monotonic() > deadline:
                 raise InternalError("The exec's network hook did not report its container")
-            if select.select([fd], [], [], 0.1)[0]:
+            if proc.readable([fd], 0.1):
                 chunk = os.read(fd, 65536)
                 if chunk:
                     data += chunk

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
-import select
 import socket
 import time
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from typing import Any, Protocol
 
 from cove.api import InstanceExecPost
 from cove.engine.types import ExecSession
+from cove.host import proc
 from cove.model.app_keys import Probe
 from cove.model.errors import CoveError
 from cove.model.projects import split_key
@@ -114,8 +114,7 @@ def _drain(session: ExecSession, deadline: float) -> tuple[str, bool]:
         left = deadline - time.monotonic()
         if left <= 0:
             return _text(buf), False
-        ready, _, _ = select.select(fds, [], [], left)
-        for fd in ready:
+        for fd in proc.readable(fds, left):
             try:
                 chunk = os.read(fd, 65536)
             except OSError:

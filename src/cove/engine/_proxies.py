@@ -21,7 +21,6 @@ import hashlib
 import json
 import logging
 import os
-import select
 import signal
 import stat
 import sys
@@ -82,7 +81,7 @@ class _Fwd:
                     signal.pidfd_send_signal(self.pidfd, sig)
                 except ProcessLookupError:
                     break
-                if select.select([self.pidfd], [], [], _STOP_TIMEOUT)[0]:
+                if proc.readable([self.pidfd], _STOP_TIMEOUT):
                     break
             if self.child is not None:
                 self.child.wait(_STOP_TIMEOUT)
@@ -246,7 +245,7 @@ class Forwarders:
     def _read_status(fd: int) -> dict[str, Any]:
         buf = b""
         while not buf.endswith(b"\n"):
-            if not select.select([fd], [], [], _READY_TIMEOUT)[0]:
+            if not proc.readable([fd], _READY_TIMEOUT):
                 return {"errno": 0, "error": "the forwarder did not start in time"}
             chunk = os.read(fd, 4096)
             if not chunk:

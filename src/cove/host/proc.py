@@ -6,13 +6,14 @@ only to be shown to a human inside the error message.
 
 from __future__ import annotations
 
+import select
 import subprocess
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from cove.model.errors import InternalError
 
-__all__ = ["DEVNULL", "CommandFailed", "Result", "run", "spawn"]
+__all__ = ["DEVNULL", "CommandFailed", "Result", "readable", "run", "spawn"]
 
 DEVNULL = subprocess.DEVNULL  # for spawn's stdin/stdout/stderr
 
@@ -35,6 +36,16 @@ class CommandFailed(InternalError):
                          f"(exit {returncode}){': ' + tail if tail else ''}")
         self.returncode = returncode
         self.stderr = stderr
+
+
+def readable(fds: Sequence[int], timeout: float) -> list[int]:
+    """Those of ``fds`` that are readable (or at their end, or broken)
+    within ``timeout`` seconds; [] if none. Unlike ``select.select`` it
+    takes fds of any number: coved holds thousands at scale."""
+    p = select.poll()
+    for fd in fds:
+        p.register(fd, select.POLLIN)
+    return [fd for fd, _ in p.poll(max(0, int(timeout * 1000 + 0.999)))]
 
 
 def run(args: Sequence[str], *, check: bool = True, input: bytes | None = None,

@@ -24,7 +24,6 @@ import fcntl
 import json
 import os
 import re
-import select
 import signal as _signal
 import socket
 import struct
@@ -209,7 +208,7 @@ def _read_sync(r: int, timeout: float = 60) -> bytes:
     deadline = time.monotonic() + timeout
     while not data.endswith(b"\n"):
         left = deadline - time.monotonic()
-        if left <= 0 or not select.select([r], [], [], left)[0]:
+        if left <= 0 or not proc.readable([r], left):
             break
         chunk = os.read(r, 4096)
         if not chunk:
