@@ -25,8 +25,8 @@ from covetest import Api, Coved, assert_no_leaks, conmon_pids, new_name, runc_id
 
 from cove.client import connect
 
-# ready 1 s after it starts: /tmp/ready appears then, with the uptime
-SLOW_READY = "sh -c 'rm -f /tmp/ready; sleep 1; cat /proc/uptime > /tmp/ready; exec sleep 1000'"
+# ready 2 s after it starts: /tmp/ready appears then, with the uptime
+SLOW_READY = "sh -c 'rm -f /tmp/ready; sleep 2; cat /proc/uptime > /tmp/ready; exec sleep 1000'"
 # the uptime it started at
 STARTED = "sh -c 'cat /proc/uptime > /tmp/t0; exec sleep 1000'"
 READY_PROBE = "test -f /tmp/ready"
@@ -60,7 +60,7 @@ def test_three_tier_start_waits_for_readiness(coved: Coved, api: Api,
     db, mid, web = tiers
     t = time.monotonic()
     api.action(web, "start")
-    assert time.monotonic() - t >= 1.0  # db's readiness was waited for
+    assert time.monotonic() - t >= 2.0  # db's readiness was waited for
     assert [api.status(n) for n in tiers] == ["Running"] * 3
     assert uptime(api, mid, "/tmp/t0") >= uptime(api, db, "/tmp/ready")
     assert uptime(api, web, "/tmp/t0") >= uptime(api, mid, "/tmp/t0")
