@@ -111,7 +111,7 @@ class _Run:
                    "--socket-dir-path", str(d / "attach"), "--runtime-arg", "--root=x",
                    "--log-level", "error", "--no-sync-log"]
         try:
-            self.monitor_pid = self.pool.create(str(monitor), cid, options, w, -1)
+            self.monitor_pid = self.pool.create(str(monitor), cid, options, w, lambda: -1)
         finally:
             os.close(w)
         try:
@@ -200,7 +200,7 @@ def test_refuses_options_it_does_not_implement(monitor: Path, tmp_path: Path) ->
     pool = _monitor.SharedMonitors(tmp_path)
     r, w = os.pipe()
     try:
-        pool.create(str(monitor), "x", ["--exec", "-c", "x"], w, -1)
+        pool.create(str(monitor), "x", ["--exec", "-c", "x"], w, lambda: -1)
     finally:
         os.close(w)
     assert json.loads(_read_sync(r, 10)) == {"data": -1, "message": "unknown option --exec"}

@@ -45,6 +45,7 @@ import select
 import socket
 import subprocess
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from cove.host import proc
@@ -178,12 +179,13 @@ class SharedMonitors:
         self._current: _Serving | None = None
 
     def create(self, program: str, cid: str, options: list[str], sync_w: int,
-               host_ns: int) -> int:
+               host_ns: Callable[[], int]) -> int:
         """Hand container ``cid``'s create (conmon-style ``options``; ``sync_w``
         the sync pipe's write end) to the current monitor, starting one if
         there is none, it took its share or it is gone; the create runs in
-        the calling thread's mount namespace. ``host_ns``: an fd of coved's
-        own (a new monitor leaves the creating thread's for it). Returns
+        the calling thread's mount namespace. ``host_ns`` opens a new fd of
+        coved's own (-1: none), called only when a monitor is started (it
+        leaves the creating thread's namespace for that one). Returns
         the monitor's pid. The answer comes on the sync pipe.
 
         Raises:
@@ -211,8 +213,9 @@ class SharedMonitors:
             os.close(ns)
         raise AssertionError("unreachable")
 
-    def _start(self, program: str, host_ns: int) -> _Serving:
+    def _start(self, program: str, host_ns_of: Callable[[], int]) -> _Serving:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        host_ns = host_ns_of()
         try:
             env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")}
             passed = [theirs.fileno()]
@@ -229,6 +232,8 @@ class SharedMonitors:
             raise
         finally:
             theirs.close()
+            if host_ns >= 0:
+                os.close(host_ns)
         _reaper.add(p)
         self._current = _Serving(ours, p.pid)
         return self._current

@@ -313,16 +313,13 @@ class Runc:
                        options: list[str]) -> tuple[bytes, bytes]:
         """The create through a shared cove-monitor: its sync message."""
         r, w = os.pipe2(os.O_CLOEXEC)
-        host_ns = _main_mntns()
         try:
-            try:
-                self.monitors.create(monitor, cid, options, w, host_ns)
+            try:  # coved's own namespace: opened only when a monitor is started
+                self.monitors.create(monitor, cid, options, w, _main_mntns)
             except OSError as e:
                 return b"", f"no monitor could take the create: {e}".encode()
             finally:
                 os.close(w)
-                if host_ns >= 0:
-                    os.close(host_ns)
             return _read_sync(r), b""
         finally:
             os.close(r)
