@@ -501,6 +501,53 @@ def test_tty_signals_and_sigwinch(box: Box, mode: str) -> None:
         s.close()
 
 
+# -- without clone3 -----------------------------------------------------------------------
+
+_NO_CLONE3 = r"""
+#include <errno.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+int main(int argc, char **argv)
+{
+	struct sock_filter f[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 435, 0, 1), /* clone3 */
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = {sizeof(f) / sizeof(f[0]), f};
+	if (argc < 2 || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) ||
+	    prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog))
+		return 99;
+	execv(argv[1], argv + 1);
+	return 98;
+}
+"""
+
+
+def test_without_clone3_the_child_is_moved_into_the_cgroup(box: Box, tmp_path: Path) -> None:
+    """Where clone3 answers ENOSYS (a kernel before 5.3, Docker's default
+    seccomp profile) the helper forks and writes cgroup.procs instead of
+    starting the child in the container's cgroup v2 directory."""
+    helper = box.engine.runtime.nsexec.path()
+    assert helper is not None
+    (tmp_path / "noclone3.c").write_text(_NO_CLONE3)
+    wrapper = tmp_path / "noclone3"
+    subprocess.run(["gcc", "-O2", "-o", str(wrapper), str(tmp_path / "noclone3.c")], check=True)
+    probe = subprocess.run([str(wrapper), "/bin/sh", "-c", "true"], timeout=10, check=False)
+    assert probe.returncode == 0
+    target = _nsexec.load_target(box.runc_dir() / "state.json")
+    argv = _nsexec.helper_argv(helper, target, ExecSpec(
+        args=["sh", "-c", "cat /proc/self/cgroup; echo --; cat /proc/1/cgroup"], env={}))
+    res = subprocess.run([str(wrapper), *argv], capture_output=True, timeout=10, check=False)
+    assert res.returncode == 0, res.stderr
+    mine, init = res.stdout.decode().split("--\n")
+    assert mine == init
+
+
 # -- refusals ----------------------------------------------------------------------------
 
 def test_a_pid_that_is_not_the_init_is_refused(box: Box) -> None:
