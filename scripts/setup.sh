@@ -104,10 +104,10 @@ wrapper="#!$VENV/bin/python -S
 import sys
 
 sys.path += [\"$purelib\", \"$REPO/src\"]
-from cove.cli.main import main
+from cove.cli.main import run
 
 if __name__ == \"__main__\":
-    sys.exit(main())"
+    run()"
 if [ "$(cat "$VENV/bin/cove" 2>/dev/null)" != "$wrapper" ]; then
     printf '%s\n' "$wrapper" > "$VENV/bin/cove.tmp"
     chmod 755 "$VENV/bin/cove.tmp"

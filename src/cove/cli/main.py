@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
     from cove.cli._parser import Parser
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "main", "run"]
 
 
 def build_parser(argv: list[str] | None = None) -> Parser:
@@ -148,5 +148,33 @@ def main(argv: list[str] | None = None) -> int:
             ctx.close()
 
 
+def run() -> None:
+    """The ``cove`` console script: ``main()``, then the process ends without
+    Python's teardown.
+
+    Design note: tearing the interpreter down (every module's namespace
+    cleared, a last garbage collection) is 1.5-2.5 ms of every command here
+    (``cove --version`` 13.7 -> 12.1 ms, ``cove list`` 24.5 -> 21.8 ms,
+    medians of 40, interleaved) and does nothing a finished command needs.
+    Exit handlers still run and the standard streams are flushed first. If a
+    thread that is not a daemon still runs (no command leaves one), the
+    normal exit waits for it as before.
+    """
+    code = main()
+    threading = sys.modules.get("threading")
+    if threading is not None and any(
+            not t.daemon and t is not threading.main_thread() for t in threading.enumerate()):
+        sys.exit(code)
+    import atexit
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            code = code or 120  # what Python's own exit gives a failed flush
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
