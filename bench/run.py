@@ -15,7 +15,8 @@ A "cove API" column makes the same calls through cove's Python client in
 this process, so the difference to the CLI column is what the ``cove``
 process itself costs (interpreter, imports, connecting). The ratios printed
 are cove (CLI) / peer. Peers run round-robin (one launch of each, then the
-next), so load from elsewhere on the machine hits them alike.
+next; each round starts one peer further on), so load from elsewhere on the
+machine, and what the previous command left, hits them alike.
 
 Everything made here is removed at the end, also on failure or Ctrl-C: the
 cove root (``/tmp/covebench-XXXX``), runc's and podman's private state
@@ -898,8 +899,14 @@ class Bench:
         self.samples[op].setdefault(peer.key, []).append(time.perf_counter() - t0)
 
     def round_robin(self, op: str, names: list[int | str]) -> None:
-        for i in names:
-            for p in self.peers:
+        """Each round runs every peer once, starting one peer further on each
+        time, so no peer always follows the same one: what one leaves behind
+        (a kernel's cgroup move lock still warm from the last launch cuts
+        the next ``runc`` start by 5-10 ms here, or load of its own) falls
+        on each in turn."""
+        for j, i in enumerate(names):
+            k = j % len(self.peers) if self.peers else 0
+            for p in self.peers[k:] + self.peers[:k]:
                 if p.op(op) is not None:
                     self.time(op, p, p.name(i))
 
