@@ -158,3 +158,37 @@ def test_two_simultaneous_creates_of_one_name(api: Api, coved: Coved) -> None:
     assert api.names().count(name) == 1
     assert api.status(name) == "Running"
     assert runc_ids(coved.root).count(name) == 1
+
+
+def test_a_create_overtaken_by_another_takes_no_lock(make_coved, busybox_tar) -> None:  # type: ignore[no-untyped-def]
+    """B's create passed its checks before A's made the row, and reaches the
+    lock after A's create let it go: B is refused then and there (409, no
+    operation), holding nothing, so A's start right after is never refused as
+    busy with B's failed create. (Session starts met this: two hubs started one
+    user's server at once and neither got it.)"""
+    d = make_coved("overtake", failpoints="create.before-lock=sleep:2")
+    d.api.import_image(busybox_tar, "busybox")
+    name = new_name("conc")
+    body = {"name": name, "source": {"type": "image", "alias": "busybox"},
+            "config": {"cove.cmd": "sleep 1000"}}
+    got: dict[str, Response] = {}
+
+    def create(who: str) -> None:
+        got[who] = d.api.request("POST", "/1.0/instances", body)
+
+    a = threading.Thread(target=create, args=("a",))
+    a.start()
+    time.sleep(1)  # B checks while A sleeps before its lock: the name is free for both
+    b = threading.Thread(target=create, args=("b",))
+    b.start()
+    a.join(30)
+    assert got["a"].status == 202 and d.api.wait(got["a"])["status"] == "Success"
+    d.api.run("PUT", f"/1.0/instances/{name}/state", {"action": "start"})
+    b.join(30)
+    # refused as it reached the lock: no operation made, none to hold the name
+    assert got["b"].status == 409, got["b"].body[:300]
+    assert "already exists" in got["b"].json["error"]
+    assert d.api.status(name) == "Running"
+    assert [o["description"] for o in d.api.sync("GET", "/1.0/operations?recursion=1")
+            .get("failure", [])] == []
+    d.api.remove(name)

@@ -111,6 +111,36 @@ def test_lock_is_free_when_waiters_wake() -> None:
     assert seen == [None, None]
 
 
+def test_a_create_that_finds_the_name_taken_takes_no_lock() -> None:
+    """Two creates of one name, the second checked (by the caller) before the
+    first made its row and locked after the first let go: the check runs again
+    as the lock is taken, so the second fails there, holding nothing, and the
+    maker's start right after its create is not refused as busy."""
+    ops = Operations()
+    rows: set[str] = set()
+
+    def free() -> None:
+        if "web" in rows:
+            raise Conflict("Instance 'web' already exists")
+
+    free()  # the second create's early check: the name is still free
+    ops.run(lambda op: rows.add("web"), description="Creating instance",
+            lock="instance:web", check=free).wait(5)
+    before = len(ops.all())
+    with pytest.raises(Conflict, match="already exists"):
+        ops.run(lambda op: None, description="Creating instance", lock="instance:web",
+                check=free)
+    assert ops.holder("instance:web") is None and len(ops.all()) == before
+    gate = threading.Event()
+    start = ops.run(lambda op: gate.wait(5), description="Starting instance",
+                    lock="instance:web")
+    with pytest.raises(Conflict, match="Starting instance"):  # a lock held still refuses
+        ops.run(lambda op: None, description="Creating instance", lock="instance:web",
+                check=free)
+    gate.set()
+    assert start.wait(5) and start.status is OperationStatus.SUCCESS
+
+
 def test_unknown_operation_is_not_found() -> None:
     from cove.model.errors import NotFound
     with pytest.raises(NotFound):

@@ -130,7 +130,8 @@ class BackupImports:
 
         return self._operations.run(work, description="Restoring backup",
                                     resources={"instances": [instance_url(key)]},
-                                    lock=f"instance:{key}", project=project)
+                                    lock=f"instance:{key}", project=project,
+                                    check=lambda: self._check_free(key))
 
     def _apply_increment(self, path: Path, index: dict[str, Any], name: str,
                          project: str) -> Operation:
@@ -229,9 +230,12 @@ class BackupImports:
             raise BadRequest("backup/index.yaml: 'name' must be a string")
         validate_instance_name(plain)
         key = instance_key(project, plain)
-        if self._store.has_instance(key):
-            raise Conflict(f"Instance {plain!r} already exists")
+        self._check_free(key)
         return key
+
+    def _check_free(self, key: str) -> None:
+        if self._store.has_instance(key):
+            raise Conflict(f"Instance {split_key(key)[1]!r} already exists")
 
     def _import(self, op: Operation, path: Path, key: str, project: str,
                 snapshots: list[str]) -> Instance:
@@ -329,8 +333,6 @@ class BackupImports:
             # its own (if only {}): not the instance's, as for a snapshot taken here
             restore_own(stage / "meta" / "backup" / "snapshots" / s.name,
                         new / "snapshots" / s.dir, always=True)
-        if self._store.has_instance(key):
-            raise Conflict(f"Instance {split_key(key)[1]!r} already exists")
         d = self._paths.instance_dir(key)
         if d.exists():  # left by a crash; no row owns it
             shutil.rmtree(d)

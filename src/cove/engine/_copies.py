@@ -60,7 +60,7 @@ from cove.engine.events import EventBus
 from cove.engine.operations import Operation, Operations
 from cove.engine.ports import ImageSource, ProfileSource, ProjectSource
 from cove.model import config as cfg
-from cove.model.errors import BadRequest, Conflict, NoSpace, NotFound
+from cove.model.errors import BadRequest, NoSpace, NotFound
 from cove.model.names import validate_instance_name
 from cove.model.projects import DEFAULT, instance_key, instance_url, split_key
 from cove.model.records import Instance, Snapshot
@@ -92,6 +92,10 @@ class CopyTarget(Protocol):
 
     def start_now(self, name: str) -> None:
         """Start the stopped instance keyed ``name`` (caller holds its lock)."""
+        ...
+
+    def check_free(self, key: str) -> None:
+        """Raise Conflict when an instance keyed ``key`` exists."""
         ...
 
 
@@ -186,8 +190,7 @@ class Copies:
         """
         src = self._source(req.source, project)  # first, as LXD: a missing source is a 404
         key = self._key(validate_instance_name(req.name), project)
-        if self._store.has_instance(key):
-            raise Conflict(f"Instance {req.name!r} already exists")
+        self._instances.check_free(key)
         config = cfg.validate_config({**_carried(src.config), **(req.config or {})})
         config.setdefault(TRIGGER_KEY, "copy")  # the image's templates, at its first start
         devices = {**src.devices, **self._instances.validate_devices(req.devices)}
@@ -208,8 +211,6 @@ class Copies:
                         else src.snap.architecture, project=project)
 
         def work(op: Operation) -> Instance:
-            if self._store.has_instance(key):
-                raise Conflict(f"Instance {req.name!r} already exists")
             current = _Source(src.key, self._store.get_instance(src.key), src.snap)
             if src.snap is not None:  # deleted since: the lock was not held then
                 current.snap = self._store.snapshots.get(src.key, src.snap.name)
@@ -223,7 +224,8 @@ class Copies:
         resources["containers"] = list(resources["instances"])
         return self._operations.run(work, description="Creating instance",
                                     resources=resources, project=project,
-                                    lock=(f"instance:{key}", f"instance:{src.key}"))
+                                    lock=(f"instance:{key}", f"instance:{src.key}"),
+                                    check=lambda: self._instances.check_free(key))
 
     def _make(self, op: Operation, src: _Source, inst: Instance, with_snapshots: bool) -> None:
         """Copy the files into a temporary directory, rename it into place,

@@ -124,11 +124,18 @@ class Instances:
         self._events.lifecycle(action, instance_url(key), project=split_key(key)[0], **context)
 
     def _run(self, key: str, work: Callable[[Operation], Any], description: str,
-             wait_for_lock: float = 0) -> Operation:
-        """An operation on the instance keyed ``key`` that holds its lock."""
+             wait_for_lock: float = 0, check: Callable[[], None] | None = None) -> Operation:
+        """An operation on the instance keyed ``key`` that holds its lock
+        (``check``: as ``Operations.run``'s)."""
         return self._operations.run(
             work, description=description, resources={"instances": [instance_url(key)]},
-            lock=f"instance:{key}", wait_for_lock=wait_for_lock, project=split_key(key)[0])
+            lock=f"instance:{key}", wait_for_lock=wait_for_lock, project=split_key(key)[0],
+            check=check)
+
+    def check_free(self, key: str) -> None:
+        """Raise Conflict when an instance keyed ``key`` exists."""
+        if self._store.has_instance(key):
+            raise Conflict(f"Instance {split_key(key)[1]!r} already exists")
 
     def all(self, *, project: str | None = DEFAULT) -> list[Instance]:
         """Every instance of ``project`` (None: of every project), with its
@@ -181,8 +188,7 @@ class Instances:
         self._limits.check(config)
         devices = validate_devices(req.devices)
         image = self._images.resolve(req.source.image_ref(), project=project)
-        if self._store.has_instance(name):
-            raise Conflict(f"Instance {req.name!r} already exists")
+        self.check_free(name)
         profiles = req.profiles_or_default  # [] (--no-profiles): no profile, no NIC
         self._profiles.check(profiles, project)
         cfg.resources_from_config(self._profiles.expand_config(profiles, config, project))
@@ -193,8 +199,6 @@ class Instances:
         self._check_limits(project, config)
 
         def work(op: Operation) -> Instance:
-            if self._store.has_instance(name):
-                raise Conflict(f"Instance {req.name!r} already exists")
             now = self._now()
             full = {f"image.{k}": v for k, v in image.properties.items()}
             full.update(self._images.instance_keys(image.fingerprint))  # an OCI image's
@@ -230,7 +234,9 @@ class Instances:
                 undo.pop_all()
             return inst
 
-        return self._run(name, work, "Creating instance", wait_for_lock)
+        failpoint("create.before-lock")  # checked, not yet locked: another may make it now
+        return self._run(name, work, "Creating instance", wait_for_lock,
+                         check=lambda: self.check_free(name))
 
     # -- state changes --------------------------------------------------------
     def change_state(self, name: str, action: str, *, project: str = DEFAULT,
@@ -629,14 +635,12 @@ class Instances:
             NotFound: no such instance.  Conflict: busy, or the new name is taken.
         """
         validate_instance_name(new_name)
-        plain_new = new_name
         name, new_name = self._key(name, project), instance_key(project, new_name)
         inst = self._store.get_instance(name)
         self._busy(name, 0)
         if inst.status is not Status.STOPPED:
             raise BadRequest("Renaming of running instance not allowed")
-        if self._store.has_instance(new_name):
-            raise Conflict(f"Instance {plain_new!r} already exists")
+        self.check_free(new_name)
 
         def work(op: Operation) -> None:
             if self._store.get_instance(name).status is not Status.STOPPED:
@@ -659,7 +663,11 @@ class Instances:
             self._store.finish_rename(new_name)
             self._lifecycle("instance-renamed", new_name, old_name=split_key(name)[1])
 
-        return self._run(name, work, "Renaming instance")
+        # both names' locks: no create, copy or import takes the new one meanwhile
+        return self._operations.run(
+            work, description="Renaming instance", resources={"instances": [instance_url(name)]},
+            lock=(f"instance:{name}", f"instance:{new_name}"), project=split_key(name)[0],
+            check=lambda: self.check_free(new_name))
 
     def delete(self, name: str, *, project: str = DEFAULT, force: bool = False,
                wait_for_lock: float = 0) -> Operation:

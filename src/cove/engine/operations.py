@@ -236,7 +236,8 @@ class Operations:
     def run(self, fn: Callable[[Operation], Any], *, description: str,
             resources: dict[str, list[str]] | None = None,
             lock: str | tuple[str, ...] | None = None, wait_for_lock: float = 0.0, cls: str = "task", may_cancel: bool = False,
-            background: bool = True, project: str = "default") -> Operation:
+            background: bool = True, project: str = "default",
+            check: Callable[[], None] | None = None) -> Operation:
         """Create an operation that runs ``fn(op)`` and return it.
 
         ``lock`` names a key (``instance:NAME``), or several (a copy holds its
@@ -244,6 +245,13 @@ class Operations:
         If another operation holds one, raise Conflict naming that operation,
         unless ``wait_for_lock`` > 0, in which case wait that long for it.
         With ``background=False`` the work runs in the calling thread.
+
+        ``check`` runs as each lock is taken, under the table's own lock: what
+        it raises takes no lock and makes no operation. A create passes "the
+        name is free" here: checked before, a create that met no lock but an
+        instance made meanwhile would hold the new instance's lock while it
+        failed, and the maker's next action (its start) would be refused as
+        busy with somebody else's failed create.
 
         Raises:
             Conflict: the lock is held (and stayed held for ``wait_for_lock``).
@@ -255,7 +263,7 @@ class Operations:
         keys = (lock,) if isinstance(lock, str) else tuple(lock or ())
         for i, key in enumerate(keys):
             try:
-                self._acquire(key, op, wait_for_lock)
+                self._acquire(key, op, wait_for_lock, check)
             except BaseException:
                 for held in keys[:i]:
                     self._release(held, op)
@@ -294,7 +302,8 @@ class Operations:
             work()
         return op
 
-    def _acquire(self, key: str, op: Operation, wait: float) -> None:
+    def _acquire(self, key: str, op: Operation, wait: float,
+                 check: Callable[[], None] | None = None) -> None:
         deadline = time.monotonic() + wait
         with self._cond:
             while key in self._locks:
@@ -305,6 +314,8 @@ class Operations:
                     raise Conflict(f"{what} is busy: operation {held.id} "
                                    f"({held.description}) is in flight")
                 self._cond.wait(left)
+            if check is not None:
+                check()
             self._locks[key] = op
 
     def _release(self, key: str, op: Operation) -> None:
