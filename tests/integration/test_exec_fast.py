@@ -465,8 +465,12 @@ def _read_to_end(fd: int, timeout: float = 10) -> bytes:
 
 def test_tty(box: Box, mode: str) -> None:
     # runc (flags) sizes the pty it makes only after the command started: a first
-    # `stty size` can read 0x0 and fail there (1 in ~4 full runs); the helper's is sized first
-    first = "until stty size >/dev/null 2>&1; do sleep 0.05; done; " if mode == "runc" else ""
+    # `stty size` can read 0x0 and fail there (1 in ~4 full runs); the helper's is sized first.
+    # The wait compares what stty prints: its exit code is no test, busybox's `stty size` on
+    # a 0x0 pty prints an error (with whatever errno was left) and exits 0, so a loop on
+    # the exit code never waited (CI: "stty: standard input: No child processes")
+    first = ('until [ "$(stty size 2>/dev/null)" = "30 100" ]; do sleep 0.05; done; '
+             if mode == "runc" else "")
     s = box.engine.access.exec(box.name, InstanceExecPost(
         command=["sh", "-c", f"tty; {first}stty size; read x; stty size; ls /proc/self/fd; exit 4"],
         interactive=True, width=100, height=30))
