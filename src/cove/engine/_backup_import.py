@@ -131,7 +131,7 @@ class BackupImports:
         return self._operations.run(work, description="Restoring backup",
                                     resources={"instances": [instance_url(key)]},
                                     lock=f"instance:{key}", project=project,
-                                    check=lambda: self._check_free(key))
+                                    check=lambda: self._store.check_free(key))
 
     def _apply_increment(self, path: Path, index: dict[str, Any], name: str,
                          project: str) -> Operation:
@@ -230,12 +230,8 @@ class BackupImports:
             raise BadRequest("backup/index.yaml: 'name' must be a string")
         validate_instance_name(plain)
         key = instance_key(project, plain)
-        self._check_free(key)
+        self._store.check_free(key)
         return key
-
-    def _check_free(self, key: str) -> None:
-        if self._store.has_instance(key):
-            raise Conflict(f"Instance {split_key(key)[1]!r} already exists")
 
     def _import(self, op: Operation, path: Path, key: str, project: str,
                 snapshots: list[str]) -> Instance:

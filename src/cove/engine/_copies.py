@@ -94,10 +94,6 @@ class CopyTarget(Protocol):
         """Start the stopped instance keyed ``name`` (caller holds its lock)."""
         ...
 
-    def check_free(self, key: str) -> None:
-        """Raise Conflict when an instance keyed ``key`` exists."""
-        ...
-
 
 def _carried(config: dict[str, str]) -> dict[str, str]:
     """The source's config a copy keeps (LXD's ``InstanceIncludeWhenCopying``)."""
@@ -190,7 +186,7 @@ class Copies:
         """
         src = self._source(req.source, project)  # first, as LXD: a missing source is a 404
         key = self._key(validate_instance_name(req.name), project)
-        self._instances.check_free(key)
+        self._store.check_free(key)
         config = cfg.validate_config({**_carried(src.config), **(req.config or {})})
         config.setdefault(TRIGGER_KEY, "copy")  # the image's templates, at its first start
         devices = {**src.devices, **self._instances.validate_devices(req.devices)}
@@ -225,7 +221,7 @@ class Copies:
         return self._operations.run(work, description="Creating instance",
                                     resources=resources, project=project,
                                     lock=(f"instance:{key}", f"instance:{src.key}"),
-                                    check=lambda: self._instances.check_free(key))
+                                    check=lambda: self._store.check_free(key))
 
     def _make(self, op: Operation, src: _Source, inst: Instance, with_snapshots: bool) -> None:
         """Copy the files into a temporary directory, rename it into place,

@@ -132,11 +132,6 @@ class Instances:
             lock=f"instance:{key}", wait_for_lock=wait_for_lock, project=split_key(key)[0],
             check=check)
 
-    def check_free(self, key: str) -> None:
-        """Raise Conflict when an instance keyed ``key`` exists."""
-        if self._store.has_instance(key):
-            raise Conflict(f"Instance {split_key(key)[1]!r} already exists")
-
     def all(self, *, project: str | None = DEFAULT) -> list[Instance]:
         """Every instance of ``project`` (None: of every project), with its
         expanded config and devices; ``name`` is the key, ``project`` says
@@ -188,7 +183,7 @@ class Instances:
         self._limits.check(config)
         devices = validate_devices(req.devices)
         image = self._images.resolve(req.source.image_ref(), project=project)
-        self.check_free(name)
+        self._store.check_free(name)
         profiles = req.profiles_or_default  # [] (--no-profiles): no profile, no NIC
         self._profiles.check(profiles, project)
         cfg.resources_from_config(self._profiles.expand_config(profiles, config, project))
@@ -236,7 +231,7 @@ class Instances:
 
         failpoint("create.before-lock")  # checked, not yet locked: another may make it now
         return self._run(name, work, "Creating instance", wait_for_lock,
-                         check=lambda: self.check_free(name))
+                         check=lambda: self._store.check_free(name))
 
     # -- state changes --------------------------------------------------------
     def change_state(self, name: str, action: str, *, project: str = DEFAULT,
@@ -640,7 +635,7 @@ class Instances:
         self._busy(name, 0)
         if inst.status is not Status.STOPPED:
             raise BadRequest("Renaming of running instance not allowed")
-        self.check_free(new_name)
+        self._store.check_free(new_name)
 
         def work(op: Operation) -> None:
             if self._store.get_instance(name).status is not Status.STOPPED:
@@ -667,7 +662,7 @@ class Instances:
         return self._operations.run(
             work, description="Renaming instance", resources={"instances": [instance_url(name)]},
             lock=(f"instance:{name}", f"instance:{new_name}"), project=split_key(name)[0],
-            check=lambda: self.check_free(new_name))
+            check=lambda: self._store.check_free(new_name))
 
     def delete(self, name: str, *, project: str = DEFAULT, force: bool = False,
                wait_for_lock: float = 0) -> Operation:

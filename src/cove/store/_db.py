@@ -187,9 +187,11 @@ class Store:
             raise NotFound(f"Instance not found: {split_key(name)[1]}")
         return _instance(row)
 
-    def has_instance(self, name: str) -> bool:
-        return self.db.read(
-            "SELECT 1 FROM instances WHERE name=?", (name,)).fetchone() is not None
+    def check_free(self, name: str) -> None:
+        """Raise Conflict when an instance keyed ``name`` exists (a create, copy,
+        import or rename checks this as it takes the name's lock)."""
+        if self.db.read("SELECT 1 FROM instances WHERE name=?", (name,)).fetchone() is not None:
+            raise Conflict(f"Instance {split_key(name)[1]!r} already exists")
 
     def add_instance(self, inst: Instance, snapshots: Sequence[Snapshot] = ()) -> Instance:
         """Add the row, and ``snapshots`` (a copy's) in the same transaction.
