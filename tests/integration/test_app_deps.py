@@ -380,7 +380,10 @@ def test_start_once_with_another_command_and_exec_waits_for_a_start(
         r = api.request("PUT", f"/1.0/instances/{top}/state", {"action": "start"})
         assert r.status == 202
         time.sleep(0.3)  # db is still getting ready: top is starting
-        code, out, _ = api.exec(top, ["cat", "/tmp/t0"])
+        # the exec runs once the start is done: its init runs, but its shell may have
+        # made /tmp/t0 and not yet written it (CI: an empty read), so it is waited for
+        wait_written = "for i in $(seq 100); do [ -s /tmp/t0 ] && break; sleep 0.05; done"
+        code, out, _ = api.exec(top, ["sh", "-c", f"{wait_written}; cat /tmp/t0"])
         assert code == 0 and out
         api.wait(r)
     finally:
